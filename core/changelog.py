@@ -1,0 +1,111 @@
+"""The brain-wide audit feed: every mutation, with a short human summary."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from core import cursor as cursors
+from core.ids import iso, new_id, now_ms
+from core.scope import Scope
+
+_PREVIEW = 80
+
+
+def preview(content: str) -> str:
+    flat = " ".join(content.split())
+    return flat if len(flat) <= _PREVIEW else flat[: _PREVIEW - 1] + "…"
+
+
+def record(
+    conn: Connection,
+    scope: Scope,
+    *,
+    event_type: str,
+    entity_type: str,
+    entity_id: str,
+    summary: str,
+    user_id: str | None = None,
+    actor_id: str | None = None,
+    payload: dict[str, Any] | None = None,
+    at: int | None = None,
+) -> None:
+    conn.execute(
+        text(
+            "INSERT INTO changelog (id, brain_id, user_id, event_type, entity_type, entity_id, "
+            "actor_id, summary, payload, created_at) VALUES (:id, :brain, :user, :event, "
+            ":etype, :eid, :actor, :summary, :payload, :at)"
+        ),
+        {
+            "id": new_id(),
+            "brain": scope.brain_id,
+            "user": user_id,
+            "event": event_type,
+            "etype": entity_type,
+            "eid": entity_id,
+            "actor": actor_id or scope.principal,
+            "summary": summary,
+            "payload": json.dumps(payload or {}),
+            "at": now_ms() if at is None else at,
+        },
+    )
+
+
+def scrub(conn: Connection, scope: Scope, entity_id: str) -> None:
+    """Remove the content a purged entity left in earlier entries; keep that they happened."""
+    conn.execute(
+        text(
+            "UPDATE changelog SET summary = '(purged)', payload = '{}' "
+            "WHERE brain_id = :brain AND entity_id = :eid"
+        ),
+        {"brain": scope.brain_id, "eid": entity_id},
+    )
+
+
+def feed(
+    conn: Connection,
+    scope: Scope,
+    *,
+    since: int | None,
+    event_type: str | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Oldest first from `since`, so a consumer can follow the feed with next_cursor."""
+    where = ["brain_id = :brain"]
+    params: dict[str, Any] = {"brain": scope.brain_id, "limit": limit + 1}
+    if scope.user_id is not None:
+        where.append("user_id = :scope_user")
+        params["scope_user"] = scope.user_id
+    if since is not None:
+        where.append("created_at >= :since")
+        params["since"] = since
+    if event_type is not None:
+        where.append("event_type = :event")
+        params["event"] = event_type
+    if cursor is not None:
+        position = cursors.decode(cursor, keys=("t", "i"))
+        where.append("(created_at > :ct OR (created_at = :ct AND id > :ci))")
+        params.update(ct=position["t"], ci=position["i"])
+    rows = list(
+        conn.execute(
+            text(
+                "SELECT id, event_type, entity_type, entity_id, user_id, actor_id, summary, "
+                f"payload, created_at FROM changelog WHERE {' AND '.join(where)} "
+                "ORDER BY created_at, id LIMIT :limit"
+            ),
+            params,
+        ).mappings()
+    )
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = cursors.encode({"t": last["created_at"], "i": last["id"]})
+    entries = [
+        {**row, "payload": json.loads(row["payload"]), "created_at": iso(row["created_at"])}
+        for row in rows
+    ]
+    return entries, next_cursor

@@ -1,0 +1,1 @@
+"""The store: engine, declared schema, migrations and transactions."""

@@ -1,0 +1,108 @@
+"""URL -> engine, one per process and URL, created lazily and reused across warm invocations."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger("mnemo.db")
+
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+WRITE = "mnemo_write"
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def get_engine(url: str, *, busy_timeout_ms: int = 30_000, on_lambda: bool = False) -> Engine:
+    engine = _engines.get(url)
+    if engine is not None:
+        return engine
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _create(url, busy_timeout_ms=busy_timeout_ms, on_lambda=on_lambda)
+            _engines[url] = engine
+    return engine
+
+
+def dispose(url: str) -> None:
+    with _lock:
+        engine = _engines.pop(url, None)
+    if engine is not None:
+        engine.dispose()
+
+
+def dispose_all() -> None:
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+def _create(url: str, *, busy_timeout_ms: int, on_lambda: bool) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _create_sqlite(url, busy_timeout_ms=busy_timeout_ms, on_lambda=on_lambda)
+    if parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        # pre_ping: a warm Lambda may hold a connection the server has long since closed.
+        return create_engine(parsed, pool_pre_ping=True, pool_size=2, max_overflow=4)
+    raise ValueError(
+        f"MNEMO_DATABASE_URL must be a sqlite:/// or postgresql+psycopg:// URL, got {url!r}"
+    )
+
+
+def _create_sqlite(url: str, *, busy_timeout_ms: int, on_lambda: bool) -> Engine:
+    database = make_url(url).database
+    if database and database != ":memory:":
+        path = Path(database)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if on_lambda and str(path).startswith("/tmp"):  # noqa: S108
+            log.warning(
+                "store: SQLite at %s. On Lambda only /tmp is writable and it is ephemeral and "
+                "per instance: data is lost when the instance is recycled. Set "
+                "MNEMO_DATABASE_URL to a PostgreSQL URL for durable storage.",
+                path,
+            )
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # We issue BEGIN ourselves (below), so the driver must not.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A writer takes the write lock up front: a deferred transaction that later upgrades
+        # can fail with "database is locked" regardless of the busy timeout.
+        write = conn.get_execution_options().get(WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+@contextmanager
+def transaction(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
+    """One transaction: committed on success, rolled back on any exception."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(**{WRITE: write})
+        with conn.begin():
+            yield conn

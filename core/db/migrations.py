@@ -1,0 +1,329 @@
+"""Versioned migrations and `ensure_schema`.
+
+Migrations are an ordered, named set of SQL scripts (the sqlite-utils way: SQL beside the code
+that runs it). Each migration and its `schema_version` row are applied in one transaction. An
+applied migration is never edited: a change to the schema is a new migration, and
+`core/db/schema.py` declares the end state that a test compares the migrated database against.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from core.db.engine import is_sqlite, transaction
+from core.ids import now_ms
+
+log = logging.getLogger("mnemo.migrate")
+
+# Dialect spellings; everything else in the scripts is common SQL.
+_TYPES = {
+    "sqlite": {"blob": "BLOB"},
+    "postgresql": {"blob": "BYTEA"},
+}
+# Arbitrary, fixed: the PostgreSQL advisory lock that serialises concurrent migrators.
+_PG_LOCK_KEY = 0x6D6E656D6F
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    def statements(self, dialect: str) -> list[str]:
+        script = self.sql.format(**_TYPES[dialect])
+        return [s.strip() for s in script.split(";") if s.strip()]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "brains and api keys",
+        """
+        CREATE TABLE brains (
+            id TEXT PRIMARY KEY,
+            slug TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL
+        );
+        CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
+            name TEXT,
+            prefix TEXT NOT NULL,
+            key_hash TEXT NOT NULL UNIQUE,
+            user_id TEXT,
+            read_only INTEGER NOT NULL DEFAULT 0,
+            created_at BIGINT NOT NULL,
+            last_used_at BIGINT,
+            revoked_at BIGINT
+        );
+        CREATE INDEX ix_api_keys_brain ON api_keys (brain_id);
+        """,
+    ),
+    Migration(
+        2,
+        "memories, history, changelog and users",
+        """
+        CREATE TABLE memories (
+            id TEXT PRIMARY KEY,
+            brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
+            user_id TEXT,
+            agent_id TEXT,
+            run_id TEXT,
+            type TEXT NOT NULL CHECK (type IN ('note', 'fact', 'journal')),
+            title TEXT,
+            key TEXT,
+            content TEXT NOT NULL,
+            tags TEXT NOT NULL DEFAULT '[]',
+            source TEXT,
+            confidence DOUBLE PRECISION NOT NULL DEFAULT 0.7
+                CHECK (confidence >= 0 AND confidence <= 1),
+            importance DOUBLE PRECISION NOT NULL DEFAULT 0.5
+                CHECK (importance >= 0 AND importance <= 1),
+            metadata TEXT NOT NULL DEFAULT '{{}}',
+            state TEXT NOT NULL DEFAULT 'active'
+                CHECK (state IN ('active', 'archived', 'deleted')),
+            content_hash TEXT NOT NULL,
+            superseded_by TEXT,
+            occurred_at BIGINT,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            archived_at BIGINT,
+            deleted_at BIGINT,
+            access_count INTEGER NOT NULL DEFAULT 0,
+            last_accessed_at BIGINT
+        );
+        CREATE INDEX ix_memories_brain_created ON memories (brain_id, created_at, id);
+        CREATE INDEX ix_memories_brain_user_created
+            ON memories (brain_id, user_id, created_at, id);
+        CREATE INDEX ix_memories_brain_updated ON memories (brain_id, updated_at);
+        CREATE UNIQUE INDEX ux_memories_active_content
+            ON memories (brain_id, coalesce(user_id, ''), coalesce(key, ''), content_hash)
+            WHERE state = 'active';
+        CREATE UNIQUE INDEX ux_memories_active_fact
+            ON memories (brain_id, coalesce(user_id, ''), key)
+            WHERE state = 'active' AND type = 'fact';
+        CREATE TABLE memory_tags (
+            memory_id TEXT NOT NULL REFERENCES memories (id) ON DELETE CASCADE,
+            tag TEXT NOT NULL,
+            brain_id TEXT NOT NULL,
+            PRIMARY KEY (memory_id, tag)
+        );
+        CREATE INDEX ix_memory_tags_brain_tag ON memory_tags (brain_id, tag);
+        CREATE TABLE memory_links (
+            id TEXT PRIMARY KEY,
+            brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
+            from_id TEXT NOT NULL REFERENCES memories (id) ON DELETE CASCADE,
+            to_id TEXT NOT NULL REFERENCES memories (id) ON DELETE CASCADE,
+            relation TEXT NOT NULL CHECK (relation IN (
+                'related', 'supports', 'contradicts', 'supersedes', 'causes', 'example_of')),
+            label TEXT,
+            weight DOUBLE PRECISION NOT NULL DEFAULT 1.0,
+            created_at BIGINT NOT NULL,
+            UNIQUE (brain_id, from_id, to_id, relation)
+        );
+        CREATE INDEX ix_memory_links_to ON memory_links (brain_id, to_id);
+        CREATE TABLE memory_history (
+            id TEXT PRIMARY KEY,
+            brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
+            memory_id TEXT NOT NULL,
+            user_id TEXT,
+            event TEXT NOT NULL
+                CHECK (event IN ('ADD', 'UPDATE', 'DELETE', 'ARCHIVE', 'RESTORE')),
+            old_memory TEXT,
+            new_memory TEXT,
+            detail TEXT,
+            actor_id TEXT,
+            role TEXT,
+            is_deleted INTEGER NOT NULL DEFAULT 0,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT
+        );
+        CREATE INDEX ix_memory_history_memory ON memory_history (brain_id, memory_id, created_at);
+        CREATE TABLE changelog (
+            id TEXT PRIMARY KEY,
+            brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
+            user_id TEXT,
+            event_type TEXT NOT NULL,
+            entity_type TEXT NOT NULL,
+            entity_id TEXT NOT NULL,
+            actor_id TEXT,
+            summary TEXT NOT NULL,
+            payload TEXT NOT NULL DEFAULT '{{}}',
+            created_at BIGINT NOT NULL
+        );
+        CREATE INDEX ix_changelog_brain_created ON changelog (brain_id, created_at, id);
+        CREATE TABLE users (
+            brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
+            user_id TEXT NOT NULL,
+            summary TEXT,
+            reflection_count INTEGER NOT NULL DEFAULT 0,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            PRIMARY KEY (brain_id, user_id)
+        );
+        """,
+    ),
+    Migration(
+        3,
+        "maintenance stats",
+        """
+        CREATE TABLE stats (
+            id TEXT PRIMARY KEY,
+            type TEXT NOT NULL,
+            count INTEGER NOT NULL DEFAULT 1,
+            detail TEXT,
+            ts BIGINT NOT NULL
+        );
+        CREATE INDEX ix_stats_ts ON stats (ts);
+        CREATE INDEX ix_stats_type ON stats (type);
+        """,
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+_CREATE_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at BIGINT NOT NULL
+)
+"""
+
+Reporter = Callable[[str], None]
+
+
+def _quiet(_line: str) -> None:
+    return None
+
+
+def current_version(conn: Connection) -> int | None:
+    """The newest applied migration, or None on a database Mnemo has never touched."""
+    try:
+        with conn.begin_nested():
+            value = conn.execute(text("SELECT max(version) FROM schema_version")).scalar()
+    except DBAPIError:
+        return None
+    return None if value is None else int(value)
+
+
+def applied(engine: Engine) -> dict[int, int]:
+    """version -> applied_at (ms) for every applied migration."""
+    with transaction(engine, write=False) as conn:
+        if current_version(conn) is None:
+            return {}
+        rows = conn.execute(text("SELECT version, applied_at FROM schema_version")).all()
+    return {int(v): int(at) for v, at in rows}
+
+
+def pending(engine: Engine) -> list[Migration]:
+    done = applied(engine)
+    return [m for m in MIGRATIONS if m.version not in done]
+
+
+def dry_run_sql(engine: Engine) -> list[tuple[Migration, list[str]]]:
+    dialect = engine.dialect.name
+    return [(m, m.statements(dialect)) for m in pending(engine)]
+
+
+def migrate(engine: Engine, report: Reporter = _quiet) -> list[Migration]:
+    """Apply every pending migration, each in its own transaction; safe under concurrency."""
+    report("[MIGRATE] Checking for pending migrations...")
+    with transaction(engine, write=False) as conn:
+        version = current_version(conn)
+    report(f"[MIGRATE] Current database version: {version if version is not None else 'none'}")
+    done: list[Migration] = []
+    for migration in MIGRATIONS:
+        if version is not None and migration.version <= version:
+            continue
+        if _apply(engine, migration, report):
+            done.append(migration)
+    report("[MIGRATE] All migrations completed")
+    return done
+
+
+def _apply(engine: Engine, migration: Migration, report: Reporter) -> bool:
+    """Apply one migration unless a concurrent migrator got there first."""
+    with transaction(engine, write=True) as conn:
+        _lock_for_migration(conn, engine)
+        conn.execute(text(_CREATE_VERSION_TABLE))
+        already = conn.execute(
+            text("SELECT 1 FROM schema_version WHERE version = :v"), {"v": migration.version}
+        ).first()
+        if already:
+            return False
+        report(f"[MIGRATE] Running migration: {migration.version} - {migration.name}")
+        for statement in migration.statements(engine.dialect.name):
+            conn.exec_driver_sql(statement)
+        conn.execute(
+            text("INSERT INTO schema_version (version, name, applied_at) VALUES (:v, :n, :t)"),
+            {"v": migration.version, "n": migration.name, "t": now_ms()},
+        )
+    report(f"[MIGRATE] Migration {migration.version} completed successfully")
+    return True
+
+
+def _lock_for_migration(conn: Connection, engine: Engine) -> None:
+    # SQLite: the transaction began with BEGIN IMMEDIATE, which already holds the write lock.
+    if not is_sqlite(engine):
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+
+
+@dataclass
+class _Checked:
+    version: int
+    at: float
+
+
+_checked: dict[Engine, _Checked] = {}
+_checked_lock = threading.Lock()
+
+
+def ensure_schema(engine: Engine, *, probe_seconds: float = 5.0) -> int:
+    """Bring the database to the newest schema; on a warm process this costs next to nothing.
+
+    The result is memoised per engine; after `probe_seconds` one cheap version probe runs again,
+    so a migration applied by another process (a newer deployment) is still noticed.
+    """
+    checked = _checked.get(engine)
+    if checked is not None and time.monotonic() - checked.at < probe_seconds:
+        return checked.version
+    with _checked_lock:
+        with transaction(engine, write=False) as conn:
+            version = current_version(conn)
+        if version is None or version < LATEST_VERSION:
+            migrate(engine, report=log.info)
+            with transaction(engine, write=False) as conn:
+                version = current_version(conn)
+        assert version is not None
+        if version > LATEST_VERSION and (checked is None or checked.version != version):
+            log.warning(
+                "database schema is at version %d, newer than this code's %d: "
+                "deploy the newer code",
+                version,
+                LATEST_VERSION,
+            )
+        _checked[engine] = _Checked(version, time.monotonic())
+        return version
+
+
+def forget(engine: Engine | None = None) -> None:
+    """Drop the memo (tests, and tools that change the schema behind the app's back)."""
+    if engine is None:
+        _checked.clear()
+    else:
+        _checked.pop(engine, None)
+
+
+def statements_for(migrations: Iterable[Migration], dialect: str) -> list[str]:
+    return [s for m in migrations for s in m.statements(dialect)]

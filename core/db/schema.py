@@ -1,0 +1,218 @@
+"""The declared schema: what the database looks like once every migration has run.
+
+Migrations (core/db/migrations.py) are the history; this is the end state, kept in step by a
+test that migrates an empty database one version at a time and compares the two.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+
+metadata = MetaData()
+
+
+def _ts(name: str, *, nullable: bool = True) -> Column[int]:
+    return Column(name, BigInteger, nullable=nullable)
+
+
+def _brain_fk() -> Column[str]:
+    return Column("brain_id", Text, ForeignKey("brains.id", ondelete="CASCADE"), nullable=False)
+
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("name", Text, nullable=False),
+    _ts("applied_at", nullable=False),
+)
+
+brains = Table(
+    "brains",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("slug", Text, nullable=False, unique=True),
+    Column("name", Text, nullable=False),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Text, primary_key=True),
+    _brain_fk(),
+    Column("name", Text),
+    Column("prefix", Text, nullable=False),
+    Column("key_hash", Text, nullable=False, unique=True),
+    Column("user_id", Text),
+    Column("read_only", Integer, nullable=False, server_default=text("0")),
+    _ts("created_at", nullable=False),
+    _ts("last_used_at"),
+    _ts("revoked_at"),
+    Index("ix_api_keys_brain", "brain_id"),
+)
+
+memories = Table(
+    "memories",
+    metadata,
+    Column("id", Text, primary_key=True),
+    _brain_fk(),
+    Column("user_id", Text),
+    Column("agent_id", Text),
+    Column("run_id", Text),
+    Column("type", Text, nullable=False),
+    Column("title", Text),
+    Column("key", Text),
+    Column("content", Text, nullable=False),
+    Column("tags", Text, nullable=False, server_default=text("'[]'")),
+    Column("source", Text),
+    Column("confidence", Float, nullable=False, server_default=text("0.7")),
+    Column("importance", Float, nullable=False, server_default=text("0.5")),
+    Column("metadata", Text, nullable=False, server_default=text("'{}'")),
+    Column("state", Text, nullable=False, server_default=text("'active'")),
+    Column("content_hash", Text, nullable=False),
+    Column("superseded_by", Text),
+    _ts("occurred_at"),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    _ts("archived_at"),
+    _ts("deleted_at"),
+    Column("access_count", Integer, nullable=False, server_default=text("0")),
+    _ts("last_accessed_at"),
+    CheckConstraint("type IN ('note', 'fact', 'journal')"),
+    CheckConstraint("confidence >= 0 AND confidence <= 1"),
+    CheckConstraint("importance >= 0 AND importance <= 1"),
+    CheckConstraint("state IN ('active', 'archived', 'deleted')"),
+)
+Index("ix_memories_brain_created", memories.c.brain_id, memories.c.created_at, memories.c.id)
+Index(
+    "ix_memories_brain_user_created",
+    memories.c.brain_id,
+    memories.c.user_id,
+    memories.c.created_at,
+    memories.c.id,
+)
+Index("ix_memories_brain_updated", memories.c.brain_id, memories.c.updated_at)
+Index(
+    "ux_memories_active_content",
+    memories.c.brain_id,
+    func.coalesce(memories.c.user_id, ""),
+    func.coalesce(memories.c.key, ""),
+    memories.c.content_hash,
+    unique=True,
+    sqlite_where=text("state = 'active'"),
+    postgresql_where=text("state = 'active'"),
+)
+Index(
+    "ux_memories_active_fact",
+    memories.c.brain_id,
+    func.coalesce(memories.c.user_id, ""),
+    memories.c.key,
+    unique=True,
+    sqlite_where=text("state = 'active' AND type = 'fact'"),
+    postgresql_where=text("state = 'active' AND type = 'fact'"),
+)
+
+memory_tags = Table(
+    "memory_tags",
+    metadata,
+    Column("memory_id", Text, ForeignKey("memories.id", ondelete="CASCADE"), nullable=False),
+    Column("tag", Text, nullable=False),
+    Column("brain_id", Text, nullable=False),
+    PrimaryKeyConstraint("memory_id", "tag"),
+    Index("ix_memory_tags_brain_tag", "brain_id", "tag"),
+)
+
+memory_links = Table(
+    "memory_links",
+    metadata,
+    Column("id", Text, primary_key=True),
+    _brain_fk(),
+    Column("from_id", Text, ForeignKey("memories.id", ondelete="CASCADE"), nullable=False),
+    Column("to_id", Text, ForeignKey("memories.id", ondelete="CASCADE"), nullable=False),
+    Column("relation", Text, nullable=False),
+    Column("label", Text),
+    Column("weight", Float, nullable=False, server_default=text("1.0")),
+    _ts("created_at", nullable=False),
+    UniqueConstraint("brain_id", "from_id", "to_id", "relation"),
+    CheckConstraint(
+        "relation IN ('related', 'supports', 'contradicts', 'supersedes', 'causes', 'example_of')"
+    ),
+    Index("ix_memory_links_to", "brain_id", "to_id"),
+)
+
+memory_history = Table(
+    "memory_history",
+    metadata,
+    Column("id", Text, primary_key=True),
+    _brain_fk(),
+    Column("memory_id", Text, nullable=False),
+    Column("user_id", Text),
+    Column("event", Text, nullable=False),
+    Column("old_memory", Text),
+    Column("new_memory", Text),
+    Column("detail", Text),
+    Column("actor_id", Text),
+    Column("role", Text),
+    Column("is_deleted", Integer, nullable=False, server_default=text("0")),
+    _ts("created_at", nullable=False),
+    _ts("updated_at"),
+    CheckConstraint("event IN ('ADD', 'UPDATE', 'DELETE', 'ARCHIVE', 'RESTORE')"),
+    Index("ix_memory_history_memory", "brain_id", "memory_id", "created_at"),
+)
+
+changelog = Table(
+    "changelog",
+    metadata,
+    Column("id", Text, primary_key=True),
+    _brain_fk(),
+    Column("user_id", Text),
+    Column("event_type", Text, nullable=False),
+    Column("entity_type", Text, nullable=False),
+    Column("entity_id", Text, nullable=False),
+    Column("actor_id", Text),
+    Column("summary", Text, nullable=False),
+    Column("payload", Text, nullable=False, server_default=text("'{}'")),
+    _ts("created_at", nullable=False),
+    Index("ix_changelog_brain_created", "brain_id", "created_at", "id"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    _brain_fk(),
+    Column("user_id", Text, nullable=False),
+    Column("summary", Text),
+    Column("reflection_count", Integer, nullable=False, server_default=text("0")),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    PrimaryKeyConstraint("brain_id", "user_id"),
+)
+
+stats = Table(
+    "stats",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("type", Text, nullable=False),
+    Column("count", Integer, nullable=False, server_default=text("1")),
+    Column("detail", Text),
+    _ts("ts", nullable=False),
+    Index("ix_stats_ts", "ts"),
+    Index("ix_stats_type", "type"),
+)

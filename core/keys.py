@@ -1,0 +1,119 @@
+"""API keys: brain-scoped, optionally user-scoped or read-only, stored only as hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, text
+
+from core.brains import ensure_brain
+from core.ids import new_id, now_ms
+from core.scope import Scope
+
+KEY_PREFIX = "mnemo_"
+# last_used_at is bookkeeping, not security: refresh it at most this often to keep reads cheap.
+_TOUCH_EVERY_MS = 60_000
+
+
+@dataclass(frozen=True)
+class NewKey:
+    id: str
+    brain_id: str
+    prefix: str
+    secret: str
+    user_id: str | None
+    read_only: bool
+
+
+def _hash(secret: str) -> str:
+    # Keys are 256-bit random: a fast hash is enough, no password stretching needed.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(
+    conn: Connection,
+    brain_slug: str,
+    *,
+    name: str | None = None,
+    user_id: str | None = None,
+    read_only: bool = False,
+) -> NewKey:
+    brain = ensure_brain(conn, brain_slug)
+    prefix = secrets.token_hex(4)
+    secret = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    key_id = new_id()
+    conn.execute(
+        text(
+            "INSERT INTO api_keys (id, brain_id, name, prefix, key_hash, user_id, read_only, "
+            "created_at) VALUES (:id, :brain, :name, :prefix, :hash, :user, :ro, :now)"
+        ),
+        {
+            "id": key_id,
+            "brain": brain,
+            "name": name,
+            "prefix": prefix,
+            "hash": _hash(secret),
+            "user": user_id,
+            "ro": int(read_only),
+            "now": now_ms(),
+        },
+    )
+    return NewKey(key_id, brain, prefix, secret, user_id, read_only)
+
+
+def revoke_key(conn: Connection, brain_id: str, key_id: str) -> bool:
+    result = conn.execute(
+        text(
+            "UPDATE api_keys SET revoked_at = :now "
+            "WHERE id = :id AND brain_id = :brain AND revoked_at IS NULL"
+        ),
+        {"now": now_ms(), "id": key_id, "brain": brain_id},
+    )
+    return result.rowcount == 1
+
+
+@dataclass(frozen=True)
+class KeyMatch:
+    key_id: str
+    scope: Scope
+    stale: bool  # last_used_at is due for a refresh (see `touch`)
+
+
+def find_key(conn: Connection, token: str) -> KeyMatch | None:
+    """The scope a stored key grants, or None for an unknown or revoked key. Reads only."""
+    if not token.startswith(KEY_PREFIX):
+        return None
+    row = conn.execute(
+        text(
+            "SELECT id, brain_id, user_id, read_only, last_used_at FROM api_keys "
+            "WHERE key_hash = :hash AND revoked_at IS NULL"
+        ),
+        {"hash": _hash(token)},
+    ).first()
+    if row is None:
+        return None
+    scope = Scope(
+        brain_id=row.brain_id,
+        principal=f"key:{row.id}",
+        user_id=row.user_id,
+        read_only=bool(row.read_only),
+    )
+    stale = row.last_used_at is None or now_ms() - row.last_used_at > _TOUCH_EVERY_MS
+    return KeyMatch(row.id, scope, stale)
+
+
+def touch(conn: Connection, key_id: str) -> None:
+    conn.execute(
+        text("UPDATE api_keys SET last_used_at = :now WHERE id = :id"),
+        {"now": now_ms(), "id": key_id},
+    )
+
+
+def matches_single_key(token: str, configured: str | None) -> bool:
+    """Single-key mode: MNEMO_API_KEY, compared in constant time."""
+    if not configured:
+        return False
+    return hmac.compare_digest(token.encode(), configured.encode())

@@ -1,0 +1,217 @@
+"""Request and response models of the memory API, shared by REST, MCP and the OpenAPI spec."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MemoryType = Literal["note", "fact", "journal"]
+MemoryState = Literal["active", "archived", "deleted"]
+Score = Annotated[float, Field(ge=0.0, le=1.0)]
+Name = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _clean_tags(tags: list[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for tag in tags:
+        cleaned = " ".join(tag.split()).lower()
+        if not cleaned:
+            raise ValueError("tags must not be empty strings")
+        seen.setdefault(cleaned, None)
+    return list(seen)
+
+
+class Actor(Strict):
+    actor_id: Name | None = Field(None, description="Who made the change; defaults to the key.")
+    role: Name | None = Field(None, description="The actor's role: user, assistant, system...")
+
+
+class MemoryIn(Actor):
+    content: str = Field(min_length=1, description="The memory itself.")
+    type: MemoryType = "note"
+    title: Name | None = None
+    key: Name | None = Field(None, description="Required for facts: what the fact is about.")
+    tags: list[str] = Field(default_factory=list)
+    source: Name | None = None
+    confidence: Score = 0.7
+    importance: Score = 0.5
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    user_id: Name | None = None
+    agent_id: Name | None = None
+    run_id: Name | None = None
+    occurred_at: datetime | None = Field(None, description="When what it describes happened.")
+
+    _tags = field_validator("tags")(_clean_tags)
+
+    @field_validator("key")
+    @classmethod
+    def _key_text(cls, key: str | None) -> str | None:
+        return None if key is None else " ".join(key.split())
+
+
+class MemoryBatchIn(Strict):
+    memories: list[dict[str, Any]] = Field(
+        min_length=1, description="Up to 500 memories, each as for POST /v1/memories."
+    )
+
+
+class MemoryPatch(Actor):
+    content: str | None = Field(None, min_length=1)
+    title: Name | None = None
+    tags: list[str] | None = None
+    source: Name | None = None
+    confidence: Score | None = None
+    importance: Score | None = None
+    metadata: dict[str, Any] | None = None
+    metadata_mode: Literal["merge", "replace"] = "merge"
+    occurred_at: datetime | None = None
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: list[str] | None) -> list[str] | None:
+        return None if tags is None else _clean_tags(tags)
+
+    def changes(self) -> dict[str, Any]:
+        fields = self.model_fields_set - {"actor_id", "role", "metadata_mode"}
+        return {name: getattr(self, name) for name in fields}
+
+
+class PurgeIn(Actor):
+    confirm: bool = Field(description="Must be true: a purge cannot be undone.")
+
+
+class StateChangeIn(Actor):
+    pass
+
+
+class MemoryFilters(Strict):
+    type: MemoryType | None = None
+    tag: list[str] = Field(default_factory=list, description="Repeat or comma-separate.")
+    tag_mode: Literal["any", "all"] = "any"
+    user_id: Name | None = None
+    agent_id: Name | None = None
+    run_id: Name | None = None
+    source: Name | None = None
+    state: Literal["active", "archived", "deleted", "all"] = "active"
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    updated_after: datetime | None = None
+    updated_before: datetime | None = None
+
+    @field_validator("tag", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            return [part for item in value for part in str(item).split(",") if part.strip()]
+        return value
+
+    _tags = field_validator("tag")(_clean_tags)
+
+
+class Page(Strict):
+    limit: int = Field(50, ge=1, le=500)
+    cursor: str | None = None
+    include_total: bool = False
+
+
+class MemoryListQuery(MemoryFilters, Page):
+    pass
+
+
+class UserMemoriesQuery(Page):
+    state: Literal["active", "archived", "deleted", "all"] = "active"
+
+
+class FactQuery(Strict):
+    user_id: Name | None = None
+
+
+class ChangelogQuery(Strict):
+    since: datetime | None = None
+    event_type: Name | None = None
+    limit: int = Field(50, ge=1, le=500)
+    cursor: str | None = None
+
+
+class Memory(BaseModel):
+    id: str
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    type: MemoryType
+    title: str | None
+    key: str | None
+    content: str
+    tags: list[str]
+    source: str | None
+    confidence: float
+    importance: float
+    metadata: dict[str, Any]
+    state: MemoryState
+    superseded_by: str | None
+    occurred_at: str | None
+    created_at: str
+    updated_at: str
+    archived_at: str | None
+    deleted_at: str | None
+    access_count: int
+    last_accessed_at: str | None
+    deduplicated: bool | None = Field(None, description="Set on create when it already existed.")
+
+
+class MemoryPage(BaseModel):
+    results: list[Memory]
+    next_cursor: str | None
+    total: int | None = None
+
+
+class HistoryEntry(BaseModel):
+    id: str
+    memory_id: str
+    event: Literal["ADD", "UPDATE", "DELETE", "ARCHIVE", "RESTORE"]
+    old_memory: str | None
+    new_memory: str | None
+    detail: dict[str, Any] | None
+    actor_id: str | None
+    role: str | None
+    is_deleted: bool
+    created_at: str
+    updated_at: str | None
+
+
+class HistoryPage(BaseModel):
+    results: list[HistoryEntry]
+
+
+class ChangelogEntry(BaseModel):
+    id: str
+    event_type: str
+    entity_type: str
+    entity_id: str
+    user_id: str | None
+    actor_id: str | None
+    summary: str
+    payload: dict[str, Any]
+    created_at: str
+
+
+class ChangelogPage(BaseModel):
+    results: list[ChangelogEntry]
+    next_cursor: str | None
+
+
+class BatchResult(BaseModel):
+    results: list[Memory]
+
+
+class Deleted(BaseModel):
+    id: str
+    purged: bool

@@ -1,0 +1,52 @@
+"""The Starlette app and the Lambda entry point.
+
+`handler` is what template.yaml names: non-HTTP events (schedules, SQS) are routed before
+Mangum, which only ever sees HTTP events (HTTP API v2, REST v1, Function URL, ALB).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mangum import Mangum
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from core.config import Settings, get_settings
+from handlers import events, logs, openapi
+from handlers.context import Services
+from handlers.http import EXCEPTION_HANDLERS, json_response
+from handlers.middleware import RequestContext
+from handlers.routes import changelog, health, memories, users
+
+
+def _routes() -> list[BaseRoute]:
+    return [*health.routes, *memories.routes, *users.routes, *changelog.routes]
+
+
+def create_app(settings: Settings | None = None, *, offload: bool = False) -> Starlette:
+    settings = settings or get_settings()
+    logs.configure(settings.log_level)
+    routes = _routes()
+    spec = openapi.build(routes)
+
+    async def openapi_json(_request: Request) -> Response:
+        return json_response(spec)
+
+    app = Starlette(
+        routes=[*routes, Route("/openapi.json", openapi_json, methods=["GET"])],
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
+    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    app.state.services = Services(settings, offload=offload)
+    return app
+
+
+app = create_app()
+_http = Mangum(app, lifespan="off")
+
+
+def handler(event: dict[str, Any], context: Any) -> Any:
+    return events.dispatch(event, context, http=_http, services=app.state.services)

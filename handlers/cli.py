@@ -1,0 +1,112 @@
+"""The `mnemo` command: migrate, serve, keys."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from sqlalchemy import Engine
+
+from core import keys
+from core.config import get_settings
+from core.db import migrations
+from core.db.engine import get_engine, transaction
+from core.errors import MnemoError
+from core.ids import iso
+
+
+def _engine() -> Engine:
+    s = get_settings()
+    return get_engine(s.database_url, busy_timeout_ms=s.sqlite_busy_timeout_ms)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    engine = _engine()
+    if args.status:
+        done = migrations.applied(engine)
+        for m in migrations.MIGRATIONS:
+            state = f"applied {iso(done[m.version])}" if m.version in done else "pending"
+            print(f"{m.version:>4}  {m.name:<45} {state}")
+        return 0
+    if args.dry_run:
+        plan = migrations.dry_run_sql(engine)
+        if not plan:
+            print("-- nothing to apply: the database is up to date")
+        for m, statements in plan:
+            print(f"-- migration {m.version}: {m.name}")
+            for statement in statements:
+                print(f"{statement};")
+        return 0
+    print("Mnemo Database Migration Tool")
+    migrations.migrate(engine, report=print)
+    print("[SUCCESS] Migration completed")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from handlers.api import create_app
+
+    app = create_app(offload=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    engine = _engine()
+    migrations.ensure_schema(engine)
+    with transaction(engine) as conn:
+        key = keys.create_key(
+            conn, args.brain, name=args.name, user_id=args.user_id, read_only=args.read_only
+        )
+    print(key.secret)
+    scope = f"user {key.user_id}" if key.user_id else "whole brain"
+    mode = "read-only" if key.read_only else "read-write"
+    print(
+        f"key {key.id} for brain {args.brain!r} ({scope}, {mode}). Shown once: store it now.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="mnemo", description="Mnemo, memory for AI agents")
+    sub = root.add_subparsers(dest="command", required=True)
+
+    migrate = sub.add_parser("migrate", help="apply pending schema migrations")
+    mode = migrate.add_mutually_exclusive_group()
+    mode.add_argument("--status", action="store_true", help="list migrations and their state")
+    mode.add_argument("--dry-run", action="store_true", help="print the SQL, change nothing")
+    migrate.set_defaults(run=cmd_migrate)
+
+    serve = sub.add_parser("serve", help="run the API under uvicorn")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(run=cmd_serve)
+
+    key_cmds = sub.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    create = key_cmds.add_parser("create", help="create a key; prints it once")
+    create.add_argument("--brain", required=True, help="brain name (created if new)")
+    create.add_argument("--user-id", help="scope the key to one end user")
+    create.add_argument("--read-only", action="store_true")
+    create.add_argument("--name", help="a label for the key")
+    create.set_defaults(run=cmd_keys_create)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except MnemoError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,161 @@
+"""Request parsing, the one error shape, and the declared routes the OpenAPI spec is made from."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from core.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    MnemoError,
+    NotFound,
+    TooLarge,
+    Unauthorized,
+    field_errors,
+)
+
+log = logging.getLogger("mnemo.http")
+
+M = TypeVar("M", bound=BaseModel)
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+STATUS: dict[type[MnemoError], int] = {
+    BadRequest: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    TooLarge: 413,
+    InvalidInput: 422,
+}
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+class UnsupportedMediaType(MnemoError):
+    code = "unsupported_media_type"
+
+
+STATUS[UnsupportedMediaType] = 415
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(data, status_code=status, headers=headers)
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def on_mnemo_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, MnemoError)
+    status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
+    headers = {"WWW-Authenticate": 'Bearer realm="mnemo"'} if status == 401 else None
+    return error_response(status, exc.code, exc.message, exc.details, headers)
+
+
+async def on_validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ValidationError)
+    details = field_errors(exc.errors(include_url=False))
+    first = details[0]
+    where = f" at {first['field']}" if first["field"] else ""
+    return error_response(422, "invalid_input", f"{first['message']}{where}", details)
+
+
+async def on_http_exception(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    message = {
+        404: "no such route: check the path against /openapi.json",
+        405: "method not allowed on this route",
+    }.get(exc.status_code, str(exc.detail))
+    return error_response(exc.status_code, code, message, headers=exc.headers)
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "something went wrong on our side; try again")
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    MnemoError: on_mnemo_error,
+    ValidationError: on_validation_error,
+    HTTPException: on_http_exception,
+    Exception: on_unexpected,
+}
+
+
+async def read_body(request: Request, model: type[M]) -> M:
+    """The JSON body as `model`: 415 for another media type, 400 if it is not JSON, 422 if it
+    does not fit the model."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaType(
+            "send the body as JSON with Content-Type: application/json",
+            details={"content_type": media_type or None},
+        )
+    raw = await request.body()
+    try:
+        data = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}", code="malformed_json") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("the body must be a JSON object", details={"field": None})
+    return model.model_validate(data)
+
+
+def read_query(request: Request, model: type[M], *, lists: tuple[str, ...] = ()) -> M:
+    """Query parameters as `model`; unknown parameters are refused so typos do not pass."""
+    params = request.query_params
+    data: dict[str, Any] = {}
+    for name in params:
+        data[name] = params.getlist(name) if name in lists else params[name]
+    return model.model_validate(data)
+
+
+@dataclass(frozen=True)
+class Doc:
+    """What the OpenAPI spec says of a route."""
+
+    summary: str
+    tag: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    auth: bool = True
+    body_required: bool = True
+
+
+class ApiRoute(Route):
+    def __init__(self, path: str, endpoint: Endpoint, *, method: str, doc: Doc) -> None:
+        super().__init__(path, endpoint, methods=[method])
+        self.method = method
+        self.doc = doc

@@ -1,0 +1,205 @@
+"""Memories and facts: /v1/memories..., /v1/facts/{key}."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from core import memories
+from core.models import (
+    BatchResult,
+    Deleted,
+    FactQuery,
+    HistoryPage,
+    Memory,
+    MemoryBatchIn,
+    MemoryIn,
+    MemoryListQuery,
+    MemoryPage,
+    MemoryPatch,
+    PurgeIn,
+    StateChangeIn,
+)
+from handlers.context import authorize
+from handlers.http import ApiRoute, Doc, json_response, read_body, read_query
+
+
+async def create(request: Request) -> Response:
+    ctx = await authorize(request)
+    data = await read_body(request, MemoryIn)
+    memory = await ctx.write(memories.create, data, ctx.limits)
+    return json_response(memory, 200 if memory["deduplicated"] else 201)
+
+
+async def create_batch(request: Request) -> Response:
+    ctx = await authorize(request)
+    data = await read_body(request, MemoryBatchIn)
+    results = await ctx.write(memories.create_batch, data.memories, ctx.limits)
+    return json_response({"results": results}, 201)
+
+
+async def list_(request: Request) -> Response:
+    ctx = await authorize(request)
+    query = read_query(request, MemoryListQuery, lists=("tag",))
+    page = await ctx.read(
+        memories.list_memories,
+        query,
+        limit=query.limit,
+        cursor=query.cursor,
+        include_total=query.include_total,
+    )
+    return json_response(page)
+
+
+async def get(request: Request) -> Response:
+    ctx = await authorize(request)
+    return json_response(await ctx.read(memories.get, request.path_params["id"]))
+
+
+async def patch(request: Request) -> Response:
+    ctx = await authorize(request)
+    data = await read_body(request, MemoryPatch)
+    memory = await ctx.write(memories.update, request.path_params["id"], data, ctx.limits)
+    return json_response(memory)
+
+
+async def _state_change(request: Request, target: str) -> Response:
+    ctx = await authorize(request)
+    actor = StateChangeIn()
+    if request.headers.get("content-length", "0") != "0":
+        actor = await read_body(request, StateChangeIn)
+    memory = await ctx.write(
+        memories.set_state,
+        request.path_params["id"],
+        target,
+        actor_id=actor.actor_id,
+        role=actor.role,
+    )
+    return json_response(memory)
+
+
+async def archive(request: Request) -> Response:
+    return await _state_change(request, "archived")
+
+
+async def restore(request: Request) -> Response:
+    return await _state_change(request, "active")
+
+
+async def delete(request: Request) -> Response:
+    return await _state_change(request, "deleted")
+
+
+async def purge(request: Request) -> Response:
+    ctx = await authorize(request)
+    data = await read_body(request, PurgeIn)
+    result = await ctx.write(
+        memories.purge, request.path_params["id"], confirm=data.confirm, actor_id=data.actor_id
+    )
+    return json_response(result)
+
+
+async def history(request: Request) -> Response:
+    ctx = await authorize(request)
+    rows = await ctx.read(memories.history_of, request.path_params["id"])
+    return json_response({"results": rows})
+
+
+async def fact(request: Request) -> Response:
+    ctx = await authorize(request)
+    query = read_query(request, FactQuery)
+    return json_response(
+        await ctx.read(memories.get_fact, request.path_params["key"], query.user_id)
+    )
+
+
+_TAG = "memories"
+routes = [
+    ApiRoute(
+        "/v1/memories",
+        create,
+        method="POST",
+        doc=Doc(
+            "Save a memory (an exact duplicate returns the existing one, 200)",
+            _TAG,
+            body=MemoryIn,
+            response=Memory,
+            status=201,
+        ),
+    ),
+    ApiRoute(
+        "/v1/memories/batch",
+        create_batch,
+        method="POST",
+        doc=Doc(
+            "Save up to 500 memories in one transaction: all or nothing",
+            _TAG,
+            body=MemoryBatchIn,
+            response=BatchResult,
+            status=201,
+        ),
+    ),
+    ApiRoute(
+        "/v1/memories",
+        list_,
+        method="GET",
+        doc=Doc("List memories, newest first", _TAG, query=MemoryListQuery, response=MemoryPage),
+    ),
+    ApiRoute(
+        "/v1/memories/{id}", get, method="GET", doc=Doc("Get a memory", _TAG, response=Memory)
+    ),
+    ApiRoute(
+        "/v1/memories/{id}",
+        patch,
+        method="PATCH",
+        doc=Doc("Update a memory", _TAG, body=MemoryPatch, response=Memory),
+    ),
+    ApiRoute(
+        "/v1/memories/{id}",
+        delete,
+        method="DELETE",
+        doc=Doc(
+            "Delete a memory (soft: restorable)",
+            _TAG,
+            body=StateChangeIn,
+            response=Memory,
+            body_required=False,
+        ),
+    ),
+    ApiRoute(
+        "/v1/memories/{id}/archive",
+        archive,
+        method="POST",
+        doc=Doc("Archive a memory", _TAG, body=StateChangeIn, response=Memory, body_required=False),
+    ),
+    ApiRoute(
+        "/v1/memories/{id}/restore",
+        restore,
+        method="POST",
+        doc=Doc(
+            "Restore an archived or deleted memory",
+            _TAG,
+            body=StateChangeIn,
+            response=Memory,
+            body_required=False,
+        ),
+    ),
+    ApiRoute(
+        "/v1/memories/{id}/purge",
+        purge,
+        method="POST",
+        doc=Doc("Erase a memory and its history for good", _TAG, body=PurgeIn, response=Deleted),
+    ),
+    ApiRoute(
+        "/v1/memories/{id}/history",
+        history,
+        method="GET",
+        doc=Doc("A memory's history, oldest first", _TAG, response=HistoryPage),
+    ),
+    ApiRoute(
+        "/v1/facts/{key}",
+        fact,
+        method="GET",
+        doc=Doc("The current fact for a key", _TAG, query=FactQuery, response=Memory),
+    ),
+]
