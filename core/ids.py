@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -12,15 +13,25 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+_last = [0, 0]  # (ms, sequence) of the previous id from this process
+_id_lock = threading.Lock()
+
+
 def new_id() -> str:
-    """A UUIDv7 (RFC 9562): time-ordered, so new rows land at the end of indexes."""
-    ms = now_ms()
-    rand = int.from_bytes(os.urandom(10), "big")
+    """A UUIDv7 (RFC 9562): time-ordered, so new rows land at the end of indexes. Within one
+    millisecond a 12-bit sequence keeps this process's ids increasing (RFC 9562, method 1), so
+    rows made in one batch sort in the order they were made."""
+    with _id_lock:
+        ms = max(now_ms(), _last[0])
+        seq = _last[1] + 1 if ms == _last[0] else 0
+        if seq > 0xFFF:
+            ms, seq = ms + 1, 0
+        _last[0], _last[1] = ms, seq
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76
-    value |= ((rand >> 64) & 0x0FFF) << 64
+    value |= seq << 64
     value |= 0b10 << 62
-    value |= rand & ((1 << 62) - 1)
+    value |= int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
     return str(uuid.UUID(int=value))
 
 

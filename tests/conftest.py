@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -52,14 +52,22 @@ def shared_postgres_url(postgres_admin_url: str) -> str:
 
 
 @pytest.fixture
-def empty_database_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> str:
-    """A database nobody has touched yet, on the store named by the test's `store` param."""
-    store = request.getfixturevalue("store")
-    if store == "sqlite":
-        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'mnemo.db'}"
-    return new_postgres_database(request.getfixturevalue("postgres_admin_url"))
+def make_empty_database(
+    store: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[], str]:
+    """Makes databases nobody has touched yet, on the store the test runs on."""
+
+    def make() -> str:
+        if store == "sqlite":
+            return f"sqlite:///{tmp_path_factory.mktemp('db') / 'mnemo.db'}"
+        return new_postgres_database(request.getfixturevalue("postgres_admin_url"))
+
+    return make
+
+
+@pytest.fixture
+def empty_database_url(make_empty_database: Callable[[], str]) -> str:
+    return make_empty_database()
 
 
 @pytest.fixture(params=STORES)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, text
@@ -48,14 +48,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         "brains and api keys",
         """
         CREATE TABLE brains (
-            id TEXT PRIMARY KEY,
+            id TEXT NOT NULL PRIMARY KEY,
             slug TEXT NOT NULL UNIQUE,
             name TEXT NOT NULL,
             created_at BIGINT NOT NULL,
             updated_at BIGINT NOT NULL
         );
         CREATE TABLE api_keys (
-            id TEXT PRIMARY KEY,
+            id TEXT NOT NULL PRIMARY KEY,
             brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
             name TEXT,
             prefix TEXT NOT NULL,
@@ -74,7 +74,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "memories, history, changelog and users",
         """
         CREATE TABLE memories (
-            id TEXT PRIMARY KEY,
+            id TEXT NOT NULL PRIMARY KEY,
             brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
             user_id TEXT,
             agent_id TEXT,
@@ -120,7 +120,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         CREATE INDEX ix_memory_tags_brain_tag ON memory_tags (brain_id, tag);
         CREATE TABLE memory_links (
-            id TEXT PRIMARY KEY,
+            id TEXT NOT NULL PRIMARY KEY,
             brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
             from_id TEXT NOT NULL REFERENCES memories (id) ON DELETE CASCADE,
             to_id TEXT NOT NULL REFERENCES memories (id) ON DELETE CASCADE,
@@ -133,7 +133,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         CREATE INDEX ix_memory_links_to ON memory_links (brain_id, to_id);
         CREATE TABLE memory_history (
-            id TEXT PRIMARY KEY,
+            id TEXT NOT NULL PRIMARY KEY,
             brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
             memory_id TEXT NOT NULL,
             user_id TEXT,
@@ -150,7 +150,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         CREATE INDEX ix_memory_history_memory ON memory_history (brain_id, memory_id, created_at);
         CREATE TABLE changelog (
-            id TEXT PRIMARY KEY,
+            id TEXT NOT NULL PRIMARY KEY,
             brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
             user_id TEXT,
             event_type TEXT NOT NULL,
@@ -178,7 +178,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "maintenance stats",
         """
         CREATE TABLE stats (
-            id TEXT PRIMARY KEY,
+            id TEXT NOT NULL PRIMARY KEY,
             type TEXT NOT NULL,
             count INTEGER NOT NULL DEFAULT 1,
             detail TEXT,
@@ -194,7 +194,7 @@ LATEST_VERSION = MIGRATIONS[-1].version
 
 _CREATE_VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_version (
-    version INTEGER PRIMARY KEY,
+    version INTEGER NOT NULL PRIMARY KEY,
     name TEXT NOT NULL,
     applied_at BIGINT NOT NULL
 )
@@ -236,8 +236,11 @@ def dry_run_sql(engine: Engine) -> list[tuple[Migration, list[str]]]:
     return [(m, m.statements(dialect)) for m in pending(engine)]
 
 
-def migrate(engine: Engine, report: Reporter = _quiet) -> list[Migration]:
-    """Apply every pending migration, each in its own transaction; safe under concurrency."""
+def migrate(
+    engine: Engine, report: Reporter = _quiet, *, target: int | None = None
+) -> list[Migration]:
+    """Apply pending migrations up to `target` (default: all), each in its own transaction;
+    safe when several processes migrate at once."""
     report("[MIGRATE] Checking for pending migrations...")
     with transaction(engine, write=False) as conn:
         version = current_version(conn)
@@ -246,6 +249,8 @@ def migrate(engine: Engine, report: Reporter = _quiet) -> list[Migration]:
     for migration in MIGRATIONS:
         if version is not None and migration.version <= version:
             continue
+        if target is not None and migration.version > target:
+            break
         if _apply(engine, migration, report):
             done.append(migration)
     report("[MIGRATE] All migrations completed")
@@ -323,7 +328,3 @@ def forget(engine: Engine | None = None) -> None:
         _checked.clear()
     else:
         _checked.pop(engine, None)
-
-
-def statements_for(migrations: Iterable[Migration], dialect: str) -> list[str]:
-    return [s for m in migrations for s in m.statements(dialect)]

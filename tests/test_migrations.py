@@ -1,0 +1,183 @@
+"""ensure_schema and the migrations: from empty, idempotent, race-safe, cheap when warm."""
+
+from __future__ import annotations
+
+import multiprocessing
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, event, inspect, text
+
+from core.db import migrations
+from core.db.engine import dispose, get_engine, transaction
+from core.db.migrations import LATEST_VERSION, MIGRATIONS, ensure_schema, migrate
+from core.db.schema import metadata
+
+
+def _versions(engine: Engine) -> list[tuple[int, str]]:
+    with transaction(engine, write=False) as conn:
+        rows = conn.execute(text("SELECT version, name FROM schema_version ORDER BY version"))
+        return [(int(v), str(n)) for v, n in rows]
+
+
+def _shape(engine: Engine) -> dict[str, Any]:
+    """Tables, columns (name, nullability), primary keys and indexes, as the database sees them."""
+    with warnings.catch_warnings():
+        # SQLite reflection skips expression indexes with a warning; we compare their names.
+        warnings.simplefilter("ignore")
+        insp = inspect(engine)
+        shape: dict[str, Any] = {}
+        for table in sorted(insp.get_table_names()):
+            shape[table] = {
+                "columns": sorted((c["name"], c["nullable"]) for c in insp.get_columns(table)),
+                "pk": sorted(insp.get_pk_constraint(table)["constrained_columns"]),
+                "indexes": sorted(
+                    (i["name"], bool(i["unique"]), tuple(c or "<expr>" for c in i["column_names"]))
+                    for i in insp.get_indexes(table)
+                ),
+                "uniques": sorted(
+                    tuple(u["column_names"]) for u in insp.get_unique_constraints(table)
+                ),
+                "fks": sorted(
+                    (tuple(f["constrained_columns"]), f["referred_table"])
+                    for f in insp.get_foreign_keys(table)
+                ),
+            }
+    return shape
+
+
+def _sqlite_autoindexes(shape: dict[str, Any]) -> dict[str, Any]:
+    for table in shape.values():
+        table["indexes"] = [i for i in table["indexes"] if not i[0].startswith("sqlite_autoindex")]
+    return shape
+
+
+@pytest.fixture
+def empty_engine(empty_database_url: str) -> Any:
+    engine = get_engine(empty_database_url)
+    yield engine
+    dispose(empty_database_url)
+
+
+def test_builds_the_whole_schema_from_empty_and_is_idempotent(empty_engine: Engine) -> None:
+    assert ensure_schema(empty_engine) == LATEST_VERSION
+    assert _versions(empty_engine) == [(m.version, m.name) for m in MIGRATIONS]
+    before = _shape(empty_engine)
+    assert set(before) == set(metadata.tables)
+
+    migrations.forget()
+    assert ensure_schema(empty_engine) == LATEST_VERSION
+    assert migrate(empty_engine) == []
+    assert _versions(empty_engine) == [(m.version, m.name) for m in MIGRATIONS]
+    assert _shape(empty_engine) == before
+
+
+def test_one_by_one_matches_the_declared_schema(
+    empty_engine: Engine, store: str, make_empty_database: Callable[[], str]
+) -> None:
+    for migration in MIGRATIONS:
+        applied = migrate(empty_engine, target=migration.version)
+        assert [m.version for m in applied] == [migration.version]
+        assert _versions(empty_engine)[-1] == (migration.version, migration.name)
+    migrated = _shape(empty_engine)
+
+    declared_engine = create_engine(make_empty_database())
+    metadata.create_all(declared_engine)
+    declared = _shape(declared_engine)
+    declared_engine.dispose()
+
+    if store == "sqlite":
+        migrated, declared = _sqlite_autoindexes(migrated), _sqlite_autoindexes(declared)
+    assert migrated == declared
+
+
+def _race(url: str, start: Any, results: Any) -> None:
+    engine = get_engine(url)
+    start.wait(timeout=30)
+    try:
+        results.put(("ok", ensure_schema(engine)))
+    except Exception as exc:  # reported to the parent, which fails the test
+        results.put(("error", repr(exc)))
+
+
+def test_two_cold_starts_racing_on_an_empty_database(empty_database_url: str) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    results = ctx.Queue()
+    workers = [
+        ctx.Process(target=_race, args=(empty_database_url, start, results)) for _ in range(3)
+    ]
+    for w in workers:
+        w.start()
+    start.set()
+    outcomes = [results.get(timeout=120) for _ in workers]
+    for w in workers:
+        w.join(timeout=60)
+    assert outcomes == [("ok", LATEST_VERSION)] * 3
+    engine = get_engine(empty_database_url)
+    try:
+        assert _versions(engine) == [(m.version, m.name) for m in MIGRATIONS]
+    finally:
+        dispose(empty_database_url)
+
+
+class _Counter:
+    def __init__(self, engine: Engine) -> None:
+        self.statements: list[str] = []
+        event.listen(engine, "before_cursor_execute", self._count)
+        self.engine = engine
+
+    def _count(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        self.statements.append(statement)
+
+    def close(self) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._count)
+
+
+def test_warm_calls_touch_nothing_and_a_probe_notices_a_newer_schema(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    ensure_schema(engine)
+    counter = _Counter(engine)
+    try:
+        for _ in range(100):
+            assert ensure_schema(engine, probe_seconds=60) == LATEST_VERSION
+        assert counter.statements == []
+
+        # Another process (a newer deployment) applies a migration this code does not know.
+        with transaction(engine) as conn:
+            conn.execute(
+                text("INSERT INTO schema_version (version, name, applied_at) VALUES (999, 'x', 0)")
+            )
+        assert ensure_schema(engine, probe_seconds=60) == LATEST_VERSION  # memoised
+        with caplog.at_level("WARNING", logger="mnemo.migrate"):
+            assert ensure_schema(engine, probe_seconds=0) == 999
+        assert "newer than this code" in caplog.text
+        assert not any("CREATE" in s.upper() for s in counter.statements)
+    finally:
+        counter.close()
+        with transaction(engine) as conn:
+            conn.execute(text("DELETE FROM schema_version WHERE version = 999"))
+
+
+def test_dry_run_prints_sql_and_changes_nothing(empty_engine: Engine) -> None:
+    plan = migrations.dry_run_sql(empty_engine)
+    assert [m.version for m, _ in plan] == [m.version for m in MIGRATIONS]
+    assert any("CREATE TABLE memories" in s for _, statements in plan for s in statements)
+    assert inspect(empty_engine).get_table_names() == []
+    assert migrations.pending(empty_engine) == list(MIGRATIONS)
+
+
+def test_a_failing_migration_leaves_no_trace(
+    empty_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = migrations.Migration(
+        LATEST_VERSION + 1, "broken", "CREATE TABLE half_done (id TEXT); SELECT * FROM nowhere"
+    )
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*MIGRATIONS, broken))
+    with pytest.raises(Exception, match="nowhere"):
+        migrate(empty_engine)
+    assert "half_done" not in inspect(empty_engine).get_table_names()
+    assert _versions(empty_engine)[-1][0] == LATEST_VERSION
