@@ -33,6 +33,16 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from None
 
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    level = (env.get("MNEMO_LOG_LEVEL") or "INFO").strip().upper()
+    if level not in _LOG_LEVELS:
+        raise ValueError(f"MNEMO_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, got {level!r}")
+    return level
+
+
 def running_on_lambda(env: Mapping[str, str]) -> bool:
     return "AWS_LAMBDA_FUNCTION_NAME" in env
 
@@ -88,11 +98,11 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         database_url=env.get("MNEMO_DATABASE_URL") or default_database_url(env),
         api_key=env.get("MNEMO_API_KEY") or None,
-        default_brain=env.get("MNEMO_DEFAULT_BRAIN", "default"),
+        default_brain=env.get("MNEMO_DEFAULT_BRAIN") or "default",
         max_body_bytes=_int(env, "MNEMO_MAX_BODY_BYTES", 1024 * 1024),
         schema_probe_seconds=_float(env, "MNEMO_SCHEMA_PROBE_SECONDS", 5.0),
         sqlite_busy_timeout_ms=_int(env, "MNEMO_SQLITE_BUSY_TIMEOUT_MS", 30_000),
-        log_level=env.get("MNEMO_LOG_LEVEL", "INFO").upper(),
+        log_level=_log_level(env),
         on_lambda=running_on_lambda(env),
         limits=limits,
     )

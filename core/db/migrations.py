@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
@@ -36,9 +36,11 @@ class Migration:
     version: int
     name: str
     sql: str
+    # Extra SQL for one dialect only (full-text indexes differ), run after `sql`.
+    dialect_sql: Mapping[str, str] = field(default_factory=dict)
 
     def statements(self, dialect: str) -> list[str]:
-        script = self.sql.format(**_TYPES[dialect])
+        script = self.sql.format(**_TYPES[dialect]) + ";" + self.dialect_sql.get(dialect, "")
         return [s.strip() for s in script.split(";") if s.strip()]
 
 
@@ -187,6 +189,42 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX ix_stats_ts ON stats (ts);
         CREATE INDEX ix_stats_type ON stats (type);
         """,
+    ),
+    Migration(
+        4,
+        "search: full-text index and memory vectors",
+        """
+        CREATE TABLE memory_vectors (
+            memory_id TEXT NOT NULL PRIMARY KEY REFERENCES memories (id) ON DELETE CASCADE,
+            brain_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+            dims INTEGER NOT NULL,
+            vector {blob} NOT NULL,
+            updated_at BIGINT NOT NULL
+        );
+        CREATE INDEX ix_memory_vectors_brain_model
+            ON memory_vectors (brain_id, model, updated_at)
+        """,
+        dialect_sql={
+            # Kept in step by core/search/lexical.py in the memory's own transaction; the
+            # rowid is the memory's rowid.
+            "sqlite": """
+            CREATE VIRTUAL TABLE memory_fts USING fts5(
+                title, key, tags, content,
+                tokenize = 'porter unicode61 remove_diacritics 2'
+            )
+            """,
+            # A generated column: PostgreSQL keeps it in step with the row by itself.
+            "postgresql": """
+            ALTER TABLE memories ADD COLUMN search_vector tsvector GENERATED ALWAYS AS (
+                setweight(to_tsvector('english', coalesce(title, '')), 'A')
+                || setweight(to_tsvector('english', coalesce(key, '')), 'A')
+                || setweight(to_tsvector('english', tags), 'B')
+                || setweight(to_tsvector('english', content), 'C')
+            ) STORED;
+            CREATE INDEX ix_memories_search ON memories USING GIN (search_vector)
+            """,
+        },
     ),
 )
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Table,
@@ -216,3 +217,42 @@ stats = Table(
     Index("ix_stats_ts", "ts"),
     Index("ix_stats_type", "type"),
 )
+
+memory_vectors = Table(
+    "memory_vectors",
+    metadata,
+    Column(
+        "memory_id",
+        Text,
+        ForeignKey("memories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("brain_id", Text, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("dims", Integer, nullable=False),
+    Column("vector", LargeBinary, nullable=False),
+    _ts("updated_at", nullable=False),
+    Index("ix_memory_vectors_brain_model", "brain_id", "model", "updated_at"),
+)
+
+# Objects one dialect has that SQLAlchemy metadata cannot declare: the schema test checks they
+# exist after migrating, then leaves them out of the comparison.
+DIALECT_EXTRAS: dict[str, dict[str, list[str]]] = {
+    "sqlite": {
+        "tables": [
+            "memory_fts",
+            "memory_fts_config",
+            "memory_fts_content",
+            "memory_fts_data",
+            "memory_fts_docsize",
+            "memory_fts_idx",
+        ],
+        "columns": [],
+        "indexes": [],
+    },
+    "postgresql": {
+        "tables": [],
+        "columns": ["memories.search_vector"],
+        "indexes": ["memories.ix_memories_search"],
+    },
+}
