@@ -56,6 +56,138 @@ def default_database_url(env: Mapping[str, str]) -> str:
 
 
 @dataclass(frozen=True)
+class Rate:
+    """At most `count` hits per `seconds` (a fixed window)."""
+
+    count: int
+    seconds: int
+
+
+# (action, subject) -> default rule. "account" is the email for signup, login and the authorize
+# form, and the client_id at the token endpoint; registration has no account, only an IP.
+DEFAULT_RATES: dict[str, Rate | None] = {
+    "signup.ip": Rate(20, 3600),
+    "signup.account": Rate(5, 3600),
+    "login.ip": Rate(60, 300),
+    "login.account": Rate(10, 300),
+    "authorize.ip": Rate(60, 300),
+    "authorize.account": Rate(10, 300),
+    "token.ip": Rate(120, 60),
+    "token.account": Rate(60, 60),
+    "register.ip": Rate(20, 3600),
+    # Per-brain API request quota: off unless configured, since on SQLite it costs a write
+    # on every request.
+    "api.brain": None,
+}
+
+
+@dataclass(frozen=True)
+class RateLimitSettings:
+    backend: str = "sql"  # "sql" (the rate_limits table) or "dynamodb"
+    dynamodb_table: str | None = None
+    dynamodb_region: str | None = None
+    rules: dict[str, Rate | None] = field(default_factory=lambda: dict(DEFAULT_RATES))
+
+    def rule(self, name: str) -> Rate | None:
+        return self.rules.get(name)
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    # OWASP 2023 for PBKDF2-HMAC-SHA256. Hashes with fewer iterations are upgraded at login.
+    password_iterations: int = 600_000
+    access_token_seconds: int = 3600
+    refresh_token_days: int = 30
+    code_seconds: int = 600
+    # The URL clients reach Mnemo at (issuer, resource, metadata). Unset: taken from the
+    # request's scheme and Host, which is fine behind API Gateway but should be pinned in
+    # production so a forged Host header cannot change what the metadata says.
+    public_url: str | None = None
+    # Redirect-URI hosts that may register OAuth clients without the registration token.
+    # "*.example.com" matches subdomains; "*" opens registration to every host.
+    open_registration_domains: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
+    registration_token: str | None = field(default=None, repr=False)
+    signup_enabled: bool = True
+
+
+def _rate(env: Mapping[str, str], name: str, default: Rate | None) -> Rate | None:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("off", "0", "none"):
+        return None
+    count, _, seconds = raw.partition("/")
+    try:
+        rate = Rate(int(count), int(seconds.rstrip("s")))
+    except ValueError:
+        raise ValueError(
+            f"{name} must look like COUNT/SECONDS (e.g. 10/300) or 'off', got {raw!r}"
+        ) from None
+    if rate.count <= 0 or rate.seconds <= 0:
+        raise ValueError(f"{name} needs a positive count and window, got {raw!r}")
+    return rate
+
+
+def rate_limit_settings_from_env(env: Mapping[str, str]) -> RateLimitSettings:
+    """MNEMO_RATE_LIMIT_<ACTION>_<SUBJECT>=COUNT/SECONDS, e.g. MNEMO_RATE_LIMIT_LOGIN_IP=60/300."""
+    rules = {
+        name: _rate(env, "MNEMO_RATE_LIMIT_" + name.replace(".", "_").upper(), default)
+        for name, default in DEFAULT_RATES.items()
+    }
+    table = env.get("MNEMO_RATE_LIMIT_DYNAMODB_TABLE") or None
+    backend = (env.get("MNEMO_RATE_LIMIT_BACKEND") or ("dynamodb" if table else "sql")).lower()
+    if backend not in ("sql", "dynamodb"):
+        raise ValueError(f"MNEMO_RATE_LIMIT_BACKEND must be sql or dynamodb, got {backend!r}")
+    if backend == "dynamodb" and not table:
+        raise ValueError("MNEMO_RATE_LIMIT_BACKEND=dynamodb needs MNEMO_RATE_LIMIT_DYNAMODB_TABLE")
+    return RateLimitSettings(
+        backend=backend,
+        dynamodb_table=table,
+        dynamodb_region=env.get("MNEMO_RATE_LIMIT_DYNAMODB_REGION") or None,
+        rules=rules,
+    )
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
+def auth_settings_from_env(env: Mapping[str, str]) -> AuthSettings:
+    default = AuthSettings()
+    domains = env.get("MNEMO_OAUTH_OPEN_REGISTRATION_DOMAINS")
+    settings = AuthSettings(
+        password_iterations=_int(env, "MNEMO_PASSWORD_ITERATIONS", default.password_iterations),
+        access_token_seconds=_int(
+            env, "MNEMO_ACCESS_TOKEN_TTL_SECONDS", default.access_token_seconds
+        ),
+        refresh_token_days=_int(env, "MNEMO_REFRESH_TOKEN_TTL_DAYS", default.refresh_token_days),
+        code_seconds=_int(env, "MNEMO_OAUTH_CODE_TTL_SECONDS", default.code_seconds),
+        public_url=(env.get("MNEMO_PUBLIC_URL") or "").strip().rstrip("/") or None,
+        open_registration_domains=default.open_registration_domains
+        if domains is None or domains.strip() == ""
+        else tuple(d.strip().lower() for d in domains.split(",") if d.strip()),
+        registration_token=env.get("MNEMO_OAUTH_REGISTRATION_TOKEN") or None,
+        signup_enabled=_bool(env, "MNEMO_SIGNUP_ENABLED", default.signup_enabled),
+    )
+    for name, value in (
+        ("MNEMO_PASSWORD_ITERATIONS", settings.password_iterations),
+        ("MNEMO_ACCESS_TOKEN_TTL_SECONDS", settings.access_token_seconds),
+        ("MNEMO_REFRESH_TOKEN_TTL_DAYS", settings.refresh_token_days),
+        ("MNEMO_OAUTH_CODE_TTL_SECONDS", settings.code_seconds),
+    ):
+        if value <= 0:
+            raise ValueError(f"{name} must be greater than zero, got {value}")
+    return settings
+
+
+@dataclass(frozen=True)
 class Limits:
     content_bytes: int = 64 * 1024
     tags: int = 64
@@ -75,6 +207,8 @@ class Settings:
     sqlite_busy_timeout_ms: int = 30_000
     log_level: str = "INFO"
     on_lambda: bool = False
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     limits: Limits = field(default_factory=Limits)
 
     def with_(self, **changes: object) -> Settings:
@@ -104,6 +238,8 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         sqlite_busy_timeout_ms=_int(env, "MNEMO_SQLITE_BUSY_TIMEOUT_MS", 30_000),
         log_level=_log_level(env),
         on_lambda=running_on_lambda(env),
+        auth=auth_settings_from_env(env),
+        rate_limits=rate_limit_settings_from_env(env),
         limits=limits,
     )
 

@@ -226,6 +226,89 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         },
     ),
+    Migration(
+        5,
+        "accounts, sessions, oauth and rate limits",
+        """
+        CREATE TABLE accounts (
+            id TEXT NOT NULL PRIMARY KEY,
+            email TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            display_name TEXT,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL
+        );
+        CREATE TABLE brain_members (
+            brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
+            account_id TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('owner', 'member')),
+            created_at BIGINT NOT NULL,
+            PRIMARY KEY (brain_id, account_id)
+        );
+        CREATE INDEX ix_brain_members_account ON brain_members (account_id);
+        CREATE TABLE oauth_clients (
+            client_id TEXT NOT NULL PRIMARY KEY,
+            client_name TEXT,
+            redirect_uris TEXT NOT NULL,
+            grant_types TEXT NOT NULL,
+            response_types TEXT NOT NULL,
+            token_endpoint_auth_method TEXT NOT NULL DEFAULT 'none',
+            client_secret_hash TEXT,
+            scope TEXT,
+            metadata TEXT NOT NULL DEFAULT '{{}}',
+            created_at BIGINT NOT NULL
+        );
+        CREATE TABLE auth_sessions (
+            id TEXT NOT NULL PRIMARY KEY,
+            account_id TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+            brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
+            client_id TEXT REFERENCES oauth_clients (client_id) ON DELETE CASCADE,
+            audience TEXT,
+            scope TEXT,
+            user_agent TEXT,
+            ip TEXT,
+            created_at BIGINT NOT NULL,
+            last_used_at BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            revoked_at BIGINT,
+            revoked_reason TEXT
+        );
+        CREATE INDEX ix_auth_sessions_account ON auth_sessions (account_id, created_at);
+        CREATE TABLE auth_tokens (
+            token_hash TEXT NOT NULL PRIMARY KEY,
+            session_id TEXT NOT NULL REFERENCES auth_sessions (id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('access', 'refresh')),
+            created_at BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            used_at BIGINT
+        );
+        CREATE INDEX ix_auth_tokens_session ON auth_tokens (session_id);
+        CREATE INDEX ix_auth_tokens_expires ON auth_tokens (expires_at);
+        CREATE TABLE oauth_codes (
+            code_hash TEXT NOT NULL PRIMARY KEY,
+            client_id TEXT NOT NULL REFERENCES oauth_clients (client_id) ON DELETE CASCADE,
+            account_id TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+            brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
+            redirect_uri TEXT NOT NULL,
+            code_challenge TEXT NOT NULL,
+            scope TEXT,
+            resource TEXT,
+            created_at BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            used_at BIGINT,
+            session_id TEXT
+        );
+        CREATE INDEX ix_oauth_codes_expires ON oauth_codes (expires_at);
+        CREATE TABLE rate_limits (
+            bucket TEXT NOT NULL,
+            window_start BIGINT NOT NULL,
+            count INTEGER NOT NULL DEFAULT 0,
+            expires_at BIGINT NOT NULL,
+            PRIMARY KEY (bucket, window_start)
+        );
+        CREATE INDEX ix_rate_limits_expires ON rate_limits (expires_at)
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -235,6 +235,115 @@ memory_vectors = Table(
     Index("ix_memory_vectors_brain_model", "brain_id", "model", "updated_at"),
 )
 
+# Migration 5: accounts, brain memberships, sessions, OAuth and rate limits.
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("email", Text, nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("display_name", Text),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+)
+
+brain_members = Table(
+    "brain_members",
+    metadata,
+    _brain_fk(),
+    Column("account_id", Text, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("role", Text, nullable=False),
+    _ts("created_at", nullable=False),
+    PrimaryKeyConstraint("brain_id", "account_id"),
+    CheckConstraint("role IN ('owner', 'member')"),
+    Index("ix_brain_members_account", "account_id"),
+)
+
+oauth_clients = Table(
+    "oauth_clients",
+    metadata,
+    Column("client_id", Text, primary_key=True),
+    Column("client_name", Text),
+    Column("redirect_uris", Text, nullable=False),
+    Column("grant_types", Text, nullable=False),
+    Column("response_types", Text, nullable=False),
+    Column("token_endpoint_auth_method", Text, nullable=False, server_default=text("'none'")),
+    Column("client_secret_hash", Text),
+    Column("scope", Text),
+    Column("metadata", Text, nullable=False, server_default=text("'{}'")),
+    _ts("created_at", nullable=False),
+)
+
+auth_sessions = Table(
+    "auth_sessions",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    _brain_fk(),
+    Column("client_id", Text, ForeignKey("oauth_clients.client_id", ondelete="CASCADE")),
+    Column("audience", Text),
+    Column("scope", Text),
+    Column("user_agent", Text),
+    Column("ip", Text),
+    _ts("created_at", nullable=False),
+    _ts("last_used_at", nullable=False),
+    _ts("expires_at", nullable=False),
+    _ts("revoked_at"),
+    Column("revoked_reason", Text),
+    Index("ix_auth_sessions_account", "account_id", "created_at"),
+)
+
+auth_tokens = Table(
+    "auth_tokens",
+    metadata,
+    Column("token_hash", Text, primary_key=True),
+    Column(
+        "session_id", Text, ForeignKey("auth_sessions.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("kind", Text, nullable=False),
+    _ts("created_at", nullable=False),
+    _ts("expires_at", nullable=False),
+    _ts("used_at"),
+    CheckConstraint("kind IN ('access', 'refresh')"),
+    Index("ix_auth_tokens_session", "session_id"),
+    Index("ix_auth_tokens_expires", "expires_at"),
+)
+
+oauth_codes = Table(
+    "oauth_codes",
+    metadata,
+    Column("code_hash", Text, primary_key=True),
+    Column(
+        "client_id",
+        Text,
+        ForeignKey("oauth_clients.client_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("account_id", Text, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    _brain_fk(),
+    Column("redirect_uri", Text, nullable=False),
+    Column("code_challenge", Text, nullable=False),
+    Column("scope", Text),
+    Column("resource", Text),
+    _ts("created_at", nullable=False),
+    _ts("expires_at", nullable=False),
+    _ts("used_at"),
+    Column("session_id", Text),
+    Index("ix_oauth_codes_expires", "expires_at"),
+)
+
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("bucket", Text, nullable=False),
+    Column("window_start", BigInteger, nullable=False),
+    Column("count", Integer, nullable=False, server_default=text("0")),
+    _ts("expires_at", nullable=False),
+    PrimaryKeyConstraint("bucket", "window_start"),
+    Index("ix_rate_limits_expires", "expires_at"),
+)
+
 # Objects one dialect has that SQLAlchemy metadata cannot declare: the schema test checks they
 # exist after migrating, then leaves them out of the comparison.
 DIALECT_EXTRAS: dict[str, dict[str, list[str]]] = {
