@@ -197,6 +197,89 @@ class Limits:
     page_size: int = 500
 
 
+_EMBEDDERS = ("builtin", "openai", "bedrock", "local")
+
+
+@dataclass(frozen=True)
+class EmbedderSettings:
+    """Which embedding model turns memories into vectors, and how to reach it.
+
+    `model` and `dims` apply to the remote backends (openai, bedrock); each backend has its own
+    default model. None means "the backend's default" so one variable serves every backend.
+    """
+
+    kind: str = "builtin"
+    model: str | None = None
+    dims: int | None = None
+    builtin_dims: int = 512
+    openai_base_url: str = "https://api.openai.com/v1"
+    # Kept out of repr so the key never lands in a log line or a traceback.
+    openai_api_key: str | None = field(default=None, repr=False)
+    bedrock_region: str | None = None
+    local_model_path: str | None = None
+    batch_size: int = 64
+    timeout_seconds: float = 10.0
+    max_retries: int = 3
+    # Remote APIs reject over-long inputs (OpenAI ~8k tokens); cut before sending, not after a 400.
+    max_chars: int = 8000
+    # Override the measured cosine calibration, e.g. for a model nobody measured here.
+    similarity_floor: float | None = None
+    similarity_strong: float | None = None
+
+
+def _optional_int(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    return _int(env, name, 0)
+
+
+def _optional_float(env: Mapping[str, str], name: str) -> float | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    return _float(env, name, 0.0)
+
+
+def _positive(name: str, value: int | float) -> None:
+    if value <= 0:
+        raise ValueError(f"{name} must be greater than zero, got {value}")
+
+
+def embedder_settings_from_env(env: Mapping[str, str]) -> EmbedderSettings:
+    kind = (env.get("MNEMO_EMBEDDER") or "builtin").strip().lower()
+    if kind not in _EMBEDDERS:
+        raise ValueError(f"MNEMO_EMBEDDER must be one of {', '.join(_EMBEDDERS)}, got {kind!r}")
+    default = EmbedderSettings()
+    settings = EmbedderSettings(
+        kind=kind,
+        model=(env.get("MNEMO_EMBEDDING_MODEL") or "").strip() or None,
+        dims=_optional_int(env, "MNEMO_EMBEDDING_DIMS"),
+        builtin_dims=_int(env, "MNEMO_BUILTIN_DIMS", default.builtin_dims),
+        openai_base_url=(env.get("MNEMO_OPENAI_BASE_URL") or default.openai_base_url).rstrip("/"),
+        openai_api_key=env.get("MNEMO_OPENAI_API_KEY") or None,
+        bedrock_region=env.get("MNEMO_BEDROCK_REGION") or None,
+        local_model_path=env.get("MNEMO_LOCAL_MODEL_PATH") or None,
+        batch_size=_int(env, "MNEMO_EMBEDDING_BATCH_SIZE", default.batch_size),
+        timeout_seconds=_float(env, "MNEMO_EMBEDDING_TIMEOUT_SECONDS", default.timeout_seconds),
+        max_retries=_int(env, "MNEMO_EMBEDDING_MAX_RETRIES", default.max_retries),
+        max_chars=_int(env, "MNEMO_EMBEDDING_MAX_CHARS", default.max_chars),
+        similarity_floor=_optional_float(env, "MNEMO_SIMILARITY_FLOOR"),
+        similarity_strong=_optional_float(env, "MNEMO_SIMILARITY_STRONG"),
+    )
+    if settings.dims is not None:
+        _positive("MNEMO_EMBEDDING_DIMS", settings.dims)
+    _positive("MNEMO_BUILTIN_DIMS", settings.builtin_dims)
+    _positive("MNEMO_EMBEDDING_BATCH_SIZE", settings.batch_size)
+    _positive("MNEMO_EMBEDDING_TIMEOUT_SECONDS", settings.timeout_seconds)
+    _positive("MNEMO_EMBEDDING_MAX_CHARS", settings.max_chars)
+    if settings.max_retries < 0:
+        raise ValueError(
+            f"MNEMO_EMBEDDING_MAX_RETRIES must be 0 or more, got {settings.max_retries}"
+        )
+    return settings
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -210,6 +293,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     limits: Limits = field(default_factory=Limits)
+    embedder: EmbedderSettings = field(default_factory=EmbedderSettings)
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -241,6 +325,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         auth=auth_settings_from_env(env),
         rate_limits=rate_limit_settings_from_env(env),
         limits=limits,
+        embedder=embedder_settings_from_env(env),
     )
 
 
