@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -14,13 +14,15 @@ Kind = Literal["document", "query"]
 Vectors = npt.NDArray[np.float32]
 
 
-@runtime_checkable
 class Embedder(Protocol):
     """Turns texts into unit vectors whose dot product is their cosine similarity.
 
     `name` is stored with every vector: vectors of different names (or dims) are never compared.
     `similarity_floor` is the cosine under which two texts are unrelated noise for this model and
     `similarity_strong` the cosine of a clear match; search maps cosine onto [0, 1] with them.
+    Members are read-only properties so that an embedder may learn `dims` lazily (an OpenAI-
+    compatible server is asked on first use); plain attributes satisfy them too. Not runtime-
+    checkable on purpose: isinstance would read `dims`, which can mean a network call.
     """
 
     @property

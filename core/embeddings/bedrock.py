@@ -48,7 +48,6 @@ class BedrockEmbedder:
         similarity_strong: float | None = None,
     ) -> None:
         self.model = model
-        self.name = f"bedrock:{model}"
         self._v1 = "titan-embed-text-v1" in model
         if self._v1:
             if dims not in (None, _V1_DIMS):
@@ -58,6 +57,10 @@ class BedrockEmbedder:
             if dims is not None and dims not in _V2_DIMS:
                 raise ValueError(f"{model} returns 256, 512 or 1024 dimensions, not {dims}")
             self.dims = dims or 1024
+        # The name stands for the vector space: Titan at 256 or 512 dims is another space.
+        self.name = (
+            f"bedrock:{model}" if dims in (None, 1024, _V1_DIMS) else f"bedrock:{model}@{dims}"
+        )
         self.max_chars = min(max_chars, _TITAN_MAX_CHARS)
         if similarity_floor is not None:
             self.similarity_floor = similarity_floor
@@ -119,7 +122,7 @@ def _client(region: str | None, timeout: float, max_retries: int) -> Any:
     config = Config(
         connect_timeout=timeout,
         read_timeout=timeout,
-        # total attempts, including the first; adaptive mode also rate-limits on throttling
-        retries={"max_attempts": max_retries + 1, "mode": "adaptive"},
+        # Counted with the first attempt; adaptive mode also slows down while throttled.
+        retries={"total_max_attempts": max_retries + 1, "mode": "adaptive"},
     )
     return boto3.client("bedrock-runtime", region_name=region, config=config)

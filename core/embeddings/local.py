@@ -39,13 +39,15 @@ def bundled_model_path() -> Path:
 class LocalEmbedder:
     """`local:<model folder name>`, e.g. local:all-MiniLM-L6-v2."""
 
-    # Measured for all-MiniLM-L6-v2 on LoCoMo dev (shared/bench/locomo-dev.json, 5 conversations):
-    # floor = 95th percentile of cosine between a question and a turn of another conversation
-    # (unrelated text); strong = 99th percentile of cosine between a question and the turns of its
-    # own conversation (about the top 6 of ~600). Another model needs its own figures: measure
-    # with core.embeddings.calibrate, then set MNEMO_SIMILARITY_FLOOR / _STRONG.
-    similarity_floor = 0.19
-    similarity_strong = 0.53
+    # Measured for all-MiniLM-L6-v2 with core.embeddings.calibrate on LoCoMo dev
+    # (shared/bench/locomo-dev.json: 5 conversations, 762 questions against ~3,000 turns). floor:
+    # 95th percentile of cosine between a question and turns of the *other* conversations
+    # (unrelated; median 0.12: every conversation is casual talk of family and hobbies). strong:
+    # 99th percentile between a question and the turns of its *own* conversation, about its best 6
+    # of ~600 (evidence turns score 0.39 / 0.48 / 0.58 at p25 / p50 / p75). Another model needs
+    # its own figures: measure it the same way and set MNEMO_SIMILARITY_FLOOR / _STRONG.
+    similarity_floor = 0.29
+    similarity_strong = 0.58
 
     def __init__(
         self,

@@ -62,7 +62,8 @@ class OpenAIEmbedder:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.model = model
-        self.name = f"openai:{model}"
+        # The name stands for the vector space: a shortened text-embedding-3 is another space.
+        self.name = f"openai:{model}" if dims is None else f"openai:{model}@{dims}"
         if not base_url.startswith(("http://", "https://")):
             # urllib would also open file: and ftp: URLs; an embedder has no business there.
             raise ValueError(f"the embeddings base URL must be http or https, got {base_url!r}")

