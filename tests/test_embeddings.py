@@ -259,6 +259,16 @@ def test_builtin_is_vectorised_over_the_batch(monkeypatch: pytest.MonkeyPatch) -
     assert calls == one
 
 
+def test_builtin_splits_huge_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows live in 16 bits of each feature key, so batches go in chunks of 65,536 texts."""
+    import core.embeddings.builtin as builtin
+
+    texts = [f"{PAINTING} {i}" for i in range(10)] + ["", UNRELATED]
+    whole = BuiltinEmbedder().embed(texts)
+    monkeypatch.setattr(builtin, "_CHUNK", 4)
+    np.testing.assert_array_equal(BuiltinEmbedder().embed(texts), whole)
+
+
 def test_builtin_word_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     import core.embeddings.builtin as builtin
 
@@ -357,7 +367,9 @@ class FakeOpenAI:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 

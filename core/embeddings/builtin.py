@@ -15,7 +15,6 @@ nothing) and doing all counting for a batch in a handful of numpy calls.
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -91,9 +90,9 @@ class BuiltinEmbedder:
             self.similarity_floor = similarity_floor
         if similarity_strong is not None:
             self.similarity_strong = similarity_strong
-        # word -> (term hash, n-gram hashes); shared by threads, which only ever add equal values.
+        # word -> (term hash, n-gram hashes). Threads may share it without a lock: each dict
+        # operation is atomic, and two threads filling in the same word store equal values.
         self._words: dict[str, tuple[int, _U64]] = {}
-        self._lock = threading.Lock()
         self._family_weight = np.array(
             [self.weights[_TERM], self.weights[_PAIR], self.weights[_CHARS], 0.0]
         )
@@ -105,11 +104,11 @@ class BuiltinEmbedder:
         # Queries and documents are embedded alike: the features are symmetric.
         if isinstance(texts, str):
             raise TypeError("embed takes a sequence of texts, not one string")
-        out = np.zeros((len(texts), self.dims), dtype=np.float32)
-        for start in range(0, len(texts), _CHUNK):
-            chunk = texts[start : start + _CHUNK]
-            out[start : start + len(chunk)] = self._embed_chunk(chunk)
-        return out
+        if len(texts) <= _CHUNK:
+            return self._embed_chunk(texts)
+        return np.concatenate(
+            [self._embed_chunk(texts[i : i + _CHUNK]) for i in range(0, len(texts), _CHUNK)]
+        )
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -123,8 +122,7 @@ class BuiltinEmbedder:
         if len(self._words) >= _WORD_CACHE_LIMIT:
             # A bound, not an LRU: a process that has seen this many distinct words (random ids,
             # say) starts over rather than growing without end.
-            with self._lock:
-                self._words.clear()
+            self._words.clear()
         self._words[word] = entry
         return entry
 
