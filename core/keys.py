@@ -6,11 +6,12 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, text
 
 from core.brains import ensure_brain
-from core.ids import new_id, now_ms
+from core.ids import iso, new_id, now_ms
 from core.scope import Scope
 
 KEY_PREFIX = "mnemo_"
@@ -41,7 +42,20 @@ def create_key(
     user_id: str | None = None,
     read_only: bool = False,
 ) -> NewKey:
-    brain = ensure_brain(conn, brain_slug)
+    return create_key_in(
+        conn, ensure_brain(conn, brain_slug), name=name, user_id=user_id, read_only=read_only
+    )
+
+
+def create_key_in(
+    conn: Connection,
+    brain: str,
+    *,
+    name: str | None = None,
+    user_id: str | None = None,
+    read_only: bool = False,
+) -> NewKey:
+    """A key for the brain with this id (brain owners create keys through the API)."""
     prefix = secrets.token_hex(4)
     secret = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     key_id = new_id()
@@ -73,6 +87,33 @@ def revoke_key(conn: Connection, brain_id: str, key_id: str) -> bool:
         {"now": now_ms(), "id": key_id, "brain": brain_id},
     )
     return result.rowcount == 1
+
+
+def list_keys(
+    conn: Connection, brain_id: str, *, include_revoked: bool = False
+) -> list[dict[str, Any]]:
+    """The brain's keys as an owner sees them: never the secret, only the prefix it starts with."""
+    revoked = "" if include_revoked else "AND revoked_at IS NULL "
+    rows = conn.execute(
+        text(
+            "SELECT id, name, prefix, user_id, read_only, created_at, last_used_at, revoked_at "
+            f"FROM api_keys WHERE brain_id = :brain {revoked}ORDER BY created_at, id"
+        ),
+        {"brain": brain_id},
+    ).all()
+    return [
+        {
+            "id": r.id,
+            "name": r.name,
+            "prefix": f"{KEY_PREFIX}{r.prefix}_",
+            "user_id": r.user_id,
+            "read_only": bool(r.read_only),
+            "created_at": iso(r.created_at),
+            "last_used_at": iso(r.last_used_at),
+            "revoked_at": iso(r.revoked_at),
+        }
+        for r in rows
+    ]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,21 @@ class Scope:
     principal: str
     user_id: str | None = None
     read_only: bool = False
+    # Set for account sessions and OAuth tokens: who is acting and with which role in the
+    # brain ("owner" or "member", read live on every request). API keys carry no account;
+    # MNEMO_API_KEY (single-key mode) acts as the default brain's owner.
+    role: str | None = None
+    account_id: str | None = None
+    session_id: str | None = None
+    client_id: str | None = None  # the OAuth client, for tokens issued through /oauth
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role == "owner"
+
+    def require_owner(self) -> None:
+        if not self.is_owner:
+            raise Forbidden("only an owner of this brain can do that", code="owner_only")
 
     def require_write(self) -> None:
         if self.read_only:

@@ -19,11 +19,20 @@ from handlers import events, logs, openapi
 from handlers.context import Services
 from handlers.http import EXCEPTION_HANDLERS, json_response
 from handlers.middleware import RequestContext
-from handlers.routes import changelog, health, memories, users
+from handlers.routes import auth, brains, changelog, health, keys, memories, oauth, users
 
 
 def _routes() -> list[BaseRoute]:
-    return [*health.routes, *memories.routes, *users.routes, *changelog.routes]
+    return [
+        *health.routes,
+        *memories.routes,
+        *users.routes,
+        *changelog.routes,
+        *auth.routes,
+        *brains.routes,
+        *keys.routes,
+        *oauth.routes,
+    ]
 
 
 def create_app(settings: Settings | None = None, *, offload: bool = False) -> Starlette:

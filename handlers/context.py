@@ -17,12 +17,13 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 
-from core import keys
+from core import keys, ratelimit, sessions
 from core.brains import ensure_brain
 from core.config import Limits, Settings
 from core.db.engine import get_engine, transaction
 from core.db.migrations import ensure_schema
 from core.errors import Unauthorized
+from core.oauth.metadata import audiences, base_url
 from core.scope import Scope
 
 P = ParamSpec("P")
@@ -111,30 +112,57 @@ class Context:
 def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized(
-            "send an API key as 'Authorization: Bearer <key>'", code="missing_credentials"
-        )
-    return token.strip()
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    # Browsers carry an account session's access token in an HttpOnly cookie instead (set by
+    # /auth/login with "transport": "cookie"); a header, when sent, always wins.
+    cookie = request.cookies.get(sessions.ACCESS_COOKIE)
+    if not header and cookie:
+        return cookie
+    raise Unauthorized(
+        "send an API key or access token as 'Authorization: Bearer <token>'",
+        code="missing_credentials",
+    )
 
 
 async def authorize(request: Request) -> Context:
+    """The caller's scope from an API key, MNEMO_API_KEY, or an access token (account session
+    or OAuth grant: scope = the session's brain, role read live from the membership)."""
     svc = services(request)
     token = bearer_token(request)
+    allowed = audiences(base_url(svc.settings.auth.public_url, str(request.base_url)))
 
     def resolve() -> Context:
         engine = svc.ready_engine()
-        if keys.matches_single_key(token, svc.settings.api_key):
-            scope = Scope(brain_id=svc.default_brain(engine), principal="key:env")
-        else:
+        if token.startswith(sessions.ACCESS_PREFIX):
             with transaction(engine, write=False) as conn:
-                found = keys.find_key(conn, token)
+                found = sessions.verify_access(conn, token)
             if found is None:
-                raise Unauthorized("the API key is not valid or was revoked", code="invalid_key")
+                raise Unauthorized(
+                    "the access token is not valid, has expired or was revoked",
+                    code="invalid_token",
+                )
+            scope = sessions.to_scope(found, allowed)
             if found.stale:
                 with transaction(engine, write=True) as conn:
-                    keys.touch(conn, found.key_id)
-            scope = found.scope
+                    sessions.touch(conn, found.session_id)
+        elif keys.matches_single_key(token, svc.settings.api_key):
+            # Single-key mode: the operator's key, so it may manage the default brain's keys.
+            scope = Scope(brain_id=svc.default_brain(engine), principal="key:env", role="owner")
+        else:
+            with transaction(engine, write=False) as conn:
+                found_key = keys.find_key(conn, token)
+            if found_key is None:
+                raise Unauthorized("the API key is not valid or was revoked", code="invalid_key")
+            if found_key.stale:
+                with transaction(engine, write=True) as conn:
+                    keys.touch(conn, found_key.key_id)
+            scope = found_key.scope
+        limits = svc.settings.rate_limits
+        if limits.rule("api.brain") is not None:
+            # The per-brain request quota (MNEMO_RATE_LIMIT_API_BRAIN); off by default.
+            limiter = ratelimit.limiter_for(limits, engine)
+            ratelimit.enforce(limiter, limits, "api.brain", scope.brain_id)
         return Context(svc, engine, scope)
 
     return await svc.call(resolve)

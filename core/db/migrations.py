@@ -261,7 +261,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE TABLE auth_sessions (
             id TEXT NOT NULL PRIMARY KEY,
             account_id TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
-            brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
+            brain_id TEXT REFERENCES brains (id) ON DELETE SET NULL,
             client_id TEXT REFERENCES oauth_clients (client_id) ON DELETE CASCADE,
             audience TEXT,
             scope TEXT,

@@ -280,7 +280,8 @@ auth_sessions = Table(
     metadata,
     Column("id", Text, primary_key=True),
     Column("account_id", Text, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
-    _brain_fk(),
+    # NULL: the active brain was deleted or the account left it; the session can switch.
+    Column("brain_id", Text, ForeignKey("brains.id", ondelete="SET NULL")),
     Column("client_id", Text, ForeignKey("oauth_clients.client_id", ondelete="CASCADE")),
     Column("audience", Text),
     Column("scope", Text),
@@ -298,9 +299,7 @@ auth_tokens = Table(
     "auth_tokens",
     metadata,
     Column("token_hash", Text, primary_key=True),
-    Column(
-        "session_id", Text, ForeignKey("auth_sessions.id", ondelete="CASCADE"), nullable=False
-    ),
+    Column("session_id", Text, ForeignKey("auth_sessions.id", ondelete="CASCADE"), nullable=False),
     Column("kind", Text, nullable=False),
     _ts("created_at", nullable=False),
     _ts("expires_at", nullable=False),

@@ -1,0 +1,1 @@
+"""Server-rendered HTML pages (hand-written, no scripts, no external assets)."""

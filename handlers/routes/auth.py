@@ -1,0 +1,440 @@
+"""Accounts and sessions: /auth/signup, /auth/login, /auth/refresh, /auth/logout, /auth/me,
+/auth/sessions..., /auth/session/brain.
+
+Tokens travel as JSON (bearer transport, for programs) or as HttpOnly cookies (cookie
+transport, for browsers: the body then carries no token at all). Account routes need an
+account session: API keys and OAuth grants are refused, since they stand for one brain, not
+for a person.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection, Engine
+from starlette.requests import Request
+from starlette.responses import Response
+
+from core import accounts, memberships, ratelimit, sessions
+from core.db.engine import transaction
+from core.errors import Forbidden, Unauthorized
+from core.ids import iso
+from core.ratelimit import RateLimited
+from handlers.context import Services, bearer_token, services
+from handlers.http import (
+    EXCEPTION_HANDLERS,
+    ApiRoute,
+    Doc,
+    error_response,
+    json_response,
+    read_body,
+)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+async def on_rate_limited(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RateLimited)
+    return error_response(
+        429, exc.code, exc.message, exc.details, {"Retry-After": str(exc.retry_after)}
+    )
+
+
+# 429 needs a Retry-After header, which the shared MnemoError handler does not add. Starlette
+# picks the handler of the most specific class, so this one wins for RateLimited.
+EXCEPTION_HANDLERS[RateLimited] = on_rate_limited
+
+
+def client_ip(request: Request) -> str:
+    # Mangum fills `client` from the API Gateway / Function URL source IP, which the caller
+    # cannot forge; under uvicorn it is the socket peer.
+    return request.client.host if request.client else "unknown"
+
+
+def limit(svc: Services, engine: Engine, rule: str, subject: str | None) -> None:
+    settings = svc.settings.rate_limits
+    ratelimit.enforce(ratelimit.limiter_for(settings, engine), settings, rule, subject)
+
+
+# -- browser transport -------------------------------------------------------------------
+
+
+def set_session_cookies(response: Response, issued: sessions.Issued, svc: Services) -> None:
+    refresh_seconds = svc.settings.auth.refresh_token_days * 86_400
+    response.set_cookie(
+        sessions.ACCESS_COOKIE,
+        issued.access_token,
+        max_age=issued.expires_in,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="lax",
+    )
+    response.set_cookie(
+        sessions.REFRESH_COOKIE,
+        issued.refresh_token,
+        max_age=refresh_seconds,
+        path="/auth",
+        secure=True,
+        httponly=True,
+        samesite="strict",
+    )
+
+
+def clear_session_cookies(response: Response) -> None:
+    response.delete_cookie(sessions.ACCESS_COOKIE, path="/", secure=True, httponly=True)
+    response.delete_cookie(sessions.REFRESH_COOKIE, path="/auth", secure=True, httponly=True)
+
+
+def _signed_in_response(
+    signed: accounts.SignedIn, transport: str, svc: Services, status: int
+) -> Response:
+    body: dict[str, Any] = {
+        "account": signed.account.public(),
+        "brain": signed.brain,
+        "session_id": signed.issued.session_id,
+        **_token_body(signed.issued, transport),
+    }
+    response = json_response(body, status, headers={"Cache-Control": "no-store"})
+    if transport == "cookie":
+        set_session_cookies(response, signed.issued, svc)
+    return response
+
+
+def _token_body(issued: sessions.Issued, transport: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+        "refresh_expires_at": iso(issued.refresh_expires_at),
+    }
+    if transport == "bearer":
+        body["access_token"] = issued.access_token
+        body["refresh_token"] = issued.refresh_token
+    return body
+
+
+# -- account sessions ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountContext:
+    """An authenticated account session (first-party: not an API key, not an OAuth grant)."""
+
+    services: Services
+    engine: Engine
+    session: sessions.Verified
+
+    @property
+    def account_id(self) -> str:
+        return self.session.account_id
+
+    async def write(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kw: P.kwargs
+    ) -> T:
+        def run() -> T:
+            with transaction(self.engine) as conn:
+                return fn(conn, *args, **kw)
+
+        return await self.services.call(run)
+
+    async def read(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kw: P.kwargs
+    ) -> T:
+        def run() -> T:
+            with transaction(self.engine, write=False) as conn:
+                return fn(conn, *args, **kw)
+
+        return await self.services.call(run)
+
+
+async def account_session(request: Request) -> AccountContext:
+    svc = services(request)
+    token = bearer_token(request)
+
+    def resolve() -> AccountContext:
+        engine = svc.ready_engine()
+        found = None
+        if token.startswith(sessions.ACCESS_PREFIX):
+            with transaction(engine, write=False) as conn:
+                found = sessions.verify_access(conn, token)
+        if found is None:
+            if not token.startswith(sessions.ACCESS_PREFIX):
+                raise Forbidden(
+                    "this route needs an account session (log in at /auth/login); "
+                    "API keys stand for a brain, not a person",
+                    code="account_session_required",
+                )
+            raise Unauthorized(
+                "the access token is not valid, has expired or was revoked",
+                code="invalid_token",
+            )
+        if found.client_id is not None:
+            raise Forbidden(
+                "this route needs an account session (log in at /auth/login); an OAuth "
+                "grant reaches only the brain it was granted for",
+                code="account_session_required",
+            )
+        return AccountContext(svc, engine, found)
+
+    return await svc.call(resolve)
+
+
+# -- request models ------------------------------------------------------------------------
+
+
+class _In(BaseModel):
+    # No whitespace stripping: a password is exactly what was typed.
+    model_config = ConfigDict(extra="forbid")
+
+
+Transport = Literal["bearer", "cookie"]
+
+
+class SignupIn(_In):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=1024)
+    display_name: str | None = Field(None, max_length=200)
+    brain_name: str | None = Field(None, max_length=200, description="Name of the first brain")
+    transport: Transport = "bearer"
+
+
+class LoginIn(_In):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=1024)
+    brain_id: str | None = Field(None, description="Start on this brain (default: the first)")
+    transport: Transport = "bearer"
+
+
+class RefreshIn(_In):
+    refresh_token: str | None = Field(None, description="Omit to use the refresh cookie")
+    transport: Transport = "bearer"
+
+
+class SwitchBrainIn(_In):
+    brain_id: str
+
+
+class SignedInOut(BaseModel):
+    account: dict[str, Any]
+    brain: dict[str, Any] | None
+    session_id: str
+    token_type: str
+    expires_in: int
+    refresh_expires_at: str
+    access_token: str | None = None
+    refresh_token: str | None = None
+
+
+# -- endpoints -----------------------------------------------------------------------------
+
+
+def _client(request: Request) -> accounts.Client:
+    return accounts.Client(request.headers.get("user-agent"), client_ip(request))
+
+
+async def signup(request: Request) -> Response:
+    svc = services(request)
+    data = await read_body(request, SignupIn)
+    if not svc.settings.auth.signup_enabled:
+        raise Forbidden("signup is closed on this server", code="signup_disabled")
+    email = accounts.normalize_email(data.email)
+    accounts.check_password(data.password)
+
+    def run() -> accounts.SignedIn:
+        engine = svc.ready_engine()
+        limit(svc, engine, "signup.ip", client_ip(request))
+        limit(svc, engine, "signup.account", email)
+        return accounts.signup(
+            engine,
+            email,
+            data.password,
+            svc.settings.auth,
+            _client(request),
+            display_name=data.display_name,
+            brain_name=data.brain_name,
+        )
+
+    signed = await svc.call(run)
+    return _signed_in_response(signed, data.transport, svc, 201 if signed.created else 200)
+
+
+async def login(request: Request) -> Response:
+    svc = services(request)
+    data = await read_body(request, LoginIn)
+    email = accounts.normalize_email(data.email)
+
+    def run() -> accounts.SignedIn | None:
+        engine = svc.ready_engine()
+        limit(svc, engine, "login.ip", client_ip(request))
+        limit(svc, engine, "login.account", email)
+        return accounts.login(
+            engine, email, data.password, svc.settings.auth, _client(request), data.brain_id
+        )
+
+    signed = await svc.call(run)
+    if signed is None:
+        raise Unauthorized("wrong email or password", code="invalid_credentials")
+    return _signed_in_response(signed, data.transport, svc, 200)
+
+
+async def refresh(request: Request) -> Response:
+    svc = services(request)
+    data = RefreshIn()
+    if request.headers.get("content-length", "0") != "0":
+        data = await read_body(request, RefreshIn)
+    from_cookie = data.refresh_token is None
+    token = data.refresh_token or request.cookies.get(sessions.REFRESH_COOKIE)
+    if not token:
+        raise Unauthorized("send refresh_token, or the refresh cookie", code="missing_credentials")
+    transport = "cookie" if from_cookie else data.transport
+
+    def run() -> sessions.Rotation:
+        engine = svc.ready_engine()
+        limit(svc, engine, "token.ip", client_ip(request))
+        with transaction(engine) as conn:
+            # Committed even on failure: a detected replay has revoked the family.
+            return sessions.rotate(
+                conn, token, sessions.Lifetimes.of(svc.settings.auth), client_id=None
+            )
+
+    rotation = await svc.call(run)
+    if rotation.issued is None:
+        message = {
+            "reused": "this refresh token was already used: the session has been revoked",
+            "expired": "the refresh token has expired: log in again",
+            "revoked": "the session was revoked: log in again",
+        }.get(rotation.error or "", "the refresh token is not valid")
+        raise Unauthorized(message, code="invalid_refresh_token")
+    body = {"session_id": rotation.issued.session_id, **_token_body(rotation.issued, transport)}
+    response = json_response(body, headers={"Cache-Control": "no-store"})
+    if transport == "cookie":
+        set_session_cookies(response, rotation.issued, svc)
+    return response
+
+
+async def logout(request: Request) -> Response:
+    ctx = await account_session(request)
+    await ctx.write(sessions.revoke, ctx.session.session_id, "logout")
+    response = json_response({"session_id": ctx.session.session_id, "revoked": True})
+    clear_session_cookies(response)
+    return response
+
+
+def _me(conn: Connection, found: sessions.Verified) -> dict[str, Any]:
+    brain = None
+    if found.brain_id is not None:
+        brain = memberships.get_brain(conn, found.account_id, found.brain_id)
+    return {
+        "account": accounts.get(conn, found.account_id).public(),
+        "brain": brain,
+        "session_id": found.session_id,
+    }
+
+
+async def me(request: Request) -> Response:
+    ctx = await account_session(request)
+    return json_response(await ctx.read(_me, ctx.session))
+
+
+async def list_sessions(request: Request) -> Response:
+    ctx = await account_session(request)
+    rows = await ctx.read(sessions.list_sessions, ctx.account_id, ctx.session.session_id)
+    return json_response({"results": rows})
+
+
+async def revoke_session(request: Request) -> Response:
+    ctx = await account_session(request)
+    session_id = request.path_params["id"]
+    await ctx.write(sessions.revoke_own, ctx.account_id, session_id)
+    response = json_response({"session_id": session_id, "revoked": True})
+    if session_id == ctx.session.session_id:
+        clear_session_cookies(response)
+    return response
+
+
+async def revoke_others(request: Request) -> Response:
+    ctx = await account_session(request)
+    count = await ctx.write(sessions.revoke_others, ctx.account_id, ctx.session.session_id)
+    return json_response({"revoked": count})
+
+
+def _switch(conn: Connection, found: sessions.Verified, brain_id: str) -> dict[str, Any]:
+    brain = memberships.get_brain(conn, found.account_id, brain_id)  # 404 unless a member
+    sessions.switch_brain(conn, found.session_id, brain_id)
+    return {"session_id": found.session_id, "brain": brain}
+
+
+async def switch_brain(request: Request) -> Response:
+    ctx = await account_session(request)
+    data = await read_body(request, SwitchBrainIn)
+    return json_response(await ctx.write(_switch, ctx.session, data.brain_id))
+
+
+class SessionsOut(BaseModel):
+    results: list[dict[str, Any]]
+
+
+_TAG = "auth"
+routes = [
+    ApiRoute(
+        "/auth/signup",
+        signup,
+        method="POST",
+        doc=Doc(
+            "Create an account with a first brain, and a session on it",
+            _TAG,
+            body=SignupIn,
+            response=SignedInOut,
+            status=201,
+            auth=False,
+        ),
+    ),
+    ApiRoute(
+        "/auth/login",
+        login,
+        method="POST",
+        doc=Doc("Log in: a new session", _TAG, body=LoginIn, response=SignedInOut, auth=False),
+    ),
+    ApiRoute(
+        "/auth/refresh",
+        refresh,
+        method="POST",
+        doc=Doc(
+            "Swap a refresh token for a new pair (rotation; a replay revokes the session)",
+            _TAG,
+            body=RefreshIn,
+            auth=False,
+            body_required=False,
+        ),
+    ),
+    ApiRoute("/auth/logout", logout, method="POST", doc=Doc("End this session", _TAG)),
+    ApiRoute("/auth/me", me, method="GET", doc=Doc("The account and its active brain", _TAG)),
+    ApiRoute(
+        "/auth/sessions",
+        list_sessions,
+        method="GET",
+        doc=Doc("The account's live sessions", _TAG, response=SessionsOut),
+    ),
+    ApiRoute(
+        "/auth/sessions/{id}",
+        revoke_session,
+        method="DELETE",
+        doc=Doc("Revoke one of the account's sessions", _TAG),
+    ),
+    ApiRoute(
+        "/auth/sessions/revoke-others",
+        revoke_others,
+        method="POST",
+        doc=Doc("Revoke every session of the account but this one", _TAG),
+    ),
+    ApiRoute(
+        "/auth/session/brain",
+        switch_brain,
+        method="POST",
+        doc=Doc("Switch this session's active brain", _TAG, body=SwitchBrainIn),
+    ),
+]
