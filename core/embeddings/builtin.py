@@ -38,7 +38,6 @@ _CHUNK = 1 << _ROW_BITS
 _LOW_MASK = np.uint64((1 << _LOW_BITS) - 1)
 _HIGH_MASK = ~_LOW_MASK
 _SHIFT_LOW = np.uint64(_LOW_BITS)
-_SHIFT_FAMILY = np.uint64(2)
 _SHIFT_SIGN = np.uint64(63)
 # An odd constant (2**64 / golden ratio): multiplying one term's hash by it before combining
 # with the next makes a pair's hash depend on order ("dog bites man" is not "man bites dog").
@@ -69,8 +68,9 @@ class BuiltinEmbedder:
     similarity_floor = 0.14
     similarity_strong = 0.36
 
-    # Each family's share of the vector's squared norm (before hashing); chosen on LoCoMo dev as a
-    # whole (never per question): terms carry the topic, n-grams the fuzzy overlap.
+    # The norm each family's block is scaled to before hashing, so a family's share of the
+    # cosine is its weight squared over the sum of squares. Chosen on LoCoMo dev as a whole
+    # (never per question): terms carry the topic, n-grams the fuzzy overlap, pairs a little order.
     weights = {_TERM: 1.0, _PAIR: 0.3, _CHARS: 1.5}
     ngram_sizes = (3, 4, 5)
 
