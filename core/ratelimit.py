@@ -107,34 +107,29 @@ class DynamoLimiter:
         return _decision(int(reply["Attributes"]["count"]["N"]), rate, end, now)
 
 
-_limiters: dict[tuple[str, str], Limiter] = {}
+_dynamo: dict[str, DynamoLimiter] = {}
 _lock = threading.Lock()
 
 
 def limiter_for(settings: RateLimitSettings, engine: Engine) -> Limiter:
-    """One limiter per backend, reused across warm invocations."""
-    if settings.backend == "dynamodb":
-        assert settings.dynamodb_table is not None  # checked when settings are read
-        key = ("dynamodb", settings.dynamodb_table)
-    else:
-        key = ("sql", str(engine.url))
-    found = _limiters.get(key)
+    """The configured backend. The DynamoDB client is made once per process and reused across
+    warm invocations; the SQL limiter is just the engine, so it is made per call."""
+    table = settings.dynamodb_table
+    if settings.backend != "dynamodb" or table is None:
+        return SqlLimiter(engine)
+    found = _dynamo.get(table)
     if found is None:
         with _lock:
-            found = _limiters.get(key)
+            found = _dynamo.get(table)
             if found is None:
-                if settings.dynamodb_table is not None and settings.backend == "dynamodb":
-                    found = DynamoLimiter(settings.dynamodb_table, region=settings.dynamodb_region)
-                else:
-                    found = SqlLimiter(engine)
-                _limiters[key] = found
+                found = _dynamo[table] = DynamoLimiter(table, region=settings.dynamodb_region)
     return found
 
 
 def forget() -> None:
-    """Drop cached limiters (tests swap backends)."""
+    """Drop the cached DynamoDB client (tests swap mocked AWS in and out)."""
     with _lock:
-        _limiters.clear()
+        _dynamo.clear()
 
 
 def bucket(rule: str, subject: str) -> str:
