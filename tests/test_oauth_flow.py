@@ -1,0 +1,267 @@
+"""The whole OAuth flow with a real client library (authlib's OAuth2Client, PKCE S256) against
+`mnemo serve` in a subprocess, as an MCP client would run it: discover the metadata, register,
+drive the HTML authorization page, exchange the code, call /v1, refresh, revoke.
+
+/mcp does not exist yet: discovery starts from the resource metadata URL that the
+WWW-Authenticate helper names (the header /mcp will send with its 401).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from authlib.common.security import generate_token
+from authlib.integrations.httpx_client import OAuth2Client
+
+from core.oauth.metadata import www_authenticate
+from tests.oauth_fixtures import PASSWORD, new_email, parse_form
+
+ROOT = Path(__file__).resolve().parent.parent
+MNEMO = [sys.executable, "-m", "handlers.cli"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def served(empty_database_url: str) -> Iterator[str]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "MNEMO_DATABASE_URL": empty_database_url,
+        "MNEMO_LOG_LEVEL": "WARNING",
+        "MNEMO_PASSWORD_ITERATIONS": "1000",
+    }
+    proc = subprocess.Popen(
+        [*MNEMO, "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "mnemo serve did not come up"
+                time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+class Browser:
+    """Just enough of a browser for the authorization page. The page's cookies are Secure
+    (as they must be in production); over plain http on loopback httpx would drop them, so
+    this browser keeps them itself, as browsers do for localhost."""
+
+    def __init__(self) -> None:
+        self.http = httpx.Client(follow_redirects=False, timeout=10)
+        self.cookies: dict[str, str] = {}
+
+    def _keep(self, reply: httpx.Response) -> httpx.Response:
+        for line in reply.headers.get_list("set-cookie"):
+            name, _, rest = line.partition("=")
+            value = rest.split(";")[0].strip('"')
+            if value:
+                self.cookies[name] = value
+            else:
+                self.cookies.pop(name, None)
+        return reply
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = dict(extra or {})
+        if self.cookies:
+            headers["cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        return headers
+
+    def get(self, url: str) -> httpx.Response:
+        return self._keep(self.http.get(url, headers=self._headers()))
+
+    def post_form(self, url: str, form: dict[str, str], origin: str) -> httpx.Response:
+        return self._keep(self.http.post(url, data=form, headers=self._headers({"origin": origin})))
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _discover(base: str) -> tuple[dict[str, object], dict[str, object]]:
+    header = www_authenticate(base)
+    resource_metadata_url = header.split('resource_metadata="')[1].split('"')[0]
+    resource = httpx.get(resource_metadata_url).json()
+    assert resource["resource"] == base + "/mcp"
+    issuer = resource["authorization_servers"][0]
+    server = httpx.get(f"{issuer}/.well-known/oauth-authorization-server").json()
+    assert server["issuer"] == issuer
+    assert "S256" in server["code_challenge_methods_supported"]
+    return resource, server
+
+
+def _log_in_and_approve(browser: Browser, authorize_url: str, base: str) -> str:
+    page = browser.get(authorize_url)
+    assert page.status_code == 200, page.text
+    assert "Sign in to Mnemo" in page.text and "authlib test client" in page.text
+    form = parse_form(page.text)
+    assert form.forms == 1 and form.fields["csrf_token"]
+    fields = {**form.fields, "email": new_email(), "password": PASSWORD, "action": "signup"}
+    consent = browser.post_form(authorize_url, fields, base)
+    assert consent.status_code == 200, consent.text
+    form = parse_form(consent.text)
+    assert ("action", "approve") in form.buttons
+    approved = browser.post_form(
+        authorize_url,
+        {**form.fields, "brain_id": form.radios["brain_id"][0], "action": "approve"},
+        base,
+    )
+    assert approved.status_code == 303, approved.text
+    return approved.headers["location"]
+
+
+@pytest.mark.parametrize("auth_method", ["none", "client_secret_basic"])
+def test_the_whole_flow_with_authlib_against_mnemo_serve(served: str, auth_method: str) -> None:
+    base = served
+    resource, server = _discover(base)
+    redirect_uri = "http://127.0.0.1:8765/callback"
+
+    registered = httpx.post(
+        str(server["registration_endpoint"]),
+        json={
+            "client_name": "authlib test client",
+            "redirect_uris": [redirect_uri],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": auth_method,
+        },
+    )
+    assert registered.status_code == 201, registered.text
+    reg = registered.json()
+    assert reg["client_id"].startswith("mcp_")
+
+    client = OAuth2Client(
+        client_id=reg["client_id"],
+        client_secret=reg.get("client_secret"),
+        token_endpoint_auth_method=auth_method,
+        revocation_endpoint_auth_method=auth_method,
+        redirect_uri=redirect_uri,
+        scope="memories:read memories:write",
+        code_challenge_method="S256",
+    )
+    browser = Browser()
+    try:
+        verifier = generate_token(64)
+        authorize_url, state = client.create_authorization_url(
+            str(server["authorization_endpoint"]),
+            code_verifier=verifier,
+            resource=resource["resource"],
+        )
+        assert "code_challenge=" in authorize_url and "code_challenge_method=S256" in authorize_url
+        callback = _log_in_and_approve(browser, authorize_url, base)
+        assert callback.startswith(redirect_uri + "?")
+        assert parse_qs(urlsplit(callback).query)["iss"] == [server["issuer"]]
+
+        token = client.fetch_token(
+            str(server["token_endpoint"]),
+            authorization_response=callback,
+            state=state,
+            code_verifier=verifier,
+            resource=resource["resource"],
+        )
+        assert token["token_type"] == "Bearer" and token["refresh_token"]
+
+        saved = client.post(f"{base}/v1/memories", json={"content": "remembered via authlib"})
+        assert saved.status_code == 201, saved.text
+        listed = client.get(f"{base}/v1/memories").json()["results"]
+        assert [m["content"] for m in listed] == ["remembered via authlib"]
+
+        first_refresh = token["refresh_token"]
+        renewed = client.refresh_token(str(server["token_endpoint"]))
+        assert renewed["access_token"] != token["access_token"]
+        assert renewed["refresh_token"] != first_refresh
+        assert client.get(f"{base}/v1/memories").status_code == 200
+
+        # The code was single-use: redeeming it again fails and kills the grant.
+        again = httpx.post(
+            str(server["token_endpoint"]),
+            data={
+                "grant_type": "authorization_code",
+                "code": parse_qs(urlsplit(callback).query)["code"][0],
+                "redirect_uri": redirect_uri,
+                "code_verifier": verifier,
+                "client_id": reg["client_id"],
+            },
+            auth=(reg["client_id"], reg["client_secret"]) if "client_secret" in reg else None,
+        )
+        assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+        assert client.get(f"{base}/v1/memories").status_code == 401
+    finally:
+        browser.close()
+        client.close()
+
+
+def test_refresh_then_revoke_with_authlib(served: str) -> None:
+    base = served
+    resource, server = _discover(base)
+    redirect_uri = "http://localhost:8766/cb"
+    reg = httpx.post(
+        str(server["registration_endpoint"]),
+        json={
+            "client_name": "authlib test client",
+            "redirect_uris": [redirect_uri],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "token_endpoint_auth_method": "none",
+        },
+    ).json()
+    client = OAuth2Client(
+        client_id=reg["client_id"],
+        token_endpoint_auth_method="none",
+        revocation_endpoint_auth_method="none",
+        redirect_uri=redirect_uri,
+        code_challenge_method="S256",
+    )
+    browser = Browser()
+    try:
+        verifier = generate_token(64)
+        url, state = client.create_authorization_url(
+            str(server["authorization_endpoint"]),
+            code_verifier=verifier,
+            resource=resource["resource"],
+        )
+        callback = _log_in_and_approve(browser, url, base)
+        client.fetch_token(
+            str(server["token_endpoint"]),
+            authorization_response=callback,
+            state=state,
+            code_verifier=verifier,
+        )
+        client.refresh_token(str(server["token_endpoint"]))
+        assert client.get(f"{base}/v1/memories").status_code == 200
+        revoked = client.revoke_token(
+            str(server["revocation_endpoint"]),
+            token=client.token["refresh_token"],
+            token_type_hint="refresh_token",
+        )
+        assert revoked.status_code == 200
+        after = client.get(f"{base}/v1/memories")
+        assert after.status_code == 401
+        assert after.json()["error"]["code"] == "invalid_token"
+    finally:
+        browser.close()
+        client.close()
