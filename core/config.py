@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
+from core.search.ranking import RankingSettings
+
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
@@ -294,6 +296,7 @@ class Settings:
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     limits: Limits = field(default_factory=Limits)
     embedder: EmbedderSettings = field(default_factory=EmbedderSettings)
+    ranking: RankingSettings = field(default_factory=RankingSettings)
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -326,6 +329,15 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         rate_limits=rate_limit_settings_from_env(env),
         limits=limits,
         embedder=embedder_settings_from_env(env),
+        ranking=RankingSettings(
+            lexical_weight=_optional_float(env, "MNEMO_SEARCH_LEXICAL_WEIGHT"),
+            recency_weight=_float(
+                env, "MNEMO_SEARCH_RECENCY_WEIGHT", RankingSettings.recency_weight
+            ),
+            half_life_days=_float(
+                env, "MNEMO_SEARCH_HALF_LIFE_DAYS", RankingSettings.half_life_days
+            ),
+        ),
     )
 
 

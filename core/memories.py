@@ -17,6 +17,7 @@ from core.errors import Conflict, InvalidInput, MnemoError, NotFound, TooLarge, 
 from core.ids import iso, new_id, now_ms, parse_time
 from core.models import MemoryFilters, MemoryIn, MemoryPatch
 from core.scope import Scope
+from core.search.indexing import Indexer
 
 COLUMNS = (
     "id, user_id, agent_id, run_id, type, title, key, content, tags, source, confidence, "
@@ -142,7 +143,9 @@ def _current_fact(
     ).first()
 
 
-def create(conn: Connection, scope: Scope, data: MemoryIn, limits: Limits) -> dict[str, Any]:
+def create(
+    conn: Connection, scope: Scope, data: MemoryIn, limits: Limits, index: Indexer
+) -> dict[str, Any]:
     scope.require_write()
     user = _check_new(scope, data, limits)
     digest = content_hash(data.content)
@@ -163,6 +166,7 @@ def create(conn: Connection, scope: Scope, data: MemoryIn, limits: Limits) -> di
             ),
             {"now": now, "new": memory_id, "brain": scope.brain_id, "old": old.id},
         )
+        index.on_state(conn, scope.brain_id, old.id)
     conn.execute(
         text(
             "INSERT INTO memories (id, brain_id, user_id, agent_id, run_id, type, title, key, "
@@ -192,6 +196,15 @@ def create(conn: Connection, scope: Scope, data: MemoryIn, limits: Limits) -> di
         },
     )
     _write_tags(conn, scope.brain_id, memory_id, data.tags)
+    index.on_write(
+        conn,
+        scope.brain_id,
+        memory_id,
+        title=data.title,
+        key=data.key,
+        tags=data.tags,
+        content=data.content,
+    )
     if user is not None:
         users.touch(conn, scope.brain_id, user)
 
@@ -278,7 +291,11 @@ def _write_tags(conn: Connection, brain_id: str, memory_id: str, tags: list[str]
 
 
 def create_batch(
-    conn: Connection, scope: Scope, items: list[dict[str, Any]], limits: Limits
+    conn: Connection,
+    scope: Scope,
+    items: list[dict[str, Any]],
+    limits: Limits,
+    index: Indexer,
 ) -> list[dict[str, Any]]:
     """All or nothing: every item is validated before the first is written."""
     scope.require_write()
@@ -290,20 +307,20 @@ def create_batch(
         )
     parsed: list[MemoryIn] = []
     errors: list[dict[str, Any]] = []
-    for index, raw in enumerate(items):
+    for position, raw in enumerate(items):
         try:
             item = MemoryIn.model_validate(raw)
             _check_new(scope, item, limits)
             parsed.append(item)
         except ValidationError as exc:
-            for error in field_errors(exc.errors(), prefix=("memories", index)):
-                errors.append({"index": index, **error})
+            for error in field_errors(exc.errors(), prefix=("memories", position)):
+                errors.append({"index": position, **error})
         except MnemoError as exc:
             field = (exc.details or {}).get("field")
             errors.append(
                 {
-                    "index": index,
-                    "field": f"memories.{index}.{field}" if field else f"memories.{index}",
+                    "index": position,
+                    "field": f"memories.{position}.{field}" if field else f"memories.{position}",
                     "message": exc.message,
                     "type": exc.code,
                 }
@@ -315,7 +332,7 @@ def create_batch(
             code="invalid_batch",
             details={"errors": errors},
         )
-    return [create(conn, scope, item, limits) for item in parsed]
+    return [create(conn, scope, item, limits, index) for item in parsed]
 
 
 def get(conn: Connection, scope: Scope, memory_id: str) -> dict[str, Any]:
@@ -331,6 +348,41 @@ def get_fact(conn: Connection, scope: Scope, key: str, user_id: str | None) -> d
     return to_dict(row)
 
 
+def filter_sql(
+    scope: Scope, filters: MemoryFilters, params: dict[str, Any], alias: str = ""
+) -> list[str]:
+    """WHERE clauses (ANDed) for the scope and the list filters; values go into `params`."""
+    a = f"{alias}." if alias else ""
+    where = [_visible(scope, params, a)]
+    for column in ("type", "user_id", "agent_id", "run_id", "source"):
+        value = getattr(filters, column)
+        if value is not None:
+            where.append(f"{a}{column} = :f_{column}")
+            params[f"f_{column}"] = value
+    if filters.state != "all":
+        where.append(f"{a}state = :f_state")
+        params["f_state"] = filters.state
+    for column, bound, op in (
+        ("created_at", filters.created_after, ">="),
+        ("created_at", filters.created_before, "<"),
+        ("updated_at", filters.updated_after, ">="),
+        ("updated_at", filters.updated_before, "<"),
+    ):
+        if bound is not None:
+            name = f"t_{len(params)}"
+            where.append(f"{a}{column} {op} :{name}")
+            params[name] = parse_time(bound)
+    if filters.tag:
+        names = [f"tag_{i}" for i in range(len(filters.tag))]
+        params.update(zip(names, filters.tag, strict=True))
+        members = ", ".join(f":{n}" for n in names)
+        tagged = f"SELECT memory_id FROM memory_tags WHERE brain_id = :brain AND tag IN ({members})"
+        if filters.tag_mode == "all":
+            tagged += f" GROUP BY memory_id HAVING count(*) = {len(names)}"
+        where.append(f"{a}id IN ({tagged})")
+    return where
+
+
 def list_memories(
     conn: Connection,
     scope: Scope,
@@ -342,34 +394,7 @@ def list_memories(
 ) -> dict[str, Any]:
     """Newest first, with an opaque cursor to the next page."""
     params: dict[str, Any] = {}
-    where = [_visible(scope, params)]
-    for column in ("type", "user_id", "agent_id", "run_id", "source"):
-        value = getattr(filters, column)
-        if value is not None:
-            where.append(f"{column} = :f_{column}")
-            params[f"f_{column}"] = value
-    if filters.state != "all":
-        where.append("state = :f_state")
-        params["f_state"] = filters.state
-    for column, bound, op in (
-        ("created_at", filters.created_after, ">="),
-        ("created_at", filters.created_before, "<"),
-        ("updated_at", filters.updated_after, ">="),
-        ("updated_at", filters.updated_before, "<"),
-    ):
-        if bound is not None:
-            name = f"t_{len(params)}"
-            where.append(f"{column} {op} :{name}")
-            params[name] = parse_time(bound)
-    if filters.tag:
-        names = [f"tag_{i}" for i in range(len(filters.tag))]
-        params.update(zip(names, filters.tag, strict=True))
-        members = ", ".join(f":{n}" for n in names)
-        tagged = f"SELECT memory_id FROM memory_tags WHERE brain_id = :brain AND tag IN ({members})"
-        if filters.tag_mode == "all":
-            tagged += f" GROUP BY memory_id HAVING count(*) = {len(names)}"
-        where.append(f"id IN ({tagged})")
-
+    where = filter_sql(scope, filters, params)
     total = None
     if include_total:
         total = conn.execute(
@@ -402,7 +427,12 @@ _NOT_NULL = ("content", "tags", "confidence", "importance", "metadata")
 
 
 def update(
-    conn: Connection, scope: Scope, memory_id: str, patch: MemoryPatch, limits: Limits
+    conn: Connection,
+    scope: Scope,
+    memory_id: str,
+    patch: MemoryPatch,
+    limits: Limits,
+    index: Indexer,
 ) -> dict[str, Any]:
     scope.require_write()
     changes = patch.changes()
@@ -458,6 +488,18 @@ def update(
             {"brain": scope.brain_id, "id": memory_id},
         )
         _write_tags(conn, scope.brain_id, memory_id, changes["tags"])
+    if {"content", "title", "tags"} & changes.keys():
+        index.on_write(
+            conn,
+            scope.brain_id,
+            memory_id,
+            title=changes.get("title", row.title),
+            key=row.key,
+            tags=changes.get("tags", row.tags),
+            content=changes.get("content", row.content),
+        )
+    else:
+        index.on_state(conn, scope.brain_id, memory_id)
     changed = sorted(changes)
     new_content = changes.get("content", row.content)
     history.record(
@@ -500,6 +542,7 @@ def set_state(
     scope: Scope,
     memory_id: str,
     target: str,
+    index: Indexer,
     *,
     actor_id: str | None = None,
     role: str | None = None,
@@ -523,6 +566,7 @@ def set_state(
         ),
         {"state": target, "now": now, "brain": scope.brain_id, "id": memory_id},
     )
+    index.on_state(conn, scope.brain_id, memory_id)
     event, event_type, verb = _TRANSITIONS[target]
     history.record(
         conn,
@@ -571,7 +615,13 @@ def _check_restorable(conn: Connection, scope: Scope, row: Row[Any]) -> None:
 
 
 def purge(
-    conn: Connection, scope: Scope, memory_id: str, *, confirm: bool, actor_id: str | None = None
+    conn: Connection,
+    scope: Scope,
+    memory_id: str,
+    index: Indexer,
+    *,
+    confirm: bool,
+    actor_id: str | None = None,
 ) -> dict[str, Any]:
     """Hard delete: the memory, its tags, links and history go, and earlier changelog entries
     lose its content; the feed keeps one entry that a purge happened."""
@@ -582,6 +632,7 @@ def purge(
         )
     row = _fetch(conn, scope, memory_id, lock=True)
     params = {"brain": scope.brain_id, "id": memory_id}
+    index.on_purge(conn, scope.brain_id, memory_id)
     conn.execute(
         text("DELETE FROM memory_links WHERE brain_id = :brain AND (from_id = :id OR to_id = :id)"),
         params,

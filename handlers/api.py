@@ -19,13 +19,14 @@ from handlers import events, logs, openapi
 from handlers.context import Services
 from handlers.http import EXCEPTION_HANDLERS, json_response
 from handlers.middleware import RequestContext
-from handlers.routes import auth, brains, changelog, health, keys, memories, oauth, users
+from handlers.routes import auth, brains, changelog, health, keys, memories, oauth, search, users
 
 
 def _routes() -> list[BaseRoute]:
     return [
         *health.routes,
         *memories.routes,
+        *search.routes,
         *users.routes,
         *changelog.routes,
         *auth.routes,

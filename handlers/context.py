@@ -8,7 +8,7 @@ query does not stall every other request on the event loop.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -22,9 +22,13 @@ from core.brains import ensure_brain
 from core.config import Limits, Settings
 from core.db.engine import get_engine, transaction
 from core.db.migrations import ensure_schema
+from core.embeddings import get_embedder
+from core.embeddings.base import Embedder
 from core.errors import Unauthorized
+from core.models import MemoryIn
 from core.oauth.metadata import audiences, base_url
 from core.scope import Scope
+from core.search.indexing import Indexer, document_text
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -65,6 +69,9 @@ class Services:
             self._default_brain[engine] = brain
         return brain
 
+    def embedder(self) -> Embedder:
+        return get_embedder(self.settings.embedder)
+
     async def call(self, fn: Callable[[], T]) -> T:
         return await run_sync(fn) if self.offload else fn()
 
@@ -83,6 +90,14 @@ class Context:
     @property
     def limits(self) -> Limits:
         return self.services.settings.limits
+
+    async def indexer(self, items: Sequence[MemoryIn]) -> Indexer:
+        """An indexer with the items' vectors made up front, outside any transaction."""
+        index = Indexer(self.services.embedder())
+        texts = [document_text(m.title, m.key, m.tags, m.content) for m in items]
+        if texts:
+            await self.services.call(lambda: index.prepare(texts))
+        return index
 
     async def write(
         self, fn: Callable[Concatenate[Connection, Scope, P], T], *args: P.args, **kw: P.kwargs

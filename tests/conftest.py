@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+
+# Before anything imports handlers.api (which configures logging once per process).
+os.environ.setdefault("MNEMO_LOG_LEVEL", "WARNING")
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass

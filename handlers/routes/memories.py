@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -27,14 +30,28 @@ from handlers.http import ApiRoute, Doc, json_response, read_body, read_query
 async def create(request: Request) -> Response:
     ctx = await authorize(request)
     data = await read_body(request, MemoryIn)
-    memory = await ctx.write(memories.create, data, ctx.limits)
+    index = await ctx.indexer([data])
+    memory = await ctx.write(memories.create, data, ctx.limits, index)
     return json_response(memory, 200 if memory["deduplicated"] else 201)
+
+
+def _parsable(items: list[dict[str, Any]]) -> list[MemoryIn]:
+    """The batch items that validate: their vectors are made before the transaction opens
+    (the invalid ones fail inside it, with their index)."""
+    parsed = []
+    for raw in items:
+        try:
+            parsed.append(MemoryIn.model_validate(raw))
+        except ValidationError:
+            continue
+    return parsed
 
 
 async def create_batch(request: Request) -> Response:
     ctx = await authorize(request)
     data = await read_body(request, MemoryBatchIn)
-    results = await ctx.write(memories.create_batch, data.memories, ctx.limits)
+    index = await ctx.indexer(_parsable(data.memories))
+    results = await ctx.write(memories.create_batch, data.memories, ctx.limits, index)
     return json_response({"results": results}, 201)
 
 
@@ -59,7 +76,8 @@ async def get(request: Request) -> Response:
 async def patch(request: Request) -> Response:
     ctx = await authorize(request)
     data = await read_body(request, MemoryPatch)
-    memory = await ctx.write(memories.update, request.path_params["id"], data, ctx.limits)
+    index = await ctx.indexer([])
+    memory = await ctx.write(memories.update, request.path_params["id"], data, ctx.limits, index)
     return json_response(memory)
 
 
@@ -72,6 +90,7 @@ async def _state_change(request: Request, target: str) -> Response:
         memories.set_state,
         request.path_params["id"],
         target,
+        await ctx.indexer([]),
         actor_id=actor.actor_id,
         role=actor.role,
     )
@@ -94,7 +113,11 @@ async def purge(request: Request) -> Response:
     ctx = await authorize(request)
     data = await read_body(request, PurgeIn)
     result = await ctx.write(
-        memories.purge, request.path_params["id"], confirm=data.confirm, actor_id=data.actor_id
+        memories.purge,
+        request.path_params["id"],
+        await ctx.indexer([]),
+        confirm=data.confirm,
+        actor_id=data.actor_id,
     )
     return json_response(result)
 

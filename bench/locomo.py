@@ -1,0 +1,145 @@
+"""Retrieval quality on the LoCoMo dev split, through the public API.
+
+Each conversation is one end user; each dialog turn one memory ("<speaker>: <text>", with its
+dia_id and session date); each question of categories 1-4 a search. Reports hit@1/5/10/20 (a
+question counts when any evidence turn is in the top k) and recall@10 (evidence turns found).
+The data is CC BY-NC 4.0 and is read from ../shared/bench at run time, never copied here.
+
+    .venv/bin/python -m bench.locomo [--embedder builtin|local] [--modes hybrid,lexical,semantic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "bench" / "locomo-dev.json"
+KS = (1, 5, 10, 20)
+
+
+def session_time(label: str) -> str:
+    """'1:56 pm on 8 May, 2023' -> ISO 8601."""
+    return datetime.strptime(label, "%I:%M %p on %d %B, %Y").isoformat() + "Z"
+
+
+def turns(sample: dict[str, Any]) -> list[dict[str, Any]]:
+    conversation = sample["conversation"]
+    memories = []
+    n = 1
+    while f"session_{n}" in conversation:
+        when = session_time(conversation[f"session_{n}_date_time"])
+        for turn in conversation[f"session_{n}"]:
+            memories.append(
+                {
+                    "content": f"{turn['speaker']}: {turn['text']}",
+                    "user_id": sample["sample_id"],
+                    "occurred_at": when,
+                    "metadata": {"dia_id": turn["dia_id"], "session": n},
+                }
+            )
+        n += 1
+    return memories
+
+
+def evidence(qa: dict[str, Any]) -> set[str]:
+    ids: set[str] = set()
+    for item in qa.get("evidence", []):
+        for part in str(item).replace(",", ";").split(";"):
+            if part.strip():
+                ids.add(part.strip())
+    return ids
+
+
+def run(embedder: str, modes: list[str]) -> dict[str, dict[str, float]]:
+    os.environ.setdefault("MNEMO_LOG_LEVEL", "WARNING")
+    from core.config import settings_from_env
+    from core.db.engine import get_engine, transaction
+    from core.db.migrations import ensure_schema
+    from core.keys import create_key
+    from tests.lambda_client import LambdaClient
+
+    samples = json.loads(DATA.read_text())
+    folder = tempfile.mkdtemp(prefix="mnemo-locomo-")
+    env = {**os.environ, "MNEMO_DATABASE_URL": f"sqlite:///{folder}/locomo.db"}
+    env["MNEMO_EMBEDDER"] = embedder
+    settings = settings_from_env(env)
+    engine = get_engine(settings.database_url)
+    ensure_schema(engine)
+    with transaction(engine) as conn:
+        key = create_key(conn, "locomo").secret
+    client = LambdaClient(settings, key=key)
+
+    started = time.perf_counter()
+    for sample in samples:
+        items = turns(sample)
+        for i in range(0, len(items), 500):
+            reply = client.post("/v1/memories/batch", {"memories": items[i : i + 500]})
+            assert reply.status == 201, reply.body
+    load_seconds = time.perf_counter() - started
+
+    report: dict[str, dict[str, float]] = {}
+    for mode in modes:
+        hits = {k: 0 for k in KS}
+        found_at_10 = 0
+        total_evidence = 0
+        questions = 0
+        latencies = []
+        for sample in samples:
+            for qa in sample["qa"]:
+                if qa["category"] == 5:
+                    continue
+                wanted = evidence(qa)
+                t = time.perf_counter()
+                reply = client.post(
+                    "/v1/search",
+                    {
+                        "query": qa["question"],
+                        "limit": 20,
+                        "mode": mode,
+                        "user_id": sample["sample_id"],
+                    },
+                )
+                latencies.append(time.perf_counter() - t)
+                assert reply.status == 200, reply.body
+                ranked = [r["memory"]["metadata"]["dia_id"] for r in reply.json()["results"]]
+                questions += 1
+                for k in KS:
+                    if wanted & set(ranked[:k]):
+                        hits[k] += 1
+                found_at_10 += len(wanted & set(ranked[:10]))
+                total_evidence += len(wanted)
+        report[mode] = {
+            **{f"hit@{k}": round(hits[k] / questions, 3) for k in KS},
+            "recall@10": round(found_at_10 / total_evidence, 3),
+            "questions": questions,
+            "search_ms_p50": round(statistics.median(latencies) * 1000, 2),
+            "load_seconds": round(load_seconds, 1),
+        }
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--embedder", default="builtin")
+    parser.add_argument("--modes", default="hybrid,lexical,semantic")
+    args = parser.parse_args()
+    report = run(args.embedder, args.modes.split(","))
+    print(f"LoCoMo dev split, embedder {args.embedder}")
+    print("| mode | hit@1 | hit@5 | hit@10 | hit@20 | recall@10 | questions | search p50 ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    for mode, r in report.items():
+        print(
+            f"| {mode} | {r['hit@1']} | {r['hit@5']} | {r['hit@10']} | {r['hit@20']} | "
+            f"{r['recall@10']} | {r['questions']} | {r['search_ms_p50']} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Keeps the search index in step with memories, inside the memory's own transaction.
+
+Embedding may call a remote model, so `prepare` embeds a request's texts before the
+transaction opens; `on_write` then only stores what was prepared (embedding inline only what
+was not, which is cheap for the builtin embedder).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from sqlalchemy import Connection
+
+from core.embeddings.base import Embedder
+from core.search import lexical, vectors
+
+
+def document_text(
+    title: str | None, key: str | None, tags: Iterable[str] | str, content: str
+) -> str:
+    """What a memory's vector is made from: its title, key and tags carry meaning too."""
+    if isinstance(tags, str):
+        tags = json.loads(tags)
+    parts = [title or "", key or "", " ".join(tags), content]
+    return "\n".join(p for p in parts if p)
+
+
+class Indexer:
+    def __init__(self, embedder: Embedder | None) -> None:
+        self.embedder = embedder
+        self._prepared: dict[str, np.ndarray] = {}
+
+    def prepare(self, texts: Sequence[str]) -> None:
+        if self.embedder is None:
+            return
+        todo = [t for t in dict.fromkeys(texts) if t not in self._prepared]
+        if todo:
+            for t, v in zip(todo, self.embedder.embed(todo), strict=True):
+                self._prepared[t] = v
+
+    def on_write(
+        self,
+        conn: Connection,
+        brain_id: str,
+        memory_id: str,
+        *,
+        title: str | None,
+        key: str | None,
+        tags: Iterable[str] | str,
+        content: str,
+    ) -> None:
+        lexical.index(conn, brain_id, memory_id)
+        if self.embedder is None:
+            return
+        doc = document_text(title, key, tags, content)
+        if doc not in self._prepared:
+            self.prepare([doc])
+        vectors.store(conn, brain_id, memory_id, self.embedder.name, self._prepared[doc])
+
+    def on_state(self, conn: Connection, brain_id: str, memory_id: str) -> None:
+        vectors.touch(conn, brain_id, memory_id)
+
+    def on_purge(self, conn: Connection, brain_id: str, memory_id: str) -> None:
+        lexical.unindex(conn, brain_id, memory_id)

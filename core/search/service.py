@@ -1,0 +1,334 @@
+"""Search and context packs over one scope: candidates from the full-text index and the vector
+cache, read back from SQL under the caller's scope and filters, then ranked."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, text
+
+from core import cursor as cursors
+from core.errors import InvalidInput
+from core.ids import now_ms, parse_time
+from core.memories import COLUMNS, filter_sql, to_dict
+from core.scope import Scope
+from core.search import lexical, vectors
+from core.search.metadata_filter import MetadataFilter
+from core.search.models import SearchFilters, SearchIn
+from core.search.ranking import RankingSettings, Standardiser, score, standardiser
+
+_MIN_CANDIDATES = 50
+_CONTEXT_FROM = 30
+# What ranking reads of each candidate; the page's memories are then read in full.
+_RANK_COLUMNS = "id, user_id, importance, confidence, superseded_by, occurred_at, created_at"
+_DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class QueryVector:
+    """The query embedded outside the transaction (an embedder may call a remote API)."""
+
+    model: str
+    vector: np.ndarray
+    noise: float
+    strong: float
+    lexical_weight: float  # the embedder's default say in hybrid mode
+
+
+def default_lexical_weight(model: str) -> float:
+    """How much the lexical evidence counts in hybrid mode for vectors of this model. The
+    builtin feature-hashing vectors mostly repeat what the words already say (measured on the
+    LoCoMo dev split: docs/benchmarks.md), a trained model adds meaning the words miss."""
+    return 0.9 if model.startswith("builtin") else 0.6
+
+
+def _where(
+    conn: Connection, scope: Scope, filters: SearchFilters, params: dict[str, Any]
+) -> list[str]:
+    where = filter_sql(scope, filters, params, alias="m")
+    for bound, op in ((filters.occurred_after, ">="), (filters.occurred_before, "<")):
+        if bound is not None:
+            name = f"o_{len(params)}"
+            where.append(f"coalesce(m.occurred_at, m.created_at) {op} :{name}")
+            params[name] = parse_time(bound)
+    if filters.metadata is not None:
+        where.append(MetadataFilter(conn.dialect.name, params).sql(filters.metadata))
+    return where
+
+
+def _cursor_key(request: SearchIn) -> str:
+    body = request.model_dump(mode="json", exclude={"cursor", "explain"})
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def search(
+    conn: Connection,
+    scope: Scope,
+    request: SearchIn,
+    query_vector: QueryVector | None,
+    ranking: RankingSettings,
+) -> dict[str, Any]:
+    filters = request.filters
+    if request.user_id is not None:
+        filters = filters.model_copy(update={"user_id": request.user_id})
+    offset = 0
+    if request.cursor is not None:
+        position = cursors.decode(request.cursor, keys=("o", "q"))
+        if position["q"] != _cursor_key(request):
+            raise InvalidInput(
+                "this cursor belongs to another search: send the same query and filters",
+                details={"field": "cursor"},
+            )
+        offset = int(position["o"])
+    wanted = offset + request.limit
+    n = max(_MIN_CANDIDATES, 3 * wanted)
+    params: dict[str, Any] = {}
+    where = _where(conn, scope, filters, params)
+
+    lexical_raw: dict[str, float] = {}
+    if request.mode != "semantic":
+        terms = lexical.query_terms(request.query)
+        lexical_raw = dict(lexical.candidates(conn, terms, where, params, n))
+    semantic = _Semantic.load(conn, scope, filters, request.mode, query_vector, ranking)
+    population = semantic.population if semantic else _count(conn, where, params)
+    evidence = _Evidence(
+        lexical_raw,
+        lexical_std=standardiser(
+            np.fromiter(lexical_raw.values(), float),
+            population,
+            prior=ranking.prior_weight,
+            prior_value=0.0,
+            min_std=1e-9,
+        ),
+        semantic=semantic,
+        lexical_weight=_lexical_weight(request.mode, ranking, query_vector),
+    )
+
+    candidate_ids = list(dict.fromkeys([*lexical_raw, *(semantic.top(n) if semantic else [])]))
+    if not candidate_ids:
+        return {"results": [], "next_cursor": None, "touched": []}
+    rows = {row.id: row for row in _read_back(conn, where, params, candidate_ids, _RANK_COLUMNS)}
+    fused = {memory_id: evidence.fused(memory_id) for memory_id in rows}
+
+    # Thread context: the best candidates lend evidence to the memories saved next to them.
+    best = sorted(fused, key=lambda i: -fused[i])[: max(_CONTEXT_FROM, 3 * wanted)]
+    threads = _neighbours(conn, scope.brain_id, [rows[i] for i in best])
+    extra = {i for pair in threads.values() for i in pair if i and i not in rows}
+    if extra:
+        rows.update(
+            {row.id: row for row in _read_back(conn, where, params, list(extra), _RANK_COLUMNS)}
+        )
+        fused.update({i: evidence.fused(i) for i in extra if i in rows})
+    background = evidence.background()
+    before_of: dict[str, str | None] = {}
+    after_of: dict[str, str | None] = {}
+    for memory_id, (before, after) in threads.items():
+        before_of[memory_id], after_of[memory_id] = before, after
+        if before:
+            after_of.setdefault(before, memory_id)
+        if after:
+            before_of.setdefault(after, memory_id)
+
+    def share(other: str | None) -> float:
+        return fused.get(other, background) if other else background
+
+    now = now_ms()
+    ranked = []
+    for memory_id, row in rows.items():
+        lexical_part, semantic_part = evidence.parts(memory_id)
+        context = (
+            ranking.context_before * share(before_of.get(memory_id))
+            + ranking.context_after * share(after_of.get(memory_id))
+            - (ranking.context_before + ranking.context_after) * background
+        )
+        when = row.occurred_at if row.occurred_at is not None else row.created_at
+        factors = score(
+            lexical=lexical_part,
+            semantic=semantic_part,
+            context=context,
+            importance=float(row.importance),
+            confidence=float(row.confidence),
+            trust=0.5,
+            age_days=(now - when) / _DAY_MS,
+            superseded=row.superseded_by is not None,
+            settings=ranking,
+        )
+        if factors.score <= 0.0 or factors.score < request.min_score:
+            continue
+        ranked.append((factors, row))
+    ranked.sort(key=lambda item: (-item[0].score, item[1].id))
+    page = ranked[offset:wanted]
+    full = {r.id: r for r in _read_back(conn, where, params, [r.id for _, r in page], COLUMNS)}
+    results = []
+    for factors, row in page:
+        hit: dict[str, Any] = {"memory": to_dict(full[row.id]), "score": factors.score}
+        if request.explain:
+            hit["explain"] = factors.__dict__.copy()
+        results.append(hit)
+    next_cursor = None
+    if len(ranked) > wanted:
+        next_cursor = cursors.encode({"o": wanted, "q": _cursor_key(request)})
+    return {
+        "results": results,
+        "next_cursor": next_cursor,
+        "touched": [row.id for _, row in page],
+    }
+
+
+def _lexical_weight(mode: str, ranking: RankingSettings, vector: QueryVector | None) -> float:
+    if mode == "lexical" or vector is None:
+        return 1.0
+    if mode == "semantic":
+        return 0.0
+    if ranking.lexical_weight is not None:
+        return ranking.lexical_weight
+    return vector.lexical_weight
+
+
+@dataclass
+class _Semantic:
+    """Cosines of the query with every memory in scope that has a vector of the query's model."""
+
+    cache: vectors.BrainVectors
+    sims: np.ndarray
+    mask: np.ndarray
+    std: Standardiser
+    noise: float
+
+    @classmethod
+    def load(
+        cls,
+        conn: Connection,
+        scope: Scope,
+        filters: SearchFilters,
+        mode: str,
+        vector: QueryVector | None,
+        ranking: RankingSettings,
+    ) -> _Semantic | None:
+        if mode == "lexical" or vector is None:
+            return None
+        cache = vectors.cached(conn, scope.brain_id, vector.model, int(vector.vector.shape[0]))
+        states = None if filters.state == "all" else (filters.state,)
+        sims, mask = cache.similarities(
+            vector.vector, user_id=scope.user_id or filters.user_id, states=states
+        )
+        in_scope = sims[mask]
+        std = standardiser(
+            in_scope,
+            len(in_scope),
+            prior=ranking.prior_weight,
+            prior_value=vector.noise,
+            min_std=(vector.strong - vector.noise) / 4,
+        )
+        return cls(cache, sims, mask, std, vector.noise)
+
+    @property
+    def population(self) -> int:
+        return int(self.mask.sum())
+
+    def top(self, n: int) -> list[str]:
+        return [memory_id for memory_id, _ in self.cache.top(self.sims, self.mask, n)]
+
+    def z(self, memory_id: str) -> float:
+        cosine = self.cache.cosine(self.sims, memory_id)
+        return self.std.z(self.std.mean if cosine is None else cosine)
+
+
+@dataclass
+class _Evidence:
+    lexical_raw: dict[str, float]
+    lexical_std: Standardiser
+    semantic: _Semantic | None
+    lexical_weight: float
+
+    def parts(self, memory_id: str) -> tuple[float, float]:
+        lexical_part = 0.0
+        if self.lexical_weight > 0:
+            raw = self.lexical_raw.get(memory_id, 0.0)
+            lexical_part = self.lexical_weight * self.lexical_std.z(raw)
+        semantic_part = 0.0
+        if self.semantic is not None and self.lexical_weight < 1:
+            semantic_part = (1 - self.lexical_weight) * self.semantic.z(memory_id)
+        return lexical_part, semantic_part
+
+    def fused(self, memory_id: str) -> float:
+        return sum(self.parts(memory_id))
+
+    def background(self) -> float:
+        """The evidence of a memory that matches no word and is of average similarity."""
+        return self.lexical_weight * self.lexical_std.z(0.0)
+
+
+def _count(conn: Connection, where: list[str], params: dict[str, Any]) -> int:
+    sql = f"SELECT count(*) FROM memories m WHERE {' AND '.join(where)}"
+    return int(conn.execute(text(sql), params).scalar_one())
+
+
+def _neighbours(
+    conn: Connection, brain_id: str, rows: list[Any]
+) -> dict[str, tuple[str | None, str | None]]:
+    """memory id -> (the memory saved just before it, just after it) by the same user."""
+    by_user: dict[str | None, list[str]] = {}
+    for row in rows:
+        by_user.setdefault(row.user_id, []).append(row.id)
+    found: dict[str, tuple[str | None, str | None]] = {}
+    for user_id, ids in by_user.items():
+        members, value = id_set(conn, "ids")
+        params: dict[str, Any] = {"brain": brain_id, "u": user_id, "ids": value(ids)}
+        same_user = "p.user_id = :u" if user_id is not None else "p.user_id IS NULL"
+        before = (
+            f"SELECT p.id FROM memories p WHERE p.brain_id = :brain AND {same_user} AND "
+            "(p.created_at, p.id) < (c.created_at, c.id) "
+            "ORDER BY p.created_at DESC, p.id DESC LIMIT 1"
+        )
+        after = (
+            f"SELECT p.id FROM memories p WHERE p.brain_id = :brain AND {same_user} AND "
+            "(p.created_at, p.id) > (c.created_at, c.id) "
+            "ORDER BY p.created_at, p.id LIMIT 1"
+        )
+        sql = (
+            f"SELECT c.id, ({before}) AS before, ({after}) AS after FROM memories c "
+            f"WHERE c.brain_id = :brain AND c.id IN {members}"
+        )
+        for memory_id, prev, nxt in conn.execute(text(sql), params).all():
+            found[memory_id] = (prev, nxt)
+    return found
+
+
+def _read_back(
+    conn: Connection, where: list[str], params: dict[str, Any], ids: list[str], columns: str
+) -> list[Any]:
+    """The candidates that really are in scope and match the filters: SQL has the last word."""
+    if not ids:
+        return []
+    members, value = id_set(conn, "candidates")
+    columns = ", ".join(f"m.{c.strip()}" for c in columns.split(","))
+    sql = f"SELECT {columns} FROM memories m WHERE {' AND '.join(where)} AND m.id IN {members}"
+    return list(conn.execute(text(sql), {**params, "candidates": value(ids)}).all())
+
+
+def id_set(conn: Connection, name: str) -> tuple[str, Callable[[list[str]], Any]]:
+    """`IN` over a list of ids as ONE bound value: (SQL set expression, value maker). A list
+    of a few hundred separate parameters costs more to bind than the query costs to run."""
+    if conn.dialect.name == "postgresql":
+        return f"(SELECT unnest(CAST(:{name} AS text[])))", list
+    return f"(SELECT value FROM json_each(:{name}))", json.dumps
+
+
+def record_access(conn: Connection, scope: Scope, memory_ids: list[str]) -> None:
+    """Returned memories count as accessed (ranking and decay read this)."""
+    if not memory_ids:
+        return
+    members, value = id_set(conn, "ids")
+    conn.execute(
+        text(
+            "UPDATE memories SET access_count = access_count + 1, last_accessed_at = :now "
+            f"WHERE brain_id = :brain AND id IN {members}"
+        ),
+        {"brain": scope.brain_id, "now": now_ms(), "ids": value(memory_ids)},
+    )
