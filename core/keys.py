@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from core.brains import ensure_brain
+from core.errors import InvalidInput
 from core.ids import iso, new_id, now_ms
 from core.scope import Scope
 
@@ -56,6 +57,11 @@ def create_key_in(
     read_only: bool = False,
 ) -> NewKey:
     """A key for the brain with this id (brain owners create keys through the API)."""
+    if user_id is not None and not user_id.strip():
+        # "" would be a user scope that the unique indexes treat like "no user" (coalesce).
+        raise InvalidInput(
+            "user_id must not be empty: omit it for a brain-wide key", details={"field": "user_id"}
+        )
     prefix = secrets.token_hex(4)
     secret = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     key_id = new_id()

@@ -352,3 +352,64 @@ def test_cookie_transport_sets_httponly_secure_samesite_cookies(web: Web) -> Non
     assert out.status == 200
     assert sessions.ACCESS_COOKIE not in web.jar
     assert web.call("GET", "/v1/memories", keep_cookies=True).status == 401
+
+
+def test_expired_and_long_revoked_sessions_are_purged(empty_database_url: str) -> None:
+    # A database of its own: purging the shared PostgreSQL database would pull expired rows
+    # out from under other tests running at the same time.
+    from core.db.engine import dispose, get_engine
+
+    web = Web(auth_settings(Settings(database_url=empty_database_url, log_level="WARNING")))
+    live = web.signup()
+    engine = get_engine(empty_database_url)
+    old = web.signup()
+    ended = web.signup()
+    web.call("POST", "/auth/logout", token=ended["access_token"])
+    with transaction(engine) as conn:
+        conn.execute(
+            text("UPDATE auth_sessions SET expires_at = 1 WHERE id = :s"), {"s": old["session_id"]}
+        )
+        conn.execute(
+            text("UPDATE auth_sessions SET revoked_at = 1 WHERE id = :s"),
+            {"s": ended["session_id"]},
+        )
+        assert sessions.purge_expired(conn) >= 2
+        left = {
+            r[0]
+            for r in conn.execute(
+                text("SELECT id FROM auth_sessions WHERE id IN (:a, :b, :c)"),
+                {"a": live["session_id"], "b": old["session_id"], "c": ended["session_id"]},
+            )
+        }
+        tokens = conn.execute(
+            text("SELECT count(*) FROM auth_tokens WHERE session_id = :s"),
+            {"s": old["session_id"]},
+        ).scalar()
+    assert left == {live["session_id"]} and tokens == 0
+    assert web.call("GET", "/auth/me", token=live["access_token"]).status == 200
+    dispose(empty_database_url)
+
+
+def test_auth_settings_are_read_from_the_environment() -> None:
+    from core.config import settings_from_env
+
+    s = settings_from_env(
+        {
+            "MNEMO_PASSWORD_ITERATIONS": "700000",
+            "MNEMO_ACCESS_TOKEN_TTL_SECONDS": "900",
+            "MNEMO_PUBLIC_URL": "https://memory.example.org/",
+            "MNEMO_OAUTH_OPEN_REGISTRATION_DOMAINS": "claude.ai, *.example.com",
+            "MNEMO_OAUTH_REGISTRATION_TOKEN": "secret",
+            "MNEMO_SIGNUP_ENABLED": "false",
+        }
+    ).auth
+    assert s.password_iterations == 700_000 and s.access_token_seconds == 900
+    assert s.public_url == "https://memory.example.org"
+    assert s.open_registration_domains == ("claude.ai", "*.example.com")
+    assert s.registration_token == "secret" and "secret" not in repr(s)
+    assert not s.signup_enabled
+    assert settings_from_env({}).auth.password_iterations == 600_000
+    with pytest.raises(ValueError, match="MNEMO_PASSWORD_ITERATIONS"):
+        settings_from_env({"MNEMO_PASSWORD_ITERATIONS": "0"})
+    with pytest.raises(ValueError, match="MNEMO_SIGNUP_ENABLED"):
+        settings_from_env({"MNEMO_SIGNUP_ENABLED": "maybe"})
