@@ -711,3 +711,28 @@ def test_oauth_grants_appear_in_the_accounts_session_list(web: Web, client: dict
 
 def test_api_keys_still_work_beside_tokens(web: Web, tenant: Tenant) -> None:
     assert web.call("GET", "/v1/memories", token=tenant.key).status == 200
+
+
+def test_the_challenge_helper_uses_the_requests_base_url(settings: Settings) -> None:
+    from starlette.requests import Request
+
+    from handlers.api import create_app
+    from handlers.routes.oauth import www_authenticate_for
+
+    app = create_app(oauth_settings(settings))
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/mcp",
+        "root_path": "",
+        "scheme": "https",
+        "server": ("mnemo.example.com", 443),
+        "headers": [(b"host", b"mnemo.example.com")],
+        "query_string": b"",
+        "app": app,
+    }
+    header = www_authenticate_for(Request(scope), "invalid_token")
+    assert header == (
+        'Bearer resource_metadata="https://mnemo.example.com/.well-known/'
+        'oauth-protected-resource/mcp", error="invalid_token"'
+    )

@@ -32,6 +32,14 @@ from handlers.routes.auth import client_ip, limit
 T = TypeVar("T")
 
 
+def www_authenticate_for(
+    request: Request, error: str | None = None, description: str | None = None
+) -> str:
+    """The `WWW-Authenticate` value for a 401 from /mcp: points MCP clients at the protected
+    resource metadata, from which they discover this authorization server."""
+    return metadata.www_authenticate(base_of(request), error, description)
+
+
 def oauth_error(err: OAuthError, headers: Mapping[str, str] | None = None) -> Response:
     return json_response(
         err.body(), err.status, headers={"Cache-Control": "no-store", **(headers or {})}
