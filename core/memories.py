@@ -57,6 +57,18 @@ def _lock_suffix(conn: Connection) -> str:
     return " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
 
 
+def _serialize(
+    conn: Connection, brain_id: str, user: str | None, key: str | None, digest: str
+) -> None:
+    """PostgreSQL: writers of the same slot (one fact key, or one content when there is no key)
+    queue here until the first commits, rather than racing to the unique index under read
+    committed. SQLite needs nothing: BEGIN IMMEDIATE already runs one writer at a time."""
+    if conn.dialect.name != "postgresql":
+        return
+    slot = "\x1f".join((brain_id, user or "", key or "", "" if key else digest))
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:slot, 0))"), {"slot": slot})
+
+
 def _fetch(conn: Connection, scope: Scope, memory_id: str, *, lock: bool = False) -> Row[Any]:
     params: dict[str, Any] = {"id": memory_id}
     row = conn.execute(
@@ -149,6 +161,7 @@ def create(
     scope.require_write()
     user = _check_new(scope, data, limits)
     digest = content_hash(data.content)
+    _serialize(conn, scope.brain_id, user, data.key, digest)
     duplicate = _find_duplicate(conn, scope.brain_id, user, data.key, digest)
     if duplicate is not None:
         return {**to_dict(duplicate), "deduplicated": True}
@@ -332,6 +345,13 @@ def create_batch(
             code="invalid_batch",
             details={"errors": errors},
         )
+    # Take every slot's lock up front, in one order, so two overlapping batches cannot deadlock.
+    slots = sorted(
+        {(scope.user_for_write(i.user_id), i.key, content_hash(i.content)) for i in parsed},
+        key=lambda slot: tuple(part or "" for part in slot),
+    )
+    for user, key, digest in slots:
+        _serialize(conn, scope.brain_id, user, key, digest)
     return [create(conn, scope, item, limits, index) for item in parsed]
 
 
@@ -342,7 +362,8 @@ def get(conn: Connection, scope: Scope, memory_id: str) -> dict[str, Any]:
 def get_fact(conn: Connection, scope: Scope, key: str, user_id: str | None) -> dict[str, Any]:
     if scope.user_id is not None and user_id not in (None, scope.user_id):
         raise NotFound(f"no current fact {key!r}", code="fact_not_found")
-    row = _current_fact(conn, scope.brain_id, scope.user_id or user_id, " ".join(key.split()))
+    owner = scope.user_id if scope.user_id is not None else user_id
+    row = _current_fact(conn, scope.brain_id, owner, " ".join(key.split()))
     if row is None:
         raise NotFound(f"no current fact {key!r}", code="fact_not_found")
     return to_dict(row)

@@ -26,8 +26,8 @@ class RankingSettings:
     # Weight of the lexical z-score against the semantic one in hybrid mode. None: the
     # embedder's own default (a weak builtin embedder gets less say than a real model).
     lexical_weight: float | None = None
-    context_before: float = 0.4  # share of the previous memory's evidence
-    context_after: float = 0.2  # share of the next memory's evidence
+    context_before: float = 0.5  # share of the previous memory's evidence
+    context_after: float = 0.25  # share of the next memory's evidence
     squash: float = 4.0  # evidence at which relevance reaches 1 - 1/e
     prior_weight: float = 10.0
     recency_weight: float = 0.1
