@@ -341,3 +341,30 @@ def test_reindex_fills_missing_vectors(client: LambdaClient, tenant: Tenant) -> 
     assert _ids(_search(client, "water the ficus", mode="semantic")) == [mid]
     read_only = client.as_key(tenant.new_key(read_only=True))
     assert read_only.post("/v1/reindex").status == 403
+
+
+def test_a_small_tenant_is_found_beside_a_large_one(
+    client: LambdaClient, other_tenant: Tenant, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The full-text fast path ranks the best matches of the whole index; when another
+    tenant's memories fill it, the search must fall back to the tenant's own share."""
+    big = client.as_key(other_tenant.key)
+    items = [{"content": f"alpha report number {i}"} for i in range(260)]
+    assert big.post("/v1/memories/batch", json_body={"memories": items}).status == 201
+    # Long, so BM25 ranks it below every short memory of the other tenant.
+    mine = _add(client, content="alpha " + " ".join(f"filler{i}" for i in range(40)))
+    from sqlalchemy.engine import Connection
+
+    executed: list[str] = []
+    original = Connection.execute
+
+    def spy(self: Connection, statement: Any, *args: Any, **kw: Any) -> Any:
+        executed.append(str(statement))
+        return original(self, statement, *args, **kw)
+
+    monkeypatch.setattr(Connection, "execute", spy)
+    for mode in ("lexical", "hybrid"):
+        assert _ids(_search(client, "alpha", mode=mode)) == [mine]
+    if store == "sqlite":  # the fallback to the tenant's own share of the index ran
+        assert any("bm25(memory_fts" in sql and "JOIN memories" in sql for sql in executed)
+    assert len(_search(big, "alpha report", limit=100)) == 100

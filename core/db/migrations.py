@@ -207,12 +207,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
         dialect_sql={
             # Kept in step by core/search/lexical.py in the memory's own transaction; the
-            # rowid is the memory's rowid.
+            # rowid is the memory's rowid, and `scope` holds brain and user tokens so a
+            # search only ever scores its own tenant's memories.
             "sqlite": """
             CREATE VIRTUAL TABLE memory_fts USING fts5(
-                title, key, tags, content,
+                title, key, tags, content, scope,
                 tokenize = 'porter unicode61 remove_diacritics 2'
-            )
+            );
+            CREATE VIRTUAL TABLE memory_fts_vocab USING fts5vocab(memory_fts, 'row')
             """,
             # A generated column: PostgreSQL keeps it in step with the row by itself.
             "postgresql": """

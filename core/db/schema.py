@@ -354,6 +354,7 @@ DIALECT_EXTRAS: dict[str, dict[str, list[str]]] = {
             "memory_fts_data",
             "memory_fts_docsize",
             "memory_fts_idx",
+            "memory_fts_vocab",
         ],
         "columns": [],
         "indexes": [],

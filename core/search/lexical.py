@@ -6,13 +6,14 @@ phrase (SQLite) or a bound lexeme (PostgreSQL), so quotes, operators and any Uni
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from typing import Any
 
 from sqlalchemy import Connection, text
 
-from core.embeddings.text import STOPWORDS
+from core.embeddings.text import STOPWORDS, stem
 
 # Field weights: a hit in the title or key counts most, tags next, content last.
 WEIGHTS = {"title": 4.0, "key": 4.0, "tags": 2.0, "content": 1.0}
@@ -32,19 +33,30 @@ def _tags_text(column: str) -> str:
     return f"(SELECT coalesce(group_concat(value, ' '), '') FROM json_each({column}))"
 
 
+def scope_tokens(brain_id: str, user_id: str | None) -> list[str]:
+    """Words that tie an FTS row to its brain and user; they never occur in real text."""
+    tokens = ["b" + brain_id.replace("-", "")]
+    if user_id is not None:
+        tokens.append("u" + hashlib.sha256(user_id.encode()).hexdigest()[:24])
+    return tokens
+
+
 def index(conn: Connection, brain_id: str, memory_id: str) -> None:
     """(Re)index one memory; SQLite only: PostgreSQL keeps its generated column in step."""
     if conn.dialect.name != "sqlite":
         return
     params = {"brain": brain_id, "id": memory_id}
     unindex(conn, brain_id, memory_id)
+    row = conn.execute(
+        text("SELECT rowid, user_id FROM memories WHERE brain_id = :brain AND id = :id"), params
+    ).one()
     conn.execute(
         text(
-            "INSERT INTO memory_fts (rowid, title, key, tags, content) "
+            "INSERT INTO memory_fts (rowid, title, key, tags, content, scope) "
             "SELECT rowid, coalesce(title, ''), coalesce(key, ''), "
-            f"{_tags_text('tags')}, content FROM memories WHERE brain_id = :brain AND id = :id"
+            f"{_tags_text('tags')}, content, :scope FROM memories WHERE rowid = :rowid"
         ),
-        params,
+        {"rowid": row.rowid, "scope": " ".join(scope_tokens(brain_id, row.user_id))},
     )
 
 
@@ -60,34 +72,120 @@ def unindex(conn: Connection, brain_id: str, memory_id: str) -> None:
     )
 
 
+# A word in more than this share of all memories says little (its IDF is near zero) and costs
+# the most: BM25 is computed for every memory that contains it.
+_COMMON = 0.1
+# How many full-text matches to rank before the other filters apply, per result wanted.
+_POOL = 4
+_KEEP_AT_MOST = 8
+_PRUNE_FROM = 2_000  # below this many indexed memories every word is cheap enough
+
+
+def _selective(conn: Connection, terms: list[str]) -> list[str]:
+    """The query's most selective words (SQLite): common words are dropped while rarer ones
+    remain, so a search costs what its informative words cost, not what "said" costs."""
+    if len(terms) <= 1:
+        return terms
+    total = conn.execute(text("SELECT max(rowid) FROM memory_fts")).scalar() or 0
+    if total < _PRUNE_FROM:
+        return terms
+    stems = {t: stem(t) for t in terms}
+    names = [f"v_{i}" for i in range(len(terms))]
+    params = dict(zip(names, stems.values(), strict=True))
+    found: dict[str, int] = dict(
+        conn.execute(
+            text(
+                "SELECT term, doc FROM memory_fts_vocab "
+                f"WHERE term IN ({', '.join(':' + n for n in names)})"
+            ),
+            params,
+        ).all()
+    )
+    frequency = {t: int(found.get(stems[t], 0)) for t in terms}
+    ranked = sorted(terms, key=lambda t: frequency[t])
+    informative = [t for t in ranked if 0 < frequency[t] <= _COMMON * total]
+    if not informative:  # only common words (or unknown ones): keep the two least common
+        return ranked[:2]
+    return informative[:_KEEP_AT_MOST]
+
+
+def _sqlite_candidates(
+    conn: Connection,
+    terms: list[str],
+    where: list[str],
+    params: dict[str, Any],
+    limit: int,
+    brain_id: str,
+    user_id: str | None,
+) -> list[tuple[str, float]]:
+    terms = _selective(conn, terms)
+    words = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+    weights = ", ".join(str(w) for w in WEIGHTS.values())
+    pool = limit * _POOL
+    # Fast path: FTS5 keeps only the best `pool` matches of the whole index while it scores
+    # (no full sort), and the join applies tenant and filters. Enough survivors mean those are
+    # the best of this scope too; otherwise the tenant's own share of the index is searched.
+    fast = conn.execute(
+        text(
+            "SELECT m.id, -f.rank AS score FROM (SELECT rowid, rank FROM memory_fts "
+            f"WHERE memory_fts MATCH :lex_query AND rank MATCH 'bm25({weights}, 0.0)' "
+            "ORDER BY rank LIMIT :lex_pool) f JOIN memories m ON m.rowid = f.rowid "
+            f"WHERE {' AND '.join(where)} ORDER BY f.rank LIMIT :lex_limit"
+        ),
+        {**params, "lex_query": words, "lex_pool": pool, "lex_limit": limit},
+    ).all()
+    matched = None
+    if len(fast) < limit:
+        matched = conn.execute(
+            text(
+                "SELECT count(*) FROM (SELECT 1 FROM memory_fts WHERE memory_fts MATCH :q "
+                "LIMIT :pool)"
+            ),
+            {"q": words, "pool": pool + 1},
+        ).scalar_one()
+    if matched is None or matched <= pool:
+        return [(str(r[0]), float(r[1])) for r in fast]
+    tenant = " AND ".join(f'scope : "{t}"' for t in scope_tokens(brain_id, user_id))
+    exact = conn.execute(
+        text(
+            f"SELECT m.id, -bm25(memory_fts, {weights}, 0.0) AS score FROM memory_fts "
+            "JOIN memories m ON m.rowid = memory_fts.rowid "
+            f"WHERE memory_fts MATCH :lex_query AND {' AND '.join(where)} "
+            f"ORDER BY bm25(memory_fts, {weights}, 0.0) LIMIT :lex_limit"
+        ),
+        {**params, "lex_query": f"{tenant} AND ({words})", "lex_limit": limit},
+    ).all()
+    return [(str(r[0]), float(r[1])) for r in exact]
+
+
 def candidates(
-    conn: Connection, terms: list[str], where: list[str], params: dict[str, Any], limit: int
+    conn: Connection,
+    terms: list[str],
+    where: list[str],
+    params: dict[str, Any],
+    limit: int,
+    *,
+    brain_id: str,
+    user_id: str | None,
 ) -> list[tuple[str, float]]:
     """(memory id, raw score) of the best `limit` matches; higher is better. `where` filters
-    the memories (alias m) and `params` carries its values."""
+    the memories (alias m) and `params` carries its values; `brain_id` and `user_id` narrow
+    the full-text match itself to the tenant."""
     if not terms:
         return []
     params = {**params, "lex_limit": limit}
     if conn.dialect.name == "sqlite":
-        params["lex_query"] = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-        weights = ", ".join(str(w) for w in WEIGHTS.values())
-        sql = (
-            f"SELECT m.id, -bm25(memory_fts, {weights}) AS score FROM memory_fts "
-            "JOIN memories m ON m.rowid = memory_fts.rowid "
-            f"WHERE memory_fts MATCH :lex_query AND {' AND '.join(where)} "
-            f"ORDER BY bm25(memory_fts, {weights}) LIMIT :lex_limit"
-        )
-    else:
-        # Each word is a bound value turned into lexemes by the same 'english' configuration
-        # the index uses; || ORs them, so no user text is ever parsed as tsquery syntax.
-        names = [f"lex_{i}" for i in range(len(terms))]
-        params.update(zip(names, terms, strict=True))
-        tsquery = " || ".join(f"plainto_tsquery('english', :{n})" for n in names)
-        sql = (
-            "SELECT m.id, ts_rank(m.search_vector, q.query, 1) AS score "
-            f"FROM memories m, (SELECT {tsquery} AS query) q "
-            f"WHERE m.search_vector @@ q.query AND {' AND '.join(where)} "
-            "ORDER BY score DESC, m.id LIMIT :lex_limit"
-        )
+        return _sqlite_candidates(conn, terms, where, params, limit, brain_id, user_id)
+    # PostgreSQL: each word is a bound value turned into lexemes by the same 'english'
+    # configuration the index uses; || ORs them, so no user text is parsed as tsquery syntax.
+    names = [f"lex_{i}" for i in range(len(terms))]
+    params.update(zip(names, terms, strict=True))
+    tsquery = " || ".join(f"plainto_tsquery('english', :{n})" for n in names)
+    sql = (
+        "SELECT m.id, ts_rank(m.search_vector, q.query, 1) AS score "
+        f"FROM memories m, (SELECT {tsquery} AS query) q "
+        f"WHERE m.search_vector @@ q.query AND {' AND '.join(where)} "
+        "ORDER BY score DESC, m.id LIMIT :lex_limit"
+    )
     rows = conn.execute(text(sql), params).all()
     return [(str(r[0]), float(r[1])) for r in rows]

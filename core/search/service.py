@@ -93,7 +93,17 @@ def search(
     lexical_raw: dict[str, float] = {}
     if request.mode != "semantic":
         terms = lexical.query_terms(request.query)
-        lexical_raw = dict(lexical.candidates(conn, terms, where, params, n))
+        lexical_raw = dict(
+            lexical.candidates(
+                conn,
+                terms,
+                where,
+                params,
+                n,
+                brain_id=scope.brain_id,
+                user_id=scope.user_id or filters.user_id,
+            )
+        )
     semantic = _Semantic.load(conn, scope, filters, request.mode, query_vector, ranking)
     population = semantic.population if semantic else _count(conn, where, params)
     evidence = _Evidence(
@@ -303,13 +313,27 @@ def _neighbours(
 def _read_back(
     conn: Connection, where: list[str], params: dict[str, Any], ids: list[str], columns: str
 ) -> list[Any]:
-    """The candidates that really are in scope and match the filters: SQL has the last word."""
+    """The candidates that really are in scope and match the filters: SQL has the last word.
+
+    The id list drives the join (CROSS JOIN fixes SQLite's loop order): a primary-key lookup
+    per candidate, not a walk through every memory the scope's filters select."""
     if not ids:
         return []
-    members, value = id_set(conn, "candidates")
-    columns = ", ".join(f"m.{c.strip()}" for c in columns.split(","))
-    sql = f"SELECT {columns} FROM memories m WHERE {' AND '.join(where)} AND m.id IN {members}"
+    members, value = id_table(conn, "candidates")
+    selected = ", ".join(f"m.{c.strip()}" for c in columns.split(","))
+    join = "CROSS JOIN" if conn.dialect.name == "sqlite" else "JOIN"
+    sql = (
+        f"SELECT {selected} FROM {members} {join} memories m ON m.id = c.value "
+        f"WHERE {' AND '.join(where)}"
+    )
     return list(conn.execute(text(sql), {**params, "candidates": value(ids)}).all())
+
+
+def id_table(conn: Connection, name: str) -> tuple[str, Callable[[list[str]], Any]]:
+    """A list of ids as a one-column table `c(value)` bound as ONE value."""
+    if conn.dialect.name == "postgresql":
+        return f"unnest(CAST(:{name} AS text[])) AS c(value)", list
+    return f"json_each(:{name}) AS c", json.dumps
 
 
 def id_set(conn: Connection, name: str) -> tuple[str, Callable[[list[str]], Any]]:
@@ -324,11 +348,16 @@ def record_access(conn: Connection, scope: Scope, memory_ids: list[str]) -> None
     """Returned memories count as accessed (ranking and decay read this)."""
     if not memory_ids:
         return
-    members, value = id_set(conn, "ids")
+    # A short list of bound ids, served by the primary key. SQLite's planner, left alone,
+    # walks the brain's index instead; a unary + takes that index out of its choices.
+    brain = "+brain_id" if conn.dialect.name == "sqlite" else "brain_id"
+    names = [f"a_{i}" for i in range(len(memory_ids))]
+    params: dict[str, Any] = {"brain": scope.brain_id, "now": now_ms()}
+    params.update(zip(names, memory_ids, strict=True))
     conn.execute(
         text(
             "UPDATE memories SET access_count = access_count + 1, last_accessed_at = :now "
-            f"WHERE brain_id = :brain AND id IN {members}"
+            f"WHERE id IN ({', '.join(':' + n for n in names)}) AND {brain} = :brain"
         ),
-        {"brain": scope.brain_id, "now": now_ms(), "ids": value(memory_ids)},
+        params,
     )

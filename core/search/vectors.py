@@ -2,7 +2,7 @@
 
 The cache holds one brain's vectors for one model and is refreshed incrementally: each search
 loads only the rows whose `updated_at` moved since the last load (memories bump it on every
-change, state changes included), and reloads in full when rows were removed. The cache only
+change, state changes included), and reloads in full every ten minutes. The cache only
 proposes candidates: every hit is read back from SQL under the caller's scope and filters, so a
 stale entry can cost a candidate, never leak one.
 """
@@ -10,6 +10,7 @@ stale entry can cost a candidate, never leak one.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from core.ids import now_ms
 
 # Clocks of different processes disagree a little: reload a margin behind the last load.
 _SKEW_MS = 5_000
+_FULL_RELOAD_SECONDS = 600.0
 _STATES = {"active": 0, "archived": 1, "deleted": 2}
 
 
@@ -66,6 +68,7 @@ class BrainVectors:
     user_of: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     state_of: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
     loaded_until: int = 0
+    loaded_at: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -148,15 +151,14 @@ def cached(conn: Connection, brain_id: str, model: str, dims: int) -> BrainVecto
 
 def _refresh(conn: Connection, entry: BrainVectors, brain_id: str, model: str) -> None:
     params = {"brain": brain_id, "model": model}
-    stored = conn.execute(
-        text("SELECT count(*) FROM memory_vectors WHERE brain_id = :brain AND model = :model"),
-        params,
-    ).scalar_one()
-    if stored < len(entry.ids):  # rows were purged or moved to another model: start over
+    if time.monotonic() - entry.loaded_at > _FULL_RELOAD_SECONDS:
+        # Purged memories leave their vectors behind in a warm cache: harmless, since every
+        # candidate is read back from SQL, but reload now and then so they do not pile up.
         fresh = BrainVectors(entry.dims)
         entry.ids, entry.rows, entry.user_codes = [], {}, {}
         entry.matrix, entry.user_of, entry.state_of = fresh.matrix, fresh.user_of, fresh.state_of
         entry.loaded_until = 0
+        entry.loaded_at = time.monotonic()
     since = entry.loaded_until - _SKEW_MS if entry.loaded_until else -1
     started = now_ms()
     rows = conn.execute(
