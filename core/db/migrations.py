@@ -311,6 +311,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX ix_rate_limits_expires ON rate_limits (expires_at)
         """,
     ),
+    Migration(
+        6,
+        "user summaries",
+        # summarized_at: when the memories the summary was made from were read; the user's
+        # memories created after it are what counts towards the next automatic refresh, so
+        # saving a memory writes nothing extra (no counter row to lock on every add).
+        # summary_source: 'extractive' or 'llm', what made the current summary.
+        """
+        ALTER TABLE users ADD COLUMN summarized_at BIGINT;
+        ALTER TABLE users ADD COLUMN summary_source TEXT
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

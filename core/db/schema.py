@@ -203,6 +203,9 @@ users = Table(
     Column("reflection_count", Integer, nullable=False, server_default=text("0")),
     _ts("created_at", nullable=False),
     _ts("updated_at", nullable=False),
+    # Migration 6: user summaries.
+    _ts("summarized_at"),
+    Column("summary_source", Text),
     PrimaryKeyConstraint("brain_id", "user_id"),
 )
 
