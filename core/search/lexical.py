@@ -79,6 +79,7 @@ _COMMON = 0.1
 _POOL = 4
 _KEEP_AT_MOST = 8
 _PRUNE_FROM = 2_000  # below this many indexed memories every word is cheap enough
+_POSTINGS = 10_000  # at most this many (memory, word) matches are scored per search
 
 
 def _selective(conn: Connection, terms: list[str]) -> list[str]:
@@ -102,11 +103,20 @@ def _selective(conn: Connection, terms: list[str]) -> list[str]:
         ).all()
     )
     frequency = {t: int(found.get(stems[t], 0)) for t in terms}
-    ranked = sorted(terms, key=lambda t: frequency[t])
-    informative = [t for t in ranked if 0 < frequency[t] <= _COMMON * total]
-    if not informative:  # only common words (or unknown ones): keep the two least common
-        return ranked[:2]
-    return informative[:_KEEP_AT_MOST]
+    known = sorted((t for t in terms if frequency[t] > 0), key=lambda t: frequency[t])
+    if not known:
+        return terms
+    # Rarest first, while the postings to score stay within budget: the cost of a search is
+    # bounded by _POSTINGS whatever the size of the index, and the words left out are the
+    # commonest, whose IDF is the smallest.
+    chosen = [known[0]]
+    postings = frequency[known[0]]
+    for term in known[1:_KEEP_AT_MOST]:
+        if frequency[term] > _COMMON * total or postings + frequency[term] > _POSTINGS:
+            break
+        chosen.append(term)
+        postings += frequency[term]
+    return chosen
 
 
 def _sqlite_candidates(

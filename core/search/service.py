@@ -34,7 +34,8 @@ class QueryVector:
     """The query embedded outside the transaction (an embedder may call a remote API)."""
 
     model: str
-    vector: np.ndarray
+    dims: int
+    vector: np.ndarray | None  # None in lexical mode: the cache then only counts the scope
     noise: float
     strong: float
     lexical_weight: float  # the embedder's default say in hybrid mode
@@ -220,13 +221,15 @@ class _Semantic:
         vector: QueryVector | None,
         ranking: RankingSettings,
     ) -> _Semantic | None:
-        if mode == "lexical" or vector is None:
+        if vector is None:
             return None
-        cache = vectors.cached(conn, scope.brain_id, vector.model, int(vector.vector.shape[0]))
+        cache = vectors.cached(conn, scope.brain_id, vector.model, vector.dims)
         states = None if filters.state == "all" else (filters.state,)
-        sims, mask = cache.similarities(
-            vector.vector, user_id=scope.user_id or filters.user_id, states=states
-        )
+        user = scope.user_id or filters.user_id
+        if mode == "lexical" or vector.vector is None:
+            mask = cache.scope_mask(user_id=user, states=states)
+            return cls(cache, np.zeros(len(mask), np.float32), mask, Standardiser(0.0, 1.0), 0.0)
+        sims, mask = cache.similarities(vector.vector, user_id=user, states=states)
         in_scope = sims[mask]
         std = standardiser(
             in_scope,

@@ -105,19 +105,23 @@ class BrainVectors:
     def nbytes(self) -> int:
         return int(self.matrix.nbytes + self.user_of.nbytes + self.state_of.nbytes)
 
-    def similarities(
-        self, query: np.ndarray, *, user_id: str | None, states: tuple[str, ...] | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Cosine of every cached memory with the query, and the mask of those in scope."""
+    def scope_mask(self, *, user_id: str | None, states: tuple[str, ...] | None) -> np.ndarray:
+        """Which cached memories belong to the user (if any) and are in one of `states`."""
         count = len(self.ids)
-        scores = self.matrix[:count] @ query.astype(np.float32)
         mask = np.ones(count, bool)
         if user_id is not None:
             code = self.user_codes.get(user_id)
             mask &= self.user_of[:count] == (code if code is not None else -2)
         if states is not None:
             mask &= np.isin(self.state_of[:count], [_STATES[s] for s in states])
-        return scores, mask
+        return mask
+
+    def similarities(
+        self, query: np.ndarray, *, user_id: str | None, states: tuple[str, ...] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine of every cached memory with the query, and the mask of those in scope."""
+        scores = self.matrix[: len(self.ids)] @ query.astype(np.float32)
+        return scores, self.scope_mask(user_id=user_id, states=states)
 
     def top(self, scores: np.ndarray, mask: np.ndarray, n: int) -> list[tuple[str, float]]:
         masked = np.where(mask, scores, -np.inf)

@@ -19,11 +19,14 @@ _REINDEX_BATCH = 256
 _REINDEX_SECONDS = 20.0  # stay well inside the API function's 30 s timeout
 
 
-async def _query_vector(ctx: Context, query: str) -> QueryVector:
+async def _query_vector(ctx: Context, query: str, *, embed: bool = True) -> QueryVector:
     embedder = ctx.services.embedder()
-    vector = await ctx.services.call(lambda: embedder.embed([query], kind="query")[0])
+    vector = None
+    if embed:
+        vector = await ctx.services.call(lambda: embedder.embed([query], kind="query")[0])
     return QueryVector(
         embedder.name,
+        embedder.dims,
         vector,
         embedder.similarity_floor,
         embedder.similarity_strong,
@@ -34,7 +37,7 @@ async def _query_vector(ctx: Context, query: str) -> QueryVector:
 async def search_memories(request: Request) -> Response:
     ctx = await authorize(request)
     data = await read_body(request, SearchIn)
-    vector = None if data.mode == "lexical" else await _query_vector(ctx, data.query)
+    vector = await _query_vector(ctx, data.query, embed=data.mode != "lexical")
     page = await ctx.read(search, data, vector, ctx.services.settings.ranking)
     await ctx.write(record_access, page.pop("touched"))
     return json_response(page)
