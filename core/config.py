@@ -190,6 +190,27 @@ def auth_settings_from_env(env: Mapping[str, str]) -> AuthSettings:
 
 
 @dataclass(frozen=True)
+class McpSettings:
+    """The /mcp endpoint (handlers/routes/mcp.py)."""
+
+    # Browser origins allowed besides the service's own origin and loopback pages (Streamable
+    # HTTP: servers must validate Origin against DNS rebinding). "*" allows every origin.
+    allowed_origins: tuple[str, ...] = ()
+    # Tools per tools/list page; clients follow nextCursor for the rest.
+    page_size: int = 50
+
+
+def mcp_settings_from_env(env: Mapping[str, str]) -> McpSettings:
+    origins = env.get("MNEMO_MCP_ALLOWED_ORIGINS") or ""
+    settings = McpSettings(
+        allowed_origins=tuple(o.strip().rstrip("/") for o in origins.split(",") if o.strip()),
+        page_size=_int(env, "MNEMO_MCP_PAGE_SIZE", McpSettings.page_size),
+    )
+    _positive("MNEMO_MCP_PAGE_SIZE", settings.page_size)
+    return settings
+
+
+@dataclass(frozen=True)
 class Limits:
     content_bytes: int = 64 * 1024
     tags: int = 64
@@ -282,6 +303,63 @@ def embedder_settings_from_env(env: Mapping[str, str]) -> EmbedderSettings:
     return settings
 
 
+_SUMMARIZERS = ("extractive", "openai", "bedrock")
+
+
+@dataclass(frozen=True)
+class SummarySettings:
+    """User summaries and the brain digest (core/summaries).
+
+    The extractive summariser needs no model and is the default; `openai` (any OpenAI-compatible
+    chat endpoint) or `bedrock` (the Converse API) write the summary instead when chosen, and
+    the extractive one stands in whenever they fail.
+    """
+
+    max_tokens: int = 200
+    # A user's summary is refreshed once this many memories were added since the last one.
+    user_interval: int = 30
+    # The newest this-many active memories of a user (or brain, for the digest) are summarised:
+    # bounds the time and memory one summary takes however much a user has stored.
+    max_memories: int = 2000
+    summarizer: str = "extractive"
+    llm_model: str | None = None
+    llm_base_url: str = "https://api.openai.com/v1"
+    # Kept out of repr so the key never lands in a log line or a traceback.
+    llm_api_key: str | None = field(default=None, repr=False)
+    llm_timeout_seconds: float = 10.0
+    bedrock_region: str | None = None
+
+
+def summary_settings_from_env(env: Mapping[str, str]) -> SummarySettings:
+    default = SummarySettings()
+    kind = (env.get("MNEMO_SUMMARIZER") or default.summarizer).strip().lower()
+    if kind not in _SUMMARIZERS:
+        raise ValueError(f"MNEMO_SUMMARIZER must be one of {', '.join(_SUMMARIZERS)}, got {kind!r}")
+    settings = SummarySettings(
+        max_tokens=_int(env, "MNEMO_SUMMARY_MAX_TOKENS", default.max_tokens),
+        user_interval=_int(env, "MNEMO_USER_SUMMARY_INTERVAL", default.user_interval),
+        max_memories=_int(env, "MNEMO_SUMMARY_MAX_MEMORIES", default.max_memories),
+        summarizer=kind,
+        llm_model=(env.get("MNEMO_SUMMARY_LLM_MODEL") or "").strip() or None,
+        # The chat endpoint defaults to the embeddings' OpenAI-compatible server and key.
+        llm_base_url=(
+            env.get("MNEMO_SUMMARY_LLM_BASE_URL")
+            or env.get("MNEMO_OPENAI_BASE_URL")
+            or default.llm_base_url
+        ).rstrip("/"),
+        llm_api_key=env.get("MNEMO_SUMMARY_LLM_API_KEY") or env.get("MNEMO_OPENAI_API_KEY") or None,
+        llm_timeout_seconds=_float(
+            env, "MNEMO_SUMMARY_LLM_TIMEOUT_SECONDS", default.llm_timeout_seconds
+        ),
+        bedrock_region=env.get("MNEMO_BEDROCK_REGION") or None,
+    )
+    _positive("MNEMO_SUMMARY_MAX_TOKENS", settings.max_tokens)
+    _positive("MNEMO_USER_SUMMARY_INTERVAL", settings.user_interval)
+    _positive("MNEMO_SUMMARY_MAX_MEMORIES", settings.max_memories)
+    _positive("MNEMO_SUMMARY_LLM_TIMEOUT_SECONDS", settings.llm_timeout_seconds)
+    return settings
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -294,9 +372,11 @@ class Settings:
     on_lambda: bool = False
     auth: AuthSettings = field(default_factory=AuthSettings)
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+    mcp: McpSettings = field(default_factory=McpSettings)
     limits: Limits = field(default_factory=Limits)
     embedder: EmbedderSettings = field(default_factory=EmbedderSettings)
     ranking: RankingSettings = field(default_factory=RankingSettings)
+    summaries: SummarySettings = field(default_factory=SummarySettings)
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -327,6 +407,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         on_lambda=running_on_lambda(env),
         auth=auth_settings_from_env(env),
         rate_limits=rate_limit_settings_from_env(env),
+        mcp=mcp_settings_from_env(env),
         limits=limits,
         embedder=embedder_settings_from_env(env),
         ranking=RankingSettings(
@@ -338,6 +419,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
                 env, "MNEMO_SEARCH_HALF_LIFE_DAYS", RankingSettings.half_life_days
             ),
         ),
+        summaries=summary_settings_from_env(env),
     )
 
 

@@ -9,13 +9,24 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from core.config import Settings, get_settings
 from core.db.engine import is_sqlite, transaction
 from core.ids import new_id, now_ms
+from core.summaries import service as summaries
+
+# Of the MaintenanceFunction's 300 s: what user summaries may take before the run moves on
+# (the users left over are picked up by the next run).
+_SUMMARY_SECONDS = 120.0
 
 
-def run(engine: Engine) -> dict[str, Any]:
+def run(engine: Engine, settings: Settings | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     tasks: dict[str, Any] = {}
+    # Summaries of users with MNEMO_USER_SUMMARY_INTERVAL new memories: here rather than after
+    # the add's response, which on Lambda would run before it (core/summaries/service.py).
+    tasks["user_summaries"] = summaries.refresh_due(
+        engine, settings or get_settings(), budget_seconds=_SUMMARY_SECONDS
+    )
     if is_sqlite(engine):
         # Keep the WAL file from growing without bound between quiet periods.
         with engine.connect() as conn:

@@ -19,7 +19,18 @@ from handlers import events, logs, openapi
 from handlers.context import Services
 from handlers.http import EXCEPTION_HANDLERS, json_response
 from handlers.middleware import RequestContext
-from handlers.routes import auth, brains, changelog, health, keys, memories, oauth, search, users
+from handlers.routes import (
+    auth,
+    brains,
+    changelog,
+    health,
+    keys,
+    memories,
+    oauth,
+    search,
+    summaries,
+    users,
+)
 
 
 def _routes() -> list[BaseRoute]:
@@ -28,6 +39,7 @@ def _routes() -> list[BaseRoute]:
         *memories.routes,
         *search.routes,
         *users.routes,
+        *summaries.routes,
         *changelog.routes,
         *auth.routes,
         *brains.routes,

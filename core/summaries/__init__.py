@@ -1,0 +1,1 @@
+"""User summaries and the brain digest: extractive by default, an LLM when configured."""
