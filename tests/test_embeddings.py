@@ -78,7 +78,7 @@ def test_default_settings_choose_builtin() -> None:
     assert settings == EmbedderSettings()
     embedder = get_embedder(settings)
     assert isinstance(embedder, BuiltinEmbedder)
-    assert (embedder.name, embedder.dims) == ("builtin-v1", 512)
+    assert (embedder.name, embedder.dims) == ("builtin-v1@256", 256)
     assert get_embedder(settings_from_env({}).embedder) is embedder  # one per process
 
 

@@ -291,7 +291,7 @@ def _neighbours(
         by_user.setdefault(row.user_id, []).append(row.id)
     found: dict[str, tuple[str | None, str | None]] = {}
     for user_id, ids in by_user.items():
-        members, value = id_set(conn, "ids")
+        members, value = id_table(conn, "ids", alias="ids")
         params: dict[str, Any] = {"brain": brain_id, "u": user_id, "ids": value(ids)}
         same_user = "p.user_id = :u" if user_id is not None else "p.user_id IS NULL"
         before = (
@@ -304,9 +304,11 @@ def _neighbours(
             "(p.created_at, p.id) > (c.created_at, c.id) "
             "ORDER BY p.created_at, p.id LIMIT 1"
         )
+        join = "CROSS JOIN" if conn.dialect.name == "sqlite" else "JOIN"
         sql = (
-            f"SELECT c.id, ({before}) AS before, ({after}) AS after FROM memories c "
-            f"WHERE c.brain_id = :brain AND c.id IN {members}"
+            f"SELECT c.id, ({before}) AS before, ({after}) AS after "
+            f"FROM {members} {join} memories c ON c.id = ids.value "
+            "WHERE c.brain_id = :brain"
         )
         for memory_id, prev, nxt in conn.execute(text(sql), params).all():
             found[memory_id] = (prev, nxt)
@@ -332,19 +334,14 @@ def _read_back(
     return list(conn.execute(text(sql), {**params, "candidates": value(ids)}).all())
 
 
-def id_table(conn: Connection, name: str) -> tuple[str, Callable[[list[str]], Any]]:
-    """A list of ids as a one-column table `c(value)` bound as ONE value."""
+def id_table(
+    conn: Connection, name: str, *, alias: str = "c"
+) -> tuple[str, Callable[[list[str]], Any]]:
+    """A list of ids as a one-column table `<alias>(value)`, bound as ONE value: a few hundred
+    separate parameters would cost more to bind than the query costs to run."""
     if conn.dialect.name == "postgresql":
-        return f"unnest(CAST(:{name} AS text[])) AS c(value)", list
-    return f"json_each(:{name}) AS c", json.dumps
-
-
-def id_set(conn: Connection, name: str) -> tuple[str, Callable[[list[str]], Any]]:
-    """`IN` over a list of ids as ONE bound value: (SQL set expression, value maker). A list
-    of a few hundred separate parameters costs more to bind than the query costs to run."""
-    if conn.dialect.name == "postgresql":
-        return f"(SELECT unnest(CAST(:{name} AS text[])))", list
-    return f"(SELECT value FROM json_each(:{name}))", json.dumps
+        return f"unnest(CAST(:{name} AS text[])) AS {alias}(value)", list
+    return f"json_each(:{name}) AS {alias}", json.dumps
 
 
 def record_access(conn: Connection, scope: Scope, memory_ids: list[str]) -> None:
