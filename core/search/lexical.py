@@ -79,7 +79,7 @@ _COMMON = 0.1
 _POOL = 4
 _KEEP_AT_MOST = 8
 _PRUNE_FROM = 2_000  # below this many indexed memories every word is cheap enough
-_POSTINGS = 10_000  # at most this many (memory, word) matches are scored per search
+_POSTINGS = 4_000  # at most this many (memory, word) matches are scored per search
 
 
 def _selective(conn: Connection, terms: list[str]) -> list[str]:
