@@ -1,0 +1,276 @@
+"""The asynchronous client, on httpx (asyncio or trio, through anyio)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Unpack, cast
+
+import anyio
+import httpx
+
+from mnemo_client import _api
+from mnemo_client._api import Call, segment
+from mnemo_client.errors import MnemoConnectionError
+from mnemo_client.types import (
+    AddResult,
+    ChangelogPage,
+    ContextOptions,
+    ContextPack,
+    Digest,
+    Health,
+    HistoryEntry,
+    ListOptions,
+    Memory,
+    MemoryChanges,
+    MemoryFields,
+    MemoryPage,
+    Purged,
+    QueryFilters,
+    QueryResult,
+    RegenerateResult,
+    ReindexResult,
+    SearchOptions,
+    SearchPage,
+    UserMemories,
+    UserMemoryPage,
+    UserSummary,
+    UserSummaryResult,
+)
+
+
+class AsyncMnemoClient:
+    """MnemoClient with every call a coroutine: `await client.add(...)`. OpenMemory's calls
+    (`add`, `query`, `get_user_memories`, `get_user_summary`, `regenerate_user_summary`) and
+    the native /v1 API.
+
+    `api_key` and `base_url` default to MNEMO_API_KEY and MNEMO_BASE_URL (else
+    http://localhost:8080). 429 and 5xx answers and network failures are tried again up to
+    `max_retries` times with exponential backoff and full jitter, honouring Retry-After; then
+    the error is raised (errors.py), carrying the server's error code.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: float = 30.0,
+        max_retries: int = 3,
+        backoff_base: float = 0.5,
+        backoff_max: float = 8.0,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        self.base_url = (
+            base_url or os.environ.get("MNEMO_BASE_URL") or _api.DEFAULT_BASE_URL
+        ).rstrip("/")
+        key = api_key if api_key is not None else os.environ.get("MNEMO_API_KEY")
+        self._backoff = _api.Backoff(max_retries, backoff_base, backoff_max)
+        self._sleep = sleep
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=_api.headers(key, headers),
+            timeout=timeout,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncMnemoClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def _call(self, call: Call) -> Any:
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.request(
+                    call.method, call.path, params=call.params, json=call.json
+                )
+            except httpx.TransportError as error:
+                if attempt >= self._backoff.max_retries:
+                    raise MnemoConnectionError(
+                        f"{call.method} {self.base_url}{call.path} failed after "
+                        f"{attempt + 1} attempts: {error!r}"
+                    ) from error
+                await self._sleep(self._backoff.delay(attempt, None))
+                attempt += 1
+                continue
+            if response.status_code in _api.RETRY_STATUSES and attempt < self._backoff.max_retries:
+                await self._sleep(self._backoff.delay(attempt, _api.retry_after(response)))
+                attempt += 1
+                continue
+            return _api.read(response)
+
+    # --- OpenMemory's calls ---------------------------------------------------------------------
+
+    async def add(
+        self,
+        content: str,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        user_id: str | None = None,
+    ) -> AddResult:
+        """POST /memory/add."""
+        payload: dict[str, Any] = {"content": content}
+        for name, value in (("tags", tags), ("metadata", metadata), ("user_id", user_id)):
+            if value is not None:
+                payload[name] = value
+        return cast(AddResult, await self._call(Call("POST", "/memory/add", json=payload)))
+
+    async def query(
+        self, query: str, k: int | None = None, filters: QueryFilters | None = None
+    ) -> QueryResult:
+        """POST /memory/query: {"matches": [{"score", "content", ...}]}."""
+        payload: dict[str, Any] = {"query": query}
+        if k is not None:
+            payload["k"] = k
+        if filters:
+            payload["filters"] = dict(filters)
+        return cast(QueryResult, await self._call(Call("POST", "/memory/query", json=payload)))
+
+    async def get_user_memories(
+        self, user_id: str, limit: int = 100, offset: int = 0
+    ) -> UserMemories:
+        """GET /users/{user_id}/memories?l=&u=: a user nobody wrote for has no items."""
+        call = Call(
+            "GET", f"/users/{segment(user_id)}/memories", (("l", str(limit)), ("u", str(offset)))
+        )
+        return cast(UserMemories, await self._call(call))
+
+    async def get_user_summary(self, user_id: str) -> UserSummaryResult:
+        """GET /users/{user_id}/summary (made first when due)."""
+        call = Call("GET", f"/users/{segment(user_id)}/summary")
+        return cast(UserSummaryResult, await self._call(call))
+
+    async def regenerate_user_summary(self, user_id: str) -> RegenerateResult:
+        """POST /users/{user_id}/summary/regenerate."""
+        call = Call("POST", f"/users/{segment(user_id)}/summary/regenerate")
+        return cast(RegenerateResult, await self._call(call))
+
+    # --- memories -------------------------------------------------------------------------------
+
+    async def create_memory(self, content: str, **fields: Unpack[MemoryFields]) -> Memory:
+        """POST /v1/memories; an exact duplicate returns the existing memory
+        (`deduplicated` is then True)."""
+        call = Call("POST", "/v1/memories", json=_api.body(fields, content=content))
+        return cast(Memory, await self._call(call))
+
+    async def create_memories(self, memories: list[Mapping[str, Any]]) -> list[Memory]:
+        """POST /v1/memories/batch: all or nothing."""
+        call = Call("POST", "/v1/memories/batch", json={"memories": [dict(m) for m in memories]})
+        return cast(list[Memory], (await self._call(call))["results"])
+
+    async def get_memory(self, memory_id: str) -> Memory:
+        return cast(Memory, await self._call(Call("GET", f"/v1/memories/{segment(memory_id)}")))
+
+    async def list_memories(self, **options: Unpack[ListOptions]) -> MemoryPage:
+        """GET /v1/memories: newest first, one page; pass `cursor` for the next."""
+        return cast(MemoryPage, await self._call(Call("GET", "/v1/memories", _api.query(options))))
+
+    async def iter_memories(self, **options: Unpack[ListOptions]) -> AsyncIterator[Memory]:
+        """Every memory the filters select, following the cursors."""
+        while True:
+            page = await self.list_memories(**options)
+            for memory in page["results"]:
+                yield memory
+            if not page["next_cursor"]:
+                return
+            options["cursor"] = page["next_cursor"]
+
+    async def update_memory(self, memory_id: str, **changes: Unpack[MemoryChanges]) -> Memory:
+        call = Call("PATCH", f"/v1/memories/{segment(memory_id)}", json=dict(changes))
+        return cast(Memory, await self._call(call))
+
+    async def delete_memory(self, memory_id: str) -> Memory:
+        """Soft delete: restorable."""
+        return cast(Memory, await self._call(Call("DELETE", f"/v1/memories/{segment(memory_id)}")))
+
+    async def archive_memory(self, memory_id: str) -> Memory:
+        call = Call("POST", f"/v1/memories/{segment(memory_id)}/archive")
+        return cast(Memory, await self._call(call))
+
+    async def restore_memory(self, memory_id: str) -> Memory:
+        call = Call("POST", f"/v1/memories/{segment(memory_id)}/restore")
+        return cast(Memory, await self._call(call))
+
+    async def purge_memory(self, memory_id: str) -> Purged:
+        """Erase a memory and its history for good."""
+        call = Call("POST", f"/v1/memories/{segment(memory_id)}/purge", json={"confirm": True})
+        return cast(Purged, await self._call(call))
+
+    async def memory_history(self, memory_id: str) -> list[HistoryEntry]:
+        call = Call("GET", f"/v1/memories/{segment(memory_id)}/history")
+        return cast(list[HistoryEntry], (await self._call(call))["results"])
+
+    async def get_fact(self, key: str, user_id: str | None = None) -> Memory:
+        """The current fact for a key."""
+        call = Call("GET", f"/v1/facts/{segment(key)}", _api.query({"user_id": user_id}))
+        return cast(Memory, await self._call(call))
+
+    # --- retrieval ------------------------------------------------------------------------------
+
+    async def search(self, query: str, **options: Unpack[SearchOptions]) -> SearchPage:
+        call = Call("POST", "/v1/search", json=_api.body(options, query=query))
+        return cast(SearchPage, await self._call(call))
+
+    async def context(self, query: str, **options: Unpack[ContextOptions]) -> ContextPack:
+        """A token-budgeted context pack with citations, for a prompt."""
+        call = Call("POST", "/v1/context", json=_api.body(options, query=query))
+        return cast(ContextPack, await self._call(call))
+
+    async def reindex(self) -> ReindexResult:
+        return cast(ReindexResult, await self._call(Call("POST", "/v1/reindex")))
+
+    # --- users, summaries, history --------------------------------------------------------------
+
+    async def list_user_memories(
+        self,
+        user_id: str,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        state: str | None = None,
+        include_total: bool | None = None,
+    ) -> UserMemoryPage:
+        params = _api.query(
+            {"limit": limit, "cursor": cursor, "state": state, "include_total": include_total}
+        )
+        call = Call("GET", f"/v1/users/{segment(user_id)}/memories", params)
+        return cast(UserMemoryPage, await self._call(call))
+
+    async def user_summary(self, user_id: str) -> UserSummary:
+        call = Call("GET", f"/v1/users/{segment(user_id)}/summary")
+        return cast(UserSummary, await self._call(call))
+
+    async def regenerate_summary(self, user_id: str) -> UserSummary:
+        call = Call("POST", f"/v1/users/{segment(user_id)}/summary/regenerate")
+        return cast(UserSummary, await self._call(call))
+
+    async def digest(
+        self, *, max_tokens: int | None = None, important: int | None = None
+    ) -> Digest:
+        """The brain's main themes and most important memories."""
+        params = _api.query({"max_tokens": max_tokens, "important": important})
+        return cast(Digest, await self._call(Call("GET", "/v1/summary", params)))
+
+    async def changelog(
+        self,
+        *,
+        since: str | None = None,
+        event_type: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> ChangelogPage:
+        params = _api.query(
+            {"since": since, "event_type": event_type, "limit": limit, "cursor": cursor}
+        )
+        return cast(ChangelogPage, await self._call(Call("GET", "/v1/changelog", params)))
+
+    async def health(self) -> Health:
+        return cast(Health, await self._call(Call("GET", "/health")))
