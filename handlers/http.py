@@ -25,6 +25,7 @@ from core.errors import (
     Unauthorized,
     field_errors,
 )
+from core.ratelimit import RateLimited
 
 log = logging.getLogger("mnemo.http")
 
@@ -57,6 +58,7 @@ class UnsupportedMediaType(MnemoError):
 
 
 STATUS[UnsupportedMediaType] = 415
+STATUS[RateLimited] = 429
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -77,7 +79,11 @@ def error_response(
 async def on_mnemo_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MnemoError)
     status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
-    headers = {"WWW-Authenticate": 'Bearer realm="mnemo"'} if status == 401 else None
+    headers = None
+    if status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="mnemo"'}
+    elif isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
     return error_response(status, exc.code, exc.message, exc.details, headers)
 
 

@@ -22,31 +22,16 @@ from core import accounts, memberships, ratelimit, sessions
 from core.db.engine import transaction
 from core.errors import Forbidden, Unauthorized
 from core.ids import iso
-from core.ratelimit import RateLimited
 from handlers.context import Services, bearer_token, services
 from handlers.http import (
-    EXCEPTION_HANDLERS,
     ApiRoute,
     Doc,
-    error_response,
     json_response,
     read_body,
 )
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-async def on_rate_limited(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RateLimited)
-    return error_response(
-        429, exc.code, exc.message, exc.details, {"Retry-After": str(exc.retry_after)}
-    )
-
-
-# 429 needs a Retry-After header, which the shared MnemoError handler does not add. Starlette
-# picks the handler of the most specific class, so this one wins for RateLimited.
-EXCEPTION_HANDLERS[RateLimited] = on_rate_limited
 
 
 def client_ip(request: Request) -> str:
