@@ -14,7 +14,15 @@ Name = Annotated[str, Field(min_length=1, max_length=256)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # defer_build: a model's validator is built on its first use, not at import, so a cold
+    # Lambda start pays only for the models its first request touches.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, defer_build=True)
+
+
+class Out(BaseModel):
+    """Response models: documentation for the OpenAPI spec, built only when it is."""
+
+    model_config = ConfigDict(defer_build=True)
 
 
 def _clean_tags(tags: list[str]) -> list[str]:
@@ -141,7 +149,7 @@ class ChangelogQuery(Strict):
     cursor: str | None = None
 
 
-class Memory(BaseModel):
+class Memory(Out):
     id: str
     user_id: str | None
     agent_id: str | None
@@ -167,13 +175,13 @@ class Memory(BaseModel):
     deduplicated: bool | None = Field(None, description="Set on create when it already existed.")
 
 
-class MemoryPage(BaseModel):
+class MemoryPage(Out):
     results: list[Memory]
     next_cursor: str | None
     total: int | None = None
 
 
-class HistoryEntry(BaseModel):
+class HistoryEntry(Out):
     id: str
     memory_id: str
     event: Literal["ADD", "UPDATE", "DELETE", "ARCHIVE", "RESTORE"]
@@ -187,11 +195,11 @@ class HistoryEntry(BaseModel):
     updated_at: str | None
 
 
-class HistoryPage(BaseModel):
+class HistoryPage(Out):
     results: list[HistoryEntry]
 
 
-class ChangelogEntry(BaseModel):
+class ChangelogEntry(Out):
     id: str
     event_type: str
     entity_type: str
@@ -203,15 +211,15 @@ class ChangelogEntry(BaseModel):
     created_at: str
 
 
-class ChangelogPage(BaseModel):
+class ChangelogPage(Out):
     results: list[ChangelogEntry]
     next_cursor: str | None
 
 
-class BatchResult(BaseModel):
+class BatchResult(Out):
     results: list[Memory]
 
 
-class Deleted(BaseModel):
+class Deleted(Out):
     id: str
     purged: bool

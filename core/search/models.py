@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from core.models import Memory, MemoryFilters, Name, Strict
+from core.models import Memory, MemoryFilters, Name, Out, Strict
 
 
 class SearchFilters(MemoryFilters):
@@ -34,7 +34,7 @@ class SearchIn(Strict):
     explain: bool = False
 
 
-class Explain(BaseModel):
+class Explain(Out):
     lexical: float = Field(description="Weighted z-score of the full-text match.")
     semantic: float = Field(description="Weighted z-score of the vector similarity.")
     context: float = Field(description="Evidence borrowed from the neighbouring memories.")
@@ -47,13 +47,13 @@ class Explain(BaseModel):
     score: float
 
 
-class SearchHit(BaseModel):
+class SearchHit(Out):
     memory: Memory
     score: float
     explain: Explain | None = None
 
 
-class SearchPage(BaseModel):
+class SearchPage(Out):
     results: list[SearchHit]
     next_cursor: str | None
 
@@ -68,7 +68,7 @@ class ContextIn(Strict):
     expand_links: bool = Field(True, description="Also consider memories linked to the hits.")
 
 
-class Citation(BaseModel):
+class Citation(Out):
     n: int
     id: str
     score: float
@@ -76,12 +76,12 @@ class Citation(BaseModel):
     via: str | None = Field(None, description="Set when the memory came in through a link.")
 
 
-class Omitted(BaseModel):
+class Omitted(Out):
     id: str
     reason: Literal["budget", "superseded", "below_min_score", "duplicate"]
 
 
-class ContextPack(BaseModel):
+class ContextPack(Out):
     text: str
     tokens: int
     citations: list[Citation]
