@@ -54,9 +54,13 @@ def create_app(settings: Settings | None = None, *, offload: bool = False) -> St
     settings = settings or get_settings()
     logs.configure(settings.log_level)
     routes = _routes()
-    spec = openapi.build(routes)
+    spec: dict[str, Any] = {}
 
     async def openapi_json(_request: Request) -> Response:
+        # Built on first request: generating every model's JSON Schema costs ~40 ms, which
+        # a cold Lambda start should not pay for a document few invocations ask for.
+        if not spec:
+            spec.update(openapi.build(routes))
         return json_response(spec)
 
     app = Starlette(
