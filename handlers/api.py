@@ -25,6 +25,7 @@ from handlers.routes import (
     changelog,
     health,
     keys,
+    mcp,
     memories,
     oauth,
     openmemory,
@@ -47,6 +48,7 @@ def _routes() -> list[BaseRoute]:
         *brains.routes,
         *keys.routes,
         *oauth.routes,
+        *mcp.routes,
     ]
 
 

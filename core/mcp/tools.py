@@ -1,0 +1,373 @@
+"""Mnemo's MCP tools: one entry per core operation, each calling the same core function with the
+same models as its REST twin (named in each entry's comment). A feature adds its tools by
+adding entries to TOOLS.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from core import changelog, memories
+from core.ids import parse_time
+from core.mcp.registry import NoArguments, Ref, Refs, Registry, Runner, Tool
+from core.models import (
+    BatchResult,
+    ChangelogPage,
+    ChangelogQuery,
+    Deleted,
+    FactQuery,
+    HistoryPage,
+    Memory,
+    MemoryBatchIn,
+    MemoryFilters,
+    MemoryIn,
+    MemoryListQuery,
+    MemoryPage,
+    MemoryPatch,
+    PurgeIn,
+    StateChangeIn,
+    UserMemoriesQuery,
+)
+from core.search.context import pack
+from core.search.models import ContextIn, ContextPack, SearchIn, SearchPage
+from core.search.service import record_access, search
+
+MEMORY_ID = Ref("id", "The memory's id, as returned by save, search or list.")
+FACT_KEY = Ref("key", "What the fact is about, as saved (e.g. 'user.timezone').")
+USER_ID = Ref("user_id", "The end user whose memories to list.")
+
+
+# -- retrieval (POST /v1/search, POST /v1/context) ---------------------------------------------
+
+
+async def _search(run: Runner, _: Refs, data: SearchIn) -> Any:
+    vector = None if data.mode == "lexical" else await run.query_vector(data.query)
+    page = await run.read(search, data, vector, run.ranking)
+    await run.write(record_access, page.pop("touched"))
+    return page
+
+
+async def _context(run: Runner, _: Refs, data: ContextIn) -> Any:
+    vector = await run.query_vector(data.query)
+    result = await run.read(pack, data, vector, run.ranking)
+    await run.write(record_access, result.pop("touched"))
+    return result
+
+
+# -- memories (/v1/memories..., /v1/facts/{key}, /v1/users/{user_id}/memories) -----------------
+
+
+async def _save(run: Runner, _: Refs, data: MemoryIn) -> Any:
+    index = await run.indexer([data])
+    return await run.write(memories.create, data, run.limits, index)
+
+
+def _parsable(items: list[dict[str, Any]]) -> list[MemoryIn]:
+    """As POST /v1/memories/batch: vectors for the items that validate are made before the
+    transaction; the invalid ones fail inside it, with their index."""
+    parsed = []
+    for raw in items:
+        try:
+            parsed.append(MemoryIn.model_validate(raw))
+        except ValidationError:
+            continue
+    return parsed
+
+
+async def _save_batch(run: Runner, _: Refs, data: MemoryBatchIn) -> Any:
+    index = await run.indexer(_parsable(data.memories))
+    return {"results": await run.write(memories.create_batch, data.memories, run.limits, index)}
+
+
+def _batch_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The REST model types batch items as objects (each is validated on its own, so errors
+    name their index); tell the model what an item looks like."""
+    item = MemoryIn.model_json_schema(mode="validation")
+    item.pop("title", None)
+    defs = schema.setdefault("$defs", {})
+    defs.update(item.pop("$defs", {}))
+    defs["MemoryIn"] = item
+    schema["properties"]["memories"]["items"] = {"$ref": "#/$defs/MemoryIn"}
+    return schema
+
+
+async def _get(run: Runner, refs: Refs, _: NoArguments) -> Any:
+    return await run.read(memories.get, refs["id"])
+
+
+async def _get_fact(run: Runner, refs: Refs, query: FactQuery) -> Any:
+    return await run.read(memories.get_fact, refs["key"], query.user_id)
+
+
+async def _list(run: Runner, _: Refs, query: MemoryListQuery) -> Any:
+    return await run.read(
+        memories.list_memories,
+        query,
+        limit=query.limit,
+        cursor=query.cursor,
+        include_total=query.include_total,
+    )
+
+
+async def _user_memories(run: Runner, refs: Refs, query: UserMemoriesQuery) -> Any:
+    filters = MemoryFilters(user_id=refs["user_id"], state=query.state)
+    page = await run.read(
+        memories.list_memories,
+        filters,
+        limit=query.limit,
+        cursor=query.cursor,
+        include_total=query.include_total,
+    )
+    return {"user_id": refs["user_id"], **page}
+
+
+async def _update(run: Runner, refs: Refs, data: MemoryPatch) -> Any:
+    index = await run.indexer([])
+    return await run.write(memories.update, refs["id"], data, run.limits, index)
+
+
+async def _state(run: Runner, memory_id: str, target: str, actor: StateChangeIn) -> Any:
+    return await run.write(
+        memories.set_state,
+        memory_id,
+        target,
+        await run.indexer([]),
+        actor_id=actor.actor_id,
+        role=actor.role,
+    )
+
+
+async def _archive(run: Runner, refs: Refs, actor: StateChangeIn) -> Any:
+    return await _state(run, refs["id"], "archived", actor)
+
+
+async def _restore(run: Runner, refs: Refs, actor: StateChangeIn) -> Any:
+    return await _state(run, refs["id"], "active", actor)
+
+
+async def _delete(run: Runner, refs: Refs, actor: StateChangeIn) -> Any:
+    return await _state(run, refs["id"], "deleted", actor)
+
+
+async def _purge(run: Runner, refs: Refs, data: PurgeIn) -> Any:
+    return await run.write(
+        memories.purge,
+        refs["id"],
+        await run.indexer([]),
+        confirm=data.confirm,
+        actor_id=data.actor_id,
+    )
+
+
+async def _history(run: Runner, refs: Refs, _: NoArguments) -> Any:
+    return {"results": await run.read(memories.history_of, refs["id"])}
+
+
+# -- changelog (GET /v1/changelog) -------------------------------------------------------------
+
+
+async def _changelog(run: Runner, _: Refs, query: ChangelogQuery) -> Any:
+    entries, next_cursor = await run.read(
+        changelog.feed,
+        since=None if query.since is None else parse_time(query.since),
+        event_type=query.event_type,
+        cursor=query.cursor,
+        limit=query.limit,
+    )
+    return {"results": entries, "next_cursor": next_cursor}
+
+
+TOOLS: list[Tool[Any]] = [
+    Tool(  # POST /v1/search
+        name="search",
+        title="Search memories",
+        description=(
+            "Find memories relevant to a question or topic: hybrid full-text and semantic "
+            "search, best first, each with a score in [0, 1]. Use it before answering anything "
+            "that may depend on what was remembered earlier. Narrow with `filters` (type, tag, "
+            "user_id, agent_id, run_id, dates, metadata) or the `user_id` shorthand; page with "
+            "`cursor` set to the previous `next_cursor`."
+        ),
+        run=_search,
+        body=SearchIn,
+        output=SearchPage,
+    ),
+    Tool(  # POST /v1/context
+        name="context",
+        title="Build a context pack",
+        description=(
+            "Answer-ready context for a question: the most relevant memories as numbered lines "
+            "within a token budget (`max_tokens`), with citations mapping each [n] to a memory "
+            "id. Prefer it over `search` when the text goes straight into a prompt."
+        ),
+        run=_context,
+        body=ContextIn,
+        output=ContextPack,
+    ),
+    Tool(  # POST /v1/memories
+        name="save",
+        title="Save a memory",
+        description=(
+            "Save one memory. `type` is note (the default), fact or journal. A fact is the "
+            "current truth about its `key` (e.g. 'user.timezone'): saving a new fact for the "
+            "same key and user supersedes the old one. Saving content that already exists "
+            "returns the existing memory with `deduplicated: true` instead of a copy. Set "
+            "`user_id` when the memory is about one end user."
+        ),
+        run=_save,
+        body=MemoryIn,
+        output=Memory,
+        writes=True,
+    ),
+    Tool(  # POST /v1/memories/batch
+        name="save_batch",
+        title="Save several memories",
+        description=(
+            "Save up to 500 memories at once, each shaped as for `save`. All or nothing: if any "
+            "item is invalid nothing is saved, and the error lists every problem by index."
+        ),
+        run=_save_batch,
+        body=MemoryBatchIn,
+        output=BatchResult,
+        writes=True,
+        schema_hook=_batch_schema,
+    ),
+    Tool(  # GET /v1/memories/{id}
+        name="get",
+        title="Get a memory",
+        description="Fetch one memory by id, whatever its state (active, archived or deleted).",
+        run=_get,
+        body=NoArguments,
+        refs=(MEMORY_ID,),
+        output=Memory,
+    ),
+    Tool(  # GET /v1/facts/{key}
+        name="get_fact",
+        title="Get the current fact",
+        description=(
+            "The current fact saved for a key (the newest active memory of type fact with that "
+            "key), for one `user_id` or, without it, the brain-wide fact."
+        ),
+        run=_get_fact,
+        body=FactQuery,
+        refs=(FACT_KEY,),
+        output=Memory,
+    ),
+    Tool(  # GET /v1/memories
+        name="list",
+        title="List memories",
+        description=(
+            "List memories newest first, filtered by type, tag, user_id, agent_id, run_id, "
+            "source, state or creation and update dates; page with `cursor` set to the previous "
+            "`next_cursor`. To find memories by meaning, use `search`."
+        ),
+        run=_list,
+        body=MemoryListQuery,
+        output=MemoryPage,
+    ),
+    Tool(  # GET /v1/users/{user_id}/memories
+        name="user_memories",
+        title="List a user's memories",
+        description="Page through every memory of one end user, newest first.",
+        run=_user_memories,
+        body=UserMemoriesQuery,
+        refs=(USER_ID,),
+        output=MemoryPage,
+    ),
+    Tool(  # PATCH /v1/memories/{id}
+        name="update",
+        title="Update a memory",
+        description=(
+            "Change a memory's content, title, tags, source, confidence, importance, metadata "
+            "(merged into the existing metadata unless `metadata_mode` is 'replace') or "
+            "occurred_at. Only the fields given change; the previous version stays in its "
+            "history."
+        ),
+        run=_update,
+        body=MemoryPatch,
+        refs=(MEMORY_ID,),
+        output=Memory,
+        writes=True,
+        destructive=True,
+    ),
+    Tool(  # POST /v1/memories/{id}/archive
+        name="archive",
+        title="Archive a memory",
+        description=(
+            "Archive a memory that is outdated but worth keeping: it leaves search and default "
+            "listings and can be restored."
+        ),
+        run=_archive,
+        body=StateChangeIn,
+        refs=(MEMORY_ID,),
+        output=Memory,
+        writes=True,
+    ),
+    Tool(  # POST /v1/memories/{id}/restore
+        name="restore",
+        title="Restore a memory",
+        description="Make an archived or deleted memory active again.",
+        run=_restore,
+        body=StateChangeIn,
+        refs=(MEMORY_ID,),
+        output=Memory,
+        writes=True,
+    ),
+    Tool(  # DELETE /v1/memories/{id}
+        name="delete",
+        title="Delete a memory",
+        description=(
+            "Delete a memory. The delete is soft: `restore` brings it back. To erase it for "
+            "good, use `purge`."
+        ),
+        run=_delete,
+        body=StateChangeIn,
+        refs=(MEMORY_ID,),
+        output=Memory,
+        writes=True,
+        destructive=True,
+    ),
+    Tool(  # POST /v1/memories/{id}/purge
+        name="purge",
+        title="Erase a memory for good",
+        description=(
+            "Erase a memory and its history permanently; it cannot be undone, so `confirm` must "
+            "be true. Use it only when the content itself must be gone (for example the user "
+            "asked to be forgotten); otherwise use `delete`."
+        ),
+        run=_purge,
+        body=PurgeIn,
+        refs=(MEMORY_ID,),
+        output=Deleted,
+        writes=True,
+        destructive=True,
+    ),
+    Tool(  # GET /v1/memories/{id}/history
+        name="history",
+        title="A memory's history",
+        description=(
+            "Every change to one memory, oldest first: saves, updates, archives, deletes and "
+            "restores, with the old and new content and who made each change."
+        ),
+        run=_history,
+        body=NoArguments,
+        refs=(MEMORY_ID,),
+        output=HistoryPage,
+    ),
+    Tool(  # GET /v1/changelog
+        name="changelog",
+        title="Changes in this brain",
+        description=(
+            "Every change in this memory store, oldest first from `since` (ISO 8601): what was "
+            "saved, updated, archived, deleted or purged, and by whom. Follow `next_cursor` to "
+            "keep up."
+        ),
+        run=_changelog,
+        body=ChangelogQuery,
+        output=ChangelogPage,
+    ),
+]
+
+REGISTRY = Registry(TOOLS)
