@@ -431,4 +431,6 @@ def test_the_async_client_has_the_same_calls(settings: Settings, tenant: Tenant)
             with pytest.raises(NotFoundError):
                 await om.get_memory("missing")
 
-    asyncio.run(scenario())
+    # On the thread's own loop, as Mangum does: asyncio.run would unset it, and the loop
+    # handlers.api's Mangum made at import would then be dropped unclosed.
+    asyncio.get_event_loop_policy().get_event_loop().run_until_complete(scenario())

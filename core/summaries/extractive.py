@@ -44,6 +44,7 @@ _SEED = 20_240_601
 _CORE = 200
 _NEIGHBOURS = 7
 _SUBSPACE_STEPS = 40
+_ORTHONORMALISE_EVERY = 5
 # Two statements this alike (cosine of their vectors, or share of their words) say the same.
 _REDUNDANT_COSINE = 0.8
 _REDUNDANT_WORDS = 0.6
@@ -51,6 +52,7 @@ _REDUNDANT_WORDS = 0.6
 _STATEMENT_CHARS = 240
 # Best statements kept per theme beyond those taken (an LLM prompt, the digest).
 _RANKED_KEPT = 12
+_SCAN_LIMIT = 24
 _WORD = re.compile(r"[^\W\d_]{3,}")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 
@@ -189,8 +191,12 @@ def _spectral(x: F32, k: int) -> F32:
     width = min(n, k + 4)
     v, _ = np.linalg.qr(np.random.default_rng(_SEED).standard_normal((n, width)))
     v = v.astype(np.float32)
-    for _ in range(_SUBSPACE_STEPS):
-        v, _ = np.linalg.qr(lazy @ v)
+    for step in range(1, _SUBSPACE_STEPS + 1):
+        v = lazy @ v
+        # Orthonormalising every few steps is enough to keep the columns apart, and a QR
+        # costs thirty times the product.
+        if step % _ORTHONORMALISE_EVERY == 0:
+            v, _ = np.linalg.qr(v)
     values, vectors = np.linalg.eigh(v.T @ lazy @ v)
     top = v @ vectors[:, np.argsort(-values)[:k]]
     return _unit_rows(top)
@@ -245,7 +251,12 @@ _VAGUE = frozenset({
 # fmt: on
 
 
-def _label(members: list[int], items: Sequence[Candidate], document_freq: Counter[str]) -> str:
+def _label(
+    members: list[int],
+    items: Sequence[Candidate],
+    words: list[set[str]],
+    document_freq: Counter[str],
+) -> str:
     """A theme's name: the tag its memories share most, else its most telling word (one that
     several of them use and not every memory does); "" when nothing names it."""
     needed = 1 if len(members) == 1 else max(2, math.ceil(0.2 * len(members)))
@@ -256,21 +267,19 @@ def _label(members: list[int], items: Sequence[Candidate], document_freq: Counte
         if count >= needed:
             return tag[:1].upper() + tag[1:]
     total = len(items)
-    words = [
+    named = [
         (word, count)
-        for word, count in Counter(
-            w for i in members for w in _words(items[i].content) if w not in _VAGUE
-        ).items()
+        for word, count in Counter(w for i in members for w in words[i] if w not in _VAGUE).items()
         if count >= max(2, needed) and document_freq[word] < total
     ]
-    if not words:
+    if not named:
         return ""
 
     def telling(kv: tuple[str, int]) -> tuple[float, str]:
         word, count = kv
         return (-count * math.log(total / document_freq[word]), word)
 
-    word = min(words, key=telling)[0]
+    word = min(named, key=telling)[0]
     return word[:1].upper() + word[1:]
 
 
@@ -287,33 +296,41 @@ def extract(items: Sequence[Candidate], vectors: F32, max_tokens: int) -> Extrac
     """The summary of `items` (rows of `vectors` are theirs, unit length or zero)."""
     if len(items) != vectors.shape[0]:
         raise ValueError("one vector per memory")
-    order = sorted(range(len(items)), key=lambda i: items[i].id)
-    items = [items[i] for i in order]
-    x = np.ascontiguousarray(vectors[order], dtype=np.float32)
-    texts = [statement_text(c.content) for c in items]
-    keep = [i for i, t in enumerate(texts) if t]
-    items, texts, x = [items[i] for i in keep], [texts[i] for i in keep], x[keep]
+    keep = sorted(
+        (i for i in range(len(items)) if items[i].content.strip()), key=lambda i: items[i].id
+    )
+    items = [items[i] for i in keep]
     n = len(items)
     if n == 0:
         return Extract("", 0, (), 0)
+    x = np.ascontiguousarray(vectors[keep], dtype=np.float32)
 
     salience = _salience(items)
     # Most salient first (the clustering core), ties by id; rounded so that float noise in the
     # last bits cannot reorder equal scores.
-    by_salience = sorted(range(n), key=lambda i: (-round(float(salience[i]), 6), items[i].id))
+    rounded = np.round(salience, 6).tolist()
+    by_salience = sorted(range(n), key=lambda i: (-rounded[i], items[i].id))
     items = [items[i] for i in by_salience]
-    texts = [texts[i] for i in by_salience]
     x, salience = x[by_salience], salience[by_salience]
     centred = _centred(x)
+    words = [_words(c.content) for c in items]
+    document_freq: Counter[str] = Counter(w for found in words for w in found)
 
     k = min(n, _MAX_THEMES, max(1, max_tokens // _TOKENS_PER_THEME), round(math.sqrt(n / 2)) or 1)
     labels = _cluster(centred, k)
-    document_freq: Counter[str] = Counter(w for c in items for w in _words(c.content))
-
     groups: list[list[int]] = [[] for _ in range(int(labels.max()) + 1)]
-    for i, label in enumerate(labels):
-        groups[int(label)].append(i)
-    themes: list[tuple[float, str, list[Statement], list[int]]] = []
+    for i, label in enumerate(labels.tolist()):
+        groups[label].append(i)
+
+    texts: dict[int, str] = {}
+
+    def statement(i: int, score: float) -> Statement:
+        if i not in texts:  # only the statements looked at are cut out of their memories
+            texts[i] = statement_text(items[i].content)
+        return Statement(items[i].id, texts[i], score)
+
+    # (weight, label, [(memory, score)] best first, members)
+    themes: list[tuple[float, str, list[tuple[int, float]], list[int]]] = []
     for members in groups:
         if not members:
             continue
@@ -323,40 +340,27 @@ def extract(items: Sequence[Candidate], vectors: F32, max_tokens: int) -> Extrac
         low, high = float(closeness.min()), float(closeness.max())
         # On [0, 1] within the theme, like salience, so neither drowns the other.
         centrality = (closeness - low) / (high - low) if high > low else np.ones(len(members))
-        scored = sorted(
-            (
-                Statement(
-                    items[i].id,
-                    texts[i],
-                    round(0.5 * float(centrality[j]) + 0.5 * float(salience[i]), 6),
-                )
-                for j, i in enumerate(members)
-            ),
-            key=lambda s: (-s.score, s.id),
-        )
+        scores = np.round(0.5 * centrality + 0.5 * salience[members], 6).tolist()
+        ranked = sorted(zip(members, scores, strict=True), key=lambda m: (-m[1], items[m[0]].id))
         weight = round(float(salience[members].sum()), 6)
-        themes.append((weight, _label(members, items, document_freq), scored, members))
-    themes.sort(key=lambda t: (-t[0], t[2][0].id))
+        label = _label(members, items, words, document_freq)
+        themes.append((weight, label, ranked, members))
+    themes.sort(key=lambda t: (-t[0], items[t[2][0][0]].id))
 
-    row = {c.id: i for i, c in enumerate(items)}
     taken: list[list[Statement]] = [[] for _ in themes]
     cursor = [0] * len(themes)
     picked: list[int] = []
-    picked_words: list[set[str]] = []
-
-    def redundant(s: Statement) -> bool:
-        i = row[s.id]
-        if picked and float(np.max(x[picked] @ x[i])) >= _REDUNDANT_COSINE:
-            return True
-        words = _words(s.text)
-        for other in picked_words:
-            union = len(words | other)
-            if union and len(words & other) / union >= _REDUNDANT_WORDS:
-                return True
-        return False
-
     budget = max_tokens * 4  # estimate_tokens counts four bytes a token
     used = [0]
+
+    def redundant(i: int) -> bool:
+        if picked and float(np.max(x[picked] @ x[i])) >= _REDUNDANT_COSINE:
+            return True
+        for j in picked:
+            union = len(words[i] | words[j])
+            if union and len(words[i] & words[j]) / union >= _REDUNDANT_WORDS:
+                return True
+        return False
 
     def cost(t: int, s: Statement) -> int:
         """Bytes the text grows by with s on theme t's line."""
@@ -367,10 +371,15 @@ def extract(items: Sequence[Candidate], vectors: F32, max_tokens: int) -> Extrac
 
     def take_next(t: int) -> bool:
         """Add theme t's best remaining statement that fits and is new; False if none does."""
-        statements = themes[t][2]
-        while cursor[t] < len(statements):
-            s = statements[cursor[t]]
+        ranked = themes[t][2]
+        # Past this many misses in a row the theme has nothing left that fits: stop looking
+        # rather than cut a statement out of every memory of a large theme.
+        misses = 0
+        while cursor[t] < len(ranked) and misses < _SCAN_LIMIT:
+            misses += 1
+            i, score = ranked[cursor[t]]
             cursor[t] += 1
+            s = statement(i, score)
             if used[0] + cost(t, s) > budget:
                 if picked:
                     continue
@@ -379,37 +388,35 @@ def extract(items: Sequence[Candidate], vectors: F32, max_tokens: int) -> Extrac
                 if shortened is None:
                     return False
                 s = shortened
-            elif redundant(s):
+            elif redundant(i):
                 continue
             used[0] += cost(t, s)
             taken[t].append(s)
-            picked.append(row[s.id])
-            picked_words.append(_words(s.text))
+            picked.append(i)
             return True
         return False
 
     for t in range(len(themes)):
         take_next(t)
     open_themes = [t for t in range(len(themes)) if cursor[t] < len(themes[t][2])]
-    while open_themes:
+    while open_themes and used[0] < budget:
         # D'Hondt: the next statement goes to the theme with most weight per statement taken.
         t = min(open_themes, key=lambda j: (-themes[j][0] / (len(taken[j]) + 1), j))
         if not take_next(t):
             open_themes.remove(t)
         open_themes = [j for j in open_themes if cursor[j] < len(themes[j][2])]
 
-    chosen = [(themes[t][1], taken[t]) for t in range(len(themes)) if taken[t]]
-    text = _render(chosen)
+    text = _render([(themes[t][1], taken[t]) for t in range(len(themes)) if taken[t]])
     out = tuple(
         Theme(
             label=label,
             memory_count=len(members),
             weight=weight,
             statements=tuple(taken[t]),
-            ranked=tuple(scored[:_RANKED_KEPT]),
+            ranked=tuple(statement(i, score) for i, score in ranked[:_RANKED_KEPT]),
             member_ids=tuple(items[i].id for i in members),
         )
-        for t, (weight, label, scored, members) in enumerate(themes)
+        for t, (weight, label, ranked, members) in enumerate(themes)
     )
     return Extract(text, estimate_tokens(text) if text else 0, out, n)
 
