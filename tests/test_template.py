@@ -119,6 +119,7 @@ def test_transform_functions(transformed: dict[str, Any]) -> None:
             "MNEMO_API_KEY": {"Ref": "ApiKey"},
             "MNEMO_LOG_LEVEL": {"Ref": "LogLevel"},
             "MNEMO_MAX_BODY_BYTES": {"Ref": "MaxBodyBytes"},
+            "OPENBLAS_NUM_THREADS": "1",
         }, name
     assert lambdas["ApiFunction"]["Properties"]["Timeout"] == 30
 
@@ -197,7 +198,10 @@ def test_default_parameters_give_default_settings(template: dict[str, Any]) -> N
     in /tmp, no env API key, INFO logs, a 1 MiB body limit."""
     params = template["Parameters"]
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
-    env = {name: str(params[value["Ref"]]["Default"]) for name, value in variables.items()}
+    env = {
+        name: value if isinstance(value, str) else str(params[value["Ref"]]["Default"])
+        for name, value in variables.items()
+    }
     env["AWS_LAMBDA_FUNCTION_NAME"] = "mnemo-ApiFunction"  # Lambda sets it
     settings = settings_from_env(env)
     assert settings.database_url == "sqlite:////tmp/mnemo/mnemo.db"
