@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from core import sessions
 from core.config import Settings, get_settings
 from core.db.engine import is_sqlite, transaction
 from core.ids import new_id, now_ms
@@ -27,6 +28,9 @@ def run(engine: Engine, settings: Settings | None = None) -> dict[str, Any]:
     tasks["user_summaries"] = summaries.refresh_due(
         engine, settings or get_settings(), budget_seconds=_SUMMARY_SECONDS
     )
+    # Expired sessions and OAuth codes, and sessions revoked over a week ago, with their tokens.
+    with transaction(engine) as conn:
+        tasks["expired_sessions_purged"] = sessions.purge_expired(conn)
     if is_sqlite(engine):
         # Keep the WAL file from growing without bound between quiet periods.
         with engine.connect() as conn:

@@ -36,7 +36,7 @@ def dispatch(
         return http(event, context)
     if is_schedule(event):
         engine = services.ready_engine()
-        tasks = maintenance.run(engine)
+        tasks = maintenance.run(engine, services.settings)
         log.info("maintenance run", extra={"fields": {"tasks": tasks}})
         return {"ok": True, "tasks": tasks}
     raise UnknownEvent(
