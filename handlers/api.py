@@ -38,6 +38,8 @@ from handlers.routes import (
 def _routes() -> list[BaseRoute]:
     return [
         *health.routes,
+        # Routes are matched in order: MCP clients call /mcp for everything, so it comes early.
+        *mcp.routes,
         *memories.routes,
         *search.routes,
         *users.routes,
@@ -48,7 +50,6 @@ def _routes() -> list[BaseRoute]:
         *brains.routes,
         *keys.routes,
         *oauth.routes,
-        *mcp.routes,
     ]
 
 

@@ -10,6 +10,7 @@ Two eras (MCP 2026-07-28, "Versioning and Compatibility"):
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -131,3 +132,27 @@ def params_object(params: Any) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise RpcError(INVALID_PARAMS, "params must be an object")
     return params
+
+
+class Encoded(str):
+    """A result member that is already JSON text: `encode` splices it in as it is, so a tool's
+    structured content is serialized once for both its text and its structured copy."""
+
+
+def to_json(value: Any) -> str:
+    # The same encoding Starlette's JSONResponse gives the REST API.
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def encode(reply: Any) -> str:
+    """A response (or a batch of them) as JSON text."""
+    if isinstance(reply, list):
+        return "[" + ",".join(encode(r) for r in reply) + "]"
+    value = reply.get("result") if isinstance(reply, dict) else None
+    if not isinstance(value, dict) or not any(isinstance(v, Encoded) for v in value.values()):
+        return to_json(reply)
+    members = ",".join(
+        f"{to_json(k)}:{v if isinstance(v, Encoded) else to_json(v)}" for k, v in value.items()
+    )
+    envelope = to_json({k: v for k, v in reply.items() if k != "result"})
+    return f'{envelope[:-1]},"result":{{{members}}}}}'

@@ -5,7 +5,6 @@ endpoint accepts (plus the identifiers REST carries in the path).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -249,8 +248,3 @@ class Registry:
             return ToolResult(await tool.run(runner, refs, body))
         except MnemoError as exc:
             return ToolResult(error_value(exc), is_error=True)
-
-
-def to_json(value: Any) -> str:
-    # The same encoding Starlette's JSONResponse gives the REST API.
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))

@@ -20,10 +20,12 @@ from core.mcp.protocol import (
     META_SERVER_INFO,
     METHOD_NOT_FOUND,
     SUPPORTED_VERSIONS,
+    Encoded,
     Message,
     RpcError,
+    to_json,
 )
-from core.mcp.registry import Registry, Runner, ToolResult, to_json
+from core.mcp.registry import Registry, Runner, ToolResult
 
 log = logging.getLogger("mnemo.mcp")
 
@@ -143,8 +145,9 @@ class Server:
 
 def tool_result(result: ToolResult) -> dict[str, Any]:
     """Structured content, and the same JSON as text for clients that only read text."""
+    text = to_json(result.value)
     return {
-        "content": [{"type": "text", "text": to_json(result.value)}],
-        "structuredContent": result.value,
+        "content": [{"type": "text", "text": text}],
+        "structuredContent": Encoded(text),
         "isError": result.is_error,
     }

@@ -47,7 +47,6 @@ from core.mcp.protocol import (
     RequestId,
     RpcError,
 )
-from core.mcp.registry import to_json
 from core.mcp.server import Server
 from core.mcp.tools import REGISTRY
 from core.models import MemoryIn
@@ -121,7 +120,7 @@ class _Runner:
 
 
 def _json(status: int, body: Any) -> Response:
-    return Response(to_json(body), status, headers=_NO_STORE, media_type="application/json")
+    return Response(protocol.encode(body), status, headers=_NO_STORE, media_type="application/json")
 
 
 def _rpc_error(
