@@ -40,7 +40,7 @@ from core.db.engine import dispose, get_engine
 from core.db.migrations import ensure_schema
 from tests.conftest import STORES, Tenant, make_tenant, new_postgres_database
 from tests.oauth_fixtures import PASSWORD, new_email, parse_form
-from tests.test_mcp import ALL_TOOLS
+from tests.test_mcp import ALL_TOOLS, page_sizes
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE_SIZE = 4
@@ -157,6 +157,9 @@ async def _every_tool(call: Call) -> set[str]:
     assert len((await ok("list", {"user_id": "ada"}))["results"]) == 2
     grace = (await ok("user_memories", {"user_id": "grace"}))["results"]
     assert [m["content"] for m in grace] == ["Grace writes COBOL"]
+    assert "tea" in (await ok("user_summary", {"user_id": "ada"}))["summary"]
+    assert (await ok("regenerate_summary", {"user_id": "ada"}))["reflection_count"] == 2
+    assert (await ok("digest", {"important": 2}))["memory_count"] == 3
     await ok("update", {"id": saved["id"], "content": "Ada prefers jasmine tea"})
     await ok("archive", {"id": saved["id"]})
     await ok("restore", {"id": saved["id"]})
@@ -187,7 +190,7 @@ def test_handshake_client_lists_every_page_and_calls_every_tool(served: Served) 
             assert init.server_info.name == "mnemo" and init.instructions
             assert init.capabilities.tools is not None
             pages = await _all_pages(session)
-            assert [len(p) for p in pages] == [4, 4, 4, 3]
+            assert [len(p) for p in pages] == page_sizes(PAGE_SIZE)
             assert [name for page in pages for name in page] == ALL_TOOLS
             await session.send_ping()
             assert await _every_tool(session.call_tool) == set(ALL_TOOLS)

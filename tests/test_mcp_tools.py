@@ -137,6 +137,7 @@ def test_a_read_only_key_sees_no_write_tools_and_cannot_call_them(
         ("delete", {"id": kept["id"]}),
         ("restore", {"id": kept["id"]}),
         ("purge", {"id": kept["id"], "confirm": True}),
+        ("regenerate_summary", {"user_id": "anyone"}),
         ("update", {}),  # refused before its arguments are even looked at
     ):
         assert reader.fails(name, arguments) == "read_only_key", name
@@ -152,7 +153,10 @@ def test_a_call_never_reaches_another_brain(
     client: LambdaClient, tenant: Tenant, other_tenant: Tenant
 ) -> None:
     mine = Mcp(client)
-    secret = mine.ok("save", {"content": "the vault code is 0451", "type": "fact", "key": "vault"})
+    secret = mine.ok(
+        "save",
+        {"content": "the vault code is 0451", "type": "fact", "key": "vault", "user_id": "ada"},
+    )
     before = client.get(f"/v1/memories/{secret['id']}").json()
     theirs = Mcp(client.as_key(other_tenant.key))
     for name, arguments in (
@@ -165,7 +169,10 @@ def test_a_call_never_reaches_another_brain(
         ("history", {"id": secret["id"]}),
     ):
         assert theirs.fails(name, arguments) == "memory_not_found", name
-    assert theirs.fails("get_fact", {"key": "vault"}) == "fact_not_found"
+    assert theirs.fails("get_fact", {"key": "vault", "user_id": "ada"}) == "fact_not_found"
+    assert theirs.fails("user_summary", {"user_id": "ada"}) == "user_not_found"
+    assert theirs.fails("regenerate_summary", {"user_id": "ada"}) == "user_not_found"
+    assert theirs.ok("digest")["memory_count"] == 0
     assert theirs.ok("search", {"query": "vault code 0451"})["results"] == []
     assert theirs.ok("context", {"query": "vault code"})["citations"] == []
     assert theirs.ok("list", {"state": "all"})["results"] == []
@@ -190,6 +197,9 @@ def test_a_user_scoped_key_stays_with_its_user(client: LambdaClient, tenant: Ten
     assert as_ada.fails("get", {"id": bob["id"]}) == "memory_not_found"
     assert as_ada.fails("delete", {"id": bob["id"]}) == "memory_not_found"
     assert as_ada.fails("get_fact", {"key": "city", "user_id": "bob"}) == "fact_not_found"
+    assert as_ada.fails("user_summary", {"user_id": "bob"}) == "user_not_found"
+    assert as_ada.ok("user_summary", {"user_id": "ada"})["user_id"] == "ada"
+    assert as_ada.ok("digest")["memory_count"] == 1
     assert as_ada.fails("save", {"content": "x", "user_id": "bob"}) == "user_scope_mismatch"
     assert as_ada.ok("save", {"content": "Ada rows on Sundays"})["user_id"] == "ada"
     assert {e["user_id"] for e in as_ada.ok("changelog")["results"]} == {"ada"}

@@ -5,16 +5,15 @@ endpoint accepts (plus the identifiers REST carries in the path).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from core import cursor as cursors
-from core.config import Limits
+from core.config import Limits, Settings
 from core.errors import InvalidInput, MnemoError, field_errors
 from core.mcp.protocol import INVALID_PARAMS, RpcError
 from core.models import MemoryIn, Strict
@@ -22,8 +21,6 @@ from core.scope import Scope
 from core.search.indexing import Indexer
 from core.search.ranking import RankingSettings
 from core.search.service import QueryVector
-
-log = logging.getLogger("mnemo.mcp")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -39,6 +36,9 @@ class Runner(Protocol):
     def scope(self) -> Scope: ...
 
     @property
+    def settings(self) -> Settings: ...
+
+    @property
     def limits(self) -> Limits: ...
 
     @property
@@ -51,6 +51,15 @@ class Runner(Protocol):
     async def write(
         self, fn: Callable[Concatenate[Connection, Scope, P], T], *args: P.args, **kw: P.kwargs
     ) -> T: ...
+
+    async def own_transactions(
+        self,
+        fn: Callable[Concatenate[Engine, Settings, Scope, P], T],
+        *args: P.args,
+        **kw: P.kwargs,
+    ) -> T:
+        """For core calls that open their own transactions (summaries)."""
+        ...
 
     async def indexer(self, items: Sequence[MemoryIn]) -> Indexer: ...
 

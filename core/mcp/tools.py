@@ -33,10 +33,12 @@ from core.models import (
 from core.search.context import pack
 from core.search.models import ContextIn, ContextPack, SearchIn, SearchPage
 from core.search.service import record_access, search
+from core.summaries import service as summaries
+from core.summaries.models import Digest, DigestQuery, UserSummaryOut
 
 MEMORY_ID = Ref("id", "The memory's id, as returned by save, search or list.")
 FACT_KEY = Ref("key", "What the fact is about, as saved (e.g. 'user.timezone').")
-USER_ID = Ref("user_id", "The end user whose memories to list.")
+USER_ID = Ref("user_id", "The end user, as given in user_id when memories were saved.")
 
 
 # -- retrieval (POST /v1/search, POST /v1/context) ---------------------------------------------
@@ -165,6 +167,26 @@ async def _history(run: Runner, refs: Refs, _: NoArguments) -> Any:
     return {"results": await run.read(memories.history_of, refs["id"])}
 
 
+# -- summaries (/v1/users/{user_id}/summary[/regenerate], GET /v1/summary) ----------------------
+
+
+async def _user_summary(run: Runner, refs: Refs, _: NoArguments) -> Any:
+    found = await run.own_transactions(summaries.get_user_summary, refs["user_id"])
+    return found.as_json()
+
+
+async def _regenerate_summary(run: Runner, refs: Refs, _: NoArguments) -> Any:
+    made = await run.own_transactions(summaries.regenerate_user_summary, refs["user_id"])
+    return made.as_json()
+
+
+async def _digest(run: Runner, _: Refs, query: DigestQuery) -> Any:
+    max_tokens = query.max_tokens or run.settings.summaries.max_tokens
+    return await run.own_transactions(
+        summaries.digest, max_tokens=max_tokens, important=query.important
+    )
+
+
 # -- changelog (GET /v1/changelog) -------------------------------------------------------------
 
 
@@ -275,6 +297,44 @@ TOOLS: list[Tool[Any]] = [
         body=UserMemoriesQuery,
         refs=(USER_ID,),
         output=MemoryPage,
+    ),
+    Tool(  # GET /v1/users/{user_id}/summary
+        name="user_summary",
+        title="A user's summary",
+        description=(
+            "A short plain-text profile of one end user, one line per theme of what is "
+            "remembered about them; remade first when enough new memories came in. Read it at "
+            "the start of a conversation with that user."
+        ),
+        run=_user_summary,
+        body=NoArguments,
+        refs=(USER_ID,),
+        output=UserSummaryOut,
+    ),
+    Tool(  # POST /v1/users/{user_id}/summary/regenerate
+        name="regenerate_summary",
+        title="Remake a user's summary",
+        description=(
+            "Remake a user's summary now instead of waiting for enough new memories, for "
+            "example right after correcting or deleting several of their memories."
+        ),
+        run=_regenerate_summary,
+        body=NoArguments,
+        refs=(USER_ID,),
+        output=UserSummaryOut,
+        writes=True,
+    ),
+    Tool(  # GET /v1/summary
+        name="digest",
+        title="What this memory holds",
+        description=(
+            "An overview of everything remembered here: the main themes with examples, and the "
+            "most important memories. Use it to get oriented, not to answer a specific question "
+            "(use `search` for that)."
+        ),
+        run=_digest,
+        body=DigestQuery,
+        output=Digest,
     ),
     Tool(  # PATCH /v1/memories/{id}
         name="update",

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -95,6 +95,10 @@ class _Runner:
         return self.ctx.scope
 
     @property
+    def settings(self) -> Settings:
+        return self.ctx.services.settings
+
+    @property
     def limits(self) -> Limits:
         return self.ctx.limits
 
@@ -111,6 +115,17 @@ class _Runner:
         self, fn: Callable[Concatenate[Connection, Scope, P], T], *args: P.args, **kw: P.kwargs
     ) -> T:
         return await self.ctx.write(fn, *args, **kw)
+
+    async def own_transactions(
+        self,
+        fn: Callable[Concatenate[Engine, Settings, Scope, P], T],
+        *args: P.args,
+        **kw: P.kwargs,
+    ) -> T:
+        ctx = self.ctx
+        return await ctx.services.call(
+            lambda: fn(ctx.engine, ctx.services.settings, ctx.scope, *args, **kw)
+        )
 
     async def indexer(self, items: Sequence[MemoryIn]) -> Indexer:
         return await self.ctx.indexer(items)
