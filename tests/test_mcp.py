@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from mcp_types import methods
 
-from core.config import McpSettings, Settings
+from core.config import McpSettings, Settings, settings_from_env
 from core.mcp.protocol import HANDSHAKE_VERSIONS, SUPPORTED_VERSIONS
 from core.mcp.tools import TOOLS
 from tests.conftest import Tenant
@@ -291,6 +291,7 @@ def _batch() -> list[dict[str, Any]]:
         },
         {"jsonrpc": "2.0", "id": "d", "method": "no/such"},
         {"nonsense": True},
+        {"jsonrpc": "2.0", "id": "e", "method": "tools/call", "params": {"name": "list"}},
     ]
 
 
@@ -300,12 +301,13 @@ def test_batches_at_2025_03_26(mcp: Mcp, version: str | None) -> None:
     reply = mcp.at(version).post(_batch())
     assert reply.status == 200
     answers = reply.json()
-    assert [a["id"] for a in answers] == ["a", "b", "c", "d", None]
+    assert [a["id"] for a in answers] == ["a", "b", "c", "d", None, "e"]
     assert answers[0]["result"] == {}
     assert [t["name"] for t in answers[1]["result"]["tools"]] == ALL_TOOLS
     assert answers[2]["error"]["code"] == -32600  # initialize must come on its own
     assert answers[3]["error"]["code"] == -32601
     assert answers[4]["error"]["code"] == -32600
+    assert answers[5]["result"]["structuredContent"] == {"results": [], "next_cursor": None}
     only_notifications = mcp.at(version).post([{"jsonrpc": "2.0", "method": "notifications/x"}])
     assert (only_notifications.status, only_notifications.body) == (202, "")
     empty = mcp.at(version).post([])
@@ -508,3 +510,16 @@ def test_a_failing_tool_is_an_internal_error_not_a_leak(
     status, error = mcp.error("tools/call", {"name": "get", "arguments": {"id": "x"}})
     assert status == 200 and error["code"] == -32603
     assert "secret" not in json.dumps(error)
+
+
+def test_mcp_settings_from_the_environment() -> None:
+    env = {
+        "MNEMO_MCP_ALLOWED_ORIGINS": " https://a.example/ , https://b.example:8443,",
+        "MNEMO_MCP_PAGE_SIZE": "7",
+    }
+    assert settings_from_env(env).mcp == McpSettings(
+        allowed_origins=("https://a.example", "https://b.example:8443"), page_size=7
+    )
+    assert settings_from_env({}).mcp == McpSettings(allowed_origins=(), page_size=50)
+    with pytest.raises(ValueError, match="MNEMO_MCP_PAGE_SIZE"):
+        settings_from_env({"MNEMO_MCP_PAGE_SIZE": "0"})
