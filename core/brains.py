@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
+from core.db.engine import sql
 from core.errors import InvalidInput, NotFound
 from core.ids import new_id, now_ms
 
@@ -27,7 +28,7 @@ def ensure_brain(conn: Connection, slug: str, name: str | None = None) -> str:
     check_slug(slug)
     now = now_ms()
     conn.execute(
-        text(
+        sql(
             "INSERT INTO brains (id, slug, name, created_at, updated_at) "
             "VALUES (:id, :slug, :name, :now, :now) ON CONFLICT (slug) DO NOTHING"
         ),
@@ -37,7 +38,7 @@ def ensure_brain(conn: Connection, slug: str, name: str | None = None) -> str:
 
 
 def brain_id(conn: Connection, slug: str) -> str:
-    found = conn.execute(text("SELECT id FROM brains WHERE slug = :slug"), {"slug": slug}).scalar()
+    found = conn.execute(sql("SELECT id FROM brains WHERE slug = :slug"), {"slug": slug}).scalar()
     if found is None:
         raise NotFound(f"no brain named {slug!r}")
     return str(found)

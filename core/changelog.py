@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from core import cursor as cursors
+from core.db.engine import sql
 from core.ids import iso, new_id, now_ms
 from core.scope import Scope
 
@@ -33,7 +34,7 @@ def record(
     at: int | None = None,
 ) -> None:
     conn.execute(
-        text(
+        sql(
             "INSERT INTO changelog (id, brain_id, user_id, event_type, entity_type, entity_id, "
             "actor_id, summary, payload, created_at) VALUES (:id, :brain, :user, :event, "
             ":etype, :eid, :actor, :summary, :payload, :at)"
@@ -56,7 +57,7 @@ def record(
 def scrub(conn: Connection, scope: Scope, entity_id: str) -> None:
     """Remove the content a purged entity left in earlier entries; keep that they happened."""
     conn.execute(
-        text(
+        sql(
             "UPDATE changelog SET summary = '(purged)', payload = '{}' "
             "WHERE brain_id = :brain AND entity_id = :eid"
         ),
@@ -91,7 +92,7 @@ def feed(
         params.update(ct=position["t"], ci=position["i"])
     rows = list(
         conn.execute(
-            text(
+            sql(
                 "SELECT id, event_type, entity_type, entity_id, user_id, actor_id, summary, "
                 f"payload, created_at FROM changelog WHERE {' AND '.join(where)} "
                 "ORDER BY created_at, id LIMIT :limit"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
+from core.db.engine import sql
 from core.ids import iso, new_id, now_ms
 from core.scope import Scope
 
@@ -28,7 +29,7 @@ def record(
     at: int | None = None,
 ) -> None:
     conn.execute(
-        text(
+        sql(
             "INSERT INTO memory_history (id, brain_id, memory_id, user_id, event, old_memory, "
             "new_memory, detail, actor_id, role, is_deleted, created_at) VALUES (:id, :brain, "
             ":memory, :user, :event, :old, :new, :detail, :actor, :role, :deleted, :at)"
@@ -53,7 +54,7 @@ def record(
 def for_memory(conn: Connection, scope: Scope, memory_id: str) -> list[dict[str, Any]]:
     """Oldest first. The caller has already checked that the memory is visible to the scope."""
     rows = conn.execute(
-        text(
+        sql(
             "SELECT id, memory_id, event, old_memory, new_memory, detail, actor_id, role, "
             "is_deleted, created_at, updated_at FROM memory_history "
             "WHERE brain_id = :brain AND memory_id = :memory ORDER BY created_at, id"
@@ -74,6 +75,6 @@ def for_memory(conn: Connection, scope: Scope, memory_id: str) -> list[dict[str,
 
 def erase(conn: Connection, scope: Scope, memory_id: str) -> None:
     conn.execute(
-        text("DELETE FROM memory_history WHERE brain_id = :brain AND memory_id = :memory"),
+        sql("DELETE FROM memory_history WHERE brain_id = :brain AND memory_id = :memory"),
         {"brain": scope.brain_id, "memory": memory_id},
     )

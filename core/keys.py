@@ -8,9 +8,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from core.brains import ensure_brain
+from core.db.engine import sql
 from core.errors import InvalidInput
 from core.ids import iso, new_id, now_ms
 from core.scope import Scope
@@ -66,7 +67,7 @@ def create_key_in(
     secret = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     key_id = new_id()
     conn.execute(
-        text(
+        sql(
             "INSERT INTO api_keys (id, brain_id, name, prefix, key_hash, user_id, read_only, "
             "created_at) VALUES (:id, :brain, :name, :prefix, :hash, :user, :ro, :now)"
         ),
@@ -86,7 +87,7 @@ def create_key_in(
 
 def revoke_key(conn: Connection, brain_id: str, key_id: str) -> bool:
     result = conn.execute(
-        text(
+        sql(
             "UPDATE api_keys SET revoked_at = :now "
             "WHERE id = :id AND brain_id = :brain AND revoked_at IS NULL"
         ),
@@ -101,7 +102,7 @@ def list_keys(
     """The brain's keys as an owner sees them: never the secret, only the prefix it starts with."""
     revoked = "" if include_revoked else "AND revoked_at IS NULL "
     rows = conn.execute(
-        text(
+        sql(
             "SELECT id, name, prefix, user_id, read_only, created_at, last_used_at, revoked_at "
             f"FROM api_keys WHERE brain_id = :brain {revoked}ORDER BY created_at, id"
         ),
@@ -134,7 +135,7 @@ def find_key(conn: Connection, token: str) -> KeyMatch | None:
     if not token.startswith(KEY_PREFIX):
         return None
     row = conn.execute(
-        text(
+        sql(
             "SELECT id, brain_id, user_id, read_only, last_used_at FROM api_keys "
             "WHERE key_hash = :hash AND revoked_at IS NULL"
         ),
@@ -154,7 +155,7 @@ def find_key(conn: Connection, token: str) -> KeyMatch | None:
 
 def touch(conn: Connection, key_id: str) -> None:
     conn.execute(
-        text("UPDATE api_keys SET last_used_at = :now WHERE id = :id"),
+        sql("UPDATE api_keys SET last_used_at = :now WHERE id = :id"),
         {"now": now_ms(), "id": key_id},
     )
 

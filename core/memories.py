@@ -8,11 +8,12 @@ import json
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, Row, text
+from sqlalchemy import Connection, Row
 
 from core import changelog, history, users
 from core import cursor as cursors
 from core.config import Limits
+from core.db.engine import sql
 from core.errors import Conflict, InvalidInput, MnemoError, NotFound, TooLarge, field_errors
 from core.ids import iso, new_id, now_ms, parse_time
 from core.models import MemoryFilters, MemoryIn, MemoryPatch
@@ -66,13 +67,13 @@ def _serialize(
     if conn.dialect.name != "postgresql":
         return
     slot = "\x1f".join((brain_id, user or "", key or "", "" if key else digest))
-    conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:slot, 0))"), {"slot": slot})
+    conn.execute(sql("SELECT pg_advisory_xact_lock(hashtextextended(:slot, 0))"), {"slot": slot})
 
 
 def _fetch(conn: Connection, scope: Scope, memory_id: str, *, lock: bool = False) -> Row[Any]:
     params: dict[str, Any] = {"id": memory_id}
     row = conn.execute(
-        text(
+        sql(
             f"SELECT {COLUMNS}, content_hash FROM memories WHERE {_visible(scope, params)} "
             f"AND id = :id{_lock_suffix(conn) if lock else ''}"
         ),
@@ -133,7 +134,7 @@ def _find_duplicate(
     conn: Connection, brain_id: str, user: str | None, key: str | None, digest: str
 ) -> Row[Any] | None:
     return conn.execute(
-        text(
+        sql(
             f"SELECT {COLUMNS} FROM memories WHERE brain_id = :brain "
             "AND coalesce(user_id, '') = :user AND coalesce(key, '') = :key "
             "AND content_hash = :hash AND state = 'active'"
@@ -146,7 +147,7 @@ def _current_fact(
     conn: Connection, brain_id: str, user: str | None, key: str, *, lock: bool = False
 ) -> Row[Any] | None:
     return conn.execute(
-        text(
+        sql(
             f"SELECT {COLUMNS} FROM memories WHERE brain_id = :brain "
             "AND coalesce(user_id, '') = :user AND key = :key AND type = 'fact' "
             f"AND state = 'active'{_lock_suffix(conn) if lock else ''}"
@@ -173,7 +174,7 @@ def create(
         old = _current_fact(conn, scope.brain_id, user, data.key, lock=True)
     if old is not None:
         conn.execute(
-            text(
+            sql(
                 "UPDATE memories SET state = 'archived', archived_at = :now, updated_at = :now, "
                 "superseded_by = :new WHERE brain_id = :brain AND id = :old"
             ),
@@ -181,7 +182,7 @@ def create(
         )
         index.on_state(conn, scope.brain_id, old.id)
     conn.execute(
-        text(
+        sql(
             "INSERT INTO memories (id, brain_id, user_id, agent_id, run_id, type, title, key, "
             "content, tags, source, confidence, importance, metadata, state, content_hash, "
             "occurred_at, created_at, updated_at) VALUES (:id, :brain, :user, :agent, :run, "
@@ -263,7 +264,7 @@ def _supersede_records(
     actor: dict[str, str | None],
 ) -> None:
     conn.execute(
-        text(
+        sql(
             "INSERT INTO memory_links (id, brain_id, from_id, to_id, relation, weight, created_at) "
             "VALUES (:id, :brain, :new, :old, 'supersedes', 1.0, :now)"
         ),
@@ -298,7 +299,7 @@ def _supersede_records(
 def _write_tags(conn: Connection, brain_id: str, memory_id: str, tags: list[str]) -> None:
     if tags:
         conn.execute(
-            text("INSERT INTO memory_tags (memory_id, tag, brain_id) VALUES (:m, :t, :b)"),
+            sql("INSERT INTO memory_tags (memory_id, tag, brain_id) VALUES (:m, :t, :b)"),
             [{"m": memory_id, "t": tag, "b": brain_id} for tag in tags],
         )
 
@@ -419,7 +420,7 @@ def list_memories(
     total = None
     if include_total:
         total = conn.execute(
-            text(f"SELECT count(*) FROM memories WHERE {' AND '.join(where)}"), params
+            sql(f"SELECT count(*) FROM memories WHERE {' AND '.join(where)}"), params
         ).scalar_one()
     if cursor is not None:
         position = cursors.decode(cursor, keys=("t", "i"))
@@ -427,7 +428,7 @@ def list_memories(
         params.update(ct=position["t"], ci=position["i"])
     params["limit"] = limit + 1
     rows = conn.execute(
-        text(
+        sql(
             f"SELECT {COLUMNS} FROM memories WHERE {' AND '.join(where)} "
             "ORDER BY created_at DESC, id DESC LIMIT :limit"
         ),
@@ -500,12 +501,12 @@ def update(
     values["updated_at"] = now
     assignments = ", ".join(f"{name} = :v_{name}" for name in values)
     conn.execute(
-        text(f"UPDATE memories SET {assignments} WHERE brain_id = :brain AND id = :id"),
+        sql(f"UPDATE memories SET {assignments} WHERE brain_id = :brain AND id = :id"),
         {**{f"v_{k}": v for k, v in values.items()}, "brain": scope.brain_id, "id": memory_id},
     )
     if "tags" in changes:
         conn.execute(
-            text("DELETE FROM memory_tags WHERE brain_id = :brain AND memory_id = :id"),
+            sql("DELETE FROM memory_tags WHERE brain_id = :brain AND memory_id = :id"),
             {"brain": scope.brain_id, "id": memory_id},
         )
         _write_tags(conn, scope.brain_id, memory_id, changes["tags"])
@@ -577,7 +578,7 @@ def set_state(
         _check_restorable(conn, scope, row)
     now = now_ms()
     conn.execute(
-        text(
+        sql(
             "UPDATE memories SET state = :state, updated_at = :now, "
             "archived_at = CASE WHEN :state = 'archived' THEN :now ELSE archived_at END, "
             "deleted_at = CASE WHEN :state = 'deleted' THEN :now "
@@ -655,17 +656,17 @@ def purge(
     params = {"brain": scope.brain_id, "id": memory_id}
     index.on_purge(conn, scope.brain_id, memory_id)
     conn.execute(
-        text("DELETE FROM memory_links WHERE brain_id = :brain AND (from_id = :id OR to_id = :id)"),
+        sql("DELETE FROM memory_links WHERE brain_id = :brain AND (from_id = :id OR to_id = :id)"),
         params,
     )
     conn.execute(
-        text(
+        sql(
             "UPDATE memories SET superseded_by = NULL "
             "WHERE brain_id = :brain AND superseded_by = :id"
         ),
         params,
     )
-    conn.execute(text("DELETE FROM memories WHERE brain_id = :brain AND id = :id"), params)
+    conn.execute(sql("DELETE FROM memories WHERE brain_id = :brain AND id = :id"), params)
     history.erase(conn, scope, memory_id)
     changelog.scrub(conn, scope, memory_id)
     changelog.record(

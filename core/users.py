@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
+from core.db.engine import sql
 from core.ids import now_ms
 
 
 def touch(conn: Connection, brain_id: str, user_id: str) -> None:
     now = now_ms()
     conn.execute(
-        text(
+        sql(
             "INSERT INTO users (brain_id, user_id, reflection_count, created_at, updated_at) "
             "VALUES (:brain, :user, 0, :now, :now) ON CONFLICT (brain_id, user_id) DO NOTHING"
         ),

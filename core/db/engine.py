@@ -6,10 +6,11 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, TextClause, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 log = logging.getLogger("mnemo.db")
@@ -18,6 +19,13 @@ _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
 WRITE = "mnemo_write"
+
+
+@lru_cache(maxsize=1024)
+def sql(statement: str) -> TextClause:
+    """`text(statement)`, parsed once per process: building a TextClause re-scans the string
+    for bind parameters each time (~10 µs), and a write runs a dozen statements."""
+    return text(statement)
 
 
 def is_sqlite(engine: Engine) -> bool:

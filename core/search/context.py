@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
+from core.db.engine import sql
 from core.memories import COLUMNS, filter_sql, to_dict
 from core.scope import Scope
 from core.search.models import ContextIn, SearchIn
@@ -52,7 +53,7 @@ def _linked(
     relations = ", ".join(f"'{r}'" for r in _FOLLOW)
     columns = ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(","))
     rows = conn.execute(
-        text(
+        sql(
             f"SELECT {columns}, l.from_id, l.to_id, l.weight FROM memory_links l "
             "JOIN memories m ON m.id = CASE WHEN l.from_id IN "
             f"({members}) THEN l.to_id ELSE l.from_id END "

@@ -11,8 +11,9 @@ import re
 import unicodedata
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
+from core.db.engine import sql
 from core.embeddings.text import STOPWORDS, stem
 
 # Field weights: a hit in the title or key counts most, tags next, content last.
@@ -48,10 +49,10 @@ def index(conn: Connection, brain_id: str, memory_id: str) -> None:
     params = {"brain": brain_id, "id": memory_id}
     unindex(conn, brain_id, memory_id)
     row = conn.execute(
-        text("SELECT rowid, user_id FROM memories WHERE brain_id = :brain AND id = :id"), params
+        sql("SELECT rowid, user_id FROM memories WHERE brain_id = :brain AND id = :id"), params
     ).one()
     conn.execute(
-        text(
+        sql(
             "INSERT INTO memory_fts (rowid, title, key, tags, content, scope) "
             "SELECT rowid, coalesce(title, ''), coalesce(key, ''), "
             f"{_tags_text('tags')}, content, :scope FROM memories WHERE rowid = :rowid"
@@ -64,7 +65,7 @@ def unindex(conn: Connection, brain_id: str, memory_id: str) -> None:
     if conn.dialect.name != "sqlite":
         return
     conn.execute(
-        text(
+        sql(
             "DELETE FROM memory_fts WHERE rowid = "
             "(SELECT rowid FROM memories WHERE brain_id = :brain AND id = :id)"
         ),
@@ -87,7 +88,7 @@ def _selective(conn: Connection, terms: list[str]) -> list[str]:
     remain, so a search costs what its informative words cost, not what "said" costs."""
     if len(terms) <= 1:
         return terms
-    total = conn.execute(text("SELECT max(rowid) FROM memory_fts")).scalar() or 0
+    total = conn.execute(sql("SELECT max(rowid) FROM memory_fts")).scalar() or 0
     if total < _PRUNE_FROM:
         return terms
     stems = {t: stem(t) for t in terms}
@@ -95,7 +96,7 @@ def _selective(conn: Connection, terms: list[str]) -> list[str]:
     params = dict(zip(names, stems.values(), strict=True))
     found: dict[str, int] = dict(
         conn.execute(
-            text(
+            sql(
                 "SELECT term, doc FROM memory_fts_vocab "
                 f"WHERE term IN ({', '.join(':' + n for n in names)})"
             ),
@@ -136,7 +137,7 @@ def _sqlite_candidates(
     # (no full sort), and the join applies tenant and filters. Enough survivors mean those are
     # the best of this scope too; otherwise the tenant's own share of the index is searched.
     fast = conn.execute(
-        text(
+        sql(
             "SELECT m.id, -f.rank AS score FROM (SELECT rowid, rank FROM memory_fts "
             f"WHERE memory_fts MATCH :lex_query AND rank MATCH 'bm25({weights}, 0.0)' "
             "ORDER BY rank LIMIT :lex_pool) f JOIN memories m ON m.rowid = f.rowid "
@@ -147,7 +148,7 @@ def _sqlite_candidates(
     matched = None
     if len(fast) < limit:
         matched = conn.execute(
-            text(
+            sql(
                 "SELECT count(*) FROM (SELECT 1 FROM memory_fts WHERE memory_fts MATCH :q "
                 "LIMIT :pool)"
             ),
@@ -157,7 +158,7 @@ def _sqlite_candidates(
         return [(str(r[0]), float(r[1])) for r in fast]
     tenant = " AND ".join(f'scope : "{t}"' for t in scope_tokens(brain_id, user_id))
     exact = conn.execute(
-        text(
+        sql(
             f"SELECT m.id, -bm25(memory_fts, {weights}, 0.0) AS score FROM memory_fts "
             "JOIN memories m ON m.rowid = memory_fts.rowid "
             f"WHERE memory_fts MATCH :lex_query AND {' AND '.join(where)} "
@@ -191,11 +192,11 @@ def candidates(
     names = [f"lex_{i}" for i in range(len(terms))]
     params.update(zip(names, terms, strict=True))
     tsquery = " || ".join(f"plainto_tsquery('english', :{n})" for n in names)
-    sql = (
+    statement = (
         "SELECT m.id, ts_rank(m.search_vector, q.query, 1) AS score "
         f"FROM memories m, (SELECT {tsquery} AS query) q "
         f"WHERE m.search_vector @@ q.query AND {' AND '.join(where)} "
         "ORDER BY score DESC, m.id LIMIT :lex_limit"
     )
-    rows = conn.execute(text(sql), params).all()
+    rows = conn.execute(sql(statement), params).all()
     return [(str(r[0]), float(r[1])) for r in rows]

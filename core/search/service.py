@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from core import cursor as cursors
+from core.db.engine import sql
 from core.errors import InvalidInput
 from core.ids import now_ms, parse_time
 from core.memories import COLUMNS, filter_sql, to_dict
@@ -278,8 +279,8 @@ class _Evidence:
 
 
 def _count(conn: Connection, where: list[str], params: dict[str, Any]) -> int:
-    sql = f"SELECT count(*) FROM memories m WHERE {' AND '.join(where)}"
-    return int(conn.execute(text(sql), params).scalar_one())
+    statement = f"SELECT count(*) FROM memories m WHERE {' AND '.join(where)}"
+    return int(conn.execute(sql(statement), params).scalar_one())
 
 
 def _neighbours(
@@ -305,12 +306,12 @@ def _neighbours(
             "ORDER BY p.created_at, p.id LIMIT 1"
         )
         join = "CROSS JOIN" if conn.dialect.name == "sqlite" else "JOIN"
-        sql = (
+        statement = (
             f"SELECT c.id, ({before}) AS before, ({after}) AS after "
             f"FROM {members} {join} memories c ON c.id = ids.value "
             "WHERE c.brain_id = :brain"
         )
-        for memory_id, prev, nxt in conn.execute(text(sql), params).all():
+        for memory_id, prev, nxt in conn.execute(sql(statement), params).all():
             found[memory_id] = (prev, nxt)
     return found
 
@@ -327,11 +328,11 @@ def _read_back(
     members, value = id_table(conn, "candidates")
     selected = ", ".join(f"m.{c.strip()}" for c in columns.split(","))
     join = "CROSS JOIN" if conn.dialect.name == "sqlite" else "JOIN"
-    sql = (
+    statement = (
         f"SELECT {selected} FROM {members} {join} memories m ON m.id = c.value "
         f"WHERE {' AND '.join(where)}"
     )
-    return list(conn.execute(text(sql), {**params, "candidates": value(ids)}).all())
+    return list(conn.execute(sql(statement), {**params, "candidates": value(ids)}).all())
 
 
 def id_table(
@@ -355,7 +356,7 @@ def record_access(conn: Connection, scope: Scope, memory_ids: list[str]) -> None
     params: dict[str, Any] = {"brain": scope.brain_id, "now": now_ms()}
     params.update(zip(names, memory_ids, strict=True))
     conn.execute(
-        text(
+        sql(
             "UPDATE memories SET access_count = access_count + 1, last_accessed_at = :now "
             f"WHERE id IN ({', '.join(':' + n for n in names)}) AND {brain} = :brain"
         ),

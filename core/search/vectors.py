@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
+from core.db.engine import sql
 from core.ids import now_ms
 
 # Clocks of different processes disagree a little: reload a margin behind the last load.
@@ -35,7 +36,7 @@ def store(conn: Connection, brain_id: str, memory_id: str, model: str, vector: n
         "now": now_ms(),
     }
     conn.execute(
-        text(
+        sql(
             "INSERT INTO memory_vectors (memory_id, brain_id, model, dims, vector, updated_at) "
             "VALUES (:id, :brain, :model, :dims, :vector, :now) ON CONFLICT (memory_id) DO "
             "UPDATE SET model = excluded.model, dims = excluded.dims, "
@@ -48,7 +49,7 @@ def store(conn: Connection, brain_id: str, memory_id: str, model: str, vector: n
 def touch(conn: Connection, brain_id: str, memory_id: str) -> None:
     """Mark a memory's vector row changed so caches pick up its new state or owner."""
     conn.execute(
-        text(
+        sql(
             "UPDATE memory_vectors SET updated_at = :now "
             "WHERE brain_id = :brain AND memory_id = :id"
         ),
@@ -166,7 +167,7 @@ def _refresh(conn: Connection, entry: BrainVectors, brain_id: str, model: str) -
     since = entry.loaded_until - _SKEW_MS if entry.loaded_until else -1
     started = now_ms()
     rows = conn.execute(
-        text(
+        sql(
             "SELECT v.memory_id, m.user_id, m.state, v.vector FROM memory_vectors v "
             "JOIN memories m ON m.id = v.memory_id "
             "WHERE v.brain_id = :brain AND v.model = :model AND v.updated_at > :since "
