@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 MemoryType = Literal["note", "fact", "journal"]
 MemoryState = Literal["active", "archived", "deleted"]
@@ -61,6 +61,18 @@ class MemoryIn(Actor):
     @classmethod
     def _key_text(cls, key: str | None) -> str | None:
         return None if key is None else " ".join(key.split())
+
+
+def valid_memories(items: list[dict[str, Any]]) -> list[MemoryIn]:
+    """The batch items that validate. Their vectors are made before the batch's transaction
+    opens; the invalid ones fail inside it, reported with their index."""
+    parsed = []
+    for raw in items:
+        try:
+            parsed.append(MemoryIn.model_validate(raw))
+        except ValidationError:
+            continue
+    return parsed
 
 
 class MemoryBatchIn(Strict):

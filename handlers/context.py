@@ -29,6 +29,7 @@ from core.models import MemoryIn
 from core.oauth.metadata import audiences, base_url
 from core.scope import Scope
 from core.search.indexing import Indexer, document_text
+from core.search.service import QueryVector, default_lexical_weight
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -90,6 +91,22 @@ class Context:
     @property
     def limits(self) -> Limits:
         return self.services.settings.limits
+
+    async def query_vector(self, query: str, *, embed: bool = True) -> QueryVector:
+        """The query as search wants it, embedded outside any transaction. With `embed` off
+        (lexical search) it names the model only, so the vector cache can count the scope."""
+        embedder = self.services.embedder()
+        vector = None
+        if embed:
+            vector = await self.services.call(lambda: embedder.embed([query], kind="query")[0])
+        return QueryVector(
+            embedder.name,
+            embedder.dims,
+            vector,
+            embedder.similarity_floor,
+            embedder.similarity_strong,
+            default_lexical_weight(embedder.name),
+        )
 
     async def indexer(self, items: Sequence[MemoryIn]) -> Indexer:
         """An indexer with the items' vectors made up front, outside any transaction."""

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.serve import mnemo_serve
 
 MNEMO = [sys.executable, "-m", "handlers.cli"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,12 +50,6 @@ def test_migrate_prints_the_familiar_log_then_nothing_to_do(empty_database_url: 
     assert "nothing to apply" in _run(empty_database_url, "migrate", "--dry-run").stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def served(empty_database_url: str) -> Iterator[tuple[str, str]]:
     """`mnemo serve` on a free port, with a key made by `mnemo keys create`."""
@@ -63,30 +57,8 @@ def served(empty_database_url: str) -> Iterator[tuple[str, str]]:
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip()
     assert key.startswith("mnemo_") and "Shown once" in made.stderr
-    port = _free_port()
-    env = {**os.environ, "MNEMO_DATABASE_URL": empty_database_url, "MNEMO_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen(
-        [*MNEMO, "serve", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                assert time.monotonic() < deadline, "mnemo serve did not come up"
-                time.sleep(0.1)
+    with mnemo_serve(empty_database_url) as base:
         yield base, key
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
 
 
 def test_serve_answers_health_and_memories(served: tuple[str, str], store: str) -> None:

@@ -8,11 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +34,7 @@ from mnemo_client import (
     ServerError,
 )
 from tests.conftest import STORES, Tenant, new_postgres_database
+from tests.serve import mnemo_serve
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT.parent / "shared" / "seeds" / "openmemory-user-management.md"
@@ -119,12 +115,6 @@ class Served:
             return create_key(conn, "client-test", **options).secret
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module", params=STORES)
 def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -138,30 +128,10 @@ def served(
     ensure_schema(engine)
     with transaction(engine) as conn:
         key = create_key(conn, "client-test").secret
-    port = _free_port()
-    env = {**os.environ, "MNEMO_DATABASE_URL": url, "MNEMO_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "handlers.cli", "serve", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                assert time.monotonic() < deadline, "mnemo serve did not come up"
-                time.sleep(0.1)
-        yield Served(base, key, url, str(request.param))
+        with mnemo_serve(url) as base:
+            yield Served(base, key, url, str(request.param))
     finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
         dispose(url)
 
 

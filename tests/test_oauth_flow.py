@@ -8,13 +8,7 @@ WWW-Authenticate helper names (the header /mcp will send with its 401).
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -24,48 +18,13 @@ from authlib.integrations.httpx_client import OAuth2Client
 
 from core.oauth.metadata import www_authenticate
 from tests.oauth_fixtures import PASSWORD, new_email, parse_form
-
-ROOT = Path(__file__).resolve().parent.parent
-MNEMO = [sys.executable, "-m", "handlers.cli"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.serve import mnemo_serve
 
 
 @pytest.fixture
 def served(empty_database_url: str) -> Iterator[str]:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "MNEMO_DATABASE_URL": empty_database_url,
-        "MNEMO_LOG_LEVEL": "WARNING",
-        "MNEMO_PASSWORD_ITERATIONS": "1000",
-    }
-    proc = subprocess.Popen(
-        [*MNEMO, "serve", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                assert time.monotonic() < deadline, "mnemo serve did not come up"
-                time.sleep(0.1)
+    with mnemo_serve(empty_database_url, MNEMO_PASSWORD_ITERATIONS="1000") as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
 
 
 class Browser:

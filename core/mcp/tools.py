@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
 from core import changelog, memories
 from core.ids import parse_time
 from core.mcp.registry import NoArguments, Ref, Refs, Registry, Runner, Tool
@@ -29,6 +27,7 @@ from core.models import (
     PurgeIn,
     StateChangeIn,
     UserMemoriesQuery,
+    valid_memories,
 )
 from core.search.context import pack
 from core.search.models import ContextIn, ContextPack, SearchIn, SearchPage
@@ -66,20 +65,8 @@ async def _save(run: Runner, _: Refs, data: MemoryIn) -> Any:
     return await run.write(memories.create, data, run.limits, index)
 
 
-def _parsable(items: list[dict[str, Any]]) -> list[MemoryIn]:
-    """As POST /v1/memories/batch: vectors for the items that validate are made before the
-    transaction; the invalid ones fail inside it, with their index."""
-    parsed = []
-    for raw in items:
-        try:
-            parsed.append(MemoryIn.model_validate(raw))
-        except ValidationError:
-            continue
-    return parsed
-
-
 async def _save_batch(run: Runner, _: Refs, data: MemoryBatchIn) -> Any:
-    index = await run.indexer(_parsable(data.memories))
+    index = await run.indexer(valid_memories(data.memories))
     return {"results": await run.write(memories.create_batch, data.memories, run.limits, index)}
 
 

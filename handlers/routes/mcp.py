@@ -57,7 +57,6 @@ from core.search.ranking import RankingSettings
 from core.search.service import QueryVector
 from handlers.context import Context, authorize, services
 from handlers.http import ApiRoute, Doc, error_response
-from handlers.routes import search as search_routes
 from handlers.routes.oauth import www_authenticate_for
 
 P = ParamSpec("P")
@@ -131,7 +130,7 @@ class _Runner:
         return await self.ctx.indexer(items)
 
     async def query_vector(self, query: str) -> QueryVector:
-        return await search_routes._query_vector(self.ctx, query)
+        return await self.ctx.query_vector(query)
 
 
 def _json(status: int, body: Any) -> Response:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,6 +19,7 @@ from core.models import (
     MemoryPatch,
     PurgeIn,
     StateChangeIn,
+    valid_memories,
 )
 from handlers.context import authorize
 from handlers.http import ApiRoute, Doc, json_response, read_body, read_query
@@ -35,22 +33,10 @@ async def create(request: Request) -> Response:
     return json_response(memory, 200 if memory["deduplicated"] else 201)
 
 
-def _parsable(items: list[dict[str, Any]]) -> list[MemoryIn]:
-    """The batch items that validate: their vectors are made before the transaction opens
-    (the invalid ones fail inside it, with their index)."""
-    parsed = []
-    for raw in items:
-        try:
-            parsed.append(MemoryIn.model_validate(raw))
-        except ValidationError:
-            continue
-    return parsed
-
-
 async def create_batch(request: Request) -> Response:
     ctx = await authorize(request)
     data = await read_body(request, MemoryBatchIn)
-    index = await ctx.indexer(_parsable(data.memories))
+    index = await ctx.indexer(valid_memories(data.memories))
     results = await ctx.write(memories.create_batch, data.memories, ctx.limits, index)
     return json_response({"results": results}, 201)
 

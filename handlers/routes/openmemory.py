@@ -30,7 +30,6 @@ from handlers.context import authorize
 from handlers.http import STATUS, Endpoint
 
 # The query is embedded exactly as POST /v1/search does it.
-from handlers.routes.search import _query_vector as query_vector
 
 log = logging.getLogger("mnemo.openmemory")
 
@@ -168,7 +167,7 @@ async def query(request: Request) -> Response:
         user_id=user_id,
         min_score=_min_score(filters.get("min_score")),
     )
-    vector = await query_vector(ctx, text, embed=bool(text.strip()))
+    vector = await ctx.query_vector(text, embed=bool(text.strip()))
     page = await ctx.read(search, request_, vector, ctx.services.settings.ranking)
     hits = page["results"]
     if sector is not None:

@@ -11,33 +11,18 @@ from starlette.responses import Response
 from core.search import reindex as reindexing
 from core.search.context import pack
 from core.search.models import ContextIn, ContextPack, SearchIn, SearchPage
-from core.search.service import QueryVector, default_lexical_weight, record_access, search
-from handlers.context import Context, authorize
+from core.search.service import record_access, search
+from handlers.context import authorize
 from handlers.http import ApiRoute, Doc, json_response, read_body
 
 _REINDEX_BATCH = 256
 _REINDEX_SECONDS = 20.0  # stay well inside the API function's 30 s timeout
 
 
-async def _query_vector(ctx: Context, query: str, *, embed: bool = True) -> QueryVector:
-    embedder = ctx.services.embedder()
-    vector = None
-    if embed:
-        vector = await ctx.services.call(lambda: embedder.embed([query], kind="query")[0])
-    return QueryVector(
-        embedder.name,
-        embedder.dims,
-        vector,
-        embedder.similarity_floor,
-        embedder.similarity_strong,
-        default_lexical_weight(embedder.name),
-    )
-
-
 async def search_memories(request: Request) -> Response:
     ctx = await authorize(request)
     data = await read_body(request, SearchIn)
-    vector = await _query_vector(ctx, data.query, embed=data.mode != "lexical")
+    vector = await ctx.query_vector(data.query, embed=data.mode != "lexical")
     page = await ctx.read(search, data, vector, ctx.services.settings.ranking)
     await ctx.write(record_access, page.pop("touched"))
     return json_response(page)
@@ -46,7 +31,7 @@ async def search_memories(request: Request) -> Response:
 async def context_pack(request: Request) -> Response:
     ctx = await authorize(request)
     data = await read_body(request, ContextIn)
-    vector = await _query_vector(ctx, data.query)
+    vector = await ctx.query_vector(data.query)
     result = await ctx.read(pack, data, vector, ctx.services.settings.ranking)
     await ctx.write(record_access, result.pop("touched"))
     return json_response(result)
