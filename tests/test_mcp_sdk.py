@@ -9,11 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +35,7 @@ from core.db.engine import dispose, get_engine
 from core.db.migrations import ensure_schema
 from tests.conftest import STORES, Tenant, make_tenant, new_postgres_database
 from tests.oauth_fixtures import PASSWORD, new_email, parse_form
+from tests.serve import mnemo_serve
 from tests.test_mcp import ALL_TOOLS, page_sizes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,12 +57,6 @@ class Served:
         return make_tenant(self.engine)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module", params=STORES)
 def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -78,36 +68,12 @@ def served(
         url = new_postgres_database(request.getfixturevalue("postgres_admin_url"))
     engine = get_engine(url)
     ensure_schema(engine)
-    port = _free_port()
-    env = {
-        **os.environ,
-        "MNEMO_DATABASE_URL": url,
-        "MNEMO_LOG_LEVEL": "WARNING",
-        "MNEMO_PASSWORD_ITERATIONS": "1000",
-        "MNEMO_MCP_PAGE_SIZE": str(PAGE_SIZE),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "handlers.cli", "serve", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                assert time.monotonic() < deadline, "mnemo serve did not come up"
-                time.sleep(0.05)
-        yield Served(base, engine)
+        with mnemo_serve(
+            url, MNEMO_PASSWORD_ITERATIONS="1000", MNEMO_MCP_PAGE_SIZE=str(PAGE_SIZE)
+        ) as base:
+            yield Served(base, engine)
     finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
         dispose(url)
 
 
