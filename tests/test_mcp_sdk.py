@@ -11,7 +11,6 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -38,7 +37,6 @@ from tests.oauth_fixtures import PASSWORD, new_email, parse_form
 from tests.serve import mnemo_serve
 from tests.test_mcp import ALL_TOOLS, page_sizes
 
-ROOT = Path(__file__).resolve().parent.parent
 PAGE_SIZE = 4
 
 Call = Callable[[str, dict[str, Any]], Awaitable[CallToolResult]]
