@@ -71,6 +71,41 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reindex(args: argparse.Namespace) -> int:
+    """Embed every memory of a brain that has no vector of the configured model, in batches,
+    each embedded outside any transaction (a remote model may be slow)."""
+    from core.brains import brain_id
+    from core.embeddings import get_embedder
+    from core.scope import Scope
+    from core.search import reindex
+
+    settings = get_settings()
+    engine = _engine()
+    migrations.ensure_schema(engine)
+    embedder = get_embedder(settings.embedder)
+    with transaction(engine, write=False) as conn:
+        scope = Scope(brain_id=brain_id(conn, args.brain), principal="cli")
+        left = reindex.remaining(conn, scope, embedder.name)
+    print(f"{left} memories of brain {args.brain!r} to embed with {embedder.name}")
+    done = 0
+    while True:
+        with transaction(engine, write=False) as conn:
+            batch = reindex.pending(conn, scope, embedder.name, args.batch)
+        if not batch:
+            break
+        vectors = embedder.embed([text for _, text in batch])
+        with transaction(engine) as conn:
+            done += reindex.store(
+                conn,
+                scope,
+                embedder.name,
+                [(memory_id, v) for (memory_id, _), v in zip(batch, vectors, strict=True)],
+            )
+        print(f"  {done}/{left}")
+    print(f"[SUCCESS] {done} memories embedded")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="mnemo", description="Mnemo, memory for AI agents")
     sub = root.add_subparsers(dest="command", required=True)
@@ -95,6 +130,11 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--read-only", action="store_true")
     create.add_argument("--name", help="a label for the key")
     create.set_defaults(run=cmd_keys_create)
+
+    reindex = sub.add_parser("reindex", help="embed a brain's memories with the current model")
+    reindex.add_argument("--brain", required=True, help="brain name")
+    reindex.add_argument("--batch", type=int, default=256, help="memories per transaction")
+    reindex.set_defaults(run=cmd_reindex)
     return root
 
 

@@ -71,3 +71,34 @@ def test_serve_answers_health_and_memories(served: tuple[str, str], store: str) 
     listed = httpx.get(f"{base}/v1/memories", headers=auth).json()
     assert [m["content"] for m in listed["results"]] == ["served by uvicorn"]
     assert httpx.get(f"{base}/v1/memories").status_code == 401
+
+
+def test_reindex_embeds_what_has_no_vector(empty_database_url: str) -> None:
+    from sqlalchemy import text
+
+    from core.config import Settings
+    from core.db.engine import dispose, get_engine, transaction
+    from core.db.migrations import ensure_schema
+    from core.keys import create_key
+    from tests.lambda_client import LambdaClient
+
+    engine = get_engine(empty_database_url)
+    ensure_schema(engine)
+    with transaction(engine) as conn:
+        key = create_key(conn, "reindexed").secret
+    client = LambdaClient(Settings(database_url=empty_database_url), key=key)
+    for i in range(5):
+        assert client.post("/v1/memories", {"content": f"note number {i}"}).status == 201
+    with transaction(engine) as conn:
+        conn.execute(text("DELETE FROM memory_vectors"))
+    done = _run(empty_database_url, "reindex", "--brain", "reindexed", "--batch", "2")
+    assert done.returncode == 0, done.stderr
+    assert "5 memories of brain 'reindexed' to embed" in done.stdout
+    assert "[SUCCESS] 5 memories embedded" in done.stdout
+    with transaction(engine, write=False) as conn:
+        assert conn.execute(text("SELECT count(*) FROM memory_vectors")).scalar() == 5
+    again = _run(empty_database_url, "reindex", "--brain", "reindexed")
+    assert "0 memories" in again.stdout
+    missing = _run(empty_database_url, "reindex", "--brain", "nope")
+    assert missing.returncode == 2 and "no brain named 'nope'" in missing.stderr
+    dispose(empty_database_url)
