@@ -218,6 +218,7 @@ def create(
         key=data.key,
         tags=data.tags,
         content=data.content,
+        new=True,
     )
     if user is not None:
         users.touch(conn, scope.brain_id, user)
@@ -520,8 +521,6 @@ def update(
             tags=changes.get("tags", row.tags),
             content=changes.get("content", row.content),
         )
-    else:
-        index.on_state(conn, scope.brain_id, memory_id)
     changed = sorted(changes)
     new_content = changes.get("content", row.content)
     history.record(

@@ -50,8 +50,9 @@ class Indexer:
         key: str | None,
         tags: Iterable[str] | str,
         content: str,
+        new: bool = False,
     ) -> None:
-        lexical.index(conn, brain_id, memory_id)
+        lexical.index(conn, brain_id, memory_id, new=new)
         if self.embedder is None:
             return
         doc = document_text(title, key, tags, content)

@@ -42,15 +42,17 @@ def scope_tokens(brain_id: str, user_id: str | None) -> list[str]:
     return tokens
 
 
-def index(conn: Connection, brain_id: str, memory_id: str) -> None:
-    """(Re)index one memory; SQLite only: PostgreSQL keeps its generated column in step."""
+def index(conn: Connection, brain_id: str, memory_id: str, *, new: bool = False) -> None:
+    """(Re)index one memory; SQLite only: PostgreSQL keeps its generated column in step. A
+    `new` memory has no row in the index yet, so there is nothing to delete first."""
     if conn.dialect.name != "sqlite":
         return
-    params = {"brain": brain_id, "id": memory_id}
-    unindex(conn, brain_id, memory_id)
     row = conn.execute(
-        sql("SELECT rowid, user_id FROM memories WHERE brain_id = :brain AND id = :id"), params
+        sql("SELECT rowid, user_id FROM memories WHERE brain_id = :brain AND id = :id"),
+        {"brain": brain_id, "id": memory_id},
     ).one()
+    if not new:
+        conn.execute(sql("DELETE FROM memory_fts WHERE rowid = :rowid"), {"rowid": row.rowid})
     conn.execute(
         sql(
             "INSERT INTO memory_fts (rowid, title, key, tags, content, scope) "
