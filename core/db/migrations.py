@@ -323,6 +323,36 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE users ADD COLUMN summary_source TEXT
         """,
     ),
+    # SLOT (reserved while issue 5, links and graph is built in parallel; fill in, never leave empty)
+    Migration(
+        7,
+        "links: origin and graph indexes",
+        "",
+    ),
+    # SLOT (reserved while issue 5, conflicts, aliases, merge, consolidate is built in parallel; fill in, never leave empty)
+    Migration(
+        8,
+        "conflicts, aliases and merges",
+        "",
+    ),
+    # SLOT (reserved while issue 5, policy, trust, decay, retention, maintenance is built in parallel; fill in, never leave empty)
+    Migration(
+        9,
+        "brain policy, source trust and decay",
+        "",
+    ),
+    # SLOT (reserved while issue 9, watches, deliveries, triggers is built in parallel; fill in, never leave empty)
+    Migration(
+        10,
+        "watches, outbox and inbound hooks",
+        "",
+    ),
+    # SLOT (reserved while issue 9, snapshots, export and import is built in parallel; fill in, never leave empty)
+    Migration(
+        11,
+        "snapshots and imports",
+        "",
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
