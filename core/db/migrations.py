@@ -335,11 +335,43 @@ MIGRATIONS: tuple[Migration, ...] = (
         "conflicts, aliases and merges",
         "",
     ),
-    # SLOT (reserved while issue 5, policy, trust, decay, retention, maintenance is built in parallel; fill in, never leave empty)
     Migration(
         9,
         "brain policy, source trust and decay",
-        "",
+        # brain_policies.policy_json holds only the values a brain set (core/policy.py fills in
+        # the defaults). memories.decayed_at: when decay last lowered the memory's importance, so
+        # a second run within the decay period changes nothing. maintenance_leases: one row per
+        # brain and task while a run holds it; a concurrent run finds it unexpired and skips.
+        # stats.brain_id: NULL for process-wide tasks, the brain for per-brain ones.
+        """
+        CREATE TABLE brain_policies (
+            brain_id TEXT NOT NULL PRIMARY KEY REFERENCES brains (id) ON DELETE CASCADE,
+            policy_json TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL
+        );
+        CREATE TABLE brain_source_trust (
+            id TEXT NOT NULL PRIMARY KEY,
+            brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
+            source_key TEXT NOT NULL,
+            trust DOUBLE PRECISION NOT NULL DEFAULT 0.5 CHECK (trust >= 0 AND trust <= 1),
+            notes TEXT,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            UNIQUE (brain_id, source_key)
+        );
+        CREATE TABLE maintenance_leases (
+            brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
+            task TEXT NOT NULL,
+            holder TEXT NOT NULL,
+            acquired_at BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            PRIMARY KEY (brain_id, task)
+        );
+        ALTER TABLE memories ADD COLUMN decayed_at BIGINT;
+        ALTER TABLE stats ADD COLUMN brain_id TEXT REFERENCES brains (id) ON DELETE CASCADE;
+        CREATE INDEX ix_stats_brain_ts ON stats (brain_id, ts)
+        """,
     ),
     # SLOT (reserved while issue 9, watches, deliveries, triggers is built in parallel; fill in, never leave empty)
     Migration(

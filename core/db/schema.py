@@ -96,6 +96,8 @@ memories = Table(
     _ts("deleted_at"),
     Column("access_count", Integer, nullable=False, server_default=text("0")),
     _ts("last_accessed_at"),
+    # Migration 9: when decay last lowered importance (core/hygiene.py).
+    _ts("decayed_at"),
     CheckConstraint("type IN ('note', 'fact', 'journal')"),
     CheckConstraint("confidence >= 0 AND confidence <= 1"),
     CheckConstraint("importance >= 0 AND importance <= 1"),
@@ -217,8 +219,11 @@ stats = Table(
     Column("count", Integer, nullable=False, server_default=text("1")),
     Column("detail", Text),
     _ts("ts", nullable=False),
+    # Migration 9: the brain a per-brain maintenance task ran for (NULL: process-wide).
+    Column("brain_id", Text, ForeignKey("brains.id", ondelete="CASCADE")),
     Index("ix_stats_ts", "ts"),
     Index("ix_stats_type", "type"),
+    Index("ix_stats_brain_ts", "brain_id", "ts"),
 )
 
 memory_vectors = Table(
@@ -344,6 +349,42 @@ rate_limits = Table(
     _ts("expires_at", nullable=False),
     PrimaryKeyConstraint("bucket", "window_start"),
     Index("ix_rate_limits_expires", "expires_at"),
+)
+
+# Migration 9: brain policy, source trust and maintenance leases.
+
+brain_policies = Table(
+    "brain_policies",
+    metadata,
+    Column("brain_id", Text, ForeignKey("brains.id", ondelete="CASCADE"), primary_key=True),
+    Column("policy_json", Text, nullable=False),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+)
+
+brain_source_trust = Table(
+    "brain_source_trust",
+    metadata,
+    Column("id", Text, primary_key=True),
+    _brain_fk(),
+    Column("source_key", Text, nullable=False),
+    Column("trust", Float, nullable=False, server_default=text("0.5")),
+    Column("notes", Text),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    UniqueConstraint("brain_id", "source_key"),
+    CheckConstraint("trust >= 0 AND trust <= 1"),
+)
+
+maintenance_leases = Table(
+    "maintenance_leases",
+    metadata,
+    _brain_fk(),
+    Column("task", Text, nullable=False),
+    Column("holder", Text, nullable=False),
+    _ts("acquired_at", nullable=False),
+    _ts("expires_at", nullable=False),
+    PrimaryKeyConstraint("brain_id", "task"),
 )
 
 # Objects one dialect has that SQLAlchemy metadata cannot declare: the schema test checks they
