@@ -364,6 +364,37 @@ def summary_settings_from_env(env: Mapping[str, str]) -> SummarySettings:
 
 
 @dataclass(frozen=True)
+class MaintenanceSettings:
+    """Memory hygiene and the maintenance run (core/hygiene.py, core/maintenance.py)."""
+
+    # Rows one statement of a maintenance task reads or writes; each batch is its own
+    # transaction, so a run over a large brain never holds a long lock.
+    batch_size: int = 500
+    # How long a run's per-brain lease holds; a crashed run's lease lapses after it.
+    lease_seconds: int = 600
+    # Of the MaintenanceFunction's 300 s: what the hygiene tasks may take before the run moves
+    # on (brains left over go first next time: the run visits the least recently maintained).
+    budget_seconds: float = 120.0
+    # Most memories one forget call may archive or purge (a dry run reports the same bound).
+    forget_max: int = 1000
+
+
+def maintenance_settings_from_env(env: Mapping[str, str]) -> MaintenanceSettings:
+    default = MaintenanceSettings()
+    settings = MaintenanceSettings(
+        batch_size=_int(env, "MNEMO_MAINTENANCE_BATCH_SIZE", default.batch_size),
+        lease_seconds=_int(env, "MNEMO_MAINTENANCE_LEASE_SECONDS", default.lease_seconds),
+        budget_seconds=_float(env, "MNEMO_MAINTENANCE_BUDGET_SECONDS", default.budget_seconds),
+        forget_max=_int(env, "MNEMO_FORGET_MAX", default.forget_max),
+    )
+    _positive("MNEMO_MAINTENANCE_BATCH_SIZE", settings.batch_size)
+    _positive("MNEMO_MAINTENANCE_LEASE_SECONDS", settings.lease_seconds)
+    _positive("MNEMO_MAINTENANCE_BUDGET_SECONDS", settings.budget_seconds)
+    _positive("MNEMO_FORGET_MAX", settings.forget_max)
+    return settings
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
     api_key: str | None = None
@@ -380,6 +411,7 @@ class Settings:
     embedder: EmbedderSettings = field(default_factory=EmbedderSettings)
     ranking: RankingSettings = field(default_factory=RankingSettings)
     summaries: SummarySettings = field(default_factory=SummarySettings)
+    maintenance: MaintenanceSettings = field(default_factory=MaintenanceSettings)
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -423,6 +455,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             ),
         ),
         summaries=summary_settings_from_env(env),
+        maintenance=maintenance_settings_from_env(env),
     )
 
 
