@@ -377,7 +377,77 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         10,
         "watches, outbox and inbound hooks",
-        "",
+        # watches.secret and hook_sources.secret are stored as given, not hashed: an HMAC
+        # needs the raw key on both sides (we sign outbound bodies with it, and verify inbound
+        # ones), and the receiver was shown the same raw secret once at creation.
+        # event_types is a JSON list ("*" for every event); query_folded is the text filter,
+        # case-folded, so the outbox can match in SQL inside the change's own transaction.
+        # A delivery's id is event id + ":" + watch id: one per (event, watch), the same on
+        # every attempt (the receiver's idempotency key). next_attempt_at doubles as the lease:
+        # a drainer claims a due row by pushing it forward, so a crashed drainer's claim
+        # comes due again by itself.
+        """
+        CREATE TABLE watches (
+            id TEXT NOT NULL PRIMARY KEY,
+            brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            event_types TEXT NOT NULL,
+            query TEXT,
+            query_folded TEXT,
+            webhook_url TEXT NOT NULL,
+            secret TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 1,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            last_triggered_at BIGINT,
+            last_error TEXT
+        );
+        CREATE INDEX ix_watches_brain_active ON watches (brain_id, active);
+        CREATE TABLE deliveries (
+            id TEXT NOT NULL PRIMARY KEY,
+            brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
+            watch_id TEXT NOT NULL REFERENCES watches (id) ON DELETE CASCADE,
+            event_id TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            entity_type TEXT NOT NULL,
+            entity_id TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            payload TEXT NOT NULL DEFAULT '{{}}',
+            event_at BIGINT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'delivered', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at BIGINT NOT NULL,
+            claim_token TEXT,
+            last_status_code INTEGER,
+            last_error TEXT,
+            delivered_at BIGINT,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL
+        );
+        CREATE INDEX ix_deliveries_due ON deliveries (status, next_attempt_at);
+        CREATE INDEX ix_deliveries_watch ON deliveries (brain_id, watch_id, created_at);
+        CREATE TABLE hook_sources (
+            id TEXT NOT NULL PRIMARY KEY,
+            brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            secret TEXT NOT NULL,
+            user_id TEXT,
+            active INTEGER NOT NULL DEFAULT 1,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            last_received_at BIGINT,
+            UNIQUE (brain_id, name)
+        );
+        CREATE TABLE hook_receipts (
+            source_id TEXT NOT NULL REFERENCES hook_sources (id) ON DELETE CASCADE,
+            delivery_id TEXT NOT NULL,
+            brain_id TEXT NOT NULL,
+            received_at BIGINT NOT NULL,
+            PRIMARY KEY (source_id, delivery_id)
+        );
+        CREATE INDEX ix_hook_receipts_received ON hook_receipts (received_at)
+        """,
     ),
     # SLOT (reserved while issue 9, snapshots, export and import is built in parallel; fill in, never leave empty)
     Migration(

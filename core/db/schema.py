@@ -387,6 +387,85 @@ maintenance_leases = Table(
     PrimaryKeyConstraint("brain_id", "task"),
 )
 
+# Migration 10: watches, the webhook outbox, inbound hook sources and their replay receipts.
+
+watches = Table(
+    "watches",
+    metadata,
+    Column("id", Text, primary_key=True),
+    _brain_fk(),
+    Column("name", Text, nullable=False),
+    Column("event_types", Text, nullable=False),
+    Column("query", Text),
+    Column("query_folded", Text),
+    Column("webhook_url", Text, nullable=False),
+    Column("secret", Text, nullable=False),
+    Column("active", Integer, nullable=False, server_default=text("1")),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    _ts("last_triggered_at"),
+    Column("last_error", Text),
+    Index("ix_watches_brain_active", "brain_id", "active"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Text, primary_key=True),
+    _brain_fk(),
+    Column("watch_id", Text, ForeignKey("watches.id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("entity_type", Text, nullable=False),
+    Column("entity_id", Text, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("payload", Text, nullable=False, server_default=text("'{}'")),
+    _ts("event_at", nullable=False),
+    Column("status", Text, nullable=False, server_default=text("'pending'")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    _ts("next_attempt_at", nullable=False),
+    Column("claim_token", Text),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    _ts("delivered_at"),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    CheckConstraint("status IN ('pending', 'delivered', 'failed')"),
+    Index("ix_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_deliveries_watch", "brain_id", "watch_id", "created_at"),
+)
+
+hook_sources = Table(
+    "hook_sources",
+    metadata,
+    Column("id", Text, primary_key=True),
+    _brain_fk(),
+    Column("name", Text, nullable=False),
+    Column("secret", Text, nullable=False),
+    Column("user_id", Text),
+    Column("active", Integer, nullable=False, server_default=text("1")),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    _ts("last_received_at"),
+    UniqueConstraint("brain_id", "name"),
+)
+
+hook_receipts = Table(
+    "hook_receipts",
+    metadata,
+    Column(
+        "source_id",
+        Text,
+        ForeignKey("hook_sources.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("delivery_id", Text, nullable=False),
+    Column("brain_id", Text, nullable=False),
+    _ts("received_at", nullable=False),
+    PrimaryKeyConstraint("source_id", "delivery_id"),
+    Index("ix_hook_receipts_received", "received_at"),
+)
+
 # Objects one dialect has that SQLAlchemy metadata cannot declare: the schema test checks they
 # exist after migrating, then leaves them out of the comparison.
 DIALECT_EXTRAS: dict[str, dict[str, list[str]]] = {
