@@ -395,6 +395,66 @@ def maintenance_settings_from_env(env: Mapping[str, str]) -> MaintenanceSettings
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """Watches' outbound webhooks and inbound hooks (core/webhooks, core/watches.py,
+    core/hooks.py)."""
+
+    # http:// URLs, and loopback addresses, are refused unless this is on (local development
+    # and tests: a receiver on 127.0.0.1). Never needed in production.
+    allow_http_loopback: bool = False
+    # Hosts ("hooks.internal.example") or networks ("10.1.0.0/16") a webhook may reach even
+    # though they are private; everything else must resolve to public addresses only.
+    allowlist: tuple[str, ...] = ()
+    timeout_seconds: float = 10.0
+    # Attempts per delivery before it is marked failed; retries wait a random time in
+    # [0, min(backoff_max, backoff_base * 2**attempt)] ("full jitter").
+    max_attempts: int = 8
+    backoff_base_seconds: float = 30.0
+    backoff_max_seconds: float = 3600.0
+    # How long a drainer's claim on a delivery holds before another drainer may retry it.
+    lease_seconds: int = 60
+    # Deliveries sent at once by one drainer.
+    concurrency: int = 8
+    # The SQS queue the DeliveryFunction drains from; the API sends a message to it after a
+    # commit that wrote deliveries. Unset: drained by `mnemo serve`/`mnemo deliver` and the
+    # maintenance schedule.
+    queue_url: str | None = None
+    # Inbound hooks: how old a signed timestamp may be (seconds), either way.
+    inbound_tolerance_seconds: int = 300
+
+
+def webhook_settings_from_env(env: Mapping[str, str]) -> WebhookSettings:
+    default = WebhookSettings()
+    allowlist = env.get("MNEMO_WEBHOOK_ALLOWLIST") or ""
+    settings = WebhookSettings(
+        allow_http_loopback=_bool(env, "MNEMO_WEBHOOK_ALLOW_HTTP_LOOPBACK", False),
+        allowlist=tuple(a.strip().lower() for a in allowlist.split(",") if a.strip()),
+        timeout_seconds=_float(env, "MNEMO_WEBHOOK_TIMEOUT_SECONDS", default.timeout_seconds),
+        max_attempts=_int(env, "MNEMO_WEBHOOK_MAX_ATTEMPTS", default.max_attempts),
+        backoff_base_seconds=_float(
+            env, "MNEMO_WEBHOOK_BACKOFF_BASE_SECONDS", default.backoff_base_seconds
+        ),
+        backoff_max_seconds=_float(
+            env, "MNEMO_WEBHOOK_BACKOFF_MAX_SECONDS", default.backoff_max_seconds
+        ),
+        lease_seconds=_int(env, "MNEMO_WEBHOOK_LEASE_SECONDS", default.lease_seconds),
+        concurrency=_int(env, "MNEMO_WEBHOOK_CONCURRENCY", default.concurrency),
+        queue_url=(env.get("MNEMO_DELIVERY_QUEUE_URL") or "").strip() or None,
+        inbound_tolerance_seconds=_int(
+            env, "MNEMO_HOOK_TOLERANCE_SECONDS", default.inbound_tolerance_seconds
+        ),
+    )
+    _positive("MNEMO_WEBHOOK_TIMEOUT_SECONDS", settings.timeout_seconds)
+    _positive("MNEMO_WEBHOOK_MAX_ATTEMPTS", settings.max_attempts)
+    _positive("MNEMO_WEBHOOK_LEASE_SECONDS", settings.lease_seconds)
+    _positive("MNEMO_WEBHOOK_CONCURRENCY", settings.concurrency)
+    _positive("MNEMO_HOOK_TOLERANCE_SECONDS", settings.inbound_tolerance_seconds)
+    if settings.backoff_base_seconds < 0 or settings.backoff_max_seconds < 0:
+        raise ValueError("MNEMO_WEBHOOK_BACKOFF_BASE/MAX_SECONDS must be 0 or more")
+    return settings
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
     api_key: str | None = None
@@ -412,6 +472,7 @@ class Settings:
     ranking: RankingSettings = field(default_factory=RankingSettings)
     summaries: SummarySettings = field(default_factory=SummarySettings)
     maintenance: MaintenanceSettings = field(default_factory=MaintenanceSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -456,6 +517,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         ),
         summaries=summary_settings_from_env(env),
         maintenance=maintenance_settings_from_env(env),
+        webhooks=webhook_settings_from_env(env),
     )
 
 
