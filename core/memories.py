@@ -266,10 +266,18 @@ def _supersede_records(
 ) -> None:
     conn.execute(
         sql(
-            "INSERT INTO memory_links (id, brain_id, from_id, to_id, relation, weight, created_at) "
-            "VALUES (:id, :brain, :new, :old, 'supersedes', 1.0, :now)"
+            "INSERT INTO memory_links (id, brain_id, from_id, to_id, relation, weight, origin, "
+            "created_by, created_at) "
+            "VALUES (:id, :brain, :new, :old, 'supersedes', 1.0, 'system', :by, :now)"
         ),
-        {"id": new_id(), "brain": scope.brain_id, "new": new_id_, "old": old.id, "now": now},
+        {
+            "id": new_id(),
+            "brain": scope.brain_id,
+            "new": new_id_,
+            "old": old.id,
+            "by": actor["actor_id"] or scope.principal,
+            "now": now,
+        },
     )
     history.record(
         conn,

@@ -323,11 +323,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE users ADD COLUMN summary_source TEXT
         """,
     ),
-    # SLOT (reserved while issue 5, links and graph is built in parallel; fill in, never leave empty)
     Migration(
         7,
         "links: origin and graph indexes",
-        "",
+        # origin: who made a link. 'manual' (POST /v1/links), 'inferred' (waypoints: similar
+        # memories linked on add) or 'system' (a superseded fact); the links made before this
+        # migration are all supersessions. The incoming-side index carries the far end and the
+        # relation, so a graph walk reads both directions from indexes alone (the unique
+        # constraint already covers the outgoing side).
+        """
+        ALTER TABLE memory_links ADD COLUMN origin TEXT NOT NULL DEFAULT 'manual'
+            CHECK (origin IN ('manual', 'inferred', 'system'));
+        ALTER TABLE memory_links ADD COLUMN created_by TEXT;
+        UPDATE memory_links SET origin = 'system';
+        DROP INDEX ix_memory_links_to;
+        CREATE INDEX ix_memory_links_to_from
+            ON memory_links (brain_id, to_id, from_id, relation)
+        """,
     ),
     # SLOT (reserved while issue 5, conflicts, aliases, merge, consolidate is built in parallel; fill in, never leave empty)
     Migration(

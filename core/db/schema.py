@@ -153,11 +153,15 @@ memory_links = Table(
     Column("label", Text),
     Column("weight", Float, nullable=False, server_default=text("1.0")),
     _ts("created_at", nullable=False),
+    # Migration 7: who made the link, and the incoming-side index of graph walks.
+    Column("origin", Text, nullable=False, server_default=text("'manual'")),
+    Column("created_by", Text),
     UniqueConstraint("brain_id", "from_id", "to_id", "relation"),
     CheckConstraint(
         "relation IN ('related', 'supports', 'contradicts', 'supersedes', 'causes', 'example_of')"
     ),
-    Index("ix_memory_links_to", "brain_id", "to_id"),
+    CheckConstraint("origin IN ('manual', 'inferred', 'system')"),
+    Index("ix_memory_links_to_from", "brain_id", "to_id", "from_id", "relation"),
 )
 
 memory_history = Table(
