@@ -455,6 +455,27 @@ def webhook_settings_from_env(env: Mapping[str, str]) -> WebhookSettings:
 
 
 @dataclass(frozen=True)
+class LinkSettings:
+    """Links and the graph (core/links.py, core/graph.py). Per-brain caps (hops, nodes, how many
+    inferred links and above what similarity) are the brain policy's (core/policy.py)."""
+
+    # Waypoints: a new memory is linked (`related`, origin `inferred`, weight = cosine) to its
+    # most similar memories. Off by default: it costs a vector scan on every add.
+    inferred: bool = False
+    # Graph stats read at most this many links (beyond it the figures cover a sample).
+    stats_max_links: int = 100_000
+
+
+def link_settings_from_env(env: Mapping[str, str]) -> LinkSettings:
+    settings = LinkSettings(
+        inferred=_bool(env, "MNEMO_INFERRED_LINKS", LinkSettings.inferred),
+        stats_max_links=_int(env, "MNEMO_GRAPH_STATS_MAX_LINKS", LinkSettings.stats_max_links),
+    )
+    _positive("MNEMO_GRAPH_STATS_MAX_LINKS", settings.stats_max_links)
+    return settings
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
     api_key: str | None = None
@@ -473,6 +494,7 @@ class Settings:
     summaries: SummarySettings = field(default_factory=SummarySettings)
     maintenance: MaintenanceSettings = field(default_factory=MaintenanceSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    links: LinkSettings = field(default_factory=LinkSettings)
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -518,6 +540,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         summaries=summary_settings_from_env(env),
         maintenance=maintenance_settings_from_env(env),
         webhooks=webhook_settings_from_env(env),
+        links=link_settings_from_env(env),
     )
 
 
