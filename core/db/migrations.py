@@ -345,7 +345,63 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         8,
         "conflicts, aliases and merges",
-        "",
+        # A conflict is one row per unordered pair (pair_key: the two ids sorted, "a|b"), so a
+        # pair found again by another rule or another run is the same conflict. conflict_scans
+        # is where the maintenance detection left off in each brain (memories by updated_at,
+        # contradicts links by created_at), so each run reads one bounded batch. The memory
+        # columns lead their own indexes: deleting a memory looks its rows up by them.
+        """
+        CREATE TABLE memory_conflict_resolutions (
+            id TEXT NOT NULL PRIMARY KEY,
+            brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
+            pair_key TEXT NOT NULL,
+            a_id TEXT NOT NULL REFERENCES memories (id) ON DELETE CASCADE,
+            b_id TEXT NOT NULL REFERENCES memories (id) ON DELETE CASCADE,
+            user_id TEXT,
+            kind TEXT NOT NULL CHECK (kind IN ('key', 'link', 'value')),
+            reason TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '{{}}',
+            status TEXT NOT NULL DEFAULT 'needs_review'
+                CHECK (status IN ('needs_review', 'resolved', 'superseded', 'dismissed')),
+            canonical_id TEXT,
+            mode TEXT CHECK (mode IN ('archive', 'demote')),
+            note TEXT,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            resolved_at BIGINT,
+            UNIQUE (brain_id, pair_key)
+        );
+        CREATE INDEX ix_conflicts_brain_status
+            ON memory_conflict_resolutions (brain_id, status, created_at, id);
+        CREATE INDEX ix_conflicts_a ON memory_conflict_resolutions (a_id);
+        CREATE INDEX ix_conflicts_b ON memory_conflict_resolutions (b_id);
+        CREATE TABLE memory_entity_aliases (
+            id TEXT NOT NULL PRIMARY KEY,
+            brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
+            canonical_memory_id TEXT NOT NULL REFERENCES memories (id) ON DELETE CASCADE,
+            alias_memory_id TEXT NOT NULL REFERENCES memories (id) ON DELETE CASCADE,
+            note TEXT,
+            confidence DOUBLE PRECISION NOT NULL DEFAULT 0.9
+                CHECK (confidence >= 0 AND confidence <= 1),
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            UNIQUE (brain_id, alias_memory_id)
+        );
+        CREATE INDEX ix_aliases_canonical ON memory_entity_aliases (canonical_memory_id);
+        CREATE INDEX ix_aliases_alias ON memory_entity_aliases (alias_memory_id);
+        CREATE TABLE conflict_scans (
+            brain_id TEXT NOT NULL PRIMARY KEY REFERENCES brains (id) ON DELETE CASCADE,
+            memory_at BIGINT NOT NULL DEFAULT 0,
+            memory_id TEXT NOT NULL DEFAULT '',
+            link_at BIGINT NOT NULL DEFAULT 0,
+            link_id TEXT NOT NULL DEFAULT '',
+            updated_at BIGINT NOT NULL
+        );
+        CREATE INDEX ix_memories_brain_key ON memories (brain_id, lower(key))
+            WHERE key IS NOT NULL;
+        CREATE INDEX ix_memory_links_brain_relation
+            ON memory_links (brain_id, relation, created_at, id)
+        """,
     ),
     Migration(
         9,

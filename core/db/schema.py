@@ -470,6 +470,82 @@ hook_receipts = Table(
     Index("ix_hook_receipts_received", "received_at"),
 )
 
+# Migration 8: conflicts, entity aliases, where conflict detection left off, and the indexes
+# detection reads (memories by key, links by relation).
+
+memory_conflict_resolutions = Table(
+    "memory_conflict_resolutions",
+    metadata,
+    Column("id", Text, primary_key=True),
+    _brain_fk(),
+    Column("pair_key", Text, nullable=False),
+    Column("a_id", Text, ForeignKey("memories.id", ondelete="CASCADE"), nullable=False),
+    Column("b_id", Text, ForeignKey("memories.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", Text),
+    Column("kind", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("detail", Text, nullable=False, server_default=text("'{}'")),
+    Column("status", Text, nullable=False, server_default=text("'needs_review'")),
+    Column("canonical_id", Text),
+    Column("mode", Text),
+    Column("note", Text),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    _ts("resolved_at"),
+    UniqueConstraint("brain_id", "pair_key"),
+    CheckConstraint("kind IN ('key', 'link', 'value')"),
+    CheckConstraint("status IN ('needs_review', 'resolved', 'superseded', 'dismissed')"),
+    CheckConstraint("mode IN ('archive', 'demote')"),
+    Index("ix_conflicts_brain_status", "brain_id", "status", "created_at", "id"),
+    Index("ix_conflicts_a", "a_id"),
+    Index("ix_conflicts_b", "b_id"),
+)
+
+memory_entity_aliases = Table(
+    "memory_entity_aliases",
+    metadata,
+    Column("id", Text, primary_key=True),
+    _brain_fk(),
+    Column(
+        "canonical_memory_id", Text, ForeignKey("memories.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("alias_memory_id", Text, ForeignKey("memories.id", ondelete="CASCADE"), nullable=False),
+    Column("note", Text),
+    Column("confidence", Float, nullable=False, server_default=text("0.9")),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    UniqueConstraint("brain_id", "alias_memory_id"),
+    CheckConstraint("confidence >= 0 AND confidence <= 1"),
+    Index("ix_aliases_canonical", "canonical_memory_id"),
+    Index("ix_aliases_alias", "alias_memory_id"),
+)
+
+conflict_scans = Table(
+    "conflict_scans",
+    metadata,
+    Column("brain_id", Text, ForeignKey("brains.id", ondelete="CASCADE"), primary_key=True),
+    _ts("memory_at", nullable=False),
+    Column("memory_id", Text, nullable=False, server_default=text("''")),
+    _ts("link_at", nullable=False),
+    Column("link_id", Text, nullable=False, server_default=text("''")),
+    _ts("updated_at", nullable=False),
+)
+
+Index(
+    "ix_memories_brain_key",
+    memories.c.brain_id,
+    func.lower(memories.c.key),
+    sqlite_where=text("key IS NOT NULL"),
+    postgresql_where=text("key IS NOT NULL"),
+)
+Index(
+    "ix_memory_links_brain_relation",
+    memory_links.c.brain_id,
+    memory_links.c.relation,
+    memory_links.c.created_at,
+    memory_links.c.id,
+)
+
 # Objects one dialect has that SQLAlchemy metadata cannot declare: the schema test checks they
 # exist after migrating, then leaves them out of the comparison.
 DIALECT_EXTRAS: dict[str, dict[str, list[str]]] = {
