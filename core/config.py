@@ -476,6 +476,41 @@ def link_settings_from_env(env: Mapping[str, str]) -> LinkSettings:
 
 
 @dataclass(frozen=True)
+class ConflictSettings:
+    """Conflicts, merge and consolidation (core/conflicts.py, core/merge.py)."""
+
+    # Memories one detection pass reads (maintenance runs one pass per brain and run).
+    detect_batch: int = 200
+    # The most similar memories each one is compared with by the number/date/negation rule.
+    neighbours: int = 8
+    # Cosine at or above which two memories count as near-duplicates for consolidation.
+    consolidate_threshold: float = 0.95
+    # Memories one consolidation call compares (the next call goes on from its cursor).
+    consolidate_max_scan: int = 2000
+
+
+def conflict_settings_from_env(env: Mapping[str, str]) -> ConflictSettings:
+    default = ConflictSettings()
+    settings = ConflictSettings(
+        detect_batch=_int(env, "MNEMO_CONFLICT_DETECT_BATCH", default.detect_batch),
+        neighbours=_int(env, "MNEMO_CONFLICT_NEIGHBOURS", default.neighbours),
+        consolidate_threshold=_float(
+            env, "MNEMO_CONSOLIDATE_THRESHOLD", default.consolidate_threshold
+        ),
+        consolidate_max_scan=_int(env, "MNEMO_CONSOLIDATE_MAX_SCAN", default.consolidate_max_scan),
+    )
+    _positive("MNEMO_CONFLICT_DETECT_BATCH", settings.detect_batch)
+    _positive("MNEMO_CONFLICT_NEIGHBOURS", settings.neighbours)
+    _positive("MNEMO_CONSOLIDATE_MAX_SCAN", settings.consolidate_max_scan)
+    if not 0 < settings.consolidate_threshold <= 1:
+        raise ValueError(
+            "MNEMO_CONSOLIDATE_THRESHOLD must be in (0, 1], got "
+            f"{settings.consolidate_threshold}"
+        )
+    return settings
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
     api_key: str | None = None
@@ -495,6 +530,7 @@ class Settings:
     maintenance: MaintenanceSettings = field(default_factory=MaintenanceSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     links: LinkSettings = field(default_factory=LinkSettings)
+    conflicts: ConflictSettings = field(default_factory=ConflictSettings)
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -541,6 +577,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         maintenance=maintenance_settings_from_env(env),
         webhooks=webhook_settings_from_env(env),
         links=link_settings_from_env(env),
+        conflicts=conflict_settings_from_env(env),
     )
 
 
