@@ -11,6 +11,7 @@ from core import cursor as cursors
 from core.db.engine import sql
 from core.ids import iso, new_id, now_ms
 from core.scope import Scope
+from core.webhooks import outbox
 
 _PREVIEW = 80
 
@@ -33,6 +34,9 @@ def record(
     payload: dict[str, Any] | None = None,
     at: int | None = None,
 ) -> None:
+    event_id = new_id()
+    payload_json = json.dumps(payload or {})
+    at = now_ms() if at is None else at
     conn.execute(
         sql(
             "INSERT INTO changelog (id, brain_id, user_id, event_type, entity_type, entity_id, "
@@ -40,7 +44,7 @@ def record(
             ":etype, :eid, :actor, :summary, :payload, :at)"
         ),
         {
-            "id": new_id(),
+            "id": event_id,
             "brain": scope.brain_id,
             "user": user_id,
             "event": event_type,
@@ -48,9 +52,22 @@ def record(
             "eid": entity_id,
             "actor": actor_id or scope.principal,
             "summary": summary,
-            "payload": json.dumps(payload or {}),
-            "at": now_ms() if at is None else at,
+            "payload": payload_json,
+            "at": at,
         },
+    )
+    # The webhook outbox, in this same transaction: the event and its deliveries commit or
+    # roll back together.
+    outbox.enqueue_event(
+        conn,
+        scope.brain_id,
+        event_id=event_id,
+        event_type=event_type,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        summary=summary,
+        payload=payload_json,
+        at=at,
     )
 
 
@@ -59,6 +76,14 @@ def scrub(conn: Connection, scope: Scope, entity_id: str) -> None:
     conn.execute(
         sql(
             "UPDATE changelog SET summary = '(purged)', payload = '{}' "
+            "WHERE brain_id = :brain AND entity_id = :eid"
+        ),
+        {"brain": scope.brain_id, "eid": entity_id},
+    )
+    # Webhook deliveries carry the same summary and payload; unsent ones must not leak it.
+    conn.execute(
+        sql(
+            "UPDATE deliveries SET summary = '(purged)', payload = '{}' "
             "WHERE brain_id = :brain AND entity_id = :eid"
         ),
         {"brain": scope.brain_id, "eid": entity_id},
@@ -96,6 +121,50 @@ def feed(
                 "SELECT id, event_type, entity_type, entity_id, user_id, actor_id, summary, "
                 f"payload, created_at FROM changelog WHERE {' AND '.join(where)} "
                 "ORDER BY created_at, id LIMIT :limit"
+            ),
+            params,
+        ).mappings()
+    )
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = cursors.encode({"t": last["created_at"], "i": last["id"]})
+    entries = [
+        {**row, "payload": json.loads(row["payload"]), "created_at": iso(row["created_at"])}
+        for row in rows
+    ]
+    return entries, next_cursor
+
+
+def latest(
+    conn: Connection,
+    scope: Scope,
+    *,
+    event_type: str | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first, for people reading what happened lately (the console); `feed` is the
+    oldest-first form that consumers follow."""
+    where = ["brain_id = :brain"]
+    params: dict[str, Any] = {"brain": scope.brain_id, "limit": limit + 1}
+    if scope.user_id is not None:
+        where.append("user_id = :scope_user")
+        params["scope_user"] = scope.user_id
+    if event_type is not None:
+        where.append("event_type = :event")
+        params["event"] = event_type
+    if cursor is not None:
+        position = cursors.decode(cursor, keys=("t", "i"))
+        where.append("(created_at < :ct OR (created_at = :ct AND id < :ci))")
+        params.update(ct=position["t"], ci=position["i"])
+    rows = list(
+        conn.execute(
+            sql(
+                "SELECT id, event_type, entity_type, entity_id, user_id, actor_id, summary, "
+                f"payload, created_at FROM changelog WHERE {' AND '.join(where)} "
+                "ORDER BY created_at DESC, id DESC LIMIT :limit"
             ),
             params,
         ).mappings()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -107,10 +107,28 @@ def _create_sqlite(url: str, *, busy_timeout_ms: int, on_lambda: bool) -> Engine
     return engine
 
 
+_AFTER_COMMIT = "mnemo_after_commit"
+
+
+def after_commit(conn: Connection, callback: Callable[[], None]) -> None:
+    """Run `callback` once the transaction `conn` is in has committed (never on rollback):
+    for what must not happen before the change is visible, like waking the webhook drainer."""
+    callbacks: dict[int, Callable[[], None]] = conn.info.setdefault(_AFTER_COMMIT, {})
+    # Keyed by the callback, so a transaction that wrote 500 deliveries wakes a drainer once.
+    callbacks[id(callback)] = callback
+
+
 @contextmanager
 def transaction(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
     """One transaction: committed on success, rolled back on any exception."""
     with engine.connect() as conn:
         conn = conn.execution_options(**{WRITE: write})
+        # conn.info lives with the pooled DB-API connection: drop what a rolled-back
+        # transaction left there.
+        conn.info.pop(_AFTER_COMMIT, None)
         with conn.begin():
             yield conn
+        callbacks = conn.info.pop(_AFTER_COMMIT, None)
+    if callbacks:
+        for callback in callbacks.values():
+            callback()

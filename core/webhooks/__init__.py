@@ -1,0 +1,1 @@
+"""Outbound webhooks: signing, the SSRF guard, one HTTP delivery, and the outbox drain."""

@@ -1,0 +1,472 @@
+"""The webhook outbox: deliveries written in the change's own transaction, drained later.
+
+`enqueue_event` runs inside `core.changelog.record`, so a change and its deliveries commit or
+roll back together. It is one INSERT ... SELECT over the brain's active watches, with the
+event-type and text filters in SQL: a brain without watches pays one indexed probe that
+inserts nothing. When it did write rows, the process's notifier runs after the commit (an SQS
+message on AWS, a wake-up of `mnemo serve`'s background drainer locally).
+
+`drain` is what the DeliveryFunction, `mnemo deliver`, the serve drainer and the maintenance
+sweep call: it claims due deliveries (pushing their next_attempt_at forward by a lease, under
+FOR UPDATE SKIP LOCKED on PostgreSQL and SQLite's write lock), sends them outside any
+transaction, and records each outcome only if its claim still holds. Failed attempts are retried
+with exponential backoff and full jitter until max_attempts, then marked failed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, text
+
+from core import cursor as cursors
+from core.config import WebhookSettings
+from core.db.engine import after_commit, sql, transaction
+from core.ids import iso, new_id, now_ms
+from core.scope import Scope
+from core.webhooks import deliver, signing
+from core.webhooks.ssrf import Resolver, UnsafeUrl, check_url, system_resolver
+
+log = logging.getLogger("mnemo.webhooks")
+
+ALL_EVENTS = '["*"]'
+# Finished deliveries older than this leave the log (the maintenance sweep).
+KEEP_FINISHED_MS = 30 * 24 * 3600 * 1000
+
+Notifier = Callable[[], None]
+_notifier: Notifier | None = None
+
+
+def set_notifier(notifier: Notifier | None) -> None:
+    """What runs after a commit that wrote deliveries (one per process)."""
+    global _notifier
+    _notifier = notifier
+
+
+def _wake() -> None:
+    notifier = _notifier
+    if notifier is None:
+        return
+    try:
+        notifier()
+    except Exception:  # the change is committed; the maintenance sweep sends what is left
+        log.warning("could not wake the webhook drainer", exc_info=True)
+
+
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _enqueue_sql(conn: Connection) -> str:
+    find = "instr" if conn.dialect.name == "sqlite" else "strpos"
+    return (
+        "INSERT INTO deliveries (id, brain_id, watch_id, event_id, event_type, entity_type, "
+        "entity_id, summary, payload, event_at, status, attempts, next_attempt_at, created_at, "
+        "updated_at) "
+        "SELECT CAST(:event AS TEXT) || ':' || id, brain_id, id, CAST(:event AS TEXT), "
+        "CAST(:event_type AS TEXT), CAST(:entity_type AS TEXT), CAST(:entity_id AS TEXT), "
+        "CAST(:summary AS TEXT), CAST(:payload AS TEXT), :at, 'pending', 0, :now, :now, :now "
+        "FROM watches WHERE brain_id = :brain AND active = 1 "
+        "AND (event_types = :all OR event_types LIKE :pattern ESCAPE '\\') "
+        f"AND (query_folded IS NULL OR {find}(:haystack, query_folded) > 0)"
+    )
+
+
+def enqueue_event(
+    conn: Connection,
+    brain_id: str,
+    *,
+    event_id: str,
+    event_type: str,
+    entity_type: str,
+    entity_id: str,
+    summary: str,
+    payload: str,
+    at: int,
+) -> int:
+    """One delivery per active watch of the brain that the event matches; how many."""
+    result = conn.execute(
+        sql(_enqueue_sql(conn)),
+        {
+            "event": event_id,
+            "event_type": event_type,
+            "entity_type": entity_type,
+            "entity_id": entity_id,
+            "summary": summary,
+            "payload": payload,
+            "at": at,
+            "now": now_ms(),
+            "brain": brain_id,
+            "all": ALL_EVENTS,
+            "pattern": f'%"{_like_escape(event_type)}"%',
+            "haystack": f"{summary}\n{payload}".casefold(),
+        },
+    )
+    written = result.rowcount or 0
+    if written > 0:
+        after_commit(conn, _wake)
+    return written
+
+
+def enqueue_test(conn: Connection, scope: Scope, watch_id: str) -> str:
+    """A `watch.test` delivery for one watch, whatever its filters; its delivery id."""
+    event_id = new_id()
+    now = now_ms()
+    delivery_id = f"{event_id}:{watch_id}"
+    conn.execute(
+        sql(
+            "INSERT INTO deliveries (id, brain_id, watch_id, event_id, event_type, entity_type, "
+            "entity_id, summary, payload, event_at, status, attempts, next_attempt_at, "
+            "created_at, updated_at) VALUES (:id, :brain, :watch, :event, 'watch.test', "
+            "'watch', :watch, :summary, :payload, :now, 'pending', 0, :now, :now, :now)"
+        ),
+        {
+            "id": delivery_id,
+            "brain": scope.brain_id,
+            "watch": watch_id,
+            "event": event_id,
+            "summary": "A test delivery: this watch's webhook is reachable",
+            "payload": json.dumps({"test": True}),
+            "now": now,
+        },
+    )
+    after_commit(conn, _wake)
+    return delivery_id
+
+
+# --- the delivery log ----------------------------------------------------------------------
+
+_LOG_COLUMNS = (
+    "id, watch_id, event_id, event_type, entity_type, entity_id, summary, status, attempts, "
+    "next_attempt_at, last_status_code, last_error, delivered_at, created_at, updated_at"
+)
+
+
+def delivery_out(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "watch_id": row.watch_id,
+        "event_id": row.event_id,
+        "event_type": row.event_type,
+        "entity": {"type": row.entity_type, "id": row.entity_id},
+        "summary": row.summary,
+        "status": row.status,
+        "attempts": row.attempts,
+        "next_attempt_at": iso(row.next_attempt_at) if row.status == "pending" else None,
+        "last_status_code": row.last_status_code,
+        "last_error": row.last_error,
+        "delivered_at": iso(row.delivered_at),
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+    }
+
+
+def list_deliveries(
+    conn: Connection,
+    scope: Scope,
+    watch_id: str,
+    *,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A watch's deliveries, newest first."""
+    where = ["brain_id = :brain", "watch_id = :watch"]
+    params: dict[str, Any] = {"brain": scope.brain_id, "watch": watch_id, "limit": limit + 1}
+    if status is not None:
+        where.append("status = :status")
+        params["status"] = status
+    if cursor is not None:
+        position = cursors.decode(cursor, keys=("t", "i"))
+        where.append("(created_at < :ct OR (created_at = :ct AND id < :ci))")
+        params.update(ct=position["t"], ci=position["i"])
+    rows = list(
+        conn.execute(
+            sql(
+                f"SELECT {_LOG_COLUMNS} FROM deliveries WHERE {' AND '.join(where)} "
+                "ORDER BY created_at DESC, id DESC LIMIT :limit"
+            ),
+            params,
+        )
+    )
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = cursors.encode({"t": rows[-1].created_at, "i": rows[-1].id})
+    return [delivery_out(r) for r in rows], next_cursor
+
+
+def get_delivery(conn: Connection, scope: Scope, delivery_id: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        sql(f"SELECT {_LOG_COLUMNS} FROM deliveries WHERE brain_id = :brain AND id = :id"),
+        {"brain": scope.brain_id, "id": delivery_id},
+    ).first()
+    return None if row is None else delivery_out(row)
+
+
+# --- draining ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: str
+    brain_id: str
+    watch_id: str
+    event_id: str
+    event_type: str
+    entity_type: str
+    entity_id: str
+    summary: str
+    payload: str
+    event_at: int
+    attempts: int  # this attempt's number, 1 for the first
+    token: str
+    webhook_url: str | None = None
+    secret: str | None = None
+    active: bool = False
+
+    def body(self) -> bytes:
+        event = {
+            "id": self.event_id,
+            "type": self.event_type,
+            "entity": {"type": self.entity_type, "id": self.entity_id},
+            "summary": self.summary,
+            "payload": json.loads(self.payload),
+            "time": iso(self.event_at),
+        }
+        return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass
+class DrainReport:
+    claimed: int = 0
+    delivered: int = 0
+    retrying: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "claimed": self.claimed,
+            "delivered": self.delivered,
+            "retrying": self.retrying,
+            "failed": self.failed,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+_CLAIM_RETURNING = (
+    "RETURNING id, brain_id, watch_id, event_id, event_type, entity_type, entity_id, summary, "
+    "payload, event_at, attempts"
+)
+
+
+def claim(conn: Connection, settings: WebhookSettings, limit: int) -> list[Claimed]:
+    """Due deliveries, now this drainer's for `lease_seconds`; across brains (a system task)."""
+    now = now_ms()
+    token = new_id()
+    # PostgreSQL: rows another drainer is claiming are skipped, not waited on. SQLite: the
+    # write transaction (BEGIN IMMEDIATE) already keeps other drainers out.
+    lock = "" if conn.dialect.name == "sqlite" else " FOR UPDATE SKIP LOCKED"
+    rows = conn.execute(
+        sql(
+            "UPDATE deliveries SET claim_token = :token, next_attempt_at = :lease, "
+            "attempts = attempts + 1, updated_at = :now WHERE id IN (SELECT id FROM deliveries "
+            "WHERE status = 'pending' AND next_attempt_at <= :now "
+            f"ORDER BY next_attempt_at LIMIT :limit{lock}) {_CLAIM_RETURNING}"
+        ),
+        {
+            "token": token,
+            "lease": now + settings.lease_seconds * 1000,
+            "now": now,
+            "limit": limit,
+        },
+    ).all()
+    if not rows:
+        return []
+    watch_ids = sorted({r.watch_id for r in rows})
+    watches = {
+        w.id: w
+        for w in conn.execute(
+            text(
+                "SELECT id, brain_id, webhook_url, secret, active FROM watches WHERE id IN :ids"
+            ).bindparams(bindparam("ids", expanding=True)),
+            {"ids": watch_ids},
+        )
+    }
+    claimed = []
+    for r in rows:
+        w = watches.get(r.watch_id)
+        if w is not None and w.brain_id != r.brain_id:
+            w = None
+        claimed.append(
+            Claimed(
+                r.id,
+                r.brain_id,
+                r.watch_id,
+                r.event_id,
+                r.event_type,
+                r.entity_type,
+                r.entity_id,
+                r.summary,
+                r.payload,
+                r.event_at,
+                r.attempts,
+                token,
+                webhook_url=None if w is None else w.webhook_url,
+                secret=None if w is None else w.secret,
+                active=w is not None and bool(w.active),
+            )
+        )
+    claimed.sort(key=lambda c: (c.event_at, c.id))
+    return claimed
+
+
+Sender = Callable[..., deliver.Outcome]
+
+
+def send(
+    item: Claimed,
+    settings: WebhookSettings,
+    resolver: Resolver = system_resolver,
+    *,
+    sender: Sender = deliver.post,
+) -> deliver.Outcome:
+    """One attempt: the URL checked again (its DNS answer may have changed), then the POST to
+    the checked address, signed now."""
+    if not item.active or item.webhook_url is None or item.secret is None:
+        return deliver.Outcome(False, None, "the watch is paused or was deleted")
+    try:
+        target = check_url(item.webhook_url, settings, resolver)
+    except UnsafeUrl as exc:
+        return deliver.Outcome(False, None, f"refused: {exc.message}")
+    body = item.body()
+    headers = {
+        signing.SIGNATURE_HEADER: signing.sign(item.secret, body),
+        signing.DELIVERY_HEADER: item.id,
+        signing.EVENT_HEADER: item.event_type,
+        "Mnemo-Attempt": str(item.attempts),
+    }
+    return sender(target, body, headers, timeout=settings.timeout_seconds)
+
+
+def backoff_ms(settings: WebhookSettings, attempts: int) -> int:
+    """Full jitter: a random wait up to the exponential cap (AWS Architecture Blog, 2015)."""
+    cap = min(settings.backoff_max_seconds, settings.backoff_base_seconds * 2 ** (attempts - 1))
+    return int(random.uniform(0, cap) * 1000)
+
+
+def _final(item: Claimed, outcome: deliver.Outcome, settings: WebhookSettings) -> bool:
+    # A paused or deleted watch, or a URL the guard refuses, will not get better by retrying.
+    permanent = not item.active or item.webhook_url is None
+    return permanent or item.attempts >= settings.max_attempts
+
+
+def record(
+    conn: Connection,
+    settings: WebhookSettings,
+    results: Sequence[tuple[Claimed, deliver.Outcome]],
+    report: DrainReport,
+) -> None:
+    now = now_ms()
+    for item, outcome in results:
+        params: dict[str, Any] = {
+            "brain": item.brain_id,
+            "id": item.id,
+            "token": item.token,
+            "now": now,
+            "code": outcome.status,
+            "error": outcome.error,
+        }
+        if outcome.ok:
+            status = "delivered"
+            statement = (
+                "UPDATE deliveries SET status = 'delivered', delivered_at = :now, "
+                "last_status_code = :code, last_error = NULL, claim_token = NULL, "
+                "updated_at = :now WHERE brain_id = :brain AND id = :id AND claim_token = :token"
+            )
+        elif _final(item, outcome, settings):
+            status = "failed"
+            statement = (
+                "UPDATE deliveries SET status = 'failed', last_status_code = :code, "
+                "last_error = :error, claim_token = NULL, updated_at = :now "
+                "WHERE brain_id = :brain AND id = :id AND claim_token = :token"
+            )
+        else:
+            status = "retrying"
+            params["next"] = now + backoff_ms(settings, item.attempts)
+            statement = (
+                "UPDATE deliveries SET next_attempt_at = :next, last_status_code = :code, "
+                "last_error = :error, claim_token = NULL, updated_at = :now "
+                "WHERE brain_id = :brain AND id = :id AND claim_token = :token"
+            )
+        if not conn.execute(sql(statement), params).rowcount:
+            continue  # the lease ran out and another drainer took the delivery over
+        setattr(report, status, getattr(report, status) + 1)
+        if not outcome.ok and outcome.error:
+            kind = outcome.error.split(":", 1)[0]
+            report.errors[kind] = report.errors.get(kind, 0) + 1
+        conn.execute(
+            sql(
+                "UPDATE watches SET last_triggered_at = :now, last_error = :error "
+                "WHERE brain_id = :brain AND id = :watch"
+            ),
+            {"brain": item.brain_id, "watch": item.watch_id, "now": now, "error": outcome.error},
+        )
+
+
+def drain(
+    engine: Engine,
+    settings: WebhookSettings,
+    *,
+    resolver: Resolver = system_resolver,
+    budget_seconds: float = 60.0,
+    batch_size: int | None = None,
+    sender: Sender = deliver.post,
+) -> DrainReport:
+    """Send every due delivery (retries coming due meanwhile included) until none is left or
+    the budget is spent; what is left stays pending for the next drain."""
+    started = time.perf_counter()
+    report = DrainReport()
+    batch = batch_size or settings.concurrency * 8
+    with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
+        while time.perf_counter() - started < budget_seconds:
+            with transaction(engine, write=True) as conn:
+                claimed = claim(conn, settings, batch)
+            if not claimed:
+                break
+            report.claimed += len(claimed)
+            outcomes = list(pool.map(lambda c: send(c, settings, resolver, sender=sender), claimed))
+            with transaction(engine, write=True) as conn:
+                record(conn, settings, list(zip(claimed, outcomes, strict=True)), report)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def next_due(engine: Engine) -> int | None:
+    """When the soonest pending delivery comes due (epoch ms), across brains."""
+    with transaction(engine, write=False) as conn:
+        value = conn.execute(
+            sql("SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending'")
+        ).scalar()
+    return None if value is None else int(value)
+
+
+def purge_finished(conn: Connection, *, older_than_ms: int = KEEP_FINISHED_MS) -> int:
+    """Delivered and failed deliveries past the log's retention, across brains."""
+    result = conn.execute(
+        sql(
+            "DELETE FROM deliveries WHERE status IN ('delivered', 'failed') "
+            "AND updated_at < :before"
+        ),
+        {"before": now_ms() - older_than_ms},
+    )
+    return result.rowcount or 0
