@@ -1,0 +1,1 @@
+"""Moving a brain in and out: the JSON Lines export format, export, import, snapshots."""
