@@ -517,11 +517,35 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX ix_hook_receipts_received ON hook_receipts (received_at)
         """,
     ),
-    # SLOT (reserved while issue 9, snapshots, export and import is built in parallel; fill in, never leave empty)
     Migration(
         11,
-        "snapshots and imports",
-        "",
+        "snapshots",
+        # A snapshot is a brain's export (core/transfer/format.py) compressed: `payload` holds
+        # it when storage is 'database', `s3_key` names the object when it is 's3'.
+        # format_version and encoding say how to read it back; sha256 is over the stored bytes,
+        # so a restore refuses a payload that changed before writing anything.
+        """
+        CREATE TABLE snapshots (
+            id TEXT NOT NULL PRIMARY KEY,
+            brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
+            label TEXT NOT NULL,
+            note TEXT,
+            include_archived INTEGER NOT NULL DEFAULT 0,
+            format_version INTEGER NOT NULL,
+            encoding TEXT NOT NULL,
+            storage TEXT NOT NULL CHECK (storage IN ('database', 's3')),
+            payload {blob},
+            s3_key TEXT,
+            size_bytes BIGINT NOT NULL,
+            sha256 TEXT NOT NULL,
+            memory_count INTEGER NOT NULL DEFAULT 0,
+            link_count INTEGER NOT NULL DEFAULT 0,
+            record_count INTEGER NOT NULL DEFAULT 0,
+            created_by TEXT,
+            created_at BIGINT NOT NULL
+        );
+        CREATE INDEX ix_snapshots_brain_created ON snapshots (brain_id, created_at, id)
+        """,
     ),
 )
 

@@ -546,6 +546,32 @@ Index(
     memory_links.c.id,
 )
 
+# Migration 11: snapshots.
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("id", Text, primary_key=True),
+    _brain_fk(),
+    Column("label", Text, nullable=False),
+    Column("note", Text),
+    Column("include_archived", Integer, nullable=False, server_default=text("0")),
+    Column("format_version", Integer, nullable=False),
+    Column("encoding", Text, nullable=False),
+    Column("storage", Text, nullable=False),
+    Column("payload", LargeBinary),
+    Column("s3_key", Text),
+    _ts("size_bytes", nullable=False),
+    Column("sha256", Text, nullable=False),
+    Column("memory_count", Integer, nullable=False, server_default=text("0")),
+    Column("link_count", Integer, nullable=False, server_default=text("0")),
+    Column("record_count", Integer, nullable=False, server_default=text("0")),
+    Column("created_by", Text),
+    _ts("created_at", nullable=False),
+    CheckConstraint("storage IN ('database', 's3')"),
+    Index("ix_snapshots_brain_created", "brain_id", "created_at", "id"),
+)
+
 # Objects one dialect has that SQLAlchemy metadata cannot declare: the schema test checks they
 # exist after migrating, then leaves them out of the comparison.
 DIALECT_EXTRAS: dict[str, dict[str, list[str]]] = {
