@@ -511,6 +511,28 @@ def conflict_settings_from_env(env: Mapping[str, str]) -> ConflictSettings:
 
 
 @dataclass(frozen=True)
+class SnapshotSettings:
+    """Where snapshot payloads live (core/snapshots.py): in the database unless a bucket is set.
+    How many a brain keeps is its policy's snapshot_retention (core/policy.py)."""
+
+    bucket: str | None = None
+    prefix: str = "snapshots/"
+    region: str | None = None
+    # An S3-compatible endpoint (MinIO, LocalStack); unset means AWS.
+    endpoint_url: str | None = None
+
+
+def snapshot_settings_from_env(env: Mapping[str, str]) -> SnapshotSettings:
+    prefix = env.get("MNEMO_SNAPSHOT_PREFIX")
+    return SnapshotSettings(
+        bucket=(env.get("MNEMO_SNAPSHOT_BUCKET") or "").strip() or None,
+        prefix=SnapshotSettings.prefix if prefix is None else prefix.strip(),
+        region=(env.get("MNEMO_SNAPSHOT_REGION") or "").strip() or None,
+        endpoint_url=(env.get("MNEMO_SNAPSHOT_S3_ENDPOINT") or "").strip() or None,
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
     api_key: str | None = None
@@ -531,6 +553,7 @@ class Settings:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     links: LinkSettings = field(default_factory=LinkSettings)
     conflicts: ConflictSettings = field(default_factory=ConflictSettings)
+    snapshots: SnapshotSettings = field(default_factory=SnapshotSettings)
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -578,6 +601,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         webhooks=webhook_settings_from_env(env),
         links=link_settings_from_env(env),
         conflicts=conflict_settings_from_env(env),
+        snapshots=snapshot_settings_from_env(env),
     )
 
 
