@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from core.config import Settings, get_settings
 from handlers import events, logs, openapi
+from handlers.console.routes import console_routes
 from handlers.context import Services
 from handlers.http import EXCEPTION_HANDLERS, json_response
 from handlers.middleware import RequestContext
@@ -50,6 +51,7 @@ def _routes() -> list[BaseRoute]:
         *brains.routes,
         *keys.routes,
         *oauth.routes,
+        *console_routes(),
     ]
 
 

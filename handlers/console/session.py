@@ -1,0 +1,231 @@
+"""Who is looking at the console, in which brain, and whether a form really came from us.
+
+The console rides on the account sessions of /auth: the access token travels in the HttpOnly
+`__Host-mnemo_access` cookie (SameSite=Lax), set by the console's own sign-in form. OAuth grants
+are refused: they stand for an MCP client, not for the person at the browser.
+
+CSRF: every form that changes something carries a token derived from the session's access
+token (HMAC keyed by the token, which only this browser and the store's hash ever see), so it
+is bound to the session and dies with it, and no server secret is needed. The sign-in form,
+before there is a session, uses the double-submit cookie of the OAuth authorization page. A
+browser that sends an Origin must send ours as well.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from sqlalchemy import Engine
+from starlette.requests import Request
+
+from core import accounts, memberships, sessions
+from core.db.engine import transaction
+from core.errors import BadRequest
+from core.oauth.metadata import base_url
+from core.scope import Scope
+from handlers.context import Context, Services, services
+
+SIGN_IN = "/console/login"
+PRE_SESSION_COOKIE = "__Host-mnemo_csrf"  # shared with the OAuth authorization page
+_MAX_FORM_BYTES = 256 * 1024
+
+
+class SignInRequired(Exception):
+    """No live account session: the browser is sent to the sign-in page."""
+
+
+class CsrfRejected(Exception):
+    """A form posted without its token, with another session's, or from another origin."""
+
+
+def csrf_token(access_token: str, session_id: str) -> str:
+    digest = hmac.new(
+        access_token.encode(), b"mnemo-console-csrf:" + session_id.encode(), hashlib.sha256
+    ).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """A signed-in person (a first-party account session)."""
+
+    services: Services
+    engine: Engine
+    session: sessions.Verified
+    email: str
+    csrf: str
+
+    @property
+    def account_id(self) -> str:
+        return self.session.account_id
+
+
+@dataclass(frozen=True)
+class InBrain:
+    """A signed-in person inside one of their brains, with the scope core calls run under."""
+
+    visitor: Visitor
+    brain: dict[str, Any]
+    ctx: Context
+
+    @property
+    def brain_id(self) -> str:
+        return str(self.brain["id"])
+
+    @property
+    def is_owner(self) -> bool:
+        return bool(self.brain["role"] == "owner")
+
+    @property
+    def base(self) -> str:
+        return f"/console/b/{self.brain_id}"
+
+    @property
+    def scope(self) -> Scope:
+        return self.ctx.scope
+
+
+def _access_cookie(request: Request) -> str:
+    token = request.cookies.get(sessions.ACCESS_COOKIE, "")
+    if not token.startswith(sessions.ACCESS_PREFIX):
+        raise SignInRequired
+    return token
+
+
+def _verified(engine: Engine, token: str) -> sessions.Verified:
+    with transaction(engine, write=False) as conn:
+        found = sessions.verify_access(conn, token)
+    if found is None or found.client_id is not None:
+        raise SignInRequired
+    return found
+
+
+async def visitor(request: Request) -> Visitor:
+    svc = services(request)
+    token = _access_cookie(request)
+
+    def run() -> Visitor:
+        engine = svc.ready_engine()
+        found = _verified(engine, token)
+        with transaction(engine, write=False) as conn:
+            email = accounts.get(conn, found.account_id).email
+        _touch(engine, found)
+        return Visitor(svc, engine, found, email, csrf_token(token, found.session_id))
+
+    return await svc.call(run)
+
+
+async def in_brain(request: Request) -> InBrain:
+    """The visitor inside the brain named by the path: 404 unless they are a member."""
+    svc = services(request)
+    token = _access_cookie(request)
+    brain_id = request.path_params["brain"]
+
+    def run() -> InBrain:
+        engine = svc.ready_engine()
+        found = _verified(engine, token)
+        with transaction(engine, write=False) as conn:
+            email = accounts.get(conn, found.account_id).email
+            brain = memberships.get_brain(conn, found.account_id, brain_id)  # 404 unless member
+        _touch(engine, found)
+        who = Visitor(svc, engine, found, email, csrf_token(token, found.session_id))
+        scope = Scope(
+            brain_id=brain["id"],
+            principal=f"account:{found.account_id}",
+            role=brain["role"],
+            account_id=found.account_id,
+            session_id=found.session_id,
+        )
+        return InBrain(who, brain, Context(svc, engine, scope))
+
+    return await svc.call(run)
+
+
+def _touch(engine: Engine, found: sessions.Verified) -> None:
+    if found.stale:
+        with transaction(engine, write=True) as conn:
+            sessions.touch(conn, found.session_id)
+
+
+class Form:
+    """A urlencoded form body: the first value of a field, or all of them."""
+
+    def __init__(self, fields: Mapping[str, list[str]]) -> None:
+        self.fields = fields
+
+    def get(self, name: str, default: str = "") -> str:
+        values = self.fields.get(name)
+        return values[0] if values else default
+
+    def optional(self, name: str) -> str | None:
+        """The field trimmed, or None when it is missing or blank."""
+        value = self.get(name).strip()
+        return value or None
+
+    def checked(self, name: str) -> bool:
+        return bool(self.fields.get(name))
+
+
+async def read_form(request: Request) -> Form:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/x-www-form-urlencoded":
+        raise BadRequest("send the form as application/x-www-form-urlencoded")
+    raw = await request.body()
+    if len(raw) > _MAX_FORM_BYTES:
+        raise BadRequest("the form is too large")
+    try:
+        return Form(parse_qs(raw.decode("utf-8"), keep_blank_values=True))
+    except UnicodeDecodeError:
+        raise BadRequest("the form is not UTF-8") from None
+
+
+def _origin_ok(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    base = urlsplit(base_url(services(request).settings.auth.public_url, str(request.base_url)))
+    return origin == f"{base.scheme}://{base.netloc}"
+
+
+async def checked_form(request: Request, expected: str) -> Form:
+    """The posted form, once its CSRF token matches `expected` and its origin is ours. A body
+    that is not a form at all is refused the same way: it cannot carry the token."""
+    try:
+        form = await read_form(request)
+    except BadRequest:
+        raise CsrfRejected from None
+    sent = form.get("csrf_token")
+    if not sent or not hmac.compare_digest(sent.encode(), expected.encode()):
+        raise CsrfRejected
+    if not _origin_ok(request):
+        raise CsrfRejected
+    return form
+
+
+def pre_session_csrf(request: Request) -> str:
+    return request.cookies.get(PRE_SESSION_COOKIE) or secrets.token_urlsafe(32)
+
+
+async def checked_sign_in_form(request: Request) -> Form:
+    cookie = request.cookies.get(PRE_SESSION_COOKIE, "")
+    if not cookie:
+        raise CsrfRejected
+    return await checked_form(request, cookie)
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: a console path of ours, never another site."""
+    if (
+        target
+        and target.startswith("/console/")
+        and not any(c in target for c in ("\\", "\n", "\r"))
+    ):
+        return target
+    return "/console/brains"
