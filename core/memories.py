@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import Connection, Row
 
-from core import changelog, history, users
+from core import changelog, history, users, waypoints
 from core import cursor as cursors
 from core.config import Limits
 from core.db.engine import sql
@@ -251,6 +251,8 @@ def create(
         payload={"type": data.type, "key": data.key, "tags": data.tags},
         at=now,
     )
+    if index.infer_links:
+        waypoints.link_similar(conn, scope, memory_id, user, index)
     created = _fetch(conn, scope, memory_id)
     return {**to_dict(created), "deduplicated": False}
 

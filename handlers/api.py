@@ -26,6 +26,7 @@ from handlers.routes import (
     changelog,
     health,
     keys,
+    links,
     mcp,
     memories,
     oauth,
@@ -42,6 +43,7 @@ def _routes() -> list[BaseRoute]:
         # Routes are matched in order: MCP clients call /mcp for everything, so it comes early.
         *mcp.routes,
         *memories.routes,
+        *links.routes,
         *search.routes,
         *users.routes,
         *summaries.routes,

@@ -110,7 +110,9 @@ class Context:
 
     async def indexer(self, items: Sequence[MemoryIn]) -> Indexer:
         """An indexer with the items' vectors made up front, outside any transaction."""
-        index = Indexer(self.services.embedder())
+        index = Indexer(
+            self.services.embedder(), infer_links=self.services.settings.links.inferred
+        )
         texts = [document_text(m.title, m.key, m.tags, m.content) for m in items]
         if texts:
             await self.services.call(lambda: index.prepare(texts))

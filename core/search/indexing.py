@@ -28,9 +28,13 @@ def document_text(
 
 
 class Indexer:
-    def __init__(self, embedder: Embedder | None) -> None:
+    def __init__(self, embedder: Embedder | None, *, infer_links: bool = False) -> None:
         self.embedder = embedder
         self._prepared: dict[str, np.ndarray] = {}
+        # Waypoints (core/waypoints.py, MNEMO_INFERRED_LINKS): a new memory is linked to the
+        # memories most similar to its vector, kept here for the create path to read.
+        self.infer_links = infer_links and embedder is not None
+        self.written: dict[str, np.ndarray] = {}
 
     def prepare(self, texts: Sequence[str]) -> None:
         if self.embedder is None:
@@ -59,6 +63,8 @@ class Indexer:
         if doc not in self._prepared:
             self.prepare([doc])
         vectors.store(conn, brain_id, memory_id, self.embedder.name, self._prepared[doc])
+        if self.infer_links and new:
+            self.written[memory_id] = self._prepared[doc]
 
     def on_state(self, conn: Connection, brain_id: str, memory_id: str) -> None:
         vectors.touch(conn, brain_id, memory_id)
