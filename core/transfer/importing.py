@@ -261,17 +261,17 @@ def import_records(
     run = ImportRun(
         scope, chosen, remap_ids=remap_ids, embedder=embedder, atomic=chosen == "replace"
     )
-    batches = _batches(records, batch_size)
+    chunks = batches(records, batch_size)
     if chosen == "replace":
         with transaction(engine) as conn:
             clear_brain(conn, scope)
-            for batch in batches:
+            for batch in chunks:
                 run.write(conn, batch)
                 if on_batch is not None:
                     on_batch(run.report)
             run.finish(conn)
         return run.report
-    for batch in batches:
+    for batch in chunks:
         run.prepare(batch)
         with transaction(engine) as conn:
             run.write(conn, batch)
@@ -289,7 +289,7 @@ def _configured_embedder() -> Embedder:
     return get_embedder(get_settings().embedder)
 
 
-def _batches(records: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+def batches(records: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
     iterator = iter(records)
     while batch := list(islice(iterator, max(1, size))):
         yield batch
@@ -344,6 +344,8 @@ class ImportRun:
         atomic: bool = False,
         changelog_event: str = "brain.imported",
         changelog_payload: dict[str, Any] | None = None,
+        changelog_entity: tuple[str, str] | None = None,
+        changelog_label: str | None = None,
     ) -> None:
         self.scope = scope
         # One transaction for the whole import: one changelog row, written by `finish`.
@@ -354,6 +356,8 @@ class ImportRun:
         self.report = ImportReport(scope.brain_id, strategy, remap_ids)
         self.changelog_event = changelog_event
         self.changelog_payload = changelog_payload or {}
+        self.changelog_entity = changelog_entity or ("brain", scope.brain_id)
+        self.changelog_label = changelog_label or f"Import ({strategy})"
         self.import_id = new_id()
         # Source memory id -> the id it has in this brain (imported, kept or its duplicate).
         self.memory_ids: dict[str, str] = {}
@@ -806,10 +810,10 @@ class ImportRun:
             conn,
             self.scope,
             event_type=self.changelog_event,
-            entity_type="brain",
-            entity_id=self.scope.brain_id,
+            entity_type=self.changelog_entity[0],
+            entity_id=self.changelog_entity[1],
             summary=(
-                f"Import ({self.strategy}): {report.imported} records added, "
+                f"{self.changelog_label}: {report.imported} records added, "
                 f"{report.updated} updated, {report.skipped} skipped" + ("" if final else " so far")
             ),
             payload={
