@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from core import sessions
+from core import brain_maintenance, sessions
 from core.config import Settings, get_settings
 from core.db.engine import is_sqlite, transaction
 from core.ids import new_id, now_ms
@@ -20,17 +20,32 @@ from core.summaries import service as summaries
 _SUMMARY_SECONDS = 120.0
 
 
-def run(engine: Engine, settings: Settings | None = None) -> dict[str, Any]:
+def run(
+    engine: Engine,
+    settings: Settings | None = None,
+    *,
+    brain_id: str | None = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Everything, or with `brain_id` / `dry_run` (mnemo maintain) only the brains' hygiene."""
+    settings = settings or get_settings()
+    if brain_id is not None or dry_run:
+        hygiene = brain_maintenance.run_all(
+            engine, settings.maintenance, brain_id=brain_id, dry_run=dry_run
+        )
+        return {"hygiene": hygiene}
     started = time.perf_counter()
     tasks: dict[str, Any] = {}
     # Summaries of users with MNEMO_USER_SUMMARY_INTERVAL new memories: here rather than after
     # the add's response, which on Lambda would run before it (core/summaries/service.py).
     tasks["user_summaries"] = summaries.refresh_due(
-        engine, settings or get_settings(), budget_seconds=_SUMMARY_SECONDS
+        engine, settings, budget_seconds=_SUMMARY_SECONDS
     )
     # Expired sessions and OAuth codes, and sessions revoked over a week ago, with their tokens.
     with transaction(engine) as conn:
         tasks["expired_sessions_purged"] = sessions.purge_expired(conn)
+    # Decay, retention, conflicts and consolidation suggestions, per brain, in bounded batches.
+    tasks["hygiene"] = brain_maintenance.run_all(engine, settings.maintenance)
     if is_sqlite(engine):
         # Keep the WAL file from growing without bound between quiet periods.
         with engine.connect() as conn:

@@ -25,6 +25,7 @@ from handlers.routes import (
     brains,
     changelog,
     health,
+    hygiene,
     keys,
     links,
     mcp,
@@ -43,6 +44,7 @@ def _routes() -> list[BaseRoute]:
         # Routes are matched in order: MCP clients call /mcp for everything, so it comes early.
         *mcp.routes,
         *memories.routes,
+        *hygiene.routes,
         *links.routes,
         *search.routes,
         *users.routes,

@@ -106,6 +106,26 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_maintain(args: argparse.Namespace) -> int:
+    """Decay, retention, conflict detection and consolidation suggestions, per brain in
+    bounded batches, as the scheduled MaintenanceFunction runs them."""
+    import json
+
+    from core import maintenance
+    from core.brains import brain_id
+
+    settings = get_settings()
+    engine = _engine()
+    migrations.ensure_schema(engine)
+    target = None
+    if args.brain is not None:
+        with transaction(engine, write=False) as conn:
+            target = brain_id(conn, args.brain)
+    tasks = maintenance.run(engine, settings, brain_id=target, dry_run=args.dry_run)
+    print(json.dumps(tasks, indent=2, default=str))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="mnemo", description="Mnemo, memory for AI agents")
     sub = root.add_subparsers(dest="command", required=True)
@@ -135,6 +155,15 @@ def parser() -> argparse.ArgumentParser:
     reindex.add_argument("--brain", required=True, help="brain name")
     reindex.add_argument("--batch", type=int, default=256, help="memories per transaction")
     reindex.set_defaults(run=cmd_reindex)
+
+    maintain = sub.add_parser(
+        "maintain", help="run maintenance now: decay, retention, conflicts, consolidation"
+    )
+    maintain.add_argument("--brain", help="only this brain (name); default every brain")
+    maintain.add_argument(
+        "--dry-run", action="store_true", help="report what would change, change nothing"
+    )
+    maintain.set_defaults(run=cmd_maintain)
     return root
 
 

@@ -1,0 +1,221 @@
+"""Per-brain upkeep, run by `core.maintenance.run` (the MaintenanceFunction and `mnemo maintain`):
+decay, retention, conflict detection and consolidation suggestions for each brain.
+
+Each brain is worked on under a lease (core/leases.py), so two runs at once never both work on
+one brain: the second skips it. Every task works in batches of `MaintenanceSettings.batch_size`
+rows (core/hygiene.py), and every task run is recorded in `stats` (type, count, timestamp, the
+brain, and a detail JSON), as OpenMemory v1.2 records its decay, reflect and consolidate runs.
+Brains are visited least recently maintained first, until the time budget is spent; the rest go
+first next time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from core import cursor as cursors
+from core import hygiene, leases
+from core.config import MaintenanceSettings
+from core.db.engine import sql, transaction
+from core.ids import iso, new_id, now_ms
+from core.policy import policy_for
+from core.scope import Scope
+
+log = logging.getLogger("mnemo.maintenance")
+
+LEASE_TASK = "hygiene"
+TASKS = ("decay", "retention", "conflicts", "consolidate")
+
+
+def record_stat(
+    engine: Engine, brain_id: str | None, task: str, count: int, detail: dict[str, Any]
+) -> None:
+    with transaction(engine) as conn:
+        conn.execute(
+            sql(
+                "INSERT INTO stats (id, type, count, detail, ts, brain_id) "
+                "VALUES (:id, :type, :count, :detail, :ts, :brain)"
+            ),
+            {
+                "id": new_id(),
+                "type": task,
+                "count": count,
+                "detail": json.dumps(detail),
+                "ts": now_ms(),
+                "brain": brain_id,
+            },
+        )
+
+
+def _conflicts(engine: Engine, scope: Scope, settings: MaintenanceSettings, dry_run: bool) -> Any:
+    # TODO(issue 5, conflicts): core/conflicts.py (built in parallel) provides a bounded
+    # `detect(...)`; call it here once it has landed. Until then the task reports itself skipped.
+    return {"count": 0, "skipped": "conflict detection not available yet"}
+
+
+def _consolidate(engine: Engine, scope: Scope, settings: MaintenanceSettings, dry_run: bool) -> Any:
+    # TODO(issue 5, consolidate): suggestions come from the consolidation dry run (built in
+    # parallel); call it here once it has landed.
+    return {"count": 0, "skipped": "consolidation not available yet"}
+
+
+def maintain_brain(
+    engine: Engine,
+    brain_id: str,
+    settings: MaintenanceSettings,
+    *,
+    now: int | None = None,
+    dry_run: bool = False,
+    tasks: tuple[str, ...] = TASKS,
+) -> dict[str, Any]:
+    """Run the hygiene tasks on one brain under its lease; skipped when another run holds it.
+    A dry run takes no lease, changes nothing and records no stats."""
+    holder = None
+    if not dry_run:
+        holder = leases.acquire(engine, brain_id, LEASE_TASK, seconds=settings.lease_seconds)
+        if holder is None:
+            return {"brain_id": brain_id, "skipped": "another maintenance run holds this brain"}
+    try:
+        scope = hygiene.system_scope(brain_id)
+        with transaction(engine, write=False) as conn:
+            policy = policy_for(conn, brain_id)
+        out: dict[str, Any] = {"brain_id": brain_id}
+        runners: dict[str, Callable[[], Any]] = {
+            "decay": lambda: hygiene.decay(
+                engine, scope, settings, now=now, dry_run=dry_run, policy=policy
+            ),
+            "retention": lambda: hygiene.retention(
+                engine, scope, settings, now=now, dry_run=dry_run, policy=policy
+            ),
+            "conflicts": lambda: _conflicts(engine, scope, settings, dry_run),
+            "consolidate": lambda: _consolidate(engine, scope, settings, dry_run),
+        }
+        for task in tasks:
+            started = time.perf_counter()
+            result = runners[task]()
+            detail = result.to_dict() if isinstance(result, hygiene.BatchRun) else dict(result)
+            detail["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+            if not dry_run and not detail.get("skipped"):
+                record_stat(engine, brain_id, task, int(detail.get("count", 0)), detail)
+            out[task] = detail
+        return out
+    finally:
+        if holder is not None:
+            leases.release(engine, brain_id, LEASE_TASK, holder)
+
+
+def _next_brains(conn: Connection, started: int, after: tuple[int, str], limit: int) -> list[Any]:
+    """Brains not maintained since this run started, least recently maintained first."""
+    return list(
+        conn.execute(
+            sql(
+                "SELECT b.id, coalesce(l.acquired_at, 0) AS last FROM brains b "
+                "LEFT JOIN maintenance_leases l ON l.brain_id = b.id AND l.task = :task "
+                "WHERE coalesce(l.acquired_at, 0) < :started "
+                "AND (coalesce(l.acquired_at, 0) > :last OR "
+                "(coalesce(l.acquired_at, 0) = :last AND b.id > :id)) "
+                "ORDER BY last, b.id LIMIT :limit"
+            ),
+            {
+                "task": LEASE_TASK,
+                "started": started,
+                "last": after[0],
+                "id": after[1],
+                "limit": limit,
+            },
+        ).all()
+    )
+
+
+def run_all(
+    engine: Engine,
+    settings: MaintenanceSettings,
+    *,
+    brain_id: str | None = None,
+    now: int | None = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Every brain (or one), within the time budget."""
+    if brain_id is not None:
+        return {"brains": [maintain_brain(engine, brain_id, settings, now=now, dry_run=dry_run)]}
+    started_ms = now_ms()
+    started = time.perf_counter()
+    after: tuple[int, str] = (-1, "")
+    done: list[dict[str, Any]] = []
+    out_of_time = False
+    while not out_of_time:
+        with transaction(engine, write=False) as conn:
+            page = _next_brains(conn, started_ms, after, settings.batch_size)
+        if not page:
+            break
+        for row in page:
+            if time.perf_counter() - started > settings.budget_seconds:
+                out_of_time = True
+                break
+            try:
+                done.append(maintain_brain(engine, row.id, settings, now=now, dry_run=dry_run))
+            except Exception:
+                # One brain's failure must not stop the others; its lease is released.
+                log.exception("maintenance failed for brain %s", row.id)
+                done.append({"brain_id": row.id, "error": "failed; see the log"})
+            after = (int(row.last), row.id)
+    totals = {
+        task: sum(int(b.get(task, {}).get("count", 0)) for b in done if task in b) for task in TASKS
+    }
+    return {
+        "brains": len(done),
+        "skipped": sum(1 for b in done if "skipped" in b),
+        "out_of_time": out_of_time,
+        "totals": totals,
+        "dry_run": dry_run,
+    }
+
+
+def list_runs(
+    conn: Connection,
+    scope: Scope,
+    *,
+    task: str | None,
+    limit: int,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """The brain's recorded task runs, newest first."""
+    params: dict[str, Any] = {"brain": scope.brain_id, "limit": limit + 1}
+    where = ["brain_id = :brain"]
+    if task is not None:
+        where.append("type = :type")
+        params["type"] = task
+    if cursor is not None:
+        position = cursors.decode(cursor, keys=("t", "i"))
+        where.append("(ts < :ct OR (ts = :ct AND id < :ci))")
+        params.update(ct=position["t"], ci=position["i"])
+    rows = conn.execute(
+        sql(
+            f"SELECT id, type, count, detail, ts FROM stats WHERE {' AND '.join(where)} "
+            "ORDER BY ts DESC, id DESC LIMIT :limit"
+        ),
+        params,
+    ).all()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = cursors.encode({"t": rows[-1].ts, "i": rows[-1].id})
+    return {
+        "results": [
+            {
+                "id": r.id,
+                "type": r.type,
+                "count": r.count,
+                "detail": json.loads(r.detail) if r.detail else None,
+                "ts": iso(r.ts),
+            }
+            for r in rows
+        ],
+        "next_cursor": next_cursor,
+    }

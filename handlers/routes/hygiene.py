@@ -1,0 +1,295 @@
+"""Brain policy, source trust and memory hygiene: /v1/policy, /v1/trust..., reinforce, decay,
+forget and the maintenance runs."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, StrictFloat, StrictInt
+from sqlalchemy import Connection
+from starlette.requests import Request
+from starlette.responses import Response
+
+from core import brain_maintenance, hygiene, policy, trust
+from core.models import Memory, Out, Strict
+from core.scope import Scope
+from handlers.context import authorize
+from handlers.http import ApiRoute, Doc, json_response, read_body, read_query
+
+Number = StrictFloat | StrictInt
+
+
+class PolicyIn(Strict):
+    """The whole policy: a field left out takes its default. Out-of-range numbers are clamped
+    to the nearest bound (the response lists them under `clamped`); a wrong type is a 422."""
+
+    decay_days: StrictInt | None = Field(None, description="1..3650")
+    decay_rate: Number | None = Field(None, description="0..0.9, fraction lost per period")
+    importance_floor: Number | None = Field(None, description="0..1")
+    reinforce_step: Number | None = Field(None, description="0.01..0.5")
+    retention_days: StrictInt | None = Field(None, description="1..36500; null keeps forever")
+    inferred_links_max: StrictInt | None = Field(None, description="0..50")
+    inferred_links_threshold: Number | None = Field(None, description="0..1")
+    snapshot_retention: StrictInt | None = Field(None, description="1..1000")
+    path_max_hops: StrictInt | None = Field(None, description="1..12")
+    subgraph_max_nodes: StrictInt | None = Field(None, description="1..2000")
+    consolidate_threshold: Number | None = Field(None, description="0.5..1")
+
+
+class PolicyOut(Out):
+    policy: dict[str, Any] = Field(description="The effective values")
+    overrides: dict[str, Any] = Field(description="The values this brain set")
+    clamped: dict[str, Any] = Field(default_factory=dict, description="field -> value asked for")
+    bounds: dict[str, Any]
+
+
+class TrustIn(Strict):
+    trust: Number = Field(description="0 (ignore) to 1 (fully trusted); 0.5 is neutral")
+    notes: str | None = Field(None, max_length=1000)
+
+
+class TrustOut(Out):
+    source: str
+    trust: float
+    notes: str | None
+    created_at: str | None
+    updated_at: str | None
+
+
+class TrustPage(Out):
+    results: list[TrustOut]
+    next_cursor: str | None
+
+
+class TrustListQuery(Strict):
+    limit: int = Field(100, ge=1, le=500)
+    cursor: str | None = None
+
+
+class DecayIn(Strict):
+    dry_run: bool = False
+
+
+class BatchRunOut(Out):
+    task: str
+    dry_run: bool
+    count: int
+    batches: int
+    batch_size: int
+    largest_batch: int
+    sample: list[dict[str, Any]]
+    skipped: str | None = None
+
+
+class ForgetOut(Out):
+    model_config = ConfigDict(extra="allow")
+
+    mode: str
+    dry_run: bool
+    matched: int
+    truncated: bool
+    limit: int
+    affected: int
+
+
+class RunsQuery(Strict):
+    type: Literal["decay", "retention", "conflicts", "consolidate"] | None = None
+    limit: int = Field(50, ge=1, le=500)
+    cursor: str | None = None
+
+
+class RunsPage(Out):
+    results: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def _bounds() -> dict[str, Any]:
+    return {
+        name: {"min": b.low, "max": b.high, "nullable": b.nullable, "help": b.help}
+        for name, b in policy.BOUNDS.items()
+    }
+
+
+def _policy(conn: Connection, scope: Scope) -> dict[str, Any]:
+    return {
+        "policy": policy.policy_for(conn, scope.brain_id).to_dict(),
+        "overrides": policy.stored_values(conn, scope.brain_id),
+        "clamped": {},
+        "bounds": _bounds(),
+    }
+
+
+def _set_policy(conn: Connection, scope: Scope, values: dict[str, Any]) -> dict[str, Any]:
+    scope.require_owner()
+    update = policy.set_policy(conn, scope, values)
+    return {**_policy(conn, scope), "clamped": update.clamped}
+
+
+async def get_policy(request: Request) -> Response:
+    ctx = await authorize(request)
+    return json_response(await ctx.read(_policy))
+
+
+async def put_policy(request: Request) -> Response:
+    ctx = await authorize(request)
+    data = await read_body(request, PolicyIn)
+    return json_response(await ctx.write(_set_policy, data.model_dump(exclude_unset=True)))
+
+
+async def list_trust(request: Request) -> Response:
+    ctx = await authorize(request)
+    query = read_query(request, TrustListQuery)
+    return json_response(await ctx.read(trust.list_trust, limit=query.limit, cursor=query.cursor))
+
+
+async def get_trust(request: Request) -> Response:
+    ctx = await authorize(request)
+    return json_response(await ctx.read(trust.get, request.path_params["source"]))
+
+
+async def put_trust(request: Request) -> Response:
+    ctx = await authorize(request)
+    data = await read_body(request, TrustIn)
+    source = request.path_params["source"]
+    return json_response(await ctx.write(trust.set_trust, source, data.trust, notes=data.notes))
+
+
+async def delete_trust(request: Request) -> Response:
+    ctx = await authorize(request)
+    return json_response(await ctx.write(trust.delete, request.path_params["source"]))
+
+
+async def reinforce(request: Request) -> Response:
+    ctx = await authorize(request)
+    data = hygiene.ReinforceIn()
+    if request.headers.get("content-length", "0") != "0":
+        data = await read_body(request, hygiene.ReinforceIn)
+    return json_response(await ctx.write(hygiene.reinforce, request.path_params["id"], data))
+
+
+async def decay(request: Request) -> Response:
+    ctx = await authorize(request)
+    data = DecayIn()
+    if request.headers.get("content-length", "0") != "0":
+        data = await read_body(request, DecayIn)
+    settings = ctx.services.settings.maintenance
+    # Batches, each its own transaction: the call manages them rather than ctx.write.
+    run = await ctx.services.call(
+        lambda: hygiene.decay(ctx.engine, ctx.scope, settings, dry_run=data.dry_run)
+    )
+    return json_response(run.to_dict())
+
+
+async def forget(request: Request) -> Response:
+    ctx = await authorize(request)
+    data = await read_body(request, hygiene.ForgetIn)
+    settings = ctx.services.settings.maintenance
+    index = await ctx.indexer([])
+    if data.dry_run:
+        return json_response(await ctx.read(hygiene.forget, data, settings, index))
+    return json_response(await ctx.write(hygiene.forget, data, settings, index))
+
+
+async def runs(request: Request) -> Response:
+    ctx = await authorize(request)
+    query = read_query(request, RunsQuery)
+    page = await ctx.read(
+        brain_maintenance.list_runs, task=query.type, limit=query.limit, cursor=query.cursor
+    )
+    return json_response(page)
+
+
+_TAG = "hygiene"
+routes = [
+    ApiRoute(
+        "/v1/policy",
+        get_policy,
+        method="GET",
+        doc=Doc(
+            "The brain's effective policy, what it set, and the bounds", _TAG, response=PolicyOut
+        ),
+    ),
+    ApiRoute(
+        "/v1/policy",
+        put_policy,
+        method="PUT",
+        doc=Doc(
+            "Replace the brain's policy (owners only); out-of-range values are clamped",
+            _TAG,
+            body=PolicyIn,
+            response=PolicyOut,
+        ),
+    ),
+    ApiRoute(
+        "/v1/trust",
+        list_trust,
+        method="GET",
+        doc=Doc(
+            "Sources with a trust of their own", _TAG, query=TrustListQuery, response=TrustPage
+        ),
+    ),
+    ApiRoute(
+        "/v1/trust/{source:path}",
+        get_trust,
+        method="GET",
+        doc=Doc("The trust of a source", _TAG, response=TrustOut),
+    ),
+    ApiRoute(
+        "/v1/trust/{source:path}",
+        put_trust,
+        method="PUT",
+        doc=Doc("Set a source's trust (0..1)", _TAG, body=TrustIn, response=TrustOut),
+    ),
+    ApiRoute(
+        "/v1/trust/{source:path}",
+        delete_trust,
+        method="DELETE",
+        doc=Doc("Remove a source's trust: it counts as neutral again", _TAG),
+    ),
+    ApiRoute(
+        "/v1/memories/{id}/reinforce",
+        reinforce,
+        method="POST",
+        doc=Doc(
+            "Raise a memory's importance by the policy's reinforce step (at most 1)",
+            _TAG,
+            body=hygiene.ReinforceIn,
+            response=Memory,
+            body_required=False,
+        ),
+    ),
+    ApiRoute(
+        "/v1/decay",
+        decay,
+        method="POST",
+        doc=Doc(
+            "Decay idle memories now (once per decay period; dry_run lists what would change)",
+            _TAG,
+            body=DecayIn,
+            response=BatchRunOut,
+            body_required=False,
+        ),
+    ),
+    ApiRoute(
+        "/v1/forget",
+        forget,
+        method="POST",
+        doc=Doc(
+            "Archive or purge memories by ids or filters (bounded; dry_run lists them)",
+            _TAG,
+            body=hygiene.ForgetIn,
+            response=ForgetOut,
+        ),
+    ),
+    ApiRoute(
+        "/v1/maintenance/runs",
+        runs,
+        method="GET",
+        doc=Doc(
+            "The brain's maintenance task runs, newest first",
+            _TAG,
+            query=RunsQuery,
+            response=RunsPage,
+        ),
+    ),
+]
