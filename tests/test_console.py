@@ -1,0 +1,462 @@
+"""The web console, in process (Starlette's TestClient over https, so the Secure cookies flow):
+tenant isolation, CSRF, escaping of user content, the Content-Security-Policy, the sign-in
+redirect, and the pages' own behaviour."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from starlette.testclient import TestClient
+
+from core import accounts, memberships
+from core.config import Settings
+from core.db.engine import transaction
+from handlers.api import create_app
+from tests.oauth_fixtures import PASSWORD, auth_settings
+
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+ESCAPED = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;"
+
+
+class Forms(HTMLParser):
+    """Every form of a page, with its method, action and fields; and anything inline that a
+    strict CSP would block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[dict[str, Any]] = []
+        self.inline_scripts = 0
+        self.style_attributes = 0
+        self.event_handlers = 0
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if any(name == "style" for name, _ in attrs):
+            self.style_attributes += 1
+        if any(name.startswith("on") for name, _ in attrs):
+            self.event_handlers += 1
+        if tag == "script" and not a.get("src"):
+            self.inline_scripts += 1
+        if tag == "style":
+            self.inline_scripts += 1
+        if tag == "form":
+            self.forms.append(
+                {
+                    "method": (a.get("method") or "get").lower(),
+                    "action": a.get("action"),
+                    "fields": {},
+                }
+            )
+        if tag in ("input", "textarea", "select", "button") and self.forms and a.get("name"):
+            self.forms[-1]["fields"].setdefault(a["name"], a.get("value") or "")
+
+
+def parse(page: str) -> Forms:
+    found = Forms()
+    found.feed(page)
+    return found
+
+
+class Person:
+    """A browser session on the console: signs up through the console's own form."""
+
+    def __init__(self, app: Any) -> None:
+        self.http = TestClient(app, base_url="https://testserver", follow_redirects=False)
+        self.email = f"console-{uuid.uuid4().hex[:10]}@example.org"
+        page = self.http.get("/console/login")
+        csrf = parse(page.text).forms[0]["fields"]["csrf_token"]
+        reply = self.http.post(
+            "/console/login",
+            data={
+                "csrf_token": csrf,
+                "email": self.email,
+                "password": PASSWORD,
+                "action": "signup",
+                "next": "",
+            },
+        )
+        assert reply.status_code == 303, reply.text
+        brains = self.http.get("/console/brains")
+        found = re.search(r"/console/b/([0-9a-f-]+)/memories", brains.text)
+        assert found is not None
+        self.brain = found.group(1)
+        self.csrf = parse(brains.text).forms[0]["fields"]["csrf_token"]
+
+    @property
+    def base(self) -> str:
+        return f"/console/b/{self.brain}"
+
+    def get(self, path: str) -> Any:
+        return self.http.get(path)
+
+    def post(self, path: str, data: dict[str, str], *, csrf: bool = True, **kw: Any) -> Any:
+        body = {"csrf_token": self.csrf, **data} if csrf else data
+        return self.http.post(path, data=body, **kw)
+
+    def add(self, content: str, **fields: str) -> str:
+        reply = self.post(f"{self.base}/new", {"content": content, "type": "note", **fields})
+        assert reply.status_code == 303, reply.text
+        return str(reply.headers["location"].split("/m/")[1].split("?")[0])
+
+
+@pytest.fixture
+def app(settings: Settings) -> Any:
+    return create_app(auth_settings(settings))
+
+
+@pytest.fixture
+def alice(app: Any) -> Person:
+    return Person(app)
+
+
+@pytest.fixture
+def bob(app: Any) -> Person:
+    return Person(app)
+
+
+def test_not_signed_in_goes_to_sign_in(app: Any) -> None:
+    anonymous = TestClient(app, base_url="https://testserver", follow_redirects=False)
+    reply = anonymous.get("/console/b/some-brain/memories?q=tea")
+    assert reply.status_code == 303
+    assert reply.headers["location"] == (
+        "/console/login?next=%2Fconsole%2Fb%2Fsome-brain%2Fmemories%3Fq%3Dtea"
+    )
+    assert anonymous.get("/console").headers["location"] == "/console/brains"
+    assert anonymous.get("/console/brains").headers["location"].startswith("/console/login")
+    posted = anonymous.post("/console/b/x/m/y/edit", data={"content": "z"})
+    assert posted.status_code == 303 and posted.headers["location"] == "/console/login"
+    # An API key is not a console session.
+    reply = anonymous.get("/console/brains", headers={"authorization": "Bearer mnemo_x_y"})
+    assert reply.status_code == 303
+
+
+def test_sign_in_goes_back_only_to_console_paths(app: Any, alice: Person) -> None:
+    for target, expected in (
+        ("//evil.example/console/", "/console/brains"),
+        ("https://evil.example/", "/console/brains"),
+        ("/console/\\evil", "/console/brains"),
+        (f"{alice.base}/users", f"{alice.base}/users"),
+    ):
+        person = TestClient(app, base_url="https://testserver", follow_redirects=False)
+        page = person.get("/console/login")
+        csrf = parse(page.text).forms[0]["fields"]["csrf_token"]
+        reply = person.post(
+            "/console/login",
+            data={
+                "csrf_token": csrf,
+                "email": alice.email,
+                "password": PASSWORD,
+                "action": "login",
+                "next": target,
+            },
+        )
+        assert reply.status_code == 303 and reply.headers["location"] == expected
+
+
+def test_wrong_password_is_a_page_not_a_session(app: Any, alice: Person) -> None:
+    person = TestClient(app, base_url="https://testserver", follow_redirects=False)
+    csrf = parse(person.get("/console/login").text).forms[0]["fields"]["csrf_token"]
+    reply = person.post(
+        "/console/login",
+        data={"csrf_token": csrf, "email": alice.email, "password": "not the password"},
+    )
+    assert reply.status_code == 401
+    assert "Wrong email or password." in reply.text
+    assert "__Host-mnemo_access" not in reply.headers.get("set-cookie", "")
+
+
+def test_csp_is_strict_and_pages_have_no_inline_code(alice: Person) -> None:
+    memory = alice.add("Alice likes green tea", user_id="alice", tags="drinks")
+    paths = [
+        "/console/brains",
+        f"{alice.base}/memories",
+        f"{alice.base}/memories?q=tea",
+        f"{alice.base}/new",
+        f"{alice.base}/m/{memory}",
+        f"{alice.base}/users",
+        f"{alice.base}/users/alice",
+        f"{alice.base}/changelog",
+        f"{alice.base}/keys",
+    ]
+    for path in paths:
+        reply = alice.get(path)
+        assert reply.status_code == 200, path
+        csp = reply.headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "script-src 'self'" in csp
+        assert "frame-ancestors 'none'" in csp and "form-action 'self'" in csp
+        assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+        assert reply.headers["x-frame-options"] == "DENY"
+        assert reply.headers["cache-control"] == "no-store"
+        found = parse(reply.text)
+        assert found.inline_scripts == 0, path
+        assert found.style_attributes == 0, path
+        assert found.event_handlers == 0, path
+        assert "http://" not in reply.text and "https://" not in reply.text, path  # no CDN
+        for form in found.forms:
+            if form["method"] == "post":
+                assert form["fields"].get("csrf_token") == alice.csrf, (path, form)
+    css = alice.get("/console/static/console.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert alice.get("/console/static/../session.py").status_code == 404
+
+
+def test_a_brain_is_404_for_a_member_of_another_brain_only(alice: Person, bob: Person) -> None:
+    memory = alice.add("Alice's secret plan", user_id="alice")
+    pages = [
+        "",
+        "/memories",
+        "/memories?q=secret",
+        "/new",
+        f"/m/{memory}",
+        "/users",
+        "/users/alice",
+        "/changelog",
+        "/keys",
+    ]
+    for page in pages:
+        assert alice.get(f"{alice.base}{page}").status_code in (200, 303), page
+        reply = bob.get(f"{alice.base}{page}")
+        assert reply.status_code == 404, page
+        assert "secret" not in reply.text
+    # Bob's own brain does not hold Alice's memory either.
+    assert bob.get(f"{bob.base}/m/{memory}").status_code == 404
+    # Writes with Bob's valid CSRF token are 404 too, and change nothing.
+    for path, data in (
+        (f"{alice.base}/m/{memory}/edit", {"content": "Bob was here"}),
+        (f"{alice.base}/m/{memory}/state", {"to": "deleted"}),
+        (f"{bob.base}/m/{memory}/state", {"to": "deleted"}),
+        (f"{alice.base}/new", {"content": "Bob was here"}),
+        (f"{alice.base}/keys", {"name": "bob"}),
+    ):
+        assert bob.post(path, data).status_code == 404, path
+    page = alice.get(f"{alice.base}/m/{memory}").text
+    assert "Alice&#x27;s secret plan" in page and "Bob was here" not in page
+    assert "badge deleted" not in page
+
+
+def test_forms_without_their_csrf_token_are_refused(alice: Person, bob: Person) -> None:
+    memory = alice.add("The original text")
+    posts = [
+        (f"{alice.base}/m/{memory}/edit", {"content": "changed"}),
+        (f"{alice.base}/m/{memory}/state", {"to": "deleted"}),
+        (f"{alice.base}/new", {"content": "new one"}),
+        (f"{alice.base}/keys", {"name": "k"}),
+        (f"{alice.base}/users/alice", {}),
+        ("/console/brains", {"name": "another"}),
+        ("/console/logout", {}),
+    ]
+    for path, data in posts:
+        missing = alice.post(path, data, csrf=False)
+        assert missing.status_code == 403, path
+        assert "CSRF" in missing.text
+        # Another session's token is no better than none.
+        forged = alice.post(path, {**data, "csrf_token": bob.csrf}, csrf=False)
+        assert forged.status_code == 403, path
+        # Nor is the right token from another site.
+        cross = alice.post(path, data, headers={"origin": "https://evil.example"})
+        assert cross.status_code == 403, path
+    # A JSON body cannot carry the token either.
+    assert alice.http.post(f"{alice.base}/new", json={"content": "x"}).status_code == 403
+    page = alice.get(f"{alice.base}/m/{memory}").text
+    assert "The original text" in page and "changed" not in page
+    assert alice.get("/console/brains").status_code == 200  # still signed in
+    # The sign-in form is protected too (its token is a double-submit cookie).
+    fresh = TestClient(alice.http.app, base_url="https://testserver", follow_redirects=False)
+    reply = fresh.post("/console/login", data={"email": alice.email, "password": PASSWORD})
+    assert reply.status_code == 403
+
+
+def test_user_content_is_shown_escaped(alice: Person) -> None:
+    memory = alice.add(
+        f"Remember {HOSTILE} this",
+        title=HOSTILE,
+        user_id='alice"><script>alert(2)</script>',
+        tags=f"tag{HOSTILE}",
+    )
+    alice.post(
+        f"{alice.base}/m/{memory}/edit",
+        {"content": f"Now {HOSTILE}", "metadata": '{"note": "<b>bold</b>"}', "tags": "x"},
+    )
+    for path in (
+        f"{alice.base}/m/{memory}",
+        f"{alice.base}/memories",
+        f"{alice.base}/memories?q=remember",
+        f"{alice.base}/memories?q={HOSTILE}",
+        f"{alice.base}/changelog",
+        f"{alice.base}/users",
+    ):
+        page = alice.get(path).text
+        assert "<script>alert" not in page, path
+        assert "<img src=x" not in page and "<b>bold" not in page, path
+        assert "onerror=alert(1)>" not in page.replace("onerror=alert(1)&gt;", ""), path
+    page = alice.get(f"{alice.base}/m/{memory}").text
+    assert ESCAPED in page
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page
+
+
+def test_edit_adds_a_history_row_with_old_and_new(alice: Person) -> None:
+    memory = alice.add("Alice drinks green tea", tags="drinks")
+    reply = alice.post(
+        f"{alice.base}/m/{memory}/edit",
+        {
+            "content": "Alice drinks black tea",
+            "tags": "drinks",
+            "importance": "0.9",
+            "confidence": "0.7",
+            "metadata": "{}",
+            "title": "",
+            "source": "",
+        },
+    )
+    assert reply.status_code == 303 and reply.headers["location"].endswith("?done=saved")
+    page = alice.get(reply.headers["location"]).text
+    assert "Saved." in page
+    rows = re.findall(r'<tr class="ev-(\w+)">(.*?)</tr>', page, re.S)
+    assert [event for event, _ in rows] == ["update", "add"]
+    update = rows[0][1]
+    assert "Alice drinks green tea" in update and "Alice drinks black tea" in update
+    assert "content, importance" in update  # only what changed
+    # Nothing changed: no new row.
+    same = alice.post(
+        f"{alice.base}/m/{memory}/edit",
+        {
+            "content": "Alice drinks black tea",
+            "tags": "drinks",
+            "importance": "0.9",
+            "confidence": "0.7",
+            "metadata": "{}",
+        },
+    )
+    assert same.headers["location"].endswith("?done=unchanged")
+    # Bad input is shown on the form, with what was typed kept.
+    bad = alice.post(f"{alice.base}/m/{memory}/edit", {"content": "x", "metadata": "[1]"})
+    assert bad.status_code == 422 and "metadata must be a JSON object" in bad.text
+    bad = alice.post(f"{alice.base}/m/{memory}/edit", {"content": "y", "importance": "7"})
+    assert bad.status_code == 422 and "importance" in bad.text
+
+
+def test_state_changes_and_restore(alice: Person) -> None:
+    memory = alice.add("Something to archive")
+    assert alice.post(f"{alice.base}/m/{memory}/state", {"to": "archived"}).status_code == 303
+    page = alice.get(f"{alice.base}/m/{memory}").text
+    assert "badge archived" in page
+    listed = alice.get(f"{alice.base}/memories").text
+    assert "Something to archive" not in listed
+    assert "Something to archive" in alice.get(f"{alice.base}/memories?state=archived").text
+    assert alice.post(f"{alice.base}/m/{memory}/state", {"to": "active"}).status_code == 303
+    assert alice.post(f"{alice.base}/m/{memory}/state", {"to": "purged"}).status_code == 422
+
+
+def test_search_uses_the_api_ranking_and_explains(alice: Person) -> None:
+    alice.add("Alice prefers green tea in the morning", user_id="alice")
+    alice.add("Bob drives a red car", user_id="bob")
+    page = alice.get(f"{alice.base}/memories?q=green+tea").text
+    assert "Alice prefers green tea" in page and "Bob drives" not in page
+    assert "Why this score" in page and "Final score" in page
+    assert "Bob drives" in alice.get(f"{alice.base}/memories?q=car&mode=lexical").text
+    filtered = alice.get(f"{alice.base}/memories?q=tea&user=bob").text
+    assert "Nothing matches this search" in filtered
+    bad = alice.get(f"{alice.base}/memories?after=yesterday")
+    assert bad.status_code == 422 and "Check the filters" in bad.text
+
+
+def test_list_pages_and_filters(alice: Person) -> None:
+    for i in range(27):
+        alice.add(f"Memory number {i}", tags="bulk" if i % 2 else "other")
+    first = alice.get(f"{alice.base}/memories").text
+    assert "Memories (27)" in first and "Memory number 26" in first
+    found = re.search(r'href="([^"]+)" rel="next"', first)
+    assert found is not None
+    second = alice.get(found.group(1).replace("&amp;", "&")).text
+    assert "Memory number 0" in second and "Memory number 26" not in second
+    tagged = alice.get(f"{alice.base}/memories?tag=bulk").text
+    assert "Memories (13)" in tagged
+    assert "No memories match these filters" in alice.get(f"{alice.base}/memories?type=fact").text
+
+
+def test_empty_states(alice: Person) -> None:
+    assert "This brain has no memories yet" in alice.get(f"{alice.base}/memories").text
+    assert "No end users yet" in alice.get(f"{alice.base}/users").text
+    assert "No API keys yet" in alice.get(f"{alice.base}/keys").text
+    missing = alice.get(f"{alice.base}/m/01234567-89ab-7def-8123-456789abcdef")
+    assert missing.status_code == 404 and "Not found" in missing.text
+
+
+def test_keys_create_once_and_revoke(alice: Person) -> None:
+    made = alice.post(f"{alice.base}/keys", {"name": "support bot", "read_only": "1"})
+    assert made.status_code == 201
+    secret = re.search(r'<code id="new-key">(mnemo_[^<]+)</code>', made.text)
+    assert secret is not None
+    key = secret.group(1)
+    assert (
+        alice.http.get("/v1/memories", headers={"authorization": f"Bearer {key}"}).status_code
+        == 200
+    )
+    listing = alice.get(f"{alice.base}/keys").text
+    assert key not in listing and "support bot" in listing and "read-only" in listing
+    key_id = re.search(r"/keys/([0-9a-f-]+)/revoke", listing)
+    assert key_id is not None
+    revoked = alice.post(f"{alice.base}/keys/{key_id.group(1)}/revoke", {})
+    assert revoked.status_code == 303
+    assert (
+        alice.http.get("/v1/memories", headers={"authorization": f"Bearer {key}"}).status_code
+        == 401
+    )
+    again = alice.post(f"{alice.base}/keys/{key_id.group(1)}/revoke", {})
+    assert again.status_code == 404
+
+
+def test_members_do_not_manage_keys(alice: Person, bob: Person, engine: Engine) -> None:
+    with transaction(engine) as conn:
+        owner = accounts.find_by_email(conn, alice.email)
+        assert owner is not None
+        memberships.add_member(conn, owner.id, alice.brain, bob.email, "member")
+    memory = alice.add("Shared note")
+    page = bob.get(f"{alice.base}/memories").text
+    assert "Shared note" in page and "API keys" not in page
+    assert bob.get(f"{alice.base}/keys").status_code == 403
+    assert bob.post(f"{alice.base}/keys", {"name": "x"}).status_code == 403
+    # Members read and write memories.
+    edited = bob.post(f"{alice.base}/m/{memory}/edit", {"content": "Shared note, edited"})
+    assert edited.status_code == 303
+
+
+def test_users_and_summaries(alice: Person) -> None:
+    alice.add("Alice loves hiking in the Alps", user_id="alice")
+    alice.add("Alice works as a nurse", user_id="alice")
+    page = alice.get(f"{alice.base}/users").text
+    assert ">alice</a>" in page
+    user = alice.get(f"{alice.base}/users/alice")
+    assert user.status_code == 200 and "Summary" in user.text and "hiking" in user.text
+    again = alice.post(f"{alice.base}/users/alice", {})
+    assert again.status_code == 303 and again.headers["location"].endswith("regenerated")
+    assert alice.get(f"{alice.base}/users/nobody").status_code == 404
+
+
+def test_changelog_newest_first(alice: Person) -> None:
+    alice.add("First memory")
+    alice.add("Second memory")
+    page = alice.get(f"{alice.base}/changelog").text
+    assert page.index("Second memory") < page.index("First memory")
+    only = alice.get(f"{alice.base}/changelog?type=memory.updated").text
+    assert "No changes recorded of this type." in only
+
+
+def test_sign_out_ends_the_session(alice: Person) -> None:
+    reply = alice.post("/console/logout", {})
+    assert reply.status_code == 303 and reply.headers["location"].endswith("signed_out")
+    assert alice.get("/console/brains").status_code == 303
+
+
+def test_new_brain(alice: Person) -> None:
+    reply = alice.post("/console/brains", {"name": "Work <b>stuff</b>"})
+    assert reply.status_code == 303
+    page = alice.get("/console/brains").text
+    assert "Work &lt;b&gt;stuff&lt;/b&gt;" in page
+    assert alice.post("/console/brains", {"name": " "}).status_code == 422
