@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from core.config import Settings, get_settings
+from core.webhooks import outbox, queue
 from handlers import events, logs, openapi
 from handlers.console.routes import console_routes
 from handlers.context import Services
@@ -25,6 +26,7 @@ from handlers.routes import (
     brains,
     changelog,
     health,
+    hooks,
     hygiene,
     keys,
     links,
@@ -33,8 +35,11 @@ from handlers.routes import (
     oauth,
     openmemory,
     search,
+    snapshots,
     summaries,
+    transfer,
     users,
+    watches,
 )
 
 
@@ -44,8 +49,8 @@ def _routes() -> list[BaseRoute]:
         # Routes are matched in order: MCP clients call /mcp for everything, so it comes early.
         *mcp.routes,
         *memories.routes,
-        *hygiene.routes,
         *links.routes,
+        *hygiene.routes,
         *search.routes,
         *users.routes,
         *summaries.routes,
@@ -54,6 +59,10 @@ def _routes() -> list[BaseRoute]:
         *auth.routes,
         *brains.routes,
         *keys.routes,
+        *watches.routes,
+        *snapshots.routes,
+        *transfer.routes,
+        *hooks.routes,
         *oauth.routes,
         *console_routes(),
     ]
@@ -78,6 +87,9 @@ def create_app(settings: Settings | None = None, *, offload: bool = False) -> St
     )
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
     app.state.services = Services(settings, offload=offload)
+    if settings.webhooks.queue_url:
+        # On AWS: a commit that wrote webhook deliveries sends the DeliveryFunction a message.
+        outbox.set_notifier(queue.notifier(settings.webhooks.queue_url))
     return app
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
@@ -47,10 +48,36 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from core.webhooks.drainer import BackgroundDrainer
     from handlers.api import create_app
 
     app = create_app(offload=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    services = app.state.services
+    # Webhook deliveries go out from a background thread, woken after each commit that wrote
+    # some (the role the SQS queue and DeliveryFunction play on AWS).
+    drainer = BackgroundDrainer(services.ready_engine, services.settings.webhooks)
+    drainer.start()
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        drainer.stop()
+    return 0
+
+
+def cmd_deliver(args: argparse.Namespace) -> int:
+    """Send every due webhook delivery once (retries that come due meanwhile included)."""
+    from core.webhooks import outbox
+
+    settings = get_settings()
+    engine = _engine()
+    migrations.ensure_schema(engine)
+    report = outbox.drain(engine, settings.webhooks, budget_seconds=args.budget)
+    print(
+        f"{report.claimed} attempts: {report.delivered} delivered, {report.retrying} to retry, "
+        f"{report.failed} failed ({report.seconds:.2f} s)"
+    )
+    for kind, count in sorted(report.errors.items()):
+        print(f"  {count} x {kind}")
     return 0
 
 
@@ -126,6 +153,73 @@ def cmd_maintain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """A brain as JSON Lines on stdout (or --output), streamed page by page."""
+    from core.transfer.exporting import export_records
+    from core.transfer.format import to_lines
+
+    engine = _engine()
+    migrations.ensure_schema(engine)
+    out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
+    counts: dict[str, int] = {}
+    try:
+        for record in export_records(engine, args.brain, include_archived=not args.active_only):
+            if record.get("kind") == "end":
+                counts = record["counts"]
+            for line in to_lines([record]):
+                out.write(line)
+    finally:
+        if args.output:
+            out.close()
+        else:
+            out.flush()
+    summary = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
+    print(f"[SUCCESS] exported brain {args.brain!r}: {summary or 'nothing'}", file=sys.stderr)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """A Mnemo export (JSON Lines) into a brain, created if new. No size limit: the file is
+    read line by line and written in batches (a replace in one transaction)."""
+    from core.embeddings import get_embedder
+    from core.transfer.format import parse_lines
+    from core.transfer.importing import ImportReport, import_records
+
+    settings = get_settings()
+    engine = _engine()
+    migrations.ensure_schema(engine)
+
+    def progress(report: ImportReport) -> None:
+        print(
+            f"  {report.read} read, {report.imported} imported, {report.updated} updated, "
+            f"{report.skipped} skipped",
+            file=sys.stderr,
+        )
+
+    source = open(args.path, "rb") if args.path != "-" else sys.stdin.buffer  # noqa: SIM115
+    try:
+        report = import_records(
+            engine,
+            args.brain,
+            parse_lines(source),
+            strategy=args.strategy,
+            remap_ids=args.remap_ids,
+            embedder=get_embedder(settings.embedder),
+            batch_size=args.batch,
+            on_batch=progress,
+        )
+    finally:
+        if args.path != "-":
+            source.close()
+    print(json.dumps(report.to_dict(), indent=2))
+    print(
+        f"[SUCCESS] {report.imported} imported, {report.updated} updated, "
+        f"{report.skipped} skipped into brain {args.brain!r}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="mnemo", description="Mnemo, memory for AI agents")
     sub = root.add_subparsers(dest="command", required=True)
@@ -141,6 +235,12 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.set_defaults(run=cmd_serve)
 
+    deliver = sub.add_parser("deliver", help="send due webhook deliveries once")
+    deliver.add_argument(
+        "--budget", type=float, default=300.0, help="stop starting new batches after this (s)"
+    )
+    deliver.set_defaults(run=cmd_deliver)
+
     key_cmds = sub.add_parser("keys", help="manage API keys").add_subparsers(
         dest="keys_command", required=True
     )
@@ -150,6 +250,29 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--read-only", action="store_true")
     create.add_argument("--name", help="a label for the key")
     create.set_defaults(run=cmd_keys_create)
+
+    export = sub.add_parser("export", help="write a brain as JSON Lines (stdout by default)")
+    export.add_argument("--brain", required=True, help="brain name")
+    export.add_argument("--output", "-o", help="a file to write instead of stdout")
+    export.add_argument(
+        "--active-only", action="store_true", help="leave archived and deleted memories out"
+    )
+    export.set_defaults(run=cmd_export)
+
+    importing = sub.add_parser("import", help="import a Mnemo export (JSON Lines) into a brain")
+    importing.add_argument("path", help="the .jsonl file, or - for stdin")
+    importing.add_argument("--brain", required=True, help="brain name (created if new)")
+    importing.add_argument(
+        "--strategy",
+        choices=("merge", "skip_existing", "replace"),
+        default="merge",
+        help="for ids the brain has: the import wins, the brain wins, or empty the brain first",
+    )
+    importing.add_argument(
+        "--remap-ids", action="store_true", help="give every record a new id (references follow)"
+    )
+    importing.add_argument("--batch", type=int, default=1000, help="records per transaction")
+    importing.set_defaults(run=cmd_import)
 
     reindex = sub.add_parser("reindex", help="embed a brain's memories with the current model")
     reindex.add_argument("--brain", required=True, help="brain name")

@@ -142,3 +142,12 @@ def parse_lines(lines: Iterable[bytes | str]) -> Iterator[dict[str, Any]]:
         if not isinstance(line, dict):
             raise InvalidInput(f"line {number} is not a JSON object", code="malformed_export")
         yield line
+
+
+def parse_header_slug(line: bytes) -> str:
+    """The brain slug of an encoded header line (for a download's file name)."""
+    try:
+        slug = json.loads(line).get("brain", {}).get("slug")
+    except (ValueError, AttributeError):
+        slug = None
+    return slug if isinstance(slug, str) and slug else "brain"

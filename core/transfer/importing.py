@@ -228,6 +228,8 @@ def check_options(strategy: str, scope: Scope) -> Strategy:
             "importing and exporting a brain needs a brain-wide key, not a user-scoped one",
             code="brain_key_required",
         )
+    if strategy == "replace":
+        scope.require_owner()  # it empties the brain first
     return strategy
 
 

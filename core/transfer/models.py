@@ -1,0 +1,102 @@
+"""Request and response models of export, import and snapshots (REST and the OpenAPI spec)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from core.models import Out, Strict
+
+
+class ExportQuery(Strict):
+    include_archived: bool = Field(
+        True, description="Archived and soft-deleted memories too (false: active ones only)."
+    )
+
+
+class ImportQuery(Strict):
+    strategy: Literal["merge", "skip_existing", "replace"] = Field(
+        "merge",
+        description="For ids the brain has: merge (the import wins), skip_existing (the brain "
+        "wins) or replace (the brain is emptied first; owners only; one transaction).",
+    )
+    remap_ids: bool = Field(False, description="Give every record a new id (references follow).")
+
+
+class KindCounts(Out):
+    read: int
+    imported: int
+    updated: int
+    skipped: int
+    skipped_by_reason: dict[str, int]
+
+
+class ImportResult(Out):
+    brain_id: str
+    strategy: str
+    remap_ids: bool
+    read: int
+    imported: int
+    updated: int
+    skipped: int
+    remapped: int
+    batches: int
+    complete: bool = Field(description="The stream ended with its `end` record.")
+    by_kind: dict[str, KindCounts]
+    skipped_samples: list[dict[str, Any]]
+
+
+class SnapshotIn(Strict):
+    label: str = Field(min_length=1, max_length=200)
+    note: str | None = Field(None, max_length=2000)
+    include_archived: bool = Field(
+        False, description="Archived and soft-deleted memories too (default: active ones only)."
+    )
+
+
+class RestoreIn(Strict):
+    mode: Literal["merge", "replace"] = Field(
+        "merge",
+        description="merge: the snapshot's records come back, later ones stay; replace: the "
+        "brain becomes exactly the snapshot.",
+    )
+
+
+class SnapshotListQuery(Strict):
+    limit: int = Field(50, ge=1, le=500)
+    cursor: str | None = None
+
+
+class Snapshot(Out):
+    id: str
+    label: str
+    note: str | None
+    include_archived: bool
+    format_version: int
+    encoding: str
+    storage: Literal["database", "s3"]
+    size_bytes: int
+    sha256: str
+    memory_count: int
+    link_count: int
+    record_count: int
+    created_by: str | None
+    created_at: str
+
+
+class SnapshotPage(Out):
+    results: list[Snapshot]
+    next_cursor: str | None
+
+
+class RestoreResult(Out):
+    snapshot: Snapshot
+    mode: str
+    cleared: dict[str, int]
+    report: ImportResult
+
+
+class SnapshotDeleted(Out):
+    id: str
+    deleted: bool
