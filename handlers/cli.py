@@ -13,7 +13,7 @@ from core import keys
 from core.config import get_settings
 from core.db import migrations
 from core.db.engine import get_engine, transaction
-from core.errors import MnemoError
+from core.errors import InvalidInput, MnemoError
 from core.ids import iso
 
 
@@ -181,6 +181,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     """A Mnemo export (JSON Lines) into a brain, created if new. No size limit: the file is
     read line by line and written in batches (a replace in one transaction)."""
+    if args.source_system is not None or args.more_paths:
+        return cmd_import_from(args)
     from core.embeddings import get_embedder
     from core.transfer.format import parse_lines
     from core.transfer.importing import ImportReport, import_records
@@ -217,6 +219,43 @@ def cmd_import(args: argparse.Namespace) -> int:
         f"{report.skipped} skipped into brain {args.brain!r}",
         file=sys.stderr,
     )
+    return 0
+
+
+def cmd_import_from(args: argparse.Namespace) -> int:
+    """Another system's files (mem0, OpenMemory, MemoryVault) into a brain, with a progress bar
+    on stderr and the report (read, imported, skipped with reasons) on stdout."""
+    from core.embeddings import get_embedder
+    from core.importers.pipeline import run_import
+    from handlers.progress import ProgressBar
+
+    if args.source_system is None:
+        raise InvalidInput("several files are only read with --from (mem0: JSON + history.db)")
+    if args.remap_ids:
+        raise InvalidInput("--remap-ids does not apply to --from: imported ids are derived")
+    settings = get_settings()
+    engine = _engine()
+    migrations.ensure_schema(engine)
+    bar = ProgressBar(f"import {args.source_system}")
+    try:
+        report = run_import(
+            engine,
+            args.source_system,
+            [args.path, *args.more_paths],
+            args.brain,
+            strategy=args.strategy,
+            user_id=args.user_id,
+            source_brain=args.source_brain,
+            embedder=get_embedder(settings.embedder),
+            batch_size=args.batch,
+            progress=bar.update,
+        )
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print("\n".join(report.lines()))
     return 0
 
 
@@ -272,6 +311,21 @@ def parser() -> argparse.ArgumentParser:
         "--remap-ids", action="store_true", help="give every record a new id (references follow)"
     )
     importing.add_argument("--batch", type=int, default=1000, help="records per transaction")
+    importing.add_argument(
+        "--from",
+        dest="source_system",
+        choices=("mem0", "openmemory", "memoryvault"),
+        help="read another system's files instead: mem0 history.db and/or get_all JSON, "
+        "OpenMemory SQLite, MemoryVault export JSON or D1 .sql dump",
+    )
+    importing.add_argument(
+        "more_paths", nargs="*", help="with --from mem0: the history.db besides the JSON"
+    )
+    importing.add_argument("--user-id", help="with --from: the user of memories that have none")
+    importing.add_argument(
+        "--source-brain", help="with --from memoryvault and a D1 dump: the brain (id or slug)"
+    )
+    importing.add_argument("--json", action="store_true", help="with --from: report as JSON")
     importing.set_defaults(run=cmd_import)
 
     reindex = sub.add_parser("reindex", help="embed a brain's memories with the current model")
