@@ -14,10 +14,12 @@ from core.config import Settings, get_settings
 from core.db.engine import is_sqlite, transaction
 from core.ids import new_id, now_ms
 from core.summaries import service as summaries
+from core.webhooks import sweep as webhook_sweep
 
 # Of the MaintenanceFunction's 300 s: what user summaries may take before the run moves on
 # (the users left over are picked up by the next run).
 _SUMMARY_SECONDS = 120.0
+_WEBHOOK_SECONDS = 60.0
 
 
 def run(
@@ -44,6 +46,10 @@ def run(
     # Expired sessions and OAuth codes, and sessions revoked over a week ago, with their tokens.
     with transaction(engine) as conn:
         tasks["expired_sessions_purged"] = sessions.purge_expired(conn)
+    # Webhook deliveries no drain message sent (or retries now due), then the logs trimmed.
+    tasks["webhooks"] = webhook_sweep.sweep(
+        engine, settings.webhooks, budget_seconds=_WEBHOOK_SECONDS
+    )
     # Decay, retention, conflicts and consolidation suggestions, per brain, in bounded batches.
     tasks["hygiene"] = brain_maintenance.run_all(engine, settings.maintenance)
     if is_sqlite(engine):

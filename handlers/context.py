@@ -30,6 +30,7 @@ from core.oauth.metadata import audiences, base_url
 from core.scope import Scope
 from core.search.indexing import Indexer, document_text
 from core.search.service import QueryVector, default_lexical_weight
+from core.webhooks.ssrf import Resolver, system_resolver
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -43,6 +44,8 @@ _CONFLICT_RETRIES = 3
 class Services:
     settings: Settings
     offload: bool = False
+    # How webhook hosts are resolved for the SSRF guard; tests put a stub here.
+    resolver: Resolver = system_resolver
 
     def __post_init__(self) -> None:
         self._default_brain: dict[Engine, str] = {}

@@ -1,5 +1,7 @@
-"""Non-HTTP events, routed before Mangum: EventBridge schedules run maintenance. Everything
-HTTP-shaped (API Gateway v1 and v2, Function URLs, ALB) goes to the ASGI app through Mangum."""
+"""Non-HTTP events, routed before Mangum: EventBridge schedules run maintenance, SQS messages
+drain the webhook outbox (the DeliveryFunction), and EventBridge events of detail-type
+"Mnemo Memory" add a memory. Everything HTTP-shaped (API Gateway v1 and v2, Function URLs, ALB)
+goes to the ASGI app through Mangum."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core import maintenance
+from handlers import triggers
 from handlers.context import Services
 
 log = logging.getLogger("mnemo.events")
@@ -34,12 +37,46 @@ def dispatch(
 ) -> Any:
     if is_http(event):
         return http(event, context)
+    if is_sqs(event):
+        return drain_from_sqs(event, context, services)
+    if is_memory_event(event):
+        return add_memory_from_event(event, services)
     if is_schedule(event):
         engine = services.ready_engine()
         tasks = maintenance.run(engine, services.settings)
         log.info("maintenance run", extra={"fields": {"tasks": tasks}})
         return {"ok": True, "tasks": tasks}
     raise UnknownEvent(
-        "unrecognised event: expected an HTTP event (API Gateway, Function URL, ALB) or an "
-        "EventBridge schedule"
+        "unrecognised event: expected an HTTP event (API Gateway, Function URL, ALB), an "
+        "EventBridge schedule, an SQS batch or a 'Mnemo Memory' EventBridge event"
     )
+
+
+def is_sqs(event: dict[str, Any]) -> bool:
+    records = event.get("Records")
+    return (
+        isinstance(records, list)
+        and bool(records)
+        and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
+    )
+
+
+def is_memory_event(event: dict[str, Any]) -> bool:
+    return event.get("detail-type") == triggers.MEMORY_DETAIL_TYPE and isinstance(
+        event.get("detail"), dict
+    )
+
+
+def drain_from_sqs(event: dict[str, Any], context: Any, services: Services) -> dict[str, Any]:
+    report = triggers.drain(services, event["Records"], context)
+    log.info("webhook drain", extra={"fields": report})
+    # The messages only say "drain"; the outbox is the truth, so none is ever retried.
+    return {"batchItemFailures": []}
+
+
+def add_memory_from_event(event: dict[str, Any], services: Services) -> dict[str, Any]:
+    result = triggers.add_memory(services, event)
+    if not result["ok"]:
+        # A bad event will not get better on EventBridge's retries: logged, not raised.
+        log.warning("memory event refused", extra={"fields": result})
+    return result

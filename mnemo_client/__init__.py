@@ -28,6 +28,7 @@ from mnemo_client.errors import (
     RateLimitError,
     ServerError,
 )
+from mnemo_client.webhooks import WebhookVerificationError, verify_webhook
 
 __version__ = "0.1.0"
 __all__ = [
@@ -43,5 +44,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "ServerError",
+    "WebhookVerificationError",
     "types",
+    "verify_webhook",
 ]

@@ -441,7 +441,6 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX ix_stats_brain_ts ON stats (brain_id, ts)
         """,
     ),
-    # SLOT (reserved while issue 9, watches, deliveries, triggers is built in parallel; fill in, never leave empty)
     Migration(
         10,
         "watches, outbox and inbound hooks",

@@ -1,0 +1,21 @@
+"""The maintenance schedule's part in webhooks: send what no drain message sent (SQS down, a
+crash between commit and send, retries past SQS's 15-minute delay), then trim the logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine
+
+from core import hooks
+from core.config import WebhookSettings
+from core.db.engine import transaction
+from core.webhooks import outbox
+
+
+def sweep(engine: Engine, settings: WebhookSettings, *, budget_seconds: float) -> dict[str, Any]:
+    report = outbox.drain(engine, settings, budget_seconds=budget_seconds)
+    with transaction(engine) as conn:
+        purged = outbox.purge_finished(conn)
+        receipts = hooks.purge_receipts(conn, tolerance_seconds=settings.inbound_tolerance_seconds)
+    return {**report.as_dict(), "deliveries_purged": purged, "hook_receipts_purged": receipts}

@@ -1,0 +1,170 @@
+"""Watches (webhook subscriptions) of the caller's brain, owners only: /v1/watches..."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import Response
+
+from core import watches
+from core.models import Out
+from core.watches import NewWatchOut, WatchIn, WatchList, WatchOut, WatchPatch
+from core.webhooks.ssrf import Target, check_url
+from handlers.context import Context, authorize
+from handlers.http import ApiRoute, Doc, json_response, read_body, read_query
+
+
+class DeliveryQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["pending", "delivered", "failed"] | None = None
+    limit: int = Field(50, ge=1, le=500)
+    cursor: str | None = None
+
+
+class EntityRef(Out):
+    type: str
+    id: str
+
+
+class DeliveryOut(Out):
+    id: str = Field(description="Sent as Mnemo-Delivery-Id, the same on every attempt")
+    watch_id: str
+    event_id: str
+    event_type: str
+    entity: EntityRef
+    summary: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    next_attempt_at: str | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: str | None
+    created_at: str | None
+    updated_at: str | None
+
+
+class DeliveryPage(Out):
+    results: list[DeliveryOut]
+    next_cursor: str | None
+
+
+class WatchDeleted(Out):
+    id: str
+    deleted: bool
+
+
+async def _owner(request: Request) -> Context:
+    ctx = await authorize(request)
+    ctx.scope.require_owner()
+    return ctx
+
+
+async def _checked(ctx: Context, url: str) -> Target:
+    """The SSRF guard's verdict, outside any transaction: it resolves the host."""
+    svc = ctx.services
+    return await svc.call(lambda: check_url(url, svc.settings.webhooks, svc.resolver))
+
+
+async def create(request: Request) -> Response:
+    ctx = await _owner(request)
+    data = await read_body(request, WatchIn)
+    checked = await _checked(ctx, data.webhook_url)
+    return json_response(await ctx.write(watches.create, data, checked), 201)
+
+
+async def list_(request: Request) -> Response:
+    ctx = await _owner(request)
+    return json_response({"results": await ctx.read(watches.list_watches)})
+
+
+async def get(request: Request) -> Response:
+    ctx = await _owner(request)
+    return json_response(await ctx.read(watches.get, request.path_params["id"]))
+
+
+async def patch(request: Request) -> Response:
+    ctx = await _owner(request)
+    data = await read_body(request, WatchPatch)
+    checked = None if data.webhook_url is None else await _checked(ctx, data.webhook_url)
+    watch_id = request.path_params["id"]
+    return json_response(await ctx.write(watches.update, watch_id, data, checked))
+
+
+async def delete(request: Request) -> Response:
+    ctx = await _owner(request)
+    return json_response(await ctx.write(watches.delete, request.path_params["id"]))
+
+
+async def test(request: Request) -> Response:
+    ctx = await _owner(request)
+    return json_response(await ctx.write(watches.test, request.path_params["id"]), 202)
+
+
+async def deliveries(request: Request) -> Response:
+    ctx = await _owner(request)
+    query = read_query(request, DeliveryQuery)
+    page: dict[str, Any] = await ctx.read(
+        watches.deliveries,
+        request.path_params["id"],
+        status=query.status,
+        limit=query.limit,
+        cursor=query.cursor,
+    )
+    return json_response(page)
+
+
+_TAG = "watches"
+routes = [
+    ApiRoute(
+        "/v1/watches",
+        create,
+        method="POST",
+        doc=Doc(
+            "Create a watch: changes matching it are POSTed, signed, to its webhook URL "
+            "(the secret is shown once)",
+            _TAG,
+            body=WatchIn,
+            response=NewWatchOut,
+            status=201,
+        ),
+    ),
+    ApiRoute("/v1/watches", list_, method="GET", doc=Doc("List watches", _TAG, response=WatchList)),
+    ApiRoute(
+        "/v1/watches/{id}", get, method="GET", doc=Doc("Get a watch", _TAG, response=WatchOut)
+    ),
+    ApiRoute(
+        "/v1/watches/{id}",
+        patch,
+        method="PATCH",
+        doc=Doc("Update a watch", _TAG, body=WatchPatch, response=WatchOut),
+    ),
+    ApiRoute(
+        "/v1/watches/{id}",
+        delete,
+        method="DELETE",
+        doc=Doc("Delete a watch and its delivery log", _TAG, response=WatchDeleted),
+    ),
+    ApiRoute(
+        "/v1/watches/{id}/test",
+        test,
+        method="POST",
+        doc=Doc(
+            "Queue a watch.test delivery",
+            _TAG,
+            response=DeliveryOut,
+            status=202,
+            body_required=False,
+        ),
+    ),
+    ApiRoute(
+        "/v1/watches/{id}/deliveries",
+        deliveries,
+        method="GET",
+        doc=Doc(
+            "A watch's deliveries, newest first", _TAG, query=DeliveryQuery, response=DeliveryPage
+        ),
+    ),
+]

@@ -1,0 +1,112 @@
+"""What the event router runs for webhook work: the outbox drain (SQS) and memories from
+EventBridge events.
+
+An EventBridge event of detail-type "Mnemo Memory" adds one memory. Its detail is a memory as
+for POST /v1/memories plus `brain`, the brain's name (slug):
+
+    {"brain": "acme", "content": "Alice renewed her plan", "user_id": "alice",
+     "tags": ["billing"], "type": "note", "metadata": {"plan": "pro"}}
+
+Only rules in the AWS account route events to the function, so the event itself is trusted;
+EventBridge delivers at least once, and an exact duplicate returns the memory already stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from core import memories
+from core.brains import brain_id
+from core.db.engine import transaction
+from core.errors import MnemoError, field_errors
+from core.ids import now_ms
+from core.models import MemoryIn
+from core.scope import Scope
+from core.webhooks import outbox, queue
+from handlers.context import Context, Services
+
+MEMORY_DETAIL_TYPE = "Mnemo Memory"
+# Kept back from the function's remaining time for recording the last batch.
+_MARGIN_SECONDS = 10.0
+_DEFAULT_BUDGET_SECONDS = 60.0
+
+
+def _budget(context: Any) -> float:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return _DEFAULT_BUDGET_SECONDS
+    return max(1.0, float(remaining()) / 1000 - _MARGIN_SECONDS)
+
+
+def _is_follow_up(records: Sequence[dict[str, Any]]) -> bool:
+    for record in records:
+        try:
+            if json.loads(record.get("body") or "{}").get("follow_up"):
+                return True
+        except (ValueError, AttributeError):
+            continue
+    return False
+
+
+def drain(services: Services, records: Sequence[dict[str, Any]], context: Any) -> dict[str, Any]:
+    """Drain the outbox; when retries wait, ask SQS to wake this function again when the
+    soonest is due (a follow-up message, delayed up to SQS's 15 minutes). A drain that
+    scheduled no retry starts no follow-up, so follow-ups do not pile up per change; what
+    waits beyond them is swept by the maintenance schedule."""
+    settings = services.settings.webhooks
+    engine = services.ready_engine()
+    report = outbox.drain(engine, settings, budget_seconds=_budget(context))
+    result: dict[str, Any] = report.as_dict()
+    due = outbox.next_due(engine)
+    if settings.queue_url and due is not None and (report.retrying > 0 or _is_follow_up(records)):
+        delay = math.ceil(max(0, due - now_ms()) / 1000)
+        queue.send_drain(settings.queue_url, delay_seconds=delay, follow_up=True)
+        result["follow_up_in_seconds"] = min(delay, queue.MAX_DELAY_SECONDS)
+    return result
+
+
+def add_memory(services: Services, event: dict[str, Any]) -> dict[str, Any]:
+    detail = dict(event["detail"])
+    brain = detail.pop("brain", None)
+    if not isinstance(brain, str) or not brain:
+        return _refused("invalid_input", "the detail needs `brain`, the brain's name", event)
+    try:
+        data = MemoryIn.model_validate(detail)
+    except ValidationError as exc:
+        return _refused(
+            "invalid_input",
+            "the detail is not a valid memory",
+            event,
+            field_errors(exc.errors(include_url=False)),
+        )
+    if data.source is None:
+        data = data.model_copy(update={"source": f"eventbridge:{event.get('source', 'unknown')}"})
+    engine = services.ready_engine()
+    try:
+        with transaction(engine, write=False) as conn:
+            found = brain_id(conn, brain)
+        scope = Scope(brain_id=found, principal=f"eventbridge:{event.get('source', 'unknown')}")
+        ctx = Context(services, engine, scope)
+
+        async def save() -> dict[str, Any]:
+            index = await ctx.indexer([data])
+            return await ctx.write(memories.create, data, ctx.limits, index)
+
+        memory = asyncio.run(save())
+    except MnemoError as exc:
+        return _refused(exc.code, exc.message, event, exc.details)
+    return {"ok": True, "memory": memory}
+
+
+def _refused(code: str, message: str, event: dict[str, Any], details: Any = None) -> dict[str, Any]:
+    return {
+        "ok": False,
+        "event_id": event.get("id"),
+        "error": {"code": code, "message": message, "details": details},
+    }

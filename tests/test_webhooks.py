@@ -1,0 +1,492 @@
+"""Watches and the webhook outbox: the API, the outbox written in the change's transaction,
+signed deliveries to a real receiver on 127.0.0.1 with retries, the SSRF guard (stubbed DNS:
+no test resolves or connects to a private address), atomic claims, and SQS (moto)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from sqlalchemy import Engine, text
+
+from core import memories
+from core.config import Limits, Settings, WebhookSettings
+from core.db.engine import transaction
+from core.keys import create_key
+from core.models import MemoryIn
+from core.scope import Scope
+from core.search.indexing import Indexer
+from core.webhooks import deliver, outbox, queue, signing
+from core.webhooks.ssrf import Target, UnsafeUrl, check_url
+from handlers import events
+from mnemo_client import WebhookVerificationError, verify_webhook
+from tests.lambda_client import EVENTS as EVENTS_DIR
+from tests.lambda_client import LambdaClient, LambdaContext
+from tests.webhook_receiver import Receiver
+
+OWNER_KEY = "owner-key-for-webhook-tests"
+PUBLIC = "93.184.216.34"
+DNS = {
+    "hooks.example.com": [PUBLIC],
+    "internal.example.com": ["10.0.0.1"],
+    "mixed.example.com": [PUBLIC, "192.168.1.10"],
+}
+
+
+def stub_resolver(table: dict[str, list[str]]) -> Any:
+    def resolve(host: str, port: int) -> Sequence[str]:
+        if host not in table:
+            raise UnsafeUrl(f"test resolver: {host!r} is not in the table")
+        return table[host]
+
+    return resolve
+
+
+RESOLVER = stub_resolver(DNS)
+# What drains use: it knows no host at all, so a delivery to anything but an IP literal is
+# refused before any connection; receivers are reached at 127.0.0.1 only.
+NO_DNS = stub_resolver({})
+
+
+@pytest.fixture
+def hook_settings(settings: Settings) -> Settings:
+    return settings.with_(
+        api_key=OWNER_KEY,
+        default_brain=f"w-{uuid.uuid4().hex[:10]}",
+        webhooks=WebhookSettings(
+            allow_http_loopback=True, backoff_base_seconds=0, max_attempts=4, concurrency=2
+        ),
+    )
+
+
+@pytest.fixture
+def owner(hook_settings: Settings, engine: Engine) -> LambdaClient:
+    client = LambdaClient(hook_settings, key=OWNER_KEY)
+    client.app.state.services.resolver = RESOLVER
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _no_notifier() -> Iterator[None]:
+    yield
+    outbox.set_notifier(None)
+
+
+def brain_of(engine: Engine, slug: str) -> str:
+    with transaction(engine, write=False) as conn:
+        return str(
+            conn.execute(text("SELECT id FROM brains WHERE slug = :s"), {"s": slug}).scalar()
+        )
+
+
+def add_memory(client: LambdaClient, content: str, **fields: Any) -> dict[str, Any]:
+    reply = client.post("/v1/memories", {"content": content, **fields})
+    assert reply.status == 201, reply.body
+    data: dict[str, Any] = reply.json()
+    return data
+
+
+def create_watch(client: LambdaClient, url: str, **fields: Any) -> dict[str, Any]:
+    reply = client.post("/v1/watches", {"name": "w", "webhook_url": url, **fields})
+    assert reply.status == 201, reply.body
+    data: dict[str, Any] = reply.json()
+    return data
+
+
+def deliveries_of(client: LambdaClient, watch_id: str) -> list[dict[str, Any]]:
+    reply = client.get(f"/v1/watches/{watch_id}/deliveries")
+    assert reply.status == 200, reply.body
+    results: list[dict[str, Any]] = reply.json()["results"]
+    return results
+
+
+def drain(engine: Engine, settings: Settings) -> outbox.DrainReport:
+    return outbox.drain(engine, settings.webhooks, resolver=NO_DNS, budget_seconds=30)
+
+
+# --- signatures ------------------------------------------------------------------------------
+
+
+def test_signature_verifies_with_the_documented_recipe_and_fails_on_one_byte() -> None:
+    secret = signing.new_secret()
+    body = b'{"id":"e1","type":"memory.created"}'
+    header = signing.sign(secret, body)
+    assert verify_webhook(secret, header, body) == signing.verify(secret, header, body)
+    # The recipe in README: HMAC-SHA256(secret, f"{t}.{body}") in hex.
+    import hashlib
+    import hmac
+
+    t = header.split(",")[0].removeprefix("t=")
+    recipe = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    assert header == f"t={t},v1={recipe}"
+    for i in range(len(body)):
+        tampered = body[:i] + bytes([body[i] ^ 1]) + body[i + 1 :]
+        with pytest.raises(WebhookVerificationError):
+            verify_webhook(secret, header, tampered)
+        with pytest.raises(signing.BadSignature):
+            signing.verify(secret, header, tampered)
+    with pytest.raises(WebhookVerificationError):
+        verify_webhook(secret + "x", header, body)
+    old = signing.sign(secret, body, timestamp=int(header.split(",")[0][2:]) - 301)
+    with pytest.raises(WebhookVerificationError, match="from now"):
+        verify_webhook(secret, old, body)
+    with pytest.raises(WebhookVerificationError):
+        verify_webhook(secret, "v1=abc", body)
+
+
+# --- the SSRF guard ------------------------------------------------------------------------------
+
+STRICT = WebhookSettings()
+LOOPBACK_OK = WebhookSettings(allow_http_loopback=True)
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("https://127.0.0.1/hook", "loopback"),
+        ("http://127.0.0.1:8080/hook", "loopback"),
+        ("https://localhost.example/hook", "not in the table"),
+        ("https://169.254.169.254/latest/meta-data/", "metadata"),
+        ("https://[fd00:ec2::254]/", "metadata"),
+        ("https://internal.example.com/hook", "private"),
+        ("https://mixed.example.com/hook", "private"),
+        ("https://10.1.2.3/", "private"),
+        ("https://[::ffff:10.0.0.1]/", "private"),
+        ("https://[::1]/", "loopback"),
+        ("https://0.0.0.0/", "unspecified"),
+        ("https://224.0.0.1/", "multicast"),
+        ("https://[fe80::1]/", "link-local"),
+        ("http://hooks.example.com/hook", "must be https"),
+        ("ftp://hooks.example.com/", "looks like"),
+        ("https://user:pw@hooks.example.com/", "credentials"),
+    ],
+)
+def test_ssrf_refusals(url: str, why: str) -> None:
+    with pytest.raises(UnsafeUrl, match=why):
+        check_url(url, STRICT, RESOLVER)
+
+
+def test_ssrf_allowed_targets_connect_to_the_checked_address() -> None:
+    target = check_url("https://hooks.example.com/in?x=1", STRICT, RESOLVER)
+    assert (target.host, target.port, target.path, target.address) == (
+        "hooks.example.com",
+        443,
+        "/in?x=1",
+        PUBLIC,
+    )
+    local = check_url("http://127.0.0.1:9/hook", LOOPBACK_OK, RESOLVER)
+    assert local.address == "127.0.0.1"
+    # The loopback setting opens loopback only, never the private ranges or metadata.
+    for url in ("https://169.254.169.254/", "https://internal.example.com/", "http://10.0.0.1/"):
+        with pytest.raises(UnsafeUrl):
+            check_url(url, LOOPBACK_OK, RESOLVER)
+    allow = WebhookSettings(allowlist=("internal.example.com", "192.168.0.0/16"))
+    assert check_url("https://internal.example.com/", allow, RESOLVER).address == "10.0.0.1"
+    assert check_url("https://mixed.example.com/", allow, RESOLVER).address == PUBLIC
+    with pytest.raises(UnsafeUrl, match="must be https"):
+        check_url("http://internal.example.com/", allow, RESOLVER)
+
+
+# --- the API --------------------------------------------------------------------------------
+
+
+def test_watch_crud_and_owner_only(
+    owner: LambdaClient, engine: Engine, hook_settings: Settings
+) -> None:
+    made = create_watch(
+        owner,
+        "https://hooks.example.com/in",
+        event_types=["memory.created", "memory.created", "link.created"],
+        query="Tea",
+    )
+    assert made["secret"].startswith("whsec_") and len(made["secret"]) > 40
+    assert made["event_types"] == ["memory.created", "link.created"]
+    assert made["secret_hint"] == made["secret"][:10] + "…"
+    listed = owner.get("/v1/watches").json()["results"]
+    assert [w["id"] for w in listed] == [made["id"]]
+    assert "secret" not in listed[0]
+    assert "secret" not in owner.get(f"/v1/watches/{made['id']}").json()
+
+    patched = owner.patch(
+        f"/v1/watches/{made['id']}", {"event_types": "*", "query": "", "active": False}
+    ).json()
+    assert (patched["event_types"], patched["query"], patched["active"]) == ("*", None, False)
+    refused = owner.patch(
+        f"/v1/watches/{made['id']}", {"webhook_url": "https://internal.example.com/"}
+    )
+    assert (refused.status, refused.error_code) == (422, "unsafe_webhook_url")
+    bad = owner.post("/v1/watches", {"name": "x", "webhook_url": "https://169.254.169.254/"})
+    assert (bad.status, bad.error_code) == (422, "unsafe_webhook_url")
+    bad_type = owner.post(
+        "/v1/watches",
+        {"name": "x", "webhook_url": "https://hooks.example.com/", "event_types": ["Nope"]},
+    )
+    assert bad_type.status == 422
+
+    test = owner.post(f"/v1/watches/{made['id']}/test")
+    assert test.status == 202, test.body
+    assert test.json()["event_type"] == "watch.test"
+    assert [d["event_type"] for d in deliveries_of(owner, made["id"])] == ["watch.test"]
+
+    # A brain key (no owner role) cannot manage watches; another brain's watch is a 404.
+    with transaction(engine) as conn:
+        member_key = create_key(conn, hook_settings.default_brain).secret
+    member = owner.as_key(member_key)
+    assert member.get("/v1/watches").error_code == "owner_only"
+    other = LambdaClient(
+        hook_settings.with_(default_brain=f"w-{uuid.uuid4().hex[:10]}"), key=OWNER_KEY
+    )
+    assert other.get(f"/v1/watches/{made['id']}").status == 404
+    assert other.delete(f"/v1/watches/{made['id']}").status == 404
+
+    assert owner.delete(f"/v1/watches/{made['id']}").json() == {"id": made["id"], "deleted": True}
+    assert owner.get("/v1/watches").json()["results"] == []
+    feed = owner.get("/v1/changelog", query={"event_type": "watch.created"}).json()
+    assert "whsec_" not in json.dumps(feed)
+
+
+# --- the outbox --------------------------------------------------------------------------------
+
+
+def _pending(engine: Engine, brain_id: str) -> list[Any]:
+    with transaction(engine, write=False) as conn:
+        return list(
+            conn.execute(
+                text(
+                    "SELECT id, event_type, entity_id, status, attempts FROM deliveries "
+                    "WHERE brain_id = :b ORDER BY created_at, id"
+                ),
+                {"b": brain_id},
+            )
+        )
+
+
+def test_a_change_and_its_delivery_commit_or_roll_back_together(
+    owner: LambdaClient, engine: Engine, hook_settings: Settings
+) -> None:
+    watch = create_watch(owner, "https://hooks.example.com/in", event_types=["memory.created"])
+    brain_id = brain_of(engine, hook_settings.default_brain)
+    scope = Scope(brain_id=brain_id, principal="test")
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), transaction(engine) as conn:
+        memories.create(conn, scope, MemoryIn(content="rolled back"), Limits(), Indexer(None))
+        assert len(_pending_in(conn, brain_id)) == 1  # written, inside the transaction
+        raise Boom
+    assert _pending(engine, brain_id) == []
+    with transaction(engine, write=False) as conn:
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM memories WHERE brain_id = :b"), {"b": brain_id}
+            ).scalar()
+            == 0
+        )
+
+    with transaction(engine) as conn:
+        made = memories.create(conn, scope, MemoryIn(content="kept"), Limits(), Indexer(None))
+    rows = _pending(engine, brain_id)
+    assert [(r.event_type, r.entity_id, r.status, r.attempts) for r in rows] == [
+        ("memory.created", made["id"], "pending", 0)
+    ]
+    assert rows[0].id.endswith(":" + watch["id"])
+
+
+def _pending_in(conn: Any, brain_id: str) -> list[Any]:
+    return list(
+        conn.execute(text("SELECT id FROM deliveries WHERE brain_id = :b"), {"b": brain_id})
+    )
+
+
+def test_event_type_and_text_filters_are_applied_in_sql(
+    owner: LambdaClient, engine: Engine, hook_settings: Settings
+) -> None:
+    everything = create_watch(owner, "https://hooks.example.com/a")
+    created_tea = create_watch(
+        owner, "https://hooks.example.com/b", event_types=["memory.created"], query="GREEN tea"
+    )
+    archived = create_watch(owner, "https://hooks.example.com/c", event_types=["memory.archived"])
+    paused = create_watch(owner, "https://hooks.example.com/d", active=False)
+    tea = add_memory(owner, "Alice prefers green tea")
+    add_memory(owner, "Bob likes coffee")
+    assert owner.post(f"/v1/memories/{tea['id']}/archive").status == 200
+
+    def types(watch: dict[str, Any]) -> list[str]:
+        return sorted(d["event_type"] for d in deliveries_of(owner, watch["id"]))
+
+    # "*" also sees the later watches being created.
+    assert types(everything) == [
+        "memory.archived",
+        "memory.created",
+        "memory.created",
+        "watch.created",
+        "watch.created",
+        "watch.created",
+        "watch.created",
+    ]
+    assert types(created_tea) == ["memory.created"]
+    assert deliveries_of(owner, created_tea["id"])[0]["entity"] == {
+        "type": "memory",
+        "id": tea["id"],
+    }
+    assert types(archived) == ["memory.archived"]
+    assert types(paused) == []
+
+
+def test_a_brain_without_watches_gets_no_deliveries(
+    client: LambdaClient, engine: Engine, tenant: Any
+) -> None:
+    add_memory(client, "nothing watches this")
+    assert _pending(engine, tenant.brain_id) == []
+
+
+def test_receiver_that_fails_twice_gets_one_success_with_one_delivery_id(
+    owner: LambdaClient, engine: Engine, hook_settings: Settings
+) -> None:
+    with Receiver(fail_first=2) as receiver:
+        watch = create_watch(owner, receiver.url, event_types=["memory.created"])
+        memory = add_memory(owner, "Carol moved to Lyon", user_id="carol")
+        report = drain(engine, hook_settings)
+    mine = [r for r in receiver.received if r.headers["mnemo-delivery-id"].endswith(watch["id"])]
+    assert [r.answered for r in mine] == [500, 500, 204]
+    assert len({r.headers["mnemo-delivery-id"] for r in mine}) == 1
+    assert [r.headers["mnemo-attempt"] for r in mine] == ["1", "2", "3"]
+    assert report.delivered >= 1 and report.retrying >= 2
+    for r in mine:
+        assert r.path == "/hook"
+        assert r.headers["mnemo-event"] == "memory.created"
+        assert r.headers["content-type"] == "application/json"
+        verify_webhook(watch["secret"], r.headers["mnemo-signature"], r.body)
+    event = json.loads(mine[-1].body)
+    assert set(event) == {"id", "type", "entity", "summary", "payload", "time"}
+    assert event["type"] == "memory.created"
+    assert event["entity"] == {"type": "memory", "id": memory["id"]}
+    assert "Carol moved to Lyon" in event["summary"]
+    log = deliveries_of(owner, watch["id"])
+    assert [(d["status"], d["attempts"], d["last_status_code"]) for d in log] == [
+        ("delivered", 3, 204)
+    ]
+    assert log[0]["id"] == mine[0].headers["mnemo-delivery-id"]
+    got = owner.get(f"/v1/watches/{watch['id']}").json()
+    assert got["last_triggered_at"] is not None and got["last_error"] is None
+
+
+def test_retries_stop_at_max_attempts_then_failed(
+    owner: LambdaClient, engine: Engine, hook_settings: Settings
+) -> None:
+    with Receiver(fail_first=100) as receiver:
+        watch = create_watch(owner, receiver.url, event_types=["watch.test"])
+        assert owner.post(f"/v1/watches/{watch['id']}/test").status == 202
+        drain(engine, hook_settings)
+    assert len(receiver.received) == hook_settings.webhooks.max_attempts
+    [log] = deliveries_of(owner, watch["id"])
+    assert (log["status"], log["attempts"], log["last_status_code"]) == ("failed", 4, 500)
+    assert log["last_error"].startswith("HTTP 500")
+    assert owner.get(f"/v1/watches/{watch['id']}").json()["last_error"].startswith("HTTP 500")
+
+
+def test_backoff_is_exponential_with_full_jitter() -> None:
+    settings = WebhookSettings(backoff_base_seconds=10, backoff_max_seconds=60)
+    for attempts, cap in ((1, 10), (2, 20), (3, 40), (4, 60), (9, 60)):
+        waits = [outbox.backoff_ms(settings, attempts) for _ in range(200)]
+        assert all(0 <= w <= cap * 1000 for w in waits)
+        assert max(waits) > cap * 1000 * 0.7  # spread over the whole range, not clustered
+
+
+def test_send_time_check_refuses_a_host_that_now_resolves_inside(
+    owner: LambdaClient, engine: Engine, hook_settings: Settings
+) -> None:
+    """DNS rebinding: public when the watch was saved, private when the delivery goes out. The
+    sender is never called, so no connection is attempted."""
+    watch = create_watch(owner, "https://hooks.example.com/in", event_types=["watch.test"])
+    assert owner.post(f"/v1/watches/{watch['id']}/test").status == 202
+    calls: list[Target] = []
+
+    def sender(target: Target, body: bytes, headers: dict[str, str], *, timeout: float) -> Any:
+        calls.append(target)
+        return deliver.Outcome(True, 204, None)
+
+    rebound = stub_resolver({"hooks.example.com": ["10.0.0.1"]})
+    outbox.drain(engine, hook_settings.webhooks, resolver=rebound, sender=sender)
+    assert all(t.host != "hooks.example.com" for t in calls)
+    [log] = deliveries_of(owner, watch["id"])
+    assert log["status"] in ("pending", "failed")
+    assert "10.0.0.1" in log["last_error"] and "private" in log["last_error"]
+
+
+def test_a_claim_is_taken_once(
+    owner: LambdaClient, engine: Engine, hook_settings: Settings
+) -> None:
+    watch = create_watch(owner, "https://hooks.example.com/in", event_types=["watch.test"])
+    for _ in range(3):
+        owner.post(f"/v1/watches/{watch['id']}/test")
+    settings = hook_settings.webhooks
+    with transaction(engine) as conn:
+        first = outbox.claim(conn, settings, 2)
+    with transaction(engine) as conn:
+        second = outbox.claim(conn, settings, 10)
+    with transaction(engine) as conn:
+        third = outbox.claim(conn, settings, 10)
+    mine = {d["id"] for d in deliveries_of(owner, watch["id"])}
+    firsts = {c.id for c in first} & mine
+    seconds = {c.id for c in second} & mine
+    assert not firsts & seconds
+    assert firsts | seconds == mine
+    assert not {c.id for c in third} & mine  # leased: not due again until the lease runs out
+    # A claim whose lease another drainer took over records nothing.
+    with transaction(engine) as conn:
+        stale = next(c for c in first if c.id in mine)
+        conn.execute(
+            text("UPDATE deliveries SET claim_token = 'other' WHERE brain_id = :b AND id = :id"),
+            {"b": stale.brain_id, "id": stale.id},
+        )
+        report = outbox.DrainReport()
+        outbox.record(conn, settings, [(stale, deliver.Outcome(True, 200, None))], report)
+    assert report.delivered == 0
+
+
+def test_sqs_message_after_commit_and_the_delivery_function_drains(
+    owner: LambdaClient, engine: Engine, hook_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws(), Receiver() as receiver:
+        queue.forget_clients()
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="mnemo-deliveries")["QueueUrl"]
+        settings = hook_settings.with_(
+            webhooks=WebhookSettings(allow_http_loopback=True, queue_url=url)
+        )
+        app = LambdaClient(settings, key=OWNER_KEY)  # installs the SQS notifier
+        watch = create_watch(app, receiver.url, event_types=["memory.created"])
+
+        def messages() -> list[dict[str, Any]]:
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            for m in got:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+            return list(got)
+
+        assert messages() == []  # watch.created matched no watch: nothing was written
+        add_memory(app, "Dora joined the team")
+        [message] = messages()
+        assert json.loads(message["Body"]) == {"drain": True}
+
+        # The DeliveryFunction: the SQS event, through the same entry point as every event.
+        record = json.loads((EVENTS_DIR / "sqs.json").read_text())["Records"][0]
+        event = {"Records": [{**record, "body": message["Body"]}]}
+        result = events.dispatch(
+            event, LambdaContext(), http=app.handler, services=app.app.state.services
+        )
+        assert result == {"batchItemFailures": []}
+        queue.forget_clients()
+    [got] = [r for r in receiver.received if r.headers["mnemo-delivery-id"].endswith(watch["id"])]
+    verify_webhook(watch["secret"], got.headers["mnemo-signature"], got.body)
+    assert json.loads(got.body)["type"] == "memory.created"
+    assert [d["status"] for d in deliveries_of(app, watch["id"])] == ["delivered"]
