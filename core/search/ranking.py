@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, overload
 
 import numpy as np
 
@@ -40,7 +41,11 @@ class Standardiser:
     mean: float
     std: float
 
-    def z(self, value: float) -> float:
+    @overload
+    def z(self, value: float) -> float: ...
+    @overload
+    def z(self, value: np.ndarray) -> np.ndarray: ...
+    def z(self, value: Any) -> Any:
         return (value - self.mean) / self.std
 
 
@@ -59,10 +64,6 @@ def standardiser(
     return Standardiser(float(mean), max(std, min_std))
 
 
-def squash(evidence: float, scale: float) -> float:
-    return 1.0 - math.exp(-max(evidence, 0.0) / scale)
-
-
 @dataclass(frozen=True)
 class Factors:
     lexical: float
@@ -77,36 +78,57 @@ class Factors:
     score: float
 
 
-def score(
-    *,
-    lexical: float,
-    semantic: float,
-    context: float,
-    importance: float,
-    confidence: float,
-    trust: float,
-    age_days: float,
-    superseded: bool,
-    settings: RankingSettings,
-) -> Factors:
-    """`lexical` and `semantic` are the weighted z-scores, `context` what the neighbours add."""
-    relevance = squash(lexical + semantic + context, settings.squash)
+@dataclass(frozen=True)
+class Candidates:
+    """What ranking knows of each candidate, one array entry per memory, in the same order.
+    `lexical` and `semantic` are the weighted z-scores, `context` what the neighbours add."""
+
+    lexical: np.ndarray
+    semantic: np.ndarray
+    context: np.ndarray
+    importance: np.ndarray
+    confidence: np.ndarray
+    trust: np.ndarray
+    age_days: np.ndarray
+    superseded: np.ndarray  # bool
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """Scores of every candidate, computed together (one numpy pass instead of a Python call
+    per candidate: a search ranks a few hundred), with the factors on demand for `explain`."""
+
+    candidates: Candidates
+    relevance: np.ndarray
+    recency: np.ndarray
+    scores: np.ndarray
+
+    def factors(self, i: int) -> Factors:
+        c = self.candidates
+        return Factors(
+            lexical=round(float(c.lexical[i]), 6),
+            semantic=round(float(c.semantic[i]), 6),
+            context=round(float(c.context[i]), 6),
+            relevance=round(float(self.relevance[i]), 6),
+            importance=float(c.importance[i]),
+            confidence=float(c.confidence[i]),
+            trust=float(c.trust[i]),
+            recency=round(float(self.recency[i]), 6),
+            superseded=bool(c.superseded[i]),
+            score=float(self.scores[i]),
+        )
+
+
+def rank(candidates: Candidates, settings: RankingSettings) -> Ranked:
+    c = candidates
+    evidence = np.maximum(c.lexical + c.semantic + c.context, 0.0)
+    relevance = 1.0 - np.exp(-evidence / settings.squash)
     recency = (
         1
         - settings.recency_weight
-        + settings.recency_weight * math.pow(0.5, max(age_days, 0.0) / settings.half_life_days)
+        + settings.recency_weight
+        * np.power(0.5, np.maximum(c.age_days, 0.0) / settings.half_life_days)
     )
-    quality = (0.8 + 0.2 * importance) * (0.9 + 0.1 * confidence) * (0.8 + 0.2 * trust)
-    final = relevance * quality * recency * (settings.superseded_factor if superseded else 1.0)
-    return Factors(
-        lexical=round(lexical, 6),
-        semantic=round(semantic, 6),
-        context=round(context, 6),
-        relevance=round(relevance, 6),
-        importance=importance,
-        confidence=confidence,
-        trust=trust,
-        recency=round(recency, 6),
-        superseded=superseded,
-        score=round(max(0.0, min(1.0, final)), 6),
-    )
+    quality = (0.8 + 0.2 * c.importance) * (0.9 + 0.1 * c.confidence) * (0.8 + 0.2 * c.trust)
+    final = relevance * quality * recency * np.where(c.superseded, settings.superseded_factor, 1.0)
+    return Ranked(c, relevance, recency, np.round(np.clip(final, 0.0, 1.0), 6))

@@ -21,7 +21,7 @@ from core.scope import Scope
 from core.search import lexical, vectors
 from core.search.metadata_filter import MetadataFilter
 from core.search.models import SearchFilters, SearchIn
-from core.search.ranking import RankingSettings, Standardiser, score, standardiser
+from core.search.ranking import Candidates, RankingSettings, Standardiser, rank, standardiser
 
 _MIN_CANDIDATES = 50
 _CONTEXT_FROM = 30
@@ -125,17 +125,16 @@ def search(
     if not candidate_ids:
         return {"results": [], "next_cursor": None, "touched": []}
     rows = {row.id: row for row in _read_back(conn, where, params, candidate_ids, _RANK_COLUMNS)}
-    fused = {memory_id: evidence.fused(memory_id) for memory_id in rows}
+    fused = dict(zip(rows, evidence.fused(list(rows)).tolist(), strict=True))
 
     # Thread context: the best candidates lend evidence to the memories saved next to them.
     best = sorted(fused, key=lambda i: -fused[i])[: max(_CONTEXT_FROM, 3 * wanted)]
     threads = _neighbours(conn, scope.brain_id, [rows[i] for i in best])
     extra = {i for pair in threads.values() for i in pair if i and i not in rows}
     if extra:
-        rows.update(
-            {row.id: row for row in _read_back(conn, where, params, list(extra), _RANK_COLUMNS)}
-        )
-        fused.update({i: evidence.fused(i) for i in extra if i in rows})
+        found = {r.id: r for r in _read_back(conn, where, params, list(extra), _RANK_COLUMNS)}
+        rows.update(found)
+        fused.update(zip(found, evidence.fused(list(found)).tolist(), strict=True))
     background = evidence.background()
     before_of: dict[str, str | None] = {}
     after_of: dict[str, str | None] = {}
@@ -146,50 +145,57 @@ def search(
         if after:
             before_of.setdefault(after, memory_id)
 
-    def share(other: str | None) -> float:
-        return fused.get(other, background) if other else background
+    ids = list(rows)
+    candidates = list(rows.values())
 
-    now = now_ms()
-    ranked = []
-    for memory_id, row in rows.items():
-        lexical_part, semantic_part = evidence.parts(memory_id)
-        context = (
-            ranking.context_before * share(before_of.get(memory_id))
-            + ranking.context_after * share(after_of.get(memory_id))
-            - (ranking.context_before + ranking.context_after) * background
+    def shares(neighbour_of: dict[str, str | None]) -> np.ndarray:
+        """The evidence of each candidate's neighbour on one side (background if none)."""
+        return np.array(
+            [fused.get(n, background) if (n := neighbour_of.get(i)) else background for i in ids]
         )
-        when = row.occurred_at if row.occurred_at is not None else row.created_at
-        factors = score(
-            lexical=lexical_part,
-            semantic=semantic_part,
-            context=context,
-            importance=float(row.importance),
-            confidence=float(row.confidence),
-            trust=0.5,
-            age_days=(now - when) / _DAY_MS,
-            superseded=row.superseded_by is not None,
-            settings=ranking,
-        )
-        if factors.score <= 0.0 or factors.score < request.min_score:
-            continue
-        ranked.append((factors, row))
-    ranked.sort(key=lambda item: (-item[0].score, item[1].id))
-    page = ranked[offset:wanted]
-    full = {r.id: r for r in _read_back(conn, where, params, [r.id for _, r in page], COLUMNS)}
+
+    context = (
+        ranking.context_before * shares(before_of)
+        + ranking.context_after * shares(after_of)
+        - (ranking.context_before + ranking.context_after) * background
+    )
+    ranked = rank(_describe(candidates, *evidence.parts(ids), context, now_ms()), ranking)
+    scores = ranked.scores
+    kept = np.flatnonzero((scores > 0.0) & (scores >= request.min_score)).tolist()
+    order = sorted(kept, key=lambda k: (-scores[k], ids[k]))
+    page = order[offset:wanted]
+    full = {r.id: r for r in _read_back(conn, where, params, [ids[k] for k in page], COLUMNS)}
     results = []
-    for factors, row in page:
-        hit: dict[str, Any] = {"memory": to_dict(full[row.id]), "score": factors.score}
+    for k in page:
+        hit: dict[str, Any] = {"memory": to_dict(full[ids[k]]), "score": float(scores[k])}
         if request.explain:
-            hit["explain"] = factors.__dict__.copy()
+            hit["explain"] = ranked.factors(k).__dict__.copy()
         results.append(hit)
     next_cursor = None
-    if len(ranked) > wanted:
+    if len(order) > wanted:
         next_cursor = cursors.encode({"o": wanted, "q": _cursor_key(request)})
     return {
         "results": results,
         "next_cursor": next_cursor,
-        "touched": [row.id for _, row in page],
+        "touched": [ids[k] for k in page],
     }
+
+
+def _describe(
+    rows: list[Any], lexical: np.ndarray, semantic: np.ndarray, context: np.ndarray, now: int
+) -> Candidates:
+    """The ranking arrays of these candidate rows, evidence first, then their qualities."""
+    when = [r.occurred_at if r.occurred_at is not None else r.created_at for r in rows]
+    return Candidates(
+        lexical=lexical,
+        semantic=semantic,
+        context=context,
+        importance=np.array([float(r.importance) for r in rows]),
+        confidence=np.array([float(r.confidence) for r in rows]),
+        trust=np.full(len(rows), 0.5),  # neutral until sources have a trust of their own
+        age_days=(now - np.array(when, dtype=np.float64)) / _DAY_MS,
+        superseded=np.array([r.superseded_by is not None for r in rows], dtype=bool),
+    )
 
 
 def _lexical_weight(mode: str, ranking: RankingSettings, vector: QueryVector | None) -> float:
@@ -248,9 +254,10 @@ class _Semantic:
     def top(self, n: int) -> list[str]:
         return [memory_id for memory_id, _ in self.cache.top(self.sims, self.mask, n)]
 
-    def z(self, memory_id: str) -> float:
-        cosine = self.cache.cosine(self.sims, memory_id)
-        return self.std.z(self.std.mean if cosine is None else cosine)
+    def z(self, ids: list[str]) -> np.ndarray:
+        """Standardised cosines; a memory without a vector of this model counts as average."""
+        cosines = self.cache.cosines(self.sims, ids, missing=self.std.mean)
+        return self.std.z(cosines)
 
 
 @dataclass
@@ -260,18 +267,21 @@ class _Evidence:
     semantic: _Semantic | None
     lexical_weight: float
 
-    def parts(self, memory_id: str) -> tuple[float, float]:
-        lexical_part = 0.0
+    def parts(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The weighted lexical and semantic z-scores of these memories."""
+        lexical_part = np.zeros(len(ids))
         if self.lexical_weight > 0:
-            raw = self.lexical_raw.get(memory_id, 0.0)
+            raw = np.array([self.lexical_raw.get(i, 0.0) for i in ids])
             lexical_part = self.lexical_weight * self.lexical_std.z(raw)
-        semantic_part = 0.0
+        semantic_part = np.zeros(len(ids))
         if self.semantic is not None and self.lexical_weight < 1:
-            semantic_part = (1 - self.lexical_weight) * self.semantic.z(memory_id)
+            semantic_part = (1 - self.lexical_weight) * self.semantic.z(ids)
         return lexical_part, semantic_part
 
-    def fused(self, memory_id: str) -> float:
-        return sum(self.parts(memory_id))
+    def fused(self, ids: list[str]) -> np.ndarray:
+        lexical_part, semantic_part = self.parts(ids)
+        total: np.ndarray = lexical_part + semantic_part
+        return total
 
     def background(self) -> float:
         """The evidence of a memory that matches no word and is of average similarity."""

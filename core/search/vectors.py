@@ -133,9 +133,12 @@ class BrainVectors:
         best = best[np.argsort(-masked[best])]
         return [(self.ids[i], float(scores[i])) for i in best]
 
-    def cosine(self, scores: np.ndarray, memory_id: str) -> float | None:
-        slot = self.rows.get(memory_id)
-        return None if slot is None or slot >= len(scores) else float(scores[slot])
+    def cosines(self, scores: np.ndarray, ids: list[str], *, missing: float) -> np.ndarray:
+        """The scores of these memories; `missing` for those not in the cache."""
+        slots = np.fromiter((self.rows.get(i, -1) for i in ids), np.int64, len(ids))
+        slots[slots >= len(scores)] = -1
+        found: np.ndarray = np.where(slots >= 0, scores[slots].astype(np.float64), missing)
+        return found
 
 
 _cache: dict[tuple[str, str, str], BrainVectors] = {}
