@@ -13,6 +13,7 @@ import numpy as np
 from sqlalchemy import Connection
 
 from core import cursor as cursors
+from core import trust
 from core.db.engine import sql
 from core.errors import InvalidInput
 from core.ids import now_ms, parse_time
@@ -26,7 +27,9 @@ from core.search.ranking import Candidates, RankingSettings, Standardiser, rank,
 _MIN_CANDIDATES = 50
 _CONTEXT_FROM = 30
 # What ranking reads of each candidate; the page's memories are then read in full.
-_RANK_COLUMNS = "id, user_id, importance, confidence, superseded_by, occurred_at, created_at"
+_RANK_COLUMNS = (
+    "id, user_id, importance, confidence, superseded_by, occurred_at, created_at, source"
+)
 _DAY_MS = 86_400_000
 
 
@@ -159,7 +162,9 @@ def search(
         + ranking.context_after * shares(after_of)
         - (ranking.context_before + ranking.context_after) * background
     )
-    ranked = rank(_describe(candidates, *evidence.parts(ids), context, now_ms()), ranking)
+    # One small indexed query for the candidates' sources (none when no candidate has one).
+    trust_of = trust.lookup(conn, scope.brain_id, (r.source for r in candidates))
+    ranked = rank(_describe(candidates, *evidence.parts(ids), context, now_ms(), trust_of), ranking)
     scores = ranked.scores
     kept = np.flatnonzero((scores > 0.0) & (scores >= request.min_score)).tolist()
     order = sorted(kept, key=lambda k: (-scores[k], ids[k]))
@@ -182,7 +187,12 @@ def search(
 
 
 def _describe(
-    rows: list[Any], lexical: np.ndarray, semantic: np.ndarray, context: np.ndarray, now: int
+    rows: list[Any],
+    lexical: np.ndarray,
+    semantic: np.ndarray,
+    context: np.ndarray,
+    now: int,
+    trust_of: dict[str, float],
 ) -> Candidates:
     """The ranking arrays of these candidate rows, evidence first, then their qualities."""
     when = [r.occurred_at if r.occurred_at is not None else r.created_at for r in rows]
@@ -192,7 +202,9 @@ def _describe(
         context=context,
         importance=np.array([float(r.importance) for r in rows]),
         confidence=np.array([float(r.confidence) for r in rows]),
-        trust=np.full(len(rows), 0.5),  # neutral until sources have a trust of their own
+        trust=np.array(
+            [trust_of.get(r.source, trust.NEUTRAL) if r.source else trust.NEUTRAL for r in rows]
+        ),
         age_days=(now - np.array(when, dtype=np.float64)) / _DAY_MS,
         superseded=np.array([r.superseded_by is not None for r in rows], dtype=bool),
     )
