@@ -25,6 +25,7 @@ from handlers.routes import (
     auth,
     brains,
     changelog,
+    conflicts,
     health,
     hooks,
     hygiene,
@@ -32,6 +33,7 @@ from handlers.routes import (
     links,
     mcp,
     memories,
+    merges,
     oauth,
     openmemory,
     search,
@@ -48,7 +50,10 @@ def _routes() -> list[BaseRoute]:
         *health.routes,
         # Routes are matched in order: MCP clients call /mcp for everything, so it comes early.
         *mcp.routes,
+        # Before memories: /v1/memories/merge is not a memory id.
+        *merges.routes,
         *memories.routes,
+        *conflicts.routes,
         *links.routes,
         *hygiene.routes,
         *search.routes,

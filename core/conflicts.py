@@ -1,0 +1,709 @@
+"""Conflicts between memories: found, listed, resolved or dismissed.
+
+Three rules find them, each within one brain and one user scope (a brain-wide memory and a
+user's memory are different scopes; two users may well each have a "home city"):
+- `key`: two active memories, at least one a fact, with the same key (ignoring case and
+  spacing) and different content;
+- `link`: a `contradicts` link joins two memories;
+- `value`: two facts or notes whose words are nearly the same but state a different number,
+  date or time, or one negates the other (core/contradiction.py). Candidates are each memory's
+  most similar memories from the vector cache, so a pass costs a bounded number of compares.
+
+A pair is one row (its key is the two ids sorted), whatever rule finds it again. Resolving
+picks the canonical memory: the loser gets `superseded_by` set to it (search halves superseded
+memories, summaries and context packs leave them out) and is archived or, with mode `demote`,
+left active; a `supersedes` link joins them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from sqlalchemy import Connection, Engine, Row
+
+from core import changelog, history
+from core import cursor as cursors
+from core.contradiction import compare
+from core.db.engine import sql, transaction
+from core.errors import Conflict, InvalidInput, NotFound
+from core.ids import iso, new_id, now_ms
+from core.memories import COLUMNS
+from core.scope import Scope
+from core.search import vectors
+from core.search.indexing import Indexer
+from core.search.service import id_table
+
+Status = Literal["needs_review", "resolved", "superseded", "dismissed"]
+Mode = Literal["archive", "demote"]
+
+_CONFLICT_COLUMNS = (
+    "id, pair_key, a_id, b_id, user_id, kind, reason, detail, status, canonical_id, mode, note, "
+    "created_at, updated_at, resolved_at"
+)
+_MEMORY_COLUMNS = ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(","))
+_COMPARED_TYPES = ("fact", "note")
+
+
+@dataclass(frozen=True)
+class VectorSpace:
+    """Which vectors to find neighbours in: the embedder's model and dimensions."""
+
+    model: str
+    dims: int
+    neighbours: int = 8
+
+
+def pair_key(a: str, b: str) -> str:
+    first, second = sorted((a, b))
+    return f"{first}|{second}"
+
+
+def _norm_key(key: str | None) -> str | None:
+    return None if key is None else " ".join(key.split()).lower()
+
+
+def _visible(scope: Scope, params: dict[str, Any], alias: str = "") -> str:
+    params["brain"] = scope.brain_id
+    clause = f"{alias}brain_id = :brain"
+    if scope.user_id is not None:
+        params["scope_user"] = scope.user_id
+        clause += f" AND {alias}user_id = :scope_user"
+    return clause
+
+
+def _to_dict(row: Any) -> dict[str, Any]:
+    out = dict(row._mapping)
+    out["detail"] = json.loads(out["detail"])
+    for name in ("created_at", "updated_at", "resolved_at"):
+        out[name] = iso(out[name])
+    return out
+
+
+# Recording ------------------------------------------------------------------------------------
+
+
+def record(
+    conn: Connection,
+    scope: Scope,
+    a: Any,
+    b: Any,
+    *,
+    kind: str,
+    reason: str,
+    detail: dict[str, Any] | None = None,
+    at: int | None = None,
+) -> dict[str, Any] | None:
+    """The new conflict between memories `a` and `b` (rows with id and user_id), or None when
+    the pair already has one (whatever its status: a dismissed pair stays dismissed)."""
+    now = now_ms() if at is None else at
+    first, second = sorted((a, b), key=lambda row: str(row.id))
+    conflict_id = new_id()
+    inserted = conn.execute(
+        sql(
+            "INSERT INTO memory_conflict_resolutions (id, brain_id, pair_key, a_id, b_id, "
+            "user_id, kind, reason, detail, status, created_at, updated_at) VALUES (:id, :brain, "
+            ":pair, :a, :b, :user, :kind, :reason, :detail, 'needs_review', :now, :now) "
+            "ON CONFLICT (brain_id, pair_key) DO NOTHING"
+        ),
+        {
+            "id": conflict_id,
+            "brain": scope.brain_id,
+            "pair": pair_key(first.id, second.id),
+            "a": first.id,
+            "b": second.id,
+            "user": first.user_id,
+            "kind": kind,
+            "reason": reason,
+            "detail": json.dumps(detail or {}),
+            "now": now,
+        },
+    ).rowcount
+    if not inserted:
+        return None
+    changelog.record(
+        conn,
+        scope,
+        event_type="conflict.detected",
+        entity_type="conflict",
+        entity_id=conflict_id,
+        summary=f"Conflict ({kind}, {reason}) between {first.id} and {second.id}",
+        user_id=first.user_id,
+        payload={"a_id": first.id, "b_id": second.id, "kind": kind, "reason": reason},
+        at=now,
+    )
+    return get(conn, scope, conflict_id)
+
+
+def on_contradicts_link(conn: Connection, scope: Scope, from_id: str, to_id: str) -> None:
+    """For core/links.py: a `contradicts` link is a conflict to review, recorded with it."""
+    rows = _memories(conn, scope.brain_id, [from_id, to_id])
+    if len(rows) == 2 and from_id != to_id:
+        record(conn, scope, rows[from_id], rows[to_id], kind="link", reason="contradicts_link")
+
+
+def _memories(conn: Connection, brain_id: str, ids: Iterable[str]) -> dict[str, Row[Any]]:
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return {}
+    members, value = id_table(conn, "ids")
+    join = "CROSS JOIN" if conn.dialect.name == "sqlite" else "JOIN"
+    rows = conn.execute(
+        sql(
+            f"SELECT {_MEMORY_COLUMNS} FROM {members} {join} memories m ON m.id = c.value "
+            "WHERE m.brain_id = :brain"
+        ),
+        {"brain": brain_id, "ids": value(wanted)},
+    ).all()
+    return {row.id: row for row in rows}
+
+
+# Detection ------------------------------------------------------------------------------------
+
+
+def _comparable(row: Any) -> bool:
+    return bool(row.state == "active" and row.superseded_by is None)
+
+
+def _same_scope(a: Any, b: Any) -> bool:
+    return bool(a.user_id == b.user_id)
+
+
+def _key_rule(a: Any, b: Any) -> tuple[str, dict[str, Any]] | None:
+    key = _norm_key(a.key)
+    if key is None or key != _norm_key(b.key) or "fact" not in (a.type, b.type):
+        return None
+    if a.content.strip() == b.content.strip():
+        return None
+    return "same_key_different_content", {"key": a.key}
+
+
+def _value_rule(a: Any, b: Any) -> tuple[str, dict[str, Any]] | None:
+    if a.type not in _COMPARED_TYPES or b.type not in _COMPARED_TYPES:
+        return None
+    if a.key is not None and b.key is not None and _norm_key(a.key) != _norm_key(b.key):
+        return None  # keyed to different subjects
+    finding = compare(a.content, b.content)
+    return None if finding is None else (finding.reason, finding.detail)
+
+
+def _key_partners(conn: Connection, brain_id: str, rows: list[Any]) -> list[Any]:
+    keyed = {(r.user_id, _norm_key(r.key)) for r in rows if r.key is not None}
+    found: list[Any] = []
+    for user_id, key in keyed:
+        same_user = "user_id = :user" if user_id is not None else "user_id IS NULL"
+        found.extend(
+            conn.execute(
+                sql(
+                    f"SELECT {COLUMNS} FROM memories WHERE brain_id = :brain "
+                    f"AND lower(key) = :key AND key IS NOT NULL AND {same_user} "
+                    "AND state = 'active' LIMIT 50"
+                ),
+                {"brain": brain_id, "key": key, "user": user_id},
+            ).all()
+        )
+    return found
+
+
+def _neighbour_ids(
+    conn: Connection, brain_id: str, rows: list[Any], space: VectorSpace
+) -> dict[str, list[str]]:
+    """memory id -> the ids of its most similar active memories of the same user."""
+    cache = vectors.cached(conn, brain_id, space.model, space.dims)
+    count = len(cache.ids)
+    present = [r for r in rows if r.id in cache.rows and cache.rows[r.id] < count]
+    if not present or count < 2:
+        return {}
+    slots = np.array([cache.rows[r.id] for r in present])
+    sims = cache.matrix[slots] @ cache.matrix[:count].T
+    active = cache.state_of[:count] == 0
+    found: dict[str, list[str]] = {}
+    for i, row in enumerate(present):
+        mask = active & (cache.user_of[:count] == cache.user_of[slots[i]])
+        mask[slots[i]] = False
+        scores = np.where(mask, sims[i], -np.inf)
+        k = min(space.neighbours, int(mask.sum()))
+        if k <= 0:
+            continue
+        best = np.argpartition(-scores, k - 1)[:k]
+        found[row.id] = [cache.ids[j] for j in best if np.isfinite(scores[j])]
+    return found
+
+
+def check(
+    conn: Connection, scope: Scope, rows: list[Any], space: VectorSpace | None
+) -> list[dict[str, Any]]:
+    """Compare each of `rows` (memories read with COLUMNS) with its same-key memories and its
+    nearest neighbours; record the conflicts found. Returns the new ones."""
+    rows = [r for r in rows if _comparable(r)]
+    if not rows:
+        return []
+    now = now_ms()
+    partners: dict[str, Any] = {r.id: r for r in _key_partners(conn, scope.brain_id, rows)}
+    neighbours = _neighbour_ids(conn, scope.brain_id, rows, space) if space else {}
+    wanted = {i for ids in neighbours.values() for i in ids} - partners.keys()
+    partners.update(_memories(conn, scope.brain_id, wanted))
+    by_key: dict[tuple[str | None, str | None], list[Any]] = {}
+    for partner in partners.values():
+        by_key.setdefault((partner.user_id, _norm_key(partner.key)), []).append(partner)
+    created: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for row in rows:
+        candidates = list(by_key.get((row.user_id, _norm_key(row.key)), [])) if row.key else []
+        candidates += [partners[i] for i in neighbours.get(row.id, []) if i in partners]
+        for other in candidates:
+            pair = pair_key(row.id, other.id)
+            if other.id == row.id or pair in seen:
+                continue
+            seen.add(pair)
+            if not (_comparable(other) and _same_scope(row, other)):
+                continue
+            kind, found = "key", _key_rule(row, other)
+            if found is None:
+                kind, found = "value", _value_rule(row, other)
+            if found is None:
+                continue
+            new = record(
+                conn, scope, row, other, kind=kind, reason=found[0], detail=found[1], at=now
+            )
+            if new is not None:
+                created.append(new)
+    return created
+
+
+def _contradicts_links(
+    conn: Connection, scope: Scope, links: list[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    rows = _memories(conn, scope.brain_id, [i for pair in links for i in pair])
+    created = []
+    for from_id, to_id in links:
+        a, b = rows.get(from_id), rows.get(to_id)
+        if a is None or b is None or a.id == b.id or "deleted" in (a.state, b.state):
+            continue
+        new = record(conn, scope, a, b, kind="link", reason="contradicts_link")
+        if new is not None:
+            created.append(new)
+    return created
+
+
+def mark_superseded(conn: Connection, brain_id: str, memory_ids: list[str], at: int) -> int:
+    """Open conflicts of memories that were archived, merged or superseded are moot."""
+    if not memory_ids:
+        return 0
+    members, value = id_table(conn, "ids")
+    return int(
+        conn.execute(
+            sql(
+                "UPDATE memory_conflict_resolutions SET status = 'superseded', updated_at = :now "
+                "WHERE brain_id = :brain AND status = 'needs_review' AND (a_id IN "
+                f"(SELECT value FROM {members}) OR b_id IN (SELECT value FROM {members}))"
+            ),
+            {"brain": brain_id, "now": at, "ids": value(memory_ids)},
+        ).rowcount
+    )
+
+
+def _sweep(conn: Connection, brain_id: str, limit: int) -> int:
+    """Open conflicts whose memories are no longer both active and current become superseded."""
+    stale = [
+        row.id
+        for row in conn.execute(
+            sql(
+                "SELECT c.id FROM memory_conflict_resolutions c "
+                "JOIN memories a ON a.id = c.a_id JOIN memories b ON b.id = c.b_id "
+                "WHERE c.brain_id = :brain AND c.status = 'needs_review' AND ("
+                "a.state <> 'active' OR b.state <> 'active' OR a.superseded_by IS NOT NULL "
+                "OR b.superseded_by IS NOT NULL) LIMIT :limit"
+            ),
+            {"brain": brain_id, "limit": limit},
+        ).all()
+    ]
+    if not stale:
+        return 0
+    members, value = id_table(conn, "ids")
+    conn.execute(
+        sql(
+            "UPDATE memory_conflict_resolutions SET status = 'superseded', updated_at = :now "
+            f"WHERE brain_id = :brain AND id IN (SELECT value FROM {members})"
+        ),
+        {"brain": brain_id, "now": now_ms(), "ids": value(stale)},
+    )
+    return len(stale)
+
+
+def detect(
+    engine: Engine, brain_id: str, *, batch_size: int, space: VectorSpace | None
+) -> dict[str, int]:
+    """One bounded pass for maintenance: the next `batch_size` memories changed since the last
+    pass, the next `batch_size` contradicts links, and as many stale open conflicts. Two passes
+    at once are safe: a pair is recorded once, and the watermark only moves forward."""
+    scope = Scope(brain_id=brain_id, principal="system:maintenance")
+    with transaction(engine, write=True) as conn:
+        mark = conn.execute(
+            sql(
+                "SELECT memory_at, memory_id, link_at, link_id FROM conflict_scans "
+                "WHERE brain_id = :brain"
+            ),
+            {"brain": brain_id},
+        ).first()
+        memory_at, memory_id, link_at, link_id = mark if mark is not None else (0, "", 0, "")
+        rows = conn.execute(
+            sql(
+                f"SELECT {COLUMNS} FROM memories WHERE brain_id = :brain AND (updated_at > :at "
+                "OR (updated_at = :at AND id > :id)) ORDER BY updated_at, id LIMIT :limit"
+            ),
+            {"brain": brain_id, "at": memory_at, "id": memory_id, "limit": batch_size},
+        ).all()
+        links = conn.execute(
+            sql(
+                "SELECT id, from_id, to_id, created_at FROM memory_links WHERE brain_id = :brain "
+                "AND relation = 'contradicts' AND (created_at > :at OR (created_at = :at AND "
+                "id > :id)) ORDER BY created_at, id LIMIT :limit"
+            ),
+            {"brain": brain_id, "at": link_at, "id": link_id, "limit": batch_size},
+        ).all()
+        created = check(conn, scope, list(rows), space)
+        created += _contradicts_links(conn, scope, [(r.from_id, r.to_id) for r in links])
+        superseded = _sweep(conn, brain_id, batch_size)
+        if rows:
+            memory_at, memory_id = rows[-1].updated_at, rows[-1].id
+        if links:
+            link_at, link_id = links[-1].created_at, links[-1].id
+        conn.execute(
+            sql(
+                "INSERT INTO conflict_scans (brain_id, memory_at, memory_id, link_at, link_id, "
+                "updated_at) VALUES (:brain, :mat, :mid, :lat, :lid, :now) "
+                "ON CONFLICT (brain_id) DO UPDATE SET "
+                "memory_at = excluded.memory_at, memory_id = excluded.memory_id, "
+                "link_at = excluded.link_at, link_id = excluded.link_id, "
+                "updated_at = excluded.updated_at"
+            ),
+            {
+                "brain": brain_id,
+                "mat": memory_at,
+                "mid": memory_id,
+                "lat": link_at,
+                "lid": link_id,
+                "now": now_ms(),
+            },
+        )
+    return {
+        "memories_scanned": len(rows),
+        "links_scanned": len(links),
+        "created": len(created),
+        "superseded": superseded,
+        "done": int(len(rows) < batch_size and len(links) < batch_size),
+    }
+
+
+def detect_now(
+    conn: Connection,
+    scope: Scope,
+    *,
+    memory_id: str | None,
+    user_id: str | None,
+    limit: int,
+    space: VectorSpace | None,
+) -> dict[str, Any]:
+    """On demand: one memory against its neighbours, or the `limit` most recently changed
+    memories in scope. Returns the conflicts it recorded."""
+    scope.require_write()
+    params: dict[str, Any] = {"limit": limit}
+    where = [_visible(scope, params)]
+    if memory_id is not None:
+        where.append("id = :id")
+        params["id"] = memory_id
+    elif user_id is not None:
+        where.append("user_id = :user")
+        params["user"] = user_id
+    rows = conn.execute(
+        sql(
+            f"SELECT {COLUMNS} FROM memories WHERE {' AND '.join(where)} AND state = 'active' "
+            "ORDER BY updated_at DESC, id DESC LIMIT :limit"
+        ),
+        params,
+    ).all()
+    if memory_id is not None and not rows:
+        _memory_in_scope(conn, scope, memory_id)
+    created = check(conn, scope, list(rows), space)
+    ids = [r.id for r in rows]
+    if ids:
+        members, value = id_table(conn, "ids")
+        links = conn.execute(
+            sql(
+                "SELECT from_id, to_id FROM memory_links WHERE brain_id = :brain "
+                f"AND relation = 'contradicts' AND (from_id IN (SELECT value FROM {members}) "
+                f"OR to_id IN (SELECT value FROM {members}))"
+            ),
+            {"brain": scope.brain_id, "ids": value(ids)},
+        ).all()
+        created += _contradicts_links(conn, scope, [(r.from_id, r.to_id) for r in links])
+    return {"results": created, "scanned": len(rows)}
+
+
+# Reading --------------------------------------------------------------------------------------
+
+
+def _fetch(conn: Connection, scope: Scope, conflict_id: str, *, lock: bool = False) -> Row[Any]:
+    params: dict[str, Any] = {"id": conflict_id}
+    suffix = " FOR UPDATE" if lock and conn.dialect.name == "postgresql" else ""
+    row = conn.execute(
+        sql(
+            f"SELECT {_CONFLICT_COLUMNS} FROM memory_conflict_resolutions "
+            f"WHERE {_visible(scope, params)} AND id = :id{suffix}"
+        ),
+        params,
+    ).first()
+    if row is None:
+        raise NotFound(f"no conflict {conflict_id!r}", code="conflict_not_found")
+    return row
+
+
+def _with_memories(conn: Connection, scope: Scope, items: list[dict[str, Any]]) -> None:
+    from core.memories import to_dict
+
+    found = _memories(conn, scope.brain_id, [i for c in items for i in (c["a_id"], c["b_id"])])
+    for item in items:
+        for side in ("a", "b"):
+            row = found.get(item[f"{side}_id"])
+            visible = row is not None and scope.user_id in (None, row.user_id)
+            item[side] = to_dict(row) if visible and row is not None else None
+
+
+def get(conn: Connection, scope: Scope, conflict_id: str) -> dict[str, Any]:
+    item = _to_dict(_fetch(conn, scope, conflict_id))
+    _with_memories(conn, scope, [item])
+    return item
+
+
+def list_conflicts(
+    conn: Connection,
+    scope: Scope,
+    *,
+    status: str | None,
+    kind: str | None,
+    memory_id: str | None,
+    user_id: str | None,
+    limit: int,
+    cursor: str | None,
+) -> dict[str, Any]:
+    """Newest first, with the two memories of each conflict."""
+    params: dict[str, Any] = {"limit": limit + 1}
+    where = [_visible(scope, params)]
+    for column, value in (("status", status), ("kind", kind), ("user_id", user_id)):
+        if value is not None:
+            where.append(f"{column} = :f_{column}")
+            params[f"f_{column}"] = value
+    if memory_id is not None:
+        where.append("(a_id = :memory OR b_id = :memory)")
+        params["memory"] = memory_id
+    if cursor is not None:
+        position = cursors.decode(cursor, keys=("t", "i"))
+        where.append("(created_at < :ct OR (created_at = :ct AND id < :ci))")
+        params.update(ct=position["t"], ci=position["i"])
+    rows = conn.execute(
+        sql(
+            f"SELECT {_CONFLICT_COLUMNS} FROM memory_conflict_resolutions "
+            f"WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT :limit"
+        ),
+        params,
+    ).all()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = cursors.encode({"t": rows[-1].created_at, "i": rows[-1].id})
+    items = [_to_dict(r) for r in rows]
+    _with_memories(conn, scope, items)
+    return {"results": items, "next_cursor": next_cursor}
+
+
+# Resolving ------------------------------------------------------------------------------------
+
+
+def _memory_in_scope(conn: Connection, scope: Scope, memory_id: str) -> Row[Any]:
+    params: dict[str, Any] = {"id": memory_id}
+    suffix = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
+    row = conn.execute(
+        sql(f"SELECT {COLUMNS} FROM memories WHERE {_visible(scope, params)} AND id = :id{suffix}"),
+        params,
+    ).first()
+    if row is None:
+        raise NotFound(f"no memory {memory_id!r}", code="memory_not_found")
+    return row
+
+
+def add_supersedes_link(
+    conn: Connection, scope: Scope, winner_id: str, loser_id: str, *, actor: str | None, at: int
+) -> None:
+    conn.execute(
+        sql(
+            "INSERT INTO memory_links (id, brain_id, from_id, to_id, relation, weight, "
+            "created_at, origin, created_by) VALUES (:id, :brain, :winner, :loser, 'supersedes', "
+            "1.0, :now, 'system', :actor) ON CONFLICT (brain_id, from_id, to_id, relation) "
+            "DO NOTHING"
+        ),
+        {
+            "id": new_id(),
+            "brain": scope.brain_id,
+            "winner": winner_id,
+            "loser": loser_id,
+            "now": at,
+            "actor": actor or scope.principal,
+        },
+    )
+
+
+def resolve(
+    conn: Connection,
+    scope: Scope,
+    conflict_id: str,
+    *,
+    winner_id: str,
+    mode: Mode,
+    note: str | None,
+    index: Indexer,
+    actor_id: str | None = None,
+    role: str | None = None,
+) -> dict[str, Any]:
+    scope.require_write()
+    conflict = _fetch(conn, scope, conflict_id, lock=True)
+    if conflict.status not in ("needs_review", "dismissed"):
+        raise Conflict(
+            f"this conflict is already {conflict.status}",
+            code="conflict_closed",
+            details={"status": conflict.status},
+        )
+    if winner_id not in (conflict.a_id, conflict.b_id):
+        raise InvalidInput(
+            "winner_id must be one of the conflict's two memories",
+            details={"field": "winner_id", "allowed": [conflict.a_id, conflict.b_id]},
+        )
+    loser_id = conflict.b_id if winner_id == conflict.a_id else conflict.a_id
+    winner = _memory_in_scope(conn, scope, winner_id)
+    loser = _memory_in_scope(conn, scope, loser_id)
+    if winner.state != "active" or loser.state == "deleted":
+        raise Conflict(
+            "the winner must be active and the loser not deleted: restore it, or dismiss the "
+            "conflict",
+            code="memory_not_active",
+            details={"winner_state": winner.state, "loser_state": loser.state},
+        )
+    now = now_ms()
+    archive = mode == "archive" and loser.state == "active"
+    conn.execute(
+        sql(
+            "UPDATE memories SET superseded_by = :winner, updated_at = :now, "
+            "state = CASE WHEN :archive = 1 THEN 'archived' ELSE state END, "
+            "archived_at = CASE WHEN :archive = 1 THEN :now ELSE archived_at END "
+            "WHERE brain_id = :brain AND id = :loser"
+        ),
+        {
+            "winner": winner_id,
+            "now": now,
+            "archive": int(archive),
+            "brain": scope.brain_id,
+            "loser": loser_id,
+        },
+    )
+    index.on_state(conn, scope.brain_id, loser_id)
+    add_supersedes_link(conn, scope, winner_id, loser_id, actor=actor_id, at=now)
+    conn.execute(
+        sql(
+            "UPDATE memory_conflict_resolutions SET status = 'resolved', canonical_id = :winner, "
+            "mode = :mode, note = :note, updated_at = :now, resolved_at = :now "
+            "WHERE brain_id = :brain AND id = :id"
+        ),
+        {
+            "winner": winner_id,
+            "mode": mode,
+            "note": note,
+            "now": now,
+            "brain": scope.brain_id,
+            "id": conflict_id,
+        },
+    )
+    # The loser's other open conflicts are moot now that it is superseded.
+    mark_superseded(conn, scope.brain_id, [loser_id], now)
+    detail = {"reason": "conflict", "conflict_id": conflict_id, "mode": mode}
+    history.record(
+        conn,
+        scope,
+        memory_id=loser_id,
+        user_id=loser.user_id,
+        event="ARCHIVE" if archive else "UPDATE",
+        old=loser.content,
+        new=loser.content,
+        detail={**detail, "superseded_by": winner_id, "from": loser.state},
+        actor_id=actor_id,
+        role=role,
+        at=now,
+    )
+    history.record(
+        conn,
+        scope,
+        memory_id=winner_id,
+        user_id=winner.user_id,
+        event="UPDATE",
+        old=winner.content,
+        new=winner.content,
+        detail={**detail, "supersedes": loser_id},
+        actor_id=actor_id,
+        role=role,
+        at=now,
+    )
+    changelog.record(
+        conn,
+        scope,
+        event_type="conflict.resolved",
+        entity_type="conflict",
+        entity_id=conflict_id,
+        summary=f"Conflict resolved: kept {winner_id}, {mode}d {loser_id}",
+        user_id=conflict.user_id,
+        actor_id=actor_id,
+        payload={"winner_id": winner_id, "loser_id": loser_id, "mode": mode},
+        at=now,
+    )
+    return get(conn, scope, conflict_id)
+
+
+def dismiss(
+    conn: Connection,
+    scope: Scope,
+    conflict_id: str,
+    *,
+    note: str | None,
+    actor_id: str | None = None,
+) -> dict[str, Any]:
+    """Not a conflict after all: the pair is never flagged again."""
+    scope.require_write()
+    conflict = _fetch(conn, scope, conflict_id, lock=True)
+    if conflict.status != "needs_review":
+        raise Conflict(
+            f"this conflict is already {conflict.status}",
+            code="conflict_closed",
+            details={"status": conflict.status},
+        )
+    now = now_ms()
+    conn.execute(
+        sql(
+            "UPDATE memory_conflict_resolutions SET status = 'dismissed', note = :note, "
+            "updated_at = :now WHERE brain_id = :brain AND id = :id"
+        ),
+        {"note": note, "now": now, "brain": scope.brain_id, "id": conflict_id},
+    )
+    changelog.record(
+        conn,
+        scope,
+        event_type="conflict.dismissed",
+        entity_type="conflict",
+        entity_id=conflict_id,
+        summary=f"Conflict dismissed between {conflict.a_id} and {conflict.b_id}",
+        user_id=conflict.user_id,
+        actor_id=actor_id,
+        payload={"note": note},
+        at=now,
+    )
+    return get(conn, scope, conflict_id)

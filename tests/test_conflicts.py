@@ -1,0 +1,305 @@
+"""Conflicts on both stores: the three rules, listing, resolve (archive, demote), dismiss,
+detection in bounded passes, and the effect of a resolution on search."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+
+from core import conflicts
+from core.contradiction import compare
+from core.db.engine import transaction
+from core.embeddings import get_embedder
+from core.embeddings.base import Embedder
+from tests.conftest import Tenant
+from tests.lambda_client import LambdaClient
+
+# Pairs that disagree on a number, a date, a time, a weekday or a negation.
+CONTRADICTIONS = [
+    ("Alice has 2 cats", "Alice has 3 cats"),
+    ("Alice likes coffee", "Alice does not like coffee"),
+    ("Alice eats meat", "Alice never eats meat"),
+    ("The project deadline is March 5", "The project deadline is March 12"),
+    ("The project deadline is 2024-03-05", "The project deadline is 2024-04-05"),
+    ("The team meeting is at 3pm", "The team meeting is at 4:30pm"),
+    ("The weekly standup is on Monday", "The weekly standup is on Thursday"),
+    ("Project budget is 5000 euros", "Project budget is 7,500 euros"),
+    ("Alice moved to Berlin in 2019", "Alice moved to Berlin in 2021"),
+    ("Bob's flat has three bedrooms", "Bob's flat has 4 bedrooms"),
+]
+# Rewordings, the same value written another way, and statements about different things.
+AGREEMENTS = [
+    ("Alice lives in Lyon", "Alice resides in Lyon"),
+    ("Alice has three cats", "Alice has 3 cats"),
+    ("The team meeting is at 3pm", "The team meeting is at 15:00"),
+    ("The team meeting is at 3pm", "The team meeting is at 3:00"),
+    ("The project deadline is 2024-03-05", "The project deadline is March 5, 2024"),
+    ("The project deadline is March 5", "The project deadline is 5 March 2024"),
+    ("Project budget is $1,000", "Project budget is 1000"),
+    ("Alice is no longer vegetarian", "Alice is not vegetarian anymore"),
+    ("Alice isn't coming to the party", "Alice is not coming to the party"),
+    ("Alice is not happy with the service", "Alice is unhappy with the service"),
+    ("Bob bought 3 apples on Monday", "Alice bought 5 apples on Monday"),
+    (
+        "Team meeting with Bob on 2024-03-05 about the budget review",
+        "Team meeting with Carol on 2024-03-12 about the budget review",
+    ),
+    ("Alice has 2 cats", "Alice has 2 cats and 1 dog"),
+    ("Alice has 2 cats", "Alice has 3 dogs"),
+    ("Deadline: March 5", "Deadline: March 12"),  # one word of subject: too little to go on
+    ("Alice likes coffee", "Alice likes coffee a lot"),
+]
+
+
+@pytest.mark.parametrize(("first", "second"), CONTRADICTIONS)
+def test_heuristic_flags_a_changed_value_or_negation(first: str, second: str) -> None:
+    assert compare(first, second) is not None
+    assert compare(second, first) is not None
+
+
+@pytest.mark.parametrize(("first", "second"), AGREEMENTS)
+def test_heuristic_leaves_rewordings_and_different_subjects_alone(first: str, second: str) -> None:
+    assert compare(first, second) is None
+    assert compare(second, first) is None
+
+
+def test_heuristic_reason_names_what_differs() -> None:
+    finding = compare("The project deadline is March 5", "The project deadline is March 12")
+    assert finding is not None and finding.reason == "date_differs"
+    assert finding.detail["a"] == ["?-03-05"] and finding.detail["b"] == ["?-03-12"]
+    negation = compare("Alice likes coffee", "Alice doesn't like coffee")
+    assert negation is not None and negation.reason == "negation_differs"
+
+
+def _create(client: LambdaClient, **fields: Any) -> dict[str, Any]:
+    reply = client.post("/v1/memories", json_body=fields)
+    assert reply.status == 201, reply.body
+    body: dict[str, Any] = reply.json()
+    return body
+
+
+def _detect(client: LambdaClient, **body: Any) -> list[dict[str, Any]]:
+    reply = client.post("/v1/conflicts/detect", json_body=body)
+    assert reply.status == 200, reply.body
+    found: list[dict[str, Any]] = reply.json()["results"]
+    return found
+
+
+def _conflicts(client: LambdaClient, **query: Any) -> list[dict[str, Any]]:
+    reply = client.get("/v1/conflicts", query=query)
+    assert reply.status == 200, reply.body
+    found: list[dict[str, Any]] = reply.json()["results"]
+    return found
+
+
+def test_value_conflict_found_on_demand_and_rewording_is_not(client: LambdaClient) -> None:
+    two = _create(client, content="Alice has 2 cats", user_id="alice")
+    three = _create(client, content="Alice has 3 cats", user_id="alice")
+    _create(client, content="Alice lives in Lyon", user_id="alice")
+    _create(client, content="Alice resides in Lyon", user_id="alice")
+    _create(client, content="Bob has 5 cats", user_id="bob")
+    found = _detect(client)
+    assert len(found) == 1
+    conflict = found[0]
+    assert conflict["kind"] == "value" and conflict["reason"] == "number_differs"
+    assert {conflict["a_id"], conflict["b_id"]} == {two["id"], three["id"]}
+    assert conflict["pair_key"] == "|".join(sorted((two["id"], three["id"])))
+    assert conflict["status"] == "needs_review" and conflict["user_id"] == "alice"
+    assert {conflict["a"]["content"], conflict["b"]["content"]} == {
+        "Alice has 2 cats",
+        "Alice has 3 cats",
+    }
+    # Found again (by another call or rule): still one conflict.
+    assert _detect(client) == []
+    assert _detect(client, memory_id=two["id"]) == []
+    assert len(_conflicts(client)) == 1
+    feed = client.get("/v1/changelog", query={"event_type": "conflict.detected"}).json()
+    assert [e["entity_id"] for e in feed["results"]] == [conflict["id"]]
+
+
+def test_key_conflict_same_user_scope_only(client: LambdaClient) -> None:
+    first = _create(
+        client, type="fact", key="Home City", content="Alice lives in Lyon", user_id="a"
+    )
+    second = _create(
+        client, type="fact", key="home  city", content="Alice lives in Paris", user_id="a"
+    )
+    _create(client, type="fact", key="home city", content="Bob lives in Rome", user_id="b")
+    _create(client, type="fact", key="home city", content="HQ is in Oslo")
+    found = _detect(client, memory_id=first["id"])
+    assert [(c["kind"], c["reason"]) for c in found] == [("key", "same_key_different_content")]
+    assert {found[0]["a_id"], found[0]["b_id"]} == {first["id"], second["id"]}
+    assert _detect(client) == []
+
+
+def test_contradicts_link_is_a_conflict(client: LambdaClient) -> None:
+    a = _create(client, content="The office opens at 9")
+    b = _create(client, content="Nobody is ever in before ten")
+    reply = client.post(
+        "/v1/links", json_body={"from_id": a["id"], "to_id": b["id"], "relation": "contradicts"}
+    )
+    assert reply.status == 201, reply.body
+    found = _detect(client, memory_id=b["id"])
+    assert [(c["kind"], c["reason"]) for c in found] == [("link", "contradicts_link")]
+
+
+def test_list_filters_and_pages(client: LambdaClient) -> None:
+    made = []
+    for n in range(3):
+        made.append(_create(client, content=f"Project {'abc'[n]}x budget is {n + 1}000 euros"))
+        made.append(_create(client, content=f"Project {'abc'[n]}x budget is {n + 5}000 euros"))
+    assert len(_detect(client)) == 3
+    first = client.get("/v1/conflicts", query={"limit": 2}).json()
+    assert len(first["results"]) == 2 and first["next_cursor"]
+    second = client.get("/v1/conflicts", query={"limit": 2, "cursor": first["next_cursor"]}).json()
+    assert len(second["results"]) == 1 and second["next_cursor"] is None
+    ids = [c["id"] for c in first["results"] + second["results"]]
+    assert len(set(ids)) == 3
+    assert len(_conflicts(client, memory_id=made[0]["id"])) == 1
+    assert _conflicts(client, status="resolved") == []
+    assert len(_conflicts(client, kind="value", status="needs_review")) == 3
+    assert client.get("/v1/conflicts", query={"status": "open"}).status == 422
+    one = client.get(f"/v1/conflicts/{ids[0]}")
+    assert one.status == 200 and one.json()["id"] == ids[0]
+
+
+def test_resolve_archives_the_loser_with_history_link_and_changelog(
+    client: LambdaClient, engine: Engine, tenant: Tenant
+) -> None:
+    old = _create(client, content="The project deadline is March 5")
+    new = _create(client, content="The project deadline is March 12")
+    (conflict,) = _detect(client)
+    url = f"/v1/conflicts/{conflict['id']}/resolve"
+    stranger = _create(client, content="Unrelated")
+    bad = client.post(url, json_body={"winner_id": stranger["id"]})
+    assert bad.status == 422 and bad.json()["error"]["details"]["field"] == "winner_id"
+    reply = client.post(url, json_body={"winner_id": new["id"], "note": "moved"})
+    assert reply.status == 200, reply.body
+    body = reply.json()
+    assert body["status"] == "resolved" and body["canonical_id"] == new["id"]
+    assert body["mode"] == "archive" and body["note"] == "moved" and body["resolved_at"]
+    loser = client.get(f"/v1/memories/{old['id']}").json()
+    assert loser["state"] == "archived" and loser["superseded_by"] == new["id"]
+    assert client.get(f"/v1/memories/{new['id']}").json()["state"] == "active"
+    with transaction(engine, write=False) as conn:
+        links = conn.execute(
+            text(
+                "SELECT from_id, to_id, relation FROM memory_links WHERE brain_id = :b "
+                "AND relation = 'supersedes'"
+            ),
+            {"b": tenant.brain_id},
+        ).all()
+    assert [tuple(r) for r in links] == [(new["id"], old["id"], "supersedes")]
+    loser_history = client.get(f"/v1/memories/{old['id']}/history").json()["results"]
+    winner_history = client.get(f"/v1/memories/{new['id']}/history").json()["results"]
+    assert loser_history[-1]["event"] == "ARCHIVE"
+    assert loser_history[-1]["detail"]["superseded_by"] == new["id"]
+    assert winner_history[-1]["event"] == "UPDATE"
+    assert winner_history[-1]["detail"]["supersedes"] == old["id"]
+    feed = client.get("/v1/changelog", query={"event_type": "conflict.resolved"}).json()
+    assert [e["entity_id"] for e in feed["results"]] == [conflict["id"]]
+    again = client.post(url, json_body={"winner_id": new["id"]})
+    assert again.status == 409 and again.json()["error"]["code"] == "conflict_closed"
+
+
+def test_resolved_conflict_reorders_search(client: LambdaClient) -> None:
+    # Fillers between them: each borrows the same thread context from its neighbours.
+    _create(client, content="The weather in Paris was mild", user_id="alice")
+    loud = _create(client, content="Alice has 2 cats", importance=0.9, user_id="alice")
+    _create(client, content="Bob repaired the old bicycle", user_id="alice")
+    quiet = _create(client, content="Alice has 3 cats", importance=0.4, user_id="alice")
+    _create(client, content="The train to Turin left late", user_id="alice")
+
+    def order() -> list[str]:
+        reply = client.post("/v1/search", json_body={"query": "how many cats has Alice"})
+        assert reply.status == 200, reply.body
+        ids = [hit["memory"]["id"] for hit in reply.json()["results"]]
+        return [i for i in ids if i in (loud["id"], quiet["id"])]
+
+    assert order() == [loud["id"], quiet["id"]]
+    (conflict,) = _detect(client, user_id="alice")
+    reply = client.post(
+        f"/v1/conflicts/{conflict['id']}/resolve",
+        json_body={"winner_id": quiet["id"], "mode": "demote"},
+    )
+    assert reply.status == 200, reply.body
+    demoted = client.get(f"/v1/memories/{loud['id']}").json()
+    assert demoted["state"] == "active" and demoted["superseded_by"] == quiet["id"]
+    assert order() == [quiet["id"], loud["id"]]
+
+
+def test_dismissed_pair_is_not_flagged_again(client: LambdaClient) -> None:
+    _create(client, content="Alice has 2 cats")
+    _create(client, content="Alice has 3 cats")
+    (conflict,) = _detect(client)
+    reply = client.post(f"/v1/conflicts/{conflict['id']}/dismiss", json_body={"note": "both"})
+    assert reply.status == 200 and reply.json()["status"] == "dismissed"
+    assert _detect(client) == []
+    assert _conflicts(client, status="dismissed")[0]["note"] == "both"
+    again = client.post(f"/v1/conflicts/{conflict['id']}/dismiss")
+    assert again.status == 409
+
+
+def test_scope_rules(client: LambdaClient, tenant: Tenant, other_tenant: Tenant) -> None:
+    _create(client, content="Alice has 2 cats", user_id="alice")
+    _create(client, content="Alice has 3 cats", user_id="alice")
+    _create(client, content="Bob has 2 dogs", user_id="bob")
+    _create(client, content="Bob has 4 dogs", user_id="bob")
+    found = _detect(client)
+    assert len(found) == 2
+    alice_conflict = next(c for c in found if c["user_id"] == "alice")
+    bob_conflict = next(c for c in found if c["user_id"] == "bob")
+    as_bob = client.as_key(tenant.new_key(user_id="bob"))
+    assert [c["id"] for c in _conflicts(as_bob)] == [bob_conflict["id"]]
+    assert as_bob.get(f"/v1/conflicts/{alice_conflict['id']}").status == 404
+    other = client.as_key(other_tenant.key)
+    assert _conflicts(other) == []
+    assert other.get(f"/v1/conflicts/{alice_conflict['id']}").status == 404
+    winner = alice_conflict["a_id"]
+    resolve = f"/v1/conflicts/{alice_conflict['id']}/resolve"
+    assert other.post(resolve, json_body={"winner_id": winner}).status == 404
+    read_only = client.as_key(tenant.new_key(read_only=True))
+    refused = read_only.post(resolve, json_body={"winner_id": winner})
+    assert refused.status == 403 and refused.json()["error"]["code"] == "read_only_key"
+    assert read_only.post("/v1/conflicts/detect").status == 403
+
+
+def _space(embedder: Embedder) -> conflicts.VectorSpace:
+    return conflicts.VectorSpace(embedder.name, embedder.dims, 8)
+
+
+def test_maintenance_detection_is_bounded_and_resumes(
+    client: LambdaClient, engine: Engine, tenant: Tenant
+) -> None:
+    batch = client.post(
+        "/v1/memories/batch",
+        json_body={
+            "memories": [{"content": f"Filler note number {word}"} for word in "abcdefg"]
+            + [
+                {"content": "The product launch is on Monday"},
+                {"content": "The product launch is on Friday"},
+            ]
+        },
+    )
+    assert batch.status == 201, batch.body
+    space = _space(get_embedder(client.app.state.services.settings.embedder))
+    passes = []
+    while True:
+        run = conflicts.detect(engine, tenant.brain_id, batch_size=4, space=space)
+        assert run["memories_scanned"] <= 4
+        passes.append(run)
+        if run["done"]:
+            break
+    assert [p["memories_scanned"] for p in passes] == [4, 4, 1]
+    assert sum(p["created"] for p in passes) == 1
+    # Nothing changed since: the next pass reads nothing and finds nothing.
+    idle = conflicts.detect(engine, tenant.brain_id, batch_size=4, space=space)
+    assert (idle["memories_scanned"], idle["created"]) == (0, 0)
+    # A conflict whose memory is archived is moot: the pass marks it superseded.
+    (conflict,) = _conflicts(client)
+    assert client.post(f"/v1/memories/{conflict['a_id']}/archive").status == 200
+    swept = conflicts.detect(engine, tenant.brain_id, batch_size=4, space=space)
+    assert swept["superseded"] == 1
+    assert _conflicts(client)[0]["status"] == "superseded"
