@@ -4,7 +4,7 @@ Candidates come from three bounded lookups (the most similar vectors, the memori
 tag, the memories saved just before and after by the same user), are read back from SQL under
 the scope (active, same owner, not already linked either way), and are scored on [0, 1] by a
 weighted sum of four signals: text similarity (the cosine placed between the embedder's
-unrelated and clear-match levels), shared tags (Jaccard), the same source, and time closeness
+unrelated level and 1), shared tags (Jaccard), the same source, and time closeness
 (halving every day apart).
 """
 
@@ -147,14 +147,17 @@ def suggest(
         ),
         params,
     ).all()
-    floor, strong = (0.0, 1.0) if vector is None else (vector.noise, vector.strong)
+    # Two memories' cosine runs higher than a short query's against a memory, so the strong-match
+    # level calibrated for queries would call most pairs identical: scale from the unrelated
+    # level to 1 instead.
+    floor = 0.0 if vector is None else min(vector.noise, 0.9)
     mine = set(tags)
     scored: list[dict[str, Any]] = []
     for row in rows:
         cosine = similar.get(row.id)
         closeness = 0.0
-        if cosine is not None and strong > floor:
-            closeness = float(np.clip((cosine - floor) / (strong - floor), 0.0, 1.0))
+        if cosine is not None:
+            closeness = float(np.clip((cosine - floor) / (1.0 - floor), 0.0, 1.0))
         theirs = set(json.loads(row.tags))
         shared = sorted(mine & theirs)
         jaccard = len(shared) / len(mine | theirs) if shared else 0.0
