@@ -81,7 +81,6 @@ MEMORY_FIELDS = (
     "confidence", "importance", "metadata", "state", "occurred_at", "created_at", "updated_at",
     "archived_at", "deleted_at", "access_count", "last_accessed_at", "superseded_by",
 )  # fmt: skip
-_JSON_COLUMNS = {"memories": ("tags", "metadata"), "memory_history": ("detail",)}
 _TYPES = ("note", "fact", "journal")
 _STATES = ("active", "archived", "deleted")
 _EVENTS = ("ADD", "UPDATE", "DELETE", "ARCHIVE", "RESTORE")
@@ -455,7 +454,7 @@ class ImportRun:
         if source_id in self.memory_ids and not existing:
             raise _Skip("duplicate_id", "the same memory id twice in one import")
         successor = row.get("superseded_by")
-        if self.remap_ids and successor is not None:
+        if successor is not None:
             mapped = self.memory_ids.get(successor)
             if mapped is None:
                 self.successors.append((target_id, successor))
@@ -593,9 +592,7 @@ class ImportRun:
         if row["event"] not in _EVENTS:
             raise _Skip("invalid", f"event must be one of {', '.join(_EVENTS)}")
         row["memory_id"] = self._memory_ref(conn, known, str(row["memory_id"]))
-        detail = row.get("detail")
-        if detail is not None and not isinstance(detail, str):
-            row["detail"] = json.dumps(detail)
+        row["detail"] = self._detail(row.get("detail"))
         row["is_deleted"] = int(bool(row.get("is_deleted") or 0))
         if row.get("created_at") is None:
             row["created_at"] = now_ms()
@@ -608,6 +605,27 @@ class ImportRun:
         self._history_row(conn, row)
         self.without_history.discard(row["memory_id"])
         self.report.kinds["history"].imported += 1
+
+    def _detail(self, detail: Any) -> str | None:
+        """A history row's detail, with the memory ids it names (supersedes, superseded_by...)
+        pointing where those memories went."""
+        if detail is None:
+            return None
+        if isinstance(detail, str):
+            try:
+                detail = json.loads(detail)
+            except ValueError:
+                return detail
+        if isinstance(detail, dict) and self.memory_ids:
+            detail = {k: self._follow(v) for k, v in detail.items()}
+        return json.dumps(detail)
+
+    def _follow(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.memory_ids.get(value, value)
+        if isinstance(value, list):
+            return [self.memory_ids.get(v, v) if isinstance(v, str) else v for v in value]
+        return value
 
     def _history_row(self, conn: Connection, row: dict[str, Any]) -> None:
         shape = _shape(conn, "memory_history")
@@ -752,7 +770,7 @@ class ImportRun:
         brain = self.scope.brain_id
         for memory_id, successor in self.successors:
             mapped = self.memory_ids.get(successor)
-            if mapped is not None:
+            if mapped is not None and mapped != successor:
                 conn.execute(
                     sql(
                         "UPDATE memories SET superseded_by = :successor "
