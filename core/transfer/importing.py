@@ -612,10 +612,11 @@ class ImportRun:
         if detail is None:
             return None
         if isinstance(detail, str):
+            text = detail
             try:
-                detail = json.loads(detail)
+                detail = json.loads(text)
             except ValueError:
-                return detail
+                return text
         if isinstance(detail, dict) and self.memory_ids:
             detail = {k: self._follow(v) for k, v in detail.items()}
         return json.dumps(detail)
