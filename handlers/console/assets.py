@@ -17,6 +17,7 @@ _FOLDER = Path(__file__).resolve().parent / "static"
 _TYPES = {
     "console.css": "text/css; charset=utf-8",
     "console.js": "text/javascript; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
 }
 
 

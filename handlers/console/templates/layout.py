@@ -126,11 +126,13 @@ def document(title: str, body: Html, nav: Nav | None = None) -> str:
             '<meta name="viewport" content="width=device-width,initial-scale=1">'
             '<meta name="referrer" content="same-origin">'
             "<title>{title} · Mnemo</title>"
+            '<link rel="icon" href="{icon}" type="image/svg+xml">'
             '<link rel="stylesheet" href="{css}">'
             '<script src="{js}" defer></script></head><body>'
             '<a class="skip" href="#main">Skip to content</a>{header}'
             '<main id="main" tabindex="-1">{body}</main></body></html>',
             title=title,
+            icon=asset_url("favicon.svg"),
             css=asset_url("console.css"),
             js=asset_url("console.js"),
             header=_header(nav),

@@ -94,7 +94,10 @@ def filter_form(base: str, q: ListQuery) -> Html:
 
 
 def memory_card(base: str, memory: Mapping[str, Any], extra: Html | None = None) -> Html:
-    title = memory.get("title") or memory.get("key") or preview(memory["content"], 90)
+    named = memory.get("title") or memory.get("key")
+    title = named or preview(memory["content"], 90)
+    # Untitled memories are named by their text: repeat it only when the name cut it short.
+    text = preview(memory["content"], 280) if named or title != memory["content"] else ""
     tags = join(h('<li class="tag">{t}</li>', t=t) for t in memory["tags"])
     state = "" if memory["state"] == "active" else badge(memory["state"], memory["state"])
     return h(
@@ -105,7 +108,7 @@ def memory_card(base: str, memory: Mapping[str, Any], extra: Html | None = None)
         title=title,
         type=badge(memory["type"]),
         state=state,
-        text=preview(memory["content"], 280),
+        text=text,
         user=h("user {u} · ", u=memory["user_id"]) if memory.get("user_id") else "",
         when=time_tag(memory["created_at"]),
         tags=tags,

@@ -147,7 +147,7 @@ def user(
         source=summary.get("source") or "no summary",
         when=time_tag(summary.get("summarized_at")),
         fresh=summary.get("new_memories", 0),
-        regen=f"{base}/users/{seg(user_id)}/regenerate",
+        regen=f"{base}/users/{seg(user_id)}",
         csrf=hidden_csrf(csrf),
         listing=listing,
         all=with_query(f"{base}/memories", {"user": user_id}),
