@@ -196,7 +196,7 @@ def merge(
         detail={"merged_from": source_ids, "links_moved": moved, "links_dropped": dropped},
         actor_id=actor_id,
         role=role,
-        at=now,
+        at=max(now, now_ms()),  # after the result's own ADD or UPDATE row
     )
     changelog.record(
         conn,
