@@ -98,7 +98,13 @@ def add_memory(services: Services, event: dict[str, Any]) -> dict[str, Any]:
             index = await ctx.indexer([data])
             return await ctx.write(memories.create, data, ctx.limits, index)
 
-        memory = asyncio.run(save())
+        # Not asyncio.run: it unsets the thread's event loop, which Mangum still needs in a
+        # process that also serves HTTP events.
+        loop = asyncio.new_event_loop()
+        try:
+            memory = loop.run_until_complete(save())
+        finally:
+            loop.close()
     except MnemoError as exc:
         return _refused(exc.code, exc.message, event, exc.details)
     return {"ok": True, "memory": memory}

@@ -36,6 +36,8 @@ from tests.lambda_client import EVENTS, LambdaContext
 ROOT = EVENTS.parent
 HTTP_EVENTS = ["alb", "function_url", "http_api_v2", "rest_api_v1"]
 SCHEDULE_EVENTS = ["schedule"]
+SQS_EVENTS = ["sqs"]
+MEMORY_EVENTS = ["eventbridge"]
 ALL_EVENTS = sorted(p.stem for p in EVENTS.glob("*.json"))
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -131,7 +133,12 @@ def maintenance_rows(db_path: Path) -> list[tuple[str, int, dict[str, Any]]]:
 
 
 def test_sample_events_cover_every_integration() -> None:
-    assert sorted(HTTP_EVENTS + SCHEDULE_EVENTS) == ALL_EVENTS
+    assert sorted(HTTP_EVENTS + SCHEDULE_EVENTS + SQS_EVENTS + MEMORY_EVENTS) == ALL_EVENTS
+    for name in SQS_EVENTS:
+        assert events.is_sqs(load_event(name)), name
+    for name in MEMORY_EVENTS:
+        assert events.is_memory_event(load_event(name)), name
+        assert not events.is_schedule(load_event(name)), name
     for name in HTTP_EVENTS:
         assert events.is_http(load_event(name)), name
         assert not events.is_schedule(load_event(name)), name
@@ -220,14 +227,33 @@ def test_schedule_runs_maintenance(handler: Handler, db_path: Path) -> None:
     [
         {"foo": 1},
         {},
-        {"Records": [{"eventSource": "aws:sqs", "body": "{}"}]},
+        {"Records": [{"eventSource": "aws:s3", "body": "{}"}]},
         {"source": "aws.events", "detail-type": "Object Created", "detail": {}},
     ],
-    ids=["foo", "empty", "sqs", "other-eventbridge"],
+    ids=["foo", "empty", "s3", "other-eventbridge"],
 )
 def test_unknown_event_raises(handler: Handler, event: dict[str, Any]) -> None:
     with pytest.raises(events.UnknownEvent):
         handler(event, LambdaContext())
+
+
+def test_sqs_event_drains_the_outbox(handler: Handler) -> None:
+    """The DeliveryFunction's event: nothing is due, and no message is reported failed."""
+    assert handler(load_event("sqs"), LambdaContext()) == {"batchItemFailures": []}
+
+
+def test_eventbridge_memory_event_adds_a_memory(handler: Handler, db_path: Path) -> None:
+    from core.brains import ensure_brain
+    from core.db.engine import get_engine, transaction
+
+    handler(load_event("http_api_v2"), LambdaContext())  # the schema, as any first request
+    with transaction(get_engine(f"sqlite:///{db_path}")) as conn:
+        ensure_brain(conn, "default")
+    result = handler(load_event("eventbridge"), LambdaContext())
+    assert result["ok"] is True, result
+    assert result["memory"]["content"] == "Alice renewed her plan for another year"
+    with closing(sqlite3.connect(db_path)) as conn:
+        assert conn.execute("SELECT count(*) FROM memories").fetchone() == (1,)
 
 
 def test_module_handler_refuses_unknown_event() -> None:

@@ -106,7 +106,7 @@ def resources_of(cfn: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
 
 def test_transform_functions(transformed: dict[str, Any]) -> None:
     lambdas = resources_of(transformed, "AWS::Lambda::Function")
-    assert set(lambdas) == {"ApiFunction", "MaintenanceFunction"}
+    assert set(lambdas) == {"ApiFunction", "MaintenanceFunction", "DeliveryFunction"}
     for name, res in lambdas.items():
         props = res["Properties"]
         assert props["Handler"] == "handlers.api.handler", name
@@ -120,6 +120,8 @@ def test_transform_functions(transformed: dict[str, Any]) -> None:
             "MNEMO_LOG_LEVEL": {"Ref": "LogLevel"},
             "MNEMO_MAX_BODY_BYTES": {"Ref": "MaxBodyBytes"},
             "OPENBLAS_NUM_THREADS": "1",
+            # Every function may send the webhook drain queue a message.
+            "MNEMO_DELIVERY_QUEUE_URL": {"Ref": "DeliveryQueue"},
         }, name
     assert lambdas["ApiFunction"]["Properties"]["Timeout"] == 30
 
@@ -161,9 +163,13 @@ def test_transform_function_url(transformed: dict[str, Any]) -> None:
 
 
 def test_transform_schedule(transformed: dict[str, Any]) -> None:
-    rules = resources_of(transformed, "AWS::Events::Rule")
+    rules = [
+        r
+        for r in resources_of(transformed, "AWS::Events::Rule").values()
+        if "ScheduleExpression" in r["Properties"]
+    ]
     assert len(rules) == 1
-    (rule,) = rules.values()
+    (rule,) = rules
     assert rule["Properties"]["ScheduleExpression"] == "rate(1 hour)"
     (target,) = rule["Properties"]["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": ["MaintenanceFunction", "Arn"]}
@@ -172,9 +178,34 @@ def test_transform_schedule(transformed: dict[str, Any]) -> None:
         for p in resources_of(transformed, "AWS::Lambda::Permission").values()
         if p["Properties"]["Principal"] == "events.amazonaws.com"
     ]
-    assert [p["Properties"]["FunctionName"] for p in events_permissions] == [
-        {"Ref": "MaintenanceFunction"}
+    assert sorted(p["Properties"]["FunctionName"]["Ref"] for p in events_permissions) == [
+        "DeliveryFunction",
+        "MaintenanceFunction",
     ]
+
+
+def test_transform_delivery_queue(transformed: dict[str, Any]) -> None:
+    """The DeliveryFunction drains from SQS, with a dead-letter queue behind it; the memory
+    events rule routes 'Mnemo Memory' EventBridge events to it."""
+    queues = resources_of(transformed, "AWS::SQS::Queue")
+    assert set(queues) == {"DeliveryQueue", "DeliveryDeadLetterQueue"}
+    redrive = queues["DeliveryQueue"]["Properties"]["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeliveryDeadLetterQueue", "Arn"]}
+    assert redrive["maxReceiveCount"] >= 1
+    lambdas = resources_of(transformed, "AWS::Lambda::Function")
+    visibility = queues["DeliveryQueue"]["Properties"]["VisibilityTimeout"]
+    assert visibility >= lambdas["DeliveryFunction"]["Properties"]["Timeout"]
+    (mapping,) = resources_of(transformed, "AWS::Lambda::EventSourceMapping").values()
+    props = mapping["Properties"]
+    assert props["EventSourceArn"] == {"Fn::GetAtt": ["DeliveryQueue", "Arn"]}
+    assert props["FunctionName"] == {"Ref": "DeliveryFunction"}
+    memory_rules = [
+        r["Properties"]
+        for r in resources_of(transformed, "AWS::Events::Rule").values()
+        if "EventPattern" in r["Properties"]
+    ]
+    assert [r["EventPattern"] for r in memory_rules] == [{"detail-type": ["Mnemo Memory"]}]
+    assert memory_rules[0]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["DeliveryFunction", "Arn"]}
 
 
 def test_transform_outputs(transformed: dict[str, Any]) -> None:
@@ -233,11 +264,11 @@ def test_cfn_lint_sam_template() -> None:
 
 def test_every_function_has_a_handler(template: dict[str, Any]) -> None:
     found = functions(template)
-    assert set(found) == {"ApiFunction", "MaintenanceFunction"}
+    assert set(found) == {"ApiFunction", "MaintenanceFunction", "DeliveryFunction"}
     assert all(isinstance(props.get("Handler"), str) for props in found.values())
 
 
-@pytest.mark.parametrize("function", ["ApiFunction", "MaintenanceFunction"])
+@pytest.mark.parametrize("function", ["ApiFunction", "MaintenanceFunction", "DeliveryFunction"])
 def test_handler_imports_to_a_callable(template: dict[str, Any], function: str) -> None:
     handler = functions(template)[function]["Handler"]
     module_name, _, attribute = handler.rpartition(".")
