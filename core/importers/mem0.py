@@ -12,11 +12,12 @@ text). Its table has had several shapes; the columns are found by name, so all o
 
 The time of a change: mem0 writes an UPDATE row with the memory's original created_at and the
 update's updated_at, so the change happened at updated_at when there is one, else created_at;
-a DELETE row written without either took place at or after the change before it, and gets
-that time.
+a DELETE row written without either took place after the change before it, and gets that
+time plus one millisecond (so the two keep their order).
 
 History only (no JSON given): each memory's final state is rebuilt from its events, in order:
-content is the last text written, created_at the first event, updated_at the last. A memory
+content is the last text written, created_at the earliest time the rows give (an UPDATE
+row's created_at is the memory's birth), updated_at the last change. A memory
 whose last event is DELETE is imported in state `deleted` (deleted_at = that event), not
 skipped: its history rows then keep a memory to belong to, as Mnemo's own soft delete does,
 and `GET /v1/memories?state=deleted` shows what was removed. history.db has no user ids; the
@@ -306,8 +307,8 @@ def _place_in_time(events: list[_Row]) -> None:
     previous: int | None = None
     for row in sorted(events, key=lambda r: r.rowid):
         happened = row.updated_at if row.event != "ADD" and row.updated_at else row.created_at
-        if happened is None:
-            happened = previous
+        if happened is None and previous is not None:
+            happened = previous + 1  # just after, so the rows keep their order
         row.created_at = happened
         previous = happened if happened is not None else previous
     known = [r.created_at for r in events if r.created_at is not None]
