@@ -372,9 +372,10 @@ class MaintenanceSettings:
     batch_size: int = 500
     # How long a run's per-brain lease holds; a crashed run's lease lapses after it.
     lease_seconds: int = 600
-    # Of the MaintenanceFunction's 300 s: what the hygiene tasks may take before the run moves
-    # on (brains left over go first next time: the run visits the least recently maintained).
-    budget_seconds: float = 120.0
+    # Of the MaintenanceFunction's 300 s (summaries take up to 120, webhooks 60): what the
+    # hygiene tasks may take before the run stops visiting brains (the ones left over go first
+    # next time: a run visits the least recently maintained first).
+    budget_seconds: float = 90.0
     # Most memories one forget call may archive or purge (a dry run reports the same bound).
     forget_max: int = 1000
 

@@ -146,9 +146,7 @@ def test_decay_never_goes_below_the_floor_and_runs_in_batches(
     )
     assert run.batches == [2, 2, 1]
     assert set(importance_of(engine, ids).values()) == {0.3}
-    later = hygiene.decay(
-        engine, hygiene.system_scope(brain), SETTINGS, now=now_ms() + 11 * DAY
-    )
+    later = hygiene.decay(engine, hygiene.system_scope(brain), SETTINGS, now=now_ms() + 11 * DAY)
     assert later.count == 0  # at the floor: nothing left to decay
 
 
@@ -282,9 +280,7 @@ def test_forget_is_bounded_and_needs_a_criterion(
         "/v1/forget", json_body={"filters": {"tag": ["scratch"]}, "limit": 2, "dry_run": True}
     )
     assert reply.json()["matched"] == 2 and reply.json()["truncated"] is True
-    capped = LambdaClient(
-        settings.with_(maintenance=MaintenanceSettings(forget_max=3)), tenant.key
-    )
+    capped = LambdaClient(settings.with_(maintenance=MaintenanceSettings(forget_max=3)), tenant.key)
     done = capped.post("/v1/forget", json_body={"filters": {"tag": ["scratch"]}, "limit": 50})
     assert done.json()["affected"] == 3 and done.json()["limit"] == 3
     empty = client.post("/v1/forget", json_body={"filters": {}})
