@@ -25,6 +25,7 @@ COLUMNS = (
     "importance, metadata, state, superseded_by, occurred_at, created_at, updated_at, "
     "archived_at, deleted_at, access_count, last_accessed_at"
 )
+_M_COLUMNS = ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(","))
 _TIMES = ("occurred_at", "created_at", "updated_at", "archived_at", "deleted_at")
 
 
@@ -209,7 +210,7 @@ def create(
             "now": now,
         },
     )
-    _write_tags(conn, scope.brain_id, memory_id, data.tags)
+    write_tags(conn, scope.brain_id, memory_id, data.tags, now)
     index.on_write(
         conn,
         scope.brain_id,
@@ -307,11 +308,17 @@ def _supersede_records(
     )
 
 
-def _write_tags(conn: Connection, brain_id: str, memory_id: str, tags: list[str]) -> None:
+def write_tags(
+    conn: Connection, brain_id: str, memory_id: str, tags: list[str], created_at: int
+) -> None:
+    """The memory's tag rows; they carry its creation time, which orders lists by tag."""
     if tags:
         conn.execute(
-            sql("INSERT INTO memory_tags (memory_id, tag, brain_id) VALUES (:m, :t, :b)"),
-            [{"m": memory_id, "t": tag, "b": brain_id} for tag in tags],
+            sql(
+                "INSERT INTO memory_tags (memory_id, tag, brain_id, created_at) "
+                "VALUES (:m, :t, :b, :at)"
+            ),
+            [{"m": memory_id, "t": tag, "b": brain_id, "at": created_at} for tag in tags],
         )
 
 
@@ -427,21 +434,32 @@ def list_memories(
 ) -> dict[str, Any]:
     """Newest first, with an opaque cursor to the next page."""
     params: dict[str, Any] = {}
-    where = filter_sql(scope, filters, params)
+    if len(filters.tag) == 1:
+        # One tag: walk that tag's rows newest first on their own index and join each to its
+        # memory, so a page costs its size whatever the share of the brain the tag has.
+        where = filter_sql(scope, filters.model_copy(update={"tag": []}), params, alias="m")
+        where += ["t.brain_id = :brain", "t.tag = :tag"]
+        params["tag"] = filters.tag[0]
+        join = "CROSS JOIN" if conn.dialect.name == "sqlite" else "JOIN"
+        source = f"memory_tags t {join} memories m ON m.id = t.memory_id"
+        created, ident = "t.created_at", "t.memory_id"
+    else:
+        where = filter_sql(scope, filters, params, alias="m")
+        source, created, ident = "memories m", "m.created_at", "m.id"
     total = None
     if include_total:
         total = conn.execute(
-            sql(f"SELECT count(*) FROM memories WHERE {' AND '.join(where)}"), params
+            sql(f"SELECT count(*) FROM {source} WHERE {' AND '.join(where)}"), params
         ).scalar_one()
     if cursor is not None:
         position = cursors.decode(cursor, keys=("t", "i"))
-        where.append("(created_at < :ct OR (created_at = :ct AND id < :ci))")
+        where.append(f"({created} < :ct OR ({created} = :ct AND {ident} < :ci))")
         params.update(ct=position["t"], ci=position["i"])
     params["limit"] = limit + 1
     rows = conn.execute(
         sql(
-            f"SELECT {COLUMNS} FROM memories WHERE {' AND '.join(where)} "
-            "ORDER BY created_at DESC, id DESC LIMIT :limit"
+            f"SELECT {_M_COLUMNS} FROM {source} WHERE {' AND '.join(where)} "
+            f"ORDER BY {created} DESC, {ident} DESC LIMIT :limit"
         ),
         params,
     ).all()
@@ -520,7 +538,7 @@ def update(
             sql("DELETE FROM memory_tags WHERE brain_id = :brain AND memory_id = :id"),
             {"brain": scope.brain_id, "id": memory_id},
         )
-        _write_tags(conn, scope.brain_id, memory_id, changes["tags"])
+        write_tags(conn, scope.brain_id, memory_id, changes["tags"], row.created_at)
     if {"content", "title", "tags"} & changes.keys():
         index.on_write(
             conn,

@@ -424,6 +424,39 @@ def test_cursor_pagination_and_total(client: LambdaClient) -> None:
     assert "total" not in client.get("/v1/memories").json()
 
 
+def test_one_tag_pages_newest_first_through_retags_and_state(client: LambdaClient) -> None:
+    """A single-tag list is read off the tag's own index: paging, totals, a memory retagged
+    after it was created, and filters on the memory itself must all still hold."""
+    batch = client.post(
+        "/v1/memories/batch",
+        json_body={
+            "memories": [
+                {"content": f"m{i}", "tags": ["t"] if i % 2 == 0 else ["other"]} for i in range(9)
+            ]
+        },
+    ).json()["results"]
+    # m1 gains the tag later: it must be listed at its creation time, not its retag time.
+    client.patch(f"/v1/memories/{batch[1]['id']}", json_body={"tags": ["t", "other"]})
+    client.post(f"/v1/memories/{batch[4]['id']}/archive")
+    tagged = [0, 1, 2, 6, 8]
+    expected = [batch[i]["id"] for i in reversed(tagged)]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        query: dict[str, Any] = {"tag": "t", "limit": 2, "include_total": "true"}
+        if cursor:
+            query["cursor"] = cursor
+        page = client.get("/v1/memories", query=query).json()
+        assert page["total"] == len(tagged)
+        seen += [m["id"] for m in page["results"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == expected
+    archived = client.get("/v1/memories", query={"tag": "t", "state": "archived"}).json()
+    assert [m["id"] for m in archived["results"]] == [batch[4]["id"]]
+
+
 def test_users_get_a_row_and_a_memories_page(client: LambdaClient, tenant: Tenant) -> None:
     for i in range(3):
         _create(client, content=f"u1 note {i}", user_id="u1")

@@ -546,6 +546,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX ix_snapshots_brain_created ON snapshots (brain_id, created_at, id)
         """,
     ),
+    Migration(
+        12,
+        "tag lists in creation order",
+        # A memory's creation time never changes, so its tag rows can carry it: a list by tag
+        # then reads the newest page straight off one index instead of testing every memory
+        # of the brain, newest first, for the tag.
+        """
+        ALTER TABLE memory_tags ADD COLUMN created_at BIGINT;
+        UPDATE memory_tags SET created_at =
+            (SELECT m.created_at FROM memories m WHERE m.id = memory_tags.memory_id);
+        CREATE INDEX ix_memory_tags_brain_tag_created
+            ON memory_tags (brain_id, tag, created_at, memory_id);
+        DROP INDEX ix_memory_tags_brain_tag
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -138,8 +138,9 @@ memory_tags = Table(
     Column("memory_id", Text, ForeignKey("memories.id", ondelete="CASCADE"), nullable=False),
     Column("tag", Text, nullable=False),
     Column("brain_id", Text, nullable=False),
+    _ts("created_at"),  # the memory's; always written, nullable only because it came later
     PrimaryKeyConstraint("memory_id", "tag"),
-    Index("ix_memory_tags_brain_tag", "brain_id", "tag"),
+    Index("ix_memory_tags_brain_tag_created", "brain_id", "tag", "created_at", "memory_id"),
 )
 
 memory_links = Table(

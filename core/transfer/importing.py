@@ -47,7 +47,7 @@ from core.db.engine import sql, transaction
 from core.embeddings.base import Embedder
 from core.errors import Forbidden, InvalidInput
 from core.ids import new_id, now_ms
-from core.memories import content_hash
+from core.memories import content_hash, write_tags
 from core.scope import Scope
 from core.search import lexical
 from core.search.indexing import Indexer, document_text
@@ -479,7 +479,7 @@ class ImportRun:
         known.memories[target_id] = True
         self.memory_ids[source_id] = target_id
         self.without_history.add(target_id)
-        _write_tags(conn, self.scope.brain_id, target_id, row["tags"])
+        _write_tags(conn, self.scope.brain_id, target_id, row["tags"], params["created_at"])
         self._index(conn, target_id, row, new=True)
         self.report.kinds["memory"].imported += 1
 
@@ -545,7 +545,7 @@ class ImportRun:
             sql("DELETE FROM memory_tags WHERE brain_id = :brain AND memory_id = :id"),
             {"brain": brain, "id": row["id"]},
         )
-        _write_tags(conn, brain, row["id"], row["tags"])
+        _write_tags(conn, brain, row["id"], row["tags"], params["created_at"])
         self._index(conn, row["id"], row, new=False)
         self._history_row(
             conn,
@@ -999,13 +999,10 @@ def _plain(shape: TableShape, data: dict[str, Any], *, required: Iterable[str]) 
     return row
 
 
-def _write_tags(conn: Connection, brain_id: str, memory_id: str, tags: list[str]) -> None:
-    unique = list(dict.fromkeys(tags))
-    if unique:
-        conn.execute(
-            sql("INSERT INTO memory_tags (memory_id, tag, brain_id) VALUES (:m, :t, :b)"),
-            [{"m": memory_id, "t": tag, "b": brain_id} for tag in unique],
-        )
+def _write_tags(
+    conn: Connection, brain_id: str, memory_id: str, tags: list[str], created_at: int
+) -> None:
+    write_tags(conn, brain_id, memory_id, list(dict.fromkeys(tags)), created_at)
 
 
 def _active_twin(
