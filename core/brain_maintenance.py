@@ -19,10 +19,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from core import conflicts, consolidate, hygiene, leases
 from core import cursor as cursors
-from core import hygiene, leases
-from core.config import MaintenanceSettings
+from core.config import MaintenanceSettings, get_settings
+from core.conflicts import VectorSpace
 from core.db.engine import sql, transaction
+from core.embeddings import get_embedder
 from core.ids import iso, new_id, now_ms
 from core.policy import policy_for
 from core.scope import Scope
@@ -53,16 +55,47 @@ def record_stat(
         )
 
 
+def _vector_space() -> VectorSpace:
+    app = get_settings()
+    embedder = get_embedder(app.embedder)
+    return VectorSpace(embedder.name, embedder.dims, app.conflicts.neighbours)
+
+
+# Detection passes one run may make on a brain, and the time they may take: each pass is one
+# bounded batch (core/conflicts.py); the watermark takes the next run on from where this stopped.
+_CONFLICT_PASSES = 10
+_CONFLICT_SECONDS = 10.0
+
+
 def _conflicts(engine: Engine, scope: Scope, settings: MaintenanceSettings, dry_run: bool) -> Any:
-    # TODO(issue 5, conflicts): core/conflicts.py (built in parallel) provides a bounded
-    # `detect(...)`; call it here once it has landed. Until then the task reports itself skipped.
-    return {"count": 0, "skipped": "conflict detection not available yet"}
+    if dry_run:
+        return {"count": 0, "skipped": "detection records what it finds; it has no dry run"}
+    batch = min(settings.batch_size, get_settings().conflicts.detect_batch)
+    space = _vector_space()
+    started = time.perf_counter()
+    totals: dict[str, int] = {"passes": 0, "created": 0, "superseded": 0, "memories_scanned": 0}
+    while totals["passes"] < _CONFLICT_PASSES:
+        found = conflicts.detect(engine, scope.brain_id, batch_size=batch, space=space)
+        totals["passes"] += 1
+        for name in ("created", "superseded", "memories_scanned"):
+            totals[name] += found[name]
+        if found["done"] or time.perf_counter() - started > _CONFLICT_SECONDS:
+            break
+    return {"count": totals["created"], "batch_size": batch, **totals}
 
 
 def _consolidate(engine: Engine, scope: Scope, settings: MaintenanceSettings, dry_run: bool) -> Any:
-    # TODO(issue 5, consolidate): suggestions come from the consolidation dry run (built in
-    # parallel); call it here once it has landed.
-    return {"count": 0, "skipped": "consolidation not available yet"}
+    # Suggestions only (merging is for a person or an agent to decide, POST /v1/consolidate):
+    # how many near-duplicate groups the brain's first window of memories holds.
+    app = get_settings().conflicts
+    found = consolidate.suggest(
+        engine,
+        scope.brain_id,
+        space=_vector_space(),
+        threshold=app.consolidate_threshold,
+        max_scan=min(settings.batch_size, app.consolidate_max_scan),
+    )
+    return {"count": found["groups"], **found}
 
 
 def maintain_brain(

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from core import conflicts
+from core import brain_maintenance, conflicts
+from core.config import MaintenanceSettings
 from core.contradiction import compare
 from core.db.engine import transaction
 from core.embeddings import get_embedder
@@ -303,3 +304,25 @@ def test_maintenance_detection_is_bounded_and_resumes(
     swept = conflicts.detect(engine, tenant.brain_id, batch_size=4, space=space)
     assert swept["superseded"] == 1
     assert _conflicts(client)[0]["status"] == "superseded"
+
+
+def test_maintenance_run_detects_and_suggests(
+    client: LambdaClient, engine: Engine, tenant: Tenant
+) -> None:
+    _create(client, content="The product launch is on Monday")
+    _create(client, content="The product launch is on Friday")
+    _create(client, content="Remember to water the plants", key="chores")
+    _create(client, content="Remember to water the plants")
+    settings = MaintenanceSettings(batch_size=3)
+    out = brain_maintenance.maintain_brain(
+        engine, tenant.brain_id, settings, tasks=("conflicts", "consolidate")
+    )
+    assert out["conflicts"]["count"] == 1 and out["conflicts"]["batch_size"] == 3
+    assert out["conflicts"]["passes"] == 2  # 3 + 1 memories: bounded passes until done
+    assert out["consolidate"]["count"] == 1 and out["consolidate"]["memories"] == 2
+    with transaction(engine, write=False) as conn:
+        recorded = conn.execute(
+            text("SELECT type, count FROM stats WHERE brain_id = :b ORDER BY type"),
+            {"b": tenant.brain_id},
+        ).all()
+    assert [tuple(r) for r in recorded] == [("conflicts", 1), ("consolidate", 1)]
