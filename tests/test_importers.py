@@ -4,6 +4,7 @@ written into a brain on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sqlite3
@@ -19,7 +20,8 @@ from sqlalchemy import Engine, text
 from core.db.engine import transaction
 from core.ids import parse_time
 from core.importers.pipeline import MigrationReport, open_source, run_import
-from core.importers.records import Options, SourceError
+from core.importers.records import IdMap, MemoryRecord, Options, SourceError
+from handlers.progress import ProgressBar
 from tests.lambda_client import LambdaClient
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "importers"
@@ -690,3 +692,32 @@ def test_the_command_shows_progress_and_the_report(tmp_path: Path) -> None:
     failed = _mnemo(url, "import", "--from", "memoryvault", str(bad), "--brain", "mv")
     assert failed.returncode == 2
     assert failed.stderr.strip() == (f"error: {bad}:2: not valid JSON: Expecting value (column 10)")
+
+
+def test_a_mem0_export_from_before_the_results_wrapper(tmp_path: Path) -> None:
+    """mem0 before v1.1 returned get_all as a bare list."""
+    path = _write(
+        tmp_path,
+        "old.json",
+        json.dumps([{"id": 7, "memory": "Likes jazz", "created_at": "2024-01-02T03:04:05Z"}]),
+    )
+    source = open_source("mem0", [path], Options(user_id="carol"))
+    [memory] = list(source.records(IdMap("brain-x", "mem0")))
+    assert isinstance(memory, MemoryRecord)
+    assert (memory.content, memory.user_id, memory.origin.id) == ("Likes jazz", "carol", "7")
+    assert memory.created_at == memory.updated_at == ms("2024-01-02T03:04:05Z")
+    assert (
+        memory.id
+        == IdMap("brain-x", "mem0")("memory", "7")
+        != IdMap("brain-y", "mem0")("memory", "7")
+    )
+
+
+def test_the_progress_bar_without_tqdm() -> None:
+    out = io.StringIO()
+    bar = ProgressBar("import mem0", stream=out)
+    bar._tqdm = None
+    bar.update(0, 4)
+    bar.update(4, 4)
+    bar.close()
+    assert out.getvalue().endswith("\rimport mem0 [" + "#" * 30 + "] 100% 4/4\n")
