@@ -208,6 +208,32 @@ def _key_partners(conn: Connection, brain_id: str, rows: list[Any]) -> list[Any]
     return found
 
 
+_CHUNK = 128  # query rows per matrix product: 128 x 50,000 cosines is 25 MB
+
+
+def nearest_same_user(
+    cache: vectors.BrainVectors, slots: np.ndarray, eligible: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each cache slot in `slots`: the slots of its `k` most similar eligible memories of
+    the same user (itself excluded) and their cosines (-inf where there are fewer)."""
+    count = len(cache.ids)
+    k = min(k, count - 1)
+    best_slots = np.zeros((len(slots), max(k, 0)), np.int64)
+    best_scores = np.full((len(slots), max(k, 0)), -np.inf, np.float32)
+    if k <= 0:
+        return best_slots, best_scores
+    matrix, users = cache.matrix[:count], cache.user_of[:count]
+    for start in range(0, len(slots), _CHUNK):
+        part = slots[start : start + _CHUNK]
+        allowed = eligible[None, :] & (users[None, :] == users[part][:, None])
+        allowed[np.arange(len(part)), part] = False
+        sims = np.where(allowed, matrix[part] @ matrix.T, -np.inf)
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        best_slots[start : start + len(part)] = top
+        best_scores[start : start + len(part)] = np.take_along_axis(sims, top, axis=1)
+    return best_slots, best_scores
+
+
 def _neighbour_ids(
     conn: Connection, brain_id: str, rows: list[Any], space: VectorSpace
 ) -> dict[str, list[str]]:
@@ -215,22 +241,14 @@ def _neighbour_ids(
     cache = vectors.cached(conn, brain_id, space.model, space.dims)
     count = len(cache.ids)
     present = [r for r in rows if r.id in cache.rows and cache.rows[r.id] < count]
-    if not present or count < 2:
+    if not present:
         return {}
-    slots = np.array([cache.rows[r.id] for r in present])
-    sims = cache.matrix[slots] @ cache.matrix[:count].T
-    active = cache.state_of[:count] == 0
-    found: dict[str, list[str]] = {}
-    for i, row in enumerate(present):
-        mask = active & (cache.user_of[:count] == cache.user_of[slots[i]])
-        mask[slots[i]] = False
-        scores = np.where(mask, sims[i], -np.inf)
-        k = min(space.neighbours, int(mask.sum()))
-        if k <= 0:
-            continue
-        best = np.argpartition(-scores, k - 1)[:k]
-        found[row.id] = [cache.ids[j] for j in best if np.isfinite(scores[j])]
-    return found
+    slots = np.array([cache.rows[r.id] for r in present], np.int64)
+    top, scores = nearest_same_user(cache, slots, cache.state_of[:count] == 0, space.neighbours)
+    return {
+        row.id: [cache.ids[j] for j, s in zip(top[i], scores[i], strict=True) if np.isfinite(s)]
+        for i, row in enumerate(present)
+    }
 
 
 def check(

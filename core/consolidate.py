@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, Row
 
 from core import cursor as cursors
 from core.config import Limits
-from core.conflicts import VectorSpace
+from core.conflicts import VectorSpace, nearest_same_user
 from core.contradiction import compare
 from core.db.engine import sql, transaction
 from core.memories import COLUMNS, to_dict
@@ -108,19 +108,13 @@ def _similar_pairs(
     window = order[start : start + max_scan]
     if not window:
         return [], None
-    count = len(cache.ids)
-    matrix = cache.matrix[:count]
-    sims = matrix[window] @ matrix.T
-    pairs = []
-    for row, slot in enumerate(window):
-        same_user = mask & (cache.user_of[:count] == cache.user_of[slot])
-        scores = np.where(same_user, sims[row], -np.inf)
-        scores[slot] = -np.inf
-        k = min(_NEIGHBOURS, len(scores))
-        best = np.argpartition(-scores, k - 1)[:k]
-        for other in best:
-            if scores[other] >= threshold:
-                pairs.append((cache.ids[slot], cache.ids[other], float(scores[other])))
+    top, scores = nearest_same_user(cache, np.array(window, np.int64), mask, _NEIGHBOURS)
+    pairs = [
+        (cache.ids[slot], cache.ids[other], float(score))
+        for slot, others, row_scores in zip(window, top, scores, strict=True)
+        for other, score in zip(others, row_scores, strict=True)
+        if score >= threshold
+    ]
     last = start + len(window)
     return pairs, (ordered_ids[last - 1] if last < len(ordered_ids) else None)
 
