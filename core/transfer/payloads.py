@@ -102,10 +102,11 @@ def _client(settings: SnapshotSettings) -> Any:
 def upload(settings: SnapshotSettings, url: str, packed: Packed) -> None:
     bucket, key = _split(url)
     packed.file.seek(0)
+    # upload_fileobj may close the file it is given (s3transfer does when done): nothing is
+    # read from it afterwards.
     _client(settings).upload_fileobj(
         packed.file, bucket, key, ExtraArgs={"ContentType": "application/gzip"}
     )
-    packed.file.seek(0)
 
 
 def download(settings: SnapshotSettings, url: str) -> IO[bytes]:
