@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Unpack, cast
 
 import anyio
 import httpx
 
-from mnemo_client import _api
+from mnemo_client import _api, _graph
 from mnemo_client._api import Call, segment
 from mnemo_client.errors import MnemoConnectionError
 from mnemo_client.types import (
@@ -18,13 +18,19 @@ from mnemo_client.types import (
     ContextOptions,
     ContextPack,
     Digest,
+    GraphStats,
     Health,
     HistoryEntry,
+    Link,
+    LinkDeleted,
+    LinkPage,
     ListOptions,
     Memory,
     MemoryChanges,
     MemoryFields,
     MemoryPage,
+    Neighbor,
+    Path,
     Purged,
     QueryFilters,
     QueryResult,
@@ -32,6 +38,8 @@ from mnemo_client.types import (
     ReindexResult,
     SearchOptions,
     SearchPage,
+    Subgraph,
+    Suggestion,
     UserMemories,
     UserMemoryPage,
     UserSummary,
@@ -226,6 +234,97 @@ class AsyncMnemoClient:
 
     async def reindex(self) -> ReindexResult:
         return cast(ReindexResult, await self._call(Call("POST", "/v1/reindex")))
+
+    # --- links and the graph ---------------------------------------------------------------------
+
+    async def create_link(
+        self,
+        from_id: str,
+        to_id: str,
+        relation: str,
+        *,
+        label: str | None = None,
+        weight: float | None = None,
+        actor_id: str | None = None,
+    ) -> Link:
+        """POST /v1/links: the same link again returns it (`deduplicated` is then True)."""
+        call = _graph.create_link(from_id, to_id, relation, label, weight, actor_id)
+        return cast(Link, await self._call(call))
+
+    async def get_link(self, link_id: str) -> Link:
+        return cast(Link, await self._call(_graph.get_link(link_id)))
+
+    async def delete_link(self, link_id: str) -> LinkDeleted:
+        return cast(LinkDeleted, await self._call(_graph.delete_link(link_id)))
+
+    async def links(
+        self,
+        memory_id: str,
+        *,
+        direction: str | None = None,
+        relation: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> LinkPage:
+        """A memory's links both ways (or `direction` "out" / "in"), newest first."""
+        call = _graph.links(memory_id, direction, relation, limit, cursor)
+        return cast(LinkPage, await self._call(call))
+
+    async def neighbors(
+        self,
+        memory_id: str,
+        *,
+        direction: str | None = None,
+        relation: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        include_archived: bool | None = None,
+    ) -> list[Neighbor]:
+        """The memories one link away, strongest link first."""
+        call = _graph.neighbors(memory_id, direction, relation, limit, include_archived)
+        return cast(list[Neighbor], (await self._call(call))["results"])
+
+    async def suggestions(
+        self, memory_id: str, *, limit: int | None = None, min_score: float | None = None
+    ) -> list[Suggestion]:
+        """Memories worth linking to this one, each with its score and reasons."""
+        call = _graph.suggestions(memory_id, limit, min_score)
+        return cast(list[Suggestion], (await self._call(call))["results"])
+
+    async def subgraph(
+        self,
+        *,
+        memory_id: str | None = None,
+        query: str | None = None,
+        radius: int | None = None,
+        limit: int | None = None,
+        relation: str | Sequence[str] | None = None,
+        seeds: int | None = None,
+        user_id: str | None = None,
+        include_archived: bool | None = None,
+    ) -> Subgraph:
+        """The memories within `radius` links of one memory or of a query's best hits."""
+        call = _graph.subgraph(
+            memory_id, query, radius, limit, relation, seeds, user_id, include_archived
+        )
+        return cast(Subgraph, await self._call(call))
+
+    async def path(
+        self,
+        from_id: str,
+        to_id: str,
+        *,
+        max_hops: int | None = None,
+        relation: str | Sequence[str] | None = None,
+        include_archived: bool | None = None,
+    ) -> Path:
+        """A shortest path of links; NotFoundError with code "no_path" when there is none."""
+        call = _graph.path(from_id, to_id, max_hops, relation, include_archived)
+        return cast(Path, await self._call(call))
+
+    async def graph_stats(
+        self, *, user_id: str | None = None, top: int | None = None
+    ) -> GraphStats:
+        return cast(GraphStats, await self._call(_graph.graph_stats(user_id, top)))
 
     # --- users, summaries, history --------------------------------------------------------------
 

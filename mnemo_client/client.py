@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Unpack, cast
 
 import httpx
 
-from mnemo_client import _api
+from mnemo_client import _api, _graph
 from mnemo_client._api import Call, segment
 from mnemo_client.errors import MnemoConnectionError
 from mnemo_client.types import (
@@ -18,13 +18,19 @@ from mnemo_client.types import (
     ContextOptions,
     ContextPack,
     Digest,
+    GraphStats,
     Health,
     HistoryEntry,
+    Link,
+    LinkDeleted,
+    LinkPage,
     ListOptions,
     Memory,
     MemoryChanges,
     MemoryFields,
     MemoryPage,
+    Neighbor,
+    Path,
     Purged,
     QueryFilters,
     QueryResult,
@@ -32,6 +38,8 @@ from mnemo_client.types import (
     ReindexResult,
     SearchOptions,
     SearchPage,
+    Subgraph,
+    Suggestion,
     UserMemories,
     UserMemoryPage,
     UserSummary,
@@ -222,6 +230,95 @@ class MnemoClient:
 
     def reindex(self) -> ReindexResult:
         return cast(ReindexResult, self._call(Call("POST", "/v1/reindex")))
+
+    # --- links and the graph ---------------------------------------------------------------------
+
+    def create_link(
+        self,
+        from_id: str,
+        to_id: str,
+        relation: str,
+        *,
+        label: str | None = None,
+        weight: float | None = None,
+        actor_id: str | None = None,
+    ) -> Link:
+        """POST /v1/links: the same link again returns it (`deduplicated` is then True)."""
+        call = _graph.create_link(from_id, to_id, relation, label, weight, actor_id)
+        return cast(Link, self._call(call))
+
+    def get_link(self, link_id: str) -> Link:
+        return cast(Link, self._call(_graph.get_link(link_id)))
+
+    def delete_link(self, link_id: str) -> LinkDeleted:
+        return cast(LinkDeleted, self._call(_graph.delete_link(link_id)))
+
+    def links(
+        self,
+        memory_id: str,
+        *,
+        direction: str | None = None,
+        relation: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> LinkPage:
+        """A memory's links both ways (or `direction` "out" / "in"), newest first."""
+        call = _graph.links(memory_id, direction, relation, limit, cursor)
+        return cast(LinkPage, self._call(call))
+
+    def neighbors(
+        self,
+        memory_id: str,
+        *,
+        direction: str | None = None,
+        relation: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        include_archived: bool | None = None,
+    ) -> list[Neighbor]:
+        """The memories one link away, strongest link first."""
+        call = _graph.neighbors(memory_id, direction, relation, limit, include_archived)
+        return cast(list[Neighbor], (self._call(call))["results"])
+
+    def suggestions(
+        self, memory_id: str, *, limit: int | None = None, min_score: float | None = None
+    ) -> list[Suggestion]:
+        """Memories worth linking to this one, each with its score and reasons."""
+        call = _graph.suggestions(memory_id, limit, min_score)
+        return cast(list[Suggestion], (self._call(call))["results"])
+
+    def subgraph(
+        self,
+        *,
+        memory_id: str | None = None,
+        query: str | None = None,
+        radius: int | None = None,
+        limit: int | None = None,
+        relation: str | Sequence[str] | None = None,
+        seeds: int | None = None,
+        user_id: str | None = None,
+        include_archived: bool | None = None,
+    ) -> Subgraph:
+        """The memories within `radius` links of one memory or of a query's best hits."""
+        call = _graph.subgraph(
+            memory_id, query, radius, limit, relation, seeds, user_id, include_archived
+        )
+        return cast(Subgraph, self._call(call))
+
+    def path(
+        self,
+        from_id: str,
+        to_id: str,
+        *,
+        max_hops: int | None = None,
+        relation: str | Sequence[str] | None = None,
+        include_archived: bool | None = None,
+    ) -> Path:
+        """A shortest path of links; NotFoundError with code "no_path" when there is none."""
+        call = _graph.path(from_id, to_id, max_hops, relation, include_archived)
+        return cast(Path, self._call(call))
+
+    def graph_stats(self, *, user_id: str | None = None, top: int | None = None) -> GraphStats:
+        return cast(GraphStats, self._call(_graph.graph_stats(user_id, top)))
 
     # --- users, summaries, history --------------------------------------------------------------
 

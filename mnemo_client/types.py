@@ -321,3 +321,119 @@ class QueryFilters(TypedDict, total=False):
     sector: str
     min_score: float
     user_id: str
+
+
+# --- links and the graph ------------------------------------------------------------------------
+
+Relation = Literal["related", "supports", "contradicts", "supersedes", "causes", "example_of"]
+
+
+class Link(TypedDict):
+    id: str
+    from_id: str
+    to_id: str
+    relation: Relation
+    label: str | None
+    weight: float
+    origin: Literal["manual", "inferred", "system"]
+    created_by: str | None
+    created_at: str
+    deduplicated: NotRequired[bool]
+
+
+class MemoryRef(TypedDict):
+    id: str
+    type: MemoryType
+    title: str | None
+    key: str | None
+    preview: str
+    state: MemoryState
+    user_id: str | None
+
+
+class LinkView(Link):
+    direction: Literal["out", "in"]
+    memory: MemoryRef
+
+
+class LinkPage(TypedDict):
+    results: list[LinkView]
+    next_cursor: str | None
+
+
+class LinkDeleted(TypedDict):
+    id: str
+    deleted: bool
+
+
+class Neighbor(TypedDict):
+    memory: Memory
+    link: Link
+    direction: Literal["out", "in"]
+
+
+class SuggestionSignals(TypedDict):
+    similarity: float | None
+    shared_tags: list[str]
+    same_source: bool
+    hours_apart: float
+
+
+class Suggestion(TypedDict):
+    memory: Memory
+    score: float
+    relation: Relation
+    reasons: list[str]
+    signals: SuggestionSignals
+
+
+class GraphNode(Memory):
+    depth: int
+
+
+class GraphEdge(TypedDict):
+    id: str
+    from_id: str
+    to_id: str
+    relation: Relation
+    label: str | None
+    weight: float
+    origin: Literal["manual", "inferred", "system"]
+    created_by: str | None
+    created_at: str
+
+
+class Subgraph(TypedDict):
+    seeds: list[str]
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
+    radius: int
+    limit: int
+    truncated: bool
+
+
+class PathEdge(GraphEdge):
+    direction: Literal["forward", "backward"]
+
+
+class Path(TypedDict):
+    hops: int
+    nodes: list[GraphNode]
+    edges: list[PathEdge]
+
+
+class Hub(TypedDict):
+    id: str
+    degree: int
+    memory: MemoryRef
+
+
+class GraphStats(TypedDict):
+    nodes: int
+    edges: int
+    components: int
+    isolated: int
+    largest_component: int
+    relations: dict[str, int]
+    hubs: list[Hub]
+    sampled: bool
