@@ -26,7 +26,7 @@ from core.conflicts import VectorSpace
 from core.db.engine import sql, transaction
 from core.embeddings import get_embedder
 from core.ids import iso, new_id, now_ms
-from core.policy import policy_for
+from core.policy import BrainPolicy, policy_for
 from core.scope import Scope
 
 log = logging.getLogger("mnemo.maintenance")
@@ -84,15 +84,18 @@ def _conflicts(engine: Engine, scope: Scope, settings: MaintenanceSettings, dry_
     return {"count": totals["created"], "batch_size": batch, **totals}
 
 
-def _consolidate(engine: Engine, scope: Scope, settings: MaintenanceSettings, dry_run: bool) -> Any:
+def _consolidate(
+    engine: Engine, scope: Scope, settings: MaintenanceSettings, policy: BrainPolicy
+) -> Any:
     # Suggestions only (merging is for a person or an agent to decide, POST /v1/consolidate):
-    # how many near-duplicate groups the brain's first window of memories holds.
+    # how many near-duplicate groups the brain's first window of memories holds, at the
+    # brain policy's similarity threshold.
     app = get_settings().conflicts
     found = consolidate.suggest(
         engine,
         scope.brain_id,
         space=_vector_space(),
-        threshold=app.consolidate_threshold,
+        threshold=policy.consolidate_threshold,
         max_scan=min(settings.batch_size, app.consolidate_max_scan),
     )
     return {"count": found["groups"], **found}
@@ -127,7 +130,7 @@ def maintain_brain(
                 engine, scope, settings, now=now, dry_run=dry_run, policy=policy
             ),
             "conflicts": lambda: _conflicts(engine, scope, settings, dry_run),
-            "consolidate": lambda: _consolidate(engine, scope, settings, dry_run),
+            "consolidate": lambda: _consolidate(engine, scope, settings, policy),
         }
         for task in tasks:
             started = time.perf_counter()

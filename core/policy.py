@@ -75,7 +75,7 @@ class BrainPolicy:
     snapshot_retention: int = 10
     path_max_hops: int = 6
     subgraph_max_nodes: int = 200
-    consolidate_threshold: float = 0.92
+    consolidate_threshold: float = 0.95
 
     @property
     def decay_ms(self) -> int:
