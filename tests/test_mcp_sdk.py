@@ -132,6 +132,15 @@ async def _every_tool(call: Call) -> set[str]:
     assert events == ["ADD", "UPDATE", "ARCHIVE", "RESTORE", "DELETE"]
     assert (await ok("purge", {"id": saved["id"], "confirm": True}))["purged"] is True
     assert len((await ok("changelog", {"limit": 100}))["results"]) >= 8
+    ada = (await ok("save", {"content": "Ada drinks tea at four", "user_id": "ada"}))["id"]
+    tz = (await ok("get_fact", {"key": "tz", "user_id": "ada"}))["id"]
+    link = await ok("link", {"from_id": ada, "to_id": tz, "relation": "related"})
+    assert (await ok("links", {"id": ada}))["results"][0]["id"] == link["id"]
+    assert (await ok("neighbors", {"id": tz}))["results"][0]["memory"]["id"] == ada
+    assert len((await ok("subgraph", {"memory_id": ada}))["nodes"]) == 2
+    assert ada in {n["id"] for n in (await ok("subgraph", {"query": "tea at four"}))["nodes"]}
+    assert (await ok("path", {"from_id": tz, "to_id": ada}))["hops"] == 1
+    assert (await ok("unlink", {"id": link["id"]}))["deleted"] is True
 
     gone = await call("get", {"id": saved["id"]})
     assert gone.is_error

@@ -7,8 +7,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from core import changelog, memories
+from core import changelog, graph, links, memories
 from core.ids import parse_time
+from core.link_models import (
+    Link,
+    LinkDeleted,
+    LinkDeleteIn,
+    LinkIn,
+    LinkListQuery,
+    LinkPage,
+    NeighborPage,
+    NeighborQuery,
+    Path,
+    PathQuery,
+    Subgraph,
+    SubgraphQuery,
+)
 from core.mcp.registry import NoArguments, Ref, Refs, Registry, Runner, Tool
 from core.models import (
     BatchResult,
@@ -37,6 +51,7 @@ from core.summaries.models import Digest, DigestQuery, UserSummaryOut
 
 MEMORY_ID = Ref("id", "The memory's id, as returned by save, search or list.")
 FACT_KEY = Ref("key", "What the fact is about, as saved (e.g. 'user.timezone').")
+LINK_ID = Ref("id", "The link's id, as returned by link or links.")
 USER_ID = Ref("user_id", "The end user, as given in user_id when memories were saved.")
 
 
@@ -186,6 +201,50 @@ async def _changelog(run: Runner, _: Refs, query: ChangelogQuery) -> Any:
         limit=query.limit,
     )
     return {"results": entries, "next_cursor": next_cursor}
+
+
+# -- links and the graph (/v1/links..., /v1/memories/{id}/links|neighbors, /v1/graph/...) -----
+
+
+async def _link(run: Runner, _: Refs, data: LinkIn) -> Any:
+    return await run.write(links.create, data)
+
+
+async def _unlink(run: Runner, refs: Refs, data: LinkDeleteIn) -> Any:
+    return await run.write(links.delete, refs["id"], actor_id=data.actor_id)
+
+
+async def _links(run: Runner, refs: Refs, query: LinkListQuery) -> Any:
+    return await run.read(
+        links.list_for,
+        refs["id"],
+        direction=query.direction,
+        relations=query.relation,
+        limit=query.limit,
+        cursor=query.cursor,
+    )
+
+
+async def _neighbors(run: Runner, refs: Refs, query: NeighborQuery) -> Any:
+    return await run.read(
+        graph.neighbors,
+        refs["id"],
+        direction=query.direction,
+        relations=query.relation,
+        limit=query.limit,
+        include_archived=query.include_archived,
+    )
+
+
+async def _subgraph(run: Runner, _: Refs, query: SubgraphQuery) -> Any:
+    vector = None
+    if query.query is not None and query.memory_id is None:
+        vector = await run.query_vector(query.query)
+    return await run.read(graph.subgraph, query, vector, run.ranking)
+
+
+async def _path(run: Runner, _: Refs, query: PathQuery) -> Any:
+    return await run.read(graph.path, query)
 
 
 TOOLS: list[Tool[Any]] = [
@@ -414,6 +473,78 @@ TOOLS: list[Tool[Any]] = [
         run=_changelog,
         body=ChangelogQuery,
         output=ChangelogPage,
+    ),
+    Tool(  # POST /v1/links
+        name="link",
+        title="Link two memories",
+        description=(
+            "Record how two memories of the same user relate: `relation` is one of related, "
+            "supports, contradicts, supersedes, causes, example_of (from_id -> to_id), with an "
+            "optional `label` and `weight` (0 to 1). The same link again returns the existing "
+            "one; a pair may carry several relations."
+        ),
+        run=_link,
+        body=LinkIn,
+        output=Link,
+        writes=True,
+    ),
+    Tool(  # DELETE /v1/links/{id}
+        name="unlink",
+        title="Delete a link",
+        description="Delete one link by its id (as returned by link or links).",
+        run=_unlink,
+        body=LinkDeleteIn,
+        refs=(LINK_ID,),
+        output=LinkDeleted,
+        writes=True,
+        destructive=True,
+    ),
+    Tool(  # GET /v1/memories/{id}/links
+        name="links",
+        title="A memory's links",
+        description=(
+            "The links of one memory both ways (`direction` out, in or both), newest first, "
+            "each with a preview of the memory at the other end."
+        ),
+        run=_links,
+        body=LinkListQuery,
+        refs=(MEMORY_ID,),
+        output=LinkPage,
+    ),
+    Tool(  # GET /v1/memories/{id}/neighbors
+        name="neighbors",
+        title="Linked memories",
+        description=(
+            "The memories one link away from a memory, in full, strongest link first; filter "
+            "by `relation` or `direction`."
+        ),
+        run=_neighbors,
+        body=NeighborQuery,
+        refs=(MEMORY_ID,),
+        output=NeighborPage,
+    ),
+    Tool(  # GET /v1/graph/subgraph
+        name="subgraph",
+        title="Explore the memory graph",
+        description=(
+            "The memories within `radius` links of one memory (`memory_id`) or of the best "
+            "search hits for a `query`, nearest first, at most `limit`, with the links between "
+            "them. Use it to see what surrounds a topic."
+        ),
+        run=_subgraph,
+        body=SubgraphQuery,
+        output=Subgraph,
+    ),
+    Tool(  # GET /v1/graph/path
+        name="path",
+        title="How two memories connect",
+        description=(
+            "A shortest chain of links between two memories (links followed both ways), at "
+            "most `max_hops` long; an error with code no_path when none is that short."
+        ),
+        run=_path,
+        body=PathQuery,
+        output=Path,
     ),
 ]
 
