@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import replace
 from html.parser import HTMLParser
 from typing import Any
 
@@ -107,7 +108,9 @@ class Person:
 
 @pytest.fixture
 def app(settings: Settings) -> Any:
-    return create_app(auth_settings(settings))
+    fast = auth_settings(settings)
+    # Watches may post to a receiver on loopback (no DNS needed for an IP literal).
+    return create_app(fast.with_(webhooks=replace(fast.webhooks, allow_http_loopback=True)))
 
 
 @pytest.fixture
@@ -182,7 +185,11 @@ def test_csp_is_strict_and_pages_have_no_inline_code(alice: Person) -> None:
         f"{alice.base}/users",
         f"{alice.base}/users/alice",
         f"{alice.base}/changelog",
+        f"{alice.base}/conflicts",
+        f"{alice.base}/m/{memory}/graph",
         f"{alice.base}/keys",
+        f"{alice.base}/watches",
+        f"{alice.base}/snapshots",
     ]
     for path in paths:
         reply = alice.get(path)
@@ -197,7 +204,8 @@ def test_csp_is_strict_and_pages_have_no_inline_code(alice: Person) -> None:
         assert found.inline_scripts == 0, path
         assert found.style_attributes == 0, path
         assert found.event_handlers == 0, path
-        assert "http://" not in reply.text and "https://" not in reply.text, path  # no CDN
+        # Nothing fetched from elsewhere: every src and href is a path of ours.
+        assert not re.search(r'(src|href|action)="(https?:)?//', reply.text), path
         for form in found.forms:
             if form["method"] == "post":
                 assert form["fields"].get("csrf_token") == alice.csrf, (path, form)
@@ -214,10 +222,14 @@ def test_a_brain_is_404_for_a_member_of_another_brain_only(alice: Person, bob: P
         "/memories?q=secret",
         "/new",
         f"/m/{memory}",
+        f"/m/{memory}/graph",
         "/users",
         "/users/alice",
         "/changelog",
+        "/conflicts",
         "/keys",
+        "/watches",
+        "/snapshots",
     ]
     for page in pages:
         assert alice.get(f"{alice.base}{page}").status_code in (200, 303), page
@@ -233,6 +245,9 @@ def test_a_brain_is_404_for_a_member_of_another_brain_only(alice: Person, bob: P
         (f"{bob.base}/m/{memory}/state", {"to": "deleted"}),
         (f"{alice.base}/new", {"content": "Bob was here"}),
         (f"{alice.base}/keys", {"name": "bob"}),
+        (f"{alice.base}/m/{memory}/links", {"other": memory, "relation": "related"}),
+        (f"{alice.base}/conflicts/detect", {}),
+        (f"{alice.base}/snapshots", {"label": "bob"}),
     ):
         assert bob.post(path, data).status_code == 404, path
     page = alice.get(f"{alice.base}/m/{memory}").text
@@ -249,6 +264,10 @@ def test_forms_without_their_csrf_token_are_refused(alice: Person, bob: Person) 
         (f"{alice.base}/keys", {"name": "k"}),
         (f"{alice.base}/users/alice", {}),
         ("/console/brains", {"name": "another"}),
+        (f"{alice.base}/m/{memory}/links", {"other": memory, "relation": "related"}),
+        (f"{alice.base}/conflicts/detect", {}),
+        (f"{alice.base}/watches", {"name": "w", "webhook_url": "http://127.0.0.1:9/h"}),
+        (f"{alice.base}/snapshots", {"label": "s"}),
         ("/console/logout", {}),
     ]
     for path, data in posts:
@@ -460,3 +479,113 @@ def test_new_brain(alice: Person) -> None:
     page = alice.get("/console/brains").text
     assert "Work &lt;b&gt;stuff&lt;/b&gt;" in page
     assert alice.post("/console/brains", {"name": " "}).status_code == 422
+
+
+def _link(person: Person, source: str, target: str, relation: str) -> None:
+    reply = person.post(f"{person.base}/m/{source}/links", {"other": target, "relation": relation})
+    assert reply.status_code == 303, reply.text
+
+
+def test_links_both_ways_and_the_graph(alice: Person) -> None:
+    paris = alice.add("Paris is in France")
+    france = alice.add("France is in Europe")
+    lyon = alice.add("Lyon is in France")
+    europe = alice.add("Europe is a continent")
+    _link(alice, paris, france, "supports")
+    _link(alice, lyon, france, "example_of")
+    _link(alice, france, europe, "related")
+    page = alice.get(f"{alice.base}/m/{france}").text
+    out = page.split("From this memory")[1].split("To this memory")[0]
+    into = page.split("To this memory")[1].split("Add a link")[0]
+    assert "Europe is a continent" in out and "Paris is in France" not in out
+    assert "Paris is in France" in into and "Lyon is in France" in into
+    graph = alice.get(f"{alice.base}/m/{france}/graph").text
+    nodes = re.findall(r'<a class="node( center)?" href="([^"]+)" data-id="([^"]+)"', graph)
+    assert {n[2] for n in nodes} == {paris, france, lyon, europe}
+    assert [n[2] for n in nodes if n[0]] == [france]
+    assert f'href="{alice.base}/m/{paris}/graph?radius=2"' in graph
+    assert graph.count('<line class="r-') == 3 and 'class="r-example_of"' in graph
+    one_hop = alice.get(f"{alice.base}/m/{paris}/graph?radius=1").text
+    assert one_hop.count('<a class="node') == 2
+    assert alice.get(f"{alice.base}/m/{paris}/graph?radius=9").status_code == 422
+    alone = alice.add("Nothing links here")
+    assert "has no links yet" in alice.get(f"{alice.base}/m/{alone}/graph").text
+    # Remove a link.
+    link_id = re.search(rf"/m/{france}/links/([0-9a-f-]+)/delete", page)
+    assert link_id is not None
+    removed = alice.post(f"{alice.base}/m/{france}/links/{link_id.group(1)}/delete", {})
+    assert removed.status_code == 303
+    # A link to a memory that is not there is refused with a message.
+    bad = alice.post(f"{alice.base}/m/{paris}/links", {"other": "nope", "relation": "related"})
+    assert bad.status_code == 404 and "The link was not added" in bad.text
+
+
+def test_conflicts_review_and_resolve(alice: Person) -> None:
+    assert "No conflicts to review" in alice.get(f"{alice.base}/conflicts").text
+    first = alice.add("The office opens at 9")
+    second = alice.add("The office opens at 10")
+    _link(alice, first, second, "contradicts")
+    found = alice.post(f"{alice.base}/conflicts/detect", {})
+    assert found.status_code == 200 and "Checked" in found.text
+    page = alice.get(f"{alice.base}/conflicts").text
+    assert page.count('class="card conflict"') == 1
+    assert "The office opens at 9" in page and "The office opens at 10" in page
+    conflict = re.search(r"/conflicts/([0-9a-f-]+)/resolve", page)
+    assert conflict is not None
+    kept = alice.post(f"{alice.base}/conflicts/{conflict.group(1)}/resolve", {"winner_id": second})
+    assert kept.status_code == 303 and kept.headers["location"].endswith("done=resolved")
+    assert "No conflicts to review" in alice.get(f"{alice.base}/conflicts").text
+    assert "badge archived" in alice.get(f"{alice.base}/m/{first}").text
+    resolved = alice.get(f"{alice.base}/conflicts?status=resolved").text
+    assert "resolved" in resolved and "The office opens at 9" in resolved
+    again = alice.post(f"{alice.base}/conflicts/{conflict.group(1)}/resolve", {"winner_id": second})
+    assert again.status_code == 409
+
+
+def test_watches_for_owners(alice: Person) -> None:
+    assert "No watches yet" in alice.get(f"{alice.base}/watches").text
+    made = alice.post(
+        f"{alice.base}/watches",
+        {
+            "name": "to <b>slack</b>",
+            "webhook_url": "http://127.0.0.1:9/hook",
+            "event_types": "memory.created, memory.updated",
+        },
+    )
+    assert made.status_code == 201
+    assert re.search(r'<code id="new-secret">[^<]{16,}</code>', made.text)
+    assert "to &lt;b&gt;slack&lt;/b&gt;" in made.text
+    listing = alice.get(f"{alice.base}/watches").text
+    assert 'id="new-secret"' not in listing and "memory.created, memory.updated" in listing
+    watch = re.search(r"/watches/([0-9a-f-]+)/active", listing)
+    assert watch is not None
+    paused = alice.post(f"{alice.base}/watches/{watch.group(1)}/active", {"active": "0"})
+    assert paused.status_code == 303
+    assert 'badge archived">paused' in alice.get(f"{alice.base}/watches").text
+    assert alice.post(f"{alice.base}/watches/{watch.group(1)}/test", {}).status_code == 303
+    assert alice.post(f"{alice.base}/watches/{watch.group(1)}/delete", {}).status_code == 303
+    assert "No watches yet" in alice.get(f"{alice.base}/watches").text
+    refused = alice.post(
+        f"{alice.base}/watches", {"name": "x", "webhook_url": "http://10.0.0.1/hook"}
+    )
+    assert refused.status_code == 422 and 'class="error"' in refused.text
+
+
+def test_snapshots_take_and_restore(alice: Person) -> None:
+    assert "No snapshots yet" in alice.get(f"{alice.base}/snapshots").text
+    kept = alice.add("Keep me")
+    taken = alice.post(f"{alice.base}/snapshots", {"label": "before cleanup"})
+    assert taken.status_code == 303
+    alice.post(f"{alice.base}/m/{kept}/edit", {"content": "Changed after the snapshot"})
+    page = alice.get(f"{alice.base}/snapshots").text
+    assert "before cleanup" in page and "1 memories" in page
+    snapshot = re.search(r"/snapshots/([0-9a-f-]+)/restore", page)
+    assert snapshot is not None
+    restored = alice.post(
+        f"{alice.base}/snapshots/{snapshot.group(1)}/restore", {"mode": "replace"}
+    )
+    assert restored.status_code == 200 and "Restored “before cleanup” (replace)" in restored.text
+    assert "Keep me" in alice.get(f"{alice.base}/m/{kept}").text
+    deleted = alice.post(f"{alice.base}/snapshots/{snapshot.group(1)}/delete", {})
+    assert deleted.status_code == 303
+    assert "No snapshots yet" in alice.get(f"{alice.base}/snapshots").text

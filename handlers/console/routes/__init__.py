@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Route
 
 from handlers.console import assets
-from handlers.console.routes import account, brain, memories
+from handlers.console.routes import account, admin, brain, extras, memories
 
 
 def console_routes() -> list[BaseRoute]:
@@ -14,4 +14,6 @@ def console_routes() -> list[BaseRoute]:
         *account.routes,
         *memories.routes,
         *brain.routes,
+        *extras.routes,
+        *admin.routes,
     ]

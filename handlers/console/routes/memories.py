@@ -20,7 +20,6 @@ from core.scope import Scope
 from core.search.models import SearchFilters, SearchIn
 from core.search.service import search
 from handlers.console import session
-from handlers.console.html import Html
 from handlers.console.routes import extras
 from handlers.console.routes.common import done, first_problem, page, render, status_of, to
 from handlers.console.session import Form, InBrain
@@ -132,10 +131,10 @@ def _new_again(view: InBrain, values: dict[str, str], error: str, status: int) -
 
 def _bundle(
     conn: Connection, scope: Scope, memory_id: str
-) -> tuple[dict[str, Any], list[dict[str, Any]], Html]:
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     memory = memories.get(conn, scope, memory_id)
     rows = history.for_memory(conn, scope, memory_id)
-    return memory, rows, extras.links_section(conn, scope, memory_id)
+    return memory, rows, extras.links_of(conn, scope, memory_id)
 
 
 async def _memory_response(
@@ -148,12 +147,12 @@ async def _memory_response(
     edit_error: str | None = None,
     error: str | None = None,
 ) -> Response:
-    memory, rows, links = await view.ctx.read(_bundle, memory_id)
+    memory, rows, link_rows = await view.ctx.read(_bundle, memory_id)
     csrf = view.visitor.csrf
     edit = None
     if edit_error is not None:
         edit = memory_tpl.edit_form(view.base, memory, csrf, edit_values, edit_error)
-    links = extras.link_form(view, memory, links)
+    links = extras.links_section(view, memory, link_rows)
     body = (
         done(request)
         + error_box(error)

@@ -35,7 +35,8 @@ NOTICES = {
     "restored": "Memory restored.",
     "deleted": "Memory deleted. It can be restored from its page.",
     "revoked": "Key revoked: requests with it are refused from now on.",
-    "resolved": "Conflict resolved.",
+    "resolved": "Conflict resolved: the memory you kept supersedes the other.",
+    "dismissed": "Dismissed: this pair will not be flagged again.",
     "regenerated": "Summary made again.",
     "brain": "Brain created.",
     "linked": "Link added.",
@@ -45,6 +46,7 @@ NOTICES = {
     "watch_tested": "Test delivery queued.",
     "snapshot": "Snapshot taken.",
     "snapshot_restored": "Snapshot restored.",
+    "snapshot_deleted": "Snapshot deleted.",
     "signed_out": "You are signed out.",
 }
 
