@@ -9,6 +9,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
 
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 drops concurrent connects, which then wait out a 1 s SYN retry.
+    request_queue_size = 128
+
+
 @dataclass(frozen=True)
 class Received:
     path: str
@@ -45,7 +50,7 @@ class Receiver:
             def log_message(self, format: str, *args: object) -> None:
                 return None
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

@@ -1,10 +1,10 @@
 """The webhook outbox: deliveries written in the change's own transaction, drained later.
 
 `enqueue_event` runs inside `core.changelog.record`, so a change and its deliveries commit or
-roll back together. It is one INSERT ... SELECT over the brain's active watches, with the
-event-type and text filters in SQL: a brain without watches pays one indexed probe that
-inserts nothing. When it did write rows, the process's notifier runs after the commit (an SQS
-message on AWS, a wake-up of `mnemo serve`'s background drainer locally).
+roll back together. One indexed SELECT finds the brain's active watches the event matches,
+event-type and text filters in SQL, so a brain without watches pays that one cheap statement;
+only matches pay for the INSERT. When it did write rows, the process's notifier runs after the
+commit (an SQS message on AWS, a wake-up of `mnemo serve`'s background drainer locally).
 
 `drain` is what the DeliveryFunction, `mnemo deliver`, the serve drainer and the maintenance
 sweep call: it claims due deliveries (pushing their next_attempt_at forward by a lease, under
@@ -64,19 +64,23 @@ def _like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _enqueue_sql(conn: Connection) -> str:
-    find = "instr" if conn.dialect.name == "sqlite" else "strpos"
+def _match_sql(find: str) -> str:
     return (
-        "INSERT INTO deliveries (id, brain_id, watch_id, event_id, event_type, entity_type, "
-        "entity_id, summary, payload, event_at, status, attempts, next_attempt_at, created_at, "
-        "updated_at) "
-        "SELECT CAST(:event AS TEXT) || ':' || id, brain_id, id, CAST(:event AS TEXT), "
-        "CAST(:event_type AS TEXT), CAST(:entity_type AS TEXT), CAST(:entity_id AS TEXT), "
-        "CAST(:summary AS TEXT), CAST(:payload AS TEXT), :at, 'pending', 0, :now, :now, :now "
-        "FROM watches WHERE brain_id = :brain AND active = 1 "
+        "SELECT id FROM watches WHERE brain_id = :brain AND active = 1 "
         "AND (event_types = :all OR event_types LIKE :pattern ESCAPE '\\') "
         f"AND (query_folded IS NULL OR {find}(:haystack, query_folded) > 0)"
     )
+
+
+# Matching in SQL (one indexed SELECT) costs a brain without watches a single cheap statement;
+# only a match pays for the INSERT.
+_MATCH = {"sqlite": _match_sql("instr"), "postgresql": _match_sql("strpos")}
+_INSERT = (
+    "INSERT INTO deliveries (id, brain_id, watch_id, event_id, event_type, entity_type, "
+    "entity_id, summary, payload, event_at, status, attempts, next_attempt_at, created_at, "
+    "updated_at) VALUES (:id, :brain, :watch, :event, :event_type, :entity_type, :entity_id, "
+    ":summary, :payload, :at, 'pending', 0, :now, :now, :now)"
+)
 
 
 def enqueue_event(
@@ -92,27 +96,39 @@ def enqueue_event(
     at: int,
 ) -> int:
     """One delivery per active watch of the brain that the event matches; how many."""
-    result = conn.execute(
-        sql(_enqueue_sql(conn)),
+    watches = conn.execute(
+        sql(_MATCH[conn.dialect.name]),
         {
-            "event": event_id,
-            "event_type": event_type,
-            "entity_type": entity_type,
-            "entity_id": entity_id,
-            "summary": summary,
-            "payload": payload,
-            "at": at,
-            "now": now_ms(),
             "brain": brain_id,
             "all": ALL_EVENTS,
             "pattern": f'%"{_like_escape(event_type)}"%',
             "haystack": f"{summary}\n{payload}".casefold(),
         },
+    ).all()
+    if not watches:
+        return 0
+    now = now_ms()
+    conn.execute(
+        sql(_INSERT),
+        [
+            {
+                "id": f"{event_id}:{watch_id}",
+                "brain": brain_id,
+                "watch": watch_id,
+                "event": event_id,
+                "event_type": event_type,
+                "entity_type": entity_type,
+                "entity_id": entity_id,
+                "summary": summary,
+                "payload": payload,
+                "at": at,
+                "now": now,
+            }
+            for (watch_id,) in watches
+        ],
     )
-    written = result.rowcount or 0
-    if written > 0:
-        after_commit(conn, _wake)
-    return written
+    after_commit(conn, _wake)
+    return len(watches)
 
 
 def enqueue_test(conn: Connection, scope: Scope, watch_id: str) -> str:
