@@ -150,10 +150,11 @@ def test_mem0_current_history_rebuilds_memories_and_carries_the_rows(
     slug = new_slug()
     report = run_import(engine, "mem0", [db], slug)
 
-    assert report.read == 10
+    assert report.read == 11
     assert imported(report) == {"memory": 5, "history": 8}
     assert report.skipped_by_reason() == {
         "history: no memory_id": 1,
+        "history: no time, nor any other row of its memory": 1,
         "history: unknown event 'NOOP'": 1,
         "memory: duplicate_content": 1,
     }

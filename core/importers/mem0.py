@@ -150,7 +150,12 @@ class Mem0Source:
         if self._history is not None:
             for row in self._read_history(skips):
                 rows.setdefault(row.memory_id, []).append(row)
-            for memory_id, events in rows.items():
+            for memory_id, events in list(rows.items()):
+                if all(r.created_at is None and r.updated_at is None for r in events):
+                    del rows[memory_id]
+                    reason = "no time, nor any other row of its memory"
+                    skips += [Skip("history", r.id, reason) for r in events]
+                    continue
                 _place_in_time(events)
                 if memory_id not in memories:
                     rebuilt = self._rebuild(memory_id, events)

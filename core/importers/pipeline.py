@@ -27,7 +27,6 @@ from core.importers.mem0 import Mem0Source
 from core.importers.memoryvault import MemoryVaultSource
 from core.importers.openmemory import OpenMemorySource
 from core.importers.records import (
-    ChangelogRecord,
     HistoryRecord,
     IdMap,
     LinkRecord,
@@ -159,8 +158,6 @@ def export_line(record: Record) -> dict[str, Any] | None:
                 "updated_at": record.updated_at,
             },
         )
-    if isinstance(record, ChangelogRecord):
-        return None  # no importer emits these yet; the format has no changelog kind
     return None
 
 

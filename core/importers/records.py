@@ -123,18 +123,6 @@ class UserRecord:
 
 
 @dataclass
-class ChangelogRecord:
-    id: str
-    event_type: str
-    entity_type: str
-    entity_id: str
-    summary: str
-    created_at: int
-    payload: dict[str, Any] = field(default_factory=dict)
-    user_id: str | None = None
-
-
-@dataclass
 class TrustRecord:
     source: str
     trust: float
@@ -159,16 +147,7 @@ class Skip:
     reason: str
 
 
-Record = (
-    MemoryRecord
-    | HistoryRecord
-    | LinkRecord
-    | UserRecord
-    | ChangelogRecord
-    | TrustRecord
-    | PolicyRecord
-    | Skip
-)
+Record = MemoryRecord | HistoryRecord | LinkRecord | UserRecord | TrustRecord | PolicyRecord | Skip
 
 
 class Source(Protocol):
