@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, event
 
 from core.config import LinkSettings, Settings
 from core.db.engine import transaction
@@ -293,3 +294,21 @@ def test_suggestions_score_shared_tags_similarity_source_and_time(
     limited = client.get(f"/v1/memories/{centre}/suggestions", query={"limit": 1}).json()
     assert [r["memory"]["id"] for r in limited["results"]] == [similar]
     assert client.get("/v1/memories/nope/suggestions").status == 404
+
+
+def test_saving_a_memory_with_waypoints_off_runs_no_link_statement(
+    client: LambdaClient, engine: Engine
+) -> None:
+    _memory(client, "Alice drinks green tea every morning")
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        _memory(client, "Alice drinks green tea every evening")
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert any("INSERT INTO memories" in s for s in seen)
+    assert not [s for s in seen if "memory_links" in s or "brain_policies" in s]
