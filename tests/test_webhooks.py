@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -553,3 +554,46 @@ def test_mnemo_deliver_drains_once(
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("1 attempts: 1 delivered, 0 to retry, 0 failed"), done.stdout
     assert len(receiver.received) == 1
+
+
+def test_two_drainers_at_once_never_send_the_same_delivery(
+    owner: LambdaClient, engine: Engine, hook_settings: Settings
+) -> None:
+    watch = create_watch(owner, "https://hooks.example/in", event_types=["watch.test"])
+    brain_id = brain_of(engine, hook_settings.default_brain)
+    scope = Scope(brain_id=brain_id, principal="test", role="owner")
+    with transaction(engine) as conn:
+        for _ in range(60):
+            outbox.enqueue_test(conn, scope, watch["id"])
+    sent: list[str] = []
+    lock = threading.Lock()
+
+    def sender(target: Target, body: bytes, headers: dict[str, str], *, timeout: float) -> Any:
+        with lock:
+            sent.append(headers[signing.DELIVERY_HEADER])
+        time.sleep(0.002)
+        return deliver.Outcome(True, 204, None)
+
+    settings = WebhookSettings(concurrency=2)
+
+    def run() -> None:
+        outbox.drain(engine, settings, resolver=RESOLVER, sender=sender, batch_size=5)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    mine = [d for d in sent if d.endswith(watch["id"])]
+    assert len(mine) == 60 and len(set(mine)) == 60
+    log = deliveries_of(owner, watch["id"])
+    assert {d["status"] for d in log} == {"delivered"}
+    assert {d["attempts"] for d in log} == {1}
+
+
+def test_a_purge_scrubs_unsent_deliveries(owner: LambdaClient, engine: Engine) -> None:
+    watch = create_watch(owner, "https://hooks.example/in", event_types=["memory.created"])
+    memory = add_memory(owner, "Frank's door code is 4321")
+    assert owner.post(f"/v1/memories/{memory['id']}/purge", {"confirm": True}).status == 200
+    [log] = deliveries_of(owner, watch["id"])
+    assert log["summary"] == "(purged)"
