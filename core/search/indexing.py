@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import Connection
@@ -25,6 +26,16 @@ def document_text(
         tags = json.loads(tags)
     parts = [title or "", key or "", " ".join(tags), content]
     return "\n".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class IndexedMemory:
+    memory_id: str
+    user_id: str | None
+    title: str | None
+    key: str | None
+    tags: Sequence[str]
+    content: str
 
 
 class Indexer:
@@ -65,6 +76,23 @@ class Indexer:
         vectors.store(conn, brain_id, memory_id, self.embedder.name, self._prepared[doc])
         if self.infer_links and new:
             self.written[memory_id] = self._prepared[doc]
+
+    def on_insert_many(
+        self, conn: Connection, brain_id: str, memories: Sequence[IndexedMemory]
+    ) -> None:
+        """Index many new memories at once (imports): one statement for the full-text rows,
+        one for the vectors, the texts embedded in one call unless prepared already."""
+        lexical.index_new(conn, brain_id, [(m.memory_id, m.user_id) for m in memories])
+        if self.embedder is None or not memories:
+            return
+        docs = [document_text(m.title, m.key, m.tags, m.content) for m in memories]
+        self.prepare(docs)
+        vectors.store_many(
+            conn,
+            brain_id,
+            self.embedder.name,
+            [(m.memory_id, self._prepared[doc]) for m, doc in zip(memories, docs, strict=True)],
+        )
 
     def on_state(self, conn: Connection, brain_id: str, memory_id: str) -> None:
         vectors.touch(conn, brain_id, memory_id)

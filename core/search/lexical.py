@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection
@@ -60,6 +61,25 @@ def index(conn: Connection, brain_id: str, memory_id: str, *, new: bool = False)
             f"{_tags_text('tags')}, content, :scope FROM memories WHERE rowid = :rowid"
         ),
         {"rowid": row.rowid, "scope": " ".join(scope_tokens(brain_id, row.user_id))},
+    )
+
+
+def index_new(conn: Connection, brain_id: str, memories: Sequence[tuple[str, str | None]]) -> None:
+    """Index many memories that have no row in the index yet, (id, user_id) each, in one
+    executemany: what an import writes per batch. SQLite only, as `index`."""
+    if conn.dialect.name != "sqlite" or not memories:
+        return
+    conn.execute(
+        sql(
+            "INSERT INTO memory_fts (rowid, title, key, tags, content, scope) "
+            "SELECT rowid, coalesce(title, ''), coalesce(key, ''), "
+            f"{_tags_text('tags')}, content, :scope FROM memories "
+            "WHERE brain_id = :brain AND id = :id"
+        ),
+        [
+            {"brain": brain_id, "id": memory_id, "scope": " ".join(scope_tokens(brain_id, user))}
+            for memory_id, user in memories
+        ],
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,34 @@ def store(conn: Connection, brain_id: str, memory_id: str, model: str, vector: n
             "vector = excluded.vector, updated_at = excluded.updated_at"
         ),
         params,
+    )
+
+
+def store_many(
+    conn: Connection, brain_id: str, model: str, items: Sequence[tuple[str, np.ndarray]]
+) -> None:
+    """`store` for many memories in one executemany (imports)."""
+    if not items:
+        return
+    now = now_ms()
+    conn.execute(
+        sql(
+            "INSERT INTO memory_vectors (memory_id, brain_id, model, dims, vector, updated_at) "
+            "VALUES (:id, :brain, :model, :dims, :vector, :now) ON CONFLICT (memory_id) DO "
+            "UPDATE SET model = excluded.model, dims = excluded.dims, "
+            "vector = excluded.vector, updated_at = excluded.updated_at"
+        ),
+        [
+            {
+                "id": memory_id,
+                "brain": brain_id,
+                "model": model,
+                "dims": int(vector.shape[0]),
+                "vector": np.asarray(vector, dtype=np.float32).tobytes(),
+                "now": now,
+            }
+            for memory_id, vector in items
+        ],
     )
 
 

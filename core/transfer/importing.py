@@ -50,7 +50,7 @@ from core.ids import new_id, now_ms
 from core.memories import content_hash, write_tags
 from core.scope import Scope
 from core.search import lexical
-from core.search.indexing import Indexer, document_text
+from core.search.indexing import IndexedMemory, Indexer, document_text
 from core.transfer import format as fmt
 
 log = logging.getLogger("mnemo.transfer")
@@ -368,6 +368,9 @@ class ImportRun:
         self.successors: list[tuple[str, str]] = []
         self._indexer = Indexer(embedder)
         self._prepared = False
+        # (source id, row, insert parameters) of new memories not written yet.
+        self._pending: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+        self._history_queue: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         self._first = True
 
     # Embedding happens here, outside the batch's transaction.
@@ -399,7 +402,11 @@ class ImportRun:
             self.prepare(batch)  # atomic imports embed inside their one transaction
         known = _Known(conn, self.scope.brain_id, batch)
         for line in batch:
+            if line.get("kind") != "memory":
+                self._flush(conn, known)  # what follows may refer to the memories queued
             self._line(conn, known, line)
+        self._flush(conn, known)
+        self._flush_history(conn)
         self.report.batches += 1
         if not self.atomic:
             self._log(conn)
@@ -451,7 +458,7 @@ class ImportRun:
         source_id = row["id"]
         target_id, existing = self._target_id(known.memories, source_id)
         row["id"] = target_id
-        if source_id in self.memory_ids and not existing:
+        if source_id in self.memory_ids and not existing:  # queued or written already
             raise _Skip("duplicate_id", "the same memory id twice in one import")
         successor = row.get("superseded_by")
         if successor is not None:
@@ -463,25 +470,74 @@ class ImportRun:
             self.memory_ids[source_id] = target_id
             if self.strategy == "skip_existing":
                 raise _Skip("exists")
+            self._flush(conn, known)
             self._overwrite_memory(conn, shape, row)
             return
-        params = _memory_params(self.scope.brain_id, row)
-        names = [*(c for c in shape.columns if c in row), "content_hash"]
-        inserted = conn.execute(
-            sql(
-                f"INSERT INTO memories (brain_id, {', '.join(names)}) VALUES (:brain_id, "
-                f"{', '.join(':' + n for n in names)}) ON CONFLICT DO NOTHING"
-            ),
-            params,
-        ).rowcount
-        if not inserted:
-            self._explain_conflict(conn, source_id, row, params["content_hash"])
-        known.memories[target_id] = True
+        # Queued, and written with the memories around it in one executemany (`_flush`); the
+        # map points at the new id now and is corrected if the row turns out to conflict.
         self.memory_ids[source_id] = target_id
-        self.without_history.add(target_id)
-        _write_tags(conn, self.scope.brain_id, target_id, row["tags"], params["created_at"])
-        self._index(conn, target_id, row, new=True)
-        self.report.kinds["memory"].imported += 1
+        self._pending.append((source_id, row, _memory_params(self.scope.brain_id, row)))
+
+    def _flush(self, conn: Connection, known: _Known) -> None:
+        """Insert the queued memories, their tags, full-text rows and vectors, a statement
+        each for all of them; a row that hit a unique index is explained and skipped."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        brain = self.scope.brain_id
+        shape = _shape(conn, "memories")
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for _source, row, params in pending:
+            names = (*(c for c in shape.columns if c in row), "content_hash")
+            groups.setdefault(names, []).append(params)
+        for names, rows in groups.items():
+            conn.execute(
+                sql(
+                    f"INSERT INTO memories (brain_id, {', '.join(names)}) VALUES (:brain_id, "
+                    f"{', '.join(':' + n for n in names)}) ON CONFLICT DO NOTHING"
+                ),
+                rows,
+            )
+        present = _owners(conn, "memories", brain, [row["id"] for _s, row, _p in pending])
+        inserted = []
+        for source_id, row, params in pending:
+            if present.get(row["id"]):
+                inserted.append(row)
+                known.memories[row["id"]] = True
+                continue
+            del self.memory_ids[source_id]
+            try:
+                self._explain_conflict(conn, source_id, row, params["content_hash"])
+            except _Skip as skip:
+                self.report.skip("memory", skip.reason, source_id, skip.message)
+        tag_rows = [
+            {"m": row["id"], "t": tag, "b": brain, "at": row["created_at"]}
+            for row in inserted
+            for tag in dict.fromkeys(row["tags"])
+        ]
+        if tag_rows:
+            with_time = "created_at" in _shape(conn, "memory_tags").columns
+            conn.execute(
+                sql(
+                    "INSERT INTO memory_tags (memory_id, tag, brain_id"
+                    + (", created_at) VALUES (:m, :t, :b, :at)" if with_time else ") VALUES "
+                       "(:m, :t, :b)")
+                ),
+                tag_rows,
+            )  # fmt: skip
+        self._indexer.on_insert_many(
+            conn,
+            brain,
+            [
+                IndexedMemory(
+                    row["id"], row.get("user_id"), row.get("title"), row.get("key"),
+                    row["tags"], row["content"],
+                )
+                for row in inserted
+            ],
+        )  # fmt: skip
+        self.without_history.update(row["id"] for row in inserted)
+        self.report.kinds["memory"].imported += len(inserted)
 
     def _target_id(self, known: dict[str, bool], source_id: str) -> tuple[str, bool]:
         """(the id the record gets here, whether this brain already has it)."""
@@ -629,15 +685,23 @@ class ImportRun:
         return value
 
     def _history_row(self, conn: Connection, row: dict[str, Any]) -> None:
+        """Queue a history row; `_flush_history` writes the batch's rows in one executemany
+        per column set (nothing in an import reads them back before that)."""
         shape = _shape(conn, "memory_history")
-        names = [c for c in shape.columns if c in row]
-        conn.execute(
-            sql(
-                f"INSERT INTO memory_history (brain_id, {', '.join(names)}) VALUES (:brain_id, "
-                f"{', '.join(':' + n for n in names)})"
-            ),
-            {"brain_id": self.scope.brain_id, **{n: row[n] for n in names}},
-        )
+        names = tuple(c for c in shape.columns if c in row)
+        values = {"brain_id": self.scope.brain_id, **{n: row[n] for n in names}}
+        self._history_queue.setdefault(names, []).append(values)
+
+    def _flush_history(self, conn: Connection) -> None:
+        queued, self._history_queue = self._history_queue, {}
+        for names, rows in queued.items():
+            conn.execute(
+                sql(
+                    f"INSERT INTO memory_history (brain_id, {', '.join(names)}) VALUES "
+                    f"(:brain_id, {', '.join(':' + n for n in names)})"
+                ),
+                rows,
+            )
 
     def _memory_ref(self, conn: Connection, known: _Known, source_id: str) -> str:
         mapped = self.memory_ids.get(source_id)
@@ -810,6 +874,7 @@ class ImportRun:
                     },
                 )
         self.without_history.clear()
+        self._flush_history(conn)
         # Users the memories name and no user record brought: first seen at their oldest memory.
         conn.execute(
             sql(
