@@ -222,8 +222,9 @@ def test_mem0_current_history_rebuilds_memories_and_carries_the_rows(
 
 def test_mem0_legacy_six_column_history(engine: Engine, tmp_path: Path) -> None:
     db = sqlite_fixture(tmp_path, "mem0_history_legacy")
+    db = db.rename(tmp_path / "history.db")
     slug = new_slug()
-    report = run_import(engine, "mem0", [db], slug, user_id="bob")
+    report = run_import(engine, "mem0", [tmp_path], slug, user_id="bob")  # mem0's directory
 
     assert "legacy table" in report.description
     assert imported(report) == {"memory": 2, "history": 4}

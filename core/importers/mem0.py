@@ -101,7 +101,9 @@ class Mem0Source:
         self.options = options
         self.history_path: Path | None = None
         self.json_path: Path | None = None
-        for path in paths:
+        for given in paths:
+            # mem0 keeps history.db in its directory (~/.mem0 by default): naming that will do.
+            path = given / "history.db" if given.is_dir() else given
             if path.suffix.lower() == ".json":
                 if self.json_path is not None:
                     raise SourceError(path, "give at most one get_all JSON export")
