@@ -341,6 +341,8 @@ def _apply_decay(
         event_type="memory.decayed",
         entity_type="brain",
         entity_id=scope.brain_id,
+        # A user-scoped key's run touched only that user's memories: its feed shows the entry.
+        user_id=scope.user_id,
         summary=f"Decayed the importance of {len(changes)} memories idle over "
         f"{policy.decay_days} days",
         payload={

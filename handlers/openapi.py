@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -11,6 +12,7 @@ from core import __version__
 from handlers.http import ApiRoute
 
 _REF = "#/components/schemas/{model}"
+_CONVERTOR = re.compile(r"\{(\w+):\w+\}")
 _ERROR = {
     "type": "object",
     "required": ["error"],
@@ -84,7 +86,9 @@ def build(routes: Iterable[Any]) -> dict[str, Any]:
         op["responses"] = {str(doc.status): ok, "default": error}
         if doc.auth:
             op["security"] = [{"bearer": []}]
-        paths.setdefault(route.path, {})[route.method.lower()] = op
+        # OpenAPI templates name the parameter only: "{source:path}" is "{source}".
+        template = _CONVERTOR.sub(r"{\1}", route.path)
+        paths.setdefault(template, {})[route.method.lower()] = op
     return {
         "openapi": "3.1.0",
         "info": {"title": "Mnemo", "version": __version__},
