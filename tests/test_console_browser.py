@@ -71,7 +71,11 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def site(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     folder = tmp_path_factory.mktemp("console")
-    with mnemo_serve(f"sqlite:///{folder}/mnemo.db", MNEMO_PASSWORD_ITERATIONS="1000") as base:
+    with mnemo_serve(
+        f"sqlite:///{folder}/mnemo.db",
+        MNEMO_PASSWORD_ITERATIONS="1000",
+        MNEMO_WEBHOOK_ALLOW_HTTP_LOOPBACK="1",
+    ) as base:
         email = f"browser-{uuid.uuid4().hex[:8]}@example.org"
         context = browser.new_context()
         page = context.new_page()
@@ -217,3 +221,89 @@ def test_create_and_revoke_a_key(page: Any, site: Site) -> None:
     page.wait_for_url(re.compile(r".*done=revoked$"))
     assert "revoked" in page.locator("#keys tbody tr", has_text=name).inner_text()
     assert httpx.get(f"{site.base}/v1/memories", headers=headers).status_code == 401
+
+
+def test_resolve_a_conflict(page: Any, site: Site) -> None:
+    marker = uuid.uuid4().hex[:6]
+    old, new = site.api(
+        "POST",
+        "/v1/memories/batch",
+        {
+            "memories": [
+                {"content": f"The office opens at 9 ({marker})"},
+                {"content": f"The office opens at 10 ({marker})"},
+            ]
+        },
+    )["results"]
+    site.api(
+        "POST", "/v1/links", {"from_id": old["id"], "to_id": new["id"], "relation": "contradicts"}
+    )
+    page.goto(f"{site.base}/console/b/{site.brain}/conflicts")
+    page.click("text=Look for conflicts now")
+    card = page.locator("li.conflict", has_text=marker)
+    assert card.count() == 1
+    _shot(page, "conflicts")
+    side = "A" if new["content"] in card.locator(".pair > div").nth(0).inner_text() else "B"
+    card.locator("button", has_text=f"Keep {side}").click()
+    page.wait_for_url(re.compile(r".*done=resolved$"))
+    assert page.locator("li.conflict", has_text=marker).count() == 0
+    page.goto(f"{site.base}/console/b/{site.brain}/m/{old['id']}")
+    assert "archived" in page.locator("h1").inner_text()
+
+
+def test_navigate_the_graph(page: Any, site: Site) -> None:
+    marker = uuid.uuid4().hex[:6]
+    names = [
+        "Paris is in France",
+        "France is in Europe",
+        "Lyon is in France",
+        "Europe is a continent",
+        "The Seine flows through Paris",
+    ]
+    made = site.api(
+        "POST",
+        "/v1/memories/batch",
+        {"memories": [{"content": f"{n} ({marker})"} for n in names]},
+    )["results"]
+    ids = [m["id"] for m in made]
+    for a, b, relation in (
+        (0, 1, "supports"),
+        (2, 1, "example_of"),
+        (1, 3, "related"),
+        (4, 0, "causes"),
+    ):
+        site.api("POST", "/v1/links", {"from_id": ids[a], "to_id": ids[b], "relation": relation})
+    page.goto(f"{site.base}/console/b/{site.brain}/m/{ids[1]}")
+    page.click("a.button:has-text('Graph')")
+    page.wait_for_url(re.compile(rf".*/m/{ids[1]}/graph$"))
+    nodes = page.locator("svg a.node")
+    assert nodes.count() == 5  # two hops reach the Seine through Paris
+    assert page.locator("svg line.r-supports").count() == 1
+    _shot(page, "graph")
+    # Keyboard: a node is a link; focus it and press Enter to walk there.
+    paris = page.locator(f"svg a.node[data-id='{ids[0]}']")
+    paris.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(rf".*/m/{ids[0]}/graph\?radius=2$"))
+    assert page.locator("svg a.node.center").get_attribute("data-id") == ids[0]
+    page.locator("svg a.node.center").click()
+    page.wait_for_url(re.compile(rf".*/m/{ids[0]}$"))
+    assert "France is in Europe" in page.locator("section.links").inner_text()
+
+
+def test_watches_and_snapshots(page: Any, site: Site) -> None:
+    page.goto(f"{site.base}/console/b/{site.brain}/watches")
+    page.fill("input[name=name]", "team inbox")
+    page.fill("input[name=webhook_url]", "http://127.0.0.1:9/hook")
+    page.click("text=Save watch")
+    assert len(page.locator("#new-secret").inner_text()) >= 16
+    _shot(page, "watches")
+    page.goto(f"{site.base}/console/b/{site.brain}/snapshots")
+    label = f"snap-{uuid.uuid4().hex[:4]}"
+    page.fill("input[name=label]", label)
+    page.click("text=Take snapshot")
+    page.wait_for_url(re.compile(r".*done=snapshot$"))
+    row = page.locator("#snapshots tbody tr", has_text=label)
+    row.locator("button", has_text="Restore").click()  # merge; confirm() accepted
+    assert f"Restored “{label}” (merge)" in page.locator(".notice").inner_text()
+    _shot(page, "snapshots")

@@ -77,15 +77,18 @@ def conflicts(
 ) -> Html:
     tabs = join(
         (
-            h('<strong aria-current="true">{label}</strong>', label=label)
-            if value == status
-            else h(
-                '<a href="{href}">{label}</a>',
-                href=with_query(f"{base}/conflicts", {"status": value or "all"}),
-                label=label,
+            (
+                h('<strong aria-current="true">{label}</strong>', label=label)
+                if value == status
+                else h(
+                    '<a href="{href}">{label}</a>',
+                    href=with_query(f"{base}/conflicts", {"status": value or "all"}),
+                    label=label,
+                )
             )
-        )
-        for value, label in CONFLICT_STATUSES
+            for value, label in CONFLICT_STATUSES
+        ),
+        " · ",
     )
 
     def item(c: Mapping[str, Any]) -> Html:
@@ -103,7 +106,7 @@ def conflicts(
             '<li class="card conflict" id="c-{id}"><p><strong>{reason}</strong> {kind}</p>'
             '<div class="pair">{a}{b}</div>{actions}</li>',
             id=c["id"],
-            reason=c["reason"],
+            reason=str(c["reason"]).replace("_", " ").capitalize(),
             kind=badge(c["kind"]),
             a=_memory_box(base, "A", c.get("a")),
             b=_memory_box(base, "B", c.get("b")),

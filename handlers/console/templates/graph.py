@@ -168,11 +168,16 @@ def svg(base: str, found: Mapping[str, Any], radius: int) -> Html:
                 label=_name(n, 24),
             )
         )
+    xs = [x for x, _ in place.values()]
+    ys = [y for _, y in place.values()]
+    # Cropped to the drawing, with room for the labels under the nodes.
+    left, top = min(xs) - 110, min(ys) - 40
+    width, height = max(xs) - min(xs) + 220, max(ys) - min(ys) + 90
     return h(
-        '<div class="graph"><svg viewBox="0 0 {size} {size}" role="group" '
+        '<div class="graph"><svg viewBox="{box}" role="group" '
         'aria-label="Graph of the memory and its neighbours"><defs>{markers}</defs>'
         "<g>{lines}</g><g>{circles}</g></svg></div>",
-        size=_SIZE,
+        box=f"{left:.0f} {top:.0f} {width:.0f} {height:.0f}",
         markers=markers,
         lines=join(lines),
         circles=join(circles),
@@ -188,11 +193,14 @@ def graph_page(base: str, memory_id: str, found: Mapping[str, Any], radius: int)
     graph_path = f"{base}/m/{memory_id}/graph"
     radius_links = join(
         (
-            h('<strong aria-current="true">{r} hops</strong>', r=r)
-            if r == radius
-            else h('<a href="{href}">{r} hops</a>', href=f"{graph_path}?radius={r}", r=r)
-        )
-        for r in (1, 2, 3)
+            (
+                h('<strong aria-current="true">{r} hops</strong>', r=r)
+                if r == radius
+                else h('<a href="{href}">{r} hops</a>', href=f"{graph_path}?radius={r}", r=r)
+            )
+            for r in (1, 2, 3)
+        ),
+        " · ",
     )
     if len(nodes) <= 1:
         drawing = empty(
