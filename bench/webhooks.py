@@ -35,7 +35,7 @@ from bench.common import (
     table,
 )
 from core.config import WebhookSettings
-from core.db.engine import dispose, get_engine, transaction
+from core.db.engine import dispose, get_engine, sql, transaction
 from core.db.migrations import ensure_schema
 from core.scope import Scope
 from core.watches import WatchIn, create
@@ -147,6 +147,16 @@ def statement_alone(url: str, repeat: int = 2000) -> dict[str, float]:
     watched = _brain(url, f"stmt-{time.monotonic_ns()}")
     _watch(url, watched, "http://127.0.0.1:9/hook", ["link.created"])
     out: dict[str, float] = {}
+    reference = sql("SELECT id FROM brains WHERE id = :b")
+    runs = []
+    for _ in range(5):
+        with engine.connect() as conn, conn.begin() as tx:
+            started = time.perf_counter()
+            for _ in range(repeat):
+                conn.execute(reference, {"b": plain}).all()
+            runs.append((time.perf_counter() - started) / repeat * 1e6)
+            tx.rollback()
+    out["reference: a primary-key SELECT"] = statistics.median(runs)
     for label, brain_id in (("no watches", plain), ("one watch, no match", watched)):
         runs = []
         for _ in range(5):

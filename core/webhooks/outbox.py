@@ -285,6 +285,12 @@ _CLAIM_RETURNING = (
 )
 
 
+# By id alone: a batch spans brains; each row's brain is checked against its delivery's below.
+_CLAIMED_WATCHES = text(
+    "SELECT id, brain_id, webhook_url, secret, active FROM watches WHERE id IN :ids"
+).bindparams(bindparam("ids", expanding=True))
+
+
 def claim(conn: Connection, settings: WebhookSettings, limit: int) -> list[Claimed]:
     """Due deliveries, now this drainer's for `lease_seconds`; across brains (a system task)."""
     now = now_ms()
@@ -309,15 +315,7 @@ def claim(conn: Connection, settings: WebhookSettings, limit: int) -> list[Claim
     if not rows:
         return []
     watch_ids = sorted({r.watch_id for r in rows})
-    watches = {
-        w.id: w
-        for w in conn.execute(
-            text(
-                "SELECT id, brain_id, webhook_url, secret, active FROM watches WHERE id IN :ids"
-            ).bindparams(bindparam("ids", expanding=True)),
-            {"ids": watch_ids},
-        )
-    }
+    watches = {w.id: w for w in conn.execute(_CLAIMED_WATCHES, {"ids": watch_ids})}
     claimed = []
     for r in rows:
         w = watches.get(r.watch_id)
@@ -386,14 +384,29 @@ def _final(item: Claimed, outcome: deliver.Outcome, settings: WebhookSettings) -
     return permanent or item.attempts >= settings.max_attempts
 
 
+_DELIVERED = text(
+    "UPDATE deliveries SET status = 'delivered', delivered_at = :now, "
+    "last_status_code = :code, last_error = NULL, claim_token = NULL, updated_at = :now "
+    "WHERE brain_id = :brain AND claim_token = :token AND id IN :ids RETURNING id"
+).bindparams(bindparam("ids", expanding=True))
+
+
 def record(
     conn: Connection,
     settings: WebhookSettings,
     results: Sequence[tuple[Claimed, deliver.Outcome]],
     report: DrainReport,
 ) -> None:
+    """Each outcome, where its claim still holds (a lease that ran out may have passed the
+    delivery to another drainer). Successes are one statement per brain and status code, so
+    a healthy batch costs a few statements, not one per delivery."""
     now = now_ms()
+    delivered: dict[tuple[str, str, int | None], list[str]] = {}
+    last: dict[tuple[str, str], str | None] = {}
     for item, outcome in results:
+        if outcome.ok:
+            delivered.setdefault((item.brain_id, item.token, outcome.status), []).append(item.id)
+            continue
         params: dict[str, Any] = {
             "brain": item.brain_id,
             "id": item.id,
@@ -402,14 +415,7 @@ def record(
             "code": outcome.status,
             "error": outcome.error,
         }
-        if outcome.ok:
-            status = "delivered"
-            statement = (
-                "UPDATE deliveries SET status = 'delivered', delivered_at = :now, "
-                "last_status_code = :code, last_error = NULL, claim_token = NULL, "
-                "updated_at = :now WHERE brain_id = :brain AND id = :id AND claim_token = :token"
-            )
-        elif _final(item, outcome, settings):
+        if _final(item, outcome, settings):
             status = "failed"
             statement = (
                 "UPDATE deliveries SET status = 'failed', last_status_code = :code, "
@@ -425,17 +431,26 @@ def record(
                 "WHERE brain_id = :brain AND id = :id AND claim_token = :token"
             )
         if not conn.execute(sql(statement), params).rowcount:
-            continue  # the lease ran out and another drainer took the delivery over
+            continue
         setattr(report, status, getattr(report, status) + 1)
-        if not outcome.ok and outcome.error:
-            kind = outcome.error.split(":", 1)[0]
-            report.errors[kind] = report.errors.get(kind, 0) + 1
+        kind = (outcome.error or "error").split(":", 1)[0]
+        report.errors[kind] = report.errors.get(kind, 0) + 1
+        last[(item.brain_id, item.watch_id)] = outcome.error
+    watch_of = {item.id: item.watch_id for item, _ in results}
+    for (brain_id, token, code), ids in delivered.items():
+        done = conn.execute(
+            _DELIVERED, {"brain": brain_id, "token": token, "now": now, "code": code, "ids": ids}
+        ).all()
+        report.delivered += len(done)
+        for (delivery_id,) in done:
+            last[(brain_id, watch_of[delivery_id])] = None
+    for (brain_id, watch_id), error in last.items():
         conn.execute(
             sql(
                 "UPDATE watches SET last_triggered_at = :now, last_error = :error "
                 "WHERE brain_id = :brain AND id = :watch"
             ),
-            {"brain": item.brain_id, "watch": item.watch_id, "now": now, "error": outcome.error},
+            {"brain": brain_id, "watch": watch_id, "now": now, "error": error},
         )
 
 
