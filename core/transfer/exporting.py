@@ -18,7 +18,7 @@ from core.errors import Forbidden, NotFound
 from core.ids import now_ms
 from core.scope import Scope
 from core.transfer import format as fmt
-from core.transfer.importing import TABLES, TableShape, table_shape
+from core.transfer.tables import TABLES, TableShape, table_shape
 
 PAGE = 1000
 

@@ -35,11 +35,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Literal, NoReturn
+from typing import Any, NoReturn
 
-from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy import Connection, Engine
 
 from core import changelog
 from core.brains import ensure_brain
@@ -47,169 +46,47 @@ from core.db.engine import sql, transaction
 from core.embeddings.base import Embedder
 from core.errors import Forbidden, InvalidInput
 from core.ids import new_id, now_ms
-from core.memories import content_hash, write_tags
 from core.scope import Scope
 from core.search import lexical
 from core.search.indexing import IndexedMemory, Indexer, document_text
 from core.transfer import format as fmt
+from core.transfer.report import STRATEGIES, ImportReport, Strategy
+from core.transfer.rows import (
+    EVENTS,
+    RELATIONS,
+    Known,
+    Skip,
+    active_fact,
+    active_twin,
+    memory_is_ours,
+    memory_params,
+    memory_row,
+    owners,
+    plain_row,
+    text_or_none,
+    write_tags,
+)
+from core.transfer.tables import TABLES, TableShape, shape_of, table_shape
+
+__all__ = [
+    "DEFAULT_BATCH",
+    "STRATEGIES",
+    "TABLES",
+    "ImportReport",
+    "ImportRun",
+    "Strategy",
+    "TableShape",
+    "batches",
+    "check_options",
+    "clear_brain",
+    "import_records",
+    "resolve_scope",
+    "table_shape",
+]
 
 log = logging.getLogger("mnemo.transfer")
 
-Strategy = Literal["merge", "skip_existing", "replace"]
-STRATEGIES: tuple[Strategy, ...] = ("merge", "skip_existing", "replace")
 DEFAULT_BATCH = 1000
-_SAMPLES = 50
-
-# The tables behind the record kinds other parts of the schema own; a kind whose table does
-# not exist (yet) is skipped as `unsupported`, never an error.
-TABLES: dict[str, str] = {
-    "memory": "memories",
-    "history": "memory_history",
-    "link": "memory_links",
-    "user": "users",
-    # Source trust and brain policy (migration 9).
-    "trust": "brain_source_trust",
-    "policy": "brain_policies",
-}
-# Within a brain a row is found by these columns rather than its primary key (a trust row's
-# id is global; its source_key is what it is about). brain_policies has one row per brain.
-_NATURAL_KEYS: dict[str, tuple[str, ...]] = {"brain_source_trust": ("source_key",)}
-# Never exported nor imported: derived from other columns, or the tenant itself.
-_DERIVED = {"brain_id", "content_hash", "search_vector"}
-MEMORY_FIELDS = (
-    "id", "user_id", "agent_id", "run_id", "type", "title", "key", "content", "tags", "source",
-    "confidence", "importance", "metadata", "state", "occurred_at", "created_at", "updated_at",
-    "archived_at", "deleted_at", "access_count", "last_accessed_at", "superseded_by",
-)  # fmt: skip
-_TYPES = ("note", "fact", "journal")
-_STATES = ("active", "archived", "deleted")
-_EVENTS = ("ADD", "UPDATE", "DELETE", "ARCHIVE", "RESTORE")
-_RELATIONS = ("related", "supports", "contradicts", "supersedes", "causes", "example_of")
-
-
-# -- table shapes -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TableShape:
-    name: str
-    columns: tuple[str, ...]  # data columns (brain_id and derived ones left out)
-    key: tuple[str, ...]  # primary key without brain_id
-    timestamps: frozenset[str]
-
-
-_shapes: dict[tuple[str, str], TableShape | None] = {}
-
-
-def table_shape(conn: Connection, table: str) -> TableShape | None:
-    """The table's columns as the database has them (None if it does not exist), so columns
-    other parts of the schema add round-trip without this module knowing them."""
-    cache_key = (str(conn.engine.url), table)
-    if cache_key in _shapes:
-        return _shapes[cache_key]
-    inspector = inspect(conn)
-    if not inspector.has_table(table):
-        return None  # not cached: the migration that makes it may run later in this process
-    described = inspector.get_columns(table)
-    columns = tuple(c["name"] for c in described if c["name"] not in _DERIVED)
-    key = _NATURAL_KEYS.get(table) or tuple(
-        c for c in inspector.get_pk_constraint(table)["constrained_columns"] if c != "brain_id"
-    )
-    stamps = frozenset(
-        c["name"]
-        for c in described
-        if c["name"].endswith("_at") and "INT" in str(c["type"]).upper()
-    )
-    shape = TableShape(table, columns, key, stamps)
-    _shapes[cache_key] = shape
-    return shape
-
-
-# -- the report ---------------------------------------------------------------------------
-
-
-@dataclass
-class KindReport:
-    read: int = 0
-    imported: int = 0
-    updated: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
-
-    def skip(self, reason: str) -> None:
-        self.skipped[reason] = self.skipped.get(reason, 0) + 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "read": self.read,
-            "imported": self.imported,
-            "updated": self.updated,
-            "skipped": sum(self.skipped.values()),
-            "skipped_by_reason": dict(sorted(self.skipped.items())),
-        }
-
-
-@dataclass
-class ImportReport:
-    brain_id: str
-    strategy: Strategy
-    remap_ids: bool
-    kinds: dict[str, KindReport] = field(
-        default_factory=lambda: {kind: KindReport() for kind in fmt.RECORD_KINDS}
-    )
-    remapped: int = 0
-    batches: int = 0
-    header: dict[str, Any] | None = None
-    samples: list[dict[str, Any]] = field(default_factory=list)
-    complete: bool = False
-
-    @property
-    def read(self) -> int:
-        return sum(k.read for k in self.kinds.values())
-
-    @property
-    def imported(self) -> int:
-        return sum(k.imported for k in self.kinds.values())
-
-    @property
-    def updated(self) -> int:
-        return sum(k.updated for k in self.kinds.values())
-
-    @property
-    def skipped(self) -> int:
-        return sum(sum(k.skipped.values()) for k in self.kinds.values())
-
-    def skip(self, kind: str, reason: str, record_id: Any, message: str | None = None) -> None:
-        self.kinds[kind].skip(reason)
-        if len(self.samples) < _SAMPLES:
-            sample = {"kind": kind, "id": record_id, "reason": reason}
-            if message:
-                sample["message"] = message
-            self.samples.append(sample)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "brain_id": self.brain_id,
-            "strategy": self.strategy,
-            "remap_ids": self.remap_ids,
-            "read": self.read,
-            "imported": self.imported,
-            "updated": self.updated,
-            "skipped": self.skipped,
-            "remapped": self.remapped,
-            "batches": self.batches,
-            "complete": self.complete,
-            "by_kind": {
-                kind: report.to_dict() for kind, report in self.kinds.items() if report.read
-            },
-            "skipped_samples": self.samples,
-        }
-
-
-class _Skip(Exception):
-    def __init__(self, reason: str, message: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.message = message
 
 
 # -- entry points -------------------------------------------------------------------------
@@ -385,8 +262,8 @@ class ImportRun:
                     tags = data.get("tags")
                     texts.append(
                         document_text(
-                            _text_or_none(data.get("title")),
-                            _text_or_none(data.get("key")),
+                            text_or_none(data.get("title")),
+                            text_or_none(data.get("key")),
                             [t for t in tags if isinstance(t, str)]
                             if isinstance(tags, list)
                             else [],
@@ -400,7 +277,7 @@ class ImportRun:
     def write(self, conn: Connection, batch: list[dict[str, Any]]) -> None:
         if not self._prepared:
             self.prepare(batch)  # atomic imports embed inside their one transaction
-        known = _Known(conn, self.scope.brain_id, batch)
+        known = Known(conn, self.scope.brain_id, batch)
         for line in batch:
             if line.get("kind") != "memory":
                 self._flush(conn, known)  # what follows may refer to the memories queued
@@ -412,7 +289,7 @@ class ImportRun:
             self._log(conn)
         self._prepared = False
 
-    def _line(self, conn: Connection, known: _Known, line: dict[str, Any]) -> None:
+    def _line(self, conn: Connection, known: Known, line: dict[str, Any]) -> None:
         kind = line.get("kind")
         first, self._first = self._first, False
         if kind == fmt.FORMAT_KIND:
@@ -446,20 +323,20 @@ class ImportRun:
                 handler(conn, known, data)
             else:
                 self._plain_row(conn, str(kind), data)
-        except _Skip as skip:
+        except Skip as skip:
             record_id = data.get("id", data.get("user_id"))
             self.report.skip(str(kind), skip.reason, record_id, skip.message)
 
     # -- memories --
 
-    def _memory(self, conn: Connection, known: _Known, data: dict[str, Any]) -> None:
-        shape = _shape(conn, "memories")
-        row = _memory_row(shape, data)
+    def _memory(self, conn: Connection, known: Known, data: dict[str, Any]) -> None:
+        shape = shape_of(conn, "memories")
+        row = memory_row(shape, data)
         source_id = row["id"]
         target_id, existing = self._target_id(known.memories, source_id)
         row["id"] = target_id
         if source_id in self.memory_ids and not existing:  # queued or written already
-            raise _Skip("duplicate_id", "the same memory id twice in one import")
+            raise Skip("duplicate_id", "the same memory id twice in one import")
         successor = row.get("superseded_by")
         if successor is not None:
             mapped = self.memory_ids.get(successor)
@@ -469,23 +346,23 @@ class ImportRun:
         if existing:
             self.memory_ids[source_id] = target_id
             if self.strategy == "skip_existing":
-                raise _Skip("exists")
+                raise Skip("exists")
             self._flush(conn, known)
             self._overwrite_memory(conn, shape, row)
             return
         # Queued, and written with the memories around it in one executemany (`_flush`); the
         # map points at the new id now and is corrected if the row turns out to conflict.
         self.memory_ids[source_id] = target_id
-        self._pending.append((source_id, row, _memory_params(self.scope.brain_id, row)))
+        self._pending.append((source_id, row, memory_params(self.scope.brain_id, row)))
 
-    def _flush(self, conn: Connection, known: _Known) -> None:
+    def _flush(self, conn: Connection, known: Known) -> None:
         """Insert the queued memories, their tags, full-text rows and vectors, a statement
         each for all of them; a row that hit a unique index is explained and skipped."""
         pending, self._pending = self._pending, []
         if not pending:
             return
         brain = self.scope.brain_id
-        shape = _shape(conn, "memories")
+        shape = shape_of(conn, "memories")
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for _source, row, params in pending:
             names = (*(c for c in shape.columns if c in row), "content_hash")
@@ -498,7 +375,7 @@ class ImportRun:
                 ),
                 rows,
             )
-        present = _owners(conn, "memories", brain, [row["id"] for _s, row, _p in pending])
+        present = owners(conn, "memories", brain, [row["id"] for _s, row, _p in pending])
         inserted = []
         for source_id, row, params in pending:
             if present.get(row["id"]):
@@ -508,7 +385,7 @@ class ImportRun:
             del self.memory_ids[source_id]
             try:
                 self._explain_conflict(conn, source_id, row, params["content_hash"])
-            except _Skip as skip:
+            except Skip as skip:
                 self.report.skip("memory", skip.reason, source_id, skip.message)
         tag_rows = [
             {"m": row["id"], "t": tag, "b": brain, "at": row["created_at"]}
@@ -516,7 +393,7 @@ class ImportRun:
             for tag in dict.fromkeys(row["tags"])
         ]
         if tag_rows:
-            with_time = "created_at" in _shape(conn, "memory_tags").columns
+            with_time = "created_at" in shape_of(conn, "memory_tags").columns
             conn.execute(
                 sql(
                     "INSERT INTO memory_tags (memory_id, tag, brain_id"
@@ -555,15 +432,15 @@ class ImportRun:
     def _explain_conflict(
         self, conn: Connection, source_id: str, row: dict[str, Any], digest: str
     ) -> NoReturn:
-        twin = _active_twin(conn, self.scope.brain_id, row, digest, exclude=None)
+        twin = active_twin(conn, self.scope.brain_id, row, digest, exclude=None)
         if twin is not None:
             self.memory_ids[source_id] = twin
-            raise _Skip("duplicate_content", f"an active memory {twin} has the same content")
+            raise Skip("duplicate_content", f"an active memory {twin} has the same content")
         if row["type"] == "fact":
-            current = _active_fact(conn, self.scope.brain_id, row, exclude=None)
+            current = active_fact(conn, self.scope.brain_id, row, exclude=None)
             if current is not None:
-                raise _Skip("fact_key_taken", f"fact {row['key']!r} is held by {current}")
-        raise _Skip("conflict", "the row conflicts with one written meanwhile")
+                raise Skip("fact_key_taken", f"fact {row['key']!r} is held by {current}")
+        raise Skip("conflict", "the row conflicts with one written meanwhile")
 
     def _overwrite_memory(self, conn: Connection, shape: TableShape, row: dict[str, Any]) -> None:
         brain = self.scope.brain_id
@@ -578,17 +455,17 @@ class ImportRun:
             .mappings()
             .one()
         )
-        before = _memory_row(shape, dict(current))
+        before = memory_row(shape, dict(current))
         changed = sorted(c for c in shape.columns if c in row and before.get(c) != row[c])
         if not changed:
-            raise _Skip("unchanged")
-        params = _memory_params(brain, row)
+            raise Skip("unchanged")
+        params = memory_params(brain, row)
         if row["state"] == "active":
-            twin = _active_twin(conn, brain, row, params["content_hash"], exclude=row["id"])
+            twin = active_twin(conn, brain, row, params["content_hash"], exclude=row["id"])
             if twin is not None:
-                raise _Skip("duplicate_content", f"an active memory {twin} has the same content")
-            if row["type"] == "fact" and _active_fact(conn, brain, row, exclude=row["id"]):
-                raise _Skip("fact_key_taken", f"fact {row['key']!r} has a current memory")
+                raise Skip("duplicate_content", f"an active memory {twin} has the same content")
+            if row["type"] == "fact" and active_fact(conn, brain, row, exclude=row["id"]):
+                raise Skip("fact_key_taken", f"fact {row['key']!r} has a current memory")
         names = [c for c in shape.columns if c != "id" and c in row] + ["content_hash"]
         conn.execute(
             sql(
@@ -601,7 +478,7 @@ class ImportRun:
             sql("DELETE FROM memory_tags WHERE brain_id = :brain AND memory_id = :id"),
             {"brain": brain, "id": row["id"]},
         )
-        _write_tags(conn, brain, row["id"], row["tags"], params["created_at"])
+        write_tags(conn, brain, row["id"], row["tags"], params["created_at"])
         self._index(conn, row["id"], row, new=False)
         self._history_row(
             conn,
@@ -642,11 +519,11 @@ class ImportRun:
 
     # -- history --
 
-    def _history(self, conn: Connection, known: _Known, data: dict[str, Any]) -> None:
-        shape = _shape(conn, "memory_history")
-        row = _plain(shape, data, required=("memory_id", "event"))
-        if row["event"] not in _EVENTS:
-            raise _Skip("invalid", f"event must be one of {', '.join(_EVENTS)}")
+    def _history(self, conn: Connection, known: Known, data: dict[str, Any]) -> None:
+        shape = shape_of(conn, "memory_history")
+        row = plain_row(shape, data, required=("memory_id", "event"))
+        if row["event"] not in EVENTS:
+            raise Skip("invalid", f"event must be one of {', '.join(EVENTS)}")
         row["memory_id"] = self._memory_ref(conn, known, str(row["memory_id"]))
         row["detail"] = self._detail(row.get("detail"))
         row["is_deleted"] = int(bool(row.get("is_deleted") or 0))
@@ -655,7 +532,7 @@ class ImportRun:
         source_id = row.get("id") or new_id()
         target_id, existing = self._target_id(known.history, str(source_id))
         if existing:
-            raise _Skip("exists")
+            raise Skip("exists")
         row["id"] = target_id
         known.history[target_id] = True
         self._history_row(conn, row)
@@ -687,7 +564,7 @@ class ImportRun:
     def _history_row(self, conn: Connection, row: dict[str, Any]) -> None:
         """Queue a history row; `_flush_history` writes the batch's rows in one executemany
         per column set (nothing in an import reads them back before that)."""
-        shape = _shape(conn, "memory_history")
+        shape = shape_of(conn, "memory_history")
         names = tuple(c for c in shape.columns if c in row)
         values = {"brain_id": self.scope.brain_id, **{n: row[n] for n in names}}
         self._history_queue.setdefault(names, []).append(values)
@@ -703,25 +580,25 @@ class ImportRun:
                 rows,
             )
 
-    def _memory_ref(self, conn: Connection, known: _Known, source_id: str) -> str:
+    def _memory_ref(self, conn: Connection, known: Known, source_id: str) -> str:
         mapped = self.memory_ids.get(source_id)
         if mapped is not None:
             return mapped
         if not self.remap_ids:
             ours = known.memories.get(source_id)
             if ours is None:
-                ours = _memory_is_ours(conn, self.scope.brain_id, source_id)
+                ours = memory_is_ours(conn, self.scope.brain_id, source_id)
             if ours:
                 return source_id
-        raise _Skip("missing_memory", f"memory {source_id} is not in this import nor the brain")
+        raise Skip("missing_memory", f"memory {source_id} is not in this import nor the brain")
 
     # -- links --
 
-    def _link(self, conn: Connection, known: _Known, data: dict[str, Any]) -> None:
-        shape = _shape(conn, "memory_links")
-        row = _plain(shape, data, required=("from_id", "to_id", "relation"))
-        if row["relation"] not in _RELATIONS:
-            raise _Skip("invalid", f"relation must be one of {', '.join(_RELATIONS)}")
+    def _link(self, conn: Connection, known: Known, data: dict[str, Any]) -> None:
+        shape = shape_of(conn, "memory_links")
+        row = plain_row(shape, data, required=("from_id", "to_id", "relation"))
+        if row["relation"] not in RELATIONS:
+            raise Skip("invalid", f"relation must be one of {', '.join(RELATIONS)}")
         row["from_id"] = self._memory_ref(conn, known, str(row["from_id"]))
         row["to_id"] = self._memory_ref(conn, known, str(row["to_id"]))
         if row.get("created_at") is None:
@@ -735,7 +612,7 @@ class ImportRun:
         names = [c for c in shape.columns if c in row]
         if existing:
             if self.strategy == "skip_existing":
-                raise _Skip("exists")
+                raise Skip("exists")
             current = (
                 conn.execute(
                     sql(
@@ -748,7 +625,7 @@ class ImportRun:
                 .one()
             )
             if all(current[n] == row[n] for n in names):
-                raise _Skip("unchanged")
+                raise Skip("unchanged")
             conn.execute(
                 sql("DELETE FROM memory_links WHERE brain_id = :brain AND id = :id"),
                 {"brain": brain, "id": target_id},
@@ -761,7 +638,7 @@ class ImportRun:
             {"brain_id": brain, **{n: row[n] for n in names}},
         ).rowcount
         if not inserted:
-            raise _Skip("exists", "the brain has this link (same memories and relation)")
+            raise Skip("exists", "the brain has this link (same memories and relation)")
         known.links[target_id] = True
         if existing:
             self.report.kinds["link"].updated += 1
@@ -773,8 +650,8 @@ class ImportRun:
     def _plain_row(self, conn: Connection, kind: str, data: dict[str, Any]) -> None:
         shape = table_shape(conn, TABLES[kind])
         if shape is None:
-            raise _Skip("unsupported", f"this database has no {TABLES[kind]} table")
-        row = _plain(shape, data, required=shape.key)
+            raise Skip("unsupported", f"this database has no {TABLES[kind]} table")
+        row = plain_row(shape, data, required=shape.key)
         now = now_ms()
         for stamp in ("created_at", "updated_at"):
             if stamp in shape.columns and row.get(stamp) is None:
@@ -793,10 +670,10 @@ class ImportRun:
         report = self.report.kinds[kind]
         if current is not None:
             if self.strategy == "skip_existing":
-                raise _Skip("exists")
+                raise Skip("exists")
             changes = [n for n in names if n not in (*shape.key, "id") and current[n] != row[n]]
             if not changes:
-                raise _Skip("unchanged")
+                raise Skip("unchanged")
             conn.execute(
                 sql(
                     f"UPDATE {shape.name} SET {', '.join(f'{n} = :{n}' for n in changes)} "
@@ -916,193 +793,3 @@ class ImportRun:
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-
-class _Known:
-    """Which of a batch's ids exist already, and whether in this brain: one query per table
-    per batch instead of one per record."""
-
-    def __init__(self, conn: Connection, brain_id: str, batch: list[dict[str, Any]]) -> None:
-        ids: dict[str, list[str]] = {"memory": [], "history": [], "link": []}
-        for line in batch:
-            data = line.get("data")
-            kind = line.get("kind")
-            if kind in ids and isinstance(data, dict):
-                if isinstance(data.get("id"), str):
-                    ids[str(kind)].append(data["id"])
-                for ref in ("memory_id", "from_id", "to_id"):
-                    if isinstance(data.get(ref), str):
-                        ids["memory"].append(data[ref])
-        self.memories = _owners(conn, "memories", brain_id, ids["memory"])
-        self.history = _owners(conn, "memory_history", brain_id, ids["history"])
-        self.links = _owners(conn, "memory_links", brain_id, ids["link"])
-
-
-def _owners(conn: Connection, table: str, brain_id: str, ids: list[str]) -> dict[str, bool]:
-    """id -> True if this brain has it, False if another brain does; absent ids left out."""
-    found: dict[str, bool] = {}
-    unique = list(dict.fromkeys(ids))
-    for start in range(0, len(unique), 900):
-        chunk = unique[start : start + 900]
-        names = {f"i{i}": value for i, value in enumerate(chunk)}
-        rows = conn.execute(
-            sql(
-                f"SELECT id, CASE WHEN brain_id = :brain THEN 1 ELSE 0 END AS ours FROM {table} "
-                f"WHERE id IN ({', '.join(':' + n for n in names)})"
-            ),
-            {"brain": brain_id, **names},
-        ).all()
-        found.update((str(r.id), bool(r.ours)) for r in rows)
-    return found
-
-
-def _memory_is_ours(conn: Connection, brain_id: str, memory_id: str) -> bool:
-    row = conn.execute(
-        sql("SELECT 1 FROM memories WHERE brain_id = :brain AND id = :id"),
-        {"brain": brain_id, "id": memory_id},
-    ).first()
-    return row is not None
-
-
-def _shape(conn: Connection, table: str) -> TableShape:
-    shape = table_shape(conn, table)
-    assert shape is not None, f"the {table} table is missing: run the migrations"
-    return shape
-
-
-def _text_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _number(value: Any, name: str, default: float) -> float:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _Skip("invalid", f"{name} must be a number")
-    if not 0 <= value <= 1:
-        raise _Skip("invalid", f"{name} must be between 0 and 1")
-    return float(value)
-
-
-def _stamp(value: Any, name: str) -> int | None:
-    try:
-        return fmt.to_ms(value, field=name)
-    except InvalidInput as exc:
-        raise _Skip("invalid", exc.message) from None
-
-
-def _memory_row(shape: TableShape, data: dict[str, Any]) -> dict[str, Any]:
-    """A memory record checked and completed with the defaults a new memory gets."""
-    content = data.get("content")
-    if not isinstance(content, str) or not content:
-        raise _Skip("invalid", "content must be a non-empty string")
-    # Columns a memory always has; columns the schema gained since are taken when present
-    # and otherwise left to their database defaults.
-    row: dict[str, Any] = {c: data.get(c) for c in MEMORY_FIELDS}
-    row.update({c: data[c] for c in shape.columns if c not in MEMORY_FIELDS and c in data})
-    row["id"] = str(data["id"]) if data.get("id") else new_id()
-    row["type"] = data.get("type") or "note"
-    if row["type"] not in _TYPES:
-        raise _Skip("invalid", f"type must be one of {', '.join(_TYPES)}")
-    row["state"] = data.get("state") or "active"
-    if row["state"] not in _STATES:
-        raise _Skip("invalid", f"state must be one of {', '.join(_STATES)}")
-    if row["type"] == "fact" and not row.get("key"):
-        raise _Skip("invalid", "a fact needs a key")
-    tags = data.get("tags")
-    if isinstance(tags, str):
-        tags = json.loads(tags)
-    if tags is None:
-        tags = []
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise _Skip("invalid", "tags must be a list of strings")
-    row["tags"] = tags
-    metadata = data.get("metadata")
-    if isinstance(metadata, str):
-        metadata = json.loads(metadata)
-    if metadata is None:
-        metadata = {}
-    if not isinstance(metadata, dict):
-        raise _Skip("invalid", "metadata must be an object")
-    row["metadata"] = metadata
-    row["confidence"] = _number(data.get("confidence"), "confidence", 0.7)
-    row["importance"] = _number(data.get("importance"), "importance", 0.5)
-    count = data.get("access_count") or 0
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise _Skip("invalid", "access_count must be a whole number >= 0")
-    row["access_count"] = count
-    for name in shape.timestamps:
-        if name in row:
-            row[name] = _stamp(row[name], name)
-    if row.get("created_at") is None:
-        row["created_at"] = now_ms()
-    if row.get("updated_at") is None:
-        row["updated_at"] = row["created_at"]
-    return row
-
-
-def _memory_params(brain_id: str, row: dict[str, Any]) -> dict[str, Any]:
-    params = dict(row)
-    params["brain_id"] = brain_id
-    params["tags"] = json.dumps(row["tags"])
-    params["metadata"] = json.dumps(row["metadata"])
-    params["content_hash"] = content_hash(row["content"])
-    return params
-
-
-def _plain(shape: TableShape, data: dict[str, Any], *, required: Iterable[str]) -> dict[str, Any]:
-    for name in required:
-        if data.get(name) in (None, ""):
-            raise _Skip("invalid", f"{name} is required")
-    row = {c: data[c] for c in shape.columns if c in data}
-    for name in shape.timestamps:
-        if name in row:
-            row[name] = _stamp(row[name], name)
-    for name, value in row.items():
-        if isinstance(value, dict | list):
-            row[name] = json.dumps(value)
-    return row
-
-
-def _write_tags(
-    conn: Connection, brain_id: str, memory_id: str, tags: list[str], created_at: int
-) -> None:
-    write_tags(conn, brain_id, memory_id, list(dict.fromkeys(tags)), created_at)
-
-
-def _active_twin(
-    conn: Connection, brain_id: str, row: dict[str, Any], digest: str, *, exclude: str | None
-) -> str | None:
-    found = conn.execute(
-        sql(
-            "SELECT id FROM memories WHERE brain_id = :brain AND coalesce(user_id, '') = :user "
-            "AND coalesce(key, '') = :key AND content_hash = :hash AND state = 'active' "
-            "AND id <> :exclude"
-        ),
-        {
-            "brain": brain_id,
-            "user": row.get("user_id") or "",
-            "key": row.get("key") or "",
-            "hash": digest,
-            "exclude": exclude or "",
-        },
-    ).scalar()
-    return None if found is None else str(found)
-
-
-def _active_fact(
-    conn: Connection, brain_id: str, row: dict[str, Any], *, exclude: str | None
-) -> str | None:
-    found = conn.execute(
-        sql(
-            "SELECT id FROM memories WHERE brain_id = :brain AND coalesce(user_id, '') = :user "
-            "AND key = :key AND type = 'fact' AND state = 'active' AND id <> :exclude"
-        ),
-        {
-            "brain": brain_id,
-            "user": row.get("user_id") or "",
-            "key": row.get("key") or "",
-            "exclude": exclude or "",
-        },
-    ).scalar()
-    return None if found is None else str(found)
