@@ -20,7 +20,7 @@ from starlette.requests import Request
 from core import keys, ratelimit, sessions
 from core.brains import ensure_brain
 from core.config import Limits, Settings
-from core.db.engine import get_engine, transaction
+from core.db.engine import get_engine, single_read, transaction
 from core.db.migrations import ensure_schema
 from core.embeddings import get_embedder
 from core.embeddings.base import Embedder
@@ -113,9 +113,7 @@ class Context:
 
     async def indexer(self, items: Sequence[MemoryIn]) -> Indexer:
         """An indexer with the items' vectors made up front, outside any transaction."""
-        index = Indexer(
-            self.services.embedder(), infer_links=self.services.settings.links.inferred
-        )
+        index = Indexer(self.services.embedder(), infer_links=self.services.settings.links.inferred)
         texts = [document_text(m.title, m.key, m.tags, m.content) for m in items]
         if texts:
             await self.services.call(lambda: index.prepare(texts))
@@ -172,7 +170,7 @@ async def authorize(request: Request) -> Context:
     def resolve() -> Context:
         engine = svc.ready_engine()
         if token.startswith(sessions.ACCESS_PREFIX):
-            with transaction(engine, write=False) as conn:
+            with single_read(engine) as conn:
                 found = sessions.verify_access(conn, token)
             if found is None:
                 raise Unauthorized(
@@ -187,7 +185,7 @@ async def authorize(request: Request) -> Context:
             # Single-key mode: the operator's key, so it may manage the default brain's keys.
             scope = Scope(brain_id=svc.default_brain(engine), principal="key:env", role="owner")
         else:
-            with transaction(engine, write=False) as conn:
+            with single_read(engine) as conn:
                 found_key = keys.find_key(conn, token)
             if found_key is None:
                 raise Unauthorized("the API key is not valid or was revoked", code="invalid_key")

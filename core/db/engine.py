@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -12,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, TextClause, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 
 log = logging.getLogger("mnemo.db")
 
@@ -19,6 +21,7 @@ _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
 WRITE = "mnemo_write"
+_SINGLE_READ = "mnemo_single_read"
 
 
 @lru_cache(maxsize=1024)
@@ -65,8 +68,9 @@ def _create(url: str, *, busy_timeout_ms: int, on_lambda: bool) -> Engine:
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        # pre_ping: a warm Lambda may hold a connection the server has long since closed.
-        return create_engine(parsed, pool_pre_ping=True, pool_size=2, max_overflow=4)
+        engine = create_engine(parsed, pool_size=2, max_overflow=4)
+        _ping_when_idle(engine)
+        return engine
     raise ValueError(
         f"MNEMO_DATABASE_URL must be a sqlite:/// or postgresql+psycopg:// URL, got {url!r}"
     )
@@ -99,12 +103,53 @@ def _create_sqlite(url: str, *, busy_timeout_ms: int, on_lambda: bool) -> Engine
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
+        options = conn.get_execution_options()
+        if options.get(_SINGLE_READ, False):
+            return
         # A writer takes the write lock up front: a deferred transaction that later upgrades
         # can fail with "database is locked" regardless of the busy timeout.
-        write = conn.get_execution_options().get(WRITE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE, False) else "BEGIN")
 
     return engine
+
+
+# A pooled connection unused for longer than this is pinged before it is handed out: a warm
+# Lambda, thawed after minutes, may hold one the server has since closed. A busy process skips
+# the ping, which on PostgreSQL is a network round trip on every checkout (pool_pre_ping).
+_IDLE_PING_SECONDS = 10.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get("returned_at")
+        if returned is None or time.monotonic() - returned < _IDLE_PING_SECONDS:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+            dbapi_connection.rollback()
+        except Exception as exc:
+            # The pool drops this connection and checks out (or opens) another.
+            raise DisconnectionError(f"stale pooled connection: {exc}") from exc
+
+
+@contextmanager
+def single_read(engine: Engine) -> Iterator[Connection]:
+    """A connection for one read statement and nothing else: a single statement is atomic on
+    its own, so it runs without BEGIN and COMMIT (on PostgreSQL, two round trips fewer). For
+    the per-request credential check, which every request pays."""
+    with engine.connect() as conn:
+        if is_sqlite(engine):
+            # The driver never begins on its own (see _on_connect); skipping ours is enough.
+            yield conn.execution_options(**{_SINGLE_READ: True})
+        else:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
 _AFTER_COMMIT = "mnemo_after_commit"

@@ -1,0 +1,99 @@
+"""The engine's connection handling: single reads without a transaction around them, and
+pooled PostgreSQL connections pinged only after they sat idle."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, event, text
+from sqlalchemy.exc import DBAPIError
+
+from core.db import engine as engines
+from core.db.engine import single_read, transaction
+
+
+def _statements(engine: Engine) -> tuple[list[str], Any]:
+    seen: list[str] = []
+
+    def record(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
+        seen.append(" ".join(statement.split()).upper())
+
+    event.listen(engine, "before_cursor_execute", record)
+    return seen, record
+
+
+def _terminate(engine: Engine, pid: int) -> None:
+    """End a backend from a connection of its own, outside the engine's pool."""
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def test_single_read_runs_outside_a_transaction(engine: Engine, store: str) -> None:
+    seen, listener = _statements(engine)
+    try:
+        with single_read(engine) as conn:
+            assert conn.execute(text("SELECT count(*) FROM brains")).scalar_one() >= 0
+            if store == "postgres":
+                # No transaction was opened: PostgreSQL assigns none to an autocommit read.
+                assert conn.execute(text("SELECT now() = statement_timestamp()")).scalar_one()
+        with transaction(engine, write=False) as conn:
+            conn.execute(text("SELECT 1"))
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    if store == "sqlite":
+        # Our own BEGIN is skipped for the single read and issued for the transaction.
+        assert seen[0] == "SELECT COUNT(*) FROM BRAINS"
+        assert seen[1:] == ["BEGIN", "SELECT 1"]
+    # The connection went back to the pool in its ordinary mode: writes still commit atomically.
+    with pytest.raises(RuntimeError), transaction(engine) as conn:
+        conn.execute(text("CREATE TABLE scratch_t (x INTEGER)"))
+        raise RuntimeError("roll back")
+    with transaction(engine, write=False) as conn:
+        exists = conn.execute(
+            text(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'scratch_t'"
+                if store == "sqlite"
+                else "SELECT count(*) FROM pg_tables WHERE tablename = 'scratch_t'"
+            )
+        ).scalar_one()
+    assert exists == 0
+
+
+def test_an_idle_postgres_connection_closed_by_the_server_is_replaced(
+    engine: Engine, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if store != "postgres":
+        pytest.skip("SQLite has no server to close a connection")
+    with transaction(engine, write=False) as conn:
+        victim = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    # Another connection ends the pooled one's backend, as a server restart or idle timeout
+    # would while a Lambda instance is frozen.
+    _terminate(engine, victim)
+    time.sleep(0.2)
+    monkeypatch.setattr(engines, "_IDLE_PING_SECONDS", 0.0)
+    with transaction(engine, write=False) as conn:
+        assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != victim
+
+
+def test_a_busy_postgres_connection_is_not_pinged(engine: Engine, store: str) -> None:
+    if store != "postgres":
+        pytest.skip("the ping is PostgreSQL's")
+    with transaction(engine, write=False) as conn:
+        conn.execute(text("SELECT 1"))
+        before = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    _terminate(engine, before)
+    time.sleep(0.2)
+    # Used a moment ago, so it is handed out unchecked and the dead connection shows: this is
+    # what the idle threshold trades for skipping a round trip on every checkout.
+    with (
+        pytest.raises(DBAPIError, match=r"terminat|closed|connection"),
+        transaction(engine, write=False) as conn,
+    ):
+        conn.execute(text("SELECT 1"))
+    # The failure invalidated the pool's connections: the next request gets a fresh one.
+    with transaction(engine, write=False) as conn:
+        assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != before
