@@ -199,9 +199,10 @@ def authenticate(
         )
     try:
         signing.verify(source.secret, header, body, tolerance=tolerance)
+    except signing.StaleSignature as exc:
+        raise Unauthorized(str(exc), code="stale_signature") from None
     except signing.BadSignature as exc:
-        code = "stale_signature" if "from now" in str(exc) else "bad_signature"
-        raise Unauthorized(str(exc), code=code) from None
+        raise Unauthorized(str(exc), code="bad_signature") from None
     if delivery_id:
         return delivery_id.strip()[:200]
     return signing.parse(header)[1][0]

@@ -372,6 +372,16 @@ def send(
     return sender(target, body, headers, timeout=settings.timeout_seconds)
 
 
+def _attempt(
+    item: Claimed, settings: WebhookSettings, resolver: Resolver, sender: Sender
+) -> deliver.Outcome:
+    try:
+        return send(item, settings, resolver, sender=sender)
+    except Exception as exc:  # one odd URL or resolver error must not stop the whole drain
+        log.warning("webhook attempt %s failed unexpectedly", item.id, exc_info=True)
+        return deliver.Outcome(False, None, f"{type(exc).__name__}: {exc}"[:512])
+
+
 def backoff_ms(settings: WebhookSettings, attempts: int) -> int:
     """Full jitter: a random wait up to the exponential cap (AWS Architecture Blog, 2015)."""
     cap = min(settings.backoff_max_seconds, settings.backoff_base_seconds * 2 ** (attempts - 1))
@@ -475,7 +485,7 @@ def drain(
             if not claimed:
                 break
             report.claimed += len(claimed)
-            outcomes = list(pool.map(lambda c: send(c, settings, resolver, sender=sender), claimed))
+            outcomes = list(pool.map(lambda c: _attempt(c, settings, resolver, sender), claimed))
             with transaction(engine, write=True) as conn:
                 record(conn, settings, list(zip(claimed, outcomes, strict=True)), report)
     report.seconds = time.perf_counter() - started

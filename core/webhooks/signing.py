@@ -24,6 +24,10 @@ class BadSignature(ValueError):
     """The header is missing, malformed, stale, or no v1 signature matches."""
 
 
+class StaleSignature(BadSignature):
+    """The signed timestamp is outside the tolerance: a replay, or a clock to fix."""
+
+
 def new_secret() -> str:
     return SECRET_PREFIX + secrets.token_urlsafe(32)
 
@@ -63,7 +67,7 @@ def verify(
     timestamp, signatures = parse(header)
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance:
-        raise BadSignature(
+        raise StaleSignature(
             f"the signature timestamp is more than {tolerance} s from now: "
             "a replay, or a clock to fix"
         )
