@@ -234,6 +234,35 @@ def nearest_same_user(
     return best_slots, best_scores
 
 
+def pairs_above(
+    cache: vectors.BrainVectors,
+    slots: np.ndarray,
+    eligible: np.ndarray,
+    threshold: float,
+    *,
+    limit: int,
+) -> list[tuple[int, int, float]]:
+    """(slot, other slot, cosine) for every eligible memory of the same user whose cosine with
+    one of `slots` reaches `threshold` (itself excluded), at most `limit` of them."""
+    count = len(cache.ids)
+    matrix, users = cache.matrix[:count], cache.user_of[:count]
+    found: list[tuple[int, int, float]] = []
+    for start in range(0, len(slots), _CHUNK):
+        part = slots[start : start + _CHUNK]
+        sims = matrix[part] @ matrix.T
+        hit = sims >= threshold
+        hit &= eligible[None, :] & (users[None, :] == users[part][:, None])
+        hit[np.arange(len(part)), part] = False
+        rows, cols = np.nonzero(hit)
+        found += [
+            (int(part[r]), int(c), float(sims[r, c]))
+            for r, c in zip(rows[: limit - len(found)], cols[: limit - len(found)], strict=True)
+        ]
+        if len(found) >= limit:
+            break
+    return found
+
+
 def _neighbour_ids(
     conn: Connection, brain_id: str, rows: list[Any], space: VectorSpace
 ) -> dict[str, list[str]]:

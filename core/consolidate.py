@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, Row
 
 from core import cursor as cursors
 from core.config import Limits
-from core.conflicts import VectorSpace, nearest_same_user
+from core.conflicts import VectorSpace, pairs_above
 from core.contradiction import compare
 from core.db.engine import sql, transaction
 from core.memories import COLUMNS, to_dict
@@ -30,7 +30,7 @@ from core.search import vectors
 from core.search.indexing import Indexer
 from core.search.service import id_table
 
-_NEIGHBOURS = 20  # most similar memories looked at per memory of the window
+_NEIGHBOURS = 20  # near-duplicate pairs kept per memory of the window, on average
 _EXACT_GROUPS = 200
 
 
@@ -108,13 +108,10 @@ def _similar_pairs(
     window = order[start : start + max_scan]
     if not window:
         return [], None
-    top, scores = nearest_same_user(cache, np.array(window, np.int64), mask, _NEIGHBOURS)
-    pairs = [
-        (cache.ids[slot], cache.ids[other], float(score))
-        for slot, others, row_scores in zip(window, top, scores, strict=True)
-        for other, score in zip(others, row_scores, strict=True)
-        if score >= threshold
-    ]
+    found = pairs_above(
+        cache, np.array(window, np.int64), mask, threshold, limit=_NEIGHBOURS * len(window)
+    )
+    pairs = [(cache.ids[a], cache.ids[b], score) for a, b, score in found]
     last = start + len(window)
     return pairs, (ordered_ids[last - 1] if last < len(ordered_ids) else None)
 

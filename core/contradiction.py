@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 
 # Content words two texts must (nearly) share to be about the same thing.
 _MIN_SHARED = 0.8
@@ -65,9 +66,19 @@ _WEEKDAYS = {
     d: i for i, d in enumerate(_words("monday tuesday wednesday thursday friday saturday sunday"))
 }
 
+# Words after which a number names a thing rather than states a value of it.
+_NAMING = frozenset(
+    _words(
+        """number no id version ticket issue order note item step chapter page section case
+        task pr build release sprint phase flight service project route line episode season
+        part volume lesson module account invoice"""
+    )
+)
+
 _TOKEN = re.compile(
     r"""
-    (?P<iso>\d{4}-\d{2}-\d{2})
+    (?P<ident>\#\d[\w-]*)
+    | (?P<iso>\d{4}-\d{2}-\d{2})
     | (?P<time>\d{1,2}(?::\d{2})?\s*(?:a\.?m\.?|p\.?m\.?)(?![a-z])|\d{1,2}:\d{2})
     | (?P<num>[$€£]?\d(?:[\d,]*\d)?(?:\.\d+)?%?)
     | (?P<word>[a-z]+(?:'[a-z]+)?)
@@ -109,8 +120,10 @@ def _number(text: str) -> str:
     return f"{value:g}{kind}"
 
 
+@lru_cache(maxsize=4096)
 def read(text: str) -> Reading:
-    """The content words, stated values and negation parity of a text."""
+    """The content words, stated values and negation parity of a text (memoised: a detection
+    pass compares each memory with several neighbours)."""
     tokens: list[tuple[str, str]] = []
     for match in _TOKEN.finditer(text.lower()):
         kind = match.lastgroup or "word"
@@ -126,18 +139,23 @@ def read(text: str) -> Reading:
             values["date", token] += 1
         elif kind == "time":
             values["time", _time(token)] += 1
+        elif kind == "ident" or (kind == "num" and i > 0 and tokens[i - 1][1] in _NAMING):
+            # "ticket 42", "#42": a number that names which thing, so part of the subject
+            words.add("#" + token.lstrip("#"))
         elif kind == "num":
             # "5 March" / "5 March 2024": a day before a month name is part of a date
             if (
                 following
-                and _month(following[1])
+                and following[1] in _MONTHS
                 and "." not in token
                 and int(_digits(token)) <= 31
             ):
                 i = _date(tokens, i + 1, values, day=int(_digits(token)))
                 continue
             values["number", _number(token)] += 1
-        elif _month(token) or (token == _MAY and following and following[0] == "num"):
+        elif token in _STOP and not (token == _MAY and following and following[0] == "num"):
+            pass  # the commonest case first: most words of a sentence are function words
+        elif token in _MONTHS or token == _MAY:
             i = _date(tokens, i, values)
             continue
         elif token in _WEEKDAYS:
@@ -146,7 +164,7 @@ def read(text: str) -> Reading:
             values["number", f"{_NUMBER_WORDS[token]:g}"] += 1
         elif token in _NEGATIONS or token.endswith("n't"):
             negations += 1
-        elif token not in _STOP:
+        else:
             words.add(_stem(token))
         i += 1
     return Reading(frozenset(words), values, negations % 2 == 1)

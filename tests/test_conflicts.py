@@ -29,6 +29,7 @@ CONTRADICTIONS = [
     ("Project budget is 5000 euros", "Project budget is 7,500 euros"),
     ("Alice moved to Berlin in 2019", "Alice moved to Berlin in 2021"),
     ("Bob's flat has three bedrooms", "Bob's flat has 4 bedrooms"),
+    ("Ticket 42 is due on Friday", "Ticket 42 is due on Monday"),
 ]
 # Rewordings, the same value written another way, and statements about different things.
 AGREEMENTS = [
@@ -51,6 +52,13 @@ AGREEMENTS = [
     ("Alice has 2 cats", "Alice has 3 dogs"),
     ("Deadline: March 5", "Deadline: March 12"),  # one word of subject: too little to go on
     ("Alice likes coffee", "Alice likes coffee a lot"),
+    # A number that names the thing is part of the subject: two tickets, two services.
+    ("Ticket 42 is due on Friday", "Ticket 43 is due on Friday"),
+    ("Bug #512 blocks the release", "Bug #513 blocks the release"),
+    (
+        "The user is migrating service number 5 from Flask to Starlette",
+        "The user is migrating service number 7 from Flask to Starlette",
+    ),
 ]
 
 
