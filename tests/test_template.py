@@ -119,11 +119,16 @@ def test_transform_functions(transformed: dict[str, Any]) -> None:
             "MNEMO_API_KEY": {"Ref": "ApiKey"},
             "MNEMO_LOG_LEVEL": {"Ref": "LogLevel"},
             "MNEMO_MAX_BODY_BYTES": {"Ref": "MaxBodyBytes"},
+            "MNEMO_SNAPSHOT_BUCKET": {"Ref": "SnapshotBucket"},
             "OPENBLAS_NUM_THREADS": "1",
             # Every function may send the webhook drain queue a message.
             "MNEMO_DELIVERY_QUEUE_URL": {"Ref": "DeliveryQueue"},
         }, name
     assert lambdas["ApiFunction"]["Properties"]["Timeout"] == 30
+    # Snapshot payloads in S3: the API function's role may use the bucket when one is given.
+    role = resources_of(transformed, "AWS::IAM::Role")["ApiFunctionRole"]["Properties"]
+    snapshot_policy = [p for p in role["Policies"] if "Fn::If" in p]
+    assert snapshot_policy[0]["Fn::If"][0] == "HasSnapshotBucket"
 
 
 def test_transform_http_api(transformed: dict[str, Any]) -> None:
@@ -216,7 +221,7 @@ def test_transform_outputs(transformed: dict[str, Any]) -> None:
 
 def test_parameters(template: dict[str, Any]) -> None:
     params = template["Parameters"]
-    assert set(params) == {"DatabaseUrl", "ApiKey", "LogLevel", "MaxBodyBytes"}
+    assert set(params) == {"DatabaseUrl", "ApiKey", "LogLevel", "MaxBodyBytes", "SnapshotBucket"}
     for secret in ("DatabaseUrl", "ApiKey"):
         assert params[secret]["NoEcho"] is True
         assert params[secret]["Default"] == ""
@@ -240,6 +245,7 @@ def test_default_parameters_give_default_settings(template: dict[str, Any]) -> N
     assert settings.api_key is None
     assert settings.log_level == "INFO"
     assert settings.max_body_bytes == 1048576
+    assert settings.snapshots.bucket is None
 
 
 # --- cfn-lint -----------------------------------------------------------------------------
