@@ -33,6 +33,8 @@ from core.search.service import QueryVector, search
 LEVEL_ROWS = 20_000
 # Most memories a path search visits (both sides) before it gives up.
 PATH_VISITS = 50_000
+# Frontier ids per query of a path search (see `path`).
+PATH_CHUNK = 128
 _MEMORY_NAMES = tuple(name.strip() for name in COLUMNS.split(","))
 
 
@@ -293,28 +295,30 @@ def path(conn: Connection, scope: Scope, query: PathQuery) -> dict[str, Any]:
         return {"hops": 0, "nodes": [{**node, "depth": 0}], "edges": []}
     # node -> (the node it was reached from, the link (from_id, to_id, relation)), per side.
     parents: tuple[dict[str, Any], dict[str, Any]] = ({start.id: None}, {end.id: None})
-    dist: tuple[dict[str, int], dict[str, int]] = ({start.id: 0}, {end.id: 0})
     frontiers = [[start.id], [end.id]]
     depth = [0, 0]
     visited = 2
     while frontiers[0] and frontiers[1] and depth[0] + depth[1] < max_hops:
         side = 0 if len(frontiers[0]) <= len(frontiers[1]) else 1
         here, there = parents[side], parents[1 - side]
-        rows = _frontier_links(conn, walk, frontiers[side], full=False)
         depth[side] += 1
         found: list[str] = []
         meets: list[str] = []
-        for row in rows:
-            if row.far in here:
-                continue
-            here[row.far] = (row.near, (row.from_id, row.to_id, row.relation))
-            dist[side][row.far] = depth[side]
-            found.append(row.far)
-            if row.far in there:
-                meets.append(row.far)
-        if meets:
-            meet = min(meets, key=lambda n: (dist[1 - side][n], n))
-            return _path_result(conn, walk, parents, meet)
+        # A level is read in chunks, and the first chunk that meets the other side ends the
+        # search: every meeting point of this level is depth[0] + depth[1] links from both
+        # ends (a shorter path would have met a level earlier), so the rest cannot do better.
+        level = frontiers[side]
+        for begin in range(0, len(level), PATH_CHUNK):
+            rows = _frontier_links(conn, walk, level[begin : begin + PATH_CHUNK], full=False)
+            for from_id, to_id, relation, near, far, _side in rows:
+                if far in here:
+                    continue
+                here[far] = (near, (from_id, to_id, relation))
+                found.append(far)
+                if far in there:
+                    meets.append(far)
+            if meets:
+                return _path_result(conn, walk, parents, min(meets))
         visited += len(found)
         if visited > PATH_VISITS:
             raise NotFound(
