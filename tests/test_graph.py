@@ -12,6 +12,7 @@ from sqlalchemy import Engine, event, text
 
 from core import graph
 from core.db.engine import transaction
+from core.errors import NotFound
 from core.ids import new_id
 from core.link_models import PathQuery, SubgraphQuery
 from core.policy import set_policy
@@ -280,6 +281,33 @@ def test_walks_on_a_bulk_loaded_brain_stay_bounded(engine: Engine, tenant: Tenan
     ):
         assert {edge["from_id"], edge["to_id"]} == {a["id"], z["id"]}
     assert len(seen) <= 6 + 6  # at most one query per level, plus the fixed ones
+
+    # Shortest, as a plain breadth-first search over every link says.
+    neighbours: dict[str, set[str]] = {m: set() for m in ids}
+    for a, z in pairs:
+        neighbours[ids[a]].add(ids[z])
+        neighbours[ids[z]].add(ids[a])
+
+    def hops(start: str, goal: str, limit: int) -> int | None:
+        seen_at = {start: 0}
+        queue = [start]
+        for node in queue:
+            if seen_at[node] < limit:
+                for nxt in neighbours[node] - seen_at.keys():
+                    seen_at[nxt] = seen_at[node] + 1
+                    queue.append(nxt)
+        return seen_at.get(goal)
+
+    for _ in range(15):
+        a, z = rng.choice(ids), rng.choice(ids)
+        expected = hops(a, z, 4)
+        with transaction(engine, write=False) as conn:
+            try:
+                got = graph.path(conn, scope, PathQuery(from_id=a, to_id=z, max_hops=4))["hops"]
+            except NotFound as error:
+                assert error.code == "no_path"
+                got = None
+        assert got == expected, (a, z)
     with transaction(engine, write=False) as conn:
         stats = graph.stats(conn, scope, max_links=1000)
     assert stats["sampled"] is True and stats["edges"] == 1000
