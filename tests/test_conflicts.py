@@ -16,6 +16,7 @@ from core.embeddings import get_embedder
 from core.embeddings.base import Embedder
 from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient
+from tests.test_mcp import Mcp
 
 # Pairs that disagree on a number, a date, a time, a weekday or a negation.
 CONTRADICTIONS = [
@@ -334,3 +335,22 @@ def test_maintenance_run_detects_and_suggests(
             {"b": tenant.brain_id},
         ).all()
     assert [tuple(r) for r in recorded] == [("conflicts", 1), ("consolidate", 1)]
+
+
+def test_mcp_tools_list_resolve_and_merge(client: LambdaClient) -> None:
+    mcp = Mcp(client)
+    two = _create(client, content="Alice has 2 cats")
+    three = _create(client, content="Alice has 3 cats")
+    (found,) = _detect(client)
+    listed = mcp.ok("conflicts", {"status": "needs_review"})
+    assert listed == client.get("/v1/conflicts", query={"status": "needs_review"}).json()
+    resolved = mcp.ok(
+        "resolve_conflict", {"id": found["id"], "winner_id": three["id"], "mode": "demote"}
+    )
+    assert resolved["status"] == "resolved" and resolved["canonical_id"] == three["id"]
+    assert mcp.fails("merge", {"ids": [two["id"]]}) == "merge_size"
+    merged = mcp.ok("merge", {"ids": [two["id"], three["id"]], "content": "Alice has 3 cats."})
+    assert merged["memory"]["content"] == "Alice has 3 cats." and merged["merged_ids"] == [
+        two["id"],
+        three["id"],
+    ]

@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from core import changelog, graph, links, memories
+from core import changelog, conflicts, graph, links, memories, merge
+from core.conflict_models import (
+    ConflictListQuery,
+    ConflictOut,
+    ConflictPage,
+    MergeIn,
+    MergeOut,
+    ResolveIn,
+)
 from core.ids import parse_time
 from core.link_models import (
     Link,
@@ -245,6 +253,52 @@ async def _subgraph(run: Runner, _: Refs, query: SubgraphQuery) -> Any:
 
 async def _path(run: Runner, _: Refs, query: PathQuery) -> Any:
     return await run.read(graph.path, query)
+
+
+# -- conflicts and merge (/v1/conflicts..., POST /v1/memories/merge) -----------------------------
+
+CONFLICT_ID = Ref("id", "The conflict's id, as returned by conflicts.")
+
+
+async def _conflicts(run: Runner, _: Refs, query: ConflictListQuery) -> Any:
+    return await run.read(
+        conflicts.list_conflicts,
+        status=query.status,
+        kind=query.kind,
+        memory_id=query.memory_id,
+        user_id=query.user_id,
+        limit=query.limit,
+        cursor=query.cursor,
+    )
+
+
+async def _resolve_conflict(run: Runner, refs: Refs, data: ResolveIn) -> Any:
+    index = await run.indexer([])
+    return await run.write(
+        conflicts.resolve,
+        refs["id"],
+        winner_id=data.winner_id,
+        mode=data.mode,
+        note=data.note,
+        index=index,
+        actor_id=data.actor_id,
+        role=data.role,
+    )
+
+
+async def _merge(run: Runner, _: Refs, data: MergeIn) -> Any:
+    index = await run.indexer([])
+    return await run.write(
+        merge.merge,
+        data.ids,
+        limits=run.limits,
+        index=index,
+        content=data.content,
+        title=data.title,
+        into_id=data.into_id,
+        actor_id=data.actor_id,
+        role=data.role,
+    )
 
 
 TOOLS: list[Tool[Any]] = [
@@ -545,6 +599,48 @@ TOOLS: list[Tool[Any]] = [
         run=_path,
         body=PathQuery,
         output=Path,
+    ),
+    Tool(  # GET /v1/conflicts
+        name="conflicts",
+        title="List conflicting memories",
+        description=(
+            "Pairs of memories that disagree (the same fact key with different content, a "
+            "contradicts link, or the same statement with another number, date or a negation), "
+            "newest first, each with both memories. Filter by `status` (needs_review for the "
+            "open ones), `kind`, `memory_id` or `user_id`."
+        ),
+        run=_conflicts,
+        body=ConflictListQuery,
+        output=ConflictPage,
+    ),
+    Tool(  # POST /v1/conflicts/{id}/resolve
+        name="resolve_conflict",
+        title="Resolve a conflict",
+        description=(
+            "Keep one memory of a conflicting pair (`winner_id`): the other is marked as "
+            "superseded by it and archived (`mode` archive, the default) or kept but ranked "
+            "down in search (`mode` demote)."
+        ),
+        run=_resolve_conflict,
+        body=ResolveIn,
+        refs=(CONFLICT_ID,),
+        output=ConflictOut,
+        writes=True,
+        destructive=True,
+    ),
+    Tool(  # POST /v1/memories/merge
+        name="merge",
+        title="Merge memories",
+        description=(
+            "Merge 2 to 20 memories of one user into one: contents joined (or `content` "
+            "given), tags united, links moved to the result; the originals are archived as "
+            "superseded by it. With `into_id`, one of them is kept and absorbs the others."
+        ),
+        run=_merge,
+        body=MergeIn,
+        output=MergeOut,
+        writes=True,
+        destructive=True,
     ),
 ]
 
