@@ -10,7 +10,9 @@ before and after it in the same thread (same brain and user), because a conversa
 turn by turn and the answer is often the turn after the one that matches the words of the
 question. The result is mapped onto [0, 1) by a monotone squash, then scaled by importance,
 confidence, source trust and recency, each a factor in (0, 1], and superseded memories are
-halved. `explain` reports every factor.
+halved: a fact replaced by a newer one, a merged memory's sources, and the loser of a resolved
+conflict (core/conflicts.py sets its `superseded_by`, so no extra read). `explain` reports
+every factor.
 """
 
 from __future__ import annotations
