@@ -109,9 +109,11 @@ def maintain_brain(
     now: int | None = None,
     dry_run: bool = False,
     tasks: tuple[str, ...] = TASKS,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Run the hygiene tasks on one brain under its lease; skipped when another run holds it.
-    A dry run takes no lease, changes nothing and records no stats."""
+    A dry run takes no lease, changes nothing and records no stats. Past the `deadline`
+    (time.monotonic()) decay and retention stop between batches."""
     holder = None
     if not dry_run:
         holder = leases.acquire(engine, brain_id, LEASE_TASK, seconds=settings.lease_seconds)
@@ -124,10 +126,10 @@ def maintain_brain(
         out: dict[str, Any] = {"brain_id": brain_id}
         runners: dict[str, Callable[[], Any]] = {
             "decay": lambda: hygiene.decay(
-                engine, scope, settings, now=now, dry_run=dry_run, policy=policy
+                engine, scope, settings, now=now, dry_run=dry_run, policy=policy, deadline=deadline
             ),
             "retention": lambda: hygiene.retention(
-                engine, scope, settings, now=now, dry_run=dry_run, policy=policy
+                engine, scope, settings, now=now, dry_run=dry_run, policy=policy, deadline=deadline
             ),
             "conflicts": lambda: _conflicts(engine, scope, settings, dry_run),
             "consolidate": lambda: _consolidate(engine, scope, settings, policy),
@@ -181,7 +183,7 @@ def run_all(
     if brain_id is not None:
         return {"brains": [maintain_brain(engine, brain_id, settings, now=now, dry_run=dry_run)]}
     started_ms = now_ms()
-    started = time.perf_counter()
+    deadline = time.monotonic() + settings.budget_seconds
     after: tuple[int, str] = (-1, "")
     done: list[dict[str, Any]] = []
     out_of_time = False
@@ -191,11 +193,15 @@ def run_all(
         if not page:
             break
         for row in page:
-            if time.perf_counter() - started > settings.budget_seconds:
+            if time.monotonic() > deadline:
                 out_of_time = True
                 break
             try:
-                done.append(maintain_brain(engine, row.id, settings, now=now, dry_run=dry_run))
+                done.append(
+                    maintain_brain(
+                        engine, row.id, settings, now=now, dry_run=dry_run, deadline=deadline
+                    )
+                )
             except Exception:
                 # One brain's failure must not stop the others; its lease is released.
                 log.exception("maintenance failed for brain %s", row.id)

@@ -25,6 +25,7 @@ decay batch (a drift in importance, listed by id in the payload, would otherwise
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -63,6 +64,9 @@ class BatchRun:
     batches: list[int] = field(default_factory=list)
     sample: list[dict[str, Any]] = field(default_factory=list)
     skipped: str | None = None
+    # Set when the run's deadline passed between batches: what is left is done next time (the
+    # memories already done no longer match, so the next run simply starts over).
+    stopped_early: bool = False
 
     @property
     def count(self) -> int:
@@ -80,6 +84,8 @@ class BatchRun:
         }
         if self.skipped:
             out["skipped"] = self.skipped
+        if self.stopped_early:
+            out["stopped_early"] = True
         return out
 
 
@@ -230,10 +236,15 @@ def _batches(
     engine: Engine,
     run: BatchRun,
     step: Callable[[Connection, _Keyset], tuple[int, _Keyset | None]],
+    deadline: float | None = None,
 ) -> BatchRun:
-    """Runs `step` once per batch, each in its own transaction, until it reports no next key."""
+    """Runs `step` once per batch, each in its own transaction, until it reports no next key
+    or the `deadline` (time.monotonic()) passes."""
     after: _Keyset | None = _START
     while after is not None:
+        if deadline is not None and time.monotonic() > deadline:
+            run.stopped_early = True
+            break
         with transaction(engine, write=not run.dry_run) as conn:
             done, after = step(conn, after)
         if done:
@@ -249,6 +260,7 @@ def decay(
     now: int | None = None,
     dry_run: bool = False,
     policy: BrainPolicy | None = None,
+    deadline: float | None = None,
 ) -> BatchRun:
     """One decay step for every memory in scope due one; see the module's docstring."""
     if not dry_run:
@@ -287,7 +299,7 @@ def decay(
         more = len(rows) == settings.batch_size
         return len(rows), _Keyset(last.updated_at, last.id) if more else None
 
-    return _batches(engine, run, step)
+    return _batches(engine, run, step, deadline)
 
 
 def _apply_decay(
@@ -364,6 +376,7 @@ def retention(
     dry_run: bool = False,
     policy: BrainPolicy | None = None,
     index: Indexer | None = None,
+    deadline: float | None = None,
 ) -> BatchRun:
     """Archive every active memory in scope idle for longer than `retention_days`."""
     if not dry_run:
@@ -408,7 +421,7 @@ def retention(
         more = len(rows) == settings.batch_size
         return len(rows), _Keyset(last.updated_at, last.id) if more else None
 
-    return _batches(engine, run, step)
+    return _batches(engine, run, step, deadline)
 
 
 def archive_rows(

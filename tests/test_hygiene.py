@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -141,6 +142,12 @@ def test_decay_never_goes_below_the_floor_and_runs_in_batches(
     brain = tenant.brain_id
     _set_policy(engine, brain, decay_rate=0.5, importance_floor=0.3, decay_days=10)
     ids = insert_memories(engine, brain, 5, idle_days=20, importance=0.4)
+    # Past its deadline a run stops between batches; the next one picks everything up.
+    late = hygiene.decay(
+        engine, hygiene.system_scope(brain), SETTINGS, deadline=time.monotonic() - 1
+    )
+    assert late.stopped_early and late.count == 0
+    assert set(importance_of(engine, ids).values()) == {0.4}
     run = hygiene.decay(
         engine, hygiene.system_scope(brain), MaintenanceSettings(batch_size=2), now=now_ms()
     )
