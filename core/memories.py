@@ -29,6 +29,10 @@ _M_COLUMNS = ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(","))
 _TIMES = ("occurred_at", "created_at", "updated_at", "archived_at", "deleted_at")
 
 
+def _returning(conn: Connection) -> str:
+    return f"{COLUMNS}, rowid" if conn.dialect.name == "sqlite" else COLUMNS
+
+
 def content_hash(content: str) -> str:
     return hashlib.sha256(content.encode()).hexdigest()
 
@@ -41,6 +45,7 @@ def to_dict(row: Row[Any]) -> dict[str, Any]:
         out[name] = iso(out[name])
     out["last_accessed_at"] = iso(out["last_accessed_at"])
     out.pop("content_hash", None)
+    out.pop("rowid", None)
     return out
 
 
@@ -182,13 +187,15 @@ def create(
             {"now": now, "new": memory_id, "brain": scope.brain_id, "old": old.id},
         )
         index.on_state(conn, scope.brain_id, old.id)
-    conn.execute(
+    # The new row comes back from the INSERT itself (and on SQLite its rowid, which the
+    # full-text index is keyed by): no read-back statements.
+    created = conn.execute(
         sql(
             "INSERT INTO memories (id, brain_id, user_id, agent_id, run_id, type, title, key, "
             "content, tags, source, confidence, importance, metadata, state, content_hash, "
             "occurred_at, created_at, updated_at) VALUES (:id, :brain, :user, :agent, :run, "
             ":type, :title, :key, :content, :tags, :source, :confidence, :importance, "
-            ":metadata, 'active', :hash, :occurred, :now, :now)"
+            f":metadata, 'active', :hash, :occurred, :now, :now) RETURNING {_returning(conn)}"
         ),
         {
             "id": memory_id,
@@ -209,7 +216,7 @@ def create(
             "occurred": None if data.occurred_at is None else parse_time(data.occurred_at),
             "now": now,
         },
-    )
+    ).one()
     write_tags(conn, scope.brain_id, memory_id, data.tags, now)
     index.on_write(
         conn,
@@ -220,6 +227,7 @@ def create(
         tags=data.tags,
         content=data.content,
         new=True,
+        located=(created.rowid, user) if conn.dialect.name == "sqlite" else None,
     )
     if user is not None:
         users.touch(conn, scope.brain_id, user)
@@ -254,7 +262,6 @@ def create(
     )
     if index.infer_links:
         waypoints.link_similar(conn, scope, memory_id, user, index)
-    created = _fetch(conn, scope, memory_id)
     return {**to_dict(created), "deduplicated": False}
 
 

@@ -66,8 +66,9 @@ class Indexer:
         tags: Iterable[str] | str,
         content: str,
         new: bool = False,
+        located: tuple[int, str | None] | None = None,
     ) -> None:
-        lexical.index(conn, brain_id, memory_id, new=new)
+        lexical.index(conn, brain_id, memory_id, new=new, located=located)
         if self.embedder is None:
             return
         doc = document_text(title, key, tags, content)

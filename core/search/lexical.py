@@ -43,24 +43,35 @@ def scope_tokens(brain_id: str, user_id: str | None) -> list[str]:
     return tokens
 
 
-def index(conn: Connection, brain_id: str, memory_id: str, *, new: bool = False) -> None:
+def index(
+    conn: Connection,
+    brain_id: str,
+    memory_id: str,
+    *,
+    new: bool = False,
+    located: tuple[int, str | None] | None = None,
+) -> None:
     """(Re)index one memory; SQLite only: PostgreSQL keeps its generated column in step. A
-    `new` memory has no row in the index yet, so there is nothing to delete first."""
+    `new` memory has no row in the index yet, so there is nothing to delete first; `located`
+    is its (rowid, user_id) when the caller already has them (the INSERT returned them)."""
     if conn.dialect.name != "sqlite":
         return
-    row = conn.execute(
-        sql("SELECT rowid, user_id FROM memories WHERE brain_id = :brain AND id = :id"),
-        {"brain": brain_id, "id": memory_id},
-    ).one()
+    if located is None:
+        row = conn.execute(
+            sql("SELECT rowid, user_id FROM memories WHERE brain_id = :brain AND id = :id"),
+            {"brain": brain_id, "id": memory_id},
+        ).one()
+        located = (row.rowid, row.user_id)
+    rowid, user_id = located
     if not new:
-        conn.execute(sql("DELETE FROM memory_fts WHERE rowid = :rowid"), {"rowid": row.rowid})
+        conn.execute(sql("DELETE FROM memory_fts WHERE rowid = :rowid"), {"rowid": rowid})
     conn.execute(
         sql(
             "INSERT INTO memory_fts (rowid, title, key, tags, content, scope) "
             "SELECT rowid, coalesce(title, ''), coalesce(key, ''), "
             f"{_tags_text('tags')}, content, :scope FROM memories WHERE rowid = :rowid"
         ),
-        {"rowid": row.rowid, "scope": " ".join(scope_tokens(brain_id, row.user_id))},
+        {"rowid": rowid, "scope": " ".join(scope_tokens(brain_id, user_id))},
     )
 
 
