@@ -104,9 +104,12 @@ def record(
     conflict_id = new_id()
     inserted = conn.execute(
         sql(
+            # Only while both memories exist: detection compares in one transaction and
+            # records in another, and a memory may be purged in between.
             "INSERT INTO memory_conflict_resolutions (id, brain_id, pair_key, a_id, b_id, "
-            "user_id, kind, reason, detail, status, created_at, updated_at) VALUES (:id, :brain, "
-            ":pair, :a, :b, :user, :kind, :reason, :detail, 'needs_review', :now, :now) "
+            "user_id, kind, reason, detail, status, created_at, updated_at) SELECT :id, :brain, "
+            ":pair, :a, :b, :user, :kind, :reason, :detail, 'needs_review', :now, :now "
+            "WHERE (SELECT count(*) FROM memories WHERE brain_id = :brain AND id IN (:a, :b)) = 2 "
             "ON CONFLICT (brain_id, pair_key) DO NOTHING"
         ),
         {
@@ -280,15 +283,23 @@ def _neighbour_ids(
     }
 
 
-def check(
-    conn: Connection, scope: Scope, rows: list[Any], space: VectorSpace | None
-) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Found:
+    """A conflict found, not yet recorded."""
+
+    a: Any
+    b: Any
+    kind: str
+    reason: str
+    detail: dict[str, Any]
+
+
+def find(conn: Connection, scope: Scope, rows: list[Any], space: VectorSpace | None) -> list[Found]:
     """Compare each of `rows` (memories read with COLUMNS) with its same-key memories and its
-    nearest neighbours; record the conflicts found. Returns the new ones."""
+    nearest neighbours. Reads only."""
     rows = [r for r in rows if _comparable(r)]
     if not rows:
         return []
-    now = now_ms()
     partners: dict[str, Any] = {r.id: r for r in _key_partners(conn, scope.brain_id, rows)}
     neighbours = _neighbour_ids(conn, scope.brain_id, rows, space) if space else {}
     wanted = {i for ids in neighbours.values() for i in ids} - partners.keys()
@@ -296,7 +307,7 @@ def check(
     by_key: dict[tuple[str | None, str | None], list[Any]] = {}
     for partner in partners.values():
         by_key.setdefault((partner.user_id, _norm_key(partner.key)), []).append(partner)
-    created: list[dict[str, Any]] = []
+    found: list[Found] = []
     seen: set[str] = set()
     for row in rows:
         candidates = list(by_key.get((row.user_id, _norm_key(row.key)), [])) if row.key else []
@@ -308,32 +319,52 @@ def check(
             seen.add(pair)
             if not (_comparable(other) and _same_scope(row, other)):
                 continue
-            kind, found = "key", _key_rule(row, other)
-            if found is None:
-                kind, found = "value", _value_rule(row, other)
-            if found is None:
-                continue
-            new = record(
-                conn, scope, row, other, kind=kind, reason=found[0], detail=found[1], at=now
-            )
-            if new is not None:
-                created.append(new)
-    return created
+            kind, rule = "key", _key_rule(row, other)
+            if rule is None:
+                kind, rule = "value", _value_rule(row, other)
+            if rule is not None:
+                found.append(Found(row, other, kind, rule[0], rule[1]))
+    return found
 
 
-def _contradicts_links(
+def _find_contradicts_links(
     conn: Connection, scope: Scope, links: list[tuple[str, str]]
-) -> list[dict[str, Any]]:
+) -> list[Found]:
     rows = _memories(conn, scope.brain_id, [i for pair in links for i in pair])
-    created = []
+    found = []
     for from_id, to_id in links:
         a, b = rows.get(from_id), rows.get(to_id)
         if a is None or b is None or a.id == b.id or "deleted" in (a.state, b.state):
             continue
-        new = record(conn, scope, a, b, kind="link", reason="contradicts_link")
+        found.append(Found(a, b, "link", "contradicts_link", {}))
+    return found
+
+
+def record_all(conn: Connection, scope: Scope, found: list[Found]) -> list[dict[str, Any]]:
+    """Record what was found; returns the conflicts that are new."""
+    now = now_ms()
+    created = []
+    for item in found:
+        new = record(
+            conn,
+            scope,
+            item.a,
+            item.b,
+            kind=item.kind,
+            reason=item.reason,
+            detail=item.detail,
+            at=now,
+        )
         if new is not None:
             created.append(new)
     return created
+
+
+def check(
+    conn: Connection, scope: Scope, rows: list[Any], space: VectorSpace | None
+) -> list[dict[str, Any]]:
+    """`find` and record in one go; returns the new conflicts."""
+    return record_all(conn, scope, find(conn, scope, rows, space))
 
 
 def mark_superseded(conn: Connection, brain_id: str, memory_ids: list[str], at: int) -> int:
@@ -381,14 +412,50 @@ def _sweep(conn: Connection, brain_id: str, limit: int) -> int:
     return len(stale)
 
 
+def _advance(
+    conn: Connection, brain_id: str, memory: tuple[int, str], link: tuple[int, str]
+) -> None:
+    """Move the watermarks forward (never back: a slower pass may finish after a faster one)."""
+    suffix = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
+    current = conn.execute(
+        sql(
+            "SELECT memory_at, memory_id, link_at, link_id FROM conflict_scans "
+            f"WHERE brain_id = :brain{suffix}"
+        ),
+        {"brain": brain_id},
+    ).first()
+    if current is not None:
+        memory = max(memory, (current.memory_at, current.memory_id))
+        link = max(link, (current.link_at, current.link_id))
+    conn.execute(
+        sql(
+            "INSERT INTO conflict_scans (brain_id, memory_at, memory_id, link_at, link_id, "
+            "updated_at) VALUES (:brain, :mat, :mid, :lat, :lid, :now) "
+            "ON CONFLICT (brain_id) DO UPDATE SET "
+            "memory_at = excluded.memory_at, memory_id = excluded.memory_id, "
+            "link_at = excluded.link_at, link_id = excluded.link_id, "
+            "updated_at = excluded.updated_at"
+        ),
+        {
+            "brain": brain_id,
+            "mat": memory[0],
+            "mid": memory[1],
+            "lat": link[0],
+            "lid": link[1],
+            "now": now_ms(),
+        },
+    )
+
+
 def detect(
     engine: Engine, brain_id: str, *, batch_size: int, space: VectorSpace | None
 ) -> dict[str, int]:
     """One bounded pass for maintenance: the next `batch_size` memories changed since the last
-    pass, the next `batch_size` contradicts links, and as many stale open conflicts. Two passes
-    at once are safe: a pair is recorded once, and the watermark only moves forward."""
+    pass, the next `batch_size` contradicts links, and as many stale open conflicts. The
+    comparing is done in a read transaction, so writers wait only for the recording. Two passes
+    at once are safe: a pair is recorded once, and the watermarks only move forward."""
     scope = Scope(brain_id=brain_id, principal="system:maintenance")
-    with transaction(engine, write=True) as conn:
+    with transaction(engine, write=False) as conn:
         mark = conn.execute(
             sql(
                 "SELECT memory_at, memory_id, link_at, link_id FROM conflict_scans "
@@ -412,31 +479,16 @@ def detect(
             ),
             {"brain": brain_id, "at": link_at, "id": link_id, "limit": batch_size},
         ).all()
-        created = check(conn, scope, list(rows), space)
-        created += _contradicts_links(conn, scope, [(r.from_id, r.to_id) for r in links])
+        found = find(conn, scope, list(rows), space)
+        found += _find_contradicts_links(conn, scope, [(r.from_id, r.to_id) for r in links])
+    if rows:
+        memory_at, memory_id = rows[-1].updated_at, rows[-1].id
+    if links:
+        link_at, link_id = links[-1].created_at, links[-1].id
+    with transaction(engine, write=True) as conn:
+        created = record_all(conn, scope, found)
         superseded = _sweep(conn, brain_id, batch_size)
-        if rows:
-            memory_at, memory_id = rows[-1].updated_at, rows[-1].id
-        if links:
-            link_at, link_id = links[-1].created_at, links[-1].id
-        conn.execute(
-            sql(
-                "INSERT INTO conflict_scans (brain_id, memory_at, memory_id, link_at, link_id, "
-                "updated_at) VALUES (:brain, :mat, :mid, :lat, :lid, :now) "
-                "ON CONFLICT (brain_id) DO UPDATE SET "
-                "memory_at = excluded.memory_at, memory_id = excluded.memory_id, "
-                "link_at = excluded.link_at, link_id = excluded.link_id, "
-                "updated_at = excluded.updated_at"
-            ),
-            {
-                "brain": brain_id,
-                "mat": memory_at,
-                "mid": memory_id,
-                "lat": link_at,
-                "lid": link_id,
-                "now": now_ms(),
-            },
-        )
+        _advance(conn, brain_id, (memory_at, memory_id), (link_at, link_id))
     return {
         "memories_scanned": len(rows),
         "links_scanned": len(links),
@@ -487,7 +539,8 @@ def detect_now(
             ),
             {"brain": scope.brain_id, "ids": value(ids)},
         ).all()
-        created += _contradicts_links(conn, scope, [(r.from_id, r.to_id) for r in links])
+        linked = _find_contradicts_links(conn, scope, [(r.from_id, r.to_id) for r in links])
+        created += record_all(conn, scope, linked)
     return {"results": created, "scanned": len(rows)}
 
 

@@ -14,6 +14,8 @@ from core.contradiction import compare
 from core.db.engine import transaction
 from core.embeddings import get_embedder
 from core.embeddings.base import Embedder
+from core.memories import COLUMNS
+from core.scope import Scope
 from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient
 from tests.test_mcp import Mcp
@@ -354,3 +356,28 @@ def test_mcp_tools_list_resolve_and_merge(client: LambdaClient) -> None:
         two["id"],
         three["id"],
     ]
+
+
+def test_a_pair_whose_memory_was_purged_meanwhile_is_not_recorded(
+    client: LambdaClient, engine: Engine, tenant: Tenant
+) -> None:
+    kept = _create(client, content="Alice has 2 cats")
+    gone = _create(client, content="Alice has 3 cats")
+    with transaction(engine, write=False) as conn:
+        found = conflicts.find(
+            conn,
+            Scope(brain_id=tenant.brain_id, principal="test"),
+            list(
+                conn.execute(
+                    text(f"SELECT {COLUMNS} FROM memories WHERE id = :id"), {"id": kept["id"]}
+                ).all()
+            ),
+            _space(get_embedder(client.app.state.services.settings.embedder)),
+        )
+    assert [(f.a.id, f.b.id) for f in found] == [(kept["id"], gone["id"])]
+    purged = client.post(f"/v1/memories/{gone['id']}/purge", json_body={"confirm": True})
+    assert purged.status == 200
+    with transaction(engine) as conn:
+        scope = Scope(brain_id=tenant.brain_id, principal="test")
+        assert conflicts.record_all(conn, scope, found) == []
+    assert _conflicts(client) == []
