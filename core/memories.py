@@ -536,10 +536,13 @@ def update(
     now = now_ms()
     values["updated_at"] = now
     assignments = ", ".join(f"{name} = :v_{name}" for name in values)
-    conn.execute(
-        sql(f"UPDATE memories SET {assignments} WHERE brain_id = :brain AND id = :id"),
+    updated = conn.execute(
+        sql(
+            f"UPDATE memories SET {assignments} WHERE brain_id = :brain AND id = :id "
+            f"RETURNING {_returning(conn)}"
+        ),
         {**{f"v_{k}": v for k, v in values.items()}, "brain": scope.brain_id, "id": memory_id},
-    )
+    ).one()
     if "tags" in changes:
         conn.execute(
             sql("DELETE FROM memory_tags WHERE brain_id = :brain AND memory_id = :id"),
@@ -555,6 +558,7 @@ def update(
             key=row.key,
             tags=changes.get("tags", row.tags),
             content=changes.get("content", row.content),
+            located=(updated.rowid, row.user_id) if conn.dialect.name == "sqlite" else None,
         )
     changed = sorted(changes)
     new_content = changes.get("content", row.content)
@@ -583,7 +587,7 @@ def update(
         payload={"changed": changed},
         at=now,
     )
-    return to_dict(_fetch(conn, scope, memory_id))
+    return to_dict(updated)
 
 
 _TRANSITIONS = {
