@@ -259,6 +259,43 @@ def cmd_import_from(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    """Snapshots from the command line, as the brain's owner: no request timeout, so the way
+    to restore a large brain."""
+    from core import snapshots
+    from core.brains import brain_id
+    from core.embeddings import get_embedder
+    from core.scope import Scope
+
+    settings = get_settings()
+    engine = _engine()
+    migrations.ensure_schema(engine)
+    with transaction(engine, write=False) as conn:
+        scope = Scope(brain_id=brain_id(conn, args.brain), principal="cli", role="owner")
+    config = settings.snapshots
+    result: object
+    if args.snapshot_command == "create":
+        result = snapshots.create(
+            engine,
+            scope,
+            config,
+            label=args.label,
+            note=args.note,
+            include_archived=args.include_archived,
+        )
+    elif args.snapshot_command == "list":
+        with transaction(engine, write=False) as conn:
+            result = snapshots.list_snapshots(conn, scope, limit=500)["results"]
+    elif args.snapshot_command == "restore":
+        result = snapshots.restore(
+            engine, scope, args.id, config, mode=args.mode, embedder=get_embedder(settings.embedder)
+        )
+    else:
+        result = snapshots.delete(engine, scope, args.id, config)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="mnemo", description="Mnemo, memory for AI agents")
     sub = root.add_subparsers(dest="command", required=True)
@@ -327,6 +364,24 @@ def parser() -> argparse.ArgumentParser:
     )
     importing.add_argument("--json", action="store_true", help="with --from: report as JSON")
     importing.set_defaults(run=cmd_import)
+
+    snapshot = sub.add_parser("snapshot", help="create, list, restore or delete snapshots")
+    snapshot_cmds = snapshot.add_subparsers(dest="snapshot_command", required=True)
+    snap_create = snapshot_cmds.add_parser("create", help="snapshot a brain")
+    snap_create.add_argument("--label", required=True)
+    snap_create.add_argument("--note")
+    snap_create.add_argument(
+        "--include-archived", action="store_true", help="archived and deleted memories too"
+    )
+    snapshot_cmds.add_parser("list", help="a brain's snapshots, newest first")
+    snap_restore = snapshot_cmds.add_parser("restore", help="restore in one transaction")
+    snap_restore.add_argument("id")
+    snap_restore.add_argument("--mode", choices=("merge", "replace"), default="merge")
+    snap_delete = snapshot_cmds.add_parser("delete", help="delete a snapshot")
+    snap_delete.add_argument("id")
+    for command in (snap_create, snap_restore, snap_delete, snapshot_cmds.choices["list"]):
+        command.add_argument("--brain", required=True, help="brain name")
+    snapshot.set_defaults(run=cmd_snapshot)
 
     reindex = sub.add_parser("reindex", help="embed a brain's memories with the current model")
     reindex.add_argument("--brain", required=True, help="brain name")

@@ -274,3 +274,36 @@ def test_payloads_go_to_s3_when_a_bucket_is_set(engine: Engine, owner: Owner, s3
 
     snapshots.delete(engine, owner.scope, snap["id"], bucket)
     assert s3.list_objects_v2(Bucket="mnemo-snapshots").get("KeyCount") == 0
+
+
+def test_cli_snapshot_create_list_restore_delete(
+    engine: Engine, database_url: str, owner: Owner, store: str
+) -> None:
+    if store == "postgres":
+        pytest.skip("the CLI is the same code on both stores; one run is enough")
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ids = fill(engine, owner.scope)
+    env = {**os.environ, "MNEMO_DATABASE_URL": database_url, "MNEMO_BUILTIN_DIMS": "64"}
+
+    def mnemo(*args: str) -> Any:
+        done = subprocess.run(
+            [sys.executable, "-m", "handlers.cli", "snapshot", *args, "--brain", owner.slug],
+            env=env, cwd=Path(__file__).resolve().parent.parent, capture_output=True,
+            text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    made = mnemo("create", "--label", "nightly", "--include-archived")
+    assert made["memory_count"] == 7
+    assert [s["id"] for s in mnemo("list")] == [made["id"]]
+    add(engine, owner.scope, content="Written after the snapshot")
+    restored = mnemo("restore", made["id"], "--mode", "replace")
+    assert restored["cleared"]["memory"] == 8 and restored["report"]["skipped"] == 0
+    assert owner.client.get(f"/v1/memories/{ids['tea']}").status == 200
+    assert mnemo("delete", made["id"]) == {"id": made["id"], "deleted": True}
+    assert mnemo("list") == []
