@@ -723,3 +723,19 @@ def purge(
 def history_of(conn: Connection, scope: Scope, memory_id: str) -> list[dict[str, Any]]:
     _fetch(conn, scope, memory_id)
     return history.for_memory(conn, scope, memory_id)
+
+
+def count_memories(conn: Connection, scope: Scope, filters: MemoryFilters, *, cap: int) -> int:
+    """How many memories match the filters, counted no further than `cap`: a page can say
+    "1,000+" without reading every row of a large brain."""
+    params: dict[str, Any] = {"cap": cap}
+    where = filter_sql(scope, filters, params)
+    return int(
+        conn.execute(
+            sql(
+                f"SELECT count(*) FROM (SELECT 1 FROM memories WHERE {' AND '.join(where)} "
+                "LIMIT :cap) AS capped"
+            ),
+            params,
+        ).scalar_one()
+    )

@@ -25,9 +25,10 @@ def touch(conn: Connection, brain_id: str, user_id: str) -> None:
 def list_users(
     conn: Connection, scope: Scope, *, limit: int, after: str | None = None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """The brain's end users by id, with their active memory count and stored summary (read as
-    it is: making summaries is the summaries service's job). Returns the page and the id to
-    pass as `after` for the next one."""
+    """The brain's end users by id, with how many memories each has (in any state: counted from
+    the (brain_id, user_id, created_at, id) index alone, without reading the rows) and their
+    stored summary (read as it is: making summaries is the summaries service's job). Returns
+    the page and the id to pass as `after` for the next one."""
     where = "u.brain_id = :brain AND u.user_id > :after"
     params: dict[str, Any] = {"brain": scope.brain_id, "after": after or "", "n": limit + 1}
     if scope.user_id is not None:
@@ -37,7 +38,7 @@ def list_users(
         sql(
             "SELECT u.user_id, u.summary, u.summary_source, u.summarized_at, u.created_at, "
             "(SELECT count(*) FROM memories m WHERE m.brain_id = u.brain_id "
-            "AND m.user_id = u.user_id AND m.state = 'active') AS memories "
+            "AND m.user_id = u.user_id) AS memories "
             f"FROM users u WHERE {where} ORDER BY u.user_id LIMIT :n"
         ),
         params,

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core import history, memories
+from core import history, memberships, memories
 from core.errors import InvalidInput, MnemoError
 from core.models import MemoryFilters, MemoryIn, MemoryPatch
 from core.scope import Scope
@@ -28,6 +28,9 @@ from handlers.console.templates import memory as memory_tpl
 from handlers.console.templates.layout import error_box
 
 PAGE_SIZE = 25
+SEARCH_PAGE_SIZE = 10  # as POST /v1/search's default
+# The list says "1,000+" past this: an exact count would read every row of a large brain.
+COUNT_CAP = 1000
 
 
 def _filters(q: list_tpl.ListQuery) -> dict[str, Any]:
@@ -39,6 +42,14 @@ def _filters(q: list_tpl.ListQuery) -> dict[str, Any]:
         "created_after": q.after or None,
         "created_before": q.before or None,
     }
+
+
+def _listing(
+    conn: Connection, scope: Scope, filters: MemoryFilters, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None, int]:
+    listed = memories.list_memories(conn, scope, filters, limit=PAGE_SIZE, cursor=cursor)
+    total = memories.count_memories(conn, scope, filters, cap=COUNT_CAP + 1)
+    return listed["results"], listed["next_cursor"], total
 
 
 @page
@@ -54,7 +65,7 @@ async def list_page(request: Request) -> Response:
         if q.q:
             data = SearchIn(
                 query=q.q,
-                limit=PAGE_SIZE,
+                limit=SEARCH_PAGE_SIZE,
                 cursor=q.cursor or None,
                 filters=SearchFilters.model_validate(_filters(q)),
                 mode=q.mode or "hybrid",
@@ -64,14 +75,8 @@ async def list_page(request: Request) -> Response:
             found = await ctx.read(search, data, vector, ctx.services.settings.ranking)
             hits, next_cursor = found["results"], found["next_cursor"]
         else:
-            listed = await ctx.read(
-                memories.list_memories,
-                MemoryFilters.model_validate(_filters(q)),
-                limit=PAGE_SIZE,
-                cursor=q.cursor or None,
-                include_total=True,
-            )
-            results, next_cursor, total = listed["results"], listed["next_cursor"], listed["total"]
+            filters = MemoryFilters.model_validate(_filters(q))
+            results, next_cursor, total = await ctx.read(_listing, filters, q.cursor or None)
     except ValidationError as exc:
         error = f"Check the filters: {first_problem(exc)}"
     except InvalidInput as err:
@@ -83,6 +88,7 @@ async def list_page(request: Request) -> Response:
         hits=hits,
         next_cursor=next_cursor,
         total=total,
+        total_cap=COUNT_CAP,
         error=error,
     )
     return render(view, "memories", "Memories", body, 422 if error else 200)
@@ -134,6 +140,14 @@ def _bundle(
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     memory = memories.get(conn, scope, memory_id)
     rows = history.for_memory(conn, scope, memory_id)
+    # History names people by their account id: show the members' emails instead.
+    assert scope.account_id is not None
+    people = {
+        f"account:{m['account_id']}": m["email"]
+        for m in memberships.members(conn, scope.account_id, scope.brain_id)
+    }
+    for row in rows:
+        row["actor_id"] = people.get(row.get("actor_id") or "", row.get("actor_id"))
     return memory, rows, extras.links_of(conn, scope, memory_id)
 
 

@@ -164,6 +164,7 @@ def list_page(
     next_cursor: str | None,
     total: int | None,
     error: str | None,
+    total_cap: int = 1000,
 ) -> Html:
     """`results` for a plain list; `hits` ({memory, score, explain}) for a search."""
     if hits is not None:
@@ -184,7 +185,8 @@ def list_page(
     else:
         items = join(memory_card(base, m) for m in results)
         count = len(results)
-        heading = h("Memories{total}", total=f" ({total:,})" if total is not None else "")
+        shown = "" if total is None else f"{total_cap:,}+" if total > total_cap else f"{total:,}"
+        heading = h("Memories{total}", total=f" ({shown})" if shown else "")
     if count:
         listing = h('<ol class="cards">{items}</ol>', items=items)
     elif error:

@@ -100,7 +100,7 @@ def users(base: str, rows: Sequence[Mapping[str, Any]], next_after: str | None) 
     )
     return h(
         '<h1>Users</h1><div class="scroll"><table class="list"><thead><tr>'
-        '<th scope="col">User</th><th scope="col">Active memories</th>'
+        '<th scope="col">User</th><th scope="col">Memories</th>'
         '<th scope="col">Summary</th><th scope="col">Summarised</th></tr></thead>'
         "<tbody>{body}</tbody></table></div>{more}",
         body=body,
