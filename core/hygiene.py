@@ -108,6 +108,13 @@ def _ids_param(conn: Connection, ids: list[str]) -> tuple[str, Any]:
     return "IN (SELECT value FROM json_each(:ids))", json.dumps(ids)
 
 
+def _by_id_brain(conn: Connection) -> str:
+    """brain_id for a statement that names its rows by id: SQLite's planner, left alone, walks
+    the brain's index instead of the primary key; a unary + takes that index out of its
+    choices (as core/search/service.py's record_access does)."""
+    return "+brain_id" if conn.dialect.name == "sqlite" else "brain_id"
+
+
 def _insert_history(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """One executemany for a batch's history rows (core/history.py's columns)."""
     if rows:
@@ -311,16 +318,25 @@ def _apply_decay(
     now: int,
     stale: int,
 ) -> None:
-    # The decayed_at guard again: a concurrent run that read the same rows changes nothing.
+    # One statement for the batch, the step computed in SQL as BrainPolicy.decayed computes it
+    # (the rows are locked, so the history below records what it did). The decayed_at guard
+    # again: a concurrent run that read the same rows changes nothing.
+    among, ids = _ids_param(conn, [r.id for r, _, _ in changes])
     conn.execute(
         sql(
-            "UPDATE memories SET importance = :imp, decayed_at = :now WHERE brain_id = :brain "
-            "AND id = :id AND (decayed_at IS NULL OR decayed_at <= :stale)"
+            "UPDATE memories SET importance = CASE WHEN importance * :keep > :floor "
+            "THEN importance * :keep ELSE :floor END, decayed_at = :now "
+            f"WHERE {_by_id_brain(conn)} = :brain AND id {among} AND importance > :floor "
+            "AND (decayed_at IS NULL OR decayed_at <= :stale)"
         ),
-        [
-            {"imp": to, "now": now, "brain": scope.brain_id, "id": r.id, "stale": stale}
-            for r, _, to in changes
-        ],
+        {
+            "keep": policy.decay_keep,
+            "floor": policy.importance_floor,
+            "now": now,
+            "brain": scope.brain_id,
+            "ids": ids,
+            "stale": stale,
+        },
     )
     _insert_history(
         conn,
@@ -445,7 +461,8 @@ def archive_rows(
         for (found,) in conn.execute(
             sql(
                 "UPDATE memories SET state = 'archived', archived_at = :now, updated_at = :now "
-                f"WHERE brain_id = :brain AND state = 'active' AND id {among} RETURNING id"
+                f"WHERE {_by_id_brain(conn)} = :brain AND state = 'active' AND id {among} "
+                "RETURNING id"
             ),
             {"now": now, "brain": scope.brain_id, "ids": ids},
         ).all()
@@ -461,7 +478,7 @@ def archive_rows(
         conn.execute(
             sql(
                 "UPDATE memory_vectors SET updated_at = :now "
-                f"WHERE brain_id = :brain AND memory_id {among}"
+                f"WHERE {_by_id_brain(conn)} = :brain AND memory_id {among}"
             ),
             {"now": now, "brain": scope.brain_id, "ids": ids},
         )

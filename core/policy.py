@@ -89,7 +89,13 @@ class BrainPolicy:
         """One decay step; never below the floor, never raises an importance already under it."""
         if importance <= self.importance_floor:
             return importance
-        return max(self.importance_floor, round(importance * (1.0 - self.decay_rate), 6))
+        # Unrounded: the same double arithmetic as the SQL that applies it (core/hygiene.py).
+        return max(self.importance_floor, importance * self.decay_keep)
+
+    @property
+    def decay_keep(self) -> float:
+        """The share of importance one decay step keeps."""
+        return 1.0 - self.decay_rate
 
     def reinforced(self, importance: float) -> float:
         return min(1.0, round(importance + self.reinforce_step, 6))
