@@ -12,8 +12,6 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
-from core.search.ranking import RankingSettings
-
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
@@ -211,6 +209,22 @@ def mcp_settings_from_env(env: Mapping[str, str]) -> McpSettings:
 
 
 @dataclass(frozen=True)
+class RankingSettings:
+    """How search weighs its evidence (core/search/ranking.py explains each)."""
+
+    # Weight of the lexical z-score against the semantic one in hybrid mode. None: the
+    # embedder's own default (a weak builtin embedder gets less say than a real model).
+    lexical_weight: float | None = None
+    context_before: float = 0.5  # share of the previous memory's evidence
+    context_after: float = 0.25  # share of the next memory's evidence
+    squash: float = 4.0  # evidence at which relevance reaches 1 - 1/e
+    prior_weight: float = 10.0
+    recency_weight: float = 0.1
+    half_life_days: float = 30.0
+    superseded_factor: float = 0.5
+
+
+@dataclass(frozen=True)
 class Limits:
     content_bytes: int = 64 * 1024
     tags: int = 64
@@ -304,6 +318,20 @@ def embedder_settings_from_env(env: Mapping[str, str]) -> EmbedderSettings:
             f"MNEMO_EMBEDDING_MAX_RETRIES must be 0 or more, got {settings.max_retries}"
         )
     return settings
+
+
+@dataclass(frozen=True)
+class VectorSearchSettings:
+    # MNEMO_PGVECTOR: auto uses PostgreSQL's pgvector extension (HNSW) for vector search when
+    # it is installed or installable (core/search/pgvector.py); off keeps the numpy path.
+    pgvector: str = "auto"
+
+
+def vector_search_settings_from_env(env: Mapping[str, str]) -> VectorSearchSettings:
+    mode = (env.get("MNEMO_PGVECTOR") or "auto").strip().lower()
+    if mode not in ("auto", "off"):
+        raise ValueError(f"MNEMO_PGVECTOR must be auto or off, got {mode!r}")
+    return VectorSearchSettings(pgvector=mode)
 
 
 _SUMMARIZERS = ("extractive", "openai", "bedrock")
@@ -505,8 +533,7 @@ def conflict_settings_from_env(env: Mapping[str, str]) -> ConflictSettings:
     _positive("MNEMO_CONSOLIDATE_MAX_SCAN", settings.consolidate_max_scan)
     if not 0 < settings.consolidate_threshold <= 1:
         raise ValueError(
-            "MNEMO_CONSOLIDATE_THRESHOLD must be in (0, 1], got "
-            f"{settings.consolidate_threshold}"
+            f"MNEMO_CONSOLIDATE_THRESHOLD must be in (0, 1], got {settings.consolidate_threshold}"
         )
     return settings
 
@@ -555,6 +582,7 @@ class Settings:
     links: LinkSettings = field(default_factory=LinkSettings)
     conflicts: ConflictSettings = field(default_factory=ConflictSettings)
     snapshots: SnapshotSettings = field(default_factory=SnapshotSettings)
+    vector_search: VectorSearchSettings = field(default_factory=VectorSearchSettings)
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -603,6 +631,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         links=link_settings_from_env(env),
         conflicts=conflict_settings_from_env(env),
         snapshots=snapshot_settings_from_env(env),
+        vector_search=vector_search_settings_from_env(env),
     )
 
 

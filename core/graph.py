@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection
 
+from core.config import RankingSettings
 from core.db.engine import sql
 from core.errors import InvalidInput, NotFound
 from core.link_models import PathQuery, SubgraphQuery
@@ -26,7 +27,6 @@ from core.memories import COLUMNS, to_dict
 from core.policy import policy_for
 from core.scope import Scope
 from core.search.models import SearchIn
-from core.search.ranking import RankingSettings
 from core.search.service import QueryVector, search
 
 # Most link rows one level of a walk reads: a hub with more links is cut there.

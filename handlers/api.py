@@ -12,87 +12,79 @@ from mangum import Mangum
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import Route
 
 from core.config import Settings, get_settings
-from core.webhooks import outbox, queue
 from handlers import events, logs, openapi
-from handlers.console.routes import console_routes
 from handlers.context import Services
 from handlers.http import EXCEPTION_HANDLERS, json_response
+from handlers.lazy import LazyRoutes, RouteModule
 from handlers.middleware import RequestContext
-from handlers.routes import (
-    auth,
-    brains,
-    changelog,
-    conflicts,
-    health,
-    hooks,
-    hygiene,
-    keys,
-    links,
-    mcp,
-    memories,
-    merges,
-    oauth,
-    openmemory,
-    search,
-    snapshots,
-    summaries,
-    transfer,
-    users,
-    watches,
+from handlers.routes import health
+
+
+def _module(name: str, *prefixes: str) -> RouteModule:
+    return RouteModule(f"handlers.routes.{name}:routes", prefixes)
+
+
+# In matching order. A module is imported by the first request whose path starts with one of
+# its prefixes (handlers/lazy.py): a cold start pays only for what its request needs.
+ROUTE_MODULES = (
+    # MCP clients call /mcp for everything, so it comes early.
+    _module("mcp", "/mcp"),
+    # Before memories: /v1/memories/merge is not a memory id.
+    _module("merges", "/v1/aliases", "/v1/consolidate", "/v1/memories/"),
+    _module("memories", "/v1/memories", "/v1/facts/"),
+    _module("conflicts", "/v1/conflicts"),
+    _module("links", "/v1/links", "/v1/graph/", "/v1/memories/"),
+    _module(
+        "hygiene",
+        "/v1/policy",
+        "/v1/trust",
+        "/v1/decay",
+        "/v1/forget",
+        "/v1/maintenance/",
+        "/v1/memories/",
+    ),
+    _module("search", "/v1/search", "/v1/context", "/v1/reindex"),
+    _module("users", "/v1/users/"),
+    _module("summaries", "/v1/summary", "/v1/users/"),
+    _module("openmemory", "/memory/", "/users/"),
+    _module("changelog", "/v1/changelog"),
+    _module("auth", "/auth/"),
+    _module("brains", "/v1/brains"),
+    _module("keys", "/v1/keys"),
+    _module("watches", "/v1/watches"),
+    _module("snapshots", "/v1/snapshots"),
+    _module("transfer", "/v1/export", "/v1/import"),
+    _module("hooks", "/v1/hooks/"),
+    _module("oauth", "/oauth/", "/.well-known/"),
+    RouteModule("handlers.console.routes:console_routes", ("/console",)),
 )
-
-
-def _routes() -> list[BaseRoute]:
-    return [
-        *health.routes,
-        # Routes are matched in order: MCP clients call /mcp for everything, so it comes early.
-        *mcp.routes,
-        # Before memories: /v1/memories/merge is not a memory id.
-        *merges.routes,
-        *memories.routes,
-        *conflicts.routes,
-        *links.routes,
-        *hygiene.routes,
-        *search.routes,
-        *users.routes,
-        *summaries.routes,
-        *openmemory.routes,
-        *changelog.routes,
-        *auth.routes,
-        *brains.routes,
-        *keys.routes,
-        *watches.routes,
-        *snapshots.routes,
-        *transfer.routes,
-        *hooks.routes,
-        *oauth.routes,
-        *console_routes(),
-    ]
 
 
 def create_app(settings: Settings | None = None, *, offload: bool = False) -> Starlette:
     settings = settings or get_settings()
     logs.configure(settings.log_level)
-    routes = _routes()
+    lazy = LazyRoutes(ROUTE_MODULES)
     spec: dict[str, Any] = {}
 
     async def openapi_json(_request: Request) -> Response:
         # Built on first request: generating every model's JSON Schema costs ~40 ms, which
         # a cold Lambda start should not pay for a document few invocations ask for.
         if not spec:
-            spec.update(openapi.build(routes))
+            spec.update(openapi.build([*health.routes, *lazy.all_routes()]))
         return json_response(spec)
 
     app = Starlette(
-        routes=[*routes, Route("/openapi.json", openapi_json, methods=["GET"])],
+        routes=[*health.routes, lazy, Route("/openapi.json", openapi_json, methods=["GET"])],
         exception_handlers=EXCEPTION_HANDLERS,
     )
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
     app.state.services = Services(settings, offload=offload)
     if settings.webhooks.queue_url:
+        from core.webhooks import outbox, queue
+
         # On AWS: a commit that wrote webhook deliveries sends the DeliveryFunction a message.
         outbox.set_notifier(queue.notifier(settings.webhooks.queue_url))
     return app

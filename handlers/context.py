@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from anyio.to_thread import run_sync
 from sqlalchemy import Connection, Engine
@@ -22,15 +22,18 @@ from core.brains import ensure_brain
 from core.config import Limits, Settings
 from core.db.engine import get_engine, single_read, transaction
 from core.db.migrations import ensure_schema
-from core.embeddings import get_embedder
-from core.embeddings.base import Embedder
 from core.errors import Unauthorized
-from core.models import MemoryIn
 from core.oauth.metadata import audiences, base_url
 from core.scope import Scope
-from core.search.indexing import Indexer, document_text
-from core.search.service import QueryVector, default_lexical_weight
 from core.webhooks.ssrf import Resolver, system_resolver
+
+if TYPE_CHECKING:
+    # Imported where used: search, embeddings and the models pull in numpy and pydantic, which
+    # a cold start should pay for only when its request needs them (handlers/lazy.py).
+    from core.embeddings.base import Embedder
+    from core.models import MemoryIn
+    from core.search.indexing import Indexer
+    from core.search.service import QueryVector
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -63,6 +66,12 @@ class Services:
     def ready_engine(self) -> Engine:
         engine = self.engine()
         ensure_schema(engine, probe_seconds=self.settings.schema_probe_seconds)
+        if engine.dialect.name == "postgresql":
+            # Memoised per engine: a process's first request creates the pgvector copy if it
+            # can, so writes keep it in step from then on (core/search/pgvector.py).
+            from core.search import pgvector
+
+            pgvector.ensure(engine, self.settings.vector_search.pgvector)
         return engine
 
     def default_brain(self, engine: Engine) -> str:
@@ -74,6 +83,8 @@ class Services:
         return brain
 
     def embedder(self) -> Embedder:
+        from core.embeddings import get_embedder
+
         return get_embedder(self.settings.embedder)
 
     async def call(self, fn: Callable[[], T]) -> T:
@@ -98,10 +109,15 @@ class Context:
     async def query_vector(self, query: str, *, embed: bool = True) -> QueryVector:
         """The query as search wants it, embedded outside any transaction. With `embed` off
         (lexical search) it names the model only, so the vector cache can count the scope."""
+        from core.search import pgvector
+        from core.search.service import QueryVector, default_lexical_weight
+
         embedder = self.services.embedder()
         vector = None
         if embed:
             vector = await self.services.call(lambda: embedder.embed([query], kind="query")[0])
+        # Settled by ready_engine: a memo lookup here.
+        use_pgvector = pgvector.ensure(self.engine, self.services.settings.vector_search.pgvector)
         return QueryVector(
             embedder.name,
             embedder.dims,
@@ -109,10 +125,13 @@ class Context:
             embedder.similarity_floor,
             embedder.similarity_strong,
             default_lexical_weight(embedder.name),
+            pgvector=use_pgvector,
         )
 
     async def indexer(self, items: Sequence[MemoryIn]) -> Indexer:
         """An indexer with the items' vectors made up front, outside any transaction."""
+        from core.search.indexing import Indexer, document_text
+
         index = Indexer(self.services.embedder(), infer_links=self.services.settings.links.inferred)
         texts = [document_text(m.title, m.key, m.tags, m.content) for m in items]
         if texts:

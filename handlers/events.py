@@ -9,8 +9,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from core import maintenance
-from handlers import triggers
 from handlers.context import Services
 
 log = logging.getLogger("mnemo.events")
@@ -42,6 +40,9 @@ def dispatch(
     if is_memory_event(event):
         return add_memory_from_event(event, services)
     if is_schedule(event):
+        # Imported here, as the other events' handlers: an HTTP invocation never needs them.
+        from core import maintenance
+
         engine = services.ready_engine()
         tasks = maintenance.run(engine, services.settings)
         log.info("maintenance run", extra={"fields": {"tasks": tasks}})
@@ -61,13 +62,16 @@ def is_sqs(event: dict[str, Any]) -> bool:
     )
 
 
+MEMORY_DETAIL_TYPE = "Mnemo Memory"
+
+
 def is_memory_event(event: dict[str, Any]) -> bool:
-    return event.get("detail-type") == triggers.MEMORY_DETAIL_TYPE and isinstance(
-        event.get("detail"), dict
-    )
+    return event.get("detail-type") == MEMORY_DETAIL_TYPE and isinstance(event.get("detail"), dict)
 
 
 def drain_from_sqs(event: dict[str, Any], context: Any, services: Services) -> dict[str, Any]:
+    from handlers import triggers
+
     report = triggers.drain(services, event["Records"], context)
     log.info("webhook drain", extra={"fields": report})
     # The messages only say "drain"; the outbox is the truth, so none is ever retried.
@@ -75,6 +79,8 @@ def drain_from_sqs(event: dict[str, Any], context: Any, services: Services) -> d
 
 
 def add_memory_from_event(event: dict[str, Any], services: Services) -> dict[str, Any]:
+    from handlers import triggers
+
     result = triggers.add_memory(services, event)
     if not result["ok"]:
         # A bad event will not get better on EventBridge's retries: logged, not raised.

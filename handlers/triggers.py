@@ -31,7 +31,6 @@ from core.scope import Scope
 from core.webhooks import outbox, queue
 from handlers.context import Context, Services
 
-MEMORY_DETAIL_TYPE = "Mnemo Memory"
 # Kept back from the function's remaining time for recording the last batch.
 _MARGIN_SECONDS = 10.0
 _DEFAULT_BUDGET_SECONDS = 60.0

@@ -341,7 +341,6 @@ MIGRATIONS: tuple[Migration, ...] = (
             ON memory_links (brain_id, to_id, from_id, relation)
         """,
     ),
-    # SLOT (reserved while issue 5, conflicts, aliases, merge, consolidate is built in parallel; fill in, never leave empty)
     Migration(
         8,
         "conflicts, aliases and merges",

@@ -13,13 +13,12 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection, Engine
 
 from core import cursor as cursors
-from core.config import Limits, Settings
+from core.config import Limits, RankingSettings, Settings
 from core.errors import InvalidInput, MnemoError, field_errors
 from core.mcp.protocol import INVALID_PARAMS, RpcError
 from core.models import MemoryIn, Strict
 from core.scope import Scope
 from core.search.indexing import Indexer
-from core.search.ranking import RankingSettings
 from core.search.service import QueryVector
 
 P = ParamSpec("P")

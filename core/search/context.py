@@ -7,11 +7,11 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from core.config import RankingSettings
 from core.db.engine import sql
 from core.memories import COLUMNS, filter_sql, to_dict
 from core.scope import Scope
 from core.search.models import ContextIn, SearchIn
-from core.search.ranking import RankingSettings
 from core.search.service import QueryVector, search
 
 # Links worth following from a hit: what supports, explains or illustrates it.

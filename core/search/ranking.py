@@ -23,19 +23,7 @@ from typing import Any, overload
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class RankingSettings:
-    # Weight of the lexical z-score against the semantic one in hybrid mode. None: the
-    # embedder's own default (a weak builtin embedder gets less say than a real model).
-    lexical_weight: float | None = None
-    context_before: float = 0.5  # share of the previous memory's evidence
-    context_after: float = 0.25  # share of the next memory's evidence
-    squash: float = 4.0  # evidence at which relevance reaches 1 - 1/e
-    prior_weight: float = 10.0
-    recency_weight: float = 0.1
-    half_life_days: float = 30.0
-    superseded_factor: float = 0.5
+from core.config import RankingSettings
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,16 @@ from sqlalchemy import Connection
 
 from core import cursor as cursors
 from core import trust
+from core.config import RankingSettings
 from core.db.engine import sql
 from core.errors import InvalidInput
 from core.ids import now_ms, parse_time
 from core.memories import COLUMNS, filter_sql, to_dict
 from core.scope import Scope
-from core.search import lexical, vectors
+from core.search import lexical, pgvector, vectors
 from core.search.metadata_filter import MetadataFilter
 from core.search.models import SearchFilters, SearchIn
-from core.search.ranking import Candidates, RankingSettings, Standardiser, rank, standardiser
+from core.search.ranking import Candidates, Standardiser, rank, standardiser
 
 _MIN_CANDIDATES = 50
 _CONTEXT_FROM = 30
@@ -43,6 +44,9 @@ class QueryVector:
     noise: float
     strong: float
     lexical_weight: float  # the embedder's default say in hybrid mode
+    # Search this model's vectors with pgvector's HNSW index instead of the numpy cache
+    # (core/search/pgvector.py; set when MNEMO_PGVECTOR=auto finds the extension).
+    pgvector: bool = False
 
 
 def default_lexical_weight(model: str) -> float:
@@ -239,12 +243,26 @@ class _Semantic:
         mode: str,
         vector: QueryVector | None,
         ranking: RankingSettings,
-    ) -> _Semantic | None:
+    ) -> _Semantic | pgvector.PgSemantic | None:
         if vector is None:
             return None
-        cache = vectors.cached(conn, scope.brain_id, vector.model, vector.dims)
         states = None if filters.state == "all" else (filters.state,)
         user = scope.user_id or filters.user_id
+        if vector.pgvector:
+            if mode == "lexical" or vector.vector is None:
+                return None  # the scope is counted in SQL instead: no vector cache to load
+            return pgvector.PgSemantic.load(
+                conn,
+                brain_id=scope.brain_id,
+                user_id=user,
+                states=states,
+                model=vector.model,
+                vector=vector.vector,
+                noise=vector.noise,
+                strong=vector.strong,
+                prior=ranking.prior_weight,
+            )
+        cache = vectors.cached(conn, scope.brain_id, vector.model, vector.dims)
         if mode == "lexical" or vector.vector is None:
             mask = cache.scope_mask(user_id=user, states=states)
             return cls(cache, np.zeros(len(mask), np.float32), mask, Standardiser(0.0, 1.0), 0.0)
@@ -276,7 +294,7 @@ class _Semantic:
 class _Evidence:
     lexical_raw: dict[str, float]
     lexical_std: Standardiser
-    semantic: _Semantic | None
+    semantic: _Semantic | pgvector.PgSemantic | None
     lexical_weight: float
 
     def parts(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:

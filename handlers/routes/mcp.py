@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core.config import Limits, Settings
+from core.config import Limits, RankingSettings, Settings
 from core.errors import Unauthorized
 from core.mcp import protocol
 from core.mcp.protocol import (
@@ -53,7 +53,6 @@ from core.models import MemoryIn
 from core.oauth.metadata import base_url
 from core.scope import Scope
 from core.search.indexing import Indexer
-from core.search.ranking import RankingSettings
 from core.search.service import QueryVector
 from handlers.context import Context, authorize, services
 from handlers.http import ApiRoute, Doc, error_response
