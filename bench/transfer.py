@@ -222,6 +222,7 @@ def _phase(args: argparse.Namespace) -> dict[str, Any]:
     embedder.embed(["warm up the embedder's imports"])
     baseline = _current_rss_mb()
     started = time.perf_counter()
+    cpu_started = time.process_time()
     out: dict[str, Any] = {}
     if args.phase == "export":
         from core.transfer.exporting import export_records
@@ -259,6 +260,7 @@ def _phase(args: argparse.Namespace) -> dict[str, Any]:
             )
             out = {"imported": restored["report"]["imported"]}
     out["seconds"] = time.perf_counter() - started
+    out["cpu_seconds"] = time.process_time() - cpu_started
     out["baseline_rss_mb"] = baseline
     out["peak_rss_mb"] = _peak_rss_mb()
     out["growth_mb"] = out["peak_rss_mb"] - baseline
@@ -321,13 +323,17 @@ def markdown(results: dict[str, Any]) -> str:
                     f"{int(size):,}",
                     phase,
                     f"{r['seconds']:,.1f}",
+                    f"{r['cpu_seconds']:,.1f}",
                     f"{rate:,.0f}",
                     f"{r['peak_rss_mb']:,.0f}",
                     f"{r['growth_mb']:,.0f}",
                     extra,
                 ]
             )
-    headers = ["memories", "phase", "seconds", "memories/s", "peak RSS MB", "growth MB", "notes"]
+    headers = [
+        "memories", "phase", "wall s", "CPU s", "memories/s (wall)", "peak RSS MB", "growth MB",
+        "notes",
+    ]  # fmt: skip
     return "\n\n".join(
         [
             machine_markdown(results["machine"]),
