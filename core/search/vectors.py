@@ -20,6 +20,7 @@ from sqlalchemy import Connection
 
 from core.db.engine import sql
 from core.ids import now_ms
+from core.search import pgvector
 
 # Clocks of different processes disagree a little: reload a margin behind the last load.
 _SKEW_MS = 5_000
@@ -45,6 +46,7 @@ def store(conn: Connection, brain_id: str, memory_id: str, model: str, vector: n
         ),
         params,
     )
+    pgvector.mirror(conn, brain_id, model, [(memory_id, vector)])
 
 
 def store_many(
@@ -73,6 +75,7 @@ def store_many(
             for memory_id, vector in items
         ],
     )
+    pgvector.mirror(conn, brain_id, model, items)
 
 
 def touch(conn: Connection, brain_id: str, memory_id: str) -> None:

