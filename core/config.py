@@ -570,6 +570,9 @@ class Settings:
     sqlite_busy_timeout_ms: int = 30_000
     log_level: str = "INFO"
     on_lambda: bool = False
+    # Lambda SnapStart initialises once and snapshots the process: whatever init imports is
+    # free at every restore, so the app loads its route modules up front there.
+    snap_start: bool = False
     auth: AuthSettings = field(default_factory=AuthSettings)
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     mcp: McpSettings = field(default_factory=McpSettings)
@@ -611,6 +614,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         sqlite_busy_timeout_ms=_int(env, "MNEMO_SQLITE_BUSY_TIMEOUT_MS", 30_000),
         log_level=_log_level(env),
         on_lambda=running_on_lambda(env),
+        snap_start=env.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
         auth=auth_settings_from_env(env),
         rate_limits=rate_limit_settings_from_env(env),
         mcp=mcp_settings_from_env(env),

@@ -82,6 +82,8 @@ def create_app(settings: Settings | None = None, *, offload: bool = False) -> St
     )
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
     app.state.services = Services(settings, offload=offload)
+    if settings.snap_start:
+        lazy.all_routes()
     if settings.webhooks.queue_url:
         from core.webhooks import outbox, queue
 

@@ -8,6 +8,7 @@ import pkgutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import handlers.routes
 from handlers.api import ROUTE_MODULES
@@ -55,18 +56,24 @@ print(json.dumps(report))
 """
 
 
-def test_a_cold_start_imports_what_its_request_needs(tmp_path: Path) -> None:
+def _probe(tmp_path: Path, **env: str) -> dict[str, Any]:
     env = {
         "PATH": "/usr/bin:/bin",
         "MNEMO_DATABASE_URL": f"sqlite:///{tmp_path / 'mnemo.db'}",
         "MNEMO_API_KEY": "dev-key",
         "MNEMO_LOG_LEVEL": "WARNING",
+        **env,
     }
     done = subprocess.run(
         [sys.executable, "-c", _PROBE], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout.splitlines()[-1])
+    report: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return report
+
+
+def test_a_cold_start_imports_what_its_request_needs(tmp_path: Path) -> None:
+    report = _probe(tmp_path)
     assert report["import"] == ["handlers.routes.health"]
     status, loaded = report["health"]
     assert status == 200 and loaded == ["handlers.routes.health"]
@@ -76,3 +83,10 @@ def test_a_cold_start_imports_what_its_request_needs(tmp_path: Path) -> None:
     # Modules whose prefixes a memories request cannot reach stay unloaded.
     for name in ("oauth", "auth", "watches", "snapshots", "mcp", "openmemory"):
         assert f"handlers.routes.{name}" not in loaded, name
+
+
+def test_a_snapstart_init_loads_every_route_module(tmp_path: Path) -> None:
+    """Under SnapStart, init runs once before the snapshot: loading everything there is free."""
+    report = _probe(tmp_path, AWS_LAMBDA_INITIALIZATION_TYPE="snap-start")
+    listed = {m.target.partition(":")[0] for m in ROUTE_MODULES} - {"handlers.console.routes"}
+    assert listed <= set(report["import"])

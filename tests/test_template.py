@@ -140,7 +140,8 @@ def test_transform_http_api(transformed: dict[str, Any]) -> None:
         integration = item["x-amazon-apigateway-any-method"]["x-amazon-apigateway-integration"]
         assert integration["type"] == "aws_proxy", path
         assert integration["payloadFormatVersion"] == "2.0", path
-        assert "${ApiFunction.Arn}" in integration["uri"]["Fn::Sub"], path
+        # The published SnapStart version, through its alias: never $LATEST.
+        assert "${ApiFunctionAliaslive}" in integration["uri"]["Fn::Sub"], path
     stages = resources_of(transformed, "AWS::ApiGatewayV2::Stage")
     assert [s["Properties"]["StageName"] for s in stages.values()] == ["$default"]
     assert all(s["Properties"]["AutoDeploy"] for s in stages.values())
@@ -148,7 +149,15 @@ def test_transform_http_api(transformed: dict[str, Any]) -> None:
     permissions = resources_of(transformed, "AWS::Lambda::Permission").values()
     apigw = [p for p in permissions if p["Properties"]["Principal"] == "apigateway.amazonaws.com"]
     assert len(apigw) == 2
-    assert all(p["Properties"]["FunctionName"] == {"Ref": "ApiFunction"} for p in apigw)
+    assert all(p["Properties"]["FunctionName"] == {"Ref": "ApiFunctionAliaslive"} for p in apigw)
+
+
+def test_api_function_restores_from_a_snapstart_snapshot(transformed: dict[str, Any]) -> None:
+    function = resources_of(transformed, "AWS::Lambda::Function")["ApiFunction"]
+    assert function["Properties"]["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    aliases = resources_of(transformed, "AWS::Lambda::Alias")
+    assert [a["Properties"]["Name"] for a in aliases.values()] == ["live"]
+    assert resources_of(transformed, "AWS::Lambda::Version")
 
 
 def test_transform_function_url(transformed: dict[str, Any]) -> None:
@@ -156,7 +165,7 @@ def test_transform_function_url(transformed: dict[str, Any]) -> None:
     assert list(urls) == ["ApiFunctionUrl"]
     props = urls["ApiFunctionUrl"]["Properties"]
     assert props["AuthType"] == "NONE"
-    assert props["TargetFunctionArn"] == {"Ref": "ApiFunction"}
+    assert props["TargetFunctionArn"] == {"Ref": "ApiFunctionAliaslive"}
     # A public URL needs both permissions: InvokeFunctionUrl, and InvokeFunction via the URL.
     public = {
         p["Properties"]["Action"]: p["Properties"]
