@@ -231,7 +231,10 @@ def _stale_rows(
                 f"SELECT {columns} FROM memories WHERE {where} AND state = 'active' "
                 "AND updated_at < :before "
                 "AND (last_accessed_at IS NULL OR last_accessed_at < :before) "
-                f"AND (updated_at > :au OR (updated_at = :au AND id > :ai)){extra} "
+                # The keyset as a range on the index (>=) plus the tie-break: with the OR
+                # alone, each batch would walk the index from the brain's first memory.
+                "AND updated_at >= :au AND (updated_at > :au OR id > :ai)"
+                f"{extra} "
                 f"ORDER BY updated_at, id LIMIT :limit{_lock(conn) if lock else ''}"
             ),
             p,
