@@ -318,7 +318,7 @@ def _pending_in(conn: Any, brain_id: str) -> list[Any]:
     )
 
 
-def test_event_type_and_text_filters_are_applied_in_sql(
+def test_event_type_and_text_filters(
     owner: LambdaClient, engine: Engine, hook_settings: Settings
 ) -> None:
     everything = create_watch(owner, "https://hooks.example/a")

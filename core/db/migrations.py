@@ -446,8 +446,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         # watches.secret and hook_sources.secret are stored as given, not hashed: an HMAC
         # needs the raw key on both sides (we sign outbound bodies with it, and verify inbound
         # ones), and the receiver was shown the same raw secret once at creation.
-        # event_types is a JSON list ("*" for every event); query_folded is the text filter,
-        # case-folded, so the outbox can match in SQL inside the change's own transaction.
+        # event_types is a JSON list (["*"] for every event); query_folded is the text filter,
+        # case-folded once here rather than on every event the outbox matches.
         # A delivery's id is event id + ":" + watch id: one per (event, watch), the same on
         # every attempt (the receiver's idempotency key). next_attempt_at doubles as the lease:
         # a drainer claims a due row by pushing it forward, so a crashed drainer's claim

@@ -1,10 +1,11 @@
 """The webhook outbox: deliveries written in the change's own transaction, drained later.
 
 `enqueue_event` runs inside `core.changelog.record`, so a change and its deliveries commit or
-roll back together. One indexed SELECT finds the brain's active watches the event matches,
-event-type and text filters in SQL, so a brain without watches pays that one cheap statement;
-only matches pay for the INSERT. When it did write rows, the process's notifier runs after the
-commit (an SQS message on AWS, a wake-up of `mnemo serve`'s background drainer locally).
+roll back together. One indexed SELECT reads the brain's active watches (a brain without
+watches pays that one cheap statement and nothing else); the event is matched against their
+filters here, and only matches pay for the INSERT. When it did write rows, the process's
+notifier runs after the commit (an SQS message on AWS, a wake-up of `mnemo serve`'s background
+drainer locally).
 
 `drain` is what the DeliveryFunction, `mnemo deliver`, the serve drainer and the maintenance
 sweep call: it claims due deliveries (pushing their next_attempt_at forward by a lease, under
@@ -60,27 +61,26 @@ def _wake() -> None:
         log.warning("could not wake the webhook drainer", exc_info=True)
 
 
-def _like_escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _match_sql(find: str) -> str:
-    return (
-        "SELECT id FROM watches WHERE brain_id = :brain AND active = 1 "
-        "AND (event_types = :all OR event_types LIKE :pattern ESCAPE '\\') "
-        f"AND (query_folded IS NULL OR {find}(:haystack, query_folded) > 0)"
-    )
-
-
-# Matching in SQL (one indexed SELECT) costs a brain without watches a single cheap statement;
-# only a match pays for the INSERT.
-_MATCH = {"sqlite": _match_sql("instr"), "postgresql": _match_sql("strpos")}
+# The brain's active watches, by the (brain_id, active) index, with one bound value: on a brain
+# without watches this is the whole cost of the outbox to a write, about a primary-key lookup.
+# A brain has a handful of watches, so their filters are applied here rather than in SQL.
+_ACTIVE_WATCHES = (
+    "SELECT id, event_types, query_folded FROM watches WHERE brain_id = :brain AND active = 1"
+)
 _INSERT = (
     "INSERT INTO deliveries (id, brain_id, watch_id, event_id, event_type, entity_type, "
     "entity_id, summary, payload, event_at, status, attempts, next_attempt_at, created_at, "
     "updated_at) VALUES (:id, :brain, :watch, :event, :event_type, :entity_type, :entity_id, "
     ":summary, :payload, :at, 'pending', 0, :now, :now, :now)"
 )
+
+
+def matches(event_types: str, query_folded: str | None, event_type: str, text: str) -> bool:
+    """Whether a watch (its stored event_types JSON and case-folded query) takes an event;
+    `text` is the event's summary and payload, case-folded."""
+    if event_types != ALL_EVENTS and event_type not in json.loads(event_types):
+        return False
+    return query_folded is None or query_folded in text
 
 
 def enqueue_event(
@@ -96,15 +96,13 @@ def enqueue_event(
     at: int,
 ) -> int:
     """One delivery per active watch of the brain that the event matches; how many."""
-    watches = conn.execute(
-        sql(_MATCH[conn.dialect.name]),
-        {
-            "brain": brain_id,
-            "all": ALL_EVENTS,
-            "pattern": f'%"{_like_escape(event_type)}"%',
-            "haystack": f"{summary}\n{payload}".casefold(),
-        },
-    ).all()
+    candidates = conn.execute(sql(_ACTIVE_WATCHES), {"brain": brain_id}).all()
+    if not candidates:
+        return 0
+    text = f"{summary}\n{payload}".casefold()
+    watches = [
+        (w.id,) for w in candidates if matches(w.event_types, w.query_folded, event_type, text)
+    ]
     if not watches:
         return 0
     now = now_ms()
