@@ -12,10 +12,13 @@ from core.conflict_models import (
     ConflictListQuery,
     ConflictOut,
     ConflictPage,
+    DetectIn,
+    DetectOut,
     MergeIn,
     MergeOut,
     ResolveIn,
 )
+from core.embeddings import get_embedder
 from core.ids import parse_time
 from core.link_models import (
     Link,
@@ -269,6 +272,18 @@ async def _conflicts(run: Runner, _: Refs, query: ConflictListQuery) -> Any:
         user_id=query.user_id,
         limit=query.limit,
         cursor=query.cursor,
+    )
+
+
+async def _detect_conflicts(run: Runner, _: Refs, data: DetectIn) -> Any:
+    embedder = get_embedder(run.settings.embedder)
+    space = conflicts.VectorSpace(embedder.name, embedder.dims, run.settings.conflicts.neighbours)
+    return await run.write(
+        conflicts.detect_now,
+        memory_id=data.memory_id,
+        user_id=data.user_id,
+        limit=data.limit,
+        space=space,
     )
 
 
@@ -612,6 +627,19 @@ TOOLS: list[Tool[Any]] = [
         run=_conflicts,
         body=ConflictListQuery,
         output=ConflictPage,
+    ),
+    Tool(  # POST /v1/conflicts/detect
+        name="detect_conflicts",
+        title="Look for conflicts now",
+        description=(
+            "Check one memory (`memory_id`) against its most similar memories, or the `limit` "
+            "most recently changed ones, for conflicts; returns the new ones. Run it after "
+            "saving something that may contradict what was known."
+        ),
+        run=_detect_conflicts,
+        body=DetectIn,
+        output=DetectOut,
+        writes=True,
     ),
     Tool(  # POST /v1/conflicts/{id}/resolve
         name="resolve_conflict",
