@@ -304,11 +304,13 @@ class PgSemantic:
         if states is not None:
             params["states"] = tuple(states)
         scope_where = _scope_sql(user_id, states)
+        # The cosine is computed in the outer query, for the sample only.
         statement = text(
-            "SELECT p.memory_id, -(p.embedding <#> CAST(:q AS vector)) AS cosine, p.sample_rank "
+            "SELECT s.memory_id, -(s.embedding <#> CAST(:q AS vector)), s.sample_rank FROM ("
+            "SELECT p.memory_id, p.embedding, p.sample_rank "
             f"FROM {TABLE} p JOIN memories m ON m.id = p.memory_id "
             f"WHERE p.brain_id = :brain AND {_predicate(model, dims, 'p.')} AND {scope_where} "
-            "ORDER BY p.sample_rank LIMIT :k"
+            "ORDER BY p.sample_rank LIMIT :k) AS s"
         )
         if states is not None:
             statement = statement.bindparams(bindparam("states", expanding=True))
@@ -344,13 +346,12 @@ class PgSemantic:
     def _nearest(self, n: int) -> None:
         """The n nearest in scope from the HNSW index (filters applied during the scan)."""
         ef = min(1000, max(100, 2 * n))
-        self.conn.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(ef)})
+        setting = "SELECT set_config('hnsw.ef_search', :ef, true)"
         if self.iterative_scan:
             # Rows of other brains, users or states are skipped and the scan goes on, so a
             # filtered scope still gets its n nearest (relaxed order: ranking re-sorts anyway).
-            self.conn.execute(
-                text("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-            )
+            setting += ", set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+        self.conn.execute(text(setting), {"ef": str(ef)})
         d = int(self.dims)
         statement = text(
             f"SELECT p.memory_id, -(p.embedding::vector({d}) <#> CAST(:q AS vector({d}))) "
