@@ -189,7 +189,7 @@ def _value_rule(a: Any, b: Any) -> tuple[str, dict[str, Any]] | None:
         return None
     if a.key is not None and b.key is not None and _norm_key(a.key) != _norm_key(b.key):
         return None  # keyed to different subjects
-    finding = compare(a.content, b.content)
+    finding = compare(a.content, b.content, facts="fact" in (a.type, b.type))
     return None if finding is None else (finding.reason, finding.detail)
 
 

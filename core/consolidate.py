@@ -121,7 +121,9 @@ def _mergeable(a: Row[Any], b: Row[Any]) -> bool:
         return False
     if a.key is not None and b.key is not None and a.key.lower() != b.key.lower():
         return False
-    return a.content_hash == b.content_hash or compare(a.content, b.content) is None
+    # Any changed value or negation keeps them apart, events included ("lunch on Monday" and
+    # "lunch on Friday" are two lunches, however alike their vectors).
+    return a.content_hash == b.content_hash or compare(a.content, b.content, facts=True) is None
 
 
 def _rows(conn: Connection, brain_id: str, ids: list[str]) -> dict[str, Row[Any]]:

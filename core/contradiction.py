@@ -66,6 +66,13 @@ _WEEKDAYS = {
     d: i for i, d in enumerate(_words("monday tuesday wednesday thursday friday saturday sunday"))
 }
 
+_STATIVE = frozenset(
+    _words(
+        """is are was were am be been being it's that's he's she's has have had costs cost
+        lives live weighs weigh measures equals starts begins ends opens closes leaves departs
+        arrives lasts takes due"""
+    )
+)
 # Words after which a number names a thing rather than states a value of it.
 _NAMING = frozenset(
     _words(
@@ -92,6 +99,9 @@ class Reading:
     words: frozenset[str]
     values: Counter[tuple[str, str]]  # (kind, normalised value) -> count
     negated: bool
+    # Says what something is or has ("is", "has", "costs", "opens"), not what happened
+    # ("bought", "met"): two events on two dates are two events, not a contradiction.
+    stative: bool
 
 
 def _stem(word: str) -> str:
@@ -167,7 +177,8 @@ def read(text: str) -> Reading:
         else:
             words.add(_stem(token))
         i += 1
-    return Reading(frozenset(words), values, negations % 2 == 1)
+    stative = any(kind == "word" and token in _STATIVE for kind, token in tokens)
+    return Reading(frozenset(words), values, negations % 2 == 1, stative)
 
 
 def _digits(token: str) -> str:
@@ -214,8 +225,10 @@ def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / len(union) if union else 0.0
 
 
-def compare(first: str, second: str) -> Finding | None:
-    """A contradiction between two texts, or None (the usual answer)."""
+def compare(first: str, second: str, *, facts: bool = False) -> Finding | None:
+    """A contradiction between two texts, or None (the usual answer). A changed value counts
+    only between statements of state (or when one of them is a fact, which states by
+    definition: `facts`); a negation counts between any two."""
     a, b = read(first), read(second)
     if min(len(a.words), len(b.words)) < _MIN_WORDS:
         return None
@@ -233,6 +246,8 @@ def compare(first: str, second: str) -> Finding | None:
             return None
         if a.negated != b.negated:
             return None  # two differences at once: more likely two different statements
+        if not facts and not (a.stative and b.stative):
+            return None
         kind = changed[0]
         return Finding(
             f"{kind}_differs",
