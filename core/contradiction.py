@@ -4,10 +4,12 @@ A cheap, conservative heuristic (no model): each text is read as its content wor
 values it states (numbers, dates, times, weekdays, months) and its negation parity. Two texts
 contradict when their content words are nearly the same set and, between them, either the
 values of one kind changed (the same count of them, a different value) or exactly one of them
-is negated. Values are normalised first ("3pm" is "15:00", "three" is 3, "March 5, 2024" is
-"2024-03-05"), so saying the same thing another way is not a contradiction. A rewording that
-changes words is never flagged either: flagging it would be a false positive, which costs a
-person's review, where a miss only leaves a pair for a human to notice.
+is negated. Values are normalised first ("3pm" is "15:00" on a 12-hour dial, "three" is 3,
+"March 5, 2024" is "2024-03-05"), so saying the same thing another way is not a contradiction.
+A rewording that changes words is never flagged either, nor are two events ("lunch with Bob on
+Monday" / "... on Friday": a changed value counts only between statements of state, unless one
+side is a fact), nor a number that names a thing ("ticket 42"). Each of those would be a false
+positive, which costs a person's review, where a miss only leaves a pair for a human to notice.
 """
 
 from __future__ import annotations
