@@ -312,3 +312,13 @@ def test_saving_a_memory_with_waypoints_off_runs_no_link_statement(
         event.remove(engine, "before_cursor_execute", record)
     assert any("INSERT INTO memories" in s for s in seen)
     assert not [s for s in seen if "memory_links" in s or "brain_policies" in s]
+
+
+def test_a_contradicts_link_is_a_conflict_to_review(client: LambdaClient) -> None:
+    a = _memory(client, "The launch is on Monday", user_id="alice")
+    b = _memory(client, "The launch moved to Thursday", user_id="alice")
+    assert _link(client, a, b, "supports").status == 201
+    assert client.get("/v1/conflicts").json()["results"] == []
+    assert _link(client, b, a, "contradicts").status == 201
+    (conflict,) = client.get("/v1/conflicts").json()["results"]
+    assert conflict["kind"] == "link" and conflict["status"] == "needs_review"
