@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from starlette.requests import Request
 
 from core import accounts, memberships, sessions
@@ -99,9 +99,8 @@ def _access_cookie(request: Request) -> str:
     return token
 
 
-def _verified(engine: Engine, token: str) -> sessions.Verified:
-    with transaction(engine, write=False) as conn:
-        found = sessions.verify_access(conn, token)
+def _verified(conn: Connection, token: str) -> sessions.Verified:
+    found = sessions.verify_access(conn, token)
     if found is None or found.client_id is not None:
         raise SignInRequired
     return found
@@ -113,8 +112,8 @@ async def visitor(request: Request) -> Visitor:
 
     def run() -> Visitor:
         engine = svc.ready_engine()
-        found = _verified(engine, token)
         with transaction(engine, write=False) as conn:
+            found = _verified(conn, token)
             email = accounts.get(conn, found.account_id).email
         _touch(engine, found)
         return Visitor(svc, engine, found, email, csrf_token(token, found.session_id))
@@ -130,8 +129,8 @@ async def in_brain(request: Request) -> InBrain:
 
     def run() -> InBrain:
         engine = svc.ready_engine()
-        found = _verified(engine, token)
         with transaction(engine, write=False) as conn:
+            found = _verified(conn, token)
             email = accounts.get(conn, found.account_id).email
             brain = memberships.get_brain(conn, found.account_id, brain_id)  # 404 unless member
         _touch(engine, found)
