@@ -3,6 +3,7 @@ detection in bounded passes, and the effect of a resolution on search."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from core.contradiction import compare
 from core.db.engine import transaction
 from core.embeddings import get_embedder
 from core.embeddings.base import Embedder
+from core.ids import new_id, now_ms
 from core.memories import COLUMNS
 from core.scope import Scope
 from tests.conftest import Tenant
@@ -167,8 +169,12 @@ def test_contradicts_link_is_a_conflict(client: LambdaClient) -> None:
         "/v1/links", json_body={"from_id": a["id"], "to_id": b["id"], "relation": "contradicts"}
     )
     assert reply.status == 201, reply.body
-    found = _detect(client, memory_id=b["id"])
-    assert [(c["kind"], c["reason"]) for c in found] == [("link", "contradicts_link")]
+    # Recorded with the link (core/links.py calls conflicts.on_contradicts_link)...
+    listed = _conflicts(client, memory_id=b["id"])
+    assert [(c["kind"], c["reason"]) for c in listed] == [("link", "contradicts_link")]
+    assert {listed[0]["a_id"], listed[0]["b_id"]} == {a["id"], b["id"]}
+    # ...so detection, which also reads contradicts links, finds nothing new.
+    assert _detect(client, memory_id=b["id"]) == []
 
 
 def test_list_filters_and_pages(client: LambdaClient) -> None:
@@ -395,3 +401,42 @@ def test_a_pair_whose_memory_was_purged_meanwhile_is_not_recorded(
         scope = Scope(brain_id=tenant.brain_id, principal="test")
         assert conflicts.record_all(conn, scope, found) == []
     assert _conflicts(client) == []
+
+
+def test_two_detection_passes_at_once_record_each_pair_once(
+    client: LambdaClient, engine: Engine, tenant: Tenant
+) -> None:
+    for n in range(4):
+        _create(client, content=f"Project {'abcd'[n]}z budget is {n + 1}000 euros")
+        _create(client, content=f"Project {'abcd'[n]}z budget is {n + 5}000 euros")
+    space = _space(get_embedder(client.app.state.services.settings.embedder))
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(
+            pool.map(
+                lambda _: conflicts.detect(engine, tenant.brain_id, batch_size=50, space=space),
+                range(2),
+            )
+        )
+    assert sum(run["created"] for run in runs) == 4
+    assert len(_conflicts(client)) == 4
+    assert conflicts.detect(engine, tenant.brain_id, batch_size=50, space=space)["created"] == 0
+
+
+def test_maintenance_finds_contradicts_links_made_without_the_api(
+    client: LambdaClient, engine: Engine, tenant: Tenant
+) -> None:
+    a = _create(client, content="The office opens at 9")
+    b = _create(client, content="Nobody is ever in before ten")
+    space = _space(get_embedder(client.app.state.services.settings.embedder))
+    assert conflicts.detect(engine, tenant.brain_id, batch_size=10, space=space)["created"] == 0
+    with transaction(engine) as conn:  # as an import or a restored snapshot would write it
+        conn.execute(
+            text(
+                "INSERT INTO memory_links (id, brain_id, from_id, to_id, relation, weight, "
+                "created_at) VALUES (:id, :brain, :a, :b, 'contradicts', 1.0, :now)"
+            ),
+            {"id": new_id(), "brain": tenant.brain_id, "a": a["id"], "b": b["id"], "now": now_ms()},
+        )
+    run = conflicts.detect(engine, tenant.brain_id, batch_size=10, space=space)
+    assert (run["links_scanned"], run["created"]) == (1, 1)
+    assert [c["kind"] for c in _conflicts(client)] == ["link"]
