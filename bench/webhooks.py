@@ -109,6 +109,8 @@ def add_overhead(url: str, adds: int) -> dict[str, Any]:
         "without the outbox statement": (plain_key, none),
         "no watches (as shipped)": (plain_key, real),
         "one matching watch": (watched_key, real),
+        # The same as (b) again: how far two identical variants drift apart on this machine.
+        "no watches, again (A/A control)": (plain_key, real),
     }
     samples: dict[str, list[float]] = {name: [] for name in variants}
     n = 0
@@ -117,7 +119,7 @@ def add_overhead(url: str, adds: int) -> dict[str, Any]:
     names = list(variants)
     try:
         for i in range(adds):
-            for name in names[i % 3 :] + names[: i % 3]:
+            for name in names[i % len(names) :] + names[: i % len(names)]:
                 key, enqueue = variants[name]
                 outbox.enqueue_event = enqueue  # type: ignore[assignment]
                 n += 1
@@ -140,7 +142,41 @@ def add_overhead(url: str, adds: int) -> dict[str, Any]:
         name: {**s.as_dict(), "ratio": s.median / base} for name, s in summaries.items()
     }
     out["statement_us"] = statement_alone(url)
+    out["core"] = core_overhead(url, adds)
     return out
+
+
+def core_overhead(url: str, adds: int) -> dict[str, float]:
+    """`memories.create` alone (no HTTP, no embedder), with and without the outbox statement,
+    alternating: the statement's share of the write itself. Medians in µs."""
+    from core import memories
+    from core.config import Limits
+    from core.models import MemoryIn
+    from core.search.indexing import Indexer
+
+    engine = get_engine(url)
+    scope = Scope(brain_id=_brain(url, f"core-{time.monotonic_ns()}"), principal="bench")
+    real = outbox.enqueue_event
+
+    def none(*_args: Any, **_kw: Any) -> int:
+        return 0
+
+    samples: dict[str, list[float]] = {"without": [], "with": []}
+    try:
+        for i in range(adds):
+            order = (("without", none), ("with", real))
+            for name, enqueue in order if i % 2 else order[::-1]:
+                outbox.enqueue_event = enqueue  # type: ignore[assignment]
+                data = MemoryIn(content=f"core bench {i} {name}: prefers tea")
+                started = time.perf_counter()
+                with transaction(engine) as conn:
+                    memories.create(conn, scope, data, Limits(), Indexer(None))
+                samples[name].append((time.perf_counter() - started) * 1e6)
+    finally:
+        outbox.enqueue_event = real  # type: ignore[assignment]
+    without = statistics.median(samples["without"])
+    with_ = statistics.median(samples["with"])
+    return {"without_us": without, "with_us": with_, "ratio": with_ / without}
 
 
 def statement_alone(url: str, repeat: int = 2000) -> dict[str, float]:
@@ -214,7 +250,7 @@ def markdown(results: dict[str, Any], count: int) -> str:
         [store, name, fmt(r["median"], 3), fmt(r["p95"], 3), f"{r['ratio']:.3f}"]
         for store, by_variant in results["adds"].items()
         for name, r in by_variant.items()
-        if name != "statement_us"
+        if name not in ("statement_us", "core")
     ]
     parts.append(table(["store", "POST /v1/memories", "p50 ms", "p95 ms", "p50 ratio"], add_rows))
     stmt_rows = [
@@ -223,6 +259,26 @@ def markdown(results: dict[str, Any], count: int) -> str:
         for label, us in by_variant["statement_us"].items()
     ]
     parts.append(table(["store", "outbox statement alone", "µs per call"], stmt_rows))
+    core_rows = [
+        [
+            store,
+            f"{by_variant['core']['without_us']:.0f}",
+            f"{by_variant['core']['with_us']:.0f}",
+            f"{by_variant['core']['ratio']:.3f}",
+        ]
+        for store, by_variant in results["adds"].items()
+    ]
+    parts.append(
+        table(
+            [
+                "store",
+                "memories.create alone, p50 µs, without the outbox",
+                "with it (no watches)",
+                "ratio",
+            ],
+            core_rows,
+        )
+    )
     return "\n\n".join(parts)
 
 
