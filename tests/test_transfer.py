@@ -386,3 +386,34 @@ def test_cli_export_then_import(
     assert canonical(dump(engine, _brain_id(engine, "cli-copy"))) == canonical(
         dump(engine, scope.brain_id)
     )
+
+
+def test_export_streams_over_real_http(database_url: str, engine: Engine, store: str) -> None:
+    """Under `mnemo serve` the export arrives in chunks as it is read, page by page."""
+    if store == "postgres":
+        pytest.skip("the streaming path is the same on both stores")
+    import httpx
+
+    from bench.transfer import build
+    from core.keys import create_key
+    from tests.serve import mnemo_serve
+
+    built = build(database_url, 2500)
+    with transaction(engine) as conn:
+        key = create_key(conn, "source").secret
+    with mnemo_serve(database_url) as base, httpx.Client(base_url=base, timeout=60) as http:
+        chunks = 0
+        lines: list[str] = []
+        pending = ""
+        with http.stream("GET", "/v1/export", headers={"authorization": f"Bearer {key}"}) as reply:
+            assert reply.status_code == 200
+            assert reply.headers["content-type"].startswith(fmt.MEDIA_TYPE)
+            for chunk in reply.iter_text():
+                chunks += 1
+                pending += chunk
+                *complete, pending = pending.split("\n")
+                lines += complete
+    assert chunks > 1
+    end = json.loads(lines[-1])
+    assert end["counts"]["memory"] == 2500 and end["counts"]["history"] == built["history"]
+    assert len(lines) == 2 + sum(end["counts"].values())
