@@ -1,6 +1,6 @@
 """The console's pages, rendered server-side, on a brain of 10,000 memories (issue 10).
 
-`python -m bench.console [--memories N] [--samples N] [--no-postgres]`
+`python -m bench.console [--memories N] [--samples N] [--no-postgres] [--no-sqlite]`
 
 Each main page is requested in process through the real app (Starlette's TestClient: the
 session cookie is verified, the page's core calls run, the HTML is rendered; no network), after
@@ -235,11 +235,12 @@ def _run_with(
     return results
 
 
-def run(count: int, samples: int, with_postgres: bool) -> dict[str, Any]:
+def run(count: int, samples: int, with_postgres: bool, with_sqlite: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {"machine": machine(), "stores": {}}
-    with scratch("console") as folder:
-        say("SQLite")
-        out["stores"]["SQLite"] = run_store(sqlite_url(folder), count, samples)
+    if with_sqlite:
+        with scratch("console") as folder:
+            say("SQLite")
+            out["stores"]["SQLite"] = run_store(sqlite_url(folder), count, samples)
     if with_postgres:
         with postgres() as pg:
             url = pg.new_database()
@@ -283,9 +284,10 @@ def main() -> None:
     parser.add_argument("--memories", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--json", nargs="?", const="auto", default=None)
     args = parser.parse_args()
-    results = run(args.memories, args.samples, not args.no_postgres)
+    results = run(args.memories, args.samples, not args.no_postgres, not args.no_sqlite)
     if args.json:
         say(f"wrote {write_json('console', results, args.json)}")
     print(markdown(results))
