@@ -4,6 +4,8 @@ pooled PostgreSQL connections pinged only after they sat idle."""
 from __future__ import annotations
 
 import time
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -63,11 +65,21 @@ def test_single_read_runs_outside_a_transaction(engine: Engine, store: str) -> N
     assert exists == 0
 
 
-def test_an_idle_postgres_connection_closed_by_the_server_is_replaced(
-    engine: Engine, store: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def own_engine(engine: Engine, store: str) -> Iterator[Engine]:
+    """An engine of this test's own, so its pool holds exactly the one connection it uses."""
     if store != "postgres":
-        pytest.skip("SQLite has no server to close a connection")
+        pytest.skip("PostgreSQL only: SQLite has no server to close a connection")
+    url = engine.url.update_query_dict({"application_name": f"t{uuid.uuid4().hex[:8]}"})
+    name = url.render_as_string(hide_password=False)
+    yield engines.get_engine(name)
+    engines.dispose(name)
+
+
+def test_an_idle_postgres_connection_closed_by_the_server_is_replaced(
+    own_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = own_engine
     with transaction(engine, write=False) as conn:
         victim = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
     # Another connection ends the pooled one's backend, as a server restart or idle timeout
@@ -79,9 +91,8 @@ def test_an_idle_postgres_connection_closed_by_the_server_is_replaced(
         assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != victim
 
 
-def test_a_busy_postgres_connection_is_not_pinged(engine: Engine, store: str) -> None:
-    if store != "postgres":
-        pytest.skip("the ping is PostgreSQL's")
+def test_a_busy_postgres_connection_is_not_pinged(own_engine: Engine) -> None:
+    engine = own_engine
     with transaction(engine, write=False) as conn:
         conn.execute(text("SELECT 1"))
         before = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
