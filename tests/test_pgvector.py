@@ -299,3 +299,24 @@ def test_a_server_without_the_extension_falls_back(shared_postgres_url: str) -> 
     assert vectors._cache != {}
     assert not pgvector.ensure(engine, "auto")
     pgvector.forget()
+
+
+def test_a_small_scope_behind_a_crowd_of_nearer_vectors_gets_its_nearest(
+    pg_settings: Settings, pg_engine: Engine, pg_tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crowd = make_tenant(pg_engine)
+    bicycle = TOPICS[7]
+    _add_many(_client(pg_settings, crowd), [f"{bicycle} (copy {i})" for i in range(150)])
+    mine = _client(pg_settings, pg_tenant)
+    carols = _add_many(mine, ["Bicycle upkeep: oil for the chain", *TOPICS[:4]], user_id="carol")
+    with transaction(pg_engine) as conn:
+        database = conn.execute(text("SELECT current_database()")).scalar()
+        # A table this small would be sorted whole; the index is what is under test: its
+        # first ef_search (100) candidates are all the crowd's copies, nearer the query than
+        # anything carol has, so carol's come from iterative scanning or the exact fallback.
+        conn.execute(text(f'ALTER DATABASE "{database}" SET enable_seqscan = off'))
+    dispose(pg_settings.database_url)
+    monkeypatch.setattr(pgvector, "SAMPLE_SIZE", 2)  # not read whole: the index is asked
+    found = _ids(_search(mine, bicycle, mode="semantic", limit=10))
+    assert found[:1] == carols[:1]
+    assert vectors._cache == {}

@@ -149,6 +149,10 @@ def _create_copy(conn: Connection) -> int:
         _insert(conn, [(r[0], r[1], r[2], np.frombuffer(r[3], np.float32)) for r in batch])
         copied += len(batch)
         after = batch[-1][0]
+    if copied:
+        # Plans over a table without statistics can be ruinous (a nested loop over every
+        # memory of the brain per sampled row) until autovacuum gets to it.
+        conn.execute(text(f"ANALYZE {TABLE}"))
     return copied
 
 
@@ -362,7 +366,22 @@ class PgSemantic:
         )
         if "states" in self.params:
             statement = statement.bindparams(bindparam("states", expanding=True))
-        for memory_id, cosine in self.conn.execute(statement, {**self.params, "n": n}).all():
+        found = self.conn.execute(statement, {**self.params, "n": n}).all()
+        if len(found) < n:
+            # Either the scope holds fewer than n vectors, or the index scan gave up
+            # (hnsw.max_scan_tuples) before finding n of them among other brains' and users':
+            # either way the scope is small, so rank it exactly (the expression without the
+            # cast is not the index's: no index scan).
+            exact = text(
+                "SELECT p.memory_id, -(p.embedding <#> CAST(:q AS vector)) "
+                f"FROM {TABLE} p JOIN memories m ON m.id = p.memory_id "
+                f"WHERE p.brain_id = :brain AND {_predicate(self.model, d, 'p.')} "
+                f"AND {self.scope_where} ORDER BY 2 DESC LIMIT :n"
+            )
+            if "states" in self.params:
+                exact = exact.bindparams(bindparam("states", expanding=True))
+            found = self.conn.execute(exact, {**self.params, "n": n}).all()
+        for memory_id, cosine in found:
             self.cosines[memory_id] = float(cosine)
 
     def z(self, ids: list[str]) -> np.ndarray:
