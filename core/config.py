@@ -512,8 +512,8 @@ class ConflictSettings:
     detect_batch: int = 200
     # The most similar memories each one is compared with by the number/date/negation rule.
     neighbours: int = 8
-    # Cosine at or above which two memories count as near-duplicates for consolidation.
-    consolidate_threshold: float = 0.95
+    # (The cosine at which two memories count as near-duplicates is the brain policy's
+    # consolidate_threshold: core/policy.py.)
     # Memories one consolidation call compares (the next call goes on from its cursor).
     consolidate_max_scan: int = 2000
 
@@ -523,18 +523,11 @@ def conflict_settings_from_env(env: Mapping[str, str]) -> ConflictSettings:
     settings = ConflictSettings(
         detect_batch=_int(env, "MNEMO_CONFLICT_DETECT_BATCH", default.detect_batch),
         neighbours=_int(env, "MNEMO_CONFLICT_NEIGHBOURS", default.neighbours),
-        consolidate_threshold=_float(
-            env, "MNEMO_CONSOLIDATE_THRESHOLD", default.consolidate_threshold
-        ),
         consolidate_max_scan=_int(env, "MNEMO_CONSOLIDATE_MAX_SCAN", default.consolidate_max_scan),
     )
     _positive("MNEMO_CONFLICT_DETECT_BATCH", settings.detect_batch)
     _positive("MNEMO_CONFLICT_NEIGHBOURS", settings.neighbours)
     _positive("MNEMO_CONSOLIDATE_MAX_SCAN", settings.consolidate_max_scan)
-    if not 0 < settings.consolidate_threshold <= 1:
-        raise ValueError(
-            f"MNEMO_CONSOLIDATE_THRESHOLD must be in (0, 1], got {settings.consolidate_threshold}"
-        )
     return settings
 
 

@@ -123,7 +123,10 @@ class AliasDeleted(Out):
 class ConsolidateIn(Actor):
     user_id: Name | None = None
     threshold: float | None = Field(
-        None, gt=0, le=1, description="Cosine of near-duplicates (MNEMO_CONSOLIDATE_THRESHOLD)."
+        None,
+        gt=0,
+        le=1,
+        description="Cosine of near-duplicates; default: the brain policy's.",
     )
     dry_run: bool = Field(True, description="List the groups only; false merges them.")
     cursor: str | None = None

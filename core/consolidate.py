@@ -25,6 +25,7 @@ from core.contradiction import compare
 from core.db.engine import sql, transaction
 from core.memories import COLUMNS, to_dict
 from core.merge import MAX_SOURCES, merge
+from core.policy import policy_for
 from core.scope import Scope
 from core.search import vectors
 from core.search.indexing import Indexer
@@ -207,7 +208,7 @@ def consolidate(
     scope: Scope,
     *,
     user_id: str | None,
-    threshold: float,
+    threshold: float | None,
     dry_run: bool,
     space: VectorSpace | None,
     max_scan: int,
@@ -218,6 +219,8 @@ def consolidate(
 ) -> dict[str, Any]:
     if not dry_run:
         scope.require_write()
+    if threshold is None:  # the brain's own, as maintenance's suggestions use
+        threshold = policy_for(conn, scope.brain_id).consolidate_threshold
     groups, next_cursor = find_groups(
         conn,
         scope,

@@ -79,7 +79,7 @@ async def consolidate_memories(request: Request) -> Response:
     result = await run(
         consolidate.consolidate,
         user_id=data.user_id,
-        threshold=data.threshold or settings.consolidate_threshold,
+        threshold=data.threshold,
         dry_run=data.dry_run,
         space=vector_space(ctx),
         max_scan=settings.consolidate_max_scan,
