@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine
 
 from core import conflicts, consolidate, hygiene, leases
 from core import cursor as cursors
-from core.config import MaintenanceSettings, get_settings
+from core.config import MaintenanceSettings, Settings, get_settings
 from core.conflicts import VectorSpace
 from core.db.engine import sql, transaction
 from core.embeddings import get_embedder
@@ -55,8 +55,7 @@ def record_stat(
         )
 
 
-def _vector_space() -> VectorSpace:
-    app = get_settings()
+def _vector_space(app: Settings) -> VectorSpace:
     embedder = get_embedder(app.embedder)
     return VectorSpace(embedder.name, embedder.dims, app.conflicts.neighbours)
 
@@ -67,11 +66,13 @@ _CONFLICT_PASSES = 10
 _CONFLICT_SECONDS = 10.0
 
 
-def _conflicts(engine: Engine, scope: Scope, settings: MaintenanceSettings, dry_run: bool) -> Any:
+def _conflicts(
+    engine: Engine, scope: Scope, settings: MaintenanceSettings, app: Settings, dry_run: bool
+) -> Any:
     if dry_run:
         return {"count": 0, "skipped": "detection records what it finds; it has no dry run"}
-    batch = min(settings.batch_size, get_settings().conflicts.detect_batch)
-    space = _vector_space()
+    batch = min(settings.batch_size, app.conflicts.detect_batch)
+    space = _vector_space(app)
     started = time.perf_counter()
     totals: dict[str, int] = {"passes": 0, "created": 0, "superseded": 0, "memories_scanned": 0}
     while totals["passes"] < _CONFLICT_PASSES:
@@ -85,18 +86,17 @@ def _conflicts(engine: Engine, scope: Scope, settings: MaintenanceSettings, dry_
 
 
 def _consolidate(
-    engine: Engine, scope: Scope, settings: MaintenanceSettings, policy: BrainPolicy
+    engine: Engine, scope: Scope, settings: MaintenanceSettings, app: Settings, policy: BrainPolicy
 ) -> Any:
     # Suggestions only (merging is for a person or an agent to decide, POST /v1/consolidate):
     # how many near-duplicate groups the brain's first window of memories holds, at the
     # brain policy's similarity threshold.
-    app = get_settings().conflicts
     found = consolidate.suggest(
         engine,
         scope.brain_id,
-        space=_vector_space(),
+        space=_vector_space(app),
         threshold=policy.consolidate_threshold,
-        max_scan=min(settings.batch_size, app.consolidate_max_scan),
+        max_scan=min(settings.batch_size, app.conflicts.consolidate_max_scan),
     )
     return {"count": found["groups"], **found}
 
@@ -110,10 +110,13 @@ def maintain_brain(
     dry_run: bool = False,
     tasks: tuple[str, ...] = TASKS,
     deadline: float | None = None,
+    app: Settings | None = None,
 ) -> dict[str, Any]:
     """Run the hygiene tasks on one brain under its lease; skipped when another run holds it.
     A dry run takes no lease, changes nothing and records no stats. Past the `deadline`
-    (time.monotonic()) decay and retention stop between batches."""
+    (time.monotonic()) decay and retention stop between batches. `app`: the settings conflict
+    detection and consolidation read (the embedder, their batch bounds)."""
+    app = app or get_settings()
     holder = None
     if not dry_run:
         holder = leases.acquire(engine, brain_id, LEASE_TASK, seconds=settings.lease_seconds)
@@ -131,8 +134,8 @@ def maintain_brain(
             "retention": lambda: hygiene.retention(
                 engine, scope, settings, now=now, dry_run=dry_run, policy=policy, deadline=deadline
             ),
-            "conflicts": lambda: _conflicts(engine, scope, settings, dry_run),
-            "consolidate": lambda: _consolidate(engine, scope, settings, policy),
+            "conflicts": lambda: _conflicts(engine, scope, settings, app, dry_run),
+            "consolidate": lambda: _consolidate(engine, scope, settings, app, policy),
         }
         for task in tasks:
             started = time.perf_counter()
@@ -178,10 +181,12 @@ def run_all(
     brain_id: str | None = None,
     now: int | None = None,
     dry_run: bool = False,
+    app: Settings | None = None,
 ) -> dict[str, Any]:
     """Every brain (or one), within the time budget."""
     if brain_id is not None:
-        return {"brains": [maintain_brain(engine, brain_id, settings, now=now, dry_run=dry_run)]}
+        one = maintain_brain(engine, brain_id, settings, now=now, dry_run=dry_run, app=app)
+        return {"brains": [one]}
     started_ms = now_ms()
     deadline = time.monotonic() + settings.budget_seconds
     after: tuple[int, str] = (-1, "")
@@ -199,7 +204,13 @@ def run_all(
             try:
                 done.append(
                     maintain_brain(
-                        engine, row.id, settings, now=now, dry_run=dry_run, deadline=deadline
+                        engine,
+                        row.id,
+                        settings,
+                        now=now,
+                        dry_run=dry_run,
+                        deadline=deadline,
+                        app=app,
                     )
                 )
             except Exception:

@@ -33,7 +33,7 @@ def run(
     settings = settings or get_settings()
     if brain_id is not None or dry_run:
         hygiene = brain_maintenance.run_all(
-            engine, settings.maintenance, brain_id=brain_id, dry_run=dry_run
+            engine, settings.maintenance, brain_id=brain_id, dry_run=dry_run, app=settings
         )
         return {"hygiene": hygiene}
     started = time.perf_counter()
@@ -51,7 +51,7 @@ def run(
         engine, settings.webhooks, budget_seconds=_WEBHOOK_SECONDS
     )
     # Decay, retention, conflicts and consolidation suggestions, per brain, in bounded batches.
-    tasks["hygiene"] = brain_maintenance.run_all(engine, settings.maintenance)
+    tasks["hygiene"] = brain_maintenance.run_all(engine, settings.maintenance, app=settings)
     if is_sqlite(engine):
         # Keep the WAL file from growing without bound between quiet periods.
         with engine.connect() as conn:
