@@ -41,6 +41,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         return 0
     print("Mnemo Database Migration Tool")
     migrations.migrate(engine, report=print)
+    mode = get_settings().vector_search.pgvector
+    if engine.dialect.name == "postgresql" and mode != "off":
+        # Deploy time has no request deadline: build the HNSW indexes too large to build
+        # inside a search (core/search/pgvector.py).
+        from core.search import pgvector
+
+        if pgvector.ensure(engine, mode):
+            pgvector.build_indexes(engine, report=print)
     print("[SUCCESS] Migration completed")
     return 0
 

@@ -320,3 +320,41 @@ def test_a_small_scope_behind_a_crowd_of_nearer_vectors_gets_its_nearest(
     found = _ids(_search(mine, bicycle, mode="semantic", limit=10))
     assert found[:1] == carols[:1]
     assert vectors._cache == {}
+
+
+def test_the_setting() -> None:
+    from core.config import settings_from_env
+
+    assert settings_from_env({}).vector_search.pgvector == "auto"
+    assert settings_from_env({"MNEMO_PGVECTOR": " OFF "}).vector_search.pgvector == "off"
+    with pytest.raises(ValueError, match="MNEMO_PGVECTOR"):
+        settings_from_env({"MNEMO_PGVECTOR": "on"})
+
+
+def test_a_large_copy_waits_for_migrate_to_build_its_index(
+    pg_settings: Settings, pg_engine: Engine, pg_tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request never builds an index too big for its deadline: search sorts exactly until
+    `mnemo migrate` builds it."""
+    monkeypatch.setattr(pgvector, "INLINE_BUILD_ROWS", 5)
+    monkeypatch.setattr(pgvector, "SAMPLE_SIZE", 3)
+    client = _client(pg_settings, pg_tenant)
+    ids = _add_many(client, TOPICS)
+
+    def indexes() -> int:
+        with transaction(pg_engine, write=False) as conn:
+            return int(
+                conn.execute(
+                    text("SELECT count(*) FROM pg_indexes WHERE indexname LIKE :p"),
+                    {"p": f"ix_{pgvector.TABLE}_hnsw_%"},
+                ).scalar_one()
+            )
+
+    assert _ids(_search(client, "Lisbon flight", mode="semantic", limit=1)) == [ids[4]]
+    assert indexes() == 0
+    assert pgvector.build_indexes(pg_engine, report=lambda _: None) == 1
+    assert indexes() == 1
+    assert pgvector.build_indexes(pg_engine, report=lambda _: None) == 0
+    pgvector.forget()
+    assert _ids(_search(client, "Lisbon flight", mode="semantic", limit=1)) == [ids[4]]
+    assert vectors._cache == {}
