@@ -173,7 +173,8 @@ def test_sign_in_search_open_edit_and_see_history(page: Any, site: Site) -> None
 
 
 def test_phone_layout_and_keyboard(browser: Any, site: Site) -> None:
-    _seed(site)
+    made = _seed(site)
+    site.api("PATCH", f"/v1/memories/{made[0]['id']}", {"content": "Alice now prefers coffee"})
     context = browser.new_context(
         storage_state=site.state, viewport={"width": 390, "height": 844}, is_mobile=True
     )
@@ -183,6 +184,12 @@ def test_phone_layout_and_keyboard(browser: Any, site: Site) -> None:
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390
     _shot(page, "memories-phone")
+    # The memory page too: history rows stack (before, then after) instead of overflowing.
+    page.goto(f"{site.base}/console/b/{site.brain}/m/{made[0]['id']}")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert page.locator("table.history td.new .label").first.is_visible()
+    _shot(page, "memory-phone")
+    page.goto(f"{site.base}/console/b/{site.brain}/memories")
     # Keyboard: the first Tab reaches the skip link, which moves focus to the content.
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.className") == "skip"
