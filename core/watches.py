@@ -24,11 +24,12 @@ from core.scope import Scope
 from core.webhooks import outbox, signing
 from core.webhooks.ssrf import Target
 
-_EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
+# "memory.created", or a family: "memory.*".
+_EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*(\.[a-z0-9_]+|\.\*)$")
 MAX_EVENT_TYPES = 50
 EventTypes = Annotated[
     list[str] | Literal["*"],
-    Field(description='Event types to deliver, e.g. ["memory.created"], or "*" for every event.'),
+    Field(description='Event types to deliver, e.g. ["memory.created", "link.*"], or "*" for all.'),
 ]
 
 
@@ -47,7 +48,8 @@ def _check_event_types(value: list[str] | str) -> list[str] | str:
             return "*"
         if not _EVENT_TYPE.match(item):
             raise ValueError(
-                f"{item!r} is not an event type: they look like memory.created, link.deleted"
+                f"{item!r} is not an event type: they look like memory.created, or link.* for "
+                "a family"
             )
         if item not in cleaned:
             cleaned.append(item)

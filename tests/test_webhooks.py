@@ -326,6 +326,7 @@ def test_event_type_and_text_filters(
         owner, "https://hooks.example/b", event_types=["memory.created"], query="GREEN tea"
     )
     archived = create_watch(owner, "https://hooks.example/c", event_types=["memory.archived"])
+    family = create_watch(owner, "https://hooks.example/e", event_types=["memory.*"])
     paused = create_watch(owner, "https://hooks.example/d", active=False)
     tea = add_memory(owner, "Alice prefers green tea")
     add_memory(owner, "Bob likes coffee")
@@ -343,6 +344,7 @@ def test_event_type_and_text_filters(
         "watch.created",
         "watch.created",
         "watch.created",
+        "watch.created",
     ]
     assert types(created_tea) == ["memory.created"]
     assert deliveries_of(owner, created_tea["id"])[0]["entity"] == {
@@ -350,6 +352,7 @@ def test_event_type_and_text_filters(
         "id": tea["id"],
     }
     assert types(archived) == ["memory.archived"]
+    assert types(family) == ["memory.archived", "memory.created", "memory.created"]
     assert types(paused) == []
 
 

@@ -78,8 +78,11 @@ _INSERT = (
 def matches(event_types: str, query_folded: str | None, event_type: str, text: str) -> bool:
     """Whether a watch (its stored event_types JSON and case-folded query) takes an event;
     `text` is the event's summary and payload, case-folded."""
-    if event_types != ALL_EVENTS and event_type not in json.loads(event_types):
-        return False
+    if event_types != ALL_EVENTS:
+        wanted = json.loads(event_types)
+        family = event_type.rsplit(".", 1)[0] + ".*"
+        if event_type not in wanted and family not in wanted:
+            return False
     return query_folded is None or query_folded in text
 
 
