@@ -100,41 +100,9 @@ def feed(
     limit: int,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Oldest first from `since`, so a consumer can follow the feed with next_cursor."""
-    where = ["brain_id = :brain"]
-    params: dict[str, Any] = {"brain": scope.brain_id, "limit": limit + 1}
-    if scope.user_id is not None:
-        where.append("user_id = :scope_user")
-        params["scope_user"] = scope.user_id
-    if since is not None:
-        where.append("created_at >= :since")
-        params["since"] = since
-    if event_type is not None:
-        where.append("event_type = :event")
-        params["event"] = event_type
-    if cursor is not None:
-        position = cursors.decode(cursor, keys=("t", "i"))
-        where.append("(created_at > :ct OR (created_at = :ct AND id > :ci))")
-        params.update(ct=position["t"], ci=position["i"])
-    rows = list(
-        conn.execute(
-            sql(
-                "SELECT id, event_type, entity_type, entity_id, user_id, actor_id, summary, "
-                f"payload, created_at FROM changelog WHERE {' AND '.join(where)} "
-                "ORDER BY created_at, id LIMIT :limit"
-            ),
-            params,
-        ).mappings()
+    return _page(
+        conn, scope, since=since, event_type=event_type, cursor=cursor, limit=limit, newest=False
     )
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        next_cursor = cursors.encode({"t": last["created_at"], "i": last["id"]})
-    entries = [
-        {**row, "payload": json.loads(row["payload"]), "created_at": iso(row["created_at"])}
-        for row in rows
-    ]
-    return entries, next_cursor
 
 
 def latest(
@@ -147,24 +115,43 @@ def latest(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first, for people reading what happened lately (the console); `feed` is the
     oldest-first form that consumers follow."""
+    return _page(
+        conn, scope, since=None, event_type=event_type, cursor=cursor, limit=limit, newest=True
+    )
+
+
+def _page(
+    conn: Connection,
+    scope: Scope,
+    *,
+    since: int | None,
+    event_type: str | None,
+    cursor: str | None,
+    limit: int,
+    newest: bool,
+) -> tuple[list[dict[str, Any]], str | None]:
     where = ["brain_id = :brain"]
     params: dict[str, Any] = {"brain": scope.brain_id, "limit": limit + 1}
     if scope.user_id is not None:
         where.append("user_id = :scope_user")
         params["scope_user"] = scope.user_id
+    if since is not None:
+        where.append("created_at >= :since")
+        params["since"] = since
     if event_type is not None:
         where.append("event_type = :event")
         params["event"] = event_type
+    beyond, order = ("<", "DESC") if newest else (">", "ASC")
     if cursor is not None:
         position = cursors.decode(cursor, keys=("t", "i"))
-        where.append("(created_at < :ct OR (created_at = :ct AND id < :ci))")
+        where.append(f"(created_at {beyond} :ct OR (created_at = :ct AND id {beyond} :ci))")
         params.update(ct=position["t"], ci=position["i"])
     rows = list(
         conn.execute(
             sql(
                 "SELECT id, event_type, entity_type, entity_id, user_id, actor_id, summary, "
                 f"payload, created_at FROM changelog WHERE {' AND '.join(where)} "
-                "ORDER BY created_at DESC, id DESC LIMIT :limit"
+                f"ORDER BY created_at {order}, id {order} LIMIT :limit"
             ),
             params,
         ).mappings()
