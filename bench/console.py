@@ -223,6 +223,12 @@ def _run_with(
     turns, questions = _corpus()
     say(f"seeding {count:,} memories")
     ids = _seed(settings, brain, account.id, _texts(turns, count))
+    if database_url.startswith("postgresql"):
+        # Statistics as autovacuum leaves them a minute after a bulk load: timed before them,
+        # PostgreSQL plans tag and user filters blind (bench.memories shows the difference).
+        with get_engine(database_url).connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+            conn.commit()
     pages = _pages(brain, ids, questions)
     results: dict[str, Any] = {"memories": count, "samples": samples, "pages": {}}
     for name, urls in pages.items():
