@@ -319,7 +319,9 @@ def test_rest_export_streams_ndjson_and_import_reads_it(
     assert json.loads(lines[-1])["counts"]["memory"] == 7
 
     other = make_tenant(engine)
-    into = LambdaClient(settings, key=other.key)
+    # An owner (MNEMO_API_KEY owns the default brain): a writer key may not import the policy.
+    owner_key = "mnemo-test-owner-key-0123456789"
+    into = LambdaClient(settings.with_(api_key=owner_key, default_brain=other.slug), owner_key)
     sent = into.post(
         "/v1/import",
         query={"strategy": "merge", "remap_ids": "true"},
@@ -417,3 +419,23 @@ def test_export_streams_over_real_http(database_url: str, engine: Engine, store:
     end = json.loads(lines[-1])
     assert end["counts"]["memory"] == 2500 and end["counts"]["history"] == built["history"]
     assert len(lines) == 2 + sum(end["counts"].values())
+
+
+def test_rest_import_by_a_non_owner_does_not_set_the_policy(
+    engine: Engine, settings: Settings, tenant: Tenant
+) -> None:
+    """PUT /v1/policy is for owners; a merge import by a writer key must not set it either."""
+    client = LambdaClient(settings, key=tenant.key)
+    policy = {"kind": "policy", "data": {"policy_json": json.dumps({"snapshot_retention": 1})}}
+    memory = {"kind": "memory", "data": {"content": "imported by a writer"}}
+    body = "".join(json.dumps(r) + "\n" for r in (memory, policy))
+    reply = client.post("/v1/import", body=body, headers={"content-type": fmt.MEDIA_TYPE})
+    assert reply.status == 200, reply.body
+    skipped = {(s["kind"], s["reason"]) for s in reply.json()["skipped_samples"]}
+    assert ("policy", "owner_only") in skipped
+    with transaction(engine, write=False) as conn:
+        stored = conn.execute(
+            text("SELECT policy_json FROM brain_policies WHERE brain_id = :b"),
+            {"b": tenant.brain_id},
+        ).scalar()
+    assert stored is None

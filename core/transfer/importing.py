@@ -648,6 +648,9 @@ class ImportRun:
     # -- users, trust, policy: rows keyed by their primary key within the brain --
 
     def _plain_row(self, conn: Connection, kind: str, data: dict[str, Any]) -> None:
+        if kind == "policy" and not self.scope.is_owner:
+            # PUT /v1/policy is for owners; an import must not be the way around that.
+            raise Skip("owner_only", "only an owner of this brain can import its policy")
         shape = table_shape(conn, TABLES[kind])
         if shape is None:
             raise Skip("unsupported", f"this database has no {TABLES[kind]} table")
