@@ -160,6 +160,7 @@ def read(text: str) -> Reading:
                 following
                 and following[1] in _MONTHS
                 and "." not in token
+                and len(_digits(token)) <= 2  # and int() never meets a 5,000-digit run
                 and int(_digits(token)) <= 31
             ):
                 i = _date(tokens, i + 1, values, day=int(_digits(token)))
@@ -201,9 +202,11 @@ def _date(
     year = 0
 
     def number_at(at: int) -> int | None:
-        if at < len(tokens) and tokens[at][0] == "num" and tokens[at][1].isdigit():
-            return int(tokens[at][1])
-        return None
+        if at >= len(tokens) or tokens[at][0] != "num":
+            return None
+        token = tokens[at][1]
+        # A day or a year has at most 4 digits; int() refuses a run of over 4,300 of them.
+        return int(token) if token.isdigit() and len(token) <= 4 else None
 
     if not day:
         found = number_at(used)
