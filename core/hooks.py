@@ -4,9 +4,10 @@ An owner registers a source (POST /v1/hooks/sources) and gets its id and an HMAC
 once. The other system then POSTs a memory (the body of POST /v1/memories) to
 /v1/hooks/{source_id}, signed exactly as Mnemo signs its own webhooks (core/webhooks/signing.py):
 `Mnemo-Signature: t=<unix>,v1=<hex>`, plus a `Mnemo-Delivery-Id`. A timestamp outside the
-tolerance window is refused, and so is a delivery id seen before (kept in hook_receipts for
-twice the window, after which its timestamp alone refuses it); without a delivery id, the
-signature itself is the id, so the same signed request cannot be played twice.
+tolerance window is refused, and so is a delivery id or a signature seen before (kept in
+hook_receipts for twice the window, after which its timestamp alone refuses it): the delivery
+id header is not signed, so the signature that verified is always a receipt too, and the same
+signed request cannot be played twice under another id.
 
 The receipt and the memory are written in one transaction: a delivery whose memory fails can
 be sent again.
@@ -189,8 +190,12 @@ def authenticate(
     body: bytes,
     *,
     tolerance: int,
-) -> str:
-    """The delivery id to record, once the signature is checked; Unauthorized otherwise."""
+) -> tuple[str, ...]:
+    """The receipt ids to record, once the signature is checked; Unauthorized otherwise.
+
+    Neither the delivery id header nor extra v1 values are signed, so a captured request sent
+    again with another delivery id (or another v1 in front) must still be a replay: the
+    signature that verified is always one of the receipts, the delivery id the other."""
     if not header:
         raise Unauthorized(
             f"sign the body: send {signing.SIGNATURE_HEADER}: t=<unix seconds>,v1=<hex "
@@ -198,43 +203,44 @@ def authenticate(
             code="missing_signature",
         )
     try:
-        signing.verify(source.secret, header, body, tolerance=tolerance)
+        timestamp = signing.verify(source.secret, header, body, tolerance=tolerance)
     except signing.StaleSignature as exc:
         raise Unauthorized(str(exc), code="stale_signature") from None
     except signing.BadSignature as exc:
         raise Unauthorized(str(exc), code="bad_signature") from None
-    if delivery_id:
-        return delivery_id.strip()[:200]
-    return signing.parse(header)[1][0]
+    signed = "v1:" + signing.digest(source.secret, timestamp, body)
+    given = (delivery_id or "").strip()[:200]
+    return (given, signed) if given else (signed,)
 
 
 def receive(
     conn: Connection,
     scope: Scope,
     source: Source,
-    delivery_id: str,
+    receipts: tuple[str, ...],
     data: MemoryIn,
     limits: Limits,
     index: Indexer,
 ) -> dict[str, Any]:
-    """The memory the delivery adds, with its receipt, in one transaction."""
+    """The memory the delivery adds, with its receipts (`authenticate`), in one transaction."""
     assert scope.brain_id == source.brain_id
     now = now_ms()
-    inserted = conn.execute(
-        sql(
-            "INSERT INTO hook_receipts (source_id, delivery_id, brain_id, received_at) "
-            "VALUES (:source, :delivery, :brain, :now) "
-            "ON CONFLICT (source_id, delivery_id) DO NOTHING"
-        ),
-        {"source": source.id, "delivery": delivery_id, "brain": source.brain_id, "now": now},
-    ).rowcount
-    if not inserted:
-        raise Conflict(
-            "this delivery id was received already: a replay, or a retry of a delivery that "
-            "succeeded",
-            code="replayed_delivery",
-            details={"delivery_id": delivery_id},
-        )
+    for receipt in receipts:
+        inserted = conn.execute(
+            sql(
+                "INSERT INTO hook_receipts (source_id, delivery_id, brain_id, received_at) "
+                "VALUES (:source, :delivery, :brain, :now) "
+                "ON CONFLICT (source_id, delivery_id) DO NOTHING"
+            ),
+            {"source": source.id, "delivery": receipt, "brain": source.brain_id, "now": now},
+        ).rowcount
+        if not inserted:
+            raise Conflict(
+                "this delivery was received already: a replay, or a retry of a delivery that "
+                "succeeded",
+                code="replayed_delivery",
+                details={"delivery_id": receipts[0]},
+            )
     conn.execute(
         sql("UPDATE hook_sources SET last_received_at = :now WHERE brain_id = :brain AND id = :id"),
         {"now": now, "brain": source.brain_id, "id": source.id},

@@ -129,6 +129,28 @@ def test_bad_signatures_stale_timestamps_and_bad_bodies(owner: LambdaClient) -> 
     assert [m["content"] for m in listed] == ["Bob likes tea"]
 
 
+def test_a_captured_request_cannot_be_replayed_under_another_delivery_id(
+    owner: LambdaClient,
+) -> None:
+    """The delivery id header and extra v1 values are not signed: changing them must not make
+    a captured request new again within the window."""
+    source = make_source(owner)
+    body = json.dumps({"content": "Carol pays by card"}).encode()
+    signature = signing.sign(source["secret"], body)
+
+    def post(headers: dict[str, str]) -> Any:
+        headers = {"Content-Type": "application/json", **headers}
+        return owner.as_key(None).request("POST", source["path"], headers=headers, body=body)
+
+    first = post({"Mnemo-Signature": signature, "Mnemo-Delivery-Id": "evt-9"})
+    assert first.status == 201, first.body
+    renamed = post({"Mnemo-Signature": signature, "Mnemo-Delivery-Id": "evt-9-again"})
+    assert (renamed.status, renamed.error_code) == (409, "replayed_delivery")
+    padded = post({"Mnemo-Signature": signature.replace(",v1=", ",v1=00,v1=")})
+    assert (padded.status, padded.error_code) == (409, "replayed_delivery")
+    assert len(owner.get("/v1/memories").json()["results"]) == 1
+
+
 def _memory_event(brain: str, **detail: Any) -> dict[str, Any]:
     event = json.loads((EVENTS / "eventbridge.json").read_text())
     event["detail"] = {**event["detail"], "brain": brain, **detail}

@@ -51,20 +51,20 @@ async def receive(request: Request) -> Response:
     source_id = request.path_params["source"]
     tolerance = svc.settings.webhooks.inbound_tolerance_seconds
 
-    def authenticate() -> tuple[hooks.Source, str, Context]:
+    def authenticate() -> tuple[hooks.Source, tuple[str, ...], Context]:
         engine = svc.ready_engine()
         with transaction(engine, write=False) as conn:
             source = hooks.find_source(conn, source_id)
-        delivery_id = hooks.authenticate(
+        receipts = hooks.authenticate(
             source,
             request.headers.get(signing.SIGNATURE_HEADER),
             request.headers.get(signing.DELIVERY_HEADER),
             body,
             tolerance=tolerance,
         )
-        return source, delivery_id, Context(svc, engine, source.scope())
+        return source, receipts, Context(svc, engine, source.scope())
 
-    source, delivery_id, ctx = await svc.call(authenticate)
+    source, receipts, ctx = await svc.call(authenticate)
     try:
         raw = json.loads(body) if body else None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -73,7 +73,7 @@ async def receive(request: Request) -> Response:
         raise InvalidInput("the body must be a JSON object: a memory as for POST /v1/memories")
     data = MemoryIn.model_validate(raw)
     index = await ctx.indexer([data])
-    memory = await ctx.write(hooks.receive, source, delivery_id, data, ctx.limits, index)
+    memory = await ctx.write(hooks.receive, source, receipts, data, ctx.limits, index)
     return json_response(memory, 200 if memory["deduplicated"] else 201)
 
 
