@@ -589,3 +589,59 @@ def test_snapshots_take_and_restore(alice: Person) -> None:
     deleted = alice.post(f"{alice.base}/snapshots/{snapshot.group(1)}/delete", {})
     assert deleted.status_code == 303
     assert "No snapshots yet" in alice.get(f"{alice.base}/snapshots").text
+
+
+def test_another_brains_ids_posted_to_my_pages_are_404_and_change_nothing(
+    alice: Person, bob: Person
+) -> None:
+    # Bob builds one of everything in his own brain.
+    first = bob.add("Bob's office opens at 9")
+    second = bob.add("Bob's office opens at 10")
+    _link(bob, first, second, "contradicts")
+    assert bob.post(f"{bob.base}/conflicts/detect", {}).status_code == 200
+    conflicts = bob.get(f"{bob.base}/conflicts").text
+    conflict = re.search(r"/conflicts/([0-9a-f-]+)/resolve", conflicts)
+    bob_page = bob.get(f"{bob.base}/m/{first}").text
+    link = re.search(rf"/m/{first}/links/([0-9a-f-]+)/delete", bob_page)
+    assert bob.post(f"{bob.base}/keys", {"name": "bob key"}).status_code == 201
+    key = re.search(r"/keys/([0-9a-f-]+)/revoke", bob.get(f"{bob.base}/keys").text)
+    made = bob.post(f"{bob.base}/watches", {"name": "bob", "webhook_url": "http://127.0.0.1:9/h"})
+    assert made.status_code == 201
+    watch = re.search(r"/watches/([0-9a-f-]+)/active", bob.get(f"{bob.base}/watches").text)
+    assert bob.post(f"{bob.base}/snapshots", {"label": "bob snap"}).status_code == 303
+    snapshot = re.search(r"/snapshots/([0-9a-f-]+)/restore", bob.get(f"{bob.base}/snapshots").text)
+    assert conflict and link and key and watch and snapshot
+    mine = alice.add("Alice's own memory")
+    a = alice.base
+    for path, data in (
+        (f"{a}/m/{first}/edit", {"content": "Alice was here"}),
+        (f"{a}/m/{first}/state", {"to": "deleted"}),
+        (f"{a}/m/{first}/links", {"other": mine, "relation": "related"}),
+        (f"{a}/m/{mine}/links", {"other": first, "relation": "related"}),
+        (f"{a}/m/{mine}/links", {"other": first, "relation": "related", "direction": "in"}),
+        (f"{a}/m/{first}/links/{link.group(1)}/delete", {}),
+        (f"{a}/m/{mine}/links/{link.group(1)}/delete", {}),
+        (f"{a}/conflicts/{conflict.group(1)}/resolve", {"winner_id": second}),
+        (f"{a}/conflicts/{conflict.group(1)}/dismiss", {}),
+        (f"{a}/keys/{key.group(1)}/revoke", {}),
+        (f"{a}/watches/{watch.group(1)}/active", {"active": "0"}),
+        (f"{a}/watches/{watch.group(1)}/test", {}),
+        (f"{a}/watches/{watch.group(1)}/delete", {}),
+        (f"{a}/snapshots/{snapshot.group(1)}/restore", {"mode": "replace"}),
+        (f"{a}/snapshots/{snapshot.group(1)}/delete", {}),
+    ):
+        reply = alice.post(path, data)
+        assert reply.status_code == 404, (path, reply.status_code, reply.text[:300])
+        assert "Bob" not in reply.text, path
+    for path in (f"{a}/m/{first}", f"{a}/m/{first}/graph", f"{a}/users/{first}"):
+        assert alice.get(path).status_code == 404, path
+    # Bob's brain is as he left it.
+    page = bob.get(f"{bob.base}/m/{first}").text
+    assert "Bob&#x27;s office opens at 9" in page and "Alice" not in page
+    assert "badge deleted" not in page and f"/links/{link.group(1)}/delete" in page
+    assert 'class="card conflict"' in bob.get(f"{bob.base}/conflicts").text
+    keys_page = bob.get(f"{bob.base}/keys").text
+    assert f"/keys/{key.group(1)}/revoke" in keys_page
+    watches_page = bob.get(f"{bob.base}/watches").text
+    assert f"/watches/{watch.group(1)}/active" in watches_page and "paused" not in watches_page
+    assert f"/snapshots/{snapshot.group(1)}/restore" in bob.get(f"{bob.base}/snapshots").text
