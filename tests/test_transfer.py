@@ -439,3 +439,25 @@ def test_rest_import_by_a_non_owner_does_not_set_the_policy(
             {"b": tenant.brain_id},
         ).scalar()
     assert stored is None
+
+
+def test_rest_import_skips_memories_with_fields_of_the_wrong_type(
+    engine: Engine, settings: Settings, tenant: Tenant
+) -> None:
+    """A malformed field is an `invalid` skip with its reason, never a 500."""
+    client = LambdaClient(settings, key=tenant.key)
+    bad = [
+        {"content": "a", "tags": "drinks"},
+        {"content": "b", "metadata": "not json"},
+        {"content": "c", "title": {"a": 1}},
+        {"content": "d", "user_id": 5},
+        {"content": "e", "key": ["k"]},
+    ]
+    good = {"content": "f", "id": 7}
+    body = "".join(json.dumps({"kind": "memory", "data": d}) + "\n" for d in [*bad, good])
+    reply = client.post("/v1/import", body=body, headers={"content-type": fmt.MEDIA_TYPE})
+    assert reply.status == 200, reply.body
+    result = reply.json()
+    assert result["by_kind"]["memory"]["skipped_by_reason"] == {"invalid": len(bad)}
+    assert result["imported"] == 1
+    assert all(s["message"] for s in result["skipped_samples"])

@@ -100,6 +100,20 @@ def _stamp(value: Any, name: str) -> int | None:
         raise Skip("invalid", exc.message) from None
 
 
+# Memory fields that are text or null: another JSON type would fail in the database (a 500).
+_TEXT_FIELDS = ("user_id", "agent_id", "run_id", "title", "key", "source", "superseded_by")
+
+
+def _json_field(value: Any, name: str) -> Any:
+    """A field exports write as JSON but older sources may hold as a JSON string."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise Skip("invalid", f"{name} is a string that is not JSON") from None
+
+
 def memory_row(shape: TableShape, data: dict[str, Any]) -> dict[str, Any]:
     """A memory record checked and completed with the defaults a new memory gets."""
     content = data.get("content")
@@ -118,17 +132,16 @@ def memory_row(shape: TableShape, data: dict[str, Any]) -> dict[str, Any]:
         raise Skip("invalid", f"state must be one of {', '.join(_STATES)}")
     if row["type"] == "fact" and not row.get("key"):
         raise Skip("invalid", "a fact needs a key")
-    tags = data.get("tags")
-    if isinstance(tags, str):
-        tags = json.loads(tags)
+    for name in _TEXT_FIELDS:
+        if row.get(name) is not None and not isinstance(row[name], str):
+            raise Skip("invalid", f"{name} must be a string")
+    tags = _json_field(data.get("tags"), "tags")
     if tags is None:
         tags = []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise Skip("invalid", "tags must be a list of strings")
     row["tags"] = tags
-    metadata = data.get("metadata")
-    if isinstance(metadata, str):
-        metadata = json.loads(metadata)
+    metadata = _json_field(data.get("metadata"), "metadata")
     if metadata is None:
         metadata = {}
     if not isinstance(metadata, dict):
