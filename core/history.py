@@ -51,16 +51,24 @@ def record(
     )
 
 
-def for_memory(conn: Connection, scope: Scope, memory_id: str) -> list[dict[str, Any]]:
-    """Oldest first. The caller has already checked that the memory is visible to the scope."""
-    rows = conn.execute(
-        sql(
-            "SELECT id, memory_id, event, old_memory, new_memory, detail, actor_id, role, "
-            "is_deleted, created_at, updated_at FROM memory_history "
-            "WHERE brain_id = :brain AND memory_id = :memory ORDER BY created_at, id"
-        ),
-        {"brain": scope.brain_id, "memory": memory_id},
-    ).mappings()
+def for_memory(
+    conn: Connection, scope: Scope, memory_id: str, *, newest: int | None = None
+) -> list[dict[str, Any]]:
+    """Oldest first. The caller has already checked that the memory is visible to the scope.
+    `newest`: only that many of the latest rows (a memory an agent rewrites all day has more
+    history than a page should read)."""
+    columns = (
+        "SELECT id, memory_id, event, old_memory, new_memory, detail, actor_id, role, "
+        "is_deleted, created_at, updated_at FROM memory_history "
+        "WHERE brain_id = :brain AND memory_id = :memory "
+    )
+    params: dict[str, Any] = {"brain": scope.brain_id, "memory": memory_id}
+    if newest is None:
+        rows = list(conn.execute(sql(columns + "ORDER BY created_at, id"), params).mappings())
+    else:
+        statement = sql(columns + "ORDER BY created_at DESC, id DESC LIMIT :newest")
+        rows = list(conn.execute(statement, {**params, "newest": newest}).mappings())
+        rows.reverse()
     return [
         {
             **row,

@@ -16,8 +16,9 @@ from starlette.testclient import TestClient
 
 from core import accounts, memberships
 from core.config import Settings
-from core.db.engine import transaction
+from core.db.engine import sql, transaction
 from handlers.api import create_app
+from handlers.console.routes import memories as memory_routes
 from tests.oauth_fixtures import PASSWORD, auth_settings
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -358,6 +359,35 @@ def test_edit_adds_a_history_row_with_old_and_new(alice: Person) -> None:
     assert bad.status_code == 422 and "metadata must be a JSON object" in bad.text
     bad = alice.post(f"{alice.base}/m/{memory}/edit", {"content": "y", "importance": "7"})
     assert bad.status_code == 422 and "importance" in bad.text
+
+
+def test_a_long_history_shows_only_its_newest_rows(alice: Person, engine: Engine) -> None:
+    memory = alice.add("Mood: calm")
+    with transaction(engine) as conn:
+        conn.execute(
+            sql(
+                "INSERT INTO memory_history (id, brain_id, memory_id, event, old_memory, "
+                "new_memory, is_deleted, created_at) "
+                "VALUES (:id, :brain, :memory, 'UPDATE', :old, :new, 0, :at)"
+            ),
+            [
+                {
+                    "id": f"hist-{i:04d}",
+                    "brain": alice.brain,
+                    "memory": memory,
+                    "old": f"Mood: step {i - 1}",
+                    "new": f"Mood: step {i}",
+                    "at": 4_000_000_000_000 + i,
+                }
+                for i in range(1, 301)
+            ],
+        )
+    page = alice.get(f"{alice.base}/m/{memory}").text
+    rows = re.findall(r'<tr class="ev-(\w+)">(.*?)</tr>', page, re.S)
+    assert len(rows) == memory_routes.HISTORY_SHOWN
+    assert "Mood: step 300" in rows[0][1] and "Mood: step 251" in rows[-1][1]
+    assert 'After</span><div class="text">Mood: step 250<' not in page
+    assert "newest 50 changes" in page
 
 
 def test_state_changes_and_restore(alice: Person) -> None:

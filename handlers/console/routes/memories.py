@@ -31,6 +31,7 @@ PAGE_SIZE = 25
 SEARCH_PAGE_SIZE = 10  # as POST /v1/search's default
 # The list says "1,000+" past this: an exact count would read every row of a large brain.
 COUNT_CAP = 1000
+HISTORY_SHOWN = 50
 
 
 def _filters(q: list_tpl.ListQuery) -> dict[str, Any]:
@@ -139,7 +140,8 @@ def _bundle(
     conn: Connection, scope: Scope, memory_id: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     memory = memories.get(conn, scope, memory_id)
-    rows = history.for_memory(conn, scope, memory_id)
+    # One more than shown: whether older rows were left out.
+    rows = history.for_memory(conn, scope, memory_id, newest=HISTORY_SHOWN + 1)
     # History names people by their account id: show the members' emails instead.
     assert scope.account_id is not None
     people = {
@@ -162,6 +164,8 @@ async def _memory_response(
     error: str | None = None,
 ) -> Response:
     memory, rows, link_rows = await view.ctx.read(_bundle, memory_id)
+    more_history = len(rows) > HISTORY_SHOWN
+    rows = rows[-HISTORY_SHOWN:]
     csrf = view.visitor.csrf
     edit = None
     if edit_error is not None:
@@ -170,7 +174,9 @@ async def _memory_response(
     body = (
         done(request)
         + error_box(error)
-        + memory_tpl.page(view.base, memory, csrf, history=rows, links=links, edit=edit)
+        + memory_tpl.page(
+            view.base, memory, csrf, history=rows, links=links, edit=edit, older=more_history
+        )
     )
     return render(view, "memories", memory.get("title") or "Memory", body, status)
 

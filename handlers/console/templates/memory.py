@@ -123,9 +123,18 @@ def edit_form(
     )
 
 
-def history_table(rows: Sequence[Mapping[str, Any]]) -> Html:
+def history_table(rows: Sequence[Mapping[str, Any]], older: bool = False) -> Html:
     if not rows:
         return empty("No history recorded.")
+    left_out = (
+        h(
+            '<p class="muted">Showing the newest {n} changes; older ones are left out '
+            "(GET /v1/memories/{{id}}/history has them all).</p>",
+            n=len(rows),
+        )
+        if older
+        else ""
+    )
     body = join(
         h(
             '<tr class="ev-{cls}"><td>{when}</td><td>{event}{detail}</td><td>{actor}</td>'
@@ -145,8 +154,9 @@ def history_table(rows: Sequence[Mapping[str, Any]]) -> Html:
     return h(
         '<div class="scroll"><table class="history"><thead><tr><th scope="col">When</th>'
         '<th scope="col">Event</th><th scope="col">By</th><th scope="col">Before</th>'
-        '<th scope="col">After</th></tr></thead><tbody>{body}</tbody></table></div>',
+        '<th scope="col">After</th></tr></thead><tbody>{body}</tbody></table></div>{left_out}',
         body=body,
+        left_out=left_out,
     )
 
 
@@ -173,6 +183,7 @@ def page(
     history: Sequence[Mapping[str, Any]],
     links: Html,
     edit: Html | None = None,
+    older: bool = False,
 ) -> Html:
     title = m.get("title") or m.get("key") or preview(m["content"], 70)
     tags = join(
@@ -209,5 +220,5 @@ def page(
         edit=edit if edit is not None else edit_form(base, m, csrf),
         fields=_fields(base, m),
         metadata=metadata,
-        history=history_table(history),
+        history=history_table(history, older),
     )
