@@ -754,6 +754,25 @@ def resolve(
         role=role,
         at=now,
     )
+    # The loser's own state change, as merge and fact supersession record theirs: a sync
+    # consumer or a `memory.*` watch must learn it was superseded (and maybe archived).
+    changelog.record(
+        conn,
+        scope,
+        event_type="memory.superseded",
+        entity_type="memory",
+        entity_id=loser_id,
+        summary=f"Superseded by {winner_id} (conflict): {changelog.preview(loser.content)}",
+        user_id=loser.user_id,
+        actor_id=actor_id,
+        payload={
+            "superseded_by": winner_id,
+            "reason": "conflict",
+            "conflict_id": conflict_id,
+            "state": "archived" if archive else loser.state,
+        },
+        at=now,
+    )
     changelog.record(
         conn,
         scope,

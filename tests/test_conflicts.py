@@ -232,6 +232,11 @@ def test_resolve_archives_the_loser_with_history_link_and_changelog(
     assert winner_history[-1]["detail"]["supersedes"] == old["id"]
     feed = client.get("/v1/changelog", query={"event_type": "conflict.resolved"}).json()
     assert [e["entity_id"] for e in feed["results"]] == [conflict["id"]]
+    # The loser's state change is in the feed as a memory event, as a merge's sources are.
+    feed = client.get("/v1/changelog", query={"event_type": "memory.superseded"}).json()
+    assert [(e["entity_id"], e["payload"]["state"]) for e in feed["results"]] == [
+        (old["id"], "archived")
+    ]
     again = client.post(url, json_body={"winner_id": new["id"]})
     assert again.status == 409 and again.json()["error"]["code"] == "conflict_closed"
 
