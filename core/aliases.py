@@ -154,6 +154,21 @@ def add(
             payload={"canonical_id": canonical_id, "archived": archived},
             at=now,
         )
+        if archived:
+            # A state change a sync consumer or a `memory.*` watch must see, as every other
+            # archive path records it (core/hygiene.py archive_rows).
+            changelog.record(
+                conn,
+                scope,
+                event_type="memory.archived",
+                entity_type="memory",
+                entity_id=alias_id,
+                summary=f"Archived {alias.type}: {changelog.preview(alias.content)}",
+                user_id=alias.user_id,
+                actor_id=actor_id,
+                payload={"from": "active", "to": "archived", "alias_of": canonical_id},
+                at=now,
+            )
     history.record(
         conn,
         scope,

@@ -143,6 +143,8 @@ def test_aliases_map_list_archive_and_delete(client: LambdaClient, other_tenant:
     assert [r["alias_memory_id"] for r in body["results"]] == [nick["id"], title["id"]]
     assert body["results"][0]["confidence"] == 0.9 and body["results"][0]["note"] == "same person"
     assert client.get(f"/v1/memories/{nick['id']}").json()["state"] == "archived"
+    archived = client.get("/v1/changelog", query={"event_type": "memory.archived"}).json()
+    assert sorted(e["entity_id"] for e in archived["results"]) == sorted([nick["id"], title["id"]])
     assert _history(client, nick["id"])[-1]["detail"]["alias_of"] == bob["id"]
     assert _history(client, bob["id"])[-1]["detail"]["aliases_added"] == [nick["id"], title["id"]]
     from_alias = client.get(f"/v1/memories/{title['id']}/aliases").json()
