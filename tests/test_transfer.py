@@ -461,3 +461,28 @@ def test_rest_import_skips_memories_with_fields_of_the_wrong_type(
     assert result["by_kind"]["memory"]["skipped_by_reason"] == {"invalid": len(bad)}
     assert result["imported"] == 1
     assert all(s["message"] for s in result["skipped_samples"])
+
+
+def test_rest_import_skips_rows_the_database_would_refuse(
+    engine: Engine, settings: Settings, tenant: Tenant
+) -> None:
+    """Wrong types and values outside a CHECK are `invalid` skips, never a 500 (nor, on
+    SQLite, stored as they came)."""
+    client = LambdaClient(settings, key=tenant.key)
+    memories = [{"kind": "memory", "data": {"id": f"wt-{n}", "content": f"m{n}"}} for n in (1, 2)]
+    bad = [
+        {"kind": "link", "data": {"from_id": "wt-1", "to_id": "wt-2", "relation": "related",
+                                  "weight": "heavy"}},
+        {"kind": "link", "data": {"from_id": "wt-1", "to_id": "wt-2", "relation": "supports",
+                                  "origin": "guessed"}},
+        {"kind": "user", "data": {"user_id": "bob", "reflection_count": "many"}},
+        {"kind": "user", "data": {"user_id": {"x": 1}}},
+        {"kind": "trust", "data": {"source_key": "chat", "trust": "high"}},
+        {"kind": "trust", "data": {"source_key": "chat2", "trust": 7}},
+    ]  # fmt: skip
+    body = "".join(json.dumps(r) + "\n" for r in [*memories, *bad])
+    reply = client.post("/v1/import", body=body, headers={"content-type": fmt.MEDIA_TYPE})
+    assert reply.status == 200, reply.body
+    result = reply.json()
+    assert result["skipped"] == len(bad) and result["imported"] == 2
+    assert {s["reason"] for s in result["skipped_samples"]} == {"invalid"}

@@ -53,6 +53,7 @@ from core.transfer import format as fmt
 from core.transfer.report import STRATEGIES, ImportReport, Strategy
 from core.transfer.rows import (
     EVENTS,
+    LINK_ORIGINS,
     RELATIONS,
     Known,
     Skip,
@@ -599,6 +600,8 @@ class ImportRun:
         row = plain_row(shape, data, required=("from_id", "to_id", "relation"))
         if row["relation"] not in RELATIONS:
             raise Skip("invalid", f"relation must be one of {', '.join(RELATIONS)}")
+        if row.get("origin") is not None and row["origin"] not in LINK_ORIGINS:
+            raise Skip("invalid", f"origin must be one of {', '.join(LINK_ORIGINS)}")
         row["from_id"] = self._memory_ref(conn, known, str(row["from_id"]))
         row["to_id"] = self._memory_ref(conn, known, str(row["to_id"]))
         if row.get("created_at") is None:
@@ -655,6 +658,8 @@ class ImportRun:
         if shape is None:
             raise Skip("unsupported", f"this database has no {TABLES[kind]} table")
         row = plain_row(shape, data, required=shape.key)
+        if kind == "trust" and not 0 <= float(row.get("trust", 0.5)) <= 1:
+            raise Skip("invalid", "trust must be between 0 and 1")
         now = now_ms()
         for stamp in ("created_at", "updated_at"):
             if stamp in shape.columns and row.get(stamp) is None:

@@ -25,6 +25,8 @@ EVENTS = ("ADD", "UPDATE", "DELETE", "ARCHIVE", "RESTORE")
 
 RELATIONS = ("related", "supports", "contradicts", "supersedes", "causes", "example_of")
 
+LINK_ORIGINS = ("manual", "inferred", "system")
+
 
 class Skip(Exception):
     def __init__(self, reason: str, message: str | None = None) -> None:
@@ -184,7 +186,22 @@ def plain_row(
             row[name] = _stamp(row[name], name)
     for name, value in row.items():
         if isinstance(value, dict | list):
+            if name in shape.key:
+                raise Skip("invalid", f"{name} must be a string")
             row[name] = json.dumps(value)
+    # A value of the wrong type would fail in the database (a 500) or, on SQLite, be stored.
+    for name, kind in shape.kinds:
+        value = row.get(name)
+        if value is None or name in shape.timestamps:
+            continue
+        if kind == "text" and not isinstance(value, str):
+            raise Skip("invalid", f"{name} must be a string")
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        whole = isinstance(value, bool) or (numeric and float(value).is_integer())
+        if kind == "int" and not whole:  # flags (is_deleted) are integer columns
+            raise Skip("invalid", f"{name} must be a whole number")
+        if kind == "float" and not numeric:
+            raise Skip("invalid", f"{name} must be a number")
     return row
 
 

@@ -3,7 +3,10 @@ of the schema add round-trip through export and import without this package know
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import Connection, inspect
 
@@ -39,6 +42,8 @@ class TableShape:
     columns: tuple[str, ...]  # data columns (brain_id and derived ones left out)
     key: tuple[str, ...]  # primary key without brain_id
     timestamps: frozenset[str]
+    # Column -> "int", "float" or "text", for the columns whose values an import checks.
+    kinds: tuple[tuple[str, str], ...] = ()
 
 
 _shapes: dict[tuple[str, str], TableShape | None] = {}
@@ -63,9 +68,28 @@ def table_shape(conn: Connection, table: str) -> TableShape | None:
         for c in described
         if c["name"].endswith("_at") and "INT" in str(c["type"]).upper()
     )
-    shape = TableShape(table, columns, key, stamps)
+    shape = TableShape(table, columns, key, stamps, tuple(_kinds(described)))
     _shapes[cache_key] = shape
     return shape
+
+
+def _kinds(described: list[Any]) -> Iterator[tuple[str, str]]:
+    for column in described:
+        if column["name"] in _DERIVED:
+            continue
+        python_type = None
+        try:
+            python_type = column["type"].python_type
+        except NotImplementedError:
+            continue
+        if python_type is bool:
+            continue
+        if python_type is int:
+            yield column["name"], "int"
+        elif python_type in (float, Decimal):
+            yield column["name"], "float"
+        elif python_type is str:
+            yield column["name"], "text"
 
 
 def shape_of(conn: Connection, table: str) -> TableShape:
