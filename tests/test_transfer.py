@@ -480,9 +480,11 @@ def test_rest_import_skips_rows_the_database_would_refuse(
         {"kind": "trust", "data": {"source_key": "chat", "trust": "high"}},
         {"kind": "trust", "data": {"source_key": "chat2", "trust": 7}},
     ]  # fmt: skip
+    # A null where the column needs a value takes its default.
+    memories.append({"kind": "trust", "data": {"source_key": "chat3", "trust": None}})
     body = "".join(json.dumps(r) + "\n" for r in [*memories, *bad])
     reply = client.post("/v1/import", body=body, headers={"content-type": fmt.MEDIA_TYPE})
     assert reply.status == 200, reply.body
     result = reply.json()
-    assert result["skipped"] == len(bad) and result["imported"] == 2
+    assert result["skipped"] == len(bad) and result["imported"] == 3
     assert {s["reason"] for s in result["skipped_samples"]} == {"invalid"}

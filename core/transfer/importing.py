@@ -658,7 +658,7 @@ class ImportRun:
         if shape is None:
             raise Skip("unsupported", f"this database has no {TABLES[kind]} table")
         row = plain_row(shape, data, required=shape.key)
-        if kind == "trust" and not 0 <= float(row.get("trust", 0.5)) <= 1:
+        if kind == "trust" and not 0 <= float(row.get("trust", 0)) <= 1:
             raise Skip("invalid", "trust must be between 0 and 1")
         now = now_ms()
         for stamp in ("created_at", "updated_at"):

@@ -180,7 +180,12 @@ def plain_row(
     for name in required:
         if data.get(name) in (None, ""):
             raise Skip("invalid", f"{name} is required")
-    row = {c: data[c] for c in shape.columns if c in data}
+    # An explicit null where the column cannot hold one: left out, so the default applies.
+    row = {
+        c: data[c]
+        for c in shape.columns
+        if c in data and not (data[c] is None and c in shape.not_null)
+    }
     for name in shape.timestamps:
         if name in row:
             row[name] = _stamp(row[name], name)

@@ -44,6 +44,7 @@ class TableShape:
     timestamps: frozenset[str]
     # Column -> "int", "float" or "text", for the columns whose values an import checks.
     kinds: tuple[tuple[str, str], ...] = ()
+    not_null: frozenset[str] = frozenset()
 
 
 _shapes: dict[tuple[str, str], TableShape | None] = {}
@@ -68,7 +69,8 @@ def table_shape(conn: Connection, table: str) -> TableShape | None:
         for c in described
         if c["name"].endswith("_at") and "INT" in str(c["type"]).upper()
     )
-    shape = TableShape(table, columns, key, stamps, tuple(_kinds(described)))
+    not_null = frozenset(c["name"] for c in described if not c.get("nullable", True))
+    shape = TableShape(table, columns, key, stamps, tuple(_kinds(described)), not_null)
     _shapes[cache_key] = shape
     return shape
 
