@@ -390,6 +390,34 @@ def test_a_long_history_shows_only_its_newest_rows(alice: Person, engine: Engine
     assert "newest 50 changes" in page
 
 
+def test_nul_characters_are_a_400_page_not_a_server_error(alice: Person) -> None:
+    # PostgreSQL refuses NUL in text: the console says what to fix before any SQL runs.
+    memory = alice.add("A plain memory")
+    for path in (
+        f"{alice.base}/changelog?type=%00",
+        f"{alice.base}/memories?user=a%00b",
+        f"{alice.base}/memories?q=tea%00",
+        f"{alice.base}/users?after=%00",
+        f"{alice.base}/users/a%00b",
+        f"{alice.base}/m/%00",
+    ):
+        reply = alice.get(path)
+        assert reply.status_code == 400, path
+        assert "NUL" in reply.text, path
+    for path, data in (
+        (f"{alice.base}/new", {"content": "bad\x00content"}),
+        (f"{alice.base}/m/{memory}/edit", {"content": "edited\x00"}),
+        (f"{alice.base}/keys", {"user_id": "\x00"}),
+        ("/console/brains", {"name": "a\x00b"}),
+    ):
+        reply = alice.post(path, data)
+        assert reply.status_code == 400, path
+        assert "NUL" in reply.text, path
+    assert alice.post(f"{alice.base}/keys", {"user_id": "\x00"}, csrf=False).status_code == 403
+    page = alice.get(f"{alice.base}/m/{memory}").text
+    assert "A plain memory" in page and "edited" not in page
+
+
 def test_state_changes_and_restore(alice: Person) -> None:
     memory = alice.add("Something to archive")
     assert alice.post(f"{alice.base}/m/{memory}/state", {"to": "archived"}).status_code == 303

@@ -205,6 +205,9 @@ async def checked_form(request: Request, expected: str) -> Form:
         raise CsrfRejected
     if not _origin_ok(request):
         raise CsrfRejected
+    if any("\x00" in text for name, values in form.fields.items() for text in (name, *values)):
+        # PostgreSQL refuses NUL in text: say so here rather than fail in SQL.
+        raise BadRequest("a field holds a NUL character (\\x00): remove it and send the form again")
     return form
 
 

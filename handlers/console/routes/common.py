@@ -44,11 +44,28 @@ def first_problem(exc: ValidationError) -> str:
     return f"{where}: {error.get('msg', 'invalid value')}" if where else error.get("msg", "")
 
 
+NUL_MESSAGE = (
+    "The address holds a NUL character (%00), which no name, id or search can contain: "
+    "remove it and try again."
+)
+
+
+def _has_nul(request: Request) -> bool:
+    # Decoded values: %00 in a path or query reaches SQL as a NUL, which PostgreSQL refuses.
+    values = [
+        *request.path_params.values(),
+        *(v for kv in request.query_params.multi_items() for v in kv),
+    ]
+    return any("\x00" in str(value) for value in values)
+
+
 def page(fn: Endpoint) -> Endpoint:
     """Wraps an endpoint so that what goes wrong is shown as a page a person can act on."""
 
     @functools.wraps(fn)
     async def endpoint(request: Request) -> Response:
+        if _has_nul(request):
+            return respond(error_page(400, NUL_MESSAGE), 400)
         try:
             return await fn(request)
         except SignInRequired:
