@@ -418,6 +418,18 @@ def test_nul_characters_are_a_400_page_not_a_server_error(alice: Person) -> None
     assert "A plain memory" in page and "edited" not in page
 
 
+def test_metadata_must_be_strict_json_and_numbers_not_nan(alice: Person) -> None:
+    memory = alice.add("Numbers in metadata")
+    for raw in ('{"a": NaN}', '{"a": Infinity}', '{"a": -Infinity}'):
+        reply = alice.post(f"{alice.base}/m/{memory}/edit", {"content": "x", "metadata": raw})
+        assert reply.status_code == 422, raw
+        assert "metadata is not valid JSON" in reply.text
+    assert "NaN" not in alice.get(f"{alice.base}/m/{memory}").text
+    # Nor is "nan" a number between 0 and 1 (it was skipped as "unchanged").
+    reply = alice.post(f"{alice.base}/m/{memory}/edit", {"content": "x", "importance": "nan"})
+    assert reply.status_code == 422 and "importance must be a number" in reply.text
+
+
 def test_state_changes_and_restore(alice: Person) -> None:
     memory = alice.add("Something to archive")
     assert alice.post(f"{alice.base}/m/{memory}/state", {"to": "archived"}).status_code == 303

@@ -5,6 +5,7 @@ person browsing is not counted as a recall (no access is recorded)."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from pydantic import ValidationError
@@ -187,6 +188,11 @@ async def memory_page(request: Request) -> Response:
     return await _memory_response(request, view, request.path_params["id"])
 
 
+def _not_json(constant: str) -> Any:
+    # Python's json reads NaN and Infinity, which JSON has not: the API could not send them back.
+    raise ValueError(f"{constant} is not a JSON value; use a number or a string")
+
+
 def _patch_from(form: Form, current: dict[str, Any]) -> MemoryPatch:
     """Only what changed goes into the patch, so the history says what was edited."""
     changes: dict[str, Any] = {}
@@ -209,11 +215,13 @@ def _patch_from(form: Form, current: dict[str, Any]) -> MemoryPatch:
                 number = float(raw)
             except ValueError:
                 raise InvalidInput(f"{name} must be a number between 0 and 1") from None
+            if math.isnan(number):  # float() reads "nan", which compares unequal to nothing
+                raise InvalidInput(f"{name} must be a number between 0 and 1")
             if abs(number - float(current[name])) > 1e-9:
                 changes[name] = number
     raw_metadata = form.get("metadata").strip() or "{}"
     try:
-        metadata = json.loads(raw_metadata)
+        metadata = json.loads(raw_metadata, parse_constant=_not_json)
     except ValueError as exc:
         raise InvalidInput(f"metadata is not valid JSON: {exc}") from None
     if not isinstance(metadata, dict):
