@@ -478,12 +478,14 @@ def archive_rows(
             index.on_state(conn, scope.brain_id, r.id)
     else:
         # What Indexer.on_state does, for the whole batch: vector caches see the new state.
+        # The clock now, not the run's `now`: caches read rows changed since their last
+        # refresh, and a refresh since the run began would never see an older stamp.
         conn.execute(
             sql(
                 "UPDATE memory_vectors SET updated_at = :now "
                 f"WHERE {_by_id_brain(conn)} = :brain AND memory_id {among}"
             ),
-            {"now": now, "brain": scope.brain_id, "ids": ids},
+            {"now": now_ms(), "brain": scope.brain_id, "ids": ids},
         )
     detail = {"from": "active", "to": "archived", **reason}
     _insert_history(

@@ -218,6 +218,29 @@ def test_retention_archives_exactly_the_memories_past_it(engine: Engine, tenant:
     assert hygiene.retention(engine, hygiene.system_scope(brain), SETTINGS).count == 0
 
 
+def test_retention_archive_reaches_warm_vector_caches(
+    client: LambdaClient, engine: Engine, tenant: Tenant
+) -> None:
+    # A run's batches come after its start: stamping the vector rows with the start time put
+    # them before what a cache refreshed meanwhile reads, which kept them "active" there.
+    from core.embeddings import get_embedder
+    from core.search import vectors
+
+    brain = tenant.brain_id
+    _set_policy(engine, brain, retention_days=30)
+    ids = [_create(client, content=f"Old fact number {i} about the cellar")["id"] for i in range(2)]
+    age(engine, ids, days=40)
+    embedder = get_embedder(client.app.state.services.settings.embedder)
+    with transaction(engine, write=False) as conn:
+        vectors.cached(conn, brain, embedder.name, embedder.dims)  # warm, as a search leaves it
+    run_started = now_ms() - 60_000
+    run = hygiene.retention(engine, hygiene.system_scope(brain), SETTINGS, now=run_started)
+    assert run.count == 2
+    with transaction(engine, write=False) as conn:
+        cache = vectors.cached(conn, brain, embedder.name, embedder.dims)
+    assert [int(cache.state_of[cache.rows[i]]) for i in ids] == [1, 1]  # archived
+
+
 def test_without_retention_days_memories_are_kept_forever(engine: Engine, tenant: Tenant) -> None:
     ids = insert_memories(engine, tenant.brain_id, 2, idle_days=5000)
     run = hygiene.retention(engine, hygiene.system_scope(tenant.brain_id), SETTINGS)
