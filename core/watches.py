@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 
 from core import changelog
 from core.db.engine import sql
-from core.errors import NotFound
+from core.errors import Conflict, NotFound
 from core.ids import iso, new_id, now_ms
 from core.models import Out, Strict
 from core.scope import Scope
@@ -27,6 +27,9 @@ from core.webhooks.ssrf import Target
 # "memory.created", or a family: "memory.*".
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*(\.[a-z0-9_]+|\.\*)$")
 MAX_EVENT_TYPES = 50
+# Every write of a brain reads its active watches, and the list is one page: both stay cheap
+# only while a brain's watches are few.
+MAX_WATCHES = 100
 EventTypes = Annotated[
     list[str] | Literal["*"],
     Field(description='Event types to deliver, e.g. ["memory.created", "link.*"], or "*" for all.'),
@@ -159,6 +162,15 @@ def create(conn: Connection, scope: Scope, data: WatchIn, checked: Target) -> di
     (a DNS lookup must not hold the write lock)."""
     scope.require_owner()
     assert checked.url == data.webhook_url
+    count = conn.execute(
+        sql("SELECT count(*) FROM watches WHERE brain_id = :brain"), {"brain": scope.brain_id}
+    ).scalar()
+    if int(count or 0) >= MAX_WATCHES:
+        raise Conflict(
+            f"this brain has {MAX_WATCHES} watches, the most it may have: delete or reuse one "
+            "(a watch takes several event types)",
+            code="watch_limit",
+        )
     watch_id = new_id()
     secret = signing.new_secret()
     now = now_ms()

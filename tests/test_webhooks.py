@@ -264,6 +264,30 @@ def test_watch_crud_and_owner_only(
     assert "whsec_" not in json.dumps(feed)
 
 
+def test_a_brain_has_a_bounded_number_of_watches(owner: LambdaClient, engine: Engine) -> None:
+    """Every write of the brain reads its active watches, and the list has no page: both stay
+    bounded because a brain cannot grow watches without end."""
+    from core import watches
+
+    made = create_watch(owner, "https://hooks.example/in")
+    with transaction(engine, write=False) as conn:
+        brain = conn.execute(
+            text("SELECT brain_id FROM watches WHERE id = :id"), {"id": made["id"]}
+        ).scalar()
+    with transaction(engine) as conn:
+        conn.execute(
+            text(
+                "INSERT INTO watches (id, brain_id, name, event_types, webhook_url, secret, "
+                "active, created_at, updated_at) VALUES (:id, :b, 'w', '[\"*\"]', "
+                "'https://hooks.example/in', 'whsec_x', 1, 1, 1)"
+            ),
+            [{"id": uuid.uuid4().hex, "b": brain} for _ in range(watches.MAX_WATCHES - 1)],
+        )
+    full = owner.post("/v1/watches", {"name": "one more", "webhook_url": "https://hooks.example/"})
+    assert (full.status, full.error_code) == (409, "watch_limit"), full.body
+    assert str(watches.MAX_WATCHES) in full.json()["error"]["message"]
+
+
 # --- the outbox --------------------------------------------------------------------------------
 
 
