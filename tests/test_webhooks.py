@@ -618,6 +618,41 @@ def test_two_drainers_at_once_never_send_the_same_delivery(
     assert {d["attempts"] for d in log} == {1}
 
 
+def test_a_drainer_claims_no_more_than_it_can_send_before_its_lease_runs_out(
+    owner: LambdaClient, engine: Engine, hook_settings: Settings
+) -> None:
+    """Each attempt may take two timeouts (connect, then the answer); a batch larger than the
+    workers can send within the lease would still be sending when another drainer may claim
+    the same deliveries again."""
+    watch = create_watch(owner, "https://hooks.example/in", event_types=["watch.test"])
+    brain_id = brain_of(engine, hook_settings.default_brain)
+    scope = Scope(brain_id=brain_id, principal="test", role="owner")
+    with transaction(engine) as conn:
+        for _ in range(3):
+            outbox.enqueue_test(conn, scope, watch["id"])
+    held: list[int] = []
+
+    def sender(target: Target, body: bytes, headers: dict[str, str], *, timeout: float) -> Any:
+        if headers[signing.DELIVERY_HEADER].endswith(watch["id"]):
+            with transaction(engine, write=False) as conn:
+                held.append(
+                    int(
+                        conn.execute(
+                            text(
+                                "SELECT count(*) FROM deliveries WHERE brain_id = :b AND "
+                                "watch_id = :w AND status = 'pending' AND claim_token IS NOT NULL"
+                            ),
+                            {"b": brain_id, "w": watch["id"]},
+                        ).scalar()
+                    )
+                )
+        return deliver.Outcome(True, 204, None)
+
+    settings = WebhookSettings(concurrency=1, lease_seconds=2, timeout_seconds=1)
+    outbox.drain(engine, settings, resolver=RESOLVER, sender=sender)
+    assert held == [1, 1, 1]
+
+
 def test_a_purge_scrubs_unsent_deliveries(owner: LambdaClient, engine: Engine) -> None:
     watch = create_watch(owner, "https://hooks.example/in", event_types=["memory.created"])
     memory = add_memory(owner, "Frank's door code is 4321")

@@ -465,6 +465,14 @@ def record(
         )
 
 
+def _rounds_per_lease(settings: WebhookSettings) -> int:
+    """How many deliveries one worker may send in turn while their claim holds: an attempt
+    can take two timeouts (connecting, then waiting for the answer). A batch sent past its
+    lease may be claimed and sent again by another drainer meanwhile."""
+    per_attempt = max(0.001, 2 * settings.timeout_seconds)
+    return max(1, min(8, int(settings.lease_seconds // per_attempt)))
+
+
 def drain(
     engine: Engine,
     settings: WebhookSettings,
@@ -478,7 +486,7 @@ def drain(
     the budget is spent; what is left stays pending for the next drain."""
     started = time.perf_counter()
     report = DrainReport()
-    batch = batch_size or settings.concurrency * 8
+    batch = batch_size or settings.concurrency * _rounds_per_lease(settings)
     with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
         while time.perf_counter() - started < budget_seconds:
             with transaction(engine, write=True) as conn:
