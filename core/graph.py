@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 
 from core.config import RankingSettings
 from core.db.engine import sql
-from core.errors import InvalidInput, NotFound
+from core.errors import Conflict, InvalidInput, NotFound
 from core.link_models import PathQuery, SubgraphQuery
 from core.links import LINK_NAMES, link_dict, member_of, memory_ref, visible_memory
 from core.memories import COLUMNS, to_dict
@@ -369,6 +369,14 @@ def _path_result(
     ).all()
     links = {(r.from_id, r.to_id, r.relation): link_dict(r) for r in rows}
     nodes = _memories(conn, walk, ids)
+    if any(step not in links for step in steps) or any(i not in nodes for i in ids):
+        # PostgreSQL reads each statement afresh (read committed): a link deleted or a memory
+        # archived since the walk read it is gone here. The path no longer holds: say so.
+        raise Conflict(
+            "the graph changed while the path was searched (a link or memory on it went): "
+            "ask again",
+            code="graph_changed",
+        )
     edges = []
     for position, triple in enumerate(steps):
         direction = "forward" if triple[0] == ids[position] else "backward"

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, event, text
 
 from core import graph
 from core.db.engine import transaction
-from core.errors import NotFound
+from core.errors import Conflict, NotFound
 from core.ids import new_id
 from core.link_models import PathQuery, SubgraphQuery
 from core.policy import set_policy
@@ -200,6 +200,38 @@ def test_path_errors_are_clear(
     assert _path(client, ids[0], ids[1]).error_code == "memory_inactive"
     assert client.get("/v1/graph/path", query={"from_id": a}).status == 422
     assert _path(client, a, b, max_hops=13).status == 422
+
+
+def test_a_path_whose_link_goes_mid_search_is_a_409(
+    client: LambdaClient, engine: Engine, tenant: Tenant
+) -> None:
+    ids = _chain(client, 3)  # m0 -related-> m1 <-supports- m2
+    scope = Scope(brain_id=tenant.brain_id, principal="test")
+    with transaction(engine, write=False) as conn:
+        gone = conn.execute(
+            text("SELECT id FROM memory_links WHERE from_id = :f"), {"f": ids[2]}
+        ).scalar_one()
+    fired: list[bool] = []
+
+    def delete_link_before_the_path_is_read_back(*args: Any) -> None:
+        statement = args[2]
+        if fired or "relation = " not in statement or "to_id = " not in statement:
+            return
+        fired.append(True)
+        with transaction(engine) as other:  # another connection: a concurrent delete
+            other.execute(text("DELETE FROM memory_links WHERE id = :id"), {"id": gone})
+
+    event.listen(engine, "before_cursor_execute", delete_link_before_the_path_is_read_back)
+    try:
+        with transaction(engine, write=False) as conn:
+            graph.path(conn, scope, PathQuery(from_id=ids[0], to_id=ids[2]))
+        # SQLite reads from one snapshot: the walk and its read-back agree.
+        assert engine.dialect.name == "sqlite"
+    except Conflict as error:
+        assert error.code == "graph_changed"
+    finally:
+        event.remove(engine, "before_cursor_execute", delete_link_before_the_path_is_read_back)
+    assert fired
 
 
 def test_graph_stats(client: LambdaClient, tenant: Tenant) -> None:
