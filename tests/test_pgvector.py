@@ -358,3 +358,37 @@ def test_a_large_copy_waits_for_migrate_to_build_its_index(
     pgvector.forget()
     assert _ids(_search(client, "Lisbon flight", mode="semantic", limit=1)) == [ids[4]]
     assert vectors._cache == {}
+
+
+def test_cosines_asked_by_id_stay_inside_the_user_and_state_scope(
+    pg_settings: Settings, pg_engine: Engine, pg_tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """z() looks up memories by id: an id outside the scope (another user's, another state's)
+    counts as a memory without a vector, never with its own cosine."""
+    from core.embeddings import get_embedder
+
+    mine = _client(pg_settings, pg_tenant)
+    _add_many(mine, TOPICS, user_id="carol")
+    dave = _add_many(mine, ["Dave keeps his tomatoes watered every morning"], user_id="dave")[0]
+    for old in _add_many(mine, TOPICS[:4], user_id="dave"):
+        assert mine.post(f"/v1/memories/{old}/archive", json_body={}).status == 200
+    embedder = get_embedder(pg_settings.embedder)
+    assert pgvector.ensure(pg_engine, "auto")
+    monkeypatch.setattr(pgvector, "SAMPLE_SIZE", 3)  # not exact: z() asks the database
+    query = embedder.embed(["tomatoes watered every morning"], kind="query")[0]
+    with transaction(pg_engine, write=False) as conn:
+        for user_id, states in (("carol", ("active",)), (None, ("archived",))):
+            semantic = pgvector.PgSemantic.load(
+                conn,
+                brain_id=pg_tenant.brain_id,
+                user_id=user_id,
+                states=states,
+                model=embedder.name,
+                vector=query,
+                noise=0.1,
+                strong=0.5,
+                prior=1.0,
+            )
+            assert not semantic.exact
+            assert semantic.z([dave])[0] == pytest.approx(float(semantic.std.z(semantic.std.mean)))
+            assert dave not in semantic.cosines

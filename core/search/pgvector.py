@@ -443,14 +443,18 @@ class PgSemantic:
 
         missing = [i for i in ids if i not in self.cosines]
         if missing and not self.exact:
-            found = self.conn.execute(
-                text(
-                    f"SELECT memory_id, -(embedding <#> CAST(:q AS vector)) FROM {TABLE} "
-                    "WHERE brain_id = :brain AND memory_id = ANY(CAST(:ids AS text[])) AND "
-                    f"{_predicate(self.model, self.dims)}"
-                ),
-                {"brain": self.params["brain"], "q": self.params["q"], "ids": missing},
-            ).all()
+            # In the scope like every other query here (user and states too, not only the
+            # brain): an id outside it counts as a memory without a vector.
+            statement = text(
+                "SELECT p.memory_id, -(p.embedding <#> CAST(:q AS vector)) "
+                f"FROM {TABLE} p JOIN memories m ON m.id = p.memory_id "
+                "WHERE p.brain_id = :brain AND p.memory_id = ANY(CAST(:ids AS text[])) AND "
+                f"{_predicate(self.model, self.dims, 'p.')} AND {self.scope_where}"
+            )
+            if "states" in self.params:
+                statement = statement.bindparams(bindparam("states", expanding=True))
+            params = {k: v for k, v in self.params.items() if k != "k"}
+            found = self.conn.execute(statement, {**params, "ids": missing}).all()
             self.cosines.update((memory_id, float(c)) for memory_id, c in found)
         cosines = np.array([self.cosines.get(i, self.std.mean) for i in ids], np.float64)
         return self.std.z(cosines)
