@@ -173,6 +173,8 @@ LOOPBACK_OK = WebhookSettings(allow_http_loopback=True)
         ("https://mixed.example/hook", "private"),
         ("https://10.1.2.3/", "private"),
         ("https://[::ffff:10.0.0.1]/", "private"),
+        ("https://[2002:a9fe:a9fe::]/", "metadata"),  # 6to4 around 169.254.169.254
+        ("https://[2002:a00:1::]/", "private"),
         ("https://[::1]/", "loopback"),
         ("https://0.0.0.0/", "unspecified"),
         ("https://224.0.0.1/", "multicast"),

@@ -78,6 +78,9 @@ def refusal(address: IPAddress, *, allow_loopback: bool) -> str | None:
     """Why `address` is off limits, or None when a webhook may go there."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return refusal(address.ipv4_mapped, allow_loopback=allow_loopback)
+    if isinstance(address, ipaddress.IPv6Address) and address.sixtofour is not None:
+        # 6to4 (2002::/16) carries an IPv4 address that a relay may deliver to.
+        return refusal(address.sixtofour, allow_loopback=False)
     if address in _METADATA:
         return "a cloud metadata address"
     if address.is_loopback:
