@@ -392,3 +392,26 @@ def test_cosines_asked_by_id_stay_inside_the_user_and_state_scope(
             assert not semantic.exact
             assert semantic.z([dave])[0] == pytest.approx(float(semantic.std.z(semantic.std.mean)))
             assert dave not in semantic.cosines
+
+
+def test_a_model_name_with_quotes_colons_and_percents_is_only_a_literal(
+    pg_settings: Settings, pg_engine: Engine
+) -> None:
+    """Model names go into the SQL as literals (partial indexes need them): quoting must hold
+    for any name an operator configures, and a ':word' in it is not a bind parameter."""
+    assert pgvector.ensure(pg_engine, "auto")
+    vector = np.ones(8, np.float32) / np.sqrt(8)
+    for model in ("o'brien (:latest) 100%", "openai:x (::v2)", "a\\\\b'; SELECT 1; --"):
+        with transaction(pg_engine, write=False) as conn:
+            semantic = pgvector.PgSemantic.load(
+                conn,
+                brain_id="no-such-brain",
+                user_id=None,
+                states=None,
+                model=model,
+                vector=vector,
+                noise=0.1,
+                strong=0.5,
+                prior=1.0,
+            )
+        assert semantic.population == 0 and semantic.exact

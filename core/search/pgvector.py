@@ -221,7 +221,8 @@ def forget() -> None:
 
 
 def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+    # For text(): a ':name' inside the literal would otherwise be taken for a bind parameter.
+    return "'" + value.replace("'", "''").replace(":", "\\:") + "'"
 
 
 def _index_name(model: str, dims: int) -> str:
