@@ -193,6 +193,23 @@ def test_decay_over_rest_honours_dry_run_and_user_scope(
     assert reader.post("/v1/decay").status == 403
 
 
+def test_decay_over_rest_stops_between_batches_in_time(
+    client: LambdaClient, tenant: Tenant, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A request that walked a whole large brain would outlast API Gateway's 30 s.
+    from handlers.routes import hygiene as routes
+
+    ids = insert_memories(engine, tenant.brain_id, 3, idle_days=40)
+    monkeypatch.setattr(routes, "_DECAY_REQUEST_SECONDS", -1.0)
+    late = client.post("/v1/decay")
+    assert late.status == 200, late.body
+    assert late.json()["stopped_early"] is True and late.json()["count"] == 0
+    monkeypatch.undo()
+    done = client.post("/v1/decay").json()
+    assert done["count"] == 3 and "stopped_early" not in done
+    assert all(v == pytest.approx(0.45) for v in importance_of(engine, ids).values())
+
+
 # -- retention -------------------------------------------------------------------------------
 
 

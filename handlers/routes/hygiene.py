@@ -3,6 +3,7 @@ forget and the maintenance runs."""
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, StrictFloat, StrictInt
@@ -17,6 +18,8 @@ from handlers.context import authorize
 from handlers.http import ApiRoute, Doc, json_response, read_body, read_query
 
 Number = StrictFloat | StrictInt
+# Time POST /v1/decay may spend on batches, inside the API function's 30 s.
+_DECAY_REQUEST_SECONDS = 20.0
 
 
 class PolicyIn(Strict):
@@ -79,6 +82,9 @@ class BatchRunOut(Out):
     largest_batch: int
     sample: list[dict[str, Any]]
     skipped: str | None = None
+    stopped_early: bool | None = Field(
+        None, description="True when time ran out between batches: call again to go on."
+    )
 
 
 class ForgetOut(Out):
@@ -173,9 +179,14 @@ async def decay(request: Request) -> Response:
     if request.headers.get("content-length", "0") != "0":
         data = await read_body(request, DecayIn)
     settings = ctx.services.settings.maintenance
-    # Batches, each its own transaction: the call manages them rather than ctx.write.
+    # Batches, each its own transaction: the call manages them rather than ctx.write. A large
+    # brain would outlast API Gateway's 30 s: stop between batches in time and say so
+    # (`stopped_early`); the memories done no longer match, so calling again goes on.
+    deadline = time.monotonic() + _DECAY_REQUEST_SECONDS
     run = await ctx.services.call(
-        lambda: hygiene.decay(ctx.engine, ctx.scope, settings, dry_run=data.dry_run)
+        lambda: hygiene.decay(
+            ctx.engine, ctx.scope, settings, dry_run=data.dry_run, deadline=deadline
+        )
     )
     return json_response(run.to_dict())
 
