@@ -33,6 +33,8 @@ from core.search.indexing import Indexer
 from core.webhooks import signing
 
 _SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+# The list of sources is one page: it stays one because a brain's sources are bounded.
+MAX_SOURCES = 100
 
 
 class HookSourceIn(Strict):
@@ -105,6 +107,14 @@ def create_source(conn: Connection, scope: Scope, data: HookSourceIn) -> dict[st
     ).first()
     if taken:
         raise Conflict(f"a hook source named {data.name!r} exists", code="source_exists")
+    count = conn.execute(
+        sql("SELECT count(*) FROM hook_sources WHERE brain_id = :brain"), {"brain": scope.brain_id}
+    ).scalar()
+    if int(count or 0) >= MAX_SOURCES:
+        raise Conflict(
+            f"this brain has {MAX_SOURCES} hook sources, the most it may have: delete one first",
+            code="source_limit",
+        )
     source_id = new_id()
     secret = signing.new_secret()
     now = now_ms()

@@ -151,6 +151,31 @@ def test_a_captured_request_cannot_be_replayed_under_another_delivery_id(
     assert len(owner.get("/v1/memories").json()["results"]) == 1
 
 
+def test_a_brain_has_a_bounded_number_of_hook_sources(owner: LambdaClient, engine: Engine) -> None:
+    from sqlalchemy import text
+
+    from core import hooks
+
+    made = make_source(owner)
+    with transaction(engine, write=False) as conn:
+        brain = conn.execute(
+            text("SELECT brain_id FROM hook_sources WHERE id = :id"), {"id": made["id"]}
+        ).scalar()
+    with transaction(engine) as conn:
+        conn.execute(
+            text(
+                "INSERT INTO hook_sources (id, brain_id, name, secret, active, created_at, "
+                "updated_at) VALUES (:id, :b, :name, 'whsec_x', 1, 1, 1)"
+            ),
+            [
+                {"id": uuid.uuid4().hex, "b": brain, "name": f"s{n}"}
+                for n in range(hooks.MAX_SOURCES - 1)
+            ],
+        )
+    full = owner.post("/v1/hooks/sources", {"name": "one-more"})
+    assert (full.status, full.error_code) == (409, "source_limit"), full.body
+
+
 def _memory_event(brain: str, **detail: Any) -> dict[str, Any]:
     event = json.loads((EVENTS / "eventbridge.json").read_text())
     event["detail"] = {**event["detail"], "brain": brain, **detail}
