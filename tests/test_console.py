@@ -536,6 +536,43 @@ def test_members_do_not_manage_keys(alice: Person, bob: Person, engine: Engine) 
     assert edited.status_code == 303
 
 
+def test_owner_pages_are_403_for_a_member_and_change_nothing(
+    alice: Person, bob: Person, engine: Engine
+) -> None:
+    with transaction(engine) as conn:
+        owner = accounts.find_by_email(conn, alice.email)
+        assert owner is not None
+        memberships.add_member(conn, owner.id, alice.brain, bob.email, "member")
+    made = alice.post(f"{alice.base}/watches", {"name": "w", "webhook_url": "http://127.0.0.1:9/h"})
+    assert made.status_code == 201
+    watch = re.search(r"/watches/([0-9a-f-]+)/active", alice.get(f"{alice.base}/watches").text)
+    assert alice.post(f"{alice.base}/snapshots", {"label": "mine"}).status_code == 303
+    snap = re.search(r"/snapshots/([0-9a-f-]+)/restore", alice.get(f"{alice.base}/snapshots").text)
+    assert alice.post(f"{alice.base}/keys", {"name": "k"}).status_code == 201
+    key = re.search(r"/keys/([0-9a-f-]+)/revoke", alice.get(f"{alice.base}/keys").text)
+    assert watch and snap and key
+    a = alice.base
+    for path in (f"{a}/keys", f"{a}/watches", f"{a}/snapshots"):
+        assert bob.get(path).status_code == 403, path
+    for path, data in (
+        (f"{a}/keys/{key.group(1)}/revoke", {}),
+        (f"{a}/watches", {"name": "bob", "webhook_url": "http://127.0.0.1:9/b"}),
+        (f"{a}/watches/{watch.group(1)}/active", {"active": "0"}),
+        (f"{a}/watches/{watch.group(1)}/test", {}),
+        (f"{a}/watches/{watch.group(1)}/delete", {}),
+        (f"{a}/snapshots", {"label": "bob"}),
+        (f"{a}/snapshots/{snap.group(1)}/restore", {"mode": "replace"}),
+        (f"{a}/snapshots/{snap.group(1)}/delete", {}),
+    ):
+        assert bob.post(path, data).status_code == 403, path
+    assert f"/keys/{key.group(1)}/revoke" in alice.get(f"{a}/keys").text
+    watches = alice.get(f"{a}/watches").text
+    assert f"/watches/{watch.group(1)}/delete" in watches and "paused" not in watches
+    assert "bob" not in watches
+    snapshots = alice.get(f"{a}/snapshots").text
+    assert f"/snapshots/{snap.group(1)}/delete" in snapshots and "bob" not in snapshots
+
+
 def test_users_and_summaries(alice: Person) -> None:
     alice.add("Alice loves hiking in the Alps", user_id="alice")
     alice.add("Alice works as a nurse", user_id="alice")
