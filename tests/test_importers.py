@@ -723,3 +723,19 @@ def test_the_progress_bar_without_tqdm() -> None:
     bar.update(4, 4)
     bar.close()
     assert out.getvalue().endswith("\rimport mem0 [" + "#" * 30 + "] 100% 4/4\n")
+
+
+def test_a_sql_dump_cannot_write_files(tmp_path: Path) -> None:
+    """A dump is run into an in-memory database; ATTACH and VACUUM INTO would create files
+    wherever the dump says, so they are refused."""
+    from core.importers.sqlite_source import load_sql_dump
+
+    for statement in (
+        f"ATTACH DATABASE '{tmp_path / 'attached.db'}' AS x;",
+        f"VACUUM INTO '{tmp_path / 'vacuumed.db'}';",
+    ):
+        dump = tmp_path / "dump.sql"
+        dump.write_text("CREATE TABLE t (a TEXT);\nINSERT INTO t VALUES ('x');\n" + statement)
+        with pytest.raises(SourceError, match="SQL error"):
+            load_sql_dump(dump)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dump.sql"]

@@ -31,6 +31,9 @@ def load_sql_dump(path: Path) -> sqlite3.Connection:
         raise SourceError(path, "no such file")
     conn = sqlite3.connect(":memory:")
     conn.row_factory = sqlite3.Row
+    # ATTACH, and VACUUM INTO (which SQLite authorizes as an attach), would create files
+    # wherever the dump names; a dump only needs to fill the in-memory database.
+    conn.set_authorizer(_no_attach)
     statement: list[str] = []
     start = 1
     with path.open(encoding="utf-8") as lines:
@@ -51,6 +54,10 @@ def load_sql_dump(path: Path) -> sqlite3.Connection:
     if leftover and not _only_comments(leftover):
         raise SourceError(path, "the last statement is not terminated with ';'", line=start)
     return conn
+
+
+def _no_attach(action: int, *_args: object) -> int:
+    return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_ATTACH else sqlite3.SQLITE_OK
 
 
 def _only_comments(text: str) -> bool:
