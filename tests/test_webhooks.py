@@ -182,6 +182,7 @@ LOOPBACK_OK = WebhookSettings(allow_http_loopback=True)
         ("http://hooks.example/hook", "must be https"),
         ("ftp://hooks.example/", "looks like"),
         ("https://user:pw@hooks.example/", "credentials"),
+        ("https://hooks.example/a b", "spaces or control characters"),
     ],
 )
 def test_ssrf_refusals(url: str, why: str) -> None:

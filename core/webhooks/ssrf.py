@@ -15,6 +15,7 @@ the check and the connection (DNS rebinding) cannot point a delivery at the insi
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ _METADATA = {
     ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud's metadata service
 }
 _MAX_URL = 2048
+_UNSENDABLE = re.compile(r"[\x00-\x20\x7f]")
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -102,6 +104,12 @@ def check_url(url: str, settings: WebhookSettings, resolver: Resolver = system_r
     """The target `url` may be sent to, or UnsafeUrl saying why not."""
     if len(url) > _MAX_URL:
         raise UnsafeUrl(f"a webhook URL is at most {_MAX_URL} characters")
+    if _UNSENDABLE.search(url.strip()):
+        # http.client refuses them in the request line: every delivery would fail.
+        raise UnsafeUrl(
+            "a webhook URL may not hold spaces or control characters: percent-encode them",
+            details={"field": "webhook_url"},
+        )
     try:
         parts = urlsplit(url.strip())
         port = parts.port
