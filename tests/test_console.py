@@ -340,6 +340,76 @@ def test_user_content_is_shown_escaped(alice: Person) -> None:
     assert "&lt;b&gt;bold&lt;/b&gt;" in page
 
 
+class Markup(HTMLParser):
+    """What a page's markup really holds: tags, attribute names, and script sources."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: set[str] = set()
+        self.attributes: set[str] = set()
+        self.scripts: list[str | None] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        self.attributes |= {name for name, _ in attrs}
+        if tag == "script":
+            self.scripts.append(dict(attrs).get("src"))
+
+
+def test_hostile_names_everywhere_stay_text(alice: Person) -> None:
+    """The same hostile text as every field a person or agent can name: brain, memory, user,
+    tag, source, link label, key, watch and snapshot; no page grows a tag or attribute of it."""
+    attr = '" autofocus onfocus="alert(3)" data-pwned="'
+    hostile = f"{HOSTILE}{attr}<svg onload=alert(4)>"
+    assert alice.post("/console/brains", {"name": hostile}).status_code == 303
+    short = '"><svg onload=alert(5)>'  # tags are at most 64 characters
+    first = alice.add(hostile, title=hostile, user_id=hostile, tags=short, key=hostile)
+    second = alice.add(f"Second {hostile}", user_id=hostile)
+    edited = alice.post(
+        f"{alice.base}/m/{first}/edit",
+        {"content": f"Edited {hostile}", "source": hostile, "metadata": "{}", "tags": short},
+    )
+    assert edited.status_code == 303
+    linked = alice.post(
+        f"{alice.base}/m/{first}/links", {"other": second, "relation": "related", "label": "l"}
+    )
+    assert linked.status_code == 303
+    assert alice.post(f"{alice.base}/keys", {"name": hostile[:200]}).status_code == 201
+    watch = alice.post(
+        f"{alice.base}/watches", {"name": hostile[:200], "webhook_url": "http://127.0.0.1:9/h"}
+    )
+    assert watch.status_code == 201
+    assert alice.post(f"{alice.base}/snapshots", {"label": hostile[:200]}).status_code == 303
+    from urllib.parse import quote
+
+    anonymous = TestClient(alice.http.app, base_url="https://testserver", follow_redirects=False)
+    for path in (
+        "/console/brains",
+        f"{alice.base}/memories",
+        f"{alice.base}/memories?q=Edited&user={quote(hostile)}&tag={quote(short)}",
+        f"{alice.base}/memories?q={quote(hostile)}",
+        f"{alice.base}/m/{first}",
+        f"{alice.base}/m/{first}/graph",
+        f"{alice.base}/users",
+        f"{alice.base}/users/{quote(hostile, safe='')}",
+        f"{alice.base}/changelog?type={quote(hostile)}",
+        f"{alice.base}/keys",
+        f"{alice.base}/watches",
+        f"{alice.base}/snapshots",
+        f"/console/login?next=/console/{quote(hostile)}",
+    ):
+        # The sign-in page as someone signed out sees it (a signed-in visitor is sent on).
+        browser = anonymous if path.startswith("/console/login") else alice.http
+        reply = browser.get(path)
+        assert reply.status_code == 200, path
+        found = Markup()
+        found.feed(reply.text)
+        assert "img" not in found.tags, path
+        assert found.scripts == [found.scripts[0]] and found.scripts[0], path  # ours, by src
+        assert not {a for a in found.attributes if a.startswith("on")}, path
+        assert "data-pwned" not in found.attributes, path
+
+
 def test_edit_adds_a_history_row_with_old_and_new(alice: Person) -> None:
     memory = alice.add("Alice drinks green tea", tags="drinks")
     reply = alice.post(
