@@ -352,6 +352,8 @@ def test_rest_transfer_refusals(engine: Engine, settings: Settings, tenant: Tena
     )
     bad = client.post("/v1/import", body='{"kind": "memory", "data"\n', headers=ndjson)
     assert bad.status == 422 and bad.error_code == "malformed_export"
+    not_utf8 = client.post("/v1/import", body=b'{"kind": "memory"}\n\xff\n', headers=ndjson)
+    assert not_utf8.status == 422 and not_utf8.error_code == "malformed_export", not_utf8.body
     small = LambdaClient(settings.with_(max_body_bytes=100), key=tenant.key)
     big = small.post("/v1/import", body=line * 10, headers=ndjson)
     assert big.status == 413

@@ -130,14 +130,14 @@ def parse_lines(lines: Iterable[bytes | str]) -> Iterator[dict[str, Any]]:
     """JSON Lines -> records (blank lines ignored). A line that is not a JSON object stops the
     read with its line number: a half-read file must not pass for a whole one."""
     for number, raw in enumerate(lines, start=1):
-        text = raw.decode() if isinstance(raw, bytes) else raw
-        if not text.strip():
-            continue
         try:
+            text = raw.decode() if isinstance(raw, bytes) else raw
+            if not text.strip():
+                continue
             line = json.loads(text)
-        except ValueError as exc:
+        except ValueError as exc:  # UnicodeDecodeError included
             raise InvalidInput(
-                f"line {number} is not valid JSON: {exc}", code="malformed_export"
+                f"line {number} is not valid UTF-8 JSON: {exc}", code="malformed_export"
             ) from None
         if not isinstance(line, dict):
             raise InvalidInput(f"line {number} is not a JSON object", code="malformed_export")
