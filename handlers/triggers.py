@@ -43,29 +43,42 @@ def _budget(context: Any) -> float:
     return max(1.0, float(remaining()) / 1000 - _MARGIN_SECONDS)
 
 
-def _is_follow_up(records: Sequence[dict[str, Any]]) -> bool:
+def _follow_up_waits(records: Sequence[dict[str, Any]], claimed: int, now: int) -> bool:
+    """Whether a follow-up among `records` continues its chain: it found work, or it woke
+    before its target (SQS delays stop at 15 minutes). One that found its deliveries sent by
+    another drain ends, so chains started by many drains merge instead of piling up."""
     for record in records:
         try:
-            if json.loads(record.get("body") or "{}").get("follow_up"):
-                return True
-        except (ValueError, AttributeError):
+            body = json.loads(record.get("body") or "{}")
+        except ValueError:
             continue
+        if not isinstance(body, dict) or not body.get("follow_up"):
+            continue
+        until = body.get("until")
+        if claimed > 0 or (isinstance(until, int) and now < until):
+            return True
     return False
 
 
 def drain(services: Services, records: Sequence[dict[str, Any]], context: Any) -> dict[str, Any]:
     """Drain the outbox; when retries wait, ask SQS to wake this function again when the
     soonest is due (a follow-up message, delayed up to SQS's 15 minutes). A drain that
-    scheduled no retry starts no follow-up, so follow-ups do not pile up per change; what
-    waits beyond them is swept by the maintenance schedule."""
+    scheduled no retry starts no follow-up, and a follow-up whose work another drain did ends
+    its chain (`_follow_up_waits`), so follow-ups do not pile up per change; the maintenance
+    schedule sweeps whatever is left."""
     settings = services.settings.webhooks
     engine = services.ready_engine()
     report = outbox.drain(engine, settings, budget_seconds=_budget(context))
     result: dict[str, Any] = report.as_dict()
     due = outbox.next_due(engine)
-    if settings.queue_url and due is not None and (report.retrying > 0 or _is_follow_up(records)):
-        delay = math.ceil(max(0, due - now_ms()) / 1000)
-        queue.send_drain(settings.queue_url, delay_seconds=delay, follow_up=True)
+    now = now_ms()
+    if (
+        settings.queue_url
+        and due is not None
+        and (report.retrying > 0 or _follow_up_waits(records, report.claimed, now))
+    ):
+        delay = math.ceil(max(0, due - now) / 1000)
+        queue.send_drain(settings.queue_url, delay_seconds=delay, follow_up=True, until=due)
         result["follow_up_in_seconds"] = min(delay, queue.MAX_DELAY_SECONDS)
     return result
 

@@ -536,6 +536,69 @@ def test_sqs_message_after_commit_and_the_delivery_function_drains(
     assert [d["status"] for d in deliveries_of(app, watch["id"])] == ["delivered"]
 
 
+def test_follow_up_chains_end_when_another_drain_took_their_work(
+    owner: LambdaClient,
+    engine: Engine,
+    hook_settings: Settings,
+    store: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every drain that schedules a retry starts a chain of delayed follow-ups; a chain whose
+    deliveries another drain already sent must end, or chains pile up with every change while
+    a receiver keeps failing."""
+    from handlers import triggers
+
+    if store != "sqlite":
+        pytest.skip("next_due spans every brain of the database: a file of its own only")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    # Follow-ups are delayed messages, invisible for up to the retry's wait: the test reads
+    # what was sent at the source (the message still goes to the moto queue).
+    sent: list[dict[str, Any]] = []
+    real_send = queue.send_drain
+
+    def send_drain(queue_url: str, **kw: Any) -> None:
+        sent.append(kw)
+        real_send(queue_url, **kw)
+
+    monkeypatch.setattr(queue, "send_drain", send_drain)
+    with mock_aws(), Receiver(fail_first=100) as receiver:
+        queue.forget_clients()
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="mnemo-follow-ups")["QueueUrl"]
+        settings = hook_settings.with_(
+            webhooks=WebhookSettings(allow_http_loopback=True, queue_url=url)
+        )
+        app = LambdaClient(settings, key=OWNER_KEY)
+        services = app.app.state.services
+        watch = create_watch(app, receiver.url, event_types=["watch.test"])
+        app.post(f"/v1/watches/{watch['id']}/test")
+
+        def later() -> None:  # the retry waits a minute, whatever the jitter drew
+            with transaction(engine) as conn:
+                conn.execute(
+                    text("UPDATE deliveries SET next_attempt_at = :t WHERE watch_id = :w"),
+                    {"t": int(time.time() * 1000) + 60_000, "w": watch["id"]},
+                )
+
+        def drain(body: dict[str, Any]) -> dict[str, Any]:
+            sent.clear()
+            return triggers.drain(services, [{"body": json.dumps(body)}], LambdaContext())
+
+        first = drain({"drain": True})
+        assert first["retrying"] == 1 and [s["follow_up"] for s in sent] == [True]
+        later()
+        # A follow-up that arrives when its work was done by another drain ends its chain...
+        done = {"drain": True, "follow_up": True, "until": int(time.time() * 1000) - 1000}
+        ended = drain(done)
+        assert ended["claimed"] == 0 and "follow_up_in_seconds" not in ended and sent == []
+        # ...while one that woke early (SQS delays stop at 15 minutes) waits on.
+        early = {**done, "until": int(time.time() * 1000) + 3_600_000}
+        waits = drain(early)
+        assert "follow_up_in_seconds" in waits and len(sent) == 1
+        queue.forget_clients()
+
+
 def test_background_drainer_sends_soon_after_the_commit(
     owner: LambdaClient, engine: Engine, hook_settings: Settings
 ) -> None:

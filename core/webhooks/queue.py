@@ -39,10 +39,15 @@ def _region(queue_url: str) -> str | None:
     return parts[1] if len(parts) > 2 and parts[0] == "sqs" else None
 
 
-def send_drain(queue_url: str, *, delay_seconds: int = 0, follow_up: bool = False) -> None:
-    body: dict[str, bool] = {"drain": True}
+def send_drain(
+    queue_url: str, *, delay_seconds: int = 0, follow_up: bool = False, until: int | None = None
+) -> None:
+    """`until`: a follow-up's target, the epoch ms of the delivery it waits for."""
+    body: dict[str, bool | int] = {"drain": True}
     if follow_up:
         body["follow_up"] = True
+    if until is not None:
+        body["until"] = until
     _client(queue_url).send_message(
         QueueUrl=queue_url,
         MessageBody=json.dumps(body),
