@@ -313,10 +313,19 @@ def _move_aliases(
         ),
         params,
     )
-    conn.execute(
+    # Aliases stay one level deep: when the result (an `into_id`) is itself an alias, the
+    # sources' aliases follow it to its canonical memory.
+    above = conn.execute(
         sql(
-            "UPDATE memory_entity_aliases SET canonical_memory_id = :result, updated_at = :now "
-            f"WHERE brain_id = :brain AND canonical_memory_id IN (SELECT value FROM {members})"
+            "SELECT canonical_memory_id FROM memory_entity_aliases "
+            "WHERE brain_id = :brain AND alias_memory_id = :result"
         ),
         params,
+    ).scalar()
+    conn.execute(
+        sql(
+            "UPDATE memory_entity_aliases SET canonical_memory_id = :canonical, updated_at = :now "
+            f"WHERE brain_id = :brain AND canonical_memory_id IN (SELECT value FROM {members})"
+        ),
+        {**params, "canonical": above or result_id},
     )

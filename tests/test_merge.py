@@ -192,6 +192,28 @@ def test_merge_moves_aliases_to_the_result(client: LambdaClient) -> None:
     assert found["canonical_id"] == merged["id"]
 
 
+def test_merge_into_an_alias_keeps_aliases_one_level_deep(client: LambdaClient) -> None:
+    canonical = _create(client, content="Robert Smith")
+    kept = _create(client, content="Bob")
+    source = _create(client, content="Bobby")
+    nickname = _create(client, content="Rob")
+    for parent, child in ((canonical, kept), (source, nickname)):
+        reply = client.post(
+            "/v1/aliases", json_body={"canonical_id": parent["id"], "alias_ids": [child["id"]]}
+        )
+        assert reply.status == 201, reply.body
+    merged = client.post(
+        "/v1/memories/merge", json_body={"ids": [kept["id"], source["id"]], "into_id": kept["id"]}
+    )
+    assert merged.status == 201, merged.body
+    # "Rob" named "Bobby", merged into "Bob", itself an alias of "Robert Smith": all one entity.
+    found = client.get(f"/v1/memories/{nickname['id']}/aliases").json()
+    assert found["canonical_id"] == canonical["id"]
+    assert sorted(r["alias_memory_id"] for r in found["results"]) == sorted(
+        [kept["id"], nickname["id"]]
+    )
+
+
 def test_consolidate_dry_run_lists_groups_and_apply_merges_them(
     client: LambdaClient, engine: Engine, tenant: Tenant
 ) -> None:
