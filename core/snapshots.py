@@ -99,6 +99,8 @@ def create(
         raise InvalidInput(f"label must be 1-{_LABEL_CHARS} characters", details={"field": "label"})
     if note is not None and len(note) > _NOTE_CHARS:
         raise InvalidInput(f"note is over {_NOTE_CHARS} characters", details={"field": "note"})
+    with transaction(engine, write=False) as conn:
+        _check_room(conn, scope)  # before packing: refused early, not after the work
     packed = payloads.pack(export_records(engine, scope, include_archived=include_archived))
     snapshot_id = new_id()
     url = None
@@ -107,6 +109,7 @@ def create(
         payloads.upload(settings, url, packed)
     try:
         with transaction(engine) as conn:
+            _check_room(conn, scope)
             now = now_ms()
             conn.execute(
                 sql(
@@ -162,6 +165,23 @@ def create(
         packed.file.close()
     _remove_objects(settings, expired)
     return created
+
+
+def _check_room(conn: Connection, scope: Scope) -> None:
+    """Retention deletes the oldest snapshots, and deleting is for owners: a non-owner may
+    snapshot only while the brain keeps fewer than its retention."""
+    if scope.is_owner:
+        return
+    keep = retention(conn, scope.brain_id)
+    count = conn.execute(
+        sql("SELECT count(*) FROM snapshots WHERE brain_id = :brain"), {"brain": scope.brain_id}
+    ).scalar()
+    if int(count or 0) >= keep:
+        raise Conflict(
+            f"this brain keeps {keep} snapshots and has them: a new one would delete the oldest, "
+            "which only an owner may do (an owner can snapshot or delete one)",
+            code="snapshot_retention_reached",
+        )
 
 
 def _expire(conn: Connection, scope: Scope, *, keep: int) -> list[str]:

@@ -226,6 +226,31 @@ def test_retention_keeps_the_newest_the_policy_allows(engine: Engine, owner: Own
     assert events[-1][0] == "snapshot.deleted" and events[-1][1]["reason"] == "retention"
 
 
+def test_a_non_owner_cannot_push_snapshots_out_through_retention(
+    engine: Engine, owner: Owner
+) -> None:
+    """Deleting a snapshot is for owners; a member creating snapshots past the retention must
+    not delete the oldest ones instead."""
+    with transaction(engine) as conn:
+        conn.execute(
+            text(
+                "INSERT INTO brain_policies (brain_id, policy_json, created_at, updated_at) "
+                "VALUES (:b, :p, 0, 0)"
+            ),
+            {"b": owner.scope.brain_id, "p": json.dumps({"snapshot_retention": 2})},
+        )
+    kept = [_snapshot(owner, note=str(i)) for i in range(2)]
+    member = owner.client.as_key(_brain_key(engine, owner.slug))
+    refused = member.post("/v1/snapshots", json_body={"label": "mine"})
+    assert (refused.status, refused.error_code) == (409, "snapshot_retention_reached")
+    listed = owner.client.get("/v1/snapshots").json()["results"]
+    assert sorted(s["id"] for s in listed) == sorted(s["id"] for s in kept)
+    # An owner's snapshot still makes room by retention.
+    newest = _snapshot(owner, note="owner")
+    listed = owner.client.get("/v1/snapshots").json()["results"]
+    assert [s["id"] for s in listed] == [newest["id"], kept[1]["id"]]
+
+
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from moto import mock_aws
