@@ -143,7 +143,11 @@ def maintain_brain(
             detail = result.to_dict() if isinstance(result, hygiene.BatchRun) else dict(result)
             detail["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
             if not dry_run and not detail.get("skipped"):
-                record_stat(engine, brain_id, task, int(detail.get("count", 0)), detail)
+                # Without the sample: its ids and previews are memories of every user, and
+                # GET /v1/maintenance/runs answers any key of the brain (a purge never
+                # reaches this table either).
+                kept = {k: v for k, v in detail.items() if k != "sample"}
+                record_stat(engine, brain_id, task, int(detail.get("count", 0)), kept)
             out[task] = detail
         return out
     finally:

@@ -203,6 +203,24 @@ def test_runs_are_listed_per_brain_over_rest(
     assert other.get("/v1/maintenance/runs").json()["results"] == []
 
 
+def test_recorded_runs_carry_no_memory_of_any_user(
+    client: LambdaClient, tenant: Tenant, engine: Engine
+) -> None:
+    # The runs are listed to every key of the brain, a user-scoped one too: a sample of the
+    # memories archived (ids, previews) would show one user another's memories.
+    policy_scope = Scope(brain_id=tenant.brain_id, principal="test", role="owner")
+    with transaction(engine) as conn:
+        set_policy(conn, policy_scope, {"retention_days": 30})
+    secret = insert_memories(engine, tenant.brain_id, 2, idle_days=40, user_id="alice")
+    brain_maintenance.maintain_brain(engine, tenant.brain_id, MaintenanceSettings())
+    bob = client.as_key(tenant.new_key(user_id="bob"))
+    reply = bob.get("/v1/maintenance/runs")
+    assert reply.status == 200, reply.body
+    assert {r["type"]: r["count"] for r in reply.json()["results"]}["retention"] == 2
+    assert not any(memory_id in reply.body for memory_id in secret)
+    assert all("sample" not in r["detail"] for r in reply.json()["results"])
+
+
 @pytest.mark.parametrize("store", ["sqlite"])
 def test_the_full_run_visits_every_brain_least_recently_maintained_first(
     engine: Engine, tenant: Tenant, other_tenant: Tenant, settings: Settings
