@@ -650,6 +650,9 @@ def test_a_read_only_grant_cannot_write(web: Web, client: dict[str, Any]) -> Non
     assert web.call("GET", "/v1/memories", token=token).status == 200
     refused = web.call("POST", "/v1/memories", json_body={"content": "x"}, token=token)
     assert refused.status == 403 and refused.error_code == "read_only_key"
+    # The account owns the brain, but a read-only grant changes nothing, the policy included.
+    policy = web.call("PUT", "/v1/policy", json_body={"retention_days": 1}, token=token)
+    assert policy.status == 403 and policy.error_code == "read_only_key"
 
 
 def test_a_token_bound_to_another_host_is_refused(
