@@ -46,6 +46,8 @@ _CONFLICT_COLUMNS = (
 )
 _MEMORY_COLUMNS = ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(","))
 _COMPARED_TYPES = ("fact", "note")
+# Most `contradicts` links one on-demand detection reads.
+_DETECT_LINK_ROWS = 1000
 
 
 @dataclass(frozen=True)
@@ -535,9 +537,10 @@ def detect_now(
             sql(
                 "SELECT from_id, to_id FROM memory_links WHERE brain_id = :brain "
                 f"AND relation = 'contradicts' AND (from_id IN (SELECT value FROM {members}) "
-                f"OR to_id IN (SELECT value FROM {members}))"
+                f"OR to_id IN (SELECT value FROM {members})) LIMIT :limit"
             ),
-            {"brain": scope.brain_id, "ids": value(ids)},
+            # Most are recorded as they are made (on_contradicts_link): this catches the rest.
+            {"brain": scope.brain_id, "ids": value(ids), "limit": _DETECT_LINK_ROWS},
         ).all()
         linked = _find_contradicts_links(conn, scope, [(r.from_id, r.to_id) for r in links])
         created += record_all(conn, scope, linked)

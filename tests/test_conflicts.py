@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from core import brain_maintenance, conflicts
 from core.config import MaintenanceSettings
@@ -160,6 +160,25 @@ def test_key_conflict_same_user_scope_only(client: LambdaClient) -> None:
     assert [(c["kind"], c["reason"]) for c in found] == [("key", "same_key_different_content")]
     assert {found[0]["a_id"], found[0]["b_id"]} == {first["id"], second["id"]}
     assert _detect(client) == []
+
+
+def test_detection_on_demand_reads_links_with_a_limit(client: LambdaClient, engine: Engine) -> None:
+    a = _create(client, content="The office opens at 9")
+    b = _create(client, content="The office is closed on Sundays")
+    link = {"from_id": a["id"], "to_id": b["id"], "relation": "contradicts"}
+    assert client.post("/v1/links", json_body=link).status == 201
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(args[2])
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        _detect(client)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    reads = [s for s in seen if s.lstrip().upper().startswith("SELECT") and "memory_links" in s]
+    assert reads and all("LIMIT" in s.upper() for s in reads)
 
 
 def test_contradicts_link_is_a_conflict(client: LambdaClient) -> None:
