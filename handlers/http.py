@@ -118,6 +118,12 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 }
 
 
+def _not_json(constant: str) -> Any:
+    # Python's json reads NaN and Infinity; JSON has neither, and a stored NaN made every later
+    # reply that carried the memory fail to serialise (a 500 for the brain's whole list).
+    raise ValueError(f"{constant} is not a JSON value")
+
+
 async def read_body(request: Request, model: type[M]) -> M:
     """The JSON body as `model`: 415 for another media type, 400 if it is not JSON, 422 if it
     does not fit the model."""
@@ -129,7 +135,7 @@ async def read_body(request: Request, model: type[M]) -> M:
         )
     raw = await request.body()
     try:
-        data = json.loads(raw) if raw else None
+        data = json.loads(raw, parse_constant=_not_json) if raw else None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}", code="malformed_json") from None
     if not isinstance(data, dict):

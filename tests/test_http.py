@@ -30,6 +30,18 @@ def test_malformed_json_is_400(client: LambdaClient) -> None:
     _assert_error(reply, 400, "malformed_json")
 
 
+def test_nan_and_infinity_are_malformed_json_and_store_nothing(client: LambdaClient) -> None:
+    for constant in ("NaN", "Infinity", "-Infinity"):
+        reply = client.post(
+            "/v1/memories",
+            body=f'{{"content": "x", "metadata": {{"a": {constant}}}}}',
+            headers={"content-type": "application/json"},
+        )
+        _assert_error(reply, 400, "malformed_json")
+    listed = client.get("/v1/memories")
+    assert listed.status == 200 and listed.json()["results"] == []
+
+
 def test_wrong_content_type_is_415(client: LambdaClient) -> None:
     reply = client.post("/v1/memories", body="content=x", headers={"content-type": "text/plain"})
     _assert_error(reply, 415, "unsupported_media_type")
