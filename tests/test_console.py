@@ -710,8 +710,13 @@ def test_links_both_ways_and_the_graph(alice: Person) -> None:
     # Remove a link.
     link_id = re.search(rf"/m/{france}/links/([0-9a-f-]+)/delete", page)
     assert link_id is not None
+    # Posted from the page of a memory the link does not touch: not found, still there.
+    elsewhere = alice.post(f"{alice.base}/m/{alone}/links/{link_id.group(1)}/delete", {})
+    assert elsewhere.status_code == 404
+    assert link_id.group(1) in alice.get(f"{alice.base}/m/{france}").text
     removed = alice.post(f"{alice.base}/m/{france}/links/{link_id.group(1)}/delete", {})
     assert removed.status_code == 303
+    assert link_id.group(1) not in alice.get(f"{alice.base}/m/{france}").text
     # A link to a memory that is not there is refused with a message.
     bad = alice.post(f"{alice.base}/m/{paris}/links", {"other": "nope", "relation": "related"})
     assert bad.status_code == 404 and "The link was not added" in bad.text

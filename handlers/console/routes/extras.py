@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from core import graph, links
-from core.errors import InvalidInput, MnemoError
+from core.errors import InvalidInput, MnemoError, NotFound
 from core.link_models import LinkIn, SubgraphQuery
 from core.scope import Scope
 from handlers.console import session
@@ -65,12 +65,21 @@ def _link_error(view: InBrain, message: str, status: int) -> Response:
     return respond(error_page(status, f"The link was not added: {message}"), status)
 
 
+def _unlink(conn: Connection, scope: Scope, memory_id: str, link_id: str) -> None:
+    # The form sits on one memory's page: a link that does not touch that memory is not its.
+    found = links.get(conn, scope, link_id)
+    if memory_id not in (found["from_id"], found["to_id"]):
+        raise NotFound(f"no link {link_id!r} on this memory", code="link_not_found")
+    links.delete(conn, scope, link_id)
+
+
 @page
 async def remove_link(request: Request) -> Response:
     view = await session.in_brain(request)
     await session.checked_form(request, view.visitor.csrf)
-    await view.ctx.write(links.delete, request.path_params["link"])
-    return to(f"{view.base}/m/{request.path_params['id']}", "unlinked")
+    memory_id = request.path_params["id"]
+    await view.ctx.write(_unlink, memory_id, request.path_params["link"])
+    return to(f"{view.base}/m/{memory_id}", "unlinked")
 
 
 def _radius(raw: str | None) -> int:
