@@ -124,6 +124,33 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not a JSON value")
 
 
+NUL_MESSAGE = "text may not contain the NUL character (\\u0000); PostgreSQL cannot store it"
+
+
+class NulCharacter(ValueError):
+    pass
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """A request body's JSON, refusing what JSON or the store cannot hold: NaN and Infinity
+    (not JSON), and the NUL character in any string (PostgreSQL text cannot hold it)."""
+    data = json.loads(raw, parse_constant=_not_json)
+    escaped = b"\\u0000" in raw if isinstance(raw, bytes) else "\\u0000" in raw
+    if escaped and _has_nul(data):
+        raise NulCharacter(NUL_MESSAGE)
+    return data
+
+
 async def read_body(request: Request, model: type[M]) -> M:
     """The JSON body as `model`: 415 for another media type, 400 if it is not JSON, 422 if it
     does not fit the model."""
@@ -135,7 +162,9 @@ async def read_body(request: Request, model: type[M]) -> M:
         )
     raw = await request.body()
     try:
-        data = json.loads(raw, parse_constant=_not_json) if raw else None
+        data = parse_json(raw) if raw else None
+    except NulCharacter as exc:
+        raise BadRequest(str(exc), code="invalid_character") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}", code="malformed_json") from None
     if not isinstance(data, dict):

@@ -12,7 +12,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.errors import TooLarge
-from handlers.http import error_response
+from handlers.http import NUL_MESSAGE, error_response
 from handlers.logs import request_id
 
 access_log = logging.getLogger("mnemo.access")
@@ -42,7 +42,12 @@ class RequestContext:
 
         try:
             declared = _content_length(scope)
-            if declared is not None and declared > self.max_body_bytes:
+            if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+                # An id or a filter with NUL in it would reach SQL, which PostgreSQL refuses.
+                await error_response(400, "invalid_character", f"the URL: {NUL_MESSAGE}")(
+                    scope, receive, send_with_id
+                )
+            elif declared is not None and declared > self.max_body_bytes:
                 # Refused before a byte of the body is read.
                 await error_response(
                     413,

@@ -42,6 +42,24 @@ def test_nan_and_infinity_are_malformed_json_and_store_nothing(client: LambdaCli
     assert listed.status == 200 and listed.json()["results"] == []
 
 
+def test_nul_characters_are_400_and_store_nothing(client: LambdaClient) -> None:
+    """PostgreSQL text cannot hold NUL: in an id, a filter or a body it is refused up front,
+    on both stores alike, instead of failing in SQL."""
+    for path, query in (("/v1/memories/%00", None), ("/v1/memories", {"tag": "a\x00b"})):
+        _assert_error(client.get(path, query=query), 400, "invalid_character")
+    for body in ('{"content": "a\\u0000b"}', '{"content": "x", "metadata": {"k\\u0000": 1}}'):
+        reply = client.post("/v1/memories", body=body, headers={"content-type": "application/json"})
+        _assert_error(reply, 400, "invalid_character")
+    # An escaped backslash before "u0000" is text, not NUL.
+    reply = client.post(
+        "/v1/memories",
+        body='{"content": "C:\\\\u0000"}',
+        headers={"content-type": "application/json"},
+    )
+    assert reply.status == 201 and reply.json()["content"] == "C:\\u0000"
+    assert len(client.get("/v1/memories").json()["results"]) == 1
+
+
 def test_wrong_content_type_is_415(client: LambdaClient) -> None:
     reply = client.post("/v1/memories", body="content=x", headers={"content-type": "text/plain"})
     _assert_error(reply, 415, "unsupported_media_type")

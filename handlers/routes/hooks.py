@@ -3,8 +3,6 @@ other systems POST memories to (/v1/hooks/{source_id}, no bearer key: the HMAC s
 
 from __future__ import annotations
 
-import json
-
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -15,7 +13,7 @@ from core.hooks import HookSourceIn, HookSourceList, NewHookSourceOut
 from core.models import Memory, MemoryIn, Out
 from core.webhooks import signing
 from handlers.context import Context, authorize, services
-from handlers.http import ApiRoute, Doc, json_response, read_body
+from handlers.http import ApiRoute, Doc, json_response, parse_json, read_body
 
 
 class SourceDeleted(Out):
@@ -66,7 +64,7 @@ async def receive(request: Request) -> Response:
 
     source, receipts, ctx = await svc.call(authenticate)
     try:
-        raw = json.loads(body) if body else None
+        raw = parse_json(body) if body else None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}", code="malformed_json") from None
     if not isinstance(raw, dict):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -55,7 +54,7 @@ from core.scope import Scope
 from core.search.indexing import Indexer
 from core.search.service import QueryVector
 from handlers.context import Context, authorize, services
-from handlers.http import ApiRoute, Doc, error_response
+from handlers.http import ApiRoute, Doc, error_response, parse_json
 from handlers.routes.oauth import www_authenticate_for
 
 P = ParamSpec("P")
@@ -329,7 +328,7 @@ async def mcp(request: Request) -> Response:
         )
         return _rpc_error(415, None, problem)
     try:
-        data = json.loads(await request.body())
+        data = parse_json(await request.body())
     except (ValueError, RecursionError) as exc:
         return _rpc_error(400, None, RpcError(PARSE_ERROR, f"Parse error: {exc}"))
     header = request.headers.get("mcp-protocol-version")

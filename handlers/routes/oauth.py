@@ -8,7 +8,6 @@ The protocol endpoints answer errors in the RFC shapes that OAuth client librari
 from __future__ import annotations
 
 import hmac
-import json
 from base64 import b64decode
 from binascii import Error as Base64Error
 from collections.abc import Callable, Mapping
@@ -25,7 +24,7 @@ from core.oauth import clients, codes, metadata
 from core.oauth.errors import OAuthError
 from core.ratelimit import RateLimited
 from handlers.context import Services, services
-from handlers.http import ApiRoute, Doc, json_response
+from handlers.http import ApiRoute, Doc, json_response, parse_json
 from handlers.pages.flow import authorize_get, authorize_post, base_of, read_form
 from handlers.routes.auth import client_ip, limit
 
@@ -92,7 +91,7 @@ async def register(request: Request) -> Response:
         if media != "application/json":
             raise OAuthError("invalid_client_metadata", "send client metadata as JSON")
         try:
-            body = json.loads(await request.body())
+            body = parse_json(await request.body())
         except ValueError:
             raise OAuthError("invalid_client_metadata", "the body is not valid JSON") from None
         if not isinstance(body, dict):

@@ -11,7 +11,6 @@ Mnemo's; OpenMemory's own documentation describes them.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from typing import Any
 
@@ -27,7 +26,7 @@ from core.search.models import SearchFilters, SearchIn
 from core.search.service import record_access, search
 from core.summaries import service as summaries
 from handlers.context import authorize
-from handlers.http import STATUS, Endpoint
+from handlers.http import STATUS, Endpoint, parse_json
 
 # The query is embedded exactly as POST /v1/search does it.
 
@@ -89,7 +88,7 @@ async def _body(request: Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        data = json.loads(raw)
+        data = parse_json(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise OMError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
     return data if isinstance(data, dict) else {}
