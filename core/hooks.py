@@ -100,7 +100,7 @@ def _out(row: Any) -> dict[str, Any]:
 
 
 def create_source(conn: Connection, scope: Scope, data: HookSourceIn) -> dict[str, Any]:
-    scope.require_owner()
+    scope.require_owner_write()
     taken = conn.execute(
         sql("SELECT 1 FROM hook_sources WHERE brain_id = :brain AND name = :name"),
         {"brain": scope.brain_id, "name": data.name},
@@ -164,7 +164,7 @@ def list_sources(conn: Connection, scope: Scope) -> list[dict[str, Any]]:
 
 
 def delete_source(conn: Connection, scope: Scope, source_id: str) -> dict[str, Any]:
-    scope.require_owner()
+    scope.require_owner_write()
     row = _fetch(conn, scope, source_id)
     params = {"brain": scope.brain_id, "id": source_id}
     conn.execute(

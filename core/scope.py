@@ -29,6 +29,12 @@ class Scope:
         if not self.is_owner:
             raise Forbidden("only an owner of this brain can do that", code="owner_only")
 
+    def require_owner_write(self) -> None:
+        """Owner-only changes: an owner's read-only key or grant (OAuth memories:read) may read
+        what owners read, never change what owners manage."""
+        self.require_write()
+        self.require_owner()
+
     def require_write(self) -> None:
         if self.read_only:
             raise Forbidden("this key is read-only", code="read_only_key")

@@ -295,7 +295,7 @@ def restore(
     trust and policy come back as they were, what was added since stays. `replace`: the brain
     becomes exactly the snapshot. Either way ONE transaction (embedding included), so a restore
     that fails midway leaves the brain untouched."""
-    scope.require_owner()
+    scope.require_owner_write()
     _brain_wide(scope)
     if mode not in MODES:
         raise InvalidInput(
@@ -330,7 +330,7 @@ def restore(
 def delete(
     engine: Engine, scope: Scope, snapshot_id: str, settings: SnapshotSettings
 ) -> dict[str, Any]:
-    scope.require_owner()
+    scope.require_owner_write()
     _brain_wide(scope)
     with transaction(engine) as conn:
         row = _row(conn, scope, snapshot_id)

@@ -160,7 +160,7 @@ def _record(conn: Connection, scope: Scope, event: str, row_id: str, summary: st
 def create(conn: Connection, scope: Scope, data: WatchIn, checked: Target) -> dict[str, Any]:
     """`checked` is the SSRF guard's verdict on data.webhook_url, made before the transaction
     (a DNS lookup must not hold the write lock)."""
-    scope.require_owner()
+    scope.require_owner_write()
     assert checked.url == data.webhook_url
     count = conn.execute(
         sql("SELECT count(*) FROM watches WHERE brain_id = :brain"), {"brain": scope.brain_id}
@@ -219,7 +219,7 @@ def update(
     checked: Target | None,
 ) -> dict[str, Any]:
     """`checked`: the SSRF verdict on the new webhook_url, when the patch changes it."""
-    scope.require_owner()
+    scope.require_owner_write()
     row = _fetch(conn, scope, watch_id)
     changes: dict[str, Any] = {}
     if data.name is not None:
@@ -251,7 +251,7 @@ def update(
 
 def delete(conn: Connection, scope: Scope, watch_id: str) -> dict[str, Any]:
     """The watch and its delivery log; deliveries not yet sent are dropped with it."""
-    scope.require_owner()
+    scope.require_owner_write()
     row = _fetch(conn, scope, watch_id)
     params = {"brain": scope.brain_id, "id": watch_id}
     conn.execute(sql("DELETE FROM deliveries WHERE brain_id = :brain AND watch_id = :id"), params)
@@ -263,7 +263,7 @@ def delete(conn: Connection, scope: Scope, watch_id: str) -> dict[str, Any]:
 def test(conn: Connection, scope: Scope, watch_id: str) -> dict[str, Any]:
     """Queue a `watch.test` delivery to the watch's URL. A paused watch sends nothing, so its
     test delivery fails saying so in the log."""
-    scope.require_owner()
+    scope.require_owner_write()
     _fetch(conn, scope, watch_id)
     delivery_id = outbox.enqueue_test(conn, scope, watch_id)
     found = outbox.get_delivery(conn, scope, delivery_id)

@@ -653,6 +653,16 @@ def test_a_read_only_grant_cannot_write(web: Web, client: dict[str, Any]) -> Non
     # The account owns the brain, but a read-only grant changes nothing, the policy included.
     policy = web.call("PUT", "/v1/policy", json_body={"retention_days": 1}, token=token)
     assert policy.status == 403 and policy.error_code == "read_only_key"
+    # Nor anything else only owners manage: a watch would post the brain to any URL.
+    for method, path, body in (
+        ("POST", "/v1/watches", {"name": "w", "webhook_url": "https://example.org/hook"}),
+        ("POST", "/v1/hooks/sources", {"name": "ci"}),
+        ("DELETE", "/v1/snapshots/unknown", None),
+        ("POST", "/v1/snapshots/unknown/restore", {"mode": "merge"}),
+    ):
+        refused = web.call(method, path, json_body=body, token=token)
+        assert refused.status == 403 and refused.error_code == "read_only_key", path
+    assert web.call("GET", "/v1/watches", token=token).status == 200
 
 
 def test_a_token_bound_to_another_host_is_refused(

@@ -126,8 +126,7 @@ def _policy(conn: Connection, scope: Scope) -> dict[str, Any]:
 
 
 def _set_policy(conn: Connection, scope: Scope, values: dict[str, Any]) -> dict[str, Any]:
-    scope.require_write()  # an owner's read-only grant (OAuth memories:read) changes nothing
-    scope.require_owner()
+    scope.require_owner_write()
     update = policy.set_policy(conn, scope, values)
     return {**_policy(conn, scope), "clamped": update.clamped}
 

@@ -56,9 +56,14 @@ class WatchDeleted(Out):
     deleted: bool
 
 
-async def _owner(request: Request) -> Context:
+async def _owner(request: Request, *, write: bool = False) -> Context:
+    """The owner's context; for a change, refused up front to a read-only key or grant, before
+    the SSRF guard resolves anything."""
     ctx = await authorize(request)
-    ctx.scope.require_owner()
+    if write:
+        ctx.scope.require_owner_write()
+    else:
+        ctx.scope.require_owner()
     return ctx
 
 
@@ -69,7 +74,7 @@ async def _checked(ctx: Context, url: str) -> Target:
 
 
 async def create(request: Request) -> Response:
-    ctx = await _owner(request)
+    ctx = await _owner(request, write=True)
     data = await read_body(request, WatchIn)
     checked = await _checked(ctx, data.webhook_url)
     return json_response(await ctx.write(watches.create, data, checked), 201)
@@ -86,7 +91,7 @@ async def get(request: Request) -> Response:
 
 
 async def patch(request: Request) -> Response:
-    ctx = await _owner(request)
+    ctx = await _owner(request, write=True)
     data = await read_body(request, WatchPatch)
     checked = None if data.webhook_url is None else await _checked(ctx, data.webhook_url)
     watch_id = request.path_params["id"]
