@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     # Imported where used: search, embeddings and the models pull in numpy and pydantic, which
     # a cold start should pay for only when its request needs them (handlers/lazy.py).
     from core.embeddings.base import Embedder
-    from core.models import MemoryIn
+    from core.models import MemoryIn, MemoryPatch
     from core.search.indexing import Indexer
     from core.search.service import QueryVector
 
@@ -136,6 +136,26 @@ class Context:
         texts = [document_text(m.title, m.key, m.tags, m.content) for m in items]
         if texts:
             await self.services.call(lambda: index.prepare(texts))
+        return index
+
+    async def patch_indexer(self, memory_id: str, patch: MemoryPatch) -> Indexer:
+        """An indexer with the patched memory's new vector made up front: the text is read
+        first, so the embedder (a network call for a remote one) runs outside the write
+        transaction. Should the memory change in between, the write embeds what it finds."""
+        from core import memories
+        from core.search.indexing import document_text
+
+        index = await self.indexer([])
+        changes = patch.changes()
+        if {"content", "title", "tags"} & changes.keys():
+            current = await self.read(memories.get, memory_id)
+            text = document_text(
+                changes.get("title", current["title"]),
+                current["key"],
+                changes.get("tags", current["tags"]),
+                changes.get("content", current["content"]),
+            )
+            await self.services.call(lambda: index.prepare([text]))
         return index
 
     async def write(

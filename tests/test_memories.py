@@ -533,3 +533,36 @@ def test_timestamps_move_forward(client: LambdaClient) -> None:
     time.sleep(0.005)
     later = client.patch(f"/v1/memories/{m['id']}", json_body={"content": "tock"}).json()
     assert later["updated_at"] > m["updated_at"] and later["created_at"] == m["created_at"]
+
+
+def test_a_patch_embeds_its_new_text_before_the_write_transaction(
+    client: LambdaClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A remote embedder is a network call: it must not run while the write holds the store."""
+    from core import memories
+    from core.embeddings.builtin import BuiltinEmbedder
+
+    memory = _create(client, content="Ada drinks tea", tags=["drink"])
+    writing = False
+    embedded_while_writing: list[bool] = []
+    embed, update = BuiltinEmbedder.embed, memories.update
+
+    def spy_embed(self: BuiltinEmbedder, texts: Any, **kw: Any) -> Any:
+        embedded_while_writing.append(writing)
+        return embed(self, texts, **kw)
+
+    def spy_update(*args: Any, **kw: Any) -> Any:
+        nonlocal writing
+        writing = True
+        try:
+            return update(*args, **kw)
+        finally:
+            writing = False
+
+    monkeypatch.setattr(BuiltinEmbedder, "embed", spy_embed)
+    monkeypatch.setattr(memories, "update", spy_update)
+    reply = client.patch(f"/v1/memories/{memory['id']}", json_body={"content": "Ada drinks coffee"})
+    assert reply.status == 200 and reply.json()["content"] == "Ada drinks coffee"
+    assert embedded_while_writing == [False]
+    hits = client.post("/v1/search", json_body={"query": "coffee", "mode": "semantic"}).json()
+    assert hits["results"][0]["memory"]["id"] == memory["id"]

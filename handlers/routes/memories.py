@@ -62,7 +62,7 @@ async def get(request: Request) -> Response:
 async def patch(request: Request) -> Response:
     ctx = await authorize(request)
     data = await read_body(request, MemoryPatch)
-    index = await ctx.indexer([])
+    index = await ctx.patch_indexer(request.path_params["id"], data)
     memory = await ctx.write(memories.update, request.path_params["id"], data, ctx.limits, index)
     return json_response(memory)
 

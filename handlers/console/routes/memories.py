@@ -246,7 +246,7 @@ async def edit(request: Request) -> Response:
         patch = _patch_from(form, current)
         if not patch.changes():
             return to(f"{view.base}/m/{memory_id}", "unchanged")
-        index = await view.ctx.indexer([])
+        index = await view.ctx.patch_indexer(memory_id, patch)
         await view.ctx.write(memories.update, memory_id, patch, view.ctx.limits, index)
     except ValidationError as exc:
         return await _memory_response(
