@@ -154,13 +154,23 @@ def parse_json(raw: bytes | str) -> Any:
 async def read_body(request: Request, model: type[M]) -> M:
     """The JSON body as `model`: 415 for another media type, 400 if it is not JSON, 422 if it
     does not fit the model."""
+    return _parse_body(request, await request.body(), model)
+
+
+async def read_optional_body(request: Request, model: type[M]) -> M:
+    """As `read_body`, but a request without a body gets the model's defaults. Whether there is
+    one is read from the body itself: a chunked request carries no Content-Length."""
+    raw = await request.body()
+    return _parse_body(request, raw, model) if raw else model()
+
+
+def _parse_body(request: Request, raw: bytes, model: type[M]) -> M:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise UnsupportedMediaType(
             "send the body as JSON with Content-Type: application/json",
             details={"content_type": media_type or None},
         )
-    raw = await request.body()
     try:
         data = parse_json(raw) if raw else None
     except NulCharacter as exc:

@@ -102,3 +102,20 @@ def test_reindex_embeds_what_has_no_vector(empty_database_url: str) -> None:
     missing = _run(empty_database_url, "reindex", "--brain", "nope")
     assert missing.returncode == 2 and "no brain named 'nope'" in missing.stderr
     dispose(empty_database_url)
+
+
+def test_serve_reads_an_optional_body_sent_chunked(served: tuple[str, str]) -> None:
+    """A chunked request has no Content-Length: its optional body must still be read (a
+    chunked {"mode": "replace"} restore was silently a merge)."""
+    base, key = served
+    auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    created = httpx.post(f"{base}/v1/memories", json={"content": "to archive"}, headers=auth)
+    memory_id = created.json()["id"]
+    archived = httpx.post(
+        f"{base}/v1/memories/{memory_id}/archive",
+        content=iter([b'{"actor_id": ', b'"robot-7"}']),  # a generator: sent chunked
+        headers=auth,
+    )
+    assert archived.status_code == 200, archived.text
+    history = httpx.get(f"{base}/v1/memories/{memory_id}/history", headers=auth).json()
+    assert [(h["event"], h["actor_id"]) for h in history["results"]][-1] == ("ARCHIVE", "robot-7")

@@ -28,6 +28,7 @@ from handlers.http import (
     Doc,
     json_response,
     read_body,
+    read_optional_body,
 )
 
 P = ParamSpec("P")
@@ -268,9 +269,7 @@ async def login(request: Request) -> Response:
 
 async def refresh(request: Request) -> Response:
     svc = services(request)
-    data = RefreshIn()
-    if request.headers.get("content-length", "0") != "0":
-        data = await read_body(request, RefreshIn)
+    data = await read_optional_body(request, RefreshIn)
     from_cookie = data.refresh_token is None
     token = data.refresh_token or request.cookies.get(sessions.REFRESH_COOKIE)
     if not token:

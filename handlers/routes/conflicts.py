@@ -16,7 +16,7 @@ from core.conflict_models import (
     ResolveIn,
 )
 from handlers.context import Context, authorize
-from handlers.http import ApiRoute, Doc, json_response, read_body, read_query
+from handlers.http import ApiRoute, Doc, json_response, read_body, read_optional_body, read_query
 
 
 def vector_space(ctx: Context) -> conflicts.VectorSpace:
@@ -47,9 +47,7 @@ async def get(request: Request) -> Response:
 
 async def detect(request: Request) -> Response:
     ctx = await authorize(request)
-    data = DetectIn()
-    if request.headers.get("content-length", "0") != "0":
-        data = await read_body(request, DetectIn)
+    data = await read_optional_body(request, DetectIn)
     result = await ctx.write(
         conflicts.detect_now,
         memory_id=data.memory_id,
@@ -78,9 +76,7 @@ async def resolve(request: Request) -> Response:
 
 async def dismiss(request: Request) -> Response:
     ctx = await authorize(request)
-    data = DismissIn()
-    if request.headers.get("content-length", "0") != "0":
-        data = await read_body(request, DismissIn)
+    data = await read_optional_body(request, DismissIn)
     result = await ctx.write(
         conflicts.dismiss, request.path_params["id"], note=data.note, actor_id=data.actor_id
     )

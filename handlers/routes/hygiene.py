@@ -15,7 +15,7 @@ from core import brain_maintenance, hygiene, policy, trust
 from core.models import Memory, Out, Strict
 from core.scope import Scope
 from handlers.context import authorize
-from handlers.http import ApiRoute, Doc, json_response, read_body, read_query
+from handlers.http import ApiRoute, Doc, json_response, read_body, read_optional_body, read_query
 
 Number = StrictFloat | StrictInt
 # Time POST /v1/decay may spend on batches, inside the API function's 30 s.
@@ -167,17 +167,13 @@ async def delete_trust(request: Request) -> Response:
 
 async def reinforce(request: Request) -> Response:
     ctx = await authorize(request)
-    data = hygiene.ReinforceIn()
-    if request.headers.get("content-length", "0") != "0":
-        data = await read_body(request, hygiene.ReinforceIn)
+    data = await read_optional_body(request, hygiene.ReinforceIn)
     return json_response(await ctx.write(hygiene.reinforce, request.path_params["id"], data))
 
 
 async def decay(request: Request) -> Response:
     ctx = await authorize(request)
-    data = DecayIn()
-    if request.headers.get("content-length", "0") != "0":
-        data = await read_body(request, DecayIn)
+    data = await read_optional_body(request, DecayIn)
     settings = ctx.services.settings.maintenance
     # Batches, each its own transaction: the call manages them rather than ctx.write. A large
     # brain would outlast API Gateway's 30 s: stop between batches in time and say so

@@ -25,7 +25,7 @@ from core.link_models import (
     SuggestionQuery,
 )
 from handlers.context import authorize
-from handlers.http import ApiRoute, Doc, json_response, read_body, read_query
+from handlers.http import ApiRoute, Doc, json_response, read_body, read_optional_body, read_query
 
 _RELATION = ("relation",)
 
@@ -44,9 +44,7 @@ async def get(request: Request) -> Response:
 
 async def delete(request: Request) -> Response:
     ctx = await authorize(request)
-    actor = LinkDeleteIn()
-    if request.headers.get("content-length", "0") != "0":
-        actor = await read_body(request, LinkDeleteIn)
+    actor = await read_optional_body(request, LinkDeleteIn)
     result = await ctx.write(links.delete, request.path_params["id"], actor_id=actor.actor_id)
     return json_response(result)
 

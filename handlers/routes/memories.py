@@ -22,7 +22,7 @@ from core.models import (
     valid_memories,
 )
 from handlers.context import authorize
-from handlers.http import ApiRoute, Doc, json_response, read_body, read_query
+from handlers.http import ApiRoute, Doc, json_response, read_body, read_optional_body, read_query
 
 
 async def create(request: Request) -> Response:
@@ -69,9 +69,7 @@ async def patch(request: Request) -> Response:
 
 async def _state_change(request: Request, target: str) -> Response:
     ctx = await authorize(request)
-    actor = StateChangeIn()
-    if request.headers.get("content-length", "0") != "0":
-        actor = await read_body(request, StateChangeIn)
+    actor = await read_optional_body(request, StateChangeIn)
     memory = await ctx.write(
         memories.set_state,
         request.path_params["id"],

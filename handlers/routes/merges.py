@@ -17,7 +17,7 @@ from core.conflict_models import (
 )
 from core.models import StateChangeIn
 from handlers.context import authorize
-from handlers.http import ApiRoute, Doc, json_response, read_body
+from handlers.http import ApiRoute, Doc, json_response, read_body, read_optional_body
 from handlers.routes.conflicts import vector_space
 
 
@@ -62,18 +62,14 @@ async def memory_aliases(request: Request) -> Response:
 
 async def delete_alias(request: Request) -> Response:
     ctx = await authorize(request)
-    actor = StateChangeIn()
-    if request.headers.get("content-length", "0") != "0":
-        actor = await read_body(request, StateChangeIn)
+    actor = await read_optional_body(request, StateChangeIn)
     result = await ctx.write(aliases.delete, request.path_params["id"], actor_id=actor.actor_id)
     return json_response(result)
 
 
 async def consolidate_memories(request: Request) -> Response:
     ctx = await authorize(request)
-    data = ConsolidateIn()
-    if request.headers.get("content-length", "0") != "0":
-        data = await read_body(request, ConsolidateIn)
+    data = await read_optional_body(request, ConsolidateIn)
     settings = ctx.services.settings.conflicts
     run = ctx.read if data.dry_run else ctx.write
     result = await run(

@@ -16,7 +16,7 @@ from core.transfer.models import (
     SnapshotPage,
 )
 from handlers.context import authorize
-from handlers.http import ApiRoute, Doc, json_response, read_body, read_query
+from handlers.http import ApiRoute, Doc, json_response, read_body, read_optional_body, read_query
 
 
 async def create(request: Request) -> Response:
@@ -50,9 +50,7 @@ async def get(request: Request) -> Response:
 
 async def restore(request: Request) -> Response:
     ctx = await authorize(request)
-    data = RestoreIn()
-    if request.headers.get("content-length", "0") != "0":
-        data = await read_body(request, RestoreIn)
+    data = await read_optional_body(request, RestoreIn)
     settings = ctx.services.settings.snapshots
     embedder = ctx.services.embedder()
     result = await ctx.services.call(
