@@ -12,6 +12,7 @@ never a broken snapshot.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 from sqlalchemy import Connection, Engine, Row
@@ -316,15 +317,51 @@ def restore(
     cleared: dict[str, int] = {}
     try:
         with transaction(engine) as conn:
-            _row(conn, scope, snapshot_id)  # still there: not deleted while we read it
+            row = _row(conn, scope, snapshot_id)  # still there: not deleted while we read it
+            purged = _purged_since(conn, scope, row.created_at)
             if mode == "replace":
                 cleared = clear_brain(conn, scope)
-            for batch in batches(payloads.unpack(file), batch_size):
+            records = _without(purged, payloads.unpack(file))
+            for batch in batches(records, batch_size):
                 run.write(conn, batch)
             run.finish(conn)
     finally:
         file.close()
-    return {"snapshot": meta, "mode": mode, "cleared": cleared, "report": run.report.to_dict()}
+    return {
+        "snapshot": meta,
+        "mode": mode,
+        "cleared": cleared,
+        "purged_left_out": len(purged),
+        "report": run.report.to_dict(),
+    }
+
+
+def _purged_since(conn: Connection, scope: Scope, taken_at: int) -> set[str]:
+    """Memories purged after the snapshot was taken. A purge is a promise that the text is
+    gone for good (the changelog and unsent webhooks are scrubbed too): a restore keeps it."""
+    rows = conn.execute(
+        sql(
+            "SELECT entity_id FROM changelog WHERE brain_id = :brain "
+            "AND event_type = 'memory.purged' AND created_at >= :taken"
+        ),
+        {"brain": scope.brain_id, "taken": taken_at},
+    )
+    return {str(r[0]) for r in rows}
+
+
+def _without(purged: set[str], records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The snapshot's records less the purged memories and their history and links."""
+    for record in records:
+        data = record.get("data")
+        if purged and isinstance(data, dict):
+            kind = record.get("kind")
+            if kind == "memory" and data.get("id") in purged:
+                continue
+            if kind == "history" and data.get("memory_id") in purged:
+                continue
+            if kind == "link" and (data.get("from_id") in purged or data.get("to_id") in purged):
+                continue
+        yield record
 
 
 def delete(

@@ -119,6 +119,28 @@ def test_a_snapshot_without_archived_memories_restores_only_active_ones(
 
 
 @pytest.mark.parametrize("mode", ["merge", "replace"])
+def test_a_memory_purged_after_the_snapshot_stays_purged(
+    engine: Engine, owner: Owner, mode: str
+) -> None:
+    """A purge promises the text is gone for good: restoring an older snapshot keeps it gone,
+    with its history and links, while everything else comes back."""
+    ids = fill(engine, owner.scope)
+    snap = _snapshot(owner, include_archived=True)
+    client = owner.client
+    purged = client.post(f"/v1/memories/{ids['tea']}/purge", json_body={"confirm": True})
+    assert purged.status == 200, purged.body
+    reply = client.post(f"/v1/snapshots/{snap['id']}/restore", json_body={"mode": mode})
+    assert reply.status == 200, reply.body
+    assert reply.json()["purged_left_out"] == 1
+    assert client.get(f"/v1/memories/{ids['tea']}").status == 404
+    brain = dump(engine, owner.scope.brain_id)
+    assert ids["tea"] not in {m["id"] for m in brain["memories"]}
+    assert all(ids["tea"] not in (k["from_id"], k["to_id"]) for k in brain["memory_links"])
+    assert all(h["memory_id"] != ids["tea"] for h in brain["memory_history"])
+    assert len(brain["memories"]) == snap["memory_count"] - 1
+
+
+@pytest.mark.parametrize("mode", ["merge", "replace"])
 def test_a_restore_that_fails_midway_leaves_the_brain_as_it_was(
     engine: Engine, owner: Owner, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
