@@ -172,7 +172,9 @@ def neighbors(
     rows = conn.execute(
         sql(
             f"SELECT * FROM ({' UNION ALL '.join(parts)}) x "
-            "ORDER BY l_weight DESC, l_created_at DESC, l_id LIMIT :limit"
+            # Ties on weight: the newest link first, to the id (UUIDv7, so creation order) when
+            # two links share a millisecond.
+            "ORDER BY l_weight DESC, l_created_at DESC, l_id DESC LIMIT :limit"
         ),
         params,
     ).all()
