@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from handlers.console.html import Html, h, join, time_tag, with_query
-from handlers.console.templates.layout import badge, empty, error_box, hidden_csrf
+from handlers.console.templates.layout import badge, empty, error_box, hidden_csrf, list_table
 
 CONFLICT_STATUSES = (
     ("needs_review", "To review"),
@@ -211,12 +211,10 @@ def watches(
         )
 
     listing = (
-        h(
-            '<div class="scroll"><table class="list" id="watches"><thead><tr>'
-            '<th scope="col">Name</th><th scope="col">Webhook</th><th scope="col">Events</th>'
-            '<th scope="col">Text filter</th><th scope="col">Last sent</th>'
-            '<th scope="col"></th></tr></thead><tbody>{rows}</tbody></table></div>',
-            rows=join(row(w) for w in rows),
+        list_table(
+            ("Name", "Webhook", "Events", "Text filter", "Last sent", ""),
+            join(row(w) for w in rows),
+            table_id="watches",
         )
         if rows
         else empty("No watches yet. A watch sends changes in this brain to a webhook.")
@@ -302,12 +300,10 @@ def snapshots(
             skipped=report.get("skipped", 0),
         )
     listing = (
-        h(
-            '<div class="scroll"><table class="list" id="snapshots"><thead><tr>'
-            '<th scope="col">Label</th><th scope="col">Taken</th><th scope="col">Holds</th>'
-            '<th scope="col">Size</th><th scope="col"></th></tr></thead>'
-            "<tbody>{rows}</tbody></table></div>",
-            rows=join(row(s) for s in rows),
+        list_table(
+            ("Label", "Taken", "Holds", "Size", ""),
+            join(row(s) for s in rows),
+            table_id="snapshots",
         )
         if rows
         else empty("No snapshots yet. Take one before a big change, to be able to go back.")

@@ -179,6 +179,17 @@ def empty(message: str, action: Html | None = None) -> Html:
     )
 
 
+def list_table(headers: Sequence[str], rows: Html, *, table_id: str | None = None) -> Html:
+    """A listing: one column per header (blank for a column of buttons), scrollable on a phone."""
+    return h(
+        '<div class="scroll"><table class="list"{id}><thead><tr>{heads}</tr></thead>'
+        "<tbody>{rows}</tbody></table></div>",
+        id=h(' id="{i}"', i=table_id) if table_id else "",
+        heads=join(h('<th scope="col">{t}</th>', t=t) for t in headers),
+        rows=rows,
+    )
+
+
 def hidden_csrf(csrf: str) -> Html:
     return h('<input type="hidden" name="csrf_token" value="{csrf}">', csrf=csrf)
 

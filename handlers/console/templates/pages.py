@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from handlers.console.html import Html, h, join, preview, seg, time_tag, with_query
-from handlers.console.templates.layout import badge, empty, error_box, hidden_csrf
+from handlers.console.templates.layout import badge, empty, error_box, hidden_csrf, list_table
 
 
 def sign_in(
@@ -99,11 +99,8 @@ def users(base: str, rows: Sequence[Mapping[str, Any]], next_after: str | None) 
         else ""
     )
     return h(
-        '<h1>Users</h1><div class="scroll"><table class="list"><thead><tr>'
-        '<th scope="col">User</th><th scope="col">Memories</th>'
-        '<th scope="col">Summary</th><th scope="col">Summarised</th></tr></thead>'
-        "<tbody>{body}</tbody></table></div>{more}",
-        body=body,
+        "<h1>Users</h1>{table}{more}",
+        table=list_table(("User", "Memories", "Summary", "Summarised"), body),
         more=more,
     )
 
@@ -167,11 +164,9 @@ def changelog(
         return str(e["entity_type"])
 
     if entries:
-        listing = h(
-            '<div class="scroll"><table class="list"><thead><tr><th scope="col">When</th>'
-            '<th scope="col">Event</th><th scope="col">What</th><th scope="col">On</th>'
-            '<th scope="col">By</th></tr></thead><tbody>{rows}</tbody></table></div>',
-            rows=join(
+        listing = list_table(
+            ("When", "Event", "What", "On", "By"),
+            join(
                 h(
                     "<tr><td>{when}</td><td>{event}</td><td>{summary}</td><td>{entity}</td>"
                     "<td>{actor}</td></tr>",
@@ -262,12 +257,10 @@ def keys(
         )
 
     listing = (
-        h(
-            '<div class="scroll"><table class="list" id="keys"><thead><tr>'
-            '<th scope="col">Name</th><th scope="col">Starts with</th><th scope="col">Scope</th>'
-            '<th scope="col">Created</th><th scope="col">Last used</th><th scope="col"></th>'
-            "</tr></thead><tbody>{rows}</tbody></table></div>",
-            rows=join(row(k) for k in rows),
+        list_table(
+            ("Name", "Starts with", "Scope", "Created", "Last used", ""),
+            join(row(k) for k in rows),
+            table_id="keys",
         )
         if rows
         else empty("No API keys yet. Create one for each agent or app that uses this brain.")
