@@ -248,10 +248,8 @@ def list_runs(
     if task is not None:
         where.append("type = :type")
         params["type"] = task
-    if cursor is not None:
-        position = cursors.decode(cursor, keys=("t", "i"))
-        where.append("(ts < :ct OR (ts = :ct AND id < :ci))")
-        params.update(ct=position["t"], ci=position["i"])
+    if past := cursors.keyset(cursor, params, time="ts"):
+        where.append(past)
     rows = conn.execute(
         sql(
             f"SELECT id, type, count, detail, ts FROM stats WHERE {' AND '.join(where)} "
@@ -259,10 +257,7 @@ def list_runs(
         ),
         params,
     ).all()
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = cursors.encode({"t": rows[-1].ts, "i": rows[-1].id})
+    rows, next_cursor = cursors.page(rows, limit, time="ts")
     return {
         "results": [
             {

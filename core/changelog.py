@@ -141,12 +141,10 @@ def _page(
     if event_type is not None:
         where.append("event_type = :event")
         params["event"] = event_type
-    beyond, order = ("<", "DESC") if newest else (">", "ASC")
-    if cursor is not None:
-        position = cursors.decode(cursor, keys=("t", "i"))
-        where.append(f"(created_at {beyond} :ct OR (created_at = :ct AND id {beyond} :ci))")
-        params.update(ct=position["t"], ci=position["i"])
-    rows = list(
+    if past := cursors.keyset(cursor, params, newest=newest):
+        where.append(past)
+    order = "DESC" if newest else "ASC"
+    rows, next_cursor = cursors.page(
         conn.execute(
             sql(
                 "SELECT id, event_type, entity_type, entity_id, user_id, actor_id, summary, "
@@ -154,15 +152,15 @@ def _page(
                 f"ORDER BY created_at {order}, id {order} LIMIT :limit"
             ),
             params,
-        ).mappings()
+        ).all(),
+        limit,
     )
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        next_cursor = cursors.encode({"t": last["created_at"], "i": last["id"]})
     entries = [
-        {**row, "payload": json.loads(row["payload"]), "created_at": iso(row["created_at"])}
+        {
+            **row._mapping,
+            "payload": json.loads(row.payload),
+            "created_at": iso(row.created_at),
+        }
         for row in rows
     ]
     return entries, next_cursor

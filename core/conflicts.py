@@ -603,21 +603,18 @@ def list_conflicts(
     if memory_id is not None:
         where.append("(a_id = :memory OR b_id = :memory)")
         params["memory"] = memory_id
-    if cursor is not None:
-        position = cursors.decode(cursor, keys=("t", "i"))
-        where.append("(created_at < :ct OR (created_at = :ct AND id < :ci))")
-        params.update(ct=position["t"], ci=position["i"])
-    rows = conn.execute(
-        sql(
-            f"SELECT {_CONFLICT_COLUMNS} FROM memory_conflict_resolutions "
-            f"WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT :limit"
-        ),
-        params,
-    ).all()
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = cursors.encode({"t": rows[-1].created_at, "i": rows[-1].id})
+    if past := cursors.keyset(cursor, params):
+        where.append(past)
+    rows, next_cursor = cursors.page(
+        conn.execute(
+            sql(
+                f"SELECT {_CONFLICT_COLUMNS} FROM memory_conflict_resolutions "
+                f"WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT :limit"
+            ),
+            params,
+        ).all(),
+        limit,
+    )
     items = [_to_dict(r) for r in rows]
     _with_memories(conn, scope, items)
     return {"results": items, "next_cursor": next_cursor}

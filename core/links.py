@@ -269,10 +269,8 @@ def list_for(
         names = [f"r_{i}" for i in range(len(relations))]
         params.update(zip(names, relations, strict=True))
         extra += f" AND l.relation IN ({', '.join(':' + n for n in names)})"
-    if cursor is not None:
-        position = cursors.decode(cursor, keys=("t", "i"))
-        extra += " AND (l.created_at < :ct OR (l.created_at = :ct AND l.id < :ci))"
-        params.update(ct=position["t"], ci=position["i"])
+    if past := cursors.keyset(cursor, params, time="l.created_at", ident="l.id"):
+        extra += f" AND {past}"
     columns = ", ".join(f"l.{name}" for name in LINK_NAMES)
     parts = [
         f"SELECT {columns}, '{side}' AS direction, m.id AS m_id, m.type, m.title, m.key, "
@@ -287,11 +285,7 @@ def list_for(
         ),
         params,
     ).all()
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        next_cursor = cursors.encode({"t": last.created_at, "i": last.id})
+    rows, next_cursor = cursors.page(rows, limit)
     results = [
         {
             **link_dict(row),

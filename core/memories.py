@@ -458,10 +458,8 @@ def list_memories(
         total = conn.execute(
             sql(f"SELECT count(*) FROM {source} WHERE {' AND '.join(where)}"), params
         ).scalar_one()
-    if cursor is not None:
-        position = cursors.decode(cursor, keys=("t", "i"))
-        where.append(f"({created} < :ct OR ({created} = :ct AND {ident} < :ci))")
-        params.update(ct=position["t"], ci=position["i"])
+    if past := cursors.keyset(cursor, params, time=created, ident=ident):
+        where.append(past)
     params["limit"] = limit + 1
     rows = conn.execute(
         sql(
@@ -470,11 +468,7 @@ def list_memories(
         ),
         params,
     ).all()
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        next_cursor = cursors.encode({"t": last.created_at, "i": last.id})
+    rows, next_cursor = cursors.page(rows, limit)
     page: dict[str, Any] = {"results": [to_dict(r) for r in rows], "next_cursor": next_cursor}
     if include_total:
         page["total"] = total

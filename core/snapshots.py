@@ -234,10 +234,8 @@ def list_snapshots(
     _brain_wide(scope)
     where = "brain_id = :brain"
     params: dict[str, Any] = {"brain": scope.brain_id, "limit": limit + 1}
-    if cursor is not None:
-        position = cursors.decode(cursor, keys=("t", "i"))
-        where += " AND (created_at < :ct OR (created_at = :ct AND id < :ci))"
-        params.update(ct=position["t"], ci=position["i"])
+    if past := cursors.keyset(cursor, params):
+        where += f" AND {past}"
     rows = conn.execute(
         sql(
             f"SELECT {_META} FROM snapshots WHERE {where} "
@@ -245,10 +243,7 @@ def list_snapshots(
         ),
         params,
     ).all()
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = cursors.encode({"t": rows[-1].created_at, "i": rows[-1].id})
+    rows, next_cursor = cursors.page(rows, limit)
     return {"results": [_out(r) for r in rows], "next_cursor": next_cursor}
 
 

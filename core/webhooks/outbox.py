@@ -200,23 +200,18 @@ def list_deliveries(
     if status is not None:
         where.append("status = :status")
         params["status"] = status
-    if cursor is not None:
-        position = cursors.decode(cursor, keys=("t", "i"))
-        where.append("(created_at < :ct OR (created_at = :ct AND id < :ci))")
-        params.update(ct=position["t"], ci=position["i"])
-    rows = list(
+    if past := cursors.keyset(cursor, params):
+        where.append(past)
+    rows, next_cursor = cursors.page(
         conn.execute(
             sql(
                 f"SELECT {_LOG_COLUMNS} FROM deliveries WHERE {' AND '.join(where)} "
                 "ORDER BY created_at DESC, id DESC LIMIT :limit"
             ),
             params,
-        )
+        ).all(),
+        limit,
     )
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = cursors.encode({"t": rows[-1].created_at, "i": rows[-1].id})
     return [delivery_out(r) for r in rows], next_cursor
 
 
