@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,6 +26,7 @@ COLUMNS = (
     "importance, metadata, state, superseded_by, occurred_at, created_at, updated_at, "
     "archived_at, deleted_at, access_count, last_accessed_at"
 )
+_NAMES = tuple(c.strip() for c in COLUMNS.split(","))
 _M_COLUMNS = ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(","))
 _TIMES = ("occurred_at", "created_at", "updated_at", "archived_at", "deleted_at")
 
@@ -38,7 +40,15 @@ def content_hash(content: str) -> str:
 
 
 def to_dict(row: Row[Any]) -> dict[str, Any]:
-    out = dict(row._mapping)
+    return _as_reply(dict(row._mapping))
+
+
+def from_values(values: Sequence[Any]) -> dict[str, Any]:
+    """`to_dict` for a plain tuple of COLUMNS, in their order."""
+    return _as_reply(dict(zip(_NAMES, values, strict=True)))
+
+
+def _as_reply(out: dict[str, Any]) -> dict[str, Any]:
     out["tags"] = json.loads(out["tags"])
     out["metadata"] = json.loads(out["metadata"])
     for name in _TIMES:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -21,6 +21,7 @@ _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
 WRITE = "mnemo_write"
+_MMAP_BYTES = 1 << 30
 _SINGLE_READ = "mnemo_single_read"
 
 
@@ -33,6 +34,19 @@ def sql(statement: str) -> TextClause:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+def tuples(conn: Connection, statement: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """The rows of one read as plain tuples, for hot paths that turn a few hundred rows into
+    arrays (search). On SQLite the statement goes straight to the driver, which takes `:name`
+    parameters as SQLAlchemy does: SQLAlchemy's per-statement bookkeeping and Row objects
+    cost more there than the query itself. Not for writes, nor where listeners must see it."""
+    if conn.dialect.name == "sqlite":
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        found: list[tuple[Any, ...]] = driver.execute(statement, params).fetchall()
+        return found
+    return [tuple(row) for row in conn.execute(sql(statement), params)]
 
 
 def get_engine(url: str, *, busy_timeout_ms: int = 30_000, on_lambda: bool = False) -> Engine:
@@ -99,6 +113,10 @@ def _create_sqlite(url: str, *, busy_timeout_ms: int, on_lambda: bool) -> Engine
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
+        # Reads through a memory map instead of a read() system call per page: a search walks
+        # a few thousand index entries, and the calls were a sixth of its SQL time (measured on
+        # the 10,000-memory search bench). A mapping is address space, not memory.
+        cursor.execute(f"PRAGMA mmap_size = {_MMAP_BYTES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

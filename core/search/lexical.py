@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from core.db.engine import sql
+from core.db.engine import sql, tuples
 from core.embeddings.text import STOPWORDS, stem
 
 # Field weights: a hit in the title or key counts most, tags next, content last.
@@ -121,20 +121,19 @@ def _selective(conn: Connection, terms: list[str]) -> list[str]:
     remain, so a search costs what its informative words cost, not what "said" costs."""
     if len(terms) <= 1:
         return terms
-    total = conn.execute(sql("SELECT max(rowid) FROM memory_fts")).scalar() or 0
+    total = tuples(conn, "SELECT max(rowid) FROM memory_fts", {})[0][0] or 0
     if total < _PRUNE_FROM:
         return terms
     stems = {t: stem(t) for t in terms}
     names = [f"v_{i}" for i in range(len(terms))]
     params = dict(zip(names, stems.values(), strict=True))
     found: dict[str, int] = dict(
-        conn.execute(
-            sql(
-                "SELECT term, doc FROM memory_fts_vocab "
-                f"WHERE term IN ({', '.join(':' + n for n in names)})"
-            ),
+        tuples(
+            conn,
+            "SELECT term, doc FROM memory_fts_vocab "
+            f"WHERE term IN ({', '.join(':' + n for n in names)})",
             params,
-        ).all()
+        )
     )
     frequency = {t: int(found.get(stems[t], 0)) for t in terms}
     known = sorted((t for t in terms if frequency[t] > 0), key=lambda t: frequency[t])
@@ -169,8 +168,9 @@ def _sqlite_candidates(
     # Fast path: FTS5 keeps only the best `pool` matches of the whole index while it scores
     # (no full sort), and the join applies tenant and filters. Enough survivors mean those are
     # the best of this scope too; otherwise the tenant's own share of the index is searched.
-    fast = conn.execute(
-        sql(
+    fast = tuples(
+        conn,
+        (
             # bm25() called in the ORDER BY, not configured through `rank MATCH`: the same
             # scores and order, a quarter less time (measured on the 10,000-memory bench).
             f"SELECT m.id, -f.rank AS score FROM (SELECT rowid, bm25(memory_fts, {weights}, 0.0) "
@@ -179,7 +179,7 @@ def _sqlite_candidates(
             f"WHERE {' AND '.join(where)} ORDER BY f.rank LIMIT :lex_limit"
         ),
         {**params, "lex_query": words, "lex_pool": pool, "lex_limit": limit},
-    ).all()
+    )
     matched = None
     if len(fast) < limit:
         matched = conn.execute(
@@ -192,15 +192,16 @@ def _sqlite_candidates(
     if matched is None or matched <= pool:
         return [(str(r[0]), float(r[1])) for r in fast]
     tenant = " AND ".join(f'scope : "{t}"' for t in scope_tokens(brain_id, user_id))
-    exact = conn.execute(
-        sql(
+    exact = tuples(
+        conn,
+        (
             f"SELECT m.id, -bm25(memory_fts, {weights}, 0.0) AS score FROM memory_fts "
             "JOIN memories m ON m.rowid = memory_fts.rowid "
             f"WHERE memory_fts MATCH :lex_query AND {' AND '.join(where)} "
             f"ORDER BY bm25(memory_fts, {weights}, 0.0) LIMIT :lex_limit"
         ),
         {**params, "lex_query": f"{tenant} AND ({words})", "lex_limit": limit},
-    ).all()
+    )
     return [(str(r[0]), float(r[1])) for r in exact]
 
 

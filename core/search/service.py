@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,10 +15,10 @@ from sqlalchemy import Connection
 from core import cursor as cursors
 from core import trust
 from core.config import RankingSettings
-from core.db.engine import sql
+from core.db.engine import sql, tuples
 from core.errors import InvalidInput
 from core.ids import now_ms, parse_time
-from core.memories import COLUMNS, filter_sql, to_dict
+from core.memories import COLUMNS, filter_sql, from_values
 from core.scope import Scope
 from core.search import lexical, pgvector, vectors
 from core.search.metadata_filter import MetadataFilter
@@ -27,7 +27,8 @@ from core.search.ranking import Candidates, Standardiser, rank, standardiser
 
 _MIN_CANDIDATES = 50
 _CONTEXT_FROM = 30
-# What ranking reads of each candidate; the page's memories are then read in full.
+# What ranking reads of each candidate, in _Pool.describe's order; the page's memories are
+# then read in full.
 _RANK_COLUMNS = (
     "id, user_id, importance, confidence, superseded_by, occurred_at, created_at, source"
 )
@@ -129,19 +130,19 @@ def search(
     )
 
     candidate_ids = list(dict.fromkeys([*lexical_raw, *(semantic.top(n) if semantic else [])]))
-    if not candidate_ids:
+    pool = _Pool(evidence)
+    pool.add(_read_back(conn, where, params, candidate_ids))
+    if not pool.rows:
         return {"results": [], "next_cursor": None, "touched": []}
-    rows = {row.id: row for row in _read_back(conn, where, params, candidate_ids, _RANK_COLUMNS)}
-    fused = dict(zip(rows, evidence.fused(list(rows)).tolist(), strict=True))
 
     # Thread context: the best candidates lend evidence to the memories saved next to them.
-    best = sorted(fused, key=lambda i: -fused[i])[: max(_CONTEXT_FROM, 3 * wanted)]
-    threads = _neighbours(conn, scope.brain_id, [rows[i] for i in best])
-    extra = {i for pair in threads.values() for i in pair if i and i not in rows}
+    fused = pool.fused()
+    best = np.argsort(-fused, kind="stable")[: max(_CONTEXT_FROM, 3 * wanted)]
+    threads = _neighbours(conn, scope.brain_id, [pool.rows[k] for k in best.tolist()])
+    extra = [i for pair in threads.values() for i in pair if i and i not in pool.position]
     if extra:
-        found = {r.id: r for r in _read_back(conn, where, params, list(extra), _RANK_COLUMNS)}
-        rows.update(found)
-        fused.update(zip(found, evidence.fused(list(found)).tolist(), strict=True))
+        pool.add(_read_back(conn, where, params, list(dict.fromkeys(extra))))
+        fused = pool.fused()
     background = evidence.background()
     before_of: dict[str, str | None] = {}
     after_of: dict[str, str | None] = {}
@@ -152,31 +153,30 @@ def search(
         if after:
             before_of.setdefault(after, memory_id)
 
-    ids = list(rows)
-    candidates = list(rows.values())
+    ids = pool.ids
+    position = pool.position
 
     def shares(neighbour_of: dict[str, str | None]) -> np.ndarray:
         """The evidence of each candidate's neighbour on one side (background if none)."""
-        return np.array(
-            [fused.get(n, background) if (n := neighbour_of.get(i)) else background for i in ids]
+        slots = np.array(
+            [position.get(m, -1) if (m := neighbour_of.get(i)) else -1 for i in ids], np.int64
         )
+        return np.where(slots >= 0, fused[slots], background)
 
     context = (
         ranking.context_before * shares(before_of)
         + ranking.context_after * shares(after_of)
         - (ranking.context_before + ranking.context_after) * background
     )
-    # One small indexed query for the candidates' sources (none when no candidate has one).
-    trust_of = trust.lookup(conn, scope.brain_id, (r.source for r in candidates))
-    ranked = rank(_describe(candidates, *evidence.parts(ids), context, now_ms(), trust_of), ranking)
+    ranked = rank(pool.describe(conn, scope.brain_id, context), ranking)
     scores = ranked.scores
     kept = np.flatnonzero((scores > 0.0) & (scores >= request.min_score)).tolist()
     order = sorted(kept, key=lambda k: (-scores[k], ids[k]))
     page = order[offset:wanted]
-    full = {r.id: r for r in _read_back(conn, where, params, [ids[k] for k in page], COLUMNS)}
+    full = {r[0]: r for r in _read_page(conn, where, params, [ids[k] for k in page])}
     results = []
     for k in page:
-        hit: dict[str, Any] = {"memory": to_dict(full[ids[k]]), "score": float(scores[k])}
+        hit: dict[str, Any] = {"memory": from_values(full[ids[k]]), "score": float(scores[k])}
         if request.explain:
             hit["explain"] = ranked.factors(k).__dict__.copy()
         results.append(hit)
@@ -190,28 +190,51 @@ def search(
     }
 
 
-def _describe(
-    rows: list[Any],
-    lexical: np.ndarray,
-    semantic: np.ndarray,
-    context: np.ndarray,
-    now: int,
-    trust_of: dict[str, float],
-) -> Candidates:
-    """The ranking arrays of these candidate rows, evidence first, then their qualities."""
-    when = [r.occurred_at if r.occurred_at is not None else r.created_at for r in rows]
-    return Candidates(
-        lexical=lexical,
-        semantic=semantic,
-        context=context,
-        importance=np.array([float(r.importance) for r in rows]),
-        confidence=np.array([float(r.confidence) for r in rows]),
-        trust=np.array(
-            [trust_of.get(r.source, trust.NEUTRAL) if r.source else trust.NEUTRAL for r in rows]
-        ),
-        age_days=(now - np.array(when, dtype=np.float64)) / _DAY_MS,
-        superseded=np.array([r.superseded_by is not None for r in rows], dtype=bool),
-    )
+@dataclass
+class _Pool:
+    """The candidates SQL confirmed are in scope, in reading order: their rank columns
+    (_RANK_COLUMNS) and weighted evidence, which is computed once per batch read."""
+
+    evidence: _Evidence
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    position: dict[str, int] = field(default_factory=dict)
+    lexical: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    semantic: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def add(self, rows: list[tuple[Any, ...]]) -> None:
+        ids = [row[0] for row in rows]
+        lexical_part, semantic_part = self.evidence.parts(ids)
+        self.position.update(zip(ids, range(len(self.ids), len(self.ids) + len(ids)), strict=True))
+        self.rows += rows
+        self.ids += ids
+        self.lexical = np.concatenate([self.lexical, lexical_part])
+        self.semantic = np.concatenate([self.semantic, semantic_part])
+
+    def fused(self) -> np.ndarray:
+        total: np.ndarray = self.lexical + self.semantic
+        return total
+
+    def describe(self, conn: Connection, brain_id: str, context: np.ndarray) -> Candidates:
+        """The ranking arrays: evidence first, then the memories' own qualities."""
+        _, _, importance, confidence, superseded_by, occurred, created, sources = zip(
+            *self.rows, strict=True
+        )
+        # One small indexed query for the candidates' sources (none when none has one).
+        trust_of = trust.lookup(conn, brain_id, sources)
+        when = [o if o is not None else c for o, c in zip(occurred, created, strict=True)]
+        return Candidates(
+            lexical=self.lexical,
+            semantic=self.semantic,
+            context=context,
+            importance=np.array(importance, dtype=np.float64),
+            confidence=np.array(confidence, dtype=np.float64),
+            trust=np.array(
+                [trust_of.get(s, trust.NEUTRAL) if s else trust.NEUTRAL for s in sources]
+            ),
+            age_days=(now_ms() - np.array(when, dtype=np.float64)) / _DAY_MS,
+            superseded=np.array([s is not None for s in superseded_by], dtype=bool),
+        )
 
 
 def _lexical_weight(mode: str, ranking: RankingSettings, vector: QueryVector | None) -> float:
@@ -324,12 +347,13 @@ def _count(conn: Connection, where: list[str], params: dict[str, Any]) -> int:
 
 
 def _neighbours(
-    conn: Connection, brain_id: str, rows: list[Any]
+    conn: Connection, brain_id: str, rows: list[tuple[Any, ...]]
 ) -> dict[str, tuple[str | None, str | None]]:
-    """memory id -> (the memory saved just before it, just after it) by the same user."""
+    """memory id -> (the memory saved just before it, just after it) by the same user, for
+    candidate rows that start (id, user_id)."""
     by_user: dict[str | None, list[str]] = {}
-    for row in rows:
-        by_user.setdefault(row.user_id, []).append(row.id)
+    for memory_id, user_id, *_ in rows:
+        by_user.setdefault(user_id, []).append(memory_id)
     found: dict[str, tuple[str | None, str | None]] = {}
     for user_id, ids in by_user.items():
         members, value = id_table(conn, "ids", alias="ids")
@@ -351,28 +375,46 @@ def _neighbours(
             f"FROM {members} {join} memories c ON c.id = ids.value "
             "WHERE c.brain_id = :brain"
         )
-        for memory_id, prev, nxt in conn.execute(sql(statement), params).all():
+        for memory_id, prev, nxt in tuples(conn, statement, params):
             found[memory_id] = (prev, nxt)
     return found
 
 
-def _read_back(
-    conn: Connection, where: list[str], params: dict[str, Any], ids: list[str], columns: str
-) -> list[Any]:
-    """The candidates that really are in scope and match the filters: SQL has the last word.
+def _in_scope(conn: Connection, where: list[str], columns: str) -> str:
+    """SELECT `columns` of the listed ids (bound as :candidates) that really are in scope and
+    match the filters: SQL has the last word on every candidate.
 
     The id list drives the join (CROSS JOIN fixes SQLite's loop order): a primary-key lookup
     per candidate, not a walk through every memory the scope's filters select."""
-    if not ids:
-        return []
-    members, value = id_table(conn, "candidates")
+    members, _ = id_table(conn, "candidates")
     selected = ", ".join(f"m.{c.strip()}" for c in columns.split(","))
     join = "CROSS JOIN" if conn.dialect.name == "sqlite" else "JOIN"
-    statement = (
+    return (
         f"SELECT {selected} FROM {members} {join} memories m ON m.id = c.value "
         f"WHERE {' AND '.join(where)}"
     )
-    return list(conn.execute(sql(statement), {**params, "candidates": value(ids)}).all())
+
+
+def _read_back(
+    conn: Connection, where: list[str], params: dict[str, Any], ids: list[str]
+) -> list[tuple[Any, ...]]:
+    """The rank columns of those candidates that are in scope."""
+    if not ids:
+        return []
+    _, value = id_table(conn, "candidates")
+    statement = _in_scope(conn, where, _RANK_COLUMNS)
+    return tuples(conn, statement, {**params, "candidates": value(ids)})
+
+
+def _read_page(
+    conn: Connection, where: list[str], params: dict[str, Any], ids: list[str]
+) -> list[tuple[Any, ...]]:
+    """The page's memories in full (still under scope: nothing is returned unchecked)."""
+    if not ids:
+        return []
+    _, value = id_table(conn, "candidates")
+    statement = _in_scope(conn, where, COLUMNS)
+    return tuples(conn, statement, {**params, "candidates": value(ids)})
 
 
 def id_table(

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection
 
-from core.db.engine import sql
+from core.db.engine import sql, tuples
 from core.ids import now_ms
 from core.search import pgvector
 
@@ -145,7 +145,9 @@ class BrainVectors:
         if user_id is not None:
             code = self.user_codes.get(user_id)
             mask &= self.user_of[:count] == (code if code is not None else -2)
-        if states is not None:
+        if states is not None and len(states) == 1:
+            mask &= self.state_of[:count] == _STATES[states[0]]
+        elif states is not None:
             mask &= np.isin(self.state_of[:count], [_STATES[s] for s in states])
         return mask
 
@@ -201,17 +203,16 @@ def _refresh(conn: Connection, entry: BrainVectors, brain_id: str, model: str) -
         entry.loaded_at = time.monotonic()
     since = entry.loaded_until - _SKEW_MS if entry.loaded_until else -1
     started = now_ms()
-    rows = conn.execute(
-        sql(
-            "SELECT v.memory_id, m.user_id, m.state, v.vector FROM memory_vectors v "
-            "JOIN memories m ON m.id = v.memory_id "
-            "WHERE v.brain_id = :brain AND v.model = :model AND v.updated_at > :since "
-            "AND v.dims = :dims"
-        ),
+    rows = tuples(
+        conn,
+        "SELECT v.memory_id, m.user_id, m.state, v.vector FROM memory_vectors v "
+        "JOIN memories m ON m.id = v.memory_id "
+        "WHERE v.brain_id = :brain AND v.model = :model AND v.updated_at > :since "
+        "AND v.dims = :dims",
         {**params, "since": since, "dims": entry.dims},
-    ).all()
+    )
     if rows:
-        entry.upsert([tuple(r) for r in rows])
+        entry.upsert(rows)
     entry.loaded_until = started
 
 
