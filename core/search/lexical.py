@@ -7,6 +7,7 @@ phrase (SQLite) or a bound lexeme (PostgreSQL), so quotes, operators and any Uni
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -109,20 +110,22 @@ def unindex(conn: Connection, brain_id: str, memory_id: str) -> None:
 # A word in more than this share of all memories says little (its IDF is near zero) and costs
 # the most: BM25 is computed for every memory that contains it.
 _COMMON = 0.1
-# How many full-text matches to rank before the other filters apply, per result wanted.
-_POOL = 4
+# The fast path ranks the best matches of the whole index, then keeps the scope's: it reads
+# this many times the matches the scope's share of the index should yield...
+_HEADROOM = 1.25
+# ...and at most this many times `limit`; a scope smaller than that share of the index has
+# its own share searched straight away (the fast path would come back short).
+_POOL_AT_MOST = 4
 _KEEP_AT_MOST = 8
 _PRUNE_FROM = 2_000  # below this many indexed memories every word is cheap enough
 _POSTINGS = 4_000  # at most this many (memory, word) matches are scored per search
 
 
-def _selective(conn: Connection, terms: list[str]) -> list[str]:
-    """The query's most selective words (SQLite): common words are dropped while rarer ones
-    remain, so a search costs what its informative words cost, not what "said" costs."""
-    if len(terms) <= 1:
-        return terms
-    total = tuples(conn, "SELECT max(rowid) FROM memory_fts", {})[0][0] or 0
-    if total < _PRUNE_FROM:
+def _selective(conn: Connection, terms: list[str], total: int) -> list[str]:
+    """The query's most selective words (SQLite) in an index of `total` memories: common words
+    are dropped while rarer ones remain, so a search costs what its informative words cost,
+    not what "said" costs."""
+    if len(terms) <= 1 or total < _PRUNE_FROM:
         return terms
     stems = {t: stem(t) for t in terms}
     names = [f"v_{i}" for i in range(len(terms))]
@@ -158,51 +161,49 @@ def _sqlite_candidates(
     where: list[str],
     params: dict[str, Any],
     limit: int,
-    brain_id: str,
-    user_id: str | None,
-) -> list[tuple[str, float]]:
-    terms = _selective(conn, terms)
+    columns: str,
+    in_scope: int | None,
+    tenant: list[str],
+) -> list[tuple[Any, ...]]:
+    total = tuples(conn, "SELECT max(rowid) FROM memory_fts", {})[0][0] or 0
+    terms = _selective(conn, terms, total)
     words = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
     weights = ", ".join(str(w) for w in WEIGHTS.values())
-    pool = limit * _POOL
-    # Fast path: FTS5 keeps only the best `pool` matches of the whole index while it scores
-    # (no full sort), and the join applies tenant and filters. Enough survivors mean those are
-    # the best of this scope too; otherwise the tenant's own share of the index is searched.
-    fast = tuples(
-        conn,
-        (
+    share = min(1.0, in_scope / total) if in_scope is not None and total else 1.0
+    pool = math.ceil(limit * _HEADROOM / share) if share > 0 else None
+    if pool is not None and pool <= limit * _POOL_AT_MOST:
+        # Fast path: FTS5 keeps only the best `pool` matches of the whole index while it
+        # scores (no full sort), and the join applies tenant and filters. Enough survivors
+        # mean those are the best of this scope too.
+        fast = tuples(
+            conn,
             # bm25() called in the ORDER BY, not configured through `rank MATCH`: the same
             # scores and order, a quarter less time (measured on the 10,000-memory bench).
-            f"SELECT m.id, -f.rank AS score FROM (SELECT rowid, bm25(memory_fts, {weights}, 0.0) "
+            f"SELECT -f.rank, {columns} FROM (SELECT rowid, bm25(memory_fts, {weights}, 0.0) "
             "AS rank FROM memory_fts WHERE memory_fts MATCH :lex_query "
             "ORDER BY rank LIMIT :lex_pool) f JOIN memories m ON m.rowid = f.rowid "
-            f"WHERE {' AND '.join(where)} ORDER BY f.rank LIMIT :lex_limit"
-        ),
-        {**params, "lex_query": words, "lex_pool": pool, "lex_limit": limit},
-    )
-    matched = None
-    if len(fast) < limit:
-        matched = conn.execute(
-            sql(
-                "SELECT count(*) FROM (SELECT 1 FROM memory_fts WHERE memory_fts MATCH :q "
-                "LIMIT :pool)"
-            ),
+            f"WHERE {' AND '.join(where)} ORDER BY f.rank LIMIT :lex_limit",
+            {**params, "lex_query": words, "lex_pool": pool, "lex_limit": limit},
+        )
+        if len(fast) >= limit:
+            return fast
+        matched = tuples(
+            conn,
+            "SELECT count(*) FROM (SELECT 1 FROM memory_fts WHERE memory_fts MATCH :q LIMIT :pool)",
             {"q": words, "pool": pool + 1},
-        ).scalar_one()
-    if matched is None or matched <= pool:
-        return [(str(r[0]), float(r[1])) for r in fast]
-    tenant = " AND ".join(f'scope : "{t}"' for t in scope_tokens(brain_id, user_id))
-    exact = tuples(
+        )[0][0]
+        if matched <= pool:
+            return fast  # the pool held every match: nothing was left out
+    # The tenant's own share of the index: its scope words narrow the match itself.
+    scoped = " AND ".join(f'scope : "{t}"' for t in tenant)
+    return tuples(
         conn,
-        (
-            f"SELECT m.id, -bm25(memory_fts, {weights}, 0.0) AS score FROM memory_fts "
-            "JOIN memories m ON m.rowid = memory_fts.rowid "
-            f"WHERE memory_fts MATCH :lex_query AND {' AND '.join(where)} "
-            f"ORDER BY bm25(memory_fts, {weights}, 0.0) LIMIT :lex_limit"
-        ),
-        {**params, "lex_query": f"{tenant} AND ({words})", "lex_limit": limit},
+        f"SELECT -bm25(memory_fts, {weights}, 0.0), {columns} FROM memory_fts "
+        "JOIN memories m ON m.rowid = memory_fts.rowid "
+        f"WHERE memory_fts MATCH :lex_query AND {' AND '.join(where)} "
+        f"ORDER BY bm25(memory_fts, {weights}, 0.0) LIMIT :lex_limit",
+        {**params, "lex_query": f"{scoped} AND ({words})", "lex_limit": limit},
     )
-    return [(str(r[0]), float(r[1])) for r in exact]
 
 
 def candidates(
@@ -214,25 +215,28 @@ def candidates(
     *,
     brain_id: str,
     user_id: str | None,
-) -> list[tuple[str, float]]:
-    """(memory id, raw score) of the best `limit` matches; higher is better. `where` filters
-    the memories (alias m) and `params` carries its values; `brain_id` and `user_id` narrow
-    the full-text match itself to the tenant."""
+    columns: str = "m.id",
+    in_scope: int | None = None,
+) -> list[tuple[Any, ...]]:
+    """(raw score, *columns) of the best `limit` matches, best first; higher is better.
+    `where` filters the memories (alias m, which `columns` read from) and `params` carries its
+    values; `brain_id` and `user_id` narrow the full-text match itself to the tenant, and
+    `in_scope`, how many memories the scope holds, says which way that is cheapest."""
     if not terms:
         return []
     params = {**params, "lex_limit": limit}
     if conn.dialect.name == "sqlite":
-        return _sqlite_candidates(conn, terms, where, params, limit, brain_id, user_id)
+        tenant = scope_tokens(brain_id, user_id)
+        return _sqlite_candidates(conn, terms, where, params, limit, columns, in_scope, tenant)
     # PostgreSQL: each word is a bound value turned into lexemes by the same 'english'
     # configuration the index uses; || ORs them, so no user text is parsed as tsquery syntax.
     names = [f"lex_{i}" for i in range(len(terms))]
     params.update(zip(names, terms, strict=True))
     tsquery = " || ".join(f"plainto_tsquery('english', :{n})" for n in names)
     statement = (
-        "SELECT m.id, ts_rank(m.search_vector, q.query, 1) AS score "
+        f"SELECT ts_rank(m.search_vector, q.query, 1) AS score, {columns} "
         f"FROM memories m, (SELECT {tsquery} AS query) q "
         f"WHERE m.search_vector @@ q.query AND {' AND '.join(where)} "
         "ORDER BY score DESC, m.id LIMIT :lex_limit"
     )
-    rows = conn.execute(sql(statement), params).all()
-    return [(str(r[0]), float(r[1])) for r in rows]
+    return tuples(conn, statement, params)

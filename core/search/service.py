@@ -30,8 +30,10 @@ _CONTEXT_FROM = 30
 # What ranking reads of each candidate, in _Pool.describe's order; the page's memories are
 # then read in full.
 _RANK_COLUMNS = (
-    "id, user_id, importance, confidence, superseded_by, occurred_at, created_at, source"
+    "m.id, m.user_id, m.importance, m.confidence, m.superseded_by, m.occurred_at, "
+    "m.created_at, m.source"
 )
+_PAGE_COLUMNS = ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(","))
 _DAY_MS = 86_400_000
 
 
@@ -100,22 +102,23 @@ def search(
     params: dict[str, Any] = {}
     where = _where(conn, scope, filters, params)
 
-    lexical_raw: dict[str, float] = {}
-    if request.mode != "semantic":
-        terms = lexical.query_terms(request.query)
-        lexical_raw = dict(
-            lexical.candidates(
-                conn,
-                terms,
-                where,
-                params,
-                n,
-                brain_id=scope.brain_id,
-                user_id=scope.user_id or filters.user_id,
-            )
-        )
     semantic = _Semantic.load(conn, scope, filters, request.mode, query_vector, ranking)
     population = semantic.population if semantic else _count(conn, where, params)
+    # Lexical matches come with their rank columns (the match applied the scope and filters).
+    matches: list[tuple[Any, ...]] = []
+    if request.mode != "semantic":
+        matches = lexical.candidates(
+            conn,
+            lexical.query_terms(request.query),
+            where,
+            params,
+            n,
+            brain_id=scope.brain_id,
+            user_id=scope.user_id or filters.user_id,
+            columns=_RANK_COLUMNS,
+            in_scope=population,
+        )
+    lexical_raw = {row[1]: float(row[0]) for row in matches}
     evidence = _Evidence(
         lexical_raw,
         lexical_std=standardiser(
@@ -129,9 +132,11 @@ def search(
         lexical_weight=_lexical_weight(request.mode, ranking, query_vector),
     )
 
-    candidate_ids = list(dict.fromkeys([*lexical_raw, *(semantic.top(n) if semantic else [])]))
     pool = _Pool(evidence)
-    pool.add(_read_back(conn, where, params, candidate_ids))
+    pool.add([row[1:] for row in matches])
+    if semantic is not None and request.mode != "lexical":
+        nearest = [i for i in semantic.top(n) if i not in pool.position]
+        pool.add(_read_back(conn, where, params, nearest))
     if not pool.rows:
         return {"results": [], "next_cursor": None, "touched": []}
 
@@ -381,16 +386,15 @@ def _neighbours(
 
 
 def _in_scope(conn: Connection, where: list[str], columns: str) -> str:
-    """SELECT `columns` of the listed ids (bound as :candidates) that really are in scope and
-    match the filters: SQL has the last word on every candidate.
+    """SELECT `columns` (of alias m) of the listed ids (bound as :candidates) that really are
+    in scope and match the filters: SQL has the last word on every candidate.
 
     The id list drives the join (CROSS JOIN fixes SQLite's loop order): a primary-key lookup
     per candidate, not a walk through every memory the scope's filters select."""
     members, _ = id_table(conn, "candidates")
-    selected = ", ".join(f"m.{c.strip()}" for c in columns.split(","))
     join = "CROSS JOIN" if conn.dialect.name == "sqlite" else "JOIN"
     return (
-        f"SELECT {selected} FROM {members} {join} memories m ON m.id = c.value "
+        f"SELECT {columns} FROM {members} {join} memories m ON m.id = c.value "
         f"WHERE {' AND '.join(where)}"
     )
 
@@ -413,7 +417,7 @@ def _read_page(
     if not ids:
         return []
     _, value = id_table(conn, "candidates")
-    statement = _in_scope(conn, where, COLUMNS)
+    statement = _in_scope(conn, where, _PAGE_COLUMNS)
     return tuples(conn, statement, {**params, "candidates": value(ids)})
 
 
