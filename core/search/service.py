@@ -132,11 +132,12 @@ def search(
         lexical_weight=_lexical_weight(request.mode, ranking, query_vector),
     )
 
-    pool = _Pool(evidence)
-    pool.add([row[1:] for row in matches])
+    found = [row[1:] for row in matches]
     if semantic is not None and request.mode != "lexical":
-        nearest = [i for i in semantic.top(n) if i not in pool.position]
-        pool.add(_read_back(conn, where, params, nearest))
+        nearest = [i for i in semantic.top(n) if i not in lexical_raw]
+        found += _read_back(conn, where, params, nearest)
+    pool = _Pool(evidence)
+    pool.add(found)
     if not pool.rows:
         return {"results": [], "next_cursor": None, "touched": []}
 
