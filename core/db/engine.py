@@ -125,8 +125,12 @@ def _create_sqlite(url: str, *, busy_timeout_ms: int, on_lambda: bool) -> Engine
         if options.get(_SINGLE_READ, False):
             return
         # A writer takes the write lock up front: a deferred transaction that later upgrades
-        # can fail with "database is locked" regardless of the busy timeout.
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE, False) else "BEGIN")
+        # can fail with "database is locked" regardless of the busy timeout. Straight to the
+        # driver: through SQLAlchemy's statement machinery it cost more than the BEGIN itself,
+        # and every request opens one or two transactions.
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        driver.execute("BEGIN IMMEDIATE" if options.get(WRITE, False) else "BEGIN")
 
     return engine
 
