@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from core.brains import ensure_brain
-from core.db.engine import sql
+from core.db.engine import sql, tuples
 from core.errors import InvalidInput
 from core.ids import iso, new_id, now_ms
 from core.scope import Scope
@@ -134,23 +134,21 @@ def find_key(conn: Connection, token: str) -> KeyMatch | None:
     """The scope a stored key grants, or None for an unknown or revoked key. Reads only."""
     if not token.startswith(KEY_PREFIX):
         return None
-    row = conn.execute(
-        sql(
-            "SELECT id, brain_id, user_id, read_only, last_used_at FROM api_keys "
-            "WHERE key_hash = :hash AND revoked_at IS NULL"
-        ),
+    # Every request pays this read: plain driver tuples (see core.db.engine.tuples).
+    rows = tuples(
+        conn,
+        "SELECT id, brain_id, user_id, read_only, last_used_at FROM api_keys "
+        "WHERE key_hash = :hash AND revoked_at IS NULL",
         {"hash": _hash(token)},
-    ).first()
-    if row is None:
-        return None
-    scope = Scope(
-        brain_id=row.brain_id,
-        principal=f"key:{row.id}",
-        user_id=row.user_id,
-        read_only=bool(row.read_only),
     )
-    stale = row.last_used_at is None or now_ms() - row.last_used_at > _TOUCH_EVERY_MS
-    return KeyMatch(row.id, scope, stale)
+    if not rows:
+        return None
+    key_id, brain_id, user_id, read_only, last_used_at = rows[0]
+    scope = Scope(
+        brain_id=brain_id, principal=f"key:{key_id}", user_id=user_id, read_only=bool(read_only)
+    )
+    stale = last_used_at is None or now_ms() - last_used_at > _TOUCH_EVERY_MS
+    return KeyMatch(key_id, scope, stale)
 
 
 def touch(conn: Connection, key_id: str) -> None:

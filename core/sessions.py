@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from core.config import AuthSettings
+from core.db.engine import tuples
 from core.errors import Forbidden, NotFound, Unauthorized
 from core.ids import iso, new_id, now_ms
 from core.scope import Scope
@@ -158,9 +159,9 @@ class Verified:
     stale: bool  # last_used_at is due for a refresh (see `touch`)
 
 
-_VERIFY = text(
-    "SELECT t.expires_at AS token_expires, s.id, s.account_id, s.brain_id, s.client_id, "
-    "s.audience, s.scope, s.expires_at, s.revoked_at, s.last_used_at, m.role "
+_VERIFY = (
+    "SELECT t.expires_at, s.id, s.account_id, s.brain_id, s.client_id, s.audience, s.scope, "
+    "s.expires_at, s.revoked_at, s.last_used_at, m.role "
     "FROM auth_tokens t JOIN auth_sessions s ON s.id = t.session_id "
     "LEFT JOIN brain_members m ON m.brain_id = s.brain_id AND m.account_id = s.account_id "
     "WHERE t.token_hash = :hash AND t.kind = 'access'"
@@ -169,27 +170,41 @@ _VERIFY = text(
 
 def verify_access(conn: Connection, token: str) -> Verified | None:
     """The live session behind an access token, or None (unknown, expired, revoked). Reads
-    only: one primary-key lookup joined to the session and the membership."""
+    only: one primary-key lookup joined to the session and the membership, as plain driver
+    tuples (every request pays it; see core.db.engine.tuples)."""
     if not token.startswith(ACCESS_PREFIX):
         return None
-    row = conn.execute(_VERIFY, {"hash": token_hash(token)}).first()
+    rows = tuples(conn, _VERIFY, {"hash": token_hash(token)})
+    if not rows:
+        return None
+    (
+        token_expires,
+        session_id,
+        account_id,
+        brain_id,
+        client_id,
+        audience,
+        scope,
+        expires_at,
+        revoked_at,
+        last_used_at,
+        role,
+    ) = rows[0]
     now = now_ms()
-    if row is None or row.token_expires <= now or row.revoked_at is not None:
+    if token_expires <= now or revoked_at is not None or expires_at <= now:
         return None
-    if row.expires_at <= now:
-        return None
-    if row.client_id is not None and row.role is None:
+    if client_id is not None and role is None:
         # An OAuth grant is for one brain: once the account leaves it the grant is void.
         return None
     return Verified(
-        session_id=row.id,
-        account_id=row.account_id,
-        brain_id=row.brain_id if row.role is not None else None,
-        role=row.role,
-        client_id=row.client_id,
-        audience=row.audience,
-        scope=row.scope,
-        stale=now - row.last_used_at > _TOUCH_EVERY_MS,
+        session_id=session_id,
+        account_id=account_id,
+        brain_id=brain_id if role is not None else None,
+        role=role,
+        client_id=client_id,
+        audience=audience,
+        scope=scope,
+        stale=now - last_used_at > _TOUCH_EVERY_MS,
     )
 
 
