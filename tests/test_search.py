@@ -67,6 +67,19 @@ def test_an_exact_key_match_outranks_a_loose_match(
     assert _ids(_search(client, "deploy window"))[0] == garden["deploy"]
 
 
+def test_a_rare_word_outweighs_a_common_one(client: LambdaClient) -> None:
+    """Both stores weigh a word by how rare it is in the scope (BM25's IDF; on PostgreSQL
+    ts_rank per word times that IDF): a memory holding only the rare word of the question
+    beats one holding the common word twice, in a shorter text."""
+    for i in range(30):
+        _add(client, content=f"She said hello to neighbour number {i} on the way home.")
+    chatty = _add(client, content="He said it and said it again.")
+    pottery = _add(client, content="Her first evening class in pottery went by far too quickly.")
+    results = _search(client, "what was said about pottery", mode="lexical")
+    assert _ids(results)[0] == pottery
+    assert _ids(results).index(chatty) > 0
+
+
 def test_superseded_memory_ranks_below_its_successor(client: LambdaClient) -> None:
     old = _add(
         client, type="fact", key="favourite fruit", content="Sam's favourite fruit is apples"
