@@ -6,6 +6,10 @@ question counts when any evidence turn is in the top k) and recall@10 (evidence 
 The data is CC BY-NC 4.0 and is read from ../shared/bench at run time, never copied here.
 
     .venv/bin/python -m bench.locomo [--embedder builtin|local] [--modes hybrid,lexical,semantic]
+        [--postgres]
+
+SQLite by default; --postgres runs the same on a throwaway PostgreSQL server (or
+MNEMO_BENCH_POSTGRES_URL), vectors on the numpy path.
 """
 
 from __future__ import annotations
@@ -57,7 +61,9 @@ def evidence(qa: dict[str, Any]) -> set[str]:
     return ids
 
 
-def run(embedder: str, modes: list[str]) -> dict[str, dict[str, float]]:
+def run(
+    embedder: str, modes: list[str], database_url: str | None = None
+) -> dict[str, dict[str, float]]:
     os.environ.setdefault("MNEMO_LOG_LEVEL", "WARNING")
     from core.config import settings_from_env
     from core.db.engine import get_engine, transaction
@@ -66,8 +72,10 @@ def run(embedder: str, modes: list[str]) -> dict[str, dict[str, float]]:
     from tests.lambda_client import LambdaClient
 
     samples = json.loads(DATA.read_text())
-    folder = tempfile.mkdtemp(prefix="mnemo-locomo-")
-    env = {**os.environ, "MNEMO_DATABASE_URL": f"sqlite:///{folder}/locomo.db"}
+    if database_url is None:
+        folder = tempfile.mkdtemp(prefix="mnemo-locomo-")
+        database_url = f"sqlite:///{folder}/locomo.db"
+    env = {**os.environ, "MNEMO_DATABASE_URL": database_url, "MNEMO_PGVECTOR": "off"}
     env["MNEMO_EMBEDDER"] = embedder
     settings = settings_from_env(env)
     engine = get_engine(settings.database_url)
@@ -129,9 +137,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--embedder", default="builtin")
     parser.add_argument("--modes", default="hybrid,lexical,semantic")
+    parser.add_argument("--postgres", action="store_true", help="on PostgreSQL, not SQLite")
     args = parser.parse_args()
-    report = run(args.embedder, args.modes.split(","))
-    print(f"LoCoMo dev split, embedder {args.embedder}")
+    if args.postgres:
+        from bench.common import postgres
+
+        with postgres() as server:
+            report = run(args.embedder, args.modes.split(","), server.new_database())
+    else:
+        report = run(args.embedder, args.modes.split(","))
+    store = "PostgreSQL" if args.postgres else "SQLite"
+    print(f"LoCoMo dev split, embedder {args.embedder}, {store}")
     print("| mode | hit@1 | hit@5 | hit@10 | hit@20 | recall@10 | questions | search p50 ms |")
     print("|---|---|---|---|---|---|---|---|")
     for mode, r in report.items():
