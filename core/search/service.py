@@ -135,7 +135,7 @@ def search(
     found = [row[1:] for row in matches]
     if semantic is not None and request.mode != "lexical":
         nearest = [i for i in semantic.top(n) if i not in lexical_raw]
-        found += _read_back(conn, where, params, nearest)
+        found += _read_back(conn, where, params, nearest, _RANK_COLUMNS)
     pool = _Pool(evidence)
     pool.add(found)
     if not pool.rows:
@@ -147,7 +147,7 @@ def search(
     threads = _neighbours(conn, scope.brain_id, [pool.rows[k] for k in best.tolist()])
     extra = [i for pair in threads.values() for i in pair if i and i not in pool.position]
     if extra:
-        pool.add(_read_back(conn, where, params, list(dict.fromkeys(extra))))
+        pool.add(_read_back(conn, where, params, list(dict.fromkeys(extra)), _RANK_COLUMNS))
         fused = pool.fused()
     background = evidence.background()
     before_of: dict[str, str | None] = {}
@@ -179,7 +179,8 @@ def search(
     kept = np.flatnonzero((scores > 0.0) & (scores >= request.min_score)).tolist()
     order = sorted(kept, key=lambda k: (-scores[k], ids[k]))
     page = order[offset:wanted]
-    full = {r[0]: r for r in _read_page(conn, where, params, [ids[k] for k in page])}
+    page_rows = _read_back(conn, where, params, [ids[k] for k in page], _PAGE_COLUMNS)
+    full = {row[0]: row for row in page_rows}
     results = []
     for k in page:
         hit: dict[str, Any] = {"memory": from_values(full[ids[k]]), "score": float(scores[k])}
@@ -386,39 +387,22 @@ def _neighbours(
     return found
 
 
-def _in_scope(conn: Connection, where: list[str], columns: str) -> str:
-    """SELECT `columns` (of alias m) of the listed ids (bound as :candidates) that really are
-    in scope and match the filters: SQL has the last word on every candidate.
+def _read_back(
+    conn: Connection, where: list[str], params: dict[str, Any], ids: list[str], columns: str
+) -> list[tuple[Any, ...]]:
+    """`columns` (of alias m) of those candidates that really are in scope and match the
+    filters: SQL has the last word on every candidate, the page's included.
 
     The id list drives the join (CROSS JOIN fixes SQLite's loop order): a primary-key lookup
     per candidate, not a walk through every memory the scope's filters select."""
-    members, _ = id_table(conn, "candidates")
+    if not ids:
+        return []
+    members, value = id_table(conn, "candidates")
     join = "CROSS JOIN" if conn.dialect.name == "sqlite" else "JOIN"
-    return (
+    statement = (
         f"SELECT {columns} FROM {members} {join} memories m ON m.id = c.value "
         f"WHERE {' AND '.join(where)}"
     )
-
-
-def _read_back(
-    conn: Connection, where: list[str], params: dict[str, Any], ids: list[str]
-) -> list[tuple[Any, ...]]:
-    """The rank columns of those candidates that are in scope."""
-    if not ids:
-        return []
-    _, value = id_table(conn, "candidates")
-    statement = _in_scope(conn, where, _RANK_COLUMNS)
-    return tuples(conn, statement, {**params, "candidates": value(ids)})
-
-
-def _read_page(
-    conn: Connection, where: list[str], params: dict[str, Any], ids: list[str]
-) -> list[tuple[Any, ...]]:
-    """The page's memories in full (still under scope: nothing is returned unchecked)."""
-    if not ids:
-        return []
-    _, value = id_table(conn, "candidates")
-    statement = _in_scope(conn, where, _PAGE_COLUMNS)
     return tuples(conn, statement, {**params, "candidates": value(ids)})
 
 
