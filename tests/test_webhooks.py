@@ -211,6 +211,43 @@ def test_ssrf_allowed_targets_connect_to_the_checked_address() -> None:
         check_url("http://internal.example/", allow, RESOLVER)
 
 
+def test_an_attempt_ends_at_its_deadline_however_slowly_the_receiver_trickles() -> None:
+    """Each byte comes well inside the socket timeout, so only the attempt's own deadline
+    (2 x timeout) can end it: without one, this receiver would hold the worker for minutes."""
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"z" * 10_000:
+                if stop.is_set():
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+                time.sleep(0.05)
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    port = server.getsockname()[1]
+    target = check_url(f"http://127.0.0.1:{port}/hook", LOOPBACK_OK, RESOLVER)
+    started = time.monotonic()
+    try:
+        outcome = deliver.post(target, b"{}", {}, timeout=0.3)
+    finally:
+        stop.set()
+        server.close()
+    took = time.monotonic() - started
+    assert not outcome.ok and outcome.status is None
+    assert outcome.error is not None and outcome.error.startswith("DeadlineExceeded")
+    assert 0.5 <= took < 3.0, took
+
+
 # --- the API --------------------------------------------------------------------------------
 
 

@@ -8,9 +8,11 @@ are not followed: a 3xx is a failed attempt, since following it would leave the 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import ssl
+import threading
 from dataclasses import dataclass
 
 from core.webhooks.ssrf import Target
@@ -39,6 +41,7 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
     def connect(self) -> None:
         raw = socket.create_connection((self.host, self.port), self.timeout)
+        self.sock = raw  # visible to the attempt's deadline during the TLS handshake too
         self.sock = self._tls.wrap_socket(raw, server_hostname=self._server_name)
 
 
@@ -52,7 +55,21 @@ def _tls() -> ssl.SSLContext:
     return _tls_context
 
 
+def _cut(connection: http.client.HTTPConnection, expired: threading.Event) -> None:
+    """End an attempt that ran past its deadline: shutting the socket down wakes a read blocked
+    on it (closing it from another thread would not)."""
+    expired.set()
+    sock = connection.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed: the attempt ended by itself
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 def post(target: Target, body: bytes, headers: dict[str, str], *, timeout: float) -> Outcome:
+    """One attempt, at most 2 x `timeout` in all. The socket timeout bounds each wait for
+    data, not the attempt: a receiver trickling a byte at a time would hold the worker past
+    its claim's lease (outbox sizes batches to 2 x timeout per attempt), and another drainer
+    would send the same delivery again."""
     connection: http.client.HTTPConnection
     if target.scheme == "https":
         connection = _PinnedHTTPSConnection(
@@ -68,14 +85,25 @@ def post(target: Target, body: bytes, headers: dict[str, str], *, timeout: float
         "User-Agent": _USER_AGENT,
         **headers,
     }
+    expired = threading.Event()
+    deadline = threading.Timer(2 * timeout, _cut, (connection, expired))
+    deadline.daemon = True
+    deadline.start()
+    failed = None
     try:
         connection.request("POST", target.path, body=body, headers=all_headers)
         response = connection.getresponse()
         answer = response.read(_KEEP_BYTES)
     except (OSError, http.client.HTTPException) as exc:
-        return Outcome(False, None, f"{type(exc).__name__}: {exc}"[:_KEEP_BYTES])
+        failed = f"{type(exc).__name__}: {exc}"[:_KEEP_BYTES]
     finally:
+        deadline.cancel()
         connection.close()
+    if expired.is_set():
+        # Even an answer that parsed: the cut can end headers or a body early, like an EOF.
+        return Outcome(False, None, f"DeadlineExceeded: no full answer in {2 * timeout:g} s")
+    if failed is not None:
+        return Outcome(False, None, failed)
     if 200 <= response.status < 300:
         return Outcome(True, response.status, None)
     detail = answer.decode("utf-8", "replace").strip()
