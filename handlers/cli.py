@@ -217,6 +217,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             embedder=get_embedder(settings.embedder),
             batch_size=args.batch,
             on_batch=progress,
+            limits=settings.limits,
         )
     finally:
         if args.path != "-":
@@ -257,6 +258,7 @@ def cmd_import_from(args: argparse.Namespace) -> int:
             embedder=get_embedder(settings.embedder),
             batch_size=args.batch,
             progress=bar.update,
+            limits=settings.limits,
         )
     finally:
         bar.close()

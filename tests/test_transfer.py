@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from core.config import EmbedderSettings, Settings
+from core.config import EmbedderSettings, Limits, Settings
 from core.db.engine import dispose, get_engine, transaction
 from core.db.migrations import ensure_schema
 from core.errors import Forbidden
@@ -463,6 +463,35 @@ def test_rest_import_skips_memories_with_fields_of_the_wrong_type(
     assert result["by_kind"]["memory"]["skipped_by_reason"] == {"invalid": len(bad)}
     assert result["imported"] == 1
     assert all(s["message"] for s in result["skipped_samples"])
+
+
+def test_imports_hold_to_the_apis_limits_and_a_snapshot_does_not(
+    engine: Engine, settings: Settings, tenant: Tenant
+) -> None:
+    """What POST /v1/memories refuses, POST /v1/import skips (reason over_limit, with the
+    limit it broke): an import is no way around the content, tag and metadata limits."""
+    limits = Limits(content_bytes=100, tags=2, tag_chars=8, metadata_bytes=64)
+    client = LambdaClient(settings.with_(limits=limits), key=tenant.key)
+    over = [
+        {"content": "x" * 101},
+        {"content": "three tags", "tags": ["a", "b", "c"]},
+        {"content": "long tag", "tags": ["ninechars"]},
+        {"content": "big metadata", "metadata": {"note": "y" * 64}},
+    ]
+    assert client.post("/v1/memories", json_body=over[0]).status == 413
+    within = {"content": "x" * 100, "tags": ["a", "b"], "metadata": {"n": 1}}
+    body = "".join(json.dumps({"kind": "memory", "data": d}) + "\n" for d in [*over, within])
+    reply = client.post("/v1/import", body=body, headers={"content-type": fmt.MEDIA_TYPE})
+    assert reply.status == 200, reply.body
+    result = reply.json()
+    assert result["by_kind"]["memory"]["skipped_by_reason"] == {"over_limit": len(over)}
+    assert result["imported"] == 1
+    assert {s["reason"] for s in result["skipped_samples"]} == {"over_limit"}
+    assert any("the limit is 100" in s["message"] for s in result["skipped_samples"])
+    # Without limits (what a snapshot restore passes) every one of them is taken as it is.
+    lines = [{"kind": "memory", "data": d} for d in over]
+    report = _import(engine, f"no-limits-{tenant.brain_id[-8:]}", lines)
+    assert report.to_dict()["imported"] == len(over)
 
 
 def test_rest_import_skips_rows_the_database_would_refuse(

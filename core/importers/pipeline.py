@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 
 from core import trust
 from core.brains import check_slug, ensure_brain
+from core.config import Limits
 from core.db.engine import transaction
 from core.embeddings.base import Embedder
 from core.errors import InvalidInput
@@ -270,6 +271,7 @@ def run_import(
     embedder: Embedder | None = None,
     batch_size: int = DEFAULT_BATCH,
     progress: Progress | None = None,
+    limits: Limits | None = None,
 ) -> MigrationReport:
     """Import `paths` (read as `system`'s files) into the brain with slug `brain`, created if
     new once the source has been opened and checked."""
@@ -306,5 +308,6 @@ def run_import(
         embedder=embedder,
         batch_size=batch_size,
         on_batch=None if progress is None else lambda r: progress(r.read, len(lines)),
+        limits=limits,
     )
     return report

@@ -42,10 +42,12 @@ from sqlalchemy import Connection, Engine
 
 from core import changelog
 from core.brains import ensure_brain
+from core.config import Limits
 from core.db.engine import sql, transaction
 from core.embeddings.base import Embedder
-from core.errors import Forbidden, InvalidInput
+from core.errors import Forbidden, InvalidInput, MnemoError
 from core.ids import new_id, now_ms
+from core.memories import check_limits
 from core.scope import Scope
 from core.search import lexical
 from core.search.indexing import IndexedMemory, Indexer, document_text
@@ -129,16 +131,24 @@ def import_records(
     embedder: Embedder | None = None,
     batch_size: int = DEFAULT_BATCH,
     on_batch: Callable[[ImportReport], None] | None = None,
+    limits: Limits | None = None,
 ) -> ImportReport:
     """Import `records` (export-format dicts, the header line optional) into a brain: a Scope,
     or a brain slug created if new. `embedder` makes the memories' vectors (default: the
-    configured one). `on_batch` is called after each committed batch (progress bars)."""
+    configured one). `on_batch` is called after each committed batch (progress bars).
+    `limits`, the API's content, tag and metadata limits, skip the memories over them (reason
+    over_limit); None takes every memory as it is (a snapshot restores what was)."""
     scope = resolve_scope(engine, target)
     chosen = check_options(str(strategy), scope)
     if embedder is None:
         embedder = _configured_embedder()
     run = ImportRun(
-        scope, chosen, remap_ids=remap_ids, embedder=embedder, atomic=chosen == "replace"
+        scope,
+        chosen,
+        remap_ids=remap_ids,
+        embedder=embedder,
+        atomic=chosen == "replace",
+        limits=limits,
     )
     chunks = batches(records, batch_size)
     if chosen == "replace":
@@ -225,8 +235,10 @@ class ImportRun:
         changelog_payload: dict[str, Any] | None = None,
         changelog_entity: tuple[str, str] | None = None,
         changelog_label: str | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.scope = scope
+        self.limits = limits
         # One transaction for the whole import: one changelog row, written by `finish`.
         self.atomic = atomic
         self.strategy = strategy
@@ -333,6 +345,13 @@ class ImportRun:
     def _memory(self, conn: Connection, known: Known, data: dict[str, Any]) -> None:
         shape = shape_of(conn, "memories")
         row = memory_row(shape, data)
+        if self.limits is not None:
+            try:
+                check_limits(
+                    self.limits, content=row["content"], tags=row["tags"], metadata=row["metadata"]
+                )
+            except MnemoError as error:
+                raise Skip("over_limit", error.message) from None
         source_id = row["id"]
         target_id, existing = self._target_id(known.memories, source_id)
         row["id"] = target_id

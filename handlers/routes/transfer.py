@@ -53,6 +53,7 @@ async def import_(request: Request) -> Response:
             strategy=query.strategy,
             remap_ids=query.remap_ids,
             embedder=embedder,
+            limits=ctx.limits,
         )
     )
     return json_response(report.to_dict())
