@@ -12,11 +12,14 @@ from sqlalchemy import Connection
 
 from core.brains import ensure_brain
 from core.db.engine import sql, tuples
-from core.errors import InvalidInput
+from core.errors import Conflict, InvalidInput
 from core.ids import iso, new_id, now_ms
 from core.scope import Scope
 
 KEY_PREFIX = "mnemo_"
+# A brain's active keys, and how many of its revoked ones a listing shows (newest first).
+MAX_ACTIVE_KEYS = 1_000
+REVOKED_SHOWN = 100
 # last_used_at is bookkeeping, not security: refresh it at most this often to keep reads cheap.
 _TOUCH_EVERY_MS = 60_000
 
@@ -63,6 +66,17 @@ def create_key_in(
         raise InvalidInput(
             "user_id must not be empty: omit it for a brain-wide key", details={"field": "user_id"}
         )
+    active = conn.execute(
+        sql("SELECT count(*) FROM api_keys WHERE brain_id = :brain AND revoked_at IS NULL"),
+        {"brain": brain},
+    ).scalar_one()
+    if active >= MAX_ACTIVE_KEYS:
+        raise Conflict(
+            f"this brain has {MAX_ACTIVE_KEYS:,} active keys, the most it may hold: revoke "
+            "keys no longer in use first",
+            code="too_many_keys",
+            details={"limit": MAX_ACTIVE_KEYS},
+        )
     prefix = secrets.token_hex(4)
     secret = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     key_id = new_id()
@@ -99,14 +113,20 @@ def revoke_key(conn: Connection, brain_id: str, key_id: str) -> bool:
 def list_keys(
     conn: Connection, brain_id: str, *, include_revoked: bool = False
 ) -> list[dict[str, Any]]:
-    """The brain's keys as an owner sees them: never the secret, only the prefix it starts with."""
-    revoked = "" if include_revoked else "AND revoked_at IS NULL "
+    """The brain's keys as an owner sees them, oldest first: never the secret, only the prefix
+    it starts with. Bounded: every active key (at most MAX_ACTIVE_KEYS) and, when asked, the
+    REVOKED_SHOWN most recently revoked (revoked keys pile up over the years)."""
+    columns = "id, name, prefix, user_id, read_only, created_at, last_used_at, revoked_at"
+    statement = f"SELECT {columns} FROM api_keys WHERE brain_id = :brain AND revoked_at IS NULL"
+    if include_revoked:
+        statement = (
+            f"SELECT * FROM ({statement}) AS active UNION ALL SELECT * FROM ("
+            f"SELECT {columns} FROM api_keys WHERE brain_id = :brain "
+            "AND revoked_at IS NOT NULL ORDER BY revoked_at DESC, id DESC LIMIT :shown) AS revoked"
+        )
     rows = conn.execute(
-        sql(
-            "SELECT id, name, prefix, user_id, read_only, created_at, last_used_at, revoked_at "
-            f"FROM api_keys WHERE brain_id = :brain {revoked}ORDER BY created_at, id"
-        ),
-        {"brain": brain_id},
+        sql(f"SELECT * FROM ({statement}) AS k ORDER BY created_at, id"),
+        {"brain": brain_id, "shown": REVOKED_SHOWN},
     ).all()
     return [
         {

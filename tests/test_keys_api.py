@@ -103,3 +103,33 @@ def test_single_key_mode_manages_the_default_brains_keys(
         r["name"] == "from env"
         for r in web.call("GET", "/v1/keys", token=env_key).json()["results"]
     )
+
+
+def test_key_listings_and_active_keys_are_bounded(
+    web: Web, owner: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A brain holds at most MAX_ACTIVE_KEYS active keys (409 too_many_keys past it, until one
+    is revoked), and a listing with the revoked shows only the REVOKED_SHOWN newest of them."""
+    from core import keys
+
+    monkeypatch.setattr(keys, "MAX_ACTIVE_KEYS", 3)
+    monkeypatch.setattr(keys, "REVOKED_SHOWN", 2)
+    token = owner["access_token"]
+
+    def create(name: str) -> Any:
+        return web.call("POST", "/v1/keys", json_body={"name": name}, token=token)
+
+    made = [create(f"k{i}").json()["id"] for i in range(3)]
+    refused = create("one too many")
+    assert refused.status == 409 and refused.json()["error"]["code"] == "too_many_keys"
+    for key_id in made:
+        assert web.call("DELETE", f"/v1/keys/{key_id}", token=token).status == 200
+    fresh = create("after revoking")
+    assert fresh.status == 201
+    listed = web.call("GET", "/v1/keys", query={"include_revoked": "true"}, token=token)
+    rows = listed.json()["results"]
+    # The active key and the two most recently revoked, oldest first.
+    assert [r["id"] for r in rows] == [made[1], made[2], fresh.json()["id"]]
+    assert [r["id"] for r in web.call("GET", "/v1/keys", token=token).json()["results"]] == [
+        fresh.json()["id"]
+    ]

@@ -35,7 +35,11 @@ class KeyIn(BaseModel):
 class KeyListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    include_revoked: bool = False
+    include_revoked: bool = Field(
+        False,
+        description=f"Also the {keys.REVOKED_SHOWN} most recently revoked keys "
+        f"(a brain holds at most {keys.MAX_ACTIVE_KEYS:,} active ones).",
+    )
 
 
 class KeyOut(BaseModel):
