@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Connection, Row
 
 from core import changelog, history
@@ -20,12 +21,12 @@ from core import memories as memory_store
 from core.config import Limits
 from core.conflicts import add_supersedes_link, mark_superseded
 from core.db.engine import sql
-from core.errors import Conflict, InvalidInput, NotFound
+from core.errors import Conflict, InvalidInput, MnemoError, NotFound
 from core.ids import now_ms
 from core.memories import COLUMNS
 from core.models import MemoryIn, MemoryPatch
 from core.scope import Scope
-from core.search.indexing import Indexer
+from core.search.indexing import Indexer, document_text
 from core.search.service import id_table
 
 _DELETE_LINK = sql("DELETE FROM memory_links WHERE brain_id = :brain AND id = :id")
@@ -33,8 +34,9 @@ MIN_SOURCES = 2
 MAX_SOURCES = 20
 
 
-def load(conn: Connection, scope: Scope, ids: list[str]) -> list[Row[Any]]:
-    """The memories, locked, in the order they were made; 404 for any not in scope."""
+def load(conn: Connection, scope: Scope, ids: list[str], *, lock: bool = True) -> list[Row[Any]]:
+    """The memories, locked (unless `lock` is off), in the order they were made; 404 for any
+    not in scope."""
     params: dict[str, Any] = {"brain": scope.brain_id}
     members, value = id_table(conn, "ids")
     params["ids"] = value(ids)
@@ -44,7 +46,7 @@ def load(conn: Connection, scope: Scope, ids: list[str]) -> list[Row[Any]]:
         params["scope_user"] = scope.user_id
     join = "CROSS JOIN" if conn.dialect.name == "sqlite" else "JOIN"
     selected = ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(","))
-    suffix = " FOR UPDATE OF m" if conn.dialect.name == "postgresql" else ""
+    suffix = " FOR UPDATE OF m" if lock and conn.dialect.name == "postgresql" else ""
     rows = conn.execute(
         sql(
             f"SELECT {selected} FROM {members} {join} memories m ON m.id = c.value "
@@ -126,7 +128,7 @@ def merge(
         ),
         params,
     )
-    tags = list(dict.fromkeys(tag for row in rows for tag in json.loads(row.tags)))
+    tags = _merged_tags(rows)
     importance = max(float(row.importance) for row in rows)
     confidence = max(float(row.confidence) for row in rows)
     if into_id is not None:
@@ -216,6 +218,46 @@ def merge(
         "links_moved": moved,
         "links_dropped": dropped,
     }
+
+
+def _merged_tags(rows: list[Row[Any]]) -> list[str]:
+    return list(dict.fromkeys(tag for row in rows for tag in json.loads(row.tags)))
+
+
+def planned_text(
+    conn: Connection,
+    scope: Scope,
+    ids: list[str],
+    *,
+    content: str | None = None,
+    title: str | None = None,
+    into_id: str | None = None,
+) -> str | None:
+    """The text the merge's result will be indexed by, read ahead so it is embedded before the
+    write transaction (a remote embedder makes a network call). None when the merge cannot go
+    as asked: the merge itself then says why. Should the memories change in between, the
+    write embeds what it finds."""
+    try:
+        check_sources(ids)
+        rows = load(conn, scope, ids, lock=False)
+    except MnemoError:
+        return None
+    tags = _merged_tags(rows)
+    if into_id is not None:
+        kept = next((row for row in rows if row.id == into_id), None)
+        if kept is None:
+            return None
+        return document_text(
+            title if title is not None else kept.title,
+            kept.key,
+            tags,
+            content if content is not None else kept.content,
+        )
+    try:
+        data = _merged_input(rows, content, title, tags, importance=0.5, confidence=0.5)
+    except ValidationError:
+        return None
+    return document_text(data.title, data.key, data.tags, data.content)
 
 
 def _merged_input(

@@ -130,10 +130,18 @@ class Context:
 
     async def indexer(self, items: Sequence[MemoryIn]) -> Indexer:
         """An indexer with the items' vectors made up front, outside any transaction."""
-        from core.search.indexing import Indexer, document_text
+        from core.search.indexing import document_text
+
+        return await self.text_indexer(
+            [document_text(m.title, m.key, m.tags, m.content) for m in items]
+        )
+
+    async def text_indexer(self, texts: Sequence[str]) -> Indexer:
+        """An indexer with these document texts' vectors made up front, outside any
+        transaction (an embedder may call a remote API)."""
+        from core.search.indexing import Indexer
 
         index = Indexer(self.services.embedder(), infer_links=self.services.settings.links.inferred)
-        texts = [document_text(m.title, m.key, m.tags, m.content) for m in items]
         if texts:
             await self.services.call(lambda: index.prepare(texts))
         return index
@@ -145,18 +153,17 @@ class Context:
         from core import memories
         from core.search.indexing import document_text
 
-        index = await self.indexer([])
         changes = patch.changes()
-        if {"content", "title", "tags"} & changes.keys():
-            current = await self.read(memories.get, memory_id)
-            text = document_text(
-                changes.get("title", current["title"]),
-                current["key"],
-                changes.get("tags", current["tags"]),
-                changes.get("content", current["content"]),
-            )
-            await self.services.call(lambda: index.prepare([text]))
-        return index
+        if not {"content", "title", "tags"} & changes.keys():
+            return await self.text_indexer([])
+        current = await self.read(memories.get, memory_id)
+        text = document_text(
+            changes.get("title", current["title"]),
+            current["key"],
+            changes.get("tags", current["tags"]),
+            changes.get("content", current["content"]),
+        )
+        return await self.text_indexer([text])
 
     async def write(
         self, fn: Callable[Concatenate[Connection, Scope, P], T], *args: P.args, **kw: P.kwargs

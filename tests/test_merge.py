@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, text
 
 from core.db.engine import transaction
@@ -92,6 +93,47 @@ def test_merge_into_one_keeps_its_id_and_takes_supplied_content(client: LambdaCl
     assert merged["tags"] == ["drinks", "bob"] and merged["importance"] == 0.9
     assert client.get(f"/v1/memories/{b['id']}").json()["superseded_by"] == a["id"]
     assert _history(client, a["id"])[-1]["detail"]["merged_from"] == [b["id"]]
+
+
+@pytest.mark.parametrize("into", [False, True])
+def test_a_merge_embeds_its_result_before_the_write_transaction(
+    client: LambdaClient, monkeypatch: pytest.MonkeyPatch, into: bool
+) -> None:
+    """A remote embedder is a network call: it must not run while the merge holds the store.
+    The result's text is read and embedded first, and the vector written is the result's."""
+    from core import merge
+    from core.embeddings.builtin import BuiltinEmbedder
+
+    a = _create(client, content="Carol paints watercolour landscapes", tags=["art"])
+    b = _create(client, content="Carol sells her paintings at the market", title="Carol")
+    writing = False
+    embedded_while_writing: list[bool] = []
+    embed, merge_write = BuiltinEmbedder.embed, merge.merge
+
+    def spy_embed(self: BuiltinEmbedder, texts: Any, **kw: Any) -> Any:
+        embedded_while_writing.append(writing)
+        return embed(self, texts, **kw)
+
+    def spy_merge(*args: Any, **kw: Any) -> Any:
+        nonlocal writing
+        writing = True
+        try:
+            return merge_write(*args, **kw)
+        finally:
+            writing = False
+
+    monkeypatch.setattr(BuiltinEmbedder, "embed", spy_embed)
+    monkeypatch.setattr(merge, "merge", spy_merge)
+    body: dict[str, Any] = {"ids": [a["id"], b["id"]], "title": "Carol's art"}
+    if into:
+        body.update(into_id=b["id"], content="Carol paints and sells watercolours")
+    reply = client.post("/v1/memories/merge", json_body=body)
+    assert reply.status == 201, reply.body
+    result = reply.json()["memory"]
+    assert embedded_while_writing == [False]
+    query = "watercolours" if into else "watercolour landscapes market"
+    hits = client.post("/v1/search", json_body={"query": query, "mode": "semantic"}).json()
+    assert hits["results"][0]["memory"]["id"] == result["id"]
 
 
 def test_merge_refuses_bad_input(

@@ -302,7 +302,10 @@ async def _resolve_conflict(run: Runner, refs: Refs, data: ResolveIn) -> Any:
 
 
 async def _merge(run: Runner, _: Refs, data: MergeIn) -> Any:
-    index = await run.indexer([])
+    text = await run.read(
+        merge.planned_text, data.ids, content=data.content, title=data.title, into_id=data.into_id
+    )
+    index = await run.text_indexer([text] if text is not None else [])
     return await run.write(
         merge.merge,
         data.ids,

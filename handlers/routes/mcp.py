@@ -127,6 +127,9 @@ class _Runner:
     async def indexer(self, items: Sequence[MemoryIn]) -> Indexer:
         return await self.ctx.indexer(items)
 
+    async def text_indexer(self, texts: Sequence[str]) -> Indexer:
+        return await self.ctx.text_indexer(texts)
+
     async def query_vector(self, query: str) -> QueryVector:
         return await self.ctx.query_vector(query)
 

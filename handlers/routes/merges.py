@@ -24,11 +24,15 @@ from handlers.routes.conflicts import vector_space
 async def merge_memories(request: Request) -> Response:
     ctx = await authorize(request)
     data = await read_body(request, MergeIn)
+    text = await ctx.read(
+        merge.planned_text, data.ids, content=data.content, title=data.title, into_id=data.into_id
+    )
+    index = await ctx.text_indexer([text] if text is not None else [])
     result = await ctx.write(
         merge.merge,
         data.ids,
         limits=ctx.limits,
-        index=await ctx.indexer([]),
+        index=index,
         content=data.content,
         title=data.title,
         into_id=data.into_id,
