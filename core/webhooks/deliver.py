@@ -41,7 +41,7 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
     def connect(self) -> None:
         raw = socket.create_connection((self.host, self.port), self.timeout)
-        self.sock = raw  # visible to the attempt's deadline during the TLS handshake too
+        # The handshake as a whole is bounded by the timeout (the ssl module's own deadline).
         self.sock = self._tls.wrap_socket(raw, server_hostname=self._server_name)
 
 
@@ -55,14 +55,30 @@ def _tls() -> ssl.SSLContext:
     return _tls_context
 
 
-def _cut(connection: http.client.HTTPConnection, expired: threading.Event) -> None:
-    """End an attempt that ran past its deadline: shutting the socket down wakes a read blocked
-    on it (closing it from another thread would not)."""
-    expired.set()
-    sock = connection.sock
-    if sock is not None:
-        with contextlib.suppress(OSError):  # already closed: the attempt ended by itself
-            sock.shutdown(socket.SHUT_RDWR)
+class _Attempt:
+    """What the attempt and its deadline share: whichever comes first wins, under the lock, so
+    an answer read in full is never cut afterwards (and marked failed: it would be sent twice),
+    nor a socket shut down once the attempt has closed it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.finished = False
+        self.expired = False
+
+    def cut(self, connection: http.client.HTTPConnection) -> None:
+        """Past the deadline: shutting the socket down wakes a read blocked on it (closing it
+        from another thread would not)."""
+        with self.lock:
+            if self.finished:
+                return
+            self.expired = True
+            if connection.sock is not None:
+                with contextlib.suppress(OSError):
+                    connection.sock.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> None:
+        with self.lock:
+            self.finished = True
 
 
 def post(target: Target, body: bytes, headers: dict[str, str], *, timeout: float) -> Outcome:
@@ -85,8 +101,8 @@ def post(target: Target, body: bytes, headers: dict[str, str], *, timeout: float
         "User-Agent": _USER_AGENT,
         **headers,
     }
-    expired = threading.Event()
-    deadline = threading.Timer(2 * timeout, _cut, (connection, expired))
+    attempt = _Attempt()
+    deadline = threading.Timer(2 * timeout, attempt.cut, (connection,))
     deadline.daemon = True
     deadline.start()
     failed = None
@@ -97,9 +113,10 @@ def post(target: Target, body: bytes, headers: dict[str, str], *, timeout: float
     except (OSError, http.client.HTTPException) as exc:
         failed = f"{type(exc).__name__}: {exc}"[:_KEEP_BYTES]
     finally:
+        attempt.finish()
         deadline.cancel()
         connection.close()
-    if expired.is_set():
+    if attempt.expired:
         # Even an answer that parsed: the cut can end headers or a body early, like an EOF.
         return Outcome(False, None, f"DeadlineExceeded: no full answer in {2 * timeout:g} s")
     if failed is not None:
