@@ -356,6 +356,59 @@ def test_reindex_fills_missing_vectors(client: LambdaClient, tenant: Tenant) -> 
     assert read_only.post("/v1/reindex").status == 403
 
 
+def test_the_full_text_fast_path_ranks_as_the_scopes_own_share_does(
+    client: LambdaClient, tenant: Tenant, engine: Any, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite a scope holding most of the index takes the best matches of the whole index
+    (fast path), and when a filter leaves too few of those, searches its own share. Either
+    way the candidates are those the scope's own share gives, in the same order."""
+    from core.db.engine import transaction
+    from core.memories import filter_sql
+    from core.scope import Scope
+    from core.search import lexical
+    from core.search.models import SearchFilters
+
+    notes = [{"content": f"alpha report number {i}"} for i in range(80)]  # more than the pool
+    assert client.post("/v1/memories/batch", json_body={"memories": notes}).status == 201
+    _add(client, title="alpha", content="the alpha summary")
+    for i in range(3):  # longer and longer: BM25 ranks them below every note
+        _add(client, type="fact", key=f"k{i}", content="alpha " + "filler " * (30 + 10 * i))
+    executed: list[str] = []
+    original = lexical.tuples
+
+    def spy(conn: Any, statement: str, params: Any) -> Any:
+        executed.append(statement)
+        return original(conn, statement, params)
+
+    monkeypatch.setattr(lexical, "tuples", spy)
+    scope = Scope(brain_id=tenant.brain_id, principal="test")
+
+    def candidates(conn: Any, filters: SearchFilters, in_scope: int) -> list[str]:
+        params: dict[str, Any] = {}
+        where = filter_sql(scope, filters, params, alias="m")
+        executed.clear()
+        found = lexical.candidates(
+            conn, ["alpha"], where, params, 50, brain_id=scope.brain_id, user_id=None,
+            in_scope=in_scope,
+        )  # fmt: skip
+        return [row[1] for row in found]
+
+    with transaction(engine, write=False) as conn:
+        for filters, expected in ((SearchFilters(), 50), (SearchFilters(type="fact"), 3)):
+            whole = candidates(conn, filters, in_scope=84)  # the scope is the whole index
+            ran = [*executed]
+            assert len(whole) == expected
+            # A scope this small searches its own share at once: the same candidates.
+            assert candidates(conn, filters, in_scope=1) == whole
+            if store != "sqlite":
+                continue
+            assert "memory_fts.rowid" in executed[-1]
+            if filters.type is None:  # enough of the global best were in scope
+                assert len(ran) == 2 and "LIMIT :lex_pool" in ran[-1]
+            else:  # too few, and more matched than the pool held: count, then own share
+                assert "count(*)" in ran[-2] and "memory_fts.rowid" in ran[-1]
+
+
 def test_a_small_tenant_is_found_beside_a_large_one(
     client: LambdaClient, other_tenant: Tenant, store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

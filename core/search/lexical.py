@@ -169,9 +169,11 @@ def _sqlite_candidates(
     terms = _selective(conn, terms, total)
     words = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
     weights = ", ".join(str(w) for w in WEIGHTS.values())
-    share = min(1.0, in_scope / total) if in_scope is not None and total else 1.0
-    pool = math.ceil(limit * _HEADROOM / share) if share > 0 else None
-    if pool is not None and pool <= limit * _POOL_AT_MOST:
+    pool = limit * _POOL_AT_MOST
+    if in_scope and total:
+        # No count (or none yet: the vector count after a model change) tries the widest pool.
+        pool = math.ceil(limit * _HEADROOM / min(1.0, in_scope / total))
+    if pool <= limit * _POOL_AT_MOST:
         # Fast path: FTS5 keeps only the best `pool` matches of the whole index while it
         # scores (no full sort), and the join applies tenant and filters. Enough survivors
         # mean those are the best of this scope too.
@@ -261,13 +263,16 @@ def _postgres_candidates(
     words = ", ".join(f"plainto_tsquery('english', :{n}) AS q{i}" for i, n in enumerate(names))
     either = " || ".join(f"w.q{i}" for i in range(len(terms)))
     ranks = ", ".join(
-        f"ts_rank(CAST(:lex_weights AS real[]), m.search_vector, w.q{i}, 1) AS r{i}"
+        f"ts_rank(CAST(:lex_weights AS real[]), m.search_vector, w.q{i}, 1) AS r{i}, "
+        f"m.search_vector @@ w.q{i} AS has{i}"
         for i in range(len(terms))
     )
     # Document frequencies as window aggregates: computed once over the matches (a joined
-    # aggregate was re-run per match by a planner that expected one row).
+    # aggregate was re-run per match by a planner that expected one row). A memory counts
+    # when it matches the word, not when ts_rank is above 0: a word that is two lexemes
+    # ("foo_bar") ranks a memory holding only one of them a little above 0.
     frequencies = ", ".join(
-        f"count(*) FILTER (WHERE r{i} > 0) OVER () AS d{i}" for i in range(len(terms))
+        f"count(*) FILTER (WHERE has{i}) OVER () AS d{i}" for i in range(len(terms))
     )
     # FTS5's IDF: ln((N - n + 0.5) / (n + 0.5)), at least 1e-6; N is the scope's size (never
     # below the matches: the vector count the caller passes can miss unembedded memories).
