@@ -66,6 +66,9 @@ def create_key_in(
         raise InvalidInput(
             "user_id must not be empty: omit it for a brain-wide key", details={"field": "user_id"}
         )
+    if conn.dialect.name == "postgresql":
+        # Concurrent creations count one at a time (SQLite writers are serialized already).
+        conn.execute(sql("SELECT id FROM brains WHERE id = :brain FOR UPDATE"), {"brain": brain})
     active = conn.execute(
         sql("SELECT count(*) FROM api_keys WHERE brain_id = :brain AND revoked_at IS NULL"),
         {"brain": brain},
