@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 MemoryType = Literal["note", "fact", "journal"]
 MemoryState = Literal["active", "archived", "deleted"]
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
-Name = Annotated[str, Field(min_length=1, max_length=256)]
+NAME_CHARS = 256  # titles, keys, sources and user, agent and run ids
+Name = Annotated[str, Field(min_length=1, max_length=NAME_CHARS)]
 
 
 class Strict(BaseModel):

@@ -477,6 +477,7 @@ def test_imports_hold_to_the_apis_limits_and_a_snapshot_does_not(
         {"content": "three tags", "tags": ["a", "b", "c"]},
         {"content": "long tag", "tags": ["ninechars"]},
         {"content": "big metadata", "metadata": {"note": "y" * 64}},
+        {"content": "long title", "title": "t" * 257},
     ]
     assert client.post("/v1/memories", json_body=over[0]).status == 413
     within = {"content": "x" * 100, "tags": ["a", "b"], "metadata": {"n": 1}}

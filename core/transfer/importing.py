@@ -48,6 +48,7 @@ from core.embeddings.base import Embedder
 from core.errors import Forbidden, InvalidInput, MnemoError
 from core.ids import new_id, now_ms
 from core.memories import check_limits
+from core.models import NAME_CHARS
 from core.scope import Scope
 from core.search import lexical
 from core.search.indexing import IndexedMemory, Indexer, document_text
@@ -219,6 +220,22 @@ def clear_brain(conn: Connection, scope: Scope) -> dict[str, int]:
 # -- the import itself --------------------------------------------------------------------
 
 
+_NAMES = ("title", "key", "source", "user_id", "agent_id", "run_id")
+
+
+def _check_limits(row: dict[str, Any], limits: Limits) -> None:
+    """What POST /v1/memories refuses, an import skips: no way around the API's limits."""
+    try:
+        check_limits(limits, content=row["content"], tags=row["tags"], metadata=row["metadata"])
+    except MnemoError as error:
+        raise Skip("over_limit", error.message) from None
+    for name in _NAMES:
+        value = row.get(name)
+        if value is not None and len(value) > NAME_CHARS:
+            message = f"{name} is {len(value)} characters; the limit is {NAME_CHARS}"
+            raise Skip("over_limit", message)
+
+
 class ImportRun:
     """The state of one import across its batches: the id map, the report, and the fix-ups
     that can only be made once every memory is in."""
@@ -346,12 +363,7 @@ class ImportRun:
         shape = shape_of(conn, "memories")
         row = memory_row(shape, data)
         if self.limits is not None:
-            try:
-                check_limits(
-                    self.limits, content=row["content"], tags=row["tags"], metadata=row["metadata"]
-                )
-            except MnemoError as error:
-                raise Skip("over_limit", error.message) from None
+            _check_limits(row, self.limits)
         source_id = row["id"]
         target_id, existing = self._target_id(known.memories, source_id)
         row["id"] = target_id
