@@ -220,6 +220,57 @@ def sqlite_url(folder: Path) -> str:
     return f"sqlite:///{folder / 'mnemo.db'}"
 
 
+# --- statements, counted ---------------------------------------------------------------------
+
+
+@dataclass
+class Counts:
+    statements: int = 0  # what the store is asked, BEGIN included; COMMIT and ROLLBACK not
+    checkouts: int = 0  # connections taken from the pool (transactions and single reads)
+
+
+@contextmanager
+def counting(engine: Any) -> Iterator[Counts]:
+    """Count the SQL statements and pool checkouts on `engine` while the block runs. On SQLite
+    from the driver's own trace (search, the credential check and BEGIN go straight to the
+    driver, past SQLAlchemy's events); on PostgreSQL from SQLAlchemy's, which sees them all."""
+    from sqlalchemy import event as sa_event
+
+    counts = Counts()
+    sqlite = engine.dialect.name == "sqlite"
+
+    def on_statement(*_args: Any) -> None:
+        counts.statements += 1
+
+    def on_trace(statement: str) -> None:
+        # "-- " marks what SQLite runs inside a statement (FTS5 reading its shadow tables).
+        if statement.startswith("--"):
+            return
+        if statement.split(None, 1)[0].upper() not in ("COMMIT", "ROLLBACK"):
+            counts.statements += 1
+
+    def on_checkout(dbapi_connection: Any, *_args: Any) -> None:
+        counts.checkouts += 1
+        if sqlite:
+            dbapi_connection.set_trace_callback(on_trace)
+
+    def on_checkin(dbapi_connection: Any, *_args: Any) -> None:
+        if sqlite and dbapi_connection is not None:
+            dbapi_connection.set_trace_callback(None)
+
+    if not sqlite:
+        sa_event.listen(engine, "before_cursor_execute", on_statement)
+    sa_event.listen(engine.pool, "checkout", on_checkout)
+    sa_event.listen(engine.pool, "checkin", on_checkin)
+    try:
+        yield counts
+    finally:
+        if not sqlite:
+            sa_event.remove(engine, "before_cursor_execute", on_statement)
+        sa_event.remove(engine.pool, "checkout", on_checkout)
+        sa_event.remove(engine.pool, "checkin", on_checkin)
+
+
 # --- the Lambda handler, in-process ----------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from bench.common import (
     context,
+    counting,
     event,
     make_handler,
     new_tenant,
@@ -67,19 +68,9 @@ def _timed(calls: list[Any]) -> list[float]:
 
 def _statements(engine: Any, fn: Any) -> int:
     """SQL statements one call runs: a noise-free measure of the work it asks of the store."""
-    from sqlalchemy import event as sa_event
-
-    count = [0]
-
-    def counted(*_: Any) -> None:
-        count[0] += 1
-
-    sa_event.listen(engine, "before_cursor_execute", counted)
-    try:
+    with counting(engine) as counts:
         fn()
-    finally:
-        sa_event.remove(engine, "before_cursor_execute", counted)
-    return count[0]
+    return counts.statements
 
 
 def _p50(values: list[float]) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 from bench.common import (
     Summary,
     context,
+    counting,
     error_code,
     event,
     fmt,
@@ -136,34 +137,21 @@ def _timed_rounds(
 def database_work(
     url: str, handler: Any, ctx: Any, prepared: dict[str, list[Any]]
 ) -> dict[str, Any]:
-    """SQL statements and transactions (pool checkouts) per request, counted with SQLAlchemy
-    events: noise-free, and on PostgreSQL each is a network round trip (each checkout adds
-    three: the pre-ping, BEGIN and COMMIT)."""
-    from sqlalchemy import event as sa_event
-
+    """SQL statements and transactions (pool checkouts) per request, counted (`counting`):
+    noise-free, and on PostgreSQL each is a network round trip (a checkout adds BEGIN and
+    COMMIT, and a ping after 10 s idle)."""
     from core.db.engine import get_engine
 
-    engine = get_engine(url)
-    counts = {"statements": 0, "checkouts": 0}
-
-    def on_statement(*_args: Any) -> None:
-        counts["statements"] += 1
-
-    def on_checkout(*_args: Any) -> None:
-        counts["checkouts"] += 1
-
     out: dict[str, Any] = {}
-    sa_event.listen(engine, "before_cursor_execute", on_statement)
-    sa_event.listen(engine.pool, "checkout", on_checkout)
-    try:
+    with counting(get_engine(url)) as counts:
         for op, items in prepared.items():
-            counts.update(statements=0, checkouts=0)
+            counts.statements = counts.checkouts = 0
             for ev in items:
                 handler(ev, ctx)
-            out[op] = {k: v / len(items) for k, v in counts.items()}
-    finally:
-        sa_event.remove(engine, "before_cursor_execute", on_statement)
-        sa_event.remove(engine.pool, "checkout", on_checkout)
+            out[op] = {
+                "statements": counts.statements / len(items),
+                "checkouts": counts.checkouts / len(items),
+            }
     return out
 
 
