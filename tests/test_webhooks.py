@@ -772,3 +772,45 @@ def test_a_purge_scrubs_unsent_deliveries(owner: LambdaClient, engine: Engine) -
     assert owner.post(f"/v1/memories/{memory['id']}/purge", {"confirm": True}).status == 200
     [log] = deliveries_of(owner, watch["id"])
     assert log["summary"] == "(purged)"
+
+
+def test_the_sweep_purges_old_finished_deliveries_in_bounded_batches(
+    owner: LambdaClient, engine: Engine, hook_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the log's retention, delivered and failed deliveries go, a batch per transaction
+    (a busy month can leave millions); pending ones and recent ones stay."""
+    from core.webhooks import sweep
+
+    watch = create_watch(owner, "https://hooks.example/in", event_types=["watch.test"])
+    brain_id = brain_of(engine, hook_settings.default_brain)
+    recent = outbox.now_ms()
+    rows = [("delivered", 0)] * 8 + [("failed", 0)] * 4 + [("pending", 0), ("delivered", recent)]
+    with transaction(engine) as conn:
+        for status, at in rows:
+            conn.execute(
+                text(
+                    "INSERT INTO deliveries (id, brain_id, watch_id, event_id, event_type, "
+                    "entity_type, entity_id, summary, event_at, status, next_attempt_at, "
+                    "created_at, updated_at) VALUES (:id, :b, :w, 'e', 'watch.test', 'watch', "
+                    ":w, 's', :at, :status, :due, :at, :at)"
+                ),
+                {"id": uuid.uuid4().hex, "b": brain_id, "w": watch["id"], "at": at,
+                 "status": status, "due": recent + 3_600_000},
+            )  # fmt: skip
+    batches: list[int] = []
+    purge = outbox.purge_finished
+
+    def counted(conn: Any, **kw: Any) -> int:
+        batches.append(purge(conn, **kw))
+        return batches[-1]
+
+    monkeypatch.setattr(outbox, "PURGE_BATCH", 5)
+    monkeypatch.setattr(outbox, "purge_finished", counted)
+    report = sweep.sweep(engine, hook_settings.webhooks, budget_seconds=30)
+    assert report["deliveries_purged"] == 12 and batches == [5, 5, 2]
+    with transaction(engine, write=False) as conn:
+        left = conn.execute(
+            text("SELECT status FROM deliveries WHERE watch_id = :w ORDER BY status"),
+            {"w": watch["id"]},
+        ).scalars()
+        assert list(left) == ["delivered", "pending"]

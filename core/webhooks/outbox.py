@@ -505,13 +505,20 @@ def next_due(engine: Engine) -> int | None:
     return None if value is None else int(value)
 
 
-def purge_finished(conn: Connection, *, older_than_ms: int = KEEP_FINISHED_MS) -> int:
-    """Delivered and failed deliveries past the log's retention, across brains."""
+PURGE_BATCH = 5_000
+
+
+def purge_finished(
+    conn: Connection, *, older_than_ms: int = KEEP_FINISHED_MS, limit: int = PURGE_BATCH
+) -> int:
+    """At most `limit` delivered and failed deliveries past the log's retention, across brains:
+    one short write each time (a busy month can leave millions); call again while it comes
+    back full."""
     result = conn.execute(
         sql(
-            "DELETE FROM deliveries WHERE status IN ('delivered', 'failed') "
-            "AND updated_at < :before"
+            "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries "
+            "WHERE status IN ('delivered', 'failed') AND updated_at < :before LIMIT :limit)"
         ),
-        {"before": now_ms() - older_than_ms},
+        {"before": now_ms() - older_than_ms, "limit": limit},
     )
     return result.rowcount or 0
