@@ -343,7 +343,7 @@ def list_sessions(conn: Connection, account_id: str, current: str | None) -> lis
             "s.created_at, s.last_used_at, s.expires_at FROM auth_sessions s "
             "LEFT JOIN oauth_clients c ON c.client_id = s.client_id "
             "WHERE s.account_id = :account AND s.revoked_at IS NULL AND s.expires_at > :now "
-            "ORDER BY s.created_at DESC, s.id"
+            "ORDER BY s.created_at DESC, s.id DESC"
         ),
         {"account": account_id, "now": now_ms()},
     ).all()
