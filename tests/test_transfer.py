@@ -520,3 +520,24 @@ def test_rest_import_skips_rows_the_database_would_refuse(
     result = reply.json()
     assert result["skipped"] == len(bad) and result["imported"] == 3
     assert {s["reason"] for s in result["skipped_samples"]} == {"invalid"}
+
+
+def test_imported_keys_are_stored_as_the_api_stores_them(engine: Engine, tenant: Tenant) -> None:
+    """Runs of white space in a key become one space (what POST /v1/memories does), so fact
+    keys and conflict detection match an imported key as they match any other."""
+    scope = owner_scope(engine, tenant.slug)
+    records = [
+        {
+            "kind": "memory",
+            "data": {"content": "at noon", "type": "fact", "key": " Lunch \t time "},
+        },
+        {"kind": "memory", "data": {"content": "blank", "type": "fact", "key": "   "}},
+    ]
+    report = _import(engine, scope, records)
+    assert report.kinds["memory"].imported == 1
+    assert report.kinds["memory"].skipped == {"invalid": 1}
+    with transaction(engine, write=False) as conn:
+        keys = conn.execute(
+            text("SELECT key FROM memories WHERE brain_id = :b"), {"b": scope.brain_id}
+        ).scalars()
+        assert list(keys) == ["Lunch time"]

@@ -132,11 +132,15 @@ def memory_row(shape: TableShape, data: dict[str, Any]) -> dict[str, Any]:
     row["state"] = data.get("state") or "active"
     if row["state"] not in _STATES:
         raise Skip("invalid", f"state must be one of {', '.join(_STATES)}")
-    if row["type"] == "fact" and not row.get("key"):
-        raise Skip("invalid", "a fact needs a key")
     for name in _TEXT_FIELDS:
         if row.get(name) is not None and not isinstance(row[name], str):
             raise Skip("invalid", f"{name} must be a string")
+    if row.get("key") is not None:
+        # As the API stores keys (core.models): runs of white space are one space, so fact
+        # keys and conflict detection's key match (lower(key)) see the same key.
+        row["key"] = " ".join(row["key"].split()) or None
+    if row["type"] == "fact" and not row.get("key"):
+        raise Skip("invalid", "a fact needs a key")
     tags = _json_field(data.get("tags"), "tags")
     if tags is None:
         tags = []
