@@ -449,6 +449,32 @@ def _advance(
     )
 
 
+# How far a writer's clock may trail the database's (see _settled).
+_CLOCK_MARGIN_MS = 1_000
+
+
+def _settled(conn: Connection) -> int:
+    """The time before which every change is committed, for the watermark not to pass a row
+    that is still to come. On PostgreSQL a transaction open now may commit rows stamped before
+    rows already visible (it stamped them when it wrote them, it commits later): nothing at or
+    after the start of the oldest open transaction is scanned yet. SQLite runs one writer at a
+    time, each stamping after the last committed: whatever is visible is settled."""
+    if conn.dialect.name != "postgresql":
+        return _NEVER
+    oldest = conn.execute(
+        sql(
+            "SELECT CAST(extract(epoch FROM min(xact_start)) * 1000 AS BIGINT) "
+            "FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
+            "AND xact_start IS NOT NULL"
+        )
+    ).scalar()
+    return _NEVER if oldest is None else int(oldest) - _CLOCK_MARGIN_MS
+
+
+_NEVER = 2**62  # a horizon past any time stamp: nothing is left for later
+
+
 def detect(
     engine: Engine, brain_id: str, *, batch_size: int, space: VectorSpace | None
 ) -> dict[str, int]:
@@ -466,21 +492,25 @@ def detect(
             {"brain": brain_id},
         ).first()
         memory_at, memory_id, link_at, link_id = mark if mark is not None else (0, "", 0, "")
+        horizon = _settled(conn)
         rows = conn.execute(
             sql(
                 f"SELECT {COLUMNS} FROM memories WHERE brain_id = :brain AND (updated_at > :at "
-                "OR (updated_at = :at AND id > :id)) ORDER BY updated_at, id LIMIT :limit"
+                "OR (updated_at = :at AND id > :id)) AND updated_at < :horizon "
+                "ORDER BY updated_at, id LIMIT :limit"
             ),
-            {"brain": brain_id, "at": memory_at, "id": memory_id, "limit": batch_size},
-        ).all()
+            {"brain": brain_id, "at": memory_at, "id": memory_id, "limit": batch_size,
+             "horizon": horizon},
+        ).all()  # fmt: skip
         links = conn.execute(
             sql(
                 "SELECT id, from_id, to_id, created_at FROM memory_links WHERE brain_id = :brain "
                 "AND relation = 'contradicts' AND (created_at > :at OR (created_at = :at AND "
-                "id > :id)) ORDER BY created_at, id LIMIT :limit"
+                "id > :id)) AND created_at < :horizon ORDER BY created_at, id LIMIT :limit"
             ),
-            {"brain": brain_id, "at": link_at, "id": link_id, "limit": batch_size},
-        ).all()
+            {"brain": brain_id, "at": link_at, "id": link_id, "limit": batch_size,
+             "horizon": horizon},
+        ).all()  # fmt: skip
         found = find(conn, scope, list(rows), space)
         found += _find_contradicts_links(conn, scope, [(r.from_id, r.to_id) for r in links])
     if rows:

@@ -361,6 +361,35 @@ def test_maintenance_detection_is_bounded_and_resumes(
     assert _conflicts(client)[0]["status"] == "superseded"
 
 
+def test_detection_never_passes_a_row_a_transaction_still_holds(
+    client: LambdaClient, engine: Engine, tenant: Tenant, store: str
+) -> None:
+    """PostgreSQL: a memory written in a transaction that commits late carries a time before
+    rows committed meanwhile. The watermark must not pass it: it is scanned once committed."""
+    if store != "postgres":
+        pytest.skip("SQLite runs one writer at a time: what is visible is settled")
+    from core import memories
+    from core.config import Limits
+    from core.models import MemoryIn
+    from core.search.indexing import Indexer
+
+    embedder = get_embedder(client.app.state.services.settings.embedder)
+    space = _space(embedder)
+    scope = Scope(brain_id=tenant.brain_id, principal="test")
+    monday = MemoryIn(content="The product launch is on Monday")
+    with engine.connect() as late:
+        writing = late.begin()
+        memories.create(late, scope, monday, Limits(), Indexer(embedder))
+        friday = {"content": "The product launch is on Friday"}
+        assert client.post("/v1/memories", json_body=friday).status == 201
+        first = conflicts.detect(engine, tenant.brain_id, batch_size=50, space=space)
+        assert first["memories_scanned"] == 0  # both wait for the open transaction
+        writing.commit()
+    after = conflicts.detect(engine, tenant.brain_id, batch_size=50, space=space)
+    assert after["memories_scanned"] == 2 and after["created"] == 1
+    assert len(_conflicts(client)) == 1
+
+
 def test_maintenance_run_detects_and_suggests(
     client: LambdaClient, engine: Engine, tenant: Tenant
 ) -> None:
