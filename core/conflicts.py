@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine, Row
 from core import changelog, history
 from core import cursor as cursors
 from core.contradiction import compare
-from core.db.engine import sql, transaction
+from core.db.engine import settled_before, sql, transaction
 from core.errors import Conflict, InvalidInput, NotFound
 from core.ids import iso, new_id, now_ms
 from core.memories import COLUMNS
@@ -449,30 +449,7 @@ def _advance(
     )
 
 
-# How far a writer's clock may trail the database's (see _settled).
-_CLOCK_MARGIN_MS = 1_000
-
-
-def _settled(conn: Connection) -> int:
-    """The time before which every change is committed, for the watermark not to pass a row
-    that is still to come. On PostgreSQL a transaction open now may commit rows stamped before
-    rows already visible (it stamped them when it wrote them, it commits later): nothing at or
-    after the start of the oldest open transaction is scanned yet. SQLite runs one writer at a
-    time, each stamping after the last committed: whatever is visible is settled."""
-    if conn.dialect.name != "postgresql":
-        return _NEVER
-    oldest = conn.execute(
-        sql(
-            "SELECT CAST(extract(epoch FROM min(xact_start)) * 1000 AS BIGINT) "
-            "FROM pg_stat_activity WHERE datname = current_database() "
-            "AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
-            "AND xact_start IS NOT NULL"
-        )
-    ).scalar()
-    return _NEVER if oldest is None else int(oldest) - _CLOCK_MARGIN_MS
-
-
-_NEVER = 2**62  # a horizon past any time stamp: nothing is left for later
+_NEVER = 2**62  # a horizon past any time stamp
 
 
 def detect(
@@ -492,7 +469,8 @@ def detect(
             {"brain": brain_id},
         ).first()
         memory_at, memory_id, link_at, link_id = mark if mark is not None else (0, "", 0, "")
-        horizon = _settled(conn)
+        settled = settled_before(conn)
+        horizon = _NEVER if settled is None else settled
         rows = conn.execute(
             sql(
                 f"SELECT {COLUMNS} FROM memories WHERE brain_id = :brain AND (updated_at > :at "

@@ -434,3 +434,35 @@ def test_a_small_tenant_is_found_beside_a_large_one(
     if store == "sqlite":  # the fallback to the tenant's own share of the index ran
         assert any("JOIN memories m ON m.rowid = memory_fts.rowid" in sql for sql in executed)
     assert len(_search(big, "alpha report", limit=100)) == 100
+
+
+def test_a_warm_cache_catches_a_vector_committed_late(
+    client: LambdaClient, tenant: Tenant, engine: Any, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: a memory written in a transaction that commits after the cache refreshed
+    carries a time before that refresh. The cache must not step past it (the clock-skew margin
+    is set to 0 here, so only that rule can find it)."""
+    if store != "postgres":
+        pytest.skip("SQLite runs one writer at a time: what is visible is settled")
+    from core import memories
+    from core.config import Limits
+    from core.embeddings import get_embedder
+    from core.models import MemoryIn
+    from core.scope import Scope
+    from core.search import vectors
+    from core.search.indexing import Indexer
+
+    monkeypatch.setattr(vectors, "_SKEW_MS", 0)
+    _add(client, content="Groceries: oat milk and bread")
+    embedder = get_embedder(client.app.state.services.settings.embedder)
+    scope = Scope(brain_id=tenant.brain_id, principal="test")
+    with engine.connect() as late:
+        writing = late.begin()
+        spice = memories.create(
+            late, scope, MemoryIn(content="The Zanzibar spice market"), Limits(), Indexer(embedder)
+        )
+        before = _ids(_search(client, "Zanzibar spice market", mode="semantic"))
+        assert spice["id"] not in before  # the cache is warm now, the memory not committed
+        writing.commit()
+    found = _search(client, "Zanzibar spice market", mode="semantic")
+    assert found[0]["memory"]["id"] == spice["id"]

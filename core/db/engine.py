@@ -36,6 +36,30 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+# How far a writer's clock may trail the database's (see settled_before).
+_CLOCK_MARGIN_MS = 1_000
+
+
+def settled_before(conn: Connection) -> int | None:
+    """A time (epoch ms) before which every change stamped is visible, for readers that follow
+    rows by their time stamp (conflict detection's watermark, the vector cache) not to step
+    past a row still to come; None when all that is visible is settled. On PostgreSQL a
+    transaction open now may commit rows stamped before rows already visible (it stamped them
+    when it wrote them, it commits later): the start of the oldest open client transaction.
+    SQLite runs one writer at a time, each stamping after the last committed: None."""
+    if conn.dialect.name != "postgresql":
+        return None
+    oldest = conn.execute(
+        sql(
+            "SELECT CAST(extract(epoch FROM min(xact_start)) * 1000 AS BIGINT) "
+            "FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
+            "AND xact_start IS NOT NULL"
+        )
+    ).scalar()
+    return None if oldest is None else int(oldest) - _CLOCK_MARGIN_MS
+
+
 def tuples(conn: Connection, statement: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
     """The rows of one read as plain tuples, for hot paths that turn a few hundred rows into
     arrays (search). On SQLite the statement goes straight to the driver, which takes `:name`

@@ -18,13 +18,14 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection
 
-from core.db.engine import sql, tuples
+from core.db.engine import settled_before, sql, tuples
 from core.ids import now_ms
 from core.search import pgvector
 
 # Clocks of different processes disagree a little: reload a margin behind the last load.
 _SKEW_MS = 5_000
 _FULL_RELOAD_SECONDS = 600.0
+_LATE_COMMITS_MS = 60_000
 _STATES = {"active": 0, "archived": 1, "deleted": 2}
 
 
@@ -213,6 +214,13 @@ def _refresh(conn: Connection, entry: BrainVectors, brain_id: str, model: str) -
     )
     if rows:
         entry.upsert(rows)
+    # Not past a vector a transaction still holds (PostgreSQL): the next refresh reads from
+    # there again, so a late commit is not missed until the next full reload. At most
+    # _LATE_COMMITS back: a transaction left open must not make every search re-read a
+    # growing tail (one committing later than that waits for the full reload).
+    settled = settled_before(conn)
+    if settled is not None:
+        started = max(min(started, settled), started - _LATE_COMMITS_MS)
     entry.loaded_until = started
 
 
