@@ -45,7 +45,8 @@ def settled_before(conn: Connection) -> int | None:
     rows by their time stamp (conflict detection's watermark, the vector cache) not to step
     past a row still to come; None when all that is visible is settled. On PostgreSQL a
     transaction open now may commit rows stamped before rows already visible (it stamped them
-    when it wrote them, it commits later): the start of the oldest open client transaction.
+    when it wrote them, it commits later): the start of the oldest open client transaction
+    that has written (reads, which get no transaction id, hold nothing back).
     SQLite runs one writer at a time, each stamping after the last committed: None."""
     if conn.dialect.name != "postgresql":
         return None
@@ -54,7 +55,7 @@ def settled_before(conn: Connection) -> int | None:
             "SELECT CAST(extract(epoch FROM min(xact_start)) * 1000 AS BIGINT) "
             "FROM pg_stat_activity WHERE datname = current_database() "
             "AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
-            "AND xact_start IS NOT NULL"
+            "AND backend_xid IS NOT NULL"
         )
     ).scalar()
     return None if oldest is None else int(oldest) - _CLOCK_MARGIN_MS
