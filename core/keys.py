@@ -68,7 +68,12 @@ def create_key_in(
         )
     if conn.dialect.name == "postgresql":
         # Concurrent creations count one at a time (SQLite writers are serialized already).
-        conn.execute(sql("SELECT id FROM brains WHERE id = :brain FOR UPDATE"), {"brain": brain})
+        # An advisory lock, not the brain row's: FOR UPDATE there would wait for every open
+        # write that references the brain (a restore included).
+        conn.execute(
+            sql("SELECT pg_advisory_xact_lock(hashtextextended(:slot, 0))"),
+            {"slot": f"api_keys\x1f{brain}"},
+        )
     active = conn.execute(
         sql("SELECT count(*) FROM api_keys WHERE brain_id = :brain AND revoked_at IS NULL"),
         {"brain": brain},

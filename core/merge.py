@@ -238,6 +238,7 @@ def planned_text(
     as asked: the merge itself then says why. Should the memories change in between, the
     write embeds what it finds."""
     try:
+        scope.require_write()  # no embedding for a caller the merge will refuse
         check_sources(ids)
         rows = load(conn, scope, ids, lock=False)
     except MnemoError:
@@ -250,7 +251,7 @@ def planned_text(
         return document_text(
             title if title is not None else kept.title,
             kept.key,
-            tags,
+            MemoryPatch.model_validate({"tags": tags}).tags or [],  # cleaned, as the patch is
             content if content is not None else kept.content,
         )
     try:

@@ -111,3 +111,38 @@ def test_a_busy_postgres_connection_is_not_pinged(own_engine: Engine) -> None:
     # The failure invalidated the pool's connections: the next request gets a fresh one.
     with transaction(engine, write=False) as conn:
         assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != before
+
+
+def test_settled_before_follows_open_writers_within_a_bound(
+    engine: Engine, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The time before which every stamped change is visible: None with no writer open (and on
+    SQLite, whose single writer stamps after the last commit); an open writer holds it at its
+    start, a reader does not; never more than the bound back."""
+    from core.ids import now_ms
+
+    def settled() -> int | None:
+        # A transaction of its own: PostgreSQL keeps one view of pg_stat_activity per
+        # transaction, as each search or detection pass asks once in its own.
+        with engine.connect() as conn:
+            return engines.settled_before(conn)
+
+    if store == "sqlite":
+        assert settled() is None
+        return
+    assert settled() is None
+    with engine.connect() as reader:
+        reader.execute(text("SELECT count(*) FROM brains")).scalar()
+        assert settled() is None  # a read gets no transaction id
+        reader.rollback()
+    with engine.connect() as writer:
+        began = now_ms()
+        writer.execute(text("CREATE TEMPORARY TABLE settle_probe (x INTEGER)"))
+        writer.execute(text("INSERT INTO settle_probe VALUES (1)"))
+        held = settled()
+        assert held is not None and began - 3_000 < held <= began
+        monkeypatch.setattr(engines, "_HOLD_BACK_AT_MOST_MS", 0)
+        bounded = settled()
+        assert bounded is not None and bounded >= began  # no further back than now
+        writer.rollback()
+    assert settled() is None

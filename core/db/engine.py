@@ -15,6 +15,8 @@ from sqlalchemy import Connection, Engine, TextClause, create_engine, event, tex
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 
+from core.ids import now_ms
+
 log = logging.getLogger("mnemo.db")
 
 _engines: dict[str, Engine] = {}
@@ -38,27 +40,35 @@ def is_sqlite(engine: Engine) -> bool:
 
 # How far a writer's clock may trail the database's (see settled_before).
 _CLOCK_MARGIN_MS = 1_000
+# The most settled_before holds readers back: a transaction left open (or a long restore)
+# must not stall them, nor make every refresh re-read a growing tail.
+_HOLD_BACK_AT_MOST_MS = 60_000
 
 
 def settled_before(conn: Connection) -> int | None:
     """A time (epoch ms) before which every change stamped is visible, for readers that follow
     rows by their time stamp (conflict detection's watermark, the vector cache) not to step
-    past a row still to come; None when all that is visible is settled. On PostgreSQL a
-    transaction open now may commit rows stamped before rows already visible (it stamped them
-    when it wrote them, it commits later): the start of the oldest open client transaction
-    that has written (reads, which get no transaction id, hold nothing back).
-    SQLite runs one writer at a time, each stamping after the last committed: None."""
+    past a row still to come; None when all that is visible is settled. Ask it before
+    reading. On PostgreSQL a transaction open now may commit rows stamped before rows already
+    visible (it stamped them when it wrote them, it commits later): the start of the oldest
+    open client transaction that has written (reads get no transaction id and hold nothing
+    back), never more than _HOLD_BACK_AT_MOST_MS ago; a writer whose start this role may not
+    see (another role, without pg_read_all_stats) counts as that old. SQLite runs one writer
+    at a time, each stamping after the last committed: None."""
     if conn.dialect.name != "postgresql":
         return None
-    oldest = conn.execute(
+    oldest, hidden = conn.execute(
         sql(
-            "SELECT CAST(extract(epoch FROM min(xact_start)) * 1000 AS BIGINT) "
-            "FROM pg_stat_activity WHERE datname = current_database() "
-            "AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
-            "AND backend_xid IS NOT NULL"
+            "SELECT CAST(extract(epoch FROM min(xact_start)) * 1000 AS BIGINT), "
+            "count(*) FILTER (WHERE xact_start IS NULL) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND backend_type = 'client backend' "
+            "AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL"
         )
-    ).scalar()
-    return None if oldest is None else int(oldest) - _CLOCK_MARGIN_MS
+    ).one()
+    if oldest is None and not hidden:
+        return None
+    floor = now_ms() - _HOLD_BACK_AT_MOST_MS
+    return floor if hidden else max(int(oldest) - _CLOCK_MARGIN_MS, floor)
 
 
 def tuples(conn: Connection, statement: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:

@@ -25,7 +25,6 @@ from core.search import pgvector
 # Clocks of different processes disagree a little: reload a margin behind the last load.
 _SKEW_MS = 5_000
 _FULL_RELOAD_SECONDS = 600.0
-_LATE_COMMITS_MS = 60_000
 _STATES = {"active": 0, "archived": 1, "deleted": 2}
 
 
@@ -204,6 +203,10 @@ def _refresh(conn: Connection, entry: BrainVectors, brain_id: str, model: str) -
         entry.loaded_at = time.monotonic()
     since = entry.loaded_until - _SKEW_MS if entry.loaded_until else -1
     started = now_ms()
+    # Asked before reading: not past a vector a transaction still holds (PostgreSQL), so the
+    # next refresh reads from there again and a late commit is not missed until the full
+    # reload (see settled_before).
+    settled = settled_before(conn)
     rows = tuples(
         conn,
         "SELECT v.memory_id, m.user_id, m.state, v.vector FROM memory_vectors v "
@@ -214,14 +217,7 @@ def _refresh(conn: Connection, entry: BrainVectors, brain_id: str, model: str) -
     )
     if rows:
         entry.upsert(rows)
-    # Not past a vector a transaction still holds (PostgreSQL): the next refresh reads from
-    # there again, so a late commit is not missed until the next full reload. At most
-    # _LATE_COMMITS back: a transaction left open must not make every search re-read a
-    # growing tail (one committing later than that waits for the full reload).
-    settled = settled_before(conn)
-    if settled is not None:
-        started = max(min(started, settled), started - _LATE_COMMITS_MS)
-    entry.loaded_until = started
+    entry.loaded_until = started if settled is None else min(started, settled)
 
 
 def forget_all() -> None:
