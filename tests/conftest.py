@@ -9,6 +9,7 @@ os.environ.setdefault("MNEMO_LOG_LEVEL", "WARNING")
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -147,3 +148,30 @@ def client(settings: Settings, tenant: Tenant) -> LambdaClient:
 def _fresh_schema_memo() -> Iterator[None]:
     yield
     forget()
+
+
+def embeds_during(monkeypatch: pytest.MonkeyPatch, module: Any, writer: str) -> list[bool]:
+    """From now on, one entry per call of the builtin embedder: whether `module.writer` (the
+    function that runs inside the write transaction) was running at the time. A remote
+    embedder is a network call, which must not happen while a write holds the store."""
+    from core.embeddings.builtin import BuiltinEmbedder
+
+    writing = False
+    during: list[bool] = []
+    embed, write = BuiltinEmbedder.embed, getattr(module, writer)
+
+    def spy_embed(self: BuiltinEmbedder, texts: Any, **kw: Any) -> Any:
+        during.append(writing)
+        return embed(self, texts, **kw)
+
+    def spy_write(*args: Any, **kw: Any) -> Any:
+        nonlocal writing
+        writing = True
+        try:
+            return write(*args, **kw)
+        finally:
+            writing = False
+
+    monkeypatch.setattr(BuiltinEmbedder, "embed", spy_embed)
+    monkeypatch.setattr(module, writer, spy_write)
+    return during

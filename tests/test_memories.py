@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from core.config import Settings
-from tests.conftest import Tenant
+from tests.conftest import Tenant, embeds_during
 from tests.lambda_client import LambdaClient
 
 
@@ -540,27 +540,9 @@ def test_a_patch_embeds_its_new_text_before_the_write_transaction(
 ) -> None:
     """A remote embedder is a network call: it must not run while the write holds the store."""
     from core import memories
-    from core.embeddings.builtin import BuiltinEmbedder
 
     memory = _create(client, content="Ada drinks tea", tags=["drink"])
-    writing = False
-    embedded_while_writing: list[bool] = []
-    embed, update = BuiltinEmbedder.embed, memories.update
-
-    def spy_embed(self: BuiltinEmbedder, texts: Any, **kw: Any) -> Any:
-        embedded_while_writing.append(writing)
-        return embed(self, texts, **kw)
-
-    def spy_update(*args: Any, **kw: Any) -> Any:
-        nonlocal writing
-        writing = True
-        try:
-            return update(*args, **kw)
-        finally:
-            writing = False
-
-    monkeypatch.setattr(BuiltinEmbedder, "embed", spy_embed)
-    monkeypatch.setattr(memories, "update", spy_update)
+    embedded_while_writing = embeds_during(monkeypatch, memories, "update")
     reply = client.patch(f"/v1/memories/{memory['id']}", json_body={"content": "Ada drinks coffee"})
     assert reply.status == 200 and reply.json()["content"] == "Ada drinks coffee"
     assert embedded_while_writing == [False]

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from core.db.engine import transaction
-from tests.conftest import Tenant
+from tests.conftest import Tenant, embeds_during
 from tests.lambda_client import LambdaClient
 
 
@@ -102,28 +102,10 @@ def test_a_merge_embeds_its_result_before_the_write_transaction(
     """A remote embedder is a network call: it must not run while the merge holds the store.
     The result's text is read and embedded first, and the vector written is the result's."""
     from core import merge
-    from core.embeddings.builtin import BuiltinEmbedder
 
     a = _create(client, content="Carol paints watercolour landscapes", tags=["art"])
     b = _create(client, content="Carol sells her paintings at the market", title="Carol")
-    writing = False
-    embedded_while_writing: list[bool] = []
-    embed, merge_write = BuiltinEmbedder.embed, merge.merge
-
-    def spy_embed(self: BuiltinEmbedder, texts: Any, **kw: Any) -> Any:
-        embedded_while_writing.append(writing)
-        return embed(self, texts, **kw)
-
-    def spy_merge(*args: Any, **kw: Any) -> Any:
-        nonlocal writing
-        writing = True
-        try:
-            return merge_write(*args, **kw)
-        finally:
-            writing = False
-
-    monkeypatch.setattr(BuiltinEmbedder, "embed", spy_embed)
-    monkeypatch.setattr(merge, "merge", spy_merge)
+    embedded_while_writing = embeds_during(monkeypatch, merge, "merge")
     body: dict[str, Any] = {"ids": [a["id"], b["id"]], "title": "Carol's art"}
     if into:
         body.update(into_id=b["id"], content="Carol paints and sells watercolours")

@@ -29,6 +29,22 @@ def _ids(results: list[dict[str, Any]]) -> list[str]:
     return [r["memory"]["id"] for r in results]
 
 
+def _lexical_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements core.search.lexical runs from now on (it reads through the driver, past
+    SQLAlchemy's events)."""
+    from core.search import lexical
+
+    executed: list[str] = []
+    original = lexical.tuples
+
+    def spy(conn: Any, statement: str, params: Any) -> Any:
+        executed.append(statement)
+        return original(conn, statement, params)
+
+    monkeypatch.setattr(lexical, "tuples", spy)
+    return executed
+
+
 @pytest.fixture
 def garden(client: LambdaClient) -> dict[str, str]:
     return {
@@ -373,14 +389,7 @@ def test_the_full_text_fast_path_ranks_as_the_scopes_own_share_does(
     _add(client, title="alpha", content="the alpha summary")
     for i in range(3):  # longer and longer: BM25 ranks them below every note
         _add(client, type="fact", key=f"k{i}", content="alpha " + "filler " * (30 + 10 * i))
-    executed: list[str] = []
-    original = lexical.tuples
-
-    def spy(conn: Any, statement: str, params: Any) -> Any:
-        executed.append(statement)
-        return original(conn, statement, params)
-
-    monkeypatch.setattr(lexical, "tuples", spy)
+    executed = _lexical_statements(monkeypatch)
     scope = Scope(brain_id=tenant.brain_id, principal="test")
 
     def candidates(conn: Any, filters: SearchFilters, in_scope: int) -> list[str]:
@@ -419,16 +428,8 @@ def test_a_small_tenant_is_found_beside_a_large_one(
     assert big.post("/v1/memories/batch", json_body={"memories": items}).status == 201
     # Long, so BM25 ranks it below every short memory of the other tenant.
     mine = _add(client, content="alpha " + " ".join(f"filler{i}" for i in range(40)))
-    from core.search import lexical
 
-    executed: list[str] = []
-    original = lexical.tuples
-
-    def spy(conn: Any, statement: str, params: Any) -> Any:
-        executed.append(statement)
-        return original(conn, statement, params)
-
-    monkeypatch.setattr(lexical, "tuples", spy)
+    executed = _lexical_statements(monkeypatch)
     for mode in ("lexical", "hybrid"):
         assert _ids(_search(client, "alpha", mode=mode)) == [mine]
     if store == "sqlite":  # the fallback to the tenant's own share of the index ran

@@ -443,6 +443,14 @@ def test_rest_import_by_a_non_owner_does_not_set_the_policy(
     assert stored is None
 
 
+def _import_memories(client: LambdaClient, memories: list[dict[str, Any]]) -> Any:
+    """POST /v1/import of these memory records; the report."""
+    body = "".join(json.dumps({"kind": "memory", "data": d}) + "\n" for d in memories)
+    reply = client.post("/v1/import", body=body, headers={"content-type": fmt.MEDIA_TYPE})
+    assert reply.status == 200, reply.body
+    return reply.json()
+
+
 def test_rest_import_skips_memories_with_fields_of_the_wrong_type(
     engine: Engine, settings: Settings, tenant: Tenant
 ) -> None:
@@ -456,10 +464,7 @@ def test_rest_import_skips_memories_with_fields_of_the_wrong_type(
         {"content": "e", "key": ["k"]},
     ]
     good = {"content": "f", "id": 7}
-    body = "".join(json.dumps({"kind": "memory", "data": d}) + "\n" for d in [*bad, good])
-    reply = client.post("/v1/import", body=body, headers={"content-type": fmt.MEDIA_TYPE})
-    assert reply.status == 200, reply.body
-    result = reply.json()
+    result = _import_memories(client, [*bad, good])
     assert result["by_kind"]["memory"]["skipped_by_reason"] == {"invalid": len(bad)}
     assert result["imported"] == 1
     assert all(s["message"] for s in result["skipped_samples"])
@@ -481,10 +486,7 @@ def test_imports_hold_to_the_apis_limits_and_a_snapshot_does_not(
     ]
     assert client.post("/v1/memories", json_body=over[0]).status == 413
     within = {"content": "x" * 100, "tags": ["a", "b"], "metadata": {"n": 1}}
-    body = "".join(json.dumps({"kind": "memory", "data": d}) + "\n" for d in [*over, within])
-    reply = client.post("/v1/import", body=body, headers={"content-type": fmt.MEDIA_TYPE})
-    assert reply.status == 200, reply.body
-    result = reply.json()
+    result = _import_memories(client, [*over, within])
     assert result["by_kind"]["memory"]["skipped_by_reason"] == {"over_limit": len(over)}
     assert result["imported"] == 1
     assert {s["reason"] for s in result["skipped_samples"]} == {"over_limit"}
