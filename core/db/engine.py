@@ -23,7 +23,6 @@ _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
 WRITE = "mnemo_write"
-_MMAP_BYTES = 1 << 30
 _SINGLE_READ = "mnemo_single_read"
 
 
@@ -123,6 +122,10 @@ def _create(url: str, *, busy_timeout_ms: int, on_lambda: bool) -> Engine:
     raise ValueError(
         f"MNEMO_DATABASE_URL must be a sqlite:/// or postgresql+psycopg:// URL, got {url!r}"
     )
+
+
+# SQLite reads through a memory map this large at most (address space, not memory).
+_MMAP_BYTES = 1 << 30
 
 
 def _create_sqlite(url: str, *, busy_timeout_ms: int, on_lambda: bool) -> Engine:

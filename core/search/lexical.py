@@ -163,7 +163,7 @@ def _sqlite_candidates(
     limit: int,
     columns: str,
     in_scope: int | None,
-    tenant: list[str],
+    tenant: tuple[str, str | None],
 ) -> list[tuple[Any, ...]]:
     total = tuples(conn, "SELECT max(rowid) FROM memory_fts", {})[0][0] or 0
     terms = _selective(conn, terms, total)
@@ -197,7 +197,7 @@ def _sqlite_candidates(
         if matched <= pool:
             return fast  # the pool held every match: nothing was left out
     # The tenant's own share of the index: its scope words narrow the match itself.
-    scoped = " AND ".join(f'scope : "{t}"' for t in tenant)
+    scoped = " AND ".join(f'scope : "{t}"' for t in scope_tokens(*tenant))
     return tuples(
         conn,
         f"SELECT -bm25(memory_fts, {weights}, 0.0), {columns} FROM memory_fts "
@@ -228,7 +228,7 @@ def candidates(
         return []
     params = {**params, "lex_limit": limit}
     if conn.dialect.name == "sqlite":
-        tenant = scope_tokens(brain_id, user_id)
+        tenant = (brain_id, user_id)
         return _sqlite_candidates(conn, terms, where, params, limit, columns, in_scope, tenant)
     return _postgres_candidates(conn, terms, where, params, columns, in_scope)
 

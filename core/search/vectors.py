@@ -145,9 +145,7 @@ class BrainVectors:
         if user_id is not None:
             code = self.user_codes.get(user_id)
             mask &= self.user_of[:count] == (code if code is not None else -2)
-        if states is not None and len(states) == 1:
-            mask &= self.state_of[:count] == _STATES[states[0]]
-        elif states is not None:
+        if states is not None:
             mask &= np.isin(self.state_of[:count], [_STATES[s] for s in states])
         return mask
 
