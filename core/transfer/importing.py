@@ -137,8 +137,9 @@ def import_records(
     """Import `records` (export-format dicts, the header line optional) into a brain: a Scope,
     or a brain slug created if new. `embedder` makes the memories' vectors (default: the
     configured one). `on_batch` is called after each committed batch (progress bars).
-    `limits`, the API's content, tag and metadata limits, skip the memories over them (reason
-    over_limit); None takes every memory as it is (a snapshot restores what was)."""
+    `limits`, the API's content, tag and metadata limits (and its 256-character names), skip
+    the memories over them (reason over_limit); None takes every memory as it is (a snapshot
+    restores what was)."""
     scope = resolve_scope(engine, target)
     chosen = check_options(str(strategy), scope)
     if embedder is None:
