@@ -145,8 +145,8 @@ def _run(
 
 
 def _migrated_sqlite(folder: Any) -> str:
-    from core.db.engine import dispose, get_engine
-    from core.db.migrations import ensure_schema, forget
+    from core.kernel.db.engine import dispose, get_engine
+    from core.kernel.db.migrations import ensure_schema, forget
 
     url = sqlite_url(folder)
     ensure_schema(get_engine(url))
@@ -282,9 +282,9 @@ def import_profile(url: str) -> dict[str, Any]:
 
 
 def ensure_schema_cost(repeats: int) -> dict[str, Any]:
-    from core.config import Settings
-    from core.db.engine import dispose, get_engine
-    from core.db.migrations import ensure_schema
+    from core.kernel.config import Settings
+    from core.kernel.db.engine import dispose, get_engine
+    from core.kernel.db.migrations import ensure_schema
     from handlers.context import Services
 
     with scratch("ensure") as folder:

@@ -100,8 +100,8 @@ def verification(url: str, token: str, key: str, n: int = 5_000) -> dict[str, fl
     pool pings at every checkout."""
     from sqlalchemy import create_engine
 
-    from core import keys, sessions
-    from core.db.engine import get_engine, single_read, transaction
+    from core.identity import keys, sessions
+    from core.kernel.db.engine import get_engine, single_read, transaction
 
     engine = get_engine(url)
     pinged = create_engine(engine.url, pool_pre_ping=True) if "postgresql" in url else engine

@@ -284,7 +284,7 @@ def make_handler(database_url: str, *, log_level: str = "WARNING") -> Handler:
     of Mangum in front of `create_app(settings)`."""
     from mangum import Mangum
 
-    from core.config import Settings
+    from core.kernel.config import Settings
     from handlers import events
     from handlers.api import create_app
 
@@ -351,9 +351,9 @@ def error_code(result: dict[str, Any]) -> str:
 
 def new_tenant(database_url: str) -> tuple[str, str]:
     """Migrate the store and create a brain with a brain-wide key: (slug, secret)."""
-    from core.db.engine import get_engine, transaction
-    from core.db.migrations import ensure_schema
-    from core.keys import create_key
+    from core.identity.keys import create_key
+    from core.kernel.db.engine import get_engine, transaction
+    from core.kernel.db.migrations import ensure_schema
 
     engine = get_engine(database_url)
     ensure_schema(engine)

@@ -121,7 +121,7 @@ def _worker(index: int, url: str, key: str, count: int, run: str, barrier: Any, 
 def _verify(url: str, key: str, slug: str, run: str) -> dict[str, Any]:
     from sqlalchemy import text
 
-    from core.db.engine import get_engine, transaction
+    from core.kernel.db.engine import get_engine, transaction
 
     handler = make_handler(url)
     reply = handler(
@@ -156,7 +156,7 @@ def _verify(url: str, key: str, slug: str, run: str) -> dict[str, Any]:
 
 
 def one_run(url: str, *, processes: int, per_process: int) -> dict[str, Any]:
-    from core.db.engine import dispose
+    from core.kernel.db.engine import dispose
 
     slug, key = new_tenant(url)
     dispose(url)

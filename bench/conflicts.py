@@ -78,10 +78,10 @@ def _p50(values: list[float]) -> str:
 
 
 def run(url: str, count: int) -> list[list[str]]:
-    from core import conflicts
-    from core.config import Settings
-    from core.db.engine import get_engine
+    from core.curation import conflicts
     from core.embeddings import get_embedder
+    from core.kernel.config import Settings
+    from core.kernel.db.engine import get_engine
 
     handler, ctx = make_handler(url), context()
     slug, key = new_tenant(url)
@@ -90,7 +90,7 @@ def run(url: str, count: int) -> list[list[str]]:
     seeded = _seed(handler, ctx, key, count)
     from sqlalchemy import text
 
-    from core.db.engine import transaction
+    from core.kernel.db.engine import transaction
 
     with transaction(engine, write=False) as conn:
         brain = str(

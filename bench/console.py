@@ -66,12 +66,16 @@ def _sign_up(client: Any) -> str:
 
 
 def _seed(settings: Any, brain_id: str, account_id: str, texts: list[str]) -> list[str]:
-    from core import conflicts, keys, links, memories, snapshots
-    from core.db.engine import get_engine, transaction
+    from core.curation import conflicts
     from core.embeddings import get_embedder
-    from core.models import MemoryIn, MemoryPatch
-    from core.scope import Scope
-    from core.search.indexing import Indexer
+    from core.graph import links
+    from core.identity import keys
+    from core.kernel.db.engine import get_engine, transaction
+    from core.kernel.scope import Scope
+    from core.memory import store as memories
+    from core.memory.indexing import Indexer
+    from core.memory.models import MemoryIn, MemoryPatch
+    from core.transfer import snapshots
 
     engine = get_engine(settings.database_url)
     embedder = get_embedder(settings.embedder)
@@ -198,7 +202,7 @@ def _measure(client: Any, urls: list[str], samples: int) -> tuple[Summary, Summa
 def run_store(database_url: str, count: int, samples: int) -> dict[str, Any]:
     from starlette.testclient import TestClient
 
-    from core.config import Settings
+    from core.kernel.config import Settings
     from handlers.api import create_app
 
     settings = Settings(database_url=database_url, log_level="WARNING")
@@ -213,8 +217,8 @@ def run_store(database_url: str, count: int, samples: int) -> dict[str, Any]:
 def _run_with(
     client: Any, settings: Any, database_url: str, count: int, samples: int
 ) -> dict[str, Any]:
-    from core import accounts
-    from core.db.engine import get_engine, transaction
+    from core.identity import accounts
+    from core.kernel.db.engine import get_engine, transaction
 
     brain = _sign_up(client)
     with transaction(get_engine(database_url), write=False) as conn:

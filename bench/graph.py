@@ -45,12 +45,12 @@ from bench.common import (
     verdict,
     write_json,
 )
-from core import graph
-from core.db.engine import dispose, get_engine, transaction
-from core.errors import NotFound
-from core.ids import new_id
-from core.link_models import RELATIONS, PathQuery, SubgraphQuery
-from core.scope import Scope
+from core.graph import traversal as graph
+from core.graph.models import RELATIONS, PathQuery, SubgraphQuery
+from core.kernel.db.engine import dispose, get_engine, transaction
+from core.kernel.errors import NotFound
+from core.kernel.ids import new_id
+from core.kernel.scope import Scope
 
 _SEED = 20261122
 _TARGET_MS = 100.0

@@ -93,10 +93,10 @@ def make_openmemory(path: Path, size: int) -> int:
 
 def run_one(system: str, source: Path, database: Path) -> dict[str, Any]:
     """In this process: read the source, then import it; times and peak RSS."""
-    from core.db.engine import get_engine
-    from core.db.migrations import ensure_schema
-    from core.importers import pipeline
-    from core.importers.records import IdMap, Options
+    from core.kernel.db.engine import get_engine
+    from core.kernel.db.migrations import ensure_schema
+    from core.transfer.importers import pipeline
+    from core.transfer.importers.records import IdMap, Options
 
     engine = get_engine(f"sqlite:///{database}")
     ensure_schema(engine)

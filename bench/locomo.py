@@ -65,10 +65,10 @@ def run(
     embedder: str, modes: list[str], database_url: str | None = None
 ) -> dict[str, dict[str, float]]:
     os.environ.setdefault("MNEMO_LOG_LEVEL", "WARNING")
-    from core.config import settings_from_env
-    from core.db.engine import get_engine, transaction
-    from core.db.migrations import ensure_schema
-    from core.keys import create_key
+    from core.identity.keys import create_key
+    from core.kernel.config import settings_from_env
+    from core.kernel.db.engine import get_engine, transaction
+    from core.kernel.db.migrations import ensure_schema
     from tests.lambda_client import LambdaClient
 
     samples = json.loads(DATA.read_text())

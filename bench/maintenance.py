@@ -26,13 +26,13 @@ from bench.common import (
 
 
 def _one(url: str, size: int) -> dict[str, Any]:
-    from core import brain_maintenance
-    from core.config import MaintenanceSettings
-    from core.db.engine import dispose, get_engine, transaction
-    from core.db.migrations import ensure_schema
-    from core.keys import create_key
-    from core.policy import set_policy
-    from core.scope import Scope
+    from core.app import brain_maintenance
+    from core.identity.keys import create_key
+    from core.kernel.config import MaintenanceSettings
+    from core.kernel.db.engine import dispose, get_engine, transaction
+    from core.kernel.db.migrations import ensure_schema
+    from core.kernel.scope import Scope
+    from core.memory.policy import set_policy
     from tests.hygiene_fixtures import insert_memories
 
     engine = get_engine(url)

@@ -5,7 +5,7 @@ in the same run, on the same SQLite store, alternating the two so drift hits bot
     .venv/bin/python -m bench.mcp [--memories 5000] [--samples 2000] [--json PATH]
 
 Target: the MCP call's median at most 0.5 ms above the REST call's. Also reported: the
-import time `core.mcp` and `handlers.routes.mcp` add to a cold start (python -X importtime).
+import time `handlers.mcp` and `handlers.routes.mcp` add to a cold start (python -X importtime).
 """
 
 from __future__ import annotations
@@ -50,14 +50,14 @@ def _sentence(rng: random.Random, words: int) -> str:
 
 def _seed(url: str, count: int) -> str:
     """A brain with `count` memories of one user, straight through core; returns a key."""
-    from core.config import Settings
-    from core.db.engine import get_engine, transaction
-    from core.db.migrations import ensure_schema
     from core.embeddings import get_embedder
-    from core.keys import create_key
-    from core.memories import create_batch
-    from core.scope import Scope
-    from core.search.indexing import Indexer
+    from core.identity.keys import create_key
+    from core.kernel.config import Settings
+    from core.kernel.db.engine import get_engine, transaction
+    from core.kernel.db.migrations import ensure_schema
+    from core.kernel.scope import Scope
+    from core.memory.indexing import Indexer
+    from core.memory.store import create_batch
 
     settings = Settings(database_url=url)
     engine = get_engine(url)
@@ -69,7 +69,7 @@ def _seed(url: str, count: int) -> str:
     scope = Scope(brain_id=str(brain), principal="bench")
     rng = random.Random(_SEED)
     embedder = get_embedder(settings.embedder)
-    from core.models import MemoryIn
+    from core.memory.models import MemoryIn
 
     for start in range(0, count, 500):
         items = [
@@ -129,7 +129,7 @@ def _import_ms() -> dict[str, float]:
         if not m:
             continue
         name = m.group(3).strip()
-        if name.startswith("core.mcp") or name == "handlers.routes.mcp":
+        if name.startswith("handlers.mcp") or name == "handlers.routes.mcp":
             own += int(m.group(1))
         if name == "handlers.api":
             total = int(m.group(2))
@@ -139,7 +139,7 @@ def _import_ms() -> dict[str, float]:
 def run(memories: int, samples: int) -> dict[str, Any]:
     from mangum import Mangum
 
-    from core.config import Settings
+    from core.kernel.config import Settings
     from handlers.api import create_app
     from tests.lambda_client import LambdaContext
 

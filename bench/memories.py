@@ -140,7 +140,7 @@ def database_work(
     """SQL statements and transactions (pool checkouts) per request, counted (`counting`):
     noise-free, and on PostgreSQL each is a network round trip (a checkout adds BEGIN and
     COMMIT, and a ping after 10 s idle)."""
-    from core.db.engine import get_engine
+    from core.kernel.db.engine import get_engine
 
     out: dict[str, Any] = {}
     with counting(get_engine(url)) as counts:
@@ -189,9 +189,10 @@ def core_only(url: str, key: str, ids: list[str], ops: int, rounds: int) -> dict
     no auth, no response rendering. Also the key lookup alone and an empty read transaction.
     (Writes are left out: their core signatures change as features land; see the profile in
     docs/benchmarks.md for where a write's time goes.)"""
-    from core import keys, memories
-    from core.db.engine import get_engine, transaction
-    from core.models import MemoryFilters
+    from core.identity import keys
+    from core.kernel.db.engine import get_engine, transaction
+    from core.memory import store as memories
+    from core.memory.models import MemoryFilters
 
     engine = get_engine(url)
     with transaction(engine, write=False) as conn:
@@ -229,7 +230,7 @@ def core_only(url: str, key: str, ids: list[str], ops: int, rounds: int) -> dict
 
 
 def one_store(url: str, *, memories: int, ops: int, rounds: int) -> dict[str, Any]:
-    from core.db.engine import dispose
+    from core.kernel.db.engine import dispose
 
     _, key = new_tenant(url)
     handler = make_handler(url)
@@ -261,7 +262,7 @@ def _before_analyze(url: str, handler: Any, ctx: Any, key: str) -> dict[str, Any
     then ANALYZE, as autovacuum would, so the main figures are the steady state."""
     from sqlalchemy import text
 
-    from core.db.engine import get_engine
+    from core.kernel.db.engine import get_engine
 
     engine = get_engine(url)
     with engine.connect() as conn:

@@ -39,7 +39,7 @@ from bench.search import _SEED, _corpus, _texts
 def _handler(database_url: str, mode: str) -> Handler:
     from mangum import Mangum
 
-    from core.config import Settings, VectorSearchSettings
+    from core.kernel.config import Settings, VectorSearchSettings
     from handlers import events
     from handlers.api import create_app
 
@@ -68,7 +68,7 @@ def _timed(handler: Handler, e: dict[str, Any]) -> tuple[float, list[str]]:
 def _seed(database_url: str, slug: str, texts: list[str]) -> None:
     """Through the import entry point (memories, full-text rows and vectors a batch at a time):
     10 times faster than one request per 500 on this machine, same rows."""
-    from core.db.engine import get_engine
+    from core.kernel.db.engine import get_engine
     from core.transfer.importing import import_records
 
     now = int(time.time() * 1000)
@@ -84,15 +84,15 @@ def _seed(database_url: str, slug: str, texts: list[str]) -> None:
 
 def _fresh_process() -> None:
     """What a new function instance starts with: no memos, no vector cache."""
-    from core.search import pgvector, vectors
+    from core.retrieval import pgvector, vectors
 
     vectors.forget_all()
     pgvector.forget()
 
 
 def run(sizes: list[int], queries: int) -> dict[str, Any]:
-    from core.db.engine import get_engine
-    from core.search import pgvector, vectors
+    from core.kernel.db.engine import get_engine
+    from core.retrieval import pgvector, vectors
     from tests.pg_server import PostgresServer, pgvector_bin, wait_for
 
     bin_dir = pgvector_bin()
@@ -179,8 +179,8 @@ def quality(sample_sizes: list[int]) -> dict[str, dict[str, float]]:
     import json
 
     from bench.locomo import DATA, KS, evidence, turns
-    from core.db.engine import get_engine
-    from core.search import pgvector
+    from core.kernel.db.engine import get_engine
+    from core.retrieval import pgvector
     from tests.lambda_client import LambdaClient
     from tests.pg_server import PostgresServer, pgvector_bin, wait_for
 
@@ -198,7 +198,7 @@ def quality(sample_sizes: list[int]) -> dict[str, dict[str, float]]:
 
         url = Postgres(admin).new_database()
         _slug, key = new_tenant(url)
-        from core.config import Settings, VectorSearchSettings
+        from core.kernel.config import Settings, VectorSearchSettings
 
         settings = Settings(database_url=url, log_level="WARNING")
         assert pgvector.ensure(get_engine(url), "auto")

@@ -60,13 +60,13 @@ def _texts(turns: list[str], count: int) -> list[str]:
 
 def _seed(database_url: str, slug: str, texts: list[str]) -> None:
     """Straight through core, one transaction per 500: what the batch endpoint does."""
-    from core.config import Settings
-    from core.db.engine import get_engine, transaction
     from core.embeddings import get_embedder
-    from core.memories import create_batch
-    from core.models import MemoryIn
-    from core.scope import Scope
-    from core.search.indexing import Indexer
+    from core.kernel.config import Settings
+    from core.kernel.db.engine import get_engine, transaction
+    from core.kernel.scope import Scope
+    from core.memory.indexing import Indexer
+    from core.memory.models import MemoryIn
+    from core.memory.store import create_batch
 
     settings = Settings(database_url=database_url)
     engine = get_engine(database_url)
@@ -135,7 +135,7 @@ def run(sizes: list[int], queries: int) -> dict[str, Any]:
             ]
             took = _time(handler, adds)
             row["add"] = {"p50": percentile(took, 50), "p95": percentile(took, 95)}
-            from core.search import vectors
+            from core.retrieval import vectors
 
             cache_bytes = sum(entry.nbytes for entry in vectors._cache.values())
             row["cache_mb_per_100k"] = round(cache_bytes / (size + 300) * 100_000 / 2**20, 1)

@@ -22,18 +22,18 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from core import memories
-from core.brains import ensure_brain
-from core.config import Limits, Settings
-from core.db.engine import dispose, get_engine, transaction
-from core.db.migrations import ensure_schema
+from core.curation.summaries import service
+from core.curation.summaries.extractive import extract
 from core.embeddings import get_embedder
-from core.models import MemoryIn
-from core.scope import Scope
-from core.search.context import estimate_tokens
-from core.search.indexing import Indexer, document_text
-from core.summaries import service
-from core.summaries.extractive import extract
+from core.identity.brains import ensure_brain
+from core.kernel.config import Limits, Settings
+from core.kernel.db.engine import dispose, get_engine, transaction
+from core.kernel.db.migrations import ensure_schema
+from core.kernel.scope import Scope
+from core.memory import store as memories
+from core.memory.indexing import Indexer, document_text
+from core.memory.models import MemoryIn
+from core.retrieval.context import estimate_tokens
 
 _SEED = 20261121
 _THEMES = {

@@ -100,11 +100,11 @@ def build(url: str, count: int) -> dict[str, Any]:
     """A brain of `count` memories, inserted with executemany in one transaction."""
     from sqlalchemy import text
 
-    from core.brains import ensure_brain
-    from core.db.engine import get_engine, transaction
-    from core.db.migrations import ensure_schema
-    from core.ids import new_id
-    from core.memories import content_hash
+    from core.identity.brains import ensure_brain
+    from core.kernel.db.engine import get_engine, transaction
+    from core.kernel.db.migrations import ensure_schema
+    from core.kernel.ids import new_id
+    from core.memory.store import content_hash
 
     engine = get_engine(url)
     ensure_schema(engine)
@@ -210,9 +210,9 @@ def build(url: str, count: int) -> dict[str, Any]:
 
 
 def _phase(args: argparse.Namespace) -> dict[str, Any]:
-    from core.db.engine import get_engine
-    from core.db.migrations import ensure_schema
     from core.embeddings import BuiltinEmbedder
+    from core.kernel.db.engine import get_engine
+    from core.kernel.db.migrations import ensure_schema
 
     if args.phase == "build":
         return build(args.db, int(args.snapshot))
@@ -242,9 +242,9 @@ def _phase(args: argparse.Namespace) -> dict[str, Any]:
             report = import_records(engine, "copy", parse_lines(source), embedder=embedder)
         out = {"imported": report.imported, "skipped": report.skipped}
     elif args.phase in ("snapshot", "restore"):
-        from core import snapshots
-        from core.config import SnapshotSettings
-        from core.scope import Scope
+        from core.kernel.config import SnapshotSettings
+        from core.kernel.scope import Scope
+        from core.transfer import snapshots
         from core.transfer.importing import resolve_scope
 
         scope = resolve_scope(engine, "source")

@@ -35,13 +35,13 @@ _SOURCES = [f"https://site{i}.example.com/page/{i}" for i in range(25)] + [
 
 
 def _seed(database_url: str, slug: str, texts: list[str], *, sources: bool) -> None:
-    from core.config import Settings
-    from core.db.engine import get_engine, transaction
     from core.embeddings import get_embedder
-    from core.memories import create_batch
-    from core.scope import Scope
-    from core.search.indexing import Indexer
-    from core.trust import set_trust
+    from core.kernel.config import Settings
+    from core.kernel.db.engine import get_engine, transaction
+    from core.kernel.scope import Scope
+    from core.memory.indexing import Indexer
+    from core.memory.store import create_batch
+    from core.memory.trust import set_trust
 
     settings = Settings(database_url=database_url)
     engine = get_engine(database_url)
@@ -110,8 +110,8 @@ def run(size: int, queries: int) -> dict[str, Any]:
                 "ratio_p50": round(p50["with"] / p50["without"], 3),
             }
         # The trust query alone, for the sources of a typical candidate set.
-        from core.db.engine import get_engine, transaction
-        from core.trust import lookup
+        from core.kernel.db.engine import get_engine, transaction
+        from core.memory.trust import lookup
 
         engine = get_engine(url)
         with transaction(engine, write=False) as conn:

@@ -35,20 +35,20 @@ from bench.common import (
     sqlite_url,
     table,
 )
-from core.config import WebhookSettings
-from core.db.engine import dispose, get_engine, sql, transaction
-from core.db.migrations import ensure_schema
-from core.scope import Scope
-from core.watches import WatchIn, create
+from core.kernel.config import WebhookSettings
+from core.kernel.db.engine import dispose, get_engine, sql, transaction
+from core.kernel.db.migrations import ensure_schema
+from core.kernel.scope import Scope
 from core.webhooks import outbox
 from core.webhooks.ssrf import check_url
+from core.webhooks.watches import WatchIn, create
 from tests.webhook_receiver import Receiver
 
 LOOPBACK = WebhookSettings(allow_http_loopback=True)
 
 
 def _brain(url: str, slug: str) -> str:
-    from core.brains import ensure_brain
+    from core.identity.brains import ensure_brain
 
     with transaction(get_engine(url)) as conn:
         return ensure_brain(conn, slug)
@@ -149,10 +149,10 @@ def add_overhead(url: str, adds: int) -> dict[str, Any]:
 def core_overhead(url: str, adds: int) -> dict[str, float]:
     """`memories.create` alone (no HTTP, no embedder), with and without the outbox statement,
     alternating: the statement's share of the write itself. Medians in µs."""
-    from core import memories
-    from core.config import Limits
-    from core.models import MemoryIn
-    from core.search.indexing import Indexer
+    from core.kernel.config import Limits
+    from core.memory import store as memories
+    from core.memory.indexing import Indexer
+    from core.memory.models import MemoryIn
 
     engine = get_engine(url)
     scope = Scope(brain_id=_brain(url, f"core-{time.monotonic_ns()}"), principal="bench")

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core.config import Settings, get_settings
+from core.kernel.config import Settings, get_settings
 from handlers import events, logs, openapi
 from handlers.context import Services
 from handlers.http import EXCEPTION_HANDLERS, json_response

@@ -9,12 +9,12 @@ from collections.abc import Sequence
 
 from sqlalchemy import Engine
 
-from core import keys
-from core.config import get_settings
-from core.db import migrations
-from core.db.engine import get_engine, transaction
-from core.errors import InvalidInput, MnemoError
-from core.ids import iso
+from core.identity import keys
+from core.kernel.config import get_settings
+from core.kernel.db import migrations
+from core.kernel.db.engine import get_engine, transaction
+from core.kernel.errors import InvalidInput, MnemoError
+from core.kernel.ids import iso
 
 
 def _engine() -> Engine:
@@ -44,8 +44,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     mode = get_settings().vector_search.pgvector
     if engine.dialect.name == "postgresql" and mode != "off":
         # Deploy time has no request deadline: build the HNSW indexes too large to build
-        # inside a search (core/search/pgvector.py).
-        from core.search import pgvector
+        # inside a search (core/retrieval/pgvector.py).
+        from core.retrieval import pgvector
 
         if pgvector.ensure(engine, mode):
             pgvector.build_indexes(engine, report=print)
@@ -109,10 +109,10 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 def cmd_reindex(args: argparse.Namespace) -> int:
     """Embed every memory of a brain that has no vector of the configured model, in batches,
     each embedded outside any transaction (a remote model may be slow)."""
-    from core.brains import brain_id
     from core.embeddings import get_embedder
-    from core.scope import Scope
-    from core.search import reindex
+    from core.identity.brains import brain_id
+    from core.kernel.scope import Scope
+    from core.retrieval import reindex
 
     settings = get_settings()
     engine = _engine()
@@ -146,8 +146,8 @@ def cmd_maintain(args: argparse.Namespace) -> int:
     bounded batches, as the scheduled MaintenanceFunction runs them."""
     import json
 
-    from core import maintenance
-    from core.brains import brain_id
+    from core.app import maintenance
+    from core.identity.brains import brain_id
 
     settings = get_settings()
     engine = _engine()
@@ -235,7 +235,7 @@ def cmd_import_from(args: argparse.Namespace) -> int:
     """Another system's files (mem0, OpenMemory, MemoryVault) into a brain, with a progress bar
     on stderr and the report (read, imported, skipped with reasons) on stdout."""
     from core.embeddings import get_embedder
-    from core.importers.pipeline import run_import
+    from core.transfer.importers.pipeline import run_import
     from handlers.progress import ProgressBar
 
     if args.source_system is None:
@@ -272,10 +272,10 @@ def cmd_import_from(args: argparse.Namespace) -> int:
 def cmd_snapshot(args: argparse.Namespace) -> int:
     """Snapshots from the command line, as the brain's owner: no request timeout, so the way
     to restore a large brain."""
-    from core import snapshots
-    from core.brains import brain_id
     from core.embeddings import get_embedder
-    from core.scope import Scope
+    from core.identity.brains import brain_id
+    from core.kernel.scope import Scope
+    from core.transfer import snapshots
 
     settings = get_settings()
     engine = _engine()

@@ -17,23 +17,24 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 
-from core import keys, ratelimit, sessions
-from core.brains import ensure_brain
-from core.config import Limits, Settings
-from core.db.engine import get_engine, single_read, transaction
-from core.db.migrations import ensure_schema
-from core.errors import Unauthorized
-from core.oauth.metadata import audiences, base_url
-from core.scope import Scope
+from core.identity import keys, sessions
+from core.identity.brains import ensure_brain
+from core.identity.oauth.metadata import audiences, base_url
+from core.kernel import ratelimit
+from core.kernel.config import Limits, Settings
+from core.kernel.db.engine import get_engine, single_read, transaction
+from core.kernel.db.migrations import ensure_schema
+from core.kernel.errors import Unauthorized
+from core.kernel.scope import Scope
 from core.webhooks.ssrf import Resolver, system_resolver
 
 if TYPE_CHECKING:
     # Imported where used: search, embeddings and the models pull in numpy and pydantic, which
     # a cold start should pay for only when its request needs them (handlers/lazy.py).
     from core.embeddings.base import Embedder
-    from core.models import MemoryIn, MemoryPatch
-    from core.search.indexing import Indexer
-    from core.search.service import QueryVector
+    from core.memory.indexing import Indexer
+    from core.memory.models import MemoryIn, MemoryPatch
+    from core.retrieval.search import QueryVector
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -68,8 +69,8 @@ class Services:
         ensure_schema(engine, probe_seconds=self.settings.schema_probe_seconds)
         if engine.dialect.name == "postgresql":
             # Memoised per engine: a process's first request creates the pgvector copy if it
-            # can, so writes keep it in step from then on (core/search/pgvector.py).
-            from core.search import pgvector
+            # can, so writes keep it in step from then on (core/retrieval/pgvector.py).
+            from core.retrieval import pgvector
 
             pgvector.ensure(engine, self.settings.vector_search.pgvector)
         return engine
@@ -109,8 +110,8 @@ class Context:
     async def query_vector(self, query: str, *, embed: bool = True) -> QueryVector:
         """The query as search wants it, embedded outside any transaction. With `embed` off
         (lexical search) it names the model only, so the vector cache can count the scope."""
-        from core.search import pgvector
-        from core.search.service import QueryVector, default_lexical_weight
+        from core.retrieval import pgvector
+        from core.retrieval.search import QueryVector, default_lexical_weight
 
         embedder = self.services.embedder()
         vector = None
@@ -130,7 +131,7 @@ class Context:
 
     async def indexer(self, items: Sequence[MemoryIn]) -> Indexer:
         """An indexer with the items' vectors made up front, outside any transaction."""
-        from core.search.indexing import document_text
+        from core.memory.indexing import document_text
 
         return await self.text_indexer(
             [document_text(m.title, m.key, m.tags, m.content) for m in items]
@@ -139,7 +140,7 @@ class Context:
     async def text_indexer(self, texts: Sequence[str]) -> Indexer:
         """An indexer with these document texts' vectors made up front, outside any
         transaction (an embedder may call a remote API)."""
-        from core.search.indexing import Indexer
+        from core.memory.indexing import Indexer
 
         index = Indexer(self.services.embedder(), infer_links=self.services.settings.links.inferred)
         if texts:
@@ -150,8 +151,8 @@ class Context:
         """An indexer with the patched memory's new vector made up front: the text is read
         first, so the embedder (a network call for a remote one) runs outside the write
         transaction. Should the memory change in between, the write embeds what it finds."""
-        from core import memories
-        from core.search.indexing import document_text
+        from core.memory import store as memories
+        from core.memory.indexing import document_text
 
         changes = patch.changes()
         if not {"content", "title", "tags"} & changes.keys():

@@ -41,7 +41,7 @@ def dispatch(
         return add_memory_from_event(event, services)
     if is_schedule(event):
         # Imported here, as the other events' handlers: an HTTP invocation never needs them.
-        from core import maintenance
+        from core.app import maintenance
 
         engine = services.ready_engine()
         tasks = maintenance.run(engine, services.settings)

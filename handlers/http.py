@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from core.errors import (
+from core.kernel.errors import (
     BadRequest,
     Conflict,
     Forbidden,
@@ -25,7 +25,7 @@ from core.errors import (
     Unauthorized,
     field_errors,
 )
-from core.ratelimit import RateLimited
+from core.kernel.ratelimit import RateLimited
 
 log = logging.getLogger("mnemo.http")
 

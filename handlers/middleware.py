@@ -11,7 +11,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.errors import TooLarge
+from core.kernel.errors import TooLarge
 from handlers.http import NUL_MESSAGE, error_response
 from handlers.logs import request_id
 

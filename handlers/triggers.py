@@ -21,13 +21,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core import memories
-from core.brains import brain_id
-from core.db.engine import transaction
-from core.errors import MnemoError, field_errors
-from core.ids import now_ms
-from core.models import MemoryIn
-from core.scope import Scope
+from core.identity.brains import brain_id
+from core.kernel.db.engine import transaction
+from core.kernel.errors import MnemoError, field_errors
+from core.kernel.ids import now_ms
+from core.kernel.scope import Scope
+from core.memory import store as memories
+from core.memory.models import MemoryIn
 from core.webhooks import outbox, queue
 from handlers.context import Context, Services
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from core.config import Settings
-from core.db.engine import dispose, get_engine, transaction
-from core.db.migrations import ensure_schema, forget
-from core.keys import create_key
+from core.identity.keys import create_key
+from core.kernel.config import Settings
+from core.kernel.db.engine import dispose, get_engine, transaction
+from core.kernel.db.migrations import ensure_schema, forget
 from tests.lambda_client import LambdaClient
 from tests.pg_server import PostgresServer, wait_for
 

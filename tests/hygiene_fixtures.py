@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import Engine, bindparam, text
 
-from core.db.engine import transaction
-from core.ids import now_ms
+from core.kernel.db.engine import transaction
+from core.kernel.ids import now_ms
 
 DAY = 86_400_000
 

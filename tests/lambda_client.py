@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from mangum import Mangum
 from starlette.applications import Starlette
 
-from core.config import Settings
+from core.kernel.config import Settings
 from handlers.api import create_app
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"

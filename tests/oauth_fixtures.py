@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from mangum import Mangum
 
-from core.config import DEFAULT_RATES, Rate, RateLimitSettings, Settings
+from core.kernel.config import DEFAULT_RATES, Rate, RateLimitSettings, Settings
 from handlers.api import create_app
 from tests.lambda_client import LambdaContext, http_event
 

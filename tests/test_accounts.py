@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from core import passwords, sessions
-from core.config import Settings
-from core.db.engine import transaction
+from core.identity import passwords, sessions
+from core.kernel.config import Settings
+from core.kernel.db.engine import transaction
 from tests.conftest import Tenant
 from tests.oauth_fixtures import PASSWORD, Web, auth_settings, new_email
 
@@ -357,7 +357,7 @@ def test_cookie_transport_sets_httponly_secure_samesite_cookies(web: Web) -> Non
 def test_expired_and_long_revoked_sessions_are_purged(empty_database_url: str) -> None:
     # A database of its own: purging the shared PostgreSQL database would pull expired rows
     # out from under other tests running at the same time.
-    from core.db.engine import dispose, get_engine
+    from core.kernel.db.engine import dispose, get_engine
 
     web = Web(auth_settings(Settings(database_url=empty_database_url, log_level="WARNING")))
     live = web.signup()
@@ -374,7 +374,7 @@ def test_expired_and_long_revoked_sessions_are_purged(empty_database_url: str) -
             {"s": ended["session_id"]},
         )
     # The scheduled maintenance run is what purges them.
-    from core import maintenance
+    from core.app import maintenance
 
     tasks = maintenance.run(engine, Settings(database_url=empty_database_url))
     assert tasks["expired_sessions_purged"] >= 2
@@ -396,7 +396,7 @@ def test_expired_and_long_revoked_sessions_are_purged(empty_database_url: str) -
 
 
 def test_auth_settings_are_read_from_the_environment() -> None:
-    from core.config import settings_from_env
+    from core.kernel.config import settings_from_env
 
     s = settings_from_env(
         {

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from core.config import Settings
-from core.db.engine import transaction
+from core.kernel.config import Settings
+from core.kernel.db.engine import transaction
 from tests.conftest import Tenant
 from tests.oauth_fixtures import Web, auth_settings, new_email
 

@@ -76,10 +76,10 @@ def test_serve_answers_health_and_memories(served: tuple[str, str], store: str) 
 def test_reindex_embeds_what_has_no_vector(empty_database_url: str) -> None:
     from sqlalchemy import text
 
-    from core.config import Settings
-    from core.db.engine import dispose, get_engine, transaction
-    from core.db.migrations import ensure_schema
-    from core.keys import create_key
+    from core.identity.keys import create_key
+    from core.kernel.config import Settings
+    from core.kernel.db.engine import dispose, get_engine, transaction
+    from core.kernel.db.migrations import ensure_schema
     from tests.lambda_client import LambdaClient
 
     engine = get_engine(empty_database_url)

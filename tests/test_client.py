@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from core.config import Settings
-from core.db.engine import dispose, get_engine, transaction
-from core.db.migrations import ensure_schema
-from core.keys import create_key
+from core.identity.keys import create_key
+from core.kernel.config import Settings
+from core.kernel.db.engine import dispose, get_engine, transaction
+from core.kernel.db.migrations import ensure_schema
 from handlers.api import create_app
 from mnemo_client import (
     AsyncMnemoClient,

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from core.config import Settings
+from core.kernel.config import Settings
 from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient
 

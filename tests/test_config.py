@@ -1,6 +1,6 @@
 import pytest
 
-from core.config import settings_from_env
+from core.kernel.config import settings_from_env
 
 
 def test_empty_variables_mean_unset(tmp_path: object) -> None:

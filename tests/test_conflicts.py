@@ -9,15 +9,16 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, text
 
-from core import brain_maintenance, conflicts
-from core.config import MaintenanceSettings
-from core.contradiction import compare
-from core.db.engine import transaction
+from core.app import brain_maintenance
+from core.curation import conflicts
+from core.curation.contradiction import compare
 from core.embeddings import get_embedder
 from core.embeddings.base import Embedder
-from core.ids import new_id, now_ms
-from core.memories import COLUMNS
-from core.scope import Scope
+from core.kernel.config import MaintenanceSettings
+from core.kernel.db.engine import transaction
+from core.kernel.ids import new_id, now_ms
+from core.kernel.scope import Scope
+from core.memory.store import COLUMNS
 from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient
 from tests.test_mcp import Mcp
@@ -188,7 +189,7 @@ def test_contradicts_link_is_a_conflict(client: LambdaClient) -> None:
         "/v1/links", json_body={"from_id": a["id"], "to_id": b["id"], "relation": "contradicts"}
     )
     assert reply.status == 201, reply.body
-    # Recorded with the link (core/links.py calls conflicts.on_contradicts_link)...
+    # Recorded with the link (core/graph/links.py calls conflicts.on_contradicts_link)...
     listed = _conflicts(client, memory_id=b["id"])
     assert [(c["kind"], c["reason"]) for c in listed] == [("link", "contradicts_link")]
     assert {listed[0]["a_id"], listed[0]["b_id"]} == {a["id"], b["id"]}
@@ -368,10 +369,10 @@ def test_detection_never_passes_a_row_a_transaction_still_holds(
     rows committed meanwhile. The watermark must not pass it: it is scanned once committed."""
     if store != "postgres":
         pytest.skip("SQLite runs one writer at a time: what is visible is settled")
-    from core import memories
-    from core.config import Limits
-    from core.models import MemoryIn
-    from core.search.indexing import Indexer
+    from core.kernel.config import Limits
+    from core.memory import store as memories
+    from core.memory.indexing import Indexer
+    from core.memory.models import MemoryIn
 
     embedder = get_embedder(client.app.state.services.settings.embedder)
     space = _space(embedder)

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
-from core import accounts, memberships
-from core.config import Settings
-from core.db.engine import sql, transaction
+from core.identity import accounts, memberships
+from core.kernel.config import Settings
+from core.kernel.db.engine import sql, transaction
 from handlers.api import create_app
 from handlers.console.routes import memories as memory_routes
 from tests.oauth_fixtures import PASSWORD, auth_settings

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.config import EmbedderSettings, settings_from_env
 from core.embeddings import (
     BuiltinEmbedder,
     Embedder,
@@ -36,6 +35,7 @@ from core.embeddings.bedrock import BedrockEmbedder
 from core.embeddings.calibrate import calibrate
 from core.embeddings.openai_compat import OpenAIEmbedder
 from core.embeddings.text import STOPWORDS, normalize, stem, terms, tokens
+from core.kernel.config import EmbedderSettings, settings_from_env
 
 ROOT = Path(__file__).resolve().parent.parent
 HAVE_SENTENCE_TRANSFORMERS = importlib.util.find_spec("sentence_transformers") is not None
@@ -128,7 +128,7 @@ def test_bad_embedder_settings_say_what_to_fix(name: str, value: str) -> None:
 def test_default_import_loads_no_heavy_module() -> None:
     """The API imports core.embeddings; boto3, torch and friends wait until chosen."""
     code = (
-        "import sys; from core.embeddings import get_embedder; from core.config import "
+        "import sys; from core.embeddings import get_embedder; from core.kernel.config import "
         "EmbedderSettings; get_embedder(EmbedderSettings()).embed(['x y z']); "
         "heavy = ('torch', 'sentence_transformers', 'boto3', 'botocore', 'urllib.request'); "
         "print([m for m in heavy if m in sys.modules])"

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import DBAPIError
 
-from core.db import engine as engines
-from core.db.engine import single_read, transaction
+from core.kernel.db import engine as engines
+from core.kernel.db.engine import single_read, transaction
 
 
 def _statements(engine: Engine) -> tuple[list[str], Any]:
@@ -119,7 +119,7 @@ def test_settled_before_follows_open_writers_within_a_bound(
     """The time before which every stamped change is visible: None with no writer open (and on
     SQLite, whose single writer stamps after the last commit); an open writer holds it at its
     start, a reader does not; never more than the bound back."""
-    from core.ids import now_ms
+    from core.kernel.ids import now_ms
 
     def settled() -> int | None:
         # A transaction of its own: PostgreSQL keeps one view of pg_stat_activity per

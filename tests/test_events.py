@@ -26,9 +26,9 @@ import pytest
 from mangum import Mangum
 
 from core import __version__
-from core.config import Settings, settings_from_env
-from core.db.engine import dispose
-from core.db.migrations import LATEST_VERSION
+from core.kernel.config import Settings, settings_from_env
+from core.kernel.db.engine import dispose
+from core.kernel.db.migrations import LATEST_VERSION
 from handlers import events
 from handlers.api import create_app
 from tests.lambda_client import EVENTS, LambdaContext
@@ -243,8 +243,8 @@ def test_sqs_event_drains_the_outbox(handler: Handler) -> None:
 
 
 def test_eventbridge_memory_event_adds_a_memory(handler: Handler, db_path: Path) -> None:
-    from core.brains import ensure_brain
-    from core.db.engine import get_engine, transaction
+    from core.identity.brains import ensure_brain
+    from core.kernel.db.engine import get_engine, transaction
 
     handler(load_event("http_api_v2"), LambdaContext())  # the schema, as any first request
     with transaction(get_engine(f"sqlite:///{db_path}")) as conn:

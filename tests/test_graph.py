@@ -10,13 +10,13 @@ from typing import Any
 
 from sqlalchemy import Engine, event, text
 
-from core import graph
-from core.db.engine import transaction
-from core.errors import Conflict, NotFound
-from core.ids import new_id
-from core.link_models import PathQuery, SubgraphQuery
-from core.policy import set_policy
-from core.scope import Scope
+from core.graph import traversal as graph
+from core.graph.models import PathQuery, SubgraphQuery
+from core.kernel.db.engine import transaction
+from core.kernel.errors import Conflict, NotFound
+from core.kernel.ids import new_id
+from core.kernel.scope import Scope
+from core.memory.policy import set_policy
 from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from core.config import Settings
-from core.db.engine import transaction
-from core.keys import create_key
+from core.identity.keys import create_key
+from core.kernel.config import Settings
+from core.kernel.db.engine import transaction
 from core.webhooks import signing
 from handlers import events
 from tests.lambda_client import EVENTS, LambdaClient, LambdaContext
@@ -154,7 +154,7 @@ def test_a_captured_request_cannot_be_replayed_under_another_delivery_id(
 def test_a_brain_has_a_bounded_number_of_hook_sources(owner: LambdaClient, engine: Engine) -> None:
     from sqlalchemy import text
 
-    from core import hooks
+    from core.webhooks import hooks
 
     made = make_source(owner)
     with transaction(engine, write=False) as conn:

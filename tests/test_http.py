@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from openapi_spec_validator import validate
 
-from core.config import Settings
+from core.kernel.config import Settings
 from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient, http_event
 
@@ -122,8 +122,8 @@ def test_missing_or_wrong_key_is_401_with_bearer_challenge(client: LambdaClient)
 
 
 def test_a_revoked_key_stops_working(client: LambdaClient, tenant: Tenant) -> None:
-    from core.db.engine import transaction
-    from core.keys import find_key, revoke_key
+    from core.identity.keys import find_key, revoke_key
+    from core.kernel.db.engine import transaction
 
     key = tenant.new_key()
     assert client.as_key(key).get("/v1/memories").status == 200
@@ -171,7 +171,7 @@ def test_openapi_is_valid_3_1_and_covers_the_routes(client: LambdaClient) -> Non
 def test_an_unexpected_error_is_a_500_without_a_stack_trace(
     client: LambdaClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from core import memories
+    from core.memory import store as memories
 
     def boom(*_: object, **__: object) -> None:
         raise RuntimeError("secret internals")

@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from core import hygiene, policy, trust
-from core.config import MaintenanceSettings, Settings
-from core.db.engine import transaction
-from core.ids import now_ms
-from core.scope import Scope
+from core.curation import hygiene
+from core.kernel.config import MaintenanceSettings, Settings
+from core.kernel.db.engine import transaction
+from core.kernel.ids import now_ms
+from core.kernel.scope import Scope
+from core.memory import policy, trust
 from tests.conftest import Tenant
 from tests.hygiene_fixtures import DAY, age, importance_of, insert_memories, states_of
 from tests.lambda_client import LambdaClient
@@ -241,7 +242,7 @@ def test_retention_archive_reaches_warm_vector_caches(
     # A run's batches come after its start: stamping the vector rows with the start time put
     # them before what a cache refreshed meanwhile reads, which kept them "active" there.
     from core.embeddings import get_embedder
-    from core.search import vectors
+    from core.retrieval import vectors
 
     brain = tenant.brain_id
     _set_policy(engine, brain, retention_days=30)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from core.ids import iso, parse_time
+from core.kernel.ids import iso, parse_time
 
 
 @pytest.mark.parametrize(

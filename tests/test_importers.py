@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from core.db.engine import transaction
-from core.ids import parse_time
-from core.importers.pipeline import MigrationReport, open_source, run_import
-from core.importers.records import IdMap, MemoryRecord, Options, SourceError
+from core.kernel.db.engine import transaction
+from core.kernel.ids import parse_time
+from core.transfer.importers.pipeline import MigrationReport, open_source, run_import
+from core.transfer.importers.records import IdMap, MemoryRecord, Options, SourceError
 from handlers.progress import ProgressBar
 from tests.lambda_client import LambdaClient
 
@@ -728,7 +728,7 @@ def test_the_progress_bar_without_tqdm() -> None:
 def test_a_sql_dump_cannot_write_files(tmp_path: Path) -> None:
     """A dump is run into an in-memory database; ATTACH and VACUUM INTO would create files
     wherever the dump says, so they are refused."""
-    from core.importers.sqlite_source import load_sql_dump
+    from core.transfer.importers.sqlite_source import load_sql_dump
 
     for statement in (
         f"ATTACH DATABASE '{tmp_path / 'attached.db'}' AS x;",

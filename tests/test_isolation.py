@@ -21,10 +21,10 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from core.config import Settings
-from core.db.engine import transaction
-from core.errors import MnemoError
-from core.keys import create_key
+from core.identity.keys import create_key
+from core.kernel.config import Settings
+from core.kernel.db.engine import transaction
+from core.kernel.errors import MnemoError
 from tests.conftest import Tenant, make_tenant
 from tests.lambda_client import LambdaClient, Reply
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from core.config import Settings
+from core.kernel.config import Settings
 from tests.conftest import Tenant
 from tests.oauth_fixtures import Web, auth_settings
 
@@ -110,7 +110,7 @@ def test_key_listings_and_active_keys_are_bounded(
 ) -> None:
     """A brain holds at most MAX_ACTIVE_KEYS active keys (409 too_many_keys past it, until one
     is revoked), and a listing with the revoked shows only the REVOKED_SHOWN newest of them."""
-    from core import keys
+    from core.identity import keys
 
     monkeypatch.setattr(keys, "MAX_ACTIVE_KEYS", 3)
     monkeypatch.setattr(keys, "REVOKED_SHOWN", 2)

@@ -17,11 +17,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, text
 
-from core import brain_maintenance, hygiene, leases, maintenance
-from core.config import MaintenanceSettings, Settings
-from core.db.engine import transaction
-from core.policy import set_policy
-from core.scope import Scope
+from core.app import brain_maintenance, maintenance
+from core.curation import hygiene
+from core.kernel import leases
+from core.kernel.config import MaintenanceSettings, Settings
+from core.kernel.db.engine import transaction
+from core.kernel.scope import Scope
+from core.memory.policy import set_policy
 from tests.conftest import Tenant
 from tests.hygiene_fixtures import importance_of, insert_memories, states_of
 from tests.lambda_client import LambdaClient

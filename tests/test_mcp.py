@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from mcp_types import methods
 
-from core.config import McpSettings, Settings, settings_from_env
-from core.mcp.protocol import HANDSHAKE_VERSIONS, SUPPORTED_VERSIONS
-from core.mcp.tools import TOOLS
+from core.kernel.config import McpSettings, Settings, settings_from_env
+from handlers.mcp.protocol import HANDSHAKE_VERSIONS, SUPPORTED_VERSIONS
+from handlers.mcp.tools import TOOLS
 from tests.conftest import Tenant
 from tests.lambda_client import EVENTS, LambdaClient, Reply
 
@@ -501,7 +501,7 @@ def test_modern_envelope_errors(mcp: Mcp) -> None:
 def test_a_failing_tool_is_an_internal_error_not_a_leak(
     mcp: Mcp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from core import memories
+    from core.memory import store as memories
 
     def boom(*_: object, **__: object) -> None:
         raise RuntimeError("secret internals")

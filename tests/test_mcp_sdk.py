@@ -30,8 +30,8 @@ from mcp.shared.auth import (
 from mcp_types import CallToolResult, PaginatedRequestParams
 from sqlalchemy import Engine
 
-from core.db.engine import dispose, get_engine
-from core.db.migrations import ensure_schema
+from core.kernel.db.engine import dispose, get_engine
+from core.kernel.db.migrations import ensure_schema
 from tests.conftest import STORES, Tenant, make_tenant, new_postgres_database
 from tests.oauth_fixtures import PASSWORD, new_email, parse_form
 from tests.serve import mnemo_serve

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from core.config import Settings
+from core.kernel.config import Settings
 from tests.conftest import Tenant, embeds_during
 from tests.lambda_client import LambdaClient
 
@@ -104,7 +104,7 @@ def test_invalid_memories_are_refused_with_the_field(
 
 
 def test_limits_are_configurable(settings: Settings, tenant: Tenant) -> None:
-    from core.config import Limits
+    from core.kernel.config import Limits
 
     tight = LambdaClient(settings.with_(limits=Limits(content_bytes=10, tags=1)), key=tenant.key)
     assert tight.post("/v1/memories", json_body={"content": "0123456789"}).status == 201
@@ -357,7 +357,7 @@ def test_batch_is_all_or_nothing_with_indexed_errors(client: LambdaClient) -> No
 
 
 def test_batch_limits(settings: Settings, tenant: Tenant) -> None:
-    from core.config import Limits
+    from core.kernel.config import Limits
 
     small = LambdaClient(settings.with_(limits=Limits(batch_items=3)), key=tenant.key)
     reply = small.post(
@@ -508,7 +508,7 @@ def test_changelog_feed(client: LambdaClient) -> None:
 def test_a_failure_between_memory_and_history_leaves_nothing(
     client: LambdaClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from core import history
+    from core.events import history
 
     def fail(*_: object, **__: object) -> None:
         raise RuntimeError("disk on fire")
@@ -539,7 +539,7 @@ def test_a_patch_embeds_its_new_text_before_the_write_transaction(
     client: LambdaClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A remote embedder is a network call: it must not run while the write holds the store."""
-    from core import memories
+    from core.memory import store as memories
 
     memory = _create(client, content="Ada drinks tea", tags=["drink"])
     embedded_while_writing = embeds_during(monkeypatch, memories, "update")

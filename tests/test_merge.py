@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from core.db.engine import transaction
+from core.kernel.db.engine import transaction
 from tests.conftest import Tenant, embeds_during
 from tests.lambda_client import LambdaClient
 
@@ -101,7 +101,7 @@ def test_a_merge_embeds_its_result_before_the_write_transaction(
 ) -> None:
     """A remote embedder is a network call: it must not run while the merge holds the store.
     The result's text is read and embedded first, and the vector written is the result's."""
-    from core import merge
+    from core.curation import merge
 
     a = _create(client, content="Carol paints watercolour landscapes", tags=["art"])
     b = _create(client, content="Carol sells her paintings at the market", title="Carol")

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, event, inspect, text
 
-from core.db import migrations
-from core.db.engine import dispose, get_engine, transaction
-from core.db.migrations import LATEST_VERSION, MIGRATIONS, ensure_schema, migrate
-from core.db.schema import DIALECT_EXTRAS, metadata
+from core.kernel.db import migrations
+from core.kernel.db.engine import dispose, get_engine, transaction
+from core.kernel.db.migrations import LATEST_VERSION, MIGRATIONS, ensure_schema, migrate
+from core.kernel.db.schema import DIALECT_EXTRAS, metadata
 
 
 def _versions(engine: Engine) -> list[tuple[int, str]]:

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from core.config import Settings
-from core.db.engine import transaction
-from core.oauth import clients, codes, metadata
-from core.sessions import Lifetimes
+from core.identity.oauth import clients, codes, metadata
+from core.identity.sessions import Lifetimes
+from core.kernel.config import Settings
+from core.kernel.db.engine import transaction
 from tests.conftest import Tenant
 from tests.oauth_fixtures import (
     ADMIN,

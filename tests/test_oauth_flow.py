@@ -16,7 +16,7 @@ import pytest
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import OAuth2Client
 
-from core.oauth.metadata import www_authenticate
+from core.identity.oauth.metadata import www_authenticate
 from tests.oauth_fixtures import PASSWORD, new_email, parse_form
 from tests.serve import mnemo_serve
 

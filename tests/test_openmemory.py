@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from core.db.engine import transaction
+from core.kernel.db.engine import transaction
 from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient
 
@@ -290,7 +290,7 @@ def test_a_user_scoped_key_sees_only_its_user(
 def test_an_unexpected_error_is_a_500_err_internal(
     client: LambdaClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from core import openmemory
+    from core.memory import openmemory
 
     def boom(*_: object, **__: object) -> None:
         raise RuntimeError("secret internals")

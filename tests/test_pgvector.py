@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, text
 
-from core.config import EmbedderSettings, Settings, VectorSearchSettings
-from core.db.engine import dispose, get_engine, transaction
-from core.db.migrations import ensure_schema
-from core.search import pgvector, vectors
+from core.kernel.config import EmbedderSettings, Settings, VectorSearchSettings
+from core.kernel.db.engine import dispose, get_engine, transaction
+from core.kernel.db.migrations import ensure_schema
+from core.retrieval import pgvector, vectors
 from tests.conftest import Tenant, make_tenant, new_postgres_database
 from tests.lambda_client import LambdaClient
 from tests.pg_server import PostgresServer, pgvector_bin, wait_for
@@ -323,7 +323,7 @@ def test_a_small_scope_behind_a_crowd_of_nearer_vectors_gets_its_nearest(
 
 
 def test_the_setting() -> None:
-    from core.config import settings_from_env
+    from core.kernel.config import settings_from_env
 
     assert settings_from_env({}).vector_search.pgvector == "auto"
     assert settings_from_env({"MNEMO_PGVECTOR": " OFF "}).vector_search.pgvector == "off"

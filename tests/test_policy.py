@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from core.config import Settings
-from core.db.engine import transaction
-from core.errors import InvalidInput
-from core.policy import DEFAULT_POLICY, BrainPolicy, build, policy_for
+from core.kernel.config import Settings
+from core.kernel.db.engine import transaction
+from core.kernel.errors import InvalidInput
+from core.memory.policy import DEFAULT_POLICY, BrainPolicy, build, policy_for
 from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient
 

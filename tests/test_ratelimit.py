@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from core import ratelimit
-from core.config import Rate, RateLimitSettings, Settings
+from core.kernel import ratelimit
+from core.kernel.config import Rate, RateLimitSettings, Settings
 from tests.oauth_fixtures import (
     PASSWORD,
     REDIRECT,
@@ -77,7 +77,7 @@ def test_a_new_window_starts_afresh(engine: Engine) -> None:
 def test_expired_rows_are_swept(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     from sqlalchemy import text
 
-    from core.db.engine import transaction
+    from core.kernel.db.engine import transaction
 
     limiter = ratelimit.SqlLimiter(engine)
     bucket = _bucket()
@@ -268,7 +268,7 @@ def test_per_brain_api_quota(settings: Settings, engine: Engine) -> None:
 
 
 def test_limits_are_read_from_the_environment() -> None:
-    from core.config import rate_limit_settings_from_env
+    from core.kernel.config import rate_limit_settings_from_env
 
     s = rate_limit_settings_from_env(
         {"MNEMO_RATE_LIMIT_LOGIN_IP": "7/60", "MNEMO_RATE_LIMIT_SIGNUP_IP": "off"}

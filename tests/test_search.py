@@ -30,9 +30,9 @@ def _ids(results: list[dict[str, Any]]) -> list[str]:
 
 
 def _lexical_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The statements core.search.lexical runs from now on (it reads through the driver, past
+    """The statements core.retrieval.lexical runs from now on (it reads through the driver, past
     SQLAlchemy's events)."""
-    from core.search import lexical
+    from core.retrieval import lexical
 
     executed: list[str] = []
     original = lexical.tuples
@@ -378,11 +378,11 @@ def test_the_full_text_fast_path_ranks_as_the_scopes_own_share_does(
     """On SQLite a scope holding most of the index takes the best matches of the whole index
     (fast path), and when a filter leaves too few of those, searches its own share. Either
     way the candidates are those the scope's own share gives, in the same order."""
-    from core.db.engine import transaction
-    from core.memories import filter_sql
-    from core.scope import Scope
-    from core.search import lexical
-    from core.search.models import SearchFilters
+    from core.kernel.db.engine import transaction
+    from core.kernel.scope import Scope
+    from core.memory.store import filter_sql
+    from core.retrieval import lexical
+    from core.retrieval.models import SearchFilters
 
     notes = [{"content": f"alpha report number {i}"} for i in range(80)]  # more than the pool
     assert client.post("/v1/memories/batch", json_body={"memories": notes}).status == 201
@@ -445,13 +445,13 @@ def test_a_warm_cache_catches_a_vector_committed_late(
     is set to 0 here, so only that rule can find it)."""
     if store != "postgres":
         pytest.skip("SQLite runs one writer at a time: what is visible is settled")
-    from core import memories
-    from core.config import Limits
     from core.embeddings import get_embedder
-    from core.models import MemoryIn
-    from core.scope import Scope
-    from core.search import vectors
-    from core.search.indexing import Indexer
+    from core.kernel.config import Limits
+    from core.kernel.scope import Scope
+    from core.memory import store as memories
+    from core.memory.indexing import Indexer
+    from core.memory.models import MemoryIn
+    from core.retrieval import vectors
 
     monkeypatch.setattr(vectors, "_SKEW_MS", 0)
     _add(client, content="Groceries: oat milk and bread")

@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from core import snapshots
-from core.brains import ensure_brain
-from core.config import EmbedderSettings, Settings, SnapshotSettings
-from core.db.engine import transaction
-from core.transfer import importing
+from core.identity.brains import ensure_brain
+from core.kernel.config import EmbedderSettings, Settings, SnapshotSettings
+from core.kernel.db.engine import transaction
+from core.transfer import importing, snapshots
 from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient
 from tests.transfer_fixtures import EMBEDDER, add, dump, fill, owner_scope
@@ -222,7 +221,7 @@ def test_restore_and_delete_are_for_owners_and_other_brains_get_404(
 
 
 def _brain_key(engine: Engine, slug: str, *, user_id: str | None = None) -> str:
-    from core.keys import create_key
+    from core.identity.keys import create_key
 
     with transaction(engine) as conn:
         return create_key(conn, slug, user_id=user_id).secret

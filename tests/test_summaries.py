@@ -19,14 +19,14 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, text
 
-from core import maintenance
-from core.config import Settings, SummarySettings, settings_from_env
-from core.db.engine import transaction
+from core.app import maintenance
+from core.curation.summaries import llm
+from core.curation.summaries.extractive import Candidate, extract, statement_text
 from core.embeddings import BuiltinEmbedder
-from core.search.context import estimate_tokens
-from core.search.indexing import document_text
-from core.summaries import llm
-from core.summaries.extractive import Candidate, extract, statement_text
+from core.kernel.config import Settings, SummarySettings, settings_from_env
+from core.kernel.db.engine import transaction
+from core.memory.indexing import document_text
+from core.retrieval.context import estimate_tokens
 from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient, LambdaContext, http_event
 
@@ -400,7 +400,7 @@ def test_saving_a_memory_writes_nothing_for_summaries(
 def test_racing_refreshes_store_one_summary(
     settings: Settings, tenant: Tenant, engine: Engine
 ) -> None:
-    from core.summaries import service
+    from core.curation.summaries import service
 
     client = LambdaClient(settings, key=tenant.key)
     client.post("/v1/memories", json_body={"content": "Raj collects stamps", "user_id": "raj"})

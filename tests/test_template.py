@@ -17,7 +17,7 @@ from cfnlint.api import lint
 from samtranslator.public.parser import Parser
 from samtranslator.public.translator import Translator
 
-from core.config import settings_from_env
+from core.kernel.config import settings_from_env
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from core.config import EmbedderSettings, Limits, Settings
-from core.db.engine import dispose, get_engine, transaction
-from core.db.migrations import ensure_schema
-from core.errors import Forbidden
-from core.scope import Scope
+from core.kernel.config import EmbedderSettings, Limits, Settings
+from core.kernel.db.engine import dispose, get_engine, transaction
+from core.kernel.db.migrations import ensure_schema
+from core.kernel.errors import Forbidden
+from core.kernel.scope import Scope
 from core.transfer import format as fmt
 from core.transfer.exporting import export_records
 from core.transfer.importing import import_records
@@ -256,7 +256,7 @@ def test_duplicates_and_bad_records_are_skipped_with_reasons(
 
 def test_import_refuses_a_bad_header_or_a_user_scoped_key(engine: Engine, tenant: Tenant) -> None:
     scope = owner_scope(engine, tenant.slug)
-    from core.errors import InvalidInput
+    from core.kernel.errors import InvalidInput
 
     with pytest.raises(InvalidInput, match="version 9"):
         _import(engine, scope, [{"kind": fmt.FORMAT_KIND, "version": 9}])
@@ -399,7 +399,7 @@ def test_export_streams_over_real_http(database_url: str, engine: Engine, store:
     import httpx
 
     from bench.transfer import build
-    from core.keys import create_key
+    from core.identity.keys import create_key
     from tests.serve import mnemo_serve
 
     built = build(database_url, 2500)

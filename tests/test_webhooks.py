@@ -19,13 +19,13 @@ import pytest
 from moto import mock_aws
 from sqlalchemy import Engine, text
 
-from core import memories
-from core.config import Limits, Settings, WebhookSettings
-from core.db.engine import transaction
-from core.keys import create_key
-from core.models import MemoryIn
-from core.scope import Scope
-from core.search.indexing import Indexer
+from core.identity.keys import create_key
+from core.kernel.config import Limits, Settings, WebhookSettings
+from core.kernel.db.engine import transaction
+from core.kernel.scope import Scope
+from core.memory import store as memories
+from core.memory.indexing import Indexer
+from core.memory.models import MemoryIn
 from core.webhooks import deliver, outbox, queue, signing
 from core.webhooks.drainer import BackgroundDrainer
 from core.webhooks.ssrf import Target, UnsafeUrl, check_url
@@ -307,7 +307,7 @@ def test_watch_crud_and_owner_only(
 def test_a_brain_has_a_bounded_number_of_watches(owner: LambdaClient, engine: Engine) -> None:
     """Every write of the brain reads its active watches, and the list has no page: both stay
     bounded because a brain cannot grow watches without end."""
-    from core import watches
+    from core.webhooks import watches
 
     made = create_watch(owner, "https://hooks.example/in")
     with transaction(engine, write=False) as conn:

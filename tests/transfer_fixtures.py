@@ -8,14 +8,14 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from core import memories
-from core.config import Limits
-from core.db.engine import transaction
 from core.embeddings import BuiltinEmbedder
-from core.ids import new_id, now_ms
-from core.models import MemoryIn, MemoryPatch
-from core.scope import Scope
-from core.search.indexing import Indexer
+from core.kernel.config import Limits
+from core.kernel.db.engine import transaction
+from core.kernel.ids import new_id, now_ms
+from core.kernel.scope import Scope
+from core.memory import store as memories
+from core.memory.indexing import Indexer
+from core.memory.models import MemoryIn, MemoryPatch
 
 EMBEDDER = BuiltinEmbedder(64)
 LIMITS = Limits()

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from core.config import EmbedderSettings
 from core.embeddings.base import Embedder, EmbeddingError, Kind, Vectors, normalize_rows, rescale
 from core.embeddings.builtin import BuiltinEmbedder
+from core.kernel.config import EmbedderSettings
 
 __all__ = [
     "BuiltinEmbedder",

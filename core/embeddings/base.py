@@ -8,7 +8,7 @@ from typing import Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from core.errors import MnemoError
+from core.kernel.errors import MnemoError
 
 Kind = Literal["document", "query"]
 Vectors = npt.NDArray[np.float32]

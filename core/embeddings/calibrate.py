@@ -99,8 +99,8 @@ def locomo_groups(path: Path) -> list[tuple[list[str], list[str]]]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from core.config import settings_from_env
     from core.embeddings import build_embedder
+    from core.kernel.config import settings_from_env
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("locomo", type=Path, help="path to a LoCoMo json file")

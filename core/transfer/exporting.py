@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from core.db.engine import WRITE, sql
-from core.errors import Forbidden, NotFound
-from core.ids import now_ms
-from core.scope import Scope
+from core.kernel.db.engine import WRITE, sql
+from core.kernel.errors import Forbidden, NotFound
+from core.kernel.ids import now_ms
+from core.kernel.scope import Scope
 from core.transfer import format as fmt
 from core.transfer.tables import TABLES, TableShape, table_shape
 

@@ -46,7 +46,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from core.errors import InvalidInput
+from core.kernel.errors import InvalidInput
 
 FORMAT_KIND = "mnemo-export"
 FORMAT_VERSION = 1

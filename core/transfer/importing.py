@@ -40,18 +40,18 @@ from typing import Any, NoReturn
 
 from sqlalchemy import Connection, Engine
 
-from core import changelog
-from core.brains import ensure_brain
-from core.config import Limits
-from core.db.engine import sql, transaction
 from core.embeddings.base import Embedder
-from core.errors import Forbidden, InvalidInput, MnemoError
-from core.ids import new_id, now_ms
-from core.memories import check_limits
-from core.models import NAME_CHARS
-from core.scope import Scope
-from core.search import lexical
-from core.search.indexing import IndexedMemory, Indexer, document_text
+from core.events import changelog
+from core.identity.brains import ensure_brain
+from core.kernel.config import Limits
+from core.kernel.db.engine import sql, transaction
+from core.kernel.errors import Forbidden, InvalidInput, MnemoError
+from core.kernel.ids import new_id, now_ms
+from core.kernel.scope import Scope
+from core.memory.indexing import IndexedMemory, Indexer, document_text
+from core.memory.models import NAME_CHARS
+from core.memory.store import check_limits
+from core.retrieval import lexical
 from core.transfer import format as fmt
 from core.transfer.report import STRATEGIES, ImportReport, Strategy
 from core.transfer.rows import (
@@ -174,8 +174,8 @@ def import_records(
 
 
 def _configured_embedder() -> Embedder:
-    from core.config import get_settings
     from core.embeddings import get_embedder
+    from core.kernel.config import get_settings
 
     return get_embedder(get_settings().embedder)
 

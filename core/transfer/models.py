@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from core.models import Out, Strict
+from core.memory.models import Out, Strict
 
 
 class ExportQuery(Strict):

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from core.config import SnapshotSettings
+from core.kernel.config import SnapshotSettings
 from core.transfer import format as fmt
 
 ENCODING = "gzip"

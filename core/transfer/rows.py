@@ -9,11 +9,11 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from core.db.engine import sql
-from core.errors import InvalidInput
-from core.ids import new_id, now_ms
-from core.memories import content_hash
-from core.memories import write_tags as _memory_tags
+from core.kernel.db.engine import sql
+from core.kernel.errors import InvalidInput
+from core.kernel.ids import new_id, now_ms
+from core.memory.store import content_hash
+from core.memory.store import write_tags as _memory_tags
 from core.transfer import format as fmt
 from core.transfer.tables import MEMORY_FIELDS, TableShape
 
@@ -136,7 +136,7 @@ def memory_row(shape: TableShape, data: dict[str, Any]) -> dict[str, Any]:
         if row.get(name) is not None and not isinstance(row[name], str):
             raise Skip("invalid", f"{name} must be a string")
     if row.get("key") is not None:
-        # As the API stores keys (core.models): runs of white space are one space, so fact
+        # As the API stores keys (core.memory.models): runs of white space are one space, so fact
         # keys and conflict detection's key match (lower(key)) see the same key.
         row["key"] = " ".join(row["key"].split()) or None
     if row["type"] == "fact" and not row.get("key"):

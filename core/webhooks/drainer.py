@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 
-from core.config import WebhookSettings
-from core.ids import now_ms
+from core.kernel.config import WebhookSettings
+from core.kernel.ids import now_ms
 from core.webhooks import outbox
 from core.webhooks.ssrf import Resolver, system_resolver
 

@@ -1,6 +1,6 @@
 """The webhook outbox: deliveries written in the change's own transaction, drained later.
 
-`enqueue_event` runs inside `core.changelog.record`, so a change and its deliveries commit or
+`enqueue_event` runs inside `core.events.changelog.record`, so a change and its deliveries commit or
 roll back together. One indexed SELECT reads the brain's active watches (a brain without
 watches pays that one cheap statement and nothing else); the event is matched against their
 filters here, and only matches pay for the INSERT. When it did write rows, the process's
@@ -27,11 +27,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, text
 
-from core import cursor as cursors
-from core.config import WebhookSettings
-from core.db.engine import after_commit, sql, transaction
-from core.ids import iso, new_id, now_ms
-from core.scope import Scope
+from core.kernel import cursor as cursors
+from core.kernel.config import WebhookSettings
+from core.kernel.db.engine import after_commit, sql, transaction
+from core.kernel.ids import iso, new_id, now_ms
+from core.kernel.scope import Scope
 from core.webhooks import deliver, signing
 from core.webhooks.ssrf import Resolver, UnsafeUrl, check_url, system_resolver
 

@@ -1,7 +1,7 @@
 """Webhook signatures, Stripe-style: `Mnemo-Signature: t=<unix seconds>,v1=<hex>` where the hex
 is HMAC-SHA256 keyed with the raw secret (its UTF-8 bytes, prefix included) over
 `f"{t}.".encode() + body`. Signing the timestamp with the body lets a receiver refuse replays
-of an old delivery; the same scheme verifies inbound hooks (core/hooks.py).
+of an old delivery; the same scheme verifies inbound hooks (core/webhooks/hooks.py).
 
 mnemo_client.verify_webhook is the receivers' copy of `verify` (the client does not import
 core); a test keeps the two in agreement.

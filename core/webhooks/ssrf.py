@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from core.config import WebhookSettings
-from core.errors import InvalidInput
+from core.kernel.config import WebhookSettings
+from core.kernel.errors import InvalidInput
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # host, port -> the addresses it resolves to (tests pass a stub: no test resolves or connects

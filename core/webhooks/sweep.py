@@ -8,10 +8,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from core import hooks
-from core.config import WebhookSettings
-from core.db.engine import transaction
-from core.webhooks import outbox
+from core.kernel.config import WebhookSettings
+from core.kernel.db.engine import transaction
+from core.webhooks import hooks, outbox
 
 
 def sweep(engine: Engine, settings: WebhookSettings, *, budget_seconds: float) -> dict[str, Any]:

@@ -25,11 +25,11 @@ from urllib.parse import parse_qs, urlsplit
 from sqlalchemy import Connection, Engine
 from starlette.requests import Request
 
-from core import accounts, memberships, sessions
-from core.db.engine import transaction
-from core.errors import BadRequest
-from core.oauth.metadata import base_url
-from core.scope import Scope
+from core.identity import accounts, memberships, sessions
+from core.identity.oauth.metadata import base_url
+from core.kernel.db.engine import transaction
+from core.kernel.errors import BadRequest
+from core.kernel.scope import Scope
 from handlers.context import Context, Services, services
 
 SIGN_IN = "/console/login"

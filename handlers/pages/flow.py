@@ -20,13 +20,13 @@ from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from core import accounts, memberships, sessions
-from core.config import AuthSettings
-from core.db.engine import transaction
-from core.errors import MnemoError
-from core.oauth import codes, metadata
-from core.oauth.errors import OAuthError, PageError, RedirectError
-from core.ratelimit import RateLimited
+from core.identity import accounts, memberships, sessions
+from core.identity.oauth import codes, metadata
+from core.identity.oauth.errors import OAuthError, PageError, RedirectError
+from core.kernel.config import AuthSettings
+from core.kernel.db.engine import transaction
+from core.kernel.errors import MnemoError
+from core.kernel.ratelimit import RateLimited
 from handlers.context import services
 from handlers.pages import authorize as pages
 from handlers.routes.auth import clear_session_cookies, client_ip, limit, set_session_cookies

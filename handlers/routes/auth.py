@@ -18,10 +18,11 @@ from sqlalchemy import Connection, Engine
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core import accounts, memberships, ratelimit, sessions
-from core.db.engine import transaction
-from core.errors import Forbidden, Unauthorized
-from core.ids import iso
+from core.identity import accounts, memberships, sessions
+from core.kernel import ratelimit
+from core.kernel.db.engine import transaction
+from core.kernel.errors import Forbidden, Unauthorized
+from core.kernel.ids import iso
 from handlers.context import Services, bearer_token, services
 from handlers.http import (
     ApiRoute,

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core import accounts, memberships
+from core.identity import accounts, memberships
 from handlers.http import ApiRoute, Doc, json_response, read_body
 from handlers.routes.auth import account_session
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core import changelog
-from core.ids import parse_time
-from core.models import ChangelogPage, ChangelogQuery
+from core.events import changelog
+from core.kernel.ids import parse_time
+from core.memory.models import ChangelogPage, ChangelogQuery
 from handlers.context import authorize
 from handlers.http import ApiRoute, Doc, json_response, read_query
 

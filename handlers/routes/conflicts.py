@@ -5,8 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core import conflicts
-from core.conflict_models import (
+from core.curation import conflicts
+from core.curation.models import (
     ConflictListQuery,
     ConflictOut,
     ConflictPage,

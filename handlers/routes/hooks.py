@@ -6,12 +6,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core import hooks
-from core.db.engine import transaction
-from core.errors import BadRequest, InvalidInput
-from core.hooks import HookSourceIn, HookSourceList, NewHookSourceOut
-from core.models import Memory, MemoryIn, Out
-from core.webhooks import signing
+from core.kernel.db.engine import transaction
+from core.kernel.errors import BadRequest, InvalidInput
+from core.memory.models import Memory, MemoryIn, Out
+from core.webhooks import hooks, signing
+from core.webhooks.hooks import HookSourceIn, HookSourceList, NewHookSourceOut
 from handlers.context import Context, authorize, services
 from handlers.http import ApiRoute, Doc, json_response, parse_json, read_body
 

@@ -11,9 +11,11 @@ from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core import brain_maintenance, hygiene, policy, trust
-from core.models import Memory, Out, Strict
-from core.scope import Scope
+from core.app import brain_maintenance
+from core.curation import hygiene
+from core.kernel.scope import Scope
+from core.memory import policy, trust
+from core.memory.models import Memory, Out, Strict
 from handlers.context import authorize
 from handlers.http import ApiRoute, Doc, json_response, read_body, read_optional_body, read_query
 

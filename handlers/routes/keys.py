@@ -14,10 +14,10 @@ from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core import keys
-from core.errors import Forbidden, NotFound
-from core.ids import iso, now_ms
-from core.scope import Scope
+from core.identity import keys
+from core.kernel.errors import Forbidden, NotFound
+from core.kernel.ids import iso, now_ms
+from core.kernel.scope import Scope
 from handlers.context import Context, authorize
 from handlers.http import ApiRoute, Doc, json_response, read_body, read_query
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core import graph, links, suggestions
-from core.link_models import (
+from core.graph import links, suggestions
+from core.graph import traversal as graph
+from core.graph.models import (
     GraphStats,
     GraphStatsQuery,
     Link,

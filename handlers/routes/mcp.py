@@ -26,10 +26,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core.config import Limits, RankingSettings, Settings
-from core.errors import Unauthorized
-from core.mcp import protocol
-from core.mcp.protocol import (
+from core.identity.oauth.metadata import base_url
+from core.kernel.config import Limits, RankingSettings, Settings
+from core.kernel.errors import Unauthorized
+from core.kernel.scope import Scope
+from core.memory.indexing import Indexer
+from core.memory.models import MemoryIn
+from core.retrieval.search import QueryVector
+from handlers.context import Context, authorize, services
+from handlers.http import ApiRoute, Doc, error_response, parse_json
+from handlers.mcp import protocol
+from handlers.mcp.protocol import (
     ASSUMED_VERSION,
     BATCH_VERSIONS,
     HANDSHAKE_VERSIONS,
@@ -46,15 +53,8 @@ from core.mcp.protocol import (
     RequestId,
     RpcError,
 )
-from core.mcp.server import Server
-from core.mcp.tools import REGISTRY
-from core.models import MemoryIn
-from core.oauth.metadata import base_url
-from core.scope import Scope
-from core.search.indexing import Indexer
-from core.search.service import QueryVector
-from handlers.context import Context, authorize, services
-from handlers.http import ApiRoute, Doc, error_response, parse_json
+from handlers.mcp.server import Server
+from handlers.mcp.tools import REGISTRY
 from handlers.routes.oauth import www_authenticate_for
 
 P = ParamSpec("P")
@@ -82,7 +82,7 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 @dataclass(frozen=True)
 class _Runner:
-    """core.mcp's Runner over the REST handlers' Context: tools read, write and embed exactly
+    """handlers.mcp's Runner over the REST handlers' Context: tools read, write and embed exactly
     as their REST twins do."""
 
     ctx: Context

@@ -5,8 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core import memories
-from core.models import (
+from core.memory import store as memories
+from core.memory.models import (
     BatchResult,
     Deleted,
     FactQuery,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core import aliases, consolidate, merge
-from core.conflict_models import (
+from core.curation import aliases, consolidate, merge
+from core.curation.models import (
     AliasDeleted,
     AliasesOut,
     AliasIn,
@@ -15,7 +15,7 @@ from core.conflict_models import (
     MergeIn,
     MergeOut,
 )
-from core.models import StateChangeIn
+from core.memory.models import StateChangeIn
 from handlers.context import authorize
 from handlers.http import ApiRoute, Doc, json_response, read_body, read_optional_body
 from handlers.routes.conflicts import vector_space

@@ -18,11 +18,11 @@ from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core import sessions
-from core.db.engine import transaction
-from core.oauth import clients, codes, metadata
-from core.oauth.errors import OAuthError
-from core.ratelimit import RateLimited
+from core.identity import sessions
+from core.identity.oauth import clients, codes, metadata
+from core.identity.oauth.errors import OAuthError
+from core.kernel.db.engine import transaction
+from core.kernel.ratelimit import RateLimited
 from handlers.context import Services, services
 from handlers.http import ApiRoute, Doc, json_response, parse_json
 from handlers.pages.flow import authorize_get, authorize_post, base_of, read_form

@@ -1,4 +1,4 @@
-"""OpenMemory's API, field for field (core/openmemory.py has the mapping): POST /memory/add,
+"""OpenMemory's API, field for field (core/memory/openmemory.py has the mapping): POST /memory/add,
 POST /memory/query, GET /users/{user_id}/memories, GET /users/{user_id}/summary and
 POST /users/{user_id}/summary/regenerate.
 
@@ -19,12 +19,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from core import memories, openmemory
-from core.errors import MnemoError, NotFound
-from core.models import MemoryIn
-from core.search.models import SearchFilters, SearchIn
-from core.search.service import record_access, search
-from core.summaries import service as summaries
+from core.curation.summaries import service as summaries
+from core.kernel.errors import MnemoError, NotFound
+from core.memory import openmemory
+from core.memory import store as memories
+from core.memory.models import MemoryIn
+from core.retrieval.models import SearchFilters, SearchIn
+from core.retrieval.search import record_access, search
 from handlers.context import authorize
 from handlers.http import STATUS, Endpoint, parse_json
 

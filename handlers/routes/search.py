@@ -8,10 +8,10 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core.search import reindex as reindexing
-from core.search.context import pack
-from core.search.models import ContextIn, ContextPack, SearchIn, SearchPage
-from core.search.service import record_access, search
+from core.retrieval import reindex as reindexing
+from core.retrieval.context import pack
+from core.retrieval.models import ContextIn, ContextPack, SearchIn, SearchPage
+from core.retrieval.search import record_access, search
 from handlers.context import authorize
 from handlers.http import ApiRoute, Doc, json_response, read_body
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core import snapshots
+from core.transfer import snapshots
 from core.transfer.models import (
     RestoreIn,
     RestoreResult,

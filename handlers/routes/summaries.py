@@ -5,8 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core.summaries import service
-from core.summaries.models import Digest, DigestQuery, UserSummaryOut
+from core.curation.summaries import service
+from core.curation.summaries.models import Digest, DigestQuery, UserSummaryOut
 from handlers.context import authorize
 from handlers.http import ApiRoute, Doc, json_response, read_query
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core import memories
-from core.models import MemoryFilters, MemoryPage, UserMemoriesQuery
+from core.memory import store as memories
+from core.memory.models import MemoryFilters, MemoryPage, UserMemoriesQuery
 from handlers.context import authorize
 from handlers.http import ApiRoute, Doc, json_response, read_query
 

@@ -8,10 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core import watches
-from core.models import Out
-from core.watches import NewWatchOut, WatchIn, WatchList, WatchOut, WatchPatch
+from core.memory.models import Out
+from core.webhooks import watches
 from core.webhooks.ssrf import Target, check_url
+from core.webhooks.watches import NewWatchOut, WatchIn, WatchList, WatchOut, WatchPatch
 from handlers.context import Context, authorize
 from handlers.http import ApiRoute, Doc, json_response, read_body, read_query
 

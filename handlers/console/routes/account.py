@@ -6,10 +6,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core import accounts, memberships, sessions
-from core.db.engine import transaction
-from core.errors import Forbidden, MnemoError
-from core.ratelimit import RateLimited
+from core.identity import accounts, memberships, sessions
+from core.kernel.db.engine import transaction
+from core.kernel.errors import Forbidden, MnemoError
+from core.kernel.ratelimit import RateLimited
 from handlers.console import session
 from handlers.console.html import Html
 from handlers.console.routes.common import done, page, status_of, to

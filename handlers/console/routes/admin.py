@@ -9,12 +9,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core import conflicts, snapshots, watches
-from core.conflict_models import ConflictListQuery, ResolveIn
-from core.errors import MnemoError
+from core.curation import conflicts
+from core.curation.models import ConflictListQuery, ResolveIn
+from core.kernel.errors import MnemoError
+from core.transfer import snapshots
 from core.transfer.models import RestoreIn, SnapshotIn
-from core.watches import WatchIn, WatchPatch
+from core.webhooks import watches
 from core.webhooks.ssrf import check_url
+from core.webhooks.watches import WatchIn, WatchPatch
 from handlers.console import session
 from handlers.console.html import Html
 from handlers.console.routes.common import done, first_problem, page, render, status_of, to

@@ -10,12 +10,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core import changelog, keys, memories, users
-from core.errors import MnemoError, NotFound
-from core.ids import iso, now_ms
-from core.models import MemoryFilters
-from core.scope import Scope
-from core.summaries import service as summaries
+from core.curation.summaries import service as summaries
+from core.events import changelog
+from core.identity import keys
+from core.kernel.errors import MnemoError, NotFound
+from core.kernel.ids import iso, now_ms
+from core.kernel.scope import Scope
+from core.memory import store as memories
+from core.memory import users
+from core.memory.models import MemoryFilters
 from handlers.console import session
 from handlers.console.html import seg
 from handlers.console.routes.common import done, first_problem, page, render, status_of, to

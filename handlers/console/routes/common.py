@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core.errors import MnemoError
-from core.ratelimit import RateLimited
+from core.kernel.errors import MnemoError
+from core.kernel.ratelimit import RateLimited
 from handlers.console.html import Html, with_query
 from handlers.console.session import SIGN_IN, CsrfRejected, InBrain, SignInRequired
 from handlers.console.templates.layout import (

@@ -11,10 +11,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core import graph, links
-from core.errors import InvalidInput, MnemoError, NotFound
-from core.link_models import LinkIn, SubgraphQuery
-from core.scope import Scope
+from core.graph import links
+from core.graph import traversal as graph
+from core.graph.models import LinkIn, SubgraphQuery
+from core.kernel.errors import InvalidInput, MnemoError, NotFound
+from core.kernel.scope import Scope
 from handlers.console import session
 from handlers.console.html import Html
 from handlers.console.routes.common import first_problem, page, render, status_of, to

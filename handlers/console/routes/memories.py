@@ -14,12 +14,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core import history, memberships, memories
-from core.errors import InvalidInput, MnemoError
-from core.models import MemoryFilters, MemoryIn, MemoryPatch
-from core.scope import Scope
-from core.search.models import SearchFilters, SearchIn
-from core.search.service import search
+from core.events import history
+from core.identity import memberships
+from core.kernel.errors import InvalidInput, MnemoError
+from core.kernel.scope import Scope
+from core.memory import store as memories
+from core.memory.models import MemoryFilters, MemoryIn, MemoryPatch
+from core.retrieval.models import SearchFilters, SearchIn
+from core.retrieval.search import search
 from handlers.console import session
 from handlers.console.routes import extras
 from handlers.console.routes.common import done, first_problem, page, render, status_of, to

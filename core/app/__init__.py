@@ -1,0 +1,1 @@
+"""Use cases that span packages: the maintenance runs."""

@@ -1,0 +1,2 @@
+"""Keeping a brain true and tidy: conflicts, merges, aliases, consolidation, hygiene (decay,
+retention, forget) and summaries."""

@@ -1,0 +1,147 @@
+"""Request and response models of conflicts, merge, aliases and consolidation."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from core.memory.models import Actor, Memory, Name, Out, Score, Strict
+
+ConflictStatus = Literal["needs_review", "resolved", "superseded", "dismissed"]
+ConflictKind = Literal["key", "link", "value"]
+Id = Name
+Note = str
+
+
+class ConflictListQuery(Strict):
+    status: ConflictStatus | None = None
+    kind: ConflictKind | None = None
+    memory_id: Id | None = Field(None, description="Only conflicts this memory is part of.")
+    user_id: Name | None = None
+    limit: int = Field(50, ge=1, le=500)
+    cursor: str | None = None
+
+
+class DetectIn(Strict):
+    memory_id: Id | None = Field(
+        None, description="Check this memory against its neighbours; else the newest changed."
+    )
+    user_id: Name | None = None
+    limit: int = Field(100, ge=1, le=500, description="Memories checked (newest changed first).")
+
+
+class ResolveIn(Actor):
+    winner_id: Id = Field(description="The memory to keep: one of the conflict's two.")
+    mode: Literal["archive", "demote"] = Field(
+        "archive", description="archive the loser, or leave it active and demoted in search"
+    )
+    note: Note | None = Field(None, max_length=2000)
+
+
+class DismissIn(Actor):
+    note: Note | None = Field(None, max_length=2000)
+
+
+class ConflictOut(Out):
+    id: str
+    pair_key: str
+    a_id: str
+    b_id: str
+    user_id: str | None
+    kind: ConflictKind
+    reason: str
+    detail: dict[str, Any]
+    status: ConflictStatus
+    canonical_id: str | None
+    mode: str | None
+    note: str | None
+    created_at: str
+    updated_at: str
+    resolved_at: str | None
+    a: Memory | None
+    b: Memory | None
+
+
+class ConflictPage(Out):
+    results: list[ConflictOut]
+    next_cursor: str | None
+
+
+class DetectOut(Out):
+    results: list[ConflictOut]
+    scanned: int
+
+
+class MergeIn(Actor):
+    ids: list[Id] = Field(max_length=100, description="2 to 20 memories of one user.")
+    content: str | None = Field(
+        None, min_length=1, description="The merged content; by default the contents joined."
+    )
+    title: Name | None = None
+    into_id: Id | None = Field(
+        None, description="Merge into this one of `ids` (keeping its id) instead of a new memory."
+    )
+
+
+class MergeOut(Out):
+    memory: Memory
+    merged_ids: list[str]
+    links_moved: int
+    links_dropped: int
+
+
+class AliasIn(Actor):
+    canonical_id: Id
+    alias_ids: list[Id] = Field(min_length=1, max_length=100)
+    archive: bool = Field(False, description="Archive the aliases, so only the canonical is found.")
+    note: Note | None = Field(None, max_length=2000)
+    confidence: Score = 0.9
+
+
+class AliasOut(Out):
+    id: str
+    canonical_memory_id: str
+    alias_memory_id: str
+    note: str | None
+    confidence: float
+    created_at: str
+    updated_at: str
+    memory: Memory | None
+
+
+class AliasesOut(Out):
+    canonical_id: str
+    results: list[AliasOut]
+
+
+class AliasDeleted(Out):
+    id: str
+    deleted: bool
+
+
+class ConsolidateIn(Actor):
+    user_id: Name | None = None
+    threshold: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Cosine of near-duplicates; default: the brain policy's.",
+    )
+    dry_run: bool = Field(True, description="List the groups only; false merges them.")
+    cursor: str | None = None
+
+
+class DuplicateGroup(Out):
+    ids: list[str]
+    keep_id: str
+    reason: Literal["same_content", "similar"]
+    similarity: float | None
+    memories: list[Memory]
+    merged: Memory | None = None
+
+
+class ConsolidateOut(Out):
+    results: list[DuplicateGroup]
+    applied: bool
+    next_cursor: str | None

@@ -1,0 +1,54 @@
+"""Request and response models of the summary routes (for validation and the OpenAPI spec)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from core.memory.models import Memory, Strict
+
+
+class UserSummaryOut(BaseModel):
+    user_id: str
+    summary: str | None = Field(description="Plain text, one line per theme; empty if no memory.")
+    source: Literal["extractive", "llm"] | None = Field(
+        description="What wrote it: the extractive summariser, or the configured LLM."
+    )
+    reflection_count: int = Field(description="How many times the summary was made.")
+    new_memories: int = Field(
+        description="Memories saved since it was made (counted up to refresh_interval)."
+    )
+    refresh_interval: int = Field(
+        description="MNEMO_USER_SUMMARY_INTERVAL: at this many new memories it is made again."
+    )
+    summarized_at: str | None = Field(description="When its memories were read.")
+    created_at: str
+    updated_at: str
+
+
+class DigestQuery(Strict):
+    max_tokens: int | None = Field(
+        None, ge=20, le=4000, description="Defaults to MNEMO_SUMMARY_MAX_TOKENS."
+    )
+    important: int = Field(10, ge=0, le=100, description="How many important memories to list.")
+
+
+class Example(BaseModel):
+    id: str
+    text: str
+
+
+class ThemeOut(BaseModel):
+    label: str
+    memory_count: int
+    examples: list[Example] = Field(description="The theme's most central, important statements.")
+
+
+class Digest(BaseModel):
+    summary: str
+    source: Literal["extractive", "llm"]
+    memory_count: int = Field(description="Active memories in scope.")
+    considered: int = Field(description="The newest ones summarised (MNEMO_SUMMARY_MAX_MEMORIES).")
+    themes: list[ThemeOut]
+    important: list[Memory]

@@ -1,0 +1,88 @@
+"""Per-memory history with mem0's semantics: one row per change, old and new text side by side."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from sqlalchemy import Connection
+
+from core.kernel.db.engine import sql
+from core.kernel.ids import iso, new_id, now_ms
+from core.kernel.scope import Scope
+
+Event = Literal["ADD", "UPDATE", "DELETE", "ARCHIVE", "RESTORE"]
+
+
+def record(
+    conn: Connection,
+    scope: Scope,
+    *,
+    memory_id: str,
+    user_id: str | None,
+    event: Event,
+    old: str | None,
+    new: str | None,
+    actor_id: str | None,
+    role: str | None,
+    detail: dict[str, Any] | None = None,
+    at: int | None = None,
+) -> None:
+    conn.execute(
+        sql(
+            "INSERT INTO memory_history (id, brain_id, memory_id, user_id, event, old_memory, "
+            "new_memory, detail, actor_id, role, is_deleted, created_at) VALUES (:id, :brain, "
+            ":memory, :user, :event, :old, :new, :detail, :actor, :role, :deleted, :at)"
+        ),
+        {
+            "id": new_id(),
+            "brain": scope.brain_id,
+            "memory": memory_id,
+            "user": user_id,
+            "event": event,
+            "old": old,
+            "new": new,
+            "detail": None if detail is None else json.dumps(detail),
+            "actor": actor_id or scope.principal,
+            "role": role,
+            "deleted": int(event == "DELETE"),
+            "at": now_ms() if at is None else at,
+        },
+    )
+
+
+def for_memory(
+    conn: Connection, scope: Scope, memory_id: str, *, newest: int | None = None
+) -> list[dict[str, Any]]:
+    """Oldest first. The caller has already checked that the memory is visible to the scope.
+    `newest`: only that many of the latest rows (a memory an agent rewrites all day has more
+    history than a page should read)."""
+    columns = (
+        "SELECT id, memory_id, event, old_memory, new_memory, detail, actor_id, role, "
+        "is_deleted, created_at, updated_at FROM memory_history "
+        "WHERE brain_id = :brain AND memory_id = :memory "
+    )
+    params: dict[str, Any] = {"brain": scope.brain_id, "memory": memory_id}
+    if newest is None:
+        rows = list(conn.execute(sql(columns + "ORDER BY created_at, id"), params).mappings())
+    else:
+        statement = sql(columns + "ORDER BY created_at DESC, id DESC LIMIT :newest")
+        rows = list(conn.execute(statement, {**params, "newest": newest}).mappings())
+        rows.reverse()
+    return [
+        {
+            **row,
+            "detail": None if row["detail"] is None else json.loads(row["detail"]),
+            "is_deleted": bool(row["is_deleted"]),
+            "created_at": iso(row["created_at"]),
+            "updated_at": iso(row["updated_at"]),
+        }
+        for row in rows
+    ]
+
+
+def erase(conn: Connection, scope: Scope, memory_id: str) -> None:
+    conn.execute(
+        sql("DELETE FROM memory_history WHERE brain_id = :brain AND memory_id = :memory"),
+        {"brain": scope.brain_id, "memory": memory_id},
+    )

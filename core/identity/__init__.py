@@ -1,0 +1,2 @@
+"""Who is calling: accounts, passwords, sessions, API keys, brains and their members, and the OAuth
+authorization server."""

@@ -1,0 +1,1 @@
+"""The kernel: ids, errors, the tenant scope, cursors, settings and the store."""

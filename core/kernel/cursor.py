@@ -1,0 +1,59 @@
+"""Opaque page cursors: base64url of a small JSON position, checked when read back."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from core.kernel.errors import InvalidInput
+
+
+def encode(position: dict[str, Any]) -> str:
+    raw = json.dumps(position, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode(cursor: str, *, keys: tuple[str, ...]) -> dict[str, Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        position = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        position = None
+    if not isinstance(position, dict) or any(k not in position for k in keys):
+        raise InvalidInput(
+            "cursor is not valid: pass back next_cursor from the previous page unchanged",
+            details={"field": "cursor"},
+        )
+    return position
+
+
+def keyset(
+    cursor: str | None,
+    params: dict[str, Any],
+    *,
+    time: str = "created_at",
+    ident: str = "id",
+    newest: bool = True,
+) -> str | None:
+    """The WHERE condition for the rows past `cursor` in (time, id) order, newest first unless
+    `newest` is off; its values go into `params`. None without a cursor."""
+    if cursor is None:
+        return None
+    position = decode(cursor, keys=("t", "i"))
+    params.update(ct=position["t"], ci=position["i"])
+    past = "<" if newest else ">"
+    return f"({time} {past} :ct OR ({time} = :ct AND {ident} {past} :ci))"
+
+
+def page(
+    rows: Sequence[Any], limit: int, *, time: str = "created_at"
+) -> tuple[list[Any], str | None]:
+    """At most `limit` of the `limit + 1` rows read, and the cursor to the rest (None if none)."""
+    if len(rows) <= limit:
+        return list(rows), None
+    kept = list(rows[:limit])
+    last = kept[-1]
+    return kept, encode({"t": getattr(last, time), "i": last.id})

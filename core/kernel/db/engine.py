@@ -1,0 +1,239 @@
+"""URL -> engine, one per process and URL, created lazily and reused across warm invocations."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, TextClause, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
+
+from core.kernel.ids import now_ms
+
+log = logging.getLogger("mnemo.db")
+
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+WRITE = "mnemo_write"
+_SINGLE_READ = "mnemo_single_read"
+
+
+@lru_cache(maxsize=1024)
+def sql(statement: str) -> TextClause:
+    """`text(statement)`, parsed once per process: building a TextClause re-scans the string
+    for bind parameters each time (~10 µs), and a write runs a dozen statements."""
+    return text(statement)
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+# How far a writer's clock may trail the database's (see settled_before).
+_CLOCK_MARGIN_MS = 1_000
+# The most settled_before holds readers back: a transaction left open (or a long restore)
+# must not stall them, nor make every refresh re-read a growing tail.
+_HOLD_BACK_AT_MOST_MS = 60_000
+
+
+def settled_before(conn: Connection) -> int | None:
+    """A time (epoch ms) before which every change stamped is visible, for readers that follow
+    rows by their time stamp (conflict detection's watermark, the vector cache) not to step
+    past a row still to come; None when all that is visible is settled. Ask it before
+    reading. On PostgreSQL a transaction open now may commit rows stamped before rows already
+    visible (it stamped them when it wrote them, it commits later): the start of the oldest
+    open client transaction that has written (reads get no transaction id and hold nothing
+    back), never more than _HOLD_BACK_AT_MOST_MS ago; a writer whose start this role may not
+    see (another role, without pg_read_all_stats) counts as that old. SQLite runs one writer
+    at a time, each stamping after the last committed: None."""
+    if conn.dialect.name != "postgresql":
+        return None
+    oldest, hidden = conn.execute(
+        sql(
+            "SELECT CAST(extract(epoch FROM min(xact_start)) * 1000 AS BIGINT), "
+            "count(*) FILTER (WHERE xact_start IS NULL) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND backend_type = 'client backend' "
+            "AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL"
+        )
+    ).one()
+    if oldest is None and not hidden:
+        return None
+    floor = now_ms() - _HOLD_BACK_AT_MOST_MS
+    return floor if hidden else max(int(oldest) - _CLOCK_MARGIN_MS, floor)
+
+
+def tuples(conn: Connection, statement: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """The rows of one read as plain tuples, for hot paths that turn a few hundred rows into
+    arrays (search). On SQLite the statement goes straight to the driver, which takes `:name`
+    parameters as SQLAlchemy does: SQLAlchemy's per-statement bookkeeping and Row objects
+    cost more there than the query itself. Not for writes, nor where listeners must see it."""
+    if conn.dialect.name == "sqlite":
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        found: list[tuple[Any, ...]] = driver.execute(statement, params).fetchall()
+        return found
+    return [tuple(row) for row in conn.execute(sql(statement), params)]
+
+
+def get_engine(url: str, *, busy_timeout_ms: int = 30_000, on_lambda: bool = False) -> Engine:
+    engine = _engines.get(url)
+    if engine is not None:
+        return engine
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _create(url, busy_timeout_ms=busy_timeout_ms, on_lambda=on_lambda)
+            _engines[url] = engine
+    return engine
+
+
+def dispose(url: str) -> None:
+    with _lock:
+        engine = _engines.pop(url, None)
+    if engine is not None:
+        engine.dispose()
+
+
+def dispose_all() -> None:
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+def _create(url: str, *, busy_timeout_ms: int, on_lambda: bool) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _create_sqlite(url, busy_timeout_ms=busy_timeout_ms, on_lambda=on_lambda)
+    if parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        engine = create_engine(parsed, pool_size=2, max_overflow=4)
+        _ping_when_idle(engine)
+        return engine
+    raise ValueError(
+        f"MNEMO_DATABASE_URL must be a sqlite:/// or postgresql+psycopg:// URL, got {url!r}"
+    )
+
+
+# SQLite reads through a memory map this large at most (address space, not memory).
+_MMAP_BYTES = 1 << 30
+
+
+def _create_sqlite(url: str, *, busy_timeout_ms: int, on_lambda: bool) -> Engine:
+    database = make_url(url).database
+    if database and database != ":memory:":
+        path = Path(database)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if on_lambda and str(path).startswith("/tmp"):  # noqa: S108
+            log.warning(
+                "store: SQLite at %s. On Lambda only /tmp is writable and it is ephemeral and "
+                "per instance: data is lost when the instance is recycled. Set "
+                "MNEMO_DATABASE_URL to a PostgreSQL URL for durable storage.",
+                path,
+            )
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # We issue BEGIN ourselves (below), so the driver must not.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        # Reads through a memory map instead of a read() system call per page: a search walks
+        # a few thousand index entries, and the calls were a sixth of its SQL time (measured on
+        # the 10,000-memory search bench). A mapping is address space, not memory.
+        cursor.execute(f"PRAGMA mmap_size = {_MMAP_BYTES}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        options = conn.get_execution_options()
+        if options.get(_SINGLE_READ, False):
+            return
+        # A writer takes the write lock up front: a deferred transaction that later upgrades
+        # can fail with "database is locked" regardless of the busy timeout. Straight to the
+        # driver: through SQLAlchemy's statement machinery it cost more than the BEGIN itself,
+        # and every request opens one or two transactions.
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        driver.execute("BEGIN IMMEDIATE" if options.get(WRITE, False) else "BEGIN")
+
+    return engine
+
+
+# A pooled connection unused for longer than this is pinged before it is handed out: a warm
+# Lambda, thawed after minutes, may hold one the server has since closed. A busy process skips
+# the ping, which on PostgreSQL is a network round trip on every checkout (pool_pre_ping).
+_IDLE_PING_SECONDS = 10.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get("returned_at")
+        if returned is None or time.monotonic() - returned < _IDLE_PING_SECONDS:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+            dbapi_connection.rollback()
+        except Exception as exc:
+            # The pool drops this connection and checks out (or opens) another.
+            raise DisconnectionError(f"stale pooled connection: {exc}") from exc
+
+
+@contextmanager
+def single_read(engine: Engine) -> Iterator[Connection]:
+    """A connection for one read statement and nothing else: a single statement is atomic on
+    its own, so it runs without BEGIN and COMMIT (on PostgreSQL, two round trips fewer). For
+    the per-request credential check, which every request pays."""
+    with engine.connect() as conn:
+        if is_sqlite(engine):
+            # The driver never begins on its own (see _on_connect); skipping ours is enough.
+            yield conn.execution_options(**{_SINGLE_READ: True})
+        else:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
+_AFTER_COMMIT = "mnemo_after_commit"
+
+
+def after_commit(conn: Connection, callback: Callable[[], None]) -> None:
+    """Run `callback` once the transaction `conn` is in has committed (never on rollback):
+    for what must not happen before the change is visible, like waking the webhook drainer."""
+    callbacks: dict[int, Callable[[], None]] = conn.info.setdefault(_AFTER_COMMIT, {})
+    # Keyed by the callback, so a transaction that wrote 500 deliveries wakes a drainer once.
+    callbacks[id(callback)] = callback
+
+
+@contextmanager
+def transaction(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
+    """One transaction: committed on success, rolled back on any exception."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(**{WRITE: write})
+        # conn.info lives with the pooled DB-API connection: drop what a rolled-back
+        # transaction left there.
+        conn.info.pop(_AFTER_COMMIT, None)
+        with conn.begin():
+            yield conn
+        callbacks = conn.info.pop(_AFTER_COMMIT, None)
+    if callbacks:
+        for callback in callbacks.values():
+            callback()

@@ -1,0 +1,2 @@
+"""Memories: the only writer of memories, their tags, index rows and end users; brain policy and
+source trust."""

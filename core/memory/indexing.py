@@ -1,0 +1,102 @@
+"""Keeps the search index in step with memories, inside the memory's own transaction.
+
+Embedding may call a remote model, so `prepare` embeds a request's texts before the
+transaction opens; `on_write` then only stores what was prepared (embedding inline only what
+was not, which is cheap for the builtin embedder).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import Connection
+
+from core.embeddings.base import Embedder
+from core.retrieval import lexical, vectors
+
+
+def document_text(
+    title: str | None, key: str | None, tags: Iterable[str] | str, content: str
+) -> str:
+    """What a memory's vector is made from: its title, key and tags carry meaning too."""
+    if isinstance(tags, str):
+        tags = json.loads(tags)
+    parts = [title or "", key or "", " ".join(tags), content]
+    return "\n".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class IndexedMemory:
+    memory_id: str
+    user_id: str | None
+    title: str | None
+    key: str | None
+    tags: Sequence[str]
+    content: str
+
+
+class Indexer:
+    def __init__(self, embedder: Embedder | None, *, infer_links: bool = False) -> None:
+        self.embedder = embedder
+        self._prepared: dict[str, np.ndarray] = {}
+        # Waypoints (core/graph/waypoints.py, MNEMO_INFERRED_LINKS): a new memory is linked to the
+        # memories most similar to its vector, kept here for the create path to read.
+        self.infer_links = infer_links and embedder is not None
+        self.written: dict[str, np.ndarray] = {}
+
+    def prepare(self, texts: Sequence[str]) -> None:
+        if self.embedder is None:
+            return
+        todo = [t for t in dict.fromkeys(texts) if t not in self._prepared]
+        if todo:
+            for t, v in zip(todo, self.embedder.embed(todo), strict=True):
+                self._prepared[t] = v
+
+    def on_write(
+        self,
+        conn: Connection,
+        brain_id: str,
+        memory_id: str,
+        *,
+        title: str | None,
+        key: str | None,
+        tags: Iterable[str] | str,
+        content: str,
+        new: bool = False,
+        located: tuple[int, str | None] | None = None,
+    ) -> None:
+        lexical.index(conn, brain_id, memory_id, new=new, located=located)
+        if self.embedder is None:
+            return
+        doc = document_text(title, key, tags, content)
+        if doc not in self._prepared:
+            self.prepare([doc])
+        vectors.store(conn, brain_id, memory_id, self.embedder.name, self._prepared[doc])
+        if self.infer_links and new:
+            self.written[memory_id] = self._prepared[doc]
+
+    def on_insert_many(
+        self, conn: Connection, brain_id: str, memories: Sequence[IndexedMemory]
+    ) -> None:
+        """Index many new memories at once (imports): one statement for the full-text rows,
+        one for the vectors, the texts embedded in one call unless prepared already."""
+        lexical.index_new(conn, brain_id, [(m.memory_id, m.user_id) for m in memories])
+        if self.embedder is None or not memories:
+            return
+        docs = [document_text(m.title, m.key, m.tags, m.content) for m in memories]
+        self.prepare(docs)
+        vectors.store_many(
+            conn,
+            brain_id,
+            self.embedder.name,
+            [(m.memory_id, self._prepared[doc]) for m, doc in zip(memories, docs, strict=True)],
+        )
+
+    def on_state(self, conn: Connection, brain_id: str, memory_id: str) -> None:
+        vectors.touch(conn, brain_id, memory_id)
+
+    def on_purge(self, conn: Connection, brain_id: str, memory_id: str) -> None:
+        lexical.unindex(conn, brain_id, memory_id)

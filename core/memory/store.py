@@ -1,0 +1,747 @@
+"""Memories: tenant-scoped storage. Every mutation writes its history and changelog rows in the
+caller's transaction, so a memory never exists without them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import Connection, Row
+
+from core.events import changelog, history
+from core.graph import waypoints
+from core.kernel import cursor as cursors
+from core.kernel.config import Limits
+from core.kernel.db.engine import sql
+from core.kernel.errors import Conflict, InvalidInput, MnemoError, NotFound, TooLarge, field_errors
+from core.kernel.ids import iso, new_id, now_ms, parse_time
+from core.kernel.scope import Scope
+from core.memory import users
+from core.memory.indexing import Indexer
+from core.memory.models import MemoryFilters, MemoryIn, MemoryPatch
+
+COLUMNS = (
+    "id, user_id, agent_id, run_id, type, title, key, content, tags, source, confidence, "
+    "importance, metadata, state, superseded_by, occurred_at, created_at, updated_at, "
+    "archived_at, deleted_at, access_count, last_accessed_at"
+)
+_NAMES = tuple(c.strip() for c in COLUMNS.split(","))
+_M_COLUMNS = ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(","))
+_TIMES = ("occurred_at", "created_at", "updated_at", "archived_at", "deleted_at")
+
+
+def _returning(conn: Connection) -> str:
+    return f"{COLUMNS}, rowid" if conn.dialect.name == "sqlite" else COLUMNS
+
+
+def content_hash(content: str) -> str:
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+def to_dict(row: Row[Any]) -> dict[str, Any]:
+    return _as_reply(dict(row._mapping))
+
+
+def from_values(values: Sequence[Any]) -> dict[str, Any]:
+    """`to_dict` for a plain tuple of COLUMNS, in their order."""
+    return _as_reply(dict(zip(_NAMES, values, strict=True)))
+
+
+def _as_reply(out: dict[str, Any]) -> dict[str, Any]:
+    out["tags"] = json.loads(out["tags"])
+    out["metadata"] = json.loads(out["metadata"])
+    for name in _TIMES:
+        out[name] = iso(out[name])
+    out["last_accessed_at"] = iso(out["last_accessed_at"])
+    out.pop("content_hash", None)
+    out.pop("rowid", None)
+    return out
+
+
+def _visible(scope: Scope, params: dict[str, Any], alias: str = "") -> str:
+    """The WHERE clause every read and write starts from: this brain, and this user if scoped."""
+    params["brain"] = scope.brain_id
+    clause = f"{alias}brain_id = :brain"
+    if scope.user_id is not None:
+        params["scope_user"] = scope.user_id
+        clause += f" AND {alias}user_id = :scope_user"
+    return clause
+
+
+def _lock_suffix(conn: Connection) -> str:
+    # SQLite writers already hold the database lock (BEGIN IMMEDIATE); PostgreSQL needs the row.
+    return " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
+
+
+def _serialize(
+    conn: Connection, brain_id: str, user: str | None, key: str | None, digest: str
+) -> None:
+    """PostgreSQL: writers of the same slot (one fact key, or one content when there is no key)
+    queue here until the first commits, rather than racing to the unique index under read
+    committed. SQLite needs nothing: BEGIN IMMEDIATE already runs one writer at a time."""
+    if conn.dialect.name != "postgresql":
+        return
+    slot = "\x1f".join((brain_id, user or "", key or "", "" if key else digest))
+    conn.execute(sql("SELECT pg_advisory_xact_lock(hashtextextended(:slot, 0))"), {"slot": slot})
+
+
+def _fetch(conn: Connection, scope: Scope, memory_id: str, *, lock: bool = False) -> Row[Any]:
+    params: dict[str, Any] = {"id": memory_id}
+    row = conn.execute(
+        sql(
+            f"SELECT {COLUMNS}, content_hash FROM memories WHERE {_visible(scope, params)} "
+            f"AND id = :id{_lock_suffix(conn) if lock else ''}"
+        ),
+        params,
+    ).first()
+    if row is None:
+        raise NotFound(f"no memory {memory_id!r}", code="memory_not_found")
+    return row
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")).encode())
+
+
+def check_limits(
+    limits: Limits,
+    *,
+    content: str | None = None,
+    tags: list[str] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    if content is not None and len(content.encode()) > limits.content_bytes:
+        raise TooLarge(
+            f"content is {len(content.encode())} bytes; the limit is {limits.content_bytes}",
+            code="content_too_large",
+            details={"field": "content", "limit": limits.content_bytes},
+        )
+    if tags is not None:
+        if len(tags) > limits.tags:
+            raise InvalidInput(
+                f"{len(tags)} tags; the limit is {limits.tags}",
+                details={"field": "tags", "limit": limits.tags},
+            )
+        for i, tag in enumerate(tags):
+            if len(tag) > limits.tag_chars:
+                raise InvalidInput(
+                    f"tag {tag[:20]!r}… is {len(tag)} characters; the limit is {limits.tag_chars}",
+                    details={"field": f"tags.{i}", "limit": limits.tag_chars},
+                )
+    if metadata is not None and _json_size(metadata) > limits.metadata_bytes:
+        raise TooLarge(
+            f"metadata is {_json_size(metadata)} bytes as JSON; the limit is "
+            f"{limits.metadata_bytes}",
+            code="metadata_too_large",
+            details={"field": "metadata", "limit": limits.metadata_bytes},
+        )
+
+
+def _check_new(scope: Scope, data: MemoryIn, limits: Limits) -> str | None:
+    """Validate what pydantic cannot know; returns the user the memory belongs to."""
+    check_limits(limits, content=data.content, tags=data.tags, metadata=data.metadata)
+    if data.type == "fact" and not data.key:
+        raise InvalidInput("a fact needs a key", details={"field": "key"})
+    return scope.user_for_write(data.user_id)
+
+
+def _find_duplicate(
+    conn: Connection, brain_id: str, user: str | None, key: str | None, digest: str
+) -> Row[Any] | None:
+    return conn.execute(
+        sql(
+            f"SELECT {COLUMNS} FROM memories WHERE brain_id = :brain "
+            "AND coalesce(user_id, '') = :user AND coalesce(key, '') = :key "
+            "AND content_hash = :hash AND state = 'active'"
+        ),
+        {"brain": brain_id, "user": user or "", "key": key or "", "hash": digest},
+    ).first()
+
+
+def _current_fact(
+    conn: Connection, brain_id: str, user: str | None, key: str, *, lock: bool = False
+) -> Row[Any] | None:
+    return conn.execute(
+        sql(
+            f"SELECT {COLUMNS} FROM memories WHERE brain_id = :brain "
+            "AND coalesce(user_id, '') = :user AND key = :key AND type = 'fact' "
+            f"AND state = 'active'{_lock_suffix(conn) if lock else ''}"
+        ),
+        {"brain": brain_id, "user": user or "", "key": key},
+    ).first()
+
+
+def create(
+    conn: Connection, scope: Scope, data: MemoryIn, limits: Limits, index: Indexer
+) -> dict[str, Any]:
+    scope.require_write()
+    user = _check_new(scope, data, limits)
+    digest = content_hash(data.content)
+    _serialize(conn, scope.brain_id, user, data.key, digest)
+    duplicate = _find_duplicate(conn, scope.brain_id, user, data.key, digest)
+    if duplicate is not None:
+        return {**to_dict(duplicate), "deduplicated": True}
+
+    now = now_ms()
+    memory_id = new_id()
+    old = None
+    if data.type == "fact" and data.key:
+        old = _current_fact(conn, scope.brain_id, user, data.key, lock=True)
+    if old is not None:
+        conn.execute(
+            sql(
+                "UPDATE memories SET state = 'archived', archived_at = :now, updated_at = :now, "
+                "superseded_by = :new WHERE brain_id = :brain AND id = :old"
+            ),
+            {"now": now, "new": memory_id, "brain": scope.brain_id, "old": old.id},
+        )
+        index.on_state(conn, scope.brain_id, old.id)
+    # The new row comes back from the INSERT itself (and on SQLite its rowid, which the
+    # full-text index is keyed by): no read-back statements.
+    created = conn.execute(
+        sql(
+            "INSERT INTO memories (id, brain_id, user_id, agent_id, run_id, type, title, key, "
+            "content, tags, source, confidence, importance, metadata, state, content_hash, "
+            "occurred_at, created_at, updated_at) VALUES (:id, :brain, :user, :agent, :run, "
+            ":type, :title, :key, :content, :tags, :source, :confidence, :importance, "
+            f":metadata, 'active', :hash, :occurred, :now, :now) RETURNING {_returning(conn)}"
+        ),
+        {
+            "id": memory_id,
+            "brain": scope.brain_id,
+            "user": user,
+            "agent": data.agent_id,
+            "run": data.run_id,
+            "type": data.type,
+            "title": data.title,
+            "key": data.key,
+            "content": data.content,
+            "tags": json.dumps(data.tags),
+            "source": data.source,
+            "confidence": data.confidence,
+            "importance": data.importance,
+            "metadata": json.dumps(data.metadata),
+            "hash": digest,
+            "occurred": None if data.occurred_at is None else parse_time(data.occurred_at),
+            "now": now,
+        },
+    ).one()
+    write_tags(conn, scope.brain_id, memory_id, data.tags, now)
+    index.on_write(
+        conn,
+        scope.brain_id,
+        memory_id,
+        title=data.title,
+        key=data.key,
+        tags=data.tags,
+        content=data.content,
+        new=True,
+        located=(created.rowid, user) if conn.dialect.name == "sqlite" else None,
+    )
+    if user is not None:
+        users.touch(conn, scope.brain_id, user)
+
+    actor = {"actor_id": data.actor_id, "role": data.role}
+    if old is not None:
+        _supersede_records(conn, scope, old, memory_id, data.key or "", now, actor)
+    history.record(
+        conn,
+        scope,
+        memory_id=memory_id,
+        user_id=user,
+        event="ADD",
+        old=None,
+        new=data.content,
+        detail=None if old is None else {"supersedes": old.id},
+        at=now,
+        **actor,
+    )
+    label = f"{data.type} {data.key!r}" if data.key else data.type
+    changelog.record(
+        conn,
+        scope,
+        event_type="memory.created",
+        entity_type="memory",
+        entity_id=memory_id,
+        summary=f"Added {label}: {changelog.preview(data.content)}",
+        user_id=user,
+        actor_id=data.actor_id,
+        payload={"type": data.type, "key": data.key, "tags": data.tags},
+        at=now,
+    )
+    if index.infer_links:
+        waypoints.link_similar(conn, scope, memory_id, user, index)
+    return {**to_dict(created), "deduplicated": False}
+
+
+def _supersede_records(
+    conn: Connection,
+    scope: Scope,
+    old: Row[Any],
+    new_id_: str,
+    key: str,
+    now: int,
+    actor: dict[str, str | None],
+) -> None:
+    conn.execute(
+        sql(
+            "INSERT INTO memory_links (id, brain_id, from_id, to_id, relation, weight, origin, "
+            "created_by, created_at) "
+            "VALUES (:id, :brain, :new, :old, 'supersedes', 1.0, 'system', :by, :now)"
+        ),
+        {
+            "id": new_id(),
+            "brain": scope.brain_id,
+            "new": new_id_,
+            "old": old.id,
+            "by": actor["actor_id"] or scope.principal,
+            "now": now,
+        },
+    )
+    history.record(
+        conn,
+        scope,
+        memory_id=old.id,
+        user_id=old.user_id,
+        event="ARCHIVE",
+        old=old.content,
+        new=old.content,
+        detail={"reason": "superseded", "superseded_by": new_id_, "from": "active"},
+        at=now,
+        **actor,
+    )
+    changelog.record(
+        conn,
+        scope,
+        event_type="memory.superseded",
+        entity_type="memory",
+        entity_id=old.id,
+        summary=f"Fact {key!r} superseded: {changelog.preview(old.content)}",
+        user_id=old.user_id,
+        actor_id=actor["actor_id"],
+        payload={"superseded_by": new_id_, "key": key},
+        at=now,
+    )
+
+
+def write_tags(
+    conn: Connection, brain_id: str, memory_id: str, tags: list[str], created_at: int
+) -> None:
+    """The memory's tag rows; they carry its creation time, which orders lists by tag."""
+    if tags:
+        conn.execute(
+            sql(
+                "INSERT INTO memory_tags (memory_id, tag, brain_id, created_at) "
+                "VALUES (:m, :t, :b, :at)"
+            ),
+            [{"m": memory_id, "t": tag, "b": brain_id, "at": created_at} for tag in tags],
+        )
+
+
+def create_batch(
+    conn: Connection,
+    scope: Scope,
+    items: list[dict[str, Any]],
+    limits: Limits,
+    index: Indexer,
+) -> list[dict[str, Any]]:
+    """All or nothing: every item is validated before the first is written."""
+    scope.require_write()
+    if len(items) > limits.batch_items:
+        raise TooLarge(
+            f"{len(items)} memories in one batch; the limit is {limits.batch_items}",
+            code="batch_too_large",
+            details={"field": "memories", "limit": limits.batch_items},
+        )
+    parsed: list[MemoryIn] = []
+    errors: list[dict[str, Any]] = []
+    for position, raw in enumerate(items):
+        try:
+            item = MemoryIn.model_validate(raw)
+            _check_new(scope, item, limits)
+            parsed.append(item)
+        except ValidationError as exc:
+            for error in field_errors(exc.errors(), prefix=("memories", position)):
+                errors.append({"index": position, **error})
+        except MnemoError as exc:
+            field = (exc.details or {}).get("field")
+            errors.append(
+                {
+                    "index": position,
+                    "field": f"memories.{position}.{field}" if field else f"memories.{position}",
+                    "message": exc.message,
+                    "type": exc.code,
+                }
+            )
+    if errors:
+        bad = len({e["index"] for e in errors})
+        raise InvalidInput(
+            f"{bad} of {len(items)} memories are invalid; nothing was saved",
+            code="invalid_batch",
+            details={"errors": errors},
+        )
+    # Take every slot's lock up front, in one order, so two overlapping batches cannot deadlock.
+    slots = sorted(
+        {(scope.user_for_write(i.user_id), i.key, content_hash(i.content)) for i in parsed},
+        key=lambda slot: tuple(part or "" for part in slot),
+    )
+    for user, key, digest in slots:
+        _serialize(conn, scope.brain_id, user, key, digest)
+    return [create(conn, scope, item, limits, index) for item in parsed]
+
+
+def get(conn: Connection, scope: Scope, memory_id: str) -> dict[str, Any]:
+    return to_dict(_fetch(conn, scope, memory_id))
+
+
+def get_fact(conn: Connection, scope: Scope, key: str, user_id: str | None) -> dict[str, Any]:
+    if scope.user_id is not None and user_id not in (None, scope.user_id):
+        raise NotFound(f"no current fact {key!r}", code="fact_not_found")
+    owner = scope.user_id if scope.user_id is not None else user_id
+    row = _current_fact(conn, scope.brain_id, owner, " ".join(key.split()))
+    if row is None:
+        raise NotFound(f"no current fact {key!r}", code="fact_not_found")
+    return to_dict(row)
+
+
+def filter_sql(
+    scope: Scope, filters: MemoryFilters, params: dict[str, Any], alias: str = ""
+) -> list[str]:
+    """WHERE clauses (ANDed) for the scope and the list filters; values go into `params`."""
+    a = f"{alias}." if alias else ""
+    where = [_visible(scope, params, a)]
+    for column in ("type", "user_id", "agent_id", "run_id", "source"):
+        value = getattr(filters, column)
+        if value is not None:
+            where.append(f"{a}{column} = :f_{column}")
+            params[f"f_{column}"] = value
+    if filters.state != "all":
+        where.append(f"{a}state = :f_state")
+        params["f_state"] = filters.state
+    for column, bound, op in (
+        ("created_at", filters.created_after, ">="),
+        ("created_at", filters.created_before, "<"),
+        ("updated_at", filters.updated_after, ">="),
+        ("updated_at", filters.updated_before, "<"),
+    ):
+        if bound is not None:
+            name = f"t_{len(params)}"
+            where.append(f"{a}{column} {op} :{name}")
+            params[name] = parse_time(bound)
+    if filters.tag:
+        names = [f"tag_{i}" for i in range(len(filters.tag))]
+        params.update(zip(names, filters.tag, strict=True))
+        members = ", ".join(f":{n}" for n in names)
+        tagged = f"SELECT memory_id FROM memory_tags WHERE brain_id = :brain AND tag IN ({members})"
+        if filters.tag_mode == "all":
+            tagged += f" GROUP BY memory_id HAVING count(*) = {len(names)}"
+        where.append(f"{a}id IN ({tagged})")
+    return where
+
+
+def list_memories(
+    conn: Connection,
+    scope: Scope,
+    filters: MemoryFilters,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    include_total: bool = False,
+) -> dict[str, Any]:
+    """Newest first, with an opaque cursor to the next page."""
+    params: dict[str, Any] = {}
+    if len(filters.tag) == 1:
+        # One tag: walk that tag's rows newest first on their own index and join each to its
+        # memory, so a page costs its size whatever the share of the brain the tag has.
+        where = filter_sql(scope, filters.model_copy(update={"tag": []}), params, alias="m")
+        where += ["t.brain_id = :brain", "t.tag = :tag"]
+        params["tag"] = filters.tag[0]
+        join = "CROSS JOIN" if conn.dialect.name == "sqlite" else "JOIN"
+        source = f"memory_tags t {join} memories m ON m.id = t.memory_id"
+        created, ident = "t.created_at", "t.memory_id"
+    else:
+        where = filter_sql(scope, filters, params, alias="m")
+        source, created, ident = "memories m", "m.created_at", "m.id"
+    total = None
+    if include_total:
+        total = conn.execute(
+            sql(f"SELECT count(*) FROM {source} WHERE {' AND '.join(where)}"), params
+        ).scalar_one()
+    if past := cursors.keyset(cursor, params, time=created, ident=ident):
+        where.append(past)
+    params["limit"] = limit + 1
+    rows = conn.execute(
+        sql(
+            f"SELECT {_M_COLUMNS} FROM {source} WHERE {' AND '.join(where)} "
+            f"ORDER BY {created} DESC, {ident} DESC LIMIT :limit"
+        ),
+        params,
+    ).all()
+    rows, next_cursor = cursors.page(rows, limit)
+    page: dict[str, Any] = {"results": [to_dict(r) for r in rows], "next_cursor": next_cursor}
+    if include_total:
+        page["total"] = total
+    return page
+
+
+_NOT_NULL = ("content", "tags", "confidence", "importance", "metadata")
+
+
+def update(
+    conn: Connection,
+    scope: Scope,
+    memory_id: str,
+    patch: MemoryPatch,
+    limits: Limits,
+    index: Indexer,
+) -> dict[str, Any]:
+    scope.require_write()
+    changes = patch.changes()
+    if not changes:
+        raise InvalidInput(
+            "nothing to update: pass at least one of content, title, tags, source, "
+            "confidence, importance, metadata, occurred_at",
+            code="empty_patch",
+        )
+    for name in _NOT_NULL:
+        if name in changes and changes[name] is None:
+            raise InvalidInput(f"{name} cannot be null", details={"field": name})
+    row = _fetch(conn, scope, memory_id, lock=True)
+    if row.state == "deleted":
+        raise Conflict("this memory is deleted: restore it before editing", code="memory_deleted")
+    if "metadata" in changes and patch.metadata_mode == "merge":
+        merged = {**json.loads(row.metadata), **changes["metadata"]}
+        changes["metadata"] = {k: v for k, v in merged.items() if v is not None}
+    check_limits(
+        limits,
+        content=changes.get("content"),
+        tags=changes.get("tags"),
+        metadata=changes.get("metadata"),
+    )
+    values: dict[str, Any] = dict(changes)
+    if "content" in values:
+        values["content_hash"] = content_hash(values["content"])
+        if row.state == "active" and values["content_hash"] != row.content_hash:
+            twin = _find_duplicate(
+                conn, scope.brain_id, row.user_id, row.key, values["content_hash"]
+            )
+            if twin is not None:
+                raise Conflict(
+                    "another active memory already has this content",
+                    code="duplicate_content",
+                    details={"existing_id": twin.id},
+                )
+    for name in ("tags", "metadata"):
+        if name in values:
+            values[name] = json.dumps(values[name])
+    if "occurred_at" in values and values["occurred_at"] is not None:
+        values["occurred_at"] = parse_time(values["occurred_at"])
+    now = now_ms()
+    values["updated_at"] = now
+    assignments = ", ".join(f"{name} = :v_{name}" for name in values)
+    updated = conn.execute(
+        sql(
+            f"UPDATE memories SET {assignments} WHERE brain_id = :brain AND id = :id "
+            f"RETURNING {_returning(conn)}"
+        ),
+        {**{f"v_{k}": v for k, v in values.items()}, "brain": scope.brain_id, "id": memory_id},
+    ).one()
+    if "tags" in changes:
+        conn.execute(
+            sql("DELETE FROM memory_tags WHERE brain_id = :brain AND memory_id = :id"),
+            {"brain": scope.brain_id, "id": memory_id},
+        )
+        write_tags(conn, scope.brain_id, memory_id, changes["tags"], row.created_at)
+    if {"content", "title", "tags"} & changes.keys():
+        index.on_write(
+            conn,
+            scope.brain_id,
+            memory_id,
+            title=changes.get("title", row.title),
+            key=row.key,
+            tags=changes.get("tags", row.tags),
+            content=changes.get("content", row.content),
+            located=(updated.rowid, row.user_id) if conn.dialect.name == "sqlite" else None,
+        )
+    changed = sorted(changes)
+    new_content = changes.get("content", row.content)
+    history.record(
+        conn,
+        scope,
+        memory_id=memory_id,
+        user_id=row.user_id,
+        event="UPDATE",
+        old=row.content,
+        new=new_content,
+        detail={"changed": changed},
+        actor_id=patch.actor_id,
+        role=patch.role,
+        at=now,
+    )
+    changelog.record(
+        conn,
+        scope,
+        event_type="memory.updated",
+        entity_type="memory",
+        entity_id=memory_id,
+        summary=f"Updated {', '.join(changed)}: {changelog.preview(new_content)}",
+        user_id=row.user_id,
+        actor_id=patch.actor_id,
+        payload={"changed": changed},
+        at=now,
+    )
+    return to_dict(updated)
+
+
+_TRANSITIONS = {
+    "archived": ("ARCHIVE", "memory.archived", "Archived"),
+    "deleted": ("DELETE", "memory.deleted", "Deleted"),
+    "active": ("RESTORE", "memory.restored", "Restored"),
+}
+
+
+def set_state(
+    conn: Connection,
+    scope: Scope,
+    memory_id: str,
+    target: str,
+    index: Indexer,
+    *,
+    actor_id: str | None = None,
+    role: str | None = None,
+) -> dict[str, Any]:
+    """Archive, soft-delete or restore. Asking for the state a memory is already in is a no-op."""
+    scope.require_write()
+    row = _fetch(conn, scope, memory_id, lock=True)
+    if row.state == target:
+        return to_dict(row)
+    if target == "active":
+        _check_restorable(conn, scope, row)
+    now = now_ms()
+    conn.execute(
+        sql(
+            "UPDATE memories SET state = :state, updated_at = :now, "
+            "archived_at = CASE WHEN :state = 'archived' THEN :now ELSE archived_at END, "
+            "deleted_at = CASE WHEN :state = 'deleted' THEN :now "
+            "WHEN :state = 'active' THEN NULL ELSE deleted_at END, "
+            "superseded_by = CASE WHEN :state = 'active' THEN NULL ELSE superseded_by END "
+            "WHERE brain_id = :brain AND id = :id"
+        ),
+        {"state": target, "now": now, "brain": scope.brain_id, "id": memory_id},
+    )
+    index.on_state(conn, scope.brain_id, memory_id)
+    event, event_type, verb = _TRANSITIONS[target]
+    history.record(
+        conn,
+        scope,
+        memory_id=memory_id,
+        user_id=row.user_id,
+        event=event,  # type: ignore[arg-type]
+        old=row.content,
+        new=None if target == "deleted" else row.content,
+        detail={"from": row.state, "to": target},
+        actor_id=actor_id,
+        role=role,
+        at=now,
+    )
+    changelog.record(
+        conn,
+        scope,
+        event_type=event_type,
+        entity_type="memory",
+        entity_id=memory_id,
+        summary=f"{verb} {row.type}: {changelog.preview(row.content)}",
+        user_id=row.user_id,
+        actor_id=actor_id,
+        payload={"from": row.state, "to": target},
+        at=now,
+    )
+    return to_dict(_fetch(conn, scope, memory_id))
+
+
+def _check_restorable(conn: Connection, scope: Scope, row: Row[Any]) -> None:
+    twin = _find_duplicate(conn, scope.brain_id, row.user_id, row.key, row.content_hash)
+    if twin is not None:
+        raise Conflict(
+            "an active memory with the same content exists; restoring would duplicate it",
+            code="duplicate_content",
+            details={"existing_id": twin.id},
+        )
+    if row.type == "fact" and row.key:
+        current = _current_fact(conn, scope.brain_id, row.user_id, row.key)
+        if current is not None:
+            raise Conflict(
+                f"fact {row.key!r} has a current memory; archive it before restoring this one",
+                code="fact_key_taken",
+                details={"current_id": current.id},
+            )
+
+
+def purge(
+    conn: Connection,
+    scope: Scope,
+    memory_id: str,
+    index: Indexer,
+    *,
+    confirm: bool,
+    actor_id: str | None = None,
+) -> dict[str, Any]:
+    """Hard delete: the memory, its tags, links and history go, and earlier changelog entries
+    lose its content; the feed keeps one entry that a purge happened."""
+    scope.require_write()
+    if confirm is not True:
+        raise InvalidInput(
+            "set confirm to true to purge: a purge cannot be undone", details={"field": "confirm"}
+        )
+    row = _fetch(conn, scope, memory_id, lock=True)
+    params = {"brain": scope.brain_id, "id": memory_id}
+    index.on_purge(conn, scope.brain_id, memory_id)
+    conn.execute(
+        sql("DELETE FROM memory_links WHERE brain_id = :brain AND (from_id = :id OR to_id = :id)"),
+        params,
+    )
+    conn.execute(
+        sql(
+            "UPDATE memories SET superseded_by = NULL "
+            "WHERE brain_id = :brain AND superseded_by = :id"
+        ),
+        params,
+    )
+    conn.execute(sql("DELETE FROM memories WHERE brain_id = :brain AND id = :id"), params)
+    history.erase(conn, scope, memory_id)
+    changelog.scrub(conn, scope, memory_id)
+    changelog.record(
+        conn,
+        scope,
+        event_type="memory.purged",
+        entity_type="memory",
+        entity_id=memory_id,
+        summary=f"Purged {row.type} {memory_id}",
+        user_id=row.user_id,
+        actor_id=actor_id,
+    )
+    return {"id": memory_id, "purged": True}
+
+
+def history_of(conn: Connection, scope: Scope, memory_id: str) -> list[dict[str, Any]]:
+    _fetch(conn, scope, memory_id)
+    return history.for_memory(conn, scope, memory_id)
+
+
+def count_memories(conn: Connection, scope: Scope, filters: MemoryFilters, *, cap: int) -> int:
+    """How many memories match the filters, counted no further than `cap`: a page can say
+    "1,000+" without reading every row of a large brain."""
+    params: dict[str, Any] = {"cap": cap}
+    where = filter_sql(scope, filters, params)
+    return int(
+        conn.execute(
+            sql(
+                f"SELECT count(*) FROM (SELECT 1 FROM memories WHERE {' AND '.join(where)} "
+                "LIMIT :cap) AS capped"
+            ),
+            params,
+        ).scalar_one()
+    )

@@ -1,0 +1,59 @@
+"""OpenMemory's per-brain end users: a row appears the first time a user_id is seen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection
+
+from core.kernel.db.engine import sql
+from core.kernel.ids import iso, now_ms
+from core.kernel.scope import Scope
+
+
+def touch(conn: Connection, brain_id: str, user_id: str) -> None:
+    now = now_ms()
+    conn.execute(
+        sql(
+            "INSERT INTO users (brain_id, user_id, reflection_count, created_at, updated_at) "
+            "VALUES (:brain, :user, 0, :now, :now) ON CONFLICT (brain_id, user_id) DO NOTHING"
+        ),
+        {"brain": brain_id, "user": user_id, "now": now},
+    )
+
+
+def list_users(
+    conn: Connection, scope: Scope, *, limit: int, after: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The brain's end users by id, with how many memories each has (in any state: counted from
+    the (brain_id, user_id, created_at, id) index alone, without reading the rows) and their
+    stored summary (read as it is: making summaries is the summaries service's job). Returns
+    the page and the id to pass as `after` for the next one."""
+    where = "u.brain_id = :brain AND u.user_id > :after"
+    params: dict[str, Any] = {"brain": scope.brain_id, "after": after or "", "n": limit + 1}
+    if scope.user_id is not None:
+        where += " AND u.user_id = :scope_user"
+        params["scope_user"] = scope.user_id
+    rows = conn.execute(
+        sql(
+            "SELECT u.user_id, u.summary, u.summary_source, u.summarized_at, u.created_at, "
+            "(SELECT count(*) FROM memories m WHERE m.brain_id = u.brain_id "
+            "AND m.user_id = u.user_id) AS memories "
+            f"FROM users u WHERE {where} ORDER BY u.user_id LIMIT :n"
+        ),
+        params,
+    ).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    users = [
+        {
+            "user_id": r.user_id,
+            "summary": r.summary,
+            "summary_source": r.summary_source,
+            "summarized_at": iso(r.summarized_at),
+            "created_at": iso(r.created_at),
+            "memories": int(r.memories),
+        }
+        for r in rows
+    ]
+    return users, (rows[-1].user_id if more and rows else None)

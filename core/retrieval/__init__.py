@@ -1,0 +1,1 @@
+"""Finding memories: full-text and vector evidence, filters, ranking, search and context packs."""

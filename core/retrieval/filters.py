@@ -1,0 +1,115 @@
+"""mem0-style metadata filters -> SQL, with every value bound and every path checked.
+
+{"topic": "work"}                       equality
+{"score": {"gte": 3, "lt": 9}}          operators: eq ne in nin gt gte lt lte contains
+{"AND": [...]}, {"OR": [...]}, {"NOT": {...}}
+Dotted names reach nested objects: {"author.name": "Ada"}.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from core.kernel.errors import InvalidInput
+
+_PATH = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+_COMPARE = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+_OPS = {*_COMPARE, "in", "nin", "contains"}
+_MAX_NODES = 64
+Scalar = str | int | float | bool
+
+
+def _bad(message: str, field: str) -> InvalidInput:
+    return InvalidInput(message, details={"field": field})
+
+
+class MetadataFilter:
+    def __init__(self, dialect: str, params: dict[str, Any], alias: str = "m") -> None:
+        self.dialect = dialect
+        self.params = params
+        self.column = f"{alias}.metadata"
+        self.nodes = 0
+
+    def sql(self, expression: dict[str, Any], where: str = "filters.metadata") -> str:
+        if not isinstance(expression, dict) or not expression:
+            raise _bad("a metadata filter is a non-empty JSON object", where)
+        parts = [self._node(key, value, where) for key, value in expression.items()]
+        return parts[0] if len(parts) == 1 else "(" + " AND ".join(parts) + ")"
+
+    def _node(self, key: str, value: Any, where: str) -> str:
+        self.nodes += 1
+        if self.nodes > _MAX_NODES:
+            raise _bad(f"a metadata filter may have at most {_MAX_NODES} conditions", where)
+        if key in ("AND", "OR"):
+            if not isinstance(value, list) or not value:
+                raise _bad(f"{key} takes a non-empty list of filters", f"{where}.{key}")
+            joined = f" {key} ".join(
+                self.sql(item, f"{where}.{key}.{i}") for i, item in enumerate(value)
+            )
+            return f"({joined})"
+        if key == "NOT":
+            return f"NOT ({self.sql(value, f'{where}.NOT')})"
+        if not _PATH.match(key):
+            raise _bad(f"{key!r} is not a metadata field name (letters, digits, _ - .)", where)
+        if isinstance(value, dict):
+            if not value:
+                raise _bad("an operator object needs at least one operator", f"{where}.{key}")
+            return " AND ".join(
+                self._condition(key, op, operand, f"{where}.{key}.{op}")
+                for op, operand in value.items()
+            )
+        return self._condition(key, "eq", value, f"{where}.{key}")
+
+    def _bind(self, value: Any) -> str:
+        name = f"md_{len(self.params)}"
+        self.params[name] = value
+        return f":{name}"
+
+    def _scalar(self, value: Any, where: str) -> Scalar:
+        if isinstance(value, bool | int | float | str):
+            return value
+        raise _bad("compare metadata with a string, number or boolean", where)
+
+    def _condition(self, path: str, op: str, operand: Any, where: str) -> str:
+        if op not in _OPS:
+            raise _bad(f"unknown operator {op!r}; use one of {', '.join(sorted(_OPS))}", where)
+        if op in ("in", "nin"):
+            if not isinstance(operand, list) or not operand:
+                raise _bad(f"{op} takes a non-empty list", where)
+            ors = " OR ".join(self._compare(path, "=", self._scalar(v, where)) for v in operand)
+            if op == "in":
+                return f"({ors})"
+            return f"(NOT ({ors}) OR {self._value(path)} IS NULL)"
+        if op == "contains":
+            if not isinstance(operand, str):
+                raise _bad("contains takes a string", where)
+            return self._contains(path, operand)
+        condition = self._compare(path, _COMPARE[op], self._scalar(operand, where))
+        if op == "ne":  # a memory without the field is "not equal" too
+            return f"({condition} OR {self._value(path)} IS NULL)"
+        return condition
+
+    def _value(self, path: str) -> str:
+        """The field as SQL: a JSON value on PostgreSQL, a native value on SQLite."""
+        if self.dialect == "postgresql":
+            return (
+                f"(CAST({self.column} AS jsonb) #> CAST({self._bind(path.split('.'))} AS text[]))"
+            )
+        json_path = "$." + ".".join(f'"{part}"' for part in path.split("."))
+        return f"json_extract({self.column}, {self._bind(json_path)})"
+
+    def _compare(self, path: str, sql_op: str, value: Scalar) -> str:
+        if self.dialect == "postgresql":
+            # jsonb compares numbers as numbers and strings as strings, like the JSON values.
+            return f"{self._value(path)} {sql_op} CAST({self._bind(json.dumps(value))} AS jsonb)"
+        if isinstance(value, bool):  # SQLite's json_extract gives 1/0 for true/false
+            value = int(value)
+        return f"{self._value(path)} {sql_op} {self._bind(value)}"
+
+    def _contains(self, path: str, needle: str) -> str:
+        if self.dialect == "postgresql":
+            text_value = f"({self._value(path)} #>> '{{}}')"
+            return f"strpos(lower({text_value}), lower({self._bind(needle)})) > 0"
+        return f"instr(lower({self._value(path)}), lower({self._bind(needle)})) > 0"

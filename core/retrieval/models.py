@@ -1,0 +1,88 @@
+"""Request and response models of search and context packs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from core.memory.models import Memory, MemoryFilters, Name, Out, Strict
+
+
+class SearchFilters(MemoryFilters):
+    occurred_after: datetime | None = None
+    occurred_before: datetime | None = None
+    metadata: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "A filter on metadata fields: {'field': value} or {'field': {'op': value}} with op "
+            "one of eq, ne, in, nin, gt, gte, lt, lte, contains; combine with "
+            "{'AND': [...]}, {'OR': [...]}, {'NOT': {...}}. Dotted names reach nested fields."
+        ),
+    )
+
+
+class SearchIn(Strict):
+    query: str = Field(max_length=10_000, description="Free text; an empty query finds nothing.")
+    limit: int = Field(10, ge=1, le=100)
+    cursor: str | None = None
+    filters: SearchFilters = Field(default_factory=SearchFilters)
+    user_id: Name | None = Field(None, description="Shorthand for filters.user_id.")
+    min_score: float = Field(0.0, ge=0.0, le=1.0)
+    mode: Literal["hybrid", "lexical", "semantic"] = "hybrid"
+    explain: bool = False
+
+
+class Explain(Out):
+    lexical: float = Field(description="Weighted z-score of the full-text match.")
+    semantic: float = Field(description="Weighted z-score of the vector similarity.")
+    context: float = Field(description="Evidence borrowed from the neighbouring memories.")
+    relevance: float = Field(description="All evidence squashed onto [0, 1).")
+    importance: float
+    confidence: float
+    trust: float
+    recency: float
+    superseded: bool
+    score: float
+
+
+class SearchHit(Out):
+    memory: Memory
+    score: float
+    explain: Explain | None = None
+
+
+class SearchPage(Out):
+    results: list[SearchHit]
+    next_cursor: str | None
+
+
+class ContextIn(Strict):
+    query: str = Field(min_length=1, max_length=10_000)
+    max_tokens: int = Field(2000, ge=50, le=100_000)
+    limit: int = Field(30, ge=1, le=100, description="How many search hits to consider.")
+    filters: SearchFilters = Field(default_factory=SearchFilters)
+    user_id: Name | None = None
+    min_score: float = Field(0.0, ge=0.0, le=1.0)
+    expand_links: bool = Field(True, description="Also consider memories linked to the hits.")
+
+
+class Citation(Out):
+    n: int
+    id: str
+    score: float
+    tokens: int
+    via: str | None = Field(None, description="Set when the memory came in through a link.")
+
+
+class Omitted(Out):
+    id: str
+    reason: Literal["budget", "superseded", "below_min_score", "duplicate"]
+
+
+class ContextPack(Out):
+    text: str
+    tokens: int
+    citations: list[Citation]
+    omitted: list[Omitted]

@@ -1,0 +1,478 @@
+"""Vector search inside PostgreSQL with the pgvector extension (HNSW), when it is there.
+
+`memory_vectors` stays the source of truth (float32 bytes, model, dims) so SQLite and the numpy
+path work everywhere. With pgvector usable, `memory_vectors_pgv` holds a copy of each vector as
+a pgvector `vector`, written in the same transaction as `memory_vectors` (core/retrieval/vectors.py
+calls `mirror`) and removed with it (its foreign key cascades from `memory_vectors`, which
+cascades from `memories`: purges and brain clears follow). One partial HNSW index per (model,
+dims) serves the nearest-neighbour query; inner product (`<#>`, vector_ip_ops) because the numpy
+path scores by the dot product too (the embedders' vectors are unit length, so it is the cosine).
+
+Why this DDL lives here and not in core/kernel/db/migrations.py: the `vector` type exists only where
+the extension does, and installing it may need a superuser, so it cannot be part of a schema
+every database (SQLite, PostgreSQL without pgvector) must reach. It is created at runtime, once,
+when MNEMO_PGVECTOR=auto finds the extension installed or installable; a database without it
+keeps the numpy path and one log line says why.
+
+Ranking standardises cosines over the whole scope (core/retrieval/ranking.py). HNSW shows only the
+nearest, so the mean and spread come from a fixed random sample: each copied vector gets a
+uniform `sample_rank`, and the scope's first `SAMPLE_SIZE` vectors by that rank are a uniform
+sample of it (and the rank of the last one estimates the scope's size). A scope smaller than the
+sample is read whole: its statistics and nearest memories are then exact, as on the numpy path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, Engine, bindparam, text
+from sqlalchemy.exc import DBAPIError
+
+if TYPE_CHECKING:
+    # numpy is imported where used: every PostgreSQL request's first step calls `ensure`, and
+    # a cold start should not pay for numpy before its request needs it (handlers/lazy.py).
+    import numpy as np
+
+    from core.retrieval.ranking import Standardiser
+
+log = logging.getLogger("mnemo.search")
+
+TABLE = "memory_vectors_pgv"
+# 1,000 cosines estimate the scope's mean and spread to within a few percent; reading them is
+# one short index range scan.
+SAMPLE_SIZE = 1000
+# Arbitrary, fixed: the advisory lock that serialises creating the copy and its indexes.
+_LOCK_KEY = 0x6D6E7076
+# An index over this many vectors builds in a few seconds (4 s for 10,000 on a busy 2-vCPU
+# machine): fine within a request. Larger ones are built by `mnemo migrate`.
+INLINE_BUILD_ROWS = 20_000
+# A negative answer is asked again after this long: another process may have created the copy.
+_RECHECK_SECONDS = 60.0
+
+
+@dataclass
+class _Engine:
+    active: bool
+    iterative_scan: bool = False  # pgvector >= 0.8 keeps scanning past filtered-out rows
+    indexes: set[tuple[str, int]] = field(default_factory=set)
+    missing: dict[tuple[str, int], float] = field(default_factory=dict)  # too big to build inline
+
+
+_engines: dict[str, _Engine] = {}
+_copy_exists: dict[str, tuple[bool, float]] = {}
+_lock = threading.Lock()
+
+
+def _key(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def ensure(engine: Engine, mode: str) -> bool:
+    """Whether searches on this engine use pgvector (memoised): creates the extension, the copy
+    and backfills it the first time, when `mode` is auto and the database allows it."""
+    if mode == "off" or engine.dialect.name != "postgresql":
+        return False
+    key = _key(engine)
+    state = _engines.get(key)
+    if state is None:
+        with _lock:
+            state = _engines.get(key)
+            if state is None:
+                state = _engines[key] = _prepare(engine)
+    return state.active
+
+
+def _prepare(engine: Engine) -> _Engine:
+    try:
+        with engine.connect() as conn:
+            version, table = _probe(conn)
+        if version is None or not table:
+            with engine.begin() as conn:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+                conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+                created = _create_copy(conn)
+                version, table = _probe(conn)
+            if created:
+                log.info("pgvector: vector search copy created (%d vectors copied)", created)
+    except DBAPIError as error:  # no extension to install, or no right to install it
+        log.info("pgvector not usable, vector search stays on numpy: %s", str(error)[:200])
+        return _Engine(active=False)
+    _copy_exists[_key(engine)] = (True, time.monotonic())
+    major, minor = (int(p) for p in str(version).split(".")[:2])
+    return _Engine(active=True, iterative_scan=(major, minor) >= (0, 8))
+
+
+def _probe(conn: Connection) -> tuple[str | None, bool]:
+    row = conn.execute(
+        text(
+            "SELECT (SELECT extversion FROM pg_extension WHERE extname = 'vector'), "
+            f"to_regclass('{TABLE}') IS NOT NULL"
+        )
+    ).one()
+    return row[0], bool(row[1])
+
+
+def _create_copy(conn: Connection) -> int:
+    """The copy table and its sample index, filled from memory_vectors; returns rows copied."""
+    exists = conn.execute(text(f"SELECT to_regclass('{TABLE}') IS NOT NULL")).scalar()
+    if exists:
+        return 0
+    conn.execute(
+        text(
+            f"CREATE TABLE {TABLE} ("
+            "memory_id TEXT NOT NULL PRIMARY KEY "
+            "REFERENCES memory_vectors (memory_id) ON DELETE CASCADE, "
+            "brain_id TEXT NOT NULL, model TEXT NOT NULL, dims INTEGER NOT NULL, "
+            "embedding vector NOT NULL, "
+            "sample_rank REAL NOT NULL DEFAULT random())"
+        )
+    )
+    conn.execute(
+        text(f"CREATE INDEX ix_{TABLE}_sample ON {TABLE} (brain_id, model, dims, sample_rank)")
+    )
+    import numpy as np
+
+    copied, after = 0, ""
+    while True:  # in pages by id, so a large table is never held in memory at once
+        batch = conn.execute(
+            text(
+                "SELECT memory_id, brain_id, model, vector FROM memory_vectors "
+                "WHERE memory_id > :after ORDER BY memory_id LIMIT 1000"
+            ),
+            {"after": after},
+        ).all()
+        if not batch:
+            break
+        _insert(conn, [(r[0], r[1], r[2], np.frombuffer(r[3], np.float32)) for r in batch])
+        copied += len(batch)
+        after = batch[-1][0]
+    if copied:
+        # Plans over a table without statistics can be ruinous (a nested loop over every
+        # memory of the brain per sampled row) until autovacuum gets to it.
+        conn.execute(text(f"ANALYZE {TABLE}"))
+    return copied
+
+
+def literal(vector: np.ndarray) -> str:
+    """pgvector's text form; repr of each float32 reads back as the very same float32."""
+    import numpy as np
+
+    return "[" + ",".join(map(repr, np.asarray(vector, np.float32).tolist())) + "]"
+
+
+def _insert(conn: Connection, rows: Sequence[tuple[str, str, str, np.ndarray]]) -> None:
+    conn.execute(
+        text(
+            f"INSERT INTO {TABLE} (memory_id, brain_id, model, dims, embedding) "
+            "VALUES (:id, :brain, :model, :dims, CAST(:embedding AS vector)) "
+            "ON CONFLICT (memory_id) DO UPDATE SET brain_id = excluded.brain_id, "
+            "model = excluded.model, dims = excluded.dims, embedding = excluded.embedding"
+        ),
+        [
+            {
+                "id": memory_id,
+                "brain": brain_id,
+                "model": model,
+                "dims": int(vector.shape[0]),
+                "embedding": literal(vector),
+            }
+            for memory_id, brain_id, model, vector in rows
+        ],
+    )
+
+
+def mirroring(conn: Connection) -> bool:
+    """Whether this database has the copy, which every writer of memory_vectors then keeps in
+    step, whatever MNEMO_PGVECTOR says (so switching it back on needs no rebuild)."""
+    if conn.dialect.name != "postgresql":
+        return False
+    key = _key(conn.engine)
+    known = _copy_exists.get(key)
+    if known is not None and (known[0] or time.monotonic() - known[1] < _RECHECK_SECONDS):
+        return known[0]
+    exists = bool(conn.execute(text(f"SELECT to_regclass('{TABLE}') IS NOT NULL")).scalar())
+    _copy_exists[key] = (exists, time.monotonic())
+    return exists
+
+
+def mirror(
+    conn: Connection, brain_id: str, model: str, items: Sequence[tuple[str, np.ndarray]]
+) -> None:
+    """Copy vectors just written to memory_vectors, in the same transaction."""
+    if items and mirroring(conn):
+        _insert(conn, [(memory_id, brain_id, model, v) for memory_id, v in items])
+
+
+def forget() -> None:
+    """Drop the memos (tests that change the database behind the process's back)."""
+    with _lock:
+        _engines.clear()
+        _copy_exists.clear()
+
+
+# -- search -------------------------------------------------------------------------------
+
+
+def _quote(value: str) -> str:
+    # For text(): a ':name' inside the literal would otherwise be taken for a bind parameter.
+    return "'" + value.replace("'", "''").replace(":", "\\:") + "'"
+
+
+def _index_name(model: str, dims: int) -> str:
+    return f"ix_{TABLE}_hnsw_" + hashlib.sha256(f"{model}|{dims}".encode()).hexdigest()[:12]
+
+
+def _predicate(model: str, dims: int, alias: str = "") -> str:
+    # Literals, not parameters: a partial index serves only queries whose WHERE visibly implies
+    # its predicate, which a generic plan over bound parameters does not.
+    return f"{alias}model = {_quote(model)} AND {alias}dims = {int(dims)}"
+
+
+def _ensure_index(engine: Engine, model: str, dims: int) -> None:
+    """The model's HNSW index, built here if the copy is small enough to build it within a
+    request; a larger one is built by `mnemo migrate` (`build_indexes`), and until then the
+    nearest-neighbour query is an exact sort over the brain's vectors: slower, still right."""
+    state = _engines[_key(engine)]
+    if (model, dims) in state.indexes:
+        return
+    waited = state.missing.get((model, dims))
+    if waited is not None and time.monotonic() - waited < _RECHECK_SECONDS:
+        return
+    with _lock, engine.begin() as conn:
+        if _has_index(conn, model, dims):
+            state.indexes.add((model, dims))
+            return
+        rows = conn.execute(
+            text(
+                f"SELECT count(*) FROM (SELECT 1 FROM {TABLE} WHERE {_predicate(model, dims)} "
+                f"LIMIT {INLINE_BUILD_ROWS + 1}) AS s"
+            )
+        ).scalar_one()
+        if rows > INLINE_BUILD_ROWS:
+            if waited is None:
+                log.warning(
+                    "pgvector: no HNSW index for %s (%d dims) yet; vector search sorts exactly "
+                    "until `mnemo migrate` builds it",
+                    model,
+                    dims,
+                )
+            state.missing[(model, dims)] = time.monotonic()
+            return
+        _build(conn, model, dims)
+    state.indexes.add((model, dims))
+    state.missing.pop((model, dims), None)
+
+
+def build_indexes(engine: Engine, report: Callable[[str], None] = log.info) -> int:
+    """Build the HNSW index of every (model, dims) in the copy that has none (`mnemo migrate`,
+    which has no request deadline). Returns how many were built."""
+    built = 0
+    with engine.begin() as conn:
+        pairs = conn.execute(
+            text(f"SELECT DISTINCT model, dims FROM {TABLE}")  # once, at deploy time
+        ).all()
+    for model, dims in pairs:
+        with _lock, engine.begin() as conn:
+            if _has_index(conn, model, dims):
+                continue
+            report(f"pgvector: building the HNSW index for {model} ({dims} dims)")
+            _build(conn, model, dims)
+            built += 1
+    return built
+
+
+def _has_index(conn: Connection, model: str, dims: int) -> bool:
+    found = conn.execute(
+        text("SELECT 1 FROM pg_indexes WHERE indexname = :n"), {"n": _index_name(model, dims)}
+    )
+    return found.first() is not None
+
+
+def _build(conn: Connection, model: str, dims: int) -> None:
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+    started = time.monotonic()
+    conn.execute(
+        text(
+            f"CREATE INDEX IF NOT EXISTS {_index_name(model, dims)} ON {TABLE} "
+            f"USING hnsw ((embedding::vector({int(dims)})) vector_ip_ops) "
+            f"WHERE {_predicate(model, dims)}"
+        )
+    )
+    log.info(
+        "pgvector: HNSW index for %s (%d dims) built in %.1f s",
+        model,
+        dims,
+        time.monotonic() - started,
+    )
+
+
+def _scope_sql(user_id: str | None, states: tuple[str, ...] | None) -> str:
+    where = "m.brain_id = :brain"
+    if user_id is not None:
+        where += " AND m.user_id = :user"
+    if states is not None:
+        where += " AND m.state IN :states"
+    return where
+
+
+@dataclass
+class PgSemantic:
+    """The numpy path's `_Semantic` (core/retrieval/search.py) answered by PostgreSQL: the scope's
+    size, its nearest memories, and standardised cosines of any memory asked about."""
+
+    conn: Connection
+    params: dict[str, object]
+    model: str
+    dims: int
+    scope_where: str
+    std: Standardiser
+    population: int
+    cosines: dict[str, float]
+    exact: bool  # the sample was the whole scope
+    iterative_scan: bool
+
+    @classmethod
+    def load(
+        cls,
+        conn: Connection,
+        *,
+        brain_id: str,
+        user_id: str | None,
+        states: tuple[str, ...] | None,
+        model: str,
+        vector: np.ndarray,
+        noise: float,
+        strong: float,
+        prior: float,
+    ) -> PgSemantic:
+        import numpy as np
+
+        dims = int(vector.shape[0])
+        _ensure_index(conn.engine, model, dims)
+        params: dict[str, object] = {"brain": brain_id, "q": literal(vector), "k": SAMPLE_SIZE}
+        if user_id is not None:
+            params["user"] = user_id
+        if states is not None:
+            params["states"] = tuple(states)
+        scope_where = _scope_sql(user_id, states)
+        # The cosine is computed in the outer query, for the sample only.
+        statement = text(
+            "SELECT s.memory_id, -(s.embedding <#> CAST(:q AS vector)), s.sample_rank FROM ("
+            "SELECT p.memory_id, p.embedding, p.sample_rank "
+            f"FROM {TABLE} p JOIN memories m ON m.id = p.memory_id "
+            f"WHERE p.brain_id = :brain AND {_predicate(model, dims, 'p.')} AND {scope_where} "
+            "ORDER BY p.sample_rank LIMIT :k) AS s"
+        )
+        if states is not None:
+            statement = statement.bindparams(bindparam("states", expanding=True))
+        rows = conn.execute(statement, params).all()
+        cosines = {r[0]: float(r[1]) for r in rows}
+        values = np.fromiter(cosines.values(), np.float64, len(cosines))
+        exact = len(rows) < SAMPLE_SIZE
+        # The k-th smallest of n uniform ranks is near k / n: (k - 1) / rank is unbiased for n.
+        population = len(rows) if exact else round((SAMPLE_SIZE - 1) / max(rows[-1][2], 1e-9))
+        std = _standardiser(
+            values, population, prior=prior, prior_value=noise, min_std=(strong - noise) / 4
+        )
+        state = _engines[_key(conn.engine)]
+        return cls(
+            conn,
+            params,
+            model,
+            dims,
+            scope_where,
+            std,
+            population,
+            cosines,
+            exact,
+            state.iterative_scan,
+        )
+
+    def top(self, n: int) -> list[str]:
+        if not self.exact:
+            self._nearest(n)
+        ranked = sorted(self.cosines.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [memory_id for memory_id, _ in ranked[:n]]
+
+    def _nearest(self, n: int) -> None:
+        """The n nearest in scope from the HNSW index (filters applied during the scan)."""
+        ef = min(1000, max(100, 2 * n))
+        setting = "SELECT set_config('hnsw.ef_search', :ef, true)"
+        if self.iterative_scan:
+            # Rows of other brains, users or states are skipped and the scan goes on, so a
+            # filtered scope still gets its n nearest (relaxed order: ranking re-sorts anyway).
+            setting += ", set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+        self.conn.execute(text(setting), {"ef": str(ef)})
+        d = int(self.dims)
+        statement = text(
+            f"SELECT p.memory_id, -(p.embedding::vector({d}) <#> CAST(:q AS vector({d}))) "
+            f"FROM {TABLE} p JOIN memories m ON m.id = p.memory_id "
+            f"WHERE p.brain_id = :brain AND {_predicate(self.model, d, 'p.')} "
+            f"AND {self.scope_where} "
+            f"ORDER BY p.embedding::vector({d}) <#> CAST(:q AS vector({d})) LIMIT :n"
+        )
+        if "states" in self.params:
+            statement = statement.bindparams(bindparam("states", expanding=True))
+        found = self.conn.execute(statement, {**self.params, "n": n}).all()
+        if len(found) < n:
+            # Either the scope holds fewer than n vectors, or the index scan gave up
+            # (hnsw.max_scan_tuples) before finding n of them among other brains' and users':
+            # either way the scope is small, so rank it exactly (the expression without the
+            # cast is not the index's: no index scan).
+            exact = text(
+                "SELECT p.memory_id, -(p.embedding <#> CAST(:q AS vector)) "
+                f"FROM {TABLE} p JOIN memories m ON m.id = p.memory_id "
+                f"WHERE p.brain_id = :brain AND {_predicate(self.model, d, 'p.')} "
+                f"AND {self.scope_where} ORDER BY 2 DESC LIMIT :n"
+            )
+            if "states" in self.params:
+                exact = exact.bindparams(bindparam("states", expanding=True))
+            found = self.conn.execute(exact, {**self.params, "n": n}).all()
+        for memory_id, cosine in found:
+            self.cosines[memory_id] = float(cosine)
+
+    def z(self, ids: list[str]) -> np.ndarray:
+        """Standardised cosines; a memory without a vector of this model counts as average."""
+        import numpy as np
+
+        missing = [i for i in ids if i not in self.cosines]
+        if missing and not self.exact:
+            # In the scope like every other query here (user and states too, not only the
+            # brain): an id outside it counts as a memory without a vector.
+            statement = text(
+                "SELECT p.memory_id, -(p.embedding <#> CAST(:q AS vector)) "
+                f"FROM {TABLE} p JOIN memories m ON m.id = p.memory_id "
+                "WHERE p.brain_id = :brain AND p.memory_id = ANY(CAST(:ids AS text[])) AND "
+                f"{_predicate(self.model, self.dims, 'p.')} AND {self.scope_where}"
+            )
+            if "states" in self.params:
+                statement = statement.bindparams(bindparam("states", expanding=True))
+            params = {k: v for k, v in self.params.items() if k != "k"}
+            found = self.conn.execute(statement, {**params, "ids": missing}).all()
+            self.cosines.update((memory_id, float(c)) for memory_id, c in found)
+        cosines = np.array([self.cosines.get(i, self.std.mean) for i in ids], np.float64)
+        return self.std.z(cosines)
+
+
+def _standardiser(
+    sample: np.ndarray, population: int, *, prior: float, prior_value: float, min_std: float
+) -> Standardiser:
+    """ranking.standardiser over `population` memories whose cosines are distributed like
+    `sample` (the same prior pseudo-memories), from the sample's first two moments."""
+    import numpy as np
+
+    from core.retrieval.ranking import Standardiser
+
+    if len(sample) == 0:
+        return Standardiser(prior_value, min_std)
+    count = population + prior
+    mean = (population * sample.mean() + prior * prior_value) / count
+    second = (population * np.square(sample).mean() + prior * prior_value**2) / count
+    return Standardiser(float(mean), max(math.sqrt(max(second - mean**2, 0.0)), min_std))

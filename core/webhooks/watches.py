@@ -1,0 +1,288 @@
+"""Watches: a brain's webhook subscriptions (event types or "*", an optional text filter, a URL,
+an active flag). Each matching change writes a delivery to the outbox in its own transaction
+(core/webhooks/outbox.py); this module manages the subscriptions themselves, owners only.
+
+The signing secret is made here and shown once, on create. It is stored as is: an HMAC needs
+the raw key to sign each delivery, and the receiver holds the same raw key to verify.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from sqlalchemy import Connection
+
+from core.events import changelog
+from core.kernel.db.engine import sql
+from core.kernel.errors import Conflict, NotFound
+from core.kernel.ids import iso, new_id, now_ms
+from core.kernel.scope import Scope
+from core.memory.models import Out, Strict
+from core.webhooks import outbox, signing
+from core.webhooks.ssrf import Target
+
+# "memory.created", or a family: "memory.*".
+_EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*(\.[a-z0-9_]+|\.\*)$")
+MAX_EVENT_TYPES = 50
+# Every write of a brain reads its active watches, and the list is one page: both stay cheap
+# only while a brain's watches are few.
+MAX_WATCHES = 100
+EventTypes = Annotated[
+    list[str] | Literal["*"],
+    Field(description='Event types to deliver, e.g. ["memory.created", "link.*"], or "*" for all.'),
+]
+
+
+def _check_event_types(value: list[str] | str) -> list[str] | str:
+    if value == "*":
+        return value
+    assert isinstance(value, list)
+    if not value:
+        raise ValueError('list at least one event type, or "*" for all')
+    if len(value) > MAX_EVENT_TYPES:
+        raise ValueError(f"at most {MAX_EVENT_TYPES} event types")
+    cleaned = []
+    for item in value:
+        item = item.strip().lower()
+        if item == "*":
+            return "*"
+        if not _EVENT_TYPE.match(item):
+            raise ValueError(
+                f"{item!r} is not an event type: they look like memory.created, or link.* for "
+                "a family"
+            )
+        if item not in cleaned:
+            cleaned.append(item)
+    return cleaned
+
+
+class WatchIn(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    event_types: EventTypes = "*"
+    query: str | None = Field(
+        None,
+        min_length=1,
+        max_length=500,
+        description="Only events whose summary or payload contains this text (any case).",
+    )
+    webhook_url: str = Field(min_length=1, max_length=2048, description="https:// URL")
+    active: bool = True
+
+    _types = field_validator("event_types")(_check_event_types)
+
+
+class WatchPatch(Strict):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    event_types: EventTypes | None = None
+    query: str | None = Field(None, max_length=500, description='Text filter; "" removes it.')
+    webhook_url: str | None = Field(None, min_length=1, max_length=2048)
+    active: bool | None = None
+
+    @field_validator("event_types")
+    @classmethod
+    def _types(cls, value: list[str] | str | None) -> list[str] | str | None:
+        return None if value is None else _check_event_types(value)
+
+
+class WatchOut(Out):
+    id: str
+    name: str
+    event_types: list[str] | Literal["*"]
+    query: str | None
+    webhook_url: str
+    active: bool
+    secret_hint: str = Field(description="The secret's first characters, to tell secrets apart")
+    created_at: str | None
+    updated_at: str | None
+    last_triggered_at: str | None
+    last_error: str | None
+
+
+class NewWatchOut(WatchOut):
+    secret: str = Field(description="The signing secret: shown once, store it now")
+
+
+class WatchList(Out):
+    results: list[WatchOut]
+
+
+_COLUMNS = (
+    "id, name, event_types, query, webhook_url, secret, active, created_at, updated_at, "
+    "last_triggered_at, last_error"
+)
+
+
+def _stored_types(value: list[str] | str) -> str:
+    return outbox.ALL_EVENTS if value == "*" else json.dumps(value)
+
+
+def _out(row: Any) -> dict[str, Any]:
+    types: list[str] = json.loads(row.event_types)
+    return {
+        "id": row.id,
+        "name": row.name,
+        "event_types": "*" if types == ["*"] else types,
+        "query": row.query,
+        "webhook_url": row.webhook_url,
+        "active": bool(row.active),
+        "secret_hint": row.secret[: len(signing.SECRET_PREFIX) + 4] + "…",
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+        "last_triggered_at": iso(row.last_triggered_at),
+        "last_error": row.last_error,
+    }
+
+
+def _fetch(conn: Connection, scope: Scope, watch_id: str) -> Any:
+    row = conn.execute(
+        sql(f"SELECT {_COLUMNS} FROM watches WHERE brain_id = :brain AND id = :id"),
+        {"brain": scope.brain_id, "id": watch_id},
+    ).first()
+    if row is None:
+        raise NotFound("no such watch")
+    return row
+
+
+def _record(conn: Connection, scope: Scope, event: str, row_id: str, summary: str) -> None:
+    changelog.record(
+        conn,
+        scope,
+        event_type=f"watch.{event}",
+        entity_type="watch",
+        entity_id=row_id,
+        summary=summary,
+    )
+
+
+def create(conn: Connection, scope: Scope, data: WatchIn, checked: Target) -> dict[str, Any]:
+    """`checked` is the SSRF guard's verdict on data.webhook_url, made before the transaction
+    (a DNS lookup must not hold the write lock)."""
+    scope.require_owner_write()
+    assert checked.url == data.webhook_url
+    count = conn.execute(
+        sql("SELECT count(*) FROM watches WHERE brain_id = :brain"), {"brain": scope.brain_id}
+    ).scalar()
+    if int(count or 0) >= MAX_WATCHES:
+        raise Conflict(
+            f"this brain has {MAX_WATCHES} watches, the most it may have: delete or reuse one "
+            "(a watch takes several event types)",
+            code="watch_limit",
+        )
+    watch_id = new_id()
+    secret = signing.new_secret()
+    now = now_ms()
+    conn.execute(
+        sql(
+            "INSERT INTO watches (id, brain_id, name, event_types, query, query_folded, "
+            "webhook_url, secret, active, created_at, updated_at) VALUES (:id, :brain, :name, "
+            ":types, :query, :folded, :url, :secret, :active, :now, :now)"
+        ),
+        {
+            "id": watch_id,
+            "brain": scope.brain_id,
+            "name": data.name,
+            "types": _stored_types(data.event_types),
+            "query": data.query,
+            "folded": None if data.query is None else data.query.casefold(),
+            "url": data.webhook_url,
+            "secret": secret,
+            "active": int(data.active),
+            "now": now,
+        },
+    )
+    _record(conn, scope, "created", watch_id, f"Watch {data.name!r} created")
+    return {**_out(_fetch(conn, scope, watch_id)), "secret": secret}
+
+
+def list_watches(conn: Connection, scope: Scope) -> list[dict[str, Any]]:
+    scope.require_owner()
+    rows = conn.execute(
+        sql(f"SELECT {_COLUMNS} FROM watches WHERE brain_id = :brain ORDER BY created_at, id"),
+        {"brain": scope.brain_id},
+    )
+    return [_out(r) for r in rows]
+
+
+def get(conn: Connection, scope: Scope, watch_id: str) -> dict[str, Any]:
+    scope.require_owner()
+    return _out(_fetch(conn, scope, watch_id))
+
+
+def update(
+    conn: Connection,
+    scope: Scope,
+    watch_id: str,
+    data: WatchPatch,
+    checked: Target | None,
+) -> dict[str, Any]:
+    """`checked`: the SSRF verdict on the new webhook_url, when the patch changes it."""
+    scope.require_owner_write()
+    row = _fetch(conn, scope, watch_id)
+    changes: dict[str, Any] = {}
+    if data.name is not None:
+        changes["name"] = data.name
+    if data.event_types is not None:
+        changes["event_types"] = _stored_types(data.event_types)
+    if "query" in data.model_fields_set:
+        query = (data.query or "").strip() or None
+        changes["query"] = query
+        changes["query_folded"] = None if query is None else query.casefold()
+    if data.webhook_url is not None and data.webhook_url != row.webhook_url:
+        assert checked is not None and checked.url == data.webhook_url
+        changes["webhook_url"] = data.webhook_url
+    if data.active is not None:
+        changes["active"] = int(data.active)
+    if changes:
+        changes["updated_at"] = now_ms()
+        assignments = ", ".join(f"{column} = :{column}" for column in sorted(changes))
+        conn.execute(
+            sql(f"UPDATE watches SET {assignments} WHERE brain_id = :brain AND id = :id"),
+            {**changes, "brain": scope.brain_id, "id": watch_id},
+        )
+        fields = sorted(k for k in changes if k not in ("updated_at", "query_folded"))
+        _record(
+            conn, scope, "updated", watch_id, f"Watch {row.name!r} updated: {', '.join(fields)}"
+        )
+    return _out(_fetch(conn, scope, watch_id))
+
+
+def delete(conn: Connection, scope: Scope, watch_id: str) -> dict[str, Any]:
+    """The watch and its delivery log; deliveries not yet sent are dropped with it."""
+    scope.require_owner_write()
+    row = _fetch(conn, scope, watch_id)
+    params = {"brain": scope.brain_id, "id": watch_id}
+    conn.execute(sql("DELETE FROM deliveries WHERE brain_id = :brain AND watch_id = :id"), params)
+    conn.execute(sql("DELETE FROM watches WHERE brain_id = :brain AND id = :id"), params)
+    _record(conn, scope, "deleted", watch_id, f"Watch {row.name!r} deleted")
+    return {"id": watch_id, "deleted": True}
+
+
+def test(conn: Connection, scope: Scope, watch_id: str) -> dict[str, Any]:
+    """Queue a `watch.test` delivery to the watch's URL. A paused watch sends nothing, so its
+    test delivery fails saying so in the log."""
+    scope.require_owner_write()
+    _fetch(conn, scope, watch_id)
+    delivery_id = outbox.enqueue_test(conn, scope, watch_id)
+    found = outbox.get_delivery(conn, scope, delivery_id)
+    assert found is not None
+    return found
+
+
+def deliveries(
+    conn: Connection,
+    scope: Scope,
+    watch_id: str,
+    *,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+) -> dict[str, Any]:
+    scope.require_owner()
+    _fetch(conn, scope, watch_id)
+    results, next_cursor = outbox.list_deliveries(
+        conn, scope, watch_id, status=status, limit=limit, cursor=cursor
+    )
+    return {"results": results, "next_cursor": next_cursor}

@@ -1,0 +1,682 @@
+"""Mnemo's MCP tools: one entry per core operation, each calling the same core function with the
+same models as its REST twin (named in each entry's comment). A feature adds its tools by
+adding entries to TOOLS.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.curation import conflicts, merge
+from core.curation.models import (
+    ConflictListQuery,
+    ConflictOut,
+    ConflictPage,
+    DetectIn,
+    DetectOut,
+    MergeIn,
+    MergeOut,
+    ResolveIn,
+)
+from core.curation.summaries import service as summaries
+from core.curation.summaries.models import Digest, DigestQuery, UserSummaryOut
+from core.embeddings import get_embedder
+from core.events import changelog
+from core.graph import links
+from core.graph import traversal as graph
+from core.graph.models import (
+    Link,
+    LinkDeleted,
+    LinkDeleteIn,
+    LinkIn,
+    LinkListQuery,
+    LinkPage,
+    NeighborPage,
+    NeighborQuery,
+    Path,
+    PathQuery,
+    Subgraph,
+    SubgraphQuery,
+)
+from core.kernel.ids import parse_time
+from core.memory import store as memories
+from core.memory.models import (
+    BatchResult,
+    ChangelogPage,
+    ChangelogQuery,
+    Deleted,
+    FactQuery,
+    HistoryPage,
+    Memory,
+    MemoryBatchIn,
+    MemoryFilters,
+    MemoryIn,
+    MemoryListQuery,
+    MemoryPage,
+    MemoryPatch,
+    PurgeIn,
+    StateChangeIn,
+    UserMemoriesQuery,
+    valid_memories,
+)
+from core.retrieval.context import pack
+from core.retrieval.models import ContextIn, ContextPack, SearchIn, SearchPage
+from core.retrieval.search import record_access, search
+from handlers.mcp.registry import NoArguments, Ref, Refs, Registry, Runner, Tool
+
+MEMORY_ID = Ref("id", "The memory's id, as returned by save, search or list.")
+FACT_KEY = Ref("key", "What the fact is about, as saved (e.g. 'user.timezone').")
+LINK_ID = Ref("id", "The link's id, as returned by link or links.")
+USER_ID = Ref("user_id", "The end user, as given in user_id when memories were saved.")
+
+
+# -- retrieval (POST /v1/search, POST /v1/context) ---------------------------------------------
+
+
+async def _search(run: Runner, _: Refs, data: SearchIn) -> Any:
+    vector = None if data.mode == "lexical" else await run.query_vector(data.query)
+    page = await run.read(search, data, vector, run.ranking)
+    await run.write(record_access, page.pop("touched"))
+    return page
+
+
+async def _context(run: Runner, _: Refs, data: ContextIn) -> Any:
+    vector = await run.query_vector(data.query)
+    result = await run.read(pack, data, vector, run.ranking)
+    await run.write(record_access, result.pop("touched"))
+    return result
+
+
+# -- memories (/v1/memories..., /v1/facts/{key}, /v1/users/{user_id}/memories) -----------------
+
+
+async def _save(run: Runner, _: Refs, data: MemoryIn) -> Any:
+    index = await run.indexer([data])
+    return await run.write(memories.create, data, run.limits, index)
+
+
+async def _save_batch(run: Runner, _: Refs, data: MemoryBatchIn) -> Any:
+    index = await run.indexer(valid_memories(data.memories))
+    return {"results": await run.write(memories.create_batch, data.memories, run.limits, index)}
+
+
+def _batch_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The REST model types batch items as objects (each is validated on its own, so errors
+    name their index); tell the model what an item looks like."""
+    item = MemoryIn.model_json_schema(mode="validation")
+    item.pop("title", None)
+    defs = schema.setdefault("$defs", {})
+    defs.update(item.pop("$defs", {}))
+    defs["MemoryIn"] = item
+    schema["properties"]["memories"]["items"] = {"$ref": "#/$defs/MemoryIn"}
+    return schema
+
+
+async def _get(run: Runner, refs: Refs, _: NoArguments) -> Any:
+    return await run.read(memories.get, refs["id"])
+
+
+async def _get_fact(run: Runner, refs: Refs, query: FactQuery) -> Any:
+    return await run.read(memories.get_fact, refs["key"], query.user_id)
+
+
+async def _list(run: Runner, _: Refs, query: MemoryListQuery) -> Any:
+    return await run.read(
+        memories.list_memories,
+        query,
+        limit=query.limit,
+        cursor=query.cursor,
+        include_total=query.include_total,
+    )
+
+
+async def _user_memories(run: Runner, refs: Refs, query: UserMemoriesQuery) -> Any:
+    filters = MemoryFilters(user_id=refs["user_id"], state=query.state)
+    page = await run.read(
+        memories.list_memories,
+        filters,
+        limit=query.limit,
+        cursor=query.cursor,
+        include_total=query.include_total,
+    )
+    return {"user_id": refs["user_id"], **page}
+
+
+async def _update(run: Runner, refs: Refs, data: MemoryPatch) -> Any:
+    index = await run.indexer([])
+    return await run.write(memories.update, refs["id"], data, run.limits, index)
+
+
+async def _state(run: Runner, memory_id: str, target: str, actor: StateChangeIn) -> Any:
+    return await run.write(
+        memories.set_state,
+        memory_id,
+        target,
+        await run.indexer([]),
+        actor_id=actor.actor_id,
+        role=actor.role,
+    )
+
+
+async def _archive(run: Runner, refs: Refs, actor: StateChangeIn) -> Any:
+    return await _state(run, refs["id"], "archived", actor)
+
+
+async def _restore(run: Runner, refs: Refs, actor: StateChangeIn) -> Any:
+    return await _state(run, refs["id"], "active", actor)
+
+
+async def _delete(run: Runner, refs: Refs, actor: StateChangeIn) -> Any:
+    return await _state(run, refs["id"], "deleted", actor)
+
+
+async def _purge(run: Runner, refs: Refs, data: PurgeIn) -> Any:
+    return await run.write(
+        memories.purge,
+        refs["id"],
+        await run.indexer([]),
+        confirm=data.confirm,
+        actor_id=data.actor_id,
+    )
+
+
+async def _history(run: Runner, refs: Refs, _: NoArguments) -> Any:
+    return {"results": await run.read(memories.history_of, refs["id"])}
+
+
+# -- summaries (/v1/users/{user_id}/summary[/regenerate], GET /v1/summary) ----------------------
+
+
+async def _user_summary(run: Runner, refs: Refs, _: NoArguments) -> Any:
+    found = await run.own_transactions(summaries.get_user_summary, refs["user_id"])
+    return found.as_json()
+
+
+async def _regenerate_summary(run: Runner, refs: Refs, _: NoArguments) -> Any:
+    made = await run.own_transactions(summaries.regenerate_user_summary, refs["user_id"])
+    return made.as_json()
+
+
+async def _digest(run: Runner, _: Refs, query: DigestQuery) -> Any:
+    max_tokens = query.max_tokens or run.settings.summaries.max_tokens
+    return await run.own_transactions(
+        summaries.digest, max_tokens=max_tokens, important=query.important
+    )
+
+
+# -- changelog (GET /v1/changelog) -------------------------------------------------------------
+
+
+async def _changelog(run: Runner, _: Refs, query: ChangelogQuery) -> Any:
+    entries, next_cursor = await run.read(
+        changelog.feed,
+        since=None if query.since is None else parse_time(query.since),
+        event_type=query.event_type,
+        cursor=query.cursor,
+        limit=query.limit,
+    )
+    return {"results": entries, "next_cursor": next_cursor}
+
+
+# -- links and the graph (/v1/links..., /v1/memories/{id}/links|neighbors, /v1/graph/...) -----
+
+
+async def _link(run: Runner, _: Refs, data: LinkIn) -> Any:
+    return await run.write(links.create, data)
+
+
+async def _unlink(run: Runner, refs: Refs, data: LinkDeleteIn) -> Any:
+    return await run.write(links.delete, refs["id"], actor_id=data.actor_id)
+
+
+async def _links(run: Runner, refs: Refs, query: LinkListQuery) -> Any:
+    return await run.read(
+        links.list_for,
+        refs["id"],
+        direction=query.direction,
+        relations=query.relation,
+        limit=query.limit,
+        cursor=query.cursor,
+    )
+
+
+async def _neighbors(run: Runner, refs: Refs, query: NeighborQuery) -> Any:
+    return await run.read(
+        graph.neighbors,
+        refs["id"],
+        direction=query.direction,
+        relations=query.relation,
+        limit=query.limit,
+        include_archived=query.include_archived,
+    )
+
+
+async def _subgraph(run: Runner, _: Refs, query: SubgraphQuery) -> Any:
+    vector = None
+    if query.query is not None and query.memory_id is None:
+        vector = await run.query_vector(query.query)
+    return await run.read(graph.subgraph, query, vector, run.ranking)
+
+
+async def _path(run: Runner, _: Refs, query: PathQuery) -> Any:
+    return await run.read(graph.path, query)
+
+
+# -- conflicts and merge (/v1/conflicts..., POST /v1/memories/merge) -----------------------------
+
+CONFLICT_ID = Ref("id", "The conflict's id, as returned by conflicts.")
+
+
+async def _conflicts(run: Runner, _: Refs, query: ConflictListQuery) -> Any:
+    return await run.read(
+        conflicts.list_conflicts,
+        status=query.status,
+        kind=query.kind,
+        memory_id=query.memory_id,
+        user_id=query.user_id,
+        limit=query.limit,
+        cursor=query.cursor,
+    )
+
+
+async def _detect_conflicts(run: Runner, _: Refs, data: DetectIn) -> Any:
+    embedder = get_embedder(run.settings.embedder)
+    space = conflicts.VectorSpace(embedder.name, embedder.dims, run.settings.conflicts.neighbours)
+    return await run.write(
+        conflicts.detect_now,
+        memory_id=data.memory_id,
+        user_id=data.user_id,
+        limit=data.limit,
+        space=space,
+    )
+
+
+async def _resolve_conflict(run: Runner, refs: Refs, data: ResolveIn) -> Any:
+    index = await run.indexer([])
+    return await run.write(
+        conflicts.resolve,
+        refs["id"],
+        winner_id=data.winner_id,
+        mode=data.mode,
+        note=data.note,
+        index=index,
+        actor_id=data.actor_id,
+        role=data.role,
+    )
+
+
+async def _merge(run: Runner, _: Refs, data: MergeIn) -> Any:
+    text = await run.read(
+        merge.planned_text, data.ids, content=data.content, title=data.title, into_id=data.into_id
+    )
+    index = await run.text_indexer([text] if text is not None else [])
+    return await run.write(
+        merge.merge,
+        data.ids,
+        limits=run.limits,
+        index=index,
+        content=data.content,
+        title=data.title,
+        into_id=data.into_id,
+        actor_id=data.actor_id,
+        role=data.role,
+    )
+
+
+TOOLS: list[Tool[Any]] = [
+    Tool(  # POST /v1/search
+        name="search",
+        title="Search memories",
+        description=(
+            "Find memories relevant to a question or topic: hybrid full-text and semantic "
+            "search, best first, each with a score in [0, 1]. Use it before answering anything "
+            "that may depend on what was remembered earlier. Narrow with `filters` (type, tag, "
+            "user_id, agent_id, run_id, dates, metadata) or the `user_id` shorthand; page with "
+            "`cursor` set to the previous `next_cursor`."
+        ),
+        run=_search,
+        body=SearchIn,
+        output=SearchPage,
+    ),
+    Tool(  # POST /v1/context
+        name="context",
+        title="Build a context pack",
+        description=(
+            "Answer-ready context for a question: the most relevant memories as numbered lines "
+            "within a token budget (`max_tokens`), with citations mapping each [n] to a memory "
+            "id. Prefer it over `search` when the text goes straight into a prompt."
+        ),
+        run=_context,
+        body=ContextIn,
+        output=ContextPack,
+    ),
+    Tool(  # POST /v1/memories
+        name="save",
+        title="Save a memory",
+        description=(
+            "Save one memory. `type` is note (the default), fact or journal. A fact is the "
+            "current truth about its `key` (e.g. 'user.timezone'): saving a new fact for the "
+            "same key and user supersedes the old one. Saving content that already exists "
+            "returns the existing memory with `deduplicated: true` instead of a copy. Set "
+            "`user_id` when the memory is about one end user."
+        ),
+        run=_save,
+        body=MemoryIn,
+        output=Memory,
+        writes=True,
+    ),
+    Tool(  # POST /v1/memories/batch
+        name="save_batch",
+        title="Save several memories",
+        description=(
+            "Save up to 500 memories at once, each shaped as for `save`. All or nothing: if any "
+            "item is invalid nothing is saved, and the error lists every problem by index."
+        ),
+        run=_save_batch,
+        body=MemoryBatchIn,
+        output=BatchResult,
+        writes=True,
+        schema_hook=_batch_schema,
+    ),
+    Tool(  # GET /v1/memories/{id}
+        name="get",
+        title="Get a memory",
+        description="Fetch one memory by id, whatever its state (active, archived or deleted).",
+        run=_get,
+        body=NoArguments,
+        refs=(MEMORY_ID,),
+        output=Memory,
+    ),
+    Tool(  # GET /v1/facts/{key}
+        name="get_fact",
+        title="Get the current fact",
+        description=(
+            "The current fact saved for a key (the newest active memory of type fact with that "
+            "key), for one `user_id` or, without it, the brain-wide fact."
+        ),
+        run=_get_fact,
+        body=FactQuery,
+        refs=(FACT_KEY,),
+        output=Memory,
+    ),
+    Tool(  # GET /v1/memories
+        name="list",
+        title="List memories",
+        description=(
+            "List memories newest first, filtered by type, tag, user_id, agent_id, run_id, "
+            "source, state or creation and update dates; page with `cursor` set to the previous "
+            "`next_cursor`. To find memories by meaning, use `search`."
+        ),
+        run=_list,
+        body=MemoryListQuery,
+        output=MemoryPage,
+    ),
+    Tool(  # GET /v1/users/{user_id}/memories
+        name="user_memories",
+        title="List a user's memories",
+        description="Page through every memory of one end user, newest first.",
+        run=_user_memories,
+        body=UserMemoriesQuery,
+        refs=(USER_ID,),
+        output=MemoryPage,
+    ),
+    Tool(  # GET /v1/users/{user_id}/summary
+        name="user_summary",
+        title="A user's summary",
+        description=(
+            "A short plain-text profile of one end user, one line per theme of what is "
+            "remembered about them; remade first when enough new memories came in. Read it at "
+            "the start of a conversation with that user."
+        ),
+        run=_user_summary,
+        body=NoArguments,
+        refs=(USER_ID,),
+        output=UserSummaryOut,
+    ),
+    Tool(  # POST /v1/users/{user_id}/summary/regenerate
+        name="regenerate_summary",
+        title="Remake a user's summary",
+        description=(
+            "Remake a user's summary now instead of waiting for enough new memories, for "
+            "example right after correcting or deleting several of their memories."
+        ),
+        run=_regenerate_summary,
+        body=NoArguments,
+        refs=(USER_ID,),
+        output=UserSummaryOut,
+        writes=True,
+    ),
+    Tool(  # GET /v1/summary
+        name="digest",
+        title="What this memory holds",
+        description=(
+            "An overview of everything remembered here: the main themes with examples, and the "
+            "most important memories. Use it to get oriented, not to answer a specific question "
+            "(use `search` for that)."
+        ),
+        run=_digest,
+        body=DigestQuery,
+        output=Digest,
+    ),
+    Tool(  # PATCH /v1/memories/{id}
+        name="update",
+        title="Update a memory",
+        description=(
+            "Change a memory's content, title, tags, source, confidence, importance, metadata "
+            "(merged into the existing metadata unless `metadata_mode` is 'replace') or "
+            "occurred_at. Only the fields given change; the previous version stays in its "
+            "history."
+        ),
+        run=_update,
+        body=MemoryPatch,
+        refs=(MEMORY_ID,),
+        output=Memory,
+        writes=True,
+        destructive=True,
+    ),
+    Tool(  # POST /v1/memories/{id}/archive
+        name="archive",
+        title="Archive a memory",
+        description=(
+            "Archive a memory that is outdated but worth keeping: it leaves search and default "
+            "listings and can be restored."
+        ),
+        run=_archive,
+        body=StateChangeIn,
+        refs=(MEMORY_ID,),
+        output=Memory,
+        writes=True,
+    ),
+    Tool(  # POST /v1/memories/{id}/restore
+        name="restore",
+        title="Restore a memory",
+        description="Make an archived or deleted memory active again.",
+        run=_restore,
+        body=StateChangeIn,
+        refs=(MEMORY_ID,),
+        output=Memory,
+        writes=True,
+    ),
+    Tool(  # DELETE /v1/memories/{id}
+        name="delete",
+        title="Delete a memory",
+        description=(
+            "Delete a memory. The delete is soft: `restore` brings it back. To erase it for "
+            "good, use `purge`."
+        ),
+        run=_delete,
+        body=StateChangeIn,
+        refs=(MEMORY_ID,),
+        output=Memory,
+        writes=True,
+        destructive=True,
+    ),
+    Tool(  # POST /v1/memories/{id}/purge
+        name="purge",
+        title="Erase a memory for good",
+        description=(
+            "Erase a memory and its history permanently; it cannot be undone, so `confirm` must "
+            "be true. Use it only when the content itself must be gone (for example the user "
+            "asked to be forgotten); otherwise use `delete`."
+        ),
+        run=_purge,
+        body=PurgeIn,
+        refs=(MEMORY_ID,),
+        output=Deleted,
+        writes=True,
+        destructive=True,
+    ),
+    Tool(  # GET /v1/memories/{id}/history
+        name="history",
+        title="A memory's history",
+        description=(
+            "Every change to one memory, oldest first: saves, updates, archives, deletes and "
+            "restores, with the old and new content and who made each change."
+        ),
+        run=_history,
+        body=NoArguments,
+        refs=(MEMORY_ID,),
+        output=HistoryPage,
+    ),
+    Tool(  # GET /v1/changelog
+        name="changelog",
+        title="Changes in this brain",
+        description=(
+            "Every change in this memory store, oldest first from `since` (ISO 8601): what was "
+            "saved, updated, archived, deleted or purged, and by whom. Follow `next_cursor` to "
+            "keep up."
+        ),
+        run=_changelog,
+        body=ChangelogQuery,
+        output=ChangelogPage,
+    ),
+    Tool(  # POST /v1/links
+        name="link",
+        title="Link two memories",
+        description=(
+            "Record how two memories of the same user relate: `relation` is one of related, "
+            "supports, contradicts, supersedes, causes, example_of (from_id -> to_id), with an "
+            "optional `label` and `weight` (0 to 1). The same link again returns the existing "
+            "one; a pair may carry several relations."
+        ),
+        run=_link,
+        body=LinkIn,
+        output=Link,
+        writes=True,
+    ),
+    Tool(  # DELETE /v1/links/{id}
+        name="unlink",
+        title="Delete a link",
+        description="Delete one link by its id (as returned by link or links).",
+        run=_unlink,
+        body=LinkDeleteIn,
+        refs=(LINK_ID,),
+        output=LinkDeleted,
+        writes=True,
+        destructive=True,
+    ),
+    Tool(  # GET /v1/memories/{id}/links
+        name="links",
+        title="A memory's links",
+        description=(
+            "The links of one memory both ways (`direction` out, in or both), newest first, "
+            "each with a preview of the memory at the other end."
+        ),
+        run=_links,
+        body=LinkListQuery,
+        refs=(MEMORY_ID,),
+        output=LinkPage,
+    ),
+    Tool(  # GET /v1/memories/{id}/neighbors
+        name="neighbors",
+        title="Linked memories",
+        description=(
+            "The memories one link away from a memory, in full, strongest link first; filter "
+            "by `relation` or `direction`."
+        ),
+        run=_neighbors,
+        body=NeighborQuery,
+        refs=(MEMORY_ID,),
+        output=NeighborPage,
+    ),
+    Tool(  # GET /v1/graph/subgraph
+        name="subgraph",
+        title="Explore the memory graph",
+        description=(
+            "The memories within `radius` links of one memory (`memory_id`) or of the best "
+            "search hits for a `query`, nearest first, at most `limit`, with the links between "
+            "them. Use it to see what surrounds a topic."
+        ),
+        run=_subgraph,
+        body=SubgraphQuery,
+        output=Subgraph,
+    ),
+    Tool(  # GET /v1/graph/path
+        name="path",
+        title="How two memories connect",
+        description=(
+            "A shortest chain of links between two memories (links followed both ways), at "
+            "most `max_hops` long; an error with code no_path when none is that short."
+        ),
+        run=_path,
+        body=PathQuery,
+        output=Path,
+    ),
+    Tool(  # GET /v1/conflicts
+        name="conflicts",
+        title="List conflicting memories",
+        description=(
+            "Pairs of memories that disagree (the same fact key with different content, a "
+            "contradicts link, or the same statement with another number, date or a negation), "
+            "newest first, each with both memories. Filter by `status` (needs_review for the "
+            "open ones), `kind`, `memory_id` or `user_id`."
+        ),
+        run=_conflicts,
+        body=ConflictListQuery,
+        output=ConflictPage,
+    ),
+    Tool(  # POST /v1/conflicts/detect
+        name="detect_conflicts",
+        title="Look for conflicts now",
+        description=(
+            "Check one memory (`memory_id`) against its most similar memories, or the `limit` "
+            "most recently changed ones, for conflicts; returns the new ones. Run it after "
+            "saving something that may contradict what was known."
+        ),
+        run=_detect_conflicts,
+        body=DetectIn,
+        output=DetectOut,
+        writes=True,
+    ),
+    Tool(  # POST /v1/conflicts/{id}/resolve
+        name="resolve_conflict",
+        title="Resolve a conflict",
+        description=(
+            "Keep one memory of a conflicting pair (`winner_id`): the other is marked as "
+            "superseded by it and archived (`mode` archive, the default) or kept but ranked "
+            "down in search (`mode` demote)."
+        ),
+        run=_resolve_conflict,
+        body=ResolveIn,
+        refs=(CONFLICT_ID,),
+        output=ConflictOut,
+        writes=True,
+        destructive=True,
+    ),
+    Tool(  # POST /v1/memories/merge
+        name="merge",
+        title="Merge memories",
+        description=(
+            "Merge 2 to 20 memories of one user into one: contents joined (or `content` "
+            "given), tags united, links moved to the result; the originals are archived as "
+            "superseded by it. With `into_id`, one of them is kept and absorbs the others."
+        ),
+        run=_merge,
+        body=MergeIn,
+        output=MergeOut,
+        writes=True,
+        destructive=True,
+    ),
+]
+
+REGISTRY = Registry(TOOLS)
