@@ -1,7 +1,7 @@
 """Webhooks: draining the outbox, and what the outbox costs a write.
 
 1. Drain: 1,000 `watch.test` deliveries queued for one watch whose URL is a local HTTP receiver
-   (http.server on 127.0.0.1, MNEMO_WEBHOOK_ALLOW_HTTP_LOOPBACK), drained by `outbox.drain` as
+   (http.server on 127.0.0.1, MNEMO_WEBHOOK_ALLOW_HTTP_LOOPBACK), drained by `sending.drain` as
    the DeliveryFunction and `mnemo deliver` do: claim, sign, POST, record. Time and
    deliveries/s, at the default concurrency (8) and at 1, on SQLite and PostgreSQL.
 2. Add overhead: POST /v1/memories through the in-process Lambda handler, the variants taking
@@ -35,11 +35,12 @@ from bench.common import (
     sqlite_url,
     table,
 )
+from core.events import outbox
 from core.kernel.config import WebhookSettings
 from core.kernel.db.engine import dispose, get_engine, sql, transaction
 from core.kernel.db.migrations import ensure_schema
 from core.kernel.scope import Scope
-from core.webhooks import outbox
+from core.webhooks import outbox as sending
 from core.webhooks.ssrf import check_url
 from core.webhooks.watches import WatchIn, create
 from tests.webhook_receiver import Receiver
@@ -74,7 +75,7 @@ def drain_once(url: str, count: int, concurrency: int) -> dict[str, Any]:
                 outbox.enqueue_test(conn, scope, watch_id)
         settings = WebhookSettings(allow_http_loopback=True, concurrency=concurrency)
         started = time.perf_counter()
-        report = outbox.drain(engine, settings, budget_seconds=600)
+        report = sending.drain(engine, settings, budget_seconds=600)
         seconds = time.perf_counter() - started
         received = len(receiver.received)
     if report.delivered != count or received != count:

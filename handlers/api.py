@@ -85,7 +85,8 @@ def create_app(settings: Settings | None = None, *, offload: bool = False) -> St
     if settings.snap_start:
         lazy.all_routes()
     if settings.webhooks.queue_url:
-        from core.webhooks import outbox, queue
+        from core.events import outbox
+        from core.webhooks import queue
 
         # On AWS: a commit that wrote webhook deliveries sends the DeliveryFunction a message.
         outbox.set_notifier(queue.notifier(settings.webhooks.queue_url))

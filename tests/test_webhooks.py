@@ -19,6 +19,7 @@ import pytest
 from moto import mock_aws
 from sqlalchemy import Engine, text
 
+from core.events import outbox as enqueue
 from core.identity.keys import create_key
 from core.kernel.config import Limits, Settings, WebhookSettings
 from core.kernel.db.engine import transaction
@@ -90,7 +91,7 @@ def owner(hook_settings: Settings, engine: Engine) -> Iterator[LambdaClient]:
 @pytest.fixture(autouse=True)
 def _no_notifier() -> Iterator[None]:
     yield
-    outbox.set_notifier(None)
+    enqueue.set_notifier(None)
 
 
 def brain_of(engine: Engine, slug: str) -> str:
@@ -704,7 +705,7 @@ def test_two_drainers_at_once_never_send_the_same_delivery(
     scope = Scope(brain_id=brain_id, principal="test", role="owner")
     with transaction(engine) as conn:
         for _ in range(60):
-            outbox.enqueue_test(conn, scope, watch["id"])
+            enqueue.enqueue_test(conn, scope, watch["id"])
     sent: list[str] = []
     lock = threading.Lock()
 
@@ -742,7 +743,7 @@ def test_a_drainer_claims_no_more_than_it_can_send_before_its_lease_runs_out(
     scope = Scope(brain_id=brain_id, principal="test", role="owner")
     with transaction(engine) as conn:
         for _ in range(3):
-            outbox.enqueue_test(conn, scope, watch["id"])
+            enqueue.enqueue_test(conn, scope, watch["id"])
     held: list[int] = []
 
     def sender(target: Target, body: bytes, headers: dict[str, str], *, timeout: float) -> Any:

@@ -7,11 +7,11 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from core.events import outbox
 from core.kernel import cursor as cursors
 from core.kernel.db.engine import sql
 from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
-from core.webhooks import outbox
 
 _PREVIEW = 80
 

@@ -9,9 +9,10 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 
+from core.events import outbox
 from core.kernel.config import WebhookSettings
 from core.kernel.ids import now_ms
-from core.webhooks import outbox
+from core.webhooks import outbox as deliveries
 from core.webhooks.ssrf import Resolver, system_resolver
 
 log = logging.getLogger("mnemo.webhooks")
@@ -56,8 +57,8 @@ class BackgroundDrainer:
                 return
             try:
                 engine = self._engine()
-                outbox.drain(engine, self._settings, resolver=self._resolver)
-                due = outbox.next_due(engine)
+                deliveries.drain(engine, self._settings, resolver=self._resolver)
+                due = deliveries.next_due(engine)
             except Exception:
                 log.exception("webhook drain failed; trying again shortly")
                 due = None

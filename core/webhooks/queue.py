@@ -12,7 +12,7 @@ import json
 import threading
 from typing import Any
 
-from core.webhooks.outbox import Notifier
+from core.events.outbox import Notifier
 
 # SQS caps DelaySeconds at 15 minutes; a later retry is picked up by a later message or sweep.
 MAX_DELAY_SECONDS = 900

@@ -1,6 +1,6 @@
 """Watches: a brain's webhook subscriptions (event types or "*", an optional text filter, a URL,
 an active flag). Each matching change writes a delivery to the outbox in its own transaction
-(core/webhooks/outbox.py); this module manages the subscriptions themselves, owners only.
+(core/events/outbox.py); this module manages the subscriptions themselves, owners only.
 
 The signing secret is made here and shown once, on create. It is stored as is: an HMAC needs
 the raw key to sign each delivery, and the receiver holds the same raw key to verify.
@@ -15,13 +15,14 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 from sqlalchemy import Connection
 
-from core.events import changelog
+from core.events import changelog, outbox
 from core.kernel.db.engine import sql
 from core.kernel.errors import Conflict, NotFound
 from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
 from core.memory.models import Out, Strict
-from core.webhooks import outbox, signing
+from core.webhooks import outbox as delivery_log
+from core.webhooks import signing
 from core.webhooks.ssrf import Target
 
 # "memory.created", or a family: "memory.*".
@@ -266,7 +267,7 @@ def test(conn: Connection, scope: Scope, watch_id: str) -> dict[str, Any]:
     scope.require_owner_write()
     _fetch(conn, scope, watch_id)
     delivery_id = outbox.enqueue_test(conn, scope, watch_id)
-    found = outbox.get_delivery(conn, scope, delivery_id)
+    found = delivery_log.get_delivery(conn, scope, delivery_id)
     assert found is not None
     return found
 
@@ -282,7 +283,7 @@ def deliveries(
 ) -> dict[str, Any]:
     scope.require_owner()
     _fetch(conn, scope, watch_id)
-    results, next_cursor = outbox.list_deliveries(
+    results, next_cursor = delivery_log.list_deliveries(
         conn, scope, watch_id, status=status, limit=limit, cursor=cursor
     )
     return {"results": results, "next_cursor": next_cursor}
