@@ -145,7 +145,7 @@ def record(
 
 
 def on_contradicts_link(conn: Connection, scope: Scope, from_id: str, to_id: str) -> None:
-    """For core/graph/links.py: a `contradicts` link is a conflict to review, recorded with it."""
+    """A `contradicts` link is a conflict to review, recorded with it (core/app/linking.py)."""
     rows = _memories(conn, scope.brain_id, [from_id, to_id])
     if len(rows) == 2 and from_id != to_id:
         record(conn, scope, rows[from_id], rows[to_id], kind="link", reason="contradicts_link")

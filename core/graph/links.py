@@ -185,12 +185,6 @@ def create(conn: Connection, scope: Scope, data: LinkIn) -> dict[str, Any]:
     }
     insert(conn, scope.brain_id, [link])
     record_created(conn, scope, [link], source.user_id)
-    if data.relation == "contradicts":
-        # Imported here: core.curation.conflicts reads core.memory.store, whose create path imports
-        # this module (waypoints).
-        from core.curation import conflicts
-
-        conflicts.on_contradicts_link(conn, scope, data.from_id, data.to_id)
     return {**link_dict(link), "deduplicated": False}
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.app.linking import create_link
 from core.curation import conflicts, merge
 from core.curation.models import (
     ConflictListQuery,
@@ -222,7 +223,7 @@ async def _changelog(run: Runner, _: Refs, query: ChangelogQuery) -> Any:
 
 
 async def _link(run: Runner, _: Refs, data: LinkIn) -> Any:
-    return await run.write(links.create, data)
+    return await run.write(create_link, data)
 
 
 async def _unlink(run: Runner, refs: Refs, data: LinkDeleteIn) -> Any:

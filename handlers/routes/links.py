@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from core.app.linking import create_link
 from core.graph import links, suggestions
 from core.graph import traversal as graph
 from core.graph.models import (
@@ -34,7 +35,7 @@ _RELATION = ("relation",)
 async def create(request: Request) -> Response:
     ctx = await authorize(request)
     data = await read_body(request, LinkIn)
-    link = await ctx.write(links.create, data)
+    link = await ctx.write(create_link, data)
     return json_response(link, 200 if link["deduplicated"] else 201)
 
 

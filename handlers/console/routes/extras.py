@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from core.app.linking import create_link
 from core.graph import links
 from core.graph import traversal as graph
 from core.graph.models import LinkIn, SubgraphQuery
@@ -53,7 +54,7 @@ async def add_link(request: Request) -> Response:
                 "label": form.optional("label"),
             }
         )
-        await view.ctx.write(links.create, data)
+        await view.ctx.write(create_link, data)
     except ValidationError as exc:
         return _link_error(view, first_problem(exc), 422)
     except MnemoError as err:
