@@ -69,15 +69,6 @@ def _norm_key(key: str | None) -> str | None:
     return None if key is None else " ".join(key.split()).lower()
 
 
-def _visible(scope: Scope, params: dict[str, Any], alias: str = "") -> str:
-    params["brain"] = scope.brain_id
-    clause = f"{alias}brain_id = :brain"
-    if scope.user_id is not None:
-        params["scope_user"] = scope.user_id
-        clause += f" AND {alias}user_id = :scope_user"
-    return clause
-
-
 def _to_dict(row: Any) -> dict[str, Any]:
     out = dict(row._mapping)
     out["detail"] = json.loads(out["detail"])
@@ -522,7 +513,7 @@ def detect_now(
     memories in scope. Returns the conflicts it recorded."""
     scope.require_write()
     params: dict[str, Any] = {"limit": limit}
-    where = [_visible(scope, params)]
+    where = [scope.where(params)]
     if memory_id is not None:
         where.append("id = :id")
         params["id"] = memory_id
@@ -565,7 +556,7 @@ def _fetch(conn: Connection, scope: Scope, conflict_id: str, *, lock: bool = Fal
     row = conn.execute(
         sql(
             f"SELECT {_CONFLICT_COLUMNS} FROM memory_conflict_resolutions "
-            f"WHERE {_visible(scope, params)} AND id = :id{suffix}"
+            f"WHERE {scope.where(params)} AND id = :id{suffix}"
         ),
         params,
     ).first()
@@ -604,7 +595,7 @@ def list_conflicts(
 ) -> dict[str, Any]:
     """Newest first, with the two memories of each conflict."""
     params: dict[str, Any] = {"limit": limit + 1}
-    where = [_visible(scope, params)]
+    where = [scope.where(params)]
     for column, value in (("status", status), ("kind", kind), ("user_id", user_id)):
         if value is not None:
             where.append(f"{column} = :f_{column}")
@@ -636,7 +627,7 @@ def _memory_in_scope(conn: Connection, scope: Scope, memory_id: str) -> Row[Any]
     params: dict[str, Any] = {"id": memory_id}
     suffix = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
     row = conn.execute(
-        sql(f"SELECT {COLUMNS} FROM memories WHERE {_visible(scope, params)} AND id = :id{suffix}"),
+        sql(f"SELECT {COLUMNS} FROM memories WHERE {scope.where(params)} AND id = :id{suffix}"),
         params,
     ).first()
     if row is None:

@@ -90,14 +90,6 @@ class BatchRun:
         return out
 
 
-def _visible(scope: Scope, params: dict[str, Any]) -> str:
-    params["brain"] = scope.brain_id
-    if scope.user_id is None:
-        return "brain_id = :brain"
-    params["scope_user"] = scope.user_id
-    return "brain_id = :brain AND user_id = :scope_user"
-
-
 def _lock(conn: Connection) -> str:
     return " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
 
@@ -224,7 +216,7 @@ def _stale_rows(
     """Active memories neither updated nor accessed since `before`, in (updated_at, id) order
     after `after`: at most `limit`, served by the (brain_id, updated_at) index."""
     p = dict(params)
-    where = _visible(scope, p)
+    where = scope.where(p)
     p.update(before=before, au=after.updated_at, ai=after.id, limit=limit)
     return list(
         conn.execute(

@@ -37,13 +37,10 @@ MAX_SOURCES = 20
 def load(conn: Connection, scope: Scope, ids: list[str], *, lock: bool = True) -> list[Row[Any]]:
     """The memories, locked (unless `lock` is off), in the order they were made; 404 for any
     not in scope."""
-    params: dict[str, Any] = {"brain": scope.brain_id}
+    params: dict[str, Any] = {}
     members, value = id_table(conn, "ids")
     params["ids"] = value(ids)
-    where = "m.brain_id = :brain"
-    if scope.user_id is not None:
-        where += " AND m.user_id = :scope_user"
-        params["scope_user"] = scope.user_id
+    where = scope.where(params, "m.")
     join = "CROSS JOIN" if conn.dialect.name == "sqlite" else "JOIN"
     selected = ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(","))
     suffix = " FOR UPDATE OF m" if lock and conn.dialect.name == "postgresql" else ""

@@ -130,11 +130,8 @@ def _page(
     limit: int,
     newest: bool,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    where = ["brain_id = :brain"]
-    params: dict[str, Any] = {"brain": scope.brain_id, "limit": limit + 1}
-    if scope.user_id is not None:
-        where.append("user_id = :scope_user")
-        params["scope_user"] = scope.user_id
+    params: dict[str, Any] = {"limit": limit + 1}
+    where = [scope.where(params)]
     if since is not None:
         where.append("created_at >= :since")
         params["since"] = since

@@ -61,11 +61,8 @@ def visible_memory(
     conn: Connection, scope: Scope, memory_id: str, *, field: str | None = None
 ) -> Row[Any]:
     """A memory the scope can see (its brain, its user if scoped), or the usual 404."""
-    params: dict[str, Any] = {"brain": scope.brain_id, "id": memory_id}
-    where = "brain_id = :brain AND id = :id"
-    if scope.user_id is not None:
-        where += " AND user_id = :scope_user"
-        params["scope_user"] = scope.user_id
+    params: dict[str, Any] = {"id": memory_id}
+    where = f"{scope.where(params)} AND id = :id"
     row = conn.execute(
         sql(
             "SELECT id, user_id, type, title, key, content, state, tags, source, created_at "

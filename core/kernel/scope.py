@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from core.kernel.errors import Forbidden
 
@@ -20,6 +21,17 @@ class Scope:
     account_id: str | None = None
     session_id: str | None = None
     client_id: str | None = None  # the OAuth client, for tokens issued through /oauth
+
+    def where(self, params: dict[str, Any], alias: str = "") -> str:
+        """The clause every statement on a brain's rows starts from: this brain, and this user
+        when the caller is scoped to one. Outside it a row does not exist (a 404, never a 403).
+        Binds `:brain` (and `:scope_user`) in `params`; `alias` prefixes the columns ("m.")."""
+        params["brain"] = self.brain_id
+        clause = f"{alias}brain_id = :brain"
+        if self.user_id is not None:
+            params["scope_user"] = self.user_id
+            clause += f" AND {alias}user_id = :scope_user"
+        return clause
 
     @property
     def is_owner(self) -> bool:

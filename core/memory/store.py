@@ -61,16 +61,6 @@ def _as_reply(out: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _visible(scope: Scope, params: dict[str, Any], alias: str = "") -> str:
-    """The WHERE clause every read and write starts from: this brain, and this user if scoped."""
-    params["brain"] = scope.brain_id
-    clause = f"{alias}brain_id = :brain"
-    if scope.user_id is not None:
-        params["scope_user"] = scope.user_id
-        clause += f" AND {alias}user_id = :scope_user"
-    return clause
-
-
 def _lock_suffix(conn: Connection) -> str:
     # SQLite writers already hold the database lock (BEGIN IMMEDIATE); PostgreSQL needs the row.
     return " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
@@ -92,7 +82,7 @@ def _fetch(conn: Connection, scope: Scope, memory_id: str, *, lock: bool = False
     params: dict[str, Any] = {"id": memory_id}
     row = conn.execute(
         sql(
-            f"SELECT {COLUMNS}, content_hash FROM memories WHERE {_visible(scope, params)} "
+            f"SELECT {COLUMNS}, content_hash FROM memories WHERE {scope.where(params)} "
             f"AND id = :id{_lock_suffix(conn) if lock else ''}"
         ),
         params,
@@ -412,7 +402,7 @@ def filter_sql(
 ) -> list[str]:
     """WHERE clauses (ANDed) for the scope and the list filters; values go into `params`."""
     a = f"{alias}." if alias else ""
-    where = [_visible(scope, params, a)]
+    where = [scope.where(params, a)]
     for column in ("type", "user_id", "agent_id", "run_id", "source"):
         value = getattr(filters, column)
         if value is not None:

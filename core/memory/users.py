@@ -29,11 +29,8 @@ def list_users(
     the (brain_id, user_id, created_at, id) index alone, without reading the rows) and their
     stored summary (read as it is: making summaries is the summaries service's job). Returns
     the page and the id to pass as `after` for the next one."""
-    where = "u.brain_id = :brain AND u.user_id > :after"
-    params: dict[str, Any] = {"brain": scope.brain_id, "after": after or "", "n": limit + 1}
-    if scope.user_id is not None:
-        where += " AND u.user_id = :scope_user"
-        params["scope_user"] = scope.user_id
+    params: dict[str, Any] = {"after": after or "", "n": limit + 1}
+    where = f"{scope.where(params, 'u.')} AND u.user_id > :after"
     rows = conn.execute(
         sql(
             "SELECT u.user_id, u.summary, u.summary_source, u.summarized_at, u.created_at, "
