@@ -14,12 +14,12 @@ from sqlalchemy import Connection, Row
 from core.curation.merge import load
 from core.events import changelog, history
 from core.kernel.db.engine import sql
+from core.kernel.db.id_lists import id_table
 from core.kernel.errors import Conflict, InvalidInput, NotFound
 from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
 from core.memory.indexing import Indexer
 from core.memory.store import to_dict
-from core.retrieval.search import id_table
 
 MAX_ALIASES = 100
 _COLUMNS = "id, canonical_memory_id, alias_memory_id, note, confidence, created_at, updated_at"

@@ -30,13 +30,13 @@ from core.curation.contradiction import compare
 from core.events import changelog, history
 from core.kernel import cursor as cursors
 from core.kernel.db.engine import settled_before, sql, transaction
+from core.kernel.db.id_lists import id_table
 from core.kernel.errors import Conflict, InvalidInput, NotFound
 from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
 from core.memory.indexing import Indexer
 from core.memory.store import COLUMNS
 from core.retrieval import vectors
-from core.retrieval.search import id_table
 
 Status = Literal["needs_review", "resolved", "superseded", "dismissed"]
 Mode = Literal["archive", "demote"]

@@ -24,12 +24,12 @@ from core.curation.merge import MAX_SOURCES, merge
 from core.kernel import cursor as cursors
 from core.kernel.config import Limits
 from core.kernel.db.engine import sql, transaction
+from core.kernel.db.id_lists import id_table
 from core.kernel.scope import Scope
 from core.memory.indexing import Indexer
 from core.memory.policy import policy_for
 from core.memory.store import COLUMNS, to_dict
 from core.retrieval import vectors
-from core.retrieval.search import id_table
 
 _NEIGHBOURS = 20  # near-duplicate pairs kept per memory of the window, on average
 _EXACT_GROUPS = 200

@@ -20,6 +20,7 @@ from core.curation.conflicts import add_supersedes_link, mark_superseded
 from core.events import changelog, history
 from core.kernel.config import Limits
 from core.kernel.db.engine import sql
+from core.kernel.db.id_lists import id_table
 from core.kernel.errors import Conflict, InvalidInput, MnemoError, NotFound
 from core.kernel.ids import now_ms
 from core.kernel.scope import Scope
@@ -27,7 +28,6 @@ from core.memory import store as memory_store
 from core.memory.indexing import Indexer, document_text
 from core.memory.models import MemoryIn, MemoryPatch
 from core.memory.store import COLUMNS
-from core.retrieval.search import id_table
 
 _DELETE_LINK = sql("DELETE FROM memory_links WHERE brain_id = :brain AND id = :id")
 MIN_SOURCES = 2

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +14,7 @@ from sqlalchemy import Connection
 from core.kernel import cursor as cursors
 from core.kernel.config import RankingSettings
 from core.kernel.db.engine import sql, tuples
+from core.kernel.db.id_lists import id_table
 from core.kernel.errors import InvalidInput
 from core.kernel.ids import now_ms, parse_time
 from core.kernel.scope import Scope
@@ -404,16 +404,6 @@ def _read_back(
         f"WHERE {' AND '.join(where)}"
     )
     return tuples(conn, statement, {**params, "candidates": value(ids)})
-
-
-def id_table(
-    conn: Connection, name: str, *, alias: str = "c"
-) -> tuple[str, Callable[[list[str]], Any]]:
-    """A list of ids as a one-column table `<alias>(value)`, bound as ONE value: a few hundred
-    separate parameters would cost more to bind than the query costs to run."""
-    if conn.dialect.name == "postgresql":
-        return f"unnest(CAST(:{name} AS text[])) AS {alias}(value)", list
-    return f"json_each(:{name}) AS {alias}", json.dumps
 
 
 def record_access(conn: Connection, scope: Scope, memory_ids: list[str]) -> None:
