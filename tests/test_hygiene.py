@@ -256,7 +256,7 @@ def test_retention_archive_reaches_warm_vector_caches(
     assert run.count == 2
     with transaction(engine, write=False) as conn:
         cache = vectors.cached(conn, brain, embedder.name, embedder.dims)
-    assert [int(cache.state_of[cache.rows[i]]) for i in ids] == [1, 1]  # archived
+    assert [int(cache.state_of[cache.slot(i)]) for i in ids] == [1, 1]  # archived
 
 
 def test_without_retention_days_memories_are_kept_forever(engine: Engine, tenant: Tenant) -> None:

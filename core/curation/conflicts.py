@@ -209,22 +209,22 @@ _CHUNK = 128  # query rows per matrix product: 128 x 50,000 cosines is 25 MB
 
 
 def nearest_same_user(
-    cache: vectors.BrainVectors, slots: np.ndarray, eligible: np.ndarray, k: int
+    cache: vectors.Snapshot, slots: np.ndarray, eligible: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each cache slot in `slots`: the slots of its `k` most similar eligible memories of
     the same user (itself excluded) and their cosines (-inf where there are fewer)."""
-    count = len(cache.ids)
+    count = cache.count
     k = min(k, count - 1)
     best_slots = np.zeros((len(slots), max(k, 0)), np.int64)
     best_scores = np.full((len(slots), max(k, 0)), -np.inf, np.float32)
     if k <= 0:
         return best_slots, best_scores
-    matrix, users = cache.matrix[:count], cache.user_of[:count]
+    users = cache.user_of
     for start in range(0, len(slots), _CHUNK):
         part = slots[start : start + _CHUNK]
         allowed = eligible[None, :] & (users[None, :] == users[part][:, None])
         allowed[np.arange(len(part)), part] = False
-        sims = np.where(allowed, matrix[part] @ matrix.T, -np.inf)
+        sims = np.where(allowed, cache.products(part), -np.inf)
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         best_slots[start : start + len(part)] = top
         best_scores[start : start + len(part)] = np.take_along_axis(sims, top, axis=1)
@@ -232,7 +232,7 @@ def nearest_same_user(
 
 
 def pairs_above(
-    cache: vectors.BrainVectors,
+    cache: vectors.Snapshot,
     slots: np.ndarray,
     eligible: np.ndarray,
     threshold: float,
@@ -241,12 +241,11 @@ def pairs_above(
 ) -> list[tuple[int, int, float]]:
     """(slot, other slot, cosine) for every eligible memory of the same user whose cosine with
     one of `slots` reaches `threshold` (itself excluded), at most `limit` of them."""
-    count = len(cache.ids)
-    matrix, users = cache.matrix[:count], cache.user_of[:count]
+    users = cache.user_of
     found: list[tuple[int, int, float]] = []
     for start in range(0, len(slots), _CHUNK):
         part = slots[start : start + _CHUNK]
-        sims = matrix[part] @ matrix.T
+        sims = cache.products(part)
         hit = sims >= threshold
         hit &= eligible[None, :] & (users[None, :] == users[part][:, None])
         hit[np.arange(len(part)), part] = False
@@ -265,12 +264,12 @@ def _neighbour_ids(
 ) -> dict[str, list[str]]:
     """memory id -> the ids of its most similar active memories of the same user."""
     cache = vectors.cached(conn, brain_id, space.model, space.dims)
-    count = len(cache.ids)
-    present = [r for r in rows if r.id in cache.rows and cache.rows[r.id] < count]
-    if not present:
+    found = [(r, slot) for r in rows if (slot := cache.slot(r.id)) is not None]
+    if not found:
         return {}
-    slots = np.array([cache.rows[r.id] for r in present], np.int64)
-    top, scores = nearest_same_user(cache, slots, cache.state_of[:count] == 0, space.neighbours)
+    present = [r for r, _ in found]
+    slots = np.array([slot for _, slot in found], np.int64)
+    top, scores = nearest_same_user(cache, slots, cache.state_of == 0, space.neighbours)
     return {
         row.id: [cache.ids[j] for j, s in zip(top[i], scores[i], strict=True) if np.isfinite(s)]
         for i, row in enumerate(present)

@@ -56,13 +56,12 @@ def _similar(
     conn: Connection, brain_id: str, memory_id: str, user_id: str | None, vector: QueryVector
 ) -> dict[str, float]:
     cache = vectors.cached(conn, brain_id, vector.model, vector.dims)
-    count = len(cache.ids)
-    slot = cache.rows.get(memory_id)
-    if slot is None or slot >= count:
+    slot = cache.slot(memory_id)
+    if slot is None:
         return {}
-    scores = cache.matrix[:count] @ cache.matrix[slot]
+    scores = cache.products(np.array([slot]))[0]
     mask = cache.scope_mask(user_id=None, states=("active",))
-    mask &= cache.user_of[:count] == cache.user_codes.get(user_id, -2)
+    mask &= cache.user_of == cache.user_code(user_id)
     mask[slot] = False
     return dict(cache.top(scores, mask, _SIMILAR))
 

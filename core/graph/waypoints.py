@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from sqlalchemy import Connection
 
 from core.graph.links import insert, member_of, record_created
@@ -38,14 +37,13 @@ def link_similar(
     if policy.inferred_links_max <= 0:
         return []
     cache = vectors.cached(conn, scope.brain_id, embedder.name, embedder.dims)
-    count = len(cache.ids)
     # Same owner exactly: a brain-level memory (no user) links only to brain-level memories.
     mask = cache.scope_mask(user_id=None, states=("active",))
-    mask &= cache.user_of[:count] == cache.user_codes.get(user_id, -2)
-    slot = cache.rows.get(memory_id)
-    if slot is not None and slot < count:
+    mask &= cache.user_of == cache.user_code(user_id)
+    slot = cache.slot(memory_id)
+    if slot is not None:
         mask[slot] = False
-    scores = cache.matrix[:count] @ np.asarray(vector, dtype=np.float32)
+    scores = cache.scores(vector)
     mask &= scores >= policy.inferred_links_threshold
     proposed = cache.top(scores, mask, policy.inferred_links_max + _SPARE)
     if not proposed:

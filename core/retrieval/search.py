@@ -258,7 +258,7 @@ def _lexical_weight(mode: str, ranking: RankingSettings, vector: QueryVector | N
 class _Semantic:
     """Cosines of the query with every memory in scope that has a vector of the query's model."""
 
-    cache: vectors.BrainVectors
+    cache: vectors.Snapshot
     sims: np.ndarray
     mask: np.ndarray
     std: Standardiser

@@ -227,7 +227,14 @@ def after_commit(conn: Connection, callback: Callable[[], None]) -> None:
 def transaction(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
     """One transaction: committed on success, rolled back on any exception."""
     with engine.connect() as conn:
-        conn = conn.execution_options(**{WRITE: write})
+        if write or is_sqlite(engine):
+            conn = conn.execution_options(**{WRITE: write})
+        else:
+            # A read sees one snapshot of the database for all its statements, as SQLite's do:
+            # under READ COMMITTED a memory a search found in scope could be archived or
+            # purged by the time the same search reads its page. A read-only transaction never
+            # fails to serialize, so this costs nothing but the snapshot it keeps.
+            conn = conn.execution_options(**{WRITE: write}, isolation_level="REPEATABLE READ")
         # conn.info lives with the pooled DB-API connection: drop what a rolled-back
         # transaction left there.
         conn.info.pop(_AFTER_COMMIT, None)
