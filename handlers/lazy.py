@@ -4,7 +4,7 @@ A cold Lambda start should import what its first request needs, not every route 
 core each pulls in (pydantic models, numpy, the console's templates). Each module is named
 with the path prefixes its routes live under; a request imports only the modules whose
 prefixes its path starts with, then matches their routes in the declared order, exactly as if
-they had been listed one by one. tests/test_lazy_routes.py checks that every route of every
+they had been listed one by one. tests/api/test_lazy_routes.py checks that every route of every
 module lies under one of its module's prefixes, so none can become unreachable.
 """
 

@@ -10,7 +10,7 @@ Where the automatic refresh runs, and why not after the add's response:
     it hands the response back (mangum/protocols/http.py: `loop.run_until_complete` on the
     whole app, then the response is returned), and Lambda freezes the instance as soon as the
     handler returns. A task "after the response" would run before it, adding the summary's
-    time to the add that crossed the interval (tests/test_summaries.py shows this).
+    time to the add that crossed the interval (tests/api/test_summaries.py shows this).
   * So the MaintenanceFunction does it (`refresh_due`, from core/app/maintenance.py): off the
     request path, with its own 300 s timeout, batching every due user of every brain.
   * And reading a summary remakes it first when it is due (or was never made), because the

@@ -28,7 +28,7 @@ from tests.conftest import Tenant
 from tests.hygiene_fixtures import importance_of, insert_memories, states_of
 from tests.lambda_client import LambdaClient
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 _LIMIT = re.compile(r"\bLIMIT\b", re.IGNORECASE)
 
 

@@ -14,7 +14,7 @@ import handlers.routes
 from handlers.api import ROUTE_MODULES
 from handlers.lazy import LazyRoutes
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_route_lies_under_a_prefix_of_its_module() -> None:

@@ -27,7 +27,7 @@ from tests.conftest import Tenant, make_tenant
 from tests.lambda_client import LambdaClient
 from tests.transfer_fixtures import EMBEDDER, add, canonical, dump, fill, owner_scope
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _import(engine: Engine, target: Scope | str, records: list[dict[str, Any]], **kw: Any) -> Any:

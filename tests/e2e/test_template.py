@@ -19,7 +19,7 @@ from samtranslator.public.translator import Translator
 
 from core.kernel.config import settings_from_env
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 REGION = "us-east-1"
 # Mainstream regions with everything the template uses (arm64, python3.12, Function URLs).

@@ -32,10 +32,10 @@ from sqlalchemy import Engine
 
 from core.kernel.db.engine import dispose, get_engine
 from core.kernel.db.migrations import ensure_schema
+from tests.api.test_mcp import ALL_TOOLS, page_sizes
 from tests.conftest import STORES, Tenant, make_tenant, new_postgres_database
 from tests.oauth_fixtures import PASSWORD, new_email, parse_form
 from tests.serve import mnemo_serve
-from tests.test_mcp import ALL_TOOLS, page_sizes
 
 PAGE_SIZE = 4
 

@@ -105,5 +105,5 @@ def test_the_async_client_has_the_links_calls(settings: Settings, tenant: Tenant
             assert isinstance(await om.suggestions(a), list)
             assert (await om.delete_link(link["id"]))["deleted"] is True
 
-    # On the thread's own loop, as Mangum does (see tests/test_client.py).
+    # On the thread's own loop, as Mangum does (see tests/e2e/test_client.py).
     asyncio.get_event_loop_policy().get_event_loop().run_until_complete(scenario())

@@ -36,7 +36,7 @@ from mnemo_client import (
 from tests.conftest import STORES, Tenant, new_postgres_database
 from tests.serve import mnemo_serve
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT.parent / "shared" / "seeds" / "openmemory-user-management.md"
 
 # OpenMemory's "Multi-User Application Example", verbatim from its documentation.

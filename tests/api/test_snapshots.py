@@ -338,7 +338,7 @@ def test_cli_snapshot_create_list_restore_delete(
     def mnemo(*args: str) -> Any:
         done = subprocess.run(
             [sys.executable, "-m", "handlers.cli", "snapshot", *args, "--brain", owner.slug],
-            env=env, cwd=Path(__file__).resolve().parent.parent, capture_output=True,
+            env=env, cwd=Path(__file__).resolve().parents[2], capture_output=True,
             text=True, timeout=120, check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr

@@ -24,8 +24,8 @@ from core.transfer.importers.records import IdMap, MemoryRecord, Options, Source
 from handlers.progress import ProgressBar
 from tests.lambda_client import LambdaClient
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "importers"
-ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "importers"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def ms(moment: str) -> int:

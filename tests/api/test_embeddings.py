@@ -37,7 +37,7 @@ from core.embeddings.openai_compat import OpenAIEmbedder
 from core.embeddings.text import STOPWORDS, normalize, stem, terms, tokens
 from core.kernel.config import EmbedderSettings, settings_from_env
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HAVE_SENTENCE_TRANSFORMERS = importlib.util.find_spec("sentence_transformers") is not None
 NEEDS_LOCAL = pytest.mark.skipif(
     not HAVE_SENTENCE_TRANSFORMERS,

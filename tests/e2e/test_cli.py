@@ -14,7 +14,7 @@ import pytest
 from tests.serve import mnemo_serve
 
 MNEMO = [sys.executable, "-m", "handlers.cli"]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(url: str, *args: str) -> subprocess.CompletedProcess[str]:

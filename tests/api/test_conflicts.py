@@ -19,9 +19,9 @@ from core.kernel.db.engine import transaction
 from core.kernel.ids import new_id, now_ms
 from core.kernel.scope import Scope
 from core.memory.store import COLUMNS
+from tests.api.test_mcp import Mcp
 from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient
-from tests.test_mcp import Mcp
 
 # Pairs that disagree on a number, a date, a time, a weekday or a negation.
 CONTRADICTIONS = [

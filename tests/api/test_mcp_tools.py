@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from tests.api.test_mcp import ALL_TOOLS, MODERN, WRITE_TOOLS, Mcp
 from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient
-from tests.test_mcp import ALL_TOOLS, MODERN, WRITE_TOOLS, Mcp
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""The HTTP and Lambda contract: requests through the real handler, events/*.json."""

@@ -1,0 +1,1 @@
+"""Core services and the store itself, on SQLite and PostgreSQL."""
