@@ -22,7 +22,8 @@ from core.identity.brains import ensure_brain
 from core.identity.oauth.metadata import audiences, base_url
 from core.kernel import ratelimit
 from core.kernel.config import Limits, Settings
-from core.kernel.db.engine import get_engine, single_read, transaction
+from core.kernel.db.connect import engine_for
+from core.kernel.db.engine import single_read, transaction
 from core.kernel.db.migrations import ensure_schema
 from core.kernel.errors import Unauthorized
 from core.kernel.scope import Scope
@@ -56,10 +57,7 @@ class Services:
         self._lock = threading.Lock()
 
     def engine(self) -> Engine:
-        s = self.settings
-        return get_engine(
-            s.database_url, busy_timeout_ms=s.sqlite_busy_timeout_ms, on_lambda=s.on_lambda
-        )
+        return engine_for(self.settings)
 
     def schema_version(self) -> int:
         return ensure_schema(self.engine(), probe_seconds=self.settings.schema_probe_seconds)
@@ -73,6 +71,10 @@ class Services:
             from core.retrieval import pgvector
 
             pgvector.ensure(engine, self.settings.vector_search.pgvector)
+        if self.settings.api_key:
+            # Single-key mode: the default brain exists from the first start, so events that
+            # name it (EventBridge, events/eventbridge.json) work on a fresh store. Memoised.
+            self.default_brain(engine)
         return engine
 
     def default_brain(self, engine: Engine) -> str:
