@@ -27,6 +27,7 @@ from core.kernel.db.engine import single_read, transaction
 from core.kernel.db.migrations import ensure_schema
 from core.kernel.errors import Unauthorized
 from core.kernel.scope import Scope
+from core.kernel.secrets import secret_string
 from core.webhooks.ssrf import Resolver, system_resolver
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ class Services:
             from core.retrieval import pgvector
 
             pgvector.ensure(engine, self.settings.vector_search.pgvector)
-        if self.settings.api_key:
+        if self.settings.single_key_mode:
             # Single-key mode: the default brain exists from the first start, so events that
             # name it (EventBridge, events/eventbridge.json) work on a fresh store. Memoised.
             self.default_brain(engine)
@@ -84,6 +85,14 @@ class Services:
                 brain = ensure_brain(conn, self.settings.default_brain)
             self._default_brain[engine] = brain
         return brain
+
+    def single_key(self) -> str | None:
+        """The operator's single key: MNEMO_API_KEY, or the secret MNEMO_API_KEY_SECRET_ARN
+        names (read once per process, core/kernel/secrets.py)."""
+        s = self.settings
+        if s.api_key or not s.api_key_secret_arn:
+            return s.api_key
+        return secret_string(s.api_key_secret_arn, s.database.region).strip() or None
 
     def embedder(self) -> Embedder:
         from core.embeddings import get_embedder
@@ -230,7 +239,7 @@ async def authorize(request: Request) -> Context:
             if found.stale:
                 with transaction(engine, write=True) as conn:
                     sessions.touch(conn, found.session_id)
-        elif keys.matches_single_key(token, svc.settings.api_key):
+        elif keys.matches_single_key(token, svc.single_key()):
             # Single-key mode: the operator's key, so it may manage the default brain's keys.
             scope = Scope(brain_id=svc.default_brain(engine), principal="key:env", role="owner")
         else:

@@ -598,7 +598,10 @@ def database_settings_from_env(env: Mapping[str, str]) -> DatabaseSettings:
 @dataclass(frozen=True)
 class Settings:
     database_url: str
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    # Single-key mode with the key in Secrets Manager (template.yaml's SingleApiKey): read at
+    # the first request that presents a key, never put in an environment variable.
+    api_key_secret_arn: str | None = None
     default_brain: str = "default"
     max_body_bytes: int = 1024 * 1024
     schema_probe_seconds: float = 5.0
@@ -627,6 +630,10 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
     @property
+    def single_key_mode(self) -> bool:
+        return bool(self.api_key or self.api_key_secret_arn)
+
+    @property
     def store_kind(self) -> str:
         return "postgresql" if self.database_url.startswith("postgresql") else "sqlite"
 
@@ -644,6 +651,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         database_url=env.get("MNEMO_DATABASE_URL") or default_database_url(env),
         api_key=env.get("MNEMO_API_KEY") or None,
+        api_key_secret_arn=(env.get("MNEMO_API_KEY_SECRET_ARN") or "").strip() or None,
         default_brain=env.get("MNEMO_DEFAULT_BRAIN") or "default",
         max_body_bytes=_int(env, "MNEMO_MAX_BODY_BYTES", 1024 * 1024),
         schema_probe_seconds=_float(env, "MNEMO_SCHEMA_PROBE_SECONDS", 5.0),

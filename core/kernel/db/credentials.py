@@ -17,6 +17,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from core.kernel import secrets
+from core.kernel.secrets import secret_string
+
 
 @dataclass(frozen=True)
 class Credentials:
@@ -44,13 +47,7 @@ class CredentialSource(Protocol):
 
 
 class CredentialsError(RuntimeError):
-    """The credentials could not be had at all (no such secret, no permission, bad JSON)."""
-
-
-# Secret values by ARN, for the life of the process: one GetSecretValue per cold start.
-# Module level, not per engine, so a disposed and re-created engine does not read again.
-_secrets: dict[str, Credentials] = {}
-_lock = threading.Lock()
+    """The secret holds no usable credentials."""
 
 
 def _parse_secret(arn: str, raw: str) -> Credentials:
@@ -78,36 +75,12 @@ class SecretsManagerSource:
     secret_arn: str
     region: str | None = None
 
-    def _read(self) -> Credentials:
-        import boto3  # lazily: a SQLite or plain-URL process never loads it
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        client = boto3.client("secretsmanager", region_name=self.region)
-        try:
-            value = client.get_secret_value(SecretId=self.secret_arn)
-        except (BotoCoreError, ClientError) as exc:
-            raise CredentialsError(
-                f"could not read the database secret {self.secret_arn}: {exc}"
-            ) from exc
-        raw = value.get("SecretString")
-        if not isinstance(raw, str):
-            raise CredentialsError(f"the secret {self.secret_arn} has no SecretString")
-        return _parse_secret(self.secret_arn, raw)
-
     def current(self) -> Credentials:
-        found = _secrets.get(self.secret_arn)
-        if found is None:
-            with _lock:
-                found = _secrets.get(self.secret_arn)
-                if found is None:
-                    found = _secrets[self.secret_arn] = self._read()
-        return found
+        return _parse_secret(self.secret_arn, secret_string(self.secret_arn, self.region))
 
     def fresh(self) -> Credentials:
-        read = self._read()
-        with _lock:
-            _secrets[self.secret_arn] = read
-        return read
+        raw = secret_string(self.secret_arn, self.region, fresh=True)
+        return _parse_secret(self.secret_arn, raw)
 
 
 # RDS IAM tokens are valid for 15 minutes; a new one is signed well before that so a
@@ -147,13 +120,14 @@ class IamTokenSource:
 
 
 _tokens: dict[str, tuple[float, Credentials]] = {}
+_lock = threading.Lock()
 
 
 def forget() -> None:
     """Drop every cached secret and token: before a SnapStart snapshot is taken, so no
     credential is written into it, and so a restored instance reads the current secret."""
+    secrets.forget()
     with _lock:
-        _secrets.clear()
         _tokens.clear()
 
 
