@@ -262,15 +262,22 @@ def _create_sqlite(url: str, *, busy_timeout_ms: int, on_lambda: bool) -> Engine
 _IDLE_PING_SECONDS = 10.0
 
 
+def _clock() -> float:
+    """Wall time, not monotonic: whether a monotonic clock advances while Lambda has the
+    instance frozen is the platform's business, and the idle time that matters (the server
+    or Aurora's pause closing the connection) is real time."""
+    return time.time()
+
+
 def _ping_when_idle(engine: Engine) -> None:
     @event.listens_for(engine, "checkin")
     def _returned(_dbapi_connection: Any, record: Any) -> None:
-        record.info["returned_at"] = time.monotonic()
+        record.info["returned_at"] = _clock()
 
     @event.listens_for(engine, "checkout")
     def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         returned = record.info.get("returned_at")
-        if returned is None or time.monotonic() - returned < _IDLE_PING_SECONDS:
+        if returned is None or abs(_clock() - returned) < _IDLE_PING_SECONDS:
             return
         try:
             cursor = dbapi_connection.cursor()
