@@ -98,8 +98,8 @@ def before_snapshot() -> None:
     on every cold start: nothing connected or secret may be in it. Init opens no connection
     (engines connect on first use), but should anything have, it is closed here, and cached
     secrets are dropped so a restored instance reads the current ones."""
-    from core.db.engine import dispose_all
     from core.kernel.db import credentials
+    from core.kernel.db.engine import dispose_all
 
     dispose_all()
     credentials.forget()

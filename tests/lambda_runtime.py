@@ -31,7 +31,7 @@ def main() -> int:
     for line in sys.stdin:
         message: dict[str, Any] = json.loads(line)
         if "freeze" in message:
-            from core.db import engine
+            from core.kernel.db import engine
 
             frozen_for += float(message["freeze"])
 
