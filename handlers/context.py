@@ -44,6 +44,8 @@ T = TypeVar("T")
 # Under PostgreSQL's read committed, two requests can both pass a uniqueness check (dedup, the
 # current fact) and one then fails on the unique index; running it again sees the winner's row.
 _CONFLICT_RETRIES = 3
+# How long a warm instance trusts the single key it read from Secrets Manager.
+_KEY_SECRET_SECONDS = 300.0
 
 
 @dataclass
@@ -92,7 +94,10 @@ class Services:
         s = self.settings
         if s.api_key or not s.api_key_secret_arn:
             return s.api_key
-        return secret_string(s.api_key_secret_arn, s.database.region).strip() or None
+        # Re-read every few minutes: a rotated key must stop working on warm instances too,
+        # and nothing else tells them (one GetSecretValue per instance per period).
+        value = secret_string(s.api_key_secret_arn, s.database.region, max_age=_KEY_SECRET_SECONDS)
+        return value.strip() or None
 
     def embedder(self) -> Embedder:
         from core.embeddings import get_embedder

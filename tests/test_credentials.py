@@ -147,3 +147,14 @@ def test_what_counts_as_a_refused_login() -> None:
     assert is_auth_failure(refused)
     assert not is_auth_failure(Exception("connection refused: is the server running?"))
     assert not is_auth_failure(Exception("timeout expired"))
+
+
+@mock_aws
+def test_a_secret_with_a_max_age_is_read_again_when_older() -> None:
+    """The single API key: a rotation must reach warm instances without a redeploy."""
+    client = boto3.client("secretsmanager", region_name="us-east-1")
+    arn = client.create_secret(Name="key", SecretString="sk-old")["ARN"]
+    assert secrets.secret_string(arn, max_age=300) == "sk-old"
+    client.put_secret_value(SecretId=arn, SecretString="sk-new")
+    assert secrets.secret_string(arn, max_age=300) == "sk-old"
+    assert secrets.secret_string(arn, max_age=0) == "sk-new"

@@ -9,8 +9,10 @@ no secret is written into one.
 from __future__ import annotations
 
 import threading
+import time
 
-_values: dict[str, str] = {}
+# arn -> (value, when read: time.monotonic())
+_values: dict[str, tuple[str, float]] = {}
 _lock = threading.Lock()
 
 
@@ -33,16 +35,27 @@ def _read(arn: str, region: str | None) -> str:
     return raw
 
 
-def secret_string(arn: str, region: str | None = None, *, fresh: bool = False) -> str:
-    if not fresh:
-        found = _values.get(arn)
-        if found is not None:
-            return found
+def secret_string(
+    arn: str, region: str | None = None, *, fresh: bool = False, max_age: float | None = None
+) -> str:
+    """The secret's value: cached, read anew when `fresh` or older than `max_age` seconds
+    (for a secret nothing tells the process has changed, like the single API key)."""
+
+    def usable(found: tuple[str, float] | None) -> bool:
+        if found is None or fresh:
+            return False
+        return max_age is None or time.monotonic() - found[1] < max_age
+
+    found = _values.get(arn)
+    if usable(found):
+        assert found is not None
+        return found[0]
     with _lock:
-        found = None if fresh else _values.get(arn)
-        if found is None:
-            found = _values[arn] = _read(arn, region)
-    return found
+        found = _values.get(arn)
+        if not usable(found):
+            found = _values[arn] = (_read(arn, region), time.monotonic())
+        assert found is not None
+        return found[0]
 
 
 def forget() -> None:
