@@ -280,7 +280,9 @@ def test_aurora_serverless_v2_scales_to_zero(deployed: dict[str, Any]) -> None:
     # TLS only: the cluster refuses unencrypted connections.
     (group,) = resources_of(deployed, "AWS::RDS::DBClusterParameterGroup").values()
     assert group["Properties"]["Parameters"]["rds.force_ssl"] == "1"
-    assert group["Properties"]["Family"] == f"aurora-postgresql{major}"
+    sep, (prefix, major_of) = group["Properties"]["Family"]["Fn::Join"]
+    assert (sep, prefix) == ("", "aurora-postgresql")
+    assert major_of == {"Fn::Select": [0, {"Fn::Split": [".", props["EngineVersion"]]}]}
     # No RDS Proxy: it would keep the cluster from ever pausing (docs/deploy.md).
     assert not resources_of(deployed, "AWS::RDS::DBProxy")
 
