@@ -661,8 +661,15 @@ def test_handler_imports_to_a_callable(template: dict[str, Any], function: str) 
 
 
 def test_cfn_lint_would_catch_a_broken_template(template: dict[str, Any]) -> None:
-    """The two checks above are not vacuous: a bad value in Globals is reported."""
+    """The two checks above are not vacuous: a bad value in Globals is reported. (On the
+    template's Globals and one function only: linting the whole stack again costs seconds.)"""
     broken = copy.deepcopy(template)
     broken["Globals"]["Function"]["MemorySize"] = 99999
+    for dropped in ("VpcConfig", "Environment"):  # they name the stack's other resources
+        del broken["Globals"]["Function"][dropped]
+    function = broken["Resources"]["MaintenanceFunction"]
+    function["Properties"] = {"Description": "broken", "Timeout": 300}
+    broken["Resources"] = {"MaintenanceFunction": function}
+    broken.pop("Outputs")
     problems = _problems(lint(json.dumps(sam_transform(packaged(broken))), regions=[REGION]))
     assert any("E3034" in p for p in problems), problems
