@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, TextClause, create_engine, event, tex
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 
-from core.kernel.db.credentials import CredentialSource, is_auth_failure
+from core.kernel.db.credentials import Credentials, CredentialSource, is_auth_failure
 from core.kernel.ids import now_ms
 
 log = logging.getLogger("mnemo.db")
@@ -183,15 +183,15 @@ def _connect_with(engine: Engine, options: PostgresOptions) -> None:
             return None  # SQLAlchemy connects with the parameters as amended
         given = dict(cparams)
         try:
-            return dialect.dbapi.connect(*cargs, **_with_credentials(given, source.current()))
-        except dialect.dbapi.OperationalError as exc:
+            return dialect.connect(*cargs, **_with_credentials(given, source.current()))
+        except dialect.loaded_dbapi.OperationalError as exc:
             if not is_auth_failure(exc):
                 raise
             log.warning("store: the database refused the credentials; reading them again")
-        return dialect.dbapi.connect(*cargs, **_with_credentials(given, source.fresh()))
+        return dialect.connect(*cargs, **_with_credentials(given, source.fresh()))
 
 
-def _with_credentials(cparams: dict[str, Any], creds: Any) -> dict[str, Any]:
+def _with_credentials(cparams: dict[str, Any], creds: Credentials) -> dict[str, Any]:
     out = dict(cparams)
     if creds.username:
         out["user"] = creds.username
