@@ -25,8 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # What a function imports: handlers.api.handler and everything under it.
 PACKAGES = ("core", "handlers")
-# Lambda's runtime (template.yaml: Runtime python3.12, Architectures arm64).
-PLATFORM = "manylinux2014_aarch64"
+# Lambda's runtime (template.yaml: Runtime python3.12, Architectures arm64) is Amazon Linux
+# 2023, glibc 2.34: wheels built for glibc 2.28 run there, and so do the older manylinux2014
+# (glibc 2.17) ones some projects still publish.
+PLATFORMS = ("manylinux_2_28_aarch64", "manylinux2014_aarch64")
 PYTHON_VERSION = "3.12"
 
 
@@ -76,8 +78,7 @@ def install_deps(target: Path, extras: Sequence[str]) -> None:
             "--no-compile",
             "--target",
             str(target),
-            "--platform",
-            PLATFORM,
+            *[arg for platform in PLATFORMS for arg in ("--platform", platform)],
             "--implementation",
             "cp",
             "--python-version",
