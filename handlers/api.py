@@ -93,8 +93,30 @@ def create_app(settings: Settings | None = None, *, offload: bool = False) -> St
     return app
 
 
+def before_snapshot() -> None:
+    """Lambda SnapStart snapshots the initialised process once per version and restores it
+    on every cold start: nothing connected or secret may be in it. Init opens no connection
+    (engines connect on first use), but should anything have, it is closed here, and cached
+    secrets are dropped so a restored instance reads the current ones."""
+    from core.kernel.db import credentials
+    from core.kernel.db.engine import dispose_all
+
+    dispose_all()
+    credentials.forget()
+
+
+def _register_snapshot_hooks() -> None:
+    try:
+        # Only in Lambda's Python runtime (3.12+), where SnapStart runs.
+        from snapshot_restore_py import register_before_snapshot  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    register_before_snapshot(before_snapshot)
+
+
 app = create_app()
 _http = Mangum(app, lifespan="off")
+_register_snapshot_hooks()
 
 
 def handler(event: dict[str, Any], context: Any) -> Any:

@@ -12,14 +12,16 @@ from sqlalchemy import Engine
 from core.identity import keys
 from core.kernel.config import get_settings
 from core.kernel.db import migrations
-from core.kernel.db.engine import get_engine, transaction
+from core.kernel.db.connect import engine_for
+from core.kernel.db.engine import transaction
 from core.kernel.errors import InvalidInput, MnemoError
 from core.kernel.ids import iso
 
 
 def _engine() -> Engine:
-    s = get_settings()
-    return get_engine(s.database_url, busy_timeout_ms=s.sqlite_busy_timeout_ms)
+    # As the app connects: the password from MNEMO_DATABASE_SECRET_ARN or an IAM token
+    # when the URL carries none (`mnemo migrate` against Aurora from an operator's shell).
+    return engine_for(get_settings())
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

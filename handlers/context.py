@@ -22,10 +22,12 @@ from core.identity.brains import ensure_brain
 from core.identity.oauth.metadata import audiences, base_url
 from core.kernel import ratelimit
 from core.kernel.config import Limits, Settings
-from core.kernel.db.engine import get_engine, single_read, transaction
+from core.kernel.db.connect import engine_for
+from core.kernel.db.engine import single_read, transaction
 from core.kernel.db.migrations import ensure_schema
 from core.kernel.errors import Unauthorized
 from core.kernel.scope import Scope
+from core.kernel.secrets import secret_string
 from core.webhooks.ssrf import Resolver, system_resolver
 
 if TYPE_CHECKING:
@@ -42,6 +44,8 @@ T = TypeVar("T")
 # Under PostgreSQL's read committed, two requests can both pass a uniqueness check (dedup, the
 # current fact) and one then fails on the unique index; running it again sees the winner's row.
 _CONFLICT_RETRIES = 3
+# How long a warm instance trusts the single key it read from Secrets Manager.
+_KEY_SECRET_SECONDS = 300.0
 
 
 @dataclass
@@ -56,10 +60,7 @@ class Services:
         self._lock = threading.Lock()
 
     def engine(self) -> Engine:
-        s = self.settings
-        return get_engine(
-            s.database_url, busy_timeout_ms=s.sqlite_busy_timeout_ms, on_lambda=s.on_lambda
-        )
+        return engine_for(self.settings)
 
     def schema_version(self) -> int:
         return ensure_schema(self.engine(), probe_seconds=self.settings.schema_probe_seconds)
@@ -73,6 +74,10 @@ class Services:
             from core.retrieval import pgvector
 
             pgvector.ensure(engine, self.settings.vector_search.pgvector)
+        if self.settings.single_key_mode:
+            # Single-key mode: the default brain exists from the first start, so events that
+            # name it (EventBridge, events/eventbridge.json) work on a fresh store. Memoised.
+            self.default_brain(engine)
         return engine
 
     def default_brain(self, engine: Engine) -> str:
@@ -82,6 +87,17 @@ class Services:
                 brain = ensure_brain(conn, self.settings.default_brain)
             self._default_brain[engine] = brain
         return brain
+
+    def single_key(self) -> str | None:
+        """The operator's single key: MNEMO_API_KEY, or the secret MNEMO_API_KEY_SECRET_ARN
+        names (read once per process, core/kernel/secrets.py)."""
+        s = self.settings
+        if s.api_key or not s.api_key_secret_arn:
+            return s.api_key
+        # Re-read every few minutes: a rotated key must stop working on warm instances too,
+        # and nothing else tells them (one GetSecretValue per instance per period).
+        value = secret_string(s.api_key_secret_arn, s.database.region, max_age=_KEY_SECRET_SECONDS)
+        return value.strip() or None
 
     def embedder(self) -> Embedder:
         from core.embeddings import get_embedder
@@ -228,7 +244,7 @@ async def authorize(request: Request) -> Context:
             if found.stale:
                 with transaction(engine, write=True) as conn:
                     sessions.touch(conn, found.session_id)
-        elif keys.matches_single_key(token, svc.settings.api_key):
+        elif keys.matches_single_key(token, svc.single_key()):
             # Single-key mode: the operator's key, so it may manage the default brain's keys.
             scope = Scope(brain_id=svc.default_brain(engine), principal="key:env", role="owner")
         else:

@@ -20,6 +20,21 @@ class UnknownEvent(ValueError):
     pass
 
 
+class EventRefused(RuntimeError):
+    """A memory event the app cannot apply (no such brain, not a valid memory). Raised, not
+    returned: EventBridge invokes Lambda asynchronously, so only a failed invocation is
+    retried and then dead-lettered (template.yaml: EventInvokeConfig's OnFailure queue),
+    where an operator can see it and send it again. A returned error would be lost."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        error = result.get("error") or {}
+        super().__init__(
+            f"memory event {result.get('event_id')} refused: "
+            f"{error.get('code')}: {error.get('message')}"
+        )
+        self.result = result
+
+
 def is_http(event: dict[str, Any]) -> bool:
     if "httpMethod" in event:  # REST API v1 and ALB
         return True
@@ -83,6 +98,6 @@ def add_memory_from_event(event: dict[str, Any], services: Services) -> dict[str
 
     result = triggers.add_memory(services, event)
     if not result["ok"]:
-        # A bad event will not get better on EventBridge's retries: logged, not raised.
         log.warning("memory event refused", extra={"fields": result})
+        raise EventRefused(result)
     return result

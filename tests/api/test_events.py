@@ -55,10 +55,14 @@ def _clear_mnemo_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-def handler_from_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Handler:
+def handler_from_env(
+    monkeypatch: pytest.MonkeyPatch, database_url: str, *, api_key: str | None = None
+) -> Handler:
     """handlers/api.py, step by step, with MNEMO_DATABASE_URL pointing at the test database."""
     _clear_mnemo_env(monkeypatch)
     monkeypatch.setenv("MNEMO_DATABASE_URL", database_url)
+    if api_key is not None:
+        monkeypatch.setenv("MNEMO_API_KEY", api_key)
     monkeypatch.setenv("MNEMO_LOG_LEVEL", "WARNING")
     app = create_app(settings_from_env())
     http = Mangum(app, lifespan="off")
@@ -256,6 +260,29 @@ def test_eventbridge_memory_event_adds_a_memory(handler: Handler, db_path: Path)
         assert conn.execute("SELECT count(*) FROM memories").fetchone() == (1,)
 
 
+def test_eventbridge_event_works_on_a_fresh_store_in_single_key_mode(
+    monkeypatch: pytest.MonkeyPatch, db_path: Path
+) -> None:
+    """MNEMO_API_KEY set: the default brain exists from the first event, whatever it is."""
+    handler = handler_from_env(monkeypatch, f"sqlite:///{db_path}", api_key="sk-single")
+    result = handler(load_event("eventbridge"), LambdaContext())
+    assert result["ok"] is True, result
+    with closing(sqlite3.connect(db_path)) as conn:
+        assert conn.execute("SELECT slug FROM brains").fetchall() == [("default",)]
+
+
+def test_eventbridge_event_for_a_missing_brain_raises(handler: Handler) -> None:
+    """Raised, not returned: Lambda's asynchronous retries and the events dead-letter queue
+    (template.yaml) only see a failed invocation."""
+    event = load_event("eventbridge")
+    event["detail"]["brain"] = "no-such-brain"
+    with pytest.raises(events.EventRefused) as refused:
+        handler(event, LambdaContext())
+    assert refused.value.result["error"]["code"] == "not_found"
+    assert refused.value.result["event_id"] == event["id"]
+    assert "no-such-brain" in str(refused.value)
+
+
 def test_module_handler_refuses_unknown_event() -> None:
     """The real entry point, in-process: an unknown event fails before touching any store."""
     from handlers.api import handler
@@ -299,8 +326,10 @@ def test_module_handler_in_subprocess(tmp_path: Path) -> None:
     env.update(
         {
             # What template.yaml sets, with an explicit store; Lambda adds the function name.
+            # With the operator's key set, the default brain exists from the first start, so
+            # every sample event (eventbridge.json names it) works on this fresh store.
             "MNEMO_DATABASE_URL": f"sqlite:///{db}",
-            "MNEMO_API_KEY": "",
+            "MNEMO_API_KEY": "sk-single-key-for-the-default-brain",
             "MNEMO_LOG_LEVEL": "INFO",
             "MNEMO_MAX_BODY_BYTES": "1048576",
             "AWS_LAMBDA_FUNCTION_NAME": "mnemo-ApiFunction",
@@ -322,6 +351,9 @@ def test_module_handler_in_subprocess(tmp_path: Path) -> None:
         assert_health(out[name], f"req-{name}")
     assert out["schedule"]["ok"] is True
     assert maintenance_rows(db) == [("maintenance", 1, out["schedule"]["tasks"])]
+    assert out["eventbridge"]["ok"] is True, out["eventbridge"]
+    assert out["eventbridge"]["memory"]["source"] == "eventbridge:mnemo.crm"
+    assert out["sqs"] == {"batchItemFailures": []}
     assert out["unknown"] == "UnknownEvent"
     # The JSON access log went to stderr, carrying the request id.
     logged = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]

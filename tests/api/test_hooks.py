@@ -195,7 +195,7 @@ def test_eventbridge_memory_event_adds_a_memory(
     assert (memory["content"], memory["user_id"], memory["source"], memory["tags"]) == (
         "Alice renewed her plan for another year",
         "alice",
-        "eventbridge:com.example.crm",
+        "eventbridge:mnemo.crm",
         ["billing", "crm"],
     )
     assert owner.get(f"/v1/memories/{memory['id']}").json()["metadata"]["crm_id"] == "A-1042"
@@ -203,14 +203,20 @@ def test_eventbridge_memory_event_adds_a_memory(
     twice = events.dispatch(event, LambdaContext(), http=owner.handler, services=services)
     assert twice["memory"]["id"] == memory["id"] and twice["memory"]["deduplicated"] is True
 
-    unknown = events.dispatch(
-        _memory_event("no-such-brain"), LambdaContext(), http=owner.handler, services=services
+    # An event the app cannot apply raises, so Lambda retries it and then dead-letters it.
+    with pytest.raises(events.EventRefused) as unknown:
+        events.dispatch(
+            _memory_event("no-such-brain"), LambdaContext(), http=owner.handler, services=services
+        )
+    assert (unknown.value.result["ok"], unknown.value.result["error"]["code"]) == (
+        False,
+        "not_found",
     )
-    assert (unknown["ok"], unknown["error"]["code"]) == (False, "not_found")
-    invalid = events.dispatch(
-        _memory_event(hook_settings.default_brain, content=""),
-        LambdaContext(),
-        http=owner.handler,
-        services=services,
-    )
-    assert (invalid["ok"], invalid["error"]["code"]) == (False, "invalid_input")
+    with pytest.raises(events.EventRefused) as invalid:
+        events.dispatch(
+            _memory_event(hook_settings.default_brain, content=""),
+            LambdaContext(),
+            http=owner.handler,
+            services=services,
+        )
+    assert invalid.value.result["error"]["code"] == "invalid_input"

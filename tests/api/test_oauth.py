@@ -5,6 +5,7 @@ attacks the MCP authorization spec and RFC 9700 tell a server to stop."""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -749,3 +750,123 @@ def test_the_challenge_helper_uses_the_requests_base_url(settings: Settings) -> 
         'Bearer resource_metadata="https://mnemo.example.com/.well-known/'
         'oauth-protected-resource/mcp", error="invalid_token"'
     )
+
+
+# -- native apps (RFC 8252): private-use schemes, loopback redirects on any port ------------
+
+CURSOR = "cursor://anysphere.cursor-retrieval/oauth/user-mnemo/callback"
+
+
+def _native(web: Web, *uris: str, **metadata: Any) -> dict[str, Any]:
+    return register_client(web, redirect_uris=list(uris), **metadata)
+
+
+def test_a_private_use_scheme_registers_openly_when_its_scheme_is_listed(
+    settings: Settings, engine: Engine
+) -> None:
+    s = oauth_settings(settings)
+    opened = Web(s.with_(auth=replace(s.auth, open_registration_domains=("127.0.0.1", "cursor:"))))
+    body = {"redirect_uris": [CURSOR], "token_endpoint_auth_method": "none"}
+    reply = opened.call("POST", "/oauth/register", json_body=body)
+    assert reply.status == 201, reply.body
+    assert reply.json()["redirect_uris"] == [CURSOR]
+    # The default allowlist (loopback only) does not cover it: the reply names the app scheme.
+    closed = Web(s).call("POST", "/oauth/register", json_body=body)
+    assert closed.status == 403
+    assert "cursor://anysphere.cursor-retrieval" in closed.json()["error_description"]
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "javascript://x/%0aalert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "file:///etc/passwd",
+        "vbscript:msgbox",
+        "cursor:",  # a scheme and nothing else
+        "1cursor://x/cb",  # not a scheme (RFC 3986: a letter first)
+    ],
+)
+def test_browser_schemes_are_never_redirect_uris(web: Web, uri: str) -> None:
+    body = {"redirect_uris": [uri], "token_endpoint_auth_method": "none"}
+    reply = web.call("POST", "/oauth/register", json_body=body, headers=ADMIN)
+    assert reply.status == 400, uri
+    assert reply.json()["error"] == "invalid_redirect_uri"
+
+
+def test_a_private_use_scheme_is_for_public_clients_only(web: Web) -> None:
+    body = {"redirect_uris": [CURSOR], "token_endpoint_auth_method": "client_secret_basic"}
+    reply = web.call("POST", "/oauth/register", json_body=body, headers=ADMIN)
+    assert reply.status == 400
+    assert "public clients" in reply.json()["error_description"]
+
+
+def test_the_whole_flow_back_to_a_private_use_scheme(web: Web) -> None:
+    client = _native(web, CURSOR, "com.example.mnemo:/oauth2redirect")
+    _, challenge = pkce_pair()
+    page = web.call("GET", "/oauth/authorize", query=authorize_params(client, challenge))
+    assert page.status == 200, page.body
+    # The consent page names where the user goes back to: the app's scheme and host.
+    assert "cursor://anysphere.cursor-retrieval" in page.body
+    tokens = _tokens(web, client)
+    assert web.call("GET", "/v1/memories", token=tokens["access_token"]).status == 200
+    # A scheme without a host (RFC 8252's reverse-domain form) works the same way.
+    reverse = {**client, "redirect_uris": ["com.example.mnemo:/oauth2redirect"]}
+    grant = get_code(web, reverse)
+    assert exchange(web, grant).status == 200
+
+
+def test_the_consent_page_lets_the_form_hand_off_to_the_app(web: Web) -> None:
+    client = _native(web, CURSOR)
+    _, challenge = pkce_pair()
+    web.jar.clear()
+    page = web.call(
+        "GET", "/oauth/authorize", query=authorize_params(client, challenge), keep_cookies=True
+    )
+    fields = {**parse_form(page.body).fields, "email": new_email(), "password": PASSWORD}
+    consent = web.call(
+        "POST", "/oauth/authorize", form={**fields, "action": "signup"}, keep_cookies=True
+    )
+    assert consent.status == 200
+    assert "cursor:" in consent.headers["content-security-policy"].split("form-action")[1]
+
+
+def test_a_loopback_redirect_may_use_any_port(web: Web) -> None:
+    client = _native(web, "http://127.0.0.1/callback", "http://localhost:8080/cb")
+    for requested in ("http://127.0.0.1:51234/callback", "http://localhost:33418/cb"):
+        grant = get_code(web, {**client, "redirect_uris": [requested]})
+        # The code is bound to the redirect the request used, port and all.
+        assert grant.redirect_uri == requested
+        other_port = requested.replace(":51234", ":51235").replace(":33418", ":33419")
+        assert exchange(web, grant, redirect_uri=other_port).status == 400
+        grant = get_code(web, {**client, "redirect_uris": [requested]})
+        assert exchange(web, grant).status == 200
+
+
+@pytest.mark.parametrize(
+    "requested",
+    [
+        "http://127.0.0.1:51234/other",  # another path
+        "http://127.0.0.1:51234/callback?x=1",  # another query
+        "http://localhost:51234/callback",  # another loopback host than registered
+        "https://127.0.0.1:51234/callback",  # another scheme
+        "http://127.0.0.1.evil.example:51234/callback",
+    ],
+)
+def test_only_the_port_of_a_loopback_redirect_may_change(web: Web, requested: str) -> None:
+    client = _native(web, "http://127.0.0.1/callback")
+    _, challenge = pkce_pair()
+    reply = _authorize(web, authorize_params(client, challenge, redirect_uri=requested))
+    assert reply.status == 400, requested
+    assert "location" not in reply.headers
+
+
+def test_a_confidential_clients_loopback_redirect_is_matched_exactly(web: Web) -> None:
+    client = _native(
+        web, "http://127.0.0.1:8000/callback", token_endpoint_auth_method="client_secret_post"
+    )
+    _, challenge = pkce_pair()
+    moved = authorize_params(client, challenge, redirect_uri="http://127.0.0.1:8001/callback")
+    assert _authorize(web, moved).status == 400
+    same = authorize_params(client, challenge)
+    assert _authorize(web, same).status == 200

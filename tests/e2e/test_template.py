@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import importlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -101,12 +102,115 @@ def resources_of(cfn: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in cfn["Resources"].items() if v["Type"] == type_}
 
 
+# --- the template under a set of parameters ---------------------------------------------
+
+
+def parameter_values(cfn: dict[str, Any], **overrides: str) -> dict[str, str]:
+    values = {name: str(p.get("Default", "")) for name, p in cfn["Parameters"].items()}
+    unknown = set(overrides) - set(values)
+    assert not unknown, unknown
+    return {**values, **overrides}
+
+
+def _value(expr: Any, params: dict[str, str]) -> Any:
+    if isinstance(expr, dict) and set(expr) == {"Ref"} and expr["Ref"] in params:
+        return params[expr["Ref"]]
+    if isinstance(expr, dict) and "Fn::Join" in expr:
+        sep, parts = expr["Fn::Join"]
+        parts = _value(parts, params)
+        parts = parts.split(",") if isinstance(parts, str) else parts
+        return sep.join(str(_value(p, params)) for p in parts)
+    return expr
+
+
+def _condition(expr: Any, cfn: dict[str, Any], params: dict[str, str]) -> bool:
+    (name, arg), *_ = expr.items()
+    if name == "Condition":
+        return _condition(cfn["Conditions"][arg], cfn, params)
+    if name == "Fn::Equals":
+        return bool(_value(arg[0], params) == _value(arg[1], params))
+    if name == "Fn::Not":
+        return not _condition(arg[0], cfn, params)
+    if name == "Fn::And":
+        return all(_condition(a, cfn, params) for a in arg)
+    if name == "Fn::Or":
+        return any(_condition(a, cfn, params) for a in arg)
+    raise AssertionError(f"condition function {name} not handled")
+
+
+_NO_VALUE = object()
+
+
+def resolve(cfn: dict[str, Any], **overrides: str) -> dict[str, Any]:
+    """The template as CloudFormation would create it with these parameters: resources and
+    outputs whose condition is false dropped, every Fn::If decided, AWS::NoValue removed,
+    parameter Refs replaced by their values."""
+    params = parameter_values(cfn, **overrides)
+    holds = {name: _condition(c, cfn, params) for name, c in cfn.get("Conditions", {}).items()}
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if set(node) == {"Fn::If"}:
+                name, yes, no = node["Fn::If"]
+                return walk(yes if holds[name] else no)
+            if node == {"Ref": "AWS::NoValue"}:
+                return _NO_VALUE
+            if set(node) == {"Ref"} and node["Ref"] in params:
+                return params[node["Ref"]]
+            out = {k: walk(v) for k, v in node.items()}
+            return {k: v for k, v in out.items() if v is not _NO_VALUE}
+        if isinstance(node, list):
+            return [v for v in (walk(x) for x in node) if v is not _NO_VALUE]
+        return node
+
+    out = copy.deepcopy(cfn)
+    for section in ("Resources", "Outputs"):
+        out[section] = {
+            k: walk(v)
+            for k, v in cfn.get(section, {}).items()
+            if "Condition" not in v or holds[v["Condition"]]
+        }
+    return out
+
+
+def strings(node: Any) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for k, v in node.items() for s in [k, *strings(v)]]
+    if isinstance(node, list):
+        return [s for v in node for s in strings(v)]
+    return []
+
+
+STORE_MODES = ["aurora", "existing", "ephemeral-demo"]
+EXISTING = {
+    "StoreMode": "existing",
+    "ExistingDatabaseSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf",
+    "ExistingDatabaseHost": "db.internal.example",
+    "ExistingSecurityGroupId": "sg-0123456789abcdef0",
+    "PrivateSubnetIds": "subnet-0aaaaaaaaaaaaaaaa,subnet-0bbbbbbbbbbbbbbbb",
+}
+
+
+def mode_parameters(mode: str) -> dict[str, str]:
+    return EXISTING if mode == "existing" else {"StoreMode": mode}
+
+
+@pytest.fixture(scope="module")
+def deployed(transformed: dict[str, Any]) -> dict[str, Any]:
+    """Every default parameter: what `sam deploy` creates when asked nothing."""
+    return resolve(transformed)
+
+
 # --- the SAM transform --------------------------------------------------------------------
+
+FUNCTION_NAMES = {"ApiFunction", "MaintenanceFunction", "DeliveryFunction"}
 
 
 def test_transform_functions(transformed: dict[str, Any]) -> None:
     lambdas = resources_of(transformed, "AWS::Lambda::Function")
-    assert set(lambdas) == {"ApiFunction", "MaintenanceFunction", "DeliveryFunction"}
+    assert set(lambdas) == FUNCTION_NAMES
     for name, res in lambdas.items():
         props = res["Properties"]
         assert props["Handler"] == "handlers.api.handler", name
@@ -114,25 +218,210 @@ def test_transform_functions(transformed: dict[str, Any]) -> None:
         assert props["Architectures"] == ["arm64"], name
         assert props["MemorySize"] == 512, name
         assert props["Code"] == {"S3Bucket": "mnemo-artifacts", "S3Key": "mnemo.zip"}, name
-        assert props["Environment"]["Variables"] == {
-            "MNEMO_DATABASE_URL": {"Ref": "DatabaseUrl"},
-            "MNEMO_API_KEY": {"Ref": "ApiKey"},
-            "MNEMO_LOG_LEVEL": {"Ref": "LogLevel"},
-            "MNEMO_MAX_BODY_BYTES": {"Ref": "MaxBodyBytes"},
-            "MNEMO_SNAPSHOT_BUCKET": {"Ref": "SnapshotBucket"},
-            "OPENBLAS_NUM_THREADS": "1",
-            # Every function may send the webhook drain queue a message.
-            "MNEMO_DELIVERY_QUEUE_URL": {"Ref": "DeliveryQueue"},
-        }, name
+        # sam build runs the Makefile for it: the code and its wheels, nothing else.
+        assert res["Metadata"]["BuildMethod"] == "makefile", name
     assert lambdas["ApiFunction"]["Properties"]["Timeout"] == 30
     # Snapshot payloads in S3: the API function's role may use the bucket when one is given.
     role = resources_of(transformed, "AWS::IAM::Role")["ApiFunctionRole"]["Properties"]
-    snapshot_policy = [p for p in role["Policies"] if "Fn::If" in p]
-    assert snapshot_policy[0]["Fn::If"][0] == "HasSnapshotBucket"
+    conditional = [p["Fn::If"][0] for p in role["Policies"] if "Fn::If" in p]
+    assert "HasSnapshotBucket" in conditional
 
 
-def test_transform_http_api(transformed: dict[str, Any]) -> None:
-    apis = resources_of(transformed, "AWS::ApiGatewayV2::Api")
+def test_one_store_for_all_functions(deployed: dict[str, Any]) -> None:
+    """Default parameters: one Aurora cluster, and every function is told the same URL (no
+    password in it) and the same secret."""
+    (cluster,) = resources_of(deployed, "AWS::RDS::DBCluster")
+    envs = [
+        res["Properties"]["Environment"]["Variables"]
+        for res in resources_of(deployed, "AWS::Lambda::Function").values()
+    ]
+    assert len(envs) == 3
+    for env in envs[1:]:
+        assert env["MNEMO_DATABASE_URL"] == envs[0]["MNEMO_DATABASE_URL"]
+        assert env["MNEMO_DATABASE_SECRET_ARN"] == envs[0]["MNEMO_DATABASE_SECRET_ARN"]
+    url = envs[0]["MNEMO_DATABASE_URL"]["Fn::Sub"]
+    assert url.startswith(f"postgresql+psycopg://${{{cluster}.Endpoint.Address}}:")
+    assert url.endswith("?sslmode=require")
+    assert "@" not in url
+    assert envs[0]["MNEMO_DATABASE_SECRET_ARN"] == {
+        "Fn::GetAtt": [cluster, "MasterUserSecret.SecretArn"]
+    }
+    # Each function may read that secret, and only the functions may.
+    for name in FUNCTION_NAMES:
+        role = deployed["Resources"][f"{name}Role"]["Properties"]
+        readable = [
+            st["Resource"]["Fn::Sub"][1]["secretArn"]
+            for p in role["Policies"]
+            for st in p["PolicyDocument"]["Statement"]
+            if st["Action"] == ["secretsmanager:GetSecretValue"]
+        ]
+        assert {"Fn::GetAtt": [cluster, "MasterUserSecret.SecretArn"]} in readable, name
+
+
+def test_aurora_serverless_v2_scales_to_zero(deployed: dict[str, Any]) -> None:
+    (cluster,) = resources_of(deployed, "AWS::RDS::DBCluster").values()
+    props = cluster["Properties"]
+    assert props["Engine"] == "aurora-postgresql"
+    # 0 ACU needs 13.15, 14.12, 15.7, 16.3 or later; all of them have pgvector.
+    major, minor = (int(x) for x in props["EngineVersion"].split("."))
+    assert (major, minor) >= {13: (13, 15), 14: (14, 12), 15: (15, 7)}.get(major, (16, 3))
+    scaling = props["ServerlessV2ScalingConfiguration"]
+    assert scaling["MinCapacity"] == 0
+    assert 300 <= int(scaling["SecondsUntilAutoPause"]) <= 86400
+    assert int(scaling["MaxCapacity"]) >= 1
+    # The password: generated by RDS into Secrets Manager, never in the template.
+    assert props["ManageMasterUserPassword"] is True
+    assert "MasterUserPassword" not in props
+    assert props["StorageEncrypted"] is True
+    assert cluster["DeletionPolicy"] == "Snapshot"
+    (instance,) = resources_of(deployed, "AWS::RDS::DBInstance").values()
+    assert instance["Properties"]["DBInstanceClass"] == "db.serverless"
+    assert instance["Properties"]["PubliclyAccessible"] is False
+    # TLS only: the cluster refuses unencrypted connections.
+    (group,) = resources_of(deployed, "AWS::RDS::DBClusterParameterGroup").values()
+    assert group["Properties"]["Parameters"]["rds.force_ssl"] == "1"
+    sep, (prefix, major_of) = group["Properties"]["Family"]["Fn::Join"]
+    assert (sep, prefix) == ("", "aurora-postgresql")
+    assert major_of == {"Fn::Select": [0, {"Fn::Split": [".", props["EngineVersion"]]}]}
+    # No RDS Proxy: it would keep the cluster from ever pausing (docs/deploy.md).
+    assert not resources_of(deployed, "AWS::RDS::DBProxy")
+
+
+@pytest.mark.parametrize("mode", STORE_MODES)
+def test_no_plaintext_secret_anywhere(transformed: dict[str, Any], mode: str) -> None:
+    cfn = resolve(transformed, **mode_parameters(mode))
+    # No parameter takes a secret (NoEcho would only hide it from the console).
+    assert not [n for n, p in transformed["Parameters"].items() if p.get("NoEcho")]
+    for name, res in resources_of(cfn, "AWS::Lambda::Function").items():
+        env = res["Properties"]["Environment"]["Variables"]
+        for var in env:
+            assert not var.endswith(("PASSWORD", "_TOKEN", "API_KEY", "_SECRET")), (name, var)
+        for text in strings(env):
+            assert "password" not in text.lower(), (name, text)
+    # No URL with user info anywhere, no password property, no inline secret string.
+    userinfo = re.compile(r"[a-z+]+://[^/@\s:]*:[^/@\s]+@")
+    assert not [t for t in strings(cfn) if userinfo.search(t)]
+    for res in cfn["Resources"].values():
+        assert "MasterUserPassword" not in res.get("Properties", {})
+        if res["Type"] == "AWS::SecretsManager::Secret":
+            assert "SecretString" not in res["Properties"]
+            assert "GenerateSecretString" in res["Properties"]
+
+
+@pytest.mark.parametrize("mode", ["aurora", "existing"])
+def test_functions_reach_the_database_in_the_vpc(transformed: dict[str, Any], mode: str) -> None:
+    cfn = resolve(transformed, **mode_parameters(mode))
+    configs = [
+        res["Properties"].get("VpcConfig")
+        for res in resources_of(cfn, "AWS::Lambda::Function").values()
+    ]
+    assert all(configs) and all(c == configs[0] for c in configs)
+    if mode == "existing":
+        assert configs[0]["SecurityGroupIds"] == [EXISTING["ExistingSecurityGroupId"]]
+        assert configs[0]["SubnetIds"] == EXISTING["PrivateSubnetIds"]
+        assert not resources_of(cfn, "AWS::RDS::DBCluster")
+        env = cfn["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
+        assert env["MNEMO_DATABASE_SECRET_ARN"] == EXISTING["ExistingDatabaseSecretArn"]
+        return
+    assert configs[0] == {
+        "SecurityGroupIds": [{"Ref": "FunctionSecurityGroup"}],
+        "SubnetIds": [{"Ref": "PrivateSubnetA"}, {"Ref": "PrivateSubnetB"}],
+    }
+    subnets = resources_of(cfn, "AWS::EC2::Subnet")
+    zones = [
+        subnets[s]["Properties"]["AvailabilityZone"] for s in ("PrivateSubnetA", "PrivateSubnetB")
+    ]
+    assert zones == [
+        {"Fn::Select": [0, {"Fn::GetAZs": ""}]},
+        {"Fn::Select": [1, {"Fn::GetAZs": ""}]},
+    ]
+    assert "MapPublicIpOnLaunch" not in subnets["PrivateSubnetA"]["Properties"]
+    # The database admits PostgreSQL from the functions' security group and nothing else.
+    (ingress,) = cfn["Resources"]["DatabaseSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert (ingress["FromPort"], ingress["ToPort"]) == (5432, 5432)
+    assert ingress["SourceSecurityGroupId"] == {"Ref": "FunctionSecurityGroup"}
+    (group,) = resources_of(cfn, "AWS::RDS::DBSubnetGroup").values()
+    assert group["Properties"]["SubnetIds"] == configs[0]["SubnetIds"]
+    # Outbound (webhooks, remote embedders, AWS APIs): the private subnets route to a NAT.
+    routes = resources_of(cfn, "AWS::EC2::Route")
+    assert routes["PrivateDefaultRoute"]["Properties"]["NatGatewayId"] == {"Ref": "NatGateway"}
+    assert len(resources_of(cfn, "AWS::EC2::NatGateway")) == 1
+
+
+def test_an_operator_named_vpc(transformed: dict[str, Any]) -> None:
+    subnets = "subnet-0aaaaaaaaaaaaaaaa,subnet-0bbbbbbbbbbbbbbbb"
+    cfn = resolve(transformed, VpcId="vpc-0123456789abcdef0", PrivateSubnetIds=subnets)
+    assert not resources_of(cfn, "AWS::EC2::VPC")
+    assert not resources_of(cfn, "AWS::EC2::NatGateway")
+    api = cfn["Resources"]["ApiFunction"]["Properties"]
+    assert api["VpcConfig"]["SubnetIds"] == subnets
+    assert cfn["Resources"]["FunctionSecurityGroup"]["Properties"]["VpcId"] == (
+        "vpc-0123456789abcdef0"
+    )
+    assert resources_of(cfn, "AWS::RDS::DBCluster")
+
+
+def test_ephemeral_demo_only_when_chosen(transformed: dict[str, Any]) -> None:
+    cfn = resolve(transformed, StoreMode="ephemeral-demo")
+    assert not resources_of(cfn, "AWS::RDS::DBCluster")
+    assert not resources_of(cfn, "AWS::EC2::VPC")
+    for res in resources_of(cfn, "AWS::Lambda::Function").values():
+        assert "VpcConfig" not in res["Properties"]
+        assert res["Properties"]["Environment"]["Variables"]["MNEMO_DATABASE_URL"] == ""
+    assert "NOT durable" in cfn["Outputs"]["StoreMode"]["Value"]
+    assert transformed["Parameters"]["StoreMode"]["Default"] == "aurora"
+
+
+def test_alarms(deployed: dict[str, Any]) -> None:
+    alarms = resources_of(deployed, "AWS::CloudWatch::Alarm")
+    assert len(alarms) >= 4
+
+    def watched(alarm: dict[str, Any]) -> set[str]:
+        props = alarm["Properties"]
+        if "MetricName" in props:
+            return {props["MetricName"]}
+        return {
+            m["MetricStat"]["Metric"]["MetricName"] for m in props["Metrics"] if "MetricStat" in m
+        }
+
+    metrics = [watched(a) for a in alarms.values()]
+    for wanted in ("5xx", "Errors", "Throttles", "ServerlessDatabaseCapacity"):
+        assert any(wanted in m for m in metrics), wanted
+    queues = {
+        d["Value"]["Fn::GetAtt"][0]
+        for a in alarms.values()
+        for d in a["Properties"].get("Dimensions", [])
+        if d["Name"] == "QueueName"
+    }
+    assert queues == {"DeliveryDeadLetterQueue", "EventsDeadLetterQueue"}
+    assert any("ApproximateAgeOfOldestMessage" in m for m in metrics)
+    for name, alarm in alarms.items():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+    # All three functions are in the error and throttle sums.
+    errors = next(a for a in alarms.values() if watched(a) == {"Errors"})
+    counted = {
+        m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
+        for m in errors["Properties"]["Metrics"]
+        if "MetricStat" in m
+    }
+    assert counted == FUNCTION_NAMES
+
+
+def test_log_retention(deployed: dict[str, Any]) -> None:
+    assert deployed["Parameters"]["LogRetentionDays"]["Default"] == 30
+    groups = resources_of(deployed, "AWS::Logs::LogGroup")
+    assert all(g["Properties"]["RetentionInDays"] == "30" for g in groups.values())
+    for name, res in resources_of(deployed, "AWS::Lambda::Function").items():
+        group = res["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert group in groups, name
+    stage = next(iter(resources_of(deployed, "AWS::ApiGatewayV2::Stage").values()))
+    assert stage["Properties"]["AccessLogSettings"]["DestinationArn"] == {
+        "Fn::GetAtt": ["HttpApiLogGroup", "Arn"]
+    }
+
+
+def test_transform_http_api(deployed: dict[str, Any]) -> None:
+    apis = resources_of(deployed, "AWS::ApiGatewayV2::Api")
     assert set(apis) == {"HttpApi"}
     paths = apis["HttpApi"]["Properties"]["Body"]["paths"]
     assert set(paths) == {"/", "/{proxy+}"}
@@ -142,11 +431,16 @@ def test_transform_http_api(transformed: dict[str, Any]) -> None:
         assert integration["payloadFormatVersion"] == "2.0", path
         # The published SnapStart version, through its alias: never $LATEST.
         assert "${ApiFunctionAliaslive}" in integration["uri"]["Fn::Sub"], path
-    stages = resources_of(transformed, "AWS::ApiGatewayV2::Stage")
+    stages = resources_of(deployed, "AWS::ApiGatewayV2::Stage")
     assert [s["Properties"]["StageName"] for s in stages.values()] == ["$default"]
-    assert all(s["Properties"]["AutoDeploy"] for s in stages.values())
-    # API Gateway may invoke the function, on both routes.
-    permissions = resources_of(transformed, "AWS::Lambda::Permission").values()
+    stage = next(iter(stages.values()))["Properties"]
+    assert stage["AutoDeploy"]
+    # Throttled before it reaches the function (and the database).
+    assert stage["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": "50",
+        "ThrottlingBurstLimit": "100",
+    }
+    permissions = resources_of(deployed, "AWS::Lambda::Permission").values()
     apigw = [p for p in permissions if p["Properties"]["Principal"] == "apigateway.amazonaws.com"]
     assert len(apigw) == 2
     assert all(p["Properties"]["FunctionName"] == {"Ref": "ApiFunctionAliaslive"} for p in apigw)
@@ -160,26 +454,28 @@ def test_api_function_restores_from_a_snapstart_snapshot(transformed: dict[str, 
     assert resources_of(transformed, "AWS::Lambda::Version")
 
 
-def test_transform_function_url(transformed: dict[str, Any]) -> None:
-    urls = resources_of(transformed, "AWS::Lambda::Url")
-    assert list(urls) == ["ApiFunctionUrl"]
-    props = urls["ApiFunctionUrl"]["Properties"]
-    assert props["AuthType"] == "NONE"
-    assert props["TargetFunctionArn"] == {"Ref": "ApiFunctionAliaslive"}
-    # A public URL needs both permissions: InvokeFunctionUrl, and InvokeFunction via the URL.
-    public = {
-        p["Properties"]["Action"]: p["Properties"]
-        for p in resources_of(transformed, "AWS::Lambda::Permission").values()
-        if p["Properties"]["Principal"] == "*"
-    }
-    assert public["lambda:InvokeFunctionUrl"]["FunctionUrlAuthType"] == "NONE"
-    assert public["lambda:InvokeFunction"]["InvokedViaFunctionUrl"] is True
+def test_function_url_is_off_unless_asked_and_never_public(transformed: dict[str, Any]) -> None:
+    deployed = resolve(transformed)
+    assert not resources_of(deployed, "AWS::Lambda::Url")
+    assert "FunctionUrl" not in deployed["Outputs"]
+    on = resolve(transformed, FunctionUrl="iam")
+    (url,) = resources_of(on, "AWS::Lambda::Url").values()
+    assert url["Properties"]["AuthType"] == "AWS_IAM"
+    assert url["Properties"]["TargetFunctionArn"] == {"Ref": "ApiFunctionAliaslive"}
+    assert transformed["Parameters"]["FunctionUrl"]["AllowedValues"] == ["off", "iam"]
+    for cfn in (deployed, on):
+        public = [
+            p
+            for p in resources_of(cfn, "AWS::Lambda::Permission").values()
+            if p["Properties"]["Principal"] == "*"
+        ]
+        assert public == []
 
 
-def test_transform_schedule(transformed: dict[str, Any]) -> None:
+def test_transform_schedule(deployed: dict[str, Any]) -> None:
     rules = [
         r
-        for r in resources_of(transformed, "AWS::Events::Rule").values()
+        for r in resources_of(deployed, "AWS::Events::Rule").values()
         if "ScheduleExpression" in r["Properties"]
     ]
     assert len(rules) == 1
@@ -187,9 +483,10 @@ def test_transform_schedule(transformed: dict[str, Any]) -> None:
     assert rule["Properties"]["ScheduleExpression"] == "rate(1 hour)"
     (target,) = rule["Properties"]["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": ["MaintenanceFunction", "Arn"]}
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}}
     events_permissions = [
         p
-        for p in resources_of(transformed, "AWS::Lambda::Permission").values()
+        for p in resources_of(deployed, "AWS::Lambda::Permission").values()
         if p["Properties"]["Principal"] == "events.amazonaws.com"
     ]
     assert sorted(p["Properties"]["FunctionName"]["Ref"] for p in events_permissions) == [
@@ -198,63 +495,131 @@ def test_transform_schedule(transformed: dict[str, Any]) -> None:
     ]
 
 
-def test_transform_delivery_queue(transformed: dict[str, Any]) -> None:
-    """The DeliveryFunction drains from SQS, with a dead-letter queue behind it; the memory
-    events rule routes 'Mnemo Memory' EventBridge events to it."""
-    queues = resources_of(transformed, "AWS::SQS::Queue")
-    assert set(queues) == {"DeliveryQueue", "DeliveryDeadLetterQueue"}
+def test_no_event_is_lost(deployed: dict[str, Any]) -> None:
+    """SQS drains dead-letter after 5 receives; EventBridge events dead-letter when they cannot
+    be delivered (the target's DLQ) and when the function raised on them (Lambda's
+    asynchronous retries, then OnFailure); the memory rule takes Mnemo's own sources only."""
+    queues = resources_of(deployed, "AWS::SQS::Queue")
+    assert set(queues) == {"DeliveryQueue", "DeliveryDeadLetterQueue", "EventsDeadLetterQueue"}
     redrive = queues["DeliveryQueue"]["Properties"]["RedrivePolicy"]
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeliveryDeadLetterQueue", "Arn"]}
     assert redrive["maxReceiveCount"] >= 1
-    lambdas = resources_of(transformed, "AWS::Lambda::Function")
+    lambdas = resources_of(deployed, "AWS::Lambda::Function")
     visibility = queues["DeliveryQueue"]["Properties"]["VisibilityTimeout"]
     assert visibility >= lambdas["DeliveryFunction"]["Properties"]["Timeout"]
-    (mapping,) = resources_of(transformed, "AWS::Lambda::EventSourceMapping").values()
-    props = mapping["Properties"]
-    assert props["EventSourceArn"] == {"Fn::GetAtt": ["DeliveryQueue", "Arn"]}
-    assert props["FunctionName"] == {"Ref": "DeliveryFunction"}
-    memory_rules = [
+    (mapping,) = resources_of(deployed, "AWS::Lambda::EventSourceMapping").values()
+    assert mapping["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["DeliveryQueue", "Arn"]}
+    assert mapping["Properties"]["FunctionName"] == {"Ref": "DeliveryFunction"}
+
+    (memory_rule,) = [
         r["Properties"]
-        for r in resources_of(transformed, "AWS::Events::Rule").values()
+        for r in resources_of(deployed, "AWS::Events::Rule").values()
         if "EventPattern" in r["Properties"]
     ]
-    assert [r["EventPattern"] for r in memory_rules] == [{"detail-type": ["Mnemo Memory"]}]
-    assert memory_rules[0]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["DeliveryFunction", "Arn"]}
-
-
-def test_transform_outputs(transformed: dict[str, Any]) -> None:
-    outputs = transformed["Outputs"]
-    assert "${HttpApi}.execute-api." in outputs["HttpApiUrl"]["Value"]["Fn::Sub"]
-    assert outputs["FunctionUrl"]["Value"] == {"Fn::GetAtt": ["ApiFunctionUrl", "FunctionUrl"]}
-
-
-def test_parameters(template: dict[str, Any]) -> None:
-    params = template["Parameters"]
-    assert set(params) == {"DatabaseUrl", "ApiKey", "LogLevel", "MaxBodyBytes", "SnapshotBucket"}
-    for secret in ("DatabaseUrl", "ApiKey"):
-        assert params[secret]["NoEcho"] is True
-        assert params[secret]["Default"] == ""
-    assert params["LogLevel"]["Default"] == "INFO"
-    assert int(params["MaxBodyBytes"]["Default"]) == 1048576
-
-
-def test_default_parameters_give_default_settings(template: dict[str, Any]) -> None:
-    """Deployed with every default, the environment the template sets reads as 'unset': SQLite
-    in /tmp, no env API key, INFO logs, a 1 MiB body limit."""
-    params = template["Parameters"]
-    variables = template["Globals"]["Function"]["Environment"]["Variables"]
-    env = {
-        name: value if isinstance(value, str) else str(params[value["Ref"]]["Default"])
-        for name, value in variables.items()
+    assert memory_rule["EventPattern"] == {
+        "source": [{"prefix": "mnemo."}],
+        "detail-type": ["Mnemo Memory"],
     }
-    env["AWS_LAMBDA_FUNCTION_NAME"] = "mnemo-ApiFunction"  # Lambda sets it
+    (target,) = memory_rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["DeliveryFunction", "Arn"]}
+    dlq = {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}
+    assert target["DeadLetterConfig"] == {"Arn": dlq}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    # The sample event is one the rule accepts.
+    sample = json.loads((ROOT / "events" / "eventbridge.json").read_text())
+    assert sample["source"].startswith("mnemo.")
+    assert sample["detail-type"] == "Mnemo Memory"
+    configs = resources_of(deployed, "AWS::Lambda::EventInvokeConfig")
+    for name in ("DeliveryFunction", "MaintenanceFunction"):
+        (config,) = [c for c in configs.values() if c["Properties"]["FunctionName"]["Ref"] == name]
+        assert config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"] == dlq
+    # EventBridge may send to the queue for this stack's two rules only.
+    (policy,) = resources_of(deployed, "AWS::SQS::QueuePolicy").values()
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert sorted(
+        a["Fn::GetAtt"][0] for a in statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+    ) == [
+        "DeliveryFunctionMemoryEvents",
+        "MaintenanceFunctionHourly",
+    ]
+
+
+def test_outputs(transformed: dict[str, Any], deployed: dict[str, Any]) -> None:
+    outputs = deployed["Outputs"]
+    assert "${HttpApi}.execute-api." in outputs["HttpApiUrl"]["Value"]["Fn::Sub"]
+    assert outputs["McpUrl"]["Value"]["Fn::Sub"].endswith("/mcp")
+    assert outputs["ConsoleUrl"]["Value"]["Fn::Sub"].endswith("/console")
+    assert outputs["DatabaseSecretArn"]["Value"] == {
+        "Fn::GetAtt": ["DatabaseCluster", "MasterUserSecret.SecretArn"]
+    }
+    assert outputs["ApiKeySecretArn"]["Value"] == {"Ref": "ApiKeySecret"}
+    assert outputs["StoreMode"]["Value"].startswith("aurora")
+    pinned = resolve(transformed, PublicUrl="https://mnemo.example.com")["Outputs"]
+    assert pinned["McpUrl"]["Value"] == {"Fn::Sub": "${PublicUrl}/mcp"}
+
+
+_RESOLVED = {
+    "DatabaseCluster.Endpoint.Address": "mnemo.cluster-c1.us-east-1.rds.amazonaws.com",
+    "DatabaseCluster.Endpoint.Port": "5432",
+}
+
+
+def _sub(value: Any, params: dict[str, str]) -> str:
+    if isinstance(value, str):
+        return value
+    if "Fn::Sub" in value:
+        text = value["Fn::Sub"]
+        return re.sub(r"\$\{([^}]+)\}", lambda m: _RESOLVED.get(m[1]) or params[m[1]], text)
+    if "Fn::GetAtt" in value:
+        return "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!cluster-1-AbCdEf"
+    assert set(value) == {"Ref"}, value
+    return {
+        "DeliveryQueue": "https://sqs.us-east-1.amazonaws.com/123456789012/mnemo-DeliveryQueue",
+        "ApiKeySecret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ApiKey-AbCdEf",
+    }[value["Ref"]]
+
+
+def test_default_parameters_give_settings_for_the_durable_store(
+    transformed: dict[str, Any],
+) -> None:
+    """Deployed with every default, the environment reads as: PostgreSQL over TLS, the password
+    from the secret, the single key from its own secret, OAuth open to the big clients."""
+    params = parameter_values(transformed)
+    variables = resolve(transformed)["Resources"]["ApiFunction"]["Properties"]["Environment"]
+    env = {name: _sub(value, params) for name, value in variables["Variables"].items()}
+    env["AWS_LAMBDA_FUNCTION_NAME"] = "mnemo-ApiFunction-AbC"  # Lambda sets these
+    env["AWS_REGION"] = REGION
     settings = settings_from_env(env)
-    assert settings.database_url == "sqlite:////tmp/mnemo/mnemo.db"
-    assert settings.on_lambda
-    assert settings.api_key is None
+    assert settings.store_kind == "postgresql"
+    assert settings.database_url == (
+        "postgresql+psycopg://mnemo.cluster-c1.us-east-1.rds.amazonaws.com:5432/mnemo"
+        "?sslmode=require"
+    )
+    assert (
+        settings.database.secret_arn is not None and "rds!cluster" in settings.database.secret_arn
+    )
+    assert settings.database.region == REGION
+    assert settings.api_key is None and settings.api_key_secret_arn is not None
+    assert settings.single_key_mode
+    assert settings.auth.public_url is None
+    for client in ("claude.ai", "chatgpt.com", "vscode.dev", "cursor:", "127.0.0.1"):
+        assert client in settings.auth.open_registration_domains, client
     assert settings.log_level == "INFO"
     assert settings.max_body_bytes == 1048576
     assert settings.snapshots.bucket is None
+    assert settings.webhooks.queue_url is not None
+
+
+def test_ephemeral_demo_settings(transformed: dict[str, Any]) -> None:
+    params = parameter_values(transformed, StoreMode="ephemeral-demo")
+    cfn = resolve(transformed, StoreMode="ephemeral-demo")
+    variables = cfn["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    env = {name: _sub(value, params) for name, value in variables.items()}
+    env["AWS_LAMBDA_FUNCTION_NAME"] = "mnemo-ApiFunction"
+    settings = settings_from_env(env)
+    assert settings.database_url == "sqlite:////tmp/mnemo/mnemo.db"
+    assert settings.database.secret_arn is None
 
 
 # --- cfn-lint -----------------------------------------------------------------------------
@@ -296,8 +661,15 @@ def test_handler_imports_to_a_callable(template: dict[str, Any], function: str) 
 
 
 def test_cfn_lint_would_catch_a_broken_template(template: dict[str, Any]) -> None:
-    """The two checks above are not vacuous: a bad value in Globals is reported."""
+    """The two checks above are not vacuous: a bad value in Globals is reported. (On the
+    template's Globals and one function only: linting the whole stack again costs seconds.)"""
     broken = copy.deepcopy(template)
     broken["Globals"]["Function"]["MemorySize"] = 99999
+    for dropped in ("VpcConfig", "Environment"):  # they name the stack's other resources
+        del broken["Globals"]["Function"][dropped]
+    function = broken["Resources"]["MaintenanceFunction"]
+    function["Properties"] = {"Description": "broken", "Timeout": 300}
+    broken["Resources"] = {"MaintenanceFunction": function}
+    broken.pop("Outputs")
     problems = _problems(lint(json.dumps(sam_transform(packaged(broken))), regions=[REGION]))
     assert any("E3034" in p for p in problems), problems

@@ -1,10 +1,13 @@
 """OAuth clients: dynamic registration (RFC 7591) and client authentication at the token and
 revocation endpoints.
 
-Redirect URIs are the heart of the client's identity: they must be https, or http on a loopback
-host (native apps, RFC 8252), carry no fragment and no user info, and are later matched exactly,
-character for character. Open registration is limited to redirect hosts on an allowlist; any
-other host needs the operator's registration token.
+Redirect URIs are the heart of the client's identity: they must be https, or for a public
+client (a native app, RFC 8252) http on a loopback host or a private-use scheme
+(`cursor://...`, `com.example.app:/cb`); they carry no fragment and no user info, and are
+later matched exactly, character for character, except that a loopback redirect may name any
+port at the authorization request (RFC 8252 section 7.3: a native app gets whatever port is
+free). Open registration is limited to redirect hosts (and schemes, written "cursor:") on an
+allowlist; any other needs the operator's registration token.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,7 +51,41 @@ def _secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def check_redirect_uri(uri: str) -> str:
+# RFC 3986's scheme syntax.
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
+# Schemes a browser runs or resolves itself rather than handing to an app: never a redirect.
+_BROWSER_SCHEMES = frozenset(
+    {
+        "about",
+        "blob",
+        "chrome",
+        "data",
+        "file",
+        "filesystem",
+        "ftp",
+        "javascript",
+        "view-source",
+        "vbscript",
+        "ws",
+        "wss",
+    }
+)
+
+
+def is_private_use(uri: str) -> bool:
+    """A native app's own scheme (RFC 8252 section 7.1), as opposed to http(s)."""
+    scheme = urlsplit(uri).scheme.lower()
+    return scheme not in ("http", "https", "") and scheme not in _BROWSER_SCHEMES
+
+
+def is_loopback(uri: str) -> bool:
+    parts = urlsplit(uri)
+    return parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
+
+
+def check_redirect_uri(uri: str, *, public: bool = True) -> str:
+    """`public`: the client has no secret (token_endpoint_auth_method none), as native apps
+    do; only those may use a private-use scheme, which any app on the device could claim."""
     if not isinstance(uri, str) or not uri or len(uri) > MAX_URI:
         raise OAuthError("invalid_redirect_uri", "a redirect URI is a string of 1-2000 characters")
     try:
@@ -58,17 +96,26 @@ def check_redirect_uri(uri: str) -> str:
         raise OAuthError("invalid_redirect_uri", f"not a URL: {uri!r}") from None
     if "#" in uri:
         raise OAuthError("invalid_redirect_uri", "a redirect URI must not contain a fragment")
-    if not host:
-        raise OAuthError("invalid_redirect_uri", f"a redirect URI needs a host: {uri!r}")
     if parts.username is not None or parts.password is not None:
         raise OAuthError("invalid_redirect_uri", "a redirect URI must not carry user info")
-    if parts.scheme == "https":
-        return uri
-    if parts.scheme == "http" and host in LOOPBACK_HOSTS:
-        return uri
+    scheme = parts.scheme
+    if scheme in ("https", "http"):
+        if not host:
+            raise OAuthError("invalid_redirect_uri", f"a redirect URI needs a host: {uri!r}")
+        if scheme == "https" or host in LOOPBACK_HOSTS:
+            return uri
+    elif _SCHEME.match(scheme) and scheme not in _BROWSER_SCHEMES and (parts.netloc or parts.path):
+        if public:
+            return uri
+        raise OAuthError(
+            "invalid_redirect_uri",
+            f"a private-use scheme ({scheme}:) is for public clients (native apps, "
+            "token_endpoint_auth_method none); a client with a secret redirects to https",
+        )
     raise OAuthError(
         "invalid_redirect_uri",
-        f"redirect URIs must be https, or http on a loopback host; got {uri!r}",
+        "redirect URIs must be https, http on a loopback host, or (for a public client) an "
+        f"app's own scheme such as cursor://...; got {uri!r}",
     )
 
 
@@ -83,6 +130,50 @@ def host_allowed(host: str, allowlist: tuple[str, ...]) -> bool:
     return False
 
 
+def redirect_allowed(uri: str, allowlist: tuple[str, ...]) -> bool:
+    """Whether a client redirecting here may register without the registration token: its
+    host is listed (http(s)), or its scheme is, written with its colon ("cursor:")."""
+    if is_private_use(uri):
+        scheme = urlsplit(uri).scheme.lower() + ":"
+        return "*" in allowlist or scheme in (e.lower() for e in allowlist)
+    return host_allowed(urlsplit(uri).hostname or "", allowlist)
+
+
+def redirect_matches(registered: tuple[str, ...], requested: str, *, public: bool) -> bool:
+    """The authorization request's redirect URI against the registration: character for
+    character, except that a public client's loopback redirect may name any port (RFC 8252
+    section 7.3); scheme, host, path and query must still be the registered ones."""
+    if requested in registered:
+        return True
+    if not public or not is_loopback(requested):
+        return False
+    try:
+        want = urlsplit(requested)
+        want.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        return False
+    for uri in registered:
+        have = urlsplit(uri)
+        if (
+            is_loopback(uri)
+            and have.hostname == want.hostname
+            and (have.path or "/") == (want.path or "/")
+            and have.query == want.query
+            and not want.fragment
+        ):
+            return True
+    return False
+
+
+def redirect_display(uri: str) -> str:
+    """Where the user is sent back, as the consent page names it: the host of a web client,
+    the app scheme of a native one (with its host when it has one)."""
+    parts = urlsplit(uri)
+    if is_private_use(uri):
+        return f"{parts.scheme}://{parts.netloc}" if parts.netloc else f"{parts.scheme}:"
+    return parts.netloc
+
+
 @dataclass(frozen=True)
 class Registration:
     redirect_uris: list[str]
@@ -94,6 +185,12 @@ class Registration:
 
     def hosts(self) -> list[str]:
         return [urlsplit(u).hostname or "" for u in self.redirect_uris]
+
+    def closed(self, allowlist: tuple[str, ...]) -> list[str]:
+        """The redirect hosts (or app schemes) open registration does not cover."""
+        return [
+            redirect_display(u) for u in self.redirect_uris if not redirect_allowed(u, allowlist)
+        ]
 
 
 def _strings(body: Mapping[str, Any], name: str, default: list[str]) -> list[str]:
@@ -109,7 +206,6 @@ def parse_registration(body: Mapping[str, Any]) -> Registration:
         raise OAuthError("invalid_redirect_uri", "redirect_uris must be a non-empty array")
     if len(uris) > MAX_REDIRECT_URIS:
         raise OAuthError("invalid_redirect_uri", f"at most {MAX_REDIRECT_URIS} redirect URIs")
-    redirect_uris = [check_redirect_uri(u) for u in uris]
     # RFC 7591 section 2: the default method is client_secret_basic.
     method = body.get("token_endpoint_auth_method", "client_secret_basic")
     if method not in AUTH_METHODS:
@@ -117,6 +213,7 @@ def parse_registration(body: Mapping[str, Any]) -> Registration:
             "invalid_client_metadata",
             f"token_endpoint_auth_method must be one of {', '.join(AUTH_METHODS)}",
         )
+    redirect_uris = [check_redirect_uri(u, public=method == "none") for u in uris]
     grant_types = _strings(body, "grant_types", ["authorization_code"])
     if not set(grant_types) <= set(GRANT_TYPES) or "authorization_code" not in grant_types:
         raise OAuthError(
@@ -196,6 +293,10 @@ class Client:
     @property
     def display_name(self) -> str:
         return self.client_name or self.client_id
+
+    @property
+    def public(self) -> bool:
+        return self.auth_method == "none"
 
 
 def get_client(conn: Connection, client_id: str) -> Client | None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, text
 
 from core.identity import sessions
-from core.identity.oauth.clients import Client, get_client
+from core.identity.oauth.clients import Client, get_client, redirect_matches
 from core.identity.oauth.errors import OAuthError, PageError, RedirectError
 from core.identity.oauth.metadata import DEFAULT_SCOPE, SCOPES, audiences, mcp_resource
 from core.kernel.ids import now_ms
@@ -94,8 +94,9 @@ def validate_request(conn: Connection, params: Mapping[str, list[str]], base: st
     redirect_uri = one("redirect_uri")
     if redirect_uri is None:
         raise PageError("the request has no redirect_uri")
-    if redirect_uri not in client.redirect_uris:
-        # Exact string match against the registration (no prefix or pattern matching).
+    if not redirect_matches(client.redirect_uris, redirect_uri, public=client.public):
+        # Exact string match against the registration (no prefix or pattern matching), but
+        # for the port of a native app's loopback redirect.
         raise PageError("the redirect_uri is not one this application registered")
     state = one("state")
 

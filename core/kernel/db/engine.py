@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,27 @@ from sqlalchemy import Connection, Engine, TextClause, create_engine, event, tex
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 
+from core.kernel.db.credentials import Credentials, CredentialSource, is_auth_failure
 from core.kernel.ids import now_ms
 
 log = logging.getLogger("mnemo.db")
 
-_engines: dict[str, Engine] = {}
+
+@dataclass(frozen=True)
+class PostgresOptions:
+    """How a PostgreSQL engine connects beyond what its URL says."""
+
+    # Where the user and password come from when the URL carries none (Secrets Manager, an
+    # RDS IAM token): core/kernel/db/credentials.py.
+    credentials: CredentialSource | None = None
+    application_name: str | None = None
+    connect_timeout_seconds: int | None = None
+    # A Lambda instance serves one invocation at a time, so it keeps one connection: the
+    # database sees as many connections as there are warm instances, no more.
+    one_connection: bool = False
+
+
+_engines: dict[tuple[str, PostgresOptions | None], Engine] = {}
 _lock = threading.Lock()
 
 WRITE = "mnemo_write"
@@ -83,22 +100,31 @@ def tuples(conn: Connection, statement: str, params: Mapping[str, Any]) -> list[
     return [tuple(row) for row in conn.execute(sql(statement), params)]
 
 
-def get_engine(url: str, *, busy_timeout_ms: int = 30_000, on_lambda: bool = False) -> Engine:
-    engine = _engines.get(url)
+def get_engine(
+    url: str,
+    *,
+    busy_timeout_ms: int = 30_000,
+    on_lambda: bool = False,
+    postgres: PostgresOptions | None = None,
+) -> Engine:
+    key = (url, postgres)
+    engine = _engines.get(key)
     if engine is not None:
         return engine
     with _lock:
-        engine = _engines.get(url)
+        engine = _engines.get(key)
         if engine is None:
-            engine = _create(url, busy_timeout_ms=busy_timeout_ms, on_lambda=on_lambda)
-            _engines[url] = engine
+            engine = _create(
+                url, busy_timeout_ms=busy_timeout_ms, on_lambda=on_lambda, postgres=postgres
+            )
+            _engines[key] = engine
     return engine
 
 
 def dispose(url: str) -> None:
     with _lock:
-        engine = _engines.pop(url, None)
-    if engine is not None:
+        found = [_engines.pop(key) for key in [k for k in _engines if k[0] == url]]
+    for engine in found:
         engine.dispose()
 
 
@@ -109,19 +135,76 @@ def dispose_all() -> None:
         _engines.clear()
 
 
-def _create(url: str, *, busy_timeout_ms: int, on_lambda: bool) -> Engine:
+def _create(
+    url: str, *, busy_timeout_ms: int, on_lambda: bool, postgres: PostgresOptions | None
+) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _create_sqlite(url, busy_timeout_ms=busy_timeout_ms, on_lambda=on_lambda)
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        engine = create_engine(parsed, pool_size=2, max_overflow=4)
+        options = postgres or PostgresOptions()
+        if options.one_connection:
+            # The pool keeps one; overflow is for a nested connection should a code path
+            # ever take one while holding another (closed as soon as it is returned), so a
+            # slip costs a connect, never a deadlock on a pool of one.
+            engine = create_engine(parsed, pool_size=1, max_overflow=2, pool_timeout=30)
+        else:
+            engine = create_engine(parsed, pool_size=2, max_overflow=4)
+        _connect_with(engine, options)
         _ping_when_idle(engine)
         return engine
     raise ValueError(
         f"MNEMO_DATABASE_URL must be a sqlite:/// or postgresql+psycopg:// URL, got {url!r}"
     )
+
+
+def _connect_with(engine: Engine, options: PostgresOptions) -> None:
+    """Fill in what the URL leaves out at each new connection: the credentials (fetched when
+    the first connection opens, never at import: a SnapStart snapshot holds none), the
+    application name and the connect timeout. A login the database refuses is retried once
+    with credentials read anew, which is how a rotated secret is picked up."""
+    if (
+        options.credentials is None
+        and options.application_name is None
+        and options.connect_timeout_seconds is None
+    ):
+        return
+    source = options.credentials
+
+    @event.listens_for(engine, "do_connect")
+    def _do_connect(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        if options.application_name:
+            cparams.setdefault("application_name", options.application_name)
+        if options.connect_timeout_seconds:
+            cparams.setdefault("connect_timeout", options.connect_timeout_seconds)
+        if source is None:
+            return None  # SQLAlchemy connects with the parameters as amended
+        given = dict(cparams)
+        try:
+            return dialect.connect(*cargs, **_with_credentials(given, source.current()))
+        except dialect.loaded_dbapi.OperationalError as exc:
+            if not is_auth_failure(exc):
+                raise
+            log.warning("store: the database refused the credentials; reading them again")
+        return dialect.connect(*cargs, **_with_credentials(given, source.fresh()))
+
+
+def _with_credentials(cparams: dict[str, Any], creds: Credentials) -> dict[str, Any]:
+    out = dict(cparams)
+    if creds.username:
+        out["user"] = creds.username
+    if creds.password is not None:
+        out["password"] = creds.password
+    # Where to connect stays the URL's; the secret fills in only what it leaves out.
+    if not out.get("host") and creds.host:
+        out["host"] = creds.host
+    if not out.get("port") and creds.port:
+        out["port"] = creds.port
+    if not out.get("dbname") and creds.dbname:
+        out["dbname"] = creds.dbname
+    return out
 
 
 # SQLite reads through a memory map this large at most (address space, not memory).
@@ -179,15 +262,22 @@ def _create_sqlite(url: str, *, busy_timeout_ms: int, on_lambda: bool) -> Engine
 _IDLE_PING_SECONDS = 10.0
 
 
+def _clock() -> float:
+    """Wall time, not monotonic: whether a monotonic clock advances while Lambda has the
+    instance frozen is the platform's business, and the idle time that matters (the server
+    or Aurora's pause closing the connection) is real time."""
+    return time.time()
+
+
 def _ping_when_idle(engine: Engine) -> None:
     @event.listens_for(engine, "checkin")
     def _returned(_dbapi_connection: Any, record: Any) -> None:
-        record.info["returned_at"] = time.monotonic()
+        record.info["returned_at"] = _clock()
 
     @event.listens_for(engine, "checkout")
     def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         returned = record.info.get("returned_at")
-        if returned is None or time.monotonic() - returned < _IDLE_PING_SECONDS:
+        if returned is None or abs(_clock() - returned) < _IDLE_PING_SECONDS:
             return
         try:
             cursor = dbapi_connection.cursor()
