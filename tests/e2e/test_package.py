@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from scripts import package
-from tests.test_template import ROOT, functions, load_template
+from tests.e2e.test_template import ROOT, functions, load_template
 
 FORBIDDEN = ("tests", "bench", "docs", "data", "events", "scripts", ".venv", "mnemo_client")
 

@@ -1,6 +1,6 @@
 """Database credentials off the URL: settings, the Secrets Manager source (moto), RDS IAM
 tokens (signed locally by boto3), and what counts as a refused login. The whole path against
-a real server, with a rotation, is tests/test_rehearsal.py."""
+a real server, with a rotation, is tests/e2e/test_rehearsal.py."""
 
 from __future__ import annotations
 

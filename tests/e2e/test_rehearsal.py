@@ -33,12 +33,12 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from core.webhooks.signing import verify
+from tests.e2e.test_template import functions, load_template, packaged, resolve, sam_transform
 from tests.lambda_client import http_event
 from tests.pg_server import PostgresServer, wait_for
-from tests.test_template import functions, load_template, packaged, resolve, sam_transform
 from tests.webhook_receiver import Receiver
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 REGION = "us-east-1"
 ROLE = "mnemo_app"
