@@ -189,7 +189,9 @@ def test_search_and_context_while_threads_and_processes_write(
         assert not read["outside"], read["outside"]
         assert all(s.endswith(" 200") for s in read["statuses"]), read["statuses"]
     searches = sum(r["statuses"].get("search 200", 0) for r in reads)
-    assert searches >= 10 and writes["add 201"] >= 5, (searches, dict(writes))
+    # Proof that reads and writes overlapped; on a loaded 2-core machine a search can take
+    # 200 ms, so the counts are kept low enough to hold there.
+    assert searches >= 3 and writes["add 201"] >= 3, (searches, dict(writes))
 
 
 # -- the snapshot itself ------------------------------------------------------------------
