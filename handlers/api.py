@@ -59,6 +59,22 @@ ROUTE_MODULES = (
     _module("transfer", "/v1/export", "/v1/import"),
     _module("hooks", "/v1/hooks/"),
     _module("oauth", "/oauth/", "/.well-known/"),
+    _module("jobs", "/v1/jobs/"),
+    # mem0's platform paths (trailing slashes; /v1/memories/{id}/ is not a native path).
+    _module(
+        "mem0",
+        "/v1/ping",
+        "/v3/memories",
+        "/v1/memories/",
+        "/v1/batch",
+        "/v1/entities",
+        "/v2/",
+        "/v1/event/",
+        "/v1/exports",
+        "/v1/summary/",
+        "/v1/feedback",
+        "/api/v1/",
+    ),
     RouteModule("handlers.console.routes:console_routes", ("/console",)),
 )
 
