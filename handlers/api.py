@@ -49,7 +49,9 @@ ROUTE_MODULES = (
     _module("search", "/v1/search", "/v1/context", "/v1/reindex"),
     _module("users", "/v1/users/"),
     _module("summaries", "/v1/summary", "/v1/users/"),
-    _module("openmemory", "/memory/", "/users/"),
+    _module(
+        "openmemory", "/memory/", "/users/", "/sectors", "/api/ide/", "/api/compression/", "/lgm/"
+    ),
     _module("changelog", "/v1/changelog"),
     _module("auth", "/auth/"),
     _module("brains", "/v1/brains"),

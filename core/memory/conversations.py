@@ -139,7 +139,6 @@ def procedure_memory(conversation: Conversation, content: str | None = None) -> 
     """The whole exchange (or an LLM's summary of it) as one procedural memory."""
     conversation_id, at = new_id(), conversation.occurred_ms()
     item = _base(conversation, at)
-    del item["_conversation"]
     tags = item["tags"]
     if PROCEDURAL_TAG not in tags:
         tags.append(PROCEDURAL_TAG)
@@ -157,7 +156,6 @@ def fact_memory(
 ) -> dict[str, Any]:
     """A memory for a fact an LLM drew from the conversation."""
     item = _base(conversation, at)
-    del item["_conversation"]
     item.update(content=fact, role="assistant")
     item["metadata"]["conversation"] = {"id": conversation_id, "extracted": True}
     return item

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from core.app import jobs
-from core.kernel.errors import InvalidInput, MnemoError, field_errors
+from core.kernel.errors import InvalidInput, MnemoError, NotFound, field_errors
 from core.memory import bulk, entities
 from core.memory import store as memories
 from core.memory.conversations import Conversation, Message
@@ -219,7 +219,10 @@ async def search_(request: Request) -> Response:
 
 async def get(request: Request) -> Response:
     ctx = await authorize(request)
-    return _json(mapping.record(await ctx.read(memories.get, request.path_params["id"])))
+    memory = await ctx.read(memories.get, request.path_params["id"])
+    if memory["state"] == "deleted":  # gone, to a mem0 client (restorable through /v1)
+        raise NotFound(f"no memory {memory['id']!r}", code="memory_not_found")
+    return _json(mapping.record(memory))
 
 
 def _patch(text: str | None, metadata: dict[str, Any] | None, when: Any = None) -> MemoryPatch:
