@@ -365,4 +365,6 @@ def test_the_async_client(served: Served) -> None:
             await mem0.delete_all(user_id=user)
             assert (await mem0.get_all(filters={"user_id": user}))["count"] == 0
 
-    asyncio.run(scenario())
+    # On the thread's own loop, as tests/test_mcp_sdk.py explains: asyncio.run would replace
+    # the loop Mangum set up and leave it unclosed.
+    asyncio.get_event_loop_policy().get_event_loop().run_until_complete(scenario())
