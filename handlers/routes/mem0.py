@@ -402,10 +402,11 @@ class HistoryList(RootModel[list[models.HistoryRow]]):
 def _routes(path: str, endpoint: Endpoint, method: str, doc: Doc) -> list[Route]:
     """The documented trailing-slash path, and the same without the slash."""
     wrapped = mem0_errors(endpoint)
-    return [
-        ApiRoute(path, wrapped, method=method, doc=doc),
-        Route(path.rstrip("/"), wrapped, methods=[method]),
-    ]
+    routes_: list[Route] = [ApiRoute(path, wrapped, method=method, doc=doc)]
+    # Not for /v1/memories/: without its slash that is the native collection.
+    if path != "/v1/memories/":
+        routes_.append(Route(path.rstrip("/"), wrapped, methods=[method]))
+    return routes_
 
 
 def _doc(summary: str, **kw: Any) -> Doc:
