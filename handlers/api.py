@@ -73,7 +73,7 @@ ROUTE_MODULES = (
         "/v2/",
         "/v1/event/",
         "/v1/exports",
-        "/v1/summary/",
+        "/v1/summary",
         "/v1/feedback",
         "/api/v1/",
     ),

@@ -12,7 +12,7 @@ from handlers.context import authorize
 from handlers.http import ApiRoute, Doc, json_response
 
 
-async def get(request: Request) -> Response:
+async def get_job(request: Request) -> Response:
     ctx = await authorize(request)
     return json_response(await ctx.read(jobs.get, request.path_params["id"]))
 
@@ -20,7 +20,7 @@ async def get(request: Request) -> Response:
 routes = [
     ApiRoute(
         "/v1/jobs/{id}",
-        get,
+        get_job,
         method="GET",
         doc=Doc(
             "A conversation ingestion job: status, and results once done", "memories", response=Job

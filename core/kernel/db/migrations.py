@@ -568,8 +568,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         # facts after the answer was sent; the caller reads the status and results by id.
         """
         CREATE TABLE ingest_jobs (
-            id TEXT PRIMARY KEY,
-            brain_id TEXT NOT NULL REFERENCES brains(id) ON DELETE CASCADE,
+            id TEXT NOT NULL PRIMARY KEY,
+            brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
             user_id TEXT,
             status TEXT NOT NULL
                 CHECK (status IN ('pending', 'running', 'succeeded', 'failed')),
