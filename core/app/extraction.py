@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,6 +37,7 @@ from core.memory.conversations import (
     transcript,
     validate_items,
 )
+from core.memory.indexing import Indexer
 from core.memory.models import MemoryIn, MemoryPatch
 
 Event = Literal["ADD", "UPDATE", "DELETE", "NONE"]
@@ -213,13 +215,19 @@ def _neighbours(
     from core.retrieval.search import search
 
     found: dict[str, dict[str, Any]] = {}
-    filters = SearchFilters(agent_id=conversation.agent_id, run_id=conversation.run_id)
+    user = scope.user_for_write(conversation.user_id)
+    # The same user's memories only; a conversation of no user is compared with the brain's
+    # memories of no user, never with everyone's.
+    alone = None if user is not None else {"$user_id": {"exists": False}}
+    filters = SearchFilters(
+        agent_id=conversation.agent_id, run_id=conversation.run_id, metadata=alone
+    )
     for fact in facts:
         vector = query_vector(engine, settings, fact)
         request = SearchIn(
             query=fact[:10_000],
-            limit=settings.extraction.neighbours,
-            user_id=conversation.user_id,
+            limit=min(settings.extraction.neighbours, 100),
+            user_id=user,
             filters=filters,
         )
         with transaction(engine, write=False) as conn:
@@ -240,8 +248,6 @@ def plan(
     engine: Engine, settings: Settings, scope: Scope, conversation: Conversation, chat: ChatModel
 ) -> Plan:
     """Every LLM call, outside any write transaction."""
-    import time
-
     scope.require_write()
     today = time.strftime("%Y-%m-%d", time.gmtime())
     system, prompt = fact_messages(conversation, today)
@@ -273,7 +279,7 @@ def apply(
     conversation: Conversation,
     planned: Plan,
     settings: Settings,
-    index: Any,
+    index: Indexer,
 ) -> list[dict[str, Any]]:
     """Every decision in the caller's (one) write transaction; what happened to each."""
     limits = settings.limits

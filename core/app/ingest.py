@@ -13,7 +13,7 @@ run after the answer; its status and results are read back by id.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
@@ -23,9 +23,14 @@ from core.kernel.db.engine import transaction
 from core.kernel.scope import Scope
 from core.memory import store as memories
 from core.memory.conversations import Conversation, turn_memories
+from core.memory.indexing import Indexer
+
+if TYPE_CHECKING:
+    # numpy comes with search: imported when a conversation needs it (handlers/lazy.py).
+    from core.retrieval.search import QueryVector
 
 
-def query_vector(engine: Engine, settings: Settings, text: str) -> Any:
+def query_vector(engine: Engine, settings: Settings, text: str) -> QueryVector:
     """The query as search wants it, embedded with no transaction open."""
     from core.embeddings import get_embedder
     from core.retrieval import pgvector
@@ -44,9 +49,8 @@ def query_vector(engine: Engine, settings: Settings, text: str) -> Any:
     )
 
 
-def _indexer(settings: Settings, texts: list[str]) -> Any:
+def _indexer(settings: Settings, texts: list[str]) -> Indexer:
     from core.embeddings import get_embedder
-    from core.memory.indexing import Indexer
 
     index = Indexer(get_embedder(settings.embedder), infer_links=settings.links.inferred)
     if texts:

@@ -12,6 +12,7 @@ from core.kernel.config import Limits
 from core.kernel.errors import TooLarge
 from core.kernel.scope import Scope
 from core.memory import store as memories
+from core.memory.indexing import Indexer
 from core.memory.models import MemoryPatch
 
 
@@ -29,7 +30,7 @@ def update_many(
     scope: Scope,
     patches: list[tuple[str, MemoryPatch]],
     limits: Limits,
-    index: Any,
+    index: Indexer,
 ) -> list[dict[str, Any]]:
     _bounded(len(patches), limits)
     return [memories.update(conn, scope, mid, patch, limits, index) for mid, patch in patches]
@@ -40,7 +41,7 @@ def delete_many(
     scope: Scope,
     memory_ids: list[str],
     limits: Limits,
-    index: Any,
+    index: Indexer,
     *,
     actor_id: str | None = None,
 ) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from core.kernel.errors import InvalidInput, NotFound
 from core.kernel.ids import iso
 from core.kernel.scope import Scope
 from core.memory import store as memories
+from core.memory.indexing import Indexer
 
 Kind = Literal["user", "agent", "run"]
 KINDS: dict[str, str] = {"user": "user_id", "agent": "agent_id", "run": "run_id"}
@@ -55,7 +56,7 @@ def list_entities(conn: Connection, scope: Scope) -> list[dict[str, Any]]:
 def delete_memories(
     conn: Connection,
     scope: Scope,
-    index: Any,
+    index: Indexer,
     *,
     user_id: str | None = None,
     agent_id: str | None = None,
@@ -88,7 +89,7 @@ def delete_memories(
 
 
 def delete_entity(
-    conn: Connection, scope: Scope, kind: str, name: str, index: Any, *, actor_id: str | None
+    conn: Connection, scope: Scope, kind: str, name: str, index: Indexer, *, actor_id: str | None
 ) -> int:
     column = KINDS.get(kind)
     if column is None:

@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from core.app import jobs
 from core.kernel.errors import InvalidInput, MnemoError, NotFound, field_errors
+from core.kernel.ids import iso
 from core.memory import bulk, entities
 from core.memory import store as memories
 from core.memory.conversations import Conversation, Message
@@ -243,8 +244,6 @@ async def update(request: Request) -> Response:
     data = await read_body(request, models.UpdateIn)
     when = data.timestamp
     if isinstance(when, int | float):
-        from core.kernel.ids import iso
-
         when = iso(int(when * 1000))
     patch = _patch(data.text, data.metadata, when)
     memory_id = request.path_params["id"]
