@@ -404,3 +404,16 @@ def test_decisions_map_back_to_the_memories_shown() -> None:
 def test_malformed_decisions_are_refused(items: list[Any], why: str) -> None:
     with pytest.raises(ExtractionError, match=why):
         parse_decisions(json.dumps({"memory": items}), STORED)
+
+
+def test_a_conversation_of_no_user_never_touches_a_users_memories(
+    settings: Settings, tenant: Tenant, stub: StubLLM
+) -> None:
+    client = llm_client(settings, tenant, stub)
+    _seed(client, "someone", "Lives in Paris", "Likes green tea")
+    stub.reply = recorded({"Lives in Paris": ("DELETE", None)})
+    reply = client.post("/v1/memories", {"messages": CHAT})
+    assert reply.status == 201, reply.body
+    assert len(stub.requests) == 1  # nothing of no user to compare with: no update prompt
+    assert {r["event"] for r in reply.json()["results"]} == {"ADD"}
+    assert {r["memory"]["user_id"] for r in reply.json()["results"]} == {None}
