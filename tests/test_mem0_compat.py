@@ -4,15 +4,9 @@ meaning here, the shapes they read, and a clear error for the ones that have non
 
 from __future__ import annotations
 
-import os
-import tempfile
-
-# Before mem0 is imported: its telemetry (PostHog) is read at import and must never phone home
-# from a test, and its config directory must not land in the home directory.
-os.environ["MEM0_TELEMETRY"] = "False"
-os.environ.setdefault("MEM0_DIR", tempfile.mkdtemp(prefix="mem0-"))
-
 import asyncio
+import importlib
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,10 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from mem0 import AsyncMemoryClient, MemoryClient
-from mem0.exceptions import MemoryError as Mem0Error
-from mem0.exceptions import MemoryNotFoundError, ValidationError
-from mem0.memory import telemetry
 
 from core.identity.keys import create_key
 from core.kernel.db.engine import dispose, get_engine, transaction
@@ -36,6 +26,16 @@ CHAT = [
     {"role": "assistant", "content": "Noted, green tea it is."},
     {"role": "user", "content": "I moved to Lyon last spring"},
 ]
+
+
+@pytest.fixture(scope="module")
+def m0(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The mem0ai package, imported here rather than at collection (2 s of CPU that every
+    test run would pay): its telemetry (PostHog) is read at import and must never phone home
+    from a test, and its config directory must not land in the home directory."""
+    os.environ["MEM0_TELEMETRY"] = "False"
+    os.environ.setdefault("MEM0_DIR", str(tmp_path_factory.mktemp("mem0-config")))
+    return importlib.import_module("mem0.client.main")
 
 
 @dataclass
@@ -66,12 +66,12 @@ def served(
 
 
 @pytest.fixture
-def connect(served: Served) -> Iterator[Callable[[str], MemoryClient]]:
+def connect(served: Served, m0: Any) -> Iterator[Callable[[str], Any]]:
     """MemoryClient(api_key=key, host=<mnemo serve>), closed after the test."""
-    made: list[MemoryClient] = []
+    made: list[Any] = []
 
-    def make(key: str) -> MemoryClient:
-        made.append(MemoryClient(api_key=key, host=served.base))
+    def make(key: str) -> Any:
+        made.append(m0.MemoryClient(api_key=key, host=served.base))
         return made[-1]
 
     yield make
@@ -80,20 +80,25 @@ def connect(served: Served) -> Iterator[Callable[[str], MemoryClient]]:
 
 
 @pytest.fixture
-def client(served: Served, connect: Callable[[str], MemoryClient]) -> MemoryClient:
+def client(served: Served, connect: Callable[[str], Any]) -> Any:
     return connect(served.key())
+
+
+def _errors() -> Any:
+    return importlib.import_module("mem0.exceptions")  # imported by the m0 fixture
 
 
 def _user() -> str:
     return f"alice-{uuid.uuid4().hex[:6]}"
 
 
-def test_telemetry_is_off() -> None:
+def test_telemetry_is_off(m0: Any) -> None:
+    telemetry = importlib.import_module("mem0.memory.telemetry")
     assert telemetry.MEM0_TELEMETRY is False
     assert telemetry.client_telemetry.posthog is None
 
 
-def test_the_issue_script_runs_and_search_finds_what_add_stored(client: MemoryClient) -> None:
+def test_the_issue_script_runs_and_search_finds_what_add_stored(client: Any) -> None:
     user = _user()
     added = client.add(CHAT, user_id=user, infer=False, metadata={"source": "chat"})
     events = added["results"]
@@ -126,13 +131,13 @@ def test_the_issue_script_runs_and_search_finds_what_add_stored(client: MemoryCl
     assert rows[1]["new_memory"] == "I love oolong tea"
 
     assert client.delete(memory_id) == {"message": "Memory deleted successfully!"}
-    with pytest.raises(MemoryNotFoundError):
+    with pytest.raises(_errors().MemoryNotFoundError):
         client.get(memory_id)
     assert [r["event"] for r in client.history(memory_id)][-1] == "DELETE"
 
 
 def test_each_turn_keeps_its_role_time_and_position(
-    served: Served, connect: Callable[[str], MemoryClient]
+    served: Served, connect: Callable[[str], Any]
 ) -> None:
     key = served.key()
     mem0 = connect(key)
@@ -156,7 +161,7 @@ def test_each_turn_keeps_its_role_time_and_position(
     assert history[0]["role"] == "assistant"
 
 
-def test_v2_filters_top_k_threshold_and_pages(client: MemoryClient) -> None:
+def test_v2_filters_top_k_threshold_and_pages(client: Any) -> None:
     alice, bob = _user(), _user()
     for i, text in enumerate(["tea at dawn", "tea with lemon", "tea in Kyoto"]):
         client.add(text, user_id=alice, infer=False, metadata={"rank": i, "kind": "drink"})
@@ -206,14 +211,12 @@ def test_v2_filters_top_k_threshold_and_pages(client: MemoryClient) -> None:
     only = client.search("tea", filters={"user_id": alice}, top_k=1, fields=["memory"])
     assert set(only["results"][0]) == {"id", "memory"}
 
-    with pytest.raises(ValidationError) as bad:
+    with pytest.raises(_errors().ValidationError) as bad:
         client.get_all(filters={"user_id": {"like": "a%"}})
     assert "unknown filter operator" in str(bad.value)
 
 
-def test_batch_entities_delete_all_and_reset(
-    served: Served, connect: Callable[[str], MemoryClient]
-) -> None:
+def test_batch_entities_delete_all_and_reset(served: Served, connect: Callable[[str], Any]) -> None:
     mem0 = connect(served.key())
     alice, bob = _user(), _user()
     ids = [e["id"] for e in mem0.add(CHAT, user_id=alice, infer=False)["results"]]
@@ -228,7 +231,7 @@ def test_batch_entities_delete_all_and_reset(
     assert result == {"message": "Successfully updated 2 memories"}
     assert mem0.get(ids[0])["memory"] == "tea, always"
     assert mem0.get(ids[1])["metadata"]["checked"] is True
-    with pytest.raises(MemoryNotFoundError):  # one unknown id: nothing changes
+    with pytest.raises(_errors().MemoryNotFoundError):  # one unknown id: nothing changes
         mem0.batch_update(
             [
                 {"memory_id": ids[0], "text": "changed"},
@@ -261,7 +264,7 @@ def test_batch_entities_delete_all_and_reset(
         mem0.reset()  # the client itself refuses once there is nothing left
 
 
-def test_token_and_bearer_slashes_and_error_bodies(served: Served) -> None:
+def test_token_and_bearer_slashes_and_error_bodies(served: Served, m0: Any) -> None:
     key = served.key()
     for scheme in ("Token", "Bearer"):
         for path in ("/v1/ping/", "/v1/ping"):
@@ -276,7 +279,7 @@ def test_token_and_bearer_slashes_and_error_bodies(served: Served) -> None:
     bad_key = httpx.get(f"{served.base}/v1/ping/", headers={"Authorization": "Token nope"})
     assert bad_key.status_code == 401 and bad_key.json()["error"]["code"] == "invalid_key"
     with httpx.Client() as http, pytest.raises(ValueError, match="not valid"):
-        MemoryClient(api_key="nope", host=served.base, client=http)
+        m0.MemoryClient(api_key="nope", host=served.base, client=http)
     for method, path in [
         ("POST", "/v1/exports/"),
         ("POST", "/v1/summary/"),
@@ -289,15 +292,15 @@ def test_token_and_bearer_slashes_and_error_bodies(served: Served) -> None:
         assert "Mnemo" in reply.json()["detail"]
 
 
-def test_unsupported_calls_raise_a_clear_error(client: MemoryClient) -> None:
-    with pytest.raises(Mem0Error, match="does not offer"):
+def test_unsupported_calls_raise_a_clear_error(client: Any) -> None:
+    with pytest.raises(_errors().MemoryError, match="does not offer"):
         client.get_summary(filters={"user_id": "alice"})
-    with pytest.raises(Mem0Error, match="brains and keys"):
+    with pytest.raises(_errors().MemoryError, match="brains and keys"):
         client.project.get()
 
 
 def test_procedural_memory_is_stored_and_returned_as_such(
-    served: Served, connect: Callable[[str], MemoryClient]
+    served: Served, connect: Callable[[str], Any]
 ) -> None:
     key = served.key()
     mem0 = connect(key)
@@ -321,7 +324,7 @@ def test_procedural_memory_is_stored_and_returned_as_such(
     assert [i["id"] for i in sector["items"]] == [result["id"]]
 
 
-def test_keys_keep_their_limits(served: Served, connect: Callable[[str], MemoryClient]) -> None:
+def test_keys_keep_their_limits(served: Served, connect: Callable[[str], Any]) -> None:
     brain = f"m0-{uuid.uuid4().hex[:8]}"
     owner = connect(served.key(brain))
     owner.add("alice's secret", user_id="alice", infer=False)
@@ -331,17 +334,17 @@ def test_keys_keep_their_limits(served: Served, connect: Callable[[str], MemoryC
     assert [r["memory"] for r in alice.search("secret")["results"]] == ["alice's secret"]
     assert [(e["type"], e["name"]) for e in alice.users()["results"]] == [("user", "alice")]
     reader = connect(served.key(brain, read_only=True))
-    with pytest.raises(Mem0Error):
+    with pytest.raises(_errors().MemoryError):
         reader.add("nope", user_id="alice", infer=False)
     other = connect(served.key())
     assert other.get_all()["count"] == 0  # another brain sees nothing
 
 
-def test_the_async_client(served: Served) -> None:
+def test_the_async_client(served: Served, m0: Any) -> None:
     key = served.key()
 
     async def scenario() -> None:
-        async with AsyncMemoryClient(api_key=key, host=served.base) as mem0:
+        async with m0.AsyncMemoryClient(api_key=key, host=served.base) as mem0:
             user = _user()
             added = await mem0.add(CHAT, user_id=user, infer=False)
             ids = [e["id"] for e in added["results"]]
@@ -357,7 +360,7 @@ def test_the_async_client(served: Served) -> None:
             await mem0.batch_update([{"memory_id": ids[0], "text": "tea"}])
             assert (await mem0.users())["results"][0]["name"] == user
             await mem0.delete(ids[0])
-            with pytest.raises(MemoryNotFoundError):
+            with pytest.raises(_errors().MemoryNotFoundError):
                 await mem0.get(ids[0])
             await mem0.batch_delete([{"memory_id": ids[1]}])
             assert (await mem0.get_all(filters={"user_id": user}))["count"] == 0
