@@ -417,3 +417,27 @@ def test_a_conversation_of_no_user_never_touches_a_users_memories(
     assert len(stub.requests) == 1  # nothing of no user to compare with: no update prompt
     assert {r["event"] for r in reply.json()["results"]} == {"ADD"}
     assert {r["memory"]["user_id"] for r in reply.json()["results"]} == {None}
+
+
+def test_a_job_is_done_once(
+    settings: Settings, tenant: Tenant, stub: StubLLM, engine: Engine
+) -> None:
+    from core.app import jobs
+    from core.kernel.scope import Scope
+
+    client = llm_client(settings, tenant, stub)
+    stub.reply = recorded({})
+    job = client.post(
+        "/v1/memories", {"messages": CHAT, "user_id": "u7", "async_mode": True}
+    ).json()["job"]
+    before = _state(engine, tenant)
+    calls = len(stub.requests)
+    scope = Scope(brain_id=tenant.brain_id, principal="test", role="owner")
+    jobs.run(
+        engine,
+        settings.with_(extraction=ExtractionSettings(llm="openai", base_url=stub.url)),
+        scope,
+        job["id"],
+    )
+    assert len(stub.requests) == calls and _state(engine, tenant) == before
+    assert client.get(f"/v1/jobs/{job['id']}").json()["status"] == "succeeded"

@@ -89,6 +89,19 @@ def _set(engine: Engine, scope: Scope, job_id: str, status: str, **fields: Any) 
         )
 
 
+def _claim(engine: Engine, scope: Scope, job_id: str) -> bool:
+    """pending -> running, once: a job handed to two runners is done by one."""
+    with transaction(engine, write=True) as conn:
+        claimed = conn.execute(
+            sql(
+                "UPDATE ingest_jobs SET status = 'running', updated_at = :now "
+                "WHERE brain_id = :brain AND id = :id AND status = 'pending'"
+            ),
+            {"now": now_ms(), "brain": scope.brain_id, "id": job_id},
+        ).rowcount
+    return bool(claimed)
+
+
 def run(engine: Engine, settings: Settings, scope: Scope, job_id: str) -> None:
     """Do a pending job. Never raises: the outcome is the job's status."""
     with transaction(engine, write=False) as conn:
@@ -96,9 +109,8 @@ def run(engine: Engine, settings: Settings, scope: Scope, job_id: str) -> None:
             sql("SELECT request FROM ingest_jobs WHERE brain_id = :brain AND id = :id"),
             {"brain": scope.brain_id, "id": job_id},
         ).first()
-    if row is None:
+    if row is None or not _claim(engine, scope, job_id):
         return
-    _set(engine, scope, job_id, "running")
     try:
         results = ingest(engine, settings, scope, Conversation.model_validate_json(row.request))
     except MnemoError as exc:
