@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from core.kernel.ids import iso, new_id, now_ms, parse_time
 from core.memory.models import Memory, MemoryIn, Name, Out, Strict
@@ -31,9 +31,31 @@ MAX_MESSAGES = 200
 
 
 class Message(Strict):
+    # Chat APIs put more on a message (tool_calls, tool_call_id, ...): a conversation copied
+    # from one is taken as it is, and only what a memory needs is read.
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, defer_build=True)
+
     role: Name = Field(description="Who spoke: user, assistant, system, tool...")
-    content: str = Field(description="What was said (empty turns are skipped).")
+    content: str = Field(
+        description=(
+            "What was said (empty turns are skipped); a list of content parts gives its text "
+            "parts, joined."
+        )
+    )
     name: Name | None = Field(None, description="The speaker's name, kept in the metadata.")
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text(cls, content: Any) -> Any:
+        if content is None:  # an assistant turn that only called tools
+            return ""
+        if isinstance(content, list):  # OpenAI-style parts: keep the text ones
+            return "\n".join(
+                str(part.get("text", ""))
+                for part in content
+                if isinstance(part, dict) and part.get("type", "text") == "text"
+            )
+        return content
 
     @field_validator("role")
     @classmethod
