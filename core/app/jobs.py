@@ -21,6 +21,18 @@ from core.memory.conversations import Conversation
 
 log = logging.getLogger("mnemo.jobs")
 
+# A job still pending or running this long after its last change lost its process (a Lambda
+# invocation lives 15 minutes at most): it is reported as failed rather than left waiting.
+ABANDONED_MS = 15 * 60 * 1000
+_ABANDONED = {
+    "code": "job_abandoned",
+    "message": (
+        "the job's process ended before it recorded an outcome; check the memories it would "
+        "have touched, then send the conversation again"
+    ),
+    "details": None,
+}
+
 
 def create(conn: Connection, scope: Scope, conversation: Conversation) -> dict[str, Any]:
     scope.require_write()
@@ -60,12 +72,15 @@ def get(conn: Connection, scope: Scope, job_id: str) -> dict[str, Any]:
     ).first()
     if row is None:
         raise NotFound(f"no job {job_id!r}", code="job_not_found")
+    status, error = row.status, None if row.error is None else json.loads(row.error)
+    if status in ("pending", "running") and now_ms() - row.updated_at > ABANDONED_MS:
+        status, error = "failed", _ABANDONED
     return {
         "id": row.id,
         "user_id": row.user_id,
-        "status": row.status,
+        "status": status,
         "results": None if row.results is None else json.loads(row.results),
-        "error": None if row.error is None else json.loads(row.error),
+        "error": error,
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
     }

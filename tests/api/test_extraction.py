@@ -16,10 +16,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from core.app import extraction
+from core.app import extraction, jobs
 from core.curation.summaries.llm import OpenAIChat
 from core.kernel.config import ExtractionSettings, Settings
 from core.kernel.db.engine import transaction
+from core.kernel.scope import Scope
+from core.memory.conversations import Conversation
 from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient
 
@@ -348,9 +350,6 @@ def test_a_conversation_of_no_user_never_touches_a_users_memories(
 def test_a_job_is_done_once(
     settings: Settings, tenant: Tenant, stub: StubLLM, engine: Engine
 ) -> None:
-    from core.app import jobs
-    from core.kernel.scope import Scope
-
     client = llm_client(settings, tenant, stub)
     stub.reply = recorded({})
     job = client.post(
@@ -367,3 +366,20 @@ def test_a_job_is_done_once(
     )
     assert len(stub.requests) == calls and _state(engine, tenant) == before
     assert client.get(f"/v1/jobs/{job['id']}").json()["status"] == "succeeded"
+
+
+def test_a_job_whose_process_died_is_reported_failed(
+    settings: Settings, tenant: Tenant, engine: Engine
+) -> None:
+    scope = Scope(brain_id=tenant.brain_id, principal="test", role="owner")
+    with transaction(engine) as conn:
+        job = jobs.create(conn, scope, Conversation.model_validate({"messages": CHAT}))
+    client = LambdaClient(settings, key=tenant.key)
+    assert client.get(f"/v1/jobs/{job['id']}").json()["status"] == "pending"
+    with transaction(engine) as conn:
+        conn.execute(
+            text("UPDATE ingest_jobs SET updated_at = updated_at - :age WHERE id = :id"),
+            {"age": jobs.ABANDONED_MS + 1, "id": job["id"]},
+        )
+    reported = client.get(f"/v1/jobs/{job['id']}").json()
+    assert reported["status"] == "failed" and reported["error"]["code"] == "job_abandoned"
