@@ -49,7 +49,9 @@ ROUTE_MODULES = (
     _module("search", "/v1/search", "/v1/context", "/v1/reindex"),
     _module("users", "/v1/users/"),
     _module("summaries", "/v1/summary", "/v1/users/"),
-    _module("openmemory", "/memory/", "/users/"),
+    _module(
+        "openmemory", "/memory/", "/users/", "/sectors", "/api/ide/", "/api/compression/", "/lgm/"
+    ),
     _module("changelog", "/v1/changelog"),
     _module("auth", "/auth/"),
     _module("brains", "/v1/brains"),
@@ -59,6 +61,22 @@ ROUTE_MODULES = (
     _module("transfer", "/v1/export", "/v1/import"),
     _module("hooks", "/v1/hooks/"),
     _module("oauth", "/oauth/", "/.well-known/"),
+    _module("jobs", "/v1/jobs/"),
+    # mem0's platform paths (trailing slashes; /v1/memories/{id}/ is not a native path).
+    _module(
+        "mem0",
+        "/v1/ping",
+        "/v3/memories",
+        "/v1/memories/",
+        "/v1/batch",
+        "/v1/entities",
+        "/v2/",
+        "/v1/event/",
+        "/v1/exports",
+        "/v1/summary",
+        "/v1/feedback",
+        "/api/v1/",
+    ),
     RouteModule("handlers.console.routes:console_routes", ("/console",)),
 )
 

@@ -210,7 +210,8 @@ class Context:
 def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
+    # mem0's clients send their key as "Token <key>": the same key, another word for it.
+    if scheme.lower() in ("bearer", "token") and token.strip():
         return token.strip()
     # Browsers carry an account session's access token in an HttpOnly cookie instead (set by
     # /auth/login with "transport": "cookie"); a header, when sent, always wins.
@@ -218,7 +219,8 @@ def bearer_token(request: Request) -> str:
     if not header and cookie:
         return cookie
     raise Unauthorized(
-        "send an API key or access token as 'Authorization: Bearer <token>'",
+        "send an API key or access token as 'Authorization: Bearer <token>' "
+        "(or 'Token <key>', as mem0's clients do)",
         code="missing_credentials",
     )
 

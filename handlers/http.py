@@ -23,6 +23,7 @@ from core.kernel.errors import (
     NotFound,
     TooLarge,
     Unauthorized,
+    UpstreamError,
     field_errors,
 )
 from core.kernel.ratelimit import RateLimited
@@ -40,6 +41,7 @@ STATUS: dict[type[MnemoError], int] = {
     Conflict: 409,
     TooLarge: 413,
     InvalidInput: 422,
+    UpstreamError: 502,
 }
 _HTTP_CODES = {
     400: "bad_request",
@@ -164,7 +166,16 @@ async def read_optional_body(request: Request, model: type[M]) -> M:
     return _parse_body(request, raw, model) if raw else model()
 
 
+async def read_object(request: Request) -> dict[str, Any]:
+    """The JSON body as a plain object, for a route that picks its model from the body."""
+    return _parse_object(request, await request.body())
+
+
 def _parse_body(request: Request, raw: bytes, model: type[M]) -> M:
+    return model.model_validate(_parse_object(request, raw))
+
+
+def _parse_object(request: Request, raw: bytes) -> dict[str, Any]:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise UnsupportedMediaType(
@@ -179,7 +190,7 @@ def _parse_body(request: Request, raw: bytes, model: type[M]) -> M:
         raise BadRequest(f"the body is not valid JSON: {exc}", code="malformed_json") from None
     if not isinstance(data, dict):
         raise InvalidInput("the body must be a JSON object", details={"field": None})
-    return model.model_validate(data)
+    return data
 
 
 def read_query(request: Request, model: type[M], *, lists: tuple[str, ...] = ()) -> M:

@@ -391,6 +391,61 @@ def summary_settings_from_env(env: Mapping[str, str]) -> SummarySettings:
     return settings
 
 
+_EXTRACTORS = ("off", "openai", "bedrock")
+
+
+@dataclass(frozen=True)
+class ExtractionSettings:
+    """The LLM that draws facts from conversations (core/app/extraction.py), mem0's `infer`.
+
+    `off` (the default): each selected turn of a conversation is stored as it is. `openai` (any
+    OpenAI-compatible chat endpoint) or `bedrock` (the Converse API): facts are extracted and
+    reconciled with the user's memories. Unlike a summary there is no fallback: a failed
+    extraction changes nothing and says why.
+    """
+
+    llm: str = "off"
+    model: str | None = None
+    base_url: str = "https://api.openai.com/v1"
+    # Kept out of repr so the key never lands in a log line or a traceback.
+    api_key: str | None = field(default=None, repr=False)
+    timeout_seconds: float = 30.0
+    bedrock_region: str | None = None
+    # How many similar memories of the user each extracted fact is compared with.
+    neighbours: int = 5
+    max_facts: int = 50
+
+
+def extraction_settings_from_env(env: Mapping[str, str]) -> ExtractionSettings:
+    default = ExtractionSettings()
+    kind = (env.get("MNEMO_EXTRACTION_LLM") or default.llm).strip().lower()
+    if kind not in _EXTRACTORS:
+        raise ValueError(
+            f"MNEMO_EXTRACTION_LLM must be one of {', '.join(_EXTRACTORS)}, got {kind!r}"
+        )
+    settings = ExtractionSettings(
+        llm=kind,
+        model=(env.get("MNEMO_EXTRACTION_LLM_MODEL") or "").strip() or None,
+        # The chat endpoint defaults to the embeddings' OpenAI-compatible server and key.
+        base_url=(
+            env.get("MNEMO_EXTRACTION_LLM_BASE_URL")
+            or env.get("MNEMO_OPENAI_BASE_URL")
+            or default.base_url
+        ).rstrip("/"),
+        api_key=env.get("MNEMO_EXTRACTION_LLM_API_KEY") or env.get("MNEMO_OPENAI_API_KEY") or None,
+        timeout_seconds=_float(
+            env, "MNEMO_EXTRACTION_LLM_TIMEOUT_SECONDS", default.timeout_seconds
+        ),
+        bedrock_region=env.get("MNEMO_BEDROCK_REGION") or None,
+        neighbours=_int(env, "MNEMO_EXTRACTION_NEIGHBOURS", default.neighbours),
+        max_facts=_int(env, "MNEMO_EXTRACTION_MAX_FACTS", default.max_facts),
+    )
+    _positive("MNEMO_EXTRACTION_LLM_TIMEOUT_SECONDS", settings.timeout_seconds)
+    _positive("MNEMO_EXTRACTION_NEIGHBOURS", settings.neighbours)
+    _positive("MNEMO_EXTRACTION_MAX_FACTS", settings.max_facts)
+    return settings
+
+
 @dataclass(frozen=True)
 class MaintenanceSettings:
     """Memory hygiene and the maintenance run (core/curation/hygiene.py,
@@ -618,6 +673,7 @@ class Settings:
     embedder: EmbedderSettings = field(default_factory=EmbedderSettings)
     ranking: RankingSettings = field(default_factory=RankingSettings)
     summaries: SummarySettings = field(default_factory=SummarySettings)
+    extraction: ExtractionSettings = field(default_factory=ExtractionSettings)
     maintenance: MaintenanceSettings = field(default_factory=MaintenanceSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     links: LinkSettings = field(default_factory=LinkSettings)
@@ -674,6 +730,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             ),
         ),
         summaries=summary_settings_from_env(env),
+        extraction=extraction_settings_from_env(env),
         maintenance=maintenance_settings_from_env(env),
         webhooks=webhook_settings_from_env(env),
         links=link_settings_from_env(env),

@@ -50,6 +50,12 @@ class Forbidden(MnemoError):
     code = "forbidden"
 
 
+class UpstreamError(MnemoError):
+    """A service Mnemo depends on (an LLM) failed or answered nonsense (502)."""
+
+    code = "upstream_failed"
+
+
 def field_errors(errors: list[Any], *, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
     """pydantic's error list -> [{"field": "a.b.0", "message": ..., "type": ...}]."""
     out = []

@@ -28,8 +28,12 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from core.kernel.config import Limits
 from core.kernel.ids import parse_time
 from core.kernel.scope import Scope
+from core.memory import store as memories
+from core.memory.indexing import Indexer
+from core.memory.models import MemoryPatch
 from core.memory.store import COLUMNS
 
 SECTORS = ("episodic", "semantic", "procedural", "emotional", "reflective")
@@ -51,7 +55,7 @@ def sector_tags(sector: str) -> list[str]:
     return [sector, _PREFIX + sector]
 
 
-def _ms(value: Any) -> int | None:
+def epoch_ms(value: Any) -> int | None:
     """Epoch ms from a stored integer or from the ISO text `memories.to_dict` makes."""
     if value is None:
         return None
@@ -76,7 +80,7 @@ def match(hit: dict[str, Any]) -> dict[str, Any]:
         "primary_sector": sector,
         "path": [memory["id"]],
         "salience": memory["importance"],
-        "last_seen_at": _ms(memory["last_accessed_at"] or memory["created_at"]),
+        "last_seen_at": epoch_ms(memory["last_accessed_at"] or memory["created_at"]),
     }
 
 
@@ -93,12 +97,59 @@ def user_memories(
     or one outside a user-scoped key's user, simply has none."""
     if scope.user_id is not None and scope.user_id != user_id:
         return []
+    return all_memories(
+        conn, scope, user_id=user_id, limit=limit, offset=offset, decay_lambda=decay_lambda
+    )
+
+
+def _sector_clause(sector: str, params: dict[str, Any]) -> str:
+    """SQL for "memory m is in this sector", as `sector_of` decides it: a sector tag wins,
+    else the type (the first sector tag decides in `sector_of`; a memory carrying two sector
+    tags, which nothing makes, is found under both here)."""
+    all_tags = [t for name in SECTORS for t in sector_tags(name)]
+    names = {f"sec_{i}": t for i, t in enumerate(all_tags)}
+    params.update(names)
+    tagged = (
+        "SELECT 1 FROM memory_tags mt WHERE mt.brain_id = m.brain_id AND mt.memory_id = m.id "
+        "AND mt.tag IN ({})"
+    )
+    any_sector = tagged.format(", ".join(f":{n}" for n in names))
+    own = [n for n, t in names.items() if t in sector_tags(sector)]
+    this_sector = tagged.format(", ".join(f":{n}" for n in own))
+    by_type = {"episodic": "m.type = 'journal'", "semantic": "m.type <> 'journal'"}.get(sector)
+    if by_type is None:
+        return f"EXISTS ({this_sector})"
+    return f"(EXISTS ({this_sector}) OR (NOT EXISTS ({any_sector}) AND {by_type}))"
+
+
+def all_memories(
+    conn: Connection,
+    scope: Scope,
+    *,
+    user_id: str | None = None,
+    sector: str | None = None,
+    limit: int,
+    offset: int,
+    decay_lambda: float,
+) -> list[dict[str, Any]]:
+    """Active memories (of one user, of one sector), newest first, as OpenMemory's items."""
+    params: dict[str, Any] = {"brain": scope.brain_id, "limit": limit, "offset": offset}
+    where = ["m.brain_id = :brain", "m.state = 'active'"]
+    if scope.user_id is not None:
+        where.append("m.user_id = :scope_user")
+        params["scope_user"] = scope.user_id
+    if user_id is not None:
+        where.append("m.user_id = :user")
+        params["user"] = user_id
+    if sector is not None:
+        where.append(_sector_clause(sector, params))
+    columns = ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(","))
     rows = conn.execute(
         text(
-            f"SELECT {COLUMNS} FROM memories WHERE brain_id = :brain AND user_id = :user "
-            "AND state = 'active' ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset"
+            f"SELECT {columns} FROM memories m WHERE {' AND '.join(where)} "
+            "ORDER BY m.created_at DESC, m.id DESC LIMIT :limit OFFSET :offset"
         ),
-        {"brain": scope.brain_id, "user": user_id, "limit": limit, "offset": offset},
+        params,
     ).all()
     if not rows:
         return []
@@ -117,7 +168,7 @@ def user_memories(
     items = []
     for row in rows:
         tags = json.loads(row.tags)
-        sector = sector_of(row.type, tags)
+        sector_name = sector_of(row.type, tags)
         items.append(
             {
                 "id": row.id,
@@ -129,11 +180,66 @@ def user_memories(
                 "last_seen_at": row.last_accessed_at or row.created_at,
                 "salience": row.importance,
                 "decay_lambda": decay_lambda,
-                "primary_sector": sector,
+                "primary_sector": sector_name,
                 "version": 1 + int(edits.get(row.id, 0)),
             }
         )
     return items
+
+
+def sector_stats(conn: Connection, scope: Scope) -> list[dict[str, Any]]:
+    """Each sector's active memories: how many, and their mean salience."""
+    out = []
+    for name in SECTORS:
+        params: dict[str, Any] = {"brain": scope.brain_id}
+        where = ["m.brain_id = :brain", "m.state = 'active'", _sector_clause(name, params)]
+        if scope.user_id is not None:
+            where.append("m.user_id = :scope_user")
+            params["scope_user"] = scope.user_id
+        row = conn.execute(
+            text(
+                f"SELECT count(*) AS n, avg(m.importance) AS mean FROM memories m "
+                f"WHERE {' AND '.join(where)}"
+            ),
+            params,
+        ).one()
+        out.append({"sector": name, "count": int(row.n), "avg_salience": float(row.mean or 0.0)})
+    return out
+
+
+# OpenMemory's own description of its sectors (its SDK ships the same table), with the decay
+# rate Mnemo applies: one recency half-life for all (see decay_lambda).
+SECTOR_INFO = {
+    "episodic": ("Event memories - temporal data", "Mnemo: journal entries"),
+    "semantic": ("Facts & preferences - factual data", "Mnemo: notes and facts"),
+    "procedural": ("Habits, triggers - action patterns", "Mnemo: tag 'procedural'"),
+    "emotional": ("Sentiment states - tone analysis", "Mnemo: tag 'emotional'"),
+    "reflective": ("Meta memory & logs - audit trail", "Mnemo: tag 'reflective'"),
+}
+
+
+def sectors(rate: float) -> dict[str, dict[str, Any]]:
+    return {
+        name: {
+            "name": name,
+            "description": description,
+            "model": model,
+            "decay_lambda": rate,
+            "table_suffix": f"_{name}",
+        }
+        for name, (description, model) in SECTOR_INFO.items()
+    }
+
+
+def reinforce(
+    conn: Connection, scope: Scope, memory_id: str, boost: float, limits: Limits, index: Indexer
+) -> dict[str, Any]:
+    """OpenMemory's reinforce: the memory's salience (Mnemo's importance) raised by `boost`,
+    capped at 1, as an UPDATE with its history row."""
+    current = memories.get(conn, scope, memory_id)
+    salience = min(1.0, float(current["importance"]) + boost)
+    patch = MemoryPatch(importance=salience)
+    return memories.update(conn, scope, memory_id, patch, limits, index)
 
 
 def decay_lambda(half_life_days: float) -> float:

@@ -4,6 +4,12 @@
 {"score": {"gte": 3, "lt": 9}}          operators: eq ne in nin gt gte lt lte contains
 {"AND": [...]}, {"OR": [...]}, {"NOT": {...}}
 Dotted names reach nested objects: {"author.name": "Ada"}.
+{"field": {"exists": true}}             the field is set (false: it is not)
+
+Names starting with "$" are the memory's own columns rather than metadata fields, so one
+expression can mix them (mem0's v2 filters do: {"OR": [{"user_id": ...}, {"agent_id": ...}]}):
+$id $user_id $agent_id $run_id $type $source $content (text), $created_at $updated_at
+$occurred_at (ISO 8601 or epoch seconds), and $tag (one of the memory's tags).
 """
 
 from __future__ import annotations
@@ -13,10 +19,13 @@ import re
 from typing import Any
 
 from core.kernel.errors import InvalidInput
+from core.kernel.ids import parse_time
 
 _PATH = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
 _COMPARE = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-_OPS = {*_COMPARE, "in", "nin", "contains"}
+_OPS = {*_COMPARE, "in", "nin", "contains", "exists"}
+_TEXT_COLUMNS = ("id", "user_id", "agent_id", "run_id", "type", "source", "content")
+_TIME_COLUMNS = ("created_at", "updated_at", "occurred_at")
 _MAX_NODES = 64
 Scalar = str | int | float | bool
 
@@ -29,6 +38,7 @@ class MetadataFilter:
     def __init__(self, dialect: str, params: dict[str, Any], alias: str = "m") -> None:
         self.dialect = dialect
         self.params = params
+        self.alias = alias
         self.column = f"{alias}.metadata"
         self.nodes = 0
 
@@ -51,6 +61,8 @@ class MetadataFilter:
             return f"({joined})"
         if key == "NOT":
             return f"NOT ({self.sql(value, f'{where}.NOT')})"
+        if key.startswith("$"):
+            return self._column_node(key[1:], value, f"{where}.{key}")
         if not _PATH.match(key):
             raise _bad(f"{key!r} is not a metadata field name (letters, digits, _ - .)", where)
         if isinstance(value, dict):
@@ -86,6 +98,10 @@ class MetadataFilter:
             if not isinstance(operand, str):
                 raise _bad("contains takes a string", where)
             return self._contains(path, operand)
+        if op == "exists":
+            if not isinstance(operand, bool):
+                raise _bad("exists takes true or false", where)
+            return f"{self._value(path)} IS {'NOT ' if operand else ''}NULL"
         condition = self._compare(path, _COMPARE[op], self._scalar(operand, where))
         if op == "ne":  # a memory without the field is "not equal" too
             return f"({condition} OR {self._value(path)} IS NULL)"
@@ -113,3 +129,92 @@ class MetadataFilter:
             text_value = f"({self._value(path)} #>> '{{}}')"
             return f"strpos(lower({text_value}), lower({self._bind(needle)})) > 0"
         return f"instr(lower({self._value(path)}), lower({self._bind(needle)})) > 0"
+
+    # --- the memory's own columns ("$name") ---------------------------------------------
+
+    def _column_node(self, name: str, value: Any, where: str) -> str:
+        if name not in (*_TEXT_COLUMNS, *_TIME_COLUMNS, "tag"):
+            known = ", ".join(f"${c}" for c in (*_TEXT_COLUMNS, *_TIME_COLUMNS, "tag"))
+            raise _bad(f"${name} is not a memory column; use one of {known}", where)
+        ops = value if isinstance(value, dict) else {"eq": value}
+        if not ops:
+            raise _bad("an operator object needs at least one operator", where)
+        parts = []
+        for op, operand in ops.items():
+            if op not in _OPS:
+                raise _bad(f"unknown operator {op!r}; use one of {', '.join(sorted(_OPS))}", where)
+            if name == "tag":
+                parts.append(self._tag(op, operand, f"{where}.{op}"))
+            else:
+                parts.append(self._column(name, op, operand, f"{where}.{op}"))
+        return " AND ".join(parts)
+
+    def _column_value(self, name: str, value: Any, where: str) -> Any:
+        if name in _TIME_COLUMNS:
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                raise _bad(f"${name} takes an ISO 8601 time or epoch seconds", where)
+            try:
+                return parse_time(value)
+            except ValueError:
+                raise _bad(f"{value!r} is not an ISO 8601 time", where) from None
+        if not isinstance(value, str):
+            raise _bad(f"${name} takes a string", where)
+        return value
+
+    def _column(self, name: str, op: str, operand: Any, where: str) -> str:
+        column = f"{self.alias}.{name}"
+        if op == "exists":
+            if not isinstance(operand, bool):
+                raise _bad("exists takes true or false", where)
+            return f"{column} IS {'NOT ' if operand else ''}NULL"
+        if op in ("in", "nin"):
+            if not isinstance(operand, list) or not operand:
+                raise _bad(f"{op} takes a non-empty list", where)
+            members = ", ".join(self._bind(self._column_value(name, v, where)) for v in operand)
+            if op == "in":
+                return f"{column} IN ({members})"
+            return f"({column} NOT IN ({members}) OR {column} IS NULL)"
+        if op == "contains":
+            if not isinstance(operand, str) or name in _TIME_COLUMNS:
+                raise _bad(f"contains takes a string and a text column, not ${name}", where)
+            needle = self._bind(operand)
+            if self.dialect == "postgresql":
+                return f"strpos(lower({column}), lower({needle})) > 0"
+            return f"instr(lower({column}), lower({needle})) > 0"
+        condition = (
+            f"{column} {_COMPARE[op]} {self._bind(self._column_value(name, operand, where))}"
+        )
+        return f"({condition} OR {column} IS NULL)" if op == "ne" else condition
+
+    def _tag(self, op: str, operand: Any, where: str) -> str:
+        """A condition on the memory's tags, through memory_tags (always in its brain)."""
+        tagged = (
+            f"SELECT 1 FROM memory_tags mt WHERE mt.brain_id = {self.alias}.brain_id "
+            f"AND mt.memory_id = {self.alias}.id"
+        )
+        if op == "exists":
+            if not isinstance(operand, bool):
+                raise _bad("exists takes true or false", where)
+            return f"{'' if operand else 'NOT '}EXISTS ({tagged})"
+        if op in ("in", "nin"):
+            if not isinstance(operand, list) or not operand:
+                raise _bad(f"{op} takes a non-empty list", where)
+            values = [self._tag_text(v, where) for v in operand]
+            members = ", ".join(self._bind(v) for v in values)
+            found = f"EXISTS ({tagged} AND mt.tag IN ({members}))"
+            return found if op == "in" else f"NOT {found}"
+        if op == "contains":
+            needle = self._bind(self._tag_text(operand, where))
+            if self.dialect == "postgresql":
+                return f"EXISTS ({tagged} AND strpos(mt.tag, {needle}) > 0)"
+            return f"EXISTS ({tagged} AND instr(mt.tag, {needle}) > 0)"
+        if op in ("eq", "ne"):
+            found = f"EXISTS ({tagged} AND mt.tag = {self._bind(self._tag_text(operand, where))})"
+            return found if op == "eq" else f"NOT {found}"
+        raise _bad(f"$tag takes eq, ne, in, nin, contains or exists, not {op}", where)
+
+    @staticmethod
+    def _tag_text(value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise _bad("a tag is a non-empty string", where)
+        return " ".join(value.split()).lower()

@@ -423,3 +423,23 @@ def record_access(conn: Connection, scope: Scope, memory_ids: list[str]) -> None
         ),
         params,
     )
+
+
+def list_filtered(
+    conn: Connection, scope: Scope, filters: SearchFilters, *, limit: int, offset: int
+) -> dict[str, Any]:
+    """Memories that match every filter search takes (metadata and column expressions
+    included), newest first, by page number rather than cursor: mem0's get_all counts its
+    pages, so the total comes along."""
+    params: dict[str, Any] = {}
+    where = " AND ".join(_where(conn, scope, filters, params))
+    total = conn.execute(sql(f"SELECT count(*) FROM memories m WHERE {where}"), params).scalar()
+    columns = ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(","))
+    rows = conn.execute(
+        sql(
+            f"SELECT {columns} FROM memories m WHERE {where} "
+            "ORDER BY m.created_at DESC, m.id DESC LIMIT :limit OFFSET :offset"
+        ),
+        {**params, "limit": limit, "offset": offset},
+    ).all()
+    return {"results": [from_values(tuple(r)) for r in rows], "total": int(total or 0)}

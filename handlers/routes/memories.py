@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pydantic import RootModel
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from core.memory import store as memories
+from core.memory.conversations import Conversation, Ingested
 from core.memory.models import (
     BatchResult,
     Deleted,
@@ -21,16 +23,35 @@ from core.memory.models import (
     StateChangeIn,
     valid_memories,
 )
-from handlers.context import authorize
-from handlers.http import ApiRoute, Doc, json_response, read_body, read_optional_body, read_query
+from handlers.context import Context, authorize
+from handlers.http import (
+    ApiRoute,
+    Doc,
+    json_response,
+    read_body,
+    read_object,
+    read_optional_body,
+    read_query,
+)
+from handlers.ingest import conversation_in
 
 
 async def create(request: Request) -> Response:
     ctx = await authorize(request)
-    data = await read_body(request, MemoryIn)
+    body = await read_object(request)
+    if "messages" in body:
+        return await _conversation(ctx, Conversation.model_validate(body))
+    data = MemoryIn.model_validate(body)
     index = await ctx.indexer([data])
     memory = await ctx.write(memories.create, data, ctx.limits, index)
     return json_response(memory, 200 if memory["deduplicated"] else 201)
+
+
+async def _conversation(ctx: Context, conversation: Conversation) -> Response:
+    outcome = await conversation_in(ctx, conversation)
+    if outcome.job is not None:
+        return JSONResponse({"job": outcome.job}, status_code=202, background=outcome.background)
+    return json_response({"results": outcome.results}, 201)
 
 
 async def create_batch(request: Request) -> Response:
@@ -120,6 +141,15 @@ async def fact(request: Request) -> Response:
     )
 
 
+class MemoryOrConversation(RootModel[MemoryIn | Conversation]):
+    """A memory, or a conversation (`messages`) to make memories from."""
+
+
+class MemoryOrIngested(RootModel[Memory | Ingested]):
+    """The memory; for a conversation, what happened to each memory it touched (with
+    async_mode and an LLM: 202 and the job to poll at GET /v1/jobs/{id})."""
+
+
 _TAG = "memories"
 routes = [
     ApiRoute(
@@ -127,10 +157,11 @@ routes = [
         create,
         method="POST",
         doc=Doc(
-            "Save a memory (an exact duplicate returns the existing one, 200)",
+            "Save a memory (an exact duplicate returns the existing one, 200), or send "
+            "`messages` (a conversation) to have memories made from it",
             _TAG,
-            body=MemoryIn,
-            response=Memory,
+            body=MemoryOrConversation,
+            response=MemoryOrIngested,
             status=201,
         ),
     ),

@@ -1,6 +1,8 @@
-"""OpenMemory's API, field for field (core/memory/openmemory.py has the mapping): POST /memory/add,
-POST /memory/query, GET /users/{user_id}/memories, GET /users/{user_id}/summary and
-POST /users/{user_id}/summary/regenerate.
+"""OpenMemory's API, field for field (core/memory/openmemory.py has the mapping): POST
+/memory/add, POST /memory/query, GET /memory/all, GET|PATCH|DELETE /memory/{id}, POST
+/memory/reinforce, GET /sectors, GET /users/{user_id}/memories, GET /users/{user_id}/summary
+and POST /users/{user_id}/summary/regenerate: everything openmemory-js 0.3.0 calls but its IDE,
+compression and LangGraph routes, which answer 501 {"err": "not_supported"} saying so.
 
 Same bearer keys as /v1. Errors take OpenMemory's shape, {"err": "..."}: its own words where
 it has them ("user_id required", "content", "user not found"), else Mnemo's error code, with
@@ -23,7 +25,7 @@ from core.curation.summaries import service as summaries
 from core.kernel.errors import MnemoError, NotFound
 from core.memory import openmemory
 from core.memory import store as memories
-from core.memory.models import MemoryIn
+from core.memory.models import MemoryIn, MemoryPatch
 from core.retrieval.models import SearchFilters, SearchIn
 from core.retrieval.search import record_access, search
 from handlers.context import authorize
@@ -247,6 +249,143 @@ async def regenerate(request: Request) -> Response:
     )
 
 
+def _rate(ctx: Any) -> float:
+    return openmemory.decay_lambda(ctx.services.settings.ranking.half_life_days)
+
+
+def _sector(request: Request) -> str | None:
+    sector = request.query_params.get("sector")
+    if sector is None or sector == "":
+        return None
+    if sector not in openmemory.SECTORS:
+        raise OMError(400, "sector", f"sector must be one of {', '.join(openmemory.SECTORS)}")
+    return sector
+
+
+async def all_memories(request: Request) -> Response:
+    ctx = await authorize(request)
+    limit = min(_count(request, "l", _DEFAULT_LIMIT), ctx.limits.page_size)
+    offset = _count(request, "u", 0)
+    items = await ctx.read(
+        openmemory.all_memories,
+        sector=_sector(request),
+        limit=limit,
+        offset=offset,
+        decay_lambda=_rate(ctx),
+    )
+    return JSONResponse({"items": items})
+
+
+async def sectors(request: Request) -> Response:
+    ctx = await authorize(request)
+    stats = await ctx.read(openmemory.sector_stats)
+    return JSONResponse({"sectors": openmemory.sectors(_rate(ctx)), "stats": stats})
+
+
+def _memory_id(request: Request) -> str:
+    return str(request.path_params["id"])
+
+
+async def get_memory(request: Request) -> Response:
+    ctx = await authorize(request)
+    try:
+        memory = await ctx.read(memories.get, _memory_id(request))
+    except NotFound:
+        raise OMError(404, "nf", "no such memory") from None
+    sector = openmemory.sector_of(memory["type"], memory["tags"])
+    return JSONResponse(
+        {
+            "id": memory["id"],
+            "content": memory["content"],
+            "primary_sector": sector,
+            "sectors": [sector],
+            "tags": memory["tags"],
+            "metadata": memory["metadata"],
+            "created_at": openmemory.epoch_ms(memory["created_at"]),
+            "updated_at": openmemory.epoch_ms(memory["updated_at"]),
+            "last_seen_at": openmemory.epoch_ms(memory["last_accessed_at"] or memory["created_at"]),
+            "salience": memory["importance"],
+            "decay_lambda": _rate(ctx),
+            "user_id": memory["user_id"],
+        }
+    )
+
+
+async def reinforce(request: Request) -> Response:
+    ctx = await authorize(request)
+    body = await _body(request)
+    memory_id = body.get("id")
+    if not isinstance(memory_id, str) or not memory_id.strip():
+        raise OMError(400, "id", "id must be the memory's id")
+    boost = body.get("boost", 0.2)  # the SDK's default
+    if isinstance(boost, bool) or not isinstance(boost, int | float) or not 0 < boost <= 1:
+        raise OMError(400, "boost", "boost must be a number in (0, 1]")
+    try:
+        await ctx.write(
+            openmemory.reinforce, memory_id, float(boost), ctx.limits, await ctx.indexer([])
+        )
+    except NotFound:
+        raise OMError(404, "nf", "no such memory") from None
+    return JSONResponse({"ok": True})
+
+
+async def update(request: Request) -> Response:
+    ctx = await authorize(request)
+    body = await _body(request)
+    fields: dict[str, Any] = {}
+    if body.get("content") is not None:
+        if not isinstance(body["content"], str) or not body["content"].strip():
+            raise OMError(400, "content", "content must be non-empty text")
+        fields["content"] = body["content"]
+    if body.get("tags") is not None:
+        tags = body["tags"]
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise OMError(400, "tags", "tags must be a list of strings")
+        fields["tags"] = tags
+    if body.get("metadata") is not None:
+        if not isinstance(body["metadata"], dict):
+            raise OMError(400, "metadata", "metadata must be an object")
+        # OpenMemory's update sets the metadata it is given, as a whole.
+        fields["metadata"] = body["metadata"]
+        fields["metadata_mode"] = "replace"
+    if not fields:
+        raise OMError(400, "no_changes", "give content, tags or metadata to change")
+    patch = MemoryPatch.model_validate(fields)
+    memory_id = _memory_id(request)
+    try:
+        index = await ctx.patch_indexer(memory_id, patch)
+        await ctx.write(memories.update, memory_id, patch, ctx.limits, index)
+    except NotFound:
+        raise OMError(404, "nf", "no such memory") from None
+    return JSONResponse({"id": memory_id, "updated": True})
+
+
+async def delete(request: Request) -> Response:
+    ctx = await authorize(request)
+    try:
+        await ctx.write(memories.set_state, _memory_id(request), "deleted", await ctx.indexer([]))
+    except NotFound:
+        raise OMError(404, "nf", "no such memory") from None
+    return JSONResponse({"ok": True})
+
+
+_ELSEWHERE = {
+    "ide": "OpenMemory's IDE routes have no counterpart in Mnemo: use POST /memory/add and "
+    "POST /memory/query",
+    "compression": "Mnemo does not compress text",
+    "lgm": "OpenMemory's LangGraph routes have no counterpart in Mnemo: use POST /memory/add "
+    "and POST /memory/query (or Mnemo's MCP server at /mcp)",
+}
+
+
+def _unsupported(kind: str) -> Endpoint:
+    async def unsupported(request: Request) -> Response:
+        await authorize(request)
+        raise OMError(501, "not_supported", _ELSEWHERE[kind])
+
+    return unsupported
+
+
 def _route(path: str, endpoint: Endpoint, method: str) -> Route:
     return Route(path, openmemory_errors(endpoint), methods=[method])
 
@@ -254,6 +393,12 @@ def _route(path: str, endpoint: Endpoint, method: str) -> Route:
 routes = [
     _route("/memory/add", add, "POST"),
     _route("/memory/query", query, "POST"),
+    _route("/memory/all", all_memories, "GET"),
+    _route("/memory/reinforce", reinforce, "POST"),
+    _route("/memory/{id}", get_memory, "GET"),
+    _route("/memory/{id}", update, "PATCH"),
+    _route("/memory/{id}", delete, "DELETE"),
+    _route("/sectors", sectors, "GET"),
     _route("/users/{user_id}/memories", user_memories, "GET"),
     _route("/users/{user_id}/summary", user_summary, "GET"),
     _route("/users/{user_id}/summary/regenerate", regenerate, "POST"),
@@ -262,3 +407,9 @@ routes = [
     _route("/users//summary", user_summary, "GET"),
     _route("/users//summary/regenerate", regenerate, "POST"),
 ]
+for _path, _kind in (
+    ("/api/ide/{rest:path}", "ide"),
+    ("/api/compression/{rest:path}", "compression"),
+    ("/lgm/{rest:path}", "lgm"),
+):
+    routes.append(Route(_path, openmemory_errors(_unsupported(_kind)), methods=["GET", "POST"]))

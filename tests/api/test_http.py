@@ -161,7 +161,10 @@ def test_openapi_is_valid_3_1_and_covers_the_routes(client: LambdaClient) -> Non
     assert {"/health", "/v1/memories", "/v1/memories/{id}", "/v1/facts/{key}"} <= set(spec["paths"])
     create = spec["paths"]["/v1/memories"]["post"]
     body = create["requestBody"]["content"]["application/json"]["schema"]["$ref"]
-    assert body.endswith("/MemoryIn")
+    # A memory, or a conversation to make memories from.
+    assert body.endswith("/MemoryOrConversation")
+    either = spec["components"]["schemas"]["MemoryOrConversation"]["anyOf"]
+    assert {s["$ref"].rsplit("/", 1)[1] for s in either} == {"MemoryIn", "Conversation"}
     assert "content" in spec["components"]["schemas"]["MemoryIn"]["required"]
     assert create["responses"]["default"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/Error"

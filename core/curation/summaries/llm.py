@@ -82,13 +82,23 @@ def summarise(model: ChatModel, extract: Extract, max_tokens: int) -> str:
 
 
 class OpenAIChat:
-    """POST {base_url}/chat/completions, standard library only (as the OpenAI embedder)."""
+    """POST {base_url}/chat/completions, standard library only (as the OpenAI embedder).
+
+    `error` is the MnemoError its failures raise: summaries fall back on theirs, conversation
+    extraction (core/app/extraction.py) reports its own."""
 
     def __init__(
-        self, *, model: str, base_url: str, api_key: str | None, timeout: float = 10.0
+        self,
+        *,
+        model: str,
+        base_url: str,
+        api_key: str | None,
+        timeout: float = 10.0,
+        error: type[MnemoError] = SummaryError,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"the summary LLM base URL must be http or https, got {base_url!r}")
+            raise ValueError(f"the LLM base URL must be http or https, got {base_url!r}")
+        self.error = error
         self.model = model
         self.url = base_url.rstrip("/") + "/chat/completions"
         self._api_key = api_key
@@ -120,27 +130,28 @@ class OpenAIChat:
                 raw = response.read()
         except urllib.error.HTTPError as error:
             detail = error.read()[:_ERROR_CHARS].decode(errors="replace")
-            raise SummaryError(
+            raise self.error(
                 f"{self.url} answered HTTP {error.code}: {detail}", details={"status": error.code}
             ) from None
         except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
             reason = getattr(error, "reason", error)
-            raise SummaryError(f"{self.url} could not be reached: {reason}") from None
+            raise self.error(f"{self.url} could not be reached: {reason}") from None
         try:
             content = json.loads(raw)["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError) as error:
-            raise SummaryError(f"{self.url} answered without a message: {error!r}") from None
+            raise self.error(f"{self.url} answered without a message: {error!r}") from None
         if not isinstance(content, str):
-            raise SummaryError(f"{self.url} answered with a non-text message")
+            raise self.error(f"{self.url} answered with a non-text message")
         return content
 
 
 class BedrockChat:
     """Bedrock's Converse API: one request shape for every chat model Bedrock hosts."""
 
-    def __init__(self, *, model: str, client: Any) -> None:
+    def __init__(self, *, model: str, client: Any, error: type[MnemoError] = SummaryError) -> None:
         self.model = model
         self._client = client
+        self.error = error
 
     @property
     def name(self) -> str:
@@ -158,39 +169,63 @@ class BedrockChat:
             )
         except ClientError as error:
             info = error.response.get("Error", {})
-            raise SummaryError(
+            raise self.error(
                 f"Bedrock {self.model} refused: {info.get('Code')}: {info.get('Message')}"
             ) from None
         except BotoCoreError as error:
-            raise SummaryError(f"Bedrock {self.model} could not be reached: {error}") from None
+            raise self.error(f"Bedrock {self.model} could not be reached: {error}") from None
         try:
             parts = response["output"]["message"]["content"]
             return "".join(p["text"] for p in parts if "text" in p)
         except (KeyError, TypeError) as error:
-            raise SummaryError(f"Bedrock {self.model} answered without text: {error!r}") from None
+            raise self.error(f"Bedrock {self.model} answered without text: {error!r}") from None
 
 
 @lru_cache(maxsize=4)
 def chat_model(settings: SummarySettings) -> ChatModel | None:
     """The configured model, or None for the extractive summariser (one per settings: a boto3
     client takes a while to build)."""
-    if settings.summarizer == "openai":
+    if settings.summarizer not in ("openai", "bedrock"):
+        return None
+    return build_chat(
+        settings.summarizer,
+        model=settings.llm_model,
+        base_url=settings.llm_base_url,
+        api_key=settings.llm_api_key,
+        timeout=settings.llm_timeout_seconds,
+        bedrock_region=settings.bedrock_region,
+        error=SummaryError,
+    )
+
+
+def build_chat(
+    kind: str,
+    *,
+    model: str | None,
+    base_url: str,
+    api_key: str | None,
+    timeout: float,
+    bedrock_region: str | None,
+    error: type[MnemoError],
+) -> ChatModel:
+    """An OpenAI-compatible or Bedrock chat model whose failures raise `error`."""
+    if kind == "openai":
         return OpenAIChat(
-            model=settings.llm_model or DEFAULT_OPENAI_MODEL,
-            base_url=settings.llm_base_url,
-            api_key=settings.llm_api_key,
-            timeout=settings.llm_timeout_seconds,
+            model=model or DEFAULT_OPENAI_MODEL,
+            base_url=base_url,
+            api_key=api_key,
+            timeout=timeout,
+            error=error,
         )
-    if settings.summarizer == "bedrock":
+    if kind == "bedrock":
         try:
             import boto3
             from botocore.config import Config
         except ImportError:
-            raise SummaryError("MNEMO_SUMMARIZER=bedrock needs boto3: install mnemo[aws]") from None
-        timeout = settings.llm_timeout_seconds
+            raise error("an LLM on Bedrock needs boto3: install mnemo[aws]") from None
         config = Config(
             connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": 1}
         )
-        client = boto3.client("bedrock-runtime", region_name=settings.bedrock_region, config=config)
-        return BedrockChat(model=settings.llm_model or DEFAULT_BEDROCK_MODEL, client=client)
-    return None
+        client = boto3.client("bedrock-runtime", region_name=bedrock_region, config=config)
+        return BedrockChat(model=model or DEFAULT_BEDROCK_MODEL, client=client, error=error)
+    raise ValueError(f"no chat model of kind {kind!r}")

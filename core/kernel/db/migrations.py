@@ -561,6 +561,28 @@ MIGRATIONS: tuple[Migration, ...] = (
         DROP INDEX ix_memory_tags_brain_tag
         """,
     ),
+    Migration(
+        15,
+        "conversation ingestion jobs",
+        # mem0's add with async_mode: the conversation waits here while an LLM extracts its
+        # facts after the answer was sent; the caller reads the status and results by id.
+        """
+        CREATE TABLE ingest_jobs (
+            id TEXT NOT NULL PRIMARY KEY,
+            brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
+            user_id TEXT,
+            status TEXT NOT NULL
+                CHECK (status IN ('pending', 'running', 'succeeded', 'failed')),
+            request TEXT NOT NULL,
+            results TEXT,
+            error TEXT,
+            created_by TEXT,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL
+        );
+        CREATE INDEX ix_ingest_jobs_brain_created ON ingest_jobs (brain_id, created_at, id)
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

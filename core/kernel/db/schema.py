@@ -595,3 +595,20 @@ DIALECT_EXTRAS: dict[str, dict[str, list[str]]] = {
         "indexes": ["memories.ix_memories_search"],
     },
 }
+
+ingest_jobs = Table(
+    "ingest_jobs",
+    metadata,
+    Column("id", Text, primary_key=True),
+    _brain_fk(),
+    Column("user_id", Text),
+    Column("status", Text, nullable=False),
+    Column("request", Text, nullable=False),
+    Column("results", Text),
+    Column("error", Text),
+    Column("created_by", Text),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    CheckConstraint("status IN ('pending', 'running', 'succeeded', 'failed')"),
+    Index("ix_ingest_jobs_brain_created", "brain_id", "created_at", "id"),
+)

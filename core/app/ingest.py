@@ -1,0 +1,96 @@
+"""Conversations in (POST /v1/memories with `messages`, mem0's add): the one entry point.
+
+  * `memory_type="procedural_memory"`: one procedural memory (the LLM's account of the task
+    when one is configured, else the transcript);
+  * no LLM configured, or `infer` false: one memory per selected turn (the user's by default),
+    traceable to its turn (core/memory/conversations.py);
+  * an LLM and `infer`: mem0's extraction and reconciliation (core/app/extraction.py).
+
+Each returns what happened to every memory it touched: [{"event", "memory",
+"previous_content"}]. With `async_mode` and an LLM the work becomes a job (core/app/jobs.py)
+run after the answer; its status and results are read back by id.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
+
+from core.app import extraction
+from core.kernel.config import Settings
+from core.kernel.db.engine import transaction
+from core.kernel.scope import Scope
+from core.memory import store as memories
+from core.memory.conversations import Conversation, turn_memories
+from core.memory.indexing import Indexer
+
+if TYPE_CHECKING:
+    # numpy comes with search: imported when a conversation needs it (handlers/lazy.py).
+    from core.retrieval.search import QueryVector
+
+
+def query_vector(engine: Engine, settings: Settings, text: str) -> QueryVector:
+    """The query as search wants it, embedded with no transaction open."""
+    from core.embeddings import get_embedder
+    from core.retrieval import pgvector
+    from core.retrieval.search import QueryVector, default_lexical_weight
+
+    embedder = get_embedder(settings.embedder)
+    vector = embedder.embed([text], kind="query")[0] if text.strip() else None
+    return QueryVector(
+        embedder.name,
+        embedder.dims,
+        vector,
+        embedder.similarity_floor,
+        embedder.similarity_strong,
+        default_lexical_weight(embedder.name),
+        pgvector=pgvector.ensure(engine, settings.vector_search.pgvector),
+    )
+
+
+def _indexer(settings: Settings, texts: list[str]) -> Indexer:
+    from core.embeddings import get_embedder
+
+    index = Indexer(get_embedder(settings.embedder), infer_links=settings.links.inferred)
+    if texts:
+        index.prepare(texts)
+    return index
+
+
+def uses_llm(settings: Settings, conversation: Conversation) -> bool:
+    """Whether this conversation goes through the LLM (and so may run as a job)."""
+    if settings.extraction.llm == "off":
+        return False
+    return conversation.memory_type is not None or conversation.infer
+
+
+def ingest(
+    engine: Engine, settings: Settings, scope: Scope, conversation: Conversation
+) -> list[dict[str, Any]]:
+    from core.memory.indexing import document_text
+
+    scope.require_write()
+    chat = extraction.chat_for(settings)
+    if conversation.memory_type is not None:
+        item = extraction.procedure(chat, conversation)
+        index = _indexer(settings, [document_text(item.title, item.key, item.tags, item.content)])
+        with transaction(engine, write=True) as conn:
+            memory = memories.create(conn, scope, item, settings.limits, index)
+        return [_added(memory)]
+    if chat is None or not conversation.infer:
+        items = turn_memories(conversation)
+        texts = [document_text(None, None, i["tags"], i["content"]) for i in items]
+        index = _indexer(settings, texts)
+        with transaction(engine, write=True) as conn:
+            made = memories.create_batch(conn, scope, items, settings.limits, index)
+        return [_added(m) for m in made]
+    planned = extraction.plan(engine, settings, scope, conversation, chat)
+    index = _indexer(settings, extraction.index_texts(planned))
+    with transaction(engine, write=True) as conn:
+        return extraction.apply(conn, scope, conversation, planned, settings, index)
+
+
+def _added(memory: dict[str, Any]) -> dict[str, Any]:
+    event = "NONE" if memory.pop("deduplicated", False) else "ADD"
+    return {"event": event, "memory": memory, "previous_content": None}
