@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -124,6 +125,14 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not a JSON value")
 
 
+def _finite(literal: str) -> float:
+    # 1e309 is valid JSON that Python reads as infinity, which no reply could carry back.
+    value = float(literal)
+    if math.isinf(value):
+        raise ValueError(f"{literal} is too large for a 64-bit float")
+    return value
+
+
 NUL_MESSAGE = "text may not contain the NUL character (\\u0000); PostgreSQL cannot store it"
 
 
@@ -141,10 +150,49 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
+# Deeper than any memory's metadata or filter needs, and far inside Python's recursion limit:
+# every reader after the parser (pydantic, the filter compiler, json.dumps) recurses.
+MAX_JSON_DEPTH = 64
+DEPTH_MESSAGE = f"JSON nested deeper than {MAX_JSON_DEPTH} levels; flatten it"
+
+
+class JsonTooDeep(ValueError):
+    pass
+
+
+def _deeper_than(data: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than `limit` deep; iterative, so any depth is safe."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
 def parse_json(raw: bytes | str) -> Any:
     """A request body's JSON, refusing what JSON or the store cannot hold: NaN and Infinity
-    (not JSON), and the NUL character in any string (PostgreSQL text cannot hold it)."""
-    data = json.loads(raw, parse_constant=_not_json)
+    (not JSON), the NUL character in any string (PostgreSQL text cannot hold it), and nesting
+    past MAX_JSON_DEPTH (JsonTooDeep, a ValueError)."""
+    try:
+        data = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
+    except RecursionError:
+        raise JsonTooDeep(DEPTH_MESSAGE) from None
+    if isinstance(raw, bytes):
+        opened = raw.count(b"[") + raw.count(b"{")
+    else:
+        opened = raw.count("[") + raw.count("{")
+    # Fewer brackets than the limit cannot nest past it: most bodies skip the walk.
+    if (
+        opened > MAX_JSON_DEPTH
+        and isinstance(data, dict | list)
+        and _deeper_than(data, MAX_JSON_DEPTH)
+    ):
+        raise JsonTooDeep(DEPTH_MESSAGE)
     escaped = b"\\u0000" in raw if isinstance(raw, bytes) else "\\u0000" in raw
     if escaped and _has_nul(data):
         raise NulCharacter(NUL_MESSAGE)
@@ -175,6 +223,10 @@ def _parse_body(request: Request, raw: bytes, model: type[M]) -> M:
         data = parse_json(raw) if raw else None
     except NulCharacter as exc:
         raise BadRequest(str(exc), code="invalid_character") from None
+    except JsonTooDeep as exc:
+        raise BadRequest(
+            str(exc), code="json_too_deep", details={"limit": MAX_JSON_DEPTH}
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}", code="malformed_json") from None
     if not isinstance(data, dict):

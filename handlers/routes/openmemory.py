@@ -38,6 +38,8 @@ _MAX_K = 100
 # Enough to find k matches of one sector among the best hits of every sector.
 _SECTOR_POOL = 100
 _DEFAULT_LIMIT = 100
+# The offset reaches SQL, whose integers are 64-bit: past that the driver fails, not the query.
+_MAX_COUNT = 2**63 - 1
 
 
 class OMError(Exception):
@@ -191,6 +193,8 @@ def _count(request: Request, name: str, default: int) -> int:
         raise OMError(400, "invalid_pagination", f"{name} must be a whole number") from None
     if value < 0:
         raise OMError(400, "invalid_pagination", f"{name} must not be negative")
+    if value > _MAX_COUNT:
+        raise OMError(400, "invalid_pagination", f"{name} must be at most {_MAX_COUNT}")
     return value
 
 
