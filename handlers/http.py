@@ -10,11 +10,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from core.kernel.db.engine import unavailable as db_unavailable
 from core.kernel.errors import (
     BadRequest,
     Conflict,
@@ -106,15 +109,39 @@ async def on_http_exception(_request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, message, headers=exc.headers)
 
 
-async def on_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+# What a 503 asks the client to wait: PostgreSQL restarts or fails over in seconds, and the
+# pool reconnects on the next request after that.
+RETRY_AFTER_SECONDS = 2
+UNAVAILABLE_MESSAGE = "the database cannot be reached right now; retry after a few seconds"
+
+
+def failure_response(exc: BaseException, method: str, path: str) -> Response:
+    """The reply to an exception nothing expected: a 503 with Retry-After when the database is
+    unreachable or too busy (the client can retry), else a 500 that tells nothing of inside."""
+    if db_unavailable(exc):
+        log.warning("database unavailable on %s %s: %s", method, path, exc)
+        return error_response(
+            503,
+            "database_unavailable",
+            UNAVAILABLE_MESSAGE,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
     return error_response(500, "internal_error", "something went wrong on our side; try again")
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    return failure_response(exc, request.method, request.url.path)
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     MnemoError: on_mnemo_error,
     ValidationError: on_validation_error,
     HTTPException: on_http_exception,
+    # Answered here rather than by Starlette's last-resort handler, which re-raises after
+    # replying: the server then drops a keep-alive connection the client expects to reuse.
+    DBAPIError: on_unexpected,
+    SQLAlchemyTimeoutError: on_unexpected,
     Exception: on_unexpected,
 }
 

@@ -71,6 +71,17 @@ class PostgresServer:
         self._run(
             self._bin("initdb"), "-D", str(self.data), "-U", "mnemo", "-A", "trust", "-E", "UTF8"
         )
+        self.resume()
+        return self.url("postgres")
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg://mnemo@127.0.0.1:{self.port}/{database}"
+
+    def halt(self) -> None:
+        """Stop the server and keep its data, as an outage would; `resume` starts it again."""
+        self._run(self._bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
@@ -88,10 +99,6 @@ class PostgresServer:
             "60",
             "start",
         )
-        return self.url("postgres")
-
-    def url(self, database: str) -> str:
-        return f"postgresql+psycopg://mnemo@127.0.0.1:{self.port}/{database}"
 
     def stop(self) -> None:
         try:

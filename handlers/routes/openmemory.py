@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from core.curation.summaries import service as summaries
+from core.kernel.db.engine import unavailable as db_unavailable
 from core.kernel.errors import MnemoError, NotFound
 from core.memory import openmemory
 from core.memory import store as memories
@@ -27,7 +28,13 @@ from core.memory.models import MemoryIn
 from core.retrieval.models import SearchFilters, SearchIn
 from core.retrieval.search import record_access, search
 from handlers.context import authorize
-from handlers.http import STATUS, Endpoint, parse_json
+from handlers.http import (
+    RETRY_AFTER_SECONDS,
+    STATUS,
+    UNAVAILABLE_MESSAGE,
+    Endpoint,
+    parse_json,
+)
 
 # The query is embedded exactly as POST /v1/search does it.
 
@@ -77,7 +84,14 @@ def openmemory_errors(endpoint: Endpoint) -> Endpoint:
             first = exc.errors(include_url=False)[0]
             field = ".".join(str(p) for p in first.get("loc", ())) or "invalid_input"
             return _reply(400, field, first.get("msg"))
-        except Exception:
+        except Exception as exc:
+            if db_unavailable(exc):
+                return _reply(
+                    503,
+                    "database_unavailable",
+                    UNAVAILABLE_MESSAGE,
+                    **{"Retry-After": str(RETRY_AFTER_SECONDS)},
+                )
             log.exception("unhandled error on %s %s", request.method, request.url.path)
             return _reply(500, "internal")
 
