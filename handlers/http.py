@@ -6,7 +6,7 @@ import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -270,18 +270,45 @@ def read_query(request: Request, model: type[M], *, lists: tuple[str, ...] = ())
     return model.model_validate(data)
 
 
+# A reply or request body in the OpenAPI document: a pydantic model, or a JSON Schema for what
+# no model describes (a JSON-RPC envelope, an HTML page: {"type": "string"}).
+Schema = type[BaseModel] | dict[str, Any]
+
+
+class NoBody:
+    def __repr__(self) -> str:
+        return "NO_BODY"
+
+
+NO_BODY = NoBody()
+"""A success reply without a body (e.g. RFC 7009's revocation 200, MCP's 202)."""
+
+
 @dataclass(frozen=True)
 class Doc:
-    """What the OpenAPI spec says of a route."""
+    """What the OpenAPI document says of a route; /openapi.json is made from these alone.
+
+    Every route names its success body: `response` (a model, a JSON Schema, or NO_BODY) with
+    `status`; tests/test_openapi_doc.py fails for a route that does not, and schemathesis
+    (tests/test_openapi_fuzz.py) checks every reply against what is declared here. Errors take
+    the one error shape unless `errors` names another (OAuth's, JSON-RPC's, OpenMemory's).
+    A route with more than one success reply (the 200 of a deduplicated add beside the 201)
+    lists the others in `also`.
+    """
 
     summary: str
     tag: str
-    body: type[BaseModel] | None = None
+    body: Schema | None = None
     query: type[BaseModel] | None = None
-    response: type[BaseModel] | None = None
+    response: Schema | NoBody | None = None
     status: int = 200
     auth: bool = True
     body_required: bool = True
+    also: Mapping[int, Schema | NoBody] = field(default_factory=dict)
+    errors: Schema | None = None
+    media_type: str = "application/json"
+    body_media_type: str = "application/json"
+    error_media_type: str = "application/json"
 
 
 class ApiRoute(Route):

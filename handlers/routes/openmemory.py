@@ -4,8 +4,7 @@ POST /users/{user_id}/summary/regenerate.
 
 Same bearer keys as /v1. Errors take OpenMemory's shape, {"err": "..."}: its own words where
 it has them ("user_id required", "content", "user not found"), else Mnemo's error code, with
-"msg" saying what to fix. These routes stay out of /openapi.json, whose error schema is
-Mnemo's; OpenMemory's own documentation describes them.
+"msg" saying what to fix. /openapi.json describes them with that error shape (OMErrorOut).
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import functools
 import logging
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -32,6 +31,8 @@ from handlers.http import (
     RETRY_AFTER_SECONDS,
     STATUS,
     UNAVAILABLE_MESSAGE,
+    ApiRoute,
+    Doc,
     Endpoint,
     parse_json,
 )
@@ -265,18 +266,141 @@ async def regenerate(request: Request) -> Response:
     )
 
 
-def _route(path: str, endpoint: Endpoint, method: str) -> Route:
+# -- the OpenAPI document's view: OpenMemory's fields, which the endpoints read by hand --------
+
+
+class OMErrorOut(BaseModel):
+    err: str = Field(description="OpenMemory's word for the problem, or Mnemo's error code")
+    msg: str | None = Field(None, description="What to fix")
+
+
+class OMAddIn(BaseModel):
+    content: str
+    user_id: str | None = None
+    tags: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class OMAdded(BaseModel):
+    id: str
+    primary_sector: str
+    sectors: list[str]
+    chunks: int
+
+
+class OMQueryFilters(BaseModel):
+    sector: str | None = None
+    user_id: str | None = None
+    min_score: float | None = Field(None, description="0 to 1 (clamped)")
+
+
+class OMQueryIn(BaseModel):
+    query: str
+    k: float | None = Field(None, description=f"How many matches, 1 to {_MAX_K} (clamped)")
+    filters: OMQueryFilters | None = None
+
+
+class OMMatch(BaseModel):
+    id: str
+    content: str
+    score: float
+    sectors: list[str]
+    primary_sector: str
+    path: list[str]
+    salience: float
+    last_seen_at: int
+
+
+class OMQueryOut(BaseModel):
+    query: str
+    matches: list[OMMatch]
+
+
+class OMItem(BaseModel):
+    id: str
+    content: str
+    tags: list[str]
+    metadata: dict[str, Any]
+    created_at: int
+    updated_at: int
+    last_seen_at: int
+    salience: float
+    decay_lambda: float
+    primary_sector: str
+    version: int
+
+
+class OMItems(BaseModel):
+    user_id: str
+    items: list[OMItem]
+
+
+class OMPageQuery(BaseModel):
+    l: int | None = Field(None, ge=0, description="How many (default 100; at most a page)")  # noqa: E741
+    u: int | None = Field(None, ge=0, description="How many to skip")
+
+
+class OMSummary(BaseModel):
+    user_id: str
+    summary: str
+    reflection_count: int
+    updated_at: int | None
+
+
+class OMRegenerated(BaseModel):
+    ok: bool
+    user_id: str
+    summary: str
+    reflection_count: int
+
+
+def _route(
+    path: str,
+    endpoint: Endpoint,
+    method: str,
+    summary: str,
+    response: type[BaseModel],
+    **doc: Any,
+) -> ApiRoute:
+    return ApiRoute(
+        path,
+        openmemory_errors(endpoint),
+        method=method,
+        doc=Doc(summary, _TAG, response=response, errors=OMErrorOut, **doc),
+    )
+
+
+def _alias(path: str, endpoint: Endpoint, method: str) -> Route:
     return Route(path, openmemory_errors(endpoint), methods=[method])
 
 
+_TAG = "openmemory"
 routes = [
-    _route("/memory/add", add, "POST"),
-    _route("/memory/query", query, "POST"),
-    _route("/users/{user_id}/memories", user_memories, "GET"),
-    _route("/users/{user_id}/summary", user_summary, "GET"),
-    _route("/users/{user_id}/summary/regenerate", regenerate, "POST"),
+    _route("/memory/add", add, "POST", "OpenMemory: add a memory", OMAdded, body=OMAddIn),
+    _route(
+        "/memory/query", query, "POST", "OpenMemory: search memories", OMQueryOut, body=OMQueryIn
+    ),
+    _route(
+        "/users/{user_id}/memories",
+        user_memories,
+        "GET",
+        "OpenMemory: a user's memories, newest first",
+        OMItems,
+        query=OMPageQuery,
+    ),
+    _route(
+        "/users/{user_id}/summary", user_summary, "GET", "OpenMemory: a user's summary", OMSummary
+    ),
+    _route(
+        "/users/{user_id}/summary/regenerate",
+        regenerate,
+        "POST",
+        "OpenMemory: make a user's summary again",
+        OMRegenerated,
+    ),
     # An empty path segment matches no {user_id}: answered as OpenMemory does, not with a 404.
-    _route("/users//memories", user_memories, "GET"),
-    _route("/users//summary", user_summary, "GET"),
-    _route("/users//summary/regenerate", regenerate, "POST"),
+    # Not in the document: the same operations, reached with a user_id that is missing.
+    _alias("/users//memories", user_memories, "GET"),
+    _alias("/users//summary", user_summary, "GET"),
+    _alias("/users//summary/regenerate", regenerate, "POST"),
 ]
