@@ -29,7 +29,7 @@ CHECKS = [
     status_code_conformance,
     content_type_conformance,
 ]
-EXAMPLES = int(os.environ.get("MNEMO_FUZZ_EXAMPLES", "8"))
+EXAMPLES = int(os.environ.get("MNEMO_FUZZ_EXAMPLES", "10"))
 # /v1/import takes JSON Lines: sent as the text it is.
 schemathesis.serializer.alias("application/x-ndjson", "text/plain")
 
