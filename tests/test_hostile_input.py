@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from core.kernel.config import Settings
+from core.memory.models import MAX_FILTER_TAGS
 from handlers.http import MAX_JSON_DEPTH
 from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient, Reply
@@ -150,6 +151,17 @@ def test_a_huge_in_filter_is_422_before_any_sql(client: LambdaClient) -> None:
         "/v1/search", {"query": "filtered", "filters": {"metadata": {"n": {"in": [4, 5, 6]}}}}
     )
     assert [h["memory"]["metadata"] for h in within.json()["results"]] == [{"n": 5}]
+
+
+def test_a_tag_filter_past_the_limit_is_422(client: LambdaClient) -> None:
+    tags = [f"t{i}" for i in range(MAX_FILTER_TAGS + 1)]
+    for path in ("/v1/search", "/v1/context"):
+        reply = client.post(path, {"query": "x", "filters": {"tag": tags}})
+        _assert_4xx(reply, 422, "invalid_input")
+    listed = client.get("/v1/memories", query={"tag": ",".join(tags)})
+    _assert_4xx(listed, 422, "invalid_input")
+    fine = client.post("/v1/search", {"query": "x", "filters": {"tag": tags[:MAX_FILTER_TAGS]}})
+    assert fine.status == 200
 
 
 @pytest.mark.parametrize(

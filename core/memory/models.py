@@ -124,9 +124,18 @@ class StateChangeIn(Actor):
     pass
 
 
+# Each tag of a filter is a bound parameter: 40,000 of them kept PostgreSQL planning a search
+# for half a minute. A filter that needs more tags than this wants a tag of its own.
+MAX_FILTER_TAGS = 100
+
+
 class MemoryFilters(Strict):
     type: MemoryType | None = None
-    tag: list[str] = Field(default_factory=list, description="Repeat or comma-separate.")
+    tag: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_FILTER_TAGS,
+        description=f"Repeat or comma-separate; at most {MAX_FILTER_TAGS}.",
+    )
     tag_mode: Literal["any", "all"] = "any"
     user_id: Name | None = None
     agent_id: Name | None = None
