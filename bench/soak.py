@@ -10,6 +10,7 @@ must be none), 4xx by code, p50/p99 latency per operation, and the server's resi
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import random
@@ -57,7 +58,7 @@ def _text(rng: random.Random, n: int) -> str:
 
 
 def _client(
-    index: int, base: str, key: str, deadline: float, seed_ids: list[str], out: Any
+    index: int, base: str, key: str, deadline: float, duration: float, seed_ids: list[str], out: Any
 ) -> None:
     """One client: a loop of weighted random operations until `deadline` (time.time())."""
     import httpx
@@ -67,7 +68,10 @@ def _client(
     latencies: dict[str, list[float]] = {op: [] for op in ops}
     statuses: Counter[str] = Counter()
     server_errors: list[str] = []
+    # Links join memories of one user (another user's memory is a 404 to a link): the seeds
+    # have none, and each add here picks one of four.
     ids = list(seed_ids)
+    by_user: dict[str | None, list[str]] = {None: list(seed_ids)}
     try:
         with httpx.Client(
             base_url=base, headers={"authorization": f"Bearer {key}"}, timeout=60
@@ -89,7 +93,8 @@ def _client(
                     body = {"query": _text(rng, 3), "limit": 10}
                     method, path = "POST", "/v1/search"
                 elif op == "link":
-                    a, b = rng.sample(ids, 2)
+                    pool = by_user[rng.choice(list(by_user))]
+                    a, b = rng.sample(pool, 2) if len(pool) > 1 else rng.sample(seed_ids, 2)
                     body = {"from_id": a, "to_id": b, "relation": rng.choice(_RELATIONS)}
                     method, path = "POST", "/v1/links"
                 else:
@@ -100,7 +105,8 @@ def _client(
                     reply = http.request(method, path, json=body)
                 except httpx.TransportError as exc:
                     statuses["transport_error"] += 1
-                    server_errors.append(f"{op}: {type(exc).__name__}: {exc}"[:300])
+                    at = time.time() - (deadline - duration)
+                    server_errors.append(f"{op} at {at:.0f} s: {type(exc).__name__}: {exc}"[:300])
                     continue
                 latencies[op].append((time.perf_counter() - started) * 1000)
                 if reply.status_code >= 500:
@@ -113,6 +119,7 @@ def _client(
                     statuses["2xx"] += 1
                     if op == "add":
                         ids.append(reply.json()["id"])
+                        by_user.setdefault(body["user_id"], []).append(ids[-1])
         out.put(
             {"index": index, "latencies": latencies, "statuses": statuses, "errors": server_errors}
         )
@@ -164,7 +171,7 @@ def soak_store(store: str, url: str, duration: float, clients: int) -> dict[str,
         out = ctx.Queue()
         deadline = time.time() + duration
         workers = [
-            ctx.Process(target=_client, args=(i, base, key, deadline, seed_ids, out))
+            ctx.Process(target=_client, args=(i, base, key, deadline, duration, seed_ids, out))
             for i in range(clients)
         ]
         started = time.time()
@@ -211,7 +218,7 @@ def soak_store(store: str, url: str, duration: float, clients: int) -> dict[str,
         "server_errors": len(errors),
         "error_samples": errors[:10],
         "server_alive_at_end": server_alive,
-        "server_log_tail": stderr.decode(errors="replace")[-2000:],
+        "server_exceptions": _exceptions(stderr.decode(errors="replace")),
         "latency_ms": {
             op: {
                 "n": len(v),
@@ -223,6 +230,20 @@ def soak_store(store: str, url: str, duration: float, clients: int) -> dict[str,
         "rss_kib": {"start": rss[0][1], "after_warmup": warm, "end": rss[-1][1]},
         "rss_samples": rss,
     }
+
+
+def _exceptions(log: str) -> dict[str, int]:
+    """The server log's exceptions (JSON lines, handlers/logs.py), counted by their last line:
+    the exception's type and message."""
+    found: Counter[str] = Counter()
+    for line in log.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("exception"):
+            found[str(record["exception"]).strip().splitlines()[-1][:200]] += 1
+    return dict(found.most_common(10))
 
 
 def run(
@@ -284,6 +305,9 @@ def markdown(results: dict[str, Any]) -> str:
             rows.append([s["store"], op, f"{lat['n']:,}", fmt(lat["p50"], 1), fmt(lat["p99"], 1)])
     parts.append(table(["store", "operation", "n", "p50 (ms)", "p99 (ms)"], rows))
     for s in results["stores"]:
+        if s["server_exceptions"]:
+            parts.append(f"\n{s['store']} server log, exceptions by last line:")
+            parts += [f"- {n} x `{e}`" for e, n in s["server_exceptions"].items()]
         if s["error_samples"]:
             parts.append(f"\n{s['store']} errors (first {len(s['error_samples'])}):")
             parts += [f"- `{e}`" for e in s["error_samples"]]
