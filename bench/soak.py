@@ -270,7 +270,11 @@ def markdown(results: dict[str, Any]) -> str:
     for s in results["stores"]:
         rss = s["rss_kib"]
         growth = (rss["end"] - rss["after_warmup"]) / 1024
-        others = ", ".join(f"{k}: {v:,}" for k, v in sorted(s["statuses"].items()) if k != "2xx")
+        # The second half's growth: the caches have filled by then, so what grows is a leak.
+        half = next(k for t, k in s["rss_samples"] if t >= s["duration_s"] / 2)
+        peak = max(k for _, k in s["rss_samples"])
+        refused = sorted((k, v) for k, v in s["statuses"].items() if k.startswith("4"))
+        others = ", ".join(f"{k}: {v:,}" for k, v in refused)
         summary_rows.append(
             [
                 s["store"],
@@ -281,6 +285,8 @@ def markdown(results: dict[str, Any]) -> str:
                 fmt(rss["after_warmup"] / 1024, 1),
                 fmt(rss["end"] / 1024, 1),
                 f"{growth:+.1f}",
+                f"{(rss['end'] - half) / 1024:+.1f}",
+                fmt(peak / 1024, 1),
             ]
         )
     parts.append(
@@ -289,11 +295,13 @@ def markdown(results: dict[str, Any]) -> str:
                 "store",
                 "requests",
                 "req/s",
-                ">= 500 or reset",
+                ">= 500, reset or timeout",
                 "4xx",
                 "RSS after warm-up (MiB)",
                 "RSS at end (MiB)",
                 "growth (MiB)",
+                "second half (MiB)",
+                "peak (MiB)",
             ],
             summary_rows,
         )
