@@ -1,4 +1,7 @@
-"""`python -m bench {app,memories,concurrency,all} [--quick] [--no-postgres] [--json [PATH]]`
+"""`python -m bench {app,memories,concurrency,soak,all} [--quick] [--no-postgres] [--json [PATH]]`
+
+`soak` runs only when named (not in `all`): --duration SECONDS per store (default 600),
+--clients N (default 8).
 
 Markdown tables go to stdout, progress to stderr. `--json` also writes the raw results to
 bench/results/<name>-<UTC time>.json (gitignored), or to PATH.
@@ -32,6 +35,13 @@ def _run_one(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
         results = memories.run(quick=args.quick, with_postgres=not args.no_postgres)
         return results, memories.markdown(results)
+    if name == "soak":
+        from bench import soak
+
+        results = soak.run(
+            duration=args.duration, clients=args.clients, with_postgres=not args.no_postgres
+        )
+        return results, soak.markdown(results)
     from bench import concurrency
 
     results = concurrency.run(quick=args.quick, with_postgres=not args.no_postgres)
@@ -40,7 +50,11 @@ def _run_one(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("benchmark", choices=[*BENCHMARKS, "all", "_warm-health"])
+    parser.add_argument("benchmark", choices=[*BENCHMARKS, "soak", "all", "_warm-health"])
+    parser.add_argument(
+        "--duration", type=float, default=600, help="soak: seconds of load per store (600)"
+    )
+    parser.add_argument("--clients", type=int, default=8, help="soak: client processes (8)")
     parser.add_argument(
         "--quick", action="store_true", help="fewer runs and operations: a smoke test"
     )

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from core.kernel.db.engine import unavailable as db_unavailable
 from core.kernel.errors import (
     BadRequest,
     Conflict,
@@ -107,15 +111,39 @@ async def on_http_exception(_request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, message, headers=exc.headers)
 
 
-async def on_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+# What a 503 asks the client to wait: PostgreSQL restarts or fails over in seconds, and the
+# pool reconnects on the next request after that.
+RETRY_AFTER_SECONDS = 2
+UNAVAILABLE_MESSAGE = "the database cannot be reached right now; retry after a few seconds"
+
+
+def failure_response(exc: BaseException, method: str, path: str) -> Response:
+    """The reply to an exception nothing expected: a 503 with Retry-After when the database is
+    unreachable or too busy (the client can retry), else a 500 that tells nothing of inside."""
+    if db_unavailable(exc):
+        log.warning("database unavailable on %s %s: %s", method, path, exc)
+        return error_response(
+            503,
+            "database_unavailable",
+            UNAVAILABLE_MESSAGE,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
     return error_response(500, "internal_error", "something went wrong on our side; try again")
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    return failure_response(exc, request.method, request.url.path)
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     MnemoError: on_mnemo_error,
     ValidationError: on_validation_error,
     HTTPException: on_http_exception,
+    # Answered here rather than by Starlette's last-resort handler, which re-raises after
+    # replying: the server then drops a keep-alive connection the client expects to reuse.
+    DBAPIError: on_unexpected,
+    SQLAlchemyTimeoutError: on_unexpected,
     Exception: on_unexpected,
 }
 
@@ -124,6 +152,14 @@ def _not_json(constant: str) -> Any:
     # Python's json reads NaN and Infinity; JSON has neither, and a stored NaN made every later
     # reply that carried the memory fail to serialise (a 500 for the brain's whole list).
     raise ValueError(f"{constant} is not a JSON value")
+
+
+def _finite(literal: str) -> float:
+    # 1e309 is valid JSON that Python reads as infinity, which no reply could carry back.
+    value = float(literal)
+    if math.isinf(value):
+        raise ValueError(f"{literal} is too large for a 64-bit float")
+    return value
 
 
 NUL_MESSAGE = "text may not contain the NUL character (\\u0000); PostgreSQL cannot store it"
@@ -143,10 +179,49 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
+# Deeper than any memory's metadata or filter needs, and far inside Python's recursion limit:
+# every reader after the parser (pydantic, the filter compiler, json.dumps) recurses.
+MAX_JSON_DEPTH = 64
+DEPTH_MESSAGE = f"JSON nested deeper than {MAX_JSON_DEPTH} levels; flatten it"
+
+
+class JsonTooDeep(ValueError):
+    pass
+
+
+def _deeper_than(data: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than `limit` deep; iterative, so any depth is safe."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
 def parse_json(raw: bytes | str) -> Any:
     """A request body's JSON, refusing what JSON or the store cannot hold: NaN and Infinity
-    (not JSON), and the NUL character in any string (PostgreSQL text cannot hold it)."""
-    data = json.loads(raw, parse_constant=_not_json)
+    (not JSON), the NUL character in any string (PostgreSQL text cannot hold it), and nesting
+    past MAX_JSON_DEPTH (JsonTooDeep, a ValueError)."""
+    try:
+        data = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
+    except RecursionError:
+        raise JsonTooDeep(DEPTH_MESSAGE) from None
+    if isinstance(raw, bytes):
+        opened = raw.count(b"[") + raw.count(b"{")
+    else:
+        opened = raw.count("[") + raw.count("{")
+    # Fewer brackets than the limit cannot nest past it: most bodies skip the walk.
+    if (
+        opened > MAX_JSON_DEPTH
+        and isinstance(data, dict | list)
+        and _deeper_than(data, MAX_JSON_DEPTH)
+    ):
+        raise JsonTooDeep(DEPTH_MESSAGE)
     escaped = b"\\u0000" in raw if isinstance(raw, bytes) else "\\u0000" in raw
     if escaped and _has_nul(data):
         raise NulCharacter(NUL_MESSAGE)
@@ -186,6 +261,10 @@ def _parse_object(request: Request, raw: bytes) -> dict[str, Any]:
         data = parse_json(raw) if raw else None
     except NulCharacter as exc:
         raise BadRequest(str(exc), code="invalid_character") from None
+    except JsonTooDeep as exc:
+        raise BadRequest(
+            str(exc), code="json_too_deep", details={"limit": MAX_JSON_DEPTH}
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}", code="malformed_json") from None
     if not isinstance(data, dict):
@@ -202,18 +281,55 @@ def read_query(request: Request, model: type[M], *, lists: tuple[str, ...] = ())
     return model.model_validate(data)
 
 
+# A reply or request body in the OpenAPI document: a pydantic model, or a JSON Schema for what
+# no model describes (a JSON-RPC envelope, an HTML page: {"type": "string"}).
+Schema = type[BaseModel] | dict[str, Any]
+
+
+class NoBody:
+    def __repr__(self) -> str:
+        return "NO_BODY"
+
+
+NO_BODY = NoBody()
+"""A success reply without a body (e.g. RFC 7009's revocation 200, MCP's 202)."""
+
+
 @dataclass(frozen=True)
 class Doc:
-    """What the OpenAPI spec says of a route."""
+    """What the OpenAPI document says of a route; /openapi.json is made from these alone.
+
+    Every route names its success body: `response` (a model, a JSON Schema, or NO_BODY) with
+    `status`; tests/api/test_openapi_doc.py fails for a route that does not, and schemathesis
+    (tests/api/test_openapi_fuzz.py) checks every reply against what is declared here. Errors take
+    the one error shape unless `errors` names another (OAuth's, JSON-RPC's, OpenMemory's).
+    A route with more than one success reply (the 200 of a deduplicated add beside the 201)
+    lists the others in `also`.
+    """
 
     summary: str
     tag: str
-    body: type[BaseModel] | None = None
+    body: Schema | None = None
     query: type[BaseModel] | None = None
-    response: type[BaseModel] | None = None
+    response: Schema | NoBody | None = None
     status: int = 200
     auth: bool = True
     body_required: bool = True
+    also: Mapping[int, Schema | NoBody] = field(default_factory=dict)
+    errors: Schema | None = None
+    media_type: str = "application/json"
+    body_media_type: str = "application/json"
+    error_media_type: str = "application/json"
+
+
+class Undocumented(Route):
+    """A route /openapi.json leaves out on purpose: the twin of a documented operation under
+    another path (without its trailing slash, with an empty segment), or a call of a foreign
+    API that Mnemo answers only to say it has no counterpart (501 not_supported, listed in the
+    README). Anything else a route serves must be an ApiRoute with its Doc."""
+
+    def __init__(self, path: str, endpoint: Endpoint, *, method: str) -> None:
+        super().__init__(path, endpoint, methods=[method])
 
 
 class ApiRoute(Route):

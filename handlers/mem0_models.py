@@ -96,14 +96,14 @@ class ListIn(Lenient):
     categories: list[str] | None = None
 
 
-class Page(Out):
+class Mem0Page(Out):
     count: int
     next: str | None
     previous: str | None
     results: list[Record]
 
 
-class SearchIn(ListIn):
+class Mem0SearchIn(ListIn):
     query: str = Field(min_length=1, max_length=10_000)
     top_k: int = Field(10, ge=1, le=100)
     threshold: float | None = Field(None, ge=0.0, le=1.0, description="Mnemo's min_score.")
@@ -111,7 +111,7 @@ class SearchIn(ListIn):
     fields: list[str] | None = Field(None, description="Return only these record fields.")
 
 
-class SearchPage(Out):
+class Mem0SearchPage(Out):
     results: list[Record]
 
 
@@ -198,8 +198,3 @@ class Event(Out):
     error: dict[str, Any] | None
     created_at: str
     updated_at: str
-
-
-class Unsupported(Out):
-    detail: str
-    error: dict[str, Any]

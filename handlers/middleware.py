@@ -12,7 +12,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.kernel.errors import TooLarge
-from handlers.http import NUL_MESSAGE, error_response
+from handlers.http import NUL_MESSAGE, error_response, failure_response
 from handlers.logs import request_id
 
 access_log = logging.getLogger("mnemo.access")
@@ -31,11 +31,12 @@ class RequestContext:
         rid = _request_id(scope)
         token = request_id.set(rid)
         status = 500
+        replied = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, replied
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, replied = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
             await send(message)
@@ -57,6 +58,16 @@ class RequestContext:
                 )(scope, receive, send_with_id)
             else:
                 await self.app(scope, self._limited(receive), send_with_id)
+        except Exception as exc:
+            # Whatever no handler took. Answered here and not re-raised: Starlette's own last
+            # resort re-raises after its reply, and the server then closes the connection under
+            # a keep-alive client, whose next request on it dies with a reset. After a reply
+            # has started there is nothing to fix up; the server ends the connection.
+            if replied:
+                raise
+            await failure_response(exc, scope["method"], scope["path"])(
+                scope, receive, send_with_id
+            )
         finally:
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from core import __version__
-from handlers.http import ApiRoute
+from handlers.http import ApiRoute, NoBody, Schema
 
 _REF = "#/components/schemas/{model}"
 _CONVERTOR = re.compile(r"\{(\w+):\w+\}")
@@ -30,12 +30,33 @@ _ERROR = {
 }
 
 
-def _schema(model: type[BaseModel], components: dict[str, Any], mode: str) -> dict[str, Any]:
+# Which class each component name stands for, across every build of the document.
+_OWNERS: dict[str, str] = {}
+
+
+def _schema(model: Schema, components: dict[str, Any], mode: str) -> dict[str, Any]:
+    if isinstance(model, dict):  # a JSON Schema given as is
+        return model
+    owner = f"{model.__module__}.{model.__qualname__}"
+    claimed = _OWNERS.setdefault(model.__name__, owner)
+    if claimed != owner:
+        # Components are named by class name: two models of one name would overwrite each
+        # other and some route would be documented with the other's body.
+        raise ValueError(f"{owner} and {claimed} both want the OpenAPI name {model.__name__}")
     schema = model.model_json_schema(ref_template=_REF, mode=mode)  # type: ignore[arg-type]
     for name, definition in schema.pop("$defs", {}).items():
         components[name] = definition
     components[model.__name__] = schema
     return {"$ref": _REF.format(model=model.__name__)}
+
+
+def _reply(
+    body: Schema | NoBody, media_type: str, components: dict[str, Any], description: str
+) -> dict[str, Any]:
+    reply: dict[str, Any] = {"description": description}
+    if not isinstance(body, NoBody):
+        reply["content"] = {media_type: {"schema": _schema(body, components, "serialization")}}
+    return reply
 
 
 def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
@@ -71,19 +92,27 @@ def build(routes: Iterable[Any]) -> dict[str, Any]:
             op["requestBody"] = {
                 "required": doc.body_required,
                 "content": {
-                    "application/json": {"schema": _schema(doc.body, components, "validation")}
+                    doc.body_media_type: {"schema": _schema(doc.body, components, "validation")}
                 },
             }
-        ok: dict[str, Any] = {"description": "OK"}
+        responses: dict[str, Any] = {}
         if doc.response is not None:
-            ok["content"] = {
-                "application/json": {"schema": _schema(doc.response, components, "serialization")}
-            }
-        error = {
-            "description": "Error",
-            "content": {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}},
-        }
-        op["responses"] = {str(doc.status): ok, "default": error}
+            responses[str(doc.status)] = _reply(doc.response, doc.media_type, components, "OK")
+        else:  # undocumented; tests/api/test_openapi_doc.py names every such route
+            responses[str(doc.status)] = {"description": "OK"}
+        for status, body in doc.also.items():
+            responses[str(status)] = _reply(body, doc.media_type, components, "Also OK")
+        mnemo_error: dict[str, Any] = {"$ref": _REF.format(model="Error")}
+        errors: dict[str, Any] = {"application/json": {"schema": mnemo_error}}
+        if doc.errors is not None:
+            # The route's own error shape; what the app answers before the route runs (a body
+            # over the limit, the database unavailable) keeps Mnemo's.
+            own = _schema(doc.errors, components, "serialization")
+            if doc.error_media_type == "application/json":
+                own = {"anyOf": [own, mnemo_error]}
+            errors[doc.error_media_type] = {"schema": own}
+        responses["default"] = {"description": "Error", "content": errors}
+        op["responses"] = responses
         if doc.auth:
             op["security"] = [{"bearer": []}]
         # OpenAPI templates name the parameter only: "{source:path}" is "{source}".

@@ -86,10 +86,6 @@ class PostgresServer:
             "UTF8",
             "-N",
         )
-        options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        )
         if self.hba is not None:
             self._own_file(self.data / "pg_hba.conf", self.hba)
         if self.tls:
@@ -116,6 +112,19 @@ class PostgresServer:
             )
             for name in ("server.key", "server.crt"):
                 self._own_file(self.data / name, (self.root / name).read_text())
+        self.resume()
+        return self.url("postgres")
+
+    def halt(self) -> None:
+        """Stop the server and keep its data, as an outage would; `resume` starts it again."""
+        self._run(self._bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        if self.tls:
             options += " -c ssl=on"
         self._run(
             self._bin("pg_ctl"),
@@ -130,7 +139,6 @@ class PostgresServer:
             "60",
             "start",
         )
-        return self.url("postgres")
 
     def _own_file(self, path: Path, content: str) -> None:
         """A file the server reads, owned by the user it runs as, private (PostgreSQL refuses

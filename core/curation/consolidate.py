@@ -157,7 +157,7 @@ def find_groups(
     max_scan: int,
     cursor: str | None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    after = "" if cursor is None else str(cursors.decode(cursor, keys=("a",))["a"])
+    after = "" if cursor is None else str(cursors.decode(cursor, keys={"a": str})["a"])
     candidates: list[tuple[str, str, str, float]] = []
     if cursor is None:
         candidates += [(a, b, "same_content", 1.0) for a, b in _exact_pairs(conn, scope, user_id)]

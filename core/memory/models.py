@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from core.kernel.errors import InvalidInput
+
 MemoryType = Literal["note", "fact", "journal"]
 MemoryState = Literal["active", "archived", "deleted"]
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -99,8 +101,19 @@ class MemoryPatch(Actor):
         return None if tags is None else _clean_tags(tags)
 
     def changes(self) -> dict[str, Any]:
+        """The fields the caller set. Null clears title, source and occurred_at; the fields a
+        memory always has are refused here, before anything reads the changes (the patch's
+        embedding text is made from them ahead of the write)."""
         fields = self.model_fields_set - {"actor_id", "role", "metadata_mode"}
-        return {name: getattr(self, name) for name in fields}
+        changes = {name: getattr(self, name) for name in fields}
+        for name in _NOT_NULL:
+            if name in changes and changes[name] is None:
+                fix = " (send [] to remove every tag)" if name == "tags" else ""
+                raise InvalidInput(f"{name} cannot be null{fix}", details={"field": name})
+        return changes
+
+
+_NOT_NULL = ("content", "tags", "confidence", "importance", "metadata")
 
 
 class PurgeIn(Actor):
@@ -111,9 +124,18 @@ class StateChangeIn(Actor):
     pass
 
 
+# Each tag of a filter is a bound parameter: 40,000 of them kept PostgreSQL planning a search
+# for half a minute. A filter that needs more tags than this wants a tag of its own.
+MAX_FILTER_TAGS = 100
+
+
 class MemoryFilters(Strict):
     type: MemoryType | None = None
-    tag: list[str] = Field(default_factory=list, description="Repeat or comma-separate.")
+    tag: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_FILTER_TAGS,
+        description=f"Repeat or comma-separate; at most {MAX_FILTER_TAGS}.",
+    )
     tag_mode: Literal["any", "all"] = "any"
     user_id: Name | None = None
     agent_id: Name | None = None

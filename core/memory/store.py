@@ -477,9 +477,6 @@ def list_memories(
     return page
 
 
-_NOT_NULL = ("content", "tags", "confidence", "importance", "metadata")
-
-
 def update(
     conn: Connection,
     scope: Scope,
@@ -496,9 +493,6 @@ def update(
             "confidence, importance, metadata, occurred_at",
             code="empty_patch",
         )
-    for name in _NOT_NULL:
-        if name in changes and changes[name] is None:
-            raise InvalidInput(f"{name} cannot be null", details={"field": name})
     row = _fetch(conn, scope, memory_id, lock=True)
     if row.state == "deleted":
         raise Conflict("this memory is deleted: restore it before editing", code="memory_deleted")

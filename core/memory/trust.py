@@ -147,7 +147,7 @@ def list_trust(
     params: dict[str, Any] = {"brain": scope.brain_id, "limit": limit + 1}
     after = ""
     if cursor is not None:
-        params["after"] = cursors.decode(cursor, keys=("s",))["s"]
+        params["after"] = cursors.decode(cursor, keys={"s": str})["s"]
         after = " AND source_key > :after"
     rows = conn.execute(
         sql(

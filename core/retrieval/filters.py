@@ -27,6 +27,11 @@ _OPS = {*_COMPARE, "in", "nin", "contains", "exists"}
 _TEXT_COLUMNS = ("id", "user_id", "agent_id", "run_id", "type", "source", "content")
 _TIME_COLUMNS = ("created_at", "updated_at", "occurred_at")
 _MAX_NODES = 64
+# An in/nin list becomes one bound comparison per value: PostgreSQL refuses a statement past
+# 65,535 parameters, and planned thousands of ORs slowly before it got there.
+MAX_IN_VALUES = 100
+# Both stores compare integers as 64-bit; SQLite's driver raises OverflowError past that.
+_INT64 = (-(2**63), 2**63 - 1)
 Scalar = str | int | float | bool
 
 
@@ -80,7 +85,11 @@ class MetadataFilter:
         return f":{name}"
 
     def _scalar(self, value: Any, where: str) -> Scalar:
-        if isinstance(value, bool | int | float | str):
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not _INT64[0] <= value <= _INT64[1]:
+                raise _bad("an integer in a filter must fit in 64 bits (about +-9.2e18)", where)
+            return value
+        if isinstance(value, bool | float | str):
             return value
         raise _bad("compare metadata with a string, number or boolean", where)
 
@@ -90,6 +99,12 @@ class MetadataFilter:
         if op in ("in", "nin"):
             if not isinstance(operand, list) or not operand:
                 raise _bad(f"{op} takes a non-empty list", where)
+            if len(operand) > MAX_IN_VALUES:
+                raise InvalidInput(
+                    f"{op} takes at most {MAX_IN_VALUES} values; this list has {len(operand)}",
+                    code="filter_too_large",
+                    details={"field": where, "limit": MAX_IN_VALUES},
+                )
             ors = " OR ".join(self._compare(path, "=", self._scalar(v, where)) for v in operand)
             if op == "in":
                 return f"({ors})"

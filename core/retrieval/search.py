@@ -73,6 +73,9 @@ def _where(
     return where
 
 
+_MAX_OFFSET = 2**31
+
+
 def _cursor_key(request: SearchIn) -> str:
     body = request.model_dump(mode="json", exclude={"cursor", "explain"})
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
@@ -90,13 +93,19 @@ def search(
         filters = filters.model_copy(update={"user_id": request.user_id})
     offset = 0
     if request.cursor is not None:
-        position = cursors.decode(request.cursor, keys=("o", "q"))
+        position = cursors.decode(request.cursor, keys={"o": int, "q": str})
+        # The offset sizes the candidate LIMITs (3x): one we never wrote must not overflow them.
+        if not 0 <= position["o"] < _MAX_OFFSET:
+            raise InvalidInput(
+                "cursor is not valid: pass back next_cursor from the previous page unchanged",
+                details={"field": "cursor"},
+            )
         if position["q"] != _cursor_key(request):
             raise InvalidInput(
                 "this cursor belongs to another search: send the same query and filters",
                 details={"field": "cursor"},
             )
-        offset = int(position["o"])
+        offset = position["o"]
     wanted = offset + request.limit
     n = max(_MIN_CANDIDATES, 3 * wanted)
     params: dict[str, Any] = {}

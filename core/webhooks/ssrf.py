@@ -41,7 +41,7 @@ _UNSENDABLE = re.compile(r"[\x00-\x20\x7f]")
 def system_resolver(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
+    except (socket.gaierror, UnicodeError) as exc:
         raise UnsafeUrl(f"the webhook host {host!r} does not resolve: {exc}") from None
     return [str(info[4][0]) for info in infos]
 
@@ -128,6 +128,7 @@ def check_url(url: str, settings: WebhookSettings, resolver: Resolver = system_r
     try:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
+        _check_host_name(host)
         addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in resolver(host, port)]
     if not addresses:
         raise UnsafeUrl(f"the webhook host {host!r} does not resolve")
@@ -153,6 +154,22 @@ def check_url(url: str, settings: WebhookSettings, resolver: Resolver = system_r
     if parts.query:
         path += "?" + parts.query
     return Target(url, scheme, host, port, path, str(addresses[0]))
+
+
+def _check_host_name(host: str) -> None:
+    """RFC 1035's sizes: a label of 1 to 63 octets, a name of at most 253. Past them the
+    resolver's IDNA step raises UnicodeError rather than answering."""
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        ascii_host = ""
+    labels = ascii_host.split(".")
+    if not ascii_host or len(ascii_host) > 253 or not all(0 < len(lb) <= 63 for lb in labels):
+        raise UnsafeUrl(
+            f"the webhook host {host[:80]!r} is not a valid host name: labels of 1 to 63 "
+            "characters, at most 253 in all",
+            details={"field": "webhook_url"},
+        )
 
 
 def _loopback(address: IPAddress) -> bool:

@@ -228,7 +228,7 @@ class Registry:
         # does not shift if a caller's visible set differs between pages.
         if isinstance(cursor, str):
             try:
-                after = cursors.decode(cursor, keys=("after",))["after"]
+                after = cursors.decode(cursor, keys={"after": str})["after"]
             except InvalidInput:
                 after = None
             for i, tool in enumerate(tools):

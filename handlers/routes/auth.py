@@ -205,15 +205,45 @@ class SwitchBrainIn(_In):
     brain_id: str
 
 
-class SignedInOut(BaseModel):
-    account: dict[str, Any]
-    brain: dict[str, Any] | None
+class AccountOut(BaseModel):
+    id: str
+    email: str
+    display_name: str | None
+    created_at: str
+
+
+class TokensOut(BaseModel):
     session_id: str
     token_type: str
     expires_in: int
     refresh_expires_at: str
-    access_token: str | None = None
-    refresh_token: str | None = None
+    access_token: str | None = Field(None, description="Absent with transport=cookie")
+    refresh_token: str | None = Field(None, description="Absent with transport=cookie")
+
+
+class SignedInOut(TokensOut):
+    account: AccountOut
+    brain: dict[str, Any] | None
+
+
+class MeOut(BaseModel):
+    account: AccountOut
+    brain: dict[str, Any] | None
+    session_id: str
+
+
+class SessionRevoked(BaseModel):
+    session_id: str
+    revoked: bool
+
+
+class RevokedCount(BaseModel):
+    revoked: int = Field(description="How many sessions were revoked")
+
+
+class BrainSwitched(BaseModel):
+    session_id: str
+    brain: dict[str, Any]
 
 
 # -- endpoints -----------------------------------------------------------------------------
@@ -375,6 +405,7 @@ routes = [
             body=SignupIn,
             response=SignedInOut,
             status=201,
+            also={200: SignedInOut},  # the account existed and the password matched
             auth=False,
         ),
     ),
@@ -392,12 +423,23 @@ routes = [
             "Swap a refresh token for a new pair (rotation; a replay revokes the session)",
             _TAG,
             body=RefreshIn,
+            response=TokensOut,
             auth=False,
             body_required=False,
         ),
     ),
-    ApiRoute("/auth/logout", logout, method="POST", doc=Doc("End this session", _TAG)),
-    ApiRoute("/auth/me", me, method="GET", doc=Doc("The account and its active brain", _TAG)),
+    ApiRoute(
+        "/auth/logout",
+        logout,
+        method="POST",
+        doc=Doc("End this session", _TAG, response=SessionRevoked),
+    ),
+    ApiRoute(
+        "/auth/me",
+        me,
+        method="GET",
+        doc=Doc("The account and its active brain", _TAG, response=MeOut),
+    ),
     ApiRoute(
         "/auth/sessions",
         list_sessions,
@@ -408,18 +450,23 @@ routes = [
         "/auth/sessions/{id}",
         revoke_session,
         method="DELETE",
-        doc=Doc("Revoke one of the account's sessions", _TAG),
+        doc=Doc("Revoke one of the account's sessions", _TAG, response=SessionRevoked),
     ),
     ApiRoute(
         "/auth/sessions/revoke-others",
         revoke_others,
         method="POST",
-        doc=Doc("Revoke every session of the account but this one", _TAG),
+        doc=Doc("Revoke every session of the account but this one", _TAG, response=RevokedCount),
     ),
     ApiRoute(
         "/auth/session/brain",
         switch_brain,
         method="POST",
-        doc=Doc("Switch this session's active brain", _TAG, body=SwitchBrainIn),
+        doc=Doc(
+            "Switch this session's active brain",
+            _TAG,
+            body=SwitchBrainIn,
+            response=BrainSwitched,
+        ),
     ),
 ]

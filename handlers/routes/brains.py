@@ -6,8 +6,6 @@ member asking for an owner-only change gets a 403.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
@@ -61,8 +59,26 @@ class BrainList(BaseModel):
     results: list[BrainOut]
 
 
+class MemberOut(BaseModel):
+    account_id: str
+    email: str
+    display_name: str | None
+    role: str
+    added_at: str
+
+
 class MemberList(BaseModel):
-    results: list[dict[str, Any]]
+    results: list[MemberOut]
+
+
+class BrainDeleted(BaseModel):
+    id: str
+    deleted: bool
+
+
+class MemberRemoved(BaseModel):
+    account_id: str
+    removed: bool
 
 
 async def list_(request: Request) -> Response:
@@ -160,7 +176,10 @@ routes = [
         delete,
         method="DELETE",
         doc=Doc(
-            "Delete a brain and all in it (owners; confirm with its slug)", _TAG, body=BrainDelete
+            "Delete a brain and all in it (owners; confirm with its slug)",
+            _TAG,
+            body=BrainDelete,
+            response=BrainDeleted,
         ),
     ),
     ApiRoute(
@@ -173,18 +192,29 @@ routes = [
         _BRAIN + "/members",
         add_member,
         method="POST",
-        doc=Doc("Add an existing account by email (owners)", _TAG, body=MemberIn, status=201),
+        doc=Doc(
+            "Add an existing account by email (owners)",
+            _TAG,
+            body=MemberIn,
+            response=MemberOut,
+            status=201,
+        ),
     ),
     ApiRoute(
         _MEMBER,
         set_role,
         method="PATCH",
-        doc=Doc("Change a member's role (owners; a brain keeps an owner)", _TAG, body=MemberPatch),
+        doc=Doc(
+            "Change a member's role (owners; a brain keeps an owner)",
+            _TAG,
+            body=MemberPatch,
+            response=MemberOut,
+        ),
     ),
     ApiRoute(
         _MEMBER,
         remove_member,
         method="DELETE",
-        doc=Doc("Remove a member, or leave (the last owner cannot)", _TAG),
+        doc=Doc("Remove a member, or leave (the last owner cannot)", _TAG, response=MemberRemoved),
     ),
 ]

@@ -111,6 +111,7 @@ routes = [
             body=MemoryIn,
             response=Memory,
             status=201,
+            also={200: Memory},  # the duplicate that was already there
             auth=False,
         ),
     ),

@@ -61,6 +61,11 @@ class TrustOut(Out):
     updated_at: str | None
 
 
+class TrustDeleted(Out):
+    source: str
+    deleted: bool
+
+
 class TrustPage(Out):
     results: list[TrustOut]
     next_cursor: str | None
@@ -253,7 +258,7 @@ routes = [
         "/v1/trust/{source:path}",
         delete_trust,
         method="DELETE",
-        doc=Doc("Remove a source's trust: it counts as neutral again", _TAG),
+        doc=Doc("Remove a source's trust: it counts as neutral again", _TAG, response=TrustDeleted),
     ),
     ApiRoute(
         "/v1/memories/{id}/reinforce",

@@ -61,6 +61,11 @@ class KeyList(BaseModel):
     results: list[KeyOut]
 
 
+class KeyRevoked(BaseModel):
+    id: str
+    revoked: bool
+
+
 async def _owner(request: Request) -> Context:
     ctx = await authorize(request)
     scope = ctx.scope
@@ -142,6 +147,6 @@ routes = [
         "/v1/keys/{id}",
         revoke,
         method="DELETE",
-        doc=Doc("Revoke an API key (owners)", _TAG),
+        doc=Doc("Revoke an API key (owners)", _TAG, response=KeyRevoked),
     ),
 ]

@@ -135,6 +135,7 @@ routes = [
             body=LinkIn,
             response=Link,
             status=201,
+            also={200: Link},  # the same link, already there
         ),
     ),
     ApiRoute("/v1/links/{id}", get, method="GET", doc=Doc("Get a link", _LINKS, response=Link)),

@@ -34,7 +34,7 @@ from core.memory.indexing import Indexer
 from core.memory.models import MemoryIn
 from core.retrieval.search import QueryVector
 from handlers.context import Context, authorize, services
-from handlers.http import ApiRoute, Doc, error_response, parse_json
+from handlers.http import NO_BODY, ApiRoute, Doc, error_response, parse_json
 from handlers.mcp import protocol
 from handlers.mcp.protocol import (
     ASSUMED_VERSION,
@@ -346,12 +346,45 @@ async def mcp(request: Request) -> Response:
     return _rpc_error(400, known, protocol.unsupported_version(header))
 
 
+_RPC_ERROR_OBJECT = {
+    "type": "object",
+    "required": ["code", "message"],
+    "properties": {"code": {"type": "integer"}, "message": {"type": "string"}, "data": {}},
+}
+_RPC_ERROR = {
+    "type": "object",
+    "description": "A JSON-RPC 2.0 error response",
+    "required": ["jsonrpc", "id", "error"],
+    "properties": {"jsonrpc": {"const": "2.0"}, "id": {}, "error": _RPC_ERROR_OBJECT},
+}
+_RPC_RESULT = {
+    "type": "object",
+    "description": "A JSON-RPC 2.0 response: a result or an error",
+    "required": ["jsonrpc", "id"],
+    "properties": {
+        "jsonrpc": {"const": "2.0"},
+        "id": {},
+        "result": {"type": "object"},
+        "error": _RPC_ERROR_OBJECT,
+    },
+}
+_RPC_REQUEST = {
+    "description": "A JSON-RPC 2.0 request or notification (a batch, for 2025-03-26 clients)",
+    "anyOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}],
+}
 routes = [
     ApiRoute(
         "/mcp",
         mcp,
         method="POST",
-        doc=Doc("Model Context Protocol: JSON-RPC over Streamable HTTP, stateless", "mcp"),
+        doc=Doc(
+            "Model Context Protocol: JSON-RPC over Streamable HTTP, stateless",
+            "mcp",
+            body=_RPC_REQUEST,
+            response={"anyOf": [_RPC_RESULT, {"type": "array", "items": _RPC_RESULT}]},
+            also={202: NO_BODY},  # notifications and responses sent to the server
+            errors=_RPC_ERROR,
+        ),
     ),
     Route("/mcp", mcp, methods=["GET", "DELETE"]),
 ]

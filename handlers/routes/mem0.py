@@ -35,7 +35,7 @@ from core.retrieval.search import list_filtered, record_access, search
 from handlers import mem0_mapping as mapping
 from handlers import mem0_models as models
 from handlers.context import Context, authorize
-from handlers.http import STATUS, ApiRoute, Doc, Endpoint, read_body, read_query
+from handlers.http import STATUS, ApiRoute, Doc, Endpoint, Undocumented, read_body, read_query
 from handlers.ingest import conversation_in
 
 log = logging.getLogger("mnemo.mem0")
@@ -194,7 +194,7 @@ async def get_all(request: Request) -> Response:
 
 async def search_(request: Request) -> Response:
     ctx = await authorize(request)
-    data = await read_body(request, models.SearchIn)
+    data = await read_body(request, models.Mem0SearchIn)
     mode = "lexical" if data.keyword_search else "hybrid"
     native = NativeSearchIn(
         query=data.query,
@@ -404,7 +404,7 @@ def _routes(path: str, endpoint: Endpoint, method: str, doc: Doc) -> list[Route]
     routes_: list[Route] = [ApiRoute(path, wrapped, method=method, doc=doc)]
     # Not for /v1/memories/: without its slash that is the native collection.
     if path != "/v1/memories/":
-        routes_.append(Route(path.rstrip("/"), wrapped, methods=[method]))
+        routes_.append(Undocumented(path.rstrip("/"), wrapped, method=method))
     return routes_
 
 
@@ -437,14 +437,9 @@ def _unsupported_routes() -> list[Route]:
         slug = re.sub(r"[^a-z0-9]+", "_", path.split("{")[0].lower()).strip("_")
         inner.__name__ = f"unsupported_{slug}_{method.lower()}"
         endpoint = mem0_errors(inner)
-        doc = _doc(
-            f"mem0 platform call Mnemo does not offer: 501 not_supported ({kind})",
-            response=models.Unsupported,
-            status=501,
-        )
-        out.append(ApiRoute(path, endpoint, method=method, doc=doc))
+        out.append(Undocumented(path, endpoint, method=method))
         if path.endswith("/") and "{path:path}" not in path:
-            out.append(Route(path.rstrip("/"), endpoint, methods=[method]))
+            out.append(Undocumented(path.rstrip("/"), endpoint, method=method))
     return out
 
 
@@ -468,7 +463,7 @@ routes: list[Route] = [
         _doc(
             "mem0: list memories matching v2 filters, newest first (page, page_size)",
             body=models.ListIn,
-            response=models.Page,
+            response=models.Mem0Page,
             body_required=False,
         ),
     ),
@@ -478,8 +473,8 @@ routes: list[Route] = [
         "POST",
         _doc(
             "mem0: search memories (query, v2 filters, top_k, threshold)",
-            body=models.SearchIn,
-            response=models.SearchPage,
+            body=models.Mem0SearchIn,
+            response=models.Mem0SearchPage,
         ),
     ),
     *_routes("/v1/memories/{id}/", get, "GET", _doc("mem0: get a memory", response=models.Record)),

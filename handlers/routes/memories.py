@@ -163,6 +163,7 @@ routes = [
             body=MemoryOrConversation,
             response=MemoryOrIngested,
             status=201,
+            also={200: Memory},  # the duplicate that was already there
         ),
     ),
     ApiRoute(

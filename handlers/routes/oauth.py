@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
+from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,7 +25,7 @@ from core.identity.oauth.errors import OAuthError
 from core.kernel.db.engine import transaction
 from core.kernel.ratelimit import RateLimited
 from handlers.context import Services, services
-from handlers.http import ApiRoute, Doc, json_response, parse_json
+from handlers.http import NO_BODY, ApiRoute, Doc, json_response, parse_json
 from handlers.pages.flow import authorize_get, authorize_post, base_of, read_form
 from handlers.routes.auth import client_ip, limit
 
@@ -282,56 +283,148 @@ async def revoke(request: Request) -> Response:
 
 # -- routes ------------------------------------------------------------------------------------
 
+# -- the OpenAPI document's view of these endpoints -------------------------------------------
+
+
+class OAuthErrorOut(BaseModel):
+    """RFC 6749 section 5.2."""
+
+    error: str = Field(description="invalid_request, invalid_client, invalid_grant, ...")
+    error_description: str | None = None
+
+
+class TokenOut(BaseModel):
+    """RFC 6749 section 5.1."""
+
+    access_token: str
+    token_type: str
+    expires_in: int
+    refresh_token: str
+    scope: str | None = None
+
+
+class ClientOut(BaseModel):
+    """RFC 7591 section 3.2.1: the registered metadata, with the client's credentials."""
+
+    client_id: str
+    client_secret: str | None = None
+    redirect_uris: list[str]
+
+
+class MetadataOut(BaseModel):
+    """RFC 8414 / RFC 9728 metadata: the members those RFCs define."""
+
+
+_HTML = {"type": "string", "description": "An HTML page"}
+_FORM = {"type": "object", "additionalProperties": {"type": "string"}}
+_FORM_TYPE = "application/x-www-form-urlencoded"
 _TAG = "oauth"
 routes = [
     ApiRoute(
         metadata.WELL_KNOWN_AS,
         as_metadata,
         method="GET",
-        doc=Doc("OAuth authorization server metadata (RFC 8414)", _TAG, auth=False),
+        doc=Doc(
+            "OAuth authorization server metadata (RFC 8414)",
+            _TAG,
+            response=MetadataOut,
+            auth=False,
+        ),
     ),
     ApiRoute(
         metadata.WELL_KNOWN_PR,
         pr_metadata,
         method="GET",
-        doc=Doc("Protected resource metadata for /mcp (RFC 9728)", _TAG, auth=False),
+        doc=Doc(
+            "Protected resource metadata for /mcp (RFC 9728)",
+            _TAG,
+            response=MetadataOut,
+            auth=False,
+        ),
     ),
     ApiRoute(
         metadata.WELL_KNOWN_PR + metadata.MCP_PATH,
         pr_metadata_mcp,
         method="GET",
-        doc=Doc("Protected resource metadata for /mcp, path form (RFC 9728)", _TAG, auth=False),
+        doc=Doc(
+            "Protected resource metadata for /mcp, path form (RFC 9728)",
+            _TAG,
+            response=MetadataOut,
+            auth=False,
+        ),
     ),
     ApiRoute(
         "/oauth/register",
         register,
         method="POST",
-        doc=Doc("Dynamic client registration (RFC 7591)", _TAG, auth=False, status=201),
+        doc=Doc(
+            "Dynamic client registration (RFC 7591)",
+            _TAG,
+            body={"type": "object", "description": "Client metadata (RFC 7591 section 2)"},
+            response=ClientOut,
+            status=201,
+            errors=OAuthErrorOut,
+            auth=False,
+        ),
     ),
     ApiRoute(
         "/oauth/authorize",
         authorize_get,
         method="GET",
-        doc=Doc("The authorization page (HTML): log in, pick a brain, consent", _TAG, auth=False),
+        doc=Doc(
+            "The authorization page (HTML): log in, pick a brain, consent",
+            _TAG,
+            response=_HTML,
+            media_type="text/html",
+            also={303: NO_BODY},  # back to the client's redirect_uri with an error
+            errors=_HTML,
+            error_media_type="text/html",
+            auth=False,
+        ),
     ),
     ApiRoute(
         "/oauth/authorize",
         authorize_post,
         method="POST",
-        doc=Doc("The authorization page's form posts (HTML)", _TAG, auth=False),
+        doc=Doc(
+            "The authorization page's form posts (HTML)",
+            _TAG,
+            body=_FORM,
+            body_media_type=_FORM_TYPE,
+            response=_HTML,
+            media_type="text/html",
+            also={303: NO_BODY},  # back to the client's redirect_uri, with a code or an error
+            errors=_HTML,
+            error_media_type="text/html",
+            auth=False,
+        ),
     ),
     ApiRoute(
         "/oauth/token",
         token,
         method="POST",
         doc=Doc(
-            "Token endpoint: authorization_code (PKCE) and refresh_token grants", _TAG, auth=False
+            "Token endpoint: authorization_code (PKCE) and refresh_token grants",
+            _TAG,
+            body=_FORM,
+            body_media_type=_FORM_TYPE,
+            response=TokenOut,
+            errors=OAuthErrorOut,
+            auth=False,
         ),
     ),
     ApiRoute(
         "/oauth/revoke",
         revoke,
         method="POST",
-        doc=Doc("Token revocation (RFC 7009)", _TAG, auth=False),
+        doc=Doc(
+            "Token revocation (RFC 7009)",
+            _TAG,
+            body=_FORM,
+            body_media_type=_FORM_TYPE,
+            response=NO_BODY,
+            errors=OAuthErrorOut,
+            auth=False,
+        ),
     ),
 ]

@@ -2,12 +2,12 @@
 /memory/add, POST /memory/query, GET /memory/all, GET|PATCH|DELETE /memory/{id}, POST
 /memory/reinforce, GET /sectors, GET /users/{user_id}/memories, GET /users/{user_id}/summary
 and POST /users/{user_id}/summary/regenerate: everything openmemory-js 0.3.0 calls but its IDE,
-compression and LangGraph routes, which answer 501 {"err": "not_supported"} saying so.
+compression and LangGraph routes, which answer 501 {"err": "not_supported"} saying so (those
+stay out of /openapi.json: they are not operations).
 
 Same bearer keys as /v1. Errors take OpenMemory's shape, {"err": "..."}: its own words where
 it has them ("user_id required", "content", "user not found"), else Mnemo's error code, with
-"msg" saying what to fix. These routes stay out of /openapi.json, whose error schema is
-Mnemo's; OpenMemory's own documentation describes them.
+"msg" saying what to fix. /openapi.json describes them with that error shape (OMErrorOut).
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ import functools
 import logging
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from core.curation.summaries import service as summaries
+from core.kernel.db.engine import unavailable as db_unavailable
 from core.kernel.errors import MnemoError, NotFound
 from core.memory import openmemory
 from core.memory import store as memories
@@ -29,7 +30,16 @@ from core.memory.models import MemoryIn, MemoryPatch
 from core.retrieval.models import SearchFilters, SearchIn
 from core.retrieval.search import record_access, search
 from handlers.context import authorize
-from handlers.http import STATUS, Endpoint, parse_json
+from handlers.http import (
+    RETRY_AFTER_SECONDS,
+    STATUS,
+    UNAVAILABLE_MESSAGE,
+    ApiRoute,
+    Doc,
+    Endpoint,
+    Undocumented,
+    parse_json,
+)
 
 # The query is embedded exactly as POST /v1/search does it.
 
@@ -40,6 +50,8 @@ _MAX_K = 100
 # Enough to find k matches of one sector among the best hits of every sector.
 _SECTOR_POOL = 100
 _DEFAULT_LIMIT = 100
+# The offset reaches SQL, whose integers are 64-bit: past that the driver fails, not the query.
+_MAX_COUNT = 2**63 - 1
 
 
 class OMError(Exception):
@@ -77,7 +89,14 @@ def openmemory_errors(endpoint: Endpoint) -> Endpoint:
             first = exc.errors(include_url=False)[0]
             field = ".".join(str(p) for p in first.get("loc", ())) or "invalid_input"
             return _reply(400, field, first.get("msg"))
-        except Exception:
+        except Exception as exc:
+            if db_unavailable(exc):
+                return _reply(
+                    503,
+                    "database_unavailable",
+                    UNAVAILABLE_MESSAGE,
+                    **{"Retry-After": str(RETRY_AFTER_SECONDS)},
+                )
             log.exception("unhandled error on %s %s", request.method, request.url.path)
             return _reply(500, "internal")
 
@@ -193,6 +212,8 @@ def _count(request: Request, name: str, default: int) -> int:
         raise OMError(400, "invalid_pagination", f"{name} must be a whole number") from None
     if value < 0:
         raise OMError(400, "invalid_pagination", f"{name} must not be negative")
+    if value > _MAX_COUNT:
+        raise OMError(400, "invalid_pagination", f"{name} must be at most {_MAX_COUNT}")
     return value
 
 
@@ -386,30 +407,234 @@ def _unsupported(kind: str) -> Endpoint:
     return unsupported
 
 
-def _route(path: str, endpoint: Endpoint, method: str) -> Route:
-    return Route(path, openmemory_errors(endpoint), methods=[method])
+# -- the OpenAPI document's view: OpenMemory's fields, which the endpoints read by hand --------
 
 
+class OMErrorOut(BaseModel):
+    err: str = Field(description="OpenMemory's word for the problem, or Mnemo's error code")
+    msg: str | None = Field(None, description="What to fix")
+
+
+class OMAddIn(BaseModel):
+    content: str
+    user_id: str | None = None
+    tags: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class OMAdded(BaseModel):
+    id: str
+    primary_sector: str
+    sectors: list[str]
+    chunks: int
+
+
+class OMQueryFilters(BaseModel):
+    sector: str | None = None
+    user_id: str | None = None
+    min_score: float | None = Field(None, description="0 to 1 (clamped)")
+
+
+class OMQueryIn(BaseModel):
+    query: str
+    k: float | None = Field(None, description=f"How many matches, 1 to {_MAX_K} (clamped)")
+    filters: OMQueryFilters | None = None
+
+
+class OMMatch(BaseModel):
+    id: str
+    content: str
+    score: float
+    sectors: list[str]
+    primary_sector: str
+    path: list[str]
+    salience: float
+    last_seen_at: int
+
+
+class OMQueryOut(BaseModel):
+    query: str
+    matches: list[OMMatch]
+
+
+class OMItem(BaseModel):
+    id: str
+    content: str
+    tags: list[str]
+    metadata: dict[str, Any]
+    created_at: int
+    updated_at: int
+    last_seen_at: int
+    salience: float
+    decay_lambda: float
+    primary_sector: str
+    version: int
+
+
+class OMItems(BaseModel):
+    user_id: str
+    items: list[OMItem]
+
+
+class OMPageQuery(BaseModel):
+    l: int | None = Field(None, ge=0, description="How many (default 100; at most a page)")  # noqa: E741
+    u: int | None = Field(None, ge=0, description="How many to skip")
+
+
+class OMAllQuery(BaseModel):
+    l: int | None = Field(None, ge=0, description="How many (default 100; at most a page)")  # noqa: E741
+    u: int | None = Field(None, ge=0, description="How many to skip")
+    sector: str | None = Field(None, description="Only this sector's memories")
+
+
+class OMAll(BaseModel):
+    items: list[OMItem]
+
+
+class OMMemory(BaseModel):
+    id: str
+    content: str
+    primary_sector: str
+    sectors: list[str]
+    tags: list[str]
+    metadata: dict[str, Any]
+    created_at: int
+    updated_at: int
+    last_seen_at: int
+    salience: float
+    decay_lambda: float
+    user_id: str | None
+
+
+class OMUpdateIn(BaseModel):
+    content: str | None = None
+    tags: list[str] | None = None
+    metadata: dict[str, Any] | None = Field(None, description="Replaces the metadata whole")
+
+
+class OMUpdated(BaseModel):
+    id: str
+    updated: bool
+
+
+class OMReinforceIn(BaseModel):
+    id: str
+    boost: float | None = Field(None, description="In (0, 1]; 0.2 when left out")
+
+
+class OMOk(BaseModel):
+    ok: bool
+
+
+class OMSector(BaseModel):
+    name: str
+    description: str
+    model: str
+    decay_lambda: float
+    table_suffix: str
+
+
+class OMSectorStat(BaseModel):
+    sector: str
+    count: int
+    avg_salience: float
+
+
+class OMSectors(BaseModel):
+    sectors: dict[str, OMSector]
+    stats: list[OMSectorStat]
+
+
+class OMSummary(BaseModel):
+    user_id: str
+    summary: str
+    reflection_count: int
+    updated_at: int | None
+
+
+class OMRegenerated(BaseModel):
+    ok: bool
+    user_id: str
+    summary: str
+    reflection_count: int
+
+
+def _route(
+    path: str,
+    endpoint: Endpoint,
+    method: str,
+    summary: str,
+    response: type[BaseModel],
+    **doc: Any,
+) -> ApiRoute:
+    return ApiRoute(
+        path,
+        openmemory_errors(endpoint),
+        method=method,
+        doc=Doc(summary, _TAG, response=response, errors=OMErrorOut, **doc),
+    )
+
+
+def _alias(path: str, endpoint: Endpoint, method: str) -> Route:
+    return Undocumented(path, openmemory_errors(endpoint), method=method)
+
+
+_TAG = "openmemory"
 routes = [
-    _route("/memory/add", add, "POST"),
-    _route("/memory/query", query, "POST"),
-    _route("/memory/all", all_memories, "GET"),
-    _route("/memory/reinforce", reinforce, "POST"),
-    _route("/memory/{id}", get_memory, "GET"),
-    _route("/memory/{id}", update, "PATCH"),
-    _route("/memory/{id}", delete, "DELETE"),
-    _route("/sectors", sectors, "GET"),
-    _route("/users/{user_id}/memories", user_memories, "GET"),
-    _route("/users/{user_id}/summary", user_summary, "GET"),
-    _route("/users/{user_id}/summary/regenerate", regenerate, "POST"),
+    _route("/memory/add", add, "POST", "OpenMemory: add a memory", OMAdded, body=OMAddIn),
+    _route(
+        "/memory/query", query, "POST", "OpenMemory: search memories", OMQueryOut, body=OMQueryIn
+    ),
+    _route(
+        "/memory/all",
+        all_memories,
+        "GET",
+        "OpenMemory: every memory, newest first",
+        OMAll,
+        query=OMAllQuery,
+    ),
+    _route(
+        "/memory/reinforce",
+        reinforce,
+        "POST",
+        "OpenMemory: raise a memory's salience",
+        OMOk,
+        body=OMReinforceIn,
+    ),
+    _route("/memory/{id}", get_memory, "GET", "OpenMemory: one memory", OMMemory),
+    _route(
+        "/memory/{id}", update, "PATCH", "OpenMemory: change a memory", OMUpdated, body=OMUpdateIn
+    ),
+    _route("/memory/{id}", delete, "DELETE", "OpenMemory: delete a memory", OMOk),
+    _route("/sectors", sectors, "GET", "OpenMemory: the sectors and their counts", OMSectors),
+    _route(
+        "/users/{user_id}/memories",
+        user_memories,
+        "GET",
+        "OpenMemory: a user's memories, newest first",
+        OMItems,
+        query=OMPageQuery,
+    ),
+    _route(
+        "/users/{user_id}/summary", user_summary, "GET", "OpenMemory: a user's summary", OMSummary
+    ),
+    _route(
+        "/users/{user_id}/summary/regenerate",
+        regenerate,
+        "POST",
+        "OpenMemory: make a user's summary again",
+        OMRegenerated,
+    ),
     # An empty path segment matches no {user_id}: answered as OpenMemory does, not with a 404.
-    _route("/users//memories", user_memories, "GET"),
-    _route("/users//summary", user_summary, "GET"),
-    _route("/users//summary/regenerate", regenerate, "POST"),
+    # Not in the document: the same operations, reached with a user_id that is missing.
+    _alias("/users//memories", user_memories, "GET"),
+    _alias("/users//summary", user_summary, "GET"),
+    _alias("/users//summary/regenerate", regenerate, "POST"),
 ]
 for _path, _kind in (
     ("/api/ide/{rest:path}", "ide"),
     ("/api/compression/{rest:path}", "compression"),
     ("/lgm/{rest:path}", "lgm"),
 ):
-    routes.append(Route(_path, openmemory_errors(_unsupported(_kind)), methods=["GET", "POST"]))
+    routes.append(_alias(_path, _unsupported(_kind), "GET"))
+    routes.append(_alias(_path, _unsupported(_kind), "POST"))

@@ -59,6 +59,10 @@ async def import_(request: Request) -> Response:
     return json_response(report.to_dict())
 
 
+_JSON_LINES = {
+    "type": "string",
+    "description": "JSON Lines: one JSON object a line, as GET /v1/export writes them",
+}
 _TAG = "transfer"
 routes = [
     ApiRoute(
@@ -70,6 +74,8 @@ routes = [
             "memories, history, links, users, trust, policy, then an end record",
             _TAG,
             query=ExportQuery,
+            response=_JSON_LINES,
+            media_type=fmt.MEDIA_TYPE,
         ),
     ),
     ApiRoute(
@@ -81,6 +87,8 @@ routes = [
             "MNEMO_MAX_BODY_BYTES; use `mnemo import` for larger files)",
             _TAG,
             query=ImportQuery,
+            body=_JSON_LINES,
+            body_media_type=fmt.MEDIA_TYPE,
             response=ImportResult,
         ),
     ),

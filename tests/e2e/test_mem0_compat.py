@@ -368,6 +368,6 @@ def test_the_async_client(served: Served, m0: Any) -> None:
             await mem0.delete_all(user_id=user)
             assert (await mem0.get_all(filters={"user_id": user}))["count"] == 0
 
-    # On the thread's own loop, as tests/test_mcp_sdk.py explains: asyncio.run would replace
+    # On the thread's own loop, as tests/e2e/test_mcp_sdk.py explains: asyncio.run would replace
     # the loop Mangum set up and leave it unclosed.
     asyncio.get_event_loop_policy().get_event_loop().run_until_complete(scenario())

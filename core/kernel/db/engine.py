@@ -14,7 +14,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, TextClause, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from core.kernel.db.credentials import Credentials, CredentialSource, is_auth_failure
 from core.kernel.ids import now_ms
@@ -287,6 +288,34 @@ def _ping_when_idle(engine: Engine) -> None:
         except Exception as exc:
             # The pool drops this connection and checks out (or opens) another.
             raise DisconnectionError(f"stale pooled connection: {exc}") from exc
+
+
+# SQLSTATE classes of a server that cannot serve now (a retry later can succeed): 08
+# connection exception, 53 insufficient resources (too many connections, disk full), 57P
+# operator intervention (shutdown, restart, "the database system is starting up").
+_UNAVAILABLE_STATES = ("08", "53", "57P")
+# SQLite's words for a file it cannot use now: another writer held it past busy_timeout, or
+# the volume went away.
+_SQLITE_UNAVAILABLE = ("database is locked", "unable to open database file", "disk i/o error")
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached or is too busy for now, rather than
+    that a statement is at fault: the caller should be told to retry, not that we failed."""
+    if isinstance(exc, SQLAlchemyTimeoutError):  # no pooled connection came free in time
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    state = getattr(orig, "sqlstate", None)
+    if isinstance(state, str):
+        return state.startswith(_UNAVAILABLE_STATES)
+    if type(orig).__module__.startswith("psycopg"):
+        # No SQLSTATE: the client failed before the server answered (refused, reset, timeout).
+        return isinstance(exc, OperationalError | InterfaceError)
+    return isinstance(exc, OperationalError) and str(orig).lower().startswith(_SQLITE_UNAVAILABLE)
 
 
 @contextmanager

@@ -4,7 +4,6 @@ person browsing is not counted as a recall (no access is recorded)."""
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -29,6 +28,7 @@ from handlers.console.session import Form, InBrain
 from handlers.console.templates import memories as list_tpl
 from handlers.console.templates import memory as memory_tpl
 from handlers.console.templates.layout import error_box
+from handlers.http import parse_json
 
 PAGE_SIZE = 25
 SEARCH_PAGE_SIZE = 10  # as POST /v1/search's default
@@ -190,11 +190,6 @@ async def memory_page(request: Request) -> Response:
     return await _memory_response(request, view, request.path_params["id"])
 
 
-def _not_json(constant: str) -> Any:
-    # Python's json reads NaN and Infinity, which JSON has not: the API could not send them back.
-    raise ValueError(f"{constant} is not a JSON value; use a number or a string")
-
-
 def _patch_from(form: Form, current: dict[str, Any]) -> MemoryPatch:
     """Only what changed goes into the patch, so the history says what was edited."""
     changes: dict[str, Any] = {}
@@ -223,7 +218,8 @@ def _patch_from(form: Form, current: dict[str, Any]) -> MemoryPatch:
                 changes[name] = number
     raw_metadata = form.get("metadata").strip() or "{}"
     try:
-        metadata = json.loads(raw_metadata, parse_constant=_not_json)
+        # The API's parser: no NaN or Infinity (JSON has neither), no NUL, bounded nesting.
+        metadata = parse_json(raw_metadata)
     except ValueError as exc:
         raise InvalidInput(f"metadata is not valid JSON: {exc}") from None
     if not isinstance(metadata, dict):
