@@ -65,7 +65,8 @@ def _one(form: Mapping[str, list[str]], name: str) -> str | None:
 
 # -- discovery ---------------------------------------------------------------------------------
 
-_CORS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=300"}
+# Readable from any origin: handlers/cors.py answers for /.well-known/ with `*`.
+_CORS = {"Cache-Control": "public, max-age=300"}
 
 
 async def as_metadata(request: Request) -> Response:
