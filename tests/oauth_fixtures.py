@@ -139,9 +139,11 @@ class Web:
         assert reply.status == 201, reply.body
         return reply.json()
 
-    def login(self, email: str, password: str = PASSWORD, **extra: Any) -> Resp:
+    def login(
+        self, email: str, password: str = PASSWORD, *, ip: str | None = None, **extra: Any
+    ) -> Resp:
         return self.call(
-            "POST", "/auth/login", json_body={"email": email, "password": password, **extra}
+            "POST", "/auth/login", json_body={"email": email, "password": password, **extra}, ip=ip
         )
 
 

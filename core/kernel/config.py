@@ -65,13 +65,18 @@ class Rate:
 
 # (action, subject) -> default rule. "account" is the email for signup, login and the authorize
 # form, and the client_id at the token endpoint; registration has no account, only an IP.
+# Login and the authorize form count *failed* sign-ins per account (core/identity/throttle.py):
+# `account_source` pauses one address on one account, `account` is the line past which every
+# address that failed on the account is paused (one that did not still signs in).
 DEFAULT_RATES: dict[str, Rate | None] = {
     "signup.ip": Rate(20, 3600),
     "signup.account": Rate(5, 3600),
     "login.ip": Rate(60, 300),
-    "login.account": Rate(10, 300),
+    "login.account_source": Rate(5, 900),
+    "login.account": Rate(50, 3600),
     "authorize.ip": Rate(60, 300),
-    "authorize.account": Rate(10, 300),
+    "authorize.account_source": Rate(5, 900),
+    "authorize.account": Rate(50, 3600),
     "token.ip": Rate(120, 60),
     "token.account": Rate(60, 60),
     "register.ip": Rate(20, 3600),

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.identity import accounts, memberships, sessions
+from core.identity.throttle import LoginThrottle
 from core.kernel import ratelimit
 from core.kernel.db.engine import transaction
 from core.kernel.errors import Forbidden, Unauthorized
@@ -45,6 +46,12 @@ def client_ip(request: Request) -> str:
 def limit(svc: Services, engine: Engine, rule: str, subject: str | None) -> None:
     settings = svc.settings.rate_limits
     ratelimit.enforce(ratelimit.limiter_for(settings, engine), settings, rule, subject)
+
+
+def login_throttle(svc: Services, engine: Engine, action: str) -> LoginThrottle:
+    """Failed sign-ins counted per account and address (core/identity/throttle.py)."""
+    settings = svc.settings.rate_limits
+    return LoginThrottle(ratelimit.limiter_for(settings, engine), settings, action)
 
 
 # -- browser transport -------------------------------------------------------------------
@@ -256,10 +263,14 @@ async def login(request: Request) -> Response:
 
     def run() -> accounts.SignedIn | None:
         engine = svc.ready_engine()
-        limit(svc, engine, "login.ip", client_ip(request))
-        limit(svc, engine, "login.account", email)
-        return accounts.login(
-            engine, email, data.password, svc.settings.auth, _client(request), data.brain_id
+        ip = client_ip(request)
+        limit(svc, engine, "login.ip", ip)
+        return login_throttle(svc, engine, "login").attempt(
+            email,
+            ip,
+            lambda: accounts.login(
+                engine, email, data.password, svc.settings.auth, _client(request), data.brain_id
+            ),
         )
 
     signed = await svc.call(run)
