@@ -226,7 +226,8 @@ def bearer_token(request: Request) -> str:
 async def authorize(request: Request, surface: str = API) -> Context:
     """The caller's scope from an API key, MNEMO_API_KEY, or an access token (account session
     or OAuth grant: scope = the session's brain, role read live from the membership). An OAuth
-    token must have been issued for `surface` (core/identity/oauth/metadata.py: the REST API or MCP)."""
+    token must have been issued for `surface`, the REST API or MCP
+    (core/identity/oauth/metadata.py)."""
     svc = services(request)
     token = bearer_token(request)
     base = base_url(svc.settings.auth.public_url, str(request.base_url))

@@ -9,7 +9,7 @@ same-origin only and untouched.
 
 Credentials: cross-origin callers authenticate with a bearer token. Only the REST API may,
 when configured for listed origins, also take the session cookie; the origin is then echoed,
-never `*` (core/config.py refuses the combination).
+never `*` (core/kernel/config.py refuses the combination).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.config import Settings
+from core.kernel.config import Settings
 from handlers.http import error_response
 
 # Request headers a cross-origin caller may send. Simple headers (Accept, Content-Language,

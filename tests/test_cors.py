@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from core.config import CorsSettings, settings_from_env
+from core.kernel.config import CorsSettings, settings_from_env
 from handlers.api import create_app
 
 APP = "https://app.example.com"
