@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from core.kernel.config import Settings, get_settings
+from core.kernel.db.engine import check_driver
 from handlers import events, logs, openapi
 from handlers.context import Services
 from handlers.cors import Cors
@@ -67,6 +68,7 @@ ROUTE_MODULES = (
 def create_app(settings: Settings | None = None, *, offload: bool = False) -> Starlette:
     settings = settings or get_settings()
     logs.configure(settings.log_level)
+    check_driver(settings.database_url)
     lazy = LazyRoutes(ROUTE_MODULES)
     spec: dict[str, Any] = {}
 
