@@ -80,6 +80,10 @@ DEFAULT_RATES: dict[str, Rate | None] = {
     "token.ip": Rate(120, 60),
     "token.account": Rate(60, 60),
     "register.ip": Rate(20, 3600),
+    # Inbound hooks (POST /v1/hooks/{source}): per address before the signature is checked,
+    # per source after it.
+    "hook.ip": Rate(600, 60),
+    "hook.source": Rate(600, 60),
     # Per-brain API request quota: off unless configured, since on SQLite it costs a write
     # on every request.
     "api.brain": None,

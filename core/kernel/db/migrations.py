@@ -561,6 +561,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         DROP INDEX ix_memory_tags_brain_tag
         """,
     ),
+    Migration(
+        16,
+        "rotated webhook and hook secrets",
+        # A rotated secret stays valid until previous_secret_expires_at, so the system at the
+        # other end can switch to the new one without a moment where nothing verifies.
+        """
+        ALTER TABLE watches ADD COLUMN previous_secret TEXT;
+        ALTER TABLE watches ADD COLUMN previous_secret_expires_at BIGINT;
+        ALTER TABLE hook_sources ADD COLUMN previous_secret TEXT;
+        ALTER TABLE hook_sources ADD COLUMN previous_secret_expires_at BIGINT
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
