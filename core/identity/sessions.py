@@ -157,6 +157,8 @@ class Verified:
     audience: str | None
     scope: str | None
     stale: bool  # last_used_at is due for a refresh (see `touch`)
+    access_expires_at: int = 0  # when the presented access token expires (ms)
+    expires_at: int = 0  # when the session itself ends (ms)
 
 
 _VERIFY = (
@@ -205,7 +207,35 @@ def verify_access(conn: Connection, token: str) -> Verified | None:
         audience=audience,
         scope=scope,
         stale=now - last_used_at > _TOUCH_EVERY_MS,
+        access_expires_at=token_expires,
+        expires_at=expires_at,
     )
+
+
+def renew_access(conn: Connection, found: Verified, life: Lifetimes) -> tuple[str, int]:
+    """A fresh access token for a live first-party session, for a browser in use (the console,
+    whose refresh cookie never reaches it). Never past the session's own end, never for an
+    OAuth grant (its client refreshes with its refresh token). (token, seconds it lives)."""
+    assert found.client_id is None
+    now = now_ms()
+    expires = min(now + life.access_ms, found.expires_at)
+    token = _new_token(ACCESS_PREFIX)
+    conn.execute(
+        text(
+            "INSERT INTO auth_tokens (token_hash, session_id, kind, created_at, expires_at) "
+            "VALUES (:h, :s, 'access', :now, :exp)"
+        ),
+        {"h": token_hash(token), "s": found.session_id, "now": now, "exp": expires},
+    )
+    # Expired access tokens of the session are dead weight (as in `rotate`).
+    conn.execute(
+        text(
+            "DELETE FROM auth_tokens WHERE session_id = :s AND kind = 'access' "
+            "AND expires_at < :now"
+        ),
+        {"s": found.session_id, "now": now},
+    )
+    return token, max(1, (expires - now) // 1000)
 
 
 def touch(conn: Connection, session_id: str) -> None:

@@ -57,17 +57,21 @@ def login_throttle(svc: Services, engine: Engine, action: str) -> LoginThrottle:
 # -- browser transport -------------------------------------------------------------------
 
 
-def set_session_cookies(response: Response, issued: sessions.Issued, svc: Services) -> None:
-    refresh_seconds = svc.settings.auth.refresh_token_days * 86_400
+def set_access_cookie(response: Response, token: str, seconds: int) -> None:
     response.set_cookie(
         sessions.ACCESS_COOKIE,
-        issued.access_token,
-        max_age=issued.expires_in,
+        token,
+        max_age=seconds,
         path="/",
         secure=True,
         httponly=True,
         samesite="lax",
     )
+
+
+def set_session_cookies(response: Response, issued: sessions.Issued, svc: Services) -> None:
+    refresh_seconds = svc.settings.auth.refresh_token_days * 86_400
+    set_access_cookie(response, issued.access_token, issued.expires_in)
     response.set_cookie(
         sessions.REFRESH_COOKIE,
         issued.refresh_token,

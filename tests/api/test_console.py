@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 from core.identity import accounts, memberships
 from core.kernel.config import Settings
 from core.kernel.db.engine import sql, transaction
+from core.kernel.ids import now_ms
 from handlers.api import create_app
 from handlers.console.routes import memories as memory_routes
 from tests.oauth_fixtures import PASSWORD, auth_settings
@@ -958,3 +959,40 @@ def test_every_field_the_api_sets_is_escaped_on_every_console_page(alice: Person
     # Each field really reached a page, escaped, or the test would prove nothing about it. The
     # console shows no history row's role, so that one only has to stay out of the markup.
     assert {name for name, where in shown.items() if not where} == {"role"}, shown
+
+
+def test_the_session_is_renewed_while_the_console_is_in_use(alice: Person, engine: Engine) -> None:
+    """The refresh cookie never reaches /console (it is scoped to /auth): a page load near the
+    end of the access token's life gets a new one, so the console does not sign out after an
+    hour of use; left idle past the token's life, it does."""
+    from core.identity import sessions
+
+    old = alice.http.cookies.get(sessions.ACCESS_COOKIE)
+    assert old
+
+    def expire(token: str, in_ms: int) -> None:
+        with transaction(engine) as conn:
+            conn.execute(
+                sql("UPDATE auth_tokens SET expires_at = :t WHERE token_hash = :h"),
+                {"t": now_ms() + in_ms, "h": sessions.token_hash(token)},
+            )
+
+    # Early in the token's life nothing changes.
+    page = alice.get(f"{alice.base}/memories")
+    assert page.status_code == 200 and "set-cookie" not in page.headers
+    # Minutes before it expires, a page load renews it.
+    expire(old, 60_000)
+    renewed = alice.get(f"{alice.base}/memories")
+    assert renewed.status_code == 200
+    assert sessions.ACCESS_COOKIE in renewed.headers["set-cookie"]
+    new = alice.http.cookies.get(sessions.ACCESS_COOKIE)
+    assert new and new != old
+    # The old token then expires; the console goes on, and the renewed page's forms work.
+    expire(old, -1)
+    alice.csrf = parse(renewed.text).forms[0]["fields"]["csrf_token"]
+    memory = alice.add("Written after the renewal")
+    assert alice.get(f"{alice.base}/m/{memory}").status_code == 200
+    # Idle past the token's life: sign in again, and come back to the page.
+    expire(new, -1)
+    gone = alice.get(f"{alice.base}/memories")
+    assert gone.status_code == 303 and gone.headers["location"].startswith("/console/login")
