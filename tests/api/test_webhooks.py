@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -819,6 +820,15 @@ def test_the_sweep_purges_old_finished_deliveries_in_bounded_batches(
         assert list(left) == ["delivered", "pending"]
 
 
+def _readme_recipe() -> Any:
+    """The verification function the README tells receivers to use, run as written."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = next(b for b in readme.split("```python")[1:] if "def verify(" in b)
+    namespace: dict[str, Any] = {}
+    exec(block.split("```")[0], namespace)  # noqa: S102 (the project's own README)
+    return namespace["verify"]
+
+
 def test_a_rotated_secret_signs_beside_the_new_one_until_its_window_ends(
     owner: LambdaClient, engine: Engine, hook_settings: Settings
 ) -> None:
@@ -842,6 +852,11 @@ def test_a_rotated_secret_signs_beside_the_new_one_until_its_window_ends(
         assert header.count("v1=") == 2
         verify_webhook(watch["secret"], header, during.body)
         verify_webhook(new["secret"], header, during.body)
+        # And so does the README's own recipe, with either secret.
+        readme_verify = _readme_recipe()
+        assert readme_verify(watch["secret"], header, during.body)
+        assert readme_verify(new["secret"], header, during.body)
+        assert not readme_verify(signing.new_secret(), header, during.body)
         # No overlap: the old secret stops signing at once.
         again = owner.post(f"/v1/watches/{watch['id']}/rotate-secret", {"overlap_seconds": 0})
         newest = again.json()
