@@ -137,7 +137,7 @@ def test_keys_refuse_an_unknown_brain_then_list_and_revoke(empty_database_url: s
     typo = _run(empty_database_url, "keys", "create", "--brain", "acme")
     assert typo.returncode == 2 and typo.stdout == ""
     assert typo.stderr.strip() == (
-        "mnemo: error: no brain named 'acme' (brains: none yet); pass --create-brain to make it"
+        "error: no brain named 'acme' (brains: none yet); pass --create-brain to make it"
     )
     made = _run(empty_database_url, "keys", "create", "--brain", "acme", "--create-brain")
     assert made.returncode == 0, made.stderr
@@ -166,7 +166,7 @@ def test_setup_mistakes_are_one_line_and_exit_code_2(tmp_path: Path) -> None:
     down = _run("postgresql://mnemo:secret@127.0.0.1:9/mnemo", "migrate")
     assert down.returncode == 2
     [line] = down.stderr.strip().splitlines()
-    assert line.startswith("mnemo: error: cannot reach the database at postgresql://mnemo:***@")
+    assert line.startswith("error: cannot reach the database at postgresql://mnemo:***@")
     assert "secret" not in down.stderr and "Traceback" not in down.stderr
     env = {**os.environ, "MNEMO_DATABASE_URL": f"sqlite:///{tmp_path}/m.db", "MNEMO_MAX_TAGS": "x"}
     bad = subprocess.run(
@@ -177,10 +177,7 @@ def test_setup_mistakes_are_one_line_and_exit_code_2(tmp_path: Path) -> None:
         check=False,
     )
     assert bad.returncode == 2
-    assert (
-        bad.stderr
-        == "mnemo: error: configuration: MNEMO_MAX_TAGS must be a whole number, got 'x'\n"
-    )
+    assert bad.stderr == "error: configuration: MNEMO_MAX_TAGS must be a whole number, got 'x'\n"
 
 
 def test_accounts_bind_shows_the_env_keys_brain_in_the_console(empty_database_url: str) -> None:
