@@ -15,8 +15,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from core.kernel.config import Settings, get_settings
+from core.kernel.db.engine import check_driver
 from handlers import events, logs, openapi
 from handlers.context import Services
+from handlers.cors import Cors
 from handlers.http import EXCEPTION_HANDLERS, json_response
 from handlers.lazy import LazyRoutes, RouteModule
 from handlers.middleware import RequestContext
@@ -84,6 +86,7 @@ ROUTE_MODULES = (
 def create_app(settings: Settings | None = None, *, offload: bool = False) -> Starlette:
     settings = settings or get_settings()
     logs.configure(settings.log_level)
+    check_driver(settings.database_url)
     lazy = LazyRoutes(ROUTE_MODULES)
     spec: dict[str, Any] = {}
 
@@ -99,6 +102,8 @@ def create_app(settings: Settings | None = None, *, offload: bool = False) -> St
         exception_handlers=EXCEPTION_HANDLERS,
     )
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    # Outside RequestContext, so its early answers (413, a NUL in the URL) carry CORS too.
+    app.add_middleware(Cors, settings=settings)
     app.state.services = Services(settings, offload=offload)
     if settings.snap_start:
         lazy.all_routes()

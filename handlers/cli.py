@@ -7,14 +7,15 @@ import json
 import sys
 from collections.abc import Sequence
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError
 
-from core.identity import keys
+from core.identity import brains, keys
 from core.kernel.config import get_settings
 from core.kernel.db import migrations
 from core.kernel.db.connect import engine_for
-from core.kernel.db.engine import transaction
-from core.kernel.errors import InvalidInput, MnemoError
+from core.kernel.db.engine import MissingDriver, sql, transaction
+from core.kernel.errors import InvalidInput, MnemoError, NotFound
 from core.kernel.ids import iso
 
 
@@ -91,12 +92,29 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     return 0
 
 
+def _brain(conn: Connection, slug: str, *, create: bool = False) -> str:
+    """The brain's id; an unknown name is an error naming the brains there are, unless
+    `create` (a typo must not silently make a new, empty brain)."""
+    brains.check_slug(slug)
+    if create:
+        return brains.ensure_brain(conn, slug)
+    try:
+        return brains.brain_id(conn, slug)
+    except NotFound:
+        names = conn.execute(sql("SELECT slug FROM brains ORDER BY slug LIMIT 20")).scalars()
+        known = ", ".join(names) or "none yet"
+        raise NotFound(
+            f"no brain named {slug!r} (brains: {known}); pass --create-brain to make it"
+        ) from None
+
+
 def cmd_keys_create(args: argparse.Namespace) -> int:
     engine = _engine()
     migrations.ensure_schema(engine)
     with transaction(engine) as conn:
-        key = keys.create_key(
-            conn, args.brain, name=args.name, user_id=args.user_id, read_only=args.read_only
+        brain = _brain(conn, args.brain, create=args.create_brain)
+        key = keys.create_key_in(
+            conn, brain, name=args.name, user_id=args.user_id, read_only=args.read_only
         )
     print(key.secret)
     scope = f"user {key.user_id}" if key.user_id else "whole brain"
@@ -105,6 +123,49 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         f"key {key.id} for brain {args.brain!r} ({scope}, {mode}). Shown once: store it now.",
         file=sys.stderr,
     )
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    engine = _engine()
+    migrations.ensure_schema(engine)
+    with transaction(engine, write=False) as conn:
+        found = keys.list_keys(conn, _brain(conn, args.brain), include_revoked=args.all)
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    print(f"{'id':<36}  {'prefix':<18} {'name':<20} {'scope':<16} {'mode':<10} {'last used':<20}")
+    for k in found:
+        scope = f"user {k['user_id']}" if k["user_id"] else "whole brain"
+        mode = "revoked" if k["revoked_at"] else ("read-only" if k["read_only"] else "read-write")
+        print(
+            f"{k['id']:<36}  {k['prefix']:<18} {(k['name'] or '-')[:20]:<20} {scope[:16]:<16} "
+            f"{mode:<10} {k['last_used_at'] or 'never':<20}"
+        )
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    engine = _engine()
+    migrations.ensure_schema(engine)
+    with transaction(engine) as conn:
+        if not keys.revoke_key(conn, _brain(conn, args.brain), args.key_id):
+            raise NotFound(f"brain {args.brain!r} has no active key {args.key_id}")
+    print(f"key {args.key_id} revoked: it stops working on its next request", file=sys.stderr)
+    return 0
+
+
+def cmd_accounts_bind(args: argparse.Namespace) -> int:
+    from core.identity import accounts, memberships
+
+    engine = _engine()
+    migrations.ensure_schema(engine)
+    slug = args.brain or get_settings().default_brain
+    with transaction(engine) as conn:
+        # The default brain is the one MNEMO_API_KEY writes to: made here if no request has yet.
+        brain = _brain(conn, slug, create=args.brain is None or args.create_brain)
+        member = memberships.bind(conn, brain, accounts.normalize_email(args.email), args.role)
+    print(f"{member['email']} is now {member['role']} of brain {slug!r}: it shows in the console")
     return 0
 
 
@@ -333,11 +394,35 @@ def parser() -> argparse.ArgumentParser:
         dest="keys_command", required=True
     )
     create = key_cmds.add_parser("create", help="create a key; prints it once")
-    create.add_argument("--brain", required=True, help="brain name (created if new)")
+    create.add_argument("--brain", required=True, help="brain name")
+    create.add_argument(
+        "--create-brain", action="store_true", help="make the brain if there is none by that name"
+    )
     create.add_argument("--user-id", help="scope the key to one end user")
     create.add_argument("--read-only", action="store_true")
     create.add_argument("--name", help="a label for the key")
     create.set_defaults(run=cmd_keys_create)
+    listing = key_cmds.add_parser("list", help="a brain's keys (never their secrets)")
+    listing.add_argument("--brain", required=True, help="brain name")
+    listing.add_argument("--all", action="store_true", help="revoked keys too")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(run=cmd_keys_list)
+    revoke = key_cmds.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    revoke.add_argument("--brain", required=True, help="brain name")
+    revoke.set_defaults(run=cmd_keys_revoke)
+
+    account_cmds = sub.add_parser("accounts", help="console accounts").add_subparsers(
+        dest="accounts_command", required=True
+    )
+    bind = account_cmds.add_parser(
+        "bind", help="make an account a member of a brain (the console then shows it)"
+    )
+    bind.add_argument("--email", required=True, help="an account that signed up")
+    bind.add_argument("--brain", help="brain name; default: MNEMO_DEFAULT_BRAIN (MNEMO_API_KEY's)")
+    bind.add_argument("--role", choices=("owner", "member"), default="owner")
+    bind.add_argument("--create-brain", action="store_true", help="make --brain if it is new")
+    bind.set_defaults(run=cmd_accounts_bind)
 
     export = sub.add_parser("export", help="write a brain as JSON Lines (stdout by default)")
     export.add_argument("--brain", required=True, help="brain name")
@@ -412,13 +497,38 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Setup mistakes (bad configuration, a database down, a missing driver, an unknown
+    brain) are one line on stderr and exit code 2, never a traceback."""
     args = parser().parse_args(argv)
+    try:
+        get_settings()
+    except ValueError as exc:
+        return _fail(f"configuration: {exc}")
     try:
         code: int = args.run(args)
     except MnemoError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 2
+        return _fail(exc.message)
+    except MissingDriver as exc:
+        return _fail(str(exc))
+    except DBAPIError as exc:
+        return _fail(_database_problem(exc))
+    except OSError as exc:
+        return _fail(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}")
     return code
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _database_problem(exc: DBAPIError) -> str:
+    where = make_url(get_settings().database_url).render_as_string(hide_password=True)
+    # The driver's first line says what went wrong; the rest is SQL and a traceback's worth.
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    if exc.connection_invalidated or "connect" in reason.lower() or "refused" in reason.lower():
+        return f"cannot reach the database at {where}: {reason}"
+    return f"the database at {where} refused the command: {reason}"
 
 
 if __name__ == "__main__":

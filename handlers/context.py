@@ -19,7 +19,7 @@ from starlette.requests import Request
 
 from core.identity import keys, sessions
 from core.identity.brains import ensure_brain
-from core.identity.oauth.metadata import audiences, base_url
+from core.identity.oauth.metadata import API, accepted_audiences, base_url
 from core.kernel import ratelimit
 from core.kernel.config import Limits, Settings
 from core.kernel.db.connect import engine_for
@@ -225,12 +225,15 @@ def bearer_token(request: Request) -> str:
     )
 
 
-async def authorize(request: Request) -> Context:
+async def authorize(request: Request, surface: str = API) -> Context:
     """The caller's scope from an API key, MNEMO_API_KEY, or an access token (account session
-    or OAuth grant: scope = the session's brain, role read live from the membership)."""
+    or OAuth grant: scope = the session's brain, role read live from the membership). An OAuth
+    token must have been issued for `surface`, the REST API or MCP
+    (core/identity/oauth/metadata.py)."""
     svc = services(request)
     token = bearer_token(request)
-    allowed = audiences(base_url(svc.settings.auth.public_url, str(request.base_url)))
+    base = base_url(svc.settings.auth.public_url, str(request.base_url))
+    allowed = accepted_audiences(base, surface)
 
     def resolve() -> Context:
         engine = svc.ready_engine()

@@ -139,9 +139,11 @@ class Web:
         assert reply.status == 201, reply.body
         return reply.json()
 
-    def login(self, email: str, password: str = PASSWORD, **extra: Any) -> Resp:
+    def login(
+        self, email: str, password: str = PASSWORD, *, ip: str | None = None, **extra: Any
+    ) -> Resp:
         return self.call(
-            "POST", "/auth/login", json_body={"email": email, "password": password, **extra}
+            "POST", "/auth/login", json_body={"email": email, "password": password, **extra}, ip=ip
         )
 
 
@@ -229,7 +231,9 @@ def authorize_params(client: dict[str, Any], challenge: str, **extra: str) -> di
         "code_challenge": challenge,
         "code_challenge_method": "S256",
         "state": secrets.token_urlsafe(8),
-        "resource": BASE + "/mcp",
+        # The whole service: most tests call /v1 with the token (RFC 8707 binding is tested
+        # on its own in tests/test_oauth.py).
+        "resource": BASE,
     }
     params.update(extra)
     return params
@@ -242,10 +246,12 @@ def get_code(
     email: str | None = None,
     action: str = "signup",
     brain_id: str | None = None,
+    resource: str = BASE,
 ) -> Grant:
-    """Open the authorization page, sign up (or log in), approve, and return the code."""
+    """Open the authorization page, sign up (or log in), approve, and return the code.
+    `resource`: the resources asked for, separated by spaces."""
     verifier, challenge = pkce_pair()
-    params = authorize_params(client, challenge)
+    params = authorize_params(client, challenge, resource=resource)
     web.jar.clear()
     page = web.call("GET", "/oauth/authorize", query=params, keep_cookies=True)
     assert page.status == 200, page.body

@@ -145,7 +145,7 @@ def reinforce(
         raise Conflict(
             f"this memory is {row.state}: restore it before reinforcing", code="memory_not_active"
         )
-    before = float(row.importance)
+    before = round(float(row.importance), 6)
     after = min(1.0, round(before + step, 6))
     now = now_ms()
     conn.execute(
@@ -293,7 +293,10 @@ def decay(
         )
         if not rows:
             return 0, None
-        changes = [(r, float(r.importance), keep.decayed(float(r.importance))) for r in rows]
+        changes = [
+            (r, round(float(r.importance), 6), round(keep.decayed(float(r.importance)), 6))
+            for r in rows
+        ]
         for r, before, after_value in changes[: max(0, SAMPLE - len(run.sample))]:
             run.sample.append({"id": r.id, "from": before, "to": after_value})
         if not dry_run:
@@ -618,7 +621,7 @@ def forget(
                 "user_id": r.user_id,
                 "type": r.type,
                 "state": r.state,
-                "importance": float(r.importance),
+                "importance": round(float(r.importance), 6),
                 "preview": changelog.preview(r.content),
             }
             for r in rows

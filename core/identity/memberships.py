@@ -241,6 +241,28 @@ def add_member(
     return _member(conn, brain_id, str(found))
 
 
+def bind(conn: Connection, brain_id: str, email: str, role: str) -> dict[str, Any]:
+    """The operator's way in (the CLI, no owner needed): make an existing account a member of
+    the brain with `role`, or change its role if it is one. How a brain made by MNEMO_API_KEY
+    or `mnemo keys create`, which has no members, becomes visible in the console."""
+    check_role(role)
+    found = conn.execute(text("SELECT id FROM accounts WHERE email = :e"), {"e": email}).scalar()
+    if found is None:
+        raise NotFound(
+            f"no account with the email {email}: sign up in the console first",
+            code="account_not_found",
+        )
+    conn.execute(
+        text(
+            "INSERT INTO brain_members (brain_id, account_id, role, created_at) "
+            "VALUES (:b, :a, :role, :now) "
+            "ON CONFLICT (brain_id, account_id) DO UPDATE SET role = excluded.role"
+        ),
+        {"b": brain_id, "a": found, "role": role, "now": now_ms()},
+    )
+    return _member(conn, brain_id, str(found))
+
+
 def _owners(conn: Connection, brain_id: str) -> int:
     count = conn.execute(
         text("SELECT count(*) FROM brain_members WHERE brain_id = :b AND role = 'owner'"),

@@ -157,6 +157,8 @@ class Verified:
     audience: str | None
     scope: str | None
     stale: bool  # last_used_at is due for a refresh (see `touch`)
+    access_expires_at: int = 0  # when the presented access token expires (ms)
+    expires_at: int = 0  # when the session itself ends (ms)
 
 
 _VERIFY = (
@@ -205,7 +207,35 @@ def verify_access(conn: Connection, token: str) -> Verified | None:
         audience=audience,
         scope=scope,
         stale=now - last_used_at > _TOUCH_EVERY_MS,
+        access_expires_at=token_expires,
+        expires_at=expires_at,
     )
+
+
+def renew_access(conn: Connection, found: Verified, life: Lifetimes) -> tuple[str, int]:
+    """A fresh access token for a live first-party session, for a browser in use (the console,
+    whose refresh cookie never reaches it). Never past the session's own end, never for an
+    OAuth grant (its client refreshes with its refresh token). (token, seconds it lives)."""
+    assert found.client_id is None
+    now = now_ms()
+    expires = min(now + life.access_ms, found.expires_at)
+    token = _new_token(ACCESS_PREFIX)
+    conn.execute(
+        text(
+            "INSERT INTO auth_tokens (token_hash, session_id, kind, created_at, expires_at) "
+            "VALUES (:h, :s, 'access', :now, :exp)"
+        ),
+        {"h": token_hash(token), "s": found.session_id, "now": now, "exp": expires},
+    )
+    # Expired access tokens of the session are dead weight (as in `rotate`).
+    conn.execute(
+        text(
+            "DELETE FROM auth_tokens WHERE session_id = :s AND kind = 'access' "
+            "AND expires_at < :now"
+        ),
+        {"s": found.session_id, "now": now},
+    )
+    return token, max(1, (expires - now) // 1000)
 
 
 def touch(conn: Connection, session_id: str) -> None:
@@ -236,8 +266,8 @@ def rotate(
     """Swap a refresh token for a new pair. On `reused` the family has been revoked in this
     transaction: the caller must commit, not roll back, before reporting the error.
 
-    `scope` and `audience`, when the client sends them, may only repeat (or narrow, for scope)
-    the original grant; the new pair keeps the original grant either way."""
+    `scope` and `audience` (resources separated by spaces), when the client sends them, may
+    only name what the original grant holds; the new pair keeps the original grant either way."""
     if not refresh_token.startswith(REFRESH_PREFIX):
         return Rotation(error="unknown")
     hashed = token_hash(refresh_token)
@@ -262,7 +292,7 @@ def rotate(
         return Rotation(error="reused", session_id=row.session_id)
     if row.token_expires <= now:
         return Rotation(error="expired", session_id=row.session_id)
-    if audience is not None and audience != row.audience:
+    if audience is not None and not set(audience.split()) <= set((row.audience or "").split()):
         return Rotation(error="resource", session_id=row.session_id)
     if scope is not None and not set(scope) <= set((row.scope or "").split()):
         return Rotation(error="scope", session_id=row.session_id)
@@ -389,10 +419,11 @@ def purge_expired(conn: Connection, *, keep_revoked_ms: int = 7 * 86_400_000) ->
     return int(gone)
 
 
-def to_scope(found: Verified, allowed_audiences: tuple[str, ...]) -> Scope:
-    """The scope an access token grants on the brain-scoped API (/v1, and /mcp later)."""
-    if found.audience is not None and found.audience not in allowed_audiences:
-        # RFC 8707: a token bound to another resource is not valid here.
+def to_scope(found: Verified, allowed_audiences: frozenset[str]) -> Scope:
+    """The scope an access token grants on the surface that accepts `allowed_audiences` (the
+    REST API or /mcp). A first-party login has no audience and works on both."""
+    if found.audience is not None and not set(found.audience.split()) & allowed_audiences:
+        # RFC 8707: a token bound to other resources is not valid here.
         raise Unauthorized("this token was issued for another resource", code="invalid_token")
     if found.brain_id is None or found.role is None:
         raise Forbidden(

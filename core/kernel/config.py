@@ -65,16 +65,25 @@ class Rate:
 
 # (action, subject) -> default rule. "account" is the email for signup, login and the authorize
 # form, and the client_id at the token endpoint; registration has no account, only an IP.
+# Login and the authorize form count *failed* sign-ins per account (core/identity/throttle.py):
+# `account_source` pauses one address on one account, `account` is the line past which every
+# address that failed on the account is paused (one that did not still signs in).
 DEFAULT_RATES: dict[str, Rate | None] = {
     "signup.ip": Rate(20, 3600),
     "signup.account": Rate(5, 3600),
     "login.ip": Rate(60, 300),
-    "login.account": Rate(10, 300),
+    "login.account_source": Rate(5, 900),
+    "login.account": Rate(50, 3600),
     "authorize.ip": Rate(60, 300),
-    "authorize.account": Rate(10, 300),
+    "authorize.account_source": Rate(5, 900),
+    "authorize.account": Rate(50, 3600),
     "token.ip": Rate(120, 60),
     "token.account": Rate(60, 60),
     "register.ip": Rate(20, 3600),
+    # Inbound hooks (POST /v1/hooks/{source}): per address before the signature is checked,
+    # per source after it.
+    "hook.ip": Rate(600, 60),
+    "hook.source": Rate(600, 60),
     # Per-brain API request quota: off unless configured, since on SQLite it costs a write
     # on every request.
     "api.brain": None,
@@ -199,12 +208,49 @@ class McpSettings:
 
 
 def mcp_settings_from_env(env: Mapping[str, str]) -> McpSettings:
-    origins = env.get("MNEMO_MCP_ALLOWED_ORIGINS") or ""
     settings = McpSettings(
-        allowed_origins=tuple(o.strip().rstrip("/") for o in origins.split(",") if o.strip()),
+        allowed_origins=_origins(env, "MNEMO_MCP_ALLOWED_ORIGINS"),
         page_size=_int(env, "MNEMO_MCP_PAGE_SIZE", McpSettings.page_size),
     )
     _positive("MNEMO_MCP_PAGE_SIZE", settings.page_size)
+    return settings
+
+
+@dataclass(frozen=True)
+class CorsSettings:
+    """Which browser origins may call the REST API (/v1 and the OpenMemory routes)
+    cross-origin. /mcp takes its list from McpSettings.allowed_origins; the OAuth token,
+    registration and revocation endpoints allow the union of both lists."""
+
+    # Exact origins ("https://app.example.com"); "*" allows every origin.
+    api_origins: tuple[str, ...] = ()
+    # Let those origins send the console's session cookie (Access-Control-Allow-Credentials).
+    # Off: cross-origin callers authenticate with a bearer token, which no other site can
+    # attach for them. Never allowed together with "*" (browsers refuse it, and it would let
+    # any site act as a signed-in user).
+    api_credentials: bool = False
+    # How long a browser may cache a preflight answer (Chromium caps it at 7,200).
+    max_age_seconds: int = 600
+
+
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = env.get(name) or ""
+    return tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+
+
+def cors_settings_from_env(env: Mapping[str, str]) -> CorsSettings:
+    settings = CorsSettings(
+        api_origins=_origins(env, "MNEMO_API_ALLOWED_ORIGINS"),
+        api_credentials=_bool(env, "MNEMO_API_ALLOW_CREDENTIALS", False),
+        max_age_seconds=_int(env, "MNEMO_CORS_MAX_AGE_SECONDS", CorsSettings.max_age_seconds),
+    )
+    if settings.api_credentials and "*" in settings.api_origins:
+        raise ValueError(
+            "MNEMO_API_ALLOW_CREDENTIALS cannot be combined with MNEMO_API_ALLOWED_ORIGINS=*: "
+            "list the origins that may send the session cookie"
+        )
+    if settings.max_age_seconds < 0:
+        raise ValueError("MNEMO_CORS_MAX_AGE_SECONDS must be zero or more")
     return settings
 
 
@@ -669,6 +715,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     mcp: McpSettings = field(default_factory=McpSettings)
+    cors: CorsSettings = field(default_factory=CorsSettings)
     limits: Limits = field(default_factory=Limits)
     embedder: EmbedderSettings = field(default_factory=EmbedderSettings)
     ranking: RankingSettings = field(default_factory=RankingSettings)
@@ -718,6 +765,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         auth=auth_settings_from_env(env),
         rate_limits=rate_limit_settings_from_env(env),
         mcp=mcp_settings_from_env(env),
+        cors=cors_settings_from_env(env),
         limits=limits,
         embedder=embedder_settings_from_env(env),
         ranking=RankingSettings(

@@ -45,11 +45,21 @@ class Decision:
 class Limiter(Protocol):
     def hit(self, bucket: str, rate: Rate, now: int | None = None) -> Decision: ...
 
+    def peek(self, bucket: str, rate: Rate, now: int | None = None) -> int:
+        """The hits counted so far in the current window, counting none."""
+        ...
+
 
 def _window(rate: Rate, now: int) -> tuple[int, int]:
     size = rate.seconds * 1000
     start = now - now % size
     return start, start + size
+
+
+def seconds_left(rate: Rate, now: int | None = None) -> int:
+    """Seconds until the current window of `rate` ends."""
+    now = now_ms() if now is None else now
+    return max(1, math.ceil((_window(rate, now)[1] - now) / 1000))
 
 
 def _decision(count: int, rate: Rate, end: int, now: int) -> Decision:
@@ -80,6 +90,15 @@ class SqlLimiter:
                 conn.execute(text("DELETE FROM rate_limits WHERE expires_at < :now"), {"now": now})
         return _decision(int(count or 0), rate, end, now)
 
+    def peek(self, bucket: str, rate: Rate, now: int | None = None) -> int:
+        start, _ = _window(rate, now_ms() if now is None else now)
+        with transaction(self.engine, write=False) as conn:
+            count = conn.execute(
+                text("SELECT count FROM rate_limits WHERE bucket = :bucket AND window_start = :s"),
+                {"bucket": bucket, "s": start},
+            ).scalar()
+        return int(count or 0)
+
 
 class DynamoLimiter:
     """One item per (bucket, window): partition key `pk` (string), numeric `count`, and
@@ -105,6 +124,18 @@ class DynamoLimiter:
             ReturnValues="UPDATED_NEW",
         )
         return _decision(int(reply["Attributes"]["count"]["N"]), rate, end, now)
+
+    def peek(self, bucket: str, rate: Rate, now: int | None = None) -> int:
+        start, _ = _window(rate, now_ms() if now is None else now)
+        reply = self.client.get_item(
+            TableName=self.table,
+            Key={"pk": {"S": f"{bucket}#{start}"}},
+            ConsistentRead=True,
+            ProjectionExpression="#count",
+            ExpressionAttributeNames={"#count": "count"},
+        )
+        item = reply.get("Item")
+        return int(item["count"]["N"]) if item else 0
 
 
 _dynamo: dict[str, DynamoLimiter] = {}

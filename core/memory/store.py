@@ -50,7 +50,14 @@ def from_values(values: Sequence[Any]) -> dict[str, Any]:
     return _as_reply(dict(zip(_NAMES, values, strict=True)))
 
 
+# Decimal places of the scores a memory carries out (importance, confidence): decay and
+# reinforcement multiply in binary floats, and 0.7200000000000001 is noise to a reader.
+SCORE_PLACES = 6
+
+
 def _as_reply(out: dict[str, Any]) -> dict[str, Any]:
+    out["importance"] = round(float(out["importance"]), SCORE_PLACES)
+    out["confidence"] = round(float(out["confidence"]), SCORE_PLACES)
     out["tags"] = json.loads(out["tags"])
     out["metadata"] = json.loads(out["metadata"])
     for name in _TIMES:

@@ -71,7 +71,11 @@ def _linked(
         for extra in ("from_id", "to_id", "weight"):
             memory.pop(extra, None)
         found.append(
-            {"memory": memory, "score": sources[via] * _LINK_DISCOUNT * weight, "via": via}
+            {
+                "memory": memory,
+                "score": round(sources[via] * _LINK_DISCOUNT * weight, 6),
+                "via": via,
+            }
         )
     return found
 

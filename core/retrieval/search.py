@@ -192,7 +192,10 @@ def search(
     full = {row[0]: row for row in page_rows}
     results = []
     for k in page:
-        hit: dict[str, Any] = {"memory": from_values(full[ids[k]]), "score": float(scores[k])}
+        hit: dict[str, Any] = {
+            "memory": from_values(full[ids[k]]),
+            "score": round(float(scores[k]), 6),
+        }
         if request.explain:
             hit["explain"] = ranked.factors(k).__dict__.copy()
         results.append(hit)

@@ -31,7 +31,7 @@ from core.kernel.scope import Scope
 from core.memory import store as memories
 from core.memory.indexing import Indexer
 from core.memory.models import MemoryIn, Name, Out, Strict
-from core.webhooks import signing
+from core.webhooks import rotation, signing
 
 _SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 # The list of sources is one page: it stays one because a brain's sources are bounded.
@@ -60,6 +60,9 @@ class HookSourceOut(Out):
     active: bool
     path: str = Field(description="Where the source POSTs: /v1/hooks/{id}")
     secret_hint: str
+    previous_secret_expires_at: str | None = Field(
+        None, description="After a rotation: until when the replaced secret is still accepted"
+    )
     created_at: str | None
     last_received_at: str | None
 
@@ -79,12 +82,17 @@ class Source:
     name: str
     secret: str
     user_id: str | None
+    # A rotated secret still in its overlap window: signatures made with it are accepted too.
+    previous_secrets: tuple[str, ...] = ()
 
     def scope(self) -> Scope:
         return Scope(brain_id=self.brain_id, principal=f"hook:{self.name}", user_id=self.user_id)
 
 
-_COLUMNS = "id, brain_id, name, secret, user_id, active, created_at, last_received_at"
+_COLUMNS = (
+    "id, brain_id, name, secret, user_id, active, created_at, last_received_at, "
+    "previous_secret, previous_secret_expires_at"
+)
 
 
 def _out(row: Any) -> dict[str, Any]:
@@ -94,7 +102,10 @@ def _out(row: Any) -> dict[str, Any]:
         "user_id": row.user_id,
         "active": bool(row.active),
         "path": f"/v1/hooks/{row.id}",
-        "secret_hint": row.secret[: len(signing.SECRET_PREFIX) + 4] + "…",
+        "secret_hint": rotation.hint(row.secret),
+        "previous_secret_expires_at": iso(row.previous_secret_expires_at)
+        if len(_live(row)) > 1
+        else None,
         "created_at": iso(row.created_at),
         "last_received_at": iso(row.last_received_at),
     }
@@ -145,6 +156,32 @@ def create_source(conn: Connection, scope: Scope, data: HookSourceIn) -> dict[st
     return {**_out(row), "secret": secret}
 
 
+def _live(row: Any) -> tuple[str, ...]:
+    return rotation.live_secrets(row.secret, row.previous_secret, row.previous_secret_expires_at)
+
+
+def rotate_secret(
+    conn: Connection, scope: Scope, source_id: str, data: rotation.RotateIn
+) -> dict[str, Any]:
+    """A new HMAC secret, shown once; signatures made with the replaced one are accepted for
+    `overlap_seconds` more (core/webhooks/rotation.py)."""
+    scope.require_owner_write()
+    row = _fetch(conn, scope, source_id)
+    rotated = rotation.rotate(
+        conn, "hook_sources", scope.brain_id, source_id, row.secret, data.overlap_seconds
+    )
+    changelog.record(
+        conn,
+        scope,
+        event_type="hook_source.secret_rotated",
+        entity_type="hook_source",
+        entity_id=source_id,
+        summary=f"Inbound hook source {row.name!r}: secret rotated "
+        f"({data.overlap_seconds} s overlap)",
+    )
+    return rotated
+
+
 def _fetch(conn: Connection, scope: Scope, source_id: str) -> Any:
     row = conn.execute(
         sql(f"SELECT {_COLUMNS} FROM hook_sources WHERE brain_id = :brain AND id = :id"),
@@ -191,7 +228,8 @@ def find_source(conn: Connection, source_id: str) -> Source:
     ).first()
     if row is None or not row.active:
         raise NotFound("no such hook source")
-    return Source(row.id, row.brain_id, row.name, row.secret, row.user_id)
+    live = _live(row)
+    return Source(row.id, row.brain_id, row.name, live[0], row.user_id, live[1:])
 
 
 def authenticate(
@@ -213,15 +251,26 @@ def authenticate(
             "HMAC-SHA256 of '<t>.<body>' keyed with the source's secret>",
             code="missing_signature",
         )
-    try:
-        timestamp = signing.verify(source.secret, header, body, tolerance=tolerance)
-    except signing.StaleSignature as exc:
-        raise Unauthorized(str(exc), code="stale_signature") from None
-    except signing.BadSignature as exc:
-        raise Unauthorized(str(exc), code="bad_signature") from None
-    signed = "v1:" + signing.digest(source.secret, timestamp, body)
+    problem: signing.BadSignature | None = None
+    for secret in (source.secret, *source.previous_secrets):
+        try:
+            timestamp = signing.verify(secret, header, body, tolerance=tolerance)
+        except signing.StaleSignature as exc:
+            raise Unauthorized(str(exc), code="stale_signature") from None
+        except signing.BadSignature as exc:
+            problem = exc
+            continue
+        break
+    else:
+        raise Unauthorized(str(problem), code="bad_signature")
+    # One receipt per live secret's signature, whichever the header carried: a replay that
+    # keeps only the old secret's v1 (or only the new one's) still meets a receipt.
+    signed = tuple(
+        "v1:" + signing.digest(s, timestamp, body)
+        for s in (source.secret, *source.previous_secrets)
+    )
     given = (delivery_id or "").strip()[:200]
-    return (given, signed) if given else (signed,)
+    return (given, *signed) if given else signed
 
 
 def receive(

@@ -26,7 +26,7 @@ from core.kernel.config import WebhookSettings
 from core.kernel.db.engine import sql, transaction
 from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
-from core.webhooks import deliver, signing
+from core.webhooks import deliver, rotation, signing
 from core.webhooks.ssrf import Resolver, UnsafeUrl, check_url, system_resolver
 
 log = logging.getLogger("mnemo.webhooks")
@@ -120,6 +120,8 @@ class Claimed:
     webhook_url: str | None = None
     secret: str | None = None
     active: bool = False
+    # A rotated secret still in its overlap window: deliveries are signed with it too.
+    previous_secrets: tuple[str, ...] = ()
 
     def body(self) -> bytes:
         event = {
@@ -160,7 +162,8 @@ _CLAIM_RETURNING = (
 
 # By id alone: a batch spans brains; each row's brain is checked against its delivery's below.
 _CLAIMED_WATCHES = text(
-    "SELECT id, brain_id, webhook_url, secret, active FROM watches WHERE id IN :ids"
+    "SELECT id, brain_id, webhook_url, secret, active, previous_secret, "
+    "previous_secret_expires_at FROM watches WHERE id IN :ids"
 ).bindparams(bindparam("ids", expanding=True))
 
 
@@ -211,6 +214,11 @@ def claim(conn: Connection, settings: WebhookSettings, limit: int) -> list[Claim
                 webhook_url=None if w is None else w.webhook_url,
                 secret=None if w is None else w.secret,
                 active=w is not None and bool(w.active),
+                previous_secrets=()
+                if w is None
+                else rotation.live_secrets(
+                    w.secret, w.previous_secret, w.previous_secret_expires_at, now
+                )[1:],
             )
         )
     claimed.sort(key=lambda c: (c.event_at, c.id))
@@ -237,7 +245,7 @@ def send(
         return deliver.Outcome(False, None, f"refused: {exc.message}")
     body = item.body()
     headers = {
-        signing.SIGNATURE_HEADER: signing.sign(item.secret, body),
+        signing.SIGNATURE_HEADER: signing.sign(item.secret, body, also=item.previous_secrets),
         signing.DELIVERY_HEADER: item.id,
         signing.EVENT_HEADER: item.event_type,
         "Mnemo-Attempt": str(item.attempts),

@@ -37,10 +37,13 @@ def digest(secret: str, timestamp: int, body: bytes) -> str:
     return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
-def sign(secret: str, body: bytes, *, timestamp: int | None = None) -> str:
-    """The header value for `body`, signed now (or at `timestamp`)."""
+def sign(
+    secret: str, body: bytes, *, timestamp: int | None = None, also: tuple[str, ...] = ()
+) -> str:
+    """The header value for `body`, signed now (or at `timestamp`): one v1 per secret, the
+    current one first, then `also` (a rotated secret still in its overlap window)."""
     t = int(time.time()) if timestamp is None else timestamp
-    return f"t={t},v1={digest(secret, t, body)}"
+    return f"t={t}," + ",".join(f"v1={digest(s, t, body)}" for s in (secret, *also))
 
 
 def parse(header: str) -> tuple[int, list[str]]:

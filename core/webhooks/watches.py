@@ -22,7 +22,7 @@ from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
 from core.memory.models import Out, Strict
 from core.webhooks import outbox as delivery_log
-from core.webhooks import signing
+from core.webhooks import rotation, signing
 from core.webhooks.ssrf import Target
 
 # "memory.created", or a family: "memory.*".
@@ -96,6 +96,9 @@ class WatchOut(Out):
     webhook_url: str
     active: bool
     secret_hint: str = Field(description="The secret's first characters, to tell secrets apart")
+    previous_secret_expires_at: str | None = Field(
+        None, description="After a rotation: until when the replaced secret still signs too"
+    )
     created_at: str | None
     updated_at: str | None
     last_triggered_at: str | None
@@ -112,7 +115,7 @@ class WatchList(Out):
 
 _COLUMNS = (
     "id, name, event_types, query, webhook_url, secret, active, created_at, updated_at, "
-    "last_triggered_at, last_error"
+    "last_triggered_at, last_error, previous_secret, previous_secret_expires_at"
 )
 
 
@@ -129,12 +132,18 @@ def _out(row: Any) -> dict[str, Any]:
         "query": row.query,
         "webhook_url": row.webhook_url,
         "active": bool(row.active),
-        "secret_hint": row.secret[: len(signing.SECRET_PREFIX) + 4] + "…",
+        "secret_hint": rotation.hint(row.secret),
+        "previous_secret_expires_at": _overlap_end(row),
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
         "last_triggered_at": iso(row.last_triggered_at),
         "last_error": row.last_error,
     }
+
+
+def _overlap_end(row: Any) -> str | None:
+    live = rotation.live_secrets(row.secret, row.previous_secret, row.previous_secret_expires_at)
+    return iso(row.previous_secret_expires_at) if len(live) > 1 else None
 
 
 def _fetch(conn: Connection, scope: Scope, watch_id: str) -> Any:
@@ -259,6 +268,26 @@ def delete(conn: Connection, scope: Scope, watch_id: str) -> dict[str, Any]:
     conn.execute(sql("DELETE FROM watches WHERE brain_id = :brain AND id = :id"), params)
     _record(conn, scope, "deleted", watch_id, f"Watch {row.name!r} deleted")
     return {"id": watch_id, "deleted": True}
+
+
+def rotate_secret(
+    conn: Connection, scope: Scope, watch_id: str, data: rotation.RotateIn
+) -> dict[str, Any]:
+    """A new signing secret, shown once; the replaced one keeps signing deliveries beside it
+    for `overlap_seconds` (core/webhooks/rotation.py)."""
+    scope.require_owner_write()
+    row = _fetch(conn, scope, watch_id)
+    rotated = rotation.rotate(
+        conn, "watches", scope.brain_id, watch_id, row.secret, data.overlap_seconds
+    )
+    _record(
+        conn,
+        scope,
+        "secret_rotated",
+        watch_id,
+        f"Watch {row.name!r}: signing secret rotated ({data.overlap_seconds} s overlap)",
+    )
+    return rotated
 
 
 def test(conn: Connection, scope: Scope, watch_id: str) -> dict[str, Any]:

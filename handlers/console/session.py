@@ -29,6 +29,7 @@ from core.identity import accounts, memberships, sessions
 from core.identity.oauth.metadata import base_url
 from core.kernel.db.engine import transaction
 from core.kernel.errors import BadRequest
+from core.kernel.ids import now_ms
 from core.kernel.scope import Scope
 from handlers.context import Context, Services, services
 
@@ -106,6 +107,28 @@ def _verified(conn: Connection, token: str) -> sessions.Verified:
     return found
 
 
+def _renewed(request: Request, engine: Engine, found: sessions.Verified, token: str) -> str:
+    """The access token the page goes on with. The console never sees the refresh cookie (it is
+    scoped to /auth), so while the console is in use its access token is renewed here: a page
+    load (GET) in the last quarter of the token's life gets a fresh one, set as the cookie by
+    the `page` wrapper. Only on GET: a form posted from an older page keeps the token its CSRF
+    field was made from. Idle for a whole token lifetime, the visitor signs in again."""
+    life = sessions.Lifetimes.of(services(request).settings.auth)
+    left = found.access_expires_at - now_ms()
+    if request.method != "GET" or left > life.access_ms // 4 or found.expires_at <= now_ms():
+        return token
+    with transaction(engine, write=True) as conn:
+        fresh, seconds = sessions.renew_access(conn, found, life)
+    request.state.renewed_access = (fresh, seconds)
+    return fresh
+
+
+def renewed_access(request: Request) -> tuple[str, int] | None:
+    """The access token `_renewed` made for this request, if it made one."""
+    found: tuple[str, int] | None = getattr(request.state, "renewed_access", None)
+    return found
+
+
 async def visitor(request: Request) -> Visitor:
     svc = services(request)
     token = _access_cookie(request)
@@ -116,7 +139,8 @@ async def visitor(request: Request) -> Visitor:
             found = _verified(conn, token)
             email = accounts.get(conn, found.account_id).email
         _touch(engine, found)
-        return Visitor(svc, engine, found, email, csrf_token(token, found.session_id))
+        current = _renewed(request, engine, found, token)
+        return Visitor(svc, engine, found, email, csrf_token(current, found.session_id))
 
     return await svc.call(run)
 
@@ -134,7 +158,8 @@ async def in_brain(request: Request) -> InBrain:
             email = accounts.get(conn, found.account_id).email
             brain = memberships.get_brain(conn, found.account_id, brain_id)  # 404 unless member
         _touch(engine, found)
-        who = Visitor(svc, engine, found, email, csrf_token(token, found.session_id))
+        current = _renewed(request, engine, found, token)
+        who = Visitor(svc, engine, found, email, csrf_token(current, found.session_id))
         scope = Scope(
             brain_id=brain["id"],
             principal=f"account:{found.account_id}",

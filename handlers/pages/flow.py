@@ -29,7 +29,13 @@ from core.kernel.errors import MnemoError
 from core.kernel.ratelimit import RateLimited
 from handlers.context import services
 from handlers.pages import authorize as pages
-from handlers.routes.auth import clear_session_cookies, client_ip, limit, set_session_cookies
+from handlers.routes.auth import (
+    clear_session_cookies,
+    client_ip,
+    limit,
+    login_throttle,
+    set_session_cookies,
+)
 
 CSRF_COOKIE = "__Host-mnemo_csrf"
 _MAX_FORM_BYTES = 64 * 1024
@@ -234,17 +240,20 @@ def _log_in(
 ) -> Response:
     svc = services(request)
     auth = svc.settings.auth
-    limit(svc, engine, "authorize.ip", client_ip(request))
+    ip = client_ip(request)
+    limit(svc, engine, "authorize.ip", ip)
     try:
         email = accounts.normalize_email(raw_email)
-        limit(svc, engine, "authorize.account", email)
-        who = accounts.Client(request.headers.get("user-agent"), client_ip(request))
+        who = accounts.Client(request.headers.get("user-agent"), ip)
         if action == "signup":
             if not auth.signup_enabled:
                 return page.login(403, "signup is closed on this server", raw_email, signup=False)
+            limit(svc, engine, "signup.account", email)
             signed: accounts.SignedIn | None = accounts.signup(engine, email, password, auth, who)
         else:
-            signed = accounts.login(engine, email, password, auth, who)
+            signed = login_throttle(svc, engine, "authorize").attempt(
+                email, ip, lambda: accounts.login(engine, email, password, auth, who)
+            )
     except RateLimited:
         raise
     except MnemoError as err:

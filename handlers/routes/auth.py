@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.identity import accounts, memberships, sessions
+from core.identity.throttle import LoginThrottle
 from core.kernel import ratelimit
 from core.kernel.db.engine import transaction
 from core.kernel.errors import Forbidden, Unauthorized
@@ -47,20 +48,30 @@ def limit(svc: Services, engine: Engine, rule: str, subject: str | None) -> None
     ratelimit.enforce(ratelimit.limiter_for(settings, engine), settings, rule, subject)
 
 
+def login_throttle(svc: Services, engine: Engine, action: str) -> LoginThrottle:
+    """Failed sign-ins counted per account and address (core/identity/throttle.py)."""
+    settings = svc.settings.rate_limits
+    return LoginThrottle(ratelimit.limiter_for(settings, engine), settings, action)
+
+
 # -- browser transport -------------------------------------------------------------------
 
 
-def set_session_cookies(response: Response, issued: sessions.Issued, svc: Services) -> None:
-    refresh_seconds = svc.settings.auth.refresh_token_days * 86_400
+def set_access_cookie(response: Response, token: str, seconds: int) -> None:
     response.set_cookie(
         sessions.ACCESS_COOKIE,
-        issued.access_token,
-        max_age=issued.expires_in,
+        token,
+        max_age=seconds,
         path="/",
         secure=True,
         httponly=True,
         samesite="lax",
     )
+
+
+def set_session_cookies(response: Response, issued: sessions.Issued, svc: Services) -> None:
+    refresh_seconds = svc.settings.auth.refresh_token_days * 86_400
+    set_access_cookie(response, issued.access_token, issued.expires_in)
     response.set_cookie(
         sessions.REFRESH_COOKIE,
         issued.refresh_token,
@@ -286,10 +297,14 @@ async def login(request: Request) -> Response:
 
     def run() -> accounts.SignedIn | None:
         engine = svc.ready_engine()
-        limit(svc, engine, "login.ip", client_ip(request))
-        limit(svc, engine, "login.account", email)
-        return accounts.login(
-            engine, email, data.password, svc.settings.auth, _client(request), data.brain_id
+        ip = client_ip(request)
+        limit(svc, engine, "login.ip", ip)
+        return login_throttle(svc, engine, "login").attempt(
+            email,
+            ip,
+            lambda: accounts.login(
+                engine, email, data.password, svc.settings.auth, _client(request), data.brain_id
+            ),
         )
 
     signed = await svc.call(run)

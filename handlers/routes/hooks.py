@@ -11,8 +11,10 @@ from core.kernel.errors import BadRequest, InvalidInput
 from core.memory.models import Memory, MemoryIn, Out
 from core.webhooks import hooks, signing
 from core.webhooks.hooks import HookSourceIn, HookSourceList, NewHookSourceOut
+from core.webhooks.rotation import RotatedOut, RotateIn
 from handlers.context import Context, authorize, services
-from handlers.http import ApiRoute, Doc, json_response, parse_json, read_body
+from handlers.http import ApiRoute, Doc, json_response, parse_json, read_body, read_optional_body
+from handlers.routes.auth import client_ip, limit
 
 
 class SourceDeleted(Out):
@@ -42,6 +44,15 @@ async def delete_source(request: Request) -> Response:
     return json_response(await ctx.write(hooks.delete_source, request.path_params["id"]))
 
 
+async def rotate_secret(request: Request) -> Response:
+    ctx = await _owner(request)
+    data = await read_optional_body(request, RotateIn)
+    return json_response(
+        await ctx.write(hooks.rotate_secret, request.path_params["id"], data),
+        headers={"Cache-Control": "no-store"},
+    )
+
+
 async def receive(request: Request) -> Response:
     svc = services(request)
     body = await request.body()
@@ -50,6 +61,10 @@ async def receive(request: Request) -> Response:
 
     def authenticate() -> tuple[hooks.Source, tuple[str, ...], Context]:
         engine = svc.ready_engine()
+        # Per address before the signature is checked (a flood of forged requests costs a
+        # lookup and an HMAC each); per source after, so a stranger cannot spend a source's
+        # allowance, while a runaway sender or a leaked secret is still bounded.
+        limit(svc, engine, "hook.ip", client_ip(request))
         with transaction(engine, write=False) as conn:
             source = hooks.find_source(conn, source_id)
         receipts = hooks.authenticate(
@@ -59,6 +74,7 @@ async def receive(request: Request) -> Response:
             body,
             tolerance=tolerance,
         )
+        limit(svc, engine, "hook.source", source.id)
         return source, receipts, Context(svc, engine, source.scope())
 
     source, receipts, ctx = await svc.call(authenticate)
@@ -99,6 +115,19 @@ routes = [
         delete_source,
         method="DELETE",
         doc=Doc("Delete an inbound hook source", _TAG, response=SourceDeleted),
+    ),
+    ApiRoute(
+        "/v1/hooks/sources/{id}/rotate-secret",
+        rotate_secret,
+        method="POST",
+        doc=Doc(
+            "Rotate the source's HMAC secret (shown once); the old one is accepted for "
+            "overlap_seconds more",
+            _TAG,
+            body=RotateIn,
+            response=RotatedOut,
+            body_required=False,
+        ),
     ),
     ApiRoute(
         "/v1/hooks/{source}",

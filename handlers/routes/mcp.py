@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core.identity.oauth.metadata import base_url
+from core.identity.oauth.metadata import MCP, base_url
 from core.kernel.config import Limits, RankingSettings, Settings
 from core.kernel.errors import Unauthorized
 from core.kernel.scope import Scope
@@ -318,7 +318,7 @@ async def mcp(request: Request) -> Response:
         problem = RpcError(INVALID_REQUEST, "POST JSON-RPC messages here; there is no GET stream")
         return _rpc_error(405, None, problem, {"Allow": "POST"})
     try:
-        ctx = await authorize(request)
+        ctx = await authorize(request, MCP)
     except Unauthorized as exc:
         return _unauthorized(request, exc)
     if not _accepts_json(request):

@@ -66,7 +66,8 @@ def _one(form: Mapping[str, list[str]], name: str) -> str | None:
 
 # -- discovery ---------------------------------------------------------------------------------
 
-_CORS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=300"}
+# Readable from any origin: handlers/cors.py answers for /.well-known/ with `*`.
+_CORS = {"Cache-Control": "public, max-age=300"}
 
 
 async def as_metadata(request: Request) -> Response:
@@ -191,6 +192,12 @@ def _grant(
     grant_type = _one(form, "grant_type")
     if grant_type is None:
         return OAuthError("invalid_request", "grant_type is required")
+    if grant_type not in metadata.GRANT_TYPES:
+        # Before the client's own list: client_credentials and the like are grants this server
+        # does not have at all (RFC 6749 section 5.2), not grants this client may not use.
+        return OAuthError(
+            "unsupported_grant_type", "grant_type must be authorization_code or refresh_token"
+        )
     if grant_type not in client.grant_types:
         return OAuthError("unauthorized_client", f"this client may not use {grant_type}")
     if grant_type == "authorization_code":
@@ -200,35 +207,32 @@ def _grant(
             code=_one(form, "code"),
             redirect_uri=_one(form, "redirect_uri"),
             verifier=_one(form, "code_verifier"),
-            resource=_one(form, "resource"),
+            resources=form.get("resource", []),
             life=life,
         )
-    if grant_type == "refresh_token":
-        token = _one(form, "refresh_token")
-        if not token:
-            return OAuthError("invalid_request", "refresh_token is required")
-        scope = _one(form, "scope")
-        resource = _one(form, "resource")
-        rotation = sessions.rotate(
-            conn,
-            token,
-            life,
-            client_id=client.client_id,
-            scope=None if scope is None else scope.split(),
-            audience=None if resource is None else resource.rstrip("/"),
-        )
-        if rotation.issued is None:
-            if rotation.error == "scope":
-                return OAuthError("invalid_scope", "scope exceeds what was granted")
-            if rotation.error == "resource":
-                return OAuthError("invalid_target", "resource differs from the original grant")
-            return OAuthError(
-                "invalid_grant", _REFRESH_ERRORS.get(rotation.error or "", "invalid refresh token")
-            )
-        return rotation.issued
-    return OAuthError(
-        "unsupported_grant_type", "grant_type must be authorization_code or refresh_token"
+    # What is left is refresh_token, the one other grant in metadata.GRANT_TYPES.
+    token = _one(form, "refresh_token")
+    if not token:
+        return OAuthError("invalid_request", "refresh_token is required")
+    scope = _one(form, "scope")
+    resources = codes.requested_resources(form.get("resource", []))
+    rotation = sessions.rotate(
+        conn,
+        token,
+        life,
+        client_id=client.client_id,
+        scope=None if scope is None else scope.split(),
+        audience=" ".join(sorted(resources)) if resources else None,
     )
+    if rotation.issued is None:
+        if rotation.error == "scope":
+            return OAuthError("invalid_scope", "scope exceeds what was granted")
+        if rotation.error == "resource":
+            return OAuthError("invalid_target", "resource differs from the original grant")
+        return OAuthError(
+            "invalid_grant", _REFRESH_ERRORS.get(rotation.error or "", "invalid refresh token")
+        )
+    return rotation.issued
 
 
 _REFRESH_ERRORS = {

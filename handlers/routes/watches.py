@@ -10,10 +10,11 @@ from starlette.responses import Response
 
 from core.memory.models import Out
 from core.webhooks import watches
+from core.webhooks.rotation import RotatedOut, RotateIn
 from core.webhooks.ssrf import Target, check_url
 from core.webhooks.watches import NewWatchOut, WatchIn, WatchList, WatchOut, WatchPatch
 from handlers.context import Context, authorize
-from handlers.http import ApiRoute, Doc, json_response, read_body, read_query
+from handlers.http import ApiRoute, Doc, json_response, read_body, read_optional_body, read_query
 
 
 class DeliveryQuery(BaseModel):
@@ -103,6 +104,15 @@ async def delete(request: Request) -> Response:
     return json_response(await ctx.write(watches.delete, request.path_params["id"]))
 
 
+async def rotate_secret(request: Request) -> Response:
+    ctx = await _owner(request)
+    data = await read_optional_body(request, RotateIn)
+    return json_response(
+        await ctx.write(watches.rotate_secret, request.path_params["id"], data),
+        headers={"Cache-Control": "no-store"},
+    )
+
+
 async def test(request: Request) -> Response:
     ctx = await _owner(request)
     return json_response(await ctx.write(watches.test, request.path_params["id"]), 202)
@@ -170,6 +180,19 @@ routes = [
         method="GET",
         doc=Doc(
             "A watch's deliveries, newest first", _TAG, query=DeliveryQuery, response=DeliveryPage
+        ),
+    ),
+    ApiRoute(
+        "/v1/watches/{id}/rotate-secret",
+        rotate_secret,
+        method="POST",
+        doc=Doc(
+            "Rotate the signing secret (shown once); the old one keeps signing beside it for "
+            "overlap_seconds",
+            _TAG,
+            body=RotateIn,
+            response=RotatedOut,
+            body_required=False,
         ),
     ),
 ]

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import replace
 from html.parser import HTMLParser
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import Engine
@@ -17,6 +18,7 @@ from starlette.testclient import TestClient
 from core.identity import accounts, memberships
 from core.kernel.config import Settings
 from core.kernel.db.engine import sql, transaction
+from core.kernel.ids import now_ms
 from handlers.api import create_app
 from handlers.console.routes import memories as memory_routes
 from tests.oauth_fixtures import PASSWORD, auth_settings
@@ -847,3 +849,150 @@ def test_another_brains_ids_posted_to_my_pages_are_404_and_change_nothing(
     watches_page = bob.get(f"{bob.base}/watches").text
     assert f"/watches/{watch.group(1)}/active" in watches_page and "paused" not in watches_page
     assert f"/snapshots/{snapshot.group(1)}/restore" in bob.get(f"{bob.base}/snapshots").text
+
+
+# Every field the API lets an agent set, each with its own hostile text.
+API_FIELDS = (
+    "content",
+    "title",
+    "key",
+    "source",
+    "user_id",
+    "agent_id",
+    "run_id",
+    "actor_id",
+    "role",
+    "metadata_key",
+    "metadata_value",
+    "tag",
+    "label",
+)
+
+
+def _hostile(field: str) -> str:
+    # No "/": the user id travels in URL paths, where an encoded slash would split it.
+    return f"<script>alert('{field}')<img src=x onerror=alert(1) data-f={field}>"
+
+
+def test_every_field_the_api_sets_is_escaped_on_every_console_page(alice: Person) -> None:
+    """Agents write through the API, not the console's forms: hostile text in every field they
+    can set (ids, actor and role on the history rows, metadata keys and values, link labels)
+    must come out as text on every page of the console."""
+    from starlette.routing import Route
+
+    from handlers.console.routes import console_routes
+
+    token = alice.http.post(
+        "/auth/login", json={"email": alice.email, "password": PASSWORD}
+    ).json()["access_token"]
+    api = TestClient(
+        alice.http.app,
+        base_url="https://testserver",
+        headers={"authorization": f"Bearer {token}"},
+        cookies={},
+    )
+    h = {name: _hostile(name) for name in API_FIELDS}
+    actor = {"actor_id": h["actor_id"], "role": h["role"]}
+    body = {
+        "type": "fact",
+        "content": f"The office is in Lyon {h['content']}",
+        "title": h["title"],
+        "key": h["key"],
+        "source": h["source"],
+        "user_id": h["user_id"],
+        "agent_id": h["agent_id"],
+        "run_id": h["run_id"],
+        "tags": ["<svg onload=alert(1)>"],
+        "metadata": {h["metadata_key"]: h["metadata_value"], "nested": {"x": h["metadata_value"]}},
+        **actor,
+    }
+    first = api.post("/v1/memories", json=body)
+    assert first.status_code == 201, first.text
+    first_id = first.json()["id"]
+    second = api.post(
+        "/v1/memories",
+        json={**body, "content": f"The office is in Paris {h['content']}", "type": "note"},
+    )
+    assert second.status_code == 201, second.text
+    second_id = second.json()["id"]
+    for step in (
+        api.patch(f"/v1/memories/{first_id}", json={"importance": 0.9, **actor}),
+        api.post(f"/v1/memories/{second_id}/archive", json=actor),
+        api.post(f"/v1/memories/{second_id}/restore", json=actor),
+        api.post(
+            "/v1/links",
+            json={"from_id": first_id, "to_id": second_id, "relation": "contradicts"}
+            | {"label": h["label"], **actor},
+        ),
+        api.post(f"/v1/users/{quote(h['user_id'], safe='')}/summary/regenerate"),
+        api.post("/v1/conflicts/detect", json={}),
+    ):
+        assert step.status_code < 300, step.text
+
+    names = {"brain": alice.brain, "id": first_id, "user_id": quote(h["user_id"], safe="")}
+    pages = sorted(
+        {
+            r.path
+            for r in console_routes()
+            if isinstance(r, Route) and "GET" in (r.methods or ()) and "static" not in r.path
+        }
+    )
+    shown: dict[str, list[str]] = {name: [] for name in API_FIELDS}
+    for template in pages:
+        path = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: names[m.group(1)], template)
+        reply = alice.get(path)
+        if reply.status_code in (302, 303):
+            continue
+        assert reply.status_code == 200, (path, reply.status_code)
+        found = Markup()
+        found.feed(reply.text)
+        assert "img" not in found.tags, path  # (the graph page draws its own svg)
+        assert found.scripts == [found.scripts[0]] and found.scripts[0], path  # ours, by src
+        assert not {a for a in found.attributes if a.startswith("on")}, path
+        assert "data-f" not in found.attributes, path
+        for name in API_FIELDS:
+            markers = (f"&lt;script&gt;alert(&#x27;{name}&#x27;)", f"&lt;script&gt;alert('{name}')")
+            if name == "tag":
+                markers = ("&lt;svg onload=alert(1)&gt;",)
+            if any(marker in reply.text for marker in markers):
+                shown[name].append(template)
+    # Each field really reached a page, escaped, or the test would prove nothing about it. The
+    # console shows no history row's role, so that one only has to stay out of the markup.
+    assert {name for name, where in shown.items() if not where} == {"role"}, shown
+
+
+def test_the_session_is_renewed_while_the_console_is_in_use(alice: Person, engine: Engine) -> None:
+    """The refresh cookie never reaches /console (it is scoped to /auth): a page load near the
+    end of the access token's life gets a new one, so the console does not sign out after an
+    hour of use; left idle past the token's life, it does."""
+    from core.identity import sessions
+
+    old = alice.http.cookies.get(sessions.ACCESS_COOKIE)
+    assert old
+
+    def expire(token: str, in_ms: int) -> None:
+        with transaction(engine) as conn:
+            conn.execute(
+                sql("UPDATE auth_tokens SET expires_at = :t WHERE token_hash = :h"),
+                {"t": now_ms() + in_ms, "h": sessions.token_hash(token)},
+            )
+
+    # Early in the token's life nothing changes.
+    page = alice.get(f"{alice.base}/memories")
+    assert page.status_code == 200 and "set-cookie" not in page.headers
+    # Minutes before it expires, a page load renews it.
+    expire(old, 60_000)
+    renewed = alice.get(f"{alice.base}/memories")
+    assert renewed.status_code == 200
+    assert sessions.ACCESS_COOKIE in renewed.headers["set-cookie"]
+    new = alice.http.cookies.get(sessions.ACCESS_COOKIE)
+    assert new and new != old
+    # The old token then expires; the console goes on, and the renewed page's forms work.
+    expire(old, -1)
+    alice.csrf = parse(renewed.text).forms[0]["fields"]["csrf_token"]
+    memory = alice.add("Written after the renewal")
+    assert alice.get(f"{alice.base}/m/{memory}").status_code == 200
+    # Idle past the token's life: sign in again, and come back to the page.
+    expire(new, -1)
+    gone = alice.get(f"{alice.base}/memories")
+    assert gone.status_code == 303 and gone.headers["location"].startswith("/console/login")

@@ -220,3 +220,92 @@ def test_eventbridge_memory_event_adds_a_memory(
             services=services,
         )
     assert invalid.value.result["error"]["code"] == "invalid_input"
+
+
+def test_a_rotated_source_secret_is_accepted_until_its_window_ends(
+    owner: LambdaClient, engine: Engine
+) -> None:
+    source = make_source(owner, "rotating")
+    rotated = owner.post(f"/v1/hooks/sources/{source['id']}/rotate-secret", {})
+    assert rotated.status == 200, rotated.body
+    new = rotated.json()
+    assert new["secret"] != source["secret"] and new["previous_secret_expires_at"] is not None
+    # Both secrets sign during the overlap (a day by default).
+    assert (
+        send(owner, source, {"content": "signed with the old secret"}, delivery_id="r1").status
+        == 201
+    )
+    assert (
+        send(
+            owner,
+            source,
+            {"content": "signed with the new"},
+            delivery_id="r2",
+            secret=new["secret"],
+        ).status
+        == 201
+    )
+    # A replay that keeps only the other secret's signature is still a replay.
+    body = json.dumps({"content": "signed by hand"}).encode()
+    t = int(time.time())
+    old_only = f"t={t},v1={signing.digest(source['secret'], t, body)}"
+    new_only = f"t={t},v1={signing.digest(new['secret'], t, body)}"
+    hostless = owner.as_key(None)
+    first = hostless.request(
+        "POST",
+        source["path"],
+        headers={"Mnemo-Signature": new_only, "Content-Type": "application/json"},
+        body=body,
+    )
+    assert first.status == 201
+    replay = hostless.request(
+        "POST",
+        source["path"],
+        headers={"Mnemo-Signature": old_only, "Content-Type": "application/json"},
+        body=body,
+    )
+    assert replay.status == 409 and replay.error_code == "replayed_delivery"
+    # Rotating with no overlap retires the old secret at once.
+    newest = owner.post(
+        f"/v1/hooks/sources/{source['id']}/rotate-secret", {"overlap_seconds": 0}
+    ).json()
+    stale = send(
+        owner, source, {"content": "old secret, after"}, delivery_id="r3", secret=new["secret"]
+    )
+    assert stale.status == 401 and stale.error_code == "bad_signature"
+    assert (
+        send(owner, source, {"content": "newest"}, delivery_id="r4", secret=newest["secret"]).status
+        == 201
+    )
+    listed = owner.get("/v1/hooks/sources").json()["results"]
+    assert [s["previous_secret_expires_at"] for s in listed if s["id"] == source["id"]] == [None]
+
+
+def test_inbound_hooks_are_rate_limited(hook_settings: Settings, engine: Engine) -> None:
+    from dataclasses import replace
+
+    from core.kernel.config import Rate
+    from tests.oauth_fixtures import Web
+
+    def web_with(**rules: Rate | None) -> Web:
+        all_rules = {**hook_settings.rate_limits.rules, **rules}
+        limits = replace(hook_settings.rate_limits, rules=all_rules)
+        return Web(hook_settings.with_(rate_limits=limits))  # a fresh source address
+
+    def post(web: Web, source: dict[str, Any], n: int, secret: str | None = None) -> int:
+        memory = {"content": f"{source['name']} note {n}"}
+        signature = signing.sign(secret or source["secret"], json.dumps(memory).encode())
+        headers = {"Mnemo-Signature": signature, "Mnemo-Delivery-Id": f"{source['id']}-{n}"}
+        return web.call("POST", source["path"], json_body=memory, headers=headers).status
+
+    client = LambdaClient(hook_settings, key=OWNER_KEY)
+    source = make_source(client, "flood")
+    web = web_with(**{"hook.ip": Rate(3, 60), "hook.source": None})
+    # Forged or not, an address gets 3 a minute; then 429.
+    statuses = [post(web, source, i, "whsec_forged" if i == 0 else None) for i in range(4)]
+    assert statuses == [401, 201, 201, 429]
+    other = make_source(client, "chatty")
+    web = web_with(**{"hook.ip": None, "hook.source": Rate(2, 60)})
+    # A stranger's forgeries do not spend the source's allowance; its own sends do.
+    assert [post(web, other, i, "whsec_forged") for i in range(3)] == [401, 401, 401]
+    assert [post(web, other, i) for i in range(3)] == [201, 201, 429]

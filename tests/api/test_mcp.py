@@ -331,11 +331,14 @@ def test_401_names_the_protected_resource_metadata(client: LambdaClient, tenant:
     body = {"jsonrpc": "2.0", "id": 1, "method": "initialize"}
     missing = Mcp(client.as_key(None)).post(body)
     assert missing.status == 401 and missing.error_code == "missing_credentials"
-    assert missing.headers["www-authenticate"] == f'Bearer resource_metadata="{metadata_url}"'
+    assert missing.headers["www-authenticate"] == (
+        f'Bearer resource_metadata="{metadata_url}", scope="memories:read memories:write"'
+    )
     wrong = Mcp(client.as_key("mnemo_not_a_key")).post(body)
     assert wrong.status == 401 and wrong.error_code == "invalid_key"
     assert wrong.headers["www-authenticate"].startswith(
-        f'Bearer resource_metadata="{metadata_url}", error="invalid_token", error_description='
+        f'Bearer resource_metadata="{metadata_url}", scope="memories:read memories:write", '
+        'error="invalid_token", error_description='
     )
     # The metadata it names is served, and names /mcp as the resource.
     document = client.as_key(None).get("/.well-known/oauth-protected-resource/mcp").json()

@@ -548,3 +548,21 @@ def test_a_patch_embeds_its_new_text_before_the_write_transaction(
     assert embedded_while_writing == [False]
     hits = client.post("/v1/search", json_body={"query": "coffee", "mode": "semantic"}).json()
     assert hits["results"][0]["memory"]["id"] == memory["id"]
+
+
+def test_importance_and_scores_carry_no_float_noise(client: LambdaClient, tenant: Tenant) -> None:
+    memory = _create(client, content="Alice orders oat milk flat whites", importance=0.8)
+    # What decay leaves behind: 0.8 * 0.9 in binary floating point.
+    with tenant.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE memories SET importance = :v, confidence = :v WHERE id = :id"),
+            {"v": 0.8 * 0.9, "id": memory["id"]},
+        )
+    assert 0.8 * 0.9 == 0.7200000000000001
+    read = client.get(f"/v1/memories/{memory['id']}").json()
+    assert read["importance"] == 0.72 and read["confidence"] == 0.72
+    assert '"importance":0.72,' in client.get(f"/v1/memories/{memory['id']}").body.replace(" ", "")
+    hits = client.post("/v1/search", json_body={"query": "oat milk", "explain": True}).json()
+    for hit in hits["results"]:
+        assert hit["memory"]["importance"] == 0.72
+        assert len(repr(hit["score"]).split(".")[-1]) <= 6, hit["score"]

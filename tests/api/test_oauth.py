@@ -88,9 +88,10 @@ def test_protected_resource_metadata_names_the_mcp_endpoint(web: Web) -> None:
 
 def test_www_authenticate_helper_points_at_the_resource_metadata() -> None:
     header = metadata.www_authenticate("https://mnemo.example.com")
+    # The scope tells a client what to ask for (MCP authorization, scope selection).
     assert header == (
         'Bearer resource_metadata="https://mnemo.example.com/.well-known/'
-        'oauth-protected-resource/mcp"'
+        'oauth-protected-resource/mcp", scope="memories:read memories:write"'
     )
     with_error = metadata.www_authenticate("https://m.example", "invalid_token", 'bad "x"')
     assert 'error="invalid_token"' in with_error and "error_description=\"bad 'x'\"" in with_error
@@ -390,6 +391,17 @@ def test_a_wrong_pkce_verifier_is_refused(web: Web, client: dict[str, Any]) -> N
     assert exchange(web, grant).status == 200
 
 
+def test_the_pkce_challenge_itself_is_not_a_verifier(web: Web, client: dict[str, Any]) -> None:
+    # A token endpoint comparing the verifier with the stored challenge (rather than its S256
+    # hash) would let anyone who saw the authorization request redeem the code.
+    grant = get_code(web, client)
+    challenge = codes.s256(grant.verifier)
+    reply = exchange(web, grant, code_verifier=challenge)
+    assert reply.status == 400 and reply.json()["error"] == "invalid_grant"
+    # The refusal did not burn the code: its owner still redeems it with the real verifier.
+    assert exchange(web, grant).status == 200
+
+
 def test_a_code_redeemed_twice_revokes_the_first_tokens(web: Web, client: dict[str, Any]) -> None:
     grant = get_code(web, client)
     first = exchange(web, grant)
@@ -422,7 +434,7 @@ def test_concurrent_redemptions_of_one_code_exactly_one_wins(
                     code=grant.code,
                     redirect_uri=grant.redirect_uri,
                     verifier=grant.verifier,
-                    resource=None,
+                    resources=[],
                     life=life,
                 )
             )
@@ -511,8 +523,10 @@ def test_unsupported_grants_are_refused(web: Web, client: dict[str, Any]) -> Non
             "/oauth/token",
             form={"grant_type": grant_type, "client_id": client["client_id"]},
         )
+        # Grants this server does not have at all: unsupported_grant_type, not a complaint
+        # about the client (RFC 6749 section 5.2).
         assert reply.status == 400
-        assert reply.json()["error"] in ("unauthorized_client", "unsupported_grant_type")
+        assert reply.json()["error"] == "unsupported_grant_type", grant_type
 
 
 # -- confidential clients ----------------------------------------------------------------------
@@ -679,6 +693,58 @@ def test_a_token_bound_to_another_host_is_refused(
     assert other_host.status == 401 and other_host.error_code == "invalid_token"
 
 
+def _mcp_call(web: Web, token: str) -> Any:
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    return web.call(
+        "POST", "/mcp", json_body=ping, token=token, headers={"accept": "application/json"}
+    )
+
+
+def test_a_token_is_bound_to_the_resources_it_was_issued_for(
+    web: Web, client: dict[str, Any]
+) -> None:
+    # RFC 8707: a token an MCP client got for /mcp does not drive the REST API.
+    mcp_only = _tokens(web, client, resource=BASE + "/mcp")["access_token"]
+    assert _mcp_call(web, mcp_only).status == 200
+    refused = web.call("GET", "/v1/memories", token=mcp_only)
+    assert refused.status == 401 and refused.error_code == "invalid_token"
+    assert "another resource" in refused.json()["error"]["message"]
+    api_only = _tokens(web, client, resource=BASE + "/v1")["access_token"]
+    assert web.call("GET", "/v1/memories", token=api_only).status == 200
+    assert _mcp_call(web, api_only).status == 401
+    # Issued for both (two resource parameters), or for the whole service: both work.
+    for resource in (f"{BASE}/mcp {BASE}/v1", BASE):
+        both = _tokens(web, client, resource=resource)["access_token"]
+        assert web.call("GET", "/v1/memories", token=both).status == 200, resource
+        assert _mcp_call(web, both).status == 200, resource
+
+
+def test_the_token_request_may_narrow_the_resources_never_widen_them(
+    web: Web, client: dict[str, Any]
+) -> None:
+    grant = get_code(web, client, resource=f"{BASE}/mcp {BASE}/v1")
+    narrowed = exchange(web, grant, resource=BASE + "/mcp")
+    assert narrowed.status == 200, narrowed.body
+    token = narrowed.json()["access_token"]
+    assert web.call("GET", "/v1/memories", token=token).status == 401
+    assert _mcp_call(web, token).status == 200
+    # The refresh keeps the grant's resources; naming one outside them is invalid_target.
+    widened = web.call(
+        "POST",
+        "/oauth/token",
+        form={
+            "grant_type": "refresh_token",
+            "refresh_token": narrowed.json()["refresh_token"],
+            "client_id": client["client_id"],
+            "resource": "https://other.example/mcp",
+        },
+    )
+    assert widened.status == 400 and widened.json()["error"] == "invalid_target"
+    mcp_grant = get_code(web, client, resource=BASE + "/mcp")
+    wider = exchange(web, mcp_grant, resource=BASE + "/v1")
+    assert wider.status == 400 and wider.json()["error"] == "invalid_target"
+
+
 def test_revocation_answers_200_for_unknown_and_foreign_tokens(
     web: Web, client: dict[str, Any]
 ) -> None:
@@ -748,7 +814,8 @@ def test_the_challenge_helper_uses_the_requests_base_url(settings: Settings) -> 
     header = www_authenticate_for(Request(scope), "invalid_token")
     assert header == (
         'Bearer resource_metadata="https://mnemo.example.com/.well-known/'
-        'oauth-protected-resource/mcp", error="invalid_token"'
+        'oauth-protected-resource/mcp", scope="memories:read memories:write", '
+        'error="invalid_token"'
     )
 
 

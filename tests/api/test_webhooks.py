@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -817,3 +818,62 @@ def test_the_sweep_purges_old_finished_deliveries_in_bounded_batches(
             {"w": watch["id"]},
         ).scalars()
         assert list(left) == ["delivered", "pending"]
+
+
+def _readme_recipe() -> Any:
+    """The verification function the README tells receivers to use, run as written."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = next(b for b in readme.split("```python")[1:] if "def verify(" in b)
+    namespace: dict[str, Any] = {}
+    exec(block.split("```")[0], namespace)  # noqa: S102 (the project's own README)
+    return namespace["verify"]
+
+
+def test_a_rotated_secret_signs_beside_the_new_one_until_its_window_ends(
+    owner: LambdaClient, engine: Engine, hook_settings: Settings
+) -> None:
+    with Receiver() as receiver:
+        watch = create_watch(owner, receiver.url, event_types=["memory.created"])
+        rotated = owner.post(f"/v1/watches/{watch['id']}/rotate-secret", {"overlap_seconds": 3600})
+        assert rotated.status == 200, rotated.body
+        new = rotated.json()
+        assert new["secret"] != watch["secret"] and new["secret"].startswith("whsec_")
+        assert new["previous_secret_expires_at"] is not None
+        shown = owner.get(f"/v1/watches/{watch['id']}").json()
+        assert shown["secret_hint"] == new["secret_hint"] and "secret" not in shown
+        assert shown["previous_secret_expires_at"] == new["previous_secret_expires_at"]
+        add_memory(owner, "Dana joined the Lyon office")
+        drain(engine, hook_settings)
+        # A receiver still on the old secret verifies, and so does one already on the new.
+        [during] = [
+            r for r in receiver.received if r.headers["mnemo-delivery-id"].endswith(watch["id"])
+        ]
+        header = during.headers["mnemo-signature"]
+        assert header.count("v1=") == 2
+        verify_webhook(watch["secret"], header, during.body)
+        verify_webhook(new["secret"], header, during.body)
+        # And so does the README's own recipe, with either secret.
+        readme_verify = _readme_recipe()
+        assert readme_verify(watch["secret"], header, during.body)
+        assert readme_verify(new["secret"], header, during.body)
+        assert not readme_verify(signing.new_secret(), header, during.body)
+        # No overlap: the old secret stops signing at once.
+        again = owner.post(f"/v1/watches/{watch['id']}/rotate-secret", {"overlap_seconds": 0})
+        newest = again.json()
+        assert newest["previous_secret_expires_at"] is None
+        add_memory(owner, "Eve joined the Lyon office")
+        drain(engine, hook_settings)
+        after = [
+            r for r in receiver.received if r.headers["mnemo-delivery-id"].endswith(watch["id"])
+        ]
+        last = after[-1].headers["mnemo-signature"]
+        assert last.count("v1=") == 1
+        verify_webhook(newest["secret"], last, after[-1].body)
+        with pytest.raises(WebhookVerificationError):
+            verify_webhook(new["secret"], last, after[-1].body)
+    changes = owner.get("/v1/changelog", query={"event_type": "watch.secret_rotated"}).json()
+    assert len(changes["results"]) == 2
+    assert (
+        owner.post(f"/v1/watches/{watch['id']}/rotate-secret", {"overlap_seconds": 10**9}).status
+        == 422
+    )

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
+import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -111,8 +114,9 @@ def test_one_by_one_matches_the_declared_schema(
     assert _without_dialect_extras(migrated, empty_engine.dialect.name) == declared
 
 
-def _race(url: str, start: Any, results: Any) -> None:
+def _race(url: str, ready: Any, start: Any, results: Any) -> None:
     engine = get_engine(url)
+    ready.put(True)
     start.wait(timeout=30)
     try:
         results.put(("ok", ensure_schema(engine)))
@@ -120,16 +124,43 @@ def _race(url: str, start: Any, results: Any) -> None:
         results.put(("error", repr(exc)))
 
 
+@contextmanager
+def _sqlite_write_lock(url: str) -> Iterator[None]:
+    """Hold SQLite's write lock (BEGIN IMMEDIATE) while the block runs; a no-op elsewhere."""
+    if not url.startswith("sqlite"):
+        yield
+        return
+    path = url.removeprefix("sqlite:///")
+    held = sqlite3.connect(path, isolation_level=None)
+    try:
+        # WAL first (the engine's own setting): the racers' connect-time PRAGMA is then a no-op
+        # that needs no lock, and their reads go on beside our write lock.
+        held.execute("PRAGMA journal_mode = WAL")
+        held.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        held.execute("ROLLBACK")
+        held.close()
+
+
 def test_two_cold_starts_racing_on_an_empty_database(empty_database_url: str) -> None:
     ctx = multiprocessing.get_context("spawn")
-    start = ctx.Event()
-    results = ctx.Queue()
+    start, ready, results = ctx.Event(), ctx.Queue(), ctx.Queue()
     workers = [
-        ctx.Process(target=_race, args=(empty_database_url, start, results)) for _ in range(3)
+        ctx.Process(target=_race, args=(empty_database_url, ready, start, results))
+        for _ in range(3)
     ]
-    for w in workers:
-        w.start()
-    start.set()
+    # On SQLite the first process to start could migrate everything before the others even
+    # read the version, and the race would not happen. Holding the write lock while they start
+    # makes all three read "no schema" and queue on the lock, so each but the first finds every
+    # migration applied when its turn comes (as PostgreSQL's advisory lock makes them).
+    with _sqlite_write_lock(empty_database_url):
+        for w in workers:
+            w.start()
+        for _ in workers:
+            ready.get(timeout=60)
+        start.set()
+        time.sleep(1.0 if empty_database_url.startswith("sqlite") else 0)
     outcomes = [results.get(timeout=120) for _ in workers]
     for w in workers:
         w.join(timeout=60)
@@ -139,6 +170,19 @@ def test_two_cold_starts_racing_on_an_empty_database(empty_database_url: str) ->
         assert _versions(engine) == [(m.version, m.name) for m in MIGRATIONS]
     finally:
         dispose(empty_database_url)
+
+
+def test_a_migrator_with_a_stale_version_applies_nothing_twice(
+    empty_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The interleaving a racing cold start goes through, made certain: it read "no schema",
+    # then another process applied every migration before this one took the lock.
+    ensure_schema(empty_engine)
+    before = migrations.applied(empty_engine)
+    monkeypatch.setattr(migrations, "current_version", lambda _conn: None)
+    assert migrate(empty_engine) == []
+    monkeypatch.undo()
+    assert migrations.applied(empty_engine) == before
 
 
 class _Counter:

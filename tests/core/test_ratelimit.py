@@ -148,7 +148,7 @@ def test_the_dynamodb_limiter_counts_in_one_update_per_hit(dynamodb: Any) -> Non
 def test_login_brute_force_is_stopped_by_dynamodb_when_configured(
     dynamodb: Any, settings: Settings, engine: Engine
 ) -> None:
-    s = auth_settings(settings, login__account=Rate(3, 300))
+    s = auth_settings(settings, login__account_source=Rate(3, 300))
     s = s.with_(
         rate_limits=RateLimitSettings(
             backend="dynamodb",
@@ -168,29 +168,58 @@ def test_login_brute_force_is_stopped_by_dynamodb_when_configured(
 # -- the limits on the endpoints ---------------------------------------------------------------
 
 
-def test_brute_force_login_hits_the_rate_limit(settings: Settings, engine: Engine) -> None:
-    web = Web(auth_settings(settings, login__account=Rate(5, 300), login__ip=Rate(8, 300)))
+def test_a_guessing_address_is_paused_and_the_owner_still_signs_in(
+    settings: Settings, engine: Engine
+) -> None:
+    web = Web(auth_settings(settings, login__account_source=Rate(5, 300), login__ip=Rate(50, 300)))
     email = new_email()
     web.signup(email)
     for _ in range(5):
         assert web.login(email, "guess number n!").status == 401
-    blocked = web.login(email, PASSWORD)  # even the right password waits out the window
+    blocked = web.login(email, PASSWORD)  # the guessing address waits, right password or not
     assert blocked.status == 429 and blocked.error_code == "rate_limited"
+    assert blocked.json()["error"]["details"]["rule"] == "login.account_source"
     assert 1 <= int(blocked.headers["retry-after"]) <= 300
-    # From a fresh IP the account stays locked: the per-account limit stops a botnet too.
-    assert (
-        web.call(
-            "POST",
-            "/auth/login",
-            json_body={"email": email, "password": PASSWORD},
-            ip="2001:db8::1:2",
-        ).status
-        == 429
+    # The stranger did not lock the owner out: from another address the password works.
+    owner = web.call(
+        "POST",
+        "/auth/login",
+        json_body={"email": email, "password": PASSWORD},
+        ip="2001:db8::1:2",
     )
-    # One IP trying many accounts hits the per-IP limit.
-    other = Web(auth_settings(settings, login__ip=Rate(3, 300)))
-    statuses = [other.login(new_email(), "wrong password!").status for _ in range(4)]
+    assert owner.status == 200
+    # Nor another account from the guessing address.
+    other = new_email()
+    web.signup(other)
+    assert web.login(other, PASSWORD).status == 200
+    # One IP trying many accounts hits the per-IP attempt limit.
+    spray = Web(auth_settings(settings, login__ip=Rate(3, 300)))
+    statuses = [spray.login(new_email(), "wrong password!").status for _ in range(4)]
     assert statuses == [401, 401, 401, 429]
+
+
+def test_a_distributed_attack_pauses_every_address_that_failed(
+    settings: Settings, engine: Engine
+) -> None:
+    web = Web(
+        auth_settings(settings, login__account_source=Rate(5, 300), login__account=Rate(3, 300))
+    )
+    email = new_email()
+    web.signup(email)
+    botnet = [f"2001:db8::bad:{i}" for i in range(4)]
+    statuses = [web.login(email, "wrong password!", ip=ip).status for ip in botnet[:3]]
+    assert statuses == [401, 401, 401]
+    # Past the account-wide line: an address that failed is paused even with the password...
+    paused = web.call(
+        "POST", "/auth/login", json_body={"email": email, "password": PASSWORD}, ip=botnet[0]
+    )
+    assert paused.status == 429
+    assert paused.json()["error"]["details"]["rule"] == "login.account"
+    # ... a fresh address gets one answer, and is paused once it has failed ...
+    assert web.login(email, "wrong password!", ip=botnet[3]).status == 401
+    assert web.login(email, "wrong password!", ip=botnet[3]).status == 429
+    # ... and the owner, from an address that has not failed, signs in.
+    assert web.login(email, PASSWORD, ip="2001:db8::600d:1").status == 200
 
 
 def test_signup_is_limited_per_ip(settings: Settings, engine: Engine) -> None:
@@ -229,7 +258,7 @@ def test_the_token_endpoint_is_limited_per_client(settings: Settings, engine: En
 
 
 def test_the_authorize_form_is_limited(settings: Settings, engine: Engine) -> None:
-    web = Web(oauth_settings(settings, authorize__account=Rate(2, 300)))
+    web = Web(oauth_settings(settings, authorize__account_source=Rate(2, 300)))
     client = register_client(web)
     email = new_email()
     web.signup(email)

@@ -126,10 +126,12 @@ def test_the_whole_flow_with_authlib_against_mnemo_serve(served: str, auth_metho
     browser = Browser()
     try:
         verifier = generate_token(64)
+        # Two resource parameters (RFC 8707): the token is for /mcp and for the REST API.
+        resources = [resource["resource"], f"{base}/v1"]
         authorize_url, state = client.create_authorization_url(
             str(server["authorization_endpoint"]),
             code_verifier=verifier,
-            resource=resource["resource"],
+            resource=resources,
         )
         assert "code_challenge=" in authorize_url and "code_challenge_method=S256" in authorize_url
         callback = _log_in_and_approve(browser, authorize_url, base)
@@ -141,7 +143,6 @@ def test_the_whole_flow_with_authlib_against_mnemo_serve(served: str, auth_metho
             authorization_response=callback,
             state=state,
             code_verifier=verifier,
-            resource=resource["resource"],
         )
         assert token["token_type"] == "Bearer" and token["refresh_token"]
 
@@ -201,7 +202,7 @@ def test_refresh_then_revoke_with_authlib(served: str) -> None:
         url, state = client.create_authorization_url(
             str(server["authorization_endpoint"]),
             code_verifier=verifier,
-            resource=resource["resource"],
+            resource=[resource["resource"], f"{base}/v1"],
         )
         callback = _log_in_and_approve(browser, url, base)
         client.fetch_token(

@@ -22,7 +22,14 @@ from sqlalchemy import Connection, text
 from core.identity import sessions
 from core.identity.oauth.clients import Client, get_client, redirect_matches
 from core.identity.oauth.errors import OAuthError, PageError, RedirectError
-from core.identity.oauth.metadata import DEFAULT_SCOPE, SCOPES, audiences, mcp_resource
+from core.identity.oauth.metadata import (
+    DEFAULT_SCOPE,
+    SCOPES,
+    api_resource,
+    audiences,
+    mcp_resource,
+    split_audience,
+)
 from core.kernel.ids import now_ms
 
 CODE_PREFIX = "mnemo_ac_"
@@ -31,6 +38,7 @@ _VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 _CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")  # base64url of a SHA-256, unpadded
 MAX_STATE = 1000
 
+# Each at most once. `resource` may repeat (RFC 8707 section 2: one per resource wanted).
 AUTHORIZE_PARAMS = (
     "response_type",
     "client_id",
@@ -39,7 +47,6 @@ AUTHORIZE_PARAMS = (
     "scope",
     "code_challenge",
     "code_challenge_method",
-    "resource",
 )
 
 
@@ -57,7 +64,7 @@ class AuthRequest:
     state: str | None
     code_challenge: str
     scope: str
-    resource: str
+    resource: str  # the resources the token will be bound to, separated by spaces
 
     def params(self) -> dict[str, str]:
         """As query or hidden-form parameters, to carry the request across the login step."""
@@ -68,6 +75,7 @@ class AuthRequest:
             "code_challenge": self.code_challenge,
             "code_challenge_method": "S256",
             "scope": self.scope,
+            # Carried as one space-separated value; validate_request splits it again.
             "resource": self.resource,
         }
         if self.state is not None:
@@ -120,10 +128,21 @@ def validate_request(conn: Connection, params: Mapping[str, list[str]], base: st
         raise fail("invalid_scope", f"scope may hold {' '.join(SCOPES)}")
     if client.scope and not set(scope.split()) <= set(client.scope.split()):
         raise fail("invalid_scope", "scope exceeds what this client registered")
-    resource = one("resource") or mcp_resource(base)
-    if resource.rstrip("/") not in audiences(base):
-        raise fail("invalid_target", f"this server issues tokens for {mcp_resource(base)} only")
-    return AuthRequest(client, redirect_uri, state, challenge, scope, resource.rstrip("/"))
+    resources = requested_resources(params.get("resource", [])) or {mcp_resource(base)}
+    if not resources <= set(audiences(base)):
+        raise fail(
+            "invalid_target",
+            f"this server issues tokens for {mcp_resource(base)} (MCP), {api_resource(base)} "
+            f"(the REST API) or {base} (both)",
+        )
+    return AuthRequest(client, redirect_uri, state, challenge, scope, " ".join(sorted(resources)))
+
+
+def requested_resources(values: list[str]) -> set[str]:
+    """The `resource` parameters as a set of URIs without trailing slashes. A value holding
+    spaces is several (how the authorization page carries them between its steps; a URI has
+    no spaces, so nothing is misread)."""
+    return {part.rstrip("/") for value in values for part in value.split()}
 
 
 def issue_code(
@@ -160,7 +179,7 @@ def exchange(
     code: str | None,
     redirect_uri: str | None,
     verifier: str | None,
-    resource: str | None,
+    resources: list[str],
     life: sessions.Lifetimes,
 ) -> sessions.Issued | OAuthError:
     """Redeem a code for a token pair. Errors are returned, not raised: a replayed code revokes
@@ -189,8 +208,11 @@ def exchange(
         return OAuthError("invalid_grant", "redirect_uri does not match the authorization request")
     if not _VERIFIER.match(verifier) or not hmac.compare_digest(s256(verifier), row.code_challenge):
         return OAuthError("invalid_grant", "the PKCE code_verifier does not match")
-    if resource is not None and resource.rstrip("/") != row.resource:
-        return OAuthError("invalid_target", "resource differs from the authorization request")
+    granted = split_audience(row.resource)
+    wanted = requested_resources(resources) or set(granted)
+    if not wanted <= granted:
+        # RFC 8707 section 2.2: the token request may narrow the resources, never widen them.
+        return OAuthError("invalid_target", "resource was not part of the authorization request")
     claimed = conn.execute(
         text("UPDATE oauth_codes SET used_at = :now WHERE code_hash = :h AND used_at IS NULL"),
         {"now": now_ms(), "h": hashed},
@@ -211,7 +233,7 @@ def exchange(
         row.brain_id,
         life,
         client_id=client.client_id,
-        audience=row.resource,
+        audience=" ".join(sorted(wanted)),
         scope=row.scope,
     )
     conn.execute(

@@ -2,8 +2,10 @@
 
 Mnemo is its own authorization server and its own protected resource: the issuer is the base
 URL, and the resource MCP clients ask for (RFC 8707) is the MCP endpoint `<base>/mcp`. Tokens
-are bound to the resource they were issued for, and `/v1` accepts tokens for either the base
-URL or the MCP endpoint, since both are this one service.
+are bound to the resources they were issued for (a client may ask for several): `/mcp` takes a
+token for `<base>/mcp`, the REST API takes one for `<base>/v1`, and a token for `<base>` itself
+was asked for the whole service and works on both. So a token an MCP client got for `/mcp` is
+refused on `/v1`: a leaked MCP token cannot drive the wider API (keys, brains, exports).
 """
 
 from __future__ import annotations
@@ -12,9 +14,15 @@ from typing import Any
 
 SCOPES = ("memories:read", "memories:write")
 DEFAULT_SCOPE = " ".join(SCOPES)
+GRANT_TYPES = ("authorization_code", "refresh_token")
 WELL_KNOWN_AS = "/.well-known/oauth-authorization-server"
 WELL_KNOWN_PR = "/.well-known/oauth-protected-resource"
 MCP_PATH = "/mcp"
+API_PATH = "/v1"
+# The surfaces a token can be presented to, and the resource path each answers for.
+MCP = "mcp"
+API = "api"
+_SURFACE_PATHS = {MCP: MCP_PATH, API: API_PATH}
 
 
 def base_url(configured: str | None, request_base: str) -> str:
@@ -27,9 +35,24 @@ def mcp_resource(base: str) -> str:
     return base + MCP_PATH
 
 
+def api_resource(base: str) -> str:
+    return base + API_PATH
+
+
 def audiences(base: str) -> tuple[str, ...]:
     """Resource identifiers a token from this server may be bound to."""
-    return (mcp_resource(base), base)
+    return (mcp_resource(base), api_resource(base), base)
+
+
+def accepted_audiences(base: str, surface: str) -> frozenset[str]:
+    """The resources whose tokens `surface` (MCP or API) accepts: its own, or the whole
+    service's."""
+    return frozenset((base + _SURFACE_PATHS[surface], base))
+
+
+def split_audience(audience: str | None) -> frozenset[str]:
+    """A stored audience (resources separated by spaces; a URI holds none) as a set."""
+    return frozenset((audience or "").split())
 
 
 def resource_metadata_url(base: str) -> str:
@@ -40,7 +63,8 @@ def resource_metadata_url(base: str) -> str:
 def www_authenticate(base: str, error: str | None = None, description: str | None = None) -> str:
     """The challenge a 401 from /mcp carries so MCP clients can discover how to log in
     (RFC 9728 section 5.1; MCP authorization, "Authorization Server Discovery")."""
-    parts = [f'resource_metadata="{resource_metadata_url(base)}"']
+    # MCP authorization, "Scope Selection Strategy": the scope a client should ask for.
+    parts = [f'resource_metadata="{resource_metadata_url(base)}"', f'scope="{DEFAULT_SCOPE}"']
     if error:
         parts.append(f'error="{error}"')
     if description:
@@ -59,7 +83,7 @@ def authorization_server(base: str) -> dict[str, Any]:
         "scopes_supported": list(SCOPES),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": list(GRANT_TYPES),
         "token_endpoint_auth_methods_supported": [
             "none",
             "client_secret_basic",

@@ -136,6 +136,24 @@ def dispose_all() -> None:
         _engines.clear()
 
 
+class MissingDriver(RuntimeError):
+    """MNEMO_DATABASE_URL names a store whose driver is not installed."""
+
+
+def check_driver(url: str) -> None:
+    """Fail at startup, naming the extra to install, when the URL is PostgreSQL and psycopg is
+    missing: otherwise every request would be a 500 and only the log would say why."""
+    if not url.startswith("postgresql"):
+        return
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise MissingDriver(
+            "MNEMO_DATABASE_URL is a PostgreSQL URL but the psycopg driver is not installed: "
+            "pip install 'mnemo-server[postgres]' (from a checkout: pip install '.[postgres]')"
+        ) from None
+
+
 def _create(
     url: str, *, busy_timeout_ms: int, on_lambda: bool, postgres: PostgresOptions | None
 ) -> Engine:
@@ -143,6 +161,7 @@ def _create(
     if parsed.get_backend_name() == "sqlite":
         return _create_sqlite(url, busy_timeout_ms=busy_timeout_ms, on_lambda=on_lambda)
     if parsed.get_backend_name() == "postgresql":
+        check_driver(url)
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
         options = postgres or PostgresOptions()

@@ -583,6 +583,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX ix_ingest_jobs_brain_created ON ingest_jobs (brain_id, created_at, id)
         """,
     ),
+    Migration(
+        16,
+        "rotated webhook and hook secrets",
+        # A rotated secret stays valid until previous_secret_expires_at, so the system at the
+        # other end can switch to the new one without a moment where nothing verifies.
+        """
+        ALTER TABLE watches ADD COLUMN previous_secret TEXT;
+        ALTER TABLE watches ADD COLUMN previous_secret_expires_at BIGINT;
+        ALTER TABLE hook_sources ADD COLUMN previous_secret TEXT;
+        ALTER TABLE hook_sources ADD COLUMN previous_secret_expires_at BIGINT
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

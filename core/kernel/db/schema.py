@@ -410,6 +410,9 @@ watches = Table(
     _ts("updated_at", nullable=False),
     _ts("last_triggered_at"),
     Column("last_error", Text),
+    # Migration 16: the secret before the last rotation, valid until it expires.
+    Column("previous_secret", Text),
+    _ts("previous_secret_expires_at"),
     Index("ix_watches_brain_active", "brain_id", "active"),
 )
 
@@ -452,6 +455,8 @@ hook_sources = Table(
     _ts("created_at", nullable=False),
     _ts("updated_at", nullable=False),
     _ts("last_received_at"),
+    Column("previous_secret", Text),
+    _ts("previous_secret_expires_at"),
     UniqueConstraint("brain_id", "name"),
 )
 

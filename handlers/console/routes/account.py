@@ -17,7 +17,13 @@ from handlers.console.session import PRE_SESSION_COOKIE, SignInRequired
 from handlers.console.templates import pages
 from handlers.console.templates.layout import Nav, document, notice, respond, see_other
 from handlers.context import services
-from handlers.routes.auth import clear_session_cookies, client_ip, limit, set_session_cookies
+from handlers.routes.auth import (
+    clear_session_cookies,
+    client_ip,
+    limit,
+    login_throttle,
+    set_session_cookies,
+)
 
 
 @page
@@ -78,16 +84,19 @@ async def sign_in(request: Request) -> Response:
 
     def run() -> accounts.SignedIn | None:
         engine = svc.ready_engine()
-        limit(svc, engine, "login.ip", client_ip(request))
+        ip = client_ip(request)
+        limit(svc, engine, "login.ip", ip)
         email = accounts.normalize_email(raw_email)
-        limit(svc, engine, "login.account", email)
-        who = accounts.Client(request.headers.get("user-agent"), client_ip(request))
+        who = accounts.Client(request.headers.get("user-agent"), ip)
         if action == "signup":
             if not auth.signup_enabled:
                 raise Forbidden("signup is closed on this server", code="signup_disabled")
-            limit(svc, engine, "signup.ip", client_ip(request))
+            limit(svc, engine, "signup.ip", ip)
+            limit(svc, engine, "signup.account", email)
             return accounts.signup(engine, email, password, auth, who)
-        return accounts.login(engine, email, password, auth, who)
+        return login_throttle(svc, engine, "login").attempt(
+            email, ip, lambda: accounts.login(engine, email, password, auth, who)
+        )
 
     try:
         signed = await svc.call(run)

@@ -13,7 +13,13 @@ from starlette.responses import Response
 from core.kernel.errors import MnemoError
 from core.kernel.ratelimit import RateLimited
 from handlers.console.html import Html, with_query
-from handlers.console.session import SIGN_IN, CsrfRejected, InBrain, SignInRequired
+from handlers.console.session import (
+    SIGN_IN,
+    CsrfRejected,
+    InBrain,
+    SignInRequired,
+    renewed_access,
+)
 from handlers.console.templates.layout import (
     MEMBER_SECTIONS,
     OWNER_SECTIONS,
@@ -25,6 +31,7 @@ from handlers.console.templates.layout import (
     see_other,
 )
 from handlers.http import STATUS
+from handlers.routes.auth import set_access_cookie
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -67,7 +74,7 @@ def page(fn: Endpoint) -> Endpoint:
         if _has_nul(request):
             return respond(error_page(400, NUL_MESSAGE), 400)
         try:
-            return await fn(request)
+            response = await fn(request)
         except SignInRequired:
             back = request.url.path
             if request.url.query:
@@ -84,6 +91,10 @@ def page(fn: Endpoint) -> Endpoint:
             return respond(error_page(status, err.message), status)
         except ValidationError as exc:
             return respond(error_page(422, first_problem(exc)), 422)
+        renewed = renewed_access(request)
+        if renewed is not None:
+            set_access_cookie(response, *renewed)
+        return response
 
     return endpoint
 
