@@ -181,6 +181,9 @@ def search(
     page = order[offset:wanted]
     page_rows = _read_back(conn, where, params, [ids[k] for k in page], _PAGE_COLUMNS)
     full = {row[0]: row for row in page_rows}
+    # On PostgreSQL each statement sees what is committed when it starts: a memory another
+    # request archived or deleted since the candidates were read is no longer in scope.
+    page = [k for k in page if ids[k] in full]
     results = []
     for k in page:
         hit: dict[str, Any] = {"memory": from_values(full[ids[k]]), "score": float(scores[k])}
@@ -254,15 +257,26 @@ def _lexical_weight(mode: str, ranking: RankingSettings, vector: QueryVector | N
     return vector.lexical_weight
 
 
+# Candidates the compact cache proposes beyond those asked for, so that rescoring them exactly
+# (vectors.exact) still finds the true nearest: the cache's cosines are within ~0.003.
+_RESCORE_SPARE = 20
+
+
 @dataclass
 class _Semantic:
-    """Cosines of the query with every memory in scope that has a vector of the query's model."""
+    """Cosines of the query with every memory in scope that has a vector of the query's model:
+    approximate for all of them from the cache (the scope's statistics, the nearest
+    candidates), exact from the table for every candidate ranked."""
 
     cache: vectors.Snapshot
     sims: np.ndarray
     mask: np.ndarray
     std: Standardiser
     noise: float
+    conn: Connection | None = None
+    brain_id: str = ""
+    vector: QueryVector | None = None
+    exact: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def load(
@@ -305,18 +319,33 @@ class _Semantic:
             prior_value=vector.noise,
             min_std=(vector.strong - vector.noise) / 4,
         )
-        return cls(cache, sims, mask, std, vector.noise)
+        return cls(cache, sims, mask, std, vector.noise, conn, scope.brain_id, vector)
 
     @property
     def population(self) -> int:
         return int(self.mask.sum())
 
+    def _rescore(self, ids: list[str]) -> None:
+        """Exact cosines for these memories, from the vectors stored (once each)."""
+        vector = self.vector
+        if self.conn is None or vector is None or vector.vector is None:
+            return
+        missing = [i for i in ids if i not in self.exact]
+        found = vectors.exact(self.conn, self.brain_id, vector.model, vector.dims, missing)
+        query = np.asarray(vector.vector, np.float32)
+        self.exact.update((i, float(v @ query)) for i, v in found.items())
+
     def top(self, n: int) -> list[str]:
-        return [memory_id for memory_id, _ in self.cache.top(self.sims, self.mask, n)]
+        proposed = [i for i, _ in self.cache.top(self.sims, self.mask, n + _RESCORE_SPARE)]
+        self._rescore(proposed)
+        proposed.sort(key=lambda i: -self.exact.get(i, -np.inf))
+        return proposed[:n]
 
     def z(self, ids: list[str]) -> np.ndarray:
         """Standardised cosines; a memory without a vector of this model counts as average."""
-        cosines = self.cache.cosines(self.sims, ids, missing=self.std.mean)
+        self._rescore(ids)
+        mean = self.std.mean
+        cosines = np.array([self.exact.get(i, mean) for i in ids], np.float64)
         return self.std.z(cosines)
 
 
