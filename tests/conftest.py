@@ -18,6 +18,7 @@ from core.identity.keys import create_key
 from core.kernel.config import Settings
 from core.kernel.db.engine import dispose, get_engine, transaction
 from core.kernel.db.migrations import ensure_schema, forget
+from core.memory import access
 from tests.lambda_client import LambdaClient
 from tests.pg_server import PostgresServer, wait_for
 
@@ -96,6 +97,8 @@ def engine(settings: Settings, store: str) -> Iterator[Engine]:
     engine = get_engine(settings.database_url)
     ensure_schema(engine)
     yield engine
+    # The test's access counts, while its database is there (core/memory/access.py).
+    access.flush(engine)
     if store == "sqlite":  # a file per test: let it go, or open handles pile up
         dispose(settings.database_url)
 

@@ -9,16 +9,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from core.kernel import cursor as cursors
-from core.kernel.config import RankingSettings
+from core.kernel.config import RankingSettings, Settings
 from core.kernel.db.engine import sql, tuples
 from core.kernel.db.id_lists import id_table
 from core.kernel.errors import InvalidInput
 from core.kernel.ids import now_ms, parse_time
 from core.kernel.scope import Scope
-from core.memory import trust
+from core.memory import access, trust
 from core.memory.store import COLUMNS, filter_sql, from_values
 from core.retrieval import lexical, pgvector, vectors
 from core.retrieval.filters import MetadataFilter
@@ -435,23 +435,10 @@ def _read_back(
     return tuples(conn, statement, {**params, "candidates": value(ids)})
 
 
-def record_access(conn: Connection, scope: Scope, memory_ids: list[str]) -> None:
-    """Returned memories count as accessed (ranking and decay read this)."""
-    if not memory_ids:
-        return
-    # A short list of bound ids, served by the primary key. SQLite's planner, left alone,
-    # walks the brain's index instead; a unary + takes that index out of its choices.
-    brain = "+brain_id" if conn.dialect.name == "sqlite" else "brain_id"
-    names = [f"a_{i}" for i in range(len(memory_ids))]
-    params: dict[str, Any] = {"brain": scope.brain_id, "now": now_ms()}
-    params.update(zip(names, memory_ids, strict=True))
-    conn.execute(
-        sql(
-            "UPDATE memories SET access_count = access_count + 1, last_accessed_at = :now "
-            f"WHERE id IN ({', '.join(':' + n for n in names)}) AND {brain} = :brain"
-        ),
-        params,
-    )
+def record_access(engine: Engine, _settings: Settings, scope: Scope, memory_ids: list[str]) -> None:
+    """Returned memories count as accessed (ranking and decay read this): tallied in the
+    process and written in batches, so a read never waits for the writer (core/memory/access)."""
+    access.record(engine, scope.brain_id, memory_ids)
 
 
 def list_filtered(

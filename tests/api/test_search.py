@@ -263,12 +263,25 @@ def test_search_pages_with_a_cursor(client: LambdaClient) -> None:
     assert other.status == 422 and other.json()["error"]["details"]["field"] == "cursor"
 
 
-def test_returned_memories_count_as_accessed(client: LambdaClient, garden: dict[str, str]) -> None:
+def test_returned_memories_count_as_accessed(
+    client: LambdaClient, garden: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counted off the read path: tallied by the search, written in a batch later."""
+    from core.memory import access
+
+    access.flush()
+    monkeypatch.setattr(access, "_FLUSH_SECONDS", 3600.0)
     hit = _ids(_search(client, "prune roses winter", limit=1))[0]
-    again = _search(client, "prune roses winter", limit=1)
-    assert again[0]["memory"]["access_count"] >= 1
+    _search(client, "prune roses winter", limit=1)
+    memory = client.get(f"/v1/memories/{hit}").json()
+    assert memory["access_count"] == 0  # the reads wrote nothing
+    assert access.flush() == 1
     memory = client.get(f"/v1/memories/{hit}").json()
     assert memory["access_count"] == 2 and memory["last_accessed_at"] is not None
+    # A tally is written by the read that finds it due.
+    monkeypatch.setattr(access, "_FLUSH_IDS", 1)
+    _search(client, "prune roses winter", limit=1)
+    assert client.get(f"/v1/memories/{hit}").json()["access_count"] == 3
 
 
 def test_cache_follows_updates_state_changes_and_purges(client: LambdaClient) -> None:
