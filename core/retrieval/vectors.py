@@ -331,7 +331,11 @@ class _Entry:
             (user_codes.setdefault(u, len(user_codes)) for u in users), np.int32, len(rows)
         )
         state = np.fromiter((_STATES.get(s, _DEAD) for s in states), np.int8, len(rows))
-        known = [self.slots.get(i) for i in ids]
+        mapping = self.slots
+        known = [mapping.get(i) for i in ids]
+        if known.count(None) == len(known):  # a first load: every row new
+            self._append(list(ids), codes, scale, owner, state)
+            return
         fresh = [k for k, slot in enumerate(known) if slot is None]
         # A memory already here keeps its slot if its vector is unchanged (a state or owner
         # change); a new vector takes a new slot and the old one is marked dead.
@@ -361,16 +365,28 @@ class _Entry:
                 self.user_of[slots] = owner[kept]
                 self.state_of[slots] = state[kept]
         if fresh:
-            start = self.count
-            self._grow(start + len(fresh))
-            end = start + len(fresh)
-            self.codes[start:end] = codes[fresh]
-            self.scale[start:end] = scale[fresh]
-            self.user_of[start:end] = owner[fresh]
-            self.state_of[start:end] = state[fresh]
-            new_ids = [ids[k] for k in fresh]
-            self.ids.extend(new_ids)
-            self.slots.update(zip(new_ids, range(start, end), strict=True))
+            self._append(
+                [ids[k] for k in fresh], codes[fresh], scale[fresh], owner[fresh], state[fresh]
+            )
+
+    def _append(
+        self,
+        ids: list[str],
+        codes: np.ndarray,
+        scale: np.ndarray,
+        owner: np.ndarray,
+        state: np.ndarray,
+    ) -> None:
+        """New slots past the end: no published snapshot sees them."""
+        start = self.count
+        end = start + len(ids)
+        self._grow(end)
+        self.codes[start:end] = codes
+        self.scale[start:end] = scale
+        self.user_of[start:end] = owner
+        self.state_of[start:end] = state
+        self.ids.extend(ids)
+        self.slots.update(zip(ids, range(start, end), strict=True))
 
     def drop(self, memory_ids: Sequence[str]) -> None:
         """Memories whose vector rows are gone (purged)."""
@@ -448,7 +464,8 @@ def _refresh(conn: Connection, entry: _Entry, brain_id: str, model: str) -> None
         "AND v.dims = :dims"
     )
     newest = entry.watermark - 1
-    for chunk in _chunks(conn, statement, {**params, "since": entry.watermark}):
+    since = {**params, "since": entry.watermark}
+    for chunk in _chunks(conn, statement, since, whole=entry.watermark < 0):
         newest = max(newest, max(row[4] for row in chunk))
         entry.take([row[:4] for row in chunk])
     entry.publish()
@@ -457,19 +474,27 @@ def _refresh(conn: Connection, entry: _Entry, brain_id: str, model: str) -> None
 
 
 def _chunks(
-    conn: Connection, statement: str, params: dict[str, Any]
+    conn: Connection, statement: str, params: dict[str, Any], *, whole: bool
 ) -> Iterator[list[tuple[Any, ...]]]:
     """The rows of a read, a chunk at a time: a cold load of 100,000 vectors never holds more
     than one chunk of Python rows."""
     if conn.dialect.name == "sqlite":
         driver = conn.connection.driver_connection
         assert driver is not None
+        # A first load reads most of the file: through the memory map (engine.py) every page
+        # of it would stay resident in this process (360 MiB at 100,000 memories); read()
+        # leaves them in the OS's cache instead.
+        mapped = driver.execute("PRAGMA mmap_size").fetchone()[0] if whole else 0
+        if mapped:
+            driver.execute("PRAGMA mmap_size = 0")
         cursor = driver.execute(statement, params)
         try:
             while chunk := cursor.fetchmany(_CHUNK):
                 yield chunk
         finally:
             cursor.close()
+            if mapped:
+                driver.execute(f"PRAGMA mmap_size = {int(mapped)}")
         return
     # Per statement: Connection.execution_options would make every later statement on this
     # connection a server-side cursor too.

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 from core.kernel.config import EmbedderSettings, Settings, VectorSearchSettings
 from core.kernel.db.engine import dispose, get_engine, transaction
 from core.kernel.db.migrations import ensure_schema
+from core.memory import access
 from core.retrieval import pgvector, vectors
 from tests.conftest import Tenant, make_tenant, new_postgres_database
 from tests.lambda_client import LambdaClient
@@ -48,6 +49,7 @@ def pg_settings(pgvector_admin_url: str) -> Iterator[Settings]:
     vectors.forget_all()
     pgvector.forget()
     yield Settings(database_url=url, log_level="WARNING")
+    access.flush(get_engine(url))  # the test's access counts, while its server is up
     vectors.forget_all()
     pgvector.forget()
     dispose(url)
