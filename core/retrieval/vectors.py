@@ -25,7 +25,6 @@ and filters. A stale entry can cost a candidate, never leak one.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,6 +35,7 @@ import numpy as np
 from sqlalchemy import Connection
 
 from core.kernel.db.engine import db_settled, sql, tuples
+from core.kernel.db.id_lists import id_table
 from core.kernel.ids import now_ms
 from core.retrieval import pgvector
 
@@ -105,21 +105,14 @@ def touch(conn: Connection, brain_id: str, memory_id: str) -> None:
 def touch_many(conn: Connection, brain_id: str, memory_ids: Sequence[str]) -> None:
     if not memory_ids:
         return
-    members, value = _id_list(conn)
+    members, value = id_table(conn, "ids")
     conn.execute(
         sql(
             f"UPDATE memory_vectors SET updated_at = {_stamp(conn, correlated=True)} "
-            f"WHERE brain_id = :brain AND memory_id IN (SELECT value FROM {members})"
+            f"WHERE brain_id = :brain AND memory_id IN (SELECT c.value FROM {members})"
         ),
         {"now": now_ms(), "brain": brain_id, "ids": value(list(memory_ids))},
     )
-
-
-def _id_list(conn: Connection) -> tuple[str, Any]:
-    """A list of ids bound as one value (`:ids`), as a one-column table of `value`."""
-    if conn.dialect.name == "postgresql":
-        return "unnest(CAST(:ids AS text[])) AS c(value)", list
-    return "json_each(:ids)", json.dumps
 
 
 def exact(
@@ -128,12 +121,12 @@ def exact(
     """The stored (exact) vectors of these memories that have one of `model`."""
     if not memory_ids:
         return {}
-    members, value = _id_list(conn)
+    members, value = id_table(conn, "ids")
     rows = tuples(
         conn,
         f"SELECT v.memory_id, v.vector FROM {members} "
         f"{'CROSS JOIN' if conn.dialect.name == 'sqlite' else 'JOIN'} memory_vectors v "
-        "ON v.memory_id = value WHERE v.brain_id = :brain AND v.model = :model "
+        "ON v.memory_id = c.value WHERE v.brain_id = :brain AND v.model = :model "
         "AND v.dims = :dims",
         {"ids": value(list(memory_ids)), "brain": brain_id, "model": model, "dims": dims},
     )

@@ -17,7 +17,7 @@ from core.memory import access
 from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 _SEARCH_AND_EXIT = """
 import json, sys
