@@ -106,10 +106,13 @@ def touch_many(conn: Connection, brain_id: str, memory_ids: Sequence[str]) -> No
     if not memory_ids:
         return
     members, value = id_table(conn, "ids")
+    # By primary key: SQLite's planner, left alone, may walk the brain's index instead; a
+    # unary + takes that index out of its choices.
+    brain = "+brain_id" if conn.dialect.name == "sqlite" else "brain_id"
     conn.execute(
         sql(
             f"UPDATE memory_vectors SET updated_at = {_stamp(conn, correlated=True)} "
-            f"WHERE brain_id = :brain AND memory_id IN (SELECT c.value FROM {members})"
+            f"WHERE {brain} = :brain AND memory_id IN (SELECT c.value FROM {members})"
         ),
         {"now": now_ms(), "brain": brain_id, "ids": value(list(memory_ids))},
     )
