@@ -134,6 +134,9 @@ def search(
 
     found = [row[1:] for row in matches]
     if semantic is not None and request.mode != "lexical":
+        if isinstance(semantic, _Semantic):
+            # The lexical candidates' exact cosines in the same read as the nearest ones'.
+            semantic.rescore(list(lexical_raw))
         nearest = [i for i in semantic.top(n) if i not in lexical_raw]
         found += _read_back(conn, where, params, nearest, _RANK_COLUMNS)
     pool = _Pool(evidence)
@@ -277,6 +280,7 @@ class _Semantic:
     brain_id: str = ""
     vector: QueryVector | None = None
     exact: dict[str, float] = field(default_factory=dict)
+    _wanted: list[str] = field(default_factory=list)
 
     @classmethod
     def load(
@@ -325,12 +329,19 @@ class _Semantic:
     def population(self) -> int:
         return int(self.mask.sum())
 
+    def rescore(self, ids: list[str]) -> None:
+        """Exact cosines for these memories too, read with the next batch (top or z)."""
+        self._wanted.extend(i for i in ids if i not in self.exact)
+
     def _rescore(self, ids: list[str]) -> None:
         """Exact cosines for these memories, from the vectors stored (once each)."""
         vector = self.vector
         if self.conn is None or vector is None or vector.vector is None:
             return
-        missing = [i for i in ids if i not in self.exact]
+        missing = list(dict.fromkeys(i for i in [*self._wanted, *ids] if i not in self.exact))
+        self._wanted = []
+        if not missing:
+            return
         found = vectors.exact(self.conn, self.brain_id, vector.model, vector.dims, missing)
         query = np.asarray(vector.vector, np.float32)
         self.exact.update((i, float(v @ query)) for i, v in found.items())
