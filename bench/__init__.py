@@ -4,3 +4,6 @@ Every request goes through the real Lambda entry path in-process (an API Gateway
 event -> `handlers.events.dispatch` -> Mangum -> the Starlette app), so the figures include the
 adapter, routing, middleware, auth and JSON work a deployed function does, minus the network.
 """
+
+# Before any benchmark imports numpy: `core` sets one BLAS thread, as wherever Mnemo runs.
+import core  # noqa: F401

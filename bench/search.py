@@ -106,9 +106,6 @@ def run(sizes: list[int], queries: int) -> dict[str, Any]:
             started = time.perf_counter()
             _seed(url, slug, _texts(turns, size))
             seeded = time.perf_counter() - started
-            # Warm means the vector cache has settled: it re-reads rows changed in the last
-            # few seconds (clock skew between writers), which right after seeding is all.
-            time.sleep(6)
             handler = make_handler(url)
             asked = [rng.choice(questions) for _ in range(queries)]
             body = lambda q: {"query": q, "limit": 10, "user_id": "u1"}  # noqa: E731
@@ -137,7 +134,7 @@ def run(sizes: list[int], queries: int) -> dict[str, Any]:
             row["add"] = {"p50": percentile(took, 50), "p95": percentile(took, 95)}
             from core.retrieval import vectors
 
-            cache_bytes = sum(entry.nbytes for entry in vectors._cache.values())
+            cache_bytes = sum(entry.snapshot.nbytes for entry in vectors._cache.values())
             row["cache_mb_per_100k"] = round(cache_bytes / (size + 300) * 100_000 / 2**20, 1)
             results["sizes"][size] = row
             vectors.forget_all()

@@ -182,6 +182,17 @@ class Context:
         )
         return await self.text_indexer([text])
 
+    async def own_transactions(
+        self,
+        fn: Callable[Concatenate[Engine, Settings, Scope, P], T],
+        *args: P.args,
+        **kw: P.kwargs,
+    ) -> T:
+        """For core calls that open their own transactions, or none (access counts)."""
+        return await self.services.call(
+            lambda: fn(self.engine, self.services.settings, self.scope, *args, **kw)
+        )
+
     async def write(
         self, fn: Callable[Concatenate[Connection, Scope, P], T], *args: P.args, **kw: P.kwargs
     ) -> T:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 # Before anything imports handlers.api (which configures logging once per process).
@@ -18,6 +19,7 @@ from core.identity.keys import create_key
 from core.kernel.config import Settings
 from core.kernel.db.engine import dispose, get_engine, transaction
 from core.kernel.db.migrations import ensure_schema, forget
+from core.memory import access
 from tests.lambda_client import LambdaClient
 from tests.pg_server import PostgresServer, wait_for
 
@@ -37,6 +39,8 @@ def postgres_admin_url() -> Iterator[str]:
     try:
         yield url
     finally:
+        with contextlib.suppress(Exception):
+            access.flush()  # counts tallied by tests outside the engine fixture, while it is up
         server.stop()
 
 
@@ -96,6 +100,8 @@ def engine(settings: Settings, store: str) -> Iterator[Engine]:
     engine = get_engine(settings.database_url)
     ensure_schema(engine)
     yield engine
+    # The test's access counts, while its database is there (core/memory/access.py).
+    access.flush(engine)
     if store == "sqlite":  # a file per test: let it go, or open handles pile up
         dispose(settings.database_url)
 

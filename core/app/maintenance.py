@@ -15,6 +15,7 @@ from core.identity import sessions
 from core.kernel.config import Settings, get_settings
 from core.kernel.db.engine import is_sqlite, transaction
 from core.kernel.ids import new_id, now_ms
+from core.memory import access
 from core.webhooks import sweep as webhook_sweep
 
 # Of the MaintenanceFunction's 300 s: what user summaries may take before the run moves on
@@ -51,7 +52,9 @@ def run(
     tasks["webhooks"] = webhook_sweep.sweep(
         engine, settings.webhooks, budget_seconds=_WEBHOOK_SECONDS
     )
-    # Decay, retention, conflicts and consolidation suggestions, per brain, in bounded batches.
+    # Decay, retention, conflicts and consolidation suggestions, per brain, in bounded batches;
+    # decay reads the access counts this process has tallied but not written yet.
+    access.flush(engine)
     tasks["hygiene"] = brain_maintenance.run_all(engine, settings.maintenance, app=settings)
     if is_sqlite(engine):
         # Keep the WAL file from growing without bound between quiet periods.

@@ -43,6 +43,7 @@ from core.memory import store as memories
 from core.memory.indexing import Indexer
 from core.memory.models import Actor, MemoryFilters, Name
 from core.memory.policy import BrainPolicy, policy_for
+from core.retrieval import vectors
 
 # How many of the memories a dry run would change it describes one by one.
 SAMPLE = 50
@@ -474,15 +475,7 @@ def archive_rows(
             index.on_state(conn, scope.brain_id, r.id)
     else:
         # What Indexer.on_state does, for the whole batch: vector caches see the new state.
-        # The clock now, not the run's `now`: caches read rows changed since their last
-        # refresh, and a refresh since the run began would never see an older stamp.
-        conn.execute(
-            sql(
-                "UPDATE memory_vectors SET updated_at = :now "
-                f"WHERE {_by_id_brain(conn)} = :brain AND memory_id {among}"
-            ),
-            {"now": now_ms(), "brain": scope.brain_id, "ids": ids},
-        )
+        vectors.touch_many(conn, scope.brain_id, [r.id for r in done])
     detail = {"from": "active", "to": "archived", **reason}
     _insert_history(
         conn,

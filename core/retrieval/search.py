@@ -9,16 +9,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from core.kernel import cursor as cursors
-from core.kernel.config import RankingSettings
+from core.kernel.config import RankingSettings, Settings
 from core.kernel.db.engine import sql, tuples
 from core.kernel.db.id_lists import id_table
 from core.kernel.errors import InvalidInput
 from core.kernel.ids import now_ms, parse_time
 from core.kernel.scope import Scope
-from core.memory import trust
+from core.memory import access, trust
 from core.memory.store import COLUMNS, filter_sql, from_values
 from core.retrieval import lexical, pgvector, vectors
 from core.retrieval.filters import MetadataFilter
@@ -143,6 +143,9 @@ def search(
 
     found = [row[1:] for row in matches]
     if semantic is not None and request.mode != "lexical":
+        if isinstance(semantic, _Semantic):
+            # The lexical candidates' exact cosines in the same read as the nearest ones'.
+            semantic.rescore(list(lexical_raw))
         nearest = [i for i in semantic.top(n) if i not in lexical_raw]
         found += _read_back(conn, where, params, nearest, _RANK_COLUMNS)
     pool = _Pool(evidence)
@@ -190,6 +193,9 @@ def search(
     page = order[offset:wanted]
     page_rows = _read_back(conn, where, params, [ids[k] for k in page], _PAGE_COLUMNS)
     full = {row[0]: row for row in page_rows}
+    # On PostgreSQL each statement sees what is committed when it starts: a memory another
+    # request archived or deleted since the candidates were read is no longer in scope.
+    page = [k for k in page if ids[k] in full]
     results = []
     for k in page:
         hit: dict[str, Any] = {
@@ -266,15 +272,27 @@ def _lexical_weight(mode: str, ranking: RankingSettings, vector: QueryVector | N
     return vector.lexical_weight
 
 
+# Candidates the compact cache proposes beyond those asked for, so that rescoring them exactly
+# (vectors.exact) still finds the true nearest: the cache's cosines are within ~0.003.
+_RESCORE_SPARE = 20
+
+
 @dataclass
 class _Semantic:
-    """Cosines of the query with every memory in scope that has a vector of the query's model."""
+    """Cosines of the query with every memory in scope that has a vector of the query's model:
+    approximate for all of them from the cache (the scope's statistics, the nearest
+    candidates), exact from the table for every candidate ranked."""
 
     cache: vectors.Snapshot
     sims: np.ndarray
     mask: np.ndarray
     std: Standardiser
     noise: float
+    conn: Connection | None = None
+    brain_id: str = ""
+    vector: QueryVector | None = None
+    exact: dict[str, float] = field(default_factory=dict)
+    _wanted: list[str] = field(default_factory=list)
 
     @classmethod
     def load(
@@ -317,18 +335,40 @@ class _Semantic:
             prior_value=vector.noise,
             min_std=(vector.strong - vector.noise) / 4,
         )
-        return cls(cache, sims, mask, std, vector.noise)
+        return cls(cache, sims, mask, std, vector.noise, conn, scope.brain_id, vector)
 
     @property
     def population(self) -> int:
         return int(self.mask.sum())
 
+    def rescore(self, ids: list[str]) -> None:
+        """Exact cosines for these memories too, read with the next batch (top or z)."""
+        self._wanted.extend(i for i in ids if i not in self.exact)
+
+    def _rescore(self, ids: list[str]) -> None:
+        """Exact cosines for these memories, from the vectors stored (once each)."""
+        vector = self.vector
+        if self.conn is None or vector is None or vector.vector is None:
+            return
+        missing = list(dict.fromkeys(i for i in [*self._wanted, *ids] if i not in self.exact))
+        self._wanted = []
+        if not missing:
+            return
+        found = vectors.exact(self.conn, self.brain_id, vector.model, vector.dims, missing)
+        query = np.asarray(vector.vector, np.float32)
+        self.exact.update((i, float(v @ query)) for i, v in found.items())
+
     def top(self, n: int) -> list[str]:
-        return [memory_id for memory_id, _ in self.cache.top(self.sims, self.mask, n)]
+        proposed = [i for i, _ in self.cache.top(self.sims, self.mask, n + _RESCORE_SPARE)]
+        self._rescore(proposed)
+        proposed.sort(key=lambda i: -self.exact.get(i, -np.inf))
+        return proposed[:n]
 
     def z(self, ids: list[str]) -> np.ndarray:
         """Standardised cosines; a memory without a vector of this model counts as average."""
-        cosines = self.cache.cosines(self.sims, ids, missing=self.std.mean)
+        self._rescore(ids)
+        mean = self.std.mean
+        cosines = np.array([self.exact.get(i, mean) for i in ids], np.float64)
         return self.std.z(cosines)
 
 
@@ -418,23 +458,10 @@ def _read_back(
     return tuples(conn, statement, {**params, "candidates": value(ids)})
 
 
-def record_access(conn: Connection, scope: Scope, memory_ids: list[str]) -> None:
-    """Returned memories count as accessed (ranking and decay read this)."""
-    if not memory_ids:
-        return
-    # A short list of bound ids, served by the primary key. SQLite's planner, left alone,
-    # walks the brain's index instead; a unary + takes that index out of its choices.
-    brain = "+brain_id" if conn.dialect.name == "sqlite" else "brain_id"
-    names = [f"a_{i}" for i in range(len(memory_ids))]
-    params: dict[str, Any] = {"brain": scope.brain_id, "now": now_ms()}
-    params.update(zip(names, memory_ids, strict=True))
-    conn.execute(
-        sql(
-            "UPDATE memories SET access_count = access_count + 1, last_accessed_at = :now "
-            f"WHERE id IN ({', '.join(':' + n for n in names)}) AND {brain} = :brain"
-        ),
-        params,
-    )
+def record_access(engine: Engine, _settings: Settings, scope: Scope, memory_ids: list[str]) -> None:
+    """Returned memories count as accessed (ranking and decay read this): tallied in the
+    process and written in batches, so a read never waits for the writer (core/memory/access)."""
+    access.record(engine, scope.brain_id, memory_ids)
 
 
 def list_filtered(

@@ -77,14 +77,14 @@ USER_ID = Ref("user_id", "The end user, as given in user_id when memories were s
 async def _search(run: Runner, _: Refs, data: SearchIn) -> Any:
     vector = None if data.mode == "lexical" else await run.query_vector(data.query)
     page = await run.read(search, data, vector, run.ranking)
-    await run.write(record_access, page.pop("touched"))
+    await run.own_transactions(record_access, page.pop("touched"))
     return page
 
 
 async def _context(run: Runner, _: Refs, data: ContextIn) -> Any:
     vector = await run.query_vector(data.query)
     result = await run.read(pack, data, vector, run.ranking)
-    await run.write(record_access, result.pop("touched"))
+    await run.own_transactions(record_access, result.pop("touched"))
     return result
 
 

@@ -207,7 +207,7 @@ async def search_(request: Request) -> Response:
     page = await ctx.read(search, native, vector, ctx.services.settings.ranking)
     hits = page["results"]
     if hits and not ctx.scope.read_only:
-        await ctx.write(record_access, [h["memory"]["id"] for h in hits])
+        await ctx.own_transactions(record_access, [h["memory"]["id"] for h in hits])
     results = [mapping.record(h["memory"], score=h["score"]) for h in hits]
     if data.fields:
         keep = {"id", *data.fields}

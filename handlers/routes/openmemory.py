@@ -198,7 +198,7 @@ async def query(request: Request) -> Response:
             if openmemory.sector_of(h["memory"]["type"], h["memory"]["tags"]) == sector
         ]
     hits = hits[:k]
-    await ctx.write(record_access, [h["memory"]["id"] for h in hits])
+    await ctx.own_transactions(record_access, [h["memory"]["id"] for h in hits])
     return JSONResponse({"query": text, "matches": [openmemory.match(h) for h in hits]})
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 from core.kernel.config import EmbedderSettings, Settings, VectorSearchSettings
 from core.kernel.db.engine import dispose, get_engine, transaction
 from core.kernel.db.migrations import ensure_schema
+from core.memory import access
 from core.retrieval import pgvector, vectors
 from tests.conftest import Tenant, make_tenant, new_postgres_database
 from tests.lambda_client import LambdaClient
@@ -48,6 +49,7 @@ def pg_settings(pgvector_admin_url: str) -> Iterator[Settings]:
     vectors.forget_all()
     pgvector.forget()
     yield Settings(database_url=url, log_level="WARNING")
+    access.flush(get_engine(url))  # the test's access counts, while its server is up
     vectors.forget_all()
     pgvector.forget()
     dispose(url)
@@ -167,10 +169,12 @@ def test_pgvector_path_is_chosen_and_agrees_with_numpy(
     numpy_client = _client(_off(pg_settings), pg_tenant)
     for query in QUERIES:
         semantic = _search(numpy_client, query, mode="semantic")
-        # A scope smaller than the sample is read whole: the same scores as numpy's.
+        # A scope smaller than the sample is read whole: the same ranking as numpy's, and the
+        # same scores to within what the numpy path's int8 cache changes of the scope's mean
+        # and spread (every hit's own cosine is exact on both paths).
         assert _ids(semantic) == _ids(with_pgvector[query])
         assert [r["score"] for r in semantic] == pytest.approx(
-            [r["score"] for r in with_pgvector[query]], abs=1e-5
+            [r["score"] for r in with_pgvector[query]], abs=3e-3
         )
         assert _ids(_search(numpy_client, query)) == _ids(hybrid[query])
     assert vectors._cache != {}  # the numpy path did load the cache

@@ -202,20 +202,26 @@ def _blob(seed: int, dims: int = 8) -> bytes:
     return (vector / np.linalg.norm(vector)).astype(np.float32).tobytes()
 
 
+def _apply(entry: Any, rows: list[tuple[str, str, str, bytes]]) -> None:
+    entry.take(rows)
+    entry.publish()
+
+
 def test_a_published_snapshot_never_changes() -> None:
     entry = vectors._Entry(8)
-    entry.apply([(f"m{i}", "u1" if i % 2 else "u2", "active", _blob(i)) for i in range(5)])
+    _apply(entry, [(f"m{i}", "u1" if i % 2 else "u2", "active", _blob(i)) for i in range(5)])
     before = entry.snapshot
     query = np.frombuffer(_blob(2), np.float32)
     scores = before.scores(query).copy()
     mask = before.scope_mask(user_id="u2", states=("active",)).copy()
     # A new memory, a new vector for m2, m3 archived and moved to another user, a new user.
-    entry.apply(
+    _apply(
+        entry,
         [
             ("m9", "u3", "active", _blob(9)),
             ("m2", "u2", "active", _blob(20)),
             ("m3", "u3", "archived", _blob(3)),
-        ]
+        ],
     )
     after = entry.snapshot
     assert before.count == 5 and len(before.user_of) == len(before.state_of) == 5

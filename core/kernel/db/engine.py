@@ -88,6 +88,31 @@ def settled_before(conn: Connection) -> int | None:
     return floor if hidden else max(int(oldest) - _CLOCK_MARGIN_MS, floor)
 
 
+def db_settled(conn: Connection) -> int | None:
+    """settled_before for rows stamped with the database's own clock (PostgreSQL's
+    clock_timestamp(), as the vector rows are): a time on that clock before which every row
+    stamped is visible to the next statement. The start of the oldest open transaction that
+    has written, or now; less a margin for a writer that stamped its row just before this
+    asked and got its transaction id just after; never more than _HOLD_BACK_AT_MOST_MS ago.
+    SQLite: None (see settled_before)."""
+    if conn.dialect.name != "postgresql":
+        return None
+    now, oldest, hidden = conn.execute(
+        sql(
+            "SELECT CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT), "
+            "CAST(extract(epoch FROM min(xact_start)) * 1000 AS BIGINT), "
+            "count(*) FILTER (WHERE xact_start IS NULL) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND backend_type = 'client backend' "
+            "AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL"
+        )
+    ).one()
+    floor = int(now) - _HOLD_BACK_AT_MOST_MS
+    if hidden:
+        return floor
+    start = int(now) if oldest is None else min(int(oldest), int(now))
+    return max(start - _CLOCK_MARGIN_MS, floor)
+
+
 def tuples(conn: Connection, statement: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
     """The rows of one read as plain tuples, for hot paths that turn a few hundred rows into
     arrays (search). On SQLite the statement goes straight to the driver, which takes `:name`
@@ -365,14 +390,7 @@ def after_commit(conn: Connection, callback: Callable[[], None]) -> None:
 def transaction(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
     """One transaction: committed on success, rolled back on any exception."""
     with engine.connect() as conn:
-        if write or is_sqlite(engine):
-            conn = conn.execution_options(**{WRITE: write})
-        else:
-            # A read sees one snapshot of the database for all its statements, as SQLite's do:
-            # under READ COMMITTED a memory a search found in scope could be archived or
-            # purged by the time the same search reads its page. A read-only transaction never
-            # fails to serialize, so this costs nothing but the snapshot it keeps.
-            conn = conn.execution_options(**{WRITE: write}, isolation_level="REPEATABLE READ")
+        conn = conn.execution_options(**{WRITE: write})
         # conn.info lives with the pooled DB-API connection: drop what a rolled-back
         # transaction left there.
         conn.info.pop(_AFTER_COMMIT, None)

@@ -1,0 +1,121 @@
+"""Memory and cold start at scale: a fresh process's first searches over one large scope.
+
+    .venv/bin/python -m bench.scale seed --size 100000 --folder /tmp/mnemo-scale-100k
+    .venv/bin/python -m bench.scale measure --folder /tmp/mnemo-scale-100k [--baseline DIR]
+
+`seed` fills a SQLite database once (kept, so `measure` can be run again). `measure` starts a
+fresh Python process per run, as a cold Lambda would: it builds the handler, runs two searches
+through it and reports the time of each and the process's peak resident memory (VmHWM, which
+counts pages of the memory-mapped database file too) and its anonymous memory at the end.
+`--baseline DIR` runs the same measurement with the code of another checkout (e.g. main) in the
+same run, alternating with this one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import load_avg, say
+
+ROOT = Path(__file__).resolve().parent.parent
+QUERIES = ("what did she say about the painting", "when is the trip to the mountains")
+
+# What the fresh process runs: no import of this module, so a baseline checkout without it
+# measures the same way.
+_CHILD = r"""
+import json, os, resource, sys, time
+started = time.perf_counter()
+from bench.common import context, event, make_handler
+url, key = sys.argv[1], sys.argv[2]
+queries = json.loads(sys.argv[3])
+handler = make_handler(url)
+took = []
+for q in queries:
+    t = time.perf_counter()
+    r = handler(event("POST", "/v1/search", key=key,
+                      json_body={"query": q, "limit": 10, "user_id": "u1"}), context())
+    assert r["statusCode"] == 200, r
+    took.append((time.perf_counter() - t) * 1000)
+status = dict(
+    line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line
+)
+mib = lambda k: int(status[k].split()[0]) / 1024
+print(json.dumps({
+    "first_ms": took[0], "second_ms": took[1],
+    "total_s": time.perf_counter() - started,
+    "peak_rss_mib": mib("VmHWM"), "rss_mib": mib("VmRSS"),
+    "anon_mib": mib("RssAnon"), "file_mib": mib("RssFile"),
+}))
+"""
+
+
+def seed(size: int, folder: Path) -> None:
+    from bench.common import new_tenant, sqlite_url
+    from bench.search import _corpus, _seed, _texts
+
+    folder.mkdir(parents=True, exist_ok=True)
+    url = sqlite_url(folder)
+    slug, key = new_tenant(url)
+    turns, _ = _corpus()
+    started = time.perf_counter()
+    _seed(url, slug, _texts(turns, size))
+    seconds = time.perf_counter() - started
+    (folder / "bench.json").write_text(json.dumps({"url": url, "key": key, "size": size}))
+    say(f"seeded {size:,} memories in {seconds:.0f} s")
+
+
+def _child(code_root: Path, url: str, key: str) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(code_root), "MNEMO_LOG_LEVEL": "WARNING"}
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, url, key, json.dumps(QUERIES)],
+        env=env,
+        cwd=code_root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure(folder: Path, runs: int, baseline: Path | None) -> dict[str, Any]:
+    info = json.loads((folder / "bench.json").read_text())
+    codes = {"this": ROOT, **({"baseline": baseline} if baseline else {})}
+    found: dict[str, list[dict[str, Any]]] = {name: [] for name in codes}
+    loads = [load_avg()]
+    for _ in range(runs):
+        for name, root in codes.items():  # alternating: both see the same machine
+            found[name].append(_child(root, info["url"], info["key"]))
+    loads.append(load_avg())
+    summary: dict[str, Any] = {"size": info["size"], "runs": runs, "load": loads}
+    for name, results in found.items():
+        summary[name] = {
+            key: round(statistics.median(r[key] for r in results), 1) for key in results[0]
+        }
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=("seed", "measure"))
+    parser.add_argument("--folder", type=Path, required=True)
+    parser.add_argument("--size", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--baseline", type=Path, default=None, help="another checkout's root")
+    args = parser.parse_args()
+    if args.action == "seed":
+        seed(args.size, args.folder)
+    else:
+        print(json.dumps(measure(args.folder, args.runs, args.baseline), indent=2))
+
+
+if __name__ == "__main__":
+    main()
