@@ -9,6 +9,7 @@ for a person.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
@@ -38,9 +39,24 @@ T = TypeVar("T")
 
 
 def client_ip(request: Request) -> str:
-    # Mangum fills `client` from the API Gateway / Function URL source IP, which the caller
-    # cannot forge; under uvicorn it is the socket peer.
-    return request.client.host if request.client else "unknown"
+    """The caller's address as rate limits and sign-in throttling count it.
+
+    Mangum fills `client` from the API Gateway / Function URL source IP, which the caller
+    cannot forge, and under uvicorn it is the socket peer. For an ALB event it is the whole
+    X-Forwarded-For header, whose left part the caller writes: only the last entry, added by
+    the load balancer, is trusted. An IPv6 host commonly holds a whole /64, so that network
+    counts as one source (else one host would have 2**64 fresh addresses to guess from)."""
+    host = request.client.host if request.client else ""
+    host = host.rsplit(",", 1)[-1].strip()
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host or "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def limit(svc: Services, engine: Engine, rule: str, subject: str | None) -> None:
