@@ -9,7 +9,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.memory.conversations import Message
-from core.memory.models import Name, Out
+from core.memory.models import EpochSeconds, Name, Out
+
+# Pages past this would put the SQL offset beyond what a 64-bit integer holds (page x size).
+MAX_PAGE = 1_000_000_000
 
 
 class Lenient(BaseModel):
@@ -39,7 +42,7 @@ class AddIn(Lenient):
     async_mode: bool = Field(
         False, description="With an LLM: answer at once; read GET /v1/event/{event_id}/."
     )
-    timestamp: int | float | None = Field(None, description="Epoch seconds of the conversation.")
+    timestamp: EpochSeconds | None = Field(None, description="Epoch seconds of the conversation.")
     custom_instructions: str | None = Field(None, max_length=4000)
     roles: list[Name] | None = Field(
         None, description="Without an LLM: the roles whose turns are stored (default: user)."
@@ -89,7 +92,7 @@ class ListIn(Lenient):
             "in nin gt gte lt lte ne contains icontains, '*' for any value."
         ),
     )
-    page: int | None = Field(None, ge=1)
+    page: int | None = Field(None, ge=1, le=MAX_PAGE)
     page_size: int | None = Field(None, ge=1)
     start_date: str | None = None
     end_date: str | None = None
@@ -118,7 +121,7 @@ class Mem0SearchPage(Out):
 class UpdateIn(Lenient):
     text: str | None = Field(None, min_length=1)
     metadata: dict[str, Any] | None = Field(None, description="Merged into the memory's metadata.")
-    timestamp: int | float | str | None = Field(None, description="When it happened.")
+    timestamp: EpochSeconds | str | None = Field(None, description="When it happened.")
 
 
 class Message_(Out):

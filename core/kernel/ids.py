@@ -45,16 +45,27 @@ def iso(ms: int | None) -> str | None:
 
 
 def parse_time(value: str | int | float | datetime) -> int:
-    """ISO 8601 (naive means UTC) or epoch seconds -> epoch milliseconds."""
+    """ISO 8601 (naive means UTC) or epoch seconds -> epoch milliseconds. A time outside the
+    years 1 to 9999 is a ValueError like any other bad time: it could not be written back."""
     if isinstance(value, datetime):
         dt = value
     elif isinstance(value, int | float):
-        return int(value * 1000)
+        return _in_range(value * 1000)
     else:
         text = value.strip()
         if text.replace(".", "", 1).isdigit():
-            return int(float(text) * 1000)
+            return _in_range(float(text) * 1000)
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
+
+
+_EARLIEST_MS = -62_135_596_800_000  # 0001-01-01
+_LATEST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999
+
+
+def _in_range(ms: float) -> int:
+    if not _EARLIEST_MS <= ms <= _LATEST_MS:  # NaN fails too
+        raise ValueError("time out of range: give a time between the years 1 and 9999")
+    return int(ms)

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, field_validator
 
 from core.kernel.ids import iso, new_id, now_ms, parse_time
-from core.memory.models import Memory, MemoryIn, Name, Out, Strict
+from core.memory.models import EpochSeconds, Memory, MemoryIn, Name, Out, Strict
 
 PROCEDURAL = "procedural_memory"
 PROCEDURAL_TAG = "procedural"
@@ -83,7 +83,7 @@ class Conversation(Strict):
     memory_type: Literal["procedural_memory"] | None = Field(
         None, description="procedural_memory: keep the whole exchange as one procedure."
     )
-    timestamp: datetime | int | float | None = Field(
+    timestamp: datetime | EpochSeconds | None = Field(
         None, description="When the conversation took place (ISO 8601 or epoch seconds)."
     )
     tags: list[str] = Field(default_factory=list)

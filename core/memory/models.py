@@ -14,6 +14,9 @@ MemoryState = Literal["active", "archived", "deleted"]
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
 NAME_CHARS = 256  # titles, keys, sources and user, agent and run ids
 Name = Annotated[str, Field(min_length=1, max_length=NAME_CHARS)]
+# Epoch seconds as a caller may send them: 1970 to the end of year 9999, the range a time stamp
+# can be written back in (past it, formatting the time fails).
+EpochSeconds = Annotated[float, Field(ge=0, le=253_402_300_799)]
 
 
 class Strict(BaseModel):

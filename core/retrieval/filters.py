@@ -39,6 +39,19 @@ def _bad(message: str, field: str) -> InvalidInput:
     return InvalidInput(message, details={"field": field})
 
 
+def _check_list(op: str, operand: Any, where: str) -> None:
+    """`in` and `nin` take a short non-empty list: each value is a bound parameter, and past
+    the driver's limit (SQLite 32,766, PostgreSQL 65,535) a long list would fail as a 500."""
+    if not isinstance(operand, list) or not operand:
+        raise _bad(f"{op} takes a non-empty list", where)
+    if len(operand) > MAX_IN_VALUES:
+        raise InvalidInput(
+            f"{op} takes at most {MAX_IN_VALUES} values; this list has {len(operand)}",
+            code="filter_too_large",
+            details={"field": where, "limit": MAX_IN_VALUES},
+        )
+
+
 class MetadataFilter:
     def __init__(self, dialect: str, params: dict[str, Any], alias: str = "m") -> None:
         self.dialect = dialect
@@ -97,14 +110,7 @@ class MetadataFilter:
         if op not in _OPS:
             raise _bad(f"unknown operator {op!r}; use one of {', '.join(sorted(_OPS))}", where)
         if op in ("in", "nin"):
-            if not isinstance(operand, list) or not operand:
-                raise _bad(f"{op} takes a non-empty list", where)
-            if len(operand) > MAX_IN_VALUES:
-                raise InvalidInput(
-                    f"{op} takes at most {MAX_IN_VALUES} values; this list has {len(operand)}",
-                    code="filter_too_large",
-                    details={"field": where, "limit": MAX_IN_VALUES},
-                )
+            _check_list(op, operand, where)
             ors = " OR ".join(self._compare(path, "=", self._scalar(v, where)) for v in operand)
             if op == "in":
                 return f"({ors})"
@@ -169,9 +175,12 @@ class MetadataFilter:
             if isinstance(value, bool) or not isinstance(value, str | int | float):
                 raise _bad(f"${name} takes an ISO 8601 time or epoch seconds", where)
             try:
-                return parse_time(value)
-            except ValueError:
+                stamp = parse_time(value)
+            except (ValueError, OverflowError):
                 raise _bad(f"{value!r} is not an ISO 8601 time", where) from None
+            if not _INT64[0] <= stamp <= _INT64[1]:
+                raise _bad(f"{value!r} is out of range for a time", where)
+            return stamp
         if not isinstance(value, str):
             raise _bad(f"${name} takes a string", where)
         return value
@@ -183,8 +192,7 @@ class MetadataFilter:
                 raise _bad("exists takes true or false", where)
             return f"{column} IS {'NOT ' if operand else ''}NULL"
         if op in ("in", "nin"):
-            if not isinstance(operand, list) or not operand:
-                raise _bad(f"{op} takes a non-empty list", where)
+            _check_list(op, operand, where)
             members = ", ".join(self._bind(self._column_value(name, v, where)) for v in operand)
             if op == "in":
                 return f"{column} IN ({members})"
@@ -212,8 +220,7 @@ class MetadataFilter:
                 raise _bad("exists takes true or false", where)
             return f"{'' if operand else 'NOT '}EXISTS ({tagged})"
         if op in ("in", "nin"):
-            if not isinstance(operand, list) or not operand:
-                raise _bad(f"{op} takes a non-empty list", where)
+            _check_list(op, operand, where)
             values = [self._tag_text(v, where) for v in operand]
             members = ", ".join(self._bind(v) for v in values)
             found = f"EXISTS ({tagged} AND mt.tag IN ({members}))"

@@ -162,8 +162,8 @@ def _count(request: Request, name: str, given: int | None, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise InvalidInput(f"{name} must be a whole number", details={"field": name}) from None
-    if value < 1:
-        raise InvalidInput(f"{name} must be at least 1", details={"field": name})
+    if not 1 <= value <= models.MAX_PAGE:
+        raise InvalidInput(f"{name} must be from 1 to {models.MAX_PAGE}", details={"field": name})
     return value
 
 

@@ -218,3 +218,24 @@ def test_a_watch_url_with_an_oversized_host_label_is_422(
     for position in _TAMPERED:
         _assert_4xx(owner.get(path, query={"cursor": _cursor(position)}), 422, "invalid_input")
     owner.delete(f"/v1/watches/{made.json()['id']}")
+
+
+# Found in review: the column and tag filters, and times given as epoch seconds, had no bound.
+@pytest.mark.parametrize(
+    "expression",
+    [
+        {"$user_id": {"in": [f"u{i}" for i in range(5_000)]}},
+        {"$tag": {"nin": [f"t{i}" for i in range(5_000)]}},
+    ],
+)
+def test_a_long_column_or_tag_list_is_422(client: LambdaClient, expression: Any) -> None:
+    reply = client.post("/v1/search", {"query": "x", "filters": {"metadata": expression}})
+    _assert_4xx(reply, 422, "filter_too_large")
+
+
+@pytest.mark.parametrize("moment", [1e300, 1e17, -1e300])
+def test_a_time_out_of_range_is_422(client: LambdaClient, moment: float) -> None:
+    filters = {"metadata": {"$created_at": {"gt": moment}}}
+    _assert_4xx(client.post("/v1/search", {"query": "x", "filters": filters}), 422)
+    conversation = {"messages": [{"role": "user", "content": "hi"}], "timestamp": moment}
+    _assert_4xx(client.post("/v1/memories", conversation), 422)
