@@ -77,7 +77,8 @@ def policies(settings: Settings) -> tuple[tuple[tuple[str, ...], Policy], ...]:
         # A browser MCP client registers and fetches tokens from the page it runs on.
         (("/oauth/token", "/oauth/register", "/oauth/revoke"), _policy(("POST",), (*mcp, *api))),
         (
-            ("/v1/", "/memory/", "/users/"),
+            # The native API, and mem0's and OpenMemory's under their own paths.
+            ("/v1/", "/v2/", "/v3/", "/api/v1/", "/memory/", "/users/", "/sectors"),
             _policy(rest, api, credentials=settings.cors.api_credentials),
         ),
     )

@@ -455,7 +455,7 @@ def _refresh(conn: Connection, entry: _Entry, brain_id: str, model: str) -> None
     settled = db_settled(conn)
     statement = (
         "SELECT v.memory_id, m.user_id, m.state, v.vector, v.updated_at FROM memory_vectors v "
-        "JOIN memories m ON m.id = v.memory_id "
+        "JOIN memories m ON m.id = v.memory_id AND m.brain_id = v.brain_id "
         "WHERE v.brain_id = :brain AND v.model = :model AND v.updated_at >= :since "
         "AND v.dims = :dims"
     )
