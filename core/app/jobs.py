@@ -138,3 +138,18 @@ def run(engine: Engine, settings: Settings, scope: Scope, job_id: str) -> None:
         _set(engine, scope, job_id, "failed", error=json.dumps(error))
         return
     _set(engine, scope, job_id, "succeeded", results=json.dumps(results))
+
+
+# A finished job's request and results hold the conversation and memory contents: kept a week
+# for its caller to read, then deleted, so a purged memory's text does not outlive it here.
+KEEP_FINISHED_MS = 7 * 24 * 3600 * 1000
+
+
+def purge_old(conn: Connection, *, now: int | None = None) -> int:
+    """Delete jobs whose last change is older than KEEP_FINISHED_MS, of every brain (the
+    maintenance run's sweep); how many."""
+    cutoff = (now_ms() if now is None else now) - KEEP_FINISHED_MS
+    result = conn.execute(
+        sql("DELETE FROM ingest_jobs WHERE updated_at < :cutoff"), {"cutoff": cutoff}
+    )
+    return int(result.rowcount or 0)

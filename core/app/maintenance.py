@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from core.app import brain_maintenance
+from core.app import brain_maintenance, jobs
 from core.curation.summaries import service as summaries
 from core.identity import sessions
 from core.kernel.config import Settings, get_settings
@@ -48,6 +48,8 @@ def run(
     # Expired sessions and OAuth codes, and sessions revoked over a week ago, with their tokens.
     with transaction(engine) as conn:
         tasks["expired_sessions_purged"] = sessions.purge_expired(conn)
+        # Conversation jobs past their week: their rows hold the conversations' text.
+        tasks["old_jobs_purged"] = jobs.purge_old(conn)
     # Webhook deliveries no drain message sent (or retries now due), then the logs trimmed.
     tasks["webhooks"] = webhook_sweep.sweep(
         engine, settings.webhooks, budget_seconds=_WEBHOOK_SECONDS
