@@ -234,7 +234,7 @@ class Limits:
     page_size: int = 500
 
 
-_EMBEDDERS = ("builtin", "openai", "bedrock", "local")
+_EMBEDDERS = ("builtin", "openai", "bedrock", "local", "minilm")
 
 
 @dataclass(frozen=True)
