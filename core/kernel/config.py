@@ -222,6 +222,9 @@ class RankingSettings:
     recency_weight: float = 0.1
     half_life_days: float = 30.0
     superseded_factor: float = 0.5
+    # Query words the index does not hold are also matched as the indexed words nearest in
+    # spelling ("penauts" -> peanuts): core/retrieval/near_words.py.
+    near_words: bool = True
 
 
 @dataclass(frozen=True)
@@ -728,6 +731,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             half_life_days=_float(
                 env, "MNEMO_SEARCH_HALF_LIFE_DAYS", RankingSettings.half_life_days
             ),
+            near_words=_bool(env, "MNEMO_SEARCH_NEAR_WORDS", RankingSettings.near_words),
         ),
         summaries=summary_settings_from_env(env),
         extraction=extraction_settings_from_env(env),

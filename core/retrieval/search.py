@@ -20,7 +20,7 @@ from core.kernel.ids import now_ms, parse_time
 from core.kernel.scope import Scope
 from core.memory import trust
 from core.memory.store import COLUMNS, filter_sql, from_values
-from core.retrieval import lexical, pgvector, vectors
+from core.retrieval import lexical, near_words, pgvector, vectors
 from core.retrieval.filters import MetadataFilter
 from core.retrieval.models import SearchFilters, SearchIn
 from core.retrieval.ranking import Candidates, Standardiser, rank, standardiser
@@ -109,7 +109,7 @@ def search(
     if request.mode != "semantic":
         matches = lexical.candidates(
             conn,
-            lexical.query_terms(request.query),
+            _lexical_terms(conn, request.query, scope.brain_id, ranking),
             where,
             params,
             n,
@@ -242,6 +242,18 @@ class _Pool:
             age_days=(now_ms() - np.array(when, dtype=np.float64)) / _DAY_MS,
             superseded=np.array([s is not None for s in superseded_by], dtype=bool),
         )
+
+
+def _lexical_terms(
+    conn: Connection, query: str, brain_id: str, ranking: RankingSettings
+) -> list[str]:
+    """The query's words for full-text search; with near words on, a word the index does not
+    hold is replaced by the indexed words one edit away ("penauts" -> peanut)."""
+    terms = lexical.query_terms(query)
+    if not ranking.near_words:
+        return terms
+    near = near_words.correct(conn, terms, brain_id=brain_id)
+    return list(dict.fromkeys(t for term in terms for t in near.get(term, [term])))
 
 
 def _lexical_weight(mode: str, ranking: RankingSettings, vector: QueryVector | None) -> float:
