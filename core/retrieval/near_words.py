@@ -3,12 +3,13 @@
 "alergic to penauts" holds two words no memory contains; one edit (a letter inserted, dropped,
 changed, or two neighbours swapped: Damerau's four kinds, which cover most typing slips) turns
 them into "allergic" and "peanuts", which the index holds. For each unknown word every spelling
-one likely edit away is generated (about 22 per letter, ~150 for a 7-letter word) and the index is
-asked which of them it holds, in one statement, by exact lexeme lookup: SQLite reads FTS5's
-vocabulary table (a b-tree probe per distinct stem), PostgreSQL probes the GIN index of the
-scope's tsvectors. No vocabulary is cached or scanned, so the cost is bounded by the query's
-length, not by the size of the index: at most `_MAX_UNKNOWN` words, each at most `_MAX_LENGTH`
-letters, are corrected per search, and a query whose words are all known costs one lookup.
+one likely edit away is generated (about 22 per letter, ~150 for a 7-letter word) and the index
+is asked which of them it holds, in one statement, by exact term lookup: an FTS5 match per
+word on SQLite, a GIN probe of the brain's tsvectors on PostgreSQL. No vocabulary is cached
+or scanned, so the cost is bounded by the query's length, not by the size of the index: at
+most `_MAX_UNKNOWN` words, each at most `_MAX_LENGTH` letters, are corrected per search (~10
+ms for one unknown word on SQLite), and a query whose words are all known costs one lookup
+statement (~70 us a word).
 
 Only plain ASCII words of at least `_MIN_LENGTH` letters are corrected: one edit away from a
 three-letter word is half the dictionary, and the edits are English letters. On SQLite the
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection
 
-from core.embeddings.text import STOPWORDS, stem
+from core.embeddings.text import STOPWORDS
 from core.kernel.db.engine import tuples
 
 __all__ = ["correct", "edits"]
@@ -101,20 +102,19 @@ def correct(conn: Connection, words: Sequence[str], *, brain_id: str) -> dict[st
     asked = [w for w in dict.fromkeys(words) if _correctable(w)]
     if not asked:
         return {}
-    sqlite = conn.dialect.name == "sqlite"
-    held = _sqlite_held if sqlite else _postgres_held
-    known = held(conn, {w: stem(w) for w in asked}, brain_id)
+    held = _sqlite_held if conn.dialect.name == "sqlite" else _postgres_held
+    # Words are looked up as search sends them, so the index's own stemmer (FTS5's Porter,
+    # PostgreSQL's English Snowball) decides what "holds" means: "peanuts" finds "peanut".
+    known = held(conn, asked, brain_id)
     unknown = [w for w in asked if w not in known][:_MAX_UNKNOWN]
     if not unknown:
         return {}
-    # The index holds stems, so the edits are made to the word's stem ("penaut" -> "peanut"):
-    # no candidate needs stemming, and a stem stems to itself when searched.
     origin: dict[str, set[str]] = {}
     for word in unknown:
-        for candidate in edits(stem(word)):
+        for candidate in edits(word):
             if len(candidate) >= _MIN_LENGTH - 1 and candidate not in STOPWORDS:
                 origin.setdefault(candidate, set()).add(word)
-    found = held(conn, {c: c for c in origin}, brain_id)
+    found = held(conn, sorted(origin), brain_id)
     corrections: dict[str, list[str]] = {}
     for word in unknown:
         near = [c for c, words in origin.items() if word in words and c in found]
@@ -124,26 +124,22 @@ def correct(conn: Connection, words: Sequence[str], *, brain_id: str) -> dict[st
     return corrections
 
 
-def _sqlite_held(conn: Connection, spelled: dict[str, str], brain_id: str) -> dict[str, int]:
-    """spelling -> how many memories (of the whole file, counted up to _COUNT_AT_MOST) hold its
-    stem. One FTS5 lookup per stem (~70 us); the vocabulary table computes every term's
-    statistics as it goes and is three times slower."""
-    stems = sorted(set(spelled.values()))
-    counts = dict(
-        tuples(
-            conn,
-            "SELECT value, (SELECT count(*) FROM (SELECT 1 FROM memory_fts "
-            "WHERE memory_fts MATCH '\"' || value || '\"' LIMIT :most)) "
-            "FROM json_each(:terms)",
-            {"terms": json.dumps(stems), "most": _COUNT_AT_MOST},
-        )
+def _sqlite_held(conn: Connection, words: list[str], brain_id: str) -> dict[str, int]:
+    """word -> how many memories of the whole file hold it (counted up to _COUNT_AT_MOST), for
+    the words held. One FTS5 lookup per word (~70 us); the vocabulary table computes every
+    term's statistics as it goes and is three times slower."""
+    rows = tuples(
+        conn,
+        "SELECT value, (SELECT count(*) FROM (SELECT 1 FROM memory_fts "
+        "WHERE memory_fts MATCH '\"' || value || '\"' LIMIT :most)) "
+        "FROM json_each(:words)",
+        {"words": json.dumps(words), "most": _COUNT_AT_MOST},
     )
-    return {w: int(counts[t]) for w, t in spelled.items() if counts.get(t)}
+    return {w: int(n) for w, n in rows if n}
 
 
-def _postgres_held(conn: Connection, spelled: dict[str, str], brain_id: str) -> dict[str, int]:
-    """spelling -> how many of the brain's memories hold it (counted up to _COUNT_AT_MOST)."""
-    words = sorted(spelled)
+def _postgres_held(conn: Connection, words: list[str], brain_id: str) -> dict[str, int]:
+    """word -> how many of the brain's memories hold it (counted up to _COUNT_AT_MOST)."""
     rows = tuples(
         conn,
         "SELECT c.w, (SELECT count(*) FROM (SELECT 1 FROM memories m "
