@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.config import EmbedderSettings, embedder_settings_from_env
 from core.embeddings import EmbeddingError, build_embedder
+from core.kernel.config import EmbedderSettings, embedder_settings_from_env
 
 HAVE_MODEL = all(
     importlib.util.find_spec(name) is not None
@@ -119,10 +119,10 @@ _WITHOUT_TORCH = textwrap.dedent(
             return None
 
     sys.meta_path.insert(0, NoTorch())
-    from core.config import settings_from_env
-    from core.db.engine import get_engine, transaction
-    from core.db.migrations import ensure_schema
-    from core.keys import create_key
+    from core.kernel.config import settings_from_env
+    from core.kernel.db.engine import get_engine, transaction
+    from core.kernel.db.migrations import ensure_schema
+    from core.identity.keys import create_key
     from tests.lambda_client import LambdaClient
 
     folder = tempfile.mkdtemp()
