@@ -156,13 +156,18 @@ class MiniLMEmbedder:
         encodings = self._tokenizer.encode_batch(texts)
         ids = [np.asarray(encoding.ids, dtype=np.int64) for encoding in encodings]
         out = np.empty((len(texts), self.dims), dtype=np.float32)
-        # Shortest first, cut into batches of about _BATCH_TOKENS: little padding per batch.
+        # Shortest first, cut into batches of at most _BATCH_TOKENS padded tokens, a batch
+        # ending where the next text is much longer than its first: every row of a batch is
+        # padded to its longest, so one long text among short ones would multiply the work.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         start = 0
         while start < len(order):
-            length = len(ids[order[start]])
+            shortest = len(ids[order[start]])
             end = start + 1
-            while end < len(order) and (end - start + 1) * len(ids[order[end]]) <= _BATCH_TOKENS:
+            while end < len(order):
+                longest = len(ids[order[end]])
+                if (end - start + 1) * longest > _BATCH_TOKENS or longest > 2 * shortest + 8:
+                    break
                 end += 1
             batch = order[start:end]
             length = len(ids[batch[-1]])
