@@ -105,7 +105,7 @@ def correct(conn: Connection, words: Sequence[str], *, brain_id: str) -> dict[st
     held = _sqlite_held if conn.dialect.name == "sqlite" else _postgres_held
     # Words are looked up as search sends them, so the index's own stemmer (FTS5's Porter,
     # PostgreSQL's English Snowball) decides what "holds" means: "peanuts" finds "peanut".
-    known = held(conn, asked, brain_id)
+    known = held(conn, asked, brain_id, 1)
     unknown = [w for w in asked if w not in known][:_MAX_UNKNOWN]
     if not unknown:
         return {}
@@ -114,7 +114,7 @@ def correct(conn: Connection, words: Sequence[str], *, brain_id: str) -> dict[st
         for candidate in edits(word):
             if len(candidate) >= _MIN_LENGTH - 1 and candidate not in STOPWORDS:
                 origin.setdefault(candidate, set()).add(word)
-    found = held(conn, sorted(origin), brain_id)
+    found = held(conn, sorted(origin), brain_id, _COUNT_AT_MOST)
     corrections: dict[str, list[str]] = {}
     for word in unknown:
         near = [c for c, words in origin.items() if word in words and c in found]
@@ -124,27 +124,27 @@ def correct(conn: Connection, words: Sequence[str], *, brain_id: str) -> dict[st
     return corrections
 
 
-def _sqlite_held(conn: Connection, words: list[str], brain_id: str) -> dict[str, int]:
-    """word -> how many memories of the whole file hold it (counted up to _COUNT_AT_MOST), for
-    the words held. One FTS5 lookup per word (~70 us); the vocabulary table computes every
+def _sqlite_held(conn: Connection, words: list[str], brain_id: str, most: int) -> dict[str, int]:
+    """word -> how many memories of the whole file hold it (counted up to `most`), for the
+    words held. One FTS5 lookup per word (~70 us); the vocabulary table computes every
     term's statistics as it goes and is three times slower."""
     rows = tuples(
         conn,
         "SELECT value, (SELECT count(*) FROM (SELECT 1 FROM memory_fts "
         "WHERE memory_fts MATCH '\"' || value || '\"' LIMIT :most)) "
         "FROM json_each(:words)",
-        {"words": json.dumps(words), "most": _COUNT_AT_MOST},
+        {"words": json.dumps(words), "most": most},
     )
     return {w: int(n) for w, n in rows if n}
 
 
-def _postgres_held(conn: Connection, words: list[str], brain_id: str) -> dict[str, int]:
-    """word -> how many of the brain's memories hold it (counted up to _COUNT_AT_MOST)."""
+def _postgres_held(conn: Connection, words: list[str], brain_id: str, most: int) -> dict[str, int]:
+    """word -> how many of the brain's memories hold it (counted up to `most`)."""
     rows = tuples(
         conn,
         "SELECT c.w, (SELECT count(*) FROM (SELECT 1 FROM memories m "
         "WHERE m.brain_id = :brain AND m.search_vector @@ plainto_tsquery('english', c.w) "
         "LIMIT :most) AS x) AS n FROM unnest(CAST(:words AS text[])) AS c(w)",
-        {"brain": brain_id, "words": words, "most": _COUNT_AT_MOST},
+        {"brain": brain_id, "words": words, "most": most},
     )
     return {w: int(n) for w, n in rows if n}
