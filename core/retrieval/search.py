@@ -23,10 +23,13 @@ from core.memory.store import COLUMNS, filter_sql, from_values
 from core.retrieval import lexical, near_words, pgvector, vectors
 from core.retrieval.filters import MetadataFilter
 from core.retrieval.models import SearchFilters, SearchIn
-from core.retrieval.ranking import Candidates, Standardiser, rank, standardiser
+from core.retrieval.ranking import Candidates, Standardiser, rank, standardiser, thread_context
 
-_MIN_CANDIDATES = 50
-_CONTEXT_FROM = 30
+# Candidates read from each index, and how many of the best lend evidence to their neighbours:
+# with the larger thread shares, 100 and 60 find evidence turns that 50 and 30 left out
+# (LoCoMo dev hit@10 0.741 -> 0.743, no category lower than before the change).
+_MIN_CANDIDATES = 100
+_CONTEXT_FROM = 60
 # What ranking reads of each candidate, in _Pool.describe's order; the page's memories are
 # then read in full.
 _RANK_COLUMNS = (
@@ -169,11 +172,7 @@ def search(
         )
         return np.where(slots >= 0, fused[slots], background)
 
-    context = (
-        ranking.context_before * shares(before_of)
-        + ranking.context_after * shares(after_of)
-        - (ranking.context_before + ranking.context_after) * background
-    )
+    context = thread_context(fused, shares(before_of), shares(after_of), background, ranking)
     ranked = rank(pool.describe(conn, scope.brain_id, context), ranking)
     scores = ranked.scores
     kept = np.flatnonzero((scores > 0.0) & (scores >= request.min_score)).tolist()
