@@ -215,10 +215,10 @@ class RankingSettings:
     # Weight of the lexical z-score against the semantic one in hybrid mode. None: the
     # embedder's own default (a weak builtin embedder gets less say than a real model).
     lexical_weight: float | None = None
-    # Shares of the previous and the next memory's evidence (LoCoMo dev, builtin hybrid hit@10:
-    # 0.5 / 0.25 0.734, 0.6 / 0.35 0.740, 0.75 / 0.5 0.741, 1.0 / 0.5 0.722; docs/benchmarks.md).
-    context_before: float = 0.75
-    context_after: float = 0.5
+    # Shares of the previous and the next memory's evidence a memory borrows. None: the
+    # embedder's own (core/retrieval/search.py `context_shares`).
+    context_before: float | None = None
+    context_after: float | None = None
     squash: float = 4.0  # evidence at which relevance reaches 1 - 1/e
     prior_weight: float = 10.0
     recency_weight: float = 0.1

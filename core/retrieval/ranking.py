@@ -118,17 +118,16 @@ def thread_context(
     before: np.ndarray,
     after: np.ndarray,
     background: float,
-    settings: RankingSettings,
+    shares: tuple[float, float],
 ) -> np.ndarray:
     """What each memory borrows from the memories saved just before and after it (`before`,
-    `after`: their fused evidence, `background` where there is none), beyond what an
-    unremarkable neighbour would lend. A memory may rise to just under its stronger neighbour
-    on borrowed evidence, never past it: the turn after a match climbs to the match, but a
-    loose mention saved after an exact match does not outrank it."""
+    `after`: their fused evidence, `background` where there is none; `shares`: how much of
+    each), beyond what an unremarkable neighbour would lend. A memory may rise to just under
+    its stronger neighbour on borrowed evidence, never past it: the turn after a match climbs
+    to the match, but a loose mention saved after an exact match does not outrank it."""
+    share_before, share_after = shares
     context = (
-        settings.context_before * before
-        + settings.context_after * after
-        - (settings.context_before + settings.context_after) * background
+        share_before * before + share_after * after - (share_before + share_after) * background
     )
     lender = np.maximum(before, after)
     room = np.maximum(lender - fused - _UNDER_LENDER, 0.0)
