@@ -100,3 +100,11 @@ def test_another_tenants_words_never_bring_back_its_memories(
     # "peanuts" is in the first tenant's memories only: the stranger's typo finds nothing.
     assert _found(other, "penauts") == []
     assert _found(other, "cashwes")[0] == "Bo keeps a jar of cashews at his desk."
+
+
+def test_a_word_saved_after_it_was_corrected_is_found_as_itself(client: LambdaClient) -> None:
+    _load(client)
+    assert _found(client, "pesnuts")[0] == MEMORIES[0]  # corrected, and remembered a while
+    reply = client.post("/v1/memories", {"content": "Pesnuts is the name of Ana's hamster."})
+    assert reply.status == 201, reply.body
+    assert _found(client, "pesnuts")[0] == "Pesnuts is the name of Ana's hamster."

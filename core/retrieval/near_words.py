@@ -20,6 +20,9 @@ narrowed to the caller's scope by the search itself.
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from sqlalchemy import Connection
@@ -109,19 +112,65 @@ def correct(conn: Connection, words: Sequence[str], *, brain_id: str) -> dict[st
     unknown = [w for w in asked if w not in known][:_MAX_UNKNOWN]
     if not unknown:
         return {}
+    # Whether a word is held is asked every time (a memory saved a moment ago may hold it);
+    # what an unknown word's near words are is remembered a while, per store and brain.
+    place = (str(conn.engine.url), brain_id)
+    corrections: dict[str, list[str]] = {}
+    pending = []
+    for word in unknown:
+        remembered = _remembered.get((*place, word))
+        if remembered is None:
+            pending.append(word)
+        else:
+            corrections[word] = remembered
+    unknown = pending
+    if not unknown:
+        return {w: near for w, near in corrections.items() if near}
     origin: dict[str, set[str]] = {}
     for word in unknown:
         for candidate in edits(word):
             if len(candidate) >= _MIN_LENGTH - 1 and candidate not in STOPWORDS:
                 origin.setdefault(candidate, set()).add(word)
     found = held(conn, sorted(origin), brain_id, _COUNT_AT_MOST)
-    corrections: dict[str, list[str]] = {}
     for word in unknown:
         near = [c for c, words in origin.items() if word in words and c in found]
         near.sort(key=lambda c: (-found[c], c))  # the commonest first
-        if near:
-            corrections[word] = near[:_PER_WORD]
-    return corrections
+        corrections[word] = near[:_PER_WORD]
+        _remembered.put((*place, word), corrections[word])
+    return {w: near for w, near in corrections.items() if near}
+
+
+class _Memo:
+    """A small least-recently-used map whose entries expire: near words found for a word stay
+    good until memories with new spellings arrive, and the search keeps the word itself, so a
+    stale entry costs a missed correction for `_REMEMBER_SECONDS`, never a missed exact match."""
+
+    def __init__(self, size: int, seconds: float) -> None:
+        self._size, self._seconds = size, seconds
+        self._entries: OrderedDict[tuple[str, str, str], tuple[float, list[str]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, str]) -> list[str] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry[0] < time.monotonic():
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def put(self, key: tuple[str, str, str], value: list[str]) -> None:
+        with self._lock:
+            self._entries[key] = (time.monotonic() + self._seconds, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+
+_REMEMBER_SECONDS = 300.0
+_remembered = _Memo(4096, _REMEMBER_SECONDS)
 
 
 def _sqlite_held(conn: Connection, words: list[str], brain_id: str, most: int) -> dict[str, int]:

@@ -250,12 +250,13 @@ def _lexical_terms(
     conn: Connection, query: str, brain_id: str, ranking: RankingSettings
 ) -> list[str]:
     """The query's words for full-text search; with near words on, a word the index does not
-    hold is replaced by the indexed words one edit away ("penauts" -> peanut)."""
+    hold is joined by the indexed words one edit away ("penauts" -> peanuts). The word itself
+    stays: corrections are remembered a while, and the word may have been saved since."""
     terms = lexical.query_terms(query)
     if not ranking.near_words:
         return terms
     near = near_words.correct(conn, terms, brain_id=brain_id)
-    return list(dict.fromkeys(t for term in terms for t in near.get(term, [term])))
+    return list(dict.fromkeys(t for term in terms for t in (term, *near.get(term, ()))))
 
 
 def context_shares(ranking: RankingSettings, vector: QueryVector | None) -> tuple[float, float]:
