@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.embeddings import EmbeddingError, build_embedder
+from core.embeddings import EmbeddingError, build_embedder, get_embedder
 from core.kernel.config import EmbedderSettings, embedder_settings_from_env
 
 HAVE_MODEL = all(
@@ -77,7 +77,8 @@ def test_is_semantic(minilm: object) -> None:
 
 @pytest.mark.skipif(not HAVE_TORCH, reason="torch and sentence-transformers are not installed")
 def test_matches_the_torch_model(minilm: object) -> None:
-    torch_vectors = build_embedder(EmbedderSettings(kind="local")).embed(TEXTS)
+    # get_embedder: the same torch model tests/test_embeddings.py loads, once per process.
+    torch_vectors = get_embedder(EmbedderSettings(kind="local")).embed(TEXTS)
     numpy_vectors = minilm.embed(TEXTS)  # type: ignore[attr-defined]
     cosines = np.sum(torch_vectors * numpy_vectors, axis=1)
     assert cosines.min() > 0.9999, cosines
