@@ -5,8 +5,8 @@ dia_id and session date); each question of categories 1-4 a search. Reports hit@
 question counts when any evidence turn is in the top k) and recall@10 (evidence turns found).
 The data is CC BY-NC 4.0 and is read from ../shared/bench at run time, never copied here.
 
-    .venv/bin/python -m bench.locomo [--embedder builtin|local] [--modes hybrid,lexical,semantic]
-        [--postgres]
+    .venv/bin/python -m bench.locomo [--embedder builtin|minilm|local]
+        [--modes hybrid,lexical,semantic] [--postgres] [--one-user] [--ablations]
 
 SQLite by default; --postgres runs the same on a throwaway PostgreSQL server (or
 MNEMO_BENCH_POSTGRES_URL), vectors on the numpy path.
@@ -20,11 +20,16 @@ import os
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "bench" / "locomo-dev.json"
+# Beside the main checkout (../shared/bench); MNEMO_LOCOMO_DATA points elsewhere (a worktree).
+DATA = Path(
+    os.environ.get("MNEMO_LOCOMO_DATA")
+    or Path(__file__).resolve().parents[2] / "shared" / "bench" / "locomo-dev.json"
+)
 KS = (1, 5, 10, 20)
 
 
@@ -45,7 +50,11 @@ def turns(sample: dict[str, Any]) -> list[dict[str, Any]]:
                     "content": f"{turn['speaker']}: {turn['text']}",
                     "user_id": sample["sample_id"],
                     "occurred_at": when,
-                    "metadata": {"dia_id": turn["dia_id"], "session": n},
+                    "metadata": {
+                        "dia_id": turn["dia_id"],
+                        "session": n,
+                        "sample": sample["sample_id"],
+                    },
                 }
             )
         n += 1
@@ -61,9 +70,26 @@ def evidence(qa: dict[str, Any]) -> set[str]:
     return ids
 
 
+CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
+# Ablations: each removes one signal from hybrid search, everything else as deployed.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "no thread context": {"context_before": 0.0, "context_after": 0.0},
+    "no recency": {"recency_weight": 0.0},
+    "no near words": {"near_words": False},
+}
+
+
 def run(
-    embedder: str, modes: list[str], database_url: str | None = None
-) -> dict[str, dict[str, float]]:
+    embedder: str,
+    modes: list[str],
+    database_url: str | None = None,
+    *,
+    one_user: bool = False,
+    variants: list[str] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Loads the split once, then asks every question in each mode (and each ablation, in
+    hybrid mode). `one_user` stores every conversation under one end user, as an agent with a
+    single user would: term statistics then come from all five conversations."""
     os.environ.setdefault("MNEMO_LOG_LEVEL", "WARNING")
     from core.identity.keys import create_key
     from core.kernel.config import settings_from_env
@@ -84,17 +110,29 @@ def run(
         key = create_key(conn, "locomo").secret
     client = LambdaClient(settings, key=key)
 
+    def user_of(sample: dict[str, Any]) -> str:
+        return "everyone" if one_user else str(sample["sample_id"])
+
     started = time.perf_counter()
     for sample in samples:
         items = turns(sample)
+        for item in items:
+            item["user_id"] = user_of(sample)
         for i in range(0, len(items), 500):
             reply = client.post("/v1/memories/batch", {"memories": items[i : i + 500]})
             assert reply.status == 201, reply.body
     load_seconds = time.perf_counter() - started
 
-    report: dict[str, dict[str, float]] = {}
-    for mode in modes:
+    runs = [(mode, mode, settings) for mode in modes]
+    for name in variants or []:
+        ranking = replace(settings.ranking, **VARIANTS[name])
+        runs.append((f"hybrid, {name}", "hybrid", replace(settings, ranking=ranking)))
+
+    report: dict[str, dict[str, Any]] = {}
+    for label, mode, run_settings in runs:
+        client = LambdaClient(run_settings, key=key)
         hits = {k: 0 for k in KS}
+        by_category: dict[int, list[int]] = {c: [0, 0] for c in CATEGORIES}
         found_at_10 = 0
         total_evidence = 0
         questions = 0
@@ -111,21 +149,33 @@ def run(
                         "query": qa["question"],
                         "limit": 20,
                         "mode": mode,
-                        "user_id": sample["sample_id"],
+                        "user_id": user_of(sample),
                     },
                 )
                 latencies.append(time.perf_counter() - t)
                 assert reply.status == 200, reply.body
-                ranked = [r["memory"]["metadata"]["dia_id"] for r in reply.json()["results"]]
+                # dia_ids repeat across conversations: a turn of another one is a miss.
+                ranked = [
+                    r["memory"]["metadata"]["dia_id"]
+                    for r in reply.json()["results"]
+                    if r["memory"]["metadata"]["sample"] == sample["sample_id"]
+                ]
                 questions += 1
                 for k in KS:
                     if wanted & set(ranked[:k]):
                         hits[k] += 1
+                by_category[qa["category"]][1] += 1
+                if wanted & set(ranked[:10]):
+                    by_category[qa["category"]][0] += 1
                 found_at_10 += len(wanted & set(ranked[:10]))
                 total_evidence += len(wanted)
-        report[mode] = {
+        report[label] = {
             **{f"hit@{k}": round(hits[k] / questions, 3) for k in KS},
             "recall@10": round(found_at_10 / total_evidence, 3),
+            **{
+                f"hit@10 {c} {CATEGORIES[c]}": round(found / max(asked, 1), 3)
+                for c, (found, asked) in by_category.items()
+            },
             "questions": questions,
             "search_ms_p50": round(statistics.median(latencies) * 1000, 2),
             "load_seconds": round(load_seconds, 1),
@@ -138,22 +188,39 @@ def main() -> None:
     parser.add_argument("--embedder", default="builtin")
     parser.add_argument("--modes", default="hybrid,lexical,semantic")
     parser.add_argument("--postgres", action="store_true", help="on PostgreSQL, not SQLite")
+    parser.add_argument("--one-user", action="store_true", help="all conversations, one user")
+    parser.add_argument(
+        "--ablations", action="store_true", help="also hybrid with each signal removed"
+    )
     args = parser.parse_args()
+    variants = list(VARIANTS) if args.ablations else []
+    load = os.getloadavg()[0]
+    options = {"one_user": args.one_user, "variants": variants}
     if args.postgres:
         from bench.common import postgres
 
         with postgres() as server:
-            report = run(args.embedder, args.modes.split(","), server.new_database())
+            report = run(args.embedder, args.modes.split(","), server.new_database(), **options)
     else:
-        report = run(args.embedder, args.modes.split(","))
+        report = run(args.embedder, args.modes.split(","), **options)
     store = "PostgreSQL" if args.postgres else "SQLite"
-    print(f"LoCoMo dev split, embedder {args.embedder}, {store}")
-    print("| mode | hit@1 | hit@5 | hit@10 | hit@20 | recall@10 | questions | search p50 ms |")
-    print("|---|---|---|---|---|---|---|---|")
-    for mode, r in report.items():
+    users = "one user holds all conversations" if args.one_user else "one user per conversation"
+    print(
+        f"LoCoMo dev split, embedder {args.embedder}, {store}, {users} "
+        f"(load average {load:.1f} before, {os.getloadavg()[0]:.1f} after)"
+    )
+    names = [f"{c} {n}" for c, n in CATEGORIES.items()]
+    print(
+        "| run | hit@1 | hit@5 | hit@10 | hit@20 | recall@10 | "
+        + " | ".join(f"hit@10 {n}" for n in names)
+        + " | search p50 ms |"
+    )
+    print("|---" * (7 + len(names)) + "|")
+    for label, r in report.items():
+        categories = " | ".join(str(r[f"hit@10 {n}"]) for n in names)
         print(
-            f"| {mode} | {r['hit@1']} | {r['hit@5']} | {r['hit@10']} | {r['hit@20']} | "
-            f"{r['recall@10']} | {r['questions']} | {r['search_ms_p50']} |"
+            f"| {label} | {r['hit@1']} | {r['hit@5']} | {r['hit@10']} | {r['hit@20']} | "
+            f"{r['recall@10']} | {categories} | {r['search_ms_p50']} |"
         )
 
 

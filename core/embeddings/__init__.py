@@ -6,9 +6,11 @@
     cosine = vectors @ query                                   # rows are unit length
 
 Backends: `builtin` (default; feature hashing in numpy, no model, no network), `openai` (any
-OpenAI-compatible endpoint, Ollama included), `bedrock` (Amazon Titan through boto3) and `local`
-(a sentence-transformers model on disk). Only `builtin` is imported eagerly; the others load their
-modules (and boto3, torch) when first chosen, so importing the API stays fast.
+OpenAI-compatible endpoint, Ollama included), `bedrock` (Amazon Titan through boto3), `minilm`
+(all-MiniLM-L6-v2 run in numpy from shipped weights: semantic search that fits in a function) and
+`local` (the same kind of model through sentence-transformers and torch). Only `builtin` is
+imported eagerly; the others load their modules (and boto3, tokenizers, torch) when first chosen,
+so importing the API stays fast.
 """
 
 from __future__ import annotations
@@ -66,6 +68,12 @@ def build_embedder(settings: EmbedderSettings) -> Embedder:
             max_chars=settings.max_chars,
             similarity_floor=floor,
             similarity_strong=strong,
+        )
+    if settings.kind == "minilm":
+        from core.embeddings.minilm import MiniLMEmbedder
+
+        return MiniLMEmbedder(
+            settings.local_model_path, similarity_floor=floor, similarity_strong=strong
         )
     if settings.kind == "local":
         from core.embeddings.local import LocalEmbedder

@@ -261,13 +261,18 @@ class RankingSettings:
     # Weight of the lexical z-score against the semantic one in hybrid mode. None: the
     # embedder's own default (a weak builtin embedder gets less say than a real model).
     lexical_weight: float | None = None
-    context_before: float = 0.5  # share of the previous memory's evidence
-    context_after: float = 0.25  # share of the next memory's evidence
+    # Shares of the previous and the next memory's evidence a memory borrows. None: the
+    # embedder's own (core/retrieval/search.py `context_shares`).
+    context_before: float | None = None
+    context_after: float | None = None
     squash: float = 4.0  # evidence at which relevance reaches 1 - 1/e
     prior_weight: float = 10.0
     recency_weight: float = 0.1
     half_life_days: float = 30.0
     superseded_factor: float = 0.5
+    # Query words the index does not hold are also matched as the indexed words nearest in
+    # spelling ("penauts" -> peanuts): core/retrieval/near_words.py.
+    near_words: bool = True
 
 
 @dataclass(frozen=True)
@@ -280,7 +285,7 @@ class Limits:
     page_size: int = 500
 
 
-_EMBEDDERS = ("builtin", "openai", "bedrock", "local")
+_EMBEDDERS = ("builtin", "openai", "bedrock", "local", "minilm")
 
 
 @dataclass(frozen=True)
@@ -776,6 +781,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             half_life_days=_float(
                 env, "MNEMO_SEARCH_HALF_LIFE_DAYS", RankingSettings.half_life_days
             ),
+            near_words=_bool(env, "MNEMO_SEARCH_NEAR_WORDS", RankingSettings.near_words),
         ),
         summaries=summary_settings_from_env(env),
         extraction=extraction_settings_from_env(env),

@@ -109,6 +109,32 @@ class Ranked:
         )
 
 
+# Borrowed evidence stops this far under the lender's own (z-score units, ~1-10 for a match).
+_UNDER_LENDER = 1e-3
+
+
+def thread_context(
+    fused: np.ndarray,
+    before: np.ndarray,
+    after: np.ndarray,
+    background: float,
+    shares: tuple[float, float],
+) -> np.ndarray:
+    """What each memory borrows from the memories saved just before and after it (`before`,
+    `after`: their fused evidence, `background` where there is none; `shares`: how much of
+    each), beyond what an unremarkable neighbour would lend. A memory may rise to just under
+    its stronger neighbour on borrowed evidence, never past it: the turn after a match climbs
+    to the match, but a loose mention saved after an exact match does not outrank it."""
+    share_before, share_after = shares
+    context = (
+        share_before * before + share_after * after - (share_before + share_after) * background
+    )
+    lender = np.maximum(before, after)
+    room = np.maximum(lender - fused - _UNDER_LENDER, 0.0)
+    capped: np.ndarray = np.where(lender > fused, np.minimum(context, room), context)
+    return capped
+
+
 def rank(candidates: Candidates, settings: RankingSettings) -> Ranked:
     c = candidates
     evidence = np.maximum(c.lexical + c.semantic + c.context, 0.0)

