@@ -24,8 +24,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "bench" / "locomo-dev.json"
+# ../shared/bench beside the checkout; a git worktree sits one level deeper (wt/<name>).
+DATA = next(
+    (
+        path
+        for parent in Path(__file__).resolve().parents[2:4]
+        if (path := parent / "shared" / "bench" / "locomo-dev.json").exists()
+    ),
+    Path(__file__).resolve().parents[2] / "shared" / "bench" / "locomo-dev.json",
+)
 KS = (1, 5, 10, 20)
+# LoCoMo's question categories (5, adversarial, has no answer and is not asked here).
+CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 
 
 def session_time(label: str) -> str:
@@ -95,6 +105,7 @@ def run(
     report: dict[str, dict[str, float]] = {}
     for mode in modes:
         hits = {k: 0 for k in KS}
+        by_category: dict[int, list[int]] = {}
         found_at_10 = 0
         total_evidence = 0
         questions = 0
@@ -121,6 +132,9 @@ def run(
                 for k in KS:
                     if wanted & set(ranked[:k]):
                         hits[k] += 1
+                tally = by_category.setdefault(qa["category"], [0, 0])
+                tally[0] += bool(wanted & set(ranked[:10]))
+                tally[1] += 1
                 found_at_10 += len(wanted & set(ranked[:10]))
                 total_evidence += len(wanted)
         report[mode] = {
@@ -129,6 +143,10 @@ def run(
             "questions": questions,
             "search_ms_p50": round(statistics.median(latencies) * 1000, 2),
             "load_seconds": round(load_seconds, 1),
+            **{
+                f"hit@10 {CATEGORIES[c]}": round(n / total, 3)
+                for c, (n, total) in sorted(by_category.items())
+            },
         }
     return report
 
@@ -155,6 +173,12 @@ def main() -> None:
             f"| {mode} | {r['hit@1']} | {r['hit@5']} | {r['hit@10']} | {r['hit@20']} | "
             f"{r['recall@10']} | {r['questions']} | {r['search_ms_p50']} |"
         )
+    print()
+    print("| mode | " + " | ".join(f"hit@10 {name}" for name in CATEGORIES.values()) + " |")
+    print("|---|" + "---|" * len(CATEGORIES))
+    for mode, r in report.items():
+        cells = " | ".join(str(r.get(f"hit@10 {name}", "")) for name in CATEGORIES.values())
+        print(f"| {mode} | {cells} |")
 
 
 if __name__ == "__main__":
