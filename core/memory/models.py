@@ -55,6 +55,14 @@ class MemoryIn(Actor):
     agent_id: Name | None = None
     run_id: Name | None = None
     occurred_at: datetime | None = Field(None, description="When what it describes happened.")
+    valid_from: datetime | None = Field(
+        None,
+        description="When what it states became true; defaults to occurred_at, else now. A "
+        "fact whose key has a current fact supersedes it from this moment.",
+    )
+    valid_to: datetime | None = Field(
+        None, description="When what it states stopped being true; open-ended when left out."
+    )
 
     _tags = field_validator("tags")(_clean_tags)
 
@@ -92,6 +100,8 @@ class MemoryPatch(Actor):
     metadata: dict[str, Any] | None = None
     metadata_mode: Literal["merge", "replace"] = "merge"
     occurred_at: datetime | None = None
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
 
     @field_validator("tags")
     @classmethod
@@ -124,6 +134,16 @@ class MemoryFilters(Strict):
     created_before: datetime | None = None
     updated_after: datetime | None = None
     updated_before: datetime | None = None
+    as_of: datetime | None = Field(
+        None,
+        description="Valid time: the memories whose statement was true at this moment, "
+        "superseded facts included.",
+    )
+    known_at: datetime | None = Field(
+        None,
+        description="System time: the memories the store held at this moment, with the "
+        "content they had then (rebuilt from history).",
+    )
 
     @field_validator("tag", mode="before")
     @classmethod
@@ -153,6 +173,8 @@ class UserMemoriesQuery(Page):
 
 class FactQuery(Strict):
     user_id: Name | None = None
+    as_of: datetime | None = Field(None, description="The fact that was true at this moment.")
+    known_at: datetime | None = Field(None, description="The fact the store held at this moment.")
 
 
 class ChangelogQuery(Strict):
@@ -179,6 +201,8 @@ class Memory(Out):
     state: MemoryState
     superseded_by: str | None
     occurred_at: str | None
+    valid_from: str | None = Field(None, description="When what it states became true.")
+    valid_to: str | None = Field(None, description="When it stopped being true (null: still).")
     created_at: str
     updated_at: str
     archived_at: str | None
