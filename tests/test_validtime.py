@@ -168,7 +168,7 @@ def test_migration_fills_valid_time(engine: Engine, tenant: Tenant, client: Lamb
         conn.execute(text("UPDATE memories SET valid_from = NULL, valid_to = NULL"))
     from core.kernel.db.migrations import MIGRATIONS
 
-    fill = [m for m in MIGRATIONS if m.version == 13][0]
+    fill = next(m for m in MIGRATIONS if m.version == 13)
     with engine.begin() as conn:
         for statement in fill.statements(engine.dialect.name)[2:4]:
             conn.execute(text(statement))
