@@ -176,3 +176,61 @@ def test_migration_fills_valid_time(engine: Engine, tenant: Tenant, client: Lamb
     new = client.get(f"/v1/memories/{paris['id']}").json()
     assert old["valid_from"] == old["created_at"] and new["valid_from"] == new["created_at"]
     assert old["valid_to"] == new["valid_from"]
+
+
+def test_a_contradiction_is_caught_when_it_is_saved(client: LambdaClient) -> None:
+    allergy = _add(client, content="Dana is allergic to peanuts and shellfish", user_id="dana")
+    _add(client, content="Dana likes Thai food", user_id="dana")
+    denial = _add(client, content="Dana is not allergic to peanuts", user_id="dana")
+    assert denial["conflicts"] == [
+        {
+            "id": denial["conflicts"][0]["id"],
+            "with_id": allergy["id"],
+            "kind": "value",
+            "reason": "negation_differs",
+        }
+    ]
+    listed = client.get("/v1/conflicts", query={"user_id": "dana"}).json()["results"]
+    assert [c["status"] for c in listed] == ["needs_review"]
+    # Another user's memories are never compared.
+    other = _add(client, content="Dana is allergic to peanuts and shellfish", user_id="erin")
+    assert other.get("conflicts") is None
+
+    pack = client.post(
+        "/v1/context", json_body={"query": "what should Dana avoid eating", "user_id": "dana"}
+    )
+    assert pack.status == 200, pack.body
+    text = pack.json()["text"]
+    assert "allergic to peanuts and shellfish" in text
+    assert "not allergic to peanuts" in text
+    assert text.count("[contested") == 2
+    contested = [c for c in pack.json()["citations"] if c["contested"]]
+    assert {c["id"] for c in contested} == {allergy["id"], denial["id"]}
+
+
+def test_a_batch_is_checked_item_by_item(client: LambdaClient) -> None:
+    reply = client.post(
+        "/v1/memories/batch",
+        json_body={
+            "memories": [
+                {"content": "Jon owns a dance studio in Brooklyn", "user_id": "jon"},
+                {"content": "Jon does not own a dance studio", "user_id": "jon"},
+                {"content": "Jon likes jazz", "user_id": "jon"},
+            ]
+        },
+    )
+    assert reply.status == 201, reply.body
+    first, second, third = reply.json()["results"]
+    assert first.get("conflicts") is None and third.get("conflicts") is None
+    assert second["conflicts"][0]["with_id"] == first["id"]
+
+
+def test_the_check_reaches_past_the_recent_memories(client: LambdaClient) -> None:
+    allergy = _add(client, content="Dana is allergic to peanuts and shellfish", user_id="dana")
+    filler = [
+        {"content": f"Dana visited museum number {n} with her cousin", "user_id": "dana"}
+        for n in range(30)
+    ]
+    assert client.post("/v1/memories/batch", json_body={"memories": filler}).status == 201
+    denial = _add(client, content="Dana is not allergic to peanuts", user_id="dana")
+    assert [c["with_id"] for c in denial["conflicts"]] == [allergy["id"]]

@@ -315,19 +315,36 @@ def find(conn: Connection, scope: Scope, rows: list[Any], space: VectorSpace | N
     for row in rows:
         candidates = list(by_key.get((row.user_id, _norm_key(row.key)), [])) if row.key else []
         candidates += [partners[i] for i in neighbours.get(row.id, []) if i in partners]
-        for other in candidates:
-            pair = pair_key(row.id, other.id)
-            if other.id == row.id or pair in seen:
-                continue
-            seen.add(pair)
-            if not (_comparable(other) and _same_scope(row, other)):
-                continue
-            kind, rule = "key", _key_rule(row, other)
-            if rule is None:
-                kind, rule = "value", _value_rule(row, other)
-            if rule is not None:
-                found.append(Found(row, other, kind, rule[0], rule[1]))
+        found += _compare(row, candidates, seen)
     return found
+
+
+def _compare(row: Any, candidates: list[Any], seen: set[str]) -> list[Found]:
+    found: list[Found] = []
+    for other in candidates:
+        pair = pair_key(row.id, other.id)
+        if other.id == row.id or pair in seen:
+            continue
+        seen.add(pair)
+        if not (_comparable(other) and _same_scope(row, other)):
+            continue
+        kind, rule = "key", _key_rule(row, other)
+        if rule is None:
+            kind, rule = "value", _value_rule(row, other)
+        if rule is not None:
+            found.append(Found(row, other, kind, rule[0], rule[1]))
+    return found
+
+
+def find_against(conn: Connection, scope: Scope, memory_id: str, ids: list[str]) -> list[Found]:
+    """Compare one memory with the memories `ids` and with its same-key memories (a bounded
+    read: the caller chose the ids). Reads only."""
+    row = _memories(conn, scope.brain_id, [memory_id]).get(memory_id)
+    if row is None or not _comparable(row):
+        return []
+    partners = _key_partners(conn, scope.brain_id, [row]) if row.key else []
+    others = _memories(conn, scope.brain_id, [i for i in ids if i != memory_id])
+    return _compare(row, partners + list(others.values()), set())
 
 
 def _find_contradicts_links(

@@ -210,6 +210,11 @@ class Memory(Out):
     access_count: int
     last_accessed_at: str | None
     deduplicated: bool | None = Field(None, description="Set on create when it already existed.")
+    conflicts: list[dict[str, Any]] | None = Field(
+        None,
+        description="Set on create when the new memory contradicts memories of the same user: "
+        "the conflicts recorded ({id, with_id, kind, reason}); both sides stay until resolved.",
+    )
 
 
 class MemoryPage(Out):

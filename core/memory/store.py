@@ -315,7 +315,8 @@ def create(
     )
     if index.infer_links:
         waypoints.link_similar(conn, scope, memory_id, user, index)
-    return {**to_dict(created), "deduplicated": False}
+    memory = to_dict(created)
+    return {**memory, **index.created(conn, scope, memory), "deduplicated": False}
 
 
 def _supersede_records(

@@ -22,8 +22,8 @@ from sqlalchemy import Connection
 from core.kernel.db.engine import sql
 from core.kernel.errors import InvalidInput
 from core.kernel.ids import iso
-from core.memory import dates
 from core.kernel.scope import Scope
+from core.memory import dates
 
 # The moment a memory became valid when nothing else says so, as SQL over a memories row.
 VALID_FROM_SQL = "coalesce({a}valid_from, {a}occurred_at, {a}created_at)"
