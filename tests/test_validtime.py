@@ -234,3 +234,25 @@ def test_the_check_reaches_past_the_recent_memories(client: LambdaClient) -> Non
     assert client.post("/v1/memories/batch", json_body={"memories": filler}).status == 201
     denial = _add(client, content="Dana is not allergic to peanuts", user_id="dana")
     assert [c["with_id"] for c in denial["conflicts"]] == [allergy["id"]]
+
+
+def test_summaries_show_both_sides_and_answer_as_of(client: LambdaClient) -> None:
+    _add(client, content="Dana is allergic to peanuts and shellfish", user_id="dana")
+    _add(client, content="Dana is not allergic to peanuts", user_id="dana")
+    made = client.post("/v1/users/dana/summary/regenerate")
+    assert made.status == 200, made.body
+    summary = made.json()["summary"]
+    contested = [line for line in summary.splitlines() if line.startswith("Contested")]
+    assert len(contested) == 1
+    assert "allergic to peanuts and shellfish" in contested[0]
+    assert "not allergic to peanuts" in contested[0]
+
+    _alice(client)
+    then = client.get("/v1/users/alice/summary", query={"as_of": "2025-01-01"})
+    assert then.status == 200, then.body
+    assert "Lyon" in then.json()["summary"] and "Paris" not in then.json()["summary"]
+    assert then.json()["as_of"] == "2025-01-01T00:00:00.000Z"
+    now = client.get("/v1/users/alice/summary").json()
+    assert "Paris" in now["summary"] and "Lyon" not in now["summary"]
+    bad = client.get("/v1/users/alice/summary", query={"as_of": "soon"})
+    assert bad.status == 422

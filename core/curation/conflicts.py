@@ -33,6 +33,7 @@ from core.kernel.db.engine import settled_before, sql, transaction
 from core.kernel.errors import Conflict, InvalidInput, NotFound
 from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
+from core.memory import validtime
 from core.memory.indexing import Indexer
 from core.memory.store import COLUMNS
 from core.retrieval import vectors
@@ -574,6 +575,31 @@ def detect_now(
 
 
 # Reading --------------------------------------------------------------------------------------
+
+
+def open_pairs(
+    conn: Connection, brain_id: str, user_id: str | None, *, limit: int, as_of: int | None = None
+) -> list[tuple[str, str]]:
+    """The contents of both sides of the user's unresolved conflicts whose memories are both
+    current (or, with `as_of`, both valid then), newest first: what a summary must show side
+    by side rather than one of them alone."""
+    same_user = "c.user_id = :user" if user_id is not None else "c.user_id IS NULL"
+    alive = "{m}.state = 'active' AND {m}.superseded_by IS NULL"
+    params: dict[str, Any] = {"brain": brain_id, "user": user_id, "limit": limit}
+    if as_of is not None:
+        params["as_of"] = as_of
+        alive = " AND ".join(validtime.as_of_sql(params, as_of, "{m}."))
+    rows = conn.execute(
+        sql(
+            "SELECT a.content, b.content FROM memory_conflict_resolutions c "
+            "JOIN memories a ON a.id = c.a_id JOIN memories b ON b.id = c.b_id "
+            f"WHERE c.brain_id = :brain AND {same_user} AND c.status = 'needs_review' "
+            f"AND {alive.format(m='a')} AND {alive.format(m='b')} "
+            "ORDER BY c.created_at DESC, c.id DESC LIMIT :limit"
+        ),
+        params,
+    ).all()
+    return [(row[0], row[1]) for row in rows]
 
 
 def _fetch(conn: Connection, scope: Scope, conflict_id: str, *, lock: bool = False) -> Row[Any]:
