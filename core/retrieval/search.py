@@ -173,10 +173,9 @@ def search(
         - (ranking.context_before + ranking.context_after) * background
     )
     ranked = rank(pool.describe(conn, scope.brain_id, context, filters.as_of), ranking)
-    time_query = temporal.read_query(
-        request.query, now_ms() if filters.as_of is None else parse_time(filters.as_of)
-    )
-    in_time = temporal.factors(conn, scope.brain_id, ids, pool.valid_from(), time_query)
+    moment = now_ms() if filters.as_of is None else parse_time(filters.as_of)
+    time_query = temporal.read_query(request.query, moment)
+    in_time = temporal.factors(conn, scope.brain_id, ids, pool.valid_from(), time_query, moment)
     scores = np.round(ranked.scores * in_time, 6)
     kept = np.flatnonzero((scores > 0.0) & (scores >= request.min_score)).tolist()
     order = sorted(kept, key=lambda k: (-scores[k], ids[k]))

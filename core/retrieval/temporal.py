@@ -9,8 +9,17 @@ about time ranks exactly as before:
   any year) wants memories of that time: the memories that were valid then, or whose content
   mentions a date then (`memory_dates`, resolved when they were saved), keep their score, the
   others are scaled by `1 - RANGE_WEIGHT`.
-The weights are global, measured on the LoCoMo dev split (docs/benchmarks.md), never tuned per
-question.
+And two for every search. Of the two sides of an unresolved conflict (a contradiction caught
+on write, core/curation/on_write.py), the one that became true later is the current statement
+when both were true at the moment asked about: the older side is scaled by
+`1 - CONTESTED_WEIGHT` (both stay in the results; context packs mark them contested). And of
+two statements otherwise alike, the one that became true more
+recently (by valid time, against the moment asked about: its `as_of`, else now) is the more
+current, so it ranks first: "Alice lives in Paris" (valid from 2025) over "Alice lives in Lyon"
+(from 2024). Its weight is small and its horizon years, where the recency factor (system time,
+30 days) sees two old statements as equally old.
+The weights are global, measured on the LoCoMo dev split and the knowledge-update bench
+(docs/benchmarks.md), never tuned per question.
 """
 
 from __future__ import annotations
@@ -27,6 +36,10 @@ from core.memory import dates
 
 WHEN_WEIGHT = 0.25
 RANGE_WEIGHT = 0.3
+CONTESTED_WEIGHT = 0.2
+CURRENCY_WEIGHT = 0.03
+CURRENCY_HALF_LIFE_DAYS = 365.0
+_DAY_MS = 86_400_000
 
 _NEVER = 2**62
 _WHEN = re.compile(
@@ -102,10 +115,21 @@ def _month_of(ms: int) -> int:
 
 
 def factors(
-    conn: Connection, brain_id: str, ids: list[str], valid_from: list[int], query: TimeQuery
+    conn: Connection,
+    brain_id: str,
+    ids: list[str],
+    valid_from: list[int],
+    query: TimeQuery,
+    moment: int,
 ) -> np.ndarray:
-    """One factor in (0, 1] per candidate (ids with their valid_from, epoch ms)."""
-    out = np.ones(len(ids))
+    """One factor in (0, 1] per candidate (ids with their valid_from, epoch ms), for a query
+    about `moment` (its as_of, else now)."""
+    age_days = np.maximum(moment - np.array(valid_from, dtype=np.float64), 0.0) / _DAY_MS
+    out: np.ndarray = 1.0 - CURRENCY_WEIGHT * (
+        1.0 - np.power(0.5, age_days / CURRENCY_HALF_LIFE_DAYS)
+    )
+    if ids:
+        out *= _contested(conn, brain_id, ids, valid_from)
     if not query.matters or not ids:
         return out
     mentioned: dict[str, list[tuple[int | None, int | None]]] = {}
@@ -145,3 +169,29 @@ def _dates_of(conn: Connection, brain_id: str, ids: list[str]) -> list[tuple[str
         "ON d.memory_id = ids.value WHERE d.brain_id = :brain",
         {"brain": brain_id, "ids": value(ids)},
     )
+
+
+def _contested(
+    conn: Connection, brain_id: str, ids: list[str], valid_from: list[int]
+) -> np.ndarray:
+    """1 for each candidate, 1 - CONTESTED_WEIGHT for the older side of an open conflict whose
+    newer side is a candidate too (every candidate is valid at the moment asked about)."""
+    from core.search.service import id_table
+
+    out = np.ones(len(ids))
+    members, value = id_table(conn, "ids", alias="ids")
+    rows = tuples(
+        conn,
+        f"SELECT c.a_id, c.b_id FROM memory_conflict_resolutions c WHERE c.brain_id = :brain "
+        f"AND c.status = 'needs_review' AND c.a_id IN (SELECT ids.value FROM {members}) "
+        f"AND c.b_id IN (SELECT ids.value FROM {members})",
+        {"brain": brain_id, "ids": value(ids)},
+    )
+    if not rows:
+        return out
+    position = {memory_id: i for i, memory_id in enumerate(ids)}
+    for a_id, b_id in rows:
+        a, b = position[a_id], position[b_id]
+        if valid_from[a] != valid_from[b]:
+            out[a if valid_from[a] < valid_from[b] else b] = 1.0 - CONTESTED_WEIGHT
+    return out
