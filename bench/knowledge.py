@@ -132,10 +132,10 @@ def _iso(moment: datetime) -> str:
 
 def run(users: int, seed: int, keyed: bool) -> dict[str, Any]:
     os.environ.setdefault("MNEMO_LOG_LEVEL", "WARNING")
-    from core.config import settings_from_env
-    from core.db.engine import get_engine, transaction
-    from core.db.migrations import ensure_schema
-    from core.keys import create_key
+    from core.identity.keys import create_key
+    from core.kernel.config import settings_from_env
+    from core.kernel.db.engine import get_engine, transaction
+    from core.kernel.db.migrations import ensure_schema
     from tests.lambda_client import LambdaClient
 
     folder = tempfile.mkdtemp(prefix="mnemo-knowledge-")

@@ -200,7 +200,7 @@ def test_contradicts_link_is_a_conflict(client: LambdaClient) -> None:
         "/v1/links", json_body={"from_id": a["id"], "to_id": b["id"], "relation": "contradicts"}
     )
     assert reply.status == 201, reply.body
-    # Recorded with the link (core/graph/traversal/links.py calls conflicts.on_contradicts_link)...
+    # Recorded with the link (core/graph/links.py calls conflicts.on_contradicts_link)...
     listed = _conflicts(client, memory_id=b["id"])
     assert [(c["kind"], c["reason"]) for c in listed] == [("link", "contradicts_link")]
     assert {listed[0]["a_id"], listed[0]["b_id"]} == {a["id"], b["id"]}

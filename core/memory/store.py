@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, Row
 
 from core.events import changelog, history
-from core.graph.traversal import waypoints
+from core.graph import waypoints
 from core.kernel import cursor as cursors
 from core.kernel.config import Limits
 from core.kernel.db.engine import sql

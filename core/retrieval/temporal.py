@@ -176,7 +176,7 @@ def _contested(
 ) -> np.ndarray:
     """1 for each candidate, 1 - CONTESTED_WEIGHT for the older side of an open conflict whose
     newer side is a candidate too (every candidate is valid at the moment asked about)."""
-    from core.search.service import id_table
+    from core.retrieval.search import id_table
 
     out = np.ones(len(ids))
     members, value = id_table(conn, "ids", alias="ids")
