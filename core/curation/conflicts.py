@@ -152,7 +152,13 @@ def on_contradicts_link(conn: Connection, scope: Scope, from_id: str, to_id: str
         record(conn, scope, rows[from_id], rows[to_id], kind="link", reason="contradicts_link")
 
 
-def _memories(conn: Connection, brain_id: str, ids: Iterable[str]) -> dict[str, Row[Any]]:
+# What the rules read of a memory (and record() of a pair): the write-time check reads no more.
+_RULE_COLUMNS = "m.id, m.user_id, m.type, m.key, m.content, m.state, m.superseded_by"
+
+
+def _memories(
+    conn: Connection, brain_id: str, ids: Iterable[str], columns: str = _MEMORY_COLUMNS
+) -> dict[str, Row[Any]]:
     wanted = list(dict.fromkeys(ids))
     if not wanted:
         return {}
@@ -160,7 +166,7 @@ def _memories(conn: Connection, brain_id: str, ids: Iterable[str]) -> dict[str, 
     join = "CROSS JOIN" if conn.dialect.name == "sqlite" else "JOIN"
     rows = conn.execute(
         sql(
-            f"SELECT {_MEMORY_COLUMNS} FROM {members} {join} memories m ON m.id = c.value "
+            f"SELECT {columns} FROM {members} {join} memories m ON m.id = c.value "
             "WHERE m.brain_id = :brain"
         ),
         {"brain": brain_id, "ids": value(wanted)},
@@ -340,12 +346,12 @@ def _compare(row: Any, candidates: list[Any], seen: set[str]) -> list[Found]:
 def find_against(conn: Connection, scope: Scope, memory_id: str, ids: list[str]) -> list[Found]:
     """Compare one memory with the memories `ids` and with its same-key memories (a bounded
     read: the caller chose the ids). Reads only."""
-    row = _memories(conn, scope.brain_id, [memory_id]).get(memory_id)
+    rows = _memories(conn, scope.brain_id, [memory_id, *ids], _RULE_COLUMNS)
+    row = rows.pop(memory_id, None)
     if row is None or not _comparable(row):
         return []
     partners = _key_partners(conn, scope.brain_id, [row]) if row.key else []
-    others = _memories(conn, scope.brain_id, [i for i in ids if i != memory_id])
-    return _compare(row, partners + list(others.values()), set())
+    return _compare(row, partners + list(rows.values()), set())
 
 
 def _find_contradicts_links(

@@ -4,7 +4,7 @@ A new note or fact is compared (core/curation/contradiction.py, through the rule
 core/curation/conflicts.py) with the memories of the same user most likely to disagree with it,
 a bounded number of each: its nearest by words (the full-text index: two statements that
 disagree share most of their words, which is what the detector asks of a pair), its nearest by
-vector when this process holds the brain's vectors already, its user's most recent ones, and its
+vector when this process holds the brain's vectors already, its user's 10 most recent ones, and its
 same-key memories. A disagreement is recorded as a conflict at once, in the memory's own
 transaction, and the reply names it. Nothing here embeds (the indexer made the new memory's
 vector before the transaction opened) and nothing loads a brain's vectors while the write holds
@@ -24,7 +24,10 @@ from core.kernel.scope import Scope
 from core.retrieval import lexical, vectors
 
 NEAREST = 8
-RECENT = 20
+RECENT = 10
+# Words of the new memory the full-text lookup asks for: its longest, the most telling. Two
+# statements the detector would flag share most of their words, so a few find the other.
+_LOOKUP_WORDS = 8
 _COMPARED = ("note", "fact")
 
 
@@ -83,7 +86,7 @@ def _by_words(conn: Connection, brain_id: str, memory: dict[str, Any]) -> list[s
         where.append("m.user_id IS NULL")
     rows = lexical.candidates(
         conn,
-        lexical.query_terms(memory["content"]),
+        sorted(lexical.query_terms(memory["content"]), key=len, reverse=True)[:_LOOKUP_WORDS],
         where,
         params,
         NEAREST,

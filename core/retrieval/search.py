@@ -160,11 +160,15 @@ def search(
     ids = pool.ids
     position = pool.position
 
+    valid_from = np.array(pool.valid_from(), dtype=np.int64)
+
     def shares(neighbour_of: dict[str, str | None]) -> np.ndarray:
-        """The evidence of each candidate's neighbour on one side (background if none)."""
+        """The evidence of each candidate's neighbour on one side (background if none, or if
+        the two were not true at about the same time: not one conversation)."""
         slots = np.array(
             [position.get(m, -1) if (m := neighbour_of.get(i)) else -1 for i in ids], np.int64
         )
+        slots = np.where(temporal.same_time(valid_from, valid_from[slots]), slots, -1)
         return np.where(slots >= 0, fused[slots], background)
 
     context = (

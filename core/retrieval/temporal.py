@@ -37,7 +37,7 @@ from core.memory import dates
 WHEN_WEIGHT = 0.25
 RANGE_WEIGHT = 0.3
 CONTESTED_WEIGHT = 0.2
-CURRENCY_WEIGHT = 0.03
+CURRENCY_WEIGHT = 0.01
 CURRENCY_HALF_LIFE_DAYS = 365.0
 _DAY_MS = 86_400_000
 
@@ -195,3 +195,15 @@ def _contested(
         if valid_from[a] != valid_from[b]:
             out[a if valid_from[a] < valid_from[b] else b] = 1.0 - CONTESTED_WEIGHT
     return out
+
+
+# Two memories saved one after the other are one thread (a conversation stored turn by turn)
+# only if what they say was true at about the same time; facts of different years saved in a
+# row are not (core/retrieval/search.py's thread context asks this).
+THREAD_WINDOW_MS = 2 * _DAY_MS
+
+
+def same_time(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Elementwise: valid from within THREAD_WINDOW_MS of each other."""
+    close: np.ndarray = np.abs(a - b) <= THREAD_WINDOW_MS
+    return close
