@@ -256,3 +256,25 @@ def test_summaries_show_both_sides_and_answer_as_of(client: LambdaClient) -> Non
     assert "Paris" in now["summary"] and "Lyon" not in now["summary"]
     bad = client.get("/v1/users/alice/summary", query={"as_of": "soon"})
     assert bad.status == 422
+
+
+def test_resolving_for_the_newer_note_closes_the_older(client: LambdaClient) -> None:
+    lyon = _add(client, content="Alice lives in Lyon", user_id="alice", valid_from="2024-01-01")
+    paris = _add(client, content="Alice lives in Paris", user_id="alice", valid_from="2025-06-01")
+    (conflict,) = paris["conflicts"]
+    assert conflict["with_id"] == lyon["id"] and conflict["reason"] == "place_differs"
+    query = {"query": "where does alice live", "user_id": "alice"}
+    # Unresolved: both true now, the one true more recently first.
+    assert _contents(client.post("/v1/search", json_body=query))[:2] == [
+        "Alice lives in Paris",
+        "Alice lives in Lyon",
+    ]
+    resolved = client.post(
+        f"/v1/conflicts/{conflict['id']}/resolve", json_body={"winner_id": paris["id"]}
+    )
+    assert resolved.status == 200, resolved.body
+    old = client.get(f"/v1/memories/{lyon['id']}").json()
+    assert old["state"] == "archived" and old["valid_to"] == "2025-06-01T00:00:00.000Z"
+    then = client.post("/v1/search", json_body={**query, "as_of": "2025-01-01"})
+    assert _contents(then) == ["Alice lives in Lyon"]
+    assert _contents(client.post("/v1/search", json_body=query)) == ["Alice lives in Paris"]

@@ -681,6 +681,10 @@ def list_conflicts(
 # Resolving ------------------------------------------------------------------------------------
 
 
+def _valid_from(row: Any) -> int:
+    return int(row.valid_from or row.occurred_at or row.created_at)
+
+
 def _memory_in_scope(conn: Connection, scope: Scope, memory_id: str) -> Row[Any]:
     params: dict[str, Any] = {"id": memory_id}
     suffix = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
@@ -766,6 +770,11 @@ def resolve(
             "loser": loser_id,
         },
     )
+    start = _valid_from(winner)
+    if start > _valid_from(loser):
+        # The newer statement won: the older one was true until it began, and stays for
+        # questions about that time (as a superseded fact does).
+        validtime.close(conn, scope.brain_id, loser_id, start)
     index.on_state(conn, scope.brain_id, loser_id)
     add_supersedes_link(conn, scope, winner_id, loser_id, actor=actor_id, at=now)
     conn.execute(
