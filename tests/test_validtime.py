@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, text
 
 from tests.conftest import Tenant
@@ -225,8 +226,11 @@ def test_a_batch_is_checked_item_by_item(client: LambdaClient) -> None:
     assert second["conflicts"][0]["with_id"] == first["id"]
 
 
-def test_the_check_reaches_past_the_recent_memories(client: LambdaClient) -> None:
+@pytest.mark.parametrize("warm", [False, True], ids=["by-words", "by-vector"])
+def test_the_check_reaches_past_the_recent_memories(client: LambdaClient, warm: bool) -> None:
     allergy = _add(client, content="Dana is allergic to peanuts and shellfish", user_id="dana")
+    if warm:  # a search loads the brain's vectors: the check then asks them, not the index
+        assert client.post("/v1/search", json_body={"query": "Dana"}).status == 200
     filler = [
         {"content": f"Dana visited museum number {n} with her cousin", "user_id": "dana"}
         for n in range(30)

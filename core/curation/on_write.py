@@ -2,10 +2,10 @@
 
 A new note or fact is compared (core/curation/contradiction.py, through the rules of
 core/curation/conflicts.py) with the memories of the same user most likely to disagree with it,
-a bounded number of each: its nearest by words (the full-text index: two statements that
-disagree share most of their words, which is what the detector asks of a pair), its nearest by
-vector when this process holds the brain's vectors already, its user's 10 most recent ones, and its
-same-key memories. A disagreement is recorded as a conflict at once, in the memory's own
+a bounded number of each: its nearest by vector when this process holds the brain's vectors
+already, else its nearest by words (the full-text index: two statements that disagree share most
+of their words, which is what the detector asks of a pair), its user's 10 most recent ones, and
+its same-key memories. A disagreement is recorded as a conflict at once, in the memory's own
 transaction, and the reply names it. Nothing here embeds (the indexer made the new memory's
 vector before the transaction opened) and nothing loads a brain's vectors while the write holds
 the store.
@@ -43,9 +43,13 @@ def check_created(
     `{"conflicts": [...]}` when it found any."""
     if memory["type"] not in _COMPARED or memory["state"] != "active":
         return {}
-    ids = _recent(conn, scope.brain_id, memory) + _by_words(conn, scope.brain_id, memory)
+    ids = _recent(conn, scope.brain_id, memory)
+    nearest = None
     if vector is not None and space is not None:
-        ids += _nearest(conn, scope.brain_id, memory, vector, space)
+        nearest = _nearest(conn, scope.brain_id, memory, vector, space)
+    # The vector cache answers from memory; the full-text lookup (a few ms) stands in for it
+    # when this process has not loaded the brain's vectors (or there is no embedder).
+    ids += _by_words(conn, scope.brain_id, memory) if nearest is None else nearest
     found = conflicts.find_against(conn, scope, memory["id"], list(dict.fromkeys(ids)))
     created = conflicts.record_all(conn, scope, found)
     if not created:
@@ -102,11 +106,14 @@ def _nearest(
     memory: dict[str, Any],
     vector: np.ndarray,
     space: conflicts.VectorSpace,
-) -> list[str]:
+) -> list[str] | None:
+    """The nearest by vector, or None when the brain's vectors are not loaded here."""
     cache = vectors.warm(conn, brain_id, space.model, space.dims)
-    if cache is None or len(cache.ids) == 0:
-        return []
+    if cache is None:
+        return None
     count = len(cache.ids)
+    if count == 0:
+        return []
     # Same owner exactly (a brain-level memory has no user), active, not itself.
     mask = cache.scope_mask(user_id=None, states=("active",))
     mask &= cache.user_of[:count] == cache.user_codes.get(memory["user_id"], -2)
