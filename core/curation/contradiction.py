@@ -227,6 +227,8 @@ def read(text: str) -> Reading:
             continue
         elif token in _WEEKDAYS:
             values["weekday", str(_WEEKDAYS[token])] += 1
+        elif token in _NUMBER_WORDS and i > 0 and tokens[i - 1][1] in _NAMING:
+            words.add("#" + str(_NUMBER_WORDS[token]))  # "note one", "step two": which one
         elif token in _NUMBER_WORDS:
             values["number", f"{_NUMBER_WORDS[token]:g}"] += 1
         elif token in _NEGATIONS or token.endswith("n't"):
