@@ -31,6 +31,8 @@ DATA = Path(
     or Path(__file__).resolve().parents[2] / "shared" / "bench" / "locomo-dev.json"
 )
 KS = (1, 5, 10, 20)
+# LoCoMo's question categories (5, adversarial, has no answer and is not asked here).
+CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 
 
 def session_time(label: str) -> str:
@@ -179,6 +181,10 @@ def run(
             "questions": questions,
             "search_ms_p50": round(statistics.median(latencies) * 1000, 2),
             "load_seconds": round(load_seconds, 1),
+            **{
+                f"hit@10 {CATEGORIES[c]}": round(n / total, 3)
+                for c, (n, total) in sorted(by_category.items())
+            },
         }
     return report
 

@@ -7,6 +7,7 @@ query does not stall every other request on the event loop.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     # Imported where used: search, embeddings and the models pull in numpy and pydantic, which
     # a cold start should pay for only when its request needs them (handlers/lazy.py).
     from core.embeddings.base import Embedder
-    from core.memory.indexing import Indexer
+    from core.memory.indexing import CreatedHook, Indexer
     from core.memory.models import MemoryIn, MemoryPatch
     from core.retrieval.search import QueryVector
 
@@ -159,9 +160,22 @@ class Context:
         from core.memory.indexing import Indexer
 
         index = Indexer(self.services.embedder(), infer_links=self.services.settings.links.inferred)
+        if self.services.settings.conflicts.on_write:
+            index.on_created.append(self._contradiction_check())
         if texts:
             await self.services.call(lambda: index.prepare(texts))
         return index
+
+    def _contradiction_check(self) -> CreatedHook:
+        """Contradictions caught on write: a new memory against its neighbours."""
+        from core.curation.conflicts import VectorSpace
+        from core.curation.on_write import check_created
+
+        embedder = self.services.embedder()
+        space = VectorSpace(
+            embedder.name, embedder.dims, self.services.settings.conflicts.neighbours
+        )
+        return functools.partial(check_created, space=space)
 
     async def patch_indexer(self, memory_id: str, patch: MemoryPatch) -> Indexer:
         """An indexer with the patched memory's new vector made up front: the text is read

@@ -216,9 +216,18 @@ class AsyncMnemoClient:
         call = Call("GET", f"/v1/memories/{segment(memory_id)}/history")
         return cast(list[HistoryEntry], (await self._call(call))["results"])
 
-    async def get_fact(self, key: str, user_id: str | None = None) -> Memory:
-        """The current fact for a key."""
-        call = Call("GET", f"/v1/facts/{segment(key)}", _api.query({"user_id": user_id}))
+    async def get_fact(
+        self,
+        key: str,
+        user_id: str | None = None,
+        *,
+        as_of: str | None = None,
+        known_at: str | None = None,
+    ) -> Memory:
+        """The current fact for a key; with `as_of` the one true then, with `known_at` the one
+        the store held then."""
+        params = _api.query({"user_id": user_id, "as_of": as_of, "known_at": known_at})
+        call = Call("GET", f"/v1/facts/{segment(key)}", params)
         return cast(Memory, await self._call(call))
 
     # --- retrieval ------------------------------------------------------------------------------
@@ -343,8 +352,10 @@ class AsyncMnemoClient:
         call = Call("GET", f"/v1/users/{segment(user_id)}/memories", params)
         return cast(UserMemoryPage, await self._call(call))
 
-    async def user_summary(self, user_id: str) -> UserSummary:
-        call = Call("GET", f"/v1/users/{segment(user_id)}/summary")
+    async def user_summary(self, user_id: str, *, as_of: str | None = None) -> UserSummary:
+        """The user's summary; with `as_of`, made from what was true then (not stored)."""
+        params = _api.query({"as_of": as_of})
+        call = Call("GET", f"/v1/users/{segment(user_id)}/summary", params)
         return cast(UserSummary, await self._call(call))
 
     async def regenerate_summary(self, user_id: str) -> UserSummary:

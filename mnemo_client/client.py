@@ -212,9 +212,18 @@ class MnemoClient:
         call = Call("GET", f"/v1/memories/{segment(memory_id)}/history")
         return cast(list[HistoryEntry], self._call(call)["results"])
 
-    def get_fact(self, key: str, user_id: str | None = None) -> Memory:
-        """The current fact for a key."""
-        call = Call("GET", f"/v1/facts/{segment(key)}", _api.query({"user_id": user_id}))
+    def get_fact(
+        self,
+        key: str,
+        user_id: str | None = None,
+        *,
+        as_of: str | None = None,
+        known_at: str | None = None,
+    ) -> Memory:
+        """The current fact for a key; with `as_of` the one true then, with `known_at` the one
+        the store held then."""
+        params = _api.query({"user_id": user_id, "as_of": as_of, "known_at": known_at})
+        call = Call("GET", f"/v1/facts/{segment(key)}", params)
         return cast(Memory, self._call(call))
 
     # --- retrieval ------------------------------------------------------------------------------
@@ -337,8 +346,10 @@ class MnemoClient:
         call = Call("GET", f"/v1/users/{segment(user_id)}/memories", params)
         return cast(UserMemoryPage, self._call(call))
 
-    def user_summary(self, user_id: str) -> UserSummary:
-        call = Call("GET", f"/v1/users/{segment(user_id)}/summary")
+    def user_summary(self, user_id: str, *, as_of: str | None = None) -> UserSummary:
+        """The user's summary; with `as_of`, made from what was true then (not stored)."""
+        params = _api.query({"as_of": as_of})
+        call = Call("GET", f"/v1/users/{segment(user_id)}/summary", params)
         return cast(UserSummary, self._call(call))
 
     def regenerate_summary(self, user_id: str) -> UserSummary:

@@ -70,6 +70,15 @@ class RegenerateResult(TypedDict):
 # --- the native API -----------------------------------------------------------------------------
 
 
+class NewConflict(TypedDict):
+    """A contradiction a save caught: the conflict recorded and the memory it is with."""
+
+    id: str
+    with_id: str
+    kind: str
+    reason: str
+
+
 class Memory(TypedDict):
     id: str
     user_id: str | None
@@ -87,6 +96,8 @@ class Memory(TypedDict):
     state: MemoryState
     superseded_by: str | None
     occurred_at: str | None
+    valid_from: str | None  # when what it states became true
+    valid_to: str | None  # when it stopped being true (None: still is)
     created_at: str
     updated_at: str
     archived_at: str | None
@@ -94,6 +105,7 @@ class Memory(TypedDict):
     access_count: int
     last_accessed_at: str | None
     deduplicated: NotRequired[bool]
+    conflicts: NotRequired[list[NewConflict]]
 
 
 class MemoryPage(TypedDict):
@@ -135,6 +147,7 @@ class Explain(TypedDict):
     trust: float
     recency: float
     superseded: bool
+    time: float
     score: float
 
 
@@ -155,6 +168,7 @@ class Citation(TypedDict):
     score: float
     tokens: int
     via: str | None
+    contested: bool
 
 
 class Omitted(TypedDict):
@@ -196,6 +210,7 @@ class UserSummary(TypedDict):
     summarized_at: str | None
     created_at: str
     updated_at: str
+    as_of: NotRequired[str]
 
 
 class ThemeExample(TypedDict):
@@ -249,6 +264,8 @@ class MemoryFields(TypedDict, total=False):
     agent_id: str
     run_id: str
     occurred_at: str
+    valid_from: str
+    valid_to: str
     actor_id: str
     role: str
 
@@ -265,6 +282,8 @@ class MemoryChanges(TypedDict, total=False):
     metadata: dict[str, Any]
     metadata_mode: Literal["merge", "replace"]
     occurred_at: str | None
+    valid_from: str
+    valid_to: str | None
     actor_id: str
     role: str
 
@@ -282,6 +301,8 @@ class MemoryFilters(TypedDict, total=False):
     created_before: str
     updated_after: str
     updated_before: str
+    as_of: str  # valid time: what was true then
+    known_at: str  # system time: what the store held then
 
 
 class SearchFilters(MemoryFilters, total=False):
@@ -304,6 +325,8 @@ class SearchOptions(TypedDict, total=False):
     min_score: float
     mode: Literal["hybrid", "lexical", "semantic"]
     explain: bool
+    as_of: str
+    known_at: str
 
 
 class ContextOptions(TypedDict, total=False):
@@ -313,6 +336,8 @@ class ContextOptions(TypedDict, total=False):
     user_id: str
     min_score: float
     expand_links: bool
+    as_of: str
+    known_at: str
 
 
 class QueryFilters(TypedDict, total=False):

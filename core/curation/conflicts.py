@@ -34,6 +34,7 @@ from core.kernel.db.id_lists import id_table
 from core.kernel.errors import Conflict, InvalidInput, NotFound
 from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
+from core.memory import validtime
 from core.memory.indexing import Indexer
 from core.memory.store import COLUMNS
 from core.retrieval import vectors
@@ -142,7 +143,13 @@ def on_contradicts_link(conn: Connection, scope: Scope, from_id: str, to_id: str
         record(conn, scope, rows[from_id], rows[to_id], kind="link", reason="contradicts_link")
 
 
-def _memories(conn: Connection, brain_id: str, ids: Iterable[str]) -> dict[str, Row[Any]]:
+# What the rules read of a memory (and record() of a pair): the write-time check reads no more.
+_RULE_COLUMNS = "m.id, m.user_id, m.type, m.key, m.content, m.state, m.superseded_by"
+
+
+def _memories(
+    conn: Connection, brain_id: str, ids: Iterable[str], columns: str = _MEMORY_COLUMNS
+) -> dict[str, Row[Any]]:
     wanted = list(dict.fromkeys(ids))
     if not wanted:
         return {}
@@ -150,7 +157,7 @@ def _memories(conn: Connection, brain_id: str, ids: Iterable[str]) -> dict[str, 
     join = "CROSS JOIN" if conn.dialect.name == "sqlite" else "JOIN"
     rows = conn.execute(
         sql(
-            f"SELECT {_MEMORY_COLUMNS} FROM {members} {join} memories m ON m.id = c.value "
+            f"SELECT {columns} FROM {members} {join} memories m ON m.id = c.value "
             "WHERE m.brain_id = :brain"
         ),
         {"brain": brain_id, "ids": value(wanted)},
@@ -305,19 +312,36 @@ def find(conn: Connection, scope: Scope, rows: list[Any], space: VectorSpace | N
     for row in rows:
         candidates = list(by_key.get((row.user_id, _norm_key(row.key)), [])) if row.key else []
         candidates += [partners[i] for i in neighbours.get(row.id, []) if i in partners]
-        for other in candidates:
-            pair = pair_key(row.id, other.id)
-            if other.id == row.id or pair in seen:
-                continue
-            seen.add(pair)
-            if not (_comparable(other) and _same_scope(row, other)):
-                continue
-            kind, rule = "key", _key_rule(row, other)
-            if rule is None:
-                kind, rule = "value", _value_rule(row, other)
-            if rule is not None:
-                found.append(Found(row, other, kind, rule[0], rule[1]))
+        found += _compare(row, candidates, seen)
     return found
+
+
+def _compare(row: Any, candidates: list[Any], seen: set[str]) -> list[Found]:
+    found: list[Found] = []
+    for other in candidates:
+        pair = pair_key(row.id, other.id)
+        if other.id == row.id or pair in seen:
+            continue
+        seen.add(pair)
+        if not (_comparable(other) and _same_scope(row, other)):
+            continue
+        kind, rule = "key", _key_rule(row, other)
+        if rule is None:
+            kind, rule = "value", _value_rule(row, other)
+        if rule is not None:
+            found.append(Found(row, other, kind, rule[0], rule[1]))
+    return found
+
+
+def find_against(conn: Connection, scope: Scope, memory_id: str, ids: list[str]) -> list[Found]:
+    """Compare one memory with the memories `ids` and with its same-key memories (a bounded
+    read: the caller chose the ids). Reads only."""
+    rows = _memories(conn, scope.brain_id, [memory_id, *ids], _RULE_COLUMNS)
+    row = rows.pop(memory_id, None)
+    if row is None or not _comparable(row):
+        return []
+    partners = _key_partners(conn, scope.brain_id, [row]) if row.key else []
+    return _compare(row, partners + list(rows.values()), set())
 
 
 def _find_contradicts_links(
@@ -549,6 +573,31 @@ def detect_now(
 # Reading --------------------------------------------------------------------------------------
 
 
+def open_pairs(
+    conn: Connection, brain_id: str, user_id: str | None, *, limit: int, as_of: int | None = None
+) -> list[tuple[str, str]]:
+    """The contents of both sides of the user's unresolved conflicts whose memories are both
+    current (or, with `as_of`, both valid then), newest first: what a summary must show side
+    by side rather than one of them alone."""
+    same_user = "c.user_id = :user" if user_id is not None else "c.user_id IS NULL"
+    alive = "{m}.state = 'active' AND {m}.superseded_by IS NULL"
+    params: dict[str, Any] = {"brain": brain_id, "user": user_id, "limit": limit}
+    if as_of is not None:
+        params["as_of"] = as_of
+        alive = " AND ".join(validtime.as_of_sql(params, as_of, "{m}."))
+    rows = conn.execute(
+        sql(
+            "SELECT a.content, b.content FROM memory_conflict_resolutions c "
+            "JOIN memories a ON a.id = c.a_id JOIN memories b ON b.id = c.b_id "
+            f"WHERE c.brain_id = :brain AND {same_user} AND c.status = 'needs_review' "
+            f"AND {alive.format(m='a')} AND {alive.format(m='b')} "
+            "ORDER BY c.created_at DESC, c.id DESC LIMIT :limit"
+        ),
+        params,
+    ).all()
+    return [(row[0], row[1]) for row in rows]
+
+
 def _fetch(conn: Connection, scope: Scope, conflict_id: str, *, lock: bool = False) -> Row[Any]:
     params: dict[str, Any] = {"id": conflict_id}
     suffix = " FOR UPDATE" if lock and conn.dialect.name == "postgresql" else ""
@@ -620,6 +669,10 @@ def list_conflicts(
 
 
 # Resolving ------------------------------------------------------------------------------------
+
+
+def _valid_from(row: Any) -> int:
+    return int(row.valid_from or row.occurred_at or row.created_at)
 
 
 def _memory_in_scope(conn: Connection, scope: Scope, memory_id: str) -> Row[Any]:
@@ -707,6 +760,11 @@ def resolve(
             "loser": loser_id,
         },
     )
+    start = _valid_from(winner)
+    if start > _valid_from(loser):
+        # The newer statement won: the older one was true until it began, and stays for
+        # questions about that time (as a superseded fact does).
+        validtime.close(conn, scope.brain_id, loser_id, start)
     index.on_state(conn, scope.brain_id, loser_id)
     add_supersedes_link(conn, scope, winner_id, loser_id, actor=actor_id, at=now)
     conn.execute(

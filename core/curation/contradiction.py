@@ -10,6 +10,14 @@ A rewording that changes words is never flagged either, nor are two events ("lun
 Monday" / "... on Friday": a changed value counts only between statements of state, unless one
 side is a fact), nor a number that names a thing ("ticket 42"). Each of those would be a false
 positive, which costs a person's review, where a miss only leaves a pair for a human to notice.
+
+Also read as a change of state: a place after a verb of where someone is ("lives in Lyon" /
+"moved to Paris", "works at Google", "is from Sweden"); "used to", "no longer", "not ...
+anymore" and "former" as a negation of the present; and a negation of part of a statement with
+extra conjuncts ("allergic to peanuts and shellfish" / "not allergic to peanuts": the negated
+side's words and values all within the other's, at most three words fewer). A possessive stays
+its own word ("Sam" is not "Sam's son"). The corpus that measures this is
+tests/fixtures/contradictions.txt (precision and recall in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -28,7 +36,11 @@ def _words(text: str) -> list[str]:
     return text.split()
 
 
-_NEGATIONS = frozenset(_words("not no never none nobody nothing nowhere neither nor cannot"))
+_NEGATIONS = frozenset(
+    _words("not no never none nobody nothing nowhere neither nor cannot former formerly")
+)
+# Negated sides that may drop up to this many words of the other ("... and shellfish").
+_EXTRA_CONJUNCTS = 3
 # Function words: they carry no subject, and auxiliaries come and go with negation
 # ("likes" / "does not like").
 _STOP = frozenset(
@@ -70,9 +82,9 @@ _WEEKDAYS = {
 
 _STATIVE = frozenset(
     _words(
-        """is are was were am be been being it's that's he's she's has have had costs cost
+        """is are was were am be been being it's that's he's she's has have costs cost
         lives live weighs weigh measures equals starts begins ends opens closes leaves departs
-        arrives lasts takes due"""
+        arrives lasts takes due owns own runs run seats expires expire works work"""
     )
 )
 # Words after which a number names a thing rather than states a value of it.
@@ -80,7 +92,7 @@ _NAMING = frozenset(
     _words(
         """number no id version ticket issue order note item step chapter page section case
         task pr build release sprint phase flight service project route line episode season
-        part volume lesson module account invoice"""
+        part volume lesson module account invoice room"""
     )
 )
 
@@ -108,7 +120,10 @@ class Reading:
 
 def _stem(word: str) -> str:
     if word.endswith("'s"):
-        word = word[:-2]
+        return word  # a possessive names someone else's thing: "Sam's son" is not Sam
+    word = _SAME_AS.get(word, word)
+    if len(word) > 3 and word.endswith(("ches", "shes", "xes", "sses", "oes")):
+        return word[:-2]
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
     if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
@@ -132,17 +147,56 @@ def _number(text: str) -> str:
     return f"{value:g}{kind}"
 
 
+# Moving somewhere says where one lives now: "moved to Denver" against "lives in Chicago".
+_SAME_AS = {"moved": "live", "relocated": "live", "moving": "live", "living": "live"}
+# Where someone or something is: a verb of place (present tense, or a copula) and the proper
+# name after its preposition. A past "lived in" is history, not a state that can disagree.
+_PLACE = re.compile(
+    r"\b(?:lives?|living|moved|moving|relocated|resides|based|located|stationed|works?|"
+    r"studies|study|grew\s+up|born|runs?|hosted|is|are|'s)\s+(?:in|at|from|to)\s+"
+    r"(?P<place>[A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)*)"
+)
+_PLACE_WORDS = re.compile(r"[a-z]+(?:'[a-z]+)?")
+# A habit is a state: "drinks three cups a day", "runs 10 km every day".
+_HABIT = re.compile(
+    r"\b(?:every|a|each)\s+(?:day|week|month|year|morning|night|evening)\b|\b(?:daily|"
+    r"weekly|usually|always|per)\b"
+)
+# Having moved from a place says one no longer lives there.
+_MOVED_FROM = re.compile(r"\b(?:moved|relocated|emigrated)\s+(?:away\s+)?from\b")
+_ORDINAL = frozenset(_words("st nd rd th"))
+_USED = frozenset(_words("used"))  # "used to": a habit or state of the past
+_COPULAS = frozenset(_words("is are 's"))
+# Something done once has one date: "started the job in 2019" / "... in 2021".
+_ONCE = re.compile(
+    r"\b(?:born|founded|graduated|retired|died|(?:started|joined|began)\s+(?:the|his|her|"
+    r"their|my|our))\b"
+)
+
+
 @lru_cache(maxsize=4096)
 def read(text: str) -> Reading:
     """The content words, stated values and negation parity of a text (memoised: a detection
     pass compares each memory with several neighbours)."""
     tokens: list[tuple[str, str]] = []
+    values: Counter[tuple[str, str]] = Counter()
+    places: set[str] = set()
+    copula_places: set[str] = set()
+    for found in _PLACE.finditer(text):
+        name = found.group("place")
+        if name.lower().split()[0] in _MONTHS or name.lower() == _MAY:
+            continue  # "is in March": a date, read below
+        values["place", name.lower()] += 1
+        places.update(_PLACE_WORDS.findall(name.lower()))
+        verb, preposition = found.group(0).split()[:2]
+        if verb.lower() in _COPULAS:
+            # "Tim is from Boston": the preposition is all the statement says besides Tim.
+            copula_places.add("@" + preposition.lower())
     for match in _TOKEN.finditer(text.lower()):
         kind = match.lastgroup or "word"
         tokens.append((kind, match.group()))
-    words: set[str] = set()
-    values: Counter[tuple[str, str]] = Counter()
-    negations = 0
+    words: set[str] = set(copula_places)
+    negations = len(_MOVED_FROM.findall(text.lower()))
     i = 0
     while i < len(tokens):
         kind, token = tokens[i]
@@ -173,14 +227,24 @@ def read(text: str) -> Reading:
             continue
         elif token in _WEEKDAYS:
             values["weekday", str(_WEEKDAYS[token])] += 1
+        elif token in _NUMBER_WORDS and i > 0 and tokens[i - 1][1] in _NAMING:
+            words.add("#" + str(_NUMBER_WORDS[token]))  # "note one", "step two": which one
         elif token in _NUMBER_WORDS:
             values["number", f"{_NUMBER_WORDS[token]:g}"] += 1
         elif token in _NEGATIONS or token.endswith("n't"):
             negations += 1
+        elif token in _USED and following and following[1] == "to":
+            negations += 1  # "used to live in Lyon": no longer does
+        elif token in places:
+            pass  # read as the place's value above
+        elif token in _ORDINAL and i > 0 and tokens[i - 1][0] == "num":
+            pass  # "3rd": the number was read
         else:
             words.add(_stem(token))
         i += 1
     stative = any(kind == "word" and token in _STATIVE for kind, token in tokens)
+    lowered = text.lower()
+    stative = stative or bool(_HABIT.search(lowered) or _ONCE.search(lowered))
     return Reading(frozenset(words), values, negations % 2 == 1, stative)
 
 
@@ -238,6 +302,11 @@ def compare(first: str, second: str, *, facts: bool = False) -> Finding | None:
     if min(len(a.words), len(b.words)) < _MIN_WORDS:
         return None
     shared = _jaccard(a.words, b.words)
+    if a.negated != b.negated and _negates_part(a, b):
+        detail: dict[str, object] = {"shared_words": round(shared, 3)}
+        if a.words != b.words:
+            detail["partial"] = True
+        return Finding("negation_differs", detail)
     if shared < _MIN_SHARED:
         return None
     changed = sorted(
@@ -251,7 +320,8 @@ def compare(first: str, second: str, *, facts: bool = False) -> Finding | None:
             return None
         if a.negated != b.negated:
             return None  # two differences at once: more likely two different statements
-        if not facts and not (a.stative and b.stative):
+        # A place is read only after a verb of where someone is: a state by construction.
+        if not facts and not (a.stative and b.stative) and changed != ["place"]:
             return None
         kind = changed[0]
         return Finding(
@@ -266,6 +336,17 @@ def compare(first: str, second: str, *, facts: bool = False) -> Finding | None:
     if a.negated != b.negated:
         return Finding("negation_differs", {"shared_words": round(shared, 3)})
     return None
+
+
+def _negates_part(a: Reading, b: Reading) -> bool:
+    """One side negates part of the other: its words and values all within the other's, which
+    says at most a few things more ("allergic to peanuts and shellfish")."""
+    small, large = sorted((a, b), key=lambda r: (len(r.words), sum(r.values.values())))
+    if len(small.words) < _MIN_WORDS:
+        return False
+    if not small.words <= large.words or len(large.words) - len(small.words) > _EXTRA_CONJUNCTS:
+        return False
+    return all(large.values[item] >= n for item, n in small.values.items())
 
 
 def _same(kind: str, a: Counter[str], b: Counter[str]) -> bool:

@@ -624,6 +624,9 @@ class ConflictSettings:
     # consolidate_threshold: core/memory/policy.py.)
     # Memories one consolidation call compares (the next call goes on from its cursor).
     consolidate_max_scan: int = 2000
+    # A new note or fact is compared with its neighbours as it is saved, and a disagreement
+    # recorded at once (core/curation/on_write.py); off leaves it to detection and maintenance.
+    on_write: bool = True
 
 
 def conflict_settings_from_env(env: Mapping[str, str]) -> ConflictSettings:
@@ -632,6 +635,7 @@ def conflict_settings_from_env(env: Mapping[str, str]) -> ConflictSettings:
         detect_batch=_int(env, "MNEMO_CONFLICT_DETECT_BATCH", default.detect_batch),
         neighbours=_int(env, "MNEMO_CONFLICT_NEIGHBOURS", default.neighbours),
         consolidate_max_scan=_int(env, "MNEMO_CONSOLIDATE_MAX_SCAN", default.consolidate_max_scan),
+        on_write=_bool(env, "MNEMO_CONFLICTS_ON_WRITE", default.on_write),
     )
     _positive("MNEMO_CONFLICT_DETECT_BATCH", settings.detect_batch)
     _positive("MNEMO_CONFLICT_NEIGHBOURS", settings.neighbours)

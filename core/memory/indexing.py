@@ -8,14 +8,20 @@ was not, which is cheap for the builtin embedder).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection
 
 from core.embeddings.base import Embedder
+from core.kernel.scope import Scope
 from core.retrieval import lexical, vectors
+
+# A check that runs on a new memory in its own transaction (connection, scope, the memory as
+# returned, its vector or None) and returns fields to add to the reply.
+CreatedHook = Callable[[Connection, Scope, dict[str, Any], np.ndarray | None], dict[str, Any]]
 
 
 def document_text(
@@ -46,6 +52,11 @@ class Indexer:
         # memories most similar to its vector, kept here for the create path to read.
         self.infer_links = infer_links and embedder is not None
         self.written: dict[str, np.ndarray] = {}
+        # Checks of the layers above on every new memory (contradictions caught on write:
+        # core/curation/on_write.py), installed by whoever builds the indexer, so the memory
+        # layer imports none of them.
+        self.on_created: list[CreatedHook] = []
+        self._new_vectors: dict[str, np.ndarray] = {}
 
     def prepare(self, texts: Sequence[str]) -> None:
         if self.embedder is None:
@@ -77,6 +88,16 @@ class Indexer:
         vectors.store(conn, brain_id, memory_id, self.embedder.name, self._prepared[doc])
         if self.infer_links and new:
             self.written[memory_id] = self._prepared[doc]
+        if self.on_created and new:
+            self._new_vectors[memory_id] = self._prepared[doc]
+
+    def created(self, conn: Connection, scope: Scope, memory: dict[str, Any]) -> dict[str, Any]:
+        """Run the installed checks on a memory just created; the fields they add."""
+        extra: dict[str, Any] = {}
+        vector = self._new_vectors.pop(memory["id"], None)
+        for hook in self.on_created:
+            extra.update(hook(conn, scope, memory, vector))
+        return extra
 
     def on_insert_many(
         self, conn: Connection, brain_id: str, memories: Sequence[IndexedMemory]

@@ -60,6 +60,14 @@ class MemoryIn(Actor):
     agent_id: Name | None = None
     run_id: Name | None = None
     occurred_at: datetime | None = Field(None, description="When what it describes happened.")
+    valid_from: datetime | None = Field(
+        None,
+        description="When what it states became true; defaults to occurred_at, else now. A "
+        "fact whose key has a current fact supersedes it from this moment.",
+    )
+    valid_to: datetime | None = Field(
+        None, description="When what it states stopped being true; open-ended when left out."
+    )
 
     _tags = field_validator("tags")(_clean_tags)
 
@@ -97,6 +105,8 @@ class MemoryPatch(Actor):
     metadata: dict[str, Any] | None = None
     metadata_mode: Literal["merge", "replace"] = "merge"
     occurred_at: datetime | None = None
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
 
     @field_validator("tags")
     @classmethod
@@ -149,6 +159,16 @@ class MemoryFilters(Strict):
     created_before: datetime | None = None
     updated_after: datetime | None = None
     updated_before: datetime | None = None
+    as_of: datetime | None = Field(
+        None,
+        description="Valid time: the memories whose statement was true at this moment, "
+        "superseded facts included.",
+    )
+    known_at: datetime | None = Field(
+        None,
+        description="System time: the memories the store held at this moment, with the "
+        "content they had then (rebuilt from history).",
+    )
 
     @field_validator("tag", mode="before")
     @classmethod
@@ -178,6 +198,8 @@ class UserMemoriesQuery(Page):
 
 class FactQuery(Strict):
     user_id: Name | None = None
+    as_of: datetime | None = Field(None, description="The fact that was true at this moment.")
+    known_at: datetime | None = Field(None, description="The fact the store held at this moment.")
 
 
 class ChangelogQuery(Strict):
@@ -204,6 +226,8 @@ class Memory(Out):
     state: MemoryState
     superseded_by: str | None
     occurred_at: str | None
+    valid_from: str | None = Field(None, description="When what it states became true.")
+    valid_to: str | None = Field(None, description="When it stopped being true (null: still).")
     created_at: str
     updated_at: str
     archived_at: str | None
@@ -211,6 +235,11 @@ class Memory(Out):
     access_count: int
     last_accessed_at: str | None
     deduplicated: bool | None = Field(None, description="Set on create when it already existed.")
+    conflicts: list[dict[str, Any]] | None = Field(
+        None,
+        description="Set on create when the new memory contradicts memories of the same user: "
+        "the conflicts recorded ({id, with_id, kind, reason}); both sides stay until resolved.",
+    )
 
 
 class MemoryPage(Out):

@@ -19,18 +19,26 @@ from core.kernel.db.engine import sql
 from core.kernel.errors import Conflict, InvalidInput, MnemoError, NotFound, TooLarge, field_errors
 from core.kernel.ids import iso, new_id, now_ms, parse_time
 from core.kernel.scope import Scope
-from core.memory import users
+from core.memory import users, validtime
 from core.memory.indexing import Indexer
 from core.memory.models import MemoryFilters, MemoryIn, MemoryPatch
 
 COLUMNS = (
     "id, user_id, agent_id, run_id, type, title, key, content, tags, source, confidence, "
-    "importance, metadata, state, superseded_by, occurred_at, created_at, updated_at, "
-    "archived_at, deleted_at, access_count, last_accessed_at"
+    "importance, metadata, state, superseded_by, occurred_at, valid_from, valid_to, created_at, "
+    "updated_at, archived_at, deleted_at, access_count, last_accessed_at"
 )
 _NAMES = tuple(c.strip() for c in COLUMNS.split(","))
 _M_COLUMNS = ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(","))
-_TIMES = ("occurred_at", "created_at", "updated_at", "archived_at", "deleted_at")
+_TIMES = (
+    "occurred_at",
+    "valid_from",
+    "valid_to",
+    "created_at",
+    "updated_at",
+    "archived_at",
+    "deleted_at",
+)
 
 
 def _returning(conn: Connection) -> str:
@@ -184,10 +192,29 @@ def create(
 
     now = now_ms()
     memory_id = new_id()
+    occurred = None if data.occurred_at is None else parse_time(data.occurred_at)
+    valid_from, valid_to = validtime.span(
+        None if data.valid_from is None else parse_time(data.valid_from),
+        None if data.valid_to is None else parse_time(data.valid_to),
+        occurred,
+        now,
+    )
     old = None
     if data.type == "fact" and data.key:
         old = _current_fact(conn, scope.brain_id, user, data.key, lock=True)
-    if old is not None:
+    # A fact about an earlier time than the current one is history, not news: it is saved
+    # closed and archived, superseded by the current fact, which stays current.
+    earlier = old is not None and valid_from < _valid_from(old)
+    if earlier:
+        assert old is not None and data.key is not None
+        # It ends where the next version of the fact begins; the version before it, if any,
+        # now ends where it begins.
+        before, old = _neighbour_versions(conn, scope.brain_id, user, data.key, valid_from)
+        assert old is not None
+        valid_to = min(valid_to or _valid_from(old), _valid_from(old))
+        if before is not None:
+            validtime.close(conn, scope.brain_id, before, valid_from)
+    elif old is not None:
         conn.execute(
             sql(
                 "UPDATE memories SET state = 'archived', archived_at = :now, updated_at = :now, "
@@ -195,6 +222,7 @@ def create(
             ),
             {"now": now, "new": memory_id, "brain": scope.brain_id, "old": old.id},
         )
+        validtime.close(conn, scope.brain_id, old.id, valid_from)
         index.on_state(conn, scope.brain_id, old.id)
     # The new row comes back from the INSERT itself (and on SQLite its rowid, which the
     # full-text index is keyed by): no read-back statements.
@@ -202,9 +230,11 @@ def create(
         sql(
             "INSERT INTO memories (id, brain_id, user_id, agent_id, run_id, type, title, key, "
             "content, tags, source, confidence, importance, metadata, state, content_hash, "
-            "occurred_at, created_at, updated_at) VALUES (:id, :brain, :user, :agent, :run, "
-            ":type, :title, :key, :content, :tags, :source, :confidence, :importance, "
-            f":metadata, 'active', :hash, :occurred, :now, :now) RETURNING {_returning(conn)}"
+            "occurred_at, valid_from, valid_to, created_at, updated_at, archived_at, "
+            "superseded_by) VALUES (:id, :brain, :user, :agent, :run, :type, :title, :key, "
+            ":content, :tags, :source, :confidence, :importance, :metadata, :state, :hash, "
+            ":occurred, :valid_from, :valid_to, :now, :now, :archived_at, :superseded_by) "
+            f"RETURNING {_returning(conn)}"
         ),
         {
             "id": memory_id,
@@ -222,11 +252,17 @@ def create(
             "importance": data.importance,
             "metadata": json.dumps(data.metadata),
             "hash": digest,
-            "occurred": None if data.occurred_at is None else parse_time(data.occurred_at),
+            "occurred": occurred,
+            "valid_from": valid_from,
+            "valid_to": valid_to,
             "now": now,
+            "state": "archived" if earlier else "active",
+            "archived_at": now if earlier else None,
+            "superseded_by": old.id if earlier and old is not None else None,
         },
     ).one()
     write_tags(conn, scope.brain_id, memory_id, data.tags, now)
+    validtime.index_dates(conn, scope.brain_id, memory_id, data.content, valid_from, new=True)
     index.on_write(
         conn,
         scope.brain_id,
@@ -242,8 +278,13 @@ def create(
         users.touch(conn, scope.brain_id, user)
 
     actor = {"actor_id": data.actor_id, "role": data.role}
-    if old is not None:
+    if old is not None and not earlier:
         _supersede_records(conn, scope, old, memory_id, data.key or "", now, actor)
+    elif old is not None:
+        _link_supersedes(conn, scope, old.id, memory_id, now, actor)
+    detail = None
+    if old is not None:
+        detail = {"superseded_by": old.id} if earlier else {"supersedes": old.id}
     history.record(
         conn,
         scope,
@@ -252,7 +293,7 @@ def create(
         event="ADD",
         old=None,
         new=data.content,
-        detail=None if old is None else {"supersedes": old.id},
+        detail=detail,
         at=now,
         **actor,
     )
@@ -271,7 +312,8 @@ def create(
     )
     if index.infer_links:
         waypoints.link_similar(conn, scope, memory_id, user, index)
-    return {**to_dict(created), "deduplicated": False}
+    memory = to_dict(created)
+    return {**memory, **index.created(conn, scope, memory), "deduplicated": False}
 
 
 def _supersede_records(
@@ -283,21 +325,7 @@ def _supersede_records(
     now: int,
     actor: dict[str, str | None],
 ) -> None:
-    conn.execute(
-        sql(
-            "INSERT INTO memory_links (id, brain_id, from_id, to_id, relation, weight, origin, "
-            "created_by, created_at) "
-            "VALUES (:id, :brain, :new, :old, 'supersedes', 1.0, 'system', :by, :now)"
-        ),
-        {
-            "id": new_id(),
-            "brain": scope.brain_id,
-            "new": new_id_,
-            "old": old.id,
-            "by": actor["actor_id"] or scope.principal,
-            "now": now,
-        },
-    )
+    _link_supersedes(conn, scope, new_id_, old.id, now, actor)
     history.record(
         conn,
         scope,
@@ -322,6 +350,64 @@ def _supersede_records(
         payload={"superseded_by": new_id_, "key": key},
         at=now,
     )
+
+
+def _link_supersedes(
+    conn: Connection,
+    scope: Scope,
+    newer: str,
+    older: str,
+    now: int,
+    actor: dict[str, str | None],
+) -> None:
+    conn.execute(
+        sql(
+            "INSERT INTO memory_links (id, brain_id, from_id, to_id, relation, weight, origin, "
+            "created_by, created_at) "
+            "VALUES (:id, :brain, :new, :old, 'supersedes', 1.0, 'system', :by, :now)"
+        ),
+        {
+            "id": new_id(),
+            "brain": scope.brain_id,
+            "new": newer,
+            "old": older,
+            "by": actor["actor_id"] or scope.principal,
+            "now": now,
+        },
+    )
+
+
+def _neighbour_versions(
+    conn: Connection, brain_id: str, user: str | None, key: str, at: int
+) -> tuple[str | None, Row[Any] | None]:
+    """Of a fact key's versions (current or superseded): the id of the last one valid before
+    `at`, and the first one that begins after it."""
+    start = validtime.VALID_FROM_SQL.format(a="")
+    where = (
+        "brain_id = :brain AND coalesce(user_id, '') = :user AND key = :key AND type = 'fact' "
+        "AND (state = 'active' OR (state = 'archived' AND valid_to IS NOT NULL))"
+    )
+    params = {"brain": brain_id, "user": user or "", "key": key, "at": at}
+    before = conn.execute(
+        sql(
+            f"SELECT id FROM memories WHERE {where} AND {start} < :at ORDER BY {start} DESC LIMIT 1"
+        ),
+        params,
+    ).scalar()
+    after = conn.execute(
+        sql(
+            f"SELECT {COLUMNS} FROM memories WHERE {where} AND {start} > :at "
+            f"ORDER BY {start} LIMIT 1"
+        ),
+        params,
+    ).first()
+    return before, after
+
+
+def _valid_from(row: Row[Any]) -> int:
+    """When a stored memory became valid (rows older than valid time: when it happened or was
+    saved)."""
+    return int(row.valid_from or row.occurred_at or row.created_at)
 
 
 def write_tags(
@@ -394,14 +480,46 @@ def get(conn: Connection, scope: Scope, memory_id: str) -> dict[str, Any]:
     return to_dict(_fetch(conn, scope, memory_id))
 
 
-def get_fact(conn: Connection, scope: Scope, key: str, user_id: str | None) -> dict[str, Any]:
+def get_fact(
+    conn: Connection,
+    scope: Scope,
+    key: str,
+    user_id: str | None,
+    *,
+    as_of: Any = None,
+    known_at: Any = None,
+) -> dict[str, Any]:
+    """The current fact of a key; with `as_of` the one that was true then, with `known_at` the
+    one the store held as current then."""
     if scope.user_id is not None and user_id not in (None, scope.user_id):
         raise NotFound(f"no current fact {key!r}", code="fact_not_found")
     owner = scope.user_id if scope.user_id is not None else user_id
-    row = _current_fact(conn, scope.brain_id, owner, " ".join(key.split()))
+    key = " ".join(key.split())
+    if as_of is None and known_at is None:
+        row = _current_fact(conn, scope.brain_id, owner, key)
+        if row is None:
+            raise NotFound(f"no current fact {key!r}", code="fact_not_found")
+        return to_dict(row)
+    params: dict[str, Any] = {"brain": scope.brain_id, "user": owner or "", "key": key}
+    where = ["brain_id = :brain", "coalesce(user_id, '') = :user", "key = :key", "type = 'fact'"]
+    if as_of is not None:
+        where += validtime.as_of_sql(params, parse_time(as_of))
+    if known_at is not None:
+        where += validtime.known_at_sql(params, parse_time(known_at))
+    row = conn.execute(
+        sql(
+            f"SELECT {COLUMNS} FROM memories WHERE {' AND '.join(f'({w})' for w in where)} "
+            f"ORDER BY {validtime.VALID_FROM_SQL.format(a='')} DESC, created_at DESC LIMIT 1"
+        ),
+        params,
+    ).first()
     if row is None:
-        raise NotFound(f"no current fact {key!r}", code="fact_not_found")
-    return to_dict(row)
+        moment = "then" if as_of is None else f"as of {iso(parse_time(as_of))}"
+        raise NotFound(f"no fact {key!r} {moment}", code="fact_not_found")
+    found = to_dict(row)
+    if known_at is not None:
+        found = validtime.rebuild(conn, scope, [found], parse_time(known_at))[0]
+    return found
 
 
 def filter_sql(
@@ -415,7 +533,13 @@ def filter_sql(
         if value is not None:
             where.append(f"{a}{column} = :f_{column}")
             params[f"f_{column}"] = value
-    if filters.state != "all":
+    if filters.as_of is not None:
+        # Valid time decides instead of the state: superseded facts were true in their time.
+        where += validtime.as_of_sql(params, parse_time(filters.as_of), a)
+    if filters.known_at is not None:
+        # System time: what the store held then, whatever has happened to it since.
+        where += validtime.known_at_sql(params, parse_time(filters.known_at), a)
+    if filters.state != "all" and filters.as_of is None and filters.known_at is None:
         where.append(f"{a}state = :f_state")
         params["f_state"] = filters.state
     for column, bound, op in (
@@ -478,7 +602,10 @@ def list_memories(
         params,
     ).all()
     rows, next_cursor = cursors.page(rows, limit)
-    page: dict[str, Any] = {"results": [to_dict(r) for r in rows], "next_cursor": next_cursor}
+    results = [to_dict(r) for r in rows]
+    if filters.known_at is not None:
+        results = validtime.rebuild(conn, scope, results, parse_time(filters.known_at))
+    page: dict[str, Any] = {"results": results, "next_cursor": next_cursor}
     if include_total:
         page["total"] = total
     return page
@@ -497,7 +624,7 @@ def update(
     if not changes:
         raise InvalidInput(
             "nothing to update: pass at least one of content, title, tags, source, "
-            "confidence, importance, metadata, occurred_at",
+            "confidence, importance, metadata, occurred_at, valid_from, valid_to",
             code="empty_patch",
         )
     row = _fetch(conn, scope, memory_id, lock=True)
@@ -528,8 +655,20 @@ def update(
     for name in ("tags", "metadata"):
         if name in values:
             values[name] = json.dumps(values[name])
-    if "occurred_at" in values and values["occurred_at"] is not None:
-        values["occurred_at"] = parse_time(values["occurred_at"])
+    for name in ("occurred_at", "valid_from", "valid_to"):
+        if name in values and values[name] is not None:
+            values[name] = parse_time(values[name])
+    if "valid_from" in values or "valid_to" in values:
+        start = values.get("valid_from", row.valid_from)
+        if start is None:
+            start = values["valid_from"] = _valid_from(row)
+        end = values.get("valid_to", row.valid_to)
+        if end is not None and end <= start:
+            raise InvalidInput(
+                "valid_to must be later than valid_from",
+                code="invalid_valid_time",
+                details={"field": "valid_to"},
+            )
     now = now_ms()
     values["updated_at"] = now
     assignments = ", ".join(f"{name} = :v_{name}" for name in values)
@@ -546,6 +685,15 @@ def update(
             {"brain": scope.brain_id, "id": memory_id},
         )
         write_tags(conn, scope.brain_id, memory_id, changes["tags"], row.created_at)
+    if {"content", "valid_from", "occurred_at"} & changes.keys():
+        validtime.index_dates(
+            conn,
+            scope.brain_id,
+            memory_id,
+            updated.content,
+            _valid_from(updated),
+            new=False,
+        )
     if {"content", "title", "tags"} & changes.keys():
         index.on_write(
             conn,

@@ -11,7 +11,7 @@ from core.kernel.config import RankingSettings
 from core.kernel.db.engine import sql
 from core.kernel.scope import Scope
 from core.memory.store import COLUMNS, filter_sql, to_dict
-from core.retrieval.models import ContextIn, SearchIn
+from core.retrieval.models import ContextIn, SearchFilters, SearchIn
 from core.retrieval.search import QueryVector, search
 
 # Links worth following from a hit: what supports, explains or illustrates it.
@@ -25,12 +25,22 @@ def estimate_tokens(line: str) -> int:
     return max(1, math.ceil(len(line.encode()) / 4))
 
 
+def _superseded(memory: dict[str, Any], *, as_of: bool) -> bool:
+    """Left out of a pack: replaced or archived. As of a past moment, a fact that was current
+    then (archived since, its valid time closed) is what the pack is about."""
+    if as_of and memory.get("valid_to") is not None:
+        return False
+    return memory["superseded_by"] is not None or memory["state"] != "active"
+
+
 def _line(memory: dict[str, Any]) -> str:
     about = [memory["type"]]
     if memory["key"]:
         about.append(f"key: {memory['key']}")
-    when = memory["occurred_at"] or memory["created_at"]
-    about.append(when[:10])
+    when = memory.get("valid_from") or memory["occurred_at"] or memory["created_at"]
+    about.append(
+        when[:10] if not memory.get("valid_to") else f"{when[:10]} to {memory['valid_to'][:10]}"
+    )
     title = f"{memory['title']}: " if memory["title"] else ""
     return f"{title}{' '.join(memory['content'].split())} ({', '.join(about)})"
 
@@ -43,10 +53,7 @@ def _linked(
     if not sources:
         return []
     params: dict[str, Any] = {}
-    filters = request.filters
-    if request.user_id is not None:
-        filters = filters.model_copy(update={"user_id": request.user_id})
-    where = filter_sql(scope, filters, params, alias="m")
+    where = filter_sql(scope, _filters(request), params, alias="m")
     names = [f"s_{i}" for i in range(len(sources))]
     params.update(zip(names, sources, strict=True))
     members = ", ".join(f":{n}" for n in names)
@@ -80,6 +87,65 @@ def _linked(
     return found
 
 
+def _filters(request: ContextIn) -> SearchFilters:
+    update = {
+        name: getattr(request, name)
+        for name in ("user_id", "as_of", "known_at")
+        if getattr(request, name) is not None
+    }
+    return request.filters.model_copy(update=update) if update else request.filters
+
+
+def _contested(
+    conn: Connection, scope: Scope, request: ContextIn, hits: list[dict[str, Any]]
+) -> tuple[dict[str, list[str]], list[dict[str, Any]]]:
+    """Open conflicts among the hits: memory id -> the ids it conflicts with, and the other
+    sides not among the hits (in scope and matching the filters), so a pack never shows one
+    side of an unresolved disagreement alone."""
+    ids = [h["memory"]["id"] for h in hits]
+    if not ids:
+        return {}, []
+    params: dict[str, Any] = {"brain": scope.brain_id}
+    names = [f"c_{i}" for i in range(len(ids))]
+    params.update(zip(names, ids, strict=True))
+    members = ", ".join(f":{n}" for n in names)
+    rows = conn.execute(
+        sql(
+            "SELECT a_id, b_id FROM memory_conflict_resolutions WHERE brain_id = :brain "
+            f"AND status = 'needs_review' AND (a_id IN ({members}) OR b_id IN ({members})) "
+            "LIMIT 200"
+        ),
+        params,
+    ).all()
+    against: dict[str, list[str]] = {}
+    for a_id, b_id in rows:
+        against.setdefault(a_id, []).append(b_id)
+        against.setdefault(b_id, []).append(a_id)
+    seen = set(ids)
+    missing = [i for i in against if i not in seen]
+    if not missing:
+        return against, []
+    params = {}
+    where = filter_sql(scope, _filters(request), params, alias="m")
+    names = [f"o_{i}" for i in range(len(missing))]
+    params.update(zip(names, missing, strict=True))
+    columns = ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(","))
+    others = conn.execute(
+        sql(
+            f"SELECT {columns} FROM memories m WHERE m.id IN ({', '.join(':' + n for n in names)}) "
+            f"AND {' AND '.join(where)}"
+        ),
+        params,
+    ).all()
+    score = {h["memory"]["id"]: h["score"] for h in hits}
+    extra = []
+    for row in others:
+        memory = to_dict(row)
+        partner = max((score.get(i, 0.0) for i in against[memory["id"]]), default=0.0)
+        extra.append({"memory": memory, "score": partner, "via": against[memory["id"]][0]})
+    return against, extra
+
+
 def pack(
     conn: Connection,
     scope: Scope,
@@ -93,8 +159,7 @@ def pack(
         SearchIn(
             query=request.query,
             limit=request.limit,
-            filters=request.filters,
-            user_id=request.user_id,
+            filters=_filters(request),
         ),
         query_vector,
         ranking,
@@ -103,7 +168,20 @@ def pack(
     if request.expand_links:
         seen = {h["memory"]["id"] for h in hits}
         hits += [h for h in _linked(conn, scope, request, hits) if h["memory"]["id"] not in seen]
+    against, other_sides = _contested(conn, scope, request, hits)
+    seen = {h["memory"]["id"] for h in hits}
+    hits += [h for h in other_sides if h["memory"]["id"] not in seen]
     hits.sort(key=lambda h: -h["score"])
+    if against:
+        # The two sides of a disagreement sit together, the stronger side's place first.
+        order = {h["memory"]["id"]: i for i, h in enumerate(hits)}
+        for memory_id, others in against.items():
+            if memory_id in order:
+                for other in others:
+                    if other in order:
+                        order[other] = min(order[other], order[memory_id])
+        hits.sort(key=lambda h: (order[h["memory"]["id"]], -h["score"]))
+    as_of = _filters(request).as_of is not None
 
     lines: list[str] = []
     citations: list[dict[str, Any]] = []
@@ -112,10 +190,10 @@ def pack(
     used = 0
     for hit in hits:
         memory = hit["memory"]
-        if memory["superseded_by"] is not None or memory["state"] != "active":
+        if _superseded(memory, as_of=as_of):
             omitted.append({"id": memory["id"], "reason": "superseded"})
             continue
-        if hit["score"] < request.min_score:
+        if hit["score"] < request.min_score and memory["id"] not in against:
             omitted.append({"id": memory["id"], "reason": "below_min_score"})
             continue
         if memory["content"] in contents:
@@ -123,6 +201,8 @@ def pack(
             continue
         n = len(citations) + 1
         line = f"[{n}] {_line(memory)}"
+        if memory["id"] in against:
+            line += " [contested: an unresolved conflict with another memory]"
         tokens = estimate_tokens(line) + 1  # the newline
         if used + tokens > request.max_tokens:
             omitted.append({"id": memory["id"], "reason": "budget"})
@@ -137,6 +217,7 @@ def pack(
                 "score": hit["score"],
                 "tokens": tokens,
                 "via": hit.get("via"),
+                "contested": memory["id"] in against,
             }
         )
     return {

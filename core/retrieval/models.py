@@ -32,6 +32,8 @@ class SearchIn(Strict):
     min_score: float = Field(0.0, ge=0.0, le=1.0)
     mode: Literal["hybrid", "lexical", "semantic"] = "hybrid"
     explain: bool = False
+    as_of: datetime | None = Field(None, description="Shorthand for filters.as_of.")
+    known_at: datetime | None = Field(None, description="Shorthand for filters.known_at.")
 
 
 class Explain(Out):
@@ -44,6 +46,9 @@ class Explain(Out):
     trust: float
     recency: float
     superseded: bool
+    time: float | None = Field(
+        None, description="The query's time: 1, or less when the memory misses it."
+    )
     score: float
 
 
@@ -66,6 +71,12 @@ class ContextIn(Strict):
     user_id: Name | None = None
     min_score: float = Field(0.0, ge=0.0, le=1.0)
     expand_links: bool = Field(True, description="Also consider memories linked to the hits.")
+    as_of: datetime | None = Field(
+        None, description="The memories valid at this moment (shorthand for filters.as_of)."
+    )
+    known_at: datetime | None = Field(
+        None, description="What the store held at this moment (filters.known_at)."
+    )
 
 
 class Citation(Out):
@@ -74,6 +85,9 @@ class Citation(Out):
     score: float
     tokens: int
     via: str | None = Field(None, description="Set when the memory came in through a link.")
+    contested: bool = Field(
+        False, description="An unresolved conflict joins it to another memory (both shown)."
+    )
 
 
 class Omitted(Out):

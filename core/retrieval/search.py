@@ -18,9 +18,9 @@ from core.kernel.db.id_lists import id_table
 from core.kernel.errors import InvalidInput
 from core.kernel.ids import now_ms, parse_time
 from core.kernel.scope import Scope
-from core.memory import access, trust
+from core.memory import access, trust, validtime
 from core.memory.store import COLUMNS, filter_sql, from_values
-from core.retrieval import lexical, near_words, pgvector, vectors
+from core.retrieval import lexical, near_words, pgvector, temporal, vectors
 from core.retrieval.filters import MetadataFilter
 from core.retrieval.models import SearchFilters, SearchIn
 from core.retrieval.ranking import Candidates, Standardiser, rank, standardiser, thread_context
@@ -31,7 +31,7 @@ _CONTEXT_FROM = 30
 # then read in full.
 _RANK_COLUMNS = (
     "m.id, m.user_id, m.importance, m.confidence, m.superseded_by, m.occurred_at, "
-    "m.created_at, m.source"
+    "m.created_at, m.source, m.valid_from, m.valid_to"
 )
 _PAGE_COLUMNS = ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(","))
 _DAY_MS = 86_400_000
@@ -88,9 +88,7 @@ def search(
     query_vector: QueryVector | None,
     ranking: RankingSettings,
 ) -> dict[str, Any]:
-    filters = request.filters
-    if request.user_id is not None:
-        filters = filters.model_copy(update={"user_id": request.user_id})
+    filters = _with_shorthands(request)
     offset = 0
     if request.cursor is not None:
         position = cursors.decode(request.cursor, keys={"o": int, "q": str})
@@ -174,11 +172,15 @@ def search(
     ids = pool.ids
     position = pool.position
 
+    valid_from = np.array(pool.valid_from(), dtype=np.int64)
+
     def shares(neighbour_of: dict[str, str | None]) -> np.ndarray:
-        """The evidence of each candidate's neighbour on one side (background if none)."""
+        """The evidence of each candidate's neighbour on one side (background if none, or if
+        the two were not true at about the same time: not one conversation)."""
         slots = np.array(
             [position.get(m, -1) if (m := neighbour_of.get(i)) else -1 for i in ids], np.int64
         )
+        slots = np.where(temporal.same_time(valid_from, valid_from[slots]), slots, -1)
         return np.where(slots >= 0, fused[slots], background)
 
     context = thread_context(
@@ -188,8 +190,11 @@ def search(
         background,
         context_shares(ranking, query_vector),
     )
-    ranked = rank(pool.describe(conn, scope.brain_id, context), ranking)
-    scores = ranked.scores
+    ranked = rank(pool.describe(conn, scope.brain_id, context, filters.as_of), ranking)
+    moment = now_ms() if filters.as_of is None else parse_time(filters.as_of)
+    time_query = temporal.read_query(request.query, moment)
+    in_time = temporal.factors(conn, scope.brain_id, ids, pool.valid_from(), time_query, moment)
+    scores = np.round(ranked.scores * in_time, 6)
     kept = np.flatnonzero((scores > 0.0) & (scores >= request.min_score)).tolist()
     order = sorted(kept, key=lambda k: (-scores[k], ids[k]))
     page = order[offset:wanted]
@@ -205,8 +210,15 @@ def search(
             "score": round(float(scores[k]), 6),
         }
         if request.explain:
-            hit["explain"] = ranked.factors(k).__dict__.copy()
+            hit["explain"] = {**ranked.factors(k).__dict__, "time": float(in_time[k])}
+            hit["explain"]["score"] = float(scores[k])
         results.append(hit)
+    if filters.known_at is not None:
+        rebuilt = validtime.rebuild(
+            conn, scope, [hit["memory"] for hit in results], parse_time(filters.known_at)
+        )
+        for hit, memory in zip(results, rebuilt, strict=True):
+            hit["memory"] = memory
     next_cursor = None
     if len(order) > wanted:
         next_cursor = cursors.encode({"o": wanted, "q": _cursor_key(request)})
@@ -242,11 +254,24 @@ class _Pool:
         total: np.ndarray = self.lexical + self.semantic
         return total
 
-    def describe(self, conn: Connection, brain_id: str, context: np.ndarray) -> Candidates:
+    def valid_from(self) -> list[int]:
+        """When each candidate became valid (epoch ms)."""
+        return [int(r[8] or r[5] or r[6]) for r in self.rows]
+
+    def describe(
+        self, conn: Connection, brain_id: str, context: np.ndarray, as_of: Any = None
+    ) -> Candidates:
         """The ranking arrays: evidence first, then the memories' own qualities."""
-        _, _, importance, confidence, superseded_by, occurred, created, sources = zip(
+        _, _, importance, confidence, superseded_by, occurred, created, sources, _, valid_to = zip(
             *self.rows, strict=True
         )
+        if as_of is not None:
+            # As of a moment, a fact that was current then is not demoted for having been
+            # superseded since (its valid_to closed); a merged or outvoted one still is.
+            superseded_by = tuple(
+                None if end is not None else by
+                for by, end in zip(superseded_by, valid_to, strict=True)
+            )
         # One small indexed query for the candidates' sources (none when none has one).
         trust_of = trust.lookup(conn, brain_id, sources)
         when = [o if o is not None else c for o, c in zip(occurred, created, strict=True)]
@@ -290,6 +315,16 @@ def context_shares(ranking: RankingSettings, vector: QueryVector | None) -> tupl
     if ranking.context_after is not None:
         after = ranking.context_after
     return before, after
+
+
+def _with_shorthands(request: SearchIn) -> SearchFilters:
+    """The filters with the request's top-level user_id, as_of and known_at folded in."""
+    update = {
+        name: getattr(request, name)
+        for name in ("user_id", "as_of", "known_at")
+        if getattr(request, name) is not None
+    }
+    return request.filters.model_copy(update=update) if update else request.filters
 
 
 def _lexical_weight(mode: str, ranking: RankingSettings, vector: QueryVector | None) -> float:
@@ -336,7 +371,11 @@ class _Semantic:
     ) -> _Semantic | pgvector.PgSemantic | None:
         if vector is None:
             return None
-        states = None if filters.state == "all" else (filters.state,)
+        states: tuple[str, ...] | None = None if filters.state == "all" else (filters.state,)
+        if filters.known_at is not None:
+            states = None  # what was active then may be archived or deleted since
+        elif filters.as_of is not None:
+            states = ("active", "archived")  # superseded facts were true in their time
         user = scope.user_id or filters.user_id
         if vector.pgvector:
             if mode == "lexical" or vector.vector is None:

@@ -446,6 +446,16 @@ def cached(conn: Connection, brain_id: str, model: str, dims: int) -> Snapshot:
         return entry.snapshot
 
 
+def warm(conn: Connection, brain_id: str, model: str, dims: int) -> Snapshot | None:
+    """The brain's vectors if this process has loaded them already (brought up to date), else
+    None: for a write that may use them but must not pay for loading a whole brain."""
+    with _cache_lock:
+        entry = _cache.get((str(conn.engine.url), brain_id, model))
+    if entry is None or entry.dims != dims:
+        return None
+    return cached(conn, brain_id, model, dims)
+
+
 def _refresh(conn: Connection, entry: _Entry, brain_id: str, model: str) -> None:
     params = {"brain": brain_id, "model": model, "dims": entry.dims}
     if time.monotonic() - entry.reconciled_at > _RECONCILE_SECONDS:

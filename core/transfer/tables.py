@@ -26,6 +26,9 @@ TABLES: dict[str, str] = {
 # id is global; its source_key is what it is about). brain_policies has one row per brain.
 _NATURAL_KEYS: dict[str, tuple[str, ...]] = {"brain_source_trust": ("source_key",)}
 
+# Time stamps whose names do not end in _at: a memory's valid time (migration 13).
+_VALID_TIME = {"valid_from", "valid_to"}
+
 # Never exported nor imported: derived from other columns, or the tenant itself.
 _DERIVED = {"brain_id", "content_hash", "search_vector"}
 
@@ -67,7 +70,8 @@ def table_shape(conn: Connection, table: str) -> TableShape | None:
     stamps = frozenset(
         c["name"]
         for c in described
-        if c["name"].endswith("_at") and "INT" in str(c["type"]).upper()
+        if (c["name"].endswith("_at") or c["name"] in _VALID_TIME)
+        and "INT" in str(c["type"]).upper()
     )
     not_null = frozenset(c["name"] for c in described if not c.get("nullable", True))
     shape = TableShape(table, columns, key, stamps, tuple(_kinds(described)), not_null)

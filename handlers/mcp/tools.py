@@ -20,7 +20,7 @@ from core.curation.models import (
     ResolveIn,
 )
 from core.curation.summaries import service as summaries
-from core.curation.summaries.models import Digest, DigestQuery, UserSummaryOut
+from core.curation.summaries.models import Digest, DigestQuery, UserSummaryOut, UserSummaryQuery
 from core.embeddings import get_embedder
 from core.events import changelog
 from core.graph import links
@@ -118,7 +118,9 @@ async def _get(run: Runner, refs: Refs, _: NoArguments) -> Any:
 
 
 async def _get_fact(run: Runner, refs: Refs, query: FactQuery) -> Any:
-    return await run.read(memories.get_fact, refs["key"], query.user_id)
+    return await run.read(
+        memories.get_fact, refs["key"], query.user_id, as_of=query.as_of, known_at=query.known_at
+    )
 
 
 async def _list(run: Runner, _: Refs, query: MemoryListQuery) -> Any:
@@ -188,7 +190,10 @@ async def _history(run: Runner, refs: Refs, _: NoArguments) -> Any:
 # -- summaries (/v1/users/{user_id}/summary[/regenerate], GET /v1/summary) ----------------------
 
 
-async def _user_summary(run: Runner, refs: Refs, _: NoArguments) -> Any:
+async def _user_summary(run: Runner, refs: Refs, query: UserSummaryQuery) -> Any:
+    if query.as_of is not None:
+        as_of = parse_time(query.as_of)
+        return await run.own_transactions(summaries.user_summary_as_of, refs["user_id"], as_of)
     found = await run.own_transactions(summaries.get_user_summary, refs["user_id"])
     return found.as_json()
 
@@ -333,7 +338,8 @@ TOOLS: list[Tool[Any]] = [
             "search, best first, each with a score in [0, 1]. Use it before answering anything "
             "that may depend on what was remembered earlier. Narrow with `filters` (type, tag, "
             "user_id, agent_id, run_id, dates, metadata) or the `user_id` shorthand; page with "
-            "`cursor` set to the previous `next_cursor`."
+            "`cursor` set to the previous `next_cursor`. `as_of` asks what was true at a moment "
+            "(superseded facts included); `known_at` what the store held then."
         ),
         run=_search,
         body=SearchIn,
@@ -345,7 +351,9 @@ TOOLS: list[Tool[Any]] = [
         description=(
             "Answer-ready context for a question: the most relevant memories as numbered lines "
             "within a token budget (`max_tokens`), with citations mapping each [n] to a memory "
-            "id. Prefer it over `search` when the text goes straight into a prompt."
+            "id. Prefer it over `search` when the text goes straight into a prompt. Both sides "
+            "of an unresolved contradiction are shown, marked contested. `as_of` builds it "
+            "from what was true at a moment."
         ),
         run=_context,
         body=ContextIn,
@@ -359,7 +367,9 @@ TOOLS: list[Tool[Any]] = [
             "current truth about its `key` (e.g. 'user.timezone'): saving a new fact for the "
             "same key and user supersedes the old one. Saving content that already exists "
             "returns the existing memory with `deduplicated: true` instead of a copy. Set "
-            "`user_id` when the memory is about one end user."
+            "`user_id` when the memory is about one end user, `valid_from` when what it states "
+            "became true (default: occurred_at, else now). If it contradicts a memory of the "
+            "same user, the reply lists the conflicts it recorded under `conflicts`."
         ),
         run=_save,
         body=MemoryIn,
@@ -393,7 +403,8 @@ TOOLS: list[Tool[Any]] = [
         title="Get the current fact",
         description=(
             "The current fact saved for a key (the newest active memory of type fact with that "
-            "key), for one `user_id` or, without it, the brain-wide fact."
+            "key), for one `user_id` or, without it, the brain-wide fact; with `as_of`, the "
+            "fact that was true at that moment."
         ),
         run=_get_fact,
         body=FactQuery,
@@ -427,10 +438,11 @@ TOOLS: list[Tool[Any]] = [
         description=(
             "A short plain-text profile of one end user, one line per theme of what is "
             "remembered about them; remade first when enough new memories came in. Read it at "
-            "the start of a conversation with that user."
+            "the start of a conversation with that user. With `as_of`, what was true of them "
+            "at that moment."
         ),
         run=_user_summary,
-        body=NoArguments,
+        body=UserSummaryQuery,
         refs=(USER_ID,),
         output=UserSummaryOut,
     ),

@@ -137,7 +137,13 @@ async def fact(request: Request) -> Response:
     ctx = await authorize(request)
     query = read_query(request, FactQuery)
     return json_response(
-        await ctx.read(memories.get_fact, request.path_params["key"], query.user_id)
+        await ctx.read(
+            memories.get_fact,
+            request.path_params["key"],
+            query.user_id,
+            as_of=query.as_of,
+            known_at=query.known_at,
+        )
     )
 
 

@@ -6,7 +6,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.curation.summaries import service
-from core.curation.summaries.models import Digest, DigestQuery, UserSummaryOut
+from core.curation.summaries.models import Digest, DigestQuery, UserSummaryOut, UserSummaryQuery
+from core.kernel.ids import parse_time
 from handlers.context import authorize
 from handlers.http import ApiRoute, Doc, json_response, read_query
 
@@ -15,6 +16,13 @@ async def user_summary(request: Request) -> Response:
     ctx = await authorize(request)
     user_id = request.path_params["user_id"]
     settings = ctx.services.settings
+    query = read_query(request, UserSummaryQuery)
+    if query.as_of is not None:
+        as_of = parse_time(query.as_of)
+        then = await ctx.services.call(
+            lambda: service.user_summary_as_of(ctx.engine, settings, ctx.scope, user_id, as_of)
+        )
+        return json_response(then)
     found = await ctx.services.call(
         lambda: service.get_user_summary(ctx.engine, settings, ctx.scope, user_id)
     )
@@ -54,6 +62,7 @@ routes = [
         doc=Doc(
             "A user's summary (made first when due: every MNEMO_USER_SUMMARY_INTERVAL memories)",
             _TAG,
+            query=UserSummaryQuery,
             response=UserSummaryOut,
         ),
     ),

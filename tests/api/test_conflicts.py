@@ -14,7 +14,7 @@ from core.curation import conflicts
 from core.curation.contradiction import compare
 from core.embeddings import get_embedder
 from core.embeddings.base import Embedder
-from core.kernel.config import MaintenanceSettings
+from core.kernel.config import ConflictSettings, MaintenanceSettings, Settings
 from core.kernel.db.engine import transaction
 from core.kernel.ids import new_id, now_ms
 from core.kernel.scope import Scope
@@ -100,6 +100,17 @@ def test_heuristic_reason_names_what_differs() -> None:
     assert finding.detail["a"] == ["?-03-05"] and finding.detail["b"] == ["?-03-12"]
     negation = compare("Alice likes coffee", "Alice doesn't like coffee")
     assert negation is not None and negation.reason == "negation_differs"
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """Detection on demand and in maintenance is what these tests exercise: the check on write
+    (tests/test_validtime.py) is off, so the pairs they make are left for detection to find."""
+    return Settings(
+        database_url=database_url,
+        log_level="WARNING",
+        conflicts=ConflictSettings(on_write=False),
+    )
 
 
 def _create(client: LambdaClient, **fields: Any) -> dict[str, Any]:
@@ -507,3 +518,21 @@ def test_heuristic_reads_a_number_too_long_for_int() -> None:
         "The project deadline is March 5 2024", "The project deadline is March 12 2024"
     )
     assert finding is not None and finding.detail["b"] == ["2024-03-12"]
+
+
+def test_the_corpus_meets_the_precision_and_recall_goal() -> None:
+    """tests/fixtures/contradictions.txt: at least 150 pairs to flag and 150 to leave alone,
+    the goal recall >= 0.9 at precision >= 0.95 (figures in docs/benchmarks.md)."""
+    from tests.contradiction_corpus import load
+
+    pairs = load()
+    must, must_not = [p for p in pairs if p.flag], [p for p in pairs if not p.flag]
+    assert len(must) >= 150 and len(must_not) >= 150
+    flagged = {
+        p: compare(p.first, p.second) is not None and compare(p.second, p.first) is not None
+        for p in pairs
+    }
+    hits = sum(flagged[p] for p in must)
+    false_alarms = sum(flagged[p] for p in must_not)
+    assert hits / len(must) >= 0.9
+    assert hits / (hits + false_alarms) >= 0.95

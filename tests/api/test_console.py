@@ -996,3 +996,20 @@ def test_the_session_is_renewed_while_the_console_is_in_use(alice: Person, engin
     expire(new, -1)
     gone = alice.get(f"{alice.base}/memories")
     assert gone.status_code == 303 and gone.headers["location"].startswith("/console/login")
+
+
+def test_the_list_shows_what_was_true_on_a_date(alice: Person) -> None:
+    fact = {"type": "fact", "key": "home city", "user_id": "alice"}
+    alice.add("Alice lives in Lyon", valid_from="2024-01-01", **fact)
+    paris = alice.add("Alice lives in Paris", valid_from="2025-06-01", **fact)
+    now = alice.get(f"{alice.base}/memories").text
+    assert "Alice lives in Paris" in now and "Alice lives in Lyon" not in now
+    then = alice.get(f"{alice.base}/memories?as_of=2025-01-01").text
+    assert "Alice lives in Lyon" in then and "Alice lives in Paris" not in then
+    assert 'name="as_of" type="date" value="2025-01-01"' in then
+    searched = alice.get(f"{alice.base}/memories?q=where+does+alice+live&as_of=2025-01-01").text
+    assert "Alice lives in Lyon" in searched and "Alice lives in Paris" not in searched
+    page = alice.get(f"{alice.base}/m/{paris}").text
+    assert "True from" in page
+    bad = alice.get(f"{alice.base}/memories?as_of=someday")
+    assert bad.status_code == 422 and "Check the filters" in bad.text

@@ -204,3 +204,27 @@ def test_a_user_scoped_key_stays_with_its_user(client: LambdaClient, tenant: Ten
     assert as_ada.ok("save", {"content": "Ada rows on Sundays"})["user_id"] == "ada"
     assert {e["user_id"] for e in as_ada.ok("changelog")["results"]} == {"ada"}
     assert client.get(f"/v1/memories/{bob['id']}").json()["state"] == "active"
+
+
+def test_valid_time_and_contradictions_through_the_tools(client: LambdaClient, mcp: Mcp) -> None:
+    fact = {"type": "fact", "key": "home city", "user_id": "alice"}
+    lyon = mcp.ok("save", {"content": "Alice lives in Lyon", "valid_from": "2024-01-01", **fact})
+    mcp.ok("save", {"content": "Alice lives in Paris", "valid_from": "2025-06-01", **fact})
+    then = {"query": "where does alice live", "user_id": "alice", "as_of": "2025-01-01"}
+    assert mcp.ok("search", then)["results"][0]["memory"]["id"] == lyon["id"]
+    assert "Lyon" in mcp.ok("context", then)["text"]
+    was = mcp.ok("get_fact", {"key": "home city", "user_id": "alice", "as_of": "2025-01-01"})
+    assert (
+        was
+        == client.get(
+            "/v1/facts/home city", query={"user_id": "alice", "as_of": "2025-01-01"}
+        ).json()
+    )
+    listed = mcp.ok("list", {"user_id": "alice", "as_of": "2025-01-01"})
+    assert [m["id"] for m in listed["results"]] == [lyon["id"]]
+    summary = mcp.ok("user_summary", {"user_id": "alice", "as_of": "2025-01-01"})
+    assert "Lyon" in summary["summary"] and "Paris" not in summary["summary"]
+
+    first = mcp.ok("save", {"content": "Dana is allergic to peanuts", "user_id": "dana"})
+    second = mcp.ok("save", {"content": "Dana is not allergic to peanuts", "user_id": "dana"})
+    assert [c["with_id"] for c in second["conflicts"]] == [first["id"]]

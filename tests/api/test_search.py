@@ -124,6 +124,7 @@ def test_min_score_and_explain(client: LambdaClient, garden: dict[str, str]) -> 
             "trust",
             "recency",
             "superseded",
+            "time",
             "score",
         }
         assert e["score"] == r["score"]

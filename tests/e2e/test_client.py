@@ -404,3 +404,35 @@ def test_the_async_client_has_the_same_calls(settings: Settings, tenant: Tenant)
     # On the thread's own loop, as Mangum does: asyncio.run would unset it, and the loop
     # handlers.api's Mangum made at import would then be dropped unclosed.
     asyncio.get_event_loop_policy().get_event_loop().run_until_complete(scenario())
+
+
+def test_valid_time_and_contradictions_through_the_client(
+    settings: Settings, tenant: Tenant
+) -> None:
+    app = create_app(settings)
+
+    async def scenario() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with AsyncMnemoClient(
+            api_key=tenant.key, base_url="http://mnemo.test", transport=transport
+        ) as mnemo:
+            fact = {"type": "fact", "key": "home city", "user_id": "alice"}
+            lyon = await mnemo.create_memory("Alice lives in Lyon", valid_from="2024-01-01", **fact)
+            await mnemo.create_memory("Alice lives in Paris", valid_from="2025-06-01", **fact)
+            then = await mnemo.search("where does alice live", user_id="alice", as_of="2025-01-01")
+            assert then["results"][0]["memory"]["id"] == lyon["id"]
+            assert then["results"][0]["memory"]["valid_to"] == "2025-06-01T00:00:00.000Z"
+            was = await mnemo.get_fact("home city", user_id="alice", as_of="2025-01-01")
+            assert was["content"] == "Alice lives in Lyon"
+            listed = await mnemo.list_memories(user_id="alice", as_of="2025-01-01")
+            assert [m["id"] for m in listed["results"]] == [lyon["id"]]
+            pack = await mnemo.context("where does alice live", user_id="alice", as_of="2025-01-01")
+            assert "Lyon" in pack["text"]
+            summary = await mnemo.user_summary("alice", as_of="2025-01-01")
+            assert summary["as_of"] == "2025-01-01T00:00:00.000Z" and "Lyon" in summary["summary"]
+
+            first = await mnemo.create_memory("Dana is allergic to peanuts", user_id="dana")
+            second = await mnemo.create_memory("Dana is not allergic to peanuts", user_id="dana")
+            assert [c["with_id"] for c in second["conflicts"]] == [first["id"]]
+
+    asyncio.get_event_loop_policy().get_event_loop().run_until_complete(scenario())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -25,6 +26,15 @@ class UserSummaryOut(BaseModel):
     summarized_at: str | None = Field(description="When its memories were read.")
     created_at: str
     updated_at: str
+    as_of: str | None = Field(
+        None, description="Set when asked as of a moment: made from the memories valid then."
+    )
+
+
+class UserSummaryQuery(Strict):
+    as_of: datetime | None = Field(
+        None, description="What was true of the user then (made on demand, not stored)."
+    )
 
 
 class DigestQuery(Strict):

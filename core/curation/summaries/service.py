@@ -32,14 +32,16 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, Engine, Row, text
 
+from core.curation.conflicts import open_pairs
 from core.curation.summaries import llm
-from core.curation.summaries.extractive import F32, Candidate, Extract, extract
+from core.curation.summaries.extractive import F32, Candidate, Extract, extract, statement_text
 from core.embeddings import BuiltinEmbedder, EmbeddingError, get_embedder
 from core.kernel.config import Settings
 from core.kernel.db.engine import transaction
 from core.kernel.errors import MnemoError, NotFound
 from core.kernel.ids import iso, now_ms
 from core.kernel.scope import Scope
+from core.memory import validtime
 from core.memory.indexing import document_text
 from core.memory.store import COLUMNS, to_dict
 
@@ -53,6 +55,8 @@ _MEMORY_COLUMNS = (
 _SWEEP_BATCH = 200
 # Best statements shown per theme in the digest.
 _EXAMPLES = 3
+# Unresolved conflicts a user summary lists, both sides of each.
+_CONTESTED = 5
 
 
 @dataclass(frozen=True)
@@ -151,21 +155,31 @@ def _current(conn: Connection, brain_id: str, user_id: str, interval: int) -> Us
 
 
 def _candidates(
-    conn: Connection, brain_id: str, user_id: str | None, model: str, limit: int
+    conn: Connection,
+    brain_id: str,
+    user_id: str | None,
+    model: str,
+    limit: int,
+    as_of: int | None = None,
 ) -> tuple[list[Candidate], list[str], list[bytes | None]]:
     """The newest `limit` current memories (of one user, or the whole brain), with the texts
-    their vectors are made from and their stored vectors of `model` where there is one."""
+    their vectors are made from and their stored vectors of `model` where there is one. With
+    `as_of`, the memories valid then instead (a fact superseded since included)."""
     params: dict[str, Any] = {"brain": brain_id, "model": model, "limit": limit}
     who = ""
     if user_id is not None:
         who = "AND m.user_id = :user "
         params["user"] = user_id
+    current = "m.state = 'active' AND m.superseded_by IS NULL"
+    if as_of is not None:
+        current = " AND ".join(validtime.as_of_sql(params, as_of, "m."))
+        current += " AND (m.superseded_by IS NULL OR m.valid_to IS NOT NULL)"
     rows = conn.execute(
         text(
             f"SELECT {_MEMORY_COLUMNS}, v.vector FROM memories m "
             "LEFT JOIN memory_vectors v ON v.memory_id = m.id AND v.model = :model "
-            f"WHERE m.brain_id = :brain {who}AND m.state = 'active' "
-            "AND m.superseded_by IS NULL ORDER BY m.created_at DESC, m.id DESC LIMIT :limit"
+            f"WHERE m.brain_id = :brain {who}AND {current} "
+            "ORDER BY m.created_at DESC, m.id DESC LIMIT :limit"
         ),
         params,
     ).all()
@@ -219,31 +233,49 @@ def _vectors(settings: Settings, documents: list[str], blobs: list[bytes | None]
 
 
 def _make(
-    settings: Settings, candidates: list[Candidate], vectors: F32, read_at: int, max_tokens: int
+    settings: Settings,
+    candidates: list[Candidate],
+    vectors: F32,
+    read_at: int,
+    max_tokens: int,
+    contested: list[tuple[str, str]] | None = None,
 ) -> Made:
-    """The extractive summary, or the LLM's when one is configured and answers."""
+    """The extractive summary, or the LLM's when one is configured and answers; either way
+    followed by the unresolved conflicts, both sides of each."""
     found = extract(candidates, vectors, max_tokens)
     model = llm.chat_model(settings.summaries)
-    if model is None or not found.themes:
-        return Made(found.text, "extractive", found, read_at)
-    try:
-        return Made(llm.summarise(model, found, max_tokens), "llm", found, read_at)
-    except Exception as error:  # any failure of the model leaves the extractive summary
-        log.warning("summary LLM %s failed, extractive summary kept: %s", model.name, error)
-        return Made(found.text, "extractive", found, read_at)
+    made = Made(found.text, "extractive", found, read_at)
+    if model is not None and found.themes:
+        try:
+            made = Made(llm.summarise(model, found, max_tokens), "llm", found, read_at)
+        except Exception as error:  # any failure of the model leaves the extractive summary
+            log.warning("summary LLM %s failed, extractive summary kept: %s", model.name, error)
+    if not contested:
+        return made
+    return Made(_with_contested(made.text, contested), made.source, found, read_at)
 
 
-def make_user_summary(engine: Engine, settings: Settings, brain_id: str, user_id: str) -> Made:
+def _with_contested(summary: str, contested: list[tuple[str, str]]) -> str:
+    """Until a conflict is resolved a summary shows both sides, marked, never one alone."""
+    sides = "; ".join(f'"{statement_text(a)}" against "{statement_text(b)}"' for a, b in contested)
+    line = f"Contested (unresolved, both kept): {sides}"
+    return f"{summary}\n{line}" if summary else line
+
+
+def make_user_summary(
+    engine: Engine, settings: Settings, brain_id: str, user_id: str, as_of: int | None = None
+) -> Made:
     """Read the user's memories (one short read transaction), then summarise them outside it:
     embedding a missing vector or asking an LLM may take a network round trip."""
     s = settings.summaries
     with transaction(engine, write=False) as conn:
         read_at = now_ms()
         candidates, documents, blobs = _candidates(
-            conn, brain_id, user_id, get_embedder(settings.embedder).name, s.max_memories
+            conn, brain_id, user_id, get_embedder(settings.embedder).name, s.max_memories, as_of
         )
+        contested = open_pairs(conn, brain_id, user_id, limit=_CONTESTED, as_of=as_of)
     vectors = _vectors(settings, documents, blobs)
-    return _make(settings, candidates, vectors, read_at, s.max_tokens)
+    return _make(settings, candidates, vectors, read_at, s.max_tokens, contested)
 
 
 # --- writing ------------------------------------------------------------------------------------
@@ -304,6 +336,16 @@ def get_user_summary(engine: Engine, settings: Settings, scope: Scope, user_id: 
     if found.summarized_at is not None and found.new_memories < interval:
         return found
     return _refresh(engine, settings, scope.brain_id, user_id, expected=found.summarized_at)
+
+
+def user_summary_as_of(
+    engine: Engine, settings: Settings, scope: Scope, user_id: str, as_of: int
+) -> dict[str, Any]:
+    """What was true of the user at `as_of`: made from the memories valid then, on demand and
+    never stored (the stored summary is of the present)."""
+    found = _load(engine, scope, user_id, settings.summaries.user_interval)
+    made = make_user_summary(engine, settings, scope.brain_id, user_id, as_of)
+    return {**found.as_json(), "summary": made.text, "source": made.source, "as_of": iso(as_of)}
 
 
 def regenerate_user_summary(

@@ -562,6 +562,40 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration(
+        13,
+        "valid time and dated mentions",
+        # Valid time beside system time: valid_from / valid_to say when what a memory states
+        # was true (created_at / updated_at say when the store learned it). Existing rows
+        # become valid from when they happened, else from when they were saved; a fact that a
+        # newer fact of its key superseded stops being valid when the newer one starts (never
+        # before it starts itself). memory_dates: the dates a memory's content mentions
+        # ("yesterday", "in May 2023"), resolved against the memory's own time (core/memory/
+        # dates.py); a row without a span marks content that speaks of time without naming
+        # one. Rows of memories saved before this migration are written by the next edit.
+        """
+        ALTER TABLE memories ADD COLUMN valid_from BIGINT;
+        ALTER TABLE memories ADD COLUMN valid_to BIGINT;
+        UPDATE memories SET valid_from = coalesce(occurred_at, created_at);
+        UPDATE memories SET valid_to = (
+            SELECT CASE WHEN n.valid_from > memories.valid_from THEN n.valid_from
+                ELSE memories.valid_from END
+            FROM memories n
+            WHERE n.id = memories.superseded_by AND n.brain_id = memories.brain_id
+                AND n.type = 'fact' AND n.key = memories.key)
+        WHERE superseded_by IS NOT NULL AND type = 'fact' AND key IS NOT NULL;
+        CREATE INDEX ix_memories_brain_valid ON memories (brain_id, valid_from);
+        CREATE TABLE memory_dates (
+            memory_id TEXT NOT NULL REFERENCES memories (id) ON DELETE CASCADE,
+            brain_id TEXT NOT NULL,
+            starts_at BIGINT,
+            ends_at BIGINT,
+            phrase TEXT NOT NULL
+        );
+        CREATE INDEX ix_memory_dates_memory ON memory_dates (brain_id, memory_id);
+        CREATE INDEX ix_memory_dates_brain_starts ON memory_dates (brain_id, starts_at)
+        """,
+    ),
+    Migration(
         15,
         "conversation ingestion jobs",
         # mem0's add with async_mode: the conversation waits here while an LLM extracts its

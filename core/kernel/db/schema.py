@@ -98,6 +98,9 @@ memories = Table(
     _ts("last_accessed_at"),
     # Migration 9: when decay last lowered importance (core/curation/hygiene.py).
     _ts("decayed_at"),
+    # Migration 13: when what the memory states was true (core/memory/validtime.py).
+    _ts("valid_from"),
+    _ts("valid_to"),
     CheckConstraint("type IN ('note', 'fact', 'journal')"),
     CheckConstraint("confidence >= 0 AND confidence <= 1"),
     CheckConstraint("importance >= 0 AND importance <= 1"),
@@ -112,6 +115,7 @@ Index(
     memories.c.id,
 )
 Index("ix_memories_brain_updated", memories.c.brain_id, memories.c.updated_at)
+Index("ix_memories_brain_valid", memories.c.brain_id, memories.c.valid_from)
 Index(
     "ux_memories_active_content",
     memories.c.brain_id,
@@ -141,6 +145,19 @@ memory_tags = Table(
     _ts("created_at"),  # the memory's; always written, nullable only because it came later
     PrimaryKeyConstraint("memory_id", "tag"),
     Index("ix_memory_tags_brain_tag_created", "brain_id", "tag", "created_at", "memory_id"),
+)
+
+# Migration 13: dates a memory's content mentions, resolved (core/memory/dates.py).
+memory_dates = Table(
+    "memory_dates",
+    metadata,
+    Column("memory_id", Text, ForeignKey("memories.id", ondelete="CASCADE"), nullable=False),
+    Column("brain_id", Text, nullable=False),
+    _ts("starts_at"),
+    _ts("ends_at"),
+    Column("phrase", Text, nullable=False),
+    Index("ix_memory_dates_memory", "brain_id", "memory_id"),
+    Index("ix_memory_dates_brain_starts", "brain_id", "starts_at"),
 )
 
 memory_links = Table(

@@ -45,6 +45,8 @@ def _filters(q: list_tpl.ListQuery) -> dict[str, Any]:
         "state": q.state or "active",
         "created_after": q.after or None,
         "created_before": q.before or None,
+        # A day as typed in a date field: what was true by the end of it.
+        "as_of": f"{q.as_of}T23:59:59.999Z" if q.as_of else None,
     }
 
 
@@ -113,7 +115,9 @@ def _tags(raw: str) -> list[str]:
 async def create(request: Request) -> Response:
     view = await session.in_brain(request)
     form = await session.checked_form(request, view.visitor.csrf)
-    values = {k: form.get(k) for k in ("content", "type", "title", "key", "user_id", "tags")}
+    values = {
+        k: form.get(k) for k in ("content", "type", "title", "key", "user_id", "tags", "valid_from")
+    }
     try:
         data = MemoryIn.model_validate(
             {
@@ -123,6 +127,7 @@ async def create(request: Request) -> Response:
                 "key": form.optional("key"),
                 "user_id": form.optional("user_id"),
                 "tags": _tags(values["tags"]),
+                "valid_from": form.optional("valid_from"),
             }
         )
         index = await view.ctx.indexer([data])

@@ -27,6 +27,7 @@ class ListQuery:
     state: str = "active"
     after: str = ""
     before: str = ""
+    as_of: str = ""  # valid time: the memories true on that day
     cursor: str = ""
 
     @classmethod
@@ -44,7 +45,7 @@ class ListQuery:
 
     @property
     def filtered(self) -> bool:
-        return any((self.type, self.tag, self.user, self.after, self.before)) or (
+        return any((self.type, self.tag, self.user, self.after, self.before, self.as_of)) or (
             self.state != "active"
         )
 
@@ -76,6 +77,9 @@ def filter_form(base: str, q: ListQuery) -> Html:
         '<label>State<select name="state">{states}</select></label>'
         '<label>Created from<input name="after" type="date" value="{after}"></label>'
         '<label>Created before<input name="before" type="date" value="{before}"></label>'
+        '<label>True as of<input name="as_of" type="date" value="{as_of}" '
+        'title="The memories that were true at the end of that day, superseded facts '
+        'included"></label>'
         "</div>"
         '<p><button type="submit">Apply filters</button> <a href="{clear}">Clear all</a></p>'
         "</details></form>",
@@ -89,6 +93,7 @@ def filter_form(base: str, q: ListQuery) -> Html:
         states=_options([(s, s) for s in STATES], q.state),
         after=q.after,
         before=q.before,
+        as_of=q.as_of,
         clear=f"{base}/memories",
     )
 
@@ -239,6 +244,7 @@ def new_form(base: str, csrf: str, values: Mapping[str, str], error: str | None)
         '<label>Key (facts)<input name="key" value="{key}"></label>'
         '<label>User<input name="user_id" value="{user_id}"></label>'
         '<label>Tags<input name="tags" value="{tags}" placeholder="comma, separated"></label>'
+        '<label>True from<input name="valid_from" type="date" value="{valid_from}"></label>'
         "</div>"
         '<p><button type="submit" class="primary">Save</button> '
         '<a href="{cancel}">Cancel</a></p></form>',
@@ -249,6 +255,7 @@ def new_form(base: str, csrf: str, values: Mapping[str, str], error: str | None)
         types=_options([(t, t) for t in TYPES], values.get("type", "note")),
         title=values.get("title", ""),
         key=values.get("key", ""),
+        valid_from=values.get("valid_from", ""),
         user_id=values.get("user_id", ""),
         tags=values.get("tags", ""),
         cancel=f"{base}/memories",

@@ -37,6 +37,8 @@ def _fields(base: str, m: Mapping[str, Any]) -> Html:
         ("Created", time_tag(m["created_at"])),
         ("Updated", time_tag(m["updated_at"])),
         ("Happened", time_tag(m["occurred_at"]) if m.get("occurred_at") else None),
+        ("True from", time_tag(m["valid_from"]) if m.get("valid_from") else None),
+        ("True until", time_tag(m["valid_to"]) if m.get("valid_to") else None),
         ("Archived", time_tag(m["archived_at"]) if m.get("archived_at") else None),
         ("Deleted", time_tag(m["deleted_at"]) if m.get("deleted_at") else None),
         ("Superseded by", superseded or None),
