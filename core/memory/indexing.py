@@ -95,6 +95,20 @@ class Indexer:
             [(m.memory_id, self._prepared[doc]) for m, doc in zip(memories, docs, strict=True)],
         )
 
+    def similar(
+        self, conn: Connection, brain_id: str, user_id: str | None, doc: str, n: int
+    ) -> list[tuple[str, float]]:
+        """The active memories of this owner most like a document about to be written, best
+        first, with their cosines (the write gate's near-duplicate candidates). The document's
+        vector is the one `prepare` made for the write; none without an embedder."""
+        if self.embedder is None:
+            return []
+        if doc not in self._prepared:
+            self.prepare([doc])
+        return vectors.nearest_of_owner(
+            conn, brain_id, self.embedder.name, user_id, self._prepared[doc], n
+        )
+
     def on_state(self, conn: Connection, brain_id: str, memory_id: str) -> None:
         vectors.touch(conn, brain_id, memory_id)
 

@@ -18,7 +18,7 @@ from core.kernel.db.id_lists import id_table
 from core.kernel.errors import InvalidInput
 from core.kernel.ids import now_ms, parse_time
 from core.kernel.scope import Scope
-from core.memory import trust
+from core.memory import gate, trust
 from core.memory.store import COLUMNS, filter_sql, from_values
 from core.retrieval import lexical, pgvector, vectors
 from core.retrieval.filters import MetadataFilter
@@ -407,9 +407,11 @@ def _read_back(
 
 
 def record_access(conn: Connection, scope: Scope, memory_ids: list[str]) -> None:
-    """Returned memories count as accessed (ranking and decay read this)."""
+    """Returned memories count as accessed (ranking and decay read this), and the write
+    gate's echo guard notes that this caller was shown them."""
     if not memory_ids:
         return
+    gate.record_recall(conn, scope, memory_ids)
     # A short list of bound ids, served by the primary key. SQLite's planner, left alone,
     # walks the brain's index instead; a unary + takes that index out of its choices.
     brain = "+brain_id" if conn.dialect.name == "sqlite" else "brain_id"

@@ -328,3 +328,38 @@ def _refresh(conn: Connection, entry: _Entry, brain_id: str, model: str) -> None
 def forget_all() -> None:
     with _cache_lock:
         _cache.clear()
+
+
+def nearest_of_owner(
+    conn: Connection,
+    brain_id: str,
+    model: str,
+    user_id: str | None,
+    vector: np.ndarray,
+    n: int,
+) -> list[tuple[str, float]]:
+    """The active memories of exactly this owner nearest to `vector`, with their cosines: the
+    write gate's near-duplicate candidates. From the pgvector copy when the database keeps one,
+    else from this process's cache (the caller reads every candidate back from SQL)."""
+    query = np.asarray(vector, dtype=np.float32)
+    if pgvector.mirroring(conn):
+        return pgvector.nearest_of_owner(
+            conn, brain_id, model, int(query.shape[0]), user_id, query, n
+        )
+    cache = cached(conn, brain_id, model, int(query.shape[0]))
+    code = cache.user_codes.get(user_id)
+    count = len(cache.ids)
+    if code is None or count == 0:
+        return []
+    mask = (cache.user_of[:count] == code) & (cache.state_of[:count] == _STATES["active"])
+    slots = np.flatnonzero(mask)
+    if slots.size == 0:
+        return []
+    # Only the owner's rows are multiplied when they are a small share of the brain (a brain
+    # of many users); the whole matrix at once when they are most of it (one gather costs
+    # more than the product it saves).
+    if slots.size * 4 < count:
+        scores = cache.matrix[slots] @ query
+        best = np.argsort(-scores)[:n]
+        return [(cache.ids[slots[i]], float(scores[i])) for i in best]
+    return cache.top(cache.matrix[:count] @ query, mask, n)
