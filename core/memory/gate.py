@@ -82,12 +82,12 @@ _DISTINCT = frozenset(
 )  # fmt: skip
 _WORD = re.compile(r"[^\W_]+")
 _NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")
-_NEGATION = re.compile(r"\b(?:not|no|never|none|nor|without|cannot)\b|n['’]t\b", re.IGNORECASE)
+_NEGATION = re.compile(r"\b(?:not|no|never|none|nor|without|cannot)\b|n['\u2019]t\b", re.IGNORECASE)
 
 # Restated system prompts: an instruction to the assistant, not something about the user.
 _INSTRUCTION = re.compile(
     r"^\W*(?:(?:system(?:\s+prompt)?|instructions?|prompt)\s*[:>\-]\s*)?(?:"
-    r"you\s+are\b|you['’]re\s+(?:a|an|the)\b"
+    r"you\s+are\b|you['\u2019]re\s+(?:a|an|the)\b"
     r"|you\s+(?:will|must|should|shall)\s+(?:always|never|only|respond|answer|reply|act|be)\b"
     r"|act\s+as\b|pretend\s+(?:to\s+be|you)\b|role[- ]?play\s+as\b"
     r"|your\s+(?:role|task|job|goal|purpose|name)\s+is\b"
@@ -95,7 +95,7 @@ _INSTRUCTION = re.compile(
     r"|(?:always|never|only)\s+(?:respond|answer|reply|use|speak|write|format|say|mention"
     r"|refer|include|output)\b"
     r"|(?:respond|answer|reply)\s+(?:only\s+)?(?:in|with|using|as)\b"
-    r"|(?:do\s+not|don['’]t)\s+(?:reveal|mention|disclose|share|discuss)\b"
+    r"|(?:do\s+not|don['\u2019]t)\s+(?:reveal|mention|disclose|share|discuss)\b"
     r"|ignore\s+(?:all\s+)?(?:previous|prior|the\s+above|earlier)\s+instructions\b"
     r"|follow\s+these\s+(?:rules|instructions)\b"
     r")",
@@ -275,16 +275,19 @@ def explain_copy(conn: Connection, scope: Scope, memory_id: str) -> Verdict:
     """The gate's word on an exact copy (which `create` returns as it is, unchanged): a copy
     of what this caller was just shown is an echo, anything else a duplicate."""
     policy = policy_for(conn, scope.brain_id)
-    if policy.write_gate and policy.echo_window_seconds:
-        if memory_id in _recalled_ids(conn, scope, policy):
-            return Verdict(
-                "recalled",
-                "echo",
-                f"repeats memory {memory_id}, returned to this caller by a recent search: "
-                "not new evidence, so nothing changed",
-                memory_id=memory_id,
-                recalled_ids=(memory_id,),
-            )
+    if (
+        policy.write_gate
+        and policy.echo_window_seconds
+        and memory_id in _recalled_ids(conn, scope, policy)
+    ):
+        return Verdict(
+            "recalled",
+            "echo",
+            f"repeats memory {memory_id}, returned to this caller by a recent search: "
+            "not new evidence, so nothing changed",
+            memory_id=memory_id,
+            recalled_ids=(memory_id,),
+        )
     return Verdict(
         "duplicate",
         "exact_copy",

@@ -186,6 +186,36 @@ class Memory(Out):
     access_count: int
     last_accessed_at: str | None
     deduplicated: bool | None = Field(None, description="Set on create when it already existed.")
+    gate: GateDecision | None = Field(None, description="Set on create: the write gate's word.")
+
+
+class GateDecision(Out):
+    """What the write gate made of a write (core/memory/gate.py), and why."""
+
+    decision: Literal["added", "duplicate", "reinforced", "recalled", "quarantined"]
+    reason: str = Field(
+        description="new, gate_off, exact_copy, near_duplicate, echo, instruction, "
+        "system_role, empty or boilerplate"
+    )
+    message: str
+    memory_id: str | None = Field(None, description="The memory restated, echoed or copied.")
+    quarantine_id: str | None = None
+    similarity: dict[str, float] | None = None
+    importance: dict[str, float] | None = Field(None, description="A reinforcement's from/to.")
+    recalled_ids: list[str] | None = None
+
+
+class SavedMemory(Out):
+    """A save's reply: the memory (every field of `Memory`), or when the gate quarantined the
+    write, the held write: `state` quarantined and `id` its id under /v1/quarantine."""
+
+    model_config = ConfigDict(extra="allow", defer_build=True)
+    id: str
+    state: Literal["active", "archived", "deleted", "quarantined"]
+    content: str
+    user_id: str | None
+    deduplicated: bool | None = None
+    gate: GateDecision | None = None
 
 
 class MemoryPage(Out):
@@ -230,7 +260,7 @@ class ChangelogPage(Out):
 
 
 class BatchResult(Out):
-    results: list[Memory]
+    results: list[SavedMemory]
 
 
 class Deleted(Out):

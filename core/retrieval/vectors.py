@@ -363,3 +363,11 @@ def nearest_of_owner(
         best = np.argsort(-scores)[:n]
         return [(cache.ids[slots[i]], float(scores[i])) for i in best]
     return cache.top(cache.matrix[:count] @ query, mask, n)
+
+
+def drop_brain(brain_id: str) -> None:
+    """Forget a brain's cached vectors in this process (a user's erasure: their vectors must
+    not outlive the rows, even in memory, until the next full reload)."""
+    with _cache_lock:
+        for key in [k for k in _cache if k[1] == brain_id]:
+            del _cache[key]
