@@ -128,11 +128,9 @@ def report(
 
 def _ages(conn: Connection, where: str, params: dict[str, Any], now: int) -> dict[str, int]:
     cases = []
-    for name, low, high in _AGES:
+    for i, (_, low, high) in enumerate(_AGES):
         upper = f" AND created_at > :now - {high}" if high is not None else ""
-        cases.append(
-            f"sum(CASE WHEN created_at <= :now - {low}{upper} THEN 1 ELSE 0 END) AS {name}"
-        )
+        cases.append(f"sum(CASE WHEN created_at <= :now - {low}{upper} THEN 1 ELSE 0 END) AS a{i}")
     row = conn.execute(
         sql(f"SELECT {', '.join(cases)} FROM memories WHERE {where} AND state = 'active'"),
         params,
