@@ -75,10 +75,12 @@ _PERSONS = frozenset(
     {"i", "me", "my", "mine", "we", "our", "she", "her", "hers", "he", "him", "his", "they",
      "them", "their", "user", "users", "the"}
 )  # fmt: skip
-# Words that say a second thing is meant ("another secret"), not the same one again.
+# Words that say a second thing is meant ("another secret", "test two"), not the same one
+# again; numbers in words count as numbers do.
 _DISTINCT = frozenset(
     {"another", "other", "second", "third", "different", "new", "next", "also", "too",
-     "additional", "more", "else", "either"}
+     "additional", "more", "else", "either", "one", "two", "three", "four", "five", "six",
+     "seven", "eight", "nine", "ten", "eleven", "twelve", "first", "last", "once", "twice"}
 )  # fmt: skip
 _WORD = re.compile(r"[^\W_]+")
 _NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")
