@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy import Engine, inspect, text
 
 from core.app.erasure import erase_user
-from core.config import Settings
 from core.curation import erasure
-from core.db.engine import transaction
-from core.ids import new_id, now_ms
-from core.scope import Scope
-from core.search import pgvector
+from core.kernel.config import Settings
+from core.kernel.db.engine import transaction
+from core.kernel.ids import new_id, now_ms
+from core.kernel.scope import Scope
+from core.retrieval import pgvector
 from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient
 

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from core.db.engine import transaction
+from core.kernel.db.engine import transaction
+from core.kernel.scope import Scope
 from core.memory.gate import classify
-from core.policy import set_policy
-from core.scope import Scope
+from core.memory.policy import set_policy
 from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient
 

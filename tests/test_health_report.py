@@ -6,10 +6,10 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from core.db.engine import transaction
-from core.ids import now_ms
-from core.policy import set_policy
-from core.scope import Scope
+from core.kernel.db.engine import transaction
+from core.kernel.ids import now_ms
+from core.kernel.scope import Scope
+from core.memory.policy import set_policy
 from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient
 
@@ -31,7 +31,11 @@ def test_the_report_counts_what_a_store_should_not_hold(
         set_policy(conn, Scope(tenant.brain_id, "test", role="owner"), {"write_gate": 0})
     copies = [
         _save(client, content=c, user_id="ann")["id"]
-        for c in ("Ann prefers window seats", "Ann prefers window seats.", "ANN PREFERS WINDOW SEATS")
+        for c in (
+            "Ann prefers window seats",
+            "Ann prefers window seats.",
+            "ANN PREFERS WINDOW SEATS",
+        )
     ]
     prompt = _save(client, content="You are a travel assistant", user_id="ann")
     _save(client, content="Thanks!", user_id="ann")
