@@ -10,6 +10,7 @@ checked with the write gate's own rule (core/memory/gate.py). So the report cost
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -57,7 +58,7 @@ def report(
     now = now_ms()
     params: dict[str, Any] = {"now": now}
     where = _owner(scope, user_id, params)
-    states = dict(
+    states: dict[str, int] = dict(
         conn.execute(
             sql(f"SELECT state, count(*) FROM memories WHERE {where} GROUP BY state"), params
         ).all()
@@ -172,7 +173,7 @@ def _sample(
     }
 
 
-def _clusters(conn: Connection, scope: Scope, rows: list[Any]) -> list[dict[str, Any]]:
+def _clusters(conn: Connection, scope: Scope, rows: Sequence[Any]) -> list[dict[str, Any]]:
     """Groups of memories of one owner and fact key that restate each other (the gate's
     rule), largest first."""
     with_vectors = [r for r in rows if r.vector is not None]
