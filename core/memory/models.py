@@ -162,6 +162,22 @@ class ChangelogQuery(Strict):
     cursor: str | None = None
 
 
+class GateDecision(Out):
+    """What the write gate made of a write (core/memory/gate.py), and why."""
+
+    decision: Literal["added", "duplicate", "reinforced", "recalled", "quarantined"]
+    reason: str = Field(
+        description="new, gate_off, exact_copy, near_duplicate, echo, instruction, "
+        "system_role, empty or boilerplate"
+    )
+    message: str
+    memory_id: str | None = Field(None, description="The memory restated, echoed or copied.")
+    quarantine_id: str | None = None
+    similarity: dict[str, float] | None = None
+    importance: dict[str, float] | None = Field(None, description="A reinforcement's from/to.")
+    recalled_ids: list[str] | None = None
+
+
 class Memory(Out):
     id: str
     user_id: str | None
@@ -187,22 +203,6 @@ class Memory(Out):
     last_accessed_at: str | None
     deduplicated: bool | None = Field(None, description="Set on create when it already existed.")
     gate: GateDecision | None = Field(None, description="Set on create: the write gate's word.")
-
-
-class GateDecision(Out):
-    """What the write gate made of a write (core/memory/gate.py), and why."""
-
-    decision: Literal["added", "duplicate", "reinforced", "recalled", "quarantined"]
-    reason: str = Field(
-        description="new, gate_off, exact_copy, near_duplicate, echo, instruction, "
-        "system_role, empty or boilerplate"
-    )
-    message: str
-    memory_id: str | None = Field(None, description="The memory restated, echoed or copied.")
-    quarantine_id: str | None = None
-    similarity: dict[str, float] | None = None
-    importance: dict[str, float] | None = Field(None, description="A reinforcement's from/to.")
-    recalled_ids: list[str] | None = None
 
 
 class SavedMemory(Out):
