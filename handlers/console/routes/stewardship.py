@@ -21,7 +21,7 @@ async def quarantine_page(request: Request) -> Response:
     view = await session.in_brain(request)
     status = request.query_params.get("status", "pending")
     query = QuarantineQuery(
-        status=status,  # type: ignore[arg-type]  # validated by the model
+        status=status,  # validated by the model: a 422 page for another value
         limit=QUARANTINE_PAGE,
         cursor=request.query_params.get("cursor") or None,
     )
