@@ -204,10 +204,21 @@ def test_an_echo_of_recalled_memories_is_not_new_evidence(
     assert only["importance"] == 0.5
     history = client.get(f"/v1/memories/{original['id']}/history").json()["results"]
     assert [h["event"] for h in history] == ["ADD"]
-    # Another caller, who was shown nothing, restating it is evidence: a reinforcement.
+    composite = _save(
+        client,
+        content="User mentioned that Alice is training for the Lyon marathon",
+        user_id="alice",
+    )
+    assert composite["gate"]["decision"] == "recalled"
+    # The user saying it again (role user) is evidence, whoever relays it: a reinforcement.
+    said = _save(
+        client, content="Alice is training for the Lyon marathon!", user_id="alice", role="user"
+    )
+    assert said["gate"]["decision"] == "reinforced" and said["importance"] == 0.6
+    # So is another caller, who was shown nothing, restating it.
     other = client.as_key(tenant.new_key())
     reply = _save(other, content="The user is training for the Lyon marathon", user_id="alice")
-    assert reply["gate"]["decision"] == "reinforced"
+    assert reply["gate"]["decision"] == "reinforced" and reply["importance"] == 0.7
     # New information in the same words' company is not an echo.
     moved = _save(client, content="Alice is training for the Paris marathon", user_id="alice")
     assert moved["gate"]["decision"] == "added"

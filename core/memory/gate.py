@@ -67,8 +67,13 @@ _COMPOSITE_COVERAGE = 0.95
 _COMPOSITE_TERMS = 6
 # Recall rows are pruned this long after they were written (the policy's longest window).
 _RECALL_KEEP_MS = 86_400_000
-# Words an extracting agent puts around any content ("The user likes..."): no evidence either way.
-_FILLER = frozenset({"user"})
+# Words an extracting agent puts around any content ("The user mentioned that..."): no
+# evidence either way. Stemmed, as the terms they are taken from.
+_FILLER = frozenset(
+    stem(w)
+    for w in ("user", "mentioned", "said", "says", "noted", "recalled", "remembered", "told",
+              "stated", "according", "reminder", "mention", "note", "remember")
+)  # fmt: skip
 
 # Words whose swap changes no fact: who is speaking ("I prefer" for "Alice prefers").
 _PERSONS = frozenset(
@@ -88,19 +93,19 @@ _NEGATION = re.compile(r"\b(?:not|no|never|none|nor|without|cannot)\b|n['\u2019]
 
 # Restated system prompts: an instruction to the assistant, not something about the user.
 _INSTRUCTION = re.compile(
-    r"^\W*(?:(?:system(?:\s+prompt)?|instructions?|prompt)\s*[:>\-]\s*)?(?:"
+    r"^\W*(?:(?:system(?:\s+prompt)?|instructions?|prompt)\s*[:>\-]|(?:"
     r"you\s+are\b|you['\u2019]re\s+(?:a|an|the)\b"
     r"|you\s+(?:will|must|should|shall)\s+(?:always|never|only|respond|answer|reply|act|be)\b"
     r"|act\s+as\b|pretend\s+(?:to\s+be|you)\b|role[- ]?play\s+as\b"
     r"|your\s+(?:role|task|job|goal|purpose|name)\s+is\b"
     r"|as\s+an?\s+(?:ai|assistant|language\s+model)\b"
     r"|(?:always|never|only)\s+(?:respond|answer|reply|use|speak|write|format|say|mention"
-    r"|refer|include|output)\b"
+    r"|refer|include|output|reveal|disclose|share|keep|be)\b"
     r"|(?:respond|answer|reply)\s+(?:only\s+)?(?:in|with|using|as)\b"
     r"|(?:do\s+not|don['\u2019]t)\s+(?:reveal|mention|disclose|share|discuss)\b"
     r"|ignore\s+(?:all\s+)?(?:previous|prior|the\s+above|earlier)\s+instructions\b"
     r"|follow\s+these\s+(?:rules|instructions)\b"
-    r")",
+    r"))",
     re.IGNORECASE,
 )
 _PROMPT_MARKERS = re.compile(
@@ -115,6 +120,10 @@ _BOILERPLATE = frozenset(
         "todo", "tbd", "no memory", "no memories", "nothing", "nothing to remember",
         "nothing to save", "no new information", "no relevant information", "i don t know",
         "i dont know", "unknown", "as above", "see above", "same as above", "lorem ipsum",
+        "got it", "sounds good", "hmm", "lol", "cool", "great", "nice", "yes please",
+        "no thanks", "ok thanks", "okay thanks", "thank you so much", "thanks a lot",
+        "you re welcome", "np", "no problem", "good morning", "good night", "good evening",
+        "see you", "see you later", "alright", "all right", "perfect", "awesome", "right",
     }
 )  # fmt: skip
 
@@ -197,14 +206,16 @@ def _negated(text: str) -> bool:
 
 
 def same_statement(
-    new: str, old: str, cosine: float, policy: BrainPolicy
+    new: str, old: str, cosine: float | None, policy: BrainPolicy
 ) -> tuple[bool, dict[str, float], str]:
     """Whether `new` restates `old` (the near-duplicate rule above), the similarities it
-    rests on, and, when it does not, why."""
+    rests on, and, when it does not, why. Without vectors (`cosine` None) the words decide."""
     a, b = comparable_terms(new), comparable_terms(old)
     jaccard = len(a & b) / len(a | b) if a | b else 1.0
-    sims = {"cosine": round(cosine, 4), "terms": round(jaccard, 4)}
-    if cosine < policy.gate_dedup_threshold:
+    sims = {"terms": round(jaccard, 4)}
+    if cosine is not None:
+        sims["cosine"] = round(cosine, 4)
+    if cosine is not None and cosine < policy.gate_dedup_threshold:
         return False, sims, f"cosine {cosine:.2f} < {policy.gate_dedup_threshold:g}"
     if jaccard < policy.gate_text_threshold:
         return False, sims, f"shared terms {jaccard:.2f} < {policy.gate_text_threshold:g}"
@@ -247,23 +258,35 @@ def screen(
             f"held for review: {message}; approve it to save it as a memory",
             quarantine_id=quarantine_id,
         )
-    if policy.echo_window_seconds:
+    if policy.echo_window_seconds and not _from_user(data.role):
         echo = _echo(conn, scope, data.content, policy)
         if echo is not None:
             return echo
     doc = document_text(data.title, data.key, data.tags, data.content)
-    nearest = index.similar(conn, scope.brain_id, user, doc, _CANDIDATES)
+    nearest = dict(
+        index.similar(
+            conn,
+            scope.brain_id,
+            user,
+            content=data.content,
+            key=data.key,
+            doc=doc,
+            n=_CANDIDATES,
+        )
+    )
     closest = ""
-    for row in _candidates(conn, scope.brain_id, [i for i, _ in nearest], data.key):
-        cosine = dict(nearest)[row.id]
+    for row in _candidates(conn, scope.brain_id, list(nearest), data.key):
+        cosine = nearest[row.id]
         same, sims, why = same_statement(data.content, row.content, cosine, policy)
         if same:
             change = _reinforce(conn, scope, row, data, policy, sims)
             return Verdict(
                 "reinforced",
                 "near_duplicate",
-                f"restates memory {row.id} (cosine {sims['cosine']:.2f}, shared terms "
-                f"{sims['terms']:.2f}): its importance was raised instead of adding a copy",
+                f"restates memory {row.id} ("
+                + (f"cosine {sims['cosine']:.2f}, " if "cosine" in sims else "")
+                + f"shared terms {sims['terms']:.2f}): its importance was raised instead of "
+                "adding a copy",
                 memory_id=row.id,
                 similarity=sims,
                 importance=change,
@@ -273,13 +296,16 @@ def screen(
     return Verdict("added", "new", f"no active memory of this owner says the same{closest}")
 
 
-def explain_copy(conn: Connection, scope: Scope, memory_id: str) -> Verdict:
+def explain_copy(
+    conn: Connection, scope: Scope, memory_id: str, role: str | None = None
+) -> Verdict:
     """The gate's word on an exact copy (which `create` returns as it is, unchanged): a copy
     of what this caller was just shown is an echo, anything else a duplicate."""
     policy = policy_for(conn, scope.brain_id)
     if (
         policy.write_gate
         and policy.echo_window_seconds
+        and not _from_user(role)
         and memory_id in _recalled_ids(conn, scope, policy)
     ):
         return Verdict(
@@ -443,6 +469,12 @@ def record_recall(conn: Connection, scope: Scope, memory_ids: list[str]) -> None
         ),
         {"brain": scope.brain_id, "principal": scope.principal, "cutoff": now - _RECALL_KEEP_MS},
     )
+
+
+def _from_user(role: str | None) -> bool:
+    """A write the caller says is the user's own words (`role` user) is evidence, even when
+    it repeats what was just recalled: the user said it again."""
+    return role is not None and role.strip().lower() == "user"
 
 
 def _recalled_ids(conn: Connection, scope: Scope, policy: BrainPolicy) -> list[str]:

@@ -96,21 +96,56 @@ class Indexer:
         )
 
     def similar(
-        self, conn: Connection, brain_id: str, user_id: str | None, doc: str, n: int
-    ) -> list[tuple[str, float]]:
-        """The active memories of this owner most like a document about to be written, best
-        first, with their cosines (the write gate's near-duplicate candidates). The document's
-        vector is the one `prepare` made for the write; none without an embedder."""
-        if self.embedder is None:
-            return []
+        self,
+        conn: Connection,
+        brain_id: str,
+        user_id: str | None,
+        *,
+        content: str,
+        key: str | None,
+        doc: str,
+        n: int,
+    ) -> list[tuple[str, float | None]]:
+        """The write gate's near-duplicate candidates: active memories of exactly this owner
+        and fact key whose words best match `content` (full-text, best first), each with the
+        cosine of its vector and the document's (None without one).
+
+        Words, not a scan of every vector: a restatement shares most of its words with what
+        it restates (core/memory/gate.py asks for that), so the full-text index finds it at a
+        cost that does not grow with the owner's memories, where a matrix product over them
+        would (10,000 vectors of 512 floats are 20 MB read per write)."""
+        params: dict[str, object] = {"brain": brain_id, "gate_key": key or ""}
+        where = ["m.brain_id = :brain", "m.state = 'active'", "coalesce(m.key, '') = :gate_key"]
+        if user_id is None:
+            where.append("m.user_id IS NULL")
+        else:
+            where.append("m.user_id = :gate_user")
+            params["gate_user"] = user_id
+        found = lexical.candidates(
+            conn,
+            lexical.query_terms(content),
+            where,
+            params,
+            n,
+            brain_id=brain_id,
+            user_id=user_id,
+        )
+        ids = [str(row[1]) for row in found]
+        if not ids or self.embedder is None:
+            return [(i, None) for i in ids]
         if doc not in self._prepared:
             self.prepare([doc])
-        return vectors.nearest_of_owner(
-            conn, brain_id, self.embedder.name, user_id, self._prepared[doc], n
-        )
+        mine = np.asarray(self._prepared[doc], dtype=np.float32)
+        stored = vectors.of(conn, brain_id, self.embedder.name, ids)
+        return [(i, _cosine(mine, stored[i]) if i in stored else None) for i in ids]
 
     def on_state(self, conn: Connection, brain_id: str, memory_id: str) -> None:
         vectors.touch(conn, brain_id, memory_id)
 
     def on_purge(self, conn: Connection, brain_id: str, memory_id: str) -> None:
         lexical.unindex(conn, brain_id, memory_id)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(np.dot(a, b)) / norm if norm else 0.0

@@ -184,7 +184,7 @@ def create(
     if duplicate is not None:
         copy = {**to_dict(duplicate), "deduplicated": True}
         if screen:
-            copy["gate"] = gate.explain_copy(conn, scope, duplicate.id).explain()
+            copy["gate"] = gate.explain_copy(conn, scope, duplicate.id, data.role).explain()
         return copy
     verdict = gate.screen(conn, scope, data, user, index) if screen else None
     if verdict is not None and verdict.stops:

@@ -476,29 +476,3 @@ def _standardiser(
     mean = (population * sample.mean() + prior * prior_value) / count
     second = (population * np.square(sample).mean() + prior * prior_value**2) / count
     return Standardiser(float(mean), max(math.sqrt(max(second - mean**2, 0.0)), min_std))
-
-
-def nearest_of_owner(
-    conn: Connection,
-    brain_id: str,
-    model: str,
-    dims: int,
-    user_id: str | None,
-    vector: np.ndarray,
-    n: int,
-) -> list[tuple[str, float]]:
-    """The active memories of exactly this owner (a brain-level write: those without a user)
-    nearest to `vector`, with their cosines, from the copy: what the write gate compares a new
-    memory with, without loading the tenant's vectors into the process."""
-    owner = "m.user_id IS NULL" if user_id is None else "m.user_id = :user"
-    rows = conn.execute(
-        text(
-            f"SELECT p.memory_id, 1 - (p.embedding <=> CAST(:v AS vector)) FROM {TABLE} p "
-            "JOIN memories m ON m.id = p.memory_id "
-            f"WHERE p.brain_id = :brain AND {_predicate(model, dims, 'p.')} "
-            f"AND m.brain_id = :brain AND m.state = 'active' AND {owner} "
-            "ORDER BY p.embedding <=> CAST(:v AS vector) LIMIT :n"
-        ),
-        {"v": literal(vector), "brain": brain_id, "user": user_id, "n": n},
-    ).all()
-    return [(str(r[0]), float(r[1])) for r in rows]

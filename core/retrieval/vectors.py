@@ -330,39 +330,20 @@ def forget_all() -> None:
         _cache.clear()
 
 
-def nearest_of_owner(
-    conn: Connection,
-    brain_id: str,
-    model: str,
-    user_id: str | None,
-    vector: np.ndarray,
-    n: int,
-) -> list[tuple[str, float]]:
-    """The active memories of exactly this owner nearest to `vector`, with their cosines: the
-    write gate's near-duplicate candidates. From the pgvector copy when the database keeps one,
-    else from this process's cache (the caller reads every candidate back from SQL)."""
-    query = np.asarray(vector, dtype=np.float32)
-    if pgvector.mirroring(conn):
-        return pgvector.nearest_of_owner(
-            conn, brain_id, model, int(query.shape[0]), user_id, query, n
-        )
-    cache = cached(conn, brain_id, model, int(query.shape[0]))
-    code = cache.user_codes.get(user_id)
-    count = len(cache.ids)
-    if code is None or count == 0:
-        return []
-    mask = (cache.user_of[:count] == code) & (cache.state_of[:count] == _STATES["active"])
-    slots = np.flatnonzero(mask)
-    if slots.size == 0:
-        return []
-    # Only the owner's rows are multiplied when they are a small share of the brain (a brain
-    # of many users); the whole matrix at once when they are most of it (one gather costs
-    # more than the product it saves).
-    if slots.size * 4 < count:
-        scores = cache.matrix[slots] @ query
-        best = np.argsort(-scores)[:n]
-        return [(cache.ids[slots[i]], float(scores[i])) for i in best]
-    return cache.top(cache.matrix[:count] @ query, mask, n)
+def of(
+    conn: Connection, brain_id: str, model: str, memory_ids: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """These memories' stored vectors of `model`, by id (those that have one)."""
+    if not memory_ids:
+        return {}
+    names = {f"v{i}": memory_id for i, memory_id in enumerate(memory_ids)}
+    rows = tuples(
+        conn,
+        "SELECT memory_id, vector FROM memory_vectors WHERE brain_id = :brain "
+        f"AND model = :model AND memory_id IN ({', '.join(':' + n for n in names)})",
+        {"brain": brain_id, "model": model, **names},
+    )
+    return {str(r[0]): np.frombuffer(r[1], dtype=np.float32) for r in rows}
 
 
 def drop_brain(brain_id: str) -> None:
