@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Connection
@@ -52,9 +53,9 @@ if TYPE_CHECKING:
 
 Decision = Literal["added", "duplicate", "reinforced", "recalled", "quarantined"]
 
-# Near-duplicate candidates read back per write: the nearest few by cosine are the only ones
-# that can pass the thresholds.
-_CANDIDATES = 5
+# Near-duplicate candidates read back per write: the best few full-text matches (a restatement
+# shares most of its words, so it ranks first among the owner's memories).
+_CANDIDATES = 3
 # The echo guard reads this many of the caller's latest recalls within the window, and at most
 # this many memories from them: a write costs a bounded amount however much was searched.
 _RECALL_ROWS = 20
@@ -183,24 +184,29 @@ def classify(content: str, role: str | None = None) -> tuple[str, str] | None:
     return None
 
 
+@lru_cache(maxsize=4096)
 def comparable_terms(text: str) -> frozenset[str]:
     return frozenset(terms(text)) - _FILLER
 
 
+@lru_cache(maxsize=4096)
 def _words(text: str) -> frozenset[str]:
     return frozenset(_WORD.findall(normalize(text)))
 
 
+@lru_cache(maxsize=4096)
 def _surface(text: str) -> frozenset[str]:
     """Every word, stopwords and single letters included ("report a" is not "report b"),
     stemmed, less the persons: what a substitution is looked for in."""
     return frozenset(stem(w) for w in _words(text)) - _PERSONS
 
 
+@lru_cache(maxsize=4096)
 def _numbers(text: str) -> frozenset[str]:
     return frozenset(_NUMBER.findall(text))
 
 
+@lru_cache(maxsize=4096)
 def _negated(text: str) -> bool:
     return _NEGATION.search(text) is not None
 
@@ -210,13 +216,14 @@ def same_statement(
 ) -> tuple[bool, dict[str, float], str]:
     """Whether `new` restates `old` (the near-duplicate rule above), the similarities it
     rests on, and, when it does not, why. Without vectors (`cosine` None) the words decide."""
-    a, b = comparable_terms(new), comparable_terms(old)
-    jaccard = len(a & b) / len(a | b) if a | b else 1.0
-    sims = {"terms": round(jaccard, 4)}
+    sims: dict[str, float] = {}
     if cosine is not None:
         sims["cosine"] = round(cosine, 4)
-    if cosine is not None and cosine < policy.gate_dedup_threshold:
-        return False, sims, f"cosine {cosine:.2f} < {policy.gate_dedup_threshold:g}"
+        if cosine < policy.gate_dedup_threshold:  # the cheap test first
+            return False, sims, f"cosine {cosine:.2f} < {policy.gate_dedup_threshold:g}"
+    a, b = comparable_terms(new), comparable_terms(old)
+    jaccard = len(a & b) / len(a | b) if a | b else 1.0
+    sims["terms"] = round(jaccard, 4)
     if jaccard < policy.gate_text_threshold:
         return False, sims, f"shared terms {jaccard:.2f} < {policy.gate_text_threshold:g}"
     if _numbers(new) != _numbers(old):
@@ -324,6 +331,13 @@ def explain_copy(
     )
 
 
+def _by_id(conn: Connection) -> str:
+    """brain_id in a statement that names its rows by id: SQLite's planner, left alone, walks
+    the brain's index (every memory of the brain) instead of the primary key; a unary + takes
+    that index out of its choices (as record_access in core/retrieval/search.py does)."""
+    return "+brain_id" if conn.dialect.name == "sqlite" else "brain_id"
+
+
 def _candidates(conn: Connection, brain_id: str, ids: list[str], key: str | None) -> list[Any]:
     """The proposed memories as SQL has them now (the vector source only proposes), in the
     order proposed; a keyed fact is only ever the same statement as a memory of its key."""
@@ -333,7 +347,7 @@ def _candidates(conn: Connection, brain_id: str, ids: list[str], key: str | None
     rows = conn.execute(
         sql(
             "SELECT id, user_id, content, importance, key FROM memories "
-            f"WHERE brain_id = :brain AND id IN ({', '.join(':' + n for n in names)}) "
+            f"WHERE {_by_id(conn)} = :brain AND id IN ({', '.join(':' + n for n in names)}) "
             "AND state = 'active' AND coalesce(key, '') = :key"
         ),
         {"brain": brain_id, "key": key or "", **names},
@@ -508,7 +522,7 @@ def _echo(conn: Connection, scope: Scope, content: str, policy: BrainPolicy) -> 
     names = {f"r{i}": memory_id for i, memory_id in enumerate(recalled)}
     rows = conn.execute(
         sql(
-            "SELECT id, content FROM memories WHERE brain_id = :brain "
+            f"SELECT id, content FROM memories WHERE {_by_id(conn)} = :brain "
             f"AND id IN ({', '.join(':' + n for n in names)})"
         ),
         {"brain": scope.brain_id, **names},

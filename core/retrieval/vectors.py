@@ -337,9 +337,12 @@ def of(
     if not memory_ids:
         return {}
     names = {f"v{i}": memory_id for i, memory_id in enumerate(memory_ids)}
+    brain = "+brain_id" if conn.dialect.name == "sqlite" else "brain_id"
     rows = tuples(
         conn,
-        "SELECT memory_id, vector FROM memory_vectors WHERE brain_id = :brain "
+        # By primary key: `+` keeps SQLite's planner off the (brain, model) index, which
+        # would read every vector of the brain.
+        f"SELECT memory_id, vector FROM memory_vectors WHERE {brain} = :brain "
         f"AND model = :model AND memory_id IN ({', '.join(':' + n for n in names)})",
         {"brain": brain_id, "model": model, **names},
     )
