@@ -280,6 +280,77 @@ def _overhead(memories: int, adds: int, users: int) -> dict[str, Any]:
     }
 
 
+def _health(memories: int, runs: int = 5) -> dict[str, Any]:
+    """Seconds one health report takes on a brain of `memories` (100 users), the rows written
+    straight to the tables (what the report reads: memories and their vectors)."""
+    import uuid
+
+    from core.curation import health
+    from core.embeddings import get_embedder
+    from core.kernel.config import Settings
+    from core.kernel.db.engine import get_engine, transaction
+    from core.kernel.ids import now_ms
+    from core.kernel.scope import Scope
+
+    rng = random.Random(11)
+    words = [f"w{i}" for i in range(5000)]
+    with scratch("gate-health") as folder:
+        url = sqlite_url(folder)
+        slug, _ = new_tenant(url)
+        engine = get_engine(url)
+        embedder = get_embedder(Settings(database_url=url).embedder)
+        with transaction(engine) as conn:
+            brain = str(
+                conn.exec_driver_sql("SELECT id FROM brains WHERE slug = ?", (slug,)).scalar()
+            )
+        say(f"seeding {memories} memories for the health report")
+        now = now_ms()
+        for start in range(0, memories, 5000):
+            texts = [
+                " ".join(rng.choice(words) for _ in range(10))
+                for _ in range(min(5000, memories - start))
+            ]
+            vecs = embedder.embed(texts)
+            rows = []
+            for i, (text_, vec) in enumerate(zip(texts, vecs, strict=True)):
+                n = start + i
+                memory_id = str(uuid.uuid4())
+                rows.append((memory_id, text_, vec, n))
+            with transaction(engine) as conn:
+                conn.exec_driver_sql(
+                    "INSERT INTO memories (id, brain_id, user_id, type, content, tags, "
+                    "metadata, state, content_hash, created_at, updated_at, access_count) "
+                    "VALUES (?, ?, ?, 'note', ?, '[]', '{}', 'active', ?, ?, ?, ?)",
+                    [
+                        (m, brain, f"u{n % 100}", t, uuid.uuid4().hex, now - n * 60_000,
+                         now - n * 60_000, n % 3)
+                        for m, t, _, n in rows
+                    ],
+                )  # fmt: skip
+                conn.exec_driver_sql(
+                    "INSERT INTO memory_vectors (memory_id, brain_id, model, dims, vector, "
+                    "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (m, brain, embedder.name, embedder.dims, v.astype("float32").tobytes(), now)
+                        for m, _, v, _ in rows
+                    ],
+                )
+        scope = Scope(brain, "bench", role="owner")
+        timings: dict[str, list[float]] = {"brain": [], "one user": []}
+        for _ in range(runs):
+            for label, user in (("brain", None), ("one user", "u7")):
+                start_ = time.perf_counter()
+                with transaction(engine, write=False) as conn:
+                    report = health.report(conn, scope, user_id=user, model=embedder.name)
+                timings[label].append(time.perf_counter() - start_)
+    return {
+        "memories": memories,
+        "brain_s": statistics.median(timings["brain"]),
+        "user_s": statistics.median(timings["one user"]),
+        "sample": report["near_duplicates"]["sample"],
+    }
+
+
 def markdown(replays: list[dict[str, Any]], costs: list[dict[str, Any]]) -> str:
     rows = [
         [
@@ -343,6 +414,9 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=1000)
     parser.add_argument("--memories", type=int, default=10_000)
     parser.add_argument("--adds", type=int, default=300)
+    parser.add_argument(
+        "--health", type=int, default=100_000, help="memories for the health report (0: skip)"
+    )
     args = parser.parse_args()
     replays = []
     for gate in (True, False):
@@ -350,6 +424,16 @@ def main() -> None:
         replays.append(_replay(args.turns, gate=gate))
     costs = [_overhead(args.memories, args.adds, users) for users in (1, 100)]
     print(markdown(replays, costs))
+    if args.health:
+        found = _health(args.health)
+        print()
+        print(
+            table(
+                ["memories", "report, whole brain (s, p50)", "report, one user (s, p50)", "sample"],
+                [[f"{found['memories']:,}", f"{found['brain_s']:.3f}", f"{found['user_s']:.3f}",
+                  found["sample"]]],
+            )
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

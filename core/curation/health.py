@@ -22,7 +22,7 @@ from core.kernel.scope import Scope
 from core.memory import gate
 from core.memory.policy import policy_for
 
-SAMPLE = 2000
+SAMPLE = 1000
 # Candidate pairs checked with the gate's rule at most: a store of copies of one thing would
 # otherwise make the sample's every pair a candidate.
 _MAX_PAIRS = 20_000
@@ -58,30 +58,44 @@ def report(
     now = now_ms()
     params: dict[str, Any] = {"now": now}
     where = _owner(scope, user_id, params)
-    states: dict[str, int] = dict(
-        conn.execute(
-            sql(f"SELECT state, count(*) FROM memories WHERE {where} GROUP BY state"), params
-        ).all()
-    )
-    active = int(states.get("active", 0))
-    stale = conn.execute(
-        sql(
-            f"SELECT count(*) FROM memories m WHERE {_owner(scope, user_id, params, 'm.')} "
-            "AND m.state = 'active' AND (m.superseded_by IS NOT NULL OR EXISTS ("
-            "SELECT 1 FROM memory_links l JOIN memories n ON n.id = l.from_id "
-            "WHERE l.brain_id = m.brain_id AND l.to_id = m.id AND l.relation = 'supersedes' "
-            "AND n.state = 'active'))"
-        ),
-        params,
-    ).scalar_one()
     params["old"] = now - _NEVER_RETRIEVED_AFTER
-    never = conn.execute(
+    # One pass over the owner's memories for every per-memory figure.
+    active = "state = 'active'"
+    ages = ", ".join(
+        f"sum(CASE WHEN {active} AND created_at <= :now - {low}"
+        + (f" AND created_at > :now - {high}" if high is not None else "")
+        + " THEN 1 ELSE 0 END)"
+        for _, low, high in _AGES
+    )
+    counts = conn.execute(
         sql(
-            "SELECT count(*), sum(CASE WHEN created_at < :old THEN 1 ELSE 0 END) "
-            f"FROM memories WHERE {where} AND state = 'active' AND access_count = 0"
+            f"SELECT sum(CASE WHEN {active} THEN 1 ELSE 0 END), "
+            "sum(CASE WHEN state = 'archived' THEN 1 ELSE 0 END), "
+            "sum(CASE WHEN state = 'deleted' THEN 1 ELSE 0 END), "
+            f"sum(CASE WHEN {active} AND superseded_by IS NOT NULL THEN 1 ELSE 0 END), "
+            f"sum(CASE WHEN {active} AND access_count = 0 THEN 1 ELSE 0 END), "
+            f"sum(CASE WHEN {active} AND access_count = 0 AND created_at < :old "
+            f"THEN 1 ELSE 0 END), {ages} FROM memories WHERE {where}"
         ),
         params,
     ).one()
+    numbers = [int(value or 0) for value in counts]
+    states = {"active": numbers[0], "archived": numbers[1], "deleted": numbers[2]}
+    # Active memories an active one supersedes through a link (no superseded_by of their
+    # own): read from the brain's supersedes links, however many memories there are.
+    linked = conn.execute(
+        sql(
+            "SELECT count(DISTINCT o.id) FROM memory_links l "
+            "JOIN memories n ON n.id = l.from_id JOIN memories o ON o.id = l.to_id "
+            "WHERE l.brain_id = :brain AND l.relation = 'supersedes' AND n.state = 'active' "
+            f"AND o.state = 'active' AND o.superseded_by IS NULL AND "
+            f"{_owner(scope, user_id, params, 'o.')}"
+        ),
+        params,
+    ).scalar_one()
+    stale = numbers[3] + int(linked or 0)
+    never = (numbers[4], numbers[5])
+    histogram = {name: numbers[6 + i] for i, (name, _, _) in enumerate(_AGES)}
     orphans = conn.execute(
         sql(
             "SELECT count(*) FROM memory_links l JOIN memories a ON a.id = l.from_id "
@@ -103,40 +117,23 @@ def report(
         ),
         params,
     ).scalar_one()
-    ages = _ages(conn, where, params, now)
     sample = _sample(conn, scope, user_id, model)
     return {
         "user_id": scope.user_id if scope.user_id is not None else user_id,
         "generated_at": iso(now),
-        "memories": {
-            "active": active,
-            "archived": int(states.get("archived", 0)),
-            "deleted": int(states.get("deleted", 0)),
-        },
+        "memories": states,
         "quarantined": int(quarantined),
         "open_conflicts": int(conflicts),
         "stale_facts": int(stale),
         "never_retrieved": {
-            "active": int(never[0] or 0),
-            "older_than_7_days": int(never[1] or 0),
+            "active": never[0],
+            "older_than_7_days": never[1],
         },
         "orphan_links": int(orphans),
         "near_duplicates": sample["near_duplicates"],
         "junk": sample["junk"],
-        "age_histogram": ages,
+        "age_histogram": histogram,
     }
-
-
-def _ages(conn: Connection, where: str, params: dict[str, Any], now: int) -> dict[str, int]:
-    cases = []
-    for i, (_, low, high) in enumerate(_AGES):
-        upper = f" AND created_at > :now - {high}" if high is not None else ""
-        cases.append(f"sum(CASE WHEN created_at <= :now - {low}{upper} THEN 1 ELSE 0 END) AS a{i}")
-    row = conn.execute(
-        sql(f"SELECT {', '.join(cases)} FROM memories WHERE {where} AND state = 'active'"),
-        params,
-    ).one()
-    return {name: int(value or 0) for (name, _, _), value in zip(_AGES, row, strict=True)}
 
 
 def _sample(
@@ -180,12 +177,6 @@ def _clusters(conn: Connection, scope: Scope, rows: Sequence[Any]) -> list[dict[
     if len(with_vectors) < 2:
         return []
     policy = policy_for(conn, scope.brain_id)
-    matrix = np.stack([np.frombuffer(r.vector, dtype=np.float32) for r in with_vectors])
-    owners = np.array([hash((r.user_id or "", r.key or "")) for r in with_vectors], dtype=np.int64)
-    scores = matrix @ matrix.T
-    same_owner = owners[:, None] == owners[None, :]
-    upper = np.triu(np.ones_like(same_owner), k=1)
-    left, right = np.nonzero(same_owner & upper & (scores >= policy.gate_dedup_threshold))
     parent = list(range(len(with_vectors)))
 
     def root(i: int) -> int:
@@ -194,11 +185,28 @@ def _clusters(conn: Connection, scope: Scope, rows: Sequence[Any]) -> list[dict[
             i = parent[i]
         return i
 
-    for i, j in list(zip(left.tolist(), right.tolist(), strict=True))[:_MAX_PAIRS]:
-        a, b = with_vectors[i], with_vectors[j]
-        same, _, _ = gate.same_statement(a.content, b.content, float(scores[i, j]), policy)
-        if same:
-            parent[root(i)] = root(j)
+    # Pairs only within one owner and fact key: one small product per owner, not the whole
+    # sample's square (a brain of many users compares far fewer pairs).
+    owners: dict[tuple[str, str], list[int]] = {}
+    for i, r in enumerate(with_vectors):
+        owners.setdefault((r.user_id or "", r.key or ""), []).append(i)
+    checked = 0
+    for members in owners.values():
+        if len(members) < 2 or checked >= _MAX_PAIRS:
+            continue
+        matrix = np.stack([np.frombuffer(with_vectors[i].vector, np.float32) for i in members])
+        scores = matrix @ matrix.T
+        left, right = np.nonzero(np.triu(scores >= policy.gate_dedup_threshold, k=1))
+        for a, b in zip(left.tolist(), right.tolist(), strict=True):
+            checked += 1
+            if checked > _MAX_PAIRS:
+                break
+            i, j = members[a], members[b]
+            same, _, _ = gate.same_statement(
+                with_vectors[i].content, with_vectors[j].content, float(scores[a, b]), policy
+            )
+            if same:
+                parent[root(i)] = root(j)
     groups: dict[int, list[int]] = {}
     for i in range(len(with_vectors)):
         groups.setdefault(root(i), []).append(i)

@@ -89,6 +89,7 @@ _DISTINCT = frozenset(
      "seven", "eight", "nine", "ten", "eleven", "twelve", "first", "last", "once", "twice"}
 )  # fmt: skip
 _WORD = re.compile(r"[^\W_]+")
+_NON_WORD = re.compile(r"[^\w]+")
 _NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")
 _NEGATION = re.compile(r"\b(?:not|no|never|none|nor|without|cannot)\b|n['\u2019]t\b", re.IGNORECASE)
 
@@ -176,7 +177,7 @@ def classify(content: str, role: str | None = None) -> tuple[str, str] | None:
             "reads as an instruction to the assistant (a restated system prompt), "
             "not something learned about the user",
         )
-    folded = " ".join(re.sub(r"[^\w]+", " ", text.casefold()).split())
+    folded = " ".join(_NON_WORD.sub(" ", text.casefold()).split())
     if folded in _BOILERPLATE or folded.startswith("lorem ipsum"):
         return "boilerplate", f"{text[:40]!r} is boilerplate that says nothing to remember"
     if not terms(text) and len(_WORD.findall(text)) > 1:
