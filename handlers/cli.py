@@ -220,6 +220,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             batch_size=args.batch,
             on_batch=progress,
             limits=settings.limits,
+            gate=args.gate,
         )
     finally:
         if args.path != "-":
@@ -261,6 +262,7 @@ def cmd_import_from(args: argparse.Namespace) -> int:
             batch_size=args.batch,
             progress=bar.update,
             limits=settings.limits,
+            gate=args.gate,
         )
     finally:
         bar.close()
@@ -384,6 +386,12 @@ def parser() -> argparse.ArgumentParser:
         "--remap-ids", action="store_true", help="give every record a new id (references follow)"
     )
     importing.add_argument("--batch", type=int, default=1000, help="records per transaction")
+    importing.add_argument(
+        "--gate",
+        action="store_true",
+        help="screen each memory with the brain's write gate: restatements reinforce what is "
+        "there, instructions and boilerplate go to quarantine",
+    )
     importing.add_argument(
         "--from",
         dest="source_system",
