@@ -121,14 +121,8 @@ class Indexer:
         else:
             where.append("m.user_id = :gate_user")
             params["gate_user"] = user_id
-        found = lexical.candidates(
-            conn,
-            lexical.query_terms(content),
-            where,
-            params,
-            n,
-            brain_id=brain_id,
-            user_id=user_id,
+        found = lexical.restatement_candidates(
+            conn, content, where, params, n, brain_id=brain_id, user_id=user_id
         )
         ids = [str(row[1]) for row in found]
         if not ids or self.embedder is None:
