@@ -203,8 +203,9 @@ def _surface(text: str) -> frozenset[str]:
 
 
 @lru_cache(maxsize=4096)
-def _numbers(text: str) -> frozenset[str]:
-    return frozenset(_NUMBER.findall(text))
+def _numbers(text: str) -> tuple[str, ...]:
+    """In order: "worker 1 says 11" is not "worker 11 says 1"."""
+    return tuple(_NUMBER.findall(text))
 
 
 @lru_cache(maxsize=4096)
@@ -535,7 +536,7 @@ def _echo(conn: Connection, scope: Scope, content: str, policy: BrainPolicy) -> 
     for row in rows:
         theirs = comparable_terms(row.content)
         shared = words & theirs
-        if not shared or not numbers <= _numbers(row.content):
+        if not shared or not set(numbers) <= set(_numbers(row.content)):
             continue
         union |= theirs
         sources.append(row.id)
