@@ -272,20 +272,11 @@ def screen(
         if echo is not None:
             return echo
     doc = document_text(data.title, data.key, data.tags, data.content)
-    nearest = dict(
-        index.similar(
-            conn,
-            scope.brain_id,
-            user,
-            content=data.content,
-            key=data.key,
-            doc=doc,
-            n=_CANDIDATES,
-        )
-    )
     closest = ""
-    for row in _candidates(conn, scope.brain_id, list(nearest), data.key):
-        cosine = nearest[row.id]
+    for row in index.similar(
+        conn, scope.brain_id, user, content=data.content, key=data.key, doc=doc, n=_CANDIDATES
+    ):
+        cosine = row.cosine
         same, sims, why = same_statement(data.content, row.content, cosine, policy)
         if same:
             change = _reinforce(conn, scope, row, data, policy, sims)
@@ -338,24 +329,6 @@ def _by_id(conn: Connection) -> str:
     the brain's index (every memory of the brain) instead of the primary key; a unary + takes
     that index out of its choices (as record_access in core/retrieval/search.py does)."""
     return "+brain_id" if conn.dialect.name == "sqlite" else "brain_id"
-
-
-def _candidates(conn: Connection, brain_id: str, ids: list[str], key: str | None) -> list[Any]:
-    """The proposed memories as SQL has them now (the vector source only proposes), in the
-    order proposed; a keyed fact is only ever the same statement as a memory of its key."""
-    if not ids:
-        return []
-    names = {f"c{i}": memory_id for i, memory_id in enumerate(ids)}
-    rows = conn.execute(
-        sql(
-            "SELECT id, user_id, content, importance, key FROM memories "
-            f"WHERE {_by_id(conn)} = :brain AND id IN ({', '.join(':' + n for n in names)}) "
-            "AND state = 'active' AND coalesce(key, '') = :key"
-        ),
-        {"brain": brain_id, "key": key or "", **names},
-    ).all()
-    found = {row.id: row for row in rows}
-    return [found[i] for i in ids if i in found]
 
 
 def _reinforce(

@@ -29,6 +29,18 @@ def document_text(
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """A memory the write gate compares a new one with."""
+
+    id: str
+    user_id: str | None
+    content: str
+    importance: float
+    key: str | None
+    cosine: float | None
+
+
+@dataclass(frozen=True)
 class IndexedMemory:
     memory_id: str
     user_id: str | None
@@ -105,7 +117,7 @@ class Indexer:
         key: str | None,
         doc: str,
         n: int,
-    ) -> list[tuple[str, float | None]]:
+    ) -> list[Candidate]:
         """The write gate's near-duplicate candidates: active memories of exactly this owner
         and fact key whose words best match `content` (full-text, best first), each with the
         cosine of its vector and the document's (None without one).
@@ -121,17 +133,34 @@ class Indexer:
         else:
             where.append("m.user_id = :gate_user")
             params["gate_user"] = user_id
+        columns = "m.id, m.user_id, m.content, m.importance, m.key"
+        join = ""
+        if self.embedder is not None and conn.dialect.name == "sqlite":
+            # The vectors in the same statement (SQLite); PostgreSQL reads them after.
+            columns += ", v.vector"
+            join = "LEFT JOIN memory_vectors v ON v.memory_id = m.id AND v.model = :gate_model"
+            params["gate_model"] = self.embedder.name
         found = lexical.restatement_candidates(
-            conn, content, where, params, n, brain_id=brain_id, user_id=user_id
-        )
-        ids = [str(row[1]) for row in found]
-        if not ids or self.embedder is None:
-            return [(i, None) for i in ids]
+            conn, content, where, params, n, brain_id=brain_id, user_id=user_id,
+            columns=columns, join=join,
+        )  # fmt: skip
+        if not found or self.embedder is None:
+            return [Candidate(*row[1:6], None) for row in found]
         if doc not in self._prepared:
             self.prepare([doc])
         mine = np.asarray(self._prepared[doc], dtype=np.float32)
-        stored = vectors.of(conn, brain_id, self.embedder.name, ids)
-        return [(i, _cosine(mine, stored[i]) if i in stored else None) for i in ids]
+        if join:
+            stored = {
+                str(row[1]): np.frombuffer(row[6], dtype=np.float32)
+                for row in found
+                if row[6] is not None
+            }
+        else:
+            stored = vectors.of(conn, brain_id, self.embedder.name, [str(r[1]) for r in found])
+        return [
+            Candidate(*row[1:6], _cosine(mine, stored[row[1]]) if row[1] in stored else None)
+            for row in found
+        ]
 
     def on_state(self, conn: Connection, brain_id: str, memory_id: str) -> None:
         vectors.touch(conn, brain_id, memory_id)
