@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection
@@ -145,7 +146,7 @@ class Indexer:
             columns=columns, join=join,
         )  # fmt: skip
         if not found or self.embedder is None:
-            return [Candidate(*row[1:6], None) for row in found]
+            return [_candidate(row, None) for row in found]
         if doc not in self._prepared:
             self.prepare([doc])
         mine = np.asarray(self._prepared[doc], dtype=np.float32)
@@ -158,7 +159,7 @@ class Indexer:
         else:
             stored = vectors.of(conn, brain_id, self.embedder.name, [str(r[1]) for r in found])
         return [
-            Candidate(*row[1:6], _cosine(mine, stored[row[1]]) if row[1] in stored else None)
+            _candidate(row, _cosine(mine, stored[row[1]]) if row[1] in stored else None)
             for row in found
         ]
 
@@ -167,6 +168,11 @@ class Indexer:
 
     def on_purge(self, conn: Connection, brain_id: str, memory_id: str) -> None:
         lexical.unindex(conn, brain_id, memory_id)
+
+
+def _candidate(row: Sequence[Any], cosine: float | None) -> Candidate:
+    """(score, id, user_id, content, importance, key, ...) as a Candidate."""
+    return Candidate(str(row[1]), row[2], str(row[3]), float(row[4]), row[5], cosine)
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -412,7 +412,7 @@ class ImportRun:
             user_id=row.get("user_id"),
             agent_id=row.get("agent_id"),
             run_id=row.get("run_id"),
-            metadata=row.get("metadata") if isinstance(row.get("metadata"), dict) else {},
+            metadata=metadata if isinstance(metadata := row.get("metadata"), dict) else {},
             actor_id=None,
             role=None,
         )
