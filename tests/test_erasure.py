@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -295,3 +298,44 @@ def test_erasure_is_per_brain(
     assert receipt["counts"]["memories"] == 1
     assert len(other.get("/v1/users/frank/memories").json()["results"]) == 1
     assert owner.get("/v1/erasures/nope").status == 404
+
+
+def test_mnemo_users_erase_prints_the_receipt(
+    client: LambdaClient, tenant: Tenant, settings: Settings, store: str
+) -> None:
+    if store != "sqlite":
+        pytest.skip("the command is the same on both stores; one subprocess is enough")
+    for i in range(3):
+        _ok(
+            client.post(
+                "/v1/memories", json_body={"content": f"Gina note {i} zq{i}", "user_id": "gina"}
+            )
+        )
+    env = {**os.environ, "MNEMO_DATABASE_URL": settings.database_url}
+    command = [
+        sys.executable,
+        "-m",
+        "handlers.cli",
+        "users",
+        "erase",
+        "gina",
+        "--brain",
+        tenant.slug,
+    ]
+    root = Path(__file__).resolve().parent.parent
+    refused = subprocess.run(
+        command, env=env, cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    done = subprocess.run(
+        [*command, "--yes"], env=env, cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    receipt = json.loads(done.stdout)
+    assert receipt["status"] == "complete" and receipt["counts"]["memories"] == 3
+    listed = subprocess.run(
+        [*command[:4], "receipts", "--brain", tenant.slug],
+        env=env, cwd=root, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert [r["id"] for r in json.loads(listed.stdout)] == [receipt["id"]]
+    assert client.get("/v1/users/gina/memories").json()["results"] == []
