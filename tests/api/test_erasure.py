@@ -322,7 +322,7 @@ def test_mnemo_users_erase_prints_the_receipt(
         "--brain",
         tenant.slug,
     ]
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     refused = subprocess.run(
         command, env=env, cwd=root, capture_output=True, text=True, timeout=120
     )
