@@ -50,6 +50,9 @@ ROUTE_MODULES = (
     ),
     _module("search", "/v1/search", "/v1/context", "/v1/reindex"),
     _module("users", "/v1/users/"),
+    _module("erasure", "/v1/users/", "/v1/erasures"),
+    _module("quarantine", "/v1/quarantine"),
+    _module("health_report", "/v1/health/"),
     _module("summaries", "/v1/summary", "/v1/users/"),
     _module(
         "openmemory", "/memory/", "/users/", "/sectors", "/api/ide/", "/api/compression/", "/lgm/"

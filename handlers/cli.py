@@ -1,4 +1,4 @@
-"""The `mnemo` command: migrate, serve, keys."""
+"""The `mnemo` command: migrate, serve, keys, users."""
 
 from __future__ import annotations
 
@@ -281,6 +281,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             batch_size=args.batch,
             on_batch=progress,
             limits=settings.limits,
+            gate=args.gate,
         )
     finally:
         if args.path != "-":
@@ -322,6 +323,7 @@ def cmd_import_from(args: argparse.Namespace) -> int:
             batch_size=args.batch,
             progress=bar.update,
             limits=settings.limits,
+            gate=args.gate,
         )
     finally:
         bar.close()
@@ -365,6 +367,30 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         )
     else:
         result = snapshots.delete(engine, scope, args.id, config)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    """End users from the command line, as the brain's owner: `erase` has no request timeout
+    here, so it runs every batch to the end (a crashed run is resumed by running it again)."""
+    from core.app.erasure import erase_user
+    from core.curation import erasure
+    from core.identity.brains import brain_id
+    from core.kernel.scope import Scope
+
+    if args.users_command == "erase" and not args.yes:
+        raise InvalidInput("add --yes to erase: an erasure cannot be undone")
+    engine = _engine()
+    migrations.ensure_schema(engine)
+    with transaction(engine, write=False) as conn:
+        scope = Scope(brain_id=brain_id(conn, args.brain), principal="cli", role="owner")
+    result: object
+    if args.users_command == "erase":
+        result = erase_user(engine, scope, args.user_id, get_settings().snapshots, batch=args.batch)
+    else:
+        with transaction(engine, write=False) as conn:
+            result = erasure.list_receipts(conn, scope)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -446,6 +472,12 @@ def parser() -> argparse.ArgumentParser:
     )
     importing.add_argument("--batch", type=int, default=1000, help="records per transaction")
     importing.add_argument(
+        "--gate",
+        action="store_true",
+        help="screen each memory with the brain's write gate: restatements reinforce what is "
+        "there, instructions and boilerplate go to quarantine",
+    )
+    importing.add_argument(
         "--from",
         dest="source_system",
         choices=("mem0", "openmemory", "memoryvault"),
@@ -479,6 +511,19 @@ def parser() -> argparse.ArgumentParser:
     for command in (snap_create, snap_restore, snap_delete, snapshot_cmds.choices["list"]):
         command.add_argument("--brain", required=True, help="brain name")
     snapshot.set_defaults(run=cmd_snapshot)
+
+    users = sub.add_parser("users", help="erase an end user; list erasure receipts")
+    users_cmds = users.add_subparsers(dest="users_command", required=True)
+    erase = users_cmds.add_parser(
+        "erase", help="erase every row of one end user in a brain; prints the receipt"
+    )
+    erase.add_argument("user_id")
+    erase.add_argument("--yes", action="store_true", help="confirm: it cannot be undone")
+    erase.add_argument("--batch", type=int, default=500, help="memories per transaction")
+    receipts = users_cmds.add_parser("receipts", help="the brain's erasure receipts")
+    for command in (erase, receipts):
+        command.add_argument("--brain", required=True, help="brain name")
+    users.set_defaults(run=cmd_users)
 
     reindex = sub.add_parser("reindex", help="embed a brain's memories with the current model")
     reindex.add_argument("--brain", required=True, help="brain name")

@@ -1,1 +1,1 @@
-"""Use cases that span packages: the maintenance runs."""
+"""Use cases that span packages: the maintenance runs and erasing an end user."""

@@ -1,2 +1,2 @@
 """Keeping a brain true and tidy: conflicts, merges, aliases, consolidation, hygiene (decay,
-retention, forget) and summaries."""
+retention, forget), summaries, erasure and the health report."""

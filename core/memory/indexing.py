@@ -35,6 +35,18 @@ def document_text(
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """A memory the write gate compares a new one with."""
+
+    id: str
+    user_id: str | None
+    content: str
+    importance: float
+    key: str | None
+    cosine: float | None
+
+
+@dataclass(frozen=True)
 class IndexedMemory:
     memory_id: str
     user_id: str | None
@@ -116,8 +128,73 @@ class Indexer:
             [(m.memory_id, self._prepared[doc]) for m, doc in zip(memories, docs, strict=True)],
         )
 
+    def similar(
+        self,
+        conn: Connection,
+        brain_id: str,
+        user_id: str | None,
+        *,
+        content: str,
+        key: str | None,
+        doc: str,
+        n: int,
+    ) -> list[Candidate]:
+        """The write gate's near-duplicate candidates: active memories of exactly this owner
+        and fact key whose words best match `content` (full-text, best first), each with the
+        cosine of its vector and the document's (None without one).
+
+        Words, not a scan of every vector: a restatement shares most of its words with what
+        it restates (core/memory/gate.py asks for that), so the full-text index finds it at a
+        cost that does not grow with the owner's memories, where a matrix product over them
+        would (10,000 vectors of 512 floats are 20 MB read per write)."""
+        params: dict[str, object] = {"brain": brain_id, "gate_key": key or ""}
+        where = ["m.brain_id = :brain", "m.state = 'active'", "coalesce(m.key, '') = :gate_key"]
+        if user_id is None:
+            where.append("m.user_id IS NULL")
+        else:
+            where.append("m.user_id = :gate_user")
+            params["gate_user"] = user_id
+        columns = "m.id, m.user_id, m.content, m.importance, m.key"
+        join = ""
+        if self.embedder is not None and conn.dialect.name == "sqlite":
+            # The vectors in the same statement (SQLite); PostgreSQL reads them after.
+            columns += ", v.vector"
+            join = "LEFT JOIN memory_vectors v ON v.memory_id = m.id AND v.model = :gate_model"
+            params["gate_model"] = self.embedder.name
+        found = lexical.restatement_candidates(
+            conn, content, where, params, n, brain_id=brain_id, user_id=user_id,
+            columns=columns, join=join,
+        )  # fmt: skip
+        if not found or self.embedder is None:
+            return [_candidate(row, None) for row in found]
+        if doc not in self._prepared:
+            self.prepare([doc])
+        mine = np.asarray(self._prepared[doc], dtype=np.float32)
+        if join:
+            stored = {
+                str(row[1]): np.frombuffer(row[6], dtype=np.float32)
+                for row in found
+                if row[6] is not None
+            }
+        else:
+            stored = vectors.of(conn, brain_id, self.embedder.name, [str(r[1]) for r in found])
+        return [
+            _candidate(row, _cosine(mine, stored[row[1]]) if row[1] in stored else None)
+            for row in found
+        ]
+
     def on_state(self, conn: Connection, brain_id: str, memory_id: str) -> None:
         vectors.touch(conn, brain_id, memory_id)
 
     def on_purge(self, conn: Connection, brain_id: str, memory_id: str) -> None:
         lexical.unindex(conn, brain_id, memory_id)
+
+
+def _candidate(row: Sequence[Any], cosine: float | None) -> Candidate:
+    """(score, id, user_id, content, importance, key, ...) as a Candidate."""
+    return Candidate(str(row[1]), row[2], str(row[3]), float(row[4]), row[5], cosine)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(np.dot(a, b)) / norm if norm else 0.0

@@ -209,6 +209,22 @@ class ChangelogQuery(Strict):
     cursor: str | None = None
 
 
+class GateDecision(Out):
+    """What the write gate made of a write (core/memory/gate.py), and why."""
+
+    decision: Literal["added", "duplicate", "reinforced", "recalled", "quarantined"]
+    reason: str = Field(
+        description="new, gate_off, exact_copy, near_duplicate, echo, instruction, "
+        "system_role, empty or boilerplate"
+    )
+    message: str
+    memory_id: str | None = Field(None, description="The memory restated, echoed or copied.")
+    quarantine_id: str | None = None
+    similarity: dict[str, float] | None = None
+    importance: dict[str, float] | None = Field(None, description="A reinforcement's from/to.")
+    recalled_ids: list[str] | None = None
+
+
 class Memory(Out):
     id: str
     user_id: str | None
@@ -240,6 +256,20 @@ class Memory(Out):
         description="Set on create when the new memory contradicts memories of the same user: "
         "the conflicts recorded ({id, with_id, kind, reason}); both sides stay until resolved.",
     )
+    gate: GateDecision | None = Field(None, description="Set on create: the write gate's word.")
+
+
+class SavedMemory(Out):
+    """A save's reply: the memory (every field of `Memory`), or when the gate quarantined the
+    write, the held write: `state` quarantined and `id` its id under /v1/quarantine."""
+
+    model_config = ConfigDict(extra="allow", defer_build=True)
+    id: str
+    state: Literal["active", "archived", "deleted", "quarantined"]
+    content: str
+    user_id: str | None
+    deduplicated: bool | None = None
+    gate: GateDecision | None = None
 
 
 class MemoryPage(Out):
@@ -284,7 +314,7 @@ class ChangelogPage(Out):
 
 
 class BatchResult(Out):
-    results: list[Memory]
+    results: list[SavedMemory]
 
 
 class Deleted(Out):

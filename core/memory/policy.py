@@ -60,6 +60,18 @@ BOUNDS: dict[str, _Bound] = {
     "consolidate_threshold": _Bound(
         0.5, 1.0, False, help="similarity at which memories count as near-duplicates"
     ),
+    "write_gate": _Bound(
+        0, 1, True, help="1 screens every write (near-duplicates, instructions, echoes); 0 off"
+    ),
+    "gate_dedup_threshold": _Bound(
+        0.5, 1.0, False, help="cosine at which a write of the same user is a near-duplicate"
+    ),
+    "gate_text_threshold": _Bound(
+        0.0, 1.0, False, help="share of terms a near-duplicate must share (Jaccard)"
+    ),
+    "echo_window_seconds": _Bound(
+        0, 86400, True, help="how long recalled memories count as echoes; 0 turns it off"
+    ),
 }
 
 
@@ -76,6 +88,11 @@ class BrainPolicy:
     path_max_hops: int = 6
     subgraph_max_nodes: int = 200
     consolidate_threshold: float = 0.95
+    # The write gate (core/memory/gate.py).
+    write_gate: int = 1
+    gate_dedup_threshold: float = 0.75
+    gate_text_threshold: float = 0.6
+    echo_window_seconds: int = 900
 
     @property
     def decay_ms(self) -> int:

@@ -19,7 +19,7 @@ from core.kernel.db.engine import sql
 from core.kernel.errors import Conflict, InvalidInput, MnemoError, NotFound, TooLarge, field_errors
 from core.kernel.ids import iso, new_id, now_ms, parse_time
 from core.kernel.scope import Scope
-from core.memory import users, validtime
+from core.memory import gate, users, validtime
 from core.memory.indexing import Indexer
 from core.memory.models import MemoryFilters, MemoryIn, MemoryPatch
 
@@ -180,15 +180,30 @@ def _current_fact(
 
 
 def create(
-    conn: Connection, scope: Scope, data: MemoryIn, limits: Limits, index: Indexer
+    conn: Connection,
+    scope: Scope,
+    data: MemoryIn,
+    limits: Limits,
+    index: Indexer,
+    *,
+    screen: bool = True,
 ) -> dict[str, Any]:
+    """Save one memory. With `screen` (every caller but a reviewer approving a quarantined
+    write) the write gate decides first what the write becomes (core/memory/gate.py); its
+    decision is in the reply as `gate`."""
     scope.require_write()
     user = _check_new(scope, data, limits)
     digest = content_hash(data.content)
     _serialize(conn, scope.brain_id, user, data.key, digest)
     duplicate = _find_duplicate(conn, scope.brain_id, user, data.key, digest)
     if duplicate is not None:
-        return {**to_dict(duplicate), "deduplicated": True}
+        copy = {**to_dict(duplicate), "deduplicated": True}
+        if screen:
+            copy["gate"] = gate.explain_copy(conn, scope, duplicate.id, data.role).explain()
+        return copy
+    verdict = gate.screen(conn, scope, data, user, index) if screen else None
+    if verdict is not None and verdict.stops:
+        return gate_reply(conn, scope, data, user, verdict)
 
     now = now_ms()
     memory_id = new_id()
@@ -313,7 +328,28 @@ def create(
     if index.infer_links:
         waypoints.link_similar(conn, scope, memory_id, user, index)
     memory = to_dict(created)
-    return {**memory, **index.created(conn, scope, memory), "deduplicated": False}
+    reply = {**memory, **index.created(conn, scope, memory), "deduplicated": False}
+    if verdict is not None:
+        reply["gate"] = verdict.explain()
+    return reply
+
+
+def gate_reply(
+    conn: Connection, scope: Scope, data: MemoryIn, user: str | None, verdict: gate.Verdict
+) -> dict[str, Any]:
+    """What a write the gate stopped answers: the memory it restated or echoed (as it is
+    now), or the quarantined write, with the decision."""
+    if verdict.decision == "quarantined":
+        return {
+            "id": verdict.quarantine_id,
+            "state": "quarantined",
+            "user_id": user,
+            "content": data.content,
+            "deduplicated": False,
+            "gate": verdict.explain(),
+        }
+    assert verdict.memory_id is not None
+    return {**get(conn, scope, verdict.memory_id), "deduplicated": True, "gate": verdict.explain()}
 
 
 def _supersede_records(

@@ -299,3 +299,85 @@ def _postgres_candidates(
         "ORDER BY score DESC, id LIMIT :lex_limit"
     )
     return tuples(conn, statement, params)
+
+
+# The write gate asks for memories that restate a new one: the new text's rarest words are
+# enough to find them (a restatement shares most of its words), and each word more costs a
+# pass over the owner's postings.
+_RESTATEMENT_WORDS = 4
+_RESTATEMENT_POOL = 16
+
+
+def restatement_candidates(
+    conn: Connection,
+    text: str,
+    where: list[str],
+    params: dict[str, Any],
+    limit: int,
+    *,
+    brain_id: str,
+    user_id: str | None,
+    columns: str = "m.id",
+    join: str = "",
+) -> list[tuple[Any, ...]]:
+    """(raw score, *columns) of the owner's memories sharing the most of `text`'s rarest words,
+    best first (the write gate's near-duplicate candidates). SQLite matches at most the four
+    rarest words, so the cost follows how rare they are, not how many memories the owner has;
+    PostgreSQL ranks as `candidates` does (`join` is for SQLite: tables joined to m)."""
+    terms = query_terms(text)
+    if conn.dialect.name != "sqlite" or not terms:
+        return candidates(
+            conn, terms, where, params, limit, brain_id=brain_id, user_id=user_id, columns=columns
+        )
+    stems = list(dict.fromkeys(stem(t) for t in terms))
+    names = [f"v_{i}" for i in range(len(stems))]
+    vocab = tuples(
+        conn,
+        "SELECT term, doc FROM memory_fts_vocab "
+        f"WHERE term IN ({', '.join(':' + n for n in names)})",
+        dict(zip(names, stems, strict=True)),
+    )
+    found_rows = {str(term): int(doc) for term, doc in vocab}
+    rarest = sorted(found_rows, key=lambda term: found_rows[term])[:_RESTATEMENT_WORDS]
+    if not rarest:
+        return []  # no word of it is in any memory: nothing can restate it
+    matches = sum(found_rows[t] for t in rarest)
+    # The owner's own scope word (its user's, else its brain's): the brain's would read every
+    # posting of the brain; the join keeps the brain.
+    owner = scope_tokens(brain_id, user_id)[-1]
+    return _restatements(conn, rarest, where, params, limit, columns, join, matches, owner)
+
+
+def _restatements(
+    conn: Connection,
+    words_: list[str],
+    where: list[str],
+    params: dict[str, Any],
+    limit: int,
+    columns: str,
+    join: str,
+    matches: int,
+    owner: str,
+) -> list[tuple[Any, ...]]:
+    words = " OR ".join('"' + t.replace('"', '""') + '"' for t in words_)
+    weights = ", ".join(str(w) for w in WEIGHTS.values())
+    # Rare words match few memories: rank those in the index, then keep the owner's (the
+    # planner, given the join to rank, walks the owner's memories and probes the index once
+    # for each). Only when other owners fill the pool is the owner's share matched on its
+    # scope word, which costs a pass over the owner's postings.
+    pool = limit * _RESTATEMENT_POOL
+    ranked = (
+        f"SELECT -f.rank, {columns} FROM (SELECT rowid, bm25(memory_fts, {weights}, 0.0) AS "
+        "rank FROM memory_fts WHERE memory_fts MATCH :lex_query ORDER BY rank LIMIT :lex_pool) "
+        f"f JOIN memories m ON m.rowid = f.rowid {join} WHERE {' AND '.join(where)} "
+        "ORDER BY f.rank LIMIT :lex_limit"
+    )
+    found = tuples(
+        conn, ranked, {**params, "lex_query": words, "lex_pool": pool, "lex_limit": limit}
+    )
+    if found or matches <= pool:
+        return found
+    scoped = f'scope : "{owner}" AND ({words})'
+    return tuples(
+        conn, ranked, {**params, "lex_query": scoped, "lex_pool": pool, "lex_limit": limit}
+    )

@@ -528,9 +528,12 @@ def _read_back(
 
 
 def record_access(engine: Engine, _settings: Settings, scope: Scope, memory_ids: list[str]) -> None:
-    """Returned memories count as accessed (ranking and decay read this): tallied in the
-    process and written in batches, so a read never waits for the writer (core/memory/access)."""
-    access.record(engine, scope.brain_id, memory_ids)
+    """Returned memories count as accessed (ranking and decay read this), and the write gate's
+    echo guard notes that this caller was shown them: both tallied in the process and written
+    in batches, so a read never waits for the writer (core/memory/access.py)."""
+    access.record(
+        engine, scope.brain_id, memory_ids, principal=scope.principal, user_id=scope.user_id
+    )
 
 
 def list_filtered(

@@ -526,3 +526,30 @@ def _reconcile(conn: Connection, entry: _Entry, params: dict[str, Any]) -> None:
 def forget_all() -> None:
     with _cache_lock:
         _cache.clear()
+
+
+def of(
+    conn: Connection, brain_id: str, model: str, memory_ids: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """These memories' stored vectors of `model`, by id (those that have one)."""
+    if not memory_ids:
+        return {}
+    names = {f"v{i}": memory_id for i, memory_id in enumerate(memory_ids)}
+    brain = "+brain_id" if conn.dialect.name == "sqlite" else "brain_id"
+    rows = tuples(
+        conn,
+        # By primary key: `+` keeps SQLite's planner off the (brain, model) index, which
+        # would read every vector of the brain.
+        f"SELECT memory_id, vector FROM memory_vectors WHERE {brain} = :brain "
+        f"AND model = :model AND memory_id IN ({', '.join(':' + n for n in names)})",
+        {"brain": brain_id, "model": model, **names},
+    )
+    return {str(r[0]): np.frombuffer(r[1], dtype=np.float32) for r in rows}
+
+
+def drop_brain(brain_id: str) -> None:
+    """Forget a brain's cached vectors in this process (a user's erasure: their vectors must
+    not outlive the rows, even in memory, until the next full reload)."""
+    with _cache_lock:
+        for key in [k for k in _cache if k[1] == brain_id]:
+            del _cache[key]

@@ -48,8 +48,9 @@ from core.kernel.db.engine import sql, transaction
 from core.kernel.errors import Forbidden, InvalidInput, MnemoError
 from core.kernel.ids import new_id, now_ms
 from core.kernel.scope import Scope
+from core.memory import gate
 from core.memory.indexing import IndexedMemory, Indexer, document_text
-from core.memory.models import NAME_CHARS
+from core.memory.models import NAME_CHARS, MemoryIn
 from core.memory.store import check_limits
 from core.retrieval import lexical
 from core.transfer import format as fmt
@@ -133,13 +134,17 @@ def import_records(
     batch_size: int = DEFAULT_BATCH,
     on_batch: Callable[[ImportReport], None] | None = None,
     limits: Limits | None = None,
+    gate: bool = False,
 ) -> ImportReport:
     """Import `records` (export-format dicts, the header line optional) into a brain: a Scope,
     or a brain slug created if new. `embedder` makes the memories' vectors (default: the
     configured one). `on_batch` is called after each committed batch (progress bars).
     `limits`, the API's content, tag and metadata limits (and its 256-character names), skip
     the memories over them (reason over_limit); None takes every memory as it is (a snapshot
-    restores what was)."""
+    restores what was). `gate` screens each new active memory with the brain's write gate
+    (core/memory/gate.py), as a save would be: a restatement of a memory already in reinforces
+    it (skipped as `near_duplicate`, its history and links attached to that memory), an
+    instruction or boilerplate is held in quarantine (skipped as `quarantined`)."""
     scope = resolve_scope(engine, target)
     chosen = check_options(str(strategy), scope)
     if embedder is None:
@@ -151,6 +156,7 @@ def import_records(
         embedder=embedder,
         atomic=chosen == "replace",
         limits=limits,
+        gate=gate,
     )
     chunks = batches(records, batch_size)
     if chosen == "replace":
@@ -254,9 +260,11 @@ class ImportRun:
         changelog_entity: tuple[str, str] | None = None,
         changelog_label: str | None = None,
         limits: Limits | None = None,
+        gate: bool = False,
     ) -> None:
         self.scope = scope
         self.limits = limits
+        self.gate = gate
         # One transaction for the whole import: one changelog row, written by `finish`.
         self.atomic = atomic
         self.strategy = strategy
@@ -383,10 +391,37 @@ class ImportRun:
             self._flush(conn, known)
             self._overwrite_memory(conn, shape, row)
             return
+        if self.gate and row.get("state", "active") == "active":
+            self._flush(conn, known)  # what the gate compares with must be in the table
+            self._screen(conn, source_id, row)
         # Queued, and written with the memories around it in one executemany (`_flush`); the
         # map points at the new id now and is corrected if the row turns out to conflict.
         self.memory_ids[source_id] = target_id
         self._pending.append((source_id, row, memory_params(self.scope.brain_id, row)))
+
+    def _screen(self, conn: Connection, source_id: str, row: dict[str, Any]) -> None:
+        """The write gate's word on an imported memory (`gate`); raises Skip unless it is new."""
+        tags = row.get("tags") or []
+        data = MemoryIn.model_construct(
+            content=row["content"],
+            type=row.get("type") or "note",
+            title=row.get("title"),
+            key=row.get("key"),
+            tags=list(tags) if isinstance(tags, list) else [],
+            source=row.get("source"),
+            user_id=row.get("user_id"),
+            agent_id=row.get("agent_id"),
+            run_id=row.get("run_id"),
+            metadata=metadata if isinstance(metadata := row.get("metadata"), dict) else {},
+            actor_id=None,
+            role=None,
+        )
+        verdict = gate.screen(conn, self.scope, data, row.get("user_id"), self._indexer)
+        if verdict.decision == "quarantined":
+            raise Skip("quarantined", verdict.message)
+        if verdict.stops and verdict.memory_id is not None:
+            self.memory_ids[source_id] = verdict.memory_id  # its history and links go there
+            raise Skip("near_duplicate", verdict.message)
 
     def _flush(self, conn: Connection, known: Known) -> None:
         """Insert the queued memories, their tags, full-text rows and vectors, a statement

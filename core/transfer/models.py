@@ -22,6 +22,11 @@ class ImportQuery(Strict):
         "wins) or replace (the brain is emptied first; owners only; one transaction).",
     )
     remap_ids: bool = Field(False, description="Give every record a new id (references follow).")
+    gate: bool = Field(
+        False,
+        description="Screen each memory with the brain's write gate: a restatement reinforces "
+        "the memory it restates, instructions and boilerplate go to quarantine.",
+    )
 
 
 class KindCounts(Out):

@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from sqlalchemy import Connection, Engine, Row
 
+from core.curation import erasure
 from core.embeddings.base import Embedder
 from core.events import changelog
 from core.kernel import cursor as cursors
@@ -314,9 +315,14 @@ def restore(
         with transaction(engine) as conn:
             row = _row(conn, scope, snapshot_id)  # still there: not deleted while we read it
             purged = _purged_since(conn, scope, row.created_at)
+            # Users erased since the snapshot was taken stay erased (their erasure rewrote
+            # it too; this holds for one it could not rewrite).
+            erased = erasure.erased_subjects(conn, scope.brain_id, row.created_at)
             if mode == "replace":
                 cleared = clear_brain(conn, scope)
-            records = _without(purged, payloads.unpack(file))
+            records = _erased_left_out(
+                scope.brain_id, erased, _without(purged, payloads.unpack(file))
+            )
             for batch in batches(records, batch_size):
                 run.write(conn, batch)
             run.finish(conn)
@@ -327,6 +333,7 @@ def restore(
         "mode": mode,
         "cleared": cleared,
         "purged_left_out": len(purged),
+        "erased_users_left_out": len(erased),
         "report": run.report.to_dict(),
     }
 
@@ -370,3 +377,73 @@ def delete(
     if row.s3_key:
         _remove_objects(settings, [str(row.s3_key)])
     return {"id": snapshot_id, "deleted": True}
+
+
+def _erased_left_out(
+    brain_id: str, subjects: set[str], records: Iterable[dict[str, Any]]
+) -> Iterator[dict[str, Any]]:
+    """`erasure.without_users`, with the end record's counts made true again."""
+    counts: dict[str, int] = {}
+    for record in erasure.without_users(brain_id, subjects, records):
+        kind = str(record.get("kind"))
+        if kind == fmt.END:
+            yield {**record, "counts": counts}
+            continue
+        counts[kind] = counts.get(kind, 0) + 1
+        yield record
+
+
+def forget_user(engine: Engine, scope: Scope, user_id: str, settings: SnapshotSettings) -> int:
+    """Rewrite every snapshot of the brain that holds this user without it (part of the
+    user's erasure, core/app/erasure.py): its memories, their history and links, its user
+    record. Each snapshot is replaced in its own transaction (its object in S3 overwritten
+    first); returns how many were rewritten. A snapshot that cannot be read (corrupt, or its
+    object gone) is left alone: a restore refuses it anyway, and a restore of any snapshot
+    taken before the erasure leaves the user out (`restore`)."""
+    scope.require_owner_write()
+    subjects = {erasure.subject_of(scope.brain_id, user_id)}
+    with transaction(engine, write=False) as conn:
+        rows = conn.execute(
+            sql("SELECT id, s3_key FROM snapshots WHERE brain_id = :brain ORDER BY created_at, id"),
+            {"brain": scope.brain_id},
+        ).all()
+    rewritten = 0
+    for snapshot_id, url in rows:
+        try:
+            _, file = _payload(engine, scope, snapshot_id, settings)
+        except (Conflict, NotFound):
+            continue
+        try:
+            before = sum(1 for r in payloads.unpack(file) if r.get("kind") in fmt.RECORD_KINDS)
+            packed = payloads.pack(
+                _erased_left_out(scope.brain_id, subjects, payloads.unpack(file))
+            )
+        finally:
+            file.close()
+        try:
+            if sum(packed.counts.values()) == before:
+                continue
+            if url:
+                payloads.upload(settings, str(url), packed)
+            with transaction(engine) as conn:
+                conn.execute(
+                    sql(
+                        "UPDATE snapshots SET payload = :payload, size_bytes = :size, "
+                        "sha256 = :sha, memory_count = :memories, link_count = :links, "
+                        "record_count = :records WHERE brain_id = :brain AND id = :id"
+                    ),
+                    {
+                        "payload": None if url else packed.read_all(),
+                        "size": packed.size,
+                        "sha": packed.sha256,
+                        "memories": packed.counts.get("memory", 0),
+                        "links": packed.counts.get("link", 0),
+                        "records": sum(packed.counts.values()),
+                        "brain": scope.brain_id,
+                        "id": snapshot_id,
+                    },
+                )
+            rewritten += 1
+        finally:
+            packed.file.close()
+    return rewritten

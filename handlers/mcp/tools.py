@@ -5,10 +5,15 @@ adding entries to TOOLS.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from sqlalchemy import Engine
+
+from core.app.erasure import erase_user
 from core.app.linking import create_link
-from core.curation import conflicts, merge
+from core.curation import conflicts, health, merge
+from core.curation.erasure_models import EraseIn, ErasureReceipt, HealthQuery, HealthReport
 from core.curation.models import (
     ConflictListQuery,
     ConflictOut,
@@ -39,7 +44,11 @@ from core.graph.models import (
     Subgraph,
     SubgraphQuery,
 )
+from core.kernel.config import Settings
+from core.kernel.errors import InvalidInput
 from core.kernel.ids import parse_time
+from core.kernel.scope import Scope
+from core.memory import quarantine
 from core.memory import store as memories
 from core.memory.models import (
     BatchResult,
@@ -56,9 +65,17 @@ from core.memory.models import (
     MemoryPage,
     MemoryPatch,
     PurgeIn,
+    SavedMemory,
     StateChangeIn,
     UserMemoriesQuery,
     valid_memories,
+)
+from core.memory.quarantine import (
+    Approved,
+    DecisionIn,
+    QuarantineItem,
+    QuarantinePage,
+    QuarantineQuery,
 )
 from core.retrieval.context import pack
 from core.retrieval.models import ContextIn, ContextPack, SearchIn, SearchPage
@@ -329,6 +346,48 @@ async def _merge(run: Runner, _: Refs, data: MergeIn) -> Any:
     )
 
 
+# -- the write gate, erasure and health (/v1/quarantine..., DELETE /v1/users/{id}, -----------
+# -- GET /v1/health/report) ------------------------------------------------------------------
+
+QUARANTINE_ID = Ref("id", "The quarantined write's id, as returned by save or quarantine.")
+# An MCP call is one HTTP request: erase within it, and say `running` if the user is larger.
+_ERASE_SECONDS = 20.0
+
+
+async def _quarantine(run: Runner, _: Refs, query: QuarantineQuery) -> Any:
+    return await run.read(quarantine.list_items, query)
+
+
+async def _approve(run: Runner, refs: Refs, data: DecisionIn) -> Any:
+    held = await run.read(quarantine.request_of, refs["id"])
+    index = await run.indexer([held])
+    return await run.write(quarantine.approve, refs["id"], run.limits, index, data)
+
+
+async def _reject(run: Runner, refs: Refs, data: DecisionIn) -> Any:
+    return await run.write(quarantine.reject, refs["id"], data)
+
+
+def _erase_now(engine: Engine, settings: Settings, scope: Scope, user_id: str) -> Any:
+    deadline = time.monotonic() + _ERASE_SECONDS
+    return erase_user(engine, scope, user_id, settings.snapshots, deadline=deadline)
+
+
+async def _erase(run: Runner, _: Refs, data: EraseIn) -> Any:
+    if not data.confirm:
+        raise InvalidInput(
+            "set confirm to true to erase: an erasure cannot be undone",
+            details={"field": "confirm"},
+        )
+    run.scope.require_owner_write()
+    return await run.own_transactions(_erase_now, data.user_id)
+
+
+async def _health(run: Runner, _: Refs, query: HealthQuery) -> Any:
+    model = get_embedder(run.settings.embedder).name
+    return await run.read(health.report, user_id=query.user_id, model=model)
+
+
 TOOLS: list[Tool[Any]] = [
     Tool(  # POST /v1/search
         name="search",
@@ -369,11 +428,14 @@ TOOLS: list[Tool[Any]] = [
             "returns the existing memory with `deduplicated: true` instead of a copy. Set "
             "`user_id` when the memory is about one end user, `valid_from` when what it states "
             "became true (default: occurred_at, else now). If it contradicts a memory of the "
-            "same user, the reply lists the conflicts it recorded under `conflicts`."
+            "same user, the reply lists the conflicts it recorded under `conflicts`. The write "
+            "gate answers in `gate`: a restatement of a memory reinforces it (`reinforced`), a "
+            "repeat of what search just returned is not stored (`recalled`), and instructions "
+            "or boilerplate are held for review (`quarantined`)."
         ),
         run=_save,
         body=MemoryIn,
-        output=Memory,
+        output=SavedMemory,
         writes=True,
     ),
     Tool(  # POST /v1/memories/batch
@@ -689,6 +751,68 @@ TOOLS: list[Tool[Any]] = [
         output=MergeOut,
         writes=True,
         destructive=True,
+    ),
+    Tool(  # GET /v1/quarantine
+        name="quarantine",
+        title="List quarantined writes",
+        description=(
+            "Writes the write gate held back instead of saving (restated system prompts and "
+            "instructions, empty or boilerplate content), newest first, each with why. "
+            "`status` pending (default), approved, rejected or all."
+        ),
+        run=_quarantine,
+        body=QuarantineQuery,
+        output=QuarantinePage,
+    ),
+    Tool(  # POST /v1/quarantine/{id}/approve
+        name="approve_quarantined",
+        title="Approve a quarantined write",
+        description="Save a quarantined write as a memory, exactly as it was asked for.",
+        run=_approve,
+        body=DecisionIn,
+        refs=(QUARANTINE_ID,),
+        output=Approved,
+        writes=True,
+        idempotent=False,
+    ),
+    Tool(  # POST /v1/quarantine/{id}/reject
+        name="reject_quarantined",
+        title="Reject a quarantined write",
+        description="Reject a quarantined write: it never becomes a memory.",
+        run=_reject,
+        body=DecisionIn,
+        refs=(QUARANTINE_ID,),
+        output=QuarantineItem,
+        writes=True,
+        idempotent=False,
+    ),
+    Tool(  # DELETE /v1/users/{user_id}
+        name="erase_user",
+        title="Erase an end user",
+        description=(
+            "Erase every row of one end user in the brain (memories, history, search index, "
+            "vectors, links, conflicts, summaries, quarantine; changelog entries become "
+            "tombstones; snapshots are rewritten) and return a receipt with counts per table "
+            "and a digest. Owners only; `confirm` must be true. Cannot be undone. A receipt "
+            "with status `running` ran out of time: call again to finish."
+        ),
+        run=_erase,
+        body=EraseIn,
+        output=ErasureReceipt,
+        writes=True,
+        destructive=True,
+    ),
+    Tool(  # GET /v1/health/report
+        name="health_report",
+        title="Memory health report",
+        description=(
+            "How healthy the brain's (or one user's) memories are: near-duplicate clusters, "
+            "quarantined writes, open conflicts, stale facts, memories never retrieved, orphan "
+            "links, a junk ratio estimate and an age histogram."
+        ),
+        run=_health,
+        body=HealthQuery,
+        output=HealthReport,
     ),
 ]
 

@@ -39,6 +39,10 @@ class PolicyIn(Strict):
     path_max_hops: StrictInt | None = Field(None, description="1..12")
     subgraph_max_nodes: StrictInt | None = Field(None, description="1..2000")
     consolidate_threshold: Number | None = Field(None, description="0.5..1")
+    write_gate: StrictInt | None = Field(None, description="1 screens every write; 0 off")
+    gate_dedup_threshold: Number | None = Field(None, description="0.5..1, near-duplicate cosine")
+    gate_text_threshold: Number | None = Field(None, description="0..1, shared terms (Jaccard)")
+    echo_window_seconds: StrictInt | None = Field(None, description="0..86400; 0 off")
 
 
 class PolicyOut(Out):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import RootModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -44,7 +46,15 @@ async def create(request: Request) -> Response:
     data = MemoryIn.model_validate(body)
     index = await ctx.indexer([data])
     memory = await ctx.write(memories.create, data, ctx.limits, index)
-    return json_response(memory, 200 if memory["deduplicated"] else 201)
+    return json_response(memory, _status(memory))
+
+
+def _status(memory: dict[str, Any]) -> int:
+    """201 for a new memory; 200 for one that existed (a copy, a restatement, an echo); 202
+    for a write the gate quarantined for review."""
+    if memory["state"] == "quarantined":
+        return 202
+    return 200 if memory["deduplicated"] else 201
 
 
 async def _conversation(ctx: Context, conversation: Conversation) -> Response:
@@ -163,8 +173,9 @@ routes = [
         create,
         method="POST",
         doc=Doc(
-            "Save a memory (an exact duplicate returns the existing one, 200), or send "
-            "`messages` (a conversation) to have memories made from it",
+            "Save a memory: 201 added; 200 when the write gate found it restates (reinforced), "
+            "echoes or copies an existing memory; 202 when it held the write in quarantine; "
+            "or send `messages` (a conversation) to have memories made from it",
             _TAG,
             body=MemoryOrConversation,
             response=MemoryOrIngested,

@@ -54,6 +54,7 @@ async def import_(request: Request) -> Response:
             remap_ids=query.remap_ids,
             embedder=embedder,
             limits=ctx.limits,
+            gate=query.gate,
         )
     )
     return json_response(report.to_dict())

@@ -1013,3 +1013,28 @@ def test_the_list_shows_what_was_true_on_a_date(alice: Person) -> None:
     assert "True from" in page
     bad = alice.get(f"{alice.base}/memories?as_of=someday")
     assert bad.status_code == 422 and "Check the filters" in bad.text
+
+
+def test_quarantine_review_and_health_pages(alice: Person) -> None:
+    held = alice.post(f"{alice.base}/new", {"content": "You are a pirate", "type": "note"})
+    assert held.status_code == 303 and held.headers["location"].endswith("done=quarantined")
+    alice.post(f"{alice.base}/new", {"content": "Thanks!", "type": "note"})
+    page = alice.get(f"{alice.base}/quarantine").text
+    assert "You are a pirate" in page and "Thanks!" in page
+    forms = [f for f in parse(page).forms if f["action"].endswith("/approve")]
+    assert len(forms) == 2
+    pirate = next(f for f in forms if "pirate" in page.split(f["action"])[0].rsplit("<li", 1)[1])
+    done = alice.post(pirate["action"], {})
+    assert done.status_code == 303 and done.headers["location"].endswith("done=approved")
+    rejects = [f for f in parse(alice.get(f"{alice.base}/quarantine").text).forms]
+    reject = next(f for f in rejects if f["action"].endswith("/reject"))
+    assert alice.post(reject["action"], {}).headers["location"].endswith("done=rejected")
+    assert "Nothing to review" in alice.get(f"{alice.base}/quarantine").text
+    decided = alice.get(f"{alice.base}/quarantine?status=all").text
+    assert "approved" in decided and "rejected" in decided
+    assert alice.post(pirate["action"], {}).status_code == 409
+    alice.add("Alice prefers window seats", user_id="alice")
+    report = alice.get(f"{alice.base}/health?user_id=alice")
+    assert report.status_code == 200 and "Health of alice" in report.text
+    assert "Near-duplicate clusters" in report.text and "Junk ratio" in report.text
+    assert alice.get(f"{alice.base}/quarantine?status=bogus").status_code == 422

@@ -49,7 +49,7 @@ def test_create_returns_every_field_with_defaults(client: LambdaClient) -> None:
     for name in ("user_id", "agent_id", "run_id", "title", "key", "source", "archived_at"):
         assert memory[name] is None
     fetched = client.get(f"/v1/memories/{memory['id']}").json()
-    assert fetched == {k: v for k, v in memory.items() if k != "deduplicated"}
+    assert fetched == {k: v for k, v in memory.items() if k not in ("deduplicated", "gate")}
 
 
 def test_create_with_all_fields(client: LambdaClient) -> None:

@@ -8,6 +8,8 @@ import pytest
 from sqlalchemy import Engine, text
 
 from core.kernel.db.engine import transaction
+from core.kernel.scope import Scope
+from core.memory.policy import set_policy
 from tests.conftest import Tenant, embeds_during
 from tests.lambda_client import LambdaClient
 
@@ -241,6 +243,10 @@ def test_merge_into_an_alias_keeps_aliases_one_level_deep(client: LambdaClient) 
 def test_consolidate_dry_run_lists_groups_and_apply_merges_them(
     client: LambdaClient, engine: Engine, tenant: Tenant
 ) -> None:
+    # Consolidation is for the copies a brain took in with its write gate off (or before it
+    # had one): with the gate on, these would have reinforced one memory.
+    with transaction(engine) as conn:
+        set_policy(conn, Scope(tenant.brain_id, "test", role="owner"), {"write_gate": 0})
     same_a = _create(client, content="Alice prefers green tea", user_id="alice")
     same_b = _create(client, content="Alice prefers green tea", key="drink", user_id="alice")
     near = _create(client, content="Alice prefers green tea.", user_id="alice", importance=0.9)

@@ -279,6 +279,9 @@ def _create_sqlite(url: str, *, busy_timeout_ms: int, on_lambda: bool) -> Engine
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
+        # Deleted rows are overwritten with zeros, not left in free space: a purge or a user's
+        # erasure (core/curation/erasure.py) must take the text out of the file's bytes.
+        cursor.execute("PRAGMA secure_delete = ON")
         # Reads through a memory map instead of a read() system call per page: a search walks
         # a few thousand index entries, and the calls were a sixth of its SQL time (measured on
         # the 10,000-memory search bench). A mapping is address space, not memory.

@@ -596,6 +596,61 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration(
+        14,
+        "write gate, recalls and erasures",
+        # memory_quarantine: writes the gate held back (core/memory/gate.py); `payload` is the
+        # request as given, saved on approval. memory_recalls: which memories a search or
+        # context pack returned to which caller, one row per reply, read by the echo guard
+        # within the policy's window. erasures: one receipt per erased user; `subject` is a
+        # salted hash of the user id, and the id itself is kept only while the erasure runs
+        # (to resume it), so a finished receipt can be shown without the data it erased.
+        """
+        CREATE TABLE memory_quarantine (
+            id TEXT NOT NULL PRIMARY KEY,
+            brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
+            user_id TEXT,
+            content TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            explanation TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'approved', 'rejected')),
+            memory_id TEXT,
+            created_by TEXT,
+            decided_by TEXT,
+            created_at BIGINT NOT NULL,
+            decided_at BIGINT
+        );
+        CREATE INDEX ix_quarantine_brain_status
+            ON memory_quarantine (brain_id, status, created_at, id);
+        CREATE INDEX ix_quarantine_brain_user ON memory_quarantine (brain_id, user_id);
+        CREATE TABLE memory_recalls (
+            id TEXT NOT NULL PRIMARY KEY,
+            brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
+            principal TEXT NOT NULL,
+            user_id TEXT,
+            memory_ids TEXT NOT NULL,
+            created_at BIGINT NOT NULL
+        );
+        CREATE INDEX ix_recalls_caller ON memory_recalls (brain_id, principal, created_at);
+        CREATE INDEX ix_recalls_user ON memory_recalls (brain_id, user_id);
+        CREATE TABLE erasures (
+            id TEXT NOT NULL PRIMARY KEY,
+            brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
+            subject TEXT NOT NULL,
+            pending_user_id TEXT,
+            status TEXT NOT NULL CHECK (status IN ('running', 'complete')),
+            counts TEXT NOT NULL DEFAULT '{{}}',
+            digest TEXT NOT NULL,
+            batches INTEGER NOT NULL DEFAULT 0,
+            requested_by TEXT,
+            started_at BIGINT NOT NULL,
+            completed_at BIGINT
+        );
+        CREATE INDEX ix_erasures_brain_subject ON erasures (brain_id, subject, started_at)
+        """,
+    ),
+    Migration(
         15,
         "conversation ingestion jobs",
         # mem0's add with async_mode: the conversation waits here while an LLM extracts its

@@ -595,6 +595,60 @@ snapshots = Table(
     Index("ix_snapshots_brain_created", "brain_id", "created_at", "id"),
 )
 
+# Migration 14: the write gate's quarantine, the echo guard's recall log, erasure receipts.
+
+memory_quarantine = Table(
+    "memory_quarantine",
+    metadata,
+    Column("id", Text, primary_key=True),
+    _brain_fk(),
+    Column("user_id", Text),
+    Column("content", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("explanation", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default=text("'pending'")),
+    Column("memory_id", Text),
+    Column("created_by", Text),
+    Column("decided_by", Text),
+    _ts("created_at", nullable=False),
+    _ts("decided_at"),
+    CheckConstraint("status IN ('pending', 'approved', 'rejected')"),
+    Index("ix_quarantine_brain_status", "brain_id", "status", "created_at", "id"),
+    Index("ix_quarantine_brain_user", "brain_id", "user_id"),
+)
+
+memory_recalls = Table(
+    "memory_recalls",
+    metadata,
+    Column("id", Text, primary_key=True),
+    _brain_fk(),
+    Column("principal", Text, nullable=False),
+    Column("user_id", Text),
+    Column("memory_ids", Text, nullable=False),
+    _ts("created_at", nullable=False),
+    Index("ix_recalls_caller", "brain_id", "principal", "created_at"),
+    Index("ix_recalls_user", "brain_id", "user_id"),
+)
+
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("id", Text, primary_key=True),
+    _brain_fk(),
+    Column("subject", Text, nullable=False),
+    Column("pending_user_id", Text),
+    Column("status", Text, nullable=False),
+    Column("counts", Text, nullable=False, server_default=text("'{}'")),
+    Column("digest", Text, nullable=False),
+    Column("batches", Integer, nullable=False, server_default=text("0")),
+    Column("requested_by", Text),
+    _ts("started_at", nullable=False),
+    _ts("completed_at"),
+    CheckConstraint("status IN ('running', 'complete')"),
+    Index("ix_erasures_brain_subject", "brain_id", "subject", "started_at"),
+)
+
 # Objects one dialect has that SQLAlchemy metadata cannot declare: the schema test checks they
 # exist after migrating, then leaves them out of the comparison.
 DIALECT_EXTRAS: dict[str, dict[str, list[str]]] = {

@@ -272,9 +272,11 @@ def run_import(
     batch_size: int = DEFAULT_BATCH,
     progress: Progress | None = None,
     limits: Limits | None = None,
+    gate: bool = False,
 ) -> MigrationReport:
     """Import `paths` (read as `system`'s files) into the brain with slug `brain`, created if
-    new once the source has been opened and checked."""
+    new once the source has been opened and checked. `gate`: each memory passes the brain's
+    write gate (see `import_records`)."""
     check_slug(brain)
     source = open_source(system, paths, Options(user_id=user_id, source_brain=source_brain))
     # Opening the source has read and checked it: only now is a new brain made.
@@ -309,5 +311,6 @@ def run_import(
         batch_size=batch_size,
         on_batch=None if progress is None else lambda r: progress(r.read, len(lines)),
         limits=limits,
+        gate=gate,
     )
     return report

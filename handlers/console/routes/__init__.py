@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Route
 
 from handlers.console import assets
-from handlers.console.routes import account, admin, brain, extras, memories
+from handlers.console.routes import account, admin, brain, extras, memories, stewardship
 
 
 def console_routes() -> list[BaseRoute]:
@@ -16,4 +16,5 @@ def console_routes() -> list[BaseRoute]:
         *brain.routes,
         *extras.routes,
         *admin.routes,
+        *stewardship.routes,
     ]

@@ -136,6 +136,8 @@ async def create(request: Request) -> Response:
         return _new_again(view, values, first_problem(exc), 422)
     except MnemoError as err:
         return _new_again(view, values, err.message, status_of(err))
+    if made["state"] == "quarantined":  # the write gate held it: it is reviewed there
+        return to(f"{view.base}/quarantine", "quarantined")
     return to(f"{view.base}/m/{made['id']}", "created")
 
 

@@ -48,6 +48,9 @@ NOTICES = {
     "snapshot_restored": "Snapshot restored.",
     "snapshot_deleted": "Snapshot deleted.",
     "signed_out": "You are signed out.",
+    "quarantined": "Held for review: it reads as an instruction or boilerplate, not a memory.",
+    "approved": "Approved: the write was saved as a memory.",
+    "rejected": "Rejected: the write will not become a memory.",
 }
 
 
@@ -67,6 +70,8 @@ class Nav:
 MEMBER_SECTIONS = (
     ("memories", "Memories"),
     ("conflicts", "Conflicts"),
+    ("quarantine", "Quarantine"),
+    ("health", "Health"),
     ("users", "Users"),
     ("changelog", "Changelog"),
 )

@@ -1,0 +1,54 @@
+"""Erasing an end user everywhere in a brain: the rows (core/curation/erasure.py, batch by
+batch), the snapshots (core/transfer/snapshots.py), this process's vector cache, and on SQLite
+the file's bytes. Resumable: a run stopped by its deadline (or a crash) leaves a `running`
+receipt, and asking again for the same user carries on from where it stopped."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import Engine
+
+from core.curation import erasure
+from core.kernel.config import SnapshotSettings
+from core.kernel.db.engine import transaction
+from core.kernel.errors import InvalidInput
+from core.kernel.scope import Scope
+from core.retrieval import vectors
+from core.transfer import snapshots
+
+
+def erase_user(
+    engine: Engine,
+    scope: Scope,
+    user_id: str,
+    settings: SnapshotSettings,
+    *,
+    batch: int = erasure.BATCH,
+    deadline: float | None = None,
+) -> dict[str, Any]:
+    """Erase `user_id` from the brain; returns the receipt. With a `deadline` (a monotonic
+    time) the run stops between batches once it has passed, and the receipt says `running`:
+    call again to finish."""
+    scope.require_owner_write()
+    user_id = user_id.strip()
+    if not user_id:
+        raise InvalidInput("user_id must not be empty", details={"field": "user_id"})
+    with transaction(engine) as conn:
+        receipt = erasure.begin(conn, scope, user_id)
+    receipt_id = receipt["id"]
+    while True:
+        with transaction(engine) as conn:
+            done = erasure.erase_batch(conn, scope, receipt_id, batch=batch)
+        if done:
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            with transaction(engine, write=False) as conn:
+                return erasure.get(conn, scope, receipt_id)
+    vectors.drop_brain(scope.brain_id)
+    rewritten = snapshots.forget_user(engine, scope, user_id, settings)
+    with transaction(engine) as conn:
+        receipt = erasure.finish(conn, scope, receipt_id, snapshots=rewritten)
+    erasure.compact(engine)
+    return receipt

@@ -1,0 +1,515 @@
+"""The write gate: what a memory write becomes before anything is stored.
+
+Every path that saves a memory (REST single and batch, MCP, OpenMemory, the console, inbound
+hooks, conversations) goes through `core.memory.store.create`, which asks `screen` here once the
+exact-copy check has passed. The brain policy turns the gate on or off (`write_gate`) and holds
+its thresholds. A write becomes one of:
+
+- `quarantined`: restated system prompts and instructions ("You are...", "Always respond
+  ...", a `system` role), and empty or boilerplate content ("ok", "thanks", "N/A", only
+  stopwords) are held in `memory_quarantine` for review (core/memory/quarantine.py) instead of
+  becoming memories an agent will later recall as facts about the user;
+- `recalled` (the echo guard): content that repeats what a search or context pack returned to
+  the same caller within `echo_window_seconds` is what the agent was just told, not new
+  evidence: nothing is stored, no importance rises, and the reply names what it repeats;
+- `reinforced`: a near-duplicate of an active memory of the same owner (same user, same fact
+  key) raises that memory's importance by the policy's `reinforce_step`, with an UPDATE
+  history row keeping the new wording, instead of adding a copy;
+- `added`: anything else, stored as usual.
+
+A near-duplicate says the same thing in other words: cosine of the two vectors at least
+`gate_dedup_threshold`, stemmed terms overlapping at least `gate_text_threshold` (Jaccard),
+the same numbers, the same negation, and no term replaced by another (one text's terms contain
+the other's). A replaced term ("green" -> "black", "Tuesday" -> "Wednesday") may be a new
+value: that write is added and left to the contradiction checks, because reinforcing it would
+silently drop what changed. Swapped synonyms ("likes" for "prefers") are therefore added too:
+losing a distinction costs more than one extra memory, which the health report then shows as
+a near-duplicate cluster.
+
+Each decision comes back in the reply as `gate`: the decision, a machine-readable reason, a
+sentence saying why, and the memory and similarities it rests on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import Connection
+
+from core.embeddings.text import normalize, stem, terms
+from core.events import changelog, history
+from core.kernel.db.engine import sql
+from core.kernel.ids import new_id, now_ms
+from core.kernel.scope import Scope
+from core.memory import access
+from core.memory.indexing import Indexer, document_text
+from core.memory.policy import BrainPolicy, policy_for
+
+if TYPE_CHECKING:
+    from core.memory.models import MemoryIn
+
+Decision = Literal["added", "duplicate", "reinforced", "recalled", "quarantined"]
+
+# Near-duplicate candidates read back per write: the best few full-text matches (a restatement
+# shares most of its words, so it ranks first among the owner's memories).
+_CANDIDATES = 3
+# The echo guard reads this many of the caller's latest recalls within the window, and at most
+# this many memories from them: a write costs a bounded amount however much was searched.
+_RECALL_ROWS = 20
+_RECALL_IDS = 100
+# Share of a write's terms found in ONE recalled memory that makes it an echo; a write of at
+# least _COMPOSITE_TERMS terms is an echo too when recalled memories together hold nearly all
+# of them (an agent summarising several results back into memory).
+_ECHO_COVERAGE = 0.8
+_COMPOSITE_COVERAGE = 0.95
+_COMPOSITE_TERMS = 6
+# Words an extracting agent puts around any content ("The user mentioned that..."): no
+# evidence either way. Stemmed, as the terms they are taken from.
+_FILLER = frozenset(
+    stem(w)
+    for w in ("user", "mentioned", "said", "says", "noted", "recalled", "remembered", "told",
+              "stated", "according", "reminder", "mention", "note", "remember")
+)  # fmt: skip
+
+# Words whose swap changes no fact: who is speaking ("I prefer" for "Alice prefers").
+_PERSONS = frozenset(
+    {"i", "me", "my", "mine", "we", "our", "she", "her", "hers", "he", "him", "his", "they",
+     "them", "their", "user", "users", "the"}
+)  # fmt: skip
+# Words that say a second thing is meant ("another secret", "test two"), not the same one
+# again; numbers in words count as numbers do.
+_DISTINCT = frozenset(
+    {"another", "other", "second", "third", "different", "new", "next", "also", "too",
+     "additional", "more", "else", "either", "one", "two", "three", "four", "five", "six",
+     "seven", "eight", "nine", "ten", "eleven", "twelve", "first", "last", "once", "twice"}
+)  # fmt: skip
+_WORD = re.compile(r"[^\W_]+")
+_NON_WORD = re.compile(r"[^\w]+")
+_NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")
+_NEGATION = re.compile(r"\b(?:not|no|never|none|nor|without|cannot)\b|n['\u2019]t\b", re.IGNORECASE)
+
+# Restated system prompts: an instruction to the assistant, not something about the user.
+_INSTRUCTION = re.compile(
+    r"^\W*(?:(?:system(?:\s+prompt)?|instructions?|prompt)\s*[:>\-]|(?:"
+    r"you\s+are\b|you['\u2019]re\s+(?:a|an|the)\b"
+    r"|you\s+(?:will|must|should|shall)\s+(?:always|never|only|respond|answer|reply|act|be)\b"
+    r"|act\s+as\b|pretend\s+(?:to\s+be|you)\b|role[- ]?play\s+as\b"
+    r"|your\s+(?:role|task|job|goal|purpose|name)\s+is\b"
+    r"|as\s+an?\s+(?:ai|assistant|language\s+model)\b"
+    r"|(?:always|never|only)\s+(?:respond|answer|reply|use|speak|write|format|say|mention"
+    r"|refer|include|output|reveal|disclose|share|keep|be)\b"
+    r"|(?:respond|answer|reply)\s+(?:only\s+)?(?:in|with|using|as)\b"
+    r"|(?:do\s+not|don['\u2019]t)\s+(?:reveal|mention|disclose|share|discuss)\b"
+    r"|ignore\s+(?:all\s+)?(?:previous|prior|the\s+above|earlier)\s+instructions\b"
+    r"|follow\s+these\s+(?:rules|instructions)\b"
+    r"))",
+    re.IGNORECASE,
+)
+_PROMPT_MARKERS = re.compile(
+    r"<\|?(?:system|im_start)\|?>|\[/?INST\]|<<SYS>>|^#{1,3}\s*(?:system|instructions?)\b",
+    re.IGNORECASE | re.MULTILINE,
+)
+# Content that says nothing, as extractors and chat turns produce it.
+_BOILERPLATE = frozenset(
+    {
+        "ok", "okay", "k", "thanks", "thank you", "thx", "hi", "hello", "hey", "bye", "goodbye",
+        "yes", "no", "sure", "n a", "na", "none", "null", "nil", "undefined", "test", "testing",
+        "todo", "tbd", "no memory", "no memories", "nothing", "nothing to remember",
+        "nothing to save", "no new information", "no relevant information", "i don t know",
+        "i dont know", "unknown", "as above", "see above", "same as above", "lorem ipsum",
+        "got it", "sounds good", "hmm", "lol", "cool", "great", "nice", "yes please",
+        "no thanks", "ok thanks", "okay thanks", "thank you so much", "thanks a lot",
+        "you re welcome", "np", "no problem", "good morning", "good night", "good evening",
+        "see you", "see you later", "alright", "all right", "perfect", "awesome", "right",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: Decision
+    reason: str
+    message: str
+    memory_id: str | None = None
+    quarantine_id: str | None = None
+    similarity: dict[str, float] | None = None
+    recalled_ids: tuple[str, ...] = ()
+    importance: dict[str, float] | None = field(default=None)
+
+    @property
+    def stops(self) -> bool:
+        """Whether the write ends here, with no new memory."""
+        return self.decision != "added"
+
+    def explain(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "decision": self.decision,
+            "reason": self.reason,
+            "message": self.message,
+        }
+        for name in ("memory_id", "quarantine_id", "similarity", "importance"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.recalled_ids:
+            out["recalled_ids"] = list(self.recalled_ids)
+        return out
+
+
+# -- pure checks ------------------------------------------------------------------------------
+
+
+def classify(content: str, role: str | None = None) -> tuple[str, str] | None:
+    """(reason, explanation) when the content belongs in quarantine, else None."""
+    text = content.strip()
+    if not any(ch.isalnum() for ch in text):
+        return "empty", "the content has no letters or digits"
+    if role is not None and role.strip().lower() == "system":
+        return "system_role", "written with role 'system': a system prompt, not a memory"
+    if _INSTRUCTION.search(text) or _PROMPT_MARKERS.search(text):
+        return (
+            "instruction",
+            "reads as an instruction to the assistant (a restated system prompt), "
+            "not something learned about the user",
+        )
+    folded = " ".join(_NON_WORD.sub(" ", text.casefold()).split())
+    if folded in _BOILERPLATE or folded.startswith("lorem ipsum"):
+        return "boilerplate", f"{text[:40]!r} is boilerplate that says nothing to remember"
+    if not terms(text) and len(_WORD.findall(text)) > 1:
+        return "boilerplate", "only stopwords: nothing a search could ever match"
+    return None
+
+
+@lru_cache(maxsize=4096)
+def comparable_terms(text: str) -> frozenset[str]:
+    return frozenset(terms(text)) - _FILLER
+
+
+@lru_cache(maxsize=4096)
+def _words(text: str) -> frozenset[str]:
+    return frozenset(_WORD.findall(normalize(text)))
+
+
+@lru_cache(maxsize=4096)
+def _surface(text: str) -> frozenset[str]:
+    """Every word, stopwords and single letters included ("report a" is not "report b"),
+    stemmed, less the persons: what a substitution is looked for in."""
+    return frozenset(stem(w) for w in _words(text)) - _PERSONS
+
+
+@lru_cache(maxsize=4096)
+def _numbers(text: str) -> tuple[str, ...]:
+    """In order: "worker 1 says 11" is not "worker 11 says 1"."""
+    return tuple(_NUMBER.findall(text))
+
+
+@lru_cache(maxsize=4096)
+def _negated(text: str) -> bool:
+    return _NEGATION.search(text) is not None
+
+
+def same_statement(
+    new: str, old: str, cosine: float | None, policy: BrainPolicy
+) -> tuple[bool, dict[str, float], str]:
+    """Whether `new` restates `old` (the near-duplicate rule above), the similarities it
+    rests on, and, when it does not, why. Without vectors (`cosine` None) the words decide."""
+    sims: dict[str, float] = {}
+    if cosine is not None:
+        sims["cosine"] = round(cosine, 4)
+        if cosine < policy.gate_dedup_threshold:  # the cheap test first
+            return False, sims, f"cosine {cosine:.2f} < {policy.gate_dedup_threshold:g}"
+    a, b = comparable_terms(new), comparable_terms(old)
+    jaccard = len(a & b) / len(a | b) if a | b else 1.0
+    sims["terms"] = round(jaccard, 4)
+    if jaccard < policy.gate_text_threshold:
+        return False, sims, f"shared terms {jaccard:.2f} < {policy.gate_text_threshold:g}"
+    if _numbers(new) != _numbers(old):
+        return False, sims, "the numbers differ"
+    if _negated(new) != _negated(old):
+        return False, sims, "one is negated"
+    sa, sb = _surface(new), _surface(old)
+    marked = (_words(new) ^ _words(old)) & _DISTINCT
+    if marked:
+        return False, sims, f"{sorted(marked)[0]!r} says another thing is meant"
+    if (sa - sb) and (sb - sa):
+        return False, sims, f"a word changed ({sorted(sb - sa)[0]!r} -> {sorted(sa - sb)[0]!r})"
+    return True, sims, ""
+
+
+# -- the gate ---------------------------------------------------------------------------------
+
+
+def screen(
+    conn: Connection,
+    scope: Scope,
+    data: MemoryIn,
+    user: str | None,
+    index: Indexer,
+) -> Verdict:
+    """Decide what a write becomes, and do it when it is not an add: hold it in quarantine or
+    reinforce the memory it restates (in the caller's transaction). `user` is the owner the
+    write lands on (already checked against the scope). Call it after the exact-copy check."""
+    policy = policy_for(conn, scope.brain_id)
+    if not policy.write_gate:
+        return Verdict("added", "gate_off", "the brain's write gate is off (policy write_gate)")
+    held = classify(data.content, data.role)
+    if held is not None:
+        reason, message = held
+        quarantine_id = _quarantine(conn, scope, data, user, reason, message)
+        return Verdict(
+            "quarantined",
+            reason,
+            f"held for review: {message}; approve it to save it as a memory",
+            quarantine_id=quarantine_id,
+        )
+    if policy.echo_window_seconds and not _from_user(data.role):
+        echo = _echo(conn, scope, data.content, policy)
+        if echo is not None:
+            return echo
+    doc = document_text(data.title, data.key, data.tags, data.content)
+    closest = ""
+    for row in index.similar(
+        conn, scope.brain_id, user, content=data.content, key=data.key, doc=doc, n=_CANDIDATES
+    ):
+        cosine = row.cosine
+        same, sims, why = same_statement(data.content, row.content, cosine, policy)
+        if same:
+            change = _reinforce(conn, scope, row, data, policy, sims)
+            return Verdict(
+                "reinforced",
+                "near_duplicate",
+                f"restates memory {row.id} ("
+                + (f"cosine {sims['cosine']:.2f}, " if "cosine" in sims else "")
+                + f"shared terms {sims['terms']:.2f}): its importance was raised instead of "
+                "adding a copy",
+                memory_id=row.id,
+                similarity=sims,
+                importance=change,
+            )
+        if not closest:
+            closest = f"; closest memory {row.id} is not a restatement: {why}"
+    return Verdict("added", "new", f"no active memory of this owner says the same{closest}")
+
+
+def explain_copy(
+    conn: Connection, scope: Scope, memory_id: str, role: str | None = None
+) -> Verdict:
+    """The gate's word on an exact copy (which `create` returns as it is, unchanged): a copy
+    of what this caller was just shown is an echo, anything else a duplicate."""
+    policy = policy_for(conn, scope.brain_id)
+    if (
+        policy.write_gate
+        and policy.echo_window_seconds
+        and not _from_user(role)
+        and memory_id in _recalled_ids(conn, scope, policy)
+    ):
+        return Verdict(
+            "recalled",
+            "echo",
+            f"repeats memory {memory_id}, returned to this caller by a recent search: "
+            "not new evidence, so nothing changed",
+            memory_id=memory_id,
+            recalled_ids=(memory_id,),
+        )
+    return Verdict(
+        "duplicate",
+        "exact_copy",
+        f"memory {memory_id} already holds exactly this content",
+        memory_id=memory_id,
+    )
+
+
+def _by_id(conn: Connection) -> str:
+    """brain_id in a statement that names its rows by id: SQLite's planner, left alone, walks
+    the brain's index (every memory of the brain) instead of the primary key; a unary + takes
+    that index out of its choices (as record_access in core/retrieval/search.py does)."""
+    return "+brain_id" if conn.dialect.name == "sqlite" else "brain_id"
+
+
+def _reinforce(
+    conn: Connection,
+    scope: Scope,
+    row: Any,
+    data: MemoryIn,
+    policy: BrainPolicy,
+    sims: dict[str, float],
+) -> dict[str, float]:
+    before = float(row.importance)
+    after = policy.reinforced(before)
+    now = now_ms()
+    conn.execute(
+        sql(
+            "UPDATE memories SET importance = :after, updated_at = :now "
+            "WHERE brain_id = :brain AND id = :id"
+        ),
+        {"after": after, "now": now, "brain": scope.brain_id, "id": row.id},
+    )
+    change = {"from": before, "to": after}
+    history.record(
+        conn,
+        scope,
+        memory_id=row.id,
+        user_id=row.user_id,
+        event="UPDATE",
+        old=row.content,
+        new=row.content,
+        detail={
+            "reinforced": {"importance": change, "step": policy.reinforce_step},
+            "gate": {"decision": "reinforced", "wording": data.content, "similarity": sims},
+        },
+        actor_id=data.actor_id,
+        role=data.role,
+        at=now,
+    )
+    changelog.record(
+        conn,
+        scope,
+        event_type="memory.reinforced",
+        entity_type="memory",
+        entity_id=row.id,
+        summary=f"Reinforced by a restatement ({before:g} -> {after:g}): "
+        + changelog.preview(row.content),
+        user_id=row.user_id,
+        actor_id=data.actor_id,
+        payload={"importance": change, "gate": "near_duplicate", "similarity": sims},
+        at=now,
+    )
+    return change
+
+
+def _quarantine(
+    conn: Connection,
+    scope: Scope,
+    data: MemoryIn,
+    user: str | None,
+    reason: str,
+    message: str,
+) -> str:
+    quarantine_id = new_id()
+    now = now_ms()
+    payload = data.model_dump(mode="json", exclude_none=True)
+    if user is not None:
+        payload["user_id"] = user
+    conn.execute(
+        sql(
+            "INSERT INTO memory_quarantine (id, brain_id, user_id, content, payload, reason, "
+            "explanation, status, created_by, created_at) VALUES (:id, :brain, :user, "
+            ":content, :payload, :reason, :explanation, 'pending', :by, :now)"
+        ),
+        {
+            "id": quarantine_id,
+            "brain": scope.brain_id,
+            "user": user,
+            "content": data.content,
+            "payload": json.dumps(payload),
+            "reason": reason,
+            "explanation": message,
+            "by": data.actor_id or scope.principal,
+            "now": now,
+        },
+    )
+    changelog.record(
+        conn,
+        scope,
+        event_type="memory.quarantined",
+        entity_type="quarantine",
+        entity_id=quarantine_id,
+        summary=f"Quarantined ({reason}): {changelog.preview(data.content)}",
+        user_id=user,
+        actor_id=data.actor_id,
+        payload={"reason": reason},
+        at=now,
+    )
+    return quarantine_id
+
+
+# -- the echo guard ---------------------------------------------------------------------------
+
+
+def _from_user(role: str | None) -> bool:
+    """A write the caller says is the user's own words (`role` user) is evidence, even when
+    it repeats what was just recalled: the user said it again."""
+    return role is not None and role.strip().lower() == "user"
+
+
+def _recalled_ids(conn: Connection, scope: Scope, policy: BrainPolicy) -> list[str]:
+    since = now_ms() - policy.echo_window_seconds * 1000
+    rows = conn.execute(
+        sql(
+            "SELECT memory_ids FROM memory_recalls WHERE brain_id = :brain "
+            "AND principal = :principal AND created_at >= :since "
+            "ORDER BY created_at DESC LIMIT :n"
+        ),
+        {
+            "brain": scope.brain_id,
+            "principal": scope.principal,
+            "since": since,
+            "n": _RECALL_ROWS,
+        },
+    ).all()
+    # Notes this process has not written yet come first: they are the newest.
+    seen = dict.fromkeys(
+        access.pending_recalls(conn.engine, scope.brain_id, scope.principal, since)
+    )
+    for row in rows:
+        for memory_id in json.loads(row[0]):
+            seen.setdefault(str(memory_id), None)
+    return list(seen)[:_RECALL_IDS]
+
+
+def _echo(conn: Connection, scope: Scope, content: str, policy: BrainPolicy) -> Verdict | None:
+    recalled = _recalled_ids(conn, scope, policy)
+    if not recalled:
+        return None
+    words = comparable_terms(content)
+    if not words:
+        return None
+    names = {f"r{i}": memory_id for i, memory_id in enumerate(recalled)}
+    rows = conn.execute(
+        sql(
+            f"SELECT id, content FROM memories WHERE {_by_id(conn)} = :brain "
+            f"AND id IN ({', '.join(':' + n for n in names)})"
+        ),
+        {"brain": scope.brain_id, **names},
+    ).all()
+    numbers = _numbers(content)
+    best_id, best = "", 0.0
+    union: set[str] = set()
+    sources: list[str] = []
+    for row in rows:
+        theirs = comparable_terms(row.content)
+        shared = words & theirs
+        if not shared or not set(numbers) <= set(_numbers(row.content)):
+            continue
+        union |= theirs
+        sources.append(row.id)
+        coverage = len(shared) / len(words)
+        if coverage > best:
+            best_id, best = row.id, coverage
+    if best >= _ECHO_COVERAGE:
+        return Verdict(
+            "recalled",
+            "echo",
+            f"{best:.0%} of its terms repeat memory {best_id}, returned to this caller by a "
+            "recent search or context pack: not new evidence, so nothing was stored and no "
+            "importance changed",
+            memory_id=best_id,
+            similarity={"coverage": round(best, 4)},
+            recalled_ids=(best_id,),
+        )
+    composite = len(words & union) / len(words)
+    if len(words) >= _COMPOSITE_TERMS and composite >= _COMPOSITE_COVERAGE:
+        return Verdict(
+            "recalled",
+            "echo",
+            f"{composite:.0%} of its terms repeat memories recently returned to this caller: "
+            "a restatement of recalled text, so nothing was stored",
+            memory_id=best_id,
+            similarity={"coverage": round(composite, 4)},
+            recalled_ids=tuple(sources),
+        )
+    return None
