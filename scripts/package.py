@@ -17,7 +17,7 @@ packed there by `python -m core.embeddings.minilm pack`.
         [--embedder minilm|builtin] [--model-source MODEL_FOLDER]
 
 `--extras` adds optional dependency groups from pyproject.toml. `--embedder builtin` leaves the
-model out (57 MB lighter; the deployment must then say Embedder=builtin). `--no-deps` skips
+model out (55 MB lighter unzipped; deploy it with Embedder=builtin). `--no-deps` skips
 every wheel, the tokenizer's included, but still packs the model.
 """
 
