@@ -4,12 +4,16 @@
 # Lambda's Python 3.12 on arm64 with pip's platform flags: no local Python 3.12 and no
 # container needed. EXTRAS names optional dependency groups of pyproject.toml to include
 # (`sam build --parameter-overrides` cannot reach it; set it in the environment).
+# EMBEDDER=minilm (the default) ships the all-MiniLM-L6-v2 model packed in minilm/ and the
+# tokenizers wheel, which template.yaml's default Embedder=minilm runs; EMBEDDER=builtin leaves
+# them out for a deployment with Embedder=builtin.
 PYTHON ?= python3
 EXTRAS ?=
-# --no-deps: the code alone (tests/test_package.py builds it this way, offline).
+EMBEDDER ?= minilm
+# --no-deps: the code and the model, no wheels (tests/e2e/test_package.py builds it this way).
 PACKAGE_FLAGS ?=
 
 build-ApiFunction build-MaintenanceFunction build-DeliveryFunction:
-	$(PYTHON) scripts/package.py "$(ARTIFACTS_DIR)" --extras "$(EXTRAS)" $(PACKAGE_FLAGS)
+	$(PYTHON) scripts/package.py "$(ARTIFACTS_DIR)" --extras "$(EXTRAS)" --embedder "$(EMBEDDER)" $(PACKAGE_FLAGS)
 
 .PHONY: build-ApiFunction build-MaintenanceFunction build-DeliveryFunction

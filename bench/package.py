@@ -1,7 +1,8 @@
-"""`python -m bench.package [--extras GROUPS]`: build the Lambda package as `sam build` does
-(the Makefile's scripts/package.py, wheels for Python 3.12 on arm64 from PyPI) and report its
-size against Lambda's limits: 250 MB unzipped (code and layers), 50 MB zipped for a direct
-upload (sam uploads through S3, so only the first binds)."""
+"""`python -m bench.package [--extras GROUPS] [--embedder minilm|builtin]`: build the Lambda
+package as `sam build` does (the Makefile's scripts/package.py, wheels for Python 3.12 on arm64
+from PyPI, the packed MiniLM model unless `--embedder builtin`) and report its size against
+Lambda's limits: 250 MB unzipped (code and layers), 50 MB zipped for a direct upload (sam
+uploads through S3, so only the first binds)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,14 @@ def _size(path: Path) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.package", description=__doc__)
     parser.add_argument("--extras", default="", help="optional dependency groups to include")
+    parser.add_argument(
+        "--embedder", choices=package.EMBEDDERS, default="minilm", help="the model to ship"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="mnemo-package-") as tmp:
         target = Path(tmp) / "package"
-        argv_build = [str(target)] + (["--extras", args.extras] if args.extras else [])
+        argv_build = [str(target), "--embedder", args.embedder]
+        argv_build += ["--extras", args.extras] if args.extras else []
         package.main(argv_build)
         total = _size(target)
         archive = Path(tmp) / "package.zip"
@@ -40,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             reverse=True,
         )
         mb = 1024 * 1024
-        print(f"| package{f' (+{args.extras})' if args.extras else ''} | MB |")
+        extras = f", +{args.extras}" if args.extras else ""
+        print(f"| package (embedder {args.embedder}{extras}) | MB |")
         print("|---|---|")
         print(f"| unzipped (limit {LIMIT_UNZIPPED_MB}) | {total / mb:.1f} |")
         print(f"| zipped | {archive.stat().st_size / mb:.1f} |")

@@ -33,6 +33,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from core.webhooks.signing import verify
+from scripts import package
+from tests.e2e.test_package import HAVE_MODEL
 from tests.e2e.test_template import functions, load_template, packaged, resolve, sam_transform
 from tests.lambda_client import http_event
 from tests.pg_server import PostgresServer, wait_for
@@ -157,12 +159,29 @@ class Function:
         self._log_file.close()
 
 
+def _task_root(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """A stand-in for the package's /var/task holding what it ships beside the code: the
+    default embedder's model, packed as scripts/package.py packs it. None without the model
+    package here: the functions then run Embedder=builtin."""
+    if not HAVE_MODEL:
+        return None
+    from core.embeddings.minilm import bundled_model_path
+
+    task = tmp_path_factory.mktemp("task")
+    package.pack_model(task, bundled_model_path())
+    return task
+
+
 def _function_env(
-    transformed: dict[str, Any], name: str, values: dict[str, str], aws: dict[str, str]
+    transformed: dict[str, Any],
+    name: str,
+    values: dict[str, str],
+    aws: dict[str, str],
+    task: Path | None,
 ) -> dict[str, str]:
     """The function's environment as the template sets it under the default parameters,
     its references to the stack's resources resolved to the local stand-ins."""
-    deployed = resolve(transformed)
+    deployed = resolve(transformed) if task else resolve(transformed, Embedder="builtin")
     variables = deployed["Resources"][name]["Properties"]["Environment"]["Variables"]
     env = {}
     for var, value in variables.items():
@@ -172,6 +191,8 @@ def _function_env(
             value = values[".".join([value["Fn::GetAtt"][0], value["Fn::GetAtt"][1]])]
         elif isinstance(value, dict):
             value = values[value["Ref"]]
+        if task is not None and str(value).startswith("/var/task/"):
+            value = str(task / str(value).removeprefix("/var/task/"))
         env[var] = str(value)
     return {
         **env,
@@ -239,9 +260,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "DeliveryQueue": queue_url,
         }
         logs = tmp_path_factory.mktemp("functions")
+        task = _task_root(tmp_path_factory)
         found = {}
         for name, props in functions(load_template()).items():
-            env = _function_env(transformed, name, values, aws)
+            env = _function_env(transformed, name, values, aws, task)
             fn = Function(name, props["Handler"], env, logs / f"{name}.log")
             started.append(fn)
             found[name] = fn

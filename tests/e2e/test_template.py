@@ -19,6 +19,7 @@ from samtranslator.public.parser import Parser
 from samtranslator.public.translator import Translator
 
 from core.kernel.config import settings_from_env
+from scripts import package
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -609,6 +610,30 @@ def test_default_parameters_give_settings_for_the_durable_store(
     assert settings.max_body_bytes == 1048576
     assert settings.snapshots.bucket is None
     assert settings.webhooks.queue_url is not None
+    # The semantic model the package ships (scripts/package.py packs it into minilm/).
+    assert settings.embedder.kind == "minilm"
+    assert settings.embedder.local_model_path == f"/var/task/{package.MODEL_DIR}"
+    assert env["OPENBLAS_NUM_THREADS"] == "1"
+
+
+@pytest.mark.parametrize("embedder", ["minilm", "builtin"])
+def test_every_function_embeds_with_the_chosen_embedder(
+    transformed: dict[str, Any], embedder: str
+) -> None:
+    """All three functions embed (writes, maintenance, EventBridge memories) and must agree,
+    or one would write vectors the others cannot search."""
+    assert transformed["Parameters"]["Embedder"]["Default"] == "minilm"
+    assert transformed["Parameters"]["Embedder"]["AllowedValues"] == ["minilm", "builtin"]
+    params = parameter_values(transformed, Embedder=embedder)
+    cfn = resolve(transformed, Embedder=embedder)
+    chosen = set()
+    for res in resources_of(cfn, "AWS::Lambda::Function").values():
+        variables = res["Properties"]["Environment"]["Variables"]
+        env = {name: _sub(value, params) for name, value in variables.items()}
+        settings = settings_from_env({**env, "AWS_LAMBDA_FUNCTION_NAME": "mnemo-f"})
+        chosen.add((settings.embedder.kind, settings.embedder.local_model_path))
+    expected = "/var/task/minilm" if embedder == "minilm" else None
+    assert chosen == {(embedder, expected)}
 
 
 def test_ephemeral_demo_settings(transformed: dict[str, Any]) -> None:
