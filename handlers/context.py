@@ -7,7 +7,6 @@ query does not stall every other request on the event loop.
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
     # Imported where used: search, embeddings and the models pull in numpy and pydantic, which
     # a cold start should pay for only when its request needs them (handlers/lazy.py).
     from core.embeddings.base import Embedder
-    from core.memory.indexing import CreatedHook, Indexer
+    from core.memory.indexing import Indexer
     from core.memory.models import MemoryIn, MemoryPatch
     from core.retrieval.search import QueryVector
 
@@ -157,25 +156,12 @@ class Context:
     async def text_indexer(self, texts: Sequence[str]) -> Indexer:
         """An indexer with these document texts' vectors made up front, outside any
         transaction (an embedder may call a remote API)."""
-        from core.memory.indexing import Indexer
+        from core.app.remember import indexer
 
-        index = Indexer(self.services.embedder(), infer_links=self.services.settings.links.inferred)
-        if self.services.settings.conflicts.on_write:
-            index.on_created.append(self._contradiction_check())
+        index = indexer(self.services.embedder(), self.services.settings)
         if texts:
             await self.services.call(lambda: index.prepare(texts))
         return index
-
-    def _contradiction_check(self) -> CreatedHook:
-        """Contradictions caught on write: a new memory against its neighbours."""
-        from core.curation.conflicts import VectorSpace
-        from core.curation.on_write import check_created
-
-        embedder = self.services.embedder()
-        space = VectorSpace(
-            embedder.name, embedder.dims, self.services.settings.conflicts.neighbours
-        )
-        return functools.partial(check_created, space=space)
 
     async def patch_indexer(self, memory_id: str, patch: MemoryPatch) -> Indexer:
         """An indexer with the patched memory's new vector made up front: the text is read

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
-from core.app import extraction
+from core.app import extraction, remember
 from core.kernel.config import Settings
 from core.kernel.db.engine import transaction
 from core.kernel.scope import Scope
@@ -52,7 +52,7 @@ def query_vector(engine: Engine, settings: Settings, text: str) -> QueryVector:
 def _indexer(settings: Settings, texts: list[str]) -> Indexer:
     from core.embeddings import get_embedder
 
-    index = Indexer(get_embedder(settings.embedder), infer_links=settings.links.inferred)
+    index = remember.indexer(get_embedder(settings.embedder), settings)
     if texts:
         index.prepare(texts)
     return index

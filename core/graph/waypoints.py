@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Connection
 
 from core.graph.links import insert, member_of, record_created
 from core.kernel.db.engine import sql
 from core.kernel.scope import Scope
-from core.memory.indexing import Indexer
+from core.memory.indexing import CreatedHook
 from core.memory.policy import policy_for
 from core.retrieval import vectors
 
@@ -25,18 +26,33 @@ from core.retrieval import vectors
 _SPARE = 4
 
 
+def linker(model: str, dims: int) -> CreatedHook:
+    """The hook an indexer runs on each new memory (core/app/remember.py): its links."""
+
+    def link(
+        conn: Connection, scope: Scope, memory: dict[str, Any], vector: np.ndarray | None
+    ) -> dict[str, Any]:
+        if vector is not None:
+            link_similar(conn, scope, memory["id"], memory["user_id"], vector, model, dims)
+        return {}
+
+    return link
+
+
 def link_similar(
-    conn: Connection, scope: Scope, memory_id: str, user_id: str | None, index: Indexer
+    conn: Connection,
+    scope: Scope,
+    memory_id: str,
+    user_id: str | None,
+    vector: np.ndarray,
+    model: str,
+    dims: int,
 ) -> list[dict[str, Any]]:
     """Link a just-written memory to its most similar memories; returns the links made."""
-    vector = index.written.pop(memory_id, None)
-    embedder = index.embedder
-    if vector is None or embedder is None:
-        return []
     policy = policy_for(conn, scope.brain_id)
     if policy.inferred_links_max <= 0:
         return []
-    cache = vectors.cached(conn, scope.brain_id, embedder.name, embedder.dims)
+    cache = vectors.cached(conn, scope.brain_id, model, dims)
     # Same owner exactly: a brain-level memory (no user) links only to brain-level memories.
     mask = cache.scope_mask(user_id=None, states=("active",))
     mask &= cache.user_of == cache.user_code(user_id)

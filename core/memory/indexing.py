@@ -57,16 +57,12 @@ class IndexedMemory:
 
 
 class Indexer:
-    def __init__(self, embedder: Embedder | None, *, infer_links: bool = False) -> None:
+    def __init__(self, embedder: Embedder | None) -> None:
         self.embedder = embedder
         self._prepared: dict[str, np.ndarray] = {}
-        # Waypoints (core/graph/waypoints.py, MNEMO_INFERRED_LINKS): a new memory is linked to the
-        # memories most similar to its vector, kept here for the create path to read.
-        self.infer_links = infer_links and embedder is not None
-        self.written: dict[str, np.ndarray] = {}
-        # Checks of the layers above on every new memory (contradictions caught on write:
-        # core/curation/on_write.py), installed by whoever builds the indexer, so the memory
-        # layer imports none of them.
+        # Checks of the layers above on every new memory (inferred links, contradictions caught
+        # on write: core/app/remember.py), installed by whoever builds the indexer, so the
+        # memory layer imports none of them.
         self.on_created: list[CreatedHook] = []
         self._new_vectors: dict[str, np.ndarray] = {}
 
@@ -98,8 +94,6 @@ class Indexer:
         if doc not in self._prepared:
             self.prepare([doc])
         vectors.store(conn, brain_id, memory_id, self.embedder.name, self._prepared[doc])
-        if self.infer_links and new:
-            self.written[memory_id] = self._prepared[doc]
         if self.on_created and new:
             self._new_vectors[memory_id] = self._prepared[doc]
 

@@ -12,7 +12,6 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, Row
 
 from core.events import changelog, history
-from core.graph import waypoints
 from core.kernel import cursor as cursors
 from core.kernel.config import Limits
 from core.kernel.db.engine import sql
@@ -325,8 +324,6 @@ def create(
         payload={"type": data.type, "key": data.key, "tags": data.tags},
         at=now,
     )
-    if index.infer_links:
-        waypoints.link_similar(conn, scope, memory_id, user, index)
     memory = to_dict(created)
     reply = {**memory, **index.created(conn, scope, memory), "deduplicated": False}
     if verdict is not None:
