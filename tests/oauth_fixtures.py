@@ -49,7 +49,8 @@ def new_email() -> str:
 
 def new_ip() -> str:
     # Documentation range (RFC 3849): no real host, unique per test.
-    return f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"
+    # A /64 of its own: rate limits count an IPv6 caller by its /64.
+    return f"2001:db8:{secrets.token_hex(2)}:{secrets.token_hex(2)}::1"
 
 
 @dataclass

@@ -145,7 +145,7 @@ class _Log:
             except Exception:
                 self._put_back(engine, tally, notes)
                 raise
-            return len(rows) + len(notes)
+            return len(rows)
         finally:
             self._flushing.release()
 

@@ -477,6 +477,7 @@ def _echo(conn: Connection, scope: Scope, content: str, policy: BrainPolicy) -> 
         {"brain": scope.brain_id, **names},
     ).all()
     numbers = _numbers(content)
+    negated = _negated(content)
     best_id, best = "", 0.0
     union: set[str] = set()
     sources: list[str] = []
@@ -484,6 +485,10 @@ def _echo(conn: Connection, scope: Scope, content: str, policy: BrainPolicy) -> 
         theirs = comparable_terms(row.content)
         shared = words & theirs
         if not shared or not set(numbers) <= set(_numbers(row.content)):
+            continue
+        # "Dana is not allergic to peanuts" after being shown "Dana is allergic to peanuts":
+        # a correction, the opposite of an echo.
+        if _negated(row.content) != negated:
             continue
         union |= theirs
         sources.append(row.id)

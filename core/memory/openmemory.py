@@ -63,8 +63,9 @@ def epoch_ms(value: Any) -> int | None:
 
 
 def added(memory: dict[str, Any]) -> dict[str, Any]:
-    """POST /memory/add's answer."""
-    sector = sector_of(memory["type"], memory["tags"])
+    """POST /memory/add's answer, OpenMemory's fields only. A write the write gate held for
+    review has no type or tags yet: its id is the quarantine id (GET /v1/quarantine/{id})."""
+    sector = sector_of(memory.get("type", "note"), memory.get("tags", []))
     return {"id": memory["id"], "primary_sector": sector, "sectors": [sector], "chunks": 1}
 
 

@@ -200,12 +200,8 @@ def create(
         if screen:
             copy["gate"] = gate.explain_copy(conn, scope, duplicate.id, data.role).explain()
         return copy
-    verdict = gate.screen(conn, scope, data, user, index) if screen else None
-    if verdict is not None and verdict.stops:
-        return gate_reply(conn, scope, data, user, verdict)
-
     now = now_ms()
-    memory_id = new_id()
+    # A write the caller got wrong is refused before the gate weighs what it says.
     occurred = None if data.occurred_at is None else parse_time(data.occurred_at)
     valid_from, valid_to = validtime.span(
         None if data.valid_from is None else parse_time(data.valid_from),
@@ -213,6 +209,11 @@ def create(
         occurred,
         now,
     )
+    verdict = gate.screen(conn, scope, data, user, index) if screen else None
+    if verdict is not None and verdict.stops:
+        return gate_reply(conn, scope, data, user, verdict)
+
+    memory_id = new_id()
     old = None
     if data.type == "fact" and data.key:
         old = _current_fact(conn, scope.brain_id, user, data.key, lock=True)

@@ -405,12 +405,19 @@ def test_a_parent_domain_trust_covers_its_hosts(engine: Engine, tenant: Tenant) 
     assert found == {"https://docs.example.com/a": 0.2, "https://blog.example.com/b": 0.8}
 
 
-def test_a_trusted_source_outranks_an_untrusted_one(client: LambdaClient) -> None:
+def test_a_trusted_source_outranks_an_untrusted_one(
+    client: LambdaClient, engine: Engine, tenant: Tenant
+) -> None:
+    # Two wordings of one statement: the write gate would fold the second into the first.
+    with transaction(engine) as conn:
+        policy.set_policy(conn, Scope(tenant.brain_id, "test", role="owner"), {"write_gate": 0})
     trusted = _create(
         client,
         content="The release freeze starts on Thursday at noon (note one)",
         source="https://handbook.example.com/releases",
     )
+    # Not saved back to back: each would borrow the other's evidence as thread context.
+    _create(client, content="The canteen serves lentil soup on Fridays")
     doubtful = _create(
         client,
         content="The release freeze starts on Thursday at noon (note two)",
@@ -434,7 +441,5 @@ def test_a_trusted_source_outranks_an_untrusted_one(client: LambdaClient) -> Non
     explain = client.post(
         "/v1/search", json_body={"query": "release freeze", "explain": True}
     ).json()["results"]
-    assert {r["memory"]["id"]: r["explain"]["trust"] for r in explain} == {
-        doubtful["id"]: 1.0,
-        trusted["id"]: 0.0,
-    }
+    trust_of = {r["memory"]["id"]: r["explain"]["trust"] for r in explain}
+    assert (trust_of[doubtful["id"]], trust_of[trusted["id"]]) == (1.0, 0.0)

@@ -185,7 +185,7 @@ def test_a_guessing_address_is_paused_and_the_owner_still_signs_in(
         "POST",
         "/auth/login",
         json_body={"email": email, "password": PASSWORD},
-        ip="2001:db8::1:2",
+        ip="2001:db8:1:2::1",
     )
     assert owner.status == 200
     # Nor another account from the guessing address.
@@ -206,7 +206,7 @@ def test_a_distributed_attack_pauses_every_address_that_failed(
     )
     email = new_email()
     web.signup(email)
-    botnet = [f"2001:db8::bad:{i}" for i in range(4)]
+    botnet = [f"2001:db8:bad:{i}::1" for i in range(4)]
     statuses = [web.login(email, "wrong password!", ip=ip).status for ip in botnet[:3]]
     assert statuses == [401, 401, 401]
     # Past the account-wide line: an address that failed is paused even with the password...
@@ -219,7 +219,7 @@ def test_a_distributed_attack_pauses_every_address_that_failed(
     assert web.login(email, "wrong password!", ip=botnet[3]).status == 401
     assert web.login(email, "wrong password!", ip=botnet[3]).status == 429
     # ... and the owner, from an address that has not failed, signs in.
-    assert web.login(email, PASSWORD, ip="2001:db8::600d:1").status == 200
+    assert web.login(email, PASSWORD, ip="2001:db8:600d::1").status == 200
 
 
 def test_signup_is_limited_per_ip(settings: Settings, engine: Engine) -> None:
