@@ -73,8 +73,8 @@ def _seed(settings: Any, brain_id: str, account_id: str, texts: list[str]) -> li
     from core.kernel.db.engine import get_engine, transaction
     from core.kernel.scope import Scope
     from core.memory import store as memories
-    from core.memory.indexing import Indexer
     from core.memory.models import MemoryIn, MemoryPatch
+    from core.retrieval.indexing import SearchIndexer
     from core.transfer import snapshots
 
     engine = get_engine(settings.database_url)
@@ -93,7 +93,7 @@ def _seed(settings: Any, brain_id: str, account_id: str, texts: list[str]) -> li
             )
             for i, t in enumerate(texts[start : start + 500])
         ]
-        index = Indexer(embedder)
+        index = SearchIndexer(embedder)
         index.prepare([m.content for m in items])
         with transaction(engine) as conn:
             made = memories.create_batch(conn, scope, items, settings.limits, index)
@@ -128,7 +128,7 @@ def _seed(settings: Any, brain_id: str, account_id: str, texts: list[str]) -> li
                 memory_id,
                 MemoryPatch(importance=0.9),
                 settings.limits,
-                Indexer(embedder),
+                SearchIndexer(embedder),
             )
         for i in range(5):
             keys.create_key_in(conn, brain_id, name=f"agent {i}")

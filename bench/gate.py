@@ -221,9 +221,10 @@ def _overhead(memories: int, adds: int, users: int) -> dict[str, Any]:
     from core.kernel.db.engine import get_engine, transaction
     from core.kernel.scope import Scope
     from core.memory import gate, store
-    from core.memory.indexing import Indexer, document_text
+    from core.memory.indexing import document_text
     from core.memory.models import MemoryIn
     from core.memory.policy import set_policy
+    from core.retrieval.indexing import SearchIndexer
 
     rng = random.Random(7)
     words = [f"w{i}" for i in range(3000)]
@@ -250,7 +251,7 @@ def _overhead(memories: int, adds: int, users: int) -> dict[str, Any]:
             set_policy(conn, owner, {"write_gate": 0})
         for start in range(0, memories, 500):
             items = [note(i) for i in range(start, min(memories, start + 500))]
-            index = Indexer(embedder)
+            index = SearchIndexer(embedder)
             index.prepare([document_text(m.title, m.key, m.tags, m.content) for m in items])
             with transaction(engine) as conn:
                 for item in items:
@@ -274,7 +275,7 @@ def _overhead(memories: int, adds: int, users: int) -> dict[str, Any]:
             with transaction(engine) as conn:
                 set_policy(conn, owner, {"write_gate": int(on)})
             item = note(memories + i)
-            index = Indexer(embedder)
+            index = SearchIndexer(embedder)
             index.prepare([document_text(item.title, item.key, item.tags, item.content)])
             start = time.perf_counter()
             with transaction(engine) as conn:

@@ -56,8 +56,8 @@ def _seed(url: str, count: int) -> str:
     from core.kernel.db.engine import get_engine, transaction
     from core.kernel.db.migrations import ensure_schema
     from core.kernel.scope import Scope
-    from core.memory.indexing import Indexer
     from core.memory.store import create_batch
+    from core.retrieval.indexing import SearchIndexer
 
     settings = Settings(database_url=url)
     engine = get_engine(url)
@@ -76,7 +76,7 @@ def _seed(url: str, count: int) -> str:
             MemoryIn(content=f"{_sentence(rng, rng.randint(8, 24))} (#{i})", user_id="u1")
             for i in range(start, min(count, start + 500))
         ]
-        index = Indexer(embedder)
+        index = SearchIndexer(embedder)
         index.prepare([m.content for m in items])
         with transaction(engine) as conn:
             create_batch(conn, scope, [m.model_dump() for m in items], settings.limits, index)

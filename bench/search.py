@@ -64,9 +64,9 @@ def _seed(database_url: str, slug: str, texts: list[str]) -> None:
     from core.kernel.config import Settings
     from core.kernel.db.engine import get_engine, transaction
     from core.kernel.scope import Scope
-    from core.memory.indexing import Indexer
     from core.memory.models import MemoryIn
     from core.memory.store import create_batch
+    from core.retrieval.indexing import SearchIndexer
 
     settings = Settings(database_url=database_url)
     engine = get_engine(database_url)
@@ -76,7 +76,7 @@ def _seed(database_url: str, slug: str, texts: list[str]) -> None:
     scope = Scope(brain_id=str(brain), principal="bench")
     for start in range(0, len(texts), 500):
         items = [MemoryIn(content=t, user_id="u1") for t in texts[start : start + 500]]
-        index = Indexer(embedder)
+        index = SearchIndexer(embedder)
         index.prepare([m.content for m in items])
         with transaction(engine) as conn:
             create_batch(conn, scope, items, settings.limits, index)

@@ -31,9 +31,10 @@ from core.kernel.db.engine import dispose, get_engine, transaction
 from core.kernel.db.migrations import ensure_schema
 from core.kernel.scope import Scope
 from core.memory import store as memories
-from core.memory.indexing import Indexer, document_text
+from core.memory.indexing import document_text
 from core.memory.models import MemoryIn
 from core.retrieval.context import estimate_tokens
+from core.retrieval.indexing import SearchIndexer
 
 _SEED = 20261121
 _THEMES = {
@@ -78,7 +79,7 @@ def _memories(count: int, user: str) -> list[dict[str, Any]]:
 
 
 def _fill(engine: Engine, scope: Scope, count: int, user: str) -> None:
-    index = Indexer(get_embedder(Settings(database_url="sqlite://").embedder))
+    index = SearchIndexer(get_embedder(Settings(database_url="sqlite://").embedder))
     items = _memories(count, user)
     parsed = [MemoryIn.model_validate(i) for i in items]
     index.prepare([document_text(m.title, m.key, m.tags, m.content) for m in parsed])

@@ -39,9 +39,9 @@ def _seed(database_url: str, slug: str, texts: list[str], *, sources: bool) -> N
     from core.kernel.config import Settings
     from core.kernel.db.engine import get_engine, transaction
     from core.kernel.scope import Scope
-    from core.memory.indexing import Indexer
     from core.memory.store import create_batch
     from core.memory.trust import set_trust
+    from core.retrieval.indexing import SearchIndexer
 
     settings = Settings(database_url=database_url)
     engine = get_engine(database_url)
@@ -58,7 +58,7 @@ def _seed(database_url: str, slug: str, texts: list[str], *, sources: bool) -> N
             }
             for i, t in enumerate(texts[start : start + 500])
         ]
-        index = Indexer(embedder)
+        index = SearchIndexer(embedder)
         index.prepare([m["content"] for m in items])
         with transaction(engine) as conn:
             create_batch(conn, scope, items, settings.limits, index)

@@ -152,8 +152,8 @@ def core_overhead(url: str, adds: int) -> dict[str, float]:
     alternating: the statement's share of the write itself. Medians in µs."""
     from core.kernel.config import Limits
     from core.memory import store as memories
-    from core.memory.indexing import Indexer
     from core.memory.models import MemoryIn
+    from core.retrieval.indexing import SearchIndexer
 
     engine = get_engine(url)
     scope = Scope(brain_id=_brain(url, f"core-{time.monotonic_ns()}"), principal="bench")
@@ -171,7 +171,7 @@ def core_overhead(url: str, adds: int) -> dict[str, float]:
                 data = MemoryIn(content=f"core bench {i} {name}: prefers tea")
                 started = time.perf_counter()
                 with transaction(engine) as conn:
-                    memories.create(conn, scope, data, Limits(), Indexer(None))
+                    memories.create(conn, scope, data, Limits(), SearchIndexer(None))
                 samples[name].append((time.perf_counter() - started) * 1e6)
     finally:
         outbox.enqueue_event = real  # type: ignore[assignment]

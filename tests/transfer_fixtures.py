@@ -14,8 +14,8 @@ from core.kernel.db.engine import transaction
 from core.kernel.ids import new_id, now_ms
 from core.kernel.scope import Scope
 from core.memory import store as memories
-from core.memory.indexing import Indexer
 from core.memory.models import MemoryIn, MemoryPatch
+from core.retrieval.indexing import SearchIndexer
 
 EMBEDDER = BuiltinEmbedder(64)
 LIMITS = Limits()
@@ -29,7 +29,7 @@ def owner_scope(engine: Engine, slug: str) -> Scope:
 
 def add(engine: Engine, scope: Scope, **fields: Any) -> dict[str, Any]:
     with transaction(engine) as conn:
-        return memories.create(conn, scope, MemoryIn(**fields), LIMITS, Indexer(EMBEDDER))
+        return memories.create(conn, scope, MemoryIn(**fields), LIMITS, SearchIndexer(EMBEDDER))
 
 
 def fill(engine: Engine, scope: Scope) -> dict[str, str]:
@@ -58,7 +58,7 @@ def fill(engine: Engine, scope: Scope) -> dict[str, str]:
     edited = add(engine, scope, content="Bob likes jazz", user_id="bob")
     archived = add(engine, scope, content="An old plan about the garden")
     deleted = add(engine, scope, content="A mistaken note")
-    index = Indexer(EMBEDDER)
+    index = SearchIndexer(EMBEDDER)
     with transaction(engine) as conn:
         memories.update(
             conn,

@@ -18,11 +18,12 @@ from core.embeddings.base import Embedder
 from core.graph import waypoints
 from core.kernel.config import Settings
 from core.memory.indexing import Indexer
+from core.retrieval.indexing import SearchIndexer
 
 
 def indexer(embedder: Embedder | None, settings: Settings) -> Indexer:
     """An indexer for writes of new memories, with the checks the settings turn on."""
-    index = Indexer(embedder)
+    index = SearchIndexer(embedder)
     if embedder is None:
         return index
     if settings.links.inferred:

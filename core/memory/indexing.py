@@ -1,8 +1,8 @@
-"""Keeps the search index in step with memories, inside the memory's own transaction.
+"""What the memory layer needs from the search index, as a protocol.
 
-Embedding may call a remote model, so `prepare` embeds a request's texts before the
-transaction opens; `on_write` then only stores what was prepared (embedding inline only what
-was not, which is cheap for the builtin embedder).
+Every write keeps the full-text rows and vectors in step inside the memory's own transaction,
+and the write gate asks the index for near-duplicates. The index itself lives above this layer
+(core/retrieval/indexing.py); the caller hands one in, so writing a memory loads no search code.
 """
 
 from __future__ import annotations
@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import Connection
 
-from core.embeddings.base import Embedder
 from core.kernel.scope import Scope
-from core.retrieval import lexical, vectors
 
 # A check that runs on a new memory in its own transaction (connection, scope, the memory as
 # returned, its vector or None) and returns fields to add to the reply.
@@ -56,23 +54,14 @@ class IndexedMemory:
     content: str
 
 
-class Indexer:
-    def __init__(self, embedder: Embedder | None) -> None:
-        self.embedder = embedder
-        self._prepared: dict[str, np.ndarray] = {}
-        # Checks of the layers above on every new memory (inferred links, contradictions caught
-        # on write: core/app/remember.py), installed by whoever builds the indexer, so the
-        # memory layer imports none of them.
-        self.on_created: list[CreatedHook] = []
-        self._new_vectors: dict[str, np.ndarray] = {}
+class Indexer(Protocol):
+    """Keeps the search index in step with memories; every method runs in the caller's
+    transaction. `prepare` embeds texts before that transaction opens (a remote model may be
+    slow), so the writes inside it only store what was prepared."""
 
-    def prepare(self, texts: Sequence[str]) -> None:
-        if self.embedder is None:
-            return
-        todo = [t for t in dict.fromkeys(texts) if t not in self._prepared]
-        if todo:
-            for t, v in zip(todo, self.embedder.embed(todo), strict=True):
-                self._prepared[t] = v
+    on_created: list[CreatedHook]
+
+    def prepare(self, texts: Sequence[str]) -> None: ...
 
     def on_write(
         self,
@@ -87,40 +76,16 @@ class Indexer:
         new: bool = False,
         located: tuple[int, str | None] | None = None,
     ) -> None:
-        lexical.index(conn, brain_id, memory_id, new=new, located=located)
-        if self.embedder is None:
-            return
-        doc = document_text(title, key, tags, content)
-        if doc not in self._prepared:
-            self.prepare([doc])
-        vectors.store(conn, brain_id, memory_id, self.embedder.name, self._prepared[doc])
-        if self.on_created and new:
-            self._new_vectors[memory_id] = self._prepared[doc]
+        """(Re)index one memory; `located` is its (rowid, user_id) when the caller has them."""
 
     def created(self, conn: Connection, scope: Scope, memory: dict[str, Any]) -> dict[str, Any]:
-        """Run the installed checks on a memory just created; the fields they add."""
-        extra: dict[str, Any] = {}
-        vector = self._new_vectors.pop(memory["id"], None)
-        for hook in self.on_created:
-            extra.update(hook(conn, scope, memory, vector))
-        return extra
+        """Run the installed `on_created` checks on a memory just created; the fields they
+        add to the reply."""
 
     def on_insert_many(
         self, conn: Connection, brain_id: str, memories: Sequence[IndexedMemory]
     ) -> None:
-        """Index many new memories at once (imports): one statement for the full-text rows,
-        one for the vectors, the texts embedded in one call unless prepared already."""
-        lexical.index_new(conn, brain_id, [(m.memory_id, m.user_id) for m in memories])
-        if self.embedder is None or not memories:
-            return
-        docs = [document_text(m.title, m.key, m.tags, m.content) for m in memories]
-        self.prepare(docs)
-        vectors.store_many(
-            conn,
-            brain_id,
-            self.embedder.name,
-            [(m.memory_id, self._prepared[doc]) for m, doc in zip(memories, docs, strict=True)],
-        )
+        """Index many new memories at once (imports)."""
 
     def similar(
         self,
@@ -133,62 +98,11 @@ class Indexer:
         doc: str,
         n: int,
     ) -> list[Candidate]:
-        """The write gate's near-duplicate candidates: active memories of exactly this owner
-        and fact key whose words best match `content` (full-text, best first), each with the
-        cosine of its vector and the document's (None without one).
-
-        Words, not a scan of every vector: a restatement shares most of its words with what
-        it restates (core/memory/gate.py asks for that), so the full-text index finds it at a
-        cost that does not grow with the owner's memories, where a matrix product over them
-        would (10,000 vectors of 512 floats are 20 MB read per write)."""
-        params: dict[str, object] = {"brain": brain_id, "gate_key": key or ""}
-        where = ["m.brain_id = :brain", "m.state = 'active'", "coalesce(m.key, '') = :gate_key"]
-        if user_id is None:
-            where.append("m.user_id IS NULL")
-        else:
-            where.append("m.user_id = :gate_user")
-            params["gate_user"] = user_id
-        columns = "m.id, m.user_id, m.content, m.importance, m.key"
-        join = ""
-        if self.embedder is not None and conn.dialect.name == "sqlite":
-            # The vectors in the same statement (SQLite); PostgreSQL reads them after.
-            columns += ", v.vector"
-            join = "LEFT JOIN memory_vectors v ON v.memory_id = m.id AND v.model = :gate_model"
-            params["gate_model"] = self.embedder.name
-        found = lexical.restatement_candidates(
-            conn, content, where, params, n, brain_id=brain_id, user_id=user_id,
-            columns=columns, join=join,
-        )  # fmt: skip
-        if not found or self.embedder is None:
-            return [_candidate(row, None) for row in found]
-        if doc not in self._prepared:
-            self.prepare([doc])
-        mine = np.asarray(self._prepared[doc], dtype=np.float32)
-        if join:
-            stored = {
-                str(row[1]): np.frombuffer(row[6], dtype=np.float32)
-                for row in found
-                if row[6] is not None
-            }
-        else:
-            stored = vectors.of(conn, brain_id, self.embedder.name, [str(r[1]) for r in found])
-        return [
-            _candidate(row, _cosine(mine, stored[row[1]]) if row[1] in stored else None)
-            for row in found
-        ]
+        """The write gate's near-duplicate candidates: at most `n` active memories of exactly
+        this owner and fact key that best match `content`, best first."""
 
     def on_state(self, conn: Connection, brain_id: str, memory_id: str) -> None:
-        vectors.touch(conn, brain_id, memory_id)
+        """A memory's state or owner changed: caches must see it."""
 
     def on_purge(self, conn: Connection, brain_id: str, memory_id: str) -> None:
-        lexical.unindex(conn, brain_id, memory_id)
-
-
-def _candidate(row: Sequence[Any], cosine: float | None) -> Candidate:
-    """(score, id, user_id, content, importance, key, ...) as a Candidate."""
-    return Candidate(str(row[1]), row[2], str(row[3]), float(row[4]), row[5], cosine)
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
-    return float(np.dot(a, b)) / norm if norm else 0.0
+        """A memory is about to be deleted for good: drop its index rows."""

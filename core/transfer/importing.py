@@ -49,10 +49,11 @@ from core.kernel.errors import Forbidden, InvalidInput, MnemoError
 from core.kernel.ids import new_id, now_ms
 from core.kernel.scope import Scope
 from core.memory import gate
-from core.memory.indexing import IndexedMemory, Indexer, document_text
+from core.memory.indexing import IndexedMemory, document_text
 from core.memory.models import NAME_CHARS, MemoryIn
 from core.memory.store import check_limits
 from core.retrieval import lexical
+from core.retrieval.indexing import SearchIndexer
 from core.transfer import format as fmt
 from core.transfer.report import STRATEGIES, ImportReport, Strategy
 from core.transfer.rows import (
@@ -282,7 +283,7 @@ class ImportRun:
         self.without_history: set[str] = set()
         # (memory id in this brain, source id of its successor) to resolve at the end.
         self.successors: list[tuple[str, str]] = []
-        self._indexer = Indexer(embedder)
+        self._indexer = SearchIndexer(embedder)
         self._prepared = False
         # (source id, row, insert parameters) of new memories not written yet.
         self._pending: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
@@ -291,7 +292,7 @@ class ImportRun:
 
     # Embedding happens here, outside the batch's transaction.
     def prepare(self, batch: list[dict[str, Any]]) -> None:
-        self._indexer = Indexer(self.embedder)  # one per batch: it keeps what it embedded
+        self._indexer = SearchIndexer(self.embedder)  # one per batch: it keeps what it embedded
         texts = []
         for line in batch:
             data = line.get("data")

@@ -382,8 +382,8 @@ def test_detection_never_passes_a_row_a_transaction_still_holds(
         pytest.skip("SQLite runs one writer at a time: what is visible is settled")
     from core.kernel.config import Limits
     from core.memory import store as memories
-    from core.memory.indexing import Indexer
     from core.memory.models import MemoryIn
+    from core.retrieval.indexing import SearchIndexer
 
     embedder = get_embedder(client.app.state.services.settings.embedder)
     space = _space(embedder)
@@ -391,7 +391,7 @@ def test_detection_never_passes_a_row_a_transaction_still_holds(
     monday = MemoryIn(content="The product launch is on Monday")
     with engine.connect() as late:
         writing = late.begin()
-        memories.create(late, scope, monday, Limits(), Indexer(embedder))
+        memories.create(late, scope, monday, Limits(), SearchIndexer(embedder))
         friday = {"content": "The product launch is on Friday"}
         assert client.post("/v1/memories", json_body=friday).status == 201
         first = conflicts.detect(engine, tenant.brain_id, batch_size=50, space=space)

@@ -462,8 +462,8 @@ def test_a_warm_cache_catches_a_vector_committed_late(
     from core.kernel.config import Limits
     from core.kernel.scope import Scope
     from core.memory import store as memories
-    from core.memory.indexing import Indexer
     from core.memory.models import MemoryIn
+    from core.retrieval.indexing import SearchIndexer
 
     _add(client, content="Groceries: oat milk and bread")
     embedder = get_embedder(client.app.state.services.settings.embedder)
@@ -471,7 +471,11 @@ def test_a_warm_cache_catches_a_vector_committed_late(
     with engine.connect() as late:
         writing = late.begin()
         spice = memories.create(
-            late, scope, MemoryIn(content="The Zanzibar spice market"), Limits(), Indexer(embedder)
+            late,
+            scope,
+            MemoryIn(content="The Zanzibar spice market"),
+            Limits(),
+            SearchIndexer(embedder),
         )
         before = _ids(_search(client, "Zanzibar spice market", mode="semantic"))
         assert spice["id"] not in before  # the cache is warm now, the memory not committed

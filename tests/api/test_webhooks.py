@@ -26,8 +26,8 @@ from core.kernel.config import Limits, Settings, WebhookSettings
 from core.kernel.db.engine import transaction
 from core.kernel.scope import Scope
 from core.memory import store as memories
-from core.memory.indexing import Indexer
 from core.memory.models import MemoryIn
+from core.retrieval.indexing import SearchIndexer
 from core.webhooks import deliver, outbox, queue, signing
 from core.webhooks.drainer import BackgroundDrainer
 from core.webhooks.ssrf import Target, UnsafeUrl, check_url
@@ -357,7 +357,7 @@ def test_a_change_and_its_delivery_commit_or_roll_back_together(
         pass
 
     with pytest.raises(Boom), transaction(engine) as conn:
-        memories.create(conn, scope, MemoryIn(content="rolled back"), Limits(), Indexer(None))
+        memories.create(conn, scope, MemoryIn(content="rolled back"), Limits(), SearchIndexer(None))
         assert len(_pending_in(conn, brain_id)) == 1  # written, inside the transaction
         raise Boom
     assert _pending(engine, brain_id) == []
@@ -370,7 +370,7 @@ def test_a_change_and_its_delivery_commit_or_roll_back_together(
         )
 
     with transaction(engine) as conn:
-        made = memories.create(conn, scope, MemoryIn(content="kept"), Limits(), Indexer(None))
+        made = memories.create(conn, scope, MemoryIn(content="kept"), Limits(), SearchIndexer(None))
     rows = _pending(engine, brain_id)
     assert [(r.event_type, r.entity_id, r.status, r.attempts) for r in rows] == [
         ("memory.created", made["id"], "pending", 0)
