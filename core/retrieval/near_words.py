@@ -12,9 +12,9 @@ ms for one unknown word on SQLite), and a query whose words are all known costs 
 statement (~70 us a word).
 
 Only plain ASCII words of at least `_MIN_LENGTH` letters are corrected: one edit away from a
-three-letter word is half the dictionary, and the edits are English letters. On SQLite the
-vocabulary is the whole file's (every brain's); what a correction then matches is still
-narrowed to the caller's scope by the search itself.
+three-letter word is half the dictionary, and the edits are English letters. The vocabulary is
+the caller's brain's, on both stores: whether a word is corrected, and to what, must not tell
+one tenant which words another tenant's memories hold.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from sqlalchemy import Connection
 
 from core.embeddings.text import STOPWORDS
 from core.kernel.db.engine import tuples
+from core.retrieval.lexical import scope_tokens
 
 __all__ = ["correct", "edits"]
 
@@ -173,18 +174,41 @@ _REMEMBER_SECONDS = 300.0
 _remembered = _Memo(4096, _REMEMBER_SECONDS)
 
 
+# SQLite's index is the whole file's: a word's postings are read in every brain and kept
+# in this one. A word common in other brains is read this far at most, then asked again
+# through the brain's own scope word (a pass over the brain's postings: rare, and exact).
+_POSTINGS_READ = 2_000
+
+
 def _sqlite_held(conn: Connection, words: list[str], brain_id: str, most: int) -> dict[str, int]:
-    """word -> how many memories of the whole file hold it (counted up to `most`), for the
-    words held. One FTS5 lookup per word (~70 us); the vocabulary table computes every
-    term's statistics as it goes and is three times slower."""
+    """word -> how many of the brain's memories hold it (counted up to `most`), for the words
+    held. One FTS5 lookup per word (~70 us for a word no memory holds, which is what most
+    candidate spellings are); the vocabulary table computes every term's statistics as it goes
+    and is three times slower."""
     rows = tuples(
         conn,
-        "SELECT value, (SELECT count(*) FROM (SELECT 1 FROM memory_fts "
-        "WHERE memory_fts MATCH '\"' || value || '\"' LIMIT :most)) "
+        "SELECT value, "
+        "(SELECT count(*) FROM (SELECT 1 FROM (SELECT rowid FROM memory_fts "
+        "WHERE memory_fts MATCH '\"' || value || '\"' LIMIT :read) f "
+        "JOIN memories m ON m.rowid = f.rowid WHERE m.brain_id = :brain LIMIT :most)), "
+        "(SELECT count(*) FROM (SELECT 1 FROM memory_fts "
+        "WHERE memory_fts MATCH '\"' || value || '\"' LIMIT :read)) "
         "FROM json_each(:words)",
-        {"words": json.dumps(words), "most": most},
+        {"words": json.dumps(words), "brain": brain_id, "most": most, "read": _POSTINGS_READ},
     )
-    return {w: int(n) for w, n in rows if n}
+    held = {str(w): int(n) for w, n, _ in rows if n}
+    unsure = [str(w) for w, n, read in rows if n < most and read >= _POSTINGS_READ]
+    if unsure:
+        brain = scope_tokens(brain_id, None)[0]
+        rows = tuples(
+            conn,
+            "SELECT value, (SELECT count(*) FROM (SELECT 1 FROM memory_fts "
+            "WHERE memory_fts MATCH 'scope : \"' || :brain || '\" AND \"' || value || '\"' "
+            "LIMIT :most)) FROM json_each(:words)",
+            {"words": json.dumps(unsure), "brain": brain, "most": most},
+        )
+        held.update({str(w): int(n) for w, n in rows if n})
+    return held
 
 
 def _postgres_held(conn: Connection, words: list[str], brain_id: str, most: int) -> dict[str, int]:

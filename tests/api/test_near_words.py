@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import Engine
 
 from core.kernel.config import Settings
+from core.retrieval import near_words
 from core.retrieval.near_words import correct, edits
 from tests.conftest import Tenant, make_tenant
 from tests.lambda_client import LambdaClient
@@ -108,3 +109,25 @@ def test_a_word_saved_after_it_was_corrected_is_found_as_itself(client: LambdaCl
     reply = client.post("/v1/memories", {"content": "Pesnuts is the name of Ana's hamster."})
     assert reply.status == 201, reply.body
     assert _found(client, "pesnuts")[0] == "Pesnuts is the name of Ana's hamster."
+
+
+def test_corrections_come_from_the_callers_brain_only(
+    engine: Engine, settings: Settings, client: LambdaClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whether a typo is corrected must not reveal another tenant's words. A tiny read budget
+    # sends SQLite's lookups of words common elsewhere through the brain's own scope word.
+    monkeypatch.setattr(near_words, "_POSTINGS_READ", 2)
+    _load(client)
+    for content in ("Peanuts again", "More peanuts"):
+        assert client.post("/v1/memories", {"content": content}).status == 201
+    stranger = make_tenant(engine)
+    with engine.connect() as conn:
+        assert correct(conn, ["penauts", "alergic"], brain_id=stranger.brain_id) == {}
+    other = LambdaClient(settings, key=stranger.key)
+    reply = other.post("/v1/memories", {"content": "Bo shares his peanuts and cashews."})
+    assert reply.status == 201, reply.body
+    with engine.connect() as conn:
+        # Its one memory comes after the first tenant's three in the index. (Other typos than
+        # above: a word's near words are remembered a while.)
+        found = correct(conn, ["paenuts", "cashwes"], brain_id=stranger.brain_id)
+    assert "peanuts" in found["paenuts"] and "cashews" in found["cashwes"]
