@@ -3,7 +3,8 @@
 Each setting is declared once, on its field: `setting("MNEMO_X", default, "what it does", ...)`
 names the variable, the default, the bounds or choices and the line of documentation. One
 reader (`from_env`) turns the environment into the typed, frozen settings objects from those
-declarations, so the variable, its default and its check cannot drift apart.
+declarations, and docs/settings.md is generated from them (`python -m core.kernel.config`), so
+the variable, its default, its check and its documentation cannot drift apart.
 
 Settings are read once per process (`get_settings`) and passed down explicitly, so tests and
 tools can build their own without touching the environment. An empty value means unset. Every
@@ -1061,3 +1062,98 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return settings_from_env()
+
+
+# --- the reference: docs/settings.md is this function's output --------------------------------
+
+_KINDS = {"int": "whole number", "float": "number", "bool": "true/false", "str": "text"}
+
+
+def _shown(value: Any) -> str:
+    if value is None or value == ():
+        return "unset"
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if isinstance(value, float):
+        return f"`{value:g}`"
+    if isinstance(value, tuple):
+        return ", ".join(f"`{v}`" for v in value)
+    return f"`{value}`"
+
+
+def _allowed(f: Field[Any], spec: Var) -> str:
+    if spec.choices:
+        return ", ".join(f"`{c}`" for c in spec.choices)
+    if spec.parse is _rate:
+        return "`COUNT/SECONDS`, `off`"
+    if spec.parse in (_parse_list, _lower_list, _origins) or "tuple" in str(f.type):
+        return "comma-separated list"
+    if spec.parse is _url:
+        return "URL"
+    if spec.parse is not None:
+        return "text"
+    kind = _KINDS.get(str(f.type).removesuffix(" | None"), "text")
+    if spec.gt is not None:
+        return f"{kind} > {spec.gt:g}"
+    if spec.ge is not None and spec.le is not None:
+        return f"{kind} from {spec.ge:g} to {spec.le:g}"
+    if spec.ge is not None:
+        return f"{kind} ≥ {spec.ge:g}"
+    return kind
+
+
+def _rows(cls: type, seen: set[str]) -> list[str]:
+    rows = []
+    for f in fields(cls):
+        spec = _spec(f)
+        if spec is None or _group(f) is not None:
+            continue
+        if spec.family is not None:
+            docs = spec.family_docs or {}
+            for key, rule in spec.family.items():
+                name = variable_of(spec, key)
+                shown = f"`{rule}`" if rule else "`off`"
+                rows.append(f"| `{name}` | {shown} | {_allowed(f, spec)} | {docs.get(key, '')} |")
+            continue
+        if spec.doc is None or spec.name in seen:
+            continue
+        seen.add(spec.name)
+        if spec.default_doc is not None:
+            default = spec.default_doc
+        else:
+            default = _shown(f.default)
+            if spec.fallback:
+                default = " else ".join(f"`{v}`" for v in spec.fallback) + f" else {default}"
+        rows.append(f"| `{spec.name}` | {default} | {_allowed(f, spec)} | {spec.doc} |")
+    return rows
+
+
+def reference() -> str:
+    """docs/settings.md: every variable, its default, what it accepts and what it does."""
+    seen: set[str] = set()
+    out = [
+        "# Settings",
+        "",
+        "<!-- Generated from core/kernel/config.py: `python -m core.kernel.config > "
+        "docs/settings.md`. tests/unit/test_config.py fails while the two differ. -->",
+        "",
+        "Every variable Mnemo reads is declared once, in `core/kernel/config.py`, and read "
+        "there only. An empty value means unset. A bad value stops the process at start with "
+        "one line per variable naming it, the value and what is allowed.",
+    ]
+    head = ["| variable | default | accepts | meaning |", "|---|---|---|---|"]
+    out += ["", "## `Settings`", "", *head, *_rows(Settings, seen)]
+    for f in fields(Settings):
+        group = _group(f)
+        if group is None:
+            continue
+        rows = _rows(group, seen)
+        if not rows:
+            continue
+        about = " ".join((group.__doc__ or "").split("\n\n")[0].split())
+        out += ["", f"## `{f.name}`", "", about, "", *head, *rows]
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    print(reference(), end="")

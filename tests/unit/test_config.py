@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -310,7 +312,7 @@ def test_settings_built_in_code_skip_the_reader() -> None:
     assert RankingSettings(half_life_days=7).half_life_days == 7
 
 
-# --- one declaration each, one reader ----------------------------------------------
+# --- one declaration each, one reader, one reference ----------------------------------------------
 
 
 def test_each_variable_is_documented_once() -> None:
@@ -318,6 +320,20 @@ def test_each_variable_is_documented_once() -> None:
     assert len(documented) == len(set(documented))
     undocumented = {spec.name for _, _, spec in _declared() if spec.doc is None}
     assert undocumented - {"MNEMO_RATE_LIMIT_"} <= set(documented)
+
+
+def test_docs_settings_is_generated_from_the_declarations() -> None:
+    on_disk = (ROOT / "docs" / "settings.md").read_text()
+    assert on_disk == config.reference(), (
+        "docs/settings.md is out of date: python -m core.kernel.config > docs/settings.md"
+    )
+
+
+def test_every_variable_the_docs_name_is_declared() -> None:
+    declared = set(re.findall(r"`((?:MNEMO|AWS)_[A-Z0-9_]+)`", config.reference()))
+    for path in [ROOT / "README.md", ROOT / "template.yaml", *(ROOT / "docs").glob("*.md")]:
+        named = set(re.findall(r"\bMNEMO_[A-Z0-9_]*[A-Z0-9]\b", path.read_text()))
+        assert named <= declared, (path.name, named - declared)
 
 
 def test_the_environment_is_read_only_in_the_config_module() -> None:
@@ -331,3 +347,14 @@ def test_the_environment_is_read_only_in_the_config_module() -> None:
                 if reads.search(line):
                     offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert offenders == []
+
+
+def test_the_reference_command_prints_the_reference() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "core.kernel.config"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    assert done.stdout == config.reference()
