@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _declared() -> list[tuple[type, dataclasses.Field[Any], Var]]:
     """(group, field, declaration) of every configurable field, all groups included."""
-    out = []
+    out: list[tuple[type, dataclasses.Field[Any], Var]] = []
     for cls in (Settings, *(f.default_factory for f in dataclasses.fields(Settings))):
         if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
             continue
