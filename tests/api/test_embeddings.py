@@ -82,49 +82,6 @@ def test_default_settings_choose_builtin() -> None:
     assert get_embedder(settings_from_env({}).embedder) is embedder  # one per process
 
 
-def test_settings_from_env() -> None:
-    settings = settings_from_env(
-        {
-            "MNEMO_EMBEDDER": "OpenAI",
-            "MNEMO_OPENAI_BASE_URL": "http://127.0.0.1:11434/v1/",
-            "MNEMO_OPENAI_API_KEY": "sk-secret",
-            "MNEMO_EMBEDDING_MODEL": "nomic-embed-text",
-            "MNEMO_EMBEDDING_DIMS": "768",
-            "MNEMO_EMBEDDING_BATCH_SIZE": "16",
-            "MNEMO_EMBEDDING_TIMEOUT_SECONDS": "2.5",
-            "MNEMO_EMBEDDING_MAX_RETRIES": "0",
-            "MNEMO_SIMILARITY_FLOOR": "0.3",
-            "MNEMO_SIMILARITY_STRONG": "0.7",
-            "MNEMO_BEDROCK_REGION": "",
-        }
-    ).embedder
-    assert settings.kind == "openai"
-    assert settings.openai_base_url == "http://127.0.0.1:11434/v1"
-    assert (settings.model, settings.dims, settings.batch_size) == ("nomic-embed-text", 768, 16)
-    assert (settings.timeout_seconds, settings.max_retries) == (2.5, 0)
-    assert (settings.similarity_floor, settings.similarity_strong) == (0.3, 0.7)
-    assert settings.bedrock_region is None  # empty means unset
-    assert "sk-secret" not in repr(settings)  # never in a log line
-
-
-@pytest.mark.parametrize(
-    ("name", "value"),
-    [
-        ("MNEMO_EMBEDDER", "word2vec"),
-        ("MNEMO_EMBEDDING_DIMS", "many"),
-        ("MNEMO_EMBEDDING_DIMS", "0"),
-        ("MNEMO_BUILTIN_DIMS", "-1"),
-        ("MNEMO_EMBEDDING_BATCH_SIZE", "0"),
-        ("MNEMO_EMBEDDING_TIMEOUT_SECONDS", "soon"),
-        ("MNEMO_EMBEDDING_MAX_RETRIES", "-1"),
-        ("MNEMO_SIMILARITY_FLOOR", "low"),
-    ],
-)
-def test_bad_embedder_settings_say_what_to_fix(name: str, value: str) -> None:
-    with pytest.raises(ValueError, match=name):
-        settings_from_env({name: value})
-
-
 def test_default_import_loads_no_heavy_module() -> None:
     """The API imports core.embeddings; boto3, torch and friends wait until chosen."""
     code = (

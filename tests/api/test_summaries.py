@@ -23,7 +23,7 @@ from core.app import maintenance
 from core.curation.summaries import llm
 from core.curation.summaries.extractive import Candidate, extract, statement_text
 from core.embeddings import BuiltinEmbedder
-from core.kernel.config import Settings, SummarySettings, settings_from_env
+from core.kernel.config import Settings, SummarySettings
 from core.kernel.db.engine import transaction
 from core.memory.indexing import document_text
 from core.retrieval.context import estimate_tokens
@@ -442,40 +442,6 @@ def test_the_brain_digest_lists_themes_and_important_memories(
     assert empty["memory_count"] == 0 and empty["themes"] == [] and empty["summary"] == ""
     bad = client.get("/v1/summary", query={"max_tokens": 5})
     assert bad.status == 422
-
-
-def test_summary_settings_from_the_environment() -> None:
-    default = settings_from_env({}).summaries
-    assert (default.max_tokens, default.user_interval, default.summarizer) == (
-        200,
-        30,
-        "extractive",
-    )
-    s = settings_from_env(
-        {
-            "MNEMO_SUMMARY_MAX_TOKENS": "120",
-            "MNEMO_USER_SUMMARY_INTERVAL": "10",
-            "MNEMO_SUMMARIZER": "OpenAI",
-            "MNEMO_SUMMARY_LLM_MODEL": "llama3",
-            "MNEMO_OPENAI_BASE_URL": "http://localhost:11434/v1/",
-            "MNEMO_OPENAI_API_KEY": "sk-secret",
-        }
-    ).summaries
-    assert (s.max_tokens, s.user_interval, s.summarizer, s.llm_model) == (
-        120,
-        10,
-        "openai",
-        "llama3",
-    )
-    assert s.llm_base_url == "http://localhost:11434/v1" and s.llm_api_key == "sk-secret"
-    assert "sk-secret" not in repr(s)
-    for bad in (
-        {"MNEMO_SUMMARIZER": "gpt"},
-        {"MNEMO_USER_SUMMARY_INTERVAL": "0"},
-        {"MNEMO_SUMMARY_MAX_TOKENS": "x"},
-    ):
-        with pytest.raises(ValueError):
-            settings_from_env(bad)
 
 
 # --- the optional LLM ---------------------------------------------------------------------------

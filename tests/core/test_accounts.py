@@ -393,28 +393,3 @@ def test_expired_and_long_revoked_sessions_are_purged(empty_database_url: str) -
     assert left == {live["session_id"]} and tokens == 0
     assert web.call("GET", "/auth/me", token=live["access_token"]).status == 200
     dispose(empty_database_url)
-
-
-def test_auth_settings_are_read_from_the_environment() -> None:
-    from core.kernel.config import settings_from_env
-
-    s = settings_from_env(
-        {
-            "MNEMO_PASSWORD_ITERATIONS": "700000",
-            "MNEMO_ACCESS_TOKEN_TTL_SECONDS": "900",
-            "MNEMO_PUBLIC_URL": "https://memory.example.org/",
-            "MNEMO_OAUTH_OPEN_REGISTRATION_DOMAINS": "claude.ai, *.example.com",
-            "MNEMO_OAUTH_REGISTRATION_TOKEN": "secret",
-            "MNEMO_SIGNUP_ENABLED": "false",
-        }
-    ).auth
-    assert s.password_iterations == 700_000 and s.access_token_seconds == 900
-    assert s.public_url == "https://memory.example.org"
-    assert s.open_registration_domains == ("claude.ai", "*.example.com")
-    assert s.registration_token == "secret" and "secret" not in repr(s)
-    assert not s.signup_enabled
-    assert settings_from_env({}).auth.password_iterations == 600_000
-    with pytest.raises(ValueError, match="MNEMO_PASSWORD_ITERATIONS"):
-        settings_from_env({"MNEMO_PASSWORD_ITERATIONS": "0"})
-    with pytest.raises(ValueError, match="MNEMO_SIGNUP_ENABLED"):
-        settings_from_env({"MNEMO_SIGNUP_ENABLED": "maybe"})

@@ -16,6 +16,7 @@ from core.kernel.config import (
     CorsSettings,
     EmbedderSettings,
     Limits,
+    McpSettings,
     RankingSettings,
     Rate,
     RateLimitSettings,
@@ -358,3 +359,159 @@ def test_the_reference_command_prints_the_reference() -> None:
         cwd=ROOT,
     )
     assert done.stdout == config.reference()
+
+
+# --- each group as its feature reads it --------------------------------------------------------
+
+
+def test_credentials_never_with_a_wildcard() -> None:
+    APP = "https://app.example.com"
+    with pytest.raises(ValueError, match="MNEMO_API_ALLOW_CREDENTIALS"):
+        settings_from_env({"MNEMO_API_ALLOWED_ORIGINS": "*", "MNEMO_API_ALLOW_CREDENTIALS": "true"})
+    parsed = settings_from_env(
+        {
+            "MNEMO_API_ALLOWED_ORIGINS": f" {APP}/ ,https://b.example",
+            "MNEMO_API_ALLOW_CREDENTIALS": "1",
+        }
+    )
+    assert parsed.cors == CorsSettings((APP, "https://b.example"), True, 600)
+
+
+def test_embedder_settings_from_env() -> None:
+    settings = settings_from_env(
+        {
+            "MNEMO_EMBEDDER": "OpenAI",
+            "MNEMO_OPENAI_BASE_URL": "http://127.0.0.1:11434/v1/",
+            "MNEMO_OPENAI_API_KEY": "sk-secret",
+            "MNEMO_EMBEDDING_MODEL": "nomic-embed-text",
+            "MNEMO_EMBEDDING_DIMS": "768",
+            "MNEMO_EMBEDDING_BATCH_SIZE": "16",
+            "MNEMO_EMBEDDING_TIMEOUT_SECONDS": "2.5",
+            "MNEMO_EMBEDDING_MAX_RETRIES": "0",
+            "MNEMO_SIMILARITY_FLOOR": "0.3",
+            "MNEMO_SIMILARITY_STRONG": "0.7",
+            "MNEMO_BEDROCK_REGION": "",
+        }
+    ).embedder
+    assert settings.kind == "openai"
+    assert settings.openai_base_url == "http://127.0.0.1:11434/v1"
+    assert (settings.model, settings.dims, settings.batch_size) == ("nomic-embed-text", 768, 16)
+    assert (settings.timeout_seconds, settings.max_retries) == (2.5, 0)
+    assert (settings.similarity_floor, settings.similarity_strong) == (0.3, 0.7)
+    assert settings.bedrock_region is None  # empty means unset
+    assert "sk-secret" not in repr(settings)  # never in a log line
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MNEMO_EMBEDDER", "word2vec"),
+        ("MNEMO_EMBEDDING_DIMS", "many"),
+        ("MNEMO_EMBEDDING_DIMS", "0"),
+        ("MNEMO_BUILTIN_DIMS", "-1"),
+        ("MNEMO_EMBEDDING_BATCH_SIZE", "0"),
+        ("MNEMO_EMBEDDING_TIMEOUT_SECONDS", "soon"),
+        ("MNEMO_EMBEDDING_MAX_RETRIES", "-1"),
+        ("MNEMO_SIMILARITY_FLOOR", "low"),
+    ],
+)
+def test_bad_embedder_settings_say_what_to_fix(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        settings_from_env({name: value})
+
+
+def test_mcp_settings_from_the_environment() -> None:
+    env = {
+        "MNEMO_MCP_ALLOWED_ORIGINS": " https://a.example/ , https://b.example:8443,",
+        "MNEMO_MCP_PAGE_SIZE": "7",
+    }
+    assert settings_from_env(env).mcp == McpSettings(
+        allowed_origins=("https://a.example", "https://b.example:8443"), page_size=7
+    )
+    assert settings_from_env({}).mcp == McpSettings(allowed_origins=(), page_size=50)
+    with pytest.raises(ValueError, match="MNEMO_MCP_PAGE_SIZE"):
+        settings_from_env({"MNEMO_MCP_PAGE_SIZE": "0"})
+
+
+def test_summary_settings_from_the_environment() -> None:
+    default = settings_from_env({}).summaries
+    assert (default.max_tokens, default.user_interval, default.summarizer) == (
+        200,
+        30,
+        "extractive",
+    )
+    s = settings_from_env(
+        {
+            "MNEMO_SUMMARY_MAX_TOKENS": "120",
+            "MNEMO_USER_SUMMARY_INTERVAL": "10",
+            "MNEMO_SUMMARIZER": "OpenAI",
+            "MNEMO_SUMMARY_LLM_MODEL": "llama3",
+            "MNEMO_OPENAI_BASE_URL": "http://localhost:11434/v1/",
+            "MNEMO_OPENAI_API_KEY": "sk-secret",
+        }
+    ).summaries
+    assert (s.max_tokens, s.user_interval, s.summarizer, s.llm_model) == (
+        120,
+        10,
+        "openai",
+        "llama3",
+    )
+    assert s.llm_base_url == "http://localhost:11434/v1" and s.llm_api_key == "sk-secret"
+    assert "sk-secret" not in repr(s)
+    for bad in (
+        {"MNEMO_SUMMARIZER": "gpt"},
+        {"MNEMO_USER_SUMMARY_INTERVAL": "0"},
+        {"MNEMO_SUMMARY_MAX_TOKENS": "x"},
+    ):
+        with pytest.raises(ValueError):
+            settings_from_env(bad)
+
+
+def test_auth_settings_are_read_from_the_environment() -> None:
+    from core.kernel.config import settings_from_env
+
+    s = settings_from_env(
+        {
+            "MNEMO_PASSWORD_ITERATIONS": "700000",
+            "MNEMO_ACCESS_TOKEN_TTL_SECONDS": "900",
+            "MNEMO_PUBLIC_URL": "https://memory.example.org/",
+            "MNEMO_OAUTH_OPEN_REGISTRATION_DOMAINS": "claude.ai, *.example.com",
+            "MNEMO_OAUTH_REGISTRATION_TOKEN": "secret",
+            "MNEMO_SIGNUP_ENABLED": "false",
+        }
+    ).auth
+    assert s.password_iterations == 700_000 and s.access_token_seconds == 900
+    assert s.public_url == "https://memory.example.org"
+    assert s.open_registration_domains == ("claude.ai", "*.example.com")
+    assert s.registration_token == "secret" and "secret" not in repr(s)
+    assert not s.signup_enabled
+    assert settings_from_env({}).auth.password_iterations == 600_000
+    with pytest.raises(ValueError, match="MNEMO_PASSWORD_ITERATIONS"):
+        settings_from_env({"MNEMO_PASSWORD_ITERATIONS": "0"})
+    with pytest.raises(ValueError, match="MNEMO_SIGNUP_ENABLED"):
+        settings_from_env({"MNEMO_SIGNUP_ENABLED": "maybe"})
+
+
+def test_the_pgvector_setting() -> None:
+    from core.kernel.config import settings_from_env
+
+    assert settings_from_env({}).vector_search.pgvector == "auto"
+    assert settings_from_env({"MNEMO_PGVECTOR": " OFF "}).vector_search.pgvector == "off"
+    with pytest.raises(ValueError, match="MNEMO_PGVECTOR"):
+        settings_from_env({"MNEMO_PGVECTOR": "on"})
+
+
+def test_rate_limits_are_read_from_the_environment() -> None:
+    from core.kernel.config import from_env
+
+    s = from_env(
+        RateLimitSettings,
+        {"MNEMO_RATE_LIMIT_LOGIN_IP": "7/60", "MNEMO_RATE_LIMIT_SIGNUP_IP": "off"},
+    )
+    assert s.rule("login.ip") == Rate(7, 60)
+    assert s.rule("signup.ip") is None
+    assert s.rule("api.brain") is None and s.backend == "sql"
+    d = from_env(RateLimitSettings, {"MNEMO_RATE_LIMIT_DYNAMODB_TABLE": "limits"})
+    assert d.backend == "dynamodb" and d.dynamodb_table == "limits"
+    with pytest.raises(ValueError, match="MNEMO_RATE_LIMIT_LOGIN_IP"):
+        from_env(RateLimitSettings, {"MNEMO_RATE_LIMIT_LOGIN_IP": "lots"})
