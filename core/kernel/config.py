@@ -1008,12 +1008,12 @@ def _family(f: Field[Any], spec: Var, env: Mapping[str, str], problems: list[str
     return values
 
 
-def _read(cls: type[_T], env: Mapping[str, str], problems: list[str]) -> Any:
+def _read(cls: type[Any], env: Mapping[str, str], problems: list[str]) -> Any:
     """An instance of `cls` read from `env`, or MISSING after adding to `problems`."""
     known = len(problems)
     values: dict[str, Any] = {}
     computed: list[tuple[str, Var]] = []
-    for f in fields(cls):  # type: ignore[arg-type]
+    for f in fields(cls):
         spec = _spec(f)
         group = _group(f)
         if group is not None:
@@ -1029,7 +1029,7 @@ def _read(cls: type[_T], env: Mapping[str, str], problems: list[str]) -> Any:
     if len(problems) > known:
         return MISSING
     if computed:
-        given = {f.name: f.default for f in fields(cls) if f.default is not MISSING}  # type: ignore[arg-type]
+        given = {f.name: f.default for f in fields(cls) if f.default is not MISSING}
         given.update(values)
         for name, spec in computed:
             assert spec.default_from is not None
