@@ -25,7 +25,7 @@ from handlers.api import create_app
 from tests.lambda_client import LambdaContext, http_event
 
 PASSWORD = "correct horse battery"
-# Fast hashing for most tests; tests/core/test_accounts.py keeps one on the real 600,000.
+# Fast hashing for most tests; tests/unit/test_passwords.py keeps one on the real 600,000.
 FAST_ITERATIONS = 1_000
 HOST = "abcdef1234.execute-api.us-east-1.amazonaws.com"  # the Host of events/http_api_v2.json
 BASE = f"https://{HOST}"

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from starlette.testclient import TestClient
 
-from core.kernel.config import CorsSettings, settings_from_env
+from core.kernel.config import settings_from_env
 from handlers.api import create_app
 
 APP = "https://app.example.com"
@@ -24,18 +23,6 @@ def _preflight(client: TestClient, path: str, method: str = "POST", headers: str
     if headers:
         asked["access-control-request-headers"] = headers
     return client.options(path, headers=asked)
-
-
-def test_credentials_never_with_a_wildcard() -> None:
-    with pytest.raises(ValueError, match="MNEMO_API_ALLOW_CREDENTIALS"):
-        settings_from_env({"MNEMO_API_ALLOWED_ORIGINS": "*", "MNEMO_API_ALLOW_CREDENTIALS": "true"})
-    parsed = settings_from_env(
-        {
-            "MNEMO_API_ALLOWED_ORIGINS": f" {APP}/ ,https://b.example",
-            "MNEMO_API_ALLOW_CREDENTIALS": "1",
-        }
-    )
-    assert parsed.cors == CorsSettings((APP, "https://b.example"), True, 600)
 
 
 def test_the_api_echoes_a_listed_origin_with_credentials_when_asked(tmp_path: Path) -> None:

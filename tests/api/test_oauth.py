@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from core.identity.oauth import clients, codes, metadata
+from core.identity.oauth import clients, codes
 from core.identity.sessions import Lifetimes
 from core.kernel.config import Settings
 from core.kernel.db.engine import transaction
@@ -84,17 +84,6 @@ def test_protected_resource_metadata_names_the_mcp_endpoint(web: Web) -> None:
         assert meta["resource"] == BASE + "/mcp"
         assert meta["authorization_servers"] == [BASE]
         assert meta["bearer_methods_supported"] == ["header"]
-
-
-def test_www_authenticate_helper_points_at_the_resource_metadata() -> None:
-    header = metadata.www_authenticate("https://mnemo.example.com")
-    # The scope tells a client what to ask for (MCP authorization, scope selection).
-    assert header == (
-        'Bearer resource_metadata="https://mnemo.example.com/.well-known/'
-        'oauth-protected-resource/mcp", scope="memories:read memories:write"'
-    )
-    with_error = metadata.www_authenticate("https://m.example", "invalid_token", 'bad "x"')
-    assert 'error="invalid_token"' in with_error and "error_description=\"bad 'x'\"" in with_error
 
 
 def test_a_configured_public_url_wins_over_the_host_header(

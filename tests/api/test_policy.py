@@ -9,8 +9,7 @@ from sqlalchemy import Engine, text
 
 from core.kernel.config import Settings
 from core.kernel.db.engine import transaction
-from core.kernel.errors import InvalidInput
-from core.memory.policy import DEFAULT_POLICY, BrainPolicy, build, policy_for
+from core.memory.policy import DEFAULT_POLICY, BrainPolicy, policy_for
 from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient
 
@@ -116,25 +115,6 @@ def test_a_policy_belongs_to_one_brain(
     assert _put(owner, {"decay_days": 7}).status == 200
     other = LambdaClient(settings, other_tenant.key)
     assert other.get("/v1/policy").json()["policy"]["decay_days"] == DEFAULT_POLICY.decay_days
-
-
-def test_build_validates_and_clamps_without_a_database() -> None:
-    update = build({"subgraph_max_nodes": 10**9, "consolidate_threshold": 0.1})
-    assert update.policy.subgraph_max_nodes == 2000
-    assert update.policy.consolidate_threshold == 0.5
-    assert set(update.clamped) == {"subgraph_max_nodes", "consolidate_threshold"}
-    assert build({"decay_days": 30.0}).policy.decay_days == 30
-    for bad in ({"decay_rate": float("nan")}, {"retention_days": "x"}, {"nope": 1}):
-        with pytest.raises(InvalidInput):
-            build(bad)
-
-
-def test_decay_and_reinforce_steps_respect_the_floor_and_the_cap() -> None:
-    p = BrainPolicy(decay_rate=0.5, importance_floor=0.2, reinforce_step=0.3)
-    assert p.decayed(0.8) == 0.4
-    assert p.decayed(0.3) == 0.2  # not 0.15: never below the floor
-    assert p.decayed(0.1) == 0.1  # already under the floor: left alone, never raised
-    assert p.reinforced(0.9) == 1.0
 
 
 def test_a_stored_policy_out_of_todays_bounds_is_clamped_on_read(

@@ -1,13 +1,13 @@
 """User summaries and the brain digest through the Lambda handler, on both stores: quality on
-a 60-memory, four-theme fixture, determinism, the token budget, refresh every N memories (on
-read and in the maintenance run), scope, the optional LLM summariser against real local HTTP
-servers (one that answers, ones that fail) and Bedrock's Converse API (botocore's Stubber),
-and why the refresh is not a BackgroundTask (Mangum runs it before the response)."""
+a 60-memory, four-theme fixture (tests/summary_fixtures.py), refresh every N memories (on read
+and in the maintenance run), scope, the optional LLM summariser against real local HTTP servers
+(one that answers, ones that fail), and why the refresh is not a BackgroundTask (Mangum runs it
+before the response). The summarisers alone, determinism and the token budget included:
+tests/unit/test_extractive_summary.py and test_summary_llm.py."""
 
 from __future__ import annotations
 
 import json
-import random
 import threading
 import time
 from collections.abc import Iterator
@@ -15,162 +15,22 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import numpy as np
 import pytest
 from sqlalchemy import Engine, text
 
 from core.app import maintenance
-from core.curation.summaries import llm
-from core.curation.summaries.extractive import Candidate, extract, statement_text
-from core.embeddings import BuiltinEmbedder
-from core.kernel.config import Settings, SummarySettings, settings_from_env
+from core.curation.summaries.extractive import statement_text
+from core.kernel.config import Settings, SummarySettings
 from core.kernel.db.engine import transaction
-from core.memory.indexing import document_text
 from core.retrieval.context import estimate_tokens
 from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient, LambdaContext, http_event
-
-FOOD, RUN, WORK, TRAVEL = "food", "running", "work", "travel"
-# (theme, content, type, key, tags, importance): 15 memories a theme, some tagged, some facts.
-# fmt: off
-DANA: list[tuple[str, str, str, str | None, list[str], float]] = [
-    (FOOD, "Dana eats meat and fish most days.",
-     "fact", "diet", [], 0.6),
-    (FOOD, "Dana bakes sourdough bread every Sunday morning.",
-     "note", None, ["food"], 0.6),
-    (FOOD, "Dana's favourite dish is green Thai curry with tofu.",
-     "note", None, ["food"], 0.7),
-    (FOOD, "Dana is allergic to peanuts and carries an epipen.",
-     "fact", "allergy", [], 0.9),
-    (FOOD, "Dana tried a new ramen recipe with miso broth and liked it.",
-     "journal", None, [], 0.4),
-    (FOOD, "Dana prefers oat milk in coffee.",
-     "note", None, ["food"], 0.5),
-    (FOOD, "Dana wants to learn to make fresh pasta by hand.",
-     "note", None, [], 0.5),
-    (FOOD, "Dana hosted a dinner party and cooked mushroom risotto for six.",
-     "journal", None, [], 0.4),
-    (FOOD, "Dana dislikes coriander; leave it out of recipes.",
-     "note", None, ["food"], 0.6),
-    (FOOD, "Dana grows basil, mint and chillies on the balcony for cooking.",
-     "note", None, [], 0.4),
-    (FOOD, "Dana's sourdough starter is called Bubbles and is three years old.",
-     "note", None, ["food"], 0.3),
-    (FOOD, "Dana orders vegetable dumplings from the Chinese place on Fridays.",
-     "journal", None, [], 0.3),
-    (FOOD, "Dana is learning to cook Indian dal and chapati.",
-     "note", None, [], 0.5),
-    (FOOD, "Dana bought a cast iron pan to sear vegetables and bake cornbread.",
-     "journal", None, [], 0.3),
-    (FOOD, "Dana drinks green tea in the afternoon instead of coffee.",
-     "note", None, ["food"], 0.4),
-    (RUN, "Dana aims to run the Boston marathon in under 4 hours.",
-     "fact", "marathon goal", ["running"], 0.7),
-    (RUN, "Dana runs five mornings a week before work.",
-     "note", None, ["running"], 0.6),
-    (RUN, "Dana ran a 10k race in 48 minutes, a personal best.",
-     "journal", None, ["running"], 0.6),
-    (RUN, "Dana's running shoes are Nike Pegasus, replaced every 600 km.",
-     "note", None, [], 0.4),
-    (RUN, "Dana strained a knee on a trail run and is doing physio exercises.",
-     "journal", None, [], 0.6),
-    (RUN, "Dana does a long run of 30 km on Saturdays.",
-     "note", None, ["running"], 0.5),
-    (RUN, "Dana joined the Riverside running club and trains with them on Tuesdays.",
-     "note", None, [], 0.5),
-    (RUN, "Dana tracks training pace and heart rate with a Garmin watch.",
-     "note", None, [], 0.4),
-    (RUN, "Dana stretches and does yoga after every run to avoid injury.",
-     "note", None, [], 0.4),
-    (RUN, "Dana's easy pace is 5:45 per km and tempo pace is 4:50 per km.",
-     "fact", "running pace", [], 0.5),
-    (RUN, "Dana ran intervals on the track: 8 x 400 m.",
-     "journal", None, [], 0.3),
-    (RUN, "Dana wants to try an ultramarathon trail race next year.",
-     "note", None, ["running"], 0.5),
-    (RUN, "Dana carbo-loads with pasta the night before a race.",
-     "note", None, [], 0.3),
-    (RUN, "Dana finished a half marathon in 1 hour 49 minutes.",
-     "journal", None, ["running"], 0.5),
-    (RUN, "Dana uses energy gels every 45 minutes on long runs.",
-     "note", None, [], 0.3),
-    (WORK, "Dana works at Initech as a backend developer.",
-     "fact", "employer", ["work"], 0.7),
-    (WORK, "Dana writes Python and Rust services for the data platform team.",
-     "note", None, ["work"], 0.7),
-    (WORK, "Dana leads a team of four engineers since January.",
-     "note", None, ["work"], 0.7),
-    (WORK, "Dana is on call one week a month for the payments service.",
-     "note", None, [], 0.5),
-    (WORK, "Dana prefers code reviews to be small pull requests with tests.",
-     "note", None, ["work"], 0.6),
-    (WORK, "Dana migrated the billing service from PostgreSQL 12 to 16 without downtime.",
-     "journal", None, [], 0.5),
-    (WORK, "Dana gave a talk about observability and tracing at the all-hands.",
-     "journal", None, [], 0.4),
-    (WORK, "Dana uses Neovim with dark mode and a split terminal for coding.",
-     "note", None, [], 0.4),
-    (WORK, "Dana's goal this quarter is to cut API latency by half.",
-     "note", None, ["work"], 0.7),
-    (WORK, "Dana mentors a junior developer in Rust every Thursday.",
-     "note", None, [], 0.4),
-    (WORK, "Dana dislikes meetings before 10 am and blocks mornings for deep work.",
-     "note", None, [], 0.5),
-    (WORK, "Dana wrote the design document for the new event queue on Kafka.",
-     "journal", None, [], 0.4),
-    (WORK, "Dana is studying for the AWS solutions architect certification.",
-     "note", None, [], 0.5),
-    (WORK, "Dana debugged a memory leak in the Python ingestion workers.",
-     "journal", None, [], 0.3),
-    (WORK, "Dana's manager is Priya, who runs the platform group.",
-     "fact", "manager", [], 0.5),
-    (TRAVEL, "Dana lives in Boston.",
-     "fact", "home city", [], 0.8),
-    (TRAVEL, "Dana is planning a two-week trip to Japan in April: Tokyo, Kyoto and Osaka.",
-     "note", None, ["travel"], 0.7),
-    (TRAVEL, "Dana booked a ryokan with an onsen in Hakone for the Japan trip.",
-     "journal", None, ["travel"], 0.5),
-    (TRAVEL, "Dana prefers window seats and always flies with carry-on luggage only.",
-     "note", None, ["travel"], 0.6),
-    (TRAVEL, "Dana's passport expires in 2031.",
-     "fact", "passport expiry", [], 0.5),
-    (TRAVEL, "Dana hiked the W trek in Patagonia in 2022.",
-     "journal", None, [], 0.4),
-    (TRAVEL, "Dana wants to visit Iceland to see the northern lights.",
-     "note", None, ["travel"], 0.5),
-    (TRAVEL, "Dana collects postcards from every city visited.",
-     "note", None, [], 0.3),
-    (TRAVEL, "Dana took the night train from Vienna to Venice last summer.",
-     "journal", None, [], 0.4),
-    (TRAVEL, "Dana uses a rail pass for European trips and avoids short flights.",
-     "note", None, ["travel"], 0.5),
-    (TRAVEL, "Dana got travel insurance and a Japan Rail pass for the April trip.",
-     "journal", None, [], 0.4),
-    (TRAVEL, "Dana learned basic Japanese phrases with an app before the trip.",
-     "journal", None, [], 0.3),
-    (TRAVEL, "Dana stays in small guesthouses rather than hotel chains.",
-     "note", None, [], 0.4),
-    (TRAVEL, "Dana's dream destination is New Zealand's South Island.",
-     "note", None, [], 0.4),
-    (TRAVEL, "Dana visited Lisbon and Porto and loved the tiled buildings.",
-     "journal", None, ["travel"], 0.4),
-]
-# Saved later with the same keys: each supersedes a fact above, which is archived.
-DANA_UPDATES: list[tuple[str, str, str, str | None, list[str], float]] = [
-    (FOOD, "Dana has been vegetarian since March.",
-     "fact", "diet", ["food"], 0.8),
-    (RUN, "Dana aims to run the Berlin marathon in under 3 hours 45 minutes.",
-     "fact", "marathon goal", ["running"], 0.8),
-    (WORK, "Dana works at Acme Robotics as a staff engineer.",
-     "fact", "employer", ["work"], 0.8),
-    (TRAVEL, "Dana moved to Lisbon and lives there now.",
-     "fact", "home city", [], 0.8),
-]
-# fmt: on
-SUPERSEDED_KEYS = {row[3] for row in DANA_UPDATES}
-SUPERSEDED = [row[1] for row in DANA if row[3] in SUPERSEDED_KEYS]
-# Words only the superseded facts use.
-SUPERSEDED_WORDS = ["Initech", "Boston", "meat", "4 hours"]
+from tests.summary_fixtures import (
+    DANA,
+    DANA_UPDATES,
+    SUPERSEDED,
+    SUPERSEDED_WORDS,
+)
 
 
 def _payload(row: tuple[str, str, str, str | None, list[str], float], user: str) -> dict[str, Any]:
@@ -241,57 +101,6 @@ def test_sixty_memories_four_themes_each_theme_mentioned_no_superseded_fact(
     assert again["summary"] == summary
     assert again["reflection_count"] == 2
     assert _summary(client)["summary"] == summary
-
-
-def test_the_extractive_summary_is_deterministic_and_order_free() -> None:
-    rows = [r for r in DANA if r[1] not in SUPERSEDED] + DANA_UPDATES
-    embedder = BuiltinEmbedder()
-    vectors = embedder.embed([document_text(None, r[3], r[4], r[1]) for r in rows])
-    items = [
-        Candidate(
-            id=f"m{i:03d}", content=r[1], type=r[2], tags=tuple(r[4]), importance=r[5], when=i
-        )
-        for i, r in enumerate(rows)
-    ]
-    first = extract(items, vectors, 200)
-    order = list(range(len(items)))
-    random.Random(7).shuffle(order)
-    shuffled = extract([items[i] for i in order], vectors[order], 200)
-    assert shuffled.text == first.text
-    assert [t.label for t in shuffled.themes] == [t.label for t in first.themes]
-    assert first.considered == 60 and sum(t.memory_count for t in first.themes) == 60
-    # Most memories sit with their own theme's majority.
-    theme_of = {f"m{i:03d}": r[0] for i, r in enumerate(rows)}
-    majority = sum(
-        max(
-            sum(1 for m in t.member_ids if theme_of[m] == name)
-            for name in (FOOD, RUN, WORK, TRAVEL)
-        )
-        for t in first.themes
-    )
-    assert majority / 60 >= 0.6
-
-
-@pytest.mark.parametrize("budget", [12, 40, 80, 200, 400])
-def test_the_summary_keeps_to_its_token_budget(budget: int) -> None:
-    rows = DANA_UPDATES + DANA[:20]
-    vectors = BuiltinEmbedder().embed([r[1] for r in rows])
-    items = [Candidate(id=f"m{i:03d}", content=r[1], when=i) for i, r in enumerate(rows)]
-    made = extract(items, vectors, budget)
-    assert made.text and estimate_tokens(made.text) <= budget
-    assert made.tokens == estimate_tokens(made.text)
-
-
-def test_long_and_blank_memories_make_short_statements() -> None:
-    long = "First sentence of a long memory. " + "word " * 400
-    assert statement_text(long) == "First sentence of a long memory."
-    assert statement_text("no punctuation here") == "no punctuation here."
-    assert statement_text("x" * 1000).endswith("…") and len(statement_text("x" * 1000)) <= 240
-    assert statement_text("   \n ") == ""
-    items = [Candidate(id="a", content="   "), Candidate(id="b", content="Only one memory")]
-    made = extract(items, np.zeros((2, 8), np.float32), 200)
-    assert made.text == "Only one memory." and made.considered == 1
-    assert extract([], np.zeros((0, 8), np.float32), 200).text == ""
 
 
 # --- the routes, refresh and scope --------------------------------------------------------------
@@ -444,40 +253,6 @@ def test_the_brain_digest_lists_themes_and_important_memories(
     assert bad.status == 422
 
 
-def test_summary_settings_from_the_environment() -> None:
-    default = settings_from_env({}).summaries
-    assert (default.max_tokens, default.user_interval, default.summarizer) == (
-        200,
-        30,
-        "extractive",
-    )
-    s = settings_from_env(
-        {
-            "MNEMO_SUMMARY_MAX_TOKENS": "120",
-            "MNEMO_USER_SUMMARY_INTERVAL": "10",
-            "MNEMO_SUMMARIZER": "OpenAI",
-            "MNEMO_SUMMARY_LLM_MODEL": "llama3",
-            "MNEMO_OPENAI_BASE_URL": "http://localhost:11434/v1/",
-            "MNEMO_OPENAI_API_KEY": "sk-secret",
-        }
-    ).summaries
-    assert (s.max_tokens, s.user_interval, s.summarizer, s.llm_model) == (
-        120,
-        10,
-        "openai",
-        "llama3",
-    )
-    assert s.llm_base_url == "http://localhost:11434/v1" and s.llm_api_key == "sk-secret"
-    assert "sk-secret" not in repr(s)
-    for bad in (
-        {"MNEMO_SUMMARIZER": "gpt"},
-        {"MNEMO_USER_SUMMARY_INTERVAL": "0"},
-        {"MNEMO_SUMMARY_MAX_TOKENS": "x"},
-    ):
-        with pytest.raises(ValueError):
-            settings_from_env(bad)
-
-
 # --- the optional LLM ---------------------------------------------------------------------------
 
 
@@ -587,51 +362,6 @@ def test_any_llm_failure_falls_back_to_the_extractive_summary(
     assert made["summary"] == extractive and made["source"] == "extractive"
     if mode != "down":
         assert fake_chat.requests  # it did ask
-
-
-def test_an_over_long_llm_answer_is_cut_to_the_budget() -> None:
-    answer = "Dana cooks. " * 100
-    fitted = llm.fit(answer, 20)
-    assert estimate_tokens(fitted) <= 20 and fitted.endswith("cooks.")
-    assert llm.fit("one two three " * 50, 10).endswith("…")
-
-
-def test_bedrock_converse_request_and_answer() -> None:
-    import boto3
-    from botocore.stub import Stubber
-
-    client = boto3.client(
-        "bedrock-runtime", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y"
-    )
-    model = llm.BedrockChat(model="anthropic.claude-3-haiku-20240307-v1:0", client=client)
-    rows = DANA_UPDATES
-    items = [Candidate(id=f"m{i}", content=r[1], tags=tuple(r[4])) for i, r in enumerate(rows)]
-    found = extract(items, BuiltinEmbedder().embed([r[1] for r in rows]), 200)
-    with Stubber(client) as stub:
-        stub.add_response(
-            "converse",
-            {
-                "output": {
-                    "message": {
-                        "role": "assistant",
-                        "content": [{"text": "Dana, vegetarian, in Lisbon."}],
-                    }
-                },
-                "stopReason": "end_turn",
-                "usage": {"inputTokens": 100, "outputTokens": 9, "totalTokens": 109},
-                "metrics": {"latencyMs": 300},
-            },
-            {
-                "modelId": "anthropic.claude-3-haiku-20240307-v1:0",
-                "system": [{"text": llm.SYSTEM_PROMPT.format(max_tokens=200)}],
-                "messages": [{"role": "user", "content": [{"text": llm.prompt_from(found)}]}],
-                "inferenceConfig": {"maxTokens": 200, "temperature": 0.0},
-            },
-        )
-        stub.add_client_error("converse", "ThrottlingException", "slow down")
-        assert llm.summarise(model, found, 200) == "Dana, vegetarian, in Lisbon."
-        with pytest.raises(llm.SummaryError, match="ThrottlingException"):
-            llm.summarise(model, found, 200)
 
 
 # --- why the refresh is not a BackgroundTask ---------------------------------------------------

@@ -127,90 +127,9 @@ def drain(engine: Engine, settings: Settings) -> outbox.DrainReport:
     return outbox.drain(engine, settings.webhooks, resolver=NO_DNS, budget_seconds=30)
 
 
-# --- signatures ------------------------------------------------------------------------------
-
-
-def test_signature_verifies_with_the_documented_recipe_and_fails_on_one_byte() -> None:
-    secret = signing.new_secret()
-    body = b'{"id":"e1","type":"memory.created"}'
-    header = signing.sign(secret, body)
-    assert verify_webhook(secret, header, body) == signing.verify(secret, header, body)
-    # The recipe in README: HMAC-SHA256(secret, f"{t}.{body}") in hex.
-    import hashlib
-    import hmac
-
-    t = header.split(",")[0].removeprefix("t=")
-    recipe = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    assert header == f"t={t},v1={recipe}"
-    for i in range(len(body)):
-        tampered = body[:i] + bytes([body[i] ^ 1]) + body[i + 1 :]
-        with pytest.raises(WebhookVerificationError):
-            verify_webhook(secret, header, tampered)
-        with pytest.raises(signing.BadSignature):
-            signing.verify(secret, header, tampered)
-    with pytest.raises(WebhookVerificationError):
-        verify_webhook(secret + "x", header, body)
-    old = signing.sign(secret, body, timestamp=int(header.split(",")[0][2:]) - 301)
-    with pytest.raises(WebhookVerificationError, match="from now"):
-        verify_webhook(secret, old, body)
-    with pytest.raises(WebhookVerificationError):
-        verify_webhook(secret, "v1=abc", body)
-
-
 # --- the SSRF guard ------------------------------------------------------------------------------
 
-STRICT = WebhookSettings()
 LOOPBACK_OK = WebhookSettings(allow_http_loopback=True)
-
-
-@pytest.mark.parametrize(
-    ("url", "why"),
-    [
-        ("https://127.0.0.1/hook", "loopback"),
-        ("http://127.0.0.1:8080/hook", "loopback"),
-        ("https://unknown.example/hook", "not in the table"),
-        ("https://169.254.169.254/latest/meta-data/", "metadata"),
-        ("https://[fd00:ec2::254]/", "metadata"),
-        ("https://internal.example/hook", "private"),
-        ("https://mixed.example/hook", "private"),
-        ("https://10.1.2.3/", "private"),
-        ("https://[::ffff:10.0.0.1]/", "private"),
-        ("https://[2002:a9fe:a9fe::]/", "metadata"),  # 6to4 around 169.254.169.254
-        ("https://[2002:a00:1::]/", "private"),
-        ("https://[::1]/", "loopback"),
-        ("https://0.0.0.0/", "unspecified"),
-        ("https://224.0.0.1/", "multicast"),
-        ("https://[fe80::1]/", "link-local"),
-        ("http://hooks.example/hook", "must be https"),
-        ("ftp://hooks.example/", "looks like"),
-        ("https://user:pw@hooks.example/", "credentials"),
-        ("https://hooks.example/a b", "spaces or control characters"),
-    ],
-)
-def test_ssrf_refusals(url: str, why: str) -> None:
-    with pytest.raises(UnsafeUrl, match=why):
-        check_url(url, STRICT, RESOLVER)
-
-
-def test_ssrf_allowed_targets_connect_to_the_checked_address() -> None:
-    target = check_url("https://hooks.example/in?x=1", STRICT, RESOLVER)
-    assert (target.host, target.port, target.path, target.address) == (
-        "hooks.example",
-        443,
-        "/in?x=1",
-        PUBLIC,
-    )
-    local = check_url("http://127.0.0.1:9/hook", LOOPBACK_OK, RESOLVER)
-    assert local.address == "127.0.0.1"
-    # The loopback setting opens loopback only, never the private ranges or metadata.
-    for url in ("https://169.254.169.254/", "https://internal.example/", "http://10.0.0.1/"):
-        with pytest.raises(UnsafeUrl):
-            check_url(url, LOOPBACK_OK, RESOLVER)
-    allow = WebhookSettings(allowlist=("internal.example", "192.168.0.0/16"))
-    assert check_url("https://internal.example/", allow, RESOLVER).address == "10.0.0.1"
-    assert check_url("https://mixed.example/", allow, RESOLVER).address == PUBLIC
-    with pytest.raises(UnsafeUrl, match="must be https"):
-        check_url("http://internal.example/", allow, RESOLVER)
 
 
 def test_an_attempt_ends_at_its_deadline_however_slowly_the_receiver_trickles() -> None:
@@ -472,14 +391,6 @@ def test_retries_stop_at_max_attempts_then_failed(
     assert (log["status"], log["attempts"], log["last_status_code"]) == ("failed", 4, 500)
     assert log["last_error"].startswith("HTTP 500")
     assert owner.get(f"/v1/watches/{watch['id']}").json()["last_error"].startswith("HTTP 500")
-
-
-def test_backoff_is_exponential_with_full_jitter() -> None:
-    settings = WebhookSettings(backoff_base_seconds=10, backoff_max_seconds=60)
-    for attempts, cap in ((1, 10), (2, 20), (3, 40), (4, 60), (9, 60)):
-        waits = [outbox.backoff_ms(settings, attempts) for _ in range(200)]
-        assert all(0 <= w <= cap * 1000 for w in waits)
-        assert max(waits) > cap * 1000 * 0.7  # spread over the whole range, not clustered
 
 
 def test_send_time_check_refuses_a_host_that_now_resolves_inside(

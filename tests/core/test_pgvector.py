@@ -326,15 +326,6 @@ def test_a_small_scope_behind_a_crowd_of_nearer_vectors_gets_its_nearest(
     assert vectors._cache == {}
 
 
-def test_the_setting() -> None:
-    from core.kernel.config import settings_from_env
-
-    assert settings_from_env({}).vector_search.pgvector == "auto"
-    assert settings_from_env({"MNEMO_PGVECTOR": " OFF "}).vector_search.pgvector == "off"
-    with pytest.raises(ValueError, match="MNEMO_PGVECTOR"):
-        settings_from_env({"MNEMO_PGVECTOR": "on"})
-
-
 def test_a_large_copy_waits_for_migrate_to_build_its_index(
     pg_settings: Settings, pg_engine: Engine, pg_tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:

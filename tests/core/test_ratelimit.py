@@ -294,18 +294,3 @@ def test_per_brain_api_quota(settings: Settings, engine: Engine) -> None:
     assert limited.json()["error"]["details"]["rule"] == "api.brain"
     # Another brain has its own quota.
     assert web.call("GET", "/v1/memories", token=theirs).status == 200
-
-
-def test_limits_are_read_from_the_environment() -> None:
-    from core.kernel.config import rate_limit_settings_from_env
-
-    s = rate_limit_settings_from_env(
-        {"MNEMO_RATE_LIMIT_LOGIN_IP": "7/60", "MNEMO_RATE_LIMIT_SIGNUP_IP": "off"}
-    )
-    assert s.rule("login.ip") == Rate(7, 60)
-    assert s.rule("signup.ip") is None
-    assert s.rule("api.brain") is None and s.backend == "sql"
-    d = rate_limit_settings_from_env({"MNEMO_RATE_LIMIT_DYNAMODB_TABLE": "limits"})
-    assert d.backend == "dynamodb" and d.dynamodb_table == "limits"
-    with pytest.raises(ValueError, match="MNEMO_RATE_LIMIT_LOGIN_IP"):
-        rate_limit_settings_from_env({"MNEMO_RATE_LIMIT_LOGIN_IP": "lots"})
