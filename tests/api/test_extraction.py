@@ -357,13 +357,9 @@ def test_a_job_is_done_once(
     ).json()["job"]
     before = _state(engine, tenant)
     calls = len(stub.requests)
-    scope = Scope(brain_id=tenant.brain_id, principal="test", role="owner")
-    jobs.run(
-        engine,
-        settings.with_(extraction=ExtractionSettings(llm="openai", base_url=stub.url)),
-        scope,
-        job["id"],
-    )
+    llm = ExtractionSettings(llm="openai", base_url=stub.url)
+    ran = jobs.run(engine, settings.with_(extraction=llm), tenant.brain_id, job["id"])
+    assert ran == "skipped"
     assert len(stub.requests) == calls and _state(engine, tenant) == before
     assert client.get(f"/v1/jobs/{job['id']}").json()["status"] == "succeeded"
 
