@@ -79,9 +79,28 @@ def rebuild(
     at that moment; later changes (and the time they were made) are not shown."""
     if not memories:
         return memories
-    names = [f"k_{i}" for i in range(len(memories))]
-    params: dict[str, Any] = {"brain": scope.brain_id, "known_at": known_at}
-    params.update(zip(names, (m["id"] for m in memories), strict=True))
+    then = contents_then(conn, scope.brain_id, [m["id"] for m in memories], known_at)
+    out = []
+    for memory in memories:
+        found = then.get(memory["id"])
+        copy = dict(memory)
+        if found is not None and found[0] != memory["content"]:
+            copy["content"], copy["updated_at"] = found[0], iso(found[1])
+        copy["state"] = "active"
+        out.append(copy)
+    return out
+
+
+def contents_then(
+    conn: Connection, brain_id: str, memory_ids: list[str], known_at: int
+) -> dict[str, tuple[str, int]]:
+    """Each memory's content at `known_at` and when it was written, from the latest ADD or
+    UPDATE history row by then (absent: no such row, the content is the memory's own)."""
+    if not memory_ids:
+        return {}
+    names = [f"k_{i}" for i in range(len(memory_ids))]
+    params: dict[str, Any] = {"brain": brain_id, "known_at": known_at}
+    params.update(zip(names, memory_ids, strict=True))
     rows = conn.execute(
         sql(
             "SELECT memory_id, event, new_memory, created_at FROM memory_history "
@@ -90,20 +109,11 @@ def rebuild(
         ),
         params,
     ).all()
-    then: dict[str, tuple[str | None, int]] = {}
+    then: dict[str, tuple[str, int]] = {}
     for memory_id, event, new_memory, at in rows:
         if event in ("ADD", "UPDATE") and new_memory is not None:
             then[memory_id] = (new_memory, at)
-    out = []
-    for memory in memories:
-        content, at = then.get(memory["id"], (None, 0))
-        copy = dict(memory)
-        if content is not None and content != memory["content"]:
-            copy["content"] = content
-            copy["updated_at"] = iso(at)
-        copy["state"] = "active"
-        out.append(copy)
-    return out
+    return then
 
 
 def close(conn: Connection, brain_id: str, memory_id: str, at: int) -> None:
