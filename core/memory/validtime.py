@@ -15,6 +15,7 @@ until a newer fact of its key takes over (its `valid_to` is closed at the newer 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection
@@ -140,18 +141,34 @@ def index_dates(
             sql("DELETE FROM memory_dates WHERE brain_id = :brain AND memory_id = :id"),
             {"brain": brain_id, "id": memory_id},
         )
-    found = dates.spans(content, anchor)
+    index_dates_many(conn, brain_id, [(memory_id, content, anchor)])
+
+
+def index_dates_many(
+    conn: Connection, brain_id: str, memories: Iterable[tuple[str, str, int]]
+) -> None:
+    """`index_dates` for many new memories (memory id, content, the time it is read against)
+    in one statement: imports write their memories in bulk."""
     rows = [
-        {"m": memory_id, "b": brain_id, "s": s.start, "e": s.end, "p": s.phrase[:100]}
-        for s in found
+        row
+        for memory_id, content, anchor in memories
+        for row in _date_rows(brain_id, memory_id, content, anchor)
     ]
-    if not rows and dates.carries_time(content):
-        rows = [{"m": memory_id, "b": brain_id, "s": None, "e": None, "p": ""}]
     if rows:
         conn.execute(
             sql(
                 "INSERT INTO memory_dates (memory_id, brain_id, starts_at, ends_at, phrase) "
                 "VALUES (:m, :b, :s, :e, :p)"
             ),
-            rows[:20],
+            rows,
         )
+
+
+def _date_rows(brain_id: str, memory_id: str, content: str, anchor: int) -> list[dict[str, Any]]:
+    rows = [
+        {"m": memory_id, "b": brain_id, "s": s.start, "e": s.end, "p": s.phrase[:100]}
+        for s in dates.spans(content, anchor)
+    ]
+    if not rows and dates.carries_time(content):
+        rows = [{"m": memory_id, "b": brain_id, "s": None, "e": None, "p": ""}]
+    return rows[:20]
