@@ -1,5 +1,6 @@
 """Non-HTTP events, routed before Mangum: EventBridge schedules run maintenance, SQS messages
-drain the webhook outbox (the DeliveryFunction), and EventBridge events of detail-type
+drain the webhook outbox (the DeliveryFunction) or run async_mode ingestion jobs (the
+IngestFunction, handlers/ingest_worker.py), and EventBridge events of detail-type
 "Mnemo Memory" add a memory. Everything HTTP-shaped (API Gateway v1 and v2, Function URLs, ALB)
 goes to the ASGI app through Mangum."""
 
@@ -9,6 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from handlers import ingest_worker
 from handlers.context import Services
 
 log = logging.getLogger("mnemo.events")
@@ -51,6 +53,8 @@ def dispatch(
     if is_http(event):
         return http(event, context)
     if is_sqs(event):
+        if is_ingest(event):
+            return ingest_worker.run_jobs(services, event["Records"])
         return drain_from_sqs(event, context, services)
     if is_memory_event(event):
         return add_memory_from_event(event, services)
@@ -75,6 +79,12 @@ def is_sqs(event: dict[str, Any]) -> bool:
         and bool(records)
         and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
     )
+
+
+def is_ingest(event: dict[str, Any]) -> bool:
+    """A batch from the ingestion queue: its messages name a job (a queue's batch is all of
+    one queue, so the first message says which)."""
+    return ingest_worker.job_of(event["Records"][0]) is not None
 
 
 MEMORY_DETAIL_TYPE = "Mnemo Memory"

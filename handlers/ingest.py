@@ -1,7 +1,11 @@
 """Conversations in, shared by POST /v1/memories (with `messages`) and mem0's add: run the
-ingestion (core/app/ingest.py) now, or, with `async_mode` and an LLM, save a job and run it
-after the answer is sent (a Starlette background task: under `mnemo serve` on a worker
-thread; on Lambda before the invocation ends)."""
+ingestion (core/app/ingest.py) now, or, with `async_mode` and an LLM, save a job and answer at
+once. Who runs the job (core/app/jobs.py):
+  * on AWS (an ingestion queue configured): the IngestFunction, from an SQS message sent here.
+    Not a background task: Mangum runs those before the invocation returns, so the 202 would
+    wait for the LLM and a slow one would run past API Gateway's 30 s;
+  * under `mnemo serve`: this process, as a Starlette background task after the answer (on a
+    worker thread)."""
 
 from __future__ import annotations
 
@@ -26,10 +30,14 @@ async def conversation_in(ctx: Context, conversation: Conversation) -> Outcome:
     settings = ctx.services.settings
     if conversation.async_mode and ingest.uses_llm(settings, conversation):
         job = await ctx.write(jobs.create, conversation)
-        engine, scope, job_id = ctx.engine, ctx.scope, job["id"]
+        engine, brain_id, job_id = ctx.engine, ctx.scope.brain_id, job["id"]
+        queue_url = settings.extraction.queue_url
+        if queue_url:
+            await ctx.services.call(lambda: jobs.enqueue(engine, queue_url, brain_id, job_id))
+            return Outcome(job=job)
 
         async def later() -> None:
-            await ctx.services.call(lambda: jobs.run(engine, settings, scope, job_id))
+            await ctx.services.call(lambda: jobs.run(engine, settings, brain_id, job_id))
 
         return Outcome(job=job, background=BackgroundTask(later))
     results = await ctx.services.call(

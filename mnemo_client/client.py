@@ -346,9 +346,12 @@ class MnemoClient:
         call = Call("GET", f"/v1/users/{segment(user_id)}/memories", params)
         return cast(UserMemoryPage, self._call(call))
 
-    def user_summary(self, user_id: str, *, as_of: str | None = None) -> UserSummary:
-        """The user's summary; with `as_of`, made from what was true then (not stored)."""
-        params = _api.query({"as_of": as_of})
+    def user_summary(
+        self, user_id: str, *, as_of: str | None = None, known_at: str | None = None
+    ) -> UserSummary:
+        """The user's summary; with `as_of`, made from what was true then, with `known_at`,
+        from what the store held then (either made on demand, not stored)."""
+        params = _api.query({"as_of": as_of, "known_at": known_at})
         call = Call("GET", f"/v1/users/{segment(user_id)}/summary", params)
         return cast(UserSummary, self._call(call))
 

@@ -211,6 +211,7 @@ class UserSummary(TypedDict):
     created_at: str
     updated_at: str
     as_of: NotRequired[str]
+    known_at: NotRequired[str]
 
 
 class ThemeExample(TypedDict):

@@ -54,7 +54,9 @@ def fill(engine: Engine, scope: Scope) -> dict[str, str]:
                user_id="alice")  # fmt: skip
     paris = add(engine, scope, type="fact", key="home city", content="Alice lives in Paris",
                 user_id="alice")  # fmt: skip
-    journal = add(engine, scope, type="journal", content="Shipped billing v2", user_id="bob")
+    # Names a date: its memory_dates rows must come through a transfer as a write makes them.
+    journal = add(engine, scope, type="journal", content="Shipped billing v2 last Friday",
+                  user_id="bob")  # fmt: skip
     edited = add(engine, scope, content="Bob likes jazz", user_id="bob")
     archived = add(engine, scope, content="An old plan about the garden")
     deleted = add(engine, scope, content="A mistaken note")
@@ -141,6 +143,16 @@ def dump(engine: Engine, brain_id: str) -> dict[str, list[dict[str, Any]]]:
                 text(
                     "SELECT memory_id, tag FROM memory_tags WHERE brain_id = :b "
                     "ORDER BY memory_id, tag"
+                ),
+                {"b": brain_id},
+            ).mappings()
+        ]
+        out["memory_dates"] = [
+            dict(r)
+            for r in conn.execute(
+                text(
+                    "SELECT memory_id, starts_at, ends_at, phrase FROM memory_dates "
+                    "WHERE brain_id = :b ORDER BY memory_id, starts_at, phrase"
                 ),
                 {"b": brain_id},
             ).mappings()

@@ -37,7 +37,7 @@ from core.memory.conversations import (
     transcript,
     validate_items,
 )
-from core.memory.indexing import Indexer
+from core.memory.indexing import Indexer, document_text
 from core.memory.models import MemoryIn, MemoryPatch
 
 Event = Literal["ADD", "UPDATE", "DELETE", "NONE"]
@@ -85,6 +85,9 @@ class Decision:
     text: str | None
     memory_id: str | None = None  # the stored memory for UPDATE, DELETE and NONE
     old: str | None = None
+    # UPDATE: what the memory's vector will be made of (core/memory/indexing.py), its title,
+    # key and tags with the new text, so it is embedded before the write opens.
+    doc: str | None = None
 
 
 def chat_for(settings: Settings) -> ChatModel | None:
@@ -192,12 +195,19 @@ def parse_decisions(reply: str, existing: list[dict[str, Any]]) -> list[Decision
             raise ExtractionError("the LLM updated a memory without new text")
         if event == "UPDATE" and text == stored["content"]:
             event = "NONE"
+        doc = None
+        if event == "UPDATE":
+            assert text is not None
+            doc = document_text(
+                stored.get("title"), stored.get("key"), stored.get("tags") or (), text
+            )
         decisions.append(
             Decision(
                 event,  # type: ignore[arg-type]
                 text if event == "UPDATE" else stored["content"],
                 memory_id=stored["id"],
                 old=stored["content"],
+                doc=doc,
             )
         )
     return decisions
@@ -309,10 +319,8 @@ def apply(
 
 def index_texts(planned: Plan) -> list[str]:
     """The document texts the write will index, embedded before it opens."""
-    from core.memory.indexing import document_text
-
     texts = [document_text(m.title, m.key, m.tags, m.content) for m in planned.items]
-    texts += [d.text for d in planned.decisions if d.event == "UPDATE" and d.text]
+    texts += [d.doc for d in planned.decisions if d.event == "UPDATE" and d.doc]
     return texts
 
 

@@ -13,9 +13,10 @@ run after the answer; its status and results are read back by id.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from core.app import extraction, remember
 from core.kernel.config import Settings
@@ -65,8 +66,18 @@ def uses_llm(settings: Settings, conversation: Conversation) -> bool:
     return conversation.memory_type is not None or conversation.infer
 
 
+# Runs in the write transaction with the results (a job records its outcome there, so a job
+# whose memories were written is never left looking unfinished: core/app/jobs.py).
+OnDone = Callable[[Connection, list[dict[str, Any]]], None]
+
+
 def ingest(
-    engine: Engine, settings: Settings, scope: Scope, conversation: Conversation
+    engine: Engine,
+    settings: Settings,
+    scope: Scope,
+    conversation: Conversation,
+    *,
+    on_done: OnDone | None = None,
 ) -> list[dict[str, Any]]:
     from core.memory.indexing import document_text
 
@@ -76,19 +87,29 @@ def ingest(
         item = extraction.procedure(chat, conversation)
         index = _indexer(settings, [document_text(item.title, item.key, item.tags, item.content)])
         with transaction(engine, write=True) as conn:
-            memory = memories.create(conn, scope, item, settings.limits, index)
-        return [_added(memory)]
+            results = [_added(memories.create(conn, scope, item, settings.limits, index))]
+            _done(conn, results, on_done)
+        return results
     if chat is None or not conversation.infer:
         items = turn_memories(conversation)
         texts = [document_text(None, None, i["tags"], i["content"]) for i in items]
         index = _indexer(settings, texts)
         with transaction(engine, write=True) as conn:
             made = memories.create_batch(conn, scope, items, settings.limits, index)
-        return [_added(m) for m in made]
+            results = [_added(m) for m in made]
+            _done(conn, results, on_done)
+        return results
     planned = extraction.plan(engine, settings, scope, conversation, chat)
     index = _indexer(settings, extraction.index_texts(planned))
     with transaction(engine, write=True) as conn:
-        return extraction.apply(conn, scope, conversation, planned, settings, index)
+        results = extraction.apply(conn, scope, conversation, planned, settings, index)
+        _done(conn, results, on_done)
+    return results
+
+
+def _done(conn: Connection, results: list[dict[str, Any]], on_done: OnDone | None) -> None:
+    if on_done is not None:
+        on_done(conn, results)
 
 
 def _added(memory: dict[str, Any]) -> dict[str, Any]:

@@ -1,37 +1,58 @@
 """Conversation ingestion jobs (mem0's `async_mode`): the request is saved as `pending`, the
 caller gets the job's id at once, and `run` does the work after the answer has gone: `running`,
 then `succeeded` with the results or `failed` with the error. A failed job changed nothing
-(core/app/extraction.py applies all or nothing)."""
+(core/app/extraction.py applies all or nothing).
+
+Who runs a job: under `mnemo serve`, the serving process, after the answer. On AWS, the API
+function hands the job's id to an SQS queue (`enqueue`) and the IngestFunction runs it
+(handlers/ingest_worker.py), so the 202 never waits for the LLM. SQS delivers at least once,
+so `run` is safe to call any number of times for one job:
+  * claiming is one conditional UPDATE (pending -> running), so one runner does the work;
+  * a claim is a lease: a runner that died (a Lambda timeout) stops holding its job after
+    LEASE_MS, and the queue's next delivery of the message claims it again;
+  * the outcome is written in the transaction that writes the memories, and only by the
+    runner still holding the claim (its claim time is the fencing token): a job's memories
+    are never written twice, and a finished job is never run again.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine
 
 from core.app.ingest import ingest
+from core.kernel import sqs
 from core.kernel.config import Settings
-from core.kernel.db.engine import sql, transaction
-from core.kernel.errors import MnemoError, NotFound
+from core.kernel.db.engine import sql, transaction, unavailable
+from core.kernel.errors import MnemoError, NotFound, UpstreamError
 from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
 from core.memory.conversations import Conversation
 
 log = logging.getLogger("mnemo.jobs")
 
-# A job still pending or running this long after its last change lost its process (a Lambda
-# invocation lives 15 minutes at most): it is reported as failed rather than left waiting.
-ABANDONED_MS = 15 * 60 * 1000
+# How long a claim holds: longer than a runner can live (the IngestFunction's timeout,
+# template.yaml, 120 s), shorter than the queue's visibility timeout (720 s), so a message
+# delivered again after its runner died finds the job free to claim.
+LEASE_MS = 5 * 60 * 1000
+# A job still pending or running this long after its last change will not be run: past the
+# queue's last redelivery (3 receives, 12 minutes apart) and any process's life. It is
+# reported as failed rather than left waiting, and no late runner may start it after that.
+ABANDONED_MS = 60 * 60 * 1000
 _ABANDONED = {
     "code": "job_abandoned",
     "message": (
-        "the job's process ended before it recorded an outcome; check the memories it would "
-        "have touched, then send the conversation again"
+        "the job was not finished in time (its process ended, or it waited too long in the "
+        "queue); check the memories it would have touched, then send the conversation again"
     ),
     "details": None,
 }
+
+Ran = Literal["done", "busy", "skipped"]
 
 
 def create(conn: Connection, scope: Scope, conversation: Conversation) -> dict[str, Any]:
@@ -86,58 +107,131 @@ def get(conn: Connection, scope: Scope, job_id: str) -> dict[str, Any]:
     }
 
 
-def _set(engine: Engine, scope: Scope, job_id: str, status: str, **fields: Any) -> None:
-    with transaction(engine, write=True) as conn:
-        conn.execute(
-            sql(
-                "UPDATE ingest_jobs SET status = :status, results = :results, error = :error, "
-                "updated_at = :now WHERE brain_id = :brain AND id = :id"
-            ),
-            {
-                "status": status,
-                "results": fields.get("results"),
-                "error": fields.get("error"),
-                "now": now_ms(),
-                "brain": scope.brain_id,
-                "id": job_id,
-            },
-        )
+class NotQueued(UpstreamError):
+    code = "job_not_queued"
 
 
-def _claim(engine: Engine, scope: Scope, job_id: str) -> bool:
-    """pending -> running, once: a job handed to two runners is done by one."""
+def enqueue(engine: Engine, queue_url: str, brain_id: str, job_id: str) -> None:
+    """Hand a created job to the ingestion queue. A job the queue did not take is recorded as
+    failed and the caller told so (502): it would otherwise wait for a runner that never comes."""
+    try:
+        sqs.send(queue_url, {"ingest_job": job_id, "brain_id": brain_id})
+    except Exception as exc:
+        log.exception("ingestion job %s could not be queued", job_id)
+        message = "the job queue could not be reached; send the conversation again"
+        error = {"code": NotQueued.code, "message": message, "details": {"job_id": job_id}}
+        with transaction(engine, write=True) as conn:
+            conn.execute(
+                sql(
+                    "UPDATE ingest_jobs SET status = 'failed', error = :error, updated_at = :now "
+                    "WHERE brain_id = :brain AND id = :id AND status = 'pending'"
+                ),
+                {"error": json.dumps(error), "now": now_ms(), "brain": brain_id, "id": job_id},
+            )
+        raise NotQueued(message, details={"job_id": job_id}) from exc
+
+
+@dataclass(frozen=True)
+class _Claim:
+    scope: Scope
+    conversation: Conversation
+    token: int  # the claim's time: the outcome is written only while updated_at is still it
+
+
+def _claim(engine: Engine, brain_id: str, job_id: str) -> _Claim | Ran:
+    """The job, claimed for this runner; or why not: "busy" (another runner holds it),
+    "skipped" (finished, abandoned or unknown)."""
+    now = now_ms()
+    params = {"now": now, "brain": brain_id, "id": job_id}
     with transaction(engine, write=True) as conn:
         claimed = conn.execute(
             sql(
                 "UPDATE ingest_jobs SET status = 'running', updated_at = :now "
-                "WHERE brain_id = :brain AND id = :id AND status = 'pending'"
+                "WHERE brain_id = :brain AND id = :id AND updated_at >= :abandoned "
+                "AND (status = 'pending' OR (status = 'running' AND updated_at < :lapsed))"
             ),
-            {"now": now_ms(), "brain": scope.brain_id, "id": job_id},
+            {**params, "abandoned": now - ABANDONED_MS, "lapsed": now - LEASE_MS},
         ).rowcount
-    return bool(claimed)
-
-
-def run(engine: Engine, settings: Settings, scope: Scope, job_id: str) -> None:
-    """Do a pending job. Never raises: the outcome is the job's status."""
-    with transaction(engine, write=False) as conn:
         row = conn.execute(
-            sql("SELECT request FROM ingest_jobs WHERE brain_id = :brain AND id = :id"),
-            {"brain": scope.brain_id, "id": job_id},
+            sql(
+                "SELECT status, request, user_id, created_by, updated_at FROM ingest_jobs "
+                "WHERE brain_id = :brain AND id = :id"
+            ),
+            params,
         ).first()
-    if row is None or not _claim(engine, scope, job_id):
-        return
+        if row is None:
+            return "skipped"
+        if claimed:
+            # The job's own user and author: what the request's key allowed was checked when
+            # the job was made, and its user is the one user_for_write settled on then.
+            scope = Scope(
+                brain_id=brain_id, principal=row.created_by or "ingest-job", user_id=row.user_id
+            )
+            conversation = Conversation.model_validate_json(row.request)
+            return _Claim(scope, conversation, now)
+        if row.status in ("pending", "running") and row.updated_at < now - ABANDONED_MS:
+            _finish(conn, brain_id, job_id, row.updated_at, "failed", error=_ABANDONED)
+            return "skipped"
+        return "busy" if row.status == "running" else "skipped"
+
+
+def _finish(
+    conn: Connection, brain_id: str, job_id: str, token: int, status: str, **fields: Any
+) -> bool:
+    """Record the outcome, if the job is still as its runner claimed it (whether it was)."""
+    changed = conn.execute(
+        sql(
+            "UPDATE ingest_jobs SET status = :status, results = :results, error = :error, "
+            "updated_at = :now WHERE brain_id = :brain AND id = :id "
+            "AND status IN ('pending', 'running') AND updated_at = :token"
+        ),
+        {
+            "status": status,
+            "results": None if fields.get("results") is None else json.dumps(fields["results"]),
+            "error": None if fields.get("error") is None else json.dumps(fields["error"]),
+            "now": max(now_ms(), token + 1),
+            "brain": brain_id,
+            "id": job_id,
+            "token": token,
+        },
+    ).rowcount
+    return bool(changed)
+
+
+class _LeaseLost(Exception):
+    """Another runner claimed the job while this one worked: its writes are rolled back."""
+
+
+def run(engine: Engine, settings: Settings, brain_id: str, job_id: str) -> Ran:
+    """Do a job if it is waiting: "done" (it ran, and its status says how it went), "busy"
+    (another runner holds it: try again later) or "skipped" (nothing to do). Raises only when
+    the store cannot be reached, so that the job's message is delivered again."""
+    claim = _claim(engine, brain_id, job_id)
+    if not isinstance(claim, _Claim):
+        return claim
+
+    def record(conn: Connection, results: list[dict[str, Any]]) -> None:
+        if not _finish(conn, brain_id, job_id, claim.token, "succeeded", results=results):
+            raise _LeaseLost(job_id)
+
     try:
-        results = ingest(engine, settings, scope, Conversation.model_validate_json(row.request))
+        ingest(engine, settings, claim.scope, claim.conversation, on_done=record)
+        return "done"
+    except _LeaseLost:
+        log.warning("ingestion job %s was claimed again while it ran; its writes undone", job_id)
+        return "busy"
     except MnemoError as exc:
         error = {"code": exc.code, "message": exc.message, "details": exc.details}
-        _set(engine, scope, job_id, "failed", error=json.dumps(error))
-        return
-    except Exception:
+    except Exception as exc:
+        if unavailable(exc):
+            # Not the job's fault: it stays claimed until the lease lapses, and the queue's
+            # next delivery (or nothing, in-process) runs it again.
+            raise
         log.exception("ingestion job %s failed", job_id)
         error = {"code": "internal_error", "message": "the job failed on our side; try again"}
-        _set(engine, scope, job_id, "failed", error=json.dumps(error))
-        return
-    _set(engine, scope, job_id, "succeeded", results=json.dumps(results))
+    with transaction(engine, write=True) as conn:
+        _finish(conn, brain_id, job_id, claim.token, "failed", error=error)
+    return "done"
 
 
 # A finished job's request and results hold the conversation and memory contents: kept a week

@@ -574,28 +574,52 @@ def detect_now(
 
 
 def open_pairs(
-    conn: Connection, brain_id: str, user_id: str | None, *, limit: int, as_of: int | None = None
+    conn: Connection,
+    brain_id: str,
+    user_id: str | None,
+    *,
+    limit: int,
+    as_of: int | None = None,
+    known_at: int | None = None,
 ) -> list[tuple[str, str]]:
     """The contents of both sides of the user's unresolved conflicts whose memories are both
     current (or, with `as_of`, both valid then), newest first: what a summary must show side
-    by side rather than one of them alone."""
+    by side rather than one of them alone. With `known_at`, the conflicts open at that moment
+    between memories the store held then, each side as it read then."""
     same_user = "c.user_id = :user" if user_id is not None else "c.user_id IS NULL"
-    alive = "{m}.state = 'active' AND {m}.superseded_by IS NULL"
+    alive = ["{m}.state = 'active' AND {m}.superseded_by IS NULL"]
+    still_open = "c.status = 'needs_review'"
     params: dict[str, Any] = {"brain": brain_id, "user": user_id, "limit": limit}
+    if as_of is not None or known_at is not None:
+        alive = []
     if as_of is not None:
-        params["as_of"] = as_of
-        alive = " AND ".join(validtime.as_of_sql(params, as_of, "{m}."))
+        alive += validtime.as_of_sql(params, as_of, "{m}.")
+    if known_at is not None:
+        alive += validtime.known_at_sql(params, known_at, "{m}.")
+        # Open then: found by then, and not closed (resolved, dismissed, superseded) by then.
+        still_open = (
+            "c.created_at <= :known_at AND (c.status = 'needs_review' "
+            "OR coalesce(c.resolved_at, c.updated_at) > :known_at)"
+        )
+    both = " AND ".join(alive)
     rows = conn.execute(
         sql(
-            "SELECT a.content, b.content FROM memory_conflict_resolutions c "
+            "SELECT a.id, a.content, b.id, b.content FROM memory_conflict_resolutions c "
             "JOIN memories a ON a.id = c.a_id JOIN memories b ON b.id = c.b_id "
-            f"WHERE c.brain_id = :brain AND {same_user} AND c.status = 'needs_review' "
-            f"AND {alive.format(m='a')} AND {alive.format(m='b')} "
+            f"WHERE c.brain_id = :brain AND {same_user} AND {still_open} "
+            f"AND {both.format(m='a')} AND {both.format(m='b')} "
             "ORDER BY c.created_at DESC, c.id DESC LIMIT :limit"
         ),
         params,
     ).all()
-    return [(row[0], row[1]) for row in rows]
+    if known_at is None:
+        return [(row[1], row[3]) for row in rows]
+    then = validtime.contents_then(
+        conn, brain_id, [i for r in rows for i in (r[0], r[2])], known_at
+    )
+    return [
+        (then.get(a, (a_text, 0))[0], then.get(b, (b_text, 0))[0]) for a, a_text, b, b_text in rows
+    ]
 
 
 def _fetch(conn: Connection, scope: Scope, conflict_id: str, *, lock: bool = False) -> Row[Any]:

@@ -615,6 +615,14 @@ class ExtractionSettings:
     max_facts: int = setting(
         "MNEMO_EXTRACTION_MAX_FACTS", 50, "most facts taken from one conversation", gt=0
     )
+    # On AWS the API hands async_mode jobs to this queue; the IngestFunction runs them.
+    queue_url: str | None = setting(
+        "MNEMO_INGEST_QUEUE_URL",
+        None,
+        "the SQS queue the API hands `async_mode` jobs to, run by the `IngestFunction`; unset, "
+        "the serving process runs them after its answer",
+        default_doc="set by `template.yaml` (`ApiFunction`)",
+    )
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ until a newer fact of its key takes over (its `valid_to` is closed at the newer 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection
@@ -79,9 +80,28 @@ def rebuild(
     at that moment; later changes (and the time they were made) are not shown."""
     if not memories:
         return memories
-    names = [f"k_{i}" for i in range(len(memories))]
-    params: dict[str, Any] = {"brain": scope.brain_id, "known_at": known_at}
-    params.update(zip(names, (m["id"] for m in memories), strict=True))
+    then = contents_then(conn, scope.brain_id, [m["id"] for m in memories], known_at)
+    out = []
+    for memory in memories:
+        found = then.get(memory["id"])
+        copy = dict(memory)
+        if found is not None and found[0] != memory["content"]:
+            copy["content"], copy["updated_at"] = found[0], iso(found[1])
+        copy["state"] = "active"
+        out.append(copy)
+    return out
+
+
+def contents_then(
+    conn: Connection, brain_id: str, memory_ids: list[str], known_at: int
+) -> dict[str, tuple[str, int]]:
+    """Each memory's content at `known_at` and when it was written, from the latest ADD or
+    UPDATE history row by then (absent: no such row, the content is the memory's own)."""
+    if not memory_ids:
+        return {}
+    names = [f"k_{i}" for i in range(len(memory_ids))]
+    params: dict[str, Any] = {"brain": brain_id, "known_at": known_at}
+    params.update(zip(names, memory_ids, strict=True))
     rows = conn.execute(
         sql(
             "SELECT memory_id, event, new_memory, created_at FROM memory_history "
@@ -90,20 +110,11 @@ def rebuild(
         ),
         params,
     ).all()
-    then: dict[str, tuple[str | None, int]] = {}
+    then: dict[str, tuple[str, int]] = {}
     for memory_id, event, new_memory, at in rows:
         if event in ("ADD", "UPDATE") and new_memory is not None:
             then[memory_id] = (new_memory, at)
-    out = []
-    for memory in memories:
-        content, at = then.get(memory["id"], (None, 0))
-        copy = dict(memory)
-        if content is not None and content != memory["content"]:
-            copy["content"] = content
-            copy["updated_at"] = iso(at)
-        copy["state"] = "active"
-        out.append(copy)
-    return out
+    return then
 
 
 def close(conn: Connection, brain_id: str, memory_id: str, at: int) -> None:
@@ -130,18 +141,34 @@ def index_dates(
             sql("DELETE FROM memory_dates WHERE brain_id = :brain AND memory_id = :id"),
             {"brain": brain_id, "id": memory_id},
         )
-    found = dates.spans(content, anchor)
+    index_dates_many(conn, brain_id, [(memory_id, content, anchor)])
+
+
+def index_dates_many(
+    conn: Connection, brain_id: str, memories: Iterable[tuple[str, str, int]]
+) -> None:
+    """`index_dates` for many new memories (memory id, content, the time it is read against)
+    in one statement: imports write their memories in bulk."""
     rows = [
-        {"m": memory_id, "b": brain_id, "s": s.start, "e": s.end, "p": s.phrase[:100]}
-        for s in found
+        row
+        for memory_id, content, anchor in memories
+        for row in _date_rows(brain_id, memory_id, content, anchor)
     ]
-    if not rows and dates.carries_time(content):
-        rows = [{"m": memory_id, "b": brain_id, "s": None, "e": None, "p": ""}]
     if rows:
         conn.execute(
             sql(
                 "INSERT INTO memory_dates (memory_id, brain_id, starts_at, ends_at, phrase) "
                 "VALUES (:m, :b, :s, :e, :p)"
             ),
-            rows[:20],
+            rows,
         )
+
+
+def _date_rows(brain_id: str, memory_id: str, content: str, anchor: int) -> list[dict[str, Any]]:
+    rows = [
+        {"m": memory_id, "b": brain_id, "s": s.start, "e": s.end, "p": s.phrase[:100]}
+        for s in dates.spans(content, anchor)
+    ]
+    if not rows and dates.carries_time(content):
+        rows = [{"m": memory_id, "b": brain_id, "s": None, "e": None, "p": ""}]
+    return rows[:20]

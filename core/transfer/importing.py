@@ -48,7 +48,7 @@ from core.kernel.db.engine import sql, transaction
 from core.kernel.errors import Forbidden, InvalidInput, MnemoError
 from core.kernel.ids import new_id, now_ms
 from core.kernel.scope import Scope
-from core.memory import gate
+from core.memory import gate, validtime
 from core.memory.indexing import IndexedMemory, document_text
 from core.memory.models import NAME_CHARS, MemoryIn
 from core.memory.store import check_limits
@@ -229,6 +229,15 @@ def clear_brain(conn: Connection, scope: Scope) -> dict[str, int]:
 
 
 _NAMES = ("title", "key", "source", "user_id", "agent_id", "run_id")
+
+
+def _dated_from(row: dict[str, Any]) -> int:
+    """The moment an imported memory's relative dates ("yesterday") are read against: when it
+    became valid, else happened, else was saved (core/memory/store.py does the same)."""
+    for name in ("valid_from", "occurred_at", "created_at"):
+        if isinstance(row.get(name), int):
+            return int(row[name])
+    return now_ms()
 
 
 def _check_limits(row: dict[str, Any], limits: Limits) -> None:
@@ -471,6 +480,10 @@ class ImportRun:
                 ),
                 tag_rows,
             )  # fmt: skip
+        # The dates their content names, as a write's (time-aware ranking reads them).
+        validtime.index_dates_many(
+            conn, brain, [(row["id"], row["content"], _dated_from(row)) for row in inserted]
+        )
         self._indexer.on_insert_many(
             conn,
             brain,
@@ -548,6 +561,7 @@ class ImportRun:
             {"brain": brain, "id": row["id"]},
         )
         write_tags(conn, brain, row["id"], row["tags"], params["created_at"])
+        validtime.index_dates(conn, brain, row["id"], row["content"], _dated_from(row), new=False)
         self._index(conn, row["id"], row, new=False)
         self._history_row(
             conn,

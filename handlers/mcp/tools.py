@@ -208,9 +208,12 @@ async def _history(run: Runner, refs: Refs, _: NoArguments) -> Any:
 
 
 async def _user_summary(run: Runner, refs: Refs, query: UserSummaryQuery) -> Any:
-    if query.as_of is not None:
-        as_of = parse_time(query.as_of)
-        return await run.own_transactions(summaries.user_summary_as_of, refs["user_id"], as_of)
+    if query.as_of is not None or query.known_at is not None:
+        as_of = None if query.as_of is None else parse_time(query.as_of)
+        known_at = None if query.known_at is None else parse_time(query.known_at)
+        return await run.own_transactions(
+            summaries.user_summary_then, refs["user_id"], as_of=as_of, known_at=known_at
+        )
     found = await run.own_transactions(summaries.get_user_summary, refs["user_id"])
     return found.as_json()
 
@@ -501,7 +504,7 @@ TOOLS: list[Tool[Any]] = [
             "A short plain-text profile of one end user, one line per theme of what is "
             "remembered about them; remade first when enough new memories came in. Read it at "
             "the start of a conversation with that user. With `as_of`, what was true of them "
-            "at that moment."
+            "at that moment; with `known_at`, what the store knew of them then."
         ),
         run=_user_summary,
         body=UserSummaryQuery,

@@ -17,10 +17,13 @@ async def user_summary(request: Request) -> Response:
     user_id = request.path_params["user_id"]
     settings = ctx.services.settings
     query = read_query(request, UserSummaryQuery)
-    if query.as_of is not None:
-        as_of = parse_time(query.as_of)
+    if query.as_of is not None or query.known_at is not None:
+        as_of = None if query.as_of is None else parse_time(query.as_of)
+        known_at = None if query.known_at is None else parse_time(query.known_at)
         then = await ctx.services.call(
-            lambda: service.user_summary_as_of(ctx.engine, settings, ctx.scope, user_id, as_of)
+            lambda: service.user_summary_then(
+                ctx.engine, settings, ctx.scope, user_id, as_of=as_of, known_at=known_at
+            )
         )
         return json_response(then)
     found = await ctx.services.call(

@@ -36,7 +36,7 @@ from tests.lambda_client import EVENTS, LambdaContext
 ROOT = EVENTS.parent
 HTTP_EVENTS = ["alb", "function_url", "http_api_v2", "rest_api_v1"]
 SCHEDULE_EVENTS = ["schedule"]
-SQS_EVENTS = ["sqs"]
+SQS_EVENTS = ["sqs", "sqs_ingest"]
 MEMORY_EVENTS = ["eventbridge"]
 ALL_EVENTS = sorted(p.stem for p in EVENTS.glob("*.json"))
 
@@ -243,7 +243,15 @@ def test_unknown_event_raises(handler: Handler, event: dict[str, Any]) -> None:
 
 def test_sqs_event_drains_the_outbox(handler: Handler) -> None:
     """The DeliveryFunction's event: nothing is due, and no message is reported failed."""
+    assert not events.is_ingest(load_event("sqs"))
     assert handler(load_event("sqs"), LambdaContext()) == {"batchItemFailures": []}
+
+
+def test_sqs_ingest_event_runs_the_job(handler: Handler) -> None:
+    """The IngestFunction's event (tests/api/test_ingest_queue.py runs real jobs): a message
+    naming no job of the store is done with, not delivered again."""
+    assert events.is_ingest(load_event("sqs_ingest"))
+    assert handler(load_event("sqs_ingest"), LambdaContext()) == {"batchItemFailures": []}
 
 
 def test_eventbridge_memory_event_adds_a_memory(handler: Handler, db_path: Path) -> None:

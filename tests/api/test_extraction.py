@@ -22,7 +22,7 @@ from core.kernel.config import ExtractionSettings, Settings
 from core.kernel.db.engine import transaction
 from core.kernel.scope import Scope
 from core.memory.conversations import Conversation
-from tests.conftest import Tenant
+from tests.conftest import Tenant, embeds_during
 from tests.lambda_client import LambdaClient
 
 CHAT = [
@@ -290,6 +290,31 @@ def test_the_llm_is_never_called_while_a_write_is_open(
     assert during == [False, False]
 
 
+def test_an_update_is_embedded_before_the_write_opens(
+    settings: Settings, tenant: Tenant, stub: StubLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A memory's vector is made of its title, key and tags with its content: an UPDATE of one
+    that has them must be embedded with them before the transaction, not inside it."""
+    client = llm_client(settings, tenant, stub)
+    created = client.post(
+        "/v1/memories",
+        {
+            "content": "Lives in Paris",
+            "user_id": "u9",
+            "title": "Home",
+            "key": "home.city",
+            "tags": ["home", "city"],
+        },
+    )
+    assert created.status == 201, created.body
+    stub.reply = recorded({"Lives in Paris": ("UPDATE", "Lives in Lyon")})
+    during = embeds_during(monkeypatch, extraction, "apply")
+    reply = client.post("/v1/memories", {"messages": CHAT, "user_id": "u9"})
+    assert reply.status == 201, reply.body
+    assert "UPDATE" in {r["event"] for r in reply.json()["results"]}
+    assert during and True not in during, during
+
+
 def test_async_mode_answers_with_a_job(
     settings: Settings, tenant: Tenant, stub: StubLLM, engine: Engine
 ) -> None:
@@ -357,13 +382,9 @@ def test_a_job_is_done_once(
     ).json()["job"]
     before = _state(engine, tenant)
     calls = len(stub.requests)
-    scope = Scope(brain_id=tenant.brain_id, principal="test", role="owner")
-    jobs.run(
-        engine,
-        settings.with_(extraction=ExtractionSettings(llm="openai", base_url=stub.url)),
-        scope,
-        job["id"],
-    )
+    llm = ExtractionSettings(llm="openai", base_url=stub.url)
+    ran = jobs.run(engine, settings.with_(extraction=llm), tenant.brain_id, job["id"])
+    assert ran == "skipped"
     assert len(stub.requests) == calls and _state(engine, tenant) == before
     assert client.get(f"/v1/jobs/{job['id']}").json()["status"] == "succeeded"
 

@@ -224,6 +224,10 @@ def test_valid_time_and_contradictions_through_the_tools(client: LambdaClient, m
     assert [m["id"] for m in listed["results"]] == [lyon["id"]]
     summary = mcp.ok("user_summary", {"user_id": "alice", "as_of": "2025-01-01"})
     assert "Lyon" in summary["summary"] and "Paris" not in summary["summary"]
+    # What the store held when only Lyon had been saved (Paris came after, in a later call).
+    known = mcp.ok("user_summary", {"user_id": "alice", "known_at": lyon["created_at"]})
+    assert known["known_at"] == lyon["created_at"]
+    assert "Lyon" in known["summary"] and "Paris" not in known["summary"]
 
     first = mcp.ok("save", {"content": "Dana is allergic to peanuts", "user_id": "dana"})
     second = mcp.ok("save", {"content": "Dana is not allergic to peanuts", "user_id": "dana"})

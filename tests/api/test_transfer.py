@@ -19,6 +19,7 @@ from core.kernel.config import EmbedderSettings, Limits, Settings
 from core.kernel.db.engine import dispose, get_engine, transaction
 from core.kernel.db.migrations import ensure_schema
 from core.kernel.errors import Forbidden
+from core.kernel.ids import iso
 from core.kernel.scope import Scope
 from core.transfer import format as fmt
 from core.transfer.exporting import export_records
@@ -543,3 +544,49 @@ def test_imported_keys_are_stored_as_the_api_stores_them(engine: Engine, tenant:
             text("SELECT key FROM memories WHERE brain_id = :b"), {"b": scope.brain_id}
         ).scalars()
         assert list(keys) == ["Lunch time"]
+
+
+def test_imported_memories_are_dated_as_writes_are(
+    engine: Engine, settings: Settings, tenant: Tenant
+) -> None:
+    """The dates a memory's content names (memory_dates, read by time-aware ranking) are
+    resolved against the imported memory's own time, as for a memory saved through the API;
+    a merge that rewrites a memory rewrites its dates."""
+    scope = owner_scope(engine, tenant.slug)
+    said = "2023-06-08T12:00:00.000Z"  # "yesterday", said then, is 7 June 2023
+    records = [
+        {
+            "kind": "memory",
+            "data": {
+                "id": "01JIMPORTEDDATED000000000A",
+                "content": "Dana flew to Lisbon yesterday",
+                "occurred_at": said,
+            },
+        },
+        {"kind": "memory", "data": {"content": "Dana prefers window seats"}},
+    ]
+    assert _import(engine, scope, records).kinds["memory"].imported == 2
+
+    def dated() -> list[tuple[str, str]]:
+        with transaction(engine, write=False) as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT m.content, d.starts_at, d.ends_at FROM memory_dates d "
+                    "JOIN memories m ON m.id = d.memory_id WHERE d.brain_id = :b"
+                ),
+                {"b": scope.brain_id},
+            ).all()
+        return [(r.content, iso(r.starts_at), iso(r.ends_at)) for r in rows]
+
+    assert dated() == [
+        ("Dana flew to Lisbon yesterday", "2023-06-07T00:00:00.000Z", "2023-06-08T00:00:00.000Z")
+    ]
+    client = LambdaClient(settings, key=tenant.key)
+    when = client.post("/v1/search", json_body={"query": "where was Dana on 7 June 2023"})
+    assert when.json()["results"][0]["memory"]["content"] == "Dana flew to Lisbon yesterday"
+
+    moved = dict(records[0], data={**records[0]["data"], "content": "Dana flew home last week"})
+    assert _import(engine, scope, [moved], strategy="merge").kinds["memory"].updated == 1
+    assert dated() == [
+        ("Dana flew home last week", "2023-05-29T00:00:00.000Z", "2023-06-05T00:00:00.000Z")
+    ]

@@ -262,6 +262,42 @@ def test_summaries_show_both_sides_and_answer_as_of(client: LambdaClient) -> Non
     assert bad.status == 422
 
 
+def test_summaries_answer_known_at(client: LambdaClient) -> None:
+    """What the store held about a user at a moment, each memory as it read then, and the
+    contradictions still open then, whatever happened since."""
+    launch = _add(client, content="Bob's launch is planned for March", user_id="bob")
+    bees = _add(client, content="Bob keeps bees in his garden", user_id="bob")
+    _add(client, content="Bob is allergic to peanuts and shellfish", user_id="bob")
+    _add(client, content="Bob is not allergic to peanuts", user_id="bob")
+    (conflict,) = client.get("/v1/conflicts", query={"user_id": "bob"}).json()["results"]
+    moment = conflict["created_at"]  # the last change before the moment asked about
+    time.sleep(0.01)
+    patched = {"content": "Bob's launch moved to May"}
+    assert client.patch(f"/v1/memories/{launch['id']}", json_body=patched).status == 200
+    assert client.delete(f"/v1/memories/{bees['id']}").status == 200
+    _add(client, content="Bob started rowing on Sundays", user_id="bob")
+    assert client.post(f"/v1/conflicts/{conflict['id']}/dismiss", json_body={}).status == 200
+
+    then = client.get("/v1/users/bob/summary", query={"known_at": moment})
+    assert then.status == 200, then.body
+    assert then.json()["known_at"] == moment and "as_of" not in then.json()
+    text_then = then.json()["summary"]
+    assert "March" in text_then and "May" not in text_then
+    assert "bees" in text_then and "rowing" not in text_then
+    assert any(line.startswith("Contested") for line in text_then.splitlines())
+
+    now = client.post("/v1/users/bob/summary/regenerate").json()["summary"]
+    assert "May" in now and "March" not in now
+    assert "bees" not in now and "rowing" in now
+    assert not any(line.startswith("Contested") for line in now.splitlines())
+    # Not stored: the summary of the present is unchanged by asking about the past.
+    assert client.get("/v1/users/bob/summary").json()["summary"] == now
+
+    both = client.get("/v1/users/bob/summary", query={"known_at": moment, "as_of": moment})
+    assert both.status == 200 and both.json()["as_of"] == moment
+    assert client.get("/v1/users/bob/summary", query={"known_at": "soon"}).status == 422
+
+
 def test_resolving_for_the_newer_note_closes_the_older(client: LambdaClient) -> None:
     lyon = _add(client, content="Alice lives in Lyon", user_id="alice", valid_from="2024-01-01")
     paris = _add(client, content="Alice lives in Paris", user_id="alice", valid_from="2025-06-01")

@@ -430,6 +430,8 @@ def test_valid_time_and_contradictions_through_the_client(
             assert "Lyon" in pack["text"]
             summary = await mnemo.user_summary("alice", as_of="2025-01-01")
             assert summary["as_of"] == "2025-01-01T00:00:00.000Z" and "Lyon" in summary["summary"]
+            known = await mnemo.user_summary("alice", known_at=lyon["created_at"])
+            assert known["known_at"] == lyon["created_at"] and "Lyon" in known["summary"]
 
             first = await mnemo.create_memory("Dana is allergic to peanuts", user_id="dana")
             second = await mnemo.create_memory("Dana is not allergic to peanuts", user_id="dana")

@@ -1,18 +1,21 @@
 """The deploy rehearsal: the stack template.yaml builds, run here.
 
-Three functions, each a process of its own running the handler the template names, with the
+Each function a process of its own running the handler the template names, with the
 environment the template gives it under the default parameters (StoreMode aurora), pointed at
 local stand-ins: one PostgreSQL server that, like the Aurora cluster, admits the application's
 role only over TLS and only with its password; moto's Secrets Manager and SQS (server mode)
-serving the database secret, the single-key secret and the drain queue; a webhook receiver.
+serving the database secret, the single-key secret, the drain queue and the ingestion queue; a
+webhook receiver; an OpenAI-compatible LLM stub (the extraction settings an operator adds).
 Nothing in any function's environment is a password.
 
 The story: the first event a function ever sees is an EventBridge memory event, on a fresh
 store (the default brain exists from the first start); an HTTP add writes an outbox row and a
 drain message; that message, as the SQS poller hands it to Lambda, makes the DeliveryFunction
 deliver a signed webhook; the schedule maintains the same data; an event for a missing brain
-raises. Along the way: one connection per instance, a connection the server dropped while
-the instance was frozen, a rotated password, and SnapStart's snapshot holding no connection.
+raises; an async_mode conversation answers 202 from the API and is done by the IngestFunction
+from its queue message, once however often the message comes. Along the way: one connection
+per instance, a connection the server dropped while the instance was frozen, a rotated
+password, and SnapStart's snapshot holding no connection.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from sqlalchemy import create_engine, text
 
 from core.webhooks.signing import verify
 from scripts import package
+from tests.api.test_extraction import CHAT, StubLLM, recorded
 from tests.e2e.test_package import HAVE_MODEL
 from tests.e2e.test_template import functions, load_template, packaged, resolve, sam_transform
 from tests.lambda_client import http_event
@@ -68,6 +72,8 @@ class Stack:
     queue_arn: str
     receiver: Receiver
     functions: dict[str, Function]
+    ingest_queue_url: str
+    llm: StubLLM
 
     def sql(self, statement: str, **params: Any) -> list[Any]:
         engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
@@ -178,6 +184,7 @@ def _function_env(
     values: dict[str, str],
     aws: dict[str, str],
     task: Path | None,
+    llm_url: str,
 ) -> dict[str, str]:
     """The function's environment as the template sets it under the default parameters,
     its references to the stack's resources resolved to the local stand-ins."""
@@ -204,6 +211,9 @@ def _function_env(
         # Local only: the receiver listens on http://127.0.0.1.
         "MNEMO_WEBHOOK_ALLOW_HTTP_LOOPBACK": "true",
         "MNEMO_LOG_LEVEL": "WARNING",
+        # Not template parameters: what an operator sets to extract memories with an LLM.
+        "MNEMO_EXTRACTION_LLM": "openai",
+        "MNEMO_EXTRACTION_LLM_BASE_URL": llm_url,
     }
 
 
@@ -214,6 +224,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     server = PostgresServer(hba=HBA, tls=True)
     admin_url = server.start()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    llm = StubLLM()
     started: list[Function] = []
     try:
         wait_for(admin_url)
@@ -249,6 +260,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"]
+        ingest_queue_url = sqs.create_queue(QueueName="mnemo-IngestQueue")["QueueUrl"]
 
         transformed = sam_transform(packaged(load_template()))
         values = {
@@ -258,12 +270,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "DatabaseCluster.MasterUserSecret.SecretArn": db_secret,
             "ApiKeySecret": key_secret,
             "DeliveryQueue": queue_url,
+            "IngestQueue": ingest_queue_url,
         }
         logs = tmp_path_factory.mktemp("functions")
         task = _task_root(tmp_path_factory)
         found = {}
         for name, props in functions(load_template()).items():
-            env = _function_env(transformed, name, values, aws, task)
+            env = _function_env(transformed, name, values, aws, task, llm.url)
             fn = Function(name, props["Handler"], env, logs / f"{name}.log")
             started.append(fn)
             found[name] = fn
@@ -280,10 +293,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 queue_arn,
                 receiver,
                 found,
+                ingest_queue_url,
+                llm,
             )
     finally:
         for fn in started:
             fn.stop()
+        llm.close()
         moto.stop()
         server.stop()
 
@@ -293,7 +309,9 @@ def _load(name: str) -> dict[str, Any]:
     return event
 
 
-def sqs_event(stack: Stack, messages: list[dict[str, Any]]) -> dict[str, Any]:
+def sqs_event(
+    stack: Stack, messages: list[dict[str, Any]], queue_arn: str | None = None
+) -> dict[str, Any]:
     """Received SQS messages as Lambda's poller hands them to the function, one batch."""
     return {
         "Records": [
@@ -305,7 +323,7 @@ def sqs_event(stack: Stack, messages: list[dict[str, Any]]) -> dict[str, Any]:
                 "messageAttributes": message.get("MessageAttributes", {}),
                 "md5OfBody": message["MD5OfBody"],
                 "eventSource": "aws:sqs",
-                "eventSourceARN": stack.queue_arn,
+                "eventSourceARN": queue_arn or stack.queue_arn,
                 "awsRegion": REGION,
             }
             for message in messages
@@ -437,3 +455,32 @@ def test_snapstart_snapshot_holds_no_connection(stack: Stack) -> None:
     # Restored: the first request connects (reading the secret again) and works.
     assert api.http("GET", "/v1/memories", stack.api_key)[0] == 200
     assert stack.connections()["mnemo-ApiFunction"] == 1
+
+
+def test_an_async_job_is_done_by_the_ingest_function(stack: Stack) -> None:
+    """async_mode on Lambda: the API function saves the job and answers 202 without calling
+    the LLM; the queue's message, as the poller hands it over, makes the IngestFunction do the
+    job; the same message again (SQS delivers at least once) changes nothing."""
+    api, worker = stack.functions["ApiFunction"], stack.functions["IngestFunction"]
+    stack.llm.reply = recorded({})
+    asked = len(stack.llm.requests)
+    body = {"messages": CHAT, "user_id": "rehearsal", "async_mode": True}
+    status, queued = api.http("POST", "/v1/memories", stack.api_key, body)
+    assert status == 202, queued
+    assert len(stack.llm.requests) == asked  # nothing extracted in the API's invocation
+    job = queued["job"]
+    received = stack.sqs.receive_message(
+        QueueUrl=stack.ingest_queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]
+    )["Messages"]
+    assert [json.loads(m["Body"])["ingest_job"] for m in received] == [job["id"]]
+    arn = "arn:aws:sqs:us-east-1:123456789012:mnemo-IngestQueue"
+    event = sqs_event(stack, received, arn)
+    assert worker.invoke(event) == {"batchItemFailures": []}
+    status, done = api.http("GET", f"/v1/jobs/{job['id']}", stack.api_key)
+    assert (status, done["status"]) == (200, "succeeded"), done
+    assert {r["memory"]["content"] for r in done["results"]} >= {"Lives in Lyon"}
+    calls = len(stack.llm.requests)
+    assert worker.invoke(event) == {"batchItemFailures": []}
+    assert len(stack.llm.requests) == calls
+    assert api.http("GET", f"/v1/jobs/{job['id']}", stack.api_key)[1] == done
+    assert stack.connections()["mnemo-IngestFunction"] == 1

@@ -206,7 +206,7 @@ def deployed(transformed: dict[str, Any]) -> dict[str, Any]:
 
 # --- the SAM transform --------------------------------------------------------------------
 
-FUNCTION_NAMES = {"ApiFunction", "MaintenanceFunction", "DeliveryFunction"}
+FUNCTION_NAMES = {"ApiFunction", "MaintenanceFunction", "DeliveryFunction", "IngestFunction"}
 
 
 def test_transform_functions(transformed: dict[str, Any]) -> None:
@@ -236,7 +236,7 @@ def test_one_store_for_all_functions(deployed: dict[str, Any]) -> None:
         res["Properties"]["Environment"]["Variables"]
         for res in resources_of(deployed, "AWS::Lambda::Function").values()
     ]
-    assert len(envs) == 3
+    assert len(envs) == len(FUNCTION_NAMES)
     for env in envs[1:]:
         assert env["MNEMO_DATABASE_URL"] == envs[0]["MNEMO_DATABASE_URL"]
         assert env["MNEMO_DATABASE_SECRET_ARN"] == envs[0]["MNEMO_DATABASE_SECRET_ARN"]
@@ -251,10 +251,13 @@ def test_one_store_for_all_functions(deployed: dict[str, Any]) -> None:
     for name in FUNCTION_NAMES:
         role = deployed["Resources"][f"{name}Role"]["Properties"]
         readable = [
+            # SAM's policy templates wrap the ARN in a Fn::Sub; IngestFunctionRole names it.
             st["Resource"]["Fn::Sub"][1]["secretArn"]
+            if "Fn::Sub" in st["Resource"]
+            else st["Resource"]
             for p in role["Policies"]
             for st in p["PolicyDocument"]["Statement"]
-            if st["Action"] == ["secretsmanager:GetSecretValue"]
+            if st["Action"] in (["secretsmanager:GetSecretValue"], "secretsmanager:GetSecretValue")
         ]
         assert {"Fn::GetAtt": [cluster, "MasterUserSecret.SecretArn"]} in readable, name
 
@@ -394,11 +397,16 @@ def test_alarms(deployed: dict[str, Any]) -> None:
         for d in a["Properties"].get("Dimensions", [])
         if d["Name"] == "QueueName"
     }
-    assert queues == {"DeliveryDeadLetterQueue", "EventsDeadLetterQueue"}
+    assert queues == {
+        "DeliveryDeadLetterQueue",
+        "EventsDeadLetterQueue",
+        "IngestDeadLetterQueue",
+        "IngestQueue",  # its backlog: a job waiting an hour is reported abandoned
+    }
     assert any("ApproximateAgeOfOldestMessage" in m for m in metrics)
     for name, alarm in alarms.items():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
-    # All three functions are in the error and throttle sums.
+    # Every function is in the error and throttle sums.
     errors = next(a for a in alarms.values() if watched(a) == {"Errors"})
     counted = {
         m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
@@ -501,16 +509,31 @@ def test_no_event_is_lost(deployed: dict[str, Any]) -> None:
     be delivered (the target's DLQ) and when the function raised on them (Lambda's
     asynchronous retries, then OnFailure); the memory rule takes Mnemo's own sources only."""
     queues = resources_of(deployed, "AWS::SQS::Queue")
-    assert set(queues) == {"DeliveryQueue", "DeliveryDeadLetterQueue", "EventsDeadLetterQueue"}
-    redrive = queues["DeliveryQueue"]["Properties"]["RedrivePolicy"]
-    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeliveryDeadLetterQueue", "Arn"]}
-    assert redrive["maxReceiveCount"] >= 1
+    assert set(queues) == {
+        "DeliveryQueue",
+        "DeliveryDeadLetterQueue",
+        "EventsDeadLetterQueue",
+        "IngestQueue",
+        "IngestDeadLetterQueue",
+    }
     lambdas = resources_of(deployed, "AWS::Lambda::Function")
-    visibility = queues["DeliveryQueue"]["Properties"]["VisibilityTimeout"]
-    assert visibility >= lambdas["DeliveryFunction"]["Properties"]["Timeout"]
-    (mapping,) = resources_of(deployed, "AWS::Lambda::EventSourceMapping").values()
-    assert mapping["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["DeliveryQueue", "Arn"]}
-    assert mapping["Properties"]["FunctionName"] == {"Ref": "DeliveryFunction"}
+    mappings = {
+        m["Properties"]["FunctionName"]["Ref"]: m["Properties"]
+        for m in resources_of(deployed, "AWS::Lambda::EventSourceMapping").values()
+    }
+    assert set(mappings) == {"DeliveryFunction", "IngestFunction"}
+    for queue, function in (
+        ("DeliveryQueue", "DeliveryFunction"),
+        ("IngestQueue", "IngestFunction"),
+    ):
+        props = queues[queue]["Properties"]
+        redrive = props["RedrivePolicy"]
+        dead = queue.replace("Queue", "DeadLetterQueue")
+        assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": [dead, "Arn"]}, queue
+        assert redrive["maxReceiveCount"] >= 1
+        assert props["VisibilityTimeout"] >= lambdas[function]["Properties"]["Timeout"], queue
+        assert mappings[function]["EventSourceArn"] == {"Fn::GetAtt": [queue, "Arn"]}
+        assert mappings[function]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
     (memory_rule,) = [
         r["Properties"]
@@ -546,6 +569,63 @@ def test_no_event_is_lost(deployed: dict[str, Any]) -> None:
     ]
 
 
+def test_async_jobs_leave_the_api_at_once(deployed: dict[str, Any]) -> None:
+    """async_mode: only the API function starts jobs (it alone is told the queue and may send
+    to it); the IngestFunction runs them outside API Gateway's 30 s, with a role that reaches
+    only its own queue; and the job lease (core/app/jobs.py) fits the queue's timings."""
+    from core.app import jobs
+
+    lambdas = resources_of(deployed, "AWS::Lambda::Function")
+    told = {
+        name
+        for name, res in lambdas.items()
+        if "MNEMO_INGEST_QUEUE_URL" in res["Properties"]["Environment"]["Variables"]
+    }
+    assert told == {"ApiFunction"}
+    env = lambdas["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["MNEMO_INGEST_QUEUE_URL"] == {"Ref": "IngestQueue"}
+
+    def statements(role: str) -> list[dict[str, Any]]:
+        policies = deployed["Resources"][role]["Properties"]["Policies"]
+        return [st for p in policies for st in p["PolicyDocument"]["Statement"]]
+
+    def on_ingest_queue(statement: dict[str, Any]) -> bool:
+        return "IngestQueue" in json.dumps(statement["Resource"])
+
+    senders = {
+        name
+        for name in FUNCTION_NAMES
+        for st in statements(f"{name}Role")
+        if on_ingest_queue(st) and "sqs:SendMessage" in json.dumps(st["Action"])
+    }
+    assert senders == {"ApiFunction"}
+    worker = lambdas["IngestFunction"]["Properties"]
+    assert worker["Role"] == {"Fn::GetAtt": ["IngestFunctionRole", "Arn"]}
+    own = statements("IngestFunctionRole")
+    assert all(st["Resource"] != "*" for st in own)
+    (taking,) = [st for st in own if on_ingest_queue(st)]
+    assert "sqs:SendMessage" not in taking["Action"]
+    assert "sqs:ReceiveMessage" in taking["Action"] and "sqs:DeleteMessage" in taking["Action"]
+    role = deployed["Resources"]["IngestFunctionRole"]["Properties"]
+    assert "AWSLambdaSQSQueueExecutionRole" not in json.dumps(role.get("ManagedPolicyArns", []))
+
+    timeout = worker["Timeout"]
+    queue = resources_of(deployed, "AWS::SQS::Queue")["IngestQueue"]["Properties"]
+    visibility, receives = queue["VisibilityTimeout"], queue["RedrivePolicy"]["maxReceiveCount"]
+    assert timeout > lambdas["ApiFunction"]["Properties"]["Timeout"]
+    # A live runner keeps its lease; a redelivered message finds a dead runner's lapsed.
+    assert timeout * 1000 < jobs.LEASE_MS < visibility * 1000
+    # A job is reported abandoned only once no delivery of its message can still come.
+    assert receives * visibility * 1000 < jobs.ABANDONED_MS
+    (mapping,) = [
+        m["Properties"]
+        for m in resources_of(deployed, "AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"]["FunctionName"] == {"Ref": "IngestFunction"}
+    ]
+    assert mapping["BatchSize"] == 1
+    assert mapping["ScalingConfig"]["MaximumConcurrency"] >= 2
+
+
 def test_outputs(transformed: dict[str, Any], deployed: dict[str, Any]) -> None:
     outputs = deployed["Outputs"]
     assert "${HttpApi}.execute-api." in outputs["HttpApiUrl"]["Value"]["Fn::Sub"]
@@ -577,6 +657,7 @@ def _sub(value: Any, params: dict[str, str]) -> str:
     assert set(value) == {"Ref"}, value
     return {
         "DeliveryQueue": "https://sqs.us-east-1.amazonaws.com/123456789012/mnemo-DeliveryQueue",
+        "IngestQueue": "https://sqs.us-east-1.amazonaws.com/123456789012/mnemo-IngestQueue",
         "ApiKeySecret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ApiKey-AbCdEf",
     }[value["Ref"]]
 
@@ -610,6 +691,7 @@ def test_default_parameters_give_settings_for_the_durable_store(
     assert settings.max_body_bytes == 1048576
     assert settings.snapshots.bucket is None
     assert settings.webhooks.queue_url is not None
+    assert settings.extraction.queue_url is not None
     # The semantic model the package ships (scripts/package.py packs it into minilm/).
     assert settings.embedder.kind == "minilm"
     assert settings.embedder.local_model_path == f"/var/task/{package.MODEL_DIR}"
@@ -620,7 +702,7 @@ def test_default_parameters_give_settings_for_the_durable_store(
 def test_every_function_embeds_with_the_chosen_embedder(
     transformed: dict[str, Any], embedder: str
 ) -> None:
-    """All three functions embed (writes, maintenance, EventBridge memories) and must agree,
+    """Every function embeds (writes, maintenance, EventBridge memories) and must agree,
     or one would write vectors the others cannot search."""
     assert transformed["Parameters"]["Embedder"]["Default"] == "minilm"
     assert transformed["Parameters"]["Embedder"]["AllowedValues"] == ["minilm", "builtin"]
@@ -669,11 +751,11 @@ def test_cfn_lint_sam_template() -> None:
 
 def test_every_function_has_a_handler(template: dict[str, Any]) -> None:
     found = functions(template)
-    assert set(found) == {"ApiFunction", "MaintenanceFunction", "DeliveryFunction"}
+    assert set(found) == FUNCTION_NAMES
     assert all(isinstance(props.get("Handler"), str) for props in found.values())
 
 
-@pytest.mark.parametrize("function", ["ApiFunction", "MaintenanceFunction", "DeliveryFunction"])
+@pytest.mark.parametrize("function", sorted(FUNCTION_NAMES))
 def test_handler_imports_to_a_callable(template: dict[str, Any], function: str) -> None:
     handler = functions(template)[function]["Handler"]
     module_name, _, attribute = handler.rpartition(".")

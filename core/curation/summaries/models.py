@@ -29,11 +29,22 @@ class UserSummaryOut(BaseModel):
     as_of: str | None = Field(
         None, description="Set when asked as of a moment: made from the memories valid then."
     )
+    known_at: str | None = Field(
+        None,
+        description="Set when asked what was known at a moment: made from what the store held.",
+    )
 
 
 class UserSummaryQuery(Strict):
     as_of: datetime | None = Field(
         None, description="What was true of the user then (made on demand, not stored)."
+    )
+    known_at: datetime | None = Field(
+        None,
+        description=(
+            "What the store held about the user then, each memory as it read at that moment "
+            "(audit: what did the agent know?; made on demand, not stored)."
+        ),
     )
 
 

@@ -161,19 +161,26 @@ def _candidates(
     model: str,
     limit: int,
     as_of: int | None = None,
+    known_at: int | None = None,
 ) -> tuple[list[Candidate], list[str], list[bytes | None]]:
     """The newest `limit` current memories (of one user, or the whole brain), with the texts
     their vectors are made from and their stored vectors of `model` where there is one. With
-    `as_of`, the memories valid then instead (a fact superseded since included)."""
+    `as_of`, the memories valid then instead (a fact superseded since included); with
+    `known_at`, the memories the store held then, as it held them (core/memory/validtime.py)."""
     params: dict[str, Any] = {"brain": brain_id, "model": model, "limit": limit}
     who = ""
     if user_id is not None:
         who = "AND m.user_id = :user "
         params["user"] = user_id
-    current = "m.state = 'active' AND m.superseded_by IS NULL"
+    clauses = ["m.state = 'active' AND m.superseded_by IS NULL"]
+    if as_of is not None or known_at is not None:
+        clauses = []
     if as_of is not None:
-        current = " AND ".join(validtime.as_of_sql(params, as_of, "m."))
-        current += " AND (m.superseded_by IS NULL OR m.valid_to IS NOT NULL)"
+        clauses += validtime.as_of_sql(params, as_of, "m.")
+        clauses.append("(m.superseded_by IS NULL OR m.valid_to IS NOT NULL)")
+    if known_at is not None:
+        clauses += validtime.known_at_sql(params, known_at, "m.")
+    current = " AND ".join(clauses)
     rows = conn.execute(
         text(
             f"SELECT {_MEMORY_COLUMNS}, v.vector FROM memories m "
@@ -183,13 +190,20 @@ def _candidates(
         ),
         params,
     ).all()
+    then = {}
+    if known_at is not None:
+        then = validtime.contents_then(conn, brain_id, [row.id for row in rows], known_at)
     candidates, documents, blobs = [], [], []
     for row in rows:
         tags = json.loads(row.tags)
+        content, vector = row.content, row.vector
+        if row.id in then and then[row.id][0] != content:
+            # Changed since: its stored vector is of the later text, so it is embedded again.
+            content, vector = then[row.id][0], None
         candidates.append(
             Candidate(
                 id=row.id,
-                content=row.content,
+                content=content,
                 type=row.type,
                 tags=tuple(tags),
                 importance=float(row.importance),
@@ -198,8 +212,8 @@ def _candidates(
                 access_count=int(row.access_count),
             )
         )
-        documents.append(document_text(row.title, row.key, tags, row.content))
-        blobs.append(None if row.vector is None else bytes(row.vector))
+        documents.append(document_text(row.title, row.key, tags, content))
+        blobs.append(None if vector is None else bytes(vector))
     return candidates, documents, blobs
 
 
@@ -263,17 +277,25 @@ def _with_contested(summary: str, contested: list[tuple[str, str]]) -> str:
 
 
 def make_user_summary(
-    engine: Engine, settings: Settings, brain_id: str, user_id: str, as_of: int | None = None
+    engine: Engine,
+    settings: Settings,
+    brain_id: str,
+    user_id: str,
+    as_of: int | None = None,
+    known_at: int | None = None,
 ) -> Made:
     """Read the user's memories (one short read transaction), then summarise them outside it:
     embedding a missing vector or asking an LLM may take a network round trip."""
     s = settings.summaries
+    model = get_embedder(settings.embedder).name
     with transaction(engine, write=False) as conn:
         read_at = now_ms()
         candidates, documents, blobs = _candidates(
-            conn, brain_id, user_id, get_embedder(settings.embedder).name, s.max_memories, as_of
+            conn, brain_id, user_id, model, s.max_memories, as_of, known_at
         )
-        contested = open_pairs(conn, brain_id, user_id, limit=_CONTESTED, as_of=as_of)
+        contested = open_pairs(
+            conn, brain_id, user_id, limit=_CONTESTED, as_of=as_of, known_at=known_at
+        )
     vectors = _vectors(settings, documents, blobs)
     return _make(settings, candidates, vectors, read_at, s.max_tokens, contested)
 
@@ -338,14 +360,28 @@ def get_user_summary(engine: Engine, settings: Settings, scope: Scope, user_id: 
     return _refresh(engine, settings, scope.brain_id, user_id, expected=found.summarized_at)
 
 
-def user_summary_as_of(
-    engine: Engine, settings: Settings, scope: Scope, user_id: str, as_of: int
+def user_summary_then(
+    engine: Engine,
+    settings: Settings,
+    scope: Scope,
+    user_id: str,
+    *,
+    as_of: int | None = None,
+    known_at: int | None = None,
 ) -> dict[str, Any]:
-    """What was true of the user at `as_of`: made from the memories valid then, on demand and
-    never stored (the stored summary is of the present)."""
+    """A summary of the past, made on demand and never stored (the stored summary is of the
+    present): with `as_of`, of what was true of the user then (the memories valid then); with
+    `known_at`, of what the store held about the user then (audit: "what did the agent know?"),
+    each memory as it read at that moment; with both, of what the store held then that was
+    true at `as_of`."""
     found = _load(engine, scope, user_id, settings.summaries.user_interval)
-    made = make_user_summary(engine, settings, scope.brain_id, user_id, as_of)
-    return {**found.as_json(), "summary": made.text, "source": made.source, "as_of": iso(as_of)}
+    made = make_user_summary(engine, settings, scope.brain_id, user_id, as_of, known_at)
+    out = {**found.as_json(), "summary": made.text, "source": made.source}
+    if as_of is not None:
+        out["as_of"] = iso(as_of)
+    if known_at is not None:
+        out["known_at"] = iso(known_at)
+    return out
 
 
 def regenerate_user_summary(
