@@ -8,6 +8,8 @@
 fresh Python process per run, as a cold Lambda would: it builds the handler, runs two searches
 through it and reports the time of each and the process's peak resident memory (VmHWM, which
 counts pages of the memory-mapped database file too) and its anonymous memory at the end.
+MNEMO_EMBEDDER=minilm measures the numpy MiniLM embedder (its model loads in the first search)
+on a database whose vectors are MiniLM's size and name.
 `image` runs maintenance's `vector_images` task (the hourly schedule's), which saves the
 vector cache a cold process starts from; without it `measure` times a cold load from the rows.
 `--baseline DIR` runs the same measurement with the code of another checkout (e.g. main) in the
@@ -36,6 +38,11 @@ QUERIES = ("what did she say about the painting", "when is the trip to the mount
 _CHILD = r"""
 import json, os, resource, sys, time
 started = time.perf_counter()
+if os.environ.get("MNEMO_EMBEDDER"):  # make_handler's Settings, with this embedder
+    import functools
+    from core.kernel import config
+    config.Settings = functools.partial(
+        config.Settings, embedder=config.embedder_settings_from_env(os.environ))
 from bench.common import context, event, make_handler
 url, key = sys.argv[1], sys.argv[2]
 queries = json.loads(sys.argv[3])
@@ -45,6 +52,9 @@ if sys.argv[4] == "init":
     import importlib, pkgutil, handlers.routes
     for found in pkgutil.iter_modules(handlers.routes.__path__):
         importlib.import_module("handlers.routes." + found.name)
+    from core.embeddings import get_embedder  # and a local model (handlers/api.py)
+    from core.kernel import config as config_
+    get_embedder(config_.Settings(database_url=url).embedder)  # builtin: next to nothing
 import core.retrieval.vectors as vectors
 refresh, spent = vectors._refresh, []
 def timed(*args, **kwargs):
@@ -95,12 +105,12 @@ def save_image(folder: Path) -> dict[str, Any]:
     """Run maintenance's `vector_images` task on every brain of the database (what the hourly
     schedule does), so cold processes start from the saved image."""
     from core.app.brain_maintenance import maintain_brain
-    from core.kernel.config import Settings
+    from core.kernel.config import Settings, embedder_settings_from_env
     from core.kernel.db.engine import get_engine, sql, transaction
     from core.kernel.db.migrations import ensure_schema
 
     info = json.loads((folder / "bench.json").read_text())
-    settings = Settings(database_url=info["url"])
+    settings = Settings(database_url=info["url"], embedder=embedder_settings_from_env(os.environ))
     engine = get_engine(info["url"])
     ensure_schema(engine)
     with transaction(engine, write=False) as conn:
@@ -164,7 +174,8 @@ def main() -> None:
         "--routes",
         choices=("lazy", "init"),
         default="lazy",
-        help="init: route modules imported before the clock starts, as SnapStart's init does",
+        help="init: route modules imported and the embedder loaded before the clock starts, "
+        "as SnapStart's init does",
     )
     args = parser.parse_args()
     if args.action == "seed":
