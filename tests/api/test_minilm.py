@@ -183,3 +183,19 @@ def test_search_finds_meaning_and_typos_without_torch(tmp_path: Path) -> None:
     assert found["alergic to penauts"] == ["Ana is allergic to peanuts and carries an EpiPen."]
     assert found["my vehicle"] == ["Ana drives a blue Toyota car to work."]
     assert found["what does her sibling do?"] == ["Ana's sister lives in Lisbon and teaches piano."]
+
+
+def test_snap_start_init_loads_the_model_before_the_snapshot(tmp_path: Path) -> None:
+    """Under SnapStart the app's init loads the model, so a restored instance's first search
+    does not pay for it (bench/scale.py --routes init)."""
+    from core.kernel.config import Settings
+    from handlers.api import create_app
+
+    embedder = EmbedderSettings(kind="minilm")
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/m.db", embedder=embedder)
+    get_embedder.cache_clear()
+    create_app(settings)
+    assert get_embedder.cache_info().currsize == 0  # not without SnapStart
+    create_app(Settings(database_url=settings.database_url, embedder=embedder, snap_start=True))
+    assert get_embedder.cache_info().currsize == 1
+    assert get_embedder(embedder).name == "local:all-MiniLM-L6-v2"
