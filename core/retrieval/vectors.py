@@ -620,9 +620,10 @@ def _load_image(conn: Connection, entry: _Entry, brain_id: str, model: str) -> b
     expected = filled = 0
     shape = (0, 0)  # parts, total: every part of one image says the same
     base = np.zeros(0, "S1")
-    # Through SQLite's memory map (whole=False): the image is a small part of the file. One
-    # part per fetch: the bytes of one part are all this holds beside the cache.
-    for chunk in _chunks(conn, statement, {"brain": brain_id, "model": model}, whole=False, size=1):
+    # Past SQLite's memory map (whole=True): through it the image's pages would stay resident
+    # beside the arrays made from them (+40 MiB at 100,000 MiniLM vectors, for ~20 ms less
+    # CPU). One part per fetch: the bytes of one part are all this holds beside the cache.
+    for chunk in _chunks(conn, statement, {"brain": brain_id, "model": model}, whole=True, size=1):
         for part, parts, total, dims, mark, ids, codes, scales, owners, states, users in chunk:
             rows = len(scales) // 4
             fits = part == expected and dims == entry.dims and watermark in (None, mark)
