@@ -171,6 +171,8 @@ class _Ids:
             return str(self.base[slot].decode())
         return self.extra[slot - self.size]
 
+    __getitem__ = name
+
     def get(self, memory_id: str) -> int | None:
         slot = self.index.get(memory_id)
         if slot is not None or not self.size or memory_id in self.gone:
