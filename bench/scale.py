@@ -42,8 +42,9 @@ started = time.perf_counter()
 if os.environ.get("MNEMO_EMBEDDER"):  # make_handler's Settings, with this embedder
     import functools
     from core.kernel import config
-    config.Settings = functools.partial(
-        config.Settings, embedder=config.embedder_settings_from_env(os.environ))
+    config.Settings = functools.partial(config.Settings, embedder=config.EmbedderSettings(
+        kind=os.environ["MNEMO_EMBEDDER"],
+        local_model_path=os.environ.get("MNEMO_LOCAL_MODEL_PATH")))
 from bench.common import context, event, make_handler
 url, key = sys.argv[1], sys.argv[2]
 queries = json.loads(sys.argv[3])
@@ -107,12 +108,16 @@ def save_image(folder: Path) -> dict[str, Any]:
     """Run maintenance's `vector_images` task on every brain of the database (what the hourly
     schedule does), so cold processes start from the saved image."""
     from core.app.brain_maintenance import maintain_brain
-    from core.kernel.config import Settings, embedder_settings_from_env
+    from core.kernel.config import EmbedderSettings, Settings
     from core.kernel.db.engine import get_engine, sql, transaction
     from core.kernel.db.migrations import ensure_schema
 
     info = json.loads((folder / "bench.json").read_text())
-    settings = Settings(database_url=info["url"], embedder=embedder_settings_from_env(os.environ))
+    embedder = EmbedderSettings(
+        kind=os.environ.get("MNEMO_EMBEDDER", "builtin"),
+        local_model_path=os.environ.get("MNEMO_LOCAL_MODEL_PATH"),
+    )
+    settings = Settings(database_url=info["url"], embedder=embedder)
     engine = get_engine(info["url"])
     ensure_schema(engine)
     with transaction(engine, write=False) as conn:
