@@ -17,6 +17,11 @@ memory is kept). Stamps are made so that the watermark never steps past a row st
   it runs on), and a refresh asks, before reading, for a time before which everything stamped
   is visible (the oldest open writer's start, see `watermark`).
 
+A cold cache starts from the brain's saved image (`vector_images`, written by maintenance:
+`save_image`) when there is one: a few rows of int8 codes, scales, owners, states and sorted
+ids, read into the arrays with no Python object per memory, then caught up from the image's
+watermark like any refresh. Without one it reads every row, as a first load always did.
+
 A purged memory leaves its vector behind in a warm cache until the next reconcile (a count
 compared every ten minutes; the ids read only if they differ): harmless meanwhile, since the
 cache only proposes candidates and every hit is read back from SQL under the caller's scope
