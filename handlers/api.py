@@ -110,6 +110,12 @@ def create_app(settings: Settings | None = None, *, offload: bool = False) -> St
     app.state.services = Services(settings, offload=offload)
     if settings.snap_start:
         lazy.all_routes()
+        # The local model too (MiniLM: ~0.7 s to read and lay out its weights, the largest
+        # part of a cold first search): loaded once before the snapshot, every restored
+        # instance has it. Not the remote embedders: they hold credentials, which no
+        # snapshot may.
+        if settings.embedder.kind == "minilm":
+            app.state.services.embedder()
     if settings.webhooks.queue_url:
         from core.events import outbox
         from core.webhooks import queue

@@ -29,11 +29,12 @@ from core.kernel.db.engine import sql, transaction
 from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
 from core.memory.policy import BrainPolicy, policy_for
+from core.retrieval import vectors
 
 log = logging.getLogger("mnemo.maintenance")
 
 LEASE_TASK = "hygiene"
-TASKS = ("decay", "retention", "conflicts", "consolidate")
+TASKS = ("decay", "retention", "conflicts", "consolidate", "vector_images")
 
 
 def record_stat(
@@ -103,6 +104,16 @@ def _consolidate(
     return {"count": found["groups"], **found}
 
 
+def _vector_images(engine: Engine, scope: Scope, app: Settings, dry_run: bool) -> Any:
+    # Last, after retention's purges: the image a cold process starts its vector cache from
+    # (core/retrieval/vectors.py), saved again when anything changed since it was.
+    if dry_run:
+        return {"count": 0, "skipped": "a dry run writes nothing"}
+    embedder = get_embedder(app.embedder)
+    with transaction(engine) as conn:
+        return vectors.save_image(conn, scope.brain_id, embedder.name, embedder.dims)
+
+
 def maintain_brain(
     engine: Engine,
     brain_id: str,
@@ -138,6 +149,7 @@ def maintain_brain(
             ),
             "conflicts": lambda: _conflicts(engine, scope, settings, app, dry_run),
             "consolidate": lambda: _consolidate(engine, scope, settings, app, policy),
+            "vector_images": lambda: _vector_images(engine, scope, app, dry_run),
         }
         for task in tasks:
             started = time.perf_counter()

@@ -1,11 +1,11 @@
 """Erasing an end user from a brain, with a receipt.
 
 Every row of the user goes: memories and what hangs off them (tags, history, the full-text row,
-the vector and its pgvector copy, links, conflicts, aliases, recall notes), then the user's own
-rows (the user and its summary, quarantined writes, recall notes, user-scoped keys and hook
-sources). The brain's changelog keeps its entries as tombstones: event type, entity and time
-stay, so the feed still says that something happened; summary, payload, user and actor go, and
-unsent webhook deliveries lose theirs the same way.
+the vector, its pgvector copy and the brain's saved vector cache, links, conflicts, aliases,
+recall notes), then the user's own rows (the user and its summary, quarantined writes, recall
+notes, user-scoped keys and hook sources). The brain's changelog keeps its entries as
+tombstones: event type, entity and time stay, so the feed still says that something happened;
+summary, payload, user and actor go, and unsent webhook deliveries lose theirs the same way.
 
 The work runs in bounded batches, one transaction each (`erase_batch`), and is resumable: the
 receipt (`erasures`) is written with the first batch and counts what each batch removed, so a
@@ -36,7 +36,7 @@ from core.kernel.db.engine import sql, transaction
 from core.kernel.errors import NotFound
 from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
-from core.retrieval import pgvector
+from core.retrieval import pgvector, vectors
 
 BATCH = 500
 TOMBSTONE = "(erased)"
@@ -207,6 +207,9 @@ def erase_batch(conn: Connection, scope: Scope, receipt_id: str, *, batch: int =
     counts["memory_vectors"] = _run(
         conn, f"DELETE FROM memory_vectors WHERE brain_id = :brain AND memory_id {inside}", p
     )
+    # The saved vector cache holds these memories' codes and the user's id: it goes whole
+    # (maintenance saves a new one), in the same transaction as the rows it was made from.
+    vectors.drop_images(conn, scope.brain_id)
     counts["memory_tags"] = _run(
         conn, f"DELETE FROM memory_tags WHERE brain_id = :brain AND memory_id {inside}", p
     )

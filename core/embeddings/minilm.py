@@ -23,6 +23,7 @@ import argparse
 import importlib
 import json
 import math
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ _DEFAULT_MAX_TOKENS = 256
 # Tokens per batch (rows x padded length): big enough for BLAS to run at speed, small enough
 # that the attention scores of one batch (rows x 12 x length^2 floats) stay a few MB.
 _BATCH_TOKENS = 4096
+# Query vectors kept (`MiniLMEmbedder.embed`).
+_QUERY_CACHE = 256
 
 
 def bundled_model_path() -> Path:
@@ -115,6 +118,8 @@ class MiniLMEmbedder:
         )
         self.name = f"local:{label}"
         self.path = model_path
+        self._queries: dict[str, Vectors] = {}  # text -> vector, least recently used first
+        self._queries_lock = threading.Lock()
         if similarity_floor is not None:
             self.similarity_floor = similarity_floor
         if similarity_strong is not None:
@@ -153,7 +158,21 @@ class MiniLMEmbedder:
     def embed(self, texts: Sequence[str], *, kind: Kind = "document") -> Vectors:
         if isinstance(texts, str):
             raise TypeError("embed takes a sequence of texts, not one string")
-        return embed_non_blank(texts, self.dims, self._encode)
+        if kind != "query" or len(texts) != 1:
+            return embed_non_blank(texts, self.dims, self._encode)
+        # A query is often asked again (a search and then a context pack on it, an agent's
+        # loop): the last few are kept, at 1.5 KB each, as a pass costs ~10 ms of CPU here.
+        text = texts[0]
+        with self._queries_lock:
+            found = self._queries.pop(text, None)
+        if found is None:
+            found = embed_non_blank(texts, self.dims, self._encode)[0]
+        with self._queries_lock:
+            self._queries.pop(text, None)  # another thread may have put it back meanwhile
+            while len(self._queries) >= _QUERY_CACHE:
+                del self._queries[next(iter(self._queries))]  # the least recently used
+            self._queries[text] = found
+        return found[None, :].copy()
 
     def _encode(self, texts: list[str]) -> _F32:
         encodings = self._tokenizer.encode_batch(texts)

@@ -17,6 +17,11 @@ memory is kept). Stamps are made so that the watermark never steps past a row st
   it runs on), and a refresh asks, before reading, for a time before which everything stamped
   is visible (the oldest open writer's start, see `watermark`).
 
+A cold cache starts from the brain's saved image (`vector_images`, written by maintenance:
+`save_image`) when there is one: a few rows of int8 codes, scales, owners, states and sorted
+ids, read into the arrays with no Python object per memory, then caught up from the image's
+watermark like any refresh. Without one it reads every row, as a first load always did.
+
 A purged memory leaves its vector behind in a warm cache until the next reconcile (a count
 compared every ten minutes; the ids read only if they differ): harmless meanwhile, since the
 cache only proposes candidates and every hit is read back from SQL under the caller's scope
@@ -25,6 +30,7 @@ and filters. A stale entry can cost a candidate, never leak one.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -144,6 +150,80 @@ def _quantize(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes, scale
 
 
+class _Ids:
+    """Which memory each slot holds, and the slot of each memory.
+
+    The slots a saved image filled (`_load_image`) are one array of fixed-width UTF-8 ids
+    sorted by id, found by binary search: a cold load makes no Python object per memory. Slots
+    added after are a list and a dict. A published snapshot holds one of these and sees only
+    the slots below its count, so appending is safe; forgetting a memory (its vector replaced,
+    or purged) happens on a copy (`forgetting`) while a snapshot holds this one."""
+
+    __slots__ = ("base", "extra", "gone", "index", "size")
+
+    def __init__(self, base: np.ndarray | None = None) -> None:
+        self.base = np.zeros(0, "S1") if base is None else base  # sorted, slots [0, size)
+        self.size = len(self.base)
+        self.extra: list[str] = []  # slots [size, ...)
+        self.index: dict[str, int] = {}  # extra's slots
+        self.gone: set[str] = set()  # base ids no longer held
+
+    def __len__(self) -> int:
+        return self.size + len(self.extra)
+
+    def name(self, slot: int) -> str:
+        if slot < self.size:
+            return str(self.base[slot].decode())
+        return self.extra[slot - self.size]
+
+    __getitem__ = name
+
+    def get(self, memory_id: str) -> int | None:
+        slot = self.index.get(memory_id)
+        if slot is not None or not self.size or memory_id in self.gone:
+            return slot
+        key = memory_id.encode()
+        at = int(np.searchsorted(self.base, key))
+        return at if at < self.size and self.base[at] == key else None
+
+    def find(self, memory_ids: Sequence[str]) -> np.ndarray:
+        """Slots of these memories, -1 where none."""
+        found = np.fromiter((self.index.get(i, -1) for i in memory_ids), np.int64, len(memory_ids))
+        if self.size and len(memory_ids):
+            keys = np.array([i.encode() for i in memory_ids], dtype=f"S{self.base.itemsize}")
+            at = np.minimum(np.searchsorted(self.base, keys), self.size - 1)
+            hit = (self.base[at] == keys) & (found < 0)
+            # An id longer than the array's width was cut to it above: it is not in the array.
+            hit &= np.fromiter(
+                (len(k.encode()) <= self.base.itemsize and k not in self.gone
+                 for k in memory_ids), bool, len(memory_ids),
+            )  # fmt: skip
+            found[hit] = at[hit]
+        return found
+
+    def add(self, memory_ids: list[str]) -> None:
+        start = len(self)
+        self.extra.extend(memory_ids)
+        self.index.update(zip(memory_ids, range(start, start + len(memory_ids)), strict=True))
+
+    def forget(self, memory_id: str) -> None:
+        if self.index.pop(memory_id, None) is None and self.size:
+            self.gone.add(memory_id)
+
+    def forgetting(self) -> _Ids:
+        """A copy to forget memories in, sharing the arrays and list (append-only)."""
+        copy = _Ids(self.base)
+        copy.extra, copy.index, copy.gone = self.extra, dict(self.index), set(self.gone)
+        return copy
+
+    def held(self) -> int:
+        """How many memories have a slot."""
+        return self.size - len(self.gone) + len(self.index)
+
+    def names(self, slots: np.ndarray) -> list[str]:
+        return [self.name(i) for i in slots.tolist()]
+
+
 @dataclass(frozen=True, eq=False)
 class Snapshot:
     """One brain's vectors for one model as of one refresh: immutable once published.
@@ -157,12 +237,11 @@ class Snapshot:
 
     dims: int
     count: int
-    ids: Sequence[str]
+    ids: _Ids
     codes: np.ndarray  # (count, dims) int8
     scale: np.ndarray  # (count,) float32: a vector is codes * scale
     user_of: np.ndarray  # (count,) int32: the owner's code
     state_of: np.ndarray  # (count,) int8: _STATES, or _DEAD
-    _slots: Mapping[str, int]
     _user_codes: Mapping[str | None, int]
 
     @property
@@ -173,7 +252,7 @@ class Snapshot:
 
     def slot(self, memory_id: str) -> int | None:
         """The memory's slot in this snapshot, None if it has no vector here."""
-        slot = self._slots.get(memory_id)
+        slot = self.ids.get(memory_id)
         return slot if slot is not None and slot < self.count else None
 
     def user_code(self, user_id: str | None) -> int:
@@ -198,9 +277,13 @@ class Snapshot:
 
     def _blocks(self) -> Iterator[tuple[int, int, np.ndarray]]:
         # Dequantized a block at a time: the whole matrix as float32 would be 4x the cache.
+        # One buffer for every block: a fresh 8 MiB array per block is fresh pages to fault in.
+        buffer = np.empty((min(_CHUNK, self.count), self.dims), np.float32)
         for start in range(0, self.count, _CHUNK):
             end = min(start + _CHUNK, self.count)
-            yield start, end, self.codes[start:end].astype(np.float32)
+            block = buffer[: end - start]
+            np.copyto(block, self.codes[start:end], casting="unsafe")
+            yield start, end, block
 
     def scores(self, query: np.ndarray) -> np.ndarray:
         """The dot product (the cosine: vectors are unit length) of every slot with `query`."""
@@ -233,13 +316,12 @@ class Snapshot:
             return []
         best = np.argpartition(-masked, n - 1)[:n]
         best = best[np.argsort(-masked[best])]
-        return [(self.ids[i], float(scores[i])) for i in best]
+        return [(self.ids.name(i), float(scores[i])) for i in best]
 
     def cosines(self, scores: np.ndarray, ids: list[str], *, missing: float) -> np.ndarray:
         """The scores of these memories; `missing` for those without a vector here."""
-        slots = np.fromiter(
-            (s if (s := self.slot(i)) is not None else -1 for i in ids), np.int64, len(ids)
-        )
+        slots = self.ids.find(ids)
+        slots[slots >= self.count] = -1
         found: np.ndarray = np.where(slots >= 0, scores[slots].astype(np.float64), missing)
         return found
 
@@ -248,12 +330,11 @@ def _empty(dims: int) -> Snapshot:
     return Snapshot(
         dims,
         0,
-        [],
+        _Ids(),
         np.zeros((0, dims), np.int8),
         np.zeros(0, np.float32),
         np.zeros(0, np.int32),
         np.zeros(0, np.int8),
-        {},
         {},
     )
 
@@ -268,8 +349,7 @@ class _Entry:
         self.dims = dims
         self.lock = threading.Lock()
         self.snapshot = _empty(dims)
-        self.ids: list[str] = []
-        self.slots: dict[str, int] = {}
+        self.ids = _Ids()
         self.user_codes: dict[str | None, int] = {}
         self.codes = np.zeros((0, dims), np.int8)
         self.scale = np.zeros(0, np.float32)
@@ -285,6 +365,17 @@ class _Entry:
     @property
     def count(self) -> int:
         return len(self.ids)
+
+    def clear(self) -> None:
+        """Back to empty (an image that turned out not to fit); nothing was published."""
+        self.ids, self.user_codes = _Ids(), {}
+        self.codes = np.zeros((0, self.dims), np.int8)
+        self.scale = np.zeros(0, np.float32)
+        self.user_of = np.zeros(0, np.int32)
+        self.state_of = np.zeros(0, np.int8)
+        self.dead = 0
+        self.watermark = -1
+        self._owners_private = False
 
     def _grow(self, need: int) -> None:
         """Room for `need` slots: new arrays (published snapshots keep the old ones)."""
@@ -327,8 +418,7 @@ class _Entry:
             (user_codes.setdefault(u, len(user_codes)) for u in users), np.int32, len(rows)
         )
         state = np.fromiter((_STATES.get(s, _DEAD) for s in states), np.int8, len(rows))
-        mapping = self.slots
-        known = [mapping.get(i) for i in ids]
+        known = [self.ids.get(i) for i in ids]
         if known.count(None) == len(known):  # a first load: every row new
             self._append(list(ids), codes, scale, owner, state)
             return
@@ -346,9 +436,9 @@ class _Entry:
                 self._own_owners()
             self.state_of[slot] = _DEAD
             self.dead += 1
-            if self.slots is self.snapshot._slots:
-                self.slots = dict(self.slots)  # published snapshots keep the old map
-            del self.slots[ids[k]]
+            if self.ids is self.snapshot.ids:
+                self.ids = self.ids.forgetting()  # published snapshots keep the old map
+            self.ids.forget(ids[k])
             fresh.append(k)
         if kept:
             slots = np.array([known[k] for k in kept], np.int64)
@@ -381,21 +471,20 @@ class _Entry:
         self.scale[start:end] = scale
         self.user_of[start:end] = owner
         self.state_of[start:end] = state
-        self.ids.extend(ids)
-        self.slots.update(zip(ids, range(start, end), strict=True))
+        self.ids.add(ids)
 
     def drop(self, memory_ids: Sequence[str]) -> None:
         """Memories whose vector rows are gone (purged)."""
-        slots = [s for i in memory_ids if (s := self.slots.get(i)) is not None]
+        slots = [s for i in memory_ids if (s := self.ids.get(i)) is not None]
         if not slots:
             return
         self._own_owners()
         self.state_of[slots] = _DEAD
         self.dead += len(slots)
-        if self.slots is self.snapshot._slots:
-            self.slots = dict(self.slots)
+        if self.ids is self.snapshot.ids:
+            self.ids = self.ids.forgetting()
         for memory_id in memory_ids:
-            self.slots.pop(memory_id, None)
+            self.ids.forget(memory_id)
 
     def publish(self) -> None:
         if self.dead > max(1024, (self.count - self.dead) // 4):
@@ -411,7 +500,6 @@ class _Entry:
             self.scale[:count],
             self.user_of[:count],
             self.state_of[:count],
-            self.slots,
             self.user_codes,
         )
         self._owners_private = False
@@ -419,12 +507,13 @@ class _Entry:
     def _compact(self) -> None:
         """Drop dead slots into fresh storage (published snapshots keep the old)."""
         live = np.flatnonzero(self.state_of[: self.count] < _DEAD)
-        self.ids = [self.ids[i] for i in live.tolist()]
+        names = self.ids.names(live)
+        self.ids = _Ids()
+        self.ids.add(names)
         self.codes = self.codes[live]
         self.scale = self.scale[live]
         self.user_of = self.user_of[live]
         self.state_of = self.state_of[live]
-        self.slots = {memory_id: slot for slot, memory_id in enumerate(self.ids)}
         self.dead = 0
         self._owners_private = True
 
@@ -436,6 +525,14 @@ _cache_lock = threading.Lock()
 def cached(conn: Connection, brain_id: str, model: str, dims: int) -> Snapshot:
     """The brain's vectors for `model`, brought up to date with what is in the table: one
     snapshot, for the caller to read everything it needs from (never the cache again)."""
+    return _current(conn, brain_id, model, dims)[0]
+
+
+def _current(
+    conn: Connection, brain_id: str, model: str, dims: int, *, reconcile: bool = False
+) -> tuple[Snapshot, int]:
+    """`cached`, and the watermark it is current to; `reconcile`: purged memories dropped
+    too, now."""
     key = (str(conn.engine.url), brain_id, model)
     with _cache_lock:
         entry = _cache.get(key)
@@ -443,7 +540,10 @@ def cached(conn: Connection, brain_id: str, model: str, dims: int) -> Snapshot:
             entry = _cache[key] = _Entry(dims)
     with entry.lock:
         _refresh(conn, entry, brain_id, model)
-        return entry.snapshot
+        if reconcile:
+            _reconcile(conn, entry, {"brain": brain_id, "model": model, "dims": dims})
+            entry.publish()
+        return entry.snapshot, entry.watermark
 
 
 def warm(conn: Connection, brain_id: str, model: str, dims: int) -> Snapshot | None:
@@ -458,7 +558,11 @@ def warm(conn: Connection, brain_id: str, model: str, dims: int) -> Snapshot | N
 
 def _refresh(conn: Connection, entry: _Entry, brain_id: str, model: str) -> None:
     params = {"brain": brain_id, "model": model, "dims": entry.dims}
-    if time.monotonic() - entry.reconciled_at > _RECONCILE_SECONDS:
+    if entry.watermark < 0:
+        # A cold cache starts from the saved image, if any, and reads only what changed since.
+        # Purged memories it still holds wait for the reconcile like a warm cache's do.
+        _load_image(conn, entry, brain_id, model)
+    elif time.monotonic() - entry.reconciled_at > _RECONCILE_SECONDS:
         _reconcile(conn, entry, params)
     # PostgreSQL: asked before reading, so the next refresh starts no later than any row a
     # transaction open now may still commit.
@@ -480,7 +584,7 @@ def _refresh(conn: Connection, entry: _Entry, brain_id: str, model: str) -> None
 
 
 def _chunks(
-    conn: Connection, statement: str, params: dict[str, Any], *, whole: bool
+    conn: Connection, statement: str, params: dict[str, Any], *, whole: bool, size: int = _CHUNK
 ) -> Iterator[list[tuple[Any, ...]]]:
     """The rows of a read, a chunk at a time: a cold load of 100,000 vectors never holds more
     than one chunk of Python rows."""
@@ -495,7 +599,7 @@ def _chunks(
             driver.execute("PRAGMA mmap_size = 0")
         cursor = driver.execute(statement, params)
         try:
-            while chunk := cursor.fetchmany(_CHUNK):
+            while chunk := cursor.fetchmany(size):
                 yield chunk
         finally:
             cursor.close()
@@ -504,9 +608,148 @@ def _chunks(
         return
     # Per statement: Connection.execution_options would make every later statement on this
     # connection a server-side cursor too.
-    result = conn.execute(sql(statement), params, execution_options={"yield_per": _CHUNK})
+    result = conn.execute(sql(statement), params, execution_options={"yield_per": size})
     for part in result.partitions():
         yield [tuple(row) for row in part]
+
+
+_IMAGE_COLUMNS = "part, parts, total, dims, watermark, ids, codes, scales, owners, states, users"
+
+
+def _load_image(conn: Connection, entry: _Entry, brain_id: str, model: str) -> bool:
+    """Fill an empty entry from the brain's saved image (`save_image`) and take its watermark
+    on; False (the entry left empty) when there is none or it does not fit these dims."""
+    statement = (
+        f"SELECT {_IMAGE_COLUMNS} FROM vector_images "
+        "WHERE brain_id = :brain AND model = :model ORDER BY part"
+    )
+    watermark = None
+    expected = filled = 0
+    shape = (0, 0)  # parts, total: every part of one image says the same
+    base = np.zeros(0, "S1")
+    # Past SQLite's memory map (whole=True): through it the image's pages would stay resident
+    # beside the arrays made from them (+40 MiB at 100,000 MiniLM vectors, for ~20 ms less
+    # CPU). One part per fetch: the bytes of one part are all this holds beside the cache.
+    for chunk in _chunks(conn, statement, {"brain": brain_id, "model": model}, whole=True, size=1):
+        for part, parts, total, dims, mark, ids, codes, scales, owners, states, users in chunk:
+            rows = len(scales) // 4
+            fits = part == expected and dims == entry.dims and watermark in (None, mark)
+            fits = fits and (part == 0 or shape == (parts, total)) and filled + rows <= total
+            if not fits or len(codes) != rows * dims:
+                entry.clear()
+                return False
+            if part == 0:
+                entry._grow(int(total))
+                width = len(ids) // rows if rows else 1
+                base = np.empty(int(total), f"S{width}")
+            watermark, expected, end, shape = int(mark), expected + 1, filled + rows, (parts, total)
+            base[filled:end] = np.frombuffer(ids, base.dtype)
+            entry.codes[filled:end] = np.frombuffer(codes, np.int8).reshape(rows, dims)
+            entry.scale[filled:end] = np.frombuffer(scales, np.float32)
+            user_codes = entry.user_codes
+            code_of = np.fromiter(
+                (user_codes.setdefault(u, len(user_codes)) for u in json.loads(users)), np.int32
+            )
+            entry.user_of[filled:end] = code_of[np.frombuffer(owners, np.int32)]
+            entry.state_of[filled:end] = np.frombuffer(states, np.int8)
+            filled = end
+    if watermark is None or shape != (expected, filled):
+        entry.clear()
+        return False
+    entry.ids = _Ids(base)
+    entry.publish()
+    entry.watermark = watermark
+    return True
+
+
+# Vectors per image row: 16,384 x 256 dims is 4 MiB of codes.
+_IMAGE_PART = 16384
+
+
+def save_image(conn: Connection, brain_id: str, model: str, dims: int) -> dict[str, Any]:
+    """Save the brain's vectors of `model` as this process's cache holds them (brought up to
+    date first), for cold processes to start from, unless the saved image is current: nothing
+    stamped since it and as many vectors as it holds. Called by maintenance, in a write
+    transaction (the image is replaced whole or not at all); derived data only.
+
+    Why in the database rather than a file beside it: it is written in a transaction (a crash
+    leaves the old image or the new one), every process and host sees the same one (a
+    function's /tmp starts empty), it goes with the brain (ON DELETE CASCADE) and erasure
+    deletes it with the vectors, and PostgreSQL deployments have no shared file system."""
+    where = "brain_id = :brain AND model = :model"
+    params = {"brain": brain_id, "model": model}
+    saved = conn.execute(
+        sql(f"SELECT watermark, total, dims FROM vector_images WHERE {where} AND part = 0"),
+        params,
+    ).first()
+    if saved is not None and saved.dims == dims:
+        changed = conn.execute(
+            sql(f"SELECT count(*) FROM memory_vectors WHERE {where} AND updated_at >= :since"),
+            {**params, "since": saved.watermark},
+        ).scalar_one()
+        stored = conn.execute(
+            sql(f"SELECT count(*) FROM memory_vectors WHERE {where}"), params
+        ).scalar_one()
+        if not changed and stored == saved.total:
+            return {"written": False, "count": int(saved.total)}
+    # Reconciled: a purged memory's codes must not outlive it in the image.
+    snapshot, watermark = _current(conn, brain_id, model, dims, reconcile=True)
+    live = np.flatnonzero(snapshot.state_of < _DEAD)
+    # Sorted by id, as UTF-8 bytes of one width: what a cold load searches (`_Ids`).
+    names = [name.encode() for name in snapshot.ids.names(live)]
+    order = sorted(range(len(names)), key=names.__getitem__)
+    live = live[order]
+    ids = np.array([names[k] for k in order], dtype=f"S{max(map(len, names), default=1)}")
+    parts = max(1, -(-len(live) // _IMAGE_PART))
+    users_by_code = {code: user for user, code in snapshot._user_codes.items()}
+    rows = []
+    now = now_ms()
+    for part in range(parts):
+        cut = slice(part * _IMAGE_PART, (part + 1) * _IMAGE_PART)
+        slots = live[cut]
+        present, local = np.unique(snapshot.user_of[slots], return_inverse=True)
+        rows.append(
+            {
+                **params,
+                "part": part,
+                "parts": parts,
+                "total": len(live),
+                "dims": dims,
+                "watermark": watermark,
+                "ids": ids[cut].tobytes(),
+                "codes": snapshot.codes[slots].tobytes(),
+                "scales": snapshot.scale[slots].tobytes(),
+                "owners": local.astype(np.int32).tobytes(),
+                "states": snapshot.state_of[slots].tobytes(),
+                "users": json.dumps([users_by_code[int(c)] for c in present.tolist()]),
+                "now": now,
+            }
+        )
+    conn.execute(
+        sql(f"DELETE FROM vector_images WHERE {where} AND part >= :parts"),
+        {**params, "parts": parts},
+    )
+    conn.execute(
+        sql(
+            f"INSERT INTO vector_images (brain_id, model, {_IMAGE_COLUMNS}, written_at) VALUES "
+            "(:brain, :model, :part, :parts, :total, :dims, :watermark, :ids, :codes, :scales, "
+            ":owners, :states, :users, :now) ON CONFLICT (brain_id, model, part) DO UPDATE SET "
+            "parts = excluded.parts, total = excluded.total, dims = excluded.dims, "
+            "watermark = excluded.watermark, ids = excluded.ids, codes = excluded.codes, "
+            "scales = excluded.scales, owners = excluded.owners, states = excluded.states, "
+            "users = excluded.users, written_at = excluded.written_at"
+        ),
+        rows,
+    )
+    return {"written": True, "count": len(live), "parts": parts}
+
+
+def drop_images(conn: Connection, brain_id: str) -> int:
+    """Delete the brain's saved images (an erasure: what they hold must go with the rows)."""
+    result = conn.execute(
+        sql("DELETE FROM vector_images WHERE brain_id = :brain"), {"brain": brain_id}
+    )
+    return int(result.rowcount or 0)
 
 
 def _reconcile(conn: Connection, entry: _Entry, params: dict[str, Any]) -> None:
@@ -516,11 +759,12 @@ def _reconcile(conn: Connection, entry: _Entry, params: dict[str, Any]) -> None:
     stored = conn.execute(
         sql(f"SELECT count(*) FROM memory_vectors WHERE {where}"), params
     ).scalar_one()
-    if stored >= len(entry.slots):
+    if stored >= entry.ids.held():
         return
     statement = f"SELECT memory_id FROM memory_vectors WHERE {where}"
     present = {row[0] for row in tuples(conn, statement, params)}
-    entry.drop([memory_id for memory_id in entry.slots if memory_id not in present])
+    held = entry.ids.names(np.flatnonzero(entry.state_of[: entry.count] < _DEAD))
+    entry.drop([memory_id for memory_id in held if memory_id not in present])
 
 
 def forget_all() -> None:

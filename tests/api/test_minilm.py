@@ -67,6 +67,31 @@ def test_vectors_are_unit_rows_and_blank_is_zero(minilm: object) -> None:
     assert float(alone @ vectors[1]) > 0.99999
 
 
+def test_recent_queries_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.embeddings import minilm as module
+
+    monkeypatch.setattr(module, "_QUERY_CACHE", 2)
+    embedder = module.MiniLMEmbedder()
+    passes: list[int] = []
+    encode = embedder._encode
+
+    def counted(texts: list[str]) -> np.ndarray:
+        passes.append(len(texts))
+        return encode(texts)
+
+    monkeypatch.setattr(embedder, "_encode", counted)
+    first = embedder.embed(["where is the car"], kind="query")
+    first[0, :] = 0.0  # the caller's copy: the kept vector is not touched
+    again = embedder.embed(["where is the car"], kind="query")
+    assert len(passes) == 1 and np.isclose(np.linalg.norm(again), 1.0)
+    document = embedder.embed(["where is the car"])  # documents are not kept
+    assert len(passes) == 2 and np.allclose(document, again, atol=1e-6)
+    embedder.embed(["a"], kind="query")
+    embedder.embed(["where is the car"], kind="query")  # used: now the most recent
+    embedder.embed(["b"], kind="query")  # the least recent ("a") goes
+    assert list(embedder._queries) == ["where is the car", "b"] and len(passes) == 4
+
+
 def test_is_semantic(minilm: object) -> None:
     query = minilm.embed(["What does she do for a living?"], kind="query")[0]  # type: ignore[attr-defined]
     job, weather = minilm.embed(  # type: ignore[attr-defined]
@@ -183,3 +208,19 @@ def test_search_finds_meaning_and_typos_without_torch(tmp_path: Path) -> None:
     assert found["alergic to penauts"] == ["Ana is allergic to peanuts and carries an EpiPen."]
     assert found["my vehicle"] == ["Ana drives a blue Toyota car to work."]
     assert found["what does her sibling do?"] == ["Ana's sister lives in Lisbon and teaches piano."]
+
+
+def test_snap_start_init_loads_the_model_before_the_snapshot(tmp_path: Path) -> None:
+    """Under SnapStart the app's init loads the model, so a restored instance's first search
+    does not pay for it (bench/scale.py --routes init)."""
+    from core.kernel.config import Settings
+    from handlers.api import create_app
+
+    embedder = EmbedderSettings(kind="minilm")
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/m.db", embedder=embedder)
+    get_embedder.cache_clear()
+    create_app(settings)
+    assert get_embedder.cache_info().currsize == 0  # not without SnapStart
+    create_app(Settings(database_url=settings.database_url, embedder=embedder, snap_start=True))
+    assert get_embedder.cache_info().currsize == 1
+    assert get_embedder(embedder).name == "local:all-MiniLM-L6-v2"

@@ -684,6 +684,34 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE hook_sources ADD COLUMN previous_secret_expires_at BIGINT
         """,
     ),
+    Migration(
+        17,
+        "vector cache images",
+        # A brain's vector cache as maintenance last saw it (core/retrieval/vectors.py), in
+        # parts of up to 16,384 vectors: a cold process reads a few large rows of int8 codes
+        # instead of every vector row joined with its memory, then catches up from `watermark`.
+        # Derived data only: dropped with the brain, rewritten or deleted by maintenance and
+        # erasure.
+        """
+        CREATE TABLE vector_images (
+            brain_id TEXT NOT NULL REFERENCES brains (id) ON DELETE CASCADE,
+            model TEXT NOT NULL,
+            part INTEGER NOT NULL,
+            parts INTEGER NOT NULL,
+            total INTEGER NOT NULL,
+            dims INTEGER NOT NULL,
+            watermark BIGINT NOT NULL,
+            ids {blob} NOT NULL,
+            codes {blob} NOT NULL,
+            scales {blob} NOT NULL,
+            owners {blob} NOT NULL,
+            states {blob} NOT NULL,
+            users TEXT NOT NULL,
+            written_at BIGINT NOT NULL,
+            PRIMARY KEY (brain_id, model, part)
+        )
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -688,3 +688,23 @@ ingest_jobs = Table(
     CheckConstraint("status IN ('pending', 'running', 'succeeded', 'failed')"),
     Index("ix_ingest_jobs_brain_created", "brain_id", "created_at", "id"),
 )
+
+# Migration 17: vector cache images (core/retrieval/vectors.py).
+vector_images = Table(
+    "vector_images",
+    metadata,
+    Column("brain_id", Text, ForeignKey("brains.id", ondelete="CASCADE"), primary_key=True),
+    Column("model", Text, primary_key=True),
+    Column("part", Integer, primary_key=True, autoincrement=False),
+    Column("parts", Integer, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("dims", Integer, nullable=False),
+    _ts("watermark", nullable=False),
+    Column("ids", LargeBinary, nullable=False),
+    Column("codes", LargeBinary, nullable=False),
+    Column("scales", LargeBinary, nullable=False),
+    Column("owners", LargeBinary, nullable=False),
+    Column("states", LargeBinary, nullable=False),
+    Column("users", Text, nullable=False),
+    _ts("written_at", nullable=False),
+)
