@@ -33,12 +33,13 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 from sqlalchemy import Connection, Engine, Row
 
-from core.events import changelog
+from core.events import changelog, history
 from core.kernel.config import MaintenanceSettings
 from core.kernel.db.engine import sql, transaction
 from core.kernel.errors import Conflict, InvalidInput
-from core.kernel.ids import new_id, now_ms
+from core.kernel.ids import now_ms
 from core.kernel.scope import Scope
+from core.memory import lifecycle
 from core.memory import store as memories
 from core.memory.indexing import Indexer
 from core.memory.models import Actor, MemoryFilters, Name
@@ -109,19 +110,6 @@ def _by_id_brain(conn: Connection) -> str:
     return "+brain_id" if conn.dialect.name == "sqlite" else "brain_id"
 
 
-def _insert_history(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """One executemany for a batch's history rows (core/events/history.py's columns)."""
-    if rows:
-        conn.execute(
-            sql(
-                "INSERT INTO memory_history (id, brain_id, memory_id, user_id, event, "
-                "old_memory, new_memory, detail, actor_id, role, is_deleted, created_at) VALUES "
-                "(:id, :brain, :memory, :user, :event, :old, :new, :detail, :actor, :role, 0, :at)"
-            ),
-            rows,
-        )
-
-
 # -- reinforce -------------------------------------------------------------------------------
 
 
@@ -157,23 +145,18 @@ def reinforce(
         {"imp": after, "now": now, "brain": scope.brain_id, "id": memory_id},
     )
     change = {"importance": {"from": before, "to": after}, "step": step}
-    _insert_history(
+    history.record(
         conn,
-        [
-            {
-                "id": new_id(),
-                "brain": scope.brain_id,
-                "memory": memory_id,
-                "user": row.user_id,
-                "event": "UPDATE",
-                "old": row.content,
-                "new": row.content,
-                "detail": json.dumps({"reinforced": change}),
-                "actor": data.actor_id or scope.principal,
-                "role": data.role,
-                "at": now,
-            }
-        ],
+        scope,
+        memory_id=memory_id,
+        user_id=row.user_id,
+        event="UPDATE",
+        old=row.content,
+        new=row.content,
+        detail={"reinforced": change},
+        actor_id=data.actor_id,
+        role=data.role,
+        at=now,
     )
     changelog.record(
         conn,
@@ -338,25 +321,22 @@ def _apply_decay(
             "stale": stale,
         },
     )
-    _insert_history(
+    history.record_many(
         conn,
+        scope,
         [
             {
-                "id": new_id(),
-                "brain": scope.brain_id,
-                "memory": r.id,
-                "user": r.user_id,
+                "memory_id": r.id,
+                "user_id": r.user_id,
                 "event": "UPDATE",
                 "old": None,
                 "new": None,
-                "detail": json.dumps(
-                    {
-                        "decayed": {"importance": {"from": before, "to": to}},
-                        "decay_days": policy.decay_days,
-                        "decay_rate": policy.decay_rate,
-                    }
-                ),
-                "actor": scope.principal,
+                "detail": {
+                    "decayed": {"importance": {"from": before, "to": to}},
+                    "decay_days": policy.decay_days,
+                    "decay_rate": policy.decay_rate,
+                },
+                "actor_id": None,
                 "role": None,
                 "at": now,
             }
@@ -425,7 +405,7 @@ def retention(
         for r in rows[: max(0, SAMPLE - len(run.sample))]:
             run.sample.append({"id": r.id, "preview": changelog.preview(r.content)})
         if not dry_run:
-            archive_rows(
+            done = lifecycle.archive(
                 conn,
                 scope,
                 rows,
@@ -433,84 +413,14 @@ def retention(
                 reason={"retention_days": policy.retention_days},
                 index=index,
             )
+            if index is None:
+                # What Indexer.on_state does, for the whole batch: vector caches see the state.
+                vectors.touch_many(conn, scope.brain_id, done)
         last = rows[-1]
         more = len(rows) == settings.batch_size
         return len(rows), _Keyset(last.updated_at, last.id) if more else None
 
     return _batches(engine, run, step, deadline)
-
-
-def archive_rows(
-    conn: Connection,
-    scope: Scope,
-    rows: list[Row[Any]],
-    *,
-    now: int,
-    reason: dict[str, Any],
-    index: Indexer | None = None,
-    actor_id: str | None = None,
-    role: str | None = None,
-) -> list[str]:
-    """Archive active memories (rows with id, user_id, type, content) in a few statements;
-    returns the ids archived. History ARCHIVE and a `memory.archived` entry for each."""
-    if not rows:
-        return []
-    among, ids = _ids_param(conn, [r.id for r in rows])
-    archived = {
-        found
-        for (found,) in conn.execute(
-            sql(
-                "UPDATE memories SET state = 'archived', archived_at = :now, updated_at = :now "
-                f"WHERE {_by_id_brain(conn)} = :brain AND state = 'active' AND id {among} "
-                "RETURNING id"
-            ),
-            {"now": now, "brain": scope.brain_id, "ids": ids},
-        ).all()
-    }
-    done = [r for r in rows if r.id in archived]
-    if not done:
-        return []
-    if index is not None:
-        for r in done:
-            index.on_state(conn, scope.brain_id, r.id)
-    else:
-        # What Indexer.on_state does, for the whole batch: vector caches see the new state.
-        vectors.touch_many(conn, scope.brain_id, [r.id for r in done])
-    detail = {"from": "active", "to": "archived", **reason}
-    _insert_history(
-        conn,
-        [
-            {
-                "id": new_id(),
-                "brain": scope.brain_id,
-                "memory": r.id,
-                "user": r.user_id,
-                "event": "ARCHIVE",
-                "old": r.content,
-                "new": r.content,
-                "detail": json.dumps(detail),
-                "actor": actor_id or scope.principal,
-                "role": role,
-                "at": now,
-            }
-            for r in done
-        ],
-    )
-    # changelog.record per memory: it also queues the webhook deliveries of each event.
-    for r in done:
-        changelog.record(
-            conn,
-            scope,
-            event_type="memory.archived",
-            entity_type="memory",
-            entity_id=r.id,
-            summary=f"Archived {r.type}: {changelog.preview(r.content)}",
-            user_id=r.user_id,
-            actor_id=actor_id,
-            payload=detail,
-            at=now,
-        )
-    return [r.id for r in done]
 
 
 # -- forget ----------------------------------------------------------------------------------
@@ -622,7 +532,7 @@ def forget(
         result["affected"] = 0
         return result
     if data.mode == "archive":
-        done = archive_rows(
+        done = lifecycle.archive(
             conn,
             scope,
             list(rows),
