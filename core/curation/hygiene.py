@@ -24,7 +24,6 @@ decay batch (a drift in importance, listed by id in the payload, would otherwise
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,10 +35,11 @@ from sqlalchemy import Connection, Engine, Row
 from core.events import changelog, history
 from core.kernel.config import MaintenanceSettings
 from core.kernel.db.engine import sql, transaction
+from core.kernel.db.id_lists import id_in
 from core.kernel.errors import Conflict, InvalidInput
 from core.kernel.ids import now_ms
 from core.kernel.scope import Scope
-from core.memory import lifecycle
+from core.memory import importance, lifecycle
 from core.memory import store as memories
 from core.memory.indexing import Indexer
 from core.memory.models import Actor, MemoryFilters, Name
@@ -96,20 +96,6 @@ def _lock(conn: Connection) -> str:
     return " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
 
 
-def _ids_param(conn: Connection, ids: list[str]) -> tuple[str, Any]:
-    """`IN (...)` over a list bound as ONE value (json_each / unnest)."""
-    if conn.dialect.name == "postgresql":
-        return "= ANY(CAST(:ids AS text[]))", list(ids)
-    return "IN (SELECT value FROM json_each(:ids))", json.dumps(ids)
-
-
-def _by_id_brain(conn: Connection) -> str:
-    """brain_id for a statement that names its rows by id: SQLite's planner, left alone, walks
-    the brain's index instead of the primary key; a unary + takes that index out of its
-    choices (as core/retrieval/search.py's record_access does)."""
-    return "+brain_id" if conn.dialect.name == "sqlite" else "brain_id"
-
-
 # -- reinforce -------------------------------------------------------------------------------
 
 
@@ -137,13 +123,7 @@ def reinforce(
     before = round(float(row.importance), 6)
     after = min(1.0, round(before + step, 6))
     now = now_ms()
-    conn.execute(
-        sql(
-            "UPDATE memories SET importance = :imp, updated_at = :now, last_accessed_at = :now, "
-            "access_count = access_count + 1 WHERE brain_id = :brain AND id = :id"
-        ),
-        {"imp": after, "now": now, "brain": scope.brain_id, "id": memory_id},
-    )
+    importance.reinforce(conn, scope.brain_id, memory_id, after, now)
     change = {"importance": {"from": before, "to": after}, "step": step}
     history.record(
         conn,
@@ -304,22 +284,14 @@ def _apply_decay(
     # One statement for the batch, the step computed in SQL as BrainPolicy.decayed computes it
     # (the rows are locked, so the history below records what it did). The decayed_at guard
     # again: a concurrent run that read the same rows changes nothing.
-    among, ids = _ids_param(conn, [r.id for r, _, _ in changes])
-    conn.execute(
-        sql(
-            "UPDATE memories SET importance = CASE WHEN importance * :keep > :floor "
-            "THEN importance * :keep ELSE :floor END, decayed_at = :now "
-            f"WHERE {_by_id_brain(conn)} = :brain AND id {among} AND importance > :floor "
-            "AND (decayed_at IS NULL OR decayed_at <= :stale)"
-        ),
-        {
-            "keep": policy.decay_keep,
-            "floor": policy.importance_floor,
-            "now": now,
-            "brain": scope.brain_id,
-            "ids": ids,
-            "stale": stale,
-        },
+    importance.decay(
+        conn,
+        scope.brain_id,
+        [r.id for r, _, _ in changes],
+        keep=policy.decay_keep,
+        floor=policy.importance_floor,
+        now=now,
+        stale=stale,
     )
     history.record_many(
         conn,
@@ -494,7 +466,7 @@ def forget(
         params["importance_below"] = filters.importance_below
         where.append("importance < :importance_below")
     if data.ids:
-        among, value = _ids_param(conn, list(dict.fromkeys(data.ids)))
+        among, value = id_in(conn, list(dict.fromkeys(data.ids)))
         where.append(f"id {among}")
         params["ids"] = value
     if data.mode == "archive":

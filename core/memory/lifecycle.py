@@ -11,13 +11,13 @@ records' formats live here, so no path can change a state without them or spell 
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Row
 
 from core.events import changelog, history
 from core.kernel.db.engine import sql
+from core.kernel.db.id_lists import brain_by_id, id_in
 from core.kernel.ids import new_id, now_ms
 from core.kernel.scope import Scope
 from core.memory import validtime
@@ -31,20 +31,6 @@ _TRANSITIONS: dict[str, tuple[history.Event, str, str]] = {
 }
 
 _KEEP = object()  # `_update`: leave superseded_by as it is
-
-
-def _ids_param(conn: Connection, ids: list[str]) -> tuple[str, Any]:
-    """`IN (...)` over a list bound as ONE value (json_each / unnest)."""
-    if conn.dialect.name == "postgresql":
-        return "= ANY(CAST(:ids AS text[]))", list(ids)
-    return "IN (SELECT value FROM json_each(:ids))", json.dumps(ids)
-
-
-def _by_id_brain(conn: Connection) -> str:
-    """brain_id for a statement that names its rows by a list of ids: SQLite's planner, left
-    alone, walks the brain's index instead of the primary key; a unary + takes that index out
-    of its choices (as core/memory/access.py does)."""
-    return "+brain_id" if conn.dialect.name == "sqlite" else "brain_id"
 
 
 def _update(
@@ -78,8 +64,8 @@ def _update(
         where = "brain_id = :brain AND id = :id"
         params["id"] = ids[0]
     else:
-        among, params["ids"] = _ids_param(conn, ids)
-        where = f"{_by_id_brain(conn)} = :brain AND id {among}"
+        among, params["ids"] = id_in(conn, ids)
+        where = f"{brain_by_id(conn)} = :brain AND id {among}"
     if only_active:
         where += " AND state = 'active'"
     found = conn.execute(
