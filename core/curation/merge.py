@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Row
 
 from core.curation.conflicts import mark_superseded
 from core.events import changelog, history
+from core.graph import links
 from core.kernel.config import Limits
 from core.kernel.db.engine import sql
 from core.kernel.db.id_lists import id_table
@@ -30,7 +31,6 @@ from core.memory.indexing import Indexer, document_text
 from core.memory.models import MemoryIn, MemoryPatch
 from core.memory.store import COLUMNS
 
-_DELETE_LINK = sql("DELETE FROM memory_links WHERE brain_id = :brain AND id = :id")
 MIN_SOURCES = 2
 MAX_SOURCES = 20
 
@@ -139,7 +139,7 @@ def merge(
             conn, scope, data.model_copy(update={"actor_id": actor_id, "role": role}), limits, index
         )
     result_id = result["id"]
-    moved, dropped = _move_links(conn, scope.brain_id, source_ids, result_id)
+    moved, dropped = links.repoint(conn, scope.brain_id, source_ids, result_id)
     lifecycle.merged(
         conn, scope, sources, result_id, now=now, index=index, actor_id=actor_id, role=role
     )
@@ -252,52 +252,6 @@ def _merged_input(
             "occurred_at": min(occurred) / 1000 if occurred else None,
         }
     )
-
-
-def _move_links(
-    conn: Connection, brain_id: str, source_ids: list[str], result_id: str
-) -> tuple[int, int]:
-    """Re-point the sources' links at the result. Returns (moved, dropped)."""
-    members, value = id_table(conn, "ids")
-    touching = [*source_ids, result_id]
-    links = conn.execute(
-        sql(
-            "SELECT id, from_id, to_id, relation, weight, created_at FROM memory_links "
-            f"WHERE brain_id = :brain AND (from_id IN (SELECT value FROM {members}) "
-            f"OR to_id IN (SELECT value FROM {members}))"
-        ),
-        {"brain": brain_id, "ids": value(touching)},
-    ).all()
-    sources = set(source_ids)
-    kept = {
-        (link.from_id, link.to_id, link.relation)
-        for link in links
-        if link.from_id not in sources and link.to_id not in sources
-    }
-    moved = dropped = 0
-    # The strongest link of a set that collapses into one is the one kept.
-    for link in sorted(links, key=lambda row: (-float(row.weight), row.created_at, row.id)):
-        if link.from_id not in sources and link.to_id not in sources:
-            continue
-        start = result_id if link.from_id in sources else link.from_id
-        end = result_id if link.to_id in sources else link.to_id
-        params = {"brain": brain_id, "id": link.id, "start": start, "end": end}
-        if start == end or (start, end, link.relation) in kept:
-            conn.execute(
-                sql("DELETE FROM memory_links WHERE brain_id = :brain AND id = :id"), params
-            )
-            dropped += 1
-            continue
-        conn.execute(
-            sql(
-                "UPDATE memory_links SET from_id = :start, to_id = :end "
-                "WHERE brain_id = :brain AND id = :id"
-            ),
-            params,
-        )
-        kept.add((start, end, link.relation))
-        moved += 1
-    return moved, dropped
 
 
 def _move_aliases(
