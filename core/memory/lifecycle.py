@@ -74,6 +74,49 @@ def _update(
     return {str(row[0]) for row in found}
 
 
+def _record(
+    conn: Connection,
+    scope: Scope,
+    row: Row[Any],
+    *,
+    event: history.Event,
+    detail: dict[str, Any],
+    event_type: str,
+    said: str,
+    payload: dict[str, Any],
+    now: int,
+    actor_id: str | None,
+    role: str | None,
+) -> None:
+    """A memory's history row (its content before and, unless deleted, after) and its
+    changelog entry, whose summary is `said` and a preview of the content."""
+    history.record(
+        conn,
+        scope,
+        memory_id=row.id,
+        user_id=row.user_id,
+        event=event,
+        old=row.content,
+        new=None if event == "DELETE" else row.content,
+        detail=detail,
+        actor_id=actor_id,
+        role=role,
+        at=now,
+    )
+    changelog.record(
+        conn,
+        scope,
+        event_type=event_type,
+        entity_type="memory",
+        entity_id=row.id,
+        summary=f"{said}: {changelog.preview(row.content)}",
+        user_id=row.user_id,
+        actor_id=actor_id,
+        payload=payload,
+        at=now,
+    )
+
+
 def link_supersedes(
     conn: Connection, scope: Scope, newer: str, older: str, *, actor_id: str | None, at: int
 ) -> None:
@@ -118,30 +161,19 @@ def set_state(
     now = now_ms()
     _update(conn, scope, [row.id], now=now, state=target)
     index.on_state(conn, scope.brain_id, row.id)
-    history.record(
+    change = {"from": row.state, "to": target}
+    _record(
         conn,
         scope,
-        memory_id=row.id,
-        user_id=row.user_id,
+        row,
         event=event,
-        old=row.content,
-        new=None if target == "deleted" else row.content,
-        detail={"from": row.state, "to": target},
+        detail=change,
+        event_type=event_type,
+        said=f"{verb} {row.type}",
+        payload=change,
+        now=now,
         actor_id=actor_id,
         role=role,
-        at=now,
-    )
-    changelog.record(
-        conn,
-        scope,
-        event_type=event_type,
-        entity_type="memory",
-        entity_id=row.id,
-        summary=f"{verb} {row.type}: {changelog.preview(row.content)}",
-        user_id=row.user_id,
-        actor_id=actor_id,
-        payload={"from": row.state, "to": target},
-        at=now,
     )
 
 
@@ -240,30 +272,18 @@ def make_alias(
     if archived:
         _update(conn, scope, [alias.id], now=now, state="archived")
         index.on_state(conn, scope.brain_id, alias.id)
-    history.record(
+    _record(
         conn,
         scope,
-        memory_id=alias.id,
-        user_id=alias.user_id,
+        alias,
         event="ARCHIVE" if archived else "UPDATE",
-        old=alias.content,
-        new=alias.content,
         detail={"reason": "alias", "alias_of": canonical_id, "from": alias.state},
+        event_type="alias.created",
+        said=f"Alias of {canonical_id}",
+        payload={"canonical_id": canonical_id, "archived": archived},
+        now=now,
         actor_id=actor_id,
         role=role,
-        at=now,
-    )
-    changelog.record(
-        conn,
-        scope,
-        event_type="alias.created",
-        entity_type="memory",
-        entity_id=alias.id,
-        summary=f"Alias of {canonical_id}: {changelog.preview(alias.content)}",
-        user_id=alias.user_id,
-        actor_id=actor_id,
-        payload={"canonical_id": canonical_id, "archived": archived},
-        at=now,
     )
     if archived:
         # A state change a sync consumer or a `memory.*` watch must see, as every other
@@ -308,30 +328,18 @@ def superseded_fact(
     """The records of `archive_superseded_fact`: the link from the new version (which must
     exist by now: links reference memories), the history and changelog rows."""
     link_supersedes(conn, scope, new_memory_id, old.id, actor_id=actor_id, at=now)
-    history.record(
+    _record(
         conn,
         scope,
-        memory_id=old.id,
-        user_id=old.user_id,
+        old,
         event="ARCHIVE",
-        old=old.content,
-        new=old.content,
         detail={"reason": "superseded", "superseded_by": new_memory_id, "from": "active"},
+        event_type="memory.superseded",
+        said=f"Fact {key!r} superseded",
+        payload={"superseded_by": new_memory_id, "key": key},
+        now=now,
         actor_id=actor_id,
         role=role,
-        at=now,
-    )
-    changelog.record(
-        conn,
-        scope,
-        event_type="memory.superseded",
-        entity_type="memory",
-        entity_id=old.id,
-        summary=f"Fact {key!r} superseded: {changelog.preview(old.content)}",
-        user_id=old.user_id,
-        actor_id=actor_id,
-        payload={"superseded_by": new_memory_id, "key": key},
-        at=now,
     )
 
 
@@ -360,30 +368,18 @@ def merged(
         index.on_state(conn, scope.brain_id, source.id)
     _update(conn, scope, source_ids, now=now, superseded_by=result_id)
     for source in sources:
-        history.record(
+        _record(
             conn,
             scope,
-            memory_id=source.id,
-            user_id=source.user_id,
+            source,
             event="ARCHIVE",
-            old=source.content,
-            new=source.content,
             detail={"reason": "merged", "merged_into": result_id, "from": "active"},
+            event_type="memory.superseded",
+            said=f"Merged into {result_id}",
+            payload={"superseded_by": result_id, "reason": "merged"},
+            now=now,
             actor_id=actor_id,
             role=role,
-            at=now,
-        )
-        changelog.record(
-            conn,
-            scope,
-            event_type="memory.superseded",
-            entity_type="memory",
-            entity_id=source.id,
-            summary=f"Merged into {result_id}: {changelog.preview(source.content)}",
-            user_id=source.user_id,
-            actor_id=actor_id,
-            payload={"superseded_by": result_id, "reason": "merged"},
-            at=now,
         )
 
 
@@ -423,14 +419,13 @@ def lose_conflict(
         validtime.close(conn, scope.brain_id, loser.id, start)
     index.on_state(conn, scope.brain_id, loser.id)
     link_supersedes(conn, scope, winner.id, loser.id, actor_id=actor_id, at=now)
-    history.record(
+    # A memory.* entry, as merge and fact supersession write theirs: a sync consumer or a
+    # `memory.*` watch must learn it was superseded (and maybe archived).
+    _record(
         conn,
         scope,
-        memory_id=loser.id,
-        user_id=loser.user_id,
+        loser,
         event="ARCHIVE" if archived else "UPDATE",
-        old=loser.content,
-        new=loser.content,
         detail={
             "reason": "conflict",
             "conflict_id": conflict_id,
@@ -438,28 +433,17 @@ def lose_conflict(
             "superseded_by": winner.id,
             "from": loser.state,
         },
-        actor_id=actor_id,
-        role=role,
-        at=now,
-    )
-    # As merge and fact supersession record theirs: a sync consumer or a `memory.*` watch
-    # must learn it was superseded (and maybe archived).
-    changelog.record(
-        conn,
-        scope,
         event_type="memory.superseded",
-        entity_type="memory",
-        entity_id=loser.id,
-        summary=f"Superseded by {winner.id} (conflict): {changelog.preview(loser.content)}",
-        user_id=loser.user_id,
-        actor_id=actor_id,
+        said=f"Superseded by {winner.id} (conflict)",
         payload={
             "superseded_by": winner.id,
             "reason": "conflict",
             "conflict_id": conflict_id,
             "state": "archived" if archived else loser.state,
         },
-        at=now,
+        now=now,
+        actor_id=actor_id,
+        role=role,
     )
     return archived
 
