@@ -79,6 +79,19 @@ class NewConflict(TypedDict):
     reason: str
 
 
+class GateDecision(TypedDict):
+    """What the write gate made of a save, and why (set on a save's reply)."""
+
+    decision: Literal["added", "duplicate", "reinforced", "recalled", "quarantined"]
+    reason: str
+    message: str
+    memory_id: NotRequired[str | None]
+    quarantine_id: NotRequired[str | None]
+    similarity: NotRequired[dict[str, float] | None]
+    importance: NotRequired[dict[str, float] | None]
+    recalled_ids: NotRequired[list[str] | None]
+
+
 class Memory(TypedDict):
     id: str
     user_id: str | None
@@ -106,6 +119,7 @@ class Memory(TypedDict):
     last_accessed_at: str | None
     deduplicated: NotRequired[bool]
     conflicts: NotRequired[list[NewConflict]]
+    gate: NotRequired[GateDecision]
 
 
 class MemoryPage(TypedDict):

@@ -18,6 +18,7 @@ from core.kernel.db.id_lists import id_table
 from core.kernel.errors import Conflict, InvalidInput, NotFound
 from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
+from core.memory import lifecycle
 from core.memory.indexing import Indexer
 from core.memory.store import to_dict
 
@@ -119,56 +120,17 @@ def add(
                 "now": now,
             },
         )
-        archived = archive and alias.state == "active"
-        if archived:
-            conn.execute(
-                sql(
-                    "UPDATE memories SET state = 'archived', archived_at = :now, "
-                    "updated_at = :now WHERE brain_id = :brain AND id = :id"
-                ),
-                {"now": now, "brain": scope.brain_id, "id": alias_id},
-            )
-            index.on_state(conn, scope.brain_id, alias_id)
-        history.record(
+        lifecycle.make_alias(
             conn,
             scope,
-            memory_id=alias_id,
-            user_id=alias.user_id,
-            event="ARCHIVE" if archived else "UPDATE",
-            old=alias.content,
-            new=alias.content,
-            detail={"reason": "alias", "alias_of": canonical_id, "from": alias.state},
+            alias,
+            canonical_id,
+            archive=archive,
+            now=now,
+            index=index,
             actor_id=actor_id,
             role=role,
-            at=now,
         )
-        changelog.record(
-            conn,
-            scope,
-            event_type="alias.created",
-            entity_type="memory",
-            entity_id=alias_id,
-            summary=f"Alias of {canonical_id}: {changelog.preview(alias.content)}",
-            user_id=alias.user_id,
-            actor_id=actor_id,
-            payload={"canonical_id": canonical_id, "archived": archived},
-            at=now,
-        )
-        if archived:
-            # A state change a sync consumer or a `memory.*` watch must see, as every other
-            # archive path records it (core/curation/hygiene.py archive_rows).
-            changelog.record(
-                conn,
-                scope,
-                event_type="memory.archived",
-                entity_type="memory",
-                entity_id=alias_id,
-                summary=f"Archived {alias.type}: {changelog.preview(alias.content)}",
-                user_id=alias.user_id,
-                actor_id=actor_id,
-                payload={"from": "active", "to": "archived", "alias_of": canonical_id},
-                at=now,
-            )
     history.record(
         conn,
         scope,

@@ -34,7 +34,7 @@ from core.kernel.db.id_lists import id_table
 from core.kernel.errors import Conflict, InvalidInput, NotFound
 from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
-from core.memory import validtime
+from core.memory import lifecycle, validtime
 from core.memory.indexing import Indexer
 from core.memory.store import COLUMNS
 from core.retrieval import vectors
@@ -695,10 +695,6 @@ def list_conflicts(
 # Resolving ------------------------------------------------------------------------------------
 
 
-def _valid_from(row: Any) -> int:
-    return int(row.valid_from or row.occurred_at or row.created_at)
-
-
 def _memory_in_scope(conn: Connection, scope: Scope, memory_id: str) -> Row[Any]:
     params: dict[str, Any] = {"id": memory_id}
     suffix = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
@@ -709,27 +705,6 @@ def _memory_in_scope(conn: Connection, scope: Scope, memory_id: str) -> Row[Any]
     if row is None:
         raise NotFound(f"no memory {memory_id!r}", code="memory_not_found")
     return row
-
-
-def add_supersedes_link(
-    conn: Connection, scope: Scope, winner_id: str, loser_id: str, *, actor: str | None, at: int
-) -> None:
-    conn.execute(
-        sql(
-            "INSERT INTO memory_links (id, brain_id, from_id, to_id, relation, weight, "
-            "created_at, origin, created_by) VALUES (:id, :brain, :winner, :loser, 'supersedes', "
-            "1.0, :now, 'system', :actor) ON CONFLICT (brain_id, from_id, to_id, relation) "
-            "DO NOTHING"
-        ),
-        {
-            "id": new_id(),
-            "brain": scope.brain_id,
-            "winner": winner_id,
-            "loser": loser_id,
-            "now": at,
-            "actor": actor or scope.principal,
-        },
-    )
 
 
 def resolve(
@@ -768,29 +743,18 @@ def resolve(
             details={"winner_state": winner.state, "loser_state": loser.state},
         )
     now = now_ms()
-    archive = mode == "archive" and loser.state == "active"
-    conn.execute(
-        sql(
-            "UPDATE memories SET superseded_by = :winner, updated_at = :now, "
-            "state = CASE WHEN :archive = 1 THEN 'archived' ELSE state END, "
-            "archived_at = CASE WHEN :archive = 1 THEN :now ELSE archived_at END "
-            "WHERE brain_id = :brain AND id = :loser"
-        ),
-        {
-            "winner": winner_id,
-            "now": now,
-            "archive": int(archive),
-            "brain": scope.brain_id,
-            "loser": loser_id,
-        },
+    lifecycle.lose_conflict(
+        conn,
+        scope,
+        loser,
+        winner,
+        conflict_id=conflict_id,
+        mode=mode,
+        now=now,
+        index=index,
+        actor_id=actor_id,
+        role=role,
     )
-    start = _valid_from(winner)
-    if start > _valid_from(loser):
-        # The newer statement won: the older one was true until it began, and stays for
-        # questions about that time (as a superseded fact does).
-        validtime.close(conn, scope.brain_id, loser_id, start)
-    index.on_state(conn, scope.brain_id, loser_id)
-    add_supersedes_link(conn, scope, winner_id, loser_id, actor=actor_id, at=now)
     conn.execute(
         sql(
             "UPDATE memory_conflict_resolutions SET status = 'resolved', canonical_id = :winner, "
@@ -812,19 +776,6 @@ def resolve(
     history.record(
         conn,
         scope,
-        memory_id=loser_id,
-        user_id=loser.user_id,
-        event="ARCHIVE" if archive else "UPDATE",
-        old=loser.content,
-        new=loser.content,
-        detail={**detail, "superseded_by": winner_id, "from": loser.state},
-        actor_id=actor_id,
-        role=role,
-        at=now,
-    )
-    history.record(
-        conn,
-        scope,
         memory_id=winner_id,
         user_id=winner.user_id,
         event="UPDATE",
@@ -833,25 +784,6 @@ def resolve(
         detail={**detail, "supersedes": loser_id},
         actor_id=actor_id,
         role=role,
-        at=now,
-    )
-    # The loser's own state change, as merge and fact supersession record theirs: a sync
-    # consumer or a `memory.*` watch must learn it was superseded (and maybe archived).
-    changelog.record(
-        conn,
-        scope,
-        event_type="memory.superseded",
-        entity_type="memory",
-        entity_id=loser_id,
-        summary=f"Superseded by {winner_id} (conflict): {changelog.preview(loser.content)}",
-        user_id=loser.user_id,
-        actor_id=actor_id,
-        payload={
-            "superseded_by": winner_id,
-            "reason": "conflict",
-            "conflict_id": conflict_id,
-            "state": "archived" if archive else loser.state,
-        },
         at=now,
     )
     changelog.record(

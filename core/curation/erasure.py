@@ -33,6 +33,7 @@ from sqlalchemy import Connection, Engine
 
 from core.events import changelog
 from core.kernel.db.engine import sql, transaction
+from core.kernel.db.id_lists import id_in
 from core.kernel.errors import NotFound
 from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
@@ -159,20 +160,19 @@ def _running(conn: Connection, scope: Scope, receipt_id: str) -> Any:
     return row
 
 
-def _ids(conn: Connection, ids: list[str]) -> tuple[str, Any]:
-    """`IN (...)` over a list bound as one value."""
-    if conn.dialect.name == "postgresql":
-        return "= ANY(CAST(:ids AS text[]))", list(ids)
-    return "IN (SELECT value FROM json_each(:ids))", json.dumps(ids)
-
-
 def _run(conn: Connection, statement: str, params: dict[str, Any]) -> int:
     return int(conn.execute(sql(statement), params).rowcount or 0)
 
 
 def erase_batch(conn: Connection, scope: Scope, receipt_id: str, *, batch: int = BATCH) -> bool:
     """Erase up to `batch` of the user's memories and every row hanging off them, in the
-    caller's transaction, and add what went to the receipt. True once none is left."""
+    caller's transaction, and add what went to the receipt. True once none is left.
+
+    The one writer of memories, tags, links and history outside their owners (core/memory,
+    core/graph, core/events), on purpose: an erasure deletes a batch from every table with one
+    statement each and counts each table's rows for the receipt and its digest, which the
+    owners' one-memory paths (a purge writes a changelog entry per memory, which an erasure must
+    not leave) cannot do."""
     scope.require_owner_write()
     receipt = _running(conn, scope, receipt_id)
     if receipt.status != "running":
@@ -190,7 +190,7 @@ def erase_batch(conn: Connection, scope: Scope, receipt_id: str, *, batch: int =
     ]
     if not ids:
         return True
-    inside, bound = _ids(conn, ids)
+    inside, bound = id_in(conn, ids)
     p = {"brain": scope.brain_id, "ids": bound}
     counts: dict[str, int] = {}
     if pgvector.mirroring(conn):

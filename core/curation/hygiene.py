@@ -24,7 +24,6 @@ decay batch (a drift in importance, listed by id in the payload, would otherwise
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,12 +32,14 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 from sqlalchemy import Connection, Engine, Row
 
-from core.events import changelog
+from core.events import changelog, history
 from core.kernel.config import MaintenanceSettings
 from core.kernel.db.engine import sql, transaction
+from core.kernel.db.id_lists import id_in
 from core.kernel.errors import Conflict, InvalidInput
-from core.kernel.ids import new_id, now_ms
+from core.kernel.ids import now_ms
 from core.kernel.scope import Scope
+from core.memory import importance, lifecycle
 from core.memory import store as memories
 from core.memory.indexing import Indexer
 from core.memory.models import Actor, MemoryFilters, Name
@@ -95,33 +96,6 @@ def _lock(conn: Connection) -> str:
     return " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
 
 
-def _ids_param(conn: Connection, ids: list[str]) -> tuple[str, Any]:
-    """`IN (...)` over a list bound as ONE value (json_each / unnest)."""
-    if conn.dialect.name == "postgresql":
-        return "= ANY(CAST(:ids AS text[]))", list(ids)
-    return "IN (SELECT value FROM json_each(:ids))", json.dumps(ids)
-
-
-def _by_id_brain(conn: Connection) -> str:
-    """brain_id for a statement that names its rows by id: SQLite's planner, left alone, walks
-    the brain's index instead of the primary key; a unary + takes that index out of its
-    choices (as core/retrieval/search.py's record_access does)."""
-    return "+brain_id" if conn.dialect.name == "sqlite" else "brain_id"
-
-
-def _insert_history(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """One executemany for a batch's history rows (core/events/history.py's columns)."""
-    if rows:
-        conn.execute(
-            sql(
-                "INSERT INTO memory_history (id, brain_id, memory_id, user_id, event, "
-                "old_memory, new_memory, detail, actor_id, role, is_deleted, created_at) VALUES "
-                "(:id, :brain, :memory, :user, :event, :old, :new, :detail, :actor, :role, 0, :at)"
-            ),
-            rows,
-        )
-
-
 # -- reinforce -------------------------------------------------------------------------------
 
 
@@ -149,31 +123,20 @@ def reinforce(
     before = round(float(row.importance), 6)
     after = min(1.0, round(before + step, 6))
     now = now_ms()
-    conn.execute(
-        sql(
-            "UPDATE memories SET importance = :imp, updated_at = :now, last_accessed_at = :now, "
-            "access_count = access_count + 1 WHERE brain_id = :brain AND id = :id"
-        ),
-        {"imp": after, "now": now, "brain": scope.brain_id, "id": memory_id},
-    )
+    importance.reinforce(conn, scope.brain_id, memory_id, after, now)
     change = {"importance": {"from": before, "to": after}, "step": step}
-    _insert_history(
+    history.record(
         conn,
-        [
-            {
-                "id": new_id(),
-                "brain": scope.brain_id,
-                "memory": memory_id,
-                "user": row.user_id,
-                "event": "UPDATE",
-                "old": row.content,
-                "new": row.content,
-                "detail": json.dumps({"reinforced": change}),
-                "actor": data.actor_id or scope.principal,
-                "role": data.role,
-                "at": now,
-            }
-        ],
+        scope,
+        memory_id=memory_id,
+        user_id=row.user_id,
+        event="UPDATE",
+        old=row.content,
+        new=row.content,
+        detail={"reinforced": change},
+        actor_id=data.actor_id,
+        role=data.role,
+        at=now,
     )
     changelog.record(
         conn,
@@ -321,42 +284,31 @@ def _apply_decay(
     # One statement for the batch, the step computed in SQL as BrainPolicy.decayed computes it
     # (the rows are locked, so the history below records what it did). The decayed_at guard
     # again: a concurrent run that read the same rows changes nothing.
-    among, ids = _ids_param(conn, [r.id for r, _, _ in changes])
-    conn.execute(
-        sql(
-            "UPDATE memories SET importance = CASE WHEN importance * :keep > :floor "
-            "THEN importance * :keep ELSE :floor END, decayed_at = :now "
-            f"WHERE {_by_id_brain(conn)} = :brain AND id {among} AND importance > :floor "
-            "AND (decayed_at IS NULL OR decayed_at <= :stale)"
-        ),
-        {
-            "keep": policy.decay_keep,
-            "floor": policy.importance_floor,
-            "now": now,
-            "brain": scope.brain_id,
-            "ids": ids,
-            "stale": stale,
-        },
-    )
-    _insert_history(
+    importance.decay(
         conn,
+        scope.brain_id,
+        [r.id for r, _, _ in changes],
+        keep=policy.decay_keep,
+        floor=policy.importance_floor,
+        now=now,
+        stale=stale,
+    )
+    history.record_many(
+        conn,
+        scope,
         [
             {
-                "id": new_id(),
-                "brain": scope.brain_id,
-                "memory": r.id,
-                "user": r.user_id,
+                "memory_id": r.id,
+                "user_id": r.user_id,
                 "event": "UPDATE",
                 "old": None,
                 "new": None,
-                "detail": json.dumps(
-                    {
-                        "decayed": {"importance": {"from": before, "to": to}},
-                        "decay_days": policy.decay_days,
-                        "decay_rate": policy.decay_rate,
-                    }
-                ),
-                "actor": scope.principal,
+                "detail": {
+                    "decayed": {"importance": {"from": before, "to": to}},
+                    "decay_days": policy.decay_days,
+                    "decay_rate": policy.decay_rate,
+                },
+                "actor_id": None,
                 "role": None,
                 "at": now,
             }
@@ -425,7 +377,7 @@ def retention(
         for r in rows[: max(0, SAMPLE - len(run.sample))]:
             run.sample.append({"id": r.id, "preview": changelog.preview(r.content)})
         if not dry_run:
-            archive_rows(
+            done = lifecycle.archive(
                 conn,
                 scope,
                 rows,
@@ -433,84 +385,14 @@ def retention(
                 reason={"retention_days": policy.retention_days},
                 index=index,
             )
+            if index is None:
+                # What Indexer.on_state does, for the whole batch: vector caches see the state.
+                vectors.touch_many(conn, scope.brain_id, done)
         last = rows[-1]
         more = len(rows) == settings.batch_size
         return len(rows), _Keyset(last.updated_at, last.id) if more else None
 
     return _batches(engine, run, step, deadline)
-
-
-def archive_rows(
-    conn: Connection,
-    scope: Scope,
-    rows: list[Row[Any]],
-    *,
-    now: int,
-    reason: dict[str, Any],
-    index: Indexer | None = None,
-    actor_id: str | None = None,
-    role: str | None = None,
-) -> list[str]:
-    """Archive active memories (rows with id, user_id, type, content) in a few statements;
-    returns the ids archived. History ARCHIVE and a `memory.archived` entry for each."""
-    if not rows:
-        return []
-    among, ids = _ids_param(conn, [r.id for r in rows])
-    archived = {
-        found
-        for (found,) in conn.execute(
-            sql(
-                "UPDATE memories SET state = 'archived', archived_at = :now, updated_at = :now "
-                f"WHERE {_by_id_brain(conn)} = :brain AND state = 'active' AND id {among} "
-                "RETURNING id"
-            ),
-            {"now": now, "brain": scope.brain_id, "ids": ids},
-        ).all()
-    }
-    done = [r for r in rows if r.id in archived]
-    if not done:
-        return []
-    if index is not None:
-        for r in done:
-            index.on_state(conn, scope.brain_id, r.id)
-    else:
-        # What Indexer.on_state does, for the whole batch: vector caches see the new state.
-        vectors.touch_many(conn, scope.brain_id, [r.id for r in done])
-    detail = {"from": "active", "to": "archived", **reason}
-    _insert_history(
-        conn,
-        [
-            {
-                "id": new_id(),
-                "brain": scope.brain_id,
-                "memory": r.id,
-                "user": r.user_id,
-                "event": "ARCHIVE",
-                "old": r.content,
-                "new": r.content,
-                "detail": json.dumps(detail),
-                "actor": actor_id or scope.principal,
-                "role": role,
-                "at": now,
-            }
-            for r in done
-        ],
-    )
-    # changelog.record per memory: it also queues the webhook deliveries of each event.
-    for r in done:
-        changelog.record(
-            conn,
-            scope,
-            event_type="memory.archived",
-            entity_type="memory",
-            entity_id=r.id,
-            summary=f"Archived {r.type}: {changelog.preview(r.content)}",
-            user_id=r.user_id,
-            actor_id=actor_id,
-            payload=detail,
-            at=now,
-        )
-    return [r.id for r in done]
 
 
 # -- forget ----------------------------------------------------------------------------------
@@ -584,7 +466,7 @@ def forget(
         params["importance_below"] = filters.importance_below
         where.append("importance < :importance_below")
     if data.ids:
-        among, value = _ids_param(conn, list(dict.fromkeys(data.ids)))
+        among, value = id_in(conn, list(dict.fromkeys(data.ids)))
         where.append(f"id {among}")
         params["ids"] = value
     if data.mode == "archive":
@@ -622,7 +504,7 @@ def forget(
         result["affected"] = 0
         return result
     if data.mode == "archive":
-        done = archive_rows(
+        done = lifecycle.archive(
             conn,
             scope,
             list(rows),

@@ -16,20 +16,21 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import Connection, Row
 
-from core.curation.conflicts import add_supersedes_link, mark_superseded
+from core.curation.conflicts import mark_superseded
 from core.events import changelog, history
+from core.graph import links
 from core.kernel.config import Limits
 from core.kernel.db.engine import sql
 from core.kernel.db.id_lists import id_table
 from core.kernel.errors import Conflict, InvalidInput, MnemoError, NotFound
 from core.kernel.ids import now_ms
 from core.kernel.scope import Scope
+from core.memory import lifecycle
 from core.memory import store as memory_store
 from core.memory.indexing import Indexer, document_text
 from core.memory.models import MemoryIn, MemoryPatch
 from core.memory.store import COLUMNS
 
-_DELETE_LINK = sql("DELETE FROM memory_links WHERE brain_id = :brain AND id = :id")
 MIN_SOURCES = 2
 MAX_SOURCES = 20
 
@@ -114,17 +115,7 @@ def merge(
     now = now_ms()
     sources = [row for row in rows if row.id != into_id]
     source_ids = [row.id for row in sources]
-    members, value = id_table(conn, "ids")
-    in_sources = f"brain_id = :brain AND id IN (SELECT value FROM {members})"
-    params = {"now": now, "brain": scope.brain_id, "ids": value(source_ids)}
-    # Archived first, so the result neither deduplicates into a source nor supersedes one.
-    conn.execute(
-        sql(
-            "UPDATE memories SET state = 'archived', archived_at = :now, updated_at = :now "
-            f"WHERE {in_sources}"
-        ),
-        params,
-    )
+    lifecycle.archive_for_merge(conn, scope, source_ids, now=now)
     tags = _merged_tags(rows)
     importance = max(float(row.importance) for row in rows)
     confidence = max(float(row.confidence) for row in rows)
@@ -148,42 +139,12 @@ def merge(
             conn, scope, data.model_copy(update={"actor_id": actor_id, "role": role}), limits, index
         )
     result_id = result["id"]
-    moved, dropped = _move_links(conn, scope.brain_id, source_ids, result_id)
-    for source in sources:
-        add_supersedes_link(conn, scope, result_id, source.id, actor=actor_id, at=now)
-        index.on_state(conn, scope.brain_id, source.id)
-    conn.execute(
-        sql(f"UPDATE memories SET superseded_by = :result WHERE {in_sources}"),
-        {**params, "result": result_id},
+    moved, dropped = links.repoint(conn, scope.brain_id, source_ids, result_id)
+    lifecycle.merged(
+        conn, scope, sources, result_id, now=now, index=index, actor_id=actor_id, role=role
     )
     mark_superseded(conn, scope.brain_id, source_ids, now)
     _move_aliases(conn, scope.brain_id, source_ids, result_id, now)
-    for source in sources:
-        history.record(
-            conn,
-            scope,
-            memory_id=source.id,
-            user_id=source.user_id,
-            event="ARCHIVE",
-            old=source.content,
-            new=source.content,
-            detail={"reason": "merged", "merged_into": result_id, "from": "active"},
-            actor_id=actor_id,
-            role=role,
-            at=now,
-        )
-        changelog.record(
-            conn,
-            scope,
-            event_type="memory.superseded",
-            entity_type="memory",
-            entity_id=source.id,
-            summary=f"Merged into {result_id}: {changelog.preview(source.content)}",
-            user_id=source.user_id,
-            actor_id=actor_id,
-            payload={"superseded_by": result_id, "reason": "merged"},
-            at=now,
-        )
     history.record(
         conn,
         scope,
@@ -291,52 +252,6 @@ def _merged_input(
             "occurred_at": min(occurred) / 1000 if occurred else None,
         }
     )
-
-
-def _move_links(
-    conn: Connection, brain_id: str, source_ids: list[str], result_id: str
-) -> tuple[int, int]:
-    """Re-point the sources' links at the result. Returns (moved, dropped)."""
-    members, value = id_table(conn, "ids")
-    touching = [*source_ids, result_id]
-    links = conn.execute(
-        sql(
-            "SELECT id, from_id, to_id, relation, weight, created_at FROM memory_links "
-            f"WHERE brain_id = :brain AND (from_id IN (SELECT value FROM {members}) "
-            f"OR to_id IN (SELECT value FROM {members}))"
-        ),
-        {"brain": brain_id, "ids": value(touching)},
-    ).all()
-    sources = set(source_ids)
-    kept = {
-        (link.from_id, link.to_id, link.relation)
-        for link in links
-        if link.from_id not in sources and link.to_id not in sources
-    }
-    moved = dropped = 0
-    # The strongest link of a set that collapses into one is the one kept.
-    for link in sorted(links, key=lambda row: (-float(row.weight), row.created_at, row.id)):
-        if link.from_id not in sources and link.to_id not in sources:
-            continue
-        start = result_id if link.from_id in sources else link.from_id
-        end = result_id if link.to_id in sources else link.to_id
-        params = {"brain": brain_id, "id": link.id, "start": start, "end": end}
-        if start == end or (start, end, link.relation) in kept:
-            conn.execute(
-                sql("DELETE FROM memory_links WHERE brain_id = :brain AND id = :id"), params
-            )
-            dropped += 1
-            continue
-        conn.execute(
-            sql(
-                "UPDATE memory_links SET from_id = :start, to_id = :end "
-                "WHERE brain_id = :brain AND id = :id"
-            ),
-            params,
-        )
-        kept.add((start, end, link.relation))
-        moved += 1
-    return moved, dropped
 
 
 def _move_aliases(

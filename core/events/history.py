@@ -51,6 +51,38 @@ def record(
     )
 
 
+def record_many(conn: Connection, scope: Scope, rows: list[dict[str, Any]]) -> None:
+    """`record` for many rows in one executemany (a batch of maintenance changes). Each row
+    has memory_id, user_id, event, old, new, detail (a dict or None), actor_id, role and at;
+    the actor defaults to the scope's principal, as in `record`."""
+    if rows:
+        conn.execute(
+            sql(
+                "INSERT INTO memory_history (id, brain_id, memory_id, user_id, event, "
+                "old_memory, new_memory, detail, actor_id, role, is_deleted, created_at) VALUES "
+                "(:id, :brain, :memory, :user, :event, :old, :new, :detail, :actor, :role, "
+                ":deleted, :at)"
+            ),
+            [
+                {
+                    "id": new_id(),
+                    "brain": scope.brain_id,
+                    "memory": row["memory_id"],
+                    "user": row["user_id"],
+                    "event": row["event"],
+                    "old": row["old"],
+                    "new": row["new"],
+                    "detail": None if row["detail"] is None else json.dumps(row["detail"]),
+                    "actor": row["actor_id"] or scope.principal,
+                    "role": row["role"],
+                    "deleted": int(row["event"] == "DELETE"),
+                    "at": row["at"],
+                }
+                for row in rows
+            ],
+        )
+
+
 def for_memory(
     conn: Connection, scope: Scope, memory_id: str, *, newest: int | None = None
 ) -> list[dict[str, Any]]:

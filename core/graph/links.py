@@ -19,6 +19,7 @@ from core.events import changelog
 from core.graph.models import LinkIn
 from core.kernel import cursor as cursors
 from core.kernel.db.engine import sql
+from core.kernel.db.id_lists import id_table
 from core.kernel.errors import Conflict, InvalidInput, NotFound
 from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
@@ -231,6 +232,54 @@ def delete(
         payload={"from_id": row.from_id, "to_id": row.to_id, "relation": row.relation},
     )
     return {"id": link_id, "deleted": True}
+
+
+def repoint(
+    conn: Connection, brain_id: str, source_ids: list[str], result_id: str
+) -> tuple[int, int]:
+    """Re-point every link of the memories `source_ids` at `result_id` (a merge's result);
+    a link that would join the result to itself or repeat one it has is dropped. Returns
+    (moved, dropped)."""
+    members, value = id_table(conn, "ids")
+    touching = [*source_ids, result_id]
+    links = conn.execute(
+        sql(
+            "SELECT id, from_id, to_id, relation, weight, created_at FROM memory_links "
+            f"WHERE brain_id = :brain AND (from_id IN (SELECT value FROM {members}) "
+            f"OR to_id IN (SELECT value FROM {members}))"
+        ),
+        {"brain": brain_id, "ids": value(touching)},
+    ).all()
+    sources = set(source_ids)
+    kept = {
+        (link.from_id, link.to_id, link.relation)
+        for link in links
+        if link.from_id not in sources and link.to_id not in sources
+    }
+    moved = dropped = 0
+    # The strongest link of a set that collapses into one is the one kept.
+    for link in sorted(links, key=lambda row: (-float(row.weight), row.created_at, row.id)):
+        if link.from_id not in sources and link.to_id not in sources:
+            continue
+        start = result_id if link.from_id in sources else link.from_id
+        end = result_id if link.to_id in sources else link.to_id
+        params = {"brain": brain_id, "id": link.id, "start": start, "end": end}
+        if start == end or (start, end, link.relation) in kept:
+            conn.execute(
+                sql("DELETE FROM memory_links WHERE brain_id = :brain AND id = :id"), params
+            )
+            dropped += 1
+            continue
+        conn.execute(
+            sql(
+                "UPDATE memory_links SET from_id = :start, to_id = :end "
+                "WHERE brain_id = :brain AND id = :id"
+            ),
+            params,
+        )
+        kept.add((start, end, link.relation))
+        moved += 1
+    return moved, dropped
 
 
 def _sides(direction: str) -> list[tuple[str, str, str]]:

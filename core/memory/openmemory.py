@@ -134,11 +134,8 @@ def all_memories(
     decay_lambda: float,
 ) -> list[dict[str, Any]]:
     """Active memories (of one user, of one sector), newest first, as OpenMemory's items."""
-    params: dict[str, Any] = {"brain": scope.brain_id, "limit": limit, "offset": offset}
-    where = ["m.brain_id = :brain", "m.state = 'active'"]
-    if scope.user_id is not None:
-        where.append("m.user_id = :scope_user")
-        params["scope_user"] = scope.user_id
+    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    where = [scope.where(params, "m."), "m.state = 'active'"]
     if user_id is not None:
         where.append("m.user_id = :user")
         params["user"] = user_id
@@ -192,11 +189,8 @@ def sector_stats(conn: Connection, scope: Scope) -> list[dict[str, Any]]:
     """Each sector's active memories: how many, and their mean salience."""
     out = []
     for name in SECTORS:
-        params: dict[str, Any] = {"brain": scope.brain_id}
-        where = ["m.brain_id = :brain", "m.state = 'active'", _sector_clause(name, params)]
-        if scope.user_id is not None:
-            where.append("m.user_id = :scope_user")
-            params["scope_user"] = scope.user_id
+        params: dict[str, Any] = {}
+        where = [scope.where(params, "m."), "m.state = 'active'", _sector_clause(name, params)]
         row = conn.execute(
             text(
                 f"SELECT count(*) AS n, avg(m.importance) AS mean FROM memories m "

@@ -18,7 +18,7 @@ from core.kernel.db.engine import sql
 from core.kernel.errors import Conflict, InvalidInput, MnemoError, NotFound, TooLarge, field_errors
 from core.kernel.ids import iso, new_id, now_ms, parse_time
 from core.kernel.scope import Scope
-from core.memory import gate, users, validtime
+from core.memory import gate, lifecycle, users, validtime
 from core.memory.indexing import Indexer
 from core.memory.models import MemoryFilters, MemoryIn, MemoryPatch
 
@@ -230,15 +230,9 @@ def create(
         if before is not None:
             validtime.close(conn, scope.brain_id, before, valid_from)
     elif old is not None:
-        conn.execute(
-            sql(
-                "UPDATE memories SET state = 'archived', archived_at = :now, updated_at = :now, "
-                "superseded_by = :new WHERE brain_id = :brain AND id = :old"
-            ),
-            {"now": now, "new": memory_id, "brain": scope.brain_id, "old": old.id},
+        lifecycle.archive_superseded_fact(
+            conn, scope, old.id, memory_id, valid_from=valid_from, now=now, index=index
         )
-        validtime.close(conn, scope.brain_id, old.id, valid_from)
-        index.on_state(conn, scope.brain_id, old.id)
     # The new row comes back from the INSERT itself (and on SQLite its rowid, which the
     # full-text index is keyed by): no read-back statements.
     created = conn.execute(
@@ -294,9 +288,9 @@ def create(
 
     actor = {"actor_id": data.actor_id, "role": data.role}
     if old is not None and not earlier:
-        _supersede_records(conn, scope, old, memory_id, data.key or "", now, actor)
+        lifecycle.superseded_fact(conn, scope, old, memory_id, key=data.key or "", now=now, **actor)
     elif old is not None:
-        _link_supersedes(conn, scope, old.id, memory_id, now, actor)
+        lifecycle.link_supersedes(conn, scope, old.id, memory_id, actor_id=data.actor_id, at=now)
     detail = None
     if old is not None:
         detail = {"superseded_by": old.id} if earlier else {"supersedes": old.id}
@@ -348,67 +342,6 @@ def gate_reply(
         }
     assert verdict.memory_id is not None
     return {**get(conn, scope, verdict.memory_id), "deduplicated": True, "gate": verdict.explain()}
-
-
-def _supersede_records(
-    conn: Connection,
-    scope: Scope,
-    old: Row[Any],
-    new_id_: str,
-    key: str,
-    now: int,
-    actor: dict[str, str | None],
-) -> None:
-    _link_supersedes(conn, scope, new_id_, old.id, now, actor)
-    history.record(
-        conn,
-        scope,
-        memory_id=old.id,
-        user_id=old.user_id,
-        event="ARCHIVE",
-        old=old.content,
-        new=old.content,
-        detail={"reason": "superseded", "superseded_by": new_id_, "from": "active"},
-        at=now,
-        **actor,
-    )
-    changelog.record(
-        conn,
-        scope,
-        event_type="memory.superseded",
-        entity_type="memory",
-        entity_id=old.id,
-        summary=f"Fact {key!r} superseded: {changelog.preview(old.content)}",
-        user_id=old.user_id,
-        actor_id=actor["actor_id"],
-        payload={"superseded_by": new_id_, "key": key},
-        at=now,
-    )
-
-
-def _link_supersedes(
-    conn: Connection,
-    scope: Scope,
-    newer: str,
-    older: str,
-    now: int,
-    actor: dict[str, str | None],
-) -> None:
-    conn.execute(
-        sql(
-            "INSERT INTO memory_links (id, brain_id, from_id, to_id, relation, weight, origin, "
-            "created_by, created_at) "
-            "VALUES (:id, :brain, :new, :old, 'supersedes', 1.0, 'system', :by, :now)"
-        ),
-        {
-            "id": new_id(),
-            "brain": scope.brain_id,
-            "new": newer,
-            "old": older,
-            "by": actor["actor_id"] or scope.principal,
-            "now": now,
-        },
-    )
 
 
 def _neighbour_versions(
@@ -769,13 +702,6 @@ def update(
     return to_dict(updated)
 
 
-_TRANSITIONS = {
-    "archived": ("ARCHIVE", "memory.archived", "Archived"),
-    "deleted": ("DELETE", "memory.deleted", "Deleted"),
-    "active": ("RESTORE", "memory.restored", "Restored"),
-}
-
-
 def set_state(
     conn: Connection,
     scope: Scope,
@@ -793,45 +719,7 @@ def set_state(
         return to_dict(row)
     if target == "active":
         _check_restorable(conn, scope, row)
-    now = now_ms()
-    conn.execute(
-        sql(
-            "UPDATE memories SET state = :state, updated_at = :now, "
-            "archived_at = CASE WHEN :state = 'archived' THEN :now ELSE archived_at END, "
-            "deleted_at = CASE WHEN :state = 'deleted' THEN :now "
-            "WHEN :state = 'active' THEN NULL ELSE deleted_at END, "
-            "superseded_by = CASE WHEN :state = 'active' THEN NULL ELSE superseded_by END "
-            "WHERE brain_id = :brain AND id = :id"
-        ),
-        {"state": target, "now": now, "brain": scope.brain_id, "id": memory_id},
-    )
-    index.on_state(conn, scope.brain_id, memory_id)
-    event, event_type, verb = _TRANSITIONS[target]
-    history.record(
-        conn,
-        scope,
-        memory_id=memory_id,
-        user_id=row.user_id,
-        event=event,  # type: ignore[arg-type]
-        old=row.content,
-        new=None if target == "deleted" else row.content,
-        detail={"from": row.state, "to": target},
-        actor_id=actor_id,
-        role=role,
-        at=now,
-    )
-    changelog.record(
-        conn,
-        scope,
-        event_type=event_type,
-        entity_type="memory",
-        entity_id=memory_id,
-        summary=f"{verb} {row.type}: {changelog.preview(row.content)}",
-        user_id=row.user_id,
-        actor_id=actor_id,
-        payload={"from": row.state, "to": target},
-        at=now,
-    )
+    lifecycle.set_state(conn, scope, row, target, index, actor_id=actor_id, role=role)
     return to_dict(_fetch(conn, scope, memory_id))
 
 
@@ -870,32 +758,7 @@ def purge(
             "set confirm to true to purge: a purge cannot be undone", details={"field": "confirm"}
         )
     row = _fetch(conn, scope, memory_id, lock=True)
-    params = {"brain": scope.brain_id, "id": memory_id}
-    index.on_purge(conn, scope.brain_id, memory_id)
-    conn.execute(
-        sql("DELETE FROM memory_links WHERE brain_id = :brain AND (from_id = :id OR to_id = :id)"),
-        params,
-    )
-    conn.execute(
-        sql(
-            "UPDATE memories SET superseded_by = NULL "
-            "WHERE brain_id = :brain AND superseded_by = :id"
-        ),
-        params,
-    )
-    conn.execute(sql("DELETE FROM memories WHERE brain_id = :brain AND id = :id"), params)
-    history.erase(conn, scope, memory_id)
-    changelog.scrub(conn, scope, memory_id)
-    changelog.record(
-        conn,
-        scope,
-        event_type="memory.purged",
-        entity_type="memory",
-        entity_id=memory_id,
-        summary=f"Purged {row.type} {memory_id}",
-        user_id=row.user_id,
-        actor_id=actor_id,
-    )
+    lifecycle.purge(conn, scope, row, index, actor_id=actor_id)
     return {"id": memory_id, "purged": True}
 
 

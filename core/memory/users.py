@@ -22,6 +22,43 @@ def touch(conn: Connection, brain_id: str, user_id: str) -> None:
     )
 
 
+def store_summary(
+    conn: Connection,
+    brain_id: str,
+    user_id: str,
+    *,
+    summary: str,
+    source: str,
+    read_at: int,
+    guard: bool,
+    expected: int | None,
+) -> bool:
+    """Save a user's summary (made by core/curation/summaries) and count one reflection; with
+    `guard`, only if the stored summary is still the one `expected` (its summarized_at, None
+    for none yet). Returns whether it was saved."""
+    params: dict[str, Any] = {
+        "brain": brain_id,
+        "user": user_id,
+        "summary": summary,
+        "source": source,
+        "read_at": read_at,
+        "now": now_ms(),
+    }
+    condition = ""
+    if guard:
+        condition = " AND coalesce(summarized_at, -1) = :expected"
+        params["expected"] = -1 if expected is None else expected
+    result = conn.execute(
+        sql(
+            "UPDATE users SET summary = :summary, summary_source = :source, "
+            "summarized_at = :read_at, reflection_count = reflection_count + 1, "
+            f"updated_at = :now WHERE brain_id = :brain AND user_id = :user{condition}"
+        ),
+        params,
+    )
+    return bool(result.rowcount)
+
+
 def list_users(
     conn: Connection, scope: Scope, *, limit: int, after: str | None = None
 ) -> tuple[list[dict[str, Any]], str | None]:

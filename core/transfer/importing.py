@@ -18,6 +18,12 @@ Strategies, for a record whose id the brain already has:
   so a failure keeps the batches before it, and running the same import again with either
   strategy finishes the job without duplicating anything.
 
+Tables: this module writes memories, tags, users, links and history rows itself, in bulk
+(one executemany per batch and table), rather than through core/memory, core/graph and
+core/events, which write one memory at a time with a changelog entry each: an import keeps the
+source's ids, timestamps, states and history as they were, and records one changelog row per
+batch. Indexing still goes through the memory layer's Indexer (`on_insert_many`).
+
 Ids: kept as in the source, except an id another brain already uses (ids are global), which
 gets a new one. With `remap_ids` every memory, link and history row gets a new id. Either way
 references follow: links and history rows point at the ids their memories got, and so does

@@ -5,9 +5,10 @@ endpoint accepts (plus the identifiers REST carries in the path).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection, Engine
@@ -79,12 +80,15 @@ class Ref:
     description: str
 
 
+Run = Callable[[Runner, Refs, B], Awaitable[Any]]
+
+
 @dataclass(frozen=True)
 class Tool(Generic[B]):
     name: str
     title: str
     description: str
-    run: Callable[[Runner, Refs, B], Awaitable[Any]]
+    run: Run[B]
     body: type[B]
     refs: tuple[Ref, ...] = ()
     output: type[BaseModel] | None = None
@@ -157,6 +161,49 @@ class Tool(Generic[B]):
 _SUBSCHEMAS = ("items", "additionalProperties", "not")
 _SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
 _SUBSCHEMA_MAPS = ("properties", "$defs")
+
+
+class Toolbox:
+    """Tools declared where their code is: `@box.tool(name, title, ...)` over the function that
+    runs one makes its entry. The function's docstring is the tool's description (its lines
+    joined by spaces: a description is one paragraph) and the model annotated on its third
+    parameter is the tool's input, so neither is written twice."""
+
+    def __init__(self) -> None:
+        self.tools: list[Tool[Any]] = []
+
+    def tool(
+        self,
+        name: str,
+        title: str,
+        *,
+        output: type[BaseModel] | None = None,
+        refs: tuple[Ref, ...] = (),
+        writes: bool = False,
+        destructive: bool = False,
+        idempotent: bool = True,
+        schema_hook: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> Callable[[Run[B]], Run[B]]:
+        def declare(run: Run[B]) -> Run[B]:
+            third = list(inspect.signature(run).parameters)[2]
+            self.tools.append(
+                Tool(
+                    name=name,
+                    title=title,
+                    description=" ".join(inspect.cleandoc(run.__doc__ or "").split("\n")),
+                    run=run,
+                    body=get_type_hints(run)[third],
+                    refs=refs,
+                    output=output,
+                    writes=writes,
+                    destructive=destructive,
+                    idempotent=idempotent,
+                    schema_hook=schema_hook,
+                )
+            )
+            return run
+
+        return declare
 
 
 def _untitled(schema: Any) -> Any:

@@ -1,6 +1,8 @@
-"""Mnemo's MCP tools: one entry per core operation, each calling the same core function with the
-same models as its REST twin (named in each entry's comment). A feature adds its tools by
-adding entries to TOOLS.
+"""Mnemo's MCP tools: one function per core operation, declared as a tool where it is written
+(`@box.tool`: name, title, output model and hints; its docstring is the description and its
+annotated body model the input). Each calls the same core function with the same models as its
+REST twin (named in the comment above it). A feature adds its tools by declaring functions here;
+their order is the order of tools/list.
 """
 
 from __future__ import annotations
@@ -80,25 +82,41 @@ from core.memory.quarantine import (
 from core.retrieval.context import pack
 from core.retrieval.models import ContextIn, ContextPack, SearchIn, SearchPage
 from core.retrieval.search import record_access, search
-from handlers.mcp.registry import NoArguments, Ref, Refs, Registry, Runner, Tool
+from handlers.mcp.registry import NoArguments, Ref, Refs, Registry, Runner, Toolbox
 
 MEMORY_ID = Ref("id", "The memory's id, as returned by save, search or list.")
 FACT_KEY = Ref("key", "What the fact is about, as saved (e.g. 'user.timezone').")
 LINK_ID = Ref("id", "The link's id, as returned by link or links.")
 USER_ID = Ref("user_id", "The end user, as given in user_id when memories were saved.")
 
+box = Toolbox()
+
 
 # -- retrieval (POST /v1/search, POST /v1/context) ---------------------------------------------
 
 
+# POST /v1/search
+@box.tool("search", "Search memories", output=SearchPage)
 async def _search(run: Runner, _: Refs, data: SearchIn) -> Any:
+    """Find memories relevant to a question or topic: hybrid full-text and semantic search, best
+    first, each with a score in [0, 1]. Use it before answering anything that may depend on what was
+    remembered earlier. Narrow with `filters` (type, tag, user_id, agent_id, run_id, dates,
+    metadata) or the `user_id` shorthand; page with `cursor` set to the previous `next_cursor`.
+    `as_of` asks what was true at a moment (superseded facts included); `known_at` what the store
+    held then."""
     vector = None if data.mode == "lexical" else await run.query_vector(data.query)
     page = await run.read(search, data, vector, run.ranking)
     await run.own_transactions(record_access, page.pop("touched"))
     return page
 
 
+# POST /v1/context
+@box.tool("context", "Build a context pack", output=ContextPack)
 async def _context(run: Runner, _: Refs, data: ContextIn) -> Any:
+    """Answer-ready context for a question: the most relevant memories as numbered lines within a
+    token budget (`max_tokens`), with citations mapping each [n] to a memory id. Prefer it over
+    `search` when the text goes straight into a prompt. Both sides of an unresolved contradiction
+    are shown, marked contested. `as_of` builds it from what was true at a moment."""
     vector = await run.query_vector(data.query)
     result = await run.read(pack, data, vector, run.ranking)
     await run.own_transactions(record_access, result.pop("touched"))
@@ -108,14 +126,20 @@ async def _context(run: Runner, _: Refs, data: ContextIn) -> Any:
 # -- memories (/v1/memories..., /v1/facts/{key}, /v1/users/{user_id}/memories) -----------------
 
 
+# POST /v1/memories
+@box.tool("save", "Save a memory", output=SavedMemory, writes=True)
 async def _save(run: Runner, _: Refs, data: MemoryIn) -> Any:
+    """Save one memory. `type` is note (the default), fact or journal. A fact is the current truth
+    about its `key` (e.g. 'user.timezone'): saving a new fact for the same key and user supersedes
+    the old one. Saving content that already exists returns the existing memory with `deduplicated:
+    true` instead of a copy. Set `user_id` when the memory is about one end user, `valid_from` when
+    what it states became true (default: occurred_at, else now). If it contradicts a memory of the
+    same user, the reply lists the conflicts it recorded under `conflicts`. The write gate answers
+    in `gate`: a restatement of a memory reinforces it (`reinforced`), a repeat of what search just
+    returned is not stored (`recalled`), and instructions or boilerplate are held for review
+    (`quarantined`)."""
     index = await run.indexer([data])
     return await run.write(memories.create, data, run.limits, index)
-
-
-async def _save_batch(run: Runner, _: Refs, data: MemoryBatchIn) -> Any:
-    index = await run.indexer(valid_memories(data.memories))
-    return {"results": await run.write(memories.create_batch, data.memories, run.limits, index)}
 
 
 def _batch_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -130,17 +154,45 @@ def _batch_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+# POST /v1/memories/batch
+@box.tool(
+    "save_batch",
+    "Save several memories",
+    output=BatchResult,
+    writes=True,
+    schema_hook=_batch_schema,
+)
+async def _save_batch(run: Runner, _: Refs, data: MemoryBatchIn) -> Any:
+    """Save up to 500 memories at once, each shaped as for `save`. All or nothing: if any item is
+    invalid nothing is saved, and the error lists every problem by index."""
+    index = await run.indexer(valid_memories(data.memories))
+    return {"results": await run.write(memories.create_batch, data.memories, run.limits, index)}
+
+
+# GET /v1/memories/{id}
+@box.tool("get", "Get a memory", output=Memory, refs=(MEMORY_ID,))
 async def _get(run: Runner, refs: Refs, _: NoArguments) -> Any:
+    """Fetch one memory by id, whatever its state (active, archived or deleted)."""
     return await run.read(memories.get, refs["id"])
 
 
+# GET /v1/facts/{key}
+@box.tool("get_fact", "Get the current fact", output=Memory, refs=(FACT_KEY,))
 async def _get_fact(run: Runner, refs: Refs, query: FactQuery) -> Any:
+    """The current fact saved for a key (the newest active memory of type fact with that key), for
+    one `user_id` or, without it, the brain-wide fact; with `as_of`, the fact that was true at that
+    moment."""
     return await run.read(
         memories.get_fact, refs["key"], query.user_id, as_of=query.as_of, known_at=query.known_at
     )
 
 
+# GET /v1/memories
+@box.tool("list", "List memories", output=MemoryPage)
 async def _list(run: Runner, _: Refs, query: MemoryListQuery) -> Any:
+    """List memories newest first, filtered by type, tag, user_id, agent_id, run_id, source, state
+    or creation and update dates; page with `cursor` set to the previous `next_cursor`. To find
+    memories by meaning, use `search`."""
     return await run.read(
         memories.list_memories,
         query,
@@ -150,7 +202,10 @@ async def _list(run: Runner, _: Refs, query: MemoryListQuery) -> Any:
     )
 
 
+# GET /v1/users/{user_id}/memories
+@box.tool("user_memories", "List a user's memories", output=MemoryPage, refs=(USER_ID,))
 async def _user_memories(run: Runner, refs: Refs, query: UserMemoriesQuery) -> Any:
+    """Page through every memory of one end user, newest first."""
     filters = MemoryFilters(user_id=refs["user_id"], state=query.state)
     page = await run.read(
         memories.list_memories,
@@ -162,7 +217,69 @@ async def _user_memories(run: Runner, refs: Refs, query: UserMemoriesQuery) -> A
     return {"user_id": refs["user_id"], **page}
 
 
+# -- summaries (/v1/users/{user_id}/summary[/regenerate], GET /v1/summary) ----------------------
+
+
+# GET /v1/users/{user_id}/summary
+@box.tool("user_summary", "A user's summary", output=UserSummaryOut, refs=(USER_ID,))
+async def _user_summary(run: Runner, refs: Refs, query: UserSummaryQuery) -> Any:
+    """A short plain-text profile of one end user, one line per theme of what is remembered about
+    them; remade first when enough new memories came in. Read it at the start of a conversation with
+    that user. With `as_of`, what was true of them at that moment; with `known_at`, what the store
+    knew of them then."""
+    if query.as_of is not None or query.known_at is not None:
+        as_of = None if query.as_of is None else parse_time(query.as_of)
+        known_at = None if query.known_at is None else parse_time(query.known_at)
+        return await run.own_transactions(
+            summaries.user_summary_then, refs["user_id"], as_of=as_of, known_at=known_at
+        )
+    found = await run.own_transactions(summaries.get_user_summary, refs["user_id"])
+    return found.as_json()
+
+
+# POST /v1/users/{user_id}/summary/regenerate
+@box.tool(
+    "regenerate_summary",
+    "Remake a user's summary",
+    output=UserSummaryOut,
+    refs=(USER_ID,),
+    writes=True,
+)
+async def _regenerate_summary(run: Runner, refs: Refs, _: NoArguments) -> Any:
+    """Remake a user's summary now instead of waiting for enough new memories, for example right
+    after correcting or deleting several of their memories."""
+    made = await run.own_transactions(summaries.regenerate_user_summary, refs["user_id"])
+    return made.as_json()
+
+
+# GET /v1/summary
+@box.tool("digest", "What this memory holds", output=Digest)
+async def _digest(run: Runner, _: Refs, query: DigestQuery) -> Any:
+    """An overview of everything remembered here: the main themes with examples, and the most
+    important memories. Use it to get oriented, not to answer a specific question (use `search` for
+    that)."""
+    max_tokens = query.max_tokens or run.settings.summaries.max_tokens
+    return await run.own_transactions(
+        summaries.digest, max_tokens=max_tokens, important=query.important
+    )
+
+
+# -- edits and states (PATCH /v1/memories/{id}, .../archive|restore|purge|history, DELETE) ---
+
+
+# PATCH /v1/memories/{id}
+@box.tool(
+    "update",
+    "Update a memory",
+    output=Memory,
+    refs=(MEMORY_ID,),
+    writes=True,
+    destructive=True,
+)
 async def _update(run: Runner, refs: Refs, data: MemoryPatch) -> Any:
+    """Change a memory's content, title, tags, source, confidence, importance, metadata (merged into
+    the existing metadata unless `metadata_mode` is 'replace') or occurred_at. Only the fields given
+    change; the previous version stays in its history."""
     index = await run.indexer([])
     return await run.write(memories.update, refs["id"], data, run.limits, index)
 
@@ -178,19 +295,49 @@ async def _state(run: Runner, memory_id: str, target: str, actor: StateChangeIn)
     )
 
 
+# POST /v1/memories/{id}/archive
+@box.tool("archive", "Archive a memory", output=Memory, refs=(MEMORY_ID,), writes=True)
 async def _archive(run: Runner, refs: Refs, actor: StateChangeIn) -> Any:
+    """Archive a memory that is outdated but worth keeping: it leaves search and default listings
+    and can be restored."""
     return await _state(run, refs["id"], "archived", actor)
 
 
+# POST /v1/memories/{id}/restore
+@box.tool("restore", "Restore a memory", output=Memory, refs=(MEMORY_ID,), writes=True)
 async def _restore(run: Runner, refs: Refs, actor: StateChangeIn) -> Any:
+    """Make an archived or deleted memory active again."""
     return await _state(run, refs["id"], "active", actor)
 
 
+# DELETE /v1/memories/{id}
+@box.tool(
+    "delete",
+    "Delete a memory",
+    output=Memory,
+    refs=(MEMORY_ID,),
+    writes=True,
+    destructive=True,
+)
 async def _delete(run: Runner, refs: Refs, actor: StateChangeIn) -> Any:
+    """Delete a memory. The delete is soft: `restore` brings it back. To erase it for good, use
+    `purge`."""
     return await _state(run, refs["id"], "deleted", actor)
 
 
+# POST /v1/memories/{id}/purge
+@box.tool(
+    "purge",
+    "Erase a memory for good",
+    output=Deleted,
+    refs=(MEMORY_ID,),
+    writes=True,
+    destructive=True,
+)
 async def _purge(run: Runner, refs: Refs, data: PurgeIn) -> Any:
+    """Erase a memory and its history permanently; it cannot be undone, so `confirm` must be true.
+    Use it only when the content itself must be gone (for example the user asked to be forgotten);
+    otherwise use `delete`."""
     return await run.write(
         memories.purge,
         refs["id"],
@@ -200,40 +347,22 @@ async def _purge(run: Runner, refs: Refs, data: PurgeIn) -> Any:
     )
 
 
+# GET /v1/memories/{id}/history
+@box.tool("history", "A memory's history", output=HistoryPage, refs=(MEMORY_ID,))
 async def _history(run: Runner, refs: Refs, _: NoArguments) -> Any:
+    """Every change to one memory, oldest first: saves, updates, archives, deletes and restores,
+    with the old and new content and who made each change."""
     return {"results": await run.read(memories.history_of, refs["id"])}
-
-
-# -- summaries (/v1/users/{user_id}/summary[/regenerate], GET /v1/summary) ----------------------
-
-
-async def _user_summary(run: Runner, refs: Refs, query: UserSummaryQuery) -> Any:
-    if query.as_of is not None or query.known_at is not None:
-        as_of = None if query.as_of is None else parse_time(query.as_of)
-        known_at = None if query.known_at is None else parse_time(query.known_at)
-        return await run.own_transactions(
-            summaries.user_summary_then, refs["user_id"], as_of=as_of, known_at=known_at
-        )
-    found = await run.own_transactions(summaries.get_user_summary, refs["user_id"])
-    return found.as_json()
-
-
-async def _regenerate_summary(run: Runner, refs: Refs, _: NoArguments) -> Any:
-    made = await run.own_transactions(summaries.regenerate_user_summary, refs["user_id"])
-    return made.as_json()
-
-
-async def _digest(run: Runner, _: Refs, query: DigestQuery) -> Any:
-    max_tokens = query.max_tokens or run.settings.summaries.max_tokens
-    return await run.own_transactions(
-        summaries.digest, max_tokens=max_tokens, important=query.important
-    )
 
 
 # -- changelog (GET /v1/changelog) -------------------------------------------------------------
 
 
+# GET /v1/changelog
+@box.tool("changelog", "Changes in this brain", output=ChangelogPage)
 async def _changelog(run: Runner, _: Refs, query: ChangelogQuery) -> Any:
+    """Every change in this memory store, oldest first from `since` (ISO 8601): what was saved,
+    updated, archived, deleted or purged, and by whom. Follow `next_cursor` to keep up."""
     entries, next_cursor = await run.read(
         changelog.feed,
         since=None if query.since is None else parse_time(query.since),
@@ -247,15 +376,35 @@ async def _changelog(run: Runner, _: Refs, query: ChangelogQuery) -> Any:
 # -- links and the graph (/v1/links..., /v1/memories/{id}/links|neighbors, /v1/graph/...) -----
 
 
+# POST /v1/links
+@box.tool("link", "Link two memories", output=Link, writes=True)
 async def _link(run: Runner, _: Refs, data: LinkIn) -> Any:
+    """Record how two memories of the same user relate: `relation` is one of related, supports,
+    contradicts, supersedes, causes, example_of (from_id -> to_id), with an optional `label` and
+    `weight` (0 to 1). The same link again returns the existing one; a pair may carry several
+    relations."""
     return await run.write(create_link, data)
 
 
+# DELETE /v1/links/{id}
+@box.tool(
+    "unlink",
+    "Delete a link",
+    output=LinkDeleted,
+    refs=(LINK_ID,),
+    writes=True,
+    destructive=True,
+)
 async def _unlink(run: Runner, refs: Refs, data: LinkDeleteIn) -> Any:
+    """Delete one link by its id (as returned by link or links)."""
     return await run.write(links.delete, refs["id"], actor_id=data.actor_id)
 
 
+# GET /v1/memories/{id}/links
+@box.tool("links", "A memory's links", output=LinkPage, refs=(MEMORY_ID,))
 async def _links(run: Runner, refs: Refs, query: LinkListQuery) -> Any:
+    """The links of one memory both ways (`direction` out, in or both), newest first, each with a
+    preview of the memory at the other end."""
     return await run.read(
         links.list_for,
         refs["id"],
@@ -266,7 +415,11 @@ async def _links(run: Runner, refs: Refs, query: LinkListQuery) -> Any:
     )
 
 
+# GET /v1/memories/{id}/neighbors
+@box.tool("neighbors", "Linked memories", output=NeighborPage, refs=(MEMORY_ID,))
 async def _neighbors(run: Runner, refs: Refs, query: NeighborQuery) -> Any:
+    """The memories one link away from a memory, in full, strongest link first; filter by `relation`
+    or `direction`."""
     return await run.read(
         graph.neighbors,
         refs["id"],
@@ -277,14 +430,23 @@ async def _neighbors(run: Runner, refs: Refs, query: NeighborQuery) -> Any:
     )
 
 
+# GET /v1/graph/subgraph
+@box.tool("subgraph", "Explore the memory graph", output=Subgraph)
 async def _subgraph(run: Runner, _: Refs, query: SubgraphQuery) -> Any:
+    """The memories within `radius` links of one memory (`memory_id`) or of the best search hits for
+    a `query`, nearest first, at most `limit`, with the links between them. Use it to see what
+    surrounds a topic."""
     vector = None
     if query.query is not None and query.memory_id is None:
         vector = await run.query_vector(query.query)
     return await run.read(graph.subgraph, query, vector, run.ranking)
 
 
+# GET /v1/graph/path
+@box.tool("path", "How two memories connect", output=Path)
 async def _path(run: Runner, _: Refs, query: PathQuery) -> Any:
+    """A shortest chain of links between two memories (links followed both ways), at most `max_hops`
+    long; an error with code no_path when none is that short."""
     return await run.read(graph.path, query)
 
 
@@ -293,7 +455,13 @@ async def _path(run: Runner, _: Refs, query: PathQuery) -> Any:
 CONFLICT_ID = Ref("id", "The conflict's id, as returned by conflicts.")
 
 
+# GET /v1/conflicts
+@box.tool("conflicts", "List conflicting memories", output=ConflictPage)
 async def _conflicts(run: Runner, _: Refs, query: ConflictListQuery) -> Any:
+    """Pairs of memories that disagree (the same fact key with different content, a contradicts
+    link, or the same statement with another number, date or a negation), newest first, each with
+    both memories. Filter by `status` (needs_review for the open ones), `kind`, `memory_id` or
+    `user_id`."""
     return await run.read(
         conflicts.list_conflicts,
         status=query.status,
@@ -305,7 +473,12 @@ async def _conflicts(run: Runner, _: Refs, query: ConflictListQuery) -> Any:
     )
 
 
+# POST /v1/conflicts/detect
+@box.tool("detect_conflicts", "Look for conflicts now", output=DetectOut, writes=True)
 async def _detect_conflicts(run: Runner, _: Refs, data: DetectIn) -> Any:
+    """Check one memory (`memory_id`) against its most similar memories, or the `limit` most
+    recently changed ones, for conflicts; returns the new ones. Run it after saving something that
+    may contradict what was known."""
     embedder = get_embedder(run.settings.embedder)
     space = conflicts.VectorSpace(embedder.name, embedder.dims, run.settings.conflicts.neighbours)
     return await run.write(
@@ -317,7 +490,18 @@ async def _detect_conflicts(run: Runner, _: Refs, data: DetectIn) -> Any:
     )
 
 
+# POST /v1/conflicts/{id}/resolve
+@box.tool(
+    "resolve_conflict",
+    "Resolve a conflict",
+    output=ConflictOut,
+    refs=(CONFLICT_ID,),
+    writes=True,
+    destructive=True,
+)
 async def _resolve_conflict(run: Runner, refs: Refs, data: ResolveIn) -> Any:
+    """Keep one memory of a conflicting pair (`winner_id`): the other is marked as superseded by it
+    and archived (`mode` archive, the default) or kept but ranked down in search (`mode` demote)."""
     index = await run.indexer([])
     return await run.write(
         conflicts.resolve,
@@ -331,7 +515,12 @@ async def _resolve_conflict(run: Runner, refs: Refs, data: ResolveIn) -> Any:
     )
 
 
+# POST /v1/memories/merge
+@box.tool("merge", "Merge memories", output=MergeOut, writes=True, destructive=True)
 async def _merge(run: Runner, _: Refs, data: MergeIn) -> Any:
+    """Merge 2 to 20 memories of one user into one: contents joined (or `content` given), tags
+    united, links moved to the result; the originals are archived as superseded by it. With
+    `into_id`, one of them is kept and absorbs the others."""
     text = await run.read(
         merge.planned_text, data.ids, content=data.content, title=data.title, into_id=data.into_id
     )
@@ -357,17 +546,42 @@ QUARANTINE_ID = Ref("id", "The quarantined write's id, as returned by save or qu
 _ERASE_SECONDS = 20.0
 
 
+# GET /v1/quarantine
+@box.tool("quarantine", "List quarantined writes", output=QuarantinePage)
 async def _quarantine(run: Runner, _: Refs, query: QuarantineQuery) -> Any:
+    """Writes the write gate held back instead of saving (restated system prompts and instructions,
+    empty or boilerplate content), newest first, each with why. `status` pending (default),
+    approved, rejected or all."""
     return await run.read(quarantine.list_items, query)
 
 
+# POST /v1/quarantine/{id}/approve
+@box.tool(
+    "approve_quarantined",
+    "Approve a quarantined write",
+    output=Approved,
+    refs=(QUARANTINE_ID,),
+    writes=True,
+    idempotent=False,
+)
 async def _approve(run: Runner, refs: Refs, data: DecisionIn) -> Any:
+    """Save a quarantined write as a memory, exactly as it was asked for."""
     held = await run.read(quarantine.request_of, refs["id"])
     index = await run.indexer([held])
     return await run.write(quarantine.approve, refs["id"], run.limits, index, data)
 
 
+# POST /v1/quarantine/{id}/reject
+@box.tool(
+    "reject_quarantined",
+    "Reject a quarantined write",
+    output=QuarantineItem,
+    refs=(QUARANTINE_ID,),
+    writes=True,
+    idempotent=False,
+)
 async def _reject(run: Runner, refs: Refs, data: DecisionIn) -> Any:
+    """Reject a quarantined write: it never becomes a memory."""
     return await run.write(quarantine.reject, refs["id"], data)
 
 
@@ -376,7 +590,14 @@ def _erase_now(engine: Engine, settings: Settings, scope: Scope, user_id: str) -
     return erase_user(engine, scope, user_id, settings.snapshots, deadline=deadline)
 
 
+# DELETE /v1/users/{user_id}
+@box.tool("erase_user", "Erase an end user", output=ErasureReceipt, writes=True, destructive=True)
 async def _erase(run: Runner, _: Refs, data: EraseIn) -> Any:
+    """Erase every row of one end user in the brain (memories, history, search index, vectors,
+    links, conflicts, summaries, quarantine; changelog entries become tombstones; snapshots are
+    rewritten) and return a receipt with counts per table and a digest. Owners only; `confirm` must
+    be true. Cannot be undone. A receipt with status `running` ran out of time: call again to
+    finish."""
     if not data.confirm:
         raise InvalidInput(
             "set confirm to true to erase: an erasure cannot be undone",
@@ -386,437 +607,16 @@ async def _erase(run: Runner, _: Refs, data: EraseIn) -> Any:
     return await run.own_transactions(_erase_now, data.user_id)
 
 
+# GET /v1/health/report
+@box.tool("health_report", "Memory health report", output=HealthReport)
 async def _health(run: Runner, _: Refs, query: HealthQuery) -> Any:
+    """How healthy the brain's (or one user's) memories are: near-duplicate clusters, quarantined
+    writes, open conflicts, stale facts, memories never retrieved, orphan links, a junk ratio
+    estimate and an age histogram."""
     model = get_embedder(run.settings.embedder).name
     return await run.read(health.report, user_id=query.user_id, model=model)
 
 
-TOOLS: list[Tool[Any]] = [
-    Tool(  # POST /v1/search
-        name="search",
-        title="Search memories",
-        description=(
-            "Find memories relevant to a question or topic: hybrid full-text and semantic "
-            "search, best first, each with a score in [0, 1]. Use it before answering anything "
-            "that may depend on what was remembered earlier. Narrow with `filters` (type, tag, "
-            "user_id, agent_id, run_id, dates, metadata) or the `user_id` shorthand; page with "
-            "`cursor` set to the previous `next_cursor`. `as_of` asks what was true at a moment "
-            "(superseded facts included); `known_at` what the store held then."
-        ),
-        run=_search,
-        body=SearchIn,
-        output=SearchPage,
-    ),
-    Tool(  # POST /v1/context
-        name="context",
-        title="Build a context pack",
-        description=(
-            "Answer-ready context for a question: the most relevant memories as numbered lines "
-            "within a token budget (`max_tokens`), with citations mapping each [n] to a memory "
-            "id. Prefer it over `search` when the text goes straight into a prompt. Both sides "
-            "of an unresolved contradiction are shown, marked contested. `as_of` builds it "
-            "from what was true at a moment."
-        ),
-        run=_context,
-        body=ContextIn,
-        output=ContextPack,
-    ),
-    Tool(  # POST /v1/memories
-        name="save",
-        title="Save a memory",
-        description=(
-            "Save one memory. `type` is note (the default), fact or journal. A fact is the "
-            "current truth about its `key` (e.g. 'user.timezone'): saving a new fact for the "
-            "same key and user supersedes the old one. Saving content that already exists "
-            "returns the existing memory with `deduplicated: true` instead of a copy. Set "
-            "`user_id` when the memory is about one end user, `valid_from` when what it states "
-            "became true (default: occurred_at, else now). If it contradicts a memory of the "
-            "same user, the reply lists the conflicts it recorded under `conflicts`. The write "
-            "gate answers in `gate`: a restatement of a memory reinforces it (`reinforced`), a "
-            "repeat of what search just returned is not stored (`recalled`), and instructions "
-            "or boilerplate are held for review (`quarantined`)."
-        ),
-        run=_save,
-        body=MemoryIn,
-        output=SavedMemory,
-        writes=True,
-    ),
-    Tool(  # POST /v1/memories/batch
-        name="save_batch",
-        title="Save several memories",
-        description=(
-            "Save up to 500 memories at once, each shaped as for `save`. All or nothing: if any "
-            "item is invalid nothing is saved, and the error lists every problem by index."
-        ),
-        run=_save_batch,
-        body=MemoryBatchIn,
-        output=BatchResult,
-        writes=True,
-        schema_hook=_batch_schema,
-    ),
-    Tool(  # GET /v1/memories/{id}
-        name="get",
-        title="Get a memory",
-        description="Fetch one memory by id, whatever its state (active, archived or deleted).",
-        run=_get,
-        body=NoArguments,
-        refs=(MEMORY_ID,),
-        output=Memory,
-    ),
-    Tool(  # GET /v1/facts/{key}
-        name="get_fact",
-        title="Get the current fact",
-        description=(
-            "The current fact saved for a key (the newest active memory of type fact with that "
-            "key), for one `user_id` or, without it, the brain-wide fact; with `as_of`, the "
-            "fact that was true at that moment."
-        ),
-        run=_get_fact,
-        body=FactQuery,
-        refs=(FACT_KEY,),
-        output=Memory,
-    ),
-    Tool(  # GET /v1/memories
-        name="list",
-        title="List memories",
-        description=(
-            "List memories newest first, filtered by type, tag, user_id, agent_id, run_id, "
-            "source, state or creation and update dates; page with `cursor` set to the previous "
-            "`next_cursor`. To find memories by meaning, use `search`."
-        ),
-        run=_list,
-        body=MemoryListQuery,
-        output=MemoryPage,
-    ),
-    Tool(  # GET /v1/users/{user_id}/memories
-        name="user_memories",
-        title="List a user's memories",
-        description="Page through every memory of one end user, newest first.",
-        run=_user_memories,
-        body=UserMemoriesQuery,
-        refs=(USER_ID,),
-        output=MemoryPage,
-    ),
-    Tool(  # GET /v1/users/{user_id}/summary
-        name="user_summary",
-        title="A user's summary",
-        description=(
-            "A short plain-text profile of one end user, one line per theme of what is "
-            "remembered about them; remade first when enough new memories came in. Read it at "
-            "the start of a conversation with that user. With `as_of`, what was true of them "
-            "at that moment; with `known_at`, what the store knew of them then."
-        ),
-        run=_user_summary,
-        body=UserSummaryQuery,
-        refs=(USER_ID,),
-        output=UserSummaryOut,
-    ),
-    Tool(  # POST /v1/users/{user_id}/summary/regenerate
-        name="regenerate_summary",
-        title="Remake a user's summary",
-        description=(
-            "Remake a user's summary now instead of waiting for enough new memories, for "
-            "example right after correcting or deleting several of their memories."
-        ),
-        run=_regenerate_summary,
-        body=NoArguments,
-        refs=(USER_ID,),
-        output=UserSummaryOut,
-        writes=True,
-    ),
-    Tool(  # GET /v1/summary
-        name="digest",
-        title="What this memory holds",
-        description=(
-            "An overview of everything remembered here: the main themes with examples, and the "
-            "most important memories. Use it to get oriented, not to answer a specific question "
-            "(use `search` for that)."
-        ),
-        run=_digest,
-        body=DigestQuery,
-        output=Digest,
-    ),
-    Tool(  # PATCH /v1/memories/{id}
-        name="update",
-        title="Update a memory",
-        description=(
-            "Change a memory's content, title, tags, source, confidence, importance, metadata "
-            "(merged into the existing metadata unless `metadata_mode` is 'replace') or "
-            "occurred_at. Only the fields given change; the previous version stays in its "
-            "history."
-        ),
-        run=_update,
-        body=MemoryPatch,
-        refs=(MEMORY_ID,),
-        output=Memory,
-        writes=True,
-        destructive=True,
-    ),
-    Tool(  # POST /v1/memories/{id}/archive
-        name="archive",
-        title="Archive a memory",
-        description=(
-            "Archive a memory that is outdated but worth keeping: it leaves search and default "
-            "listings and can be restored."
-        ),
-        run=_archive,
-        body=StateChangeIn,
-        refs=(MEMORY_ID,),
-        output=Memory,
-        writes=True,
-    ),
-    Tool(  # POST /v1/memories/{id}/restore
-        name="restore",
-        title="Restore a memory",
-        description="Make an archived or deleted memory active again.",
-        run=_restore,
-        body=StateChangeIn,
-        refs=(MEMORY_ID,),
-        output=Memory,
-        writes=True,
-    ),
-    Tool(  # DELETE /v1/memories/{id}
-        name="delete",
-        title="Delete a memory",
-        description=(
-            "Delete a memory. The delete is soft: `restore` brings it back. To erase it for "
-            "good, use `purge`."
-        ),
-        run=_delete,
-        body=StateChangeIn,
-        refs=(MEMORY_ID,),
-        output=Memory,
-        writes=True,
-        destructive=True,
-    ),
-    Tool(  # POST /v1/memories/{id}/purge
-        name="purge",
-        title="Erase a memory for good",
-        description=(
-            "Erase a memory and its history permanently; it cannot be undone, so `confirm` must "
-            "be true. Use it only when the content itself must be gone (for example the user "
-            "asked to be forgotten); otherwise use `delete`."
-        ),
-        run=_purge,
-        body=PurgeIn,
-        refs=(MEMORY_ID,),
-        output=Deleted,
-        writes=True,
-        destructive=True,
-    ),
-    Tool(  # GET /v1/memories/{id}/history
-        name="history",
-        title="A memory's history",
-        description=(
-            "Every change to one memory, oldest first: saves, updates, archives, deletes and "
-            "restores, with the old and new content and who made each change."
-        ),
-        run=_history,
-        body=NoArguments,
-        refs=(MEMORY_ID,),
-        output=HistoryPage,
-    ),
-    Tool(  # GET /v1/changelog
-        name="changelog",
-        title="Changes in this brain",
-        description=(
-            "Every change in this memory store, oldest first from `since` (ISO 8601): what was "
-            "saved, updated, archived, deleted or purged, and by whom. Follow `next_cursor` to "
-            "keep up."
-        ),
-        run=_changelog,
-        body=ChangelogQuery,
-        output=ChangelogPage,
-    ),
-    Tool(  # POST /v1/links
-        name="link",
-        title="Link two memories",
-        description=(
-            "Record how two memories of the same user relate: `relation` is one of related, "
-            "supports, contradicts, supersedes, causes, example_of (from_id -> to_id), with an "
-            "optional `label` and `weight` (0 to 1). The same link again returns the existing "
-            "one; a pair may carry several relations."
-        ),
-        run=_link,
-        body=LinkIn,
-        output=Link,
-        writes=True,
-    ),
-    Tool(  # DELETE /v1/links/{id}
-        name="unlink",
-        title="Delete a link",
-        description="Delete one link by its id (as returned by link or links).",
-        run=_unlink,
-        body=LinkDeleteIn,
-        refs=(LINK_ID,),
-        output=LinkDeleted,
-        writes=True,
-        destructive=True,
-    ),
-    Tool(  # GET /v1/memories/{id}/links
-        name="links",
-        title="A memory's links",
-        description=(
-            "The links of one memory both ways (`direction` out, in or both), newest first, "
-            "each with a preview of the memory at the other end."
-        ),
-        run=_links,
-        body=LinkListQuery,
-        refs=(MEMORY_ID,),
-        output=LinkPage,
-    ),
-    Tool(  # GET /v1/memories/{id}/neighbors
-        name="neighbors",
-        title="Linked memories",
-        description=(
-            "The memories one link away from a memory, in full, strongest link first; filter "
-            "by `relation` or `direction`."
-        ),
-        run=_neighbors,
-        body=NeighborQuery,
-        refs=(MEMORY_ID,),
-        output=NeighborPage,
-    ),
-    Tool(  # GET /v1/graph/subgraph
-        name="subgraph",
-        title="Explore the memory graph",
-        description=(
-            "The memories within `radius` links of one memory (`memory_id`) or of the best "
-            "search hits for a `query`, nearest first, at most `limit`, with the links between "
-            "them. Use it to see what surrounds a topic."
-        ),
-        run=_subgraph,
-        body=SubgraphQuery,
-        output=Subgraph,
-    ),
-    Tool(  # GET /v1/graph/path
-        name="path",
-        title="How two memories connect",
-        description=(
-            "A shortest chain of links between two memories (links followed both ways), at "
-            "most `max_hops` long; an error with code no_path when none is that short."
-        ),
-        run=_path,
-        body=PathQuery,
-        output=Path,
-    ),
-    Tool(  # GET /v1/conflicts
-        name="conflicts",
-        title="List conflicting memories",
-        description=(
-            "Pairs of memories that disagree (the same fact key with different content, a "
-            "contradicts link, or the same statement with another number, date or a negation), "
-            "newest first, each with both memories. Filter by `status` (needs_review for the "
-            "open ones), `kind`, `memory_id` or `user_id`."
-        ),
-        run=_conflicts,
-        body=ConflictListQuery,
-        output=ConflictPage,
-    ),
-    Tool(  # POST /v1/conflicts/detect
-        name="detect_conflicts",
-        title="Look for conflicts now",
-        description=(
-            "Check one memory (`memory_id`) against its most similar memories, or the `limit` "
-            "most recently changed ones, for conflicts; returns the new ones. Run it after "
-            "saving something that may contradict what was known."
-        ),
-        run=_detect_conflicts,
-        body=DetectIn,
-        output=DetectOut,
-        writes=True,
-    ),
-    Tool(  # POST /v1/conflicts/{id}/resolve
-        name="resolve_conflict",
-        title="Resolve a conflict",
-        description=(
-            "Keep one memory of a conflicting pair (`winner_id`): the other is marked as "
-            "superseded by it and archived (`mode` archive, the default) or kept but ranked "
-            "down in search (`mode` demote)."
-        ),
-        run=_resolve_conflict,
-        body=ResolveIn,
-        refs=(CONFLICT_ID,),
-        output=ConflictOut,
-        writes=True,
-        destructive=True,
-    ),
-    Tool(  # POST /v1/memories/merge
-        name="merge",
-        title="Merge memories",
-        description=(
-            "Merge 2 to 20 memories of one user into one: contents joined (or `content` "
-            "given), tags united, links moved to the result; the originals are archived as "
-            "superseded by it. With `into_id`, one of them is kept and absorbs the others."
-        ),
-        run=_merge,
-        body=MergeIn,
-        output=MergeOut,
-        writes=True,
-        destructive=True,
-    ),
-    Tool(  # GET /v1/quarantine
-        name="quarantine",
-        title="List quarantined writes",
-        description=(
-            "Writes the write gate held back instead of saving (restated system prompts and "
-            "instructions, empty or boilerplate content), newest first, each with why. "
-            "`status` pending (default), approved, rejected or all."
-        ),
-        run=_quarantine,
-        body=QuarantineQuery,
-        output=QuarantinePage,
-    ),
-    Tool(  # POST /v1/quarantine/{id}/approve
-        name="approve_quarantined",
-        title="Approve a quarantined write",
-        description="Save a quarantined write as a memory, exactly as it was asked for.",
-        run=_approve,
-        body=DecisionIn,
-        refs=(QUARANTINE_ID,),
-        output=Approved,
-        writes=True,
-        idempotent=False,
-    ),
-    Tool(  # POST /v1/quarantine/{id}/reject
-        name="reject_quarantined",
-        title="Reject a quarantined write",
-        description="Reject a quarantined write: it never becomes a memory.",
-        run=_reject,
-        body=DecisionIn,
-        refs=(QUARANTINE_ID,),
-        output=QuarantineItem,
-        writes=True,
-        idempotent=False,
-    ),
-    Tool(  # DELETE /v1/users/{user_id}
-        name="erase_user",
-        title="Erase an end user",
-        description=(
-            "Erase every row of one end user in the brain (memories, history, search index, "
-            "vectors, links, conflicts, summaries, quarantine; changelog entries become "
-            "tombstones; snapshots are rewritten) and return a receipt with counts per table "
-            "and a digest. Owners only; `confirm` must be true. Cannot be undone. A receipt "
-            "with status `running` ran out of time: call again to finish."
-        ),
-        run=_erase,
-        body=EraseIn,
-        output=ErasureReceipt,
-        writes=True,
-        destructive=True,
-    ),
-    Tool(  # GET /v1/health/report
-        name="health_report",
-        title="Memory health report",
-        description=(
-            "How healthy the brain's (or one user's) memories are: near-duplicate clusters, "
-            "quarantined writes, open conflicts, stale facts, memories never retrieved, orphan "
-            "links, a junk ratio estimate and an age histogram."
-        ),
-        run=_health,
-        body=HealthQuery,
-        output=HealthReport,
-    ),
-]
+TOOLS = box.tools
 
 REGISTRY = Registry(TOOLS)

@@ -41,7 +41,7 @@ from core.kernel.db.engine import transaction
 from core.kernel.errors import MnemoError, NotFound
 from core.kernel.ids import iso, now_ms
 from core.kernel.scope import Scope
-from core.memory import validtime
+from core.memory import users, validtime
 from core.memory.indexing import document_text
 from core.memory.store import COLUMNS, to_dict
 
@@ -310,27 +310,16 @@ def _store(
 ) -> bool:
     """Save the summary; with `expected`, only if the stored one is still the one replaced
     (its summarized_at), so two refreshes racing store one summary and count one reflection."""
-    params: dict[str, Any] = {
-        "brain": brain_id,
-        "user": user_id,
-        "summary": made.text,
-        "source": made.source,
-        "read_at": made.read_at,
-        "now": now_ms(),
-    }
-    guard = ""
-    if expected is not _ANY:
-        guard = " AND coalesce(summarized_at, -1) = :expected"
-        params["expected"] = -1 if expected is None else expected
-    result = conn.execute(
-        text(
-            "UPDATE users SET summary = :summary, summary_source = :source, "
-            "summarized_at = :read_at, reflection_count = reflection_count + 1, "
-            f"updated_at = :now WHERE brain_id = :brain AND user_id = :user{guard}"
-        ),
-        params,
+    return users.store_summary(
+        conn,
+        brain_id,
+        user_id,
+        summary=made.text,
+        source=made.source,
+        read_at=made.read_at,
+        guard=expected is not _ANY,
+        expected=expected if isinstance(expected, int) else None,
     )
-    return bool(result.rowcount)
 
 
 # --- the API ------------------------------------------------------------------------------------

@@ -18,3 +18,18 @@ def id_table(
     if conn.dialect.name == "postgresql":
         return f"unnest(CAST(:{name} AS text[])) AS {alias}(value)", list
     return f"json_each(:{name}) AS {alias}", json.dumps
+
+
+def id_in(conn: Connection, ids: list[str]) -> tuple[str, Any]:
+    """`IN (...)` over a list of ids bound as ONE value named `:ids` (json_each on SQLite, a
+    text[] on PostgreSQL). Returns the SQL after the column and the value to bind."""
+    if conn.dialect.name == "postgresql":
+        return "= ANY(CAST(:ids AS text[]))", list(ids)
+    return "IN (SELECT value FROM json_each(:ids))", json.dumps(ids)
+
+
+def brain_by_id(conn: Connection) -> str:
+    """brain_id for a statement that names its rows by a list of ids: SQLite's planner, left
+    alone, walks the brain's index instead of the primary key; a unary + takes that index out
+    of its choices."""
+    return "+brain_id" if conn.dialect.name == "sqlite" else "brain_id"
