@@ -27,11 +27,11 @@ from core.retrieval.ranking import Candidates, Standardiser, rank, standardiser,
 
 _MIN_CANDIDATES = 50
 _CONTEXT_FROM = 30
-# Thread context reaches this many memories to each side, each place farther lending this
-# share of what the nearer one does. Two places is the same speaker's next turn in a dialogue:
-# LoCoMo dev hit@10 0.768 -> 0.783 builtin, 0.787 -> 0.802 MiniLM (0.3 to 0.7 within 0.003;
-# three places +0.004 more for two more lookups per candidate). docs/benchmarks.md.
-_REACH = 2
+# Thread context reaches `RankingSettings.context_reach` memories to each side, each place
+# farther lending this share of what the nearer one does. Two places is the same speaker's
+# next turn in a dialogue: LoCoMo dev hit@10 0.768 -> 0.783 builtin, 0.787 -> 0.802 MiniLM
+# (shares 0.3 to 0.7 within 0.003; three places +0.004 more for two more lookups per
+# candidate). docs/benchmarks.md.
 _FARTHER = 0.5
 # What ranking reads of each candidate, in _Pool.describe's order; the page's memories are
 # then read in full.
@@ -160,7 +160,8 @@ def search(
     # Thread context: the best candidates lend evidence to the memories saved next to them.
     fused = pool.fused()
     best = np.argsort(-fused, kind="stable")[: max(_CONTEXT_FROM, 3 * wanted)]
-    threads = _neighbours(conn, scope.brain_id, [pool.rows[k] for k in best.tolist()], _REACH)
+    reach = max(ranking.context_reach, 0)
+    threads = _neighbours(conn, scope.brain_id, [pool.rows[k] for k in best.tolist()], reach)
     extra = [i for near in threads.values() for side in near for i in side if i]
     extra = [i for i in dict.fromkeys(extra) if i not in pool.position]
     if extra:
@@ -169,8 +170,8 @@ def search(
     background = evidence.background()
     # neighbour_of[side][d][memory id]: the memory d + 1 places before (side 0) or after it.
     neighbour_of: tuple[list[dict[str, str]], list[dict[str, str]]] = (
-        [{} for _ in range(_REACH)],
-        [{} for _ in range(_REACH)],
+        [{} for _ in range(reach)],
+        [{} for _ in range(reach)],
     )
     for memory_id, near in threads.items():
         for side, others in enumerate(near):
@@ -195,7 +196,7 @@ def search(
 
     share_before, share_after = context_shares(ranking, query_vector)
     sides = []
-    for d in range(_REACH):
+    for d in range(reach):
         farther = _FARTHER**d
         sides.append((lent(neighbour_of[0][d]), share_before * farther))
         sides.append((lent(neighbour_of[1][d]), share_after * farther))
@@ -489,6 +490,8 @@ def _neighbours(
 ) -> dict[str, tuple[list[str | None], list[str | None]]]:
     """memory id -> (the `reach` memories saved just before it, nearest first; those saved
     just after it) by the same user, for candidate rows that start (id, user_id)."""
+    if reach <= 0:
+        return {}
     by_user: dict[str | None, list[str]] = {}
     for memory_id, user_id, *_ in rows:
         by_user.setdefault(user_id, []).append(memory_id)
