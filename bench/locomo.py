@@ -6,7 +6,7 @@ question counts when any evidence turn is in the top k) and recall@10 (evidence 
 The data is CC BY-NC 4.0 and is read from ../shared/bench at run time, never copied here.
 
     .venv/bin/python -m bench.locomo [--embedder builtin|minilm|local]
-        [--modes hybrid,lexical,semantic] [--postgres] [--one-user] [--ablations]
+        [--modes hybrid,lexical,semantic] [--postgres] [--one-user] [--ablations] [--held-out]
 
 SQLite by default; --postgres runs the same on a throwaway PostgreSQL server (or
 MNEMO_BENCH_POSTGRES_URL), vectors on the numpy path.
@@ -30,6 +30,13 @@ DATA = Path(
     os.environ.get("MNEMO_LOCOMO_DATA")
     or Path(__file__).resolve().parents[2] / "shared" / "bench" / "locomo-dev.json"
 )
+# The held-out split: the other five conversations of LoCoMo's locomo10 (conv-44, 47, 48, 49,
+# 50), never used to choose a constant, only to check that what the dev split chose holds on
+# conversations it never saw. Same format as the dev file; --held-out reads it from here, or
+# from MNEMO_LOCOMO_HELD_OUT. Make it once with `--make-held-out locomo10.zip` (the zip of
+# snap-research/locomo's data/, which holds data/multimodal_dialog/locomo10_v2/NN.json).
+HELD_OUT = Path(os.environ.get("MNEMO_LOCOMO_HELD_OUT") or DATA.with_name("locomo-heldout.json"))
+DEV_CONVERSATIONS = ("conv-26", "conv-30", "conv-41", "conv-42", "conv-43")
 KS = (1, 5, 10, 20)
 # LoCoMo's question categories (5, adversarial, has no answer and is not asked here).
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
@@ -76,6 +83,7 @@ CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 # Ablations: each removes one signal from hybrid search, everything else as deployed.
 VARIANTS: dict[str, dict[str, Any]] = {
     "no thread context": {"context_before": 0.0, "context_after": 0.0},
+    "thread context one turn each side": {"context_reach": 1},
     "no recency": {"recency_weight": 0.0},
     "no near words": {"near_words": False},
 }
@@ -88,6 +96,7 @@ def run(
     *,
     one_user: bool = False,
     variants: list[str] | None = None,
+    data: Path = DATA,
 ) -> dict[str, dict[str, Any]]:
     """Loads the split once, then asks every question in each mode (and each ablation, in
     hybrid mode). `one_user` stores every conversation under one end user, as an agent with a
@@ -101,7 +110,7 @@ def run(
     from core.memory.policy import set_policy
     from tests.lambda_client import LambdaClient
 
-    samples = json.loads(DATA.read_text())
+    samples = json.loads(data.read_text())
     if database_url is None:
         folder = tempfile.mkdtemp(prefix="mnemo-locomo-")
         database_url = f"sqlite:///{folder}/locomo.db"
@@ -196,6 +205,30 @@ def run(
     return report
 
 
+def make_held_out(archive: Path) -> None:
+    """The five conversations of locomo10 not in the dev split, in the dev file's format."""
+    import zipfile
+
+    samples = []
+    with zipfile.ZipFile(archive) as z:
+        for name in sorted(z.namelist()):
+            if "/locomo10_v2/" not in name or not name.endswith(".json"):
+                continue
+            sample_id = "conv-" + Path(name).stem
+            if sample_id in DEV_CONVERSATIONS:
+                continue
+            raw = json.loads(z.read(name))
+            conversation = {
+                k: v
+                for k, v in raw.items()
+                if k in ("speaker_a", "speaker_b")
+                or (k.startswith("session_") and not k.endswith(("_observation", "_summary")))
+            }
+            samples.append({"sample_id": sample_id, "conversation": conversation, "qa": raw["qa"]})
+    HELD_OUT.write_text(json.dumps(samples))
+    print(f"{HELD_OUT}: {', '.join(s['sample_id'] for s in samples)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--embedder", default="builtin")
@@ -205,10 +238,18 @@ def main() -> None:
     parser.add_argument(
         "--ablations", action="store_true", help="also hybrid with each signal removed"
     )
+    parser.add_argument(
+        "--held-out", action="store_true", help="the held-out conversations, not the dev split"
+    )
+    parser.add_argument("--make-held-out", metavar="ZIP", help="write the held-out file, then stop")
     args = parser.parse_args()
+    if args.make_held_out:
+        make_held_out(Path(args.make_held_out))
+        return
+    data = HELD_OUT if args.held_out else DATA
     variants = list(VARIANTS) if args.ablations else []
     load = os.getloadavg()[0]
-    options = {"one_user": args.one_user, "variants": variants}
+    options = {"one_user": args.one_user, "variants": variants, "data": data}
     if args.postgres:
         from bench.common import postgres
 
@@ -218,8 +259,9 @@ def main() -> None:
         report = run(args.embedder, args.modes.split(","), **options)
     store = "PostgreSQL" if args.postgres else "SQLite"
     users = "one user holds all conversations" if args.one_user else "one user per conversation"
+    split = "held-out split" if args.held_out else "dev split"
     print(
-        f"LoCoMo dev split, embedder {args.embedder}, {store}, {users} "
+        f"LoCoMo {split}, embedder {args.embedder}, {store}, {users} "
         f"(load average {load:.1f} before, {os.getloadavg()[0]:.1f} after)"
     )
     names = [f"{c} {n}" for c, n in CATEGORIES.items()]

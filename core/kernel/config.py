@@ -373,6 +373,8 @@ class RankingSettings:
     # embedder's own (core/retrieval/search.py `context_shares`).
     context_before: float | None = None
     context_after: float | None = None
+    # How many memories to each side lend it (the farther half as much as the nearer).
+    context_reach: int = 2
     squash: float = 4.0  # evidence at which relevance reaches 1 - 1/e
     prior_weight: float = 10.0
     recency_weight: float = setting(

@@ -5,14 +5,15 @@ other as is (MemoryVault's cosine term swamps its lexical one; RRF throws the ma
 Each is standardised against its own distribution over the memories in scope for this query
 (a z-score), with a prior of `prior_weight` pseudo-memories that do not match, so a scope of one
 or two memories still gives a real match a positive score. The weighted sum of the two z-scores
-is the fused evidence. A memory also borrows a share of the evidence of the memories saved just
-before and after it in the same thread (same brain and user), because a conversation is stored
-turn by turn and the answer is often the turn after the one that matches the words of the
-question. The result is mapped onto [0, 1) by a monotone squash, then scaled by importance,
-confidence, source trust and recency, each a factor in (0, 1], and superseded memories are
-halved: a fact replaced by a newer one, a merged memory's sources, and the loser of a resolved
-conflict (core/curation/conflicts.py sets its `superseded_by`, so no extra read). `explain` reports
-every factor.
+is the fused evidence. A memory also borrows a share of the evidence of the memories saved near
+it in the same thread (same brain and user: the two before and the two after, the farther ones
+lending half as much), because a conversation is stored turn by turn and the answer is often
+the turn after the one that matches the words of the question, or the same speaker's next turn,
+two places on. The result is mapped onto [0, 1) by a monotone squash, then scaled by
+importance, confidence, source trust and recency, each a factor in (0, 1], and superseded
+memories are halved: a fact replaced by a newer one, a merged memory's sources, and the loser
+of a resolved conflict (core/curation/conflicts.py sets its `superseded_by`, so no extra read).
+`explain` reports every factor.
 """
 
 from __future__ import annotations
@@ -115,21 +116,22 @@ _UNDER_LENDER = 1e-3
 
 def thread_context(
     fused: np.ndarray,
-    before: np.ndarray,
-    after: np.ndarray,
+    sides: list[tuple[np.ndarray, float]],
     background: float,
-    shares: tuple[float, float],
 ) -> np.ndarray:
-    """What each memory borrows from the memories saved just before and after it (`before`,
-    `after`: their fused evidence, `background` where there is none; `shares`: how much of
-    each), beyond what an unremarkable neighbour would lend. A memory may rise to just under
-    its stronger neighbour on borrowed evidence, never past it: the turn after a match climbs
-    to the match, but a loose mention saved after an exact match does not outrank it."""
-    share_before, share_after = shares
-    context = (
-        share_before * before + share_after * after - (share_before + share_after) * background
-    )
-    lender = np.maximum(before, after)
+    """What each memory borrows from the memories saved near it: `sides` holds, for each
+    neighbour position (just before, just after, two before...), that neighbour's fused
+    evidence (`background` where there is none) and the share of it borrowed, beyond what an
+    unremarkable neighbour would lend. A memory may rise to just under its strongest neighbour
+    on borrowed evidence, never past it: the turn after a match climbs to the match, but a
+    loose mention saved after an exact match does not outrank it."""
+    context = np.zeros_like(fused)
+    lender = np.full_like(fused, -np.inf)
+    for evidence, share in sides:
+        if share <= 0:
+            continue
+        context = context + share * (evidence - background)
+        lender = np.maximum(lender, evidence)
     room = np.maximum(lender - fused - _UNDER_LENDER, 0.0)
     capped: np.ndarray = np.where(lender > fused, np.minimum(context, room), context)
     return capped

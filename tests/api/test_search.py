@@ -96,6 +96,33 @@ def test_a_rare_word_outweighs_a_common_one(client: LambdaClient) -> None:
     assert _ids(results).index(chatty) > 0
 
 
+@pytest.mark.parametrize("mode", ["hybrid", "lexical"])
+def test_the_answer_two_turns_after_the_question_is_found(client: LambdaClient, mode: str) -> None:
+    """A conversation saved turn by turn: the words of the question are in one turn, the
+    answer comes two turns later (a reply in between) and shares none of them. Thread context
+    lends it evidence from the matching turn two places away, never more than that turn has."""
+    chat = [
+        "Mia: The weather has been lovely for a walk along the river.",
+        "Sam: It has! I saw herons there on Sunday.",
+        "Mia: Guess what I picked up at the flea market this morning!",
+        "Sam: No idea, tell me everything.",
+        "Mia: A second-hand violin, and it already sounds lovely.",
+        "Sam: Amazing. My brother finally repaired his bicycle.",
+        "Mia: Good for him, he rides to work every day.",
+        "Sam: He does, rain or shine, even in winter.",
+        "Mia: I should start cycling again when spring comes.",
+        "Sam: Let us plan a ride along the coast in April.",
+    ]
+    ids = [_add(client, content=turn, user_id="mia") for turn in chat]
+    ranked = _ids(_search(client, "What did Mia pick up at the flea market?", mode=mode))
+    match, answer = ids[2], ids[4]
+    assert ranked[0] == match
+    # After the turns on either side of the match, which borrow more, and before the turns
+    # farther on (about other things, they borrow nothing and match nothing).
+    assert answer in ranked[:4]
+    assert all(ranked.index(answer) < ranked.index(i) for i in ids[6:] if i in ranked)
+
+
 def test_superseded_memory_ranks_below_its_successor(client: LambdaClient) -> None:
     old = _add(
         client, type="fact", key="favourite fruit", content="Sam's favourite fruit is apples"

@@ -1,0 +1,37 @@
+"""Thread context: what a memory borrows from the memories saved near it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.retrieval.ranking import thread_context
+
+
+def test_borrows_each_neighbours_share_above_the_background() -> None:
+    fused = np.array([0.0, 0.0])
+    before = np.array([4.0, -1.0])
+    two_after = np.array([-1.0, 6.0])
+    context = thread_context(fused, [(before, 0.5), (two_after, 0.25)], background=-1.0)
+    # Memory 0: half of its strong predecessor above the background, nothing from the other.
+    assert context[0] == 2.5
+    # Memory 1: a quarter of what the memory two places after it has above the background.
+    assert context[1] == 1.75
+
+
+def test_never_rises_past_the_strongest_lender() -> None:
+    fused = np.array([1.0, 2.9])
+    near = np.array([3.0, 3.0])
+    far = np.array([5.0, 0.0])
+    context = thread_context(fused, [(near, 0.75), (far, 0.5)], background=0.0)
+    # 0.75 * 3 + 0.5 * 5 would take the first to 5.75: it stops just under its best lender.
+    assert 4.99 < fused[0] + context[0] < 5.0
+    # The second rises to just under its one strong neighbour.
+    assert 2.99 < fused[1] + context[1] < 3.0
+
+
+def test_a_weak_neighbour_lends_nothing_and_a_zero_share_is_ignored() -> None:
+    fused = np.array([1.0])
+    context = thread_context(
+        fused, [(np.array([-2.0]), 0.5), (np.array([9.0]), 0.0)], background=-2.0
+    )
+    assert context[0] == 0.0
