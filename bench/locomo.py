@@ -33,9 +33,9 @@ DATA = Path(
 # The held-out split: the other five conversations of LoCoMo's locomo10 (conv-44, 47, 48, 49,
 # 50), never used to choose a constant, only to check that what the dev split chose holds on
 # conversations it never saw. Same format as the dev file; --held-out reads it from here, or
-# from MNEMO_LOCOMO_HELD_OUT. Make it once with `--make-held-out locomo10.zip` (the zip of
+# from the path it is given. Make it once with `--make-held-out locomo10.zip` (the zip of
 # snap-research/locomo's data/, which holds data/multimodal_dialog/locomo10_v2/NN.json).
-HELD_OUT = Path(os.environ.get("MNEMO_LOCOMO_HELD_OUT") or DATA.with_name("locomo-heldout.json"))
+HELD_OUT = DATA.with_name("locomo-heldout.json")
 DEV_CONVERSATIONS = ("conv-26", "conv-30", "conv-41", "conv-42", "conv-43")
 KS = (1, 5, 10, 20)
 # LoCoMo's question categories (5, adversarial, has no answer and is not asked here).
@@ -239,14 +239,19 @@ def main() -> None:
         "--ablations", action="store_true", help="also hybrid with each signal removed"
     )
     parser.add_argument(
-        "--held-out", action="store_true", help="the held-out conversations, not the dev split"
+        "--held-out",
+        nargs="?",
+        const=HELD_OUT,
+        type=Path,
+        metavar="PATH",
+        help=f"the held-out conversations, not the dev split (from {HELD_OUT.name} by default)",
     )
     parser.add_argument("--make-held-out", metavar="ZIP", help="write the held-out file, then stop")
     args = parser.parse_args()
     if args.make_held_out:
         make_held_out(Path(args.make_held_out))
         return
-    data = HELD_OUT if args.held_out else DATA
+    data = args.held_out or DATA
     variants = list(VARIANTS) if args.ablations else []
     load = os.getloadavg()[0]
     options = {"one_user": args.one_user, "variants": variants, "data": data}
