@@ -145,7 +145,7 @@ def search(
             # The lexical candidates' exact cosines in the same read as the nearest ones'.
             semantic.rescore(list(lexical_raw))
         nearest = [i for i in semantic.top(n) if i not in lexical_raw]
-        found += _read_back(conn, where, params, nearest, _RANK_COLUMNS)
+        found += _read_candidates(conn, where, params, nearest, semantic, also=list(lexical_raw))
     pool = _Pool(evidence)
     pool.add(found)
     if not pool.rows:
@@ -157,7 +157,7 @@ def search(
     threads = _neighbours(conn, scope.brain_id, [pool.rows[k] for k in best.tolist()])
     extra = [i for pair in threads.values() for i in pair if i and i not in pool.position]
     if extra:
-        pool.add(_read_back(conn, where, params, list(dict.fromkeys(extra)), _RANK_COLUMNS))
+        pool.add(_read_candidates(conn, where, params, list(dict.fromkeys(extra)), semantic))
         fused = pool.fused()
     background = evidence.background()
     before_of: dict[str, str | None] = {}
@@ -525,6 +525,23 @@ def _read_back(
         f"WHERE {' AND '.join(where)}"
     )
     return tuples(conn, statement, {**params, "candidates": value(ids)})
+
+
+def _read_candidates(
+    conn: Connection,
+    where: list[str],
+    params: dict[str, Any],
+    ids: list[str],
+    semantic: _Semantic | pgvector.PgSemantic | None,
+    *,
+    also: list[str] | None = None,
+) -> list[tuple[Any, ...]]:
+    """_read_back of candidates' rank columns. With pgvector their cosines (and those of `also`,
+    candidates read already) come in the same statement: one round trip to PostgreSQL where
+    the read-back and the cosines took two."""
+    if isinstance(semantic, pgvector.PgSemantic) and not semantic.exact:
+        return semantic.read_back(where, params, ids, _RANK_COLUMNS, also=also or [])
+    return _read_back(conn, where, params, ids, _RANK_COLUMNS)
 
 
 def record_access(engine: Engine, _settings: Settings, scope: Scope, memory_ids: list[str]) -> None:
