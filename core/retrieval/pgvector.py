@@ -344,9 +344,12 @@ def _ef_search(n: int) -> int:
 
 def _forget_session(conn: Connection, *_savepoint: object) -> None:
     """A rollback undoes a set_config made inside the transaction: the session's settings are
-    then no longer known, and the next search sets them again."""
+    then no longer known, and the next search sets them again. On a connection in autocommit
+    (a search, engine.reads) there is nothing to undo: each set_config committed as it ran."""
     with suppress(Exception):  # a connection already gone keeps nothing
-        conn.connection.info.pop(_SESSION_EF, None)
+        driver = conn.connection.driver_connection
+        if driver is None or not driver.autocommit:
+            conn.connection.info.pop(_SESSION_EF, None)
 
 
 def _session(conn: Connection, n: int, iterative_scan: bool) -> None:

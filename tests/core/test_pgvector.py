@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from core.kernel.config import EmbedderSettings, Settings, VectorSearchSettings
-from core.kernel.db.engine import dispose, get_engine, transaction
+from core.kernel.db.engine import dispose, get_engine, reads, transaction
 from core.kernel.db.migrations import ensure_schema
 from core.memory import access
 from core.retrieval import pgvector, vectors
@@ -522,3 +522,11 @@ def test_the_session_settings_are_set_again_after_a_rollback(
         assert conn.execute(text("SHOW hnsw.ef_search")).scalar() == "100"
         assert conn.execute(text("SHOW hnsw.iterative_scan")).scalar() == "relaxed_order"
     assert len(found) == pgvector.PREFETCH
+    # Without a transaction (how a search runs with pgvector) nothing is undone, so a
+    # rollback there does not make every search set the session again.
+    with reads(pg_engine) as conn:
+        nearest(conn)
+        conn.rollback()
+        assert pgvector._SESSION_EF in conn.connection.info
+        assert conn.execute(text("SHOW hnsw.ef_search")).scalar() == "100"
+        assert not any("set_config" in s for s in _statements(pg_engine, lambda: nearest(conn)))
