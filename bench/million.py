@@ -2,6 +2,7 @@
 load time, HNSW build time, search p50/p95, the Mnemo process's RSS and the database's size.
 
     .venv/bin/python -m bench.million seed --size 1000000 --folder /tmp/mnemo-million
+    .venv/bin/python -m bench.million finish --folder /tmp/mnemo-million  # after a stopped seed
     .venv/bin/python -m bench.million measure --folder /tmp/mnemo-million [--queries 200]
     .venv/bin/python -m bench.million stop --folder /tmp/mnemo-million
 
@@ -123,6 +124,7 @@ def seed(size: int, folder: Path) -> None:
     url = Postgres(admin).new_database()
     slug, key = new_tenant(url)
     info.update(url=url, key=key)
+    (folder / "bench.json").write_text(json.dumps(info, indent=2))
     engine = get_engine(url)
     assert pgvector.ensure(engine, "auto"), "pgvector did not come up"
     turns, _ = _corpus()
@@ -141,7 +143,37 @@ def seed(size: int, folder: Path) -> None:
         engine, slug, _records(texts), remap_ids=True, batch_size=2000, on_batch=progress
     )
     info["load_s"] = round(time.perf_counter() - started, 1)
-    say(f"loaded in {info['load_s']} s; ANALYZE")
+    (folder / "bench.json").write_text(json.dumps(info, indent=2))
+    finish(folder)
+
+
+def finish(folder: Path) -> None:
+    """Statistics, the HNSW index and sizes over what is loaded: the end of `seed`, or, after
+    a seed stopped part way (each batch of 2,000 is its own transaction), over what it loaded."""
+    from sqlalchemy import text
+
+    from core.identity.keys import create_key
+    from core.kernel.db.engine import get_engine, transaction
+    from core.retrieval import pgvector
+
+    info = json.loads((folder / "bench.json").read_text())
+    if "url" not in info:  # a seed stopped before it wrote them: find the database, add a key
+        admin = f"postgresql+psycopg://mnemo@127.0.0.1:{info['port']}/postgres"
+        with get_engine(admin).connect() as conn:
+            name = conn.execute(
+                text("SELECT datname FROM pg_database WHERE datname LIKE 'bench_%'")
+            ).scalar_one()
+        info["url"] = admin.rsplit("/", 1)[0] + f"/{name}"
+        with transaction(get_engine(info["url"])) as conn:
+            slug = conn.execute(
+                text("SELECT slug FROM brains WHERE slug LIKE 'bench-%'")
+            ).scalar_one()
+            info["key"] = create_key(conn, slug, name="bench").secret
+    engine = get_engine(info["url"])
+    assert pgvector.ensure(engine, "auto"), "pgvector did not come up"
+    with engine.connect() as conn:
+        info["size"] = conn.execute(text("SELECT count(*) FROM memories")).scalar_one()
+    say(f"{info['size']:,} memories loaded; ANALYZE")
     started = time.perf_counter()
     with engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE")
@@ -202,7 +234,7 @@ def stop(folder: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=("seed", "measure", "stop"))
+    parser.add_argument("action", choices=("seed", "finish", "measure", "stop"))
     parser.add_argument("--folder", type=Path, required=True)
     parser.add_argument("--size", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=200)
@@ -210,6 +242,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.action == "seed":
         seed(args.size, args.folder)
+    elif args.action == "finish":
+        finish(args.folder)
     elif args.action == "measure":
         print(json.dumps(measure(args.folder, args.queries, args.runs), indent=2))
     else:
