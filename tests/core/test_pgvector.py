@@ -464,7 +464,10 @@ def test_fewer_round_trips_give_the_same_ranking(
     sent_separate = _statements(pg_engine, unmerged)
     for q in queries:
         assert _ids(merged[q]) and _ids(merged[q]) == _ids(separate[q])
-        assert [r["score"] for r in merged[q]] == [r["score"] for r in separate[q]]
+        # Recency moves with the clock between the two passes: scores agree to rounding.
+        assert [r["score"] for r in merged[q]] == pytest.approx(
+            [r["score"] for r in separate[q]], abs=2e-6
+        )
 
     # The nearest come with the sample, and the cosines of the lexical matches and of the
     # thread neighbours with their read-backs: no statement of their own.
