@@ -233,7 +233,8 @@ class Counts:
 def counting(engine: Any) -> Iterator[Counts]:
     """Count the SQL statements and pool checkouts on `engine` while the block runs. On SQLite
     from the driver's own trace (search, the credential check and BEGIN go straight to the
-    driver, past SQLAlchemy's events); on PostgreSQL from SQLAlchemy's, which sees them all."""
+    driver, past SQLAlchemy's events); on PostgreSQL from SQLAlchemy's, which sees them all
+    but BEGIN, counted from the transactions begun on a connection not in autocommit."""
     from sqlalchemy import event as sa_event
 
     counts = Counts()
@@ -258,8 +259,16 @@ def counting(engine: Any) -> Iterator[Counts]:
         if sqlite and dbapi_connection is not None:
             dbapi_connection.set_trace_callback(None)
 
+    def on_begin(conn: Any) -> None:
+        # psycopg sends BEGIN before a transaction's first statement, past the cursor events;
+        # an autocommit connection sends none.
+        driver = conn.connection.driver_connection
+        if driver is not None and not driver.autocommit:
+            counts.statements += 1
+
     if not sqlite:
         sa_event.listen(engine, "before_cursor_execute", on_statement)
+        sa_event.listen(engine, "begin", on_begin)
     sa_event.listen(engine.pool, "checkout", on_checkout)
     sa_event.listen(engine.pool, "checkin", on_checkin)
     try:
@@ -267,6 +276,7 @@ def counting(engine: Any) -> Iterator[Counts]:
     finally:
         if not sqlite:
             sa_event.remove(engine, "before_cursor_execute", on_statement)
+            sa_event.remove(engine, "begin", on_begin)
         sa_event.remove(engine.pool, "checkout", on_checkout)
         sa_event.remove(engine.pool, "checkin", on_checkin)
 

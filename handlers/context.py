@@ -23,7 +23,7 @@ from core.identity.oauth.metadata import API, accepted_audiences, base_url
 from core.kernel import ratelimit
 from core.kernel.config import Limits, Settings
 from core.kernel.db.connect import engine_for
-from core.kernel.db.engine import single_read, transaction
+from core.kernel.db.engine import reads, single_read, transaction
 from core.kernel.db.migrations import ensure_schema
 from core.kernel.errors import Unauthorized
 from core.kernel.scope import Scope
@@ -213,6 +213,25 @@ class Context:
     ) -> T:
         def run() -> T:
             with transaction(self.engine, write=False) as conn:
+                return fn(conn, self.scope, *args, **kw)
+
+        return await self.services.call(run)
+
+    async def read_each(
+        self, fn: Callable[Concatenate[Connection, Scope, P], T], *args: P.args, **kw: P.kwargs
+    ) -> T:
+        """`read` for search and context packs, whose statements need no snapshot in common:
+        with pgvector, without BEGIN and COMMIT, two round trips fewer (engine.reads). The
+        numpy path stays in a transaction: its cache reads changes through a server-side
+        cursor, which lives in one."""
+        from core.retrieval import pgvector
+
+        # Settled by ready_engine: a memo lookup here.
+        if not pgvector.ensure(self.engine, self.services.settings.vector_search.pgvector):
+            return await self.read(fn, *args, **kw)
+
+        def run() -> T:
+            with reads(self.engine) as conn:
                 return fn(conn, self.scope, *args, **kw)
 
         return await self.services.call(run)

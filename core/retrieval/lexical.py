@@ -326,8 +326,13 @@ def restatement_candidates(
     PostgreSQL ranks as `candidates` does (`join` is for SQLite: tables joined to m)."""
     terms = query_terms(text)
     if conn.dialect.name != "sqlite" or not terms:
+        # PostgreSQL has no vocabulary table to find the rarest words by: the longest stand in
+        # for them (rarer as a rule, as conflict detection's lookup assumes). Ranking every
+        # word of the text scored every memory holding any of them: 30-50 ms an add at 10,000
+        # memories, where the few longest words match a few hundred.
+        longest = sorted(terms, key=len, reverse=True)[:_RESTATEMENT_WORDS]
         return candidates(
-            conn, terms, where, params, limit, brain_id=brain_id, user_id=user_id, columns=columns
+            conn, longest, where, params, limit, brain_id=brain_id, user_id=user_id, columns=columns
         )
     stems = list(dict.fromkeys(stem(t) for t in terms))
     names = [f"v_{i}" for i in range(len(stems))]

@@ -29,10 +29,11 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, bindparam, text
+from sqlalchemy import Connection, Engine, TextClause, bindparam, event, text
 from sqlalchemy.exc import DBAPIError
 
 if TYPE_CHECKING:
@@ -215,6 +216,7 @@ def forget() -> None:
     with _lock:
         _engines.clear()
         _copy_exists.clear()
+        _large.clear()
 
 
 # -- search -------------------------------------------------------------------------------
@@ -314,18 +316,71 @@ def _build(conn: Connection, model: str, dims: int) -> None:
 
 
 def _scope_sql(user_id: str | None, states: tuple[str, ...] | None) -> str:
-    where = "m.brain_id = :brain"
+    where = "m.brain_id = :pgv_brain"
     if user_id is not None:
-        where += " AND m.user_id = :user"
+        where += " AND m.user_id = :pgv_user"
     if states is not None:
-        where += " AND m.state IN :states"
+        where += " AND m.state IN :pgv_states"
     return where
+
+
+# The fewest nearest memories search asks for (core/retrieval/search.py's _MIN_CANDIDATES);
+# a scope known to be larger than the sample gets them in the sample's own statement.
+PREFETCH = 50
+# Scopes last seen larger than the sample, per engine (bounded: a hint, not a record).
+_large: dict[tuple[str, str, str | None, tuple[str, ...] | None, str, int], bool] = {}
+_LARGE_AT_MOST = 10_000
+# On the pooled connection's info (kept as long as the DBAPI connection): the hnsw.ef_search
+# this session runs with, once set_config made it session-wide. Per search it was one round
+# trip more (a statement of its own before the nearest-neighbour query).
+_SESSION_EF = "mnemo_hnsw_ef_search"
+
+
+def _ef_search(n: int) -> int:
+    """HNSW's candidate list for the n nearest: twice n, at least 100 (pgvector's default is
+    40), at most 1,000 (pgvector's limit)."""
+    return min(1000, max(100, 2 * n))
+
+
+def _forget_session(conn: Connection, *_savepoint: object) -> None:
+    """A rollback undoes a set_config made inside the transaction: the session's settings are
+    then no longer known, and the next search sets them again. On a connection in autocommit
+    (a search, engine.reads) there is nothing to undo: each set_config committed as it ran."""
+    with suppress(Exception):  # a connection already gone keeps nothing
+        driver = conn.connection.driver_connection
+        if driver is None or not driver.autocommit:
+            conn.connection.info.pop(_SESSION_EF, None)
+
+
+def _session(conn: Connection, n: int, iterative_scan: bool) -> None:
+    """The session's HNSW settings for the n nearest, set once per connection (and again only
+    when n needs another ef_search): hnsw.ef_search; with pgvector >= 0.8, iterative scans in
+    relaxed order (rows of other brains, users or states are skipped and the scan goes on, so a
+    filtered scope still gets its n nearest; ranking re-sorts anyway). Session-wide, since a
+    search need not run in a transaction of its own; nothing else scans an HNSW index."""
+    ef = _ef_search(n)
+    info = conn.connection.info
+    if info.get(_SESSION_EF) == ef:
+        return
+    setting = "SELECT set_config('hnsw.ef_search', :ef, false)"
+    if iterative_scan:
+        setting += ", set_config('hnsw.iterative_scan', 'relaxed_order', false)"
+    for undone in ("rollback", "rollback_savepoint"):
+        if not event.contains(conn.engine, undone, _forget_session):
+            event.listen(conn.engine, undone, _forget_session)
+    conn.execute(text(setting), {"ef": str(ef)})
+    info[_SESSION_EF] = ef
 
 
 @dataclass
 class PgSemantic:
     """The numpy path's `_Semantic` (core/retrieval/search.py) answered by PostgreSQL: the scope's
-    size, its nearest memories, and standardised cosines of any memory asked about."""
+    size, its nearest memories, and standardised cosines of any memory asked about.
+
+    Each statement is a round trip, and on a busy machine a round trip costs more than most of
+    these statements take to run: for a scope seen larger than the sample before, the sample
+    and the nearest memories are one statement; the HNSW settings are the session's, set once
+    per connection; the cosines of candidates come with their rank columns (`read_back`)."""
 
     conn: Connection
     params: dict[str, object]
@@ -337,6 +392,8 @@ class PgSemantic:
     cosines: dict[str, float]
     exact: bool  # the sample was the whole scope
     iterative_scan: bool
+    prefetched: dict[str, float] | None = None  # the PREFETCH nearest, read with the sample
+    asked: set[str] = field(default_factory=set)  # ids whose cosine was read (or is none)
 
     @classmethod
     def load(
@@ -356,33 +413,46 @@ class PgSemantic:
 
         dims = int(vector.shape[0])
         _ensure_index(conn.engine, model, dims)
-        params: dict[str, object] = {"brain": brain_id, "q": literal(vector), "k": SAMPLE_SIZE}
+        params: dict[str, object] = {"pgv_brain": brain_id, "pgv_q": literal(vector)}
         if user_id is not None:
-            params["user"] = user_id
+            params["pgv_user"] = user_id
         if states is not None:
-            params["states"] = tuple(states)
+            params["pgv_states"] = tuple(states)
         scope_where = _scope_sql(user_id, states)
-        # The cosine is computed in the outer query, for the sample only.
-        statement = text(
-            "SELECT s.memory_id, -(s.embedding <#> CAST(:q AS vector)), s.sample_rank FROM ("
-            "SELECT p.memory_id, p.embedding, p.sample_rank "
+        state = _engines[_key(conn.engine)]
+        large_key = (_key(conn.engine), brain_id, user_id, states, model, dims)
+        # The sample; the cosine is computed in the outer query, for the sample only.
+        sample = (
+            "SELECT 0, s.memory_id, -(s.embedding <#> CAST(:pgv_q AS vector)), s.sample_rank "
+            "FROM (SELECT p.memory_id, p.embedding, p.sample_rank "
             f"FROM {TABLE} p JOIN memories m ON m.id = p.memory_id "
-            f"WHERE p.brain_id = :brain AND {_predicate(model, dims, 'p.')} AND {scope_where} "
-            "ORDER BY p.sample_rank LIMIT :k) AS s"
+            f"WHERE p.brain_id = :pgv_brain AND {_predicate(model, dims, 'p.')} "
+            f"AND {scope_where} ORDER BY p.sample_rank LIMIT {SAMPLE_SIZE}) AS s"
         )
-        if states is not None:
-            statement = statement.bindparams(bindparam("states", expanding=True))
-        rows = conn.execute(statement, params).all()
-        cosines = {r[0]: float(r[1]) for r in rows}
+        statement = sample
+        with_nearest = False
+        if _large.get(large_key):
+            # The nearest in the same statement: the session's settings must be in place
+            # before it (within one statement, nothing orders a set_config before the scan).
+            _session(conn, PREFETCH, state.iterative_scan)
+            nearest_sql = _nearest_sql(dims, model, scope_where, PREFETCH)
+            statement += f" UNION ALL SELECT 1, t.memory_id, t.cosine, 0 FROM ({nearest_sql}) t"
+            with_nearest = True
+        rows = conn.execute(_bound(statement, states is not None), params).all()
+        sampled = [(r[1], float(r[2]), float(r[3])) for r in rows if r[0] == 0]
+        cosines = {memory_id: cosine for memory_id, cosine, _ in sampled}
         values = np.fromiter(cosines.values(), np.float64, len(cosines))
-        exact = len(rows) < SAMPLE_SIZE
+        exact = len(sampled) < SAMPLE_SIZE
+        if len(_large) > _LARGE_AT_MOST:
+            _large.clear()
+        _large[large_key] = not exact
         # The k-th smallest of n uniform ranks is near k / n: (k - 1) / rank is unbiased for n.
-        population = len(rows) if exact else round((SAMPLE_SIZE - 1) / max(rows[-1][2], 1e-9))
+        last = max((rank for _, _, rank in sampled), default=0.0)
+        population = len(sampled) if exact else round((SAMPLE_SIZE - 1) / max(last, 1e-9))
         std = _standardiser(
             values, population, prior=prior, prior_value=noise, min_std=(strong - noise) / 4
         )
-        state = _engines[_key(conn.engine)]
-        return cls(
+        found = cls(
             conn,
             params,
             model,
@@ -394,71 +464,123 @@ class PgSemantic:
             exact,
             state.iterative_scan,
         )
+        if with_nearest and not exact:
+            nearest = [(r[1], float(r[2])) for r in rows if r[0] == 1]
+            if len(nearest) == PREFETCH:  # else the scope is small after all: exactly, below
+                found.prefetched = dict(nearest)
+        return found
 
     def top(self, n: int) -> list[str]:
         if not self.exact:
-            self._nearest(n)
+            if self.prefetched is not None and n == len(self.prefetched):
+                self.cosines.update(self.prefetched)
+            else:  # the index asked for n (its answer for PREFETCH need not be a part of it)
+                self._nearest(n)
         ranked = sorted(self.cosines.items(), key=lambda kv: (-kv[1], kv[0]))
         return [memory_id for memory_id, _ in ranked[:n]]
 
+    def _bound(self, statement: str) -> TextClause:
+        return _bound(statement, "pgv_states" in self.params)
+
     def _nearest(self, n: int) -> None:
         """The n nearest in scope from the HNSW index (filters applied during the scan)."""
-        ef = min(1000, max(100, 2 * n))
-        setting = "SELECT set_config('hnsw.ef_search', :ef, true)"
-        if self.iterative_scan:
-            # Rows of other brains, users or states are skipped and the scan goes on, so a
-            # filtered scope still gets its n nearest (relaxed order: ranking re-sorts anyway).
-            setting += ", set_config('hnsw.iterative_scan', 'relaxed_order', true)"
-        self.conn.execute(text(setting), {"ef": str(ef)})
-        d = int(self.dims)
-        statement = text(
-            f"SELECT p.memory_id, -(p.embedding::vector({d}) <#> CAST(:q AS vector({d}))) "
-            f"FROM {TABLE} p JOIN memories m ON m.id = p.memory_id "
-            f"WHERE p.brain_id = :brain AND {_predicate(self.model, d, 'p.')} "
-            f"AND {self.scope_where} "
-            f"ORDER BY p.embedding::vector({d}) <#> CAST(:q AS vector({d})) LIMIT :n"
-        )
-        if "states" in self.params:
-            statement = statement.bindparams(bindparam("states", expanding=True))
-        found = self.conn.execute(statement, {**self.params, "n": n}).all()
+        _session(self.conn, n, self.iterative_scan)
+        statement = _nearest_sql(self.dims, self.model, self.scope_where, n)
+        found = self.conn.execute(self._bound(statement), self.params).all()
         if len(found) < n:
             # Either the scope holds fewer than n vectors, or the index scan gave up
             # (hnsw.max_scan_tuples) before finding n of them among other brains' and users':
             # either way the scope is small, so rank it exactly (the expression without the
             # cast is not the index's: no index scan).
-            exact = text(
-                "SELECT p.memory_id, -(p.embedding <#> CAST(:q AS vector)) "
+            exact = (
+                "SELECT p.memory_id, -(p.embedding <#> CAST(:pgv_q AS vector)) "
                 f"FROM {TABLE} p JOIN memories m ON m.id = p.memory_id "
-                f"WHERE p.brain_id = :brain AND {_predicate(self.model, d, 'p.')} "
-                f"AND {self.scope_where} ORDER BY 2 DESC LIMIT :n"
+                f"WHERE p.brain_id = :pgv_brain AND {_predicate(self.model, self.dims, 'p.')} "
+                f"AND {self.scope_where} ORDER BY 2 DESC LIMIT {int(n)}"
             )
-            if "states" in self.params:
-                exact = exact.bindparams(bindparam("states", expanding=True))
-            found = self.conn.execute(exact, {**self.params, "n": n}).all()
+            found = self.conn.execute(self._bound(exact), self.params).all()
         for memory_id, cosine in found:
             self.cosines[memory_id] = float(cosine)
+
+    def read_back(
+        self,
+        where: list[str],
+        params: dict[str, object],
+        ids: list[str],
+        columns: str,
+        *,
+        also: Sequence[str] = (),
+    ) -> list[tuple[object, ...]]:
+        """search's read-back of candidates (`columns` of those of `ids` that are in scope and
+        match the filters `where`), with the cosine of each, and of each of `also` (memories
+        already read: their rows are not returned), in the same statement: one round trip
+        where the read-back and `z` took two."""
+        wanted = [*ids, *(i for i in also if i not in self.cosines and i not in self.asked)]
+        wanted = list(dict.fromkeys(wanted))
+        if not wanted:
+            return []
+        # In the scope like every other query here (user and states too): a memory outside it
+        # counts as one without a vector.
+        statement = (
+            f"SELECT {columns}, CASE WHEN {self.scope_where} "
+            "THEN -(p.embedding <#> CAST(:pgv_q AS vector)) END "
+            "FROM unnest(CAST(:pgv_ids AS text[])) AS c(value) JOIN memories m ON m.id = c.value "
+            f"LEFT JOIN {TABLE} p ON p.memory_id = m.id AND p.brain_id = :pgv_brain AND "
+            f"{_predicate(self.model, self.dims, 'p.')} WHERE {' AND '.join(where)}"
+        )
+        rows = self.conn.execute(
+            self._bound(statement), {**params, **self.params, "pgv_ids": wanted}
+        ).all()
+        self.asked.update(wanted)
+        kept = set(ids)
+        out = []
+        for row in rows:
+            memory_id, cosine = row[0], row[-1]
+            if cosine is not None:
+                self.cosines[memory_id] = float(cosine)
+            if memory_id in kept:
+                out.append(tuple(row[:-1]))
+        return out
 
     def z(self, ids: list[str]) -> np.ndarray:
         """Standardised cosines; a memory without a vector of this model counts as average."""
         import numpy as np
 
-        missing = [i for i in ids if i not in self.cosines]
+        missing = [i for i in ids if i not in self.cosines and i not in self.asked]
         if missing and not self.exact:
             # In the scope like every other query here (user and states too, not only the
             # brain): an id outside it counts as a memory without a vector.
-            statement = text(
-                "SELECT p.memory_id, -(p.embedding <#> CAST(:q AS vector)) "
+            statement = (
+                "SELECT p.memory_id, -(p.embedding <#> CAST(:pgv_q AS vector)) "
                 f"FROM {TABLE} p JOIN memories m ON m.id = p.memory_id "
-                "WHERE p.brain_id = :brain AND p.memory_id = ANY(CAST(:ids AS text[])) AND "
-                f"{_predicate(self.model, self.dims, 'p.')} AND {self.scope_where}"
+                "WHERE p.brain_id = :pgv_brain AND p.memory_id = ANY(CAST(:pgv_ids AS text[])) "
+                f"AND {_predicate(self.model, self.dims, 'p.')} AND {self.scope_where}"
             )
-            if "states" in self.params:
-                statement = statement.bindparams(bindparam("states", expanding=True))
-            params = {k: v for k, v in self.params.items() if k != "k"}
-            found = self.conn.execute(statement, {**params, "ids": missing}).all()
+            found = self.conn.execute(
+                self._bound(statement), {**self.params, "pgv_ids": missing}
+            ).all()
+            self.asked.update(missing)
             self.cosines.update((memory_id, float(c)) for memory_id, c in found)
         cosines = np.array([self.cosines.get(i, self.std.mean) for i in ids], np.float64)
         return self.std.z(cosines)
+
+
+def _bound(statement: str, states: bool) -> TextClause:
+    bound = text(statement)
+    if states:
+        bound = bound.bindparams(bindparam("pgv_states", expanding=True))
+    return bound
+
+
+def _nearest_sql(dims: int, model: str, scope_where: str, n: int) -> str:
+    """The n nearest of the scope by the model's HNSW index: (memory_id, cosine)."""
+    d = int(dims)
+    return (
+        f"SELECT p.memory_id, -(p.embedding::vector({d}) <#> CAST(:pgv_q AS vector({d}))) "
+        f"AS cosine FROM {TABLE} p JOIN memories m ON m.id = p.memory_id "
+        f"WHERE p.brain_id = :pgv_brain AND {_predicate(model, d, 'p.')} AND {scope_where} "
+        f"ORDER BY p.embedding::vector({d}) <#> CAST(:pgv_q AS vector({d})) LIMIT {int(n)}"
+    )
 
 
 def _standardiser(

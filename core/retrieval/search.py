@@ -151,7 +151,7 @@ def search(
             # The lexical candidates' exact cosines in the same read as the nearest ones'.
             semantic.rescore(list(lexical_raw))
         nearest = [i for i in semantic.top(n) if i not in lexical_raw]
-        found += _read_back(conn, where, params, nearest, _RANK_COLUMNS)
+        found += _read_candidates(conn, where, params, nearest, semantic, also=list(lexical_raw))
     pool = _Pool(evidence)
     pool.add(found)
     if not pool.rows:
@@ -165,7 +165,7 @@ def search(
     extra = [i for near in threads.values() for side in near for i in side if i]
     extra = [i for i in dict.fromkeys(extra) if i not in pool.position]
     if extra:
-        pool.add(_read_back(conn, where, params, extra, _RANK_COLUMNS))
+        pool.add(_read_candidates(conn, where, params, extra, semantic))
         fused = pool.fused()
     background = evidence.background()
     # neighbour_of[side][d][memory id]: the memory d + 1 places before (side 0) or after it.
@@ -540,6 +540,23 @@ def _read_back(
         f"WHERE {' AND '.join(where)}"
     )
     return tuples(conn, statement, {**params, "candidates": value(ids)})
+
+
+def _read_candidates(
+    conn: Connection,
+    where: list[str],
+    params: dict[str, Any],
+    ids: list[str],
+    semantic: _Semantic | pgvector.PgSemantic | None,
+    *,
+    also: list[str] | None = None,
+) -> list[tuple[Any, ...]]:
+    """_read_back of candidates' rank columns. With pgvector their cosines (and those of `also`,
+    candidates read already) come in the same statement: one round trip to PostgreSQL where
+    the read-back and the cosines took two."""
+    if isinstance(semantic, pgvector.PgSemantic) and not semantic.exact:
+        return semantic.read_back(where, params, ids, _RANK_COLUMNS, also=also or [])
+    return _read_back(conn, where, params, ids, _RANK_COLUMNS)
 
 
 def record_access(engine: Engine, _settings: Settings, scope: Scope, memory_ids: list[str]) -> None:

@@ -48,6 +48,12 @@ class Runner(Protocol):
         self, fn: Callable[Concatenate[Connection, Scope, P], T], *args: P.args, **kw: P.kwargs
     ) -> T: ...
 
+    async def read_each(
+        self, fn: Callable[Concatenate[Connection, Scope, P], T], *args: P.args, **kw: P.kwargs
+    ) -> T:
+        """`read` for search and context packs: no transaction on PostgreSQL."""
+        ...
+
     async def write(
         self, fn: Callable[Concatenate[Connection, Scope, P], T], *args: P.args, **kw: P.kwargs
     ) -> T: ...

@@ -105,7 +105,7 @@ async def _search(run: Runner, _: Refs, data: SearchIn) -> Any:
     `as_of` asks what was true at a moment (superseded facts included); `known_at` what the store
     held then."""
     vector = None if data.mode == "lexical" else await run.query_vector(data.query)
-    page = await run.read(search, data, vector, run.ranking)
+    page = await run.read_each(search, data, vector, run.ranking)
     await run.own_transactions(record_access, page.pop("touched"))
     return page
 
@@ -118,7 +118,7 @@ async def _context(run: Runner, _: Refs, data: ContextIn) -> Any:
     `search` when the text goes straight into a prompt. Both sides of an unresolved contradiction
     are shown, marked contested. `as_of` builds it from what was true at a moment."""
     vector = await run.query_vector(data.query)
-    result = await run.read(pack, data, vector, run.ranking)
+    result = await run.read_each(pack, data, vector, run.ranking)
     await run.own_transactions(record_access, result.pop("touched"))
     return result
 

@@ -108,6 +108,11 @@ class _Runner:
     ) -> T:
         return await self.ctx.read(fn, *args, **kw)
 
+    async def read_each(
+        self, fn: Callable[Concatenate[Connection, Scope, P], T], *args: P.args, **kw: P.kwargs
+    ) -> T:
+        return await self.ctx.read_each(fn, *args, **kw)
+
     async def write(
         self, fn: Callable[Concatenate[Connection, Scope, P], T], *args: P.args, **kw: P.kwargs
     ) -> T:

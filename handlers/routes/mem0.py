@@ -204,7 +204,7 @@ async def search_(request: Request) -> Response:
         mode=mode,
     )
     vector = await ctx.query_vector(data.query, embed=mode != "lexical")
-    page = await ctx.read(search, native, vector, ctx.services.settings.ranking)
+    page = await ctx.read_each(search, native, vector, ctx.services.settings.ranking)
     hits = page["results"]
     if hits and not ctx.scope.read_only:
         await ctx.own_transactions(record_access, [h["memory"]["id"] for h in hits])

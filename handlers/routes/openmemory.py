@@ -189,7 +189,7 @@ async def query(request: Request) -> Response:
         min_score=_min_score(filters.get("min_score")),
     )
     vector = await ctx.query_vector(text, embed=bool(text.strip()))
-    page = await ctx.read(search, request_, vector, ctx.services.settings.ranking)
+    page = await ctx.read_each(search, request_, vector, ctx.services.settings.ranking)
     hits = page["results"]
     if sector is not None:
         hits = [

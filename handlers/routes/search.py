@@ -23,7 +23,7 @@ async def search_memories(request: Request) -> Response:
     ctx = await authorize(request)
     data = await read_body(request, SearchIn)
     vector = await ctx.query_vector(data.query, embed=data.mode != "lexical")
-    page = await ctx.read(search, data, vector, ctx.services.settings.ranking)
+    page = await ctx.read_each(search, data, vector, ctx.services.settings.ranking)
     await ctx.own_transactions(record_access, page.pop("touched"))
     return json_response(page)
 
@@ -32,7 +32,7 @@ async def context_pack(request: Request) -> Response:
     ctx = await authorize(request)
     data = await read_body(request, ContextIn)
     vector = await ctx.query_vector(data.query)
-    result = await ctx.read(pack, data, vector, ctx.services.settings.ranking)
+    result = await ctx.read_each(pack, data, vector, ctx.services.settings.ranking)
     await ctx.own_transactions(record_access, result.pop("touched"))
     return json_response(result)
 

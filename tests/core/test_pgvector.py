@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from core.kernel.config import EmbedderSettings, Settings, VectorSearchSettings
-from core.kernel.db.engine import dispose, get_engine, transaction
+from core.kernel.db.engine import dispose, get_engine, reads, transaction
 from core.kernel.db.migrations import ensure_schema
 from core.memory import access
 from core.retrieval import pgvector, vectors
@@ -410,3 +410,126 @@ def test_a_model_name_with_quotes_colons_and_percents_is_only_a_literal(
                 prior=1.0,
             )
         assert semantic.population == 0 and semantic.exact
+
+
+def _statements(engine: Engine, run: Any) -> list[str]:
+    """The statements `run()` sends to the store."""
+    from sqlalchemy import event
+
+    sent: list[str] = []
+
+    def keep(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", keep)
+    try:
+        run()
+    finally:
+        event.remove(engine, "before_cursor_execute", keep)
+    return sent
+
+
+def test_fewer_round_trips_give_the_same_ranking(
+    pg_settings: Settings, pg_engine: Engine, pg_tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scope larger than the sample gets its nearest memories in the sample's statement and
+    the cosines of its candidates with their rank columns: fewer statements, the very same
+    results and scores as one statement each."""
+    from core.retrieval import search
+
+    client = _client(pg_settings, pg_tenant)
+    _add_many(client, _corpus())
+    # More than the sample and the nearest hold, so that some lexical matches are neither.
+    _add_many(client, [f"{TOPICS[i % 10].split()[-1]} errand {i}" for i in range(140)])
+    monkeypatch.setattr(pgvector, "SAMPLE_SIZE", 12)  # 200 memories: sampled, HNSW asked
+    queries = [*QUERIES, "Lisbon flight on Tuesday", "cheese lasagna recipe"]
+    for q in queries:  # the first search of a scope learns that it is larger than the sample
+        _search(client, q)
+    merged: dict[str, list[dict[str, Any]]] = {}
+    sent_merged = _statements(
+        pg_engine, lambda: merged.update({q: _search(client, q) for q in queries})
+    )
+
+    def one_each(conn: Any, where: Any, params: Any, ids: Any, *_args: Any, **_kw: Any) -> Any:
+        return search._read_back(conn, where, params, ids, search._RANK_COLUMNS)
+
+    monkeypatch.setattr(search, "_read_candidates", one_each)
+    separate: dict[str, list[dict[str, Any]]] = {}
+
+    def unmerged() -> None:
+        for q in queries:
+            pgvector._large.clear()  # no prefetch of the nearest
+            separate[q] = _search(client, q)
+
+    sent_separate = _statements(pg_engine, unmerged)
+    for q in queries:
+        assert _ids(merged[q]) and _ids(merged[q]) == _ids(separate[q])
+        # Recency moves with the clock between the two passes: scores agree to rounding.
+        assert [r["score"] for r in merged[q]] == pytest.approx(
+            [r["score"] for r in separate[q]], abs=2e-6
+        )
+
+    # The nearest come with the sample, and the cosines of the lexical matches and of the
+    # thread neighbours with their read-backs: no statement of their own.
+    def nearest(sent: list[str]) -> int:
+        return sum(s.startswith("SELECT p.memory_id, -(p.embedding::vector") for s in sent)
+
+    def cosines(sent: list[str]) -> int:
+        return sum("p.memory_id = ANY(" in s for s in sent)
+
+    assert nearest(sent_separate) == len(queries) and cosines(sent_separate) > 0
+    assert nearest(sent_merged) == cosines(sent_merged) == 0
+    assert len(sent_merged) <= len(sent_separate) - len(queries) - cosines(sent_separate)
+    assert vectors._cache == {}
+
+
+def test_the_session_settings_are_set_again_after_a_rollback(
+    pg_settings: Settings, pg_engine: Engine, pg_tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hnsw.ef_search and iterative scans are the session's, set once per connection: a
+    rollback of the transaction that set them undoes them, and the next search sets them
+    again rather than scanning with pgvector's defaults."""
+    from core.embeddings import get_embedder
+
+    client = _client(pg_settings, pg_tenant)
+    _add_many(client, _corpus())
+    monkeypatch.setattr(pgvector, "SAMPLE_SIZE", 12)
+    embedder = get_embedder(pg_settings.embedder)
+    query = embedder.embed(["tomatoes watered every morning"], kind="query")[0]
+
+    def nearest(conn: Any) -> list[str]:
+        semantic = pgvector.PgSemantic.load(
+            conn,
+            brain_id=pg_tenant.brain_id,
+            user_id=None,
+            states=("active",),
+            model=embedder.name,
+            vector=query,
+            noise=0.1,
+            strong=0.5,
+            prior=1.0,
+        )
+        return semantic.top(pgvector.PREFETCH)
+
+    class Undo(Exception):
+        pass
+
+    with pytest.raises(Undo), transaction(pg_engine, write=False) as conn:
+        nearest(conn)
+        assert conn.execute(text("SHOW hnsw.ef_search")).scalar() == "100"
+        raise Undo
+    with transaction(pg_engine, write=False) as conn:
+        assert conn.execute(text("SHOW hnsw.ef_search")).scalar() == "40"  # undone
+        assert pgvector._SESSION_EF not in conn.connection.info
+        found = nearest(conn)
+        assert conn.execute(text("SHOW hnsw.ef_search")).scalar() == "100"
+        assert conn.execute(text("SHOW hnsw.iterative_scan")).scalar() == "relaxed_order"
+    assert len(found) == pgvector.PREFETCH
+    # Without a transaction (how a search runs with pgvector) nothing is undone, so a
+    # rollback there does not make every search set the session again.
+    with reads(pg_engine) as conn:
+        nearest(conn)
+        conn.rollback()
+        assert pgvector._SESSION_EF in conn.connection.info
+        assert conn.execute(text("SHOW hnsw.ef_search")).scalar() == "100"
+        assert not any("set_config" in s for s in _statements(pg_engine, lambda: nearest(conn)))

@@ -378,6 +378,22 @@ def single_read(engine: Engine) -> Iterator[Connection]:
             yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
+@contextmanager
+def reads(engine: Engine) -> Iterator[Connection]:
+    """A connection for a run of read statements that need no snapshot in common (search,
+    context packs: each copes with a memory changed between its statements). On PostgreSQL it
+    runs without a transaction: under READ COMMITTED each statement sees what is committed when
+    it starts, inside a transaction or not, so BEGIN and COMMIT were two round trips that bought
+    nothing. Never for a write: each statement would commit on its own. On SQLite it is a read
+    transaction (one snapshot for all; there BEGIN costs no round trip)."""
+    if is_sqlite(engine):
+        with transaction(engine, write=False) as conn:
+            yield conn
+        return
+    with engine.connect() as conn:
+        yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
 _AFTER_COMMIT = "mnemo_after_commit"
 
 
