@@ -33,6 +33,7 @@ class SearchIndexer:
         # memory layer imports none of them.
         self.on_created: list[CreatedHook] = []
         self._new_vectors: dict[str, np.ndarray] = {}
+        self.foresight: dict[tuple[str, ...], Any] = {}
 
     def prepare(self, texts: Sequence[str]) -> None:
         if self.embedder is None:
@@ -100,17 +101,21 @@ class SearchIndexer:
         key: str | None,
         doc: str,
         n: int,
+        any_key: bool = False,
     ) -> list[Candidate]:
         """The write gate's near-duplicate candidates: active memories of exactly this owner
-        and fact key whose words best match `content` (full-text, best first), each with the
-        cosine of its vector and the document's (None without one).
+        and fact key (or any key) whose words best match `content` (full-text, best first),
+        each with the cosine of its vector and the document's (None without one).
 
         Words, not a scan of every vector: a restatement shares most of its words with what
         it restates (core/memory/gate.py asks for that), so the full-text index finds it at a
         cost that does not grow with the owner's memories, where a matrix product over them
         would (10,000 vectors of 512 floats are 20 MB read per write)."""
-        params: dict[str, object] = {"brain": brain_id, "gate_key": key or ""}
-        where = ["m.brain_id = :brain", "m.state = 'active'", "coalesce(m.key, '') = :gate_key"]
+        params: dict[str, object] = {"brain": brain_id}
+        where = ["m.brain_id = :brain", "m.state = 'active'"]
+        if not any_key:
+            where.append("coalesce(m.key, '') = :gate_key")
+            params["gate_key"] = key or ""
         if user_id is None:
             where.append("m.user_id IS NULL")
         else:
