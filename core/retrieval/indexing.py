@@ -121,23 +121,25 @@ class SearchIndexer:
         else:
             where.append("m.user_id = :gate_user")
             params["gate_user"] = user_id
-        columns = "m.id, m.user_id, m.content, m.importance, m.key"
-        join = ""
+        columns = "m.id AS id, m.user_id, m.content, m.importance, m.key"
+        late = ""
         if self.embedder is not None and conn.dialect.name == "sqlite":
             # The vectors in the same statement (SQLite); PostgreSQL reads them after.
-            columns += ", v.vector"
-            join = "LEFT JOIN memory_vectors v ON v.memory_id = m.id AND v.model = :gate_model"
+            late = (
+                "(SELECT v.vector FROM memory_vectors v "
+                "WHERE v.memory_id = x.id AND v.model = :gate_model)"
+            )
             params["gate_model"] = self.embedder.name
         found = lexical.restatement_candidates(
             conn, content, where, params, n, brain_id=brain_id, user_id=user_id,
-            columns=columns, join=join,
+            columns=columns, late=late,
         )  # fmt: skip
         if not found or self.embedder is None:
             return [_candidate(row, None) for row in found]
         if doc not in self._prepared:
             self.prepare([doc])
         mine = np.asarray(self._prepared[doc], dtype=np.float32)
-        if join:
+        if late:
             stored = {
                 str(row[1]): np.frombuffer(row[6], dtype=np.float32)
                 for row in found
