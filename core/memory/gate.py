@@ -582,19 +582,18 @@ def _from_user(role: str | None) -> bool:
 
 def _recalled_ids(conn: Connection, scope: Scope, policy: BrainPolicy) -> list[str]:
     since = now_ms() - policy.echo_window_seconds * 1000
-    rows = conn.execute(
-        sql(
-            "SELECT memory_ids FROM memory_recalls WHERE brain_id = :brain "
-            "AND principal = :principal AND created_at >= :since "
-            "ORDER BY created_at DESC LIMIT :n"
-        ),
+    rows = tuples(
+        conn,
+        "SELECT memory_ids FROM memory_recalls WHERE brain_id = :brain "
+        "AND principal = :principal AND created_at >= :since "
+        "ORDER BY created_at DESC LIMIT :n",
         {
             "brain": scope.brain_id,
             "principal": scope.principal,
             "since": since,
             "n": _RECALL_ROWS,
         },
-    ).all()
+    )
     # Notes this process has not written yet come first: they are the newest.
     seen = dict.fromkeys(
         access.pending_recalls(conn.engine, scope.brain_id, scope.principal, since)
@@ -613,32 +612,31 @@ def _echo(conn: Connection, scope: Scope, content: str, policy: BrainPolicy) -> 
     if not words:
         return None
     names = {f"r{i}": memory_id for i, memory_id in enumerate(recalled)}
-    rows = conn.execute(
-        sql(
-            f"SELECT id, content FROM memories WHERE {_by_id(conn)} = :brain "
-            f"AND id IN ({', '.join(':' + n for n in names)})"
-        ),
+    rows = tuples(
+        conn,
+        f"SELECT id, content FROM memories WHERE {_by_id(conn)} = :brain "
+        f"AND id IN ({', '.join(':' + n for n in names)})",
         {"brain": scope.brain_id, **names},
-    ).all()
+    )
     numbers = _numbers(content)
     negated = _negated(content)
     best_id, best = "", 0.0
     union: set[str] = set()
     sources: list[str] = []
-    for row in rows:
-        theirs = comparable_terms(row.content)
+    for memory_id, recalled_text in rows:
+        theirs = comparable_terms(recalled_text)
         shared = words & theirs
-        if not shared or not set(numbers) <= set(_numbers(row.content)):
+        if not shared or not set(numbers) <= set(_numbers(recalled_text)):
             continue
         # "Dana is not allergic to peanuts" after being shown "Dana is allergic to peanuts":
         # a correction, the opposite of an echo.
-        if _negated(row.content) != negated:
+        if _negated(recalled_text) != negated:
             continue
         union |= theirs
-        sources.append(row.id)
+        sources.append(memory_id)
         coverage = len(shared) / len(words)
         if coverage > best:
-            best_id, best = row.id, coverage
+            best_id, best = memory_id, coverage
     if best >= _ECHO_COVERAGE:
         return Verdict(
             "recalled",
