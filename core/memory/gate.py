@@ -404,11 +404,13 @@ def _still_true(
     seen = index.foresight.get(_foresight_key(scope, data, user))
     if not isinstance(seen, Foresight) or seen.policy != policy or seen.role != data.role:
         return None
-    owner = "m.user_id IS NULL" if user is None else "m.user_id = :user"
+    # The rows added since, by rowid: the unary + keep the planner off the owner's index,
+    # which it prefers and which walks every memory the owner has (6 ms at 10,000).
+    owner = "+m.user_id IS NULL" if user is None else "+m.user_id = :user"
     added = tuples(
         conn,
-        f"SELECT 1 FROM memories m WHERE m.rowid > :marker AND m.brain_id = :brain AND {owner} "
-        "AND m.state = 'active' LIMIT 1",
+        f"SELECT 1 FROM memories m WHERE m.rowid > :marker AND +m.brain_id = :brain AND {owner} "
+        "AND +m.state = 'active' LIMIT 1",
         {"marker": seen.marker, "brain": scope.brain_id, "user": user},
     )
     if added:
