@@ -258,8 +258,14 @@ def screen(
 ) -> Verdict:
     """Decide what a write becomes, and do it when it is not an add: hold it in quarantine or
     reinforce the memory it restates (in the caller's transaction). `user` is the owner the
-    write lands on (already checked against the scope). Call it after the exact-copy check."""
-    policy = policy_for(conn, scope.brain_id)
+    write lands on (already checked against the scope). Call it after the exact-copy check.
+
+    When `look_ahead` read for this write, the policy it read decides (a change landing in
+    between applies from the next write, as if this one had come a moment earlier)."""
+    ahead = index.foresight.get(_foresight_key(scope, data, user))
+    if not isinstance(ahead, Foresight) or ahead.role != data.role:
+        ahead = None
+    policy = ahead.policy if ahead is not None else policy_for(conn, scope.brain_id)
     if not policy.write_gate:
         return Verdict("added", "gate_off", "the brain's write gate is off (policy write_gate)")
     held = classify(data.content, data.role)
@@ -272,7 +278,7 @@ def screen(
             f"held for review: {message}; approve it to save it as a memory",
             quarantine_id=quarantine_id,
         )
-    seen = _still_true(conn, scope, data, user, index, policy)
+    seen = _still_true(conn, scope, user, ahead) if ahead is not None else None
     if seen is not None and seen.echo is not None:
         return seen.echo
     if seen is None and policy.echo_window_seconds and not _from_user(data.role):
@@ -340,9 +346,9 @@ def look_ahead(engine: Engine, scope: Scope, items: Sequence[MemoryIn], index: I
     at 10,000 memories) held every other writer back while they ran.
 
     Inside the transaction `screen` then only re-checks, cheaply, what may have changed in
-    between: the policy (read there anyway), that no memory of the owner was added since (a
-    rowid range: any would send the write back to the full search, inside), and the current
-    row of a memory it is about to reinforce or call echoed. A memory *edited* into a
+    between: that no memory of the owner was added since (a rowid range: any sends the write
+    back to the full search, inside), and the current row of a memory it is about to
+    reinforce or call echoed. The policy read here decides. A memory *edited* into a
     restatement in that moment is not seen (it is added; the health report shows the pair).
 
     PostgreSQL reads under MVCC without blocking writers, so there the gate screens inside,
@@ -392,18 +398,10 @@ def foresight_for(
 
 
 def _still_true(
-    conn: Connection,
-    scope: Scope,
-    data: MemoryIn,
-    user: str | None,
-    index: Indexer,
-    policy: BrainPolicy,
+    conn: Connection, scope: Scope, user: str | None, seen: Foresight
 ) -> Foresight | None:
-    """What was read ahead for this write, when it still holds: same policy, no memory of
-    the owner added since, and an echoed memory still there."""
-    seen = index.foresight.get(_foresight_key(scope, data, user))
-    if not isinstance(seen, Foresight) or seen.policy != policy or seen.role != data.role:
-        return None
+    """What was read ahead for a write, when it still holds: no memory of the owner added
+    since, and an echoed memory still there."""
     # The rows added since, by rowid: the unary + keep the planner off the owner's index,
     # which it prefers and which walks every memory the owner has (6 ms at 10,000).
     owner = "+m.user_id IS NULL" if user is None else "+m.user_id = :user"
