@@ -57,7 +57,7 @@ def check_created(
     # gate's search, read ahead, stands in for that.
     if nearest is None:
         seen = gate.foresight_for(foresight, scope.brain_id, memory) if foresight else None
-        if seen is not None:
+        if seen is not None and seen.any_key and seen.echo is None:
             nearest = [c.id for c in seen.candidates if c.id != memory["id"]]
         else:
             nearest = _by_words(conn, scope.brain_id, memory)

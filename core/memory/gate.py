@@ -333,6 +333,9 @@ class Foresight:
     echo: Verdict | None
     candidates: tuple[Candidate, ...]
     marker: int
+    # Whether `candidates` are the owner's best matches of any key (shared with the
+    # contradiction check), or only of the write's own fact key.
+    any_key: bool = True
 
 
 def _foresight_key(scope: Scope, data: MemoryIn, user: str | None) -> tuple[str, ...]:
@@ -375,14 +378,18 @@ def look_ahead(engine: Engine, scope: Scope, items: Sequence[MemoryIn], index: I
             if policy.echo_window_seconds and not _from_user(data.role):
                 echo = _echo(conn, scope, data.content, policy)
             candidates: list[Candidate] = []
+            # A fact's restatement has its key: asked for any key, other memories sharing its
+            # words could fill the shared candidates and leave it out. Keyed writes search
+            # their key only (the contradiction check then searches on its own).
+            shared = not data.key
             if echo is None:
                 doc = document_text(data.title, data.key, data.tags, data.content)
                 candidates = index.similar(
                     conn, scope.brain_id, user, content=data.content, key=data.key, doc=doc,
-                    n=SHARED_CANDIDATES, any_key=True,
+                    n=SHARED_CANDIDATES if shared else _CANDIDATES, any_key=shared,
                 )  # fmt: skip
             index.foresight[_foresight_key(scope, data, user)] = Foresight(
-                policy, data.role, echo, tuple(candidates), marker
+                policy, data.role, echo, tuple(candidates), marker, shared
             )
 
 
