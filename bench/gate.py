@@ -8,12 +8,13 @@
    noise (anything that is not a fact, and every copy beyond the first of one), and the
    memories written by an echo turn (derived only from recalled text). The same replay with
    the gate off (`write_gate` 0) is the baseline.
-2. The gate's cost: adds at 10,000 memories, gate on and off alternating on the same brain,
-   timed as core calls (one write transaction each, the vector made beforehand as the API
-   does), for a brain of one user (the worst case: every memory is a candidate) and of 100
-   users.
+2. The gate's cost, and the on-write contradiction check's: adds at 10,000 memories (a brain of
+   one user, the worst case: every memory is a candidate; and of 100 users) and on a brain of
+   LoCoMo dialogue turns, in four set-ups rotated add by add on the same brain (gate off / on x
+   check off / on), timed as core calls once the vector is made (the API embeds first), the
+   gate's read-ahead before the write transaction included.
 
-    .venv/bin/python -m bench.gate [--turns 1000] [--memories 10000] [--adds 300]
+    .venv/bin/python -m bench.gate [--turns 1000] [--memories 10000] [--adds 300] [--cost-only]
 """
 
 from __future__ import annotations
