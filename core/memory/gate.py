@@ -363,15 +363,22 @@ def look_ahead(engine: Engine, scope: Scope, items: Sequence[MemoryIn], index: I
         return
     with transaction(engine, write=False) as conn:
         policy = policy_for(conn, scope.brain_id)
-        if not policy.write_gate:
-            return
-        marker = int(tuples(conn, "SELECT coalesce(max(rowid), 0) FROM memories", {})[0][0])
+        marker = 0
+        if policy.write_gate:
+            marker = int(tuples(conn, "SELECT coalesce(max(rowid), 0) FROM memories", {})[0][0])
         for data in items:
             try:
                 scope.require_write()
                 user = scope.user_for_write(data.user_id)
             except MnemoError:  # create refuses it, with the right answer
                 return
+            if not policy.write_gate:
+                # Nothing to read but the policy, which then need not be read again inside;
+                # no candidates, so the contradiction check searches on its own.
+                index.foresight[_foresight_key(scope, data, user)] = Foresight(
+                    policy, data.role, None, (), marker, any_key=False
+                )
+                continue
             if classify(data.content, data.role) is not None:
                 continue  # quarantined inside: nothing to read for it
             echo = None
