@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection
 
-from core.curation import conflicts
+from core.curation import conflicts, contradiction
 from core.kernel.db.engine import sql
 from core.kernel.scope import Scope
 from core.memory import gate
@@ -47,6 +47,10 @@ def check_created(
     `{"conflicts": [...]}` when it found any. `foresight` is the indexer's record of what the
     gate read ahead (its candidates stand in for the search by words)."""
     if memory["type"] not in _COMPARED or memory["state"] != "active":
+        return {}
+    if memory["key"] is None and not contradiction.says_enough(memory["content"]):
+        # Too little said to disagree with anything (the detector's own first test), and no
+        # key to share: nothing to read.
         return {}
     ids = _recent(conn, scope.brain_id, memory)
     nearest = None

@@ -140,3 +140,26 @@ def test_the_contradiction_check_compares_the_gates_candidates(
         _add(engine, settings, scope, f"Alice visited museum number {i} in the old town")
     reply = _add(engine, settings, scope, "Dana is not allergic to peanuts")
     assert [c["with_id"] for c in reply.get("conflicts", [])] == [allergy["id"]]
+
+
+def test_a_note_too_short_to_disagree_reads_no_partners(
+    store_name: str, engine: Engine, settings: Settings, tenant: Tenant
+) -> None:
+    from sqlalchemy import event
+
+    scope = Scope(tenant.brain_id, "agent")
+    _add(engine, settings, scope, "Dana is allergic to peanuts and shellfish")
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        made = _add(engine, settings, scope, "Peanuts!")
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert made["gate"]["decision"] == "added" and "conflicts" not in made
+    # The check's own reads: the user's recent memories and the partners' rows.
+    assert not [s for s in seen if "ORDER BY created_at DESC, id DESC" in s]
+    assert not [s for s in seen if "memory_conflict" in s]
