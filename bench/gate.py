@@ -288,8 +288,8 @@ def _overhead(memories: int, adds: int, users: int, *, locomo: bool = False) -> 
         timings: dict[tuple[bool, bool], list[float]] = {s: [] for s in setups}
         # The write transaction alone: on SQLite, how long the add holds the writer's lock.
         held: dict[tuple[bool, bool], list[float]] = {s: [] for s in setups}
-        inside: list[float] = []
-        gated = [False]
+        inside: dict[tuple[bool, bool], list[float]] = {s: [] for s in setups}
+        gated: list[tuple[bool, bool] | None] = [None]
         wrapped = {
             name: getattr(gate, name) for name in ("screen", "look_ahead") if hasattr(gate, name)
         }
@@ -300,8 +300,8 @@ def _overhead(memories: int, adds: int, users: int, *, locomo: bool = False) -> 
                 try:
                     return fn(*a, **kw)
                 finally:
-                    if gated[0]:
-                        inside[-1] += (time.perf_counter() - began) * 1000
+                    if gated[0] is not None:
+                        inside[gated[0]][-1] += (time.perf_counter() - began) * 1000
 
             return timed
 
@@ -316,9 +316,9 @@ def _overhead(memories: int, adds: int, users: int, *, locomo: bool = False) -> 
                 item = note(memories + i)
                 index = remember.indexer(embedder, configured[check])
                 index.prepare([document_text(item.title, item.key, item.tags, item.content)])
-                gated[0] = on
+                gated[0] = setup if on else None
                 if on:
-                    inside.append(0.0)
+                    inside[setup].append(0.0)
                 start = time.perf_counter()
                 if hasattr(gate, "look_ahead"):
                     gate.look_ahead(engine, scope, [item], index)
@@ -342,7 +342,8 @@ def _overhead(memories: int, adds: int, users: int, *, locomo: bool = False) -> 
         "added_p50_ms": p50[(True, False)] - p50[(False, False)],
         "ratio": p50[(True, False)] / p50[(False, False)],
         "check_ratio": p50[(True, True)] / p50[(True, False)],
-        "screen_p50_ms": statistics.median(inside[10:]),
+        "screen_p50_ms": statistics.median(inside[(True, False)][10:]),
+        "screen_check_p50_ms": statistics.median(inside[(True, True)][10:]),
         "held_p50_ms": {s: statistics.median(t[10:]) for s, t in held.items()},
     }
 
