@@ -71,6 +71,7 @@ VACUUMED = (
     "changelog",
     "deliveries",
     "snapshots",
+    "vector_images",
     "erasures",
 )
 # How long one table's VACUUM may run before it is given up (the erasure is done by then; the
