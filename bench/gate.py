@@ -8,12 +8,13 @@
    noise (anything that is not a fact, and every copy beyond the first of one), and the
    memories written by an echo turn (derived only from recalled text). The same replay with
    the gate off (`write_gate` 0) is the baseline.
-2. The gate's cost: adds at 10,000 memories, gate on and off alternating on the same brain,
-   timed as core calls (one write transaction each, the vector made beforehand as the API
-   does), for a brain of one user (the worst case: every memory is a candidate) and of 100
-   users.
+2. The gate's cost, and the on-write contradiction check's: adds at 10,000 memories (a brain of
+   one user, the worst case: every memory is a candidate; and of 100 users) and on a brain of
+   LoCoMo dialogue turns, in four set-ups rotated add by add on the same brain (gate off / on x
+   check off / on), timed as core calls once the vector is made (the API embeds first), the
+   gate's read-ahead before the write transaction included.
 
-    .venv/bin/python -m bench.gate [--turns 1000] [--memories 10000] [--adds 300]
+    .venv/bin/python -m bench.gate [--turns 1000] [--memories 10000] [--adds 300] [--cost-only]
 """
 
 from __future__ import annotations
@@ -214,8 +215,18 @@ def _replay(count: int, *, gate: bool, seed: int = 19) -> dict[str, Any]:
     }
 
 
-def _overhead(memories: int, adds: int, users: int) -> dict[str, Any]:
-    """p50 of a core add, gate on and off alternating, at `memories` memories."""
+def _overhead(memories: int, adds: int, users: int, *, locomo: bool = False) -> dict[str, Any]:
+    """p50 of an add at `memories` memories in four set-ups, rotated add by add on the same
+    brain so load swings hit all four alike: gate off / on, each with the on-write
+    contradiction check off / on (core/app/remember.py's indexer, as the API builds it).
+
+    Timed: what the write costs once its vector is made (the API embeds before anything else),
+    the gate's look-ahead before the transaction (core/memory/gate.py) included. The gate's
+    own time is measured around its calls in the gated adds only (an ungated add calls it too
+    and returns at once: a median over both mixes two populations)."""
+    from dataclasses import replace
+
+    from core.app import remember
     from core.embeddings import get_embedder
     from core.kernel.config import Settings
     from core.kernel.db.engine import get_engine, transaction
@@ -228,6 +239,16 @@ def _overhead(memories: int, adds: int, users: int) -> dict[str, Any]:
 
     rng = random.Random(7)
     words = [f"w{i}" for i in range(3000)]
+    texts: list[tuple[str, str]] = []
+    if locomo:
+        import json
+
+        from bench.locomo import DATA, turns
+
+        for sample in json.loads(DATA.read_text()):
+            texts += [(t["content"], str(t["user_id"])) for t in turns(sample)]
+        rng.shuffle(texts)
+        memories = min(memories, len(texts) - adds * 4)
     with scratch("gate-overhead") as folder:
         url = sqlite_url(folder)
         slug, _ = new_tenant(url)
@@ -243,10 +264,13 @@ def _overhead(memories: int, adds: int, users: int) -> dict[str, Any]:
         scope = Scope(brain, "bench-agent")
 
         def note(i: int) -> MemoryIn:
+            if locomo:
+                content, user = texts[i]
+                return MemoryIn(content=content, user_id=user)
             text = " ".join(rng.choice(words) for _ in range(12))
             return MemoryIn(content=f"note {i} about {text}", user_id=f"u{i % users}")
 
-        say(f"seeding {memories} memories ({users} users)")
+        say(f"seeding {memories} memories ({'LoCoMo turns' if locomo else f'{users} users'})")
         with transaction(engine) as conn:
             set_policy(conn, owner, {"write_gate": 0})
         for start in range(0, memories, 500):
@@ -256,43 +280,71 @@ def _overhead(memories: int, adds: int, users: int) -> dict[str, Any]:
             with transaction(engine) as conn:
                 for item in items:
                     store.create(conn, scope, item, limits, index, screen=False)
-        timings: dict[bool, list[float]] = {True: [], False: []}
-        # The gate's own time inside each gated add, measured around the call itself: on a
-        # shared machine the difference of two medians swings with the load.
-        inside: list[float] = []
-        screen = gate.screen
+        setups = [(g, c) for g in (False, True) for c in (False, True)]
+        configured = {
+            c: replace(settings, conflicts=replace(settings.conflicts, on_write=c))
+            for c in (False, True)
+        }
+        timings: dict[tuple[bool, bool], list[float]] = {s: [] for s in setups}
+        # The write transaction alone: on SQLite, how long the add holds the writer's lock.
+        held: dict[tuple[bool, bool], list[float]] = {s: [] for s in setups}
+        inside: dict[tuple[bool, bool], list[float]] = {s: [] for s in setups}
+        gated: list[tuple[bool, bool] | None] = [None]
+        wrapped = {
+            name: getattr(gate, name) for name in ("screen", "look_ahead") if hasattr(gate, name)
+        }
 
-        def timed_screen(*a: Any, **kw: Any) -> Any:
-            began = time.perf_counter()
-            try:
-                return screen(*a, **kw)
-            finally:
-                inside.append((time.perf_counter() - began) * 1000)
+        def timer(fn: Any) -> Any:
+            def timed(*a: Any, **kw: Any) -> Any:
+                began = time.perf_counter()
+                try:
+                    return fn(*a, **kw)
+                finally:
+                    if gated[0] is not None:
+                        inside[gated[0]][-1] += (time.perf_counter() - began) * 1000
 
-        gate.screen = timed_screen  # type: ignore[assignment]
-        for i in range(adds * 2):
-            on = i % 2 == 0
-            with transaction(engine) as conn:
-                set_policy(conn, owner, {"write_gate": int(on)})
-            item = note(memories + i)
-            index = SearchIndexer(embedder)
-            index.prepare([document_text(item.title, item.key, item.tags, item.content)])
-            start = time.perf_counter()
-            with transaction(engine) as conn:
-                made = store.create(conn, scope, item, limits, index)
-            timings[on].append((time.perf_counter() - start) * 1000)
-            assert made["gate"]["decision"] == "added" if on else True
-        gate.screen = screen  # type: ignore[assignment]
-    on_p50 = statistics.median(timings[True][10:])
-    off_p50 = statistics.median(timings[False][10:])
+            return timed
+
+        for name, fn in wrapped.items():
+            setattr(gate, name, timer(fn))
+        try:
+            for i in range(adds * len(setups)):
+                setup = setups[i % len(setups)]
+                on, check = setup
+                with transaction(engine) as conn:
+                    set_policy(conn, owner, {"write_gate": int(on)})
+                item = note(memories + i)
+                index = remember.indexer(embedder, configured[check])
+                index.prepare([document_text(item.title, item.key, item.tags, item.content)])
+                gated[0] = setup if on else None
+                if on:
+                    inside[setup].append(0.0)
+                start = time.perf_counter()
+                if hasattr(gate, "look_ahead"):
+                    gate.look_ahead(engine, scope, [item], index)
+                locked = time.perf_counter()
+                with transaction(engine) as conn:
+                    store.create(conn, scope, item, limits, index)
+                end = time.perf_counter()
+                timings[setup].append((end - start) * 1000)
+                held[setup].append((end - locked) * 1000)
+        finally:
+            for name, fn in wrapped.items():
+                setattr(gate, name, fn)
+    p50 = {s: statistics.median(t[10:]) for s, t in timings.items()}
     return {
         "memories": memories,
-        "users": users,
+        "users": "LoCoMo" if locomo else users,
         "adds": adds,
-        "on_p50_ms": on_p50,
-        "off_p50_ms": off_p50,
-        "added_p50_ms": on_p50 - off_p50,
-        "screen_p50_ms": statistics.median(inside[10:]),
+        "p50_ms": p50,
+        "off_p50_ms": p50[(False, False)],
+        "on_p50_ms": p50[(True, False)],
+        "added_p50_ms": p50[(True, False)] - p50[(False, False)],
+        "ratio": p50[(True, False)] / p50[(False, False)],
+        "check_ratio": p50[(True, True)] / p50[(True, False)],
+        "screen_p50_ms": statistics.median(inside[(True, False)][10:]),
+        "screen_check_p50_ms": statistics.median(inside[(True, True)][10:]),
+        "held_p50_ms": {s: statistics.median(t[10:]) for s, t in held.items()},
     }
 
 
@@ -400,30 +452,51 @@ def markdown(replays: list[dict[str, Any]], costs: list[dict[str, Any]]) -> str:
             for kind, counts in sorted(replays[0]["decisions"].items())
         ),
         "",
-        table(
-            [
-                "memories",
-                "users",
-                "adds each",
-                "p50 gate off (ms)",
-                "p50 gate on (ms)",
-                "added p50 (ms)",
-            ],
-            [
-                [
-                    f"{c['memories']:,}",
-                    c["users"],
-                    c["adds"],
-                    f"{c['off_p50_ms']:.3f}",
-                    f"{c['on_p50_ms']:.3f}",
-                    f"{c['added_p50_ms']:.3f}",
-                    f"{c['screen_p50_ms']:.3f}",
-                ]
-                for c in costs
-            ],
-        ),
+        cost_table(costs),
     ]
     return "\n".join(out)
+
+
+def cost_table(costs: list[dict[str, Any]]) -> str:
+    def ms(c: dict[str, Any], gate: bool, check: bool) -> str:
+        return f"{c['p50_ms'][(gate, check)]:.3f}"
+
+    return table(
+        [
+            "memories",
+            "users",
+            "adds each",
+            "gate off (ms)",
+            "gate on (ms)",
+            "gate on / off",
+            "gate added (ms)",
+            "gate's own time (ms)",
+            "gate off, check on (ms)",
+            "gate on, check on (ms)",
+            "check on / off (gate on)",
+            "write transaction, gate off / on / on + check (ms)",
+        ],
+        [
+            [
+                f"{c['memories']:,}",
+                c["users"],
+                c["adds"],
+                ms(c, False, False),
+                ms(c, True, False),
+                f"{c['ratio']:.2f}",
+                f"{c['added_p50_ms']:.3f}",
+                f"{c['screen_p50_ms']:.3f}",
+                ms(c, False, True),
+                ms(c, True, True),
+                f"{c['check_ratio']:.2f}",
+                " / ".join(
+                    f"{c['held_p50_ms'][s]:.3f}"
+                    for s in ((False, False), (True, False), (True, True))
+                ),
+            ]
+            for c in costs
+        ],
+    )
 
 
 def main() -> None:
@@ -434,12 +507,21 @@ def main() -> None:
     parser.add_argument(
         "--health", type=int, default=100_000, help="memories for the health report (0: skip)"
     )
+    parser.add_argument(
+        "--cost-only", action="store_true", help="only what the gate and the check cost an add"
+    )
     args = parser.parse_args()
+    if args.cost_only:
+        costs = [_overhead(args.memories, args.adds, users) for users in (1, 100)]
+        costs.append(_overhead(args.memories, args.adds, 0, locomo=True))
+        print(cost_table(costs))
+        return
     replays = []
     for gate in (True, False):
         say(f"replaying {args.turns} turns, gate {'on' if gate else 'off'}")
         replays.append(_replay(args.turns, gate=gate))
     costs = [_overhead(args.memories, args.adds, users) for users in (1, 100)]
+    costs.append(_overhead(args.memories, args.adds, 0, locomo=True))
     print(markdown(replays, costs))
     if args.health:
         found = _health(args.health)

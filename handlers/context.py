@@ -146,12 +146,22 @@ class Context:
         )
 
     async def indexer(self, items: Sequence[MemoryIn]) -> Indexer:
-        """An indexer with the items' vectors made up front, outside any transaction."""
+        """An indexer with the items' vectors made up front, and the write gate's reads done,
+        outside any transaction (core/memory/gate.py `look_ahead`)."""
+        from core.app.remember import indexer
+        from core.memory import gate
         from core.memory.indexing import document_text
 
-        return await self.text_indexer(
-            [document_text(m.title, m.key, m.tags, m.content) for m in items]
-        )
+        index = indexer(self.services.embedder(), self.services.settings)
+        if not items:
+            return index
+
+        def ready() -> None:
+            index.prepare([document_text(m.title, m.key, m.tags, m.content) for m in items])
+            gate.look_ahead(self.engine, self.scope, items, index)
+
+        await self.services.call(ready)
+        return index
 
     async def text_indexer(self, texts: Sequence[str]) -> Indexer:
         """An indexer with these document texts' vectors made up front, outside any

@@ -1,7 +1,9 @@
 """Erasing an end user everywhere in a brain: the rows (core/curation/erasure.py, batch by
-batch), the snapshots (core/transfer/snapshots.py), this process's vector cache, and on SQLite
-the file's bytes. Resumable: a run stopped by its deadline (or a crash) leaves a `running`
-receipt, and asking again for the same user carries on from where it stopped."""
+batch), the snapshots (core/transfer/snapshots.py), this process's vector cache, and the erased
+rows' bytes in the store's files (SQLite: the index merged and the WAL checkpointed;
+PostgreSQL: the touched tables vacuumed). Resumable: a run stopped by its deadline (or a crash)
+leaves a `running` receipt, and asking again for the same user carries on from where it
+stopped."""
 
 from __future__ import annotations
 
@@ -49,6 +51,10 @@ def erase_user(
     vectors.drop_brain(scope.brain_id)
     rewritten = snapshots.forget_user(engine, scope, user_id, settings)
     with transaction(engine) as conn:
-        receipt = erasure.finish(conn, scope, receipt_id, snapshots=rewritten)
-    erasure.compact(engine)
-    return receipt
+        erasure.finish(conn, scope, receipt_id, snapshots=rewritten)
+    # After the receipt is complete: the row version that still named the user is dead by
+    # then, and goes with the rest. (Noting the outcome leaves one more dead version of the
+    # receipt, which names no user.)
+    outcome = erasure.compact(engine)
+    with transaction(engine) as conn:
+        return erasure.record_compaction(conn, scope, receipt_id, outcome)

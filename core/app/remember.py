@@ -30,5 +30,7 @@ def indexer(embedder: Embedder | None, settings: Settings) -> Indexer:
         index.on_created.append(waypoints.linker(embedder.name, embedder.dims))
     if settings.conflicts.on_write:
         space = VectorSpace(embedder.name, embedder.dims, settings.conflicts.neighbours)
-        index.on_created.append(functools.partial(check_created, space=space))
+        index.on_created.append(
+            functools.partial(check_created, space=space, foresight=index.foresight)
+        )
     return index

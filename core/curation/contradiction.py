@@ -289,6 +289,12 @@ class Finding:
     detail: dict[str, object]
 
 
+def says_enough(text: str) -> bool:
+    """Whether `text` has enough content words to contradict anything: `compare` flags no pair
+    with a side that has fewer, so a caller can skip reading partners for it."""
+    return len(read(text).words) >= _MIN_WORDS
+
+
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     union = a | b
     return len(a & b) / len(union) if union else 0.0

@@ -17,7 +17,13 @@ digest, and a receipt cannot be edited without it showing.
 
 On SQLite, connections run with `secure_delete` (core/kernel/db/engine.py), and `compact` merges the
 full-text index (FTS5 keeps a deleted row's terms in old segments until a merge) and
-checkpoints the WAL, so erased text leaves the database file's bytes. Snapshots are rewritten
+checkpoints the WAL, so erased text leaves the database file's bytes. On PostgreSQL a deleted or
+updated row stays in its table as a dead tuple, readable in the files, until a VACUUM removes
+it; autovacuum comes when a table has changed enough, which for one user's rows in a large
+store can be days. So `compact` VACUUMs the tables the erasure touched, once, after the last
+batch (plain VACUUM: it takes no lock that stops reads or writes; VACUUM FULL, which rewrites a
+table and would also drop the freed bytes, blocks every tenant's use of it and is left to the
+operator). Either way the receipt records what was done (`compaction`). Snapshots are rewritten
 without the user by core/transfer/snapshots.py, which also leaves erased users out of any
 restore (`erased_subjects`).
 """
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,8 +46,37 @@ from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
 from core.retrieval import pgvector, vectors
 
+log = logging.getLogger("mnemo.erasure")
+
 BATCH = 500
 TOMBSTONE = "(erased)"
+# The tables an erasure deletes from or rewrites (changelog and deliveries are tombstoned in
+# place, snapshots rewritten, the receipt drops the user id): PostgreSQL keeps the old row
+# versions of each until it is vacuumed.
+VACUUMED = (
+    "memories",
+    "memory_tags",
+    "memory_dates",
+    "memory_history",
+    "memory_vectors",
+    pgvector.TABLE,
+    "memory_links",
+    "memory_conflict_resolutions",
+    "memory_entity_aliases",
+    "memory_recalls",
+    "memory_quarantine",
+    "users",
+    "api_keys",
+    "hook_sources",
+    "changelog",
+    "deliveries",
+    "snapshots",
+    "vector_images",
+    "erasures",
+)
+# How long one table's VACUUM may run before it is given up (the erasure is done by then; the
+# receipt says which tables were left to autovacuum).
+_VACUUM_TIMEOUT_MS = 120_000
 
 # The tables a receipt counts, in the order they are reported.
 TABLES = (
@@ -75,13 +111,16 @@ def _chain(previous: str, part: dict[str, Any]) -> str:
 
 
 def _out(row: Any) -> dict[str, Any]:
-    counts = json.loads(row.counts)
+    stored = json.loads(row.counts)
+    counts = {name: int(stored.get(name, 0)) for name in TABLES}
     return {
         "id": row.id,
         "subject": row.subject,
         "status": row.status,
-        "counts": {name: int(counts.get(name, 0)) for name in TABLES},
-        "total": sum(int(v) for v in counts.values()),
+        "counts": counts,
+        "total": sum(counts.values()),
+        # What was done so the erased bytes leave the store's files (None until it ran).
+        "compaction": stored.get(_COMPACTION),
         "digest": row.digest,
         "batches": int(row.batches),
         "requested_by": row.requested_by,
@@ -339,6 +378,9 @@ def _tombstone(
     return deliveries, entries
 
 
+_COMPACTION = "compaction"  # kept beside the counts in the receipt's JSON
+
+
 def _account(
     conn: Connection,
     scope: Scope,
@@ -421,18 +463,71 @@ def without_users(
         yield record
 
 
-def compact(engine: Engine) -> None:
-    """SQLite: merge the full-text index, so no segment keeps an erased row's terms, and
+def compact(engine: Engine) -> dict[str, Any]:
+    """Take the erased rows out of the store's files, best effort; returns what was done, for
+    the receipt (`record_compaction`).
+
+    SQLite: merge the full-text index, so no segment keeps an erased row's terms, and
     checkpoint the WAL into the file (secure_delete has zeroed the freed space), so the erased
-    text is in neither file. PostgreSQL's dead tuples go with its autovacuum."""
-    if engine.dialect.name != "sqlite":
-        return
-    with transaction(engine) as conn:
-        conn.execute(sql("INSERT INTO memory_fts (memory_fts) VALUES ('optimize')"))
-    # Outside any transaction (the driver connection is in autocommit: core/kernel/db/engine.py):
-    # a checkpoint inside one cannot reset the WAL.
-    raw = engine.raw_connection()
-    try:
-        raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-    finally:
-        raw.close()
+    text is in neither file. PostgreSQL: VACUUM each table the erasure touched, outside any
+    transaction (VACUUM cannot run in one), so the dead tuples holding the erased rows go now
+    rather than whenever autovacuum comes; a table it could not vacuum (no privilege, the
+    timeout) is named, and left to autovacuum."""
+    if engine.dialect.name == "sqlite":
+        with transaction(engine) as conn:
+            conn.execute(sql("INSERT INTO memory_fts (memory_fts) VALUES ('optimize')"))
+        # Outside any transaction (the driver connection is in autocommit:
+        # core/kernel/db/engine.py): a checkpoint inside one cannot reset the WAL.
+        raw = engine.raw_connection()
+        try:
+            raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            raw.close()
+        return {"method": "fts_optimize+wal_checkpoint", "complete": True, "at": iso(now_ms())}
+    vacuumed: list[str] = []
+    failed: dict[str, str] = {}
+    with engine.connect() as conn:
+        auto = conn.execution_options(isolation_level="AUTOCOMMIT")
+        auto.exec_driver_sql(f"SET statement_timeout = {_VACUUM_TIMEOUT_MS}")
+        try:
+            for table in VACUUMED:
+                if auto.execute(sql("SELECT to_regclass(:t)"), {"t": table}).scalar() is None:
+                    continue  # not in this store (pgvector's mirror when it is off)
+                try:
+                    # The names are this module's own constants, never input.
+                    auto.exec_driver_sql(f"VACUUM {table}")
+                    vacuumed.append(table)
+                except Exception as exc:  # best effort: the erasure itself is done
+                    log.warning("erasure: VACUUM %s failed, left to autovacuum: %s", table, exc)
+                    failed[table] = type(exc).__name__
+        finally:
+            auto.exec_driver_sql("RESET statement_timeout")
+    out: dict[str, Any] = {
+        "method": "vacuum",
+        "complete": not failed,
+        "vacuumed": vacuumed,
+        "at": iso(now_ms()),
+    }
+    if failed:
+        out["left_to_autovacuum"] = failed
+    return out
+
+
+def record_compaction(
+    conn: Connection, scope: Scope, receipt_id: str, outcome: dict[str, Any]
+) -> dict[str, Any]:
+    """Keep `compact`'s outcome on the receipt (beside its counts: not part of its digest,
+    which covers what was erased) and return the receipt."""
+    row = conn.execute(
+        sql("SELECT counts FROM erasures WHERE brain_id = :brain AND id = :id"),
+        {"brain": scope.brain_id, "id": receipt_id},
+    ).first()
+    if row is None:
+        raise NotFound(f"no erasure {receipt_id}")
+    stored = json.loads(row.counts)
+    stored[_COMPACTION] = outcome
+    conn.execute(
+        sql("UPDATE erasures SET counts = :counts WHERE brain_id = :brain AND id = :id"),
+        {"counts": json.dumps(stored, sort_keys=True), "brain": scope.brain_id, "id": receipt_id},
+    )
+    return get(conn, scope, receipt_id)

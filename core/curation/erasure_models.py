@@ -31,6 +31,13 @@ class ErasureReceipt(Out):
     requested_by: str | None
     started_at: str
     completed_at: str | None
+    compaction: dict[str, Any] | None = Field(
+        default=None,
+        description="What took the erased rows' bytes out of the store's files, once the "
+        "erasure completed: SQLite merges the full-text index and checkpoints the WAL; "
+        "PostgreSQL VACUUMs the tables it touched (`vacuumed`; any `left_to_autovacuum` "
+        "failed, with the error's kind). `complete` is false when any step failed.",
+    )
 
 
 class ErasurePage(Out):

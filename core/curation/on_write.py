@@ -5,8 +5,10 @@ core/curation/conflicts.py) with the memories of the same user most likely to di
 a bounded number of each: its nearest by vector when this process holds the brain's vectors
 already, else its nearest by words (the full-text index: two statements that disagree share most
 of their words, which is what the detector asks of a pair), its user's 10 most recent ones, and
-its same-key memories. A disagreement is recorded as a conflict at once, in the memory's own
-transaction, and the reply names it. Nothing here embeds (the indexer made the new memory's
+its same-key memories. The nearest by words are the write gate's own candidates when the gate
+read them ahead of the transaction (core/memory/gate.py `look_ahead`): one search serves both.
+A disagreement is recorded as a conflict at once, in the memory's own transaction, and the
+reply names it. Nothing here embeds (the indexer made the new memory's
 vector before the transaction opened) and nothing loads a brain's vectors while the write holds
 the store.
 """
@@ -18,9 +20,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection
 
-from core.curation import conflicts
+from core.curation import conflicts, contradiction
 from core.kernel.db.engine import sql
 from core.kernel.scope import Scope
+from core.memory import gate
 from core.retrieval import lexical, vectors
 
 NEAREST = 8
@@ -38,18 +41,31 @@ def check_created(
     vector: np.ndarray | None,
     *,
     space: conflicts.VectorSpace | None,
+    foresight: dict[tuple[str, ...], Any] | None = None,
 ) -> dict[str, Any]:
     """Record the conflicts a just-created memory has with what the store holds; returns
-    `{"conflicts": [...]}` when it found any."""
+    `{"conflicts": [...]}` when it found any. `foresight` is the indexer's record of what the
+    gate read ahead (its candidates stand in for the search by words)."""
     if memory["type"] not in _COMPARED or memory["state"] != "active":
+        return {}
+    if memory["key"] is None and not contradiction.says_enough(memory["content"]):
+        # Too little said to disagree with anything (the detector's own first test), and no
+        # key to share: nothing to read.
         return {}
     ids = _recent(conn, scope.brain_id, memory)
     nearest = None
     if vector is not None and space is not None:
         nearest = _nearest(conn, scope.brain_id, memory, vector, space)
     # The vector cache answers from memory; the full-text lookup (a few ms) stands in for it
-    # when this process has not loaded the brain's vectors (or there is no embedder).
-    ids += _by_words(conn, scope.brain_id, memory) if nearest is None else nearest
+    # when this process has not loaded the brain's vectors (or there is no embedder), and the
+    # gate's search, read ahead, stands in for that.
+    if nearest is None:
+        seen = gate.foresight_for(foresight, scope.brain_id, memory) if foresight else None
+        if seen is not None and seen.any_key and seen.echo is None:
+            nearest = [c.id for c in seen.candidates if c.id != memory["id"]]
+        else:
+            nearest = _by_words(conn, scope.brain_id, memory)
+    ids += nearest
     found = conflicts.find_against(conn, scope, memory["id"], list(dict.fromkeys(ids)))
     created = conflicts.record_all(conn, scope, found)
     if not created:

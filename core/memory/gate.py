@@ -34,19 +34,21 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from core.embeddings.text import normalize, stem, terms
 from core.events import changelog, history
-from core.kernel.db.engine import sql
+from core.kernel.db.engine import sql, transaction, tuples
+from core.kernel.errors import MnemoError
 from core.kernel.ids import new_id, now_ms
 from core.kernel.scope import Scope
 from core.memory import access
-from core.memory.indexing import Indexer, document_text
+from core.memory.indexing import Candidate, Indexer, document_text
 from core.memory.policy import BrainPolicy, policy_for
 
 if TYPE_CHECKING:
@@ -57,6 +59,10 @@ Decision = Literal["added", "duplicate", "reinforced", "recalled", "quarantined"
 # Near-duplicate candidates read back per write: the best few full-text matches (a restatement
 # shares most of its words, so it ranks first among the owner's memories).
 _CANDIDATES = 3
+# Read ahead, the owner's best matches of any key: the gate keeps the same-key ones, and the
+# contradiction check (core/curation/on_write.py) compares the note and fact ones, so the two
+# share one search.
+SHARED_CANDIDATES = 8
 # The echo guard reads this many of the caller's latest recalls within the window, and at most
 # this many memories from them: a write costs a bounded amount however much was searched.
 _RECALL_ROWS = 20
@@ -252,8 +258,14 @@ def screen(
 ) -> Verdict:
     """Decide what a write becomes, and do it when it is not an add: hold it in quarantine or
     reinforce the memory it restates (in the caller's transaction). `user` is the owner the
-    write lands on (already checked against the scope). Call it after the exact-copy check."""
-    policy = policy_for(conn, scope.brain_id)
+    write lands on (already checked against the scope). Call it after the exact-copy check.
+
+    When `look_ahead` read for this write, the policy it read decides (a change landing in
+    between applies from the next write, as if this one had come a moment earlier)."""
+    ahead = index.foresight.get(_foresight_key(scope, data, user))
+    if not isinstance(ahead, Foresight) or ahead.role != data.role:
+        ahead = None
+    policy = ahead.policy if ahead is not None else policy_for(conn, scope.brain_id)
     if not policy.write_gate:
         return Verdict("added", "gate_off", "the brain's write gate is off (policy write_gate)")
     held = classify(data.content, data.role)
@@ -266,18 +278,30 @@ def screen(
             f"held for review: {message}; approve it to save it as a memory",
             quarantine_id=quarantine_id,
         )
-    if policy.echo_window_seconds and not _from_user(data.role):
+    seen = _still_true(conn, scope, user, ahead) if ahead is not None else None
+    if seen is not None and seen.echo is not None:
+        return seen.echo
+    if seen is None and policy.echo_window_seconds and not _from_user(data.role):
         echo = _echo(conn, scope, data.content, policy)
         if echo is not None:
             return echo
-    doc = document_text(data.title, data.key, data.tags, data.content)
+    if seen is not None:
+        candidates = [c for c in seen.candidates if (c.key or "") == (data.key or "")]
+    else:
+        doc = document_text(data.title, data.key, data.tags, data.content)
+        candidates = index.similar(
+            conn, scope.brain_id, user, content=data.content, key=data.key, doc=doc, n=_CANDIDATES
+        )
     closest = ""
-    for row in index.similar(
-        conn, scope.brain_id, user, content=data.content, key=data.key, doc=doc, n=_CANDIDATES
-    ):
+    for row in candidates[:_CANDIDATES]:
         cosine = row.cosine
         same, sims, why = same_statement(data.content, row.content, cosine, policy)
         if same:
+            fresh = _current(conn, scope, row) if seen is not None else row
+            if fresh is None:  # gone or changed since it was read ahead: look again, inside
+                index.foresight.pop(_foresight_key(scope, data, user), None)
+                return screen(conn, scope, data, user, index)
+            row = fresh
             change = _reinforce(conn, scope, row, data, policy, sims)
             return Verdict(
                 "reinforced",
@@ -293,6 +317,140 @@ def screen(
         if not closest:
             closest = f"; closest memory {row.id} is not a restatement: {why}"
     return Verdict("added", "new", f"no active memory of this owner says the same{closest}")
+
+
+# -- reading ahead, before the write transaction -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Foresight:
+    """What the gate read for one write before its transaction opened: the policy it read
+    under, the echo verdict (or None), the owner's best full-text matches of any key, and
+    the highest memory rowid then (SQLite), which tells the write what was added since."""
+
+    policy: BrainPolicy
+    role: str | None
+    echo: Verdict | None
+    candidates: tuple[Candidate, ...]
+    marker: int
+    # Whether `candidates` are the owner's best matches of any key (shared with the
+    # contradiction check), or only of the write's own fact key.
+    any_key: bool = True
+
+
+def _foresight_key(scope: Scope, data: MemoryIn, user: str | None) -> tuple[str, ...]:
+    return (scope.brain_id, user or "", data.key or "", data.content)
+
+
+def look_ahead(engine: Engine, scope: Scope, items: Sequence[MemoryIn], index: Indexer) -> None:
+    """Do the gate's reads for these writes now, before their write transaction opens, and
+    leave them on `index` for `screen`: on SQLite a write transaction holds the store's one
+    writer lock, and the candidate search and the echo guard's reads (a millisecond or more
+    at 10,000 memories) held every other writer back while they ran.
+
+    Inside the transaction `screen` then only re-checks, cheaply, what may have changed in
+    between: that no memory of the owner was added since (a rowid range: any sends the write
+    back to the full search, inside), and the current row of a memory it is about to
+    reinforce or call echoed. The policy read here decides. A memory *edited* into a
+    restatement in that moment is not seen (it is added; the health report shows the pair).
+
+    PostgreSQL reads under MVCC without blocking writers, so there the gate screens inside,
+    as before; so does a batch. Writes this cannot read for (no write access, a bad user id)
+    are left to `create`, which refuses them."""
+    if engine.dialect.name != "sqlite" or len(items) != 1:
+        # One write: a batch's items can restate one another, which only its transaction sees
+        # (each would be sent back to the full search there, the reads ahead wasted).
+        return
+    with transaction(engine, write=False) as conn:
+        policy = policy_for(conn, scope.brain_id)
+        marker = 0
+        if policy.write_gate:
+            marker = int(tuples(conn, "SELECT coalesce(max(rowid), 0) FROM memories", {})[0][0])
+        for data in items:
+            try:
+                scope.require_write()
+                user = scope.user_for_write(data.user_id)
+            except MnemoError:  # create refuses it, with the right answer
+                return
+            if not policy.write_gate:
+                # Nothing to read but the policy, which then need not be read again inside;
+                # no candidates, so the contradiction check searches on its own.
+                index.foresight[_foresight_key(scope, data, user)] = Foresight(
+                    policy, data.role, None, (), marker, any_key=False
+                )
+                continue
+            if classify(data.content, data.role) is not None:
+                continue  # quarantined inside: nothing to read for it
+            echo = None
+            if policy.echo_window_seconds and not _from_user(data.role):
+                echo = _echo(conn, scope, data.content, policy)
+            candidates: list[Candidate] = []
+            # A fact's restatement has its key: asked for any key, other memories sharing its
+            # words could fill the shared candidates and leave it out. Keyed writes search
+            # their key only (the contradiction check then searches on its own).
+            shared = not data.key
+            if echo is None:
+                doc = document_text(data.title, data.key, data.tags, data.content)
+                candidates = index.similar(
+                    conn, scope.brain_id, user, content=data.content, key=data.key, doc=doc,
+                    n=SHARED_CANDIDATES if shared else _CANDIDATES, any_key=shared,
+                )  # fmt: skip
+            index.foresight[_foresight_key(scope, data, user)] = Foresight(
+                policy, data.role, echo, tuple(candidates), marker, shared
+            )
+
+
+def foresight_for(
+    foresight: dict[tuple[str, ...], Any], brain_id: str, memory: dict[str, Any]
+) -> Foresight | None:
+    """What was read ahead for the write that made `memory`, if anything: the contradiction
+    check (core/curation/on_write.py) compares the candidates the gate's search found."""
+    found = foresight.get(
+        (brain_id, memory["user_id"] or "", memory["key"] or "", memory["content"])
+    )
+    return found if isinstance(found, Foresight) else None
+
+
+def _still_true(
+    conn: Connection, scope: Scope, user: str | None, seen: Foresight
+) -> Foresight | None:
+    """What was read ahead for a write, when it still holds: no memory of the owner added
+    since, and an echoed memory still there."""
+    # The rows added since, by rowid: the unary + keep the planner off the owner's index,
+    # which it prefers and which walks every memory the owner has (6 ms at 10,000).
+    owner = "+m.user_id IS NULL" if user is None else "+m.user_id = :user"
+    added = tuples(
+        conn,
+        f"SELECT 1 FROM memories m WHERE m.rowid > :marker AND +m.brain_id = :brain AND {owner} "
+        "AND +m.state = 'active' LIMIT 1",
+        {"marker": seen.marker, "brain": scope.brain_id, "user": user},
+    )
+    if added:
+        return None
+    if seen.echo is not None:
+        assert seen.echo.memory_id is not None
+        if not tuples(
+            conn,
+            f"SELECT 1 FROM memories WHERE {_by_id(conn)} = :brain AND id = :id "
+            "AND state = 'active'",
+            {"brain": scope.brain_id, "id": seen.echo.memory_id},
+        ):
+            return None
+    return seen
+
+
+def _current(conn: Connection, scope: Scope, row: Candidate) -> Candidate | None:
+    """A candidate as it is now, inside the write transaction; None when it is no longer
+    active or says something else than when it was read ahead."""
+    found = tuples(
+        conn,
+        f"SELECT importance, content FROM memories WHERE {_by_id(conn)} = :brain "
+        "AND id = :id AND state = 'active'",
+        {"brain": scope.brain_id, "id": row.id},
+    )
+    if not found or found[0][1] != row.content:
+        return None
+    return Candidate(row.id, row.user_id, row.content, float(found[0][0]), row.key, row.cosine)
 
 
 def explain_copy(
@@ -438,19 +596,18 @@ def _from_user(role: str | None) -> bool:
 
 def _recalled_ids(conn: Connection, scope: Scope, policy: BrainPolicy) -> list[str]:
     since = now_ms() - policy.echo_window_seconds * 1000
-    rows = conn.execute(
-        sql(
-            "SELECT memory_ids FROM memory_recalls WHERE brain_id = :brain "
-            "AND principal = :principal AND created_at >= :since "
-            "ORDER BY created_at DESC LIMIT :n"
-        ),
+    rows = tuples(
+        conn,
+        "SELECT memory_ids FROM memory_recalls WHERE brain_id = :brain "
+        "AND principal = :principal AND created_at >= :since "
+        "ORDER BY created_at DESC LIMIT :n",
         {
             "brain": scope.brain_id,
             "principal": scope.principal,
             "since": since,
             "n": _RECALL_ROWS,
         },
-    ).all()
+    )
     # Notes this process has not written yet come first: they are the newest.
     seen = dict.fromkeys(
         access.pending_recalls(conn.engine, scope.brain_id, scope.principal, since)
@@ -469,32 +626,31 @@ def _echo(conn: Connection, scope: Scope, content: str, policy: BrainPolicy) -> 
     if not words:
         return None
     names = {f"r{i}": memory_id for i, memory_id in enumerate(recalled)}
-    rows = conn.execute(
-        sql(
-            f"SELECT id, content FROM memories WHERE {_by_id(conn)} = :brain "
-            f"AND id IN ({', '.join(':' + n for n in names)})"
-        ),
+    rows = tuples(
+        conn,
+        f"SELECT id, content FROM memories WHERE {_by_id(conn)} = :brain "
+        f"AND id IN ({', '.join(':' + n for n in names)})",
         {"brain": scope.brain_id, **names},
-    ).all()
+    )
     numbers = _numbers(content)
     negated = _negated(content)
     best_id, best = "", 0.0
     union: set[str] = set()
     sources: list[str] = []
-    for row in rows:
-        theirs = comparable_terms(row.content)
+    for memory_id, recalled_text in rows:
+        theirs = comparable_terms(recalled_text)
         shared = words & theirs
-        if not shared or not set(numbers) <= set(_numbers(row.content)):
+        if not shared or not set(numbers) <= set(_numbers(recalled_text)):
             continue
         # "Dana is not allergic to peanuts" after being shown "Dana is allergic to peanuts":
         # a correction, the opposite of an echo.
-        if _negated(row.content) != negated:
+        if _negated(recalled_text) != negated:
             continue
         union |= theirs
-        sources.append(row.id)
+        sources.append(memory_id)
         coverage = len(shared) / len(words)
         if coverage > best:
-            best_id, best = row.id, coverage
+            best_id, best = memory_id, coverage
     if best >= _ECHO_COVERAGE:
         return Verdict(
             "recalled",

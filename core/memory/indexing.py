@@ -60,6 +60,9 @@ class Indexer(Protocol):
     slow), so the writes inside it only store what was prepared."""
 
     on_created: list[CreatedHook]
+    # What the write gate read for each write before its transaction opened, by the write's
+    # (brain, user, key, content): core/memory/gate.py `look_ahead`.
+    foresight: dict[tuple[str, ...], Any]
 
     def prepare(self, texts: Sequence[str]) -> None: ...
 
@@ -97,9 +100,11 @@ class Indexer(Protocol):
         key: str | None,
         doc: str,
         n: int,
+        any_key: bool = False,
     ) -> list[Candidate]:
         """The write gate's near-duplicate candidates: at most `n` active memories of exactly
-        this owner and fact key that best match `content`, best first."""
+        this owner and fact key (any key with `any_key`: the search the gate shares with the
+        contradiction check) that best match `content`, best first."""
 
     def on_state(self, conn: Connection, brain_id: str, memory_id: str) -> None:
         """A memory's state or owner changed: caches must see it."""

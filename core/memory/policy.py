@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection
@@ -187,6 +188,10 @@ def build(values: dict[str, Any]) -> PolicyUpdate:
     return PolicyUpdate(BrainPolicy(**effective), clamped)
 
 
+# Parsed once per stored text: every gated write reads the policy (twice when the gate reads
+# ahead of the transaction), and validating it again cost more than the read. The policy is
+# frozen, so callers share it safely.
+@lru_cache(maxsize=1024)
 def _from_stored(raw: str | None) -> BrainPolicy:
     if not raw:
         return DEFAULT_POLICY

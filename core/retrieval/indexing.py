@@ -33,6 +33,7 @@ class SearchIndexer:
         # memory layer imports none of them.
         self.on_created: list[CreatedHook] = []
         self._new_vectors: dict[str, np.ndarray] = {}
+        self.foresight: dict[tuple[str, ...], Any] = {}
 
     def prepare(self, texts: Sequence[str]) -> None:
         if self.embedder is None:
@@ -100,39 +101,45 @@ class SearchIndexer:
         key: str | None,
         doc: str,
         n: int,
+        any_key: bool = False,
     ) -> list[Candidate]:
         """The write gate's near-duplicate candidates: active memories of exactly this owner
-        and fact key whose words best match `content` (full-text, best first), each with the
-        cosine of its vector and the document's (None without one).
+        and fact key (or any key) whose words best match `content` (full-text, best first),
+        each with the cosine of its vector and the document's (None without one).
 
         Words, not a scan of every vector: a restatement shares most of its words with what
         it restates (core/memory/gate.py asks for that), so the full-text index finds it at a
         cost that does not grow with the owner's memories, where a matrix product over them
         would (10,000 vectors of 512 floats are 20 MB read per write)."""
-        params: dict[str, object] = {"brain": brain_id, "gate_key": key or ""}
-        where = ["m.brain_id = :brain", "m.state = 'active'", "coalesce(m.key, '') = :gate_key"]
+        params: dict[str, object] = {"brain": brain_id}
+        where = ["m.brain_id = :brain", "m.state = 'active'"]
+        if not any_key:
+            where.append("coalesce(m.key, '') = :gate_key")
+            params["gate_key"] = key or ""
         if user_id is None:
             where.append("m.user_id IS NULL")
         else:
             where.append("m.user_id = :gate_user")
             params["gate_user"] = user_id
-        columns = "m.id, m.user_id, m.content, m.importance, m.key"
-        join = ""
+        columns = "m.id AS id, m.user_id, m.content, m.importance, m.key"
+        late = ""
         if self.embedder is not None and conn.dialect.name == "sqlite":
             # The vectors in the same statement (SQLite); PostgreSQL reads them after.
-            columns += ", v.vector"
-            join = "LEFT JOIN memory_vectors v ON v.memory_id = m.id AND v.model = :gate_model"
+            late = (
+                "(SELECT v.vector FROM memory_vectors v "
+                "WHERE v.memory_id = x.id AND v.model = :gate_model)"
+            )
             params["gate_model"] = self.embedder.name
         found = lexical.restatement_candidates(
             conn, content, where, params, n, brain_id=brain_id, user_id=user_id,
-            columns=columns, join=join,
+            columns=columns, late=late,
         )  # fmt: skip
         if not found or self.embedder is None:
             return [_candidate(row, None) for row in found]
         if doc not in self._prepared:
             self.prepare([doc])
         mine = np.asarray(self._prepared[doc], dtype=np.float32)
-        if join:
+        if late:
             stored = {
                 str(row[1]): np.frombuffer(row[6], dtype=np.float32)
                 for row in found

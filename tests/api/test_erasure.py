@@ -339,3 +339,78 @@ def test_mnemo_users_erase_prints_the_receipt(
     )  # fmt: skip
     assert [r["id"] for r in json.loads(listed.stdout)] == [receipt["id"]]
     assert client.get("/v1/users/gina/memories").json()["results"] == []
+
+
+def _pageinspect(engine: Engine) -> None:
+    with engine.connect() as conn:
+        try:
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS pageinspect"))
+            conn.commit()
+        except Exception as exc:
+            pytest.skip(f"pageinspect is not available (a server without contrib): {exc}")
+
+
+def _heap_holding(engine: Engine, tables: list[str], needles: list[str]) -> list[str]:
+    """Every (table, page, item) whose tuple bytes, live or dead, hold a needle: what
+    pageinspect reads from the table's files, under MVCC's feet."""
+    found = []
+    with engine.connect() as conn:
+        for table in tables:
+            if conn.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar() is None:
+                continue
+            pages = conn.execute(
+                text("SELECT pg_relation_size(:t) / current_setting('block_size')::int"),
+                {"t": table},
+            ).scalar()
+            for page in range(int(pages or 0)):
+                for item, data in conn.execute(
+                    text("SELECT lp, t_data FROM heap_page_items(get_raw_page(:t, :p))"),
+                    {"t": table, "p": page},
+                ):
+                    raw = bytes(data or b"")
+                    found += [f"{table}:{page}:{item}" for n in needles if n.encode() in raw]
+    return found
+
+
+def test_postgres_erasure_vacuums_the_dead_tuples_away(
+    client: LambdaClient, owner: LambdaClient, tenant: Tenant, engine: Engine, store: str
+) -> None:
+    if store != "postgres":
+        pytest.skip("SQLite's erased bytes are checked in the file itself (above)")
+    _pageinspect(engine)
+    canaries, _ = _plant(client, tenant, engine)
+    tables = ["memories", "memory_history", "changelog", "deliveries", "memory_quarantine"]
+    assert _heap_holding(engine, tables, canaries)  # planted: the live tuples hold them
+    receipt = _ok(owner.request("DELETE", "/v1/users/carol", query={"confirm": "true"}), 200)
+    assert receipt["status"] == "complete" and receipt["counts"]["memories"] == 20
+    compaction = receipt["compaction"]
+    assert compaction["method"] == "vacuum" and compaction["complete"] is True
+    assert set(tables) <= set(compaction["vacuumed"])
+    assert _heap_holding(engine, list(erasure.VACUUMED), canaries) == []
+    assert _found_anywhere(engine, canaries) == []
+    assert _ok(owner.get(f"/v1/erasures/{receipt['id']}"))["compaction"] == compaction
+
+
+def test_postgres_dead_tuples_hold_erased_rows_until_vacuumed(
+    tenant: Tenant, engine: Engine, store: str
+) -> None:
+    """Why the erasure vacuums: a deleted row's bytes stay in the heap until VACUUM."""
+    if store != "postgres":
+        pytest.skip("PostgreSQL's MVCC only")
+    _pageinspect(engine)
+    canary = f"zqdead{uuid.uuid4().hex[:16]}"
+    with transaction(engine) as conn:
+        conn.execute(
+            text(
+                "INSERT INTO memory_quarantine (id, brain_id, user_id, content, payload, reason, "
+                "explanation, status, created_at) VALUES (:id, :b, 'gina', :c, '{}', 'empty', "
+                "'test', 'pending', :now)"
+            ),
+            {"id": new_id(), "b": tenant.brain_id, "c": canary, "now": now_ms()},
+        )
+    with transaction(engine) as conn:
+        conn.execute(text("DELETE FROM memory_quarantine WHERE content = :c"), {"c": canary})
+    assert _heap_holding(engine, ["memory_quarantine"], [canary])  # dead, but there
+    outcome = erasure.compact(engine)
+    assert "memory_quarantine" in outcome["vacuumed"]
+    assert _heap_holding(engine, ["memory_quarantine"], [canary]) == []
