@@ -208,16 +208,18 @@ def test_resolved_conflict_reorders_search(client: LambdaClient) -> None:
         ids = [hit["memory"]["id"] for hit in reply.json()["results"]]
         return [i for i in ids if i in (loud["id"], quiet["id"])]
 
-    assert order() == [loud["id"], quiet["id"]]
+    # Caught on write, the newer value leads while the conflict is open, whatever the
+    # importance; resolving it for the older value puts that one first.
+    assert order() == [quiet["id"], loud["id"]]
     (conflict,) = _detect(client, user_id="alice")
     reply = client.post(
         f"/v1/conflicts/{conflict['id']}/resolve",
-        json_body={"winner_id": quiet["id"], "mode": "demote"},
+        json_body={"winner_id": loud["id"], "mode": "demote"},
     )
     assert reply.status == 200, reply.body
-    demoted = client.get(f"/v1/memories/{loud['id']}").json()
-    assert demoted["state"] == "active" and demoted["superseded_by"] == quiet["id"]
-    assert order() == [quiet["id"], loud["id"]]
+    demoted = client.get(f"/v1/memories/{quiet['id']}").json()
+    assert demoted["state"] == "active" and demoted["superseded_by"] == loud["id"]
+    assert order() == [loud["id"], quiet["id"]]
 
 
 def test_dismissed_pair_is_not_flagged_again(client: LambdaClient) -> None:
