@@ -112,6 +112,10 @@ class Ranked:
 
 # Borrowed evidence stops this far under the lender's own (z-score units, ~1-10 for a match).
 _UNDER_LENDER = 1e-3
+# Neighbours less relevant than an unremarkable memory lend less than nothing, but take at most
+# this share of a memory's own evidence: a match saved among unrelated memories (a small brain,
+# four neighbours each under the average) stays a match.
+_MOST_TAKEN = 0.5
 
 
 def thread_context(
@@ -124,7 +128,8 @@ def thread_context(
     evidence (`background` where there is none) and the share of it borrowed, beyond what an
     unremarkable neighbour would lend. A memory may rise to just under its strongest neighbour
     on borrowed evidence, never past it: the turn after a match climbs to the match, but a
-    loose mention saved after an exact match does not outrank it."""
+    loose mention saved after an exact match does not outrank it. Quiet neighbours take at most
+    `_MOST_TAKEN` of a memory's own evidence."""
     context = np.zeros_like(fused)
     lender = np.full_like(fused, -np.inf)
     for evidence, share in sides:
@@ -133,8 +138,10 @@ def thread_context(
         context = context + share * (evidence - background)
         lender = np.maximum(lender, evidence)
     room = np.maximum(lender - fused - _UNDER_LENDER, 0.0)
-    capped: np.ndarray = np.where(lender > fused, np.minimum(context, room), context)
-    return capped
+    capped = np.where(lender > fused, np.minimum(context, room), context)
+    floor = np.where(fused > 0, -_MOST_TAKEN * fused, -np.inf)
+    kept: np.ndarray = np.maximum(capped, floor)
+    return kept
 
 
 def rank(candidates: Candidates, settings: RankingSettings) -> Ranked:

@@ -35,3 +35,13 @@ def test_a_weak_neighbour_lends_nothing_and_a_zero_share_is_ignored() -> None:
         fused, [(np.array([-2.0]), 0.5), (np.array([9.0]), 0.0)], background=-2.0
     )
     assert context[0] == 0.0
+
+
+def test_quiet_neighbours_take_at_most_half_of_a_match() -> None:
+    # A semantic match saved among four unrelated memories, each under the background.
+    fused = np.array([0.8, -0.5])
+    quiet = np.array([-2.0, -2.0])
+    sides = [(quiet, 0.5), (quiet, 0.5), (quiet, 0.25), (quiet, 0.25)]
+    context = thread_context(fused, sides, background=-0.2)
+    assert context[0] == -0.4  # -2.7 lent in all, held to half of its own 0.8
+    assert context[1] < -2.0  # no match of its own: nothing to keep
