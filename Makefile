@@ -13,7 +13,7 @@ EMBEDDER ?= minilm
 # --no-deps: the code and the model, no wheels (tests/e2e/test_package.py builds it this way).
 PACKAGE_FLAGS ?=
 
-build-ApiFunction build-MaintenanceFunction build-DeliveryFunction:
+build-ApiFunction build-MaintenanceFunction build-DeliveryFunction build-IngestFunction:
 	$(PYTHON) scripts/package.py "$(ARTIFACTS_DIR)" --extras "$(EXTRAS)" --embedder "$(EMBEDDER)" $(PACKAGE_FLAGS)
 
-.PHONY: build-ApiFunction build-MaintenanceFunction build-DeliveryFunction
+.PHONY: build-ApiFunction build-MaintenanceFunction build-DeliveryFunction build-IngestFunction
