@@ -77,6 +77,20 @@ class AddResult(Out):
     message: str | None = Field(None, description="async_mode: the job was queued.")
     status: str | None = Field(None, description="async_mode: PENDING.")
     event_id: str | None = Field(None, description="async_mode: read GET /v1/event/{id}/.")
+    # The memory's record (`Record`, without its id and text), as the platform sends them.
+    hash: str | None = None
+    metadata: dict[str, Any] | None = None
+    categories: list[str] | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    user_id: str | None = None
+    agent_id: str | None = None
+    run_id: str | None = None
+    app_id: str | None = None
+    immutable: bool | None = None
+    expiration_date: str | None = None
+    state: str | None = None
+    memory_type: Literal["procedural_memory"] | None = None
 
 
 class AddPage(Out):

@@ -278,6 +278,10 @@ class MemoryPage(Out):
     total: int | None = None
 
 
+class UserMemoryPage(MemoryPage):
+    user_id: str
+
+
 class HistoryEntry(Out):
     id: str
     memory_id: str

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.memory import store as memories
-from core.memory.conversations import Conversation, Ingested
+from core.memory.conversations import Conversation, Ingested, JobAccepted
 from core.memory.models import (
     BatchResult,
     Deleted,
@@ -22,6 +22,7 @@ from core.memory.models import (
     MemoryPage,
     MemoryPatch,
     PurgeIn,
+    SavedMemory,
     StateChangeIn,
     valid_memories,
 )
@@ -166,6 +167,11 @@ class MemoryOrIngested(RootModel[Memory | Ingested]):
     async_mode and an LLM: 202 and the job to poll at GET /v1/jobs/{id})."""
 
 
+class HeldOrJob(RootModel[SavedMemory | JobAccepted]):
+    """202: the write the gate held in quarantine (`state` quarantined, `id` its id under
+    /v1/quarantine), or for a conversation in async_mode the job to poll."""
+
+
 _TAG = "memories"
 routes = [
     ApiRoute(
@@ -180,7 +186,7 @@ routes = [
             body=MemoryOrConversation,
             response=MemoryOrIngested,
             status=201,
-            also={200: Memory},  # the duplicate that was already there
+            also={200: Memory, 202: HeldOrJob},  # 200: the memory that was already there
         ),
     ),
     ApiRoute(
