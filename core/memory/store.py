@@ -49,7 +49,9 @@ def content_hash(content: str) -> str:
 
 
 def to_dict(row: Row[Any]) -> dict[str, Any]:
-    return _as_reply(dict(row._mapping))
+    """The memory in a row that holds COLUMNS (and perhaps others, which are left out)."""
+    mapping = row._mapping
+    return _as_reply({name: mapping[name] for name in _NAMES})
 
 
 def from_values(values: Sequence[Any]) -> dict[str, Any]:
@@ -70,8 +72,6 @@ def _as_reply(out: dict[str, Any]) -> dict[str, Any]:
     for name in _TIMES:
         out[name] = iso(out[name])
     out["last_accessed_at"] = iso(out["last_accessed_at"])
-    out.pop("content_hash", None)
-    out.pop("rowid", None)
     return out
 
 

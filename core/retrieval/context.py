@@ -74,9 +74,7 @@ def _linked(
     for row in rows:
         via = row.from_id if row.from_id in sources else row.to_id
         weight = max(0.0, min(1.0, float(row.weight)))
-        memory = to_dict(row)
-        for extra in ("from_id", "to_id", "weight"):
-            memory.pop(extra, None)
+        memory = to_dict(row)  # the memory's columns only, not the link's
         found.append(
             {
                 "memory": memory,
