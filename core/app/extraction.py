@@ -298,21 +298,23 @@ def apply(
     actor = {"actor_id": conversation.actor_id, "role": "assistant"}
     for decision in planned.decisions:
         if decision.event == "ADD":
-            memory = memories.create(conn, scope, next(adds), limits, index)
+            memory: dict[str, Any] = dict(memories.create(conn, scope, next(adds), limits, index))
             event = "NONE" if memory.pop("deduplicated") else "ADD"
             results.append({"event": event, "memory": memory, "previous_content": None})
         elif decision.event == "UPDATE":
             assert decision.memory_id is not None
             patch = MemoryPatch(content=decision.text, **actor)
-            memory = memories.update(conn, scope, decision.memory_id, patch, limits, index)
+            memory = dict(memories.update(conn, scope, decision.memory_id, patch, limits, index))
             results.append({"event": "UPDATE", "memory": memory, "previous_content": decision.old})
         elif decision.event == "DELETE":
             assert decision.memory_id is not None
-            memory = memories.set_state(conn, scope, decision.memory_id, "deleted", index, **actor)
+            memory = dict(
+                memories.set_state(conn, scope, decision.memory_id, "deleted", index, **actor)
+            )
             results.append({"event": "DELETE", "memory": memory, "previous_content": decision.old})
         else:
             assert decision.memory_id is not None
-            memory = memories.get(conn, scope, decision.memory_id)
+            memory = dict(memories.get(conn, scope, decision.memory_id))
             results.append({"event": "NONE", "memory": memory, "previous_content": None})
     return results
 

@@ -42,7 +42,7 @@ from core.kernel.scope import Scope
 from core.memory import importance, lifecycle
 from core.memory import store as memories
 from core.memory.indexing import Indexer
-from core.memory.models import Actor, MemoryFilters, Name
+from core.memory.models import Actor, MemoryFilters, MemoryRecord, Name
 from core.memory.policy import BrainPolicy, policy_for
 from core.retrieval import vectors
 
@@ -110,7 +110,7 @@ class ReinforceIn(Actor):
 
 def reinforce(
     conn: Connection, scope: Scope, memory_id: str, data: ReinforceIn | None = None
-) -> dict[str, Any]:
+) -> MemoryRecord:
     scope.require_write()
     data = data or ReinforceIn()
     policy = policy_for(conn, scope.brain_id)

@@ -24,6 +24,7 @@ from core.kernel.config import RankingSettings
 from core.kernel.db.engine import sql
 from core.kernel.errors import Conflict, InvalidInput, NotFound
 from core.kernel.scope import Scope
+from core.memory.models import MemoryRecord
 from core.memory.policy import policy_for
 from core.memory.store import COLUMNS, to_dict
 from core.retrieval.models import SearchIn
@@ -129,7 +130,7 @@ def _frontier_links(
     return list(conn.execute(sql(statement), params).all())
 
 
-def _memories(conn: Connection, walk: Walk, ids: list[str]) -> dict[str, dict[str, Any]]:
+def _memories(conn: Connection, walk: Walk, ids: list[str]) -> dict[str, MemoryRecord]:
     if not ids:
         return {}
     params: dict[str, Any] = {}

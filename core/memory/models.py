@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired, Required, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -322,5 +322,73 @@ class BatchResult(Out):
 
 
 class Deleted(Out):
+    id: str
+    purged: bool
+
+
+# -- Typed records ------------------------------------------------------------------------------
+# What core/memory returns: the JSON a route sends, field for field. The pydantic `Out` models
+# above document the same replies in /openapi.json; tests/unit/test_records.py holds the two
+# to the same fields, and tests/contract.py checks every reply in the suite against the document.
+
+
+class MemoryRecord(TypedDict):
+    """A memory as every reply carries it (`Memory`)."""
+
+    id: str
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    type: MemoryType
+    title: str | None
+    key: str | None
+    content: str
+    tags: list[str]
+    source: str | None
+    confidence: float
+    importance: float
+    metadata: dict[str, Any]
+    state: MemoryState
+    superseded_by: str | None
+    occurred_at: str | None
+    valid_from: str | None
+    valid_to: str | None
+    created_at: str
+    updated_at: str
+    archived_at: str | None
+    deleted_at: str | None
+    access_count: int
+    last_accessed_at: str | None
+
+
+class SavedMemoryRecord(MemoryRecord, total=False):
+    """A save's reply for a memory that is in the store: new (201) or already there (200)."""
+
+    deduplicated: Required[bool]
+    conflicts: list[dict[str, Any]]
+    gate: dict[str, Any]
+
+
+class HeldWriteRecord(TypedDict):
+    """A save's reply when the write gate held the write in quarantine (202)."""
+
+    id: str
+    state: Literal["quarantined"]
+    user_id: str | None
+    content: str
+    deduplicated: bool
+    gate: dict[str, Any]
+
+
+SaveRecord = SavedMemoryRecord | HeldWriteRecord
+
+
+class MemoryPageRecord(TypedDict):
+    results: list[MemoryRecord]
+    next_cursor: str | None
+    total: NotRequired[int | None]
+
+
+class DeletedRecord(TypedDict):
     id: str
     purged: bool

@@ -30,7 +30,7 @@ from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
 from core.memory import store as memories
 from core.memory.indexing import Indexer
-from core.memory.models import MemoryIn, Name, Out, Strict
+from core.memory.models import MemoryIn, Name, Out, SaveRecord, Strict
 from core.webhooks import rotation, signing
 
 _SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
@@ -281,7 +281,7 @@ def receive(
     data: MemoryIn,
     limits: Limits,
     index: Indexer,
-) -> dict[str, Any]:
+) -> SaveRecord:
     """The memory the delivery adds, with its receipts (`authenticate`), in one transaction."""
     assert scope.brain_id == source.brain_id
     now = now_ms()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import RootModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -23,6 +21,7 @@ from core.memory.models import (
     MemoryPatch,
     PurgeIn,
     SavedMemory,
+    SaveRecord,
     StateChangeIn,
     valid_memories,
 )
@@ -50,7 +49,7 @@ async def create(request: Request) -> Response:
     return json_response(memory, _status(memory))
 
 
-def _status(memory: dict[str, Any]) -> int:
+def _status(memory: SaveRecord) -> int:
     """201 for a new memory; 200 for one that existed (a copy, a restatement, an echo); 202
     for a write the gate quarantined for review."""
     if memory["state"] == "quarantined":

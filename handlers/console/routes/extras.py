@@ -3,6 +3,7 @@ neighbourhood."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -34,7 +35,7 @@ def links_of(conn: Connection, scope: Scope, memory_id: str) -> list[dict[str, A
     return results
 
 
-def links_section(view: InBrain, memory: dict[str, Any], rows: list[dict[str, Any]]) -> Html:
+def links_section(view: InBrain, memory: Mapping[str, Any], rows: list[dict[str, Any]]) -> Html:
     return graph_tpl.links_section(view.base, memory, rows, view.visitor.csrf)
 
 
