@@ -1,0 +1,33 @@
+"""Core's typed records and the reply models /openapi.json documents name the same fields, so
+what core returns is what the document promises (tests/contract.py checks the replies)."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+from pydantic import BaseModel
+
+from core.memory import models as memory
+
+PAIRS: list[tuple[type, type[BaseModel]]] = [
+    (memory.MemoryRecord, memory.Memory),
+    (memory.SavedMemoryRecord, memory.Memory),
+    (memory.MemoryPageRecord, memory.MemoryPage),
+    (memory.DeletedRecord, memory.Deleted),
+]
+
+
+@pytest.mark.parametrize(("record", "model"), PAIRS, ids=lambda t: t.__name__)
+def test_a_record_has_its_reply_models_fields(record: type, model: type[BaseModel]) -> None:
+    fields = set(model.model_fields)
+    keys = set(typing.get_type_hints(record))
+    assert keys <= fields, f"{record.__name__} has fields {model.__name__} lacks: {keys - fields}"
+    # The model's required fields are always in the record; its optional ones may be left out.
+    required = {name for name, f in model.model_fields.items() if f.is_required()}
+    assert required <= record.__required_keys__, required - record.__required_keys__  # type: ignore[attr-defined]
+
+
+def test_a_held_write_is_what_a_saved_memory_allows() -> None:
+    fields = set(memory.SavedMemory.model_fields)
+    assert set(typing.get_type_hints(memory.HeldWriteRecord)) <= fields
