@@ -19,7 +19,13 @@ import numpy as np
 from sqlalchemy import Connection
 
 from core.graph.links import LINK_NAMES, link_dict, member_of, memory_ref, visible_memory
-from core.graph.models import PathQuery, SubgraphQuery
+from core.graph.models import (
+    LinkRecord,
+    MemoryRefRecord,
+    NeighborPageRecord,
+    PathQuery,
+    SubgraphQuery,
+)
 from core.kernel.config import RankingSettings
 from core.kernel.db.engine import sql
 from core.kernel.errors import Conflict, InvalidInput, NotFound
@@ -155,7 +161,7 @@ def neighbors(
     relations: Sequence[str] = (),
     limit: int = 20,
     include_archived: bool = False,
-) -> dict[str, Any]:
+) -> NeighborPageRecord:
     """The memories one link away, strongest link first."""
     centre = visible_memory(conn, scope, memory_id)
     walk = Walk.of(scope, include_archived=include_archived, relations=relations)
@@ -261,7 +267,7 @@ def subgraph(
     }
 
 
-def _links_among(conn: Connection, walk: Walk, ids: list[str]) -> list[dict[str, Any]]:
+def _links_among(conn: Connection, walk: Walk, ids: list[str]) -> list[LinkRecord]:
     """The links whose two ends are among `ids` (read from the outgoing side, kept in Python:
     a walk's nodes are few, and the reverse IN list would multiply the index probes)."""
     if not ids:
@@ -444,7 +450,7 @@ def stats(
     labels = _components(len(ids), src, dst)
     sizes = np.bincount(labels) if len(ids) else np.zeros(0, np.int64)
     hubs = [int(i) for i in np.argsort(-degree, kind="stable")[:top] if degree[i] > 0]
-    refs: dict[str, dict[str, Any]] = {}
+    refs: dict[str, MemoryRefRecord] = {}
     if hubs:
         params = {"brain": scope.brain_id}
         inside, bind = member_of(conn, "m.id", "ids")
