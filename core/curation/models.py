@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from pydantic import Field
 
-from core.memory.models import Actor, Memory, Name, Out, Score, Strict
+from core.memory.models import Actor, Memory, MemoryRecord, Name, Out, Score, Strict
 
 ConflictStatus = Literal["needs_review", "resolved", "superseded", "dismissed"]
 ConflictKind = Literal["key", "link", "value"]
@@ -145,3 +145,37 @@ class ConsolidateOut(Out):
     results: list[DuplicateGroup]
     applied: bool
     next_cursor: str | None
+
+
+# -- Typed records ------------------------------------------------------------------------------
+# What core/curation returns: the JSON a route sends, field for field (`ConflictOut`, ...).
+
+
+class ConflictRecord(TypedDict):
+    id: str
+    pair_key: str
+    a_id: str
+    b_id: str
+    user_id: str | None
+    kind: ConflictKind
+    reason: str
+    detail: dict[str, Any]
+    status: ConflictStatus
+    canonical_id: str | None
+    mode: str | None
+    note: str | None
+    created_at: str
+    updated_at: str
+    resolved_at: str | None
+    a: MemoryRecord | None
+    b: MemoryRecord | None
+
+
+class ConflictPageRecord(TypedDict):
+    results: list[ConflictRecord]
+    next_cursor: str | None
+
+
+class DetectRecord(TypedDict):
+    results: list[ConflictRecord]
+    scanned: int
