@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -38,7 +39,7 @@ from core.memory.conversations import (
     validate_items,
 )
 from core.memory.indexing import Indexer, document_text
-from core.memory.models import MemoryIn, MemoryPatch
+from core.memory.models import MemoryIn, MemoryPatch, MemoryRecord
 
 Event = Literal["ADD", "UPDATE", "DELETE", "NONE"]
 _EVENTS = ("ADD", "UPDATE", "DELETE", "NONE")
@@ -155,7 +156,7 @@ def parse_facts(reply: str, *, limit: int) -> list[str]:
     return out[:limit]
 
 
-def update_prompt(facts: list[str], existing: list[dict[str, Any]]) -> str:
+def update_prompt(facts: list[str], existing: Sequence[Mapping[str, Any]]) -> str:
     stored = [{"id": str(i), "text": m["content"]} for i, m in enumerate(existing)]
     return (
         f"Stored memories:\n{json.dumps(stored, ensure_ascii=False)}\n\n"
@@ -163,7 +164,7 @@ def update_prompt(facts: list[str], existing: list[dict[str, Any]]) -> str:
     )
 
 
-def parse_decisions(reply: str, existing: list[dict[str, Any]]) -> list[Decision]:
+def parse_decisions(reply: str, existing: Sequence[Mapping[str, Any]]) -> list[Decision]:
     """The LLM's decisions, checked: known ids only, each at most once, text where needed."""
     data = _json_object(reply, "decisions")
     items = data.get("memory")
@@ -218,13 +219,13 @@ def parse_decisions(reply: str, existing: list[dict[str, Any]]) -> list[Decision
 
 def _neighbours(
     engine: Engine, settings: Settings, scope: Scope, conversation: Conversation, facts: list[str]
-) -> list[dict[str, Any]]:
+) -> list[MemoryRecord]:
     """The user's memories most similar to the facts (best first, each once)."""
     from core.app.ingest import query_vector
     from core.retrieval.models import SearchFilters, SearchIn
     from core.retrieval.search import search
 
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, MemoryRecord] = {}
     user = scope.user_for_write(conversation.user_id)
     # The same user's memories only; a conversation of no user is compared with the brain's
     # memories of no user, never with everyone's.

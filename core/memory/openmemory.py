@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -72,7 +73,7 @@ def added(memory: SaveRecord) -> dict[str, Any]:
     return {"id": memory["id"], "primary_sector": sector, "sectors": [sector], "chunks": 1}
 
 
-def match(hit: dict[str, Any]) -> dict[str, Any]:
+def match(hit: Mapping[str, Any]) -> dict[str, Any]:
     """One of POST /memory/query's matches, from a Mnemo search hit."""
     memory = hit["memory"]
     sector = sector_of(memory["type"], memory["tags"])

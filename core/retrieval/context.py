@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection
 
@@ -162,7 +162,8 @@ def pack(
         query_vector,
         ranking,
     )
-    hits: list[dict[str, Any]] = found["results"]
+    # Widened: linked memories join the hits with a `via` of their own.
+    hits = cast(list[dict[str, Any]], found["results"])
     if request.expand_links:
         seen = {h["memory"]["id"] for h in hits}
         hits += [h for h in _linked(conn, scope, request, hits) if h["memory"]["id"] not in seen]

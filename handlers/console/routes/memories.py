@@ -20,7 +20,7 @@ from core.kernel.errors import InvalidInput, MnemoError
 from core.kernel.scope import Scope
 from core.memory import store as memories
 from core.memory.models import MemoryFilters, MemoryIn, MemoryPatch, MemoryRecord
-from core.retrieval.models import SearchFilters, SearchIn
+from core.retrieval.models import SearchFilters, SearchHitRecord, SearchIn
 from core.retrieval.search import search
 from handlers.console import session
 from handlers.console.routes import extras
@@ -65,7 +65,7 @@ async def list_page(request: Request) -> Response:
     q = list_tpl.ListQuery.of(request.query_params)
     ctx = view.ctx
     results: list[MemoryRecord] = []
-    hits: list[dict[str, Any]] | None = None
+    hits: list[SearchHitRecord] | None = None
     next_cursor = total = None
     error = None
     try:
