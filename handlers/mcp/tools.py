@@ -15,13 +15,16 @@ from sqlalchemy import Engine
 from core.app.erasure import erase_user
 from core.app.linking import create_link
 from core.curation import conflicts, health, merge
-from core.curation.erasure_models import EraseIn, ErasureReceipt, HealthQuery, HealthReport
 from core.curation.models import (
     ConflictListQuery,
     ConflictOut,
     ConflictPage,
     DetectIn,
     DetectOut,
+    EraseIn,
+    ErasureReceipt,
+    HealthQuery,
+    HealthReport,
     MergeIn,
     MergeOut,
     ResolveIn,
