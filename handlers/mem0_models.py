@@ -8,8 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.memory.conversations import Message
-from core.memory.models import EpochSeconds, Name, Out
+from core.memory.models import EpochSeconds, Message, Name, Out
 
 # Pages past this would put the SQL offset beyond what a 64-bit integer holds (page x size).
 MAX_PAGE = 1_000_000_000

@@ -31,15 +31,9 @@ from core.kernel.errors import UpstreamError
 from core.kernel.ids import new_id
 from core.kernel.scope import Scope
 from core.memory import store as memories
-from core.memory.conversations import (
-    Conversation,
-    fact_memory,
-    procedure_memory,
-    transcript,
-    validate_items,
-)
+from core.memory.conversations import fact_memory, procedure_memory, transcript, validate_items
 from core.memory.indexing import Indexer, document_text
-from core.memory.models import MemoryIn, MemoryPatch, MemoryRecord
+from core.memory.models import Conversation, MemoryIn, MemoryPatch, MemoryRecord
 
 Event = Literal["ADD", "UPDATE", "DELETE", "NONE"]
 _EVENTS = ("ADD", "UPDATE", "DELETE", "NONE")

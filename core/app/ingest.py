@@ -23,9 +23,9 @@ from core.kernel.config import Settings
 from core.kernel.db.engine import transaction
 from core.kernel.scope import Scope
 from core.memory import store as memories
-from core.memory.conversations import Conversation, turn_memories
+from core.memory.conversations import turn_memories
 from core.memory.indexing import Indexer
-from core.memory.models import SaveRecord
+from core.memory.models import Conversation, SaveRecord
 
 if TYPE_CHECKING:
     # numpy comes with search: imported when a conversation needs it (handlers/lazy.py).

@@ -5,9 +5,8 @@ caller sees and decides only its own user's items, and another tenant's id is a 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
 from sqlalchemy import Connection, Row
 
 from core.events import changelog
@@ -18,48 +17,12 @@ from core.kernel.errors import Conflict, NotFound
 from core.kernel.ids import iso, now_ms
 from core.kernel.scope import Scope
 from core.memory.indexing import Indexer
-from core.memory.models import Actor, MemoryIn, Name, Out, Page
-
-Status = Literal["pending", "approved", "rejected"]
+from core.memory.models import DecisionIn, MemoryIn, QuarantineQuery
 
 _COLUMNS = (
     "id, user_id, content, payload, reason, explanation, status, memory_id, created_by, "
     "decided_by, created_at, decided_at"
 )
-
-
-class QuarantineQuery(Page):
-    status: Literal["pending", "approved", "rejected", "all"] = "pending"
-    user_id: Name | None = None
-
-
-class DecisionIn(Actor):
-    note: str | None = Field(None, max_length=1000, description="Why, for the changelog.")
-
-
-class QuarantineItem(Out):
-    id: str
-    user_id: str | None
-    content: str
-    reason: str = Field(description="instruction, system_role, empty or boilerplate")
-    explanation: str
-    status: Status
-    memory_id: str | None = Field(description="The memory an approval saved.")
-    request: dict[str, Any] = Field(description="The write as it was asked for.")
-    created_by: str | None
-    decided_by: str | None
-    created_at: str
-    decided_at: str | None
-
-
-class QuarantinePage(Out):
-    results: list[QuarantineItem]
-    next_cursor: str | None
-
-
-class Approved(Out):
-    item: QuarantineItem
-    memory: dict[str, Any]
 
 
 def _out(row: Row[Any]) -> dict[str, Any]:

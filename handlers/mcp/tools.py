@@ -56,9 +56,11 @@ from core.kernel.scope import Scope
 from core.memory import quarantine
 from core.memory import store as memories
 from core.memory.models import (
+    Approved,
     BatchResult,
     ChangelogPage,
     ChangelogQuery,
+    DecisionIn,
     Deleted,
     FactQuery,
     HistoryPage,
@@ -70,17 +72,13 @@ from core.memory.models import (
     MemoryPage,
     MemoryPatch,
     PurgeIn,
+    QuarantineItem,
+    QuarantinePage,
+    QuarantineQuery,
     SavedMemory,
     StateChangeIn,
     UserMemoriesQuery,
     valid_memories,
-)
-from core.memory.quarantine import (
-    Approved,
-    DecisionIn,
-    QuarantineItem,
-    QuarantinePage,
-    QuarantineQuery,
 )
 from core.retrieval.context import pack
 from core.retrieval.models import ContextIn, ContextPack, SearchIn, SearchPage

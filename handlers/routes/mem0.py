@@ -27,8 +27,7 @@ from core.kernel.errors import InvalidInput, MnemoError, NotFound, field_errors
 from core.kernel.ids import iso
 from core.memory import bulk, entities
 from core.memory import store as memories
-from core.memory.conversations import Conversation, Message
-from core.memory.models import MemoryPatch
+from core.memory.models import Conversation, MemoryPatch, Message
 from core.retrieval.models import SearchFilters
 from core.retrieval.models import SearchIn as NativeSearchIn
 from core.retrieval.search import list_filtered, record_access, search

@@ -7,12 +7,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.memory import store as memories
-from core.memory.conversations import Conversation, Ingested, JobAccepted
 from core.memory.models import (
     BatchResult,
+    Conversation,
     Deleted,
     FactQuery,
     HistoryPage,
+    Ingested,
+    JobAccepted,
     Memory,
     MemoryBatchIn,
     MemoryIn,
