@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypedDict
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from core.memory.models import Actor, Memory, MemoryRecord, Name, Out, Score, Strict
 
@@ -202,6 +202,49 @@ class HealthReport(Out):
     near_duplicates: dict[str, Any]
     junk: dict[str, Any]
     age_histogram: dict[str, int]
+
+
+# -- Hygiene: decay, forget and the maintenance runs -------------------------------------------
+
+
+class DecayIn(Strict):
+    dry_run: bool = False
+
+
+class BatchRunOut(Out):
+    task: str
+    dry_run: bool
+    count: int
+    batches: int
+    batch_size: int
+    largest_batch: int
+    sample: list[dict[str, Any]]
+    skipped: str | None = None
+    stopped_early: bool | None = Field(
+        None, description="True when time ran out between batches: call again to go on."
+    )
+
+
+class ForgetOut(Out):
+    model_config = ConfigDict(extra="allow")
+
+    mode: str
+    dry_run: bool
+    matched: int
+    truncated: bool
+    limit: int
+    affected: int
+
+
+class RunsQuery(Strict):
+    type: Literal["decay", "retention", "conflicts", "consolidate", "vector_images"] | None = None
+    limit: int = Field(50, ge=1, le=500)
+    cursor: str | None = None
+
+
+class RunsPage(Out):
+    results: list[dict[str, Any]]
+    next_cursor: str | None
 
 
 # -- Typed records ------------------------------------------------------------------------------

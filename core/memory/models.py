@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, NotRequired, Required, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
 
 from core.kernel.errors import InvalidInput
 from core.kernel.ids import now_ms, parse_time
@@ -474,6 +482,68 @@ class QuarantinePage(Out):
 class Approved(Out):
     item: QuarantineItem
     memory: dict[str, Any]
+
+
+# -- Brain policy and source trust ----------------------------------------------------------
+
+# A JSON number that is not a bool or a string (a policy or trust value of the wrong type is a 422).
+Number = StrictFloat | StrictInt
+
+
+class PolicyIn(Strict):
+    """The whole policy: a field left out takes its default. Out-of-range numbers are clamped
+    to the nearest bound (the response lists them under `clamped`); a wrong type is a 422."""
+
+    decay_days: StrictInt | None = Field(None, description="1..3650")
+    decay_rate: Number | None = Field(None, description="0..0.9, fraction lost per period")
+    importance_floor: Number | None = Field(None, description="0..1")
+    reinforce_step: Number | None = Field(None, description="0.01..0.5")
+    retention_days: StrictInt | None = Field(None, description="1..36500; null keeps forever")
+    inferred_links_max: StrictInt | None = Field(None, description="0..50")
+    inferred_links_threshold: Number | None = Field(None, description="0..1")
+    snapshot_retention: StrictInt | None = Field(None, description="1..1000")
+    path_max_hops: StrictInt | None = Field(None, description="1..12")
+    subgraph_max_nodes: StrictInt | None = Field(None, description="1..2000")
+    consolidate_threshold: Number | None = Field(None, description="0.5..1")
+    write_gate: StrictInt | None = Field(None, description="1 screens every write; 0 off")
+    gate_dedup_threshold: Number | None = Field(None, description="0.5..1, near-duplicate cosine")
+    gate_text_threshold: Number | None = Field(None, description="0..1, shared terms (Jaccard)")
+    echo_window_seconds: StrictInt | None = Field(None, description="0..86400; 0 off")
+
+
+class PolicyOut(Out):
+    policy: dict[str, Any] = Field(description="The effective values")
+    overrides: dict[str, Any] = Field(description="The values this brain set")
+    clamped: dict[str, Any] = Field(default_factory=dict, description="field -> value asked for")
+    bounds: dict[str, Any]
+
+
+class TrustIn(Strict):
+    trust: Number = Field(description="0 (ignore) to 1 (fully trusted); 0.5 is neutral")
+    notes: str | None = Field(None, max_length=1000)
+
+
+class TrustOut(Out):
+    source: str
+    trust: float
+    notes: str | None
+    created_at: str | None
+    updated_at: str | None
+
+
+class TrustDeleted(Out):
+    source: str
+    deleted: bool
+
+
+class TrustPage(Out):
+    results: list[TrustOut]
+    next_cursor: str | None
+
+
+class TrustListQuery(Strict):
+    limit: int = Field(100, ge=1, le=500)
+    cursor: str | None = None
 
 
 # -- Typed records ------------------------------------------------------------------------------

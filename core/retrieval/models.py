@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, NotRequired, TypedDict
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from core.memory.models import Memory, MemoryFilters, MemoryRecord, Name, Out, Strict
 
@@ -100,6 +100,12 @@ class ContextPack(Out):
     tokens: int
     citations: list[Citation]
     omitted: list[Omitted]
+
+
+class ReindexResult(BaseModel):
+    model: str
+    reindexed: int
+    remaining: int = Field(description="Call again while this is above zero.")
 
 
 # -- Typed records ------------------------------------------------------------------------------
