@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from core.memory.models import EpochSeconds, Message, Name, Out
 
@@ -214,3 +214,7 @@ class Event(Out):
     error: dict[str, Any] | None
     created_at: str
     updated_at: str
+
+
+class HistoryList(RootModel[list[HistoryRow]]):
+    pass
