@@ -5,9 +5,18 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypedDict
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
-from core.memory.models import Actor, Memory, MemoryRecord, Name, Out, Score, Strict
+from core.memory.models import (
+    Actor,
+    Memory,
+    MemoryFilters,
+    MemoryRecord,
+    Name,
+    Out,
+    Score,
+    Strict,
+)
 
 ConflictStatus = Literal["needs_review", "resolved", "superseded", "dismissed"]
 ConflictKind = Literal["key", "link", "value"]
@@ -245,6 +254,42 @@ class RunsQuery(Strict):
 class RunsPage(Out):
     results: list[dict[str, Any]]
     next_cursor: str | None
+
+
+# -- Reinforce and forget --------------------------------------------------------------------
+
+
+class ReinforceIn(Actor):
+    step: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Importance to add; at most the brain policy's reinforce_step (default).",
+    )
+
+
+class ForgetFilters(MemoryFilters):
+    idle_days: int | None = Field(
+        None, ge=1, le=36500, description="Neither updated nor accessed for this many days."
+    )
+    importance_below: float | None = Field(None, gt=0, le=1)
+
+
+class ForgetIn(Actor):
+    ids: list[Name] | None = Field(None, min_length=1, max_length=1000)
+    filters: ForgetFilters | None = None
+    mode: Literal["archive", "purge"] = "archive"
+    dry_run: bool = False
+    confirm: bool = Field(False, description="Must be true to purge: a purge cannot be undone.")
+    limit: int | None = Field(
+        None, ge=1, description="Most memories affected; capped by MNEMO_FORGET_MAX."
+    )
+
+    @model_validator(mode="after")
+    def _something_chosen(self) -> ForgetIn:
+        if not self.ids and self.filters is None:
+            raise ValueError("give ids, filters, or both (both: the ids that match the filters)")
+        return self
 
 
 # -- Typed records ------------------------------------------------------------------------------

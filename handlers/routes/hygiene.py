@@ -12,7 +12,15 @@ from starlette.responses import Response
 
 from core.app import brain_maintenance
 from core.curation import hygiene
-from core.curation.models import BatchRunOut, DecayIn, ForgetOut, RunsPage, RunsQuery
+from core.curation.models import (
+    BatchRunOut,
+    DecayIn,
+    ForgetIn,
+    ForgetOut,
+    ReinforceIn,
+    RunsPage,
+    RunsQuery,
+)
 from core.kernel.scope import Scope
 from core.memory import policy, trust
 from core.memory.models import (
@@ -90,7 +98,7 @@ async def delete_trust(request: Request) -> Response:
 
 async def reinforce(request: Request) -> Response:
     ctx = await authorize(request)
-    data = await read_optional_body(request, hygiene.ReinforceIn)
+    data = await read_optional_body(request, ReinforceIn)
     return json_response(await ctx.write(hygiene.reinforce, request.path_params["id"], data))
 
 
@@ -112,7 +120,7 @@ async def decay(request: Request) -> Response:
 
 async def forget(request: Request) -> Response:
     ctx = await authorize(request)
-    data = await read_body(request, hygiene.ForgetIn)
+    data = await read_body(request, ForgetIn)
     settings = ctx.services.settings.maintenance
     index = await ctx.indexer([])
     if data.dry_run:
@@ -183,7 +191,7 @@ routes = [
         doc=Doc(
             "Raise a memory's importance by the policy's reinforce step (at most 1)",
             _TAG,
-            body=hygiene.ReinforceIn,
+            body=ReinforceIn,
             response=Memory,
             body_required=False,
         ),
@@ -207,7 +215,7 @@ routes = [
         doc=Doc(
             "Archive or purge memories by ids or filters (bounded; dry_run lists them)",
             _TAG,
-            body=hygiene.ForgetIn,
+            body=ForgetIn,
             response=ForgetOut,
         ),
     ),
