@@ -9,6 +9,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    RootModel,
     StrictFloat,
     StrictInt,
     ValidationError,
@@ -544,6 +545,23 @@ class TrustPage(Out):
 class TrustListQuery(Strict):
     limit: int = Field(100, ge=1, le=500)
     cursor: str | None = None
+
+
+# -- POST /v1/memories: a memory, or a conversation to make memories from --------------------
+
+
+class MemoryOrConversation(RootModel[MemoryIn | Conversation]):
+    """A memory, or a conversation (`messages`) to make memories from."""
+
+
+class MemoryOrIngested(RootModel[Memory | Ingested]):
+    """The memory; for a conversation, what happened to each memory it touched (with
+    async_mode and an LLM: 202 and the job to poll at GET /v1/jobs/{id})."""
+
+
+class HeldOrJob(RootModel[SavedMemory | JobAccepted]):
+    """202: the write the gate held in quarantine (`state` quarantined, `id` its id under
+    /v1/quarantine), or for a conversation in async_mode the job to poll."""
 
 
 # -- Typed records ------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pydantic import RootModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -12,17 +11,17 @@ from core.memory.models import (
     Conversation,
     Deleted,
     FactQuery,
+    HeldOrJob,
     HistoryPage,
-    Ingested,
-    JobAccepted,
     Memory,
     MemoryBatchIn,
     MemoryIn,
     MemoryListQuery,
+    MemoryOrConversation,
+    MemoryOrIngested,
     MemoryPage,
     MemoryPatch,
     PurgeIn,
-    SavedMemory,
     SaveRecord,
     StateChangeIn,
     valid_memories,
@@ -157,20 +156,6 @@ async def fact(request: Request) -> Response:
             known_at=query.known_at,
         )
     )
-
-
-class MemoryOrConversation(RootModel[MemoryIn | Conversation]):
-    """A memory, or a conversation (`messages`) to make memories from."""
-
-
-class MemoryOrIngested(RootModel[Memory | Ingested]):
-    """The memory; for a conversation, what happened to each memory it touched (with
-    async_mode and an LLM: 202 and the job to poll at GET /v1/jobs/{id})."""
-
-
-class HeldOrJob(RootModel[SavedMemory | JobAccepted]):
-    """202: the write the gate held in quarantine (`state` quarantined, `id` its id under
-    /v1/quarantine), or for a conversation in async_mode the job to poll."""
 
 
 _TAG = "memories"
