@@ -39,6 +39,7 @@ from handlers.api import ROUTE_MODULES
 from handlers.http import ApiRoute, Undocumented
 from handlers.lazy import LazyRoutes
 from handlers.openapi import _CONVERTOR, build
+from handlers.openapi import _ERROR as ERROR
 from handlers.routes import health
 
 # Replies that no documented model describes, by design, and why. Any other route the app
@@ -95,32 +96,17 @@ def _strict(schema: Any) -> Any:
 
 
 class Contract:
-    """The app's routes and the document made from them, with a compiled validator per
-    operation, status and media type (compiled on first use: most are never needed)."""
+    """The app's routes, matched as the app matches them, and for each route a request hits
+    the document of that route alone, with a compiled validator per status and media type.
+    Everything is made on first use: a test process pays only for the routes its tests call
+    (importing every route module and documenting every model costs seconds)."""
 
     def __init__(self) -> None:
         self.lazy = LazyRoutes(ROUTE_MODULES)
-        self.routes: list[BaseRoute] = [*health.routes, *self.lazy.all_routes()]
-        self.spec = build(self.routes)
-        self.components = _strict(self.spec["components"])
-        self.validators: dict[tuple[str, str, str, str], Any] = {}
-        api = [r for r in self.routes if isinstance(r, ApiRoute)]
-        # An Undocumented twin (the same endpoint under a path without its trailing slash, or
-        # with an empty segment) answers as its documented operation does.
-        self.twins: dict[int, ApiRoute] = {}
-        for route in self.routes:
-            if isinstance(route, Undocumented):
-                twin = next(
-                    (
-                        r
-                        for r in api
-                        if r.method in (route.methods or ())
-                        and inspect.unwrap(r.endpoint) is inspect.unwrap(route.endpoint)
-                    ),
-                    None,
-                )
-                if twin is not None:
-                    self.twins[id(route)] = twin
+        self.documents: dict[int, dict[str, Any]] = {}
+        self.validators: dict[tuple[int, str, str], Any] = {}
+        self.twins: dict[int, BaseRoute] = {}
+        self.envelope: Any = None
 
     def _route(self, method: str, path: str) -> tuple[Match, BaseRoute | None]:
         scope = {"type": "http", "path": path, "method": method, "root_path": ""}
@@ -134,14 +120,48 @@ class Contract:
                 partial = found
         return (Match.PARTIAL, partial) if partial is not None else (Match.NONE, None)
 
-    def _validator(self, template: str, method: str, status: str, media: str) -> Any:
-        key = (template, method, status, media)
+    def _twin(self, route: BaseRoute) -> BaseRoute:
+        """An Undocumented twin (the same endpoint under a path without its trailing slash, or
+        with an empty segment) answers as its documented operation does."""
+        if not isinstance(route, Undocumented):
+            return route
+        twin = self.twins.get(id(route))
+        if twin is None:
+            endpoint = inspect.unwrap(route.endpoint)
+            # The twin is in the same route module, which matching this route has loaded.
+            loaded = [r for routes in self.lazy._loaded.values() for r in routes]
+            twin = next(
+                (
+                    r
+                    for r in loaded
+                    if isinstance(r, ApiRoute)
+                    and r.method in (route.methods or ())
+                    and inspect.unwrap(r.endpoint) is endpoint
+                ),
+                route,
+            )
+            self.twins[id(route)] = twin
+        return twin
+
+    def _operation(self, route: ApiRoute) -> dict[str, Any]:
+        """The route's operation in a document of its own (with the components it uses)."""
+        document = self.documents.get(id(route))
+        if document is None:
+            spec = build([route])
+            (ops,) = spec["paths"].values()
+            document = {"op": ops[route.method.lower()], "components": _strict(spec["components"])}
+            self.documents[id(route)] = document
+        return document
+
+    def _validator(self, route: ApiRoute, status: str, media: str) -> Any:
+        key = (id(route), status, media)
         validator = self.validators.get(key)
         if validator is None:
-            op = self.spec["paths"][template][method.lower()]
-            schema = _strict(op["responses"][status]["content"][media]["schema"])
-            document = {**schema, "components": self.components}
-            validator = jsonschema_rs.validator_for(document, validate_formats=True)
+            document = self._operation(route)
+            schema = _strict(document["op"]["responses"][status]["content"][media]["schema"])
+            validator = jsonschema_rs.validator_for(
+                {**schema, "components": document["components"]}, validate_formats=True
+            )
             self.validators[key] = validator
         return validator
 
@@ -153,11 +173,11 @@ class Contract:
         match, route = self._route(method, reply.path)
         if route is None or match is not Match.FULL:
             # No such route, or not this method on it: the app's own error envelope.
-            self._expect_error(reply, "Error", f"{method} {reply.path} (no route)")
+            self._expect_error(reply, f"{method} {reply.path} (no route)")
             return
         if allowance(method, route) is not None:
             return
-        route = self.twins.get(id(route), route)
+        route = self._twin(route)
         if not isinstance(route, ApiRoute):
             raise ContractViolation(
                 f"{method} {reply.path} {reply.status}: answered by a route /openapi.json does "
@@ -166,7 +186,7 @@ class Contract:
             )
         template = _CONVERTOR.sub(r"{\1}", route.path)
         where = f"{method} {template} {reply.status}"
-        responses = self.spec["paths"][template][method.lower()]["responses"]
+        responses = self._operation(route)["op"]["responses"]
         status = str(reply.status)
         if status not in responses:
             if reply.status < 400:
@@ -189,18 +209,16 @@ class Contract:
             )
         if media not in ("application/json", "application/problem+json"):
             return  # ndjson, HTML, an event stream: the media type is the contract
-        self._validate(template, method, status, media, reply, where)
+        self._validate(route, status, media, reply, where)
 
-    def _validate(
-        self, template: str, method: str, status: str, media: str, reply: Reply, where: str
-    ) -> None:
+    def _validate(self, route: ApiRoute, status: str, media: str, reply: Reply, where: str) -> None:
         try:
             data = json.loads(reply.body)
         except ValueError as exc:
             raise ContractViolation(
                 f"{where}: the body is not JSON ({exc}): {reply.body!r:.200}"
             ) from None
-        error = next(iter(self._validator(template, method, status, media).iter_errors(data)), None)
+        error = next(iter(self._validator(route, status, media).iter_errors(data)), None)
         if error is not None:
             at = "/".join(str(p) for p in error.instance_path) or "(the body)"
             raise ContractViolation(
@@ -208,20 +226,16 @@ class Contract:
                 f"\n  body: {reply.body[:500]!r}"
             )
 
-    def _expect_error(self, reply: Reply, component: str, where: str) -> None:
+    def _expect_error(self, reply: Reply, where: str) -> None:
         if reply.status < 400:
             raise ContractViolation(f"{where}: {reply.status} from no documented operation")
-        key = ("", component, "", "")
-        validator = self.validators.get(key)
-        if validator is None:
-            document = {"$ref": f"#/components/schemas/{component}", "components": self.components}
-            validator = jsonschema_rs.validator_for(document)
-            self.validators[key] = validator
+        if self.envelope is None:
+            self.envelope = jsonschema_rs.validator_for(_strict(ERROR))
         try:
             data = json.loads(reply.body)
         except ValueError:
             data = reply.body.decode(errors="replace")
-        error = next(iter(validator.iter_errors(data)), None)
+        error = next(iter(self.envelope.iter_errors(data)), None)
         if error is not None:
             raise ContractViolation(
                 f"{where} {reply.status}: not the error envelope: {error.message}"
