@@ -630,3 +630,46 @@ class MemoryPageRecord(TypedDict):
 class DeletedRecord(TypedDict):
     id: str
     purged: bool
+
+
+class QuarantineItemRecord(TypedDict):
+    id: str
+    user_id: str | None
+    content: str
+    reason: str
+    explanation: str
+    status: QuarantineStatus
+    memory_id: str | None
+    request: dict[str, Any]
+    created_by: str | None
+    decided_by: str | None
+    created_at: str
+    decided_at: str | None
+
+
+class QuarantinePageRecord(TypedDict):
+    results: list[QuarantineItemRecord]
+    next_cursor: str | None
+
+
+class ApprovedRecord(TypedDict):
+    item: QuarantineItemRecord
+    memory: SaveRecord
+
+
+class TrustRecord(TypedDict):
+    source: str
+    trust: float
+    notes: str | None
+    created_at: str | None
+    updated_at: str | None
+
+
+class TrustPageRecord(TypedDict):
+    results: list[TrustRecord]
+    next_cursor: str | None
+
+
+class TrustDeletedRecord(TypedDict):
+    source: str
+    deleted: bool
