@@ -11,7 +11,14 @@ from core.kernel.config import RankingSettings
 from core.kernel.db.engine import sql
 from core.kernel.scope import Scope
 from core.memory.store import COLUMNS, filter_sql, to_dict
-from core.retrieval.models import ContextIn, SearchFilters, SearchIn
+from core.retrieval.models import (
+    CitationRecord,
+    ContextIn,
+    ContextPackRecord,
+    OmittedRecord,
+    SearchFilters,
+    SearchIn,
+)
 from core.retrieval.search import QueryVector, search
 
 # Links worth following from a hit: what supports, explains or illustrates it.
@@ -150,7 +157,7 @@ def pack(
     request: ContextIn,
     query_vector: QueryVector | None,
     ranking: RankingSettings,
-) -> dict[str, Any]:
+) -> ContextPackRecord:
     found = search(
         conn,
         scope,
@@ -183,8 +190,8 @@ def pack(
     as_of = _filters(request).as_of is not None
 
     lines: list[str] = []
-    citations: list[dict[str, Any]] = []
-    omitted: list[dict[str, Any]] = []
+    citations: list[CitationRecord] = []
+    omitted: list[OmittedRecord] = []
     contents: set[str] = set()
     used = 0
     for hit in hits:

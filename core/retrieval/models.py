@@ -142,3 +142,26 @@ class SearchPageRecord(TypedDict):
 class FilteredPageRecord(TypedDict):
     results: list[MemoryRecord]
     total: int
+
+
+class CitationRecord(TypedDict):
+    n: int
+    id: str
+    score: float
+    tokens: int
+    via: str | None
+    contested: bool
+
+
+class OmittedRecord(TypedDict):
+    id: str
+    reason: Literal["budget", "superseded", "below_min_score", "duplicate"]
+
+
+class ContextPackRecord(TypedDict):
+    text: str
+    tokens: int
+    citations: list[CitationRecord]
+    omitted: list[OmittedRecord]
+    # The cited ids, for the caller to count as accessed; popped before the reply.
+    touched: NotRequired[list[str]]

@@ -42,6 +42,9 @@ PAIRS: list[tuple[type, type[BaseModel]]] = [
     (retrieval.ExplainRecord, retrieval.Explain),
     (retrieval.SearchHitRecord, retrieval.SearchHit),
     (retrieval.SearchPageRecord, retrieval.SearchPage),
+    (retrieval.CitationRecord, retrieval.Citation),
+    (retrieval.OmittedRecord, retrieval.Omitted),
+    (retrieval.ContextPackRecord, retrieval.ContextPack),
 ]
 
 
