@@ -273,3 +273,43 @@ class NeighborRecord(TypedDict):
 
 class NeighborPageRecord(TypedDict):
     results: list[NeighborRecord]
+
+
+class GraphNodeRecord(MemoryRecord):
+    depth: int
+
+
+class SubgraphRecord(TypedDict):
+    seeds: list[str]
+    nodes: list[GraphNodeRecord]
+    edges: list[LinkRecord]
+    radius: int
+    limit: int
+    truncated: bool
+
+
+class PathEdgeRecord(LinkRecord):
+    direction: Literal["forward", "backward"]
+
+
+class PathRecord(TypedDict):
+    hops: int
+    nodes: list[GraphNodeRecord]
+    edges: list[PathEdgeRecord]
+
+
+class HubRecord(TypedDict):
+    id: str
+    degree: int
+    memory: MemoryRefRecord
+
+
+class GraphStatsRecord(TypedDict):
+    nodes: int
+    edges: int
+    components: int
+    isolated: int
+    largest_component: int
+    relations: dict[str, int]
+    hubs: list[HubRecord]
+    sampled: bool
