@@ -3,12 +3,14 @@ OpenAPI spec)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.identity.keys import MAX_ACTIVE_KEYS, REVOKED_SHOWN
-from core.identity.memberships import MAX_NAME
+
+# The longest brain name.
+MAX_NAME = 200
 
 
 class _RawIn(BaseModel):
@@ -196,3 +198,34 @@ class KeyList(BaseModel):
 class KeyRevoked(BaseModel):
     id: str
     revoked: bool
+
+
+# -- Typed records ------------------------------------------------------------------------------
+# What core/identity returns: the JSON a route sends, field for field (`BrainOut`, ...).
+
+
+class BrainRecord(TypedDict):
+    id: str
+    slug: str
+    name: str
+    role: str
+    created_at: str
+    updated_at: str
+
+
+class BrainDeletedRecord(TypedDict):
+    id: str
+    deleted: bool
+
+
+class MemberRecord(TypedDict):
+    account_id: str
+    email: str
+    display_name: str | None
+    role: str
+    added_at: str
+
+
+class MemberRemovedRecord(TypedDict):
+    account_id: str
+    removed: bool

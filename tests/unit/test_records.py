@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from core.curation import models as curation
 from core.curation.summaries import models as summaries
 from core.graph import models as graph
+from core.identity import models as identity
 from core.memory import models as memory
 from core.retrieval import models as retrieval
 
@@ -46,6 +47,10 @@ PAIRS: list[tuple[type, type[BaseModel]]] = [
     (summaries.DigestRecord, summaries.Digest),
     (summaries.ThemeRecord, summaries.ThemeOut),
     (retrieval.ExplainRecord, retrieval.Explain),
+    (identity.BrainRecord, identity.BrainOut),
+    (identity.BrainDeletedRecord, identity.BrainDeleted),
+    (identity.MemberRecord, identity.MemberOut),
+    (identity.MemberRemovedRecord, identity.MemberRemoved),
     (retrieval.SearchHitRecord, retrieval.SearchHit),
     (retrieval.SearchPageRecord, retrieval.SearchPage),
     (retrieval.CitationRecord, retrieval.Citation),
