@@ -13,7 +13,11 @@ document does not name is a mismatch, as is a status it does not list), and form
 
 tests/conftest.py installs it for the whole session; a test that sends what no real client
 would and checks something else (a fuzzer, a test of the checker itself) opts out with
-`@pytest.mark.unchecked_replies("why")`.
+`@pytest.mark.unchecked_replies("why")`. Replies from a `mnemo serve` subprocess (tests/serve.py,
+the e2e tests' real HTTP clients) are not seen here: that server runs in another process.
+
+To list every mismatch of a run at once instead of failing at the first, set
+MNEMO_CONTRACT_SURVEY to a file path: each violation is appended to it as one line.
 """
 
 from __future__ import annotations
