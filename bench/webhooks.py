@@ -41,8 +41,9 @@ from core.kernel.db.engine import dispose, get_engine, sql, transaction
 from core.kernel.db.migrations import ensure_schema
 from core.kernel.scope import Scope
 from core.webhooks import outbox as sending
+from core.webhooks.models import WatchIn
 from core.webhooks.ssrf import check_url
-from core.webhooks.watches import WatchIn, create
+from core.webhooks.watches import create
 from tests.webhook_receiver import Receiver
 
 LOOPBACK = WebhookSettings(allow_http_loopback=True)

@@ -15,7 +15,7 @@ from typing import Any
 from starlette.background import BackgroundTask
 
 from core.app import ingest, jobs
-from core.memory.conversations import Conversation
+from core.memory.models import Conversation
 from handlers.context import Context
 
 

@@ -14,6 +14,7 @@ What maps to what:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 from core.kernel.errors import InvalidInput
@@ -52,7 +53,7 @@ def md5(text: str) -> str:
     return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
-def record(memory: dict[str, Any], *, score: float | None = None) -> dict[str, Any]:
+def record(memory: Mapping[str, Any], *, score: float | None = None) -> dict[str, Any]:
     """A Mnemo memory as a mem0 record."""
     metadata = dict(memory.get("metadata") or {})
     out: dict[str, Any] = {

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-from core.memory.conversations import Message
-from core.memory.models import EpochSeconds, Name, Out
+from core.memory.models import EpochSeconds, Message, Name, Out
 
 # Pages past this would put the SQL offset beyond what a 64-bit integer holds (page x size).
 MAX_PAGE = 1_000_000_000
@@ -77,6 +76,20 @@ class AddResult(Out):
     message: str | None = Field(None, description="async_mode: the job was queued.")
     status: str | None = Field(None, description="async_mode: PENDING.")
     event_id: str | None = Field(None, description="async_mode: read GET /v1/event/{id}/.")
+    # The memory's record (`Record`, without its id and text), as the platform sends them.
+    hash: str | None = None
+    metadata: dict[str, Any] | None = None
+    categories: list[str] | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    user_id: str | None = None
+    agent_id: str | None = None
+    run_id: str | None = None
+    app_id: str | None = None
+    immutable: bool | None = None
+    expiration_date: str | None = None
+    state: str | None = None
+    memory_type: Literal["procedural_memory"] | None = None
 
 
 class AddPage(Out):
@@ -201,3 +214,7 @@ class Event(Out):
     error: dict[str, Any] | None
     created_at: str
     updated_at: str
+
+
+class HistoryList(RootModel[list[HistoryRow]]):
+    pass

@@ -27,7 +27,7 @@ from core.kernel.errors import MnemoError, field_errors
 from core.kernel.ids import now_ms
 from core.kernel.scope import Scope
 from core.memory import store as memories
-from core.memory.models import MemoryIn
+from core.memory.models import MemoryIn, SaveRecord
 from core.webhooks import outbox, queue
 from handlers.context import Context, Services
 
@@ -106,7 +106,7 @@ def add_memory(services: Services, event: dict[str, Any]) -> dict[str, Any]:
         scope = Scope(brain_id=found, principal=f"eventbridge:{event.get('source', 'unknown')}")
         ctx = Context(services, engine, scope)
 
-        async def save() -> dict[str, Any]:
+        async def save() -> SaveRecord:
             index = await ctx.indexer([data])
             return await ctx.write(memories.create, data, ctx.limits, index)
 

@@ -20,6 +20,7 @@ from core.kernel.config import Settings
 from core.kernel.db.engine import dispose, get_engine, transaction
 from core.kernel.db.migrations import ensure_schema, forget
 from core.memory import access
+from tests import contract
 from tests.lambda_client import LambdaClient
 from tests.pg_server import PostgresServer, wait_for
 
@@ -148,6 +149,22 @@ def other_tenant(engine: Engine) -> Tenant:
 @pytest.fixture
 def client(settings: Settings, tenant: Tenant) -> LambdaClient:
     return LambdaClient(settings, key=tenant.key)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _replies_checked_against_the_document() -> Iterator[None]:
+    """Every reply an in-process client gets is validated against /openapi.json."""
+    with contract.installed():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _checked_replies(request: pytest.FixtureRequest) -> Iterator[None]:
+    marker = request.node.get_closest_marker("unchecked_replies")
+    if marker is not None and not (marker.args or marker.kwargs.get("reason")):
+        raise pytest.UsageError(f"{request.node.nodeid}: unchecked_replies needs a reason")
+    with contract.checking(marker is None):
+        yield
 
 
 @pytest.fixture(autouse=True)

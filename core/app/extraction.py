@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,15 +31,9 @@ from core.kernel.errors import UpstreamError
 from core.kernel.ids import new_id
 from core.kernel.scope import Scope
 from core.memory import store as memories
-from core.memory.conversations import (
-    Conversation,
-    fact_memory,
-    procedure_memory,
-    transcript,
-    validate_items,
-)
+from core.memory.conversations import fact_memory, procedure_memory, transcript, validate_items
 from core.memory.indexing import Indexer, document_text
-from core.memory.models import MemoryIn, MemoryPatch
+from core.memory.models import Conversation, MemoryIn, MemoryPatch, MemoryRecord
 
 Event = Literal["ADD", "UPDATE", "DELETE", "NONE"]
 _EVENTS = ("ADD", "UPDATE", "DELETE", "NONE")
@@ -155,7 +150,7 @@ def parse_facts(reply: str, *, limit: int) -> list[str]:
     return out[:limit]
 
 
-def update_prompt(facts: list[str], existing: list[dict[str, Any]]) -> str:
+def update_prompt(facts: list[str], existing: Sequence[Mapping[str, Any]]) -> str:
     stored = [{"id": str(i), "text": m["content"]} for i, m in enumerate(existing)]
     return (
         f"Stored memories:\n{json.dumps(stored, ensure_ascii=False)}\n\n"
@@ -163,7 +158,7 @@ def update_prompt(facts: list[str], existing: list[dict[str, Any]]) -> str:
     )
 
 
-def parse_decisions(reply: str, existing: list[dict[str, Any]]) -> list[Decision]:
+def parse_decisions(reply: str, existing: Sequence[Mapping[str, Any]]) -> list[Decision]:
     """The LLM's decisions, checked: known ids only, each at most once, text where needed."""
     data = _json_object(reply, "decisions")
     items = data.get("memory")
@@ -218,13 +213,13 @@ def parse_decisions(reply: str, existing: list[dict[str, Any]]) -> list[Decision
 
 def _neighbours(
     engine: Engine, settings: Settings, scope: Scope, conversation: Conversation, facts: list[str]
-) -> list[dict[str, Any]]:
+) -> list[MemoryRecord]:
     """The user's memories most similar to the facts (best first, each once)."""
     from core.app.ingest import query_vector
     from core.retrieval.models import SearchFilters, SearchIn
     from core.retrieval.search import search
 
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, MemoryRecord] = {}
     user = scope.user_for_write(conversation.user_id)
     # The same user's memories only; a conversation of no user is compared with the brain's
     # memories of no user, never with everyone's.
@@ -298,21 +293,23 @@ def apply(
     actor = {"actor_id": conversation.actor_id, "role": "assistant"}
     for decision in planned.decisions:
         if decision.event == "ADD":
-            memory = memories.create(conn, scope, next(adds), limits, index)
+            memory: dict[str, Any] = dict(memories.create(conn, scope, next(adds), limits, index))
             event = "NONE" if memory.pop("deduplicated") else "ADD"
             results.append({"event": event, "memory": memory, "previous_content": None})
         elif decision.event == "UPDATE":
             assert decision.memory_id is not None
             patch = MemoryPatch(content=decision.text, **actor)
-            memory = memories.update(conn, scope, decision.memory_id, patch, limits, index)
+            memory = dict(memories.update(conn, scope, decision.memory_id, patch, limits, index))
             results.append({"event": "UPDATE", "memory": memory, "previous_content": decision.old})
         elif decision.event == "DELETE":
             assert decision.memory_id is not None
-            memory = memories.set_state(conn, scope, decision.memory_id, "deleted", index, **actor)
+            memory = dict(
+                memories.set_state(conn, scope, decision.memory_id, "deleted", index, **actor)
+            )
             results.append({"event": "DELETE", "memory": memory, "previous_content": decision.old})
         else:
             assert decision.memory_id is not None
-            memory = memories.get(conn, scope, decision.memory_id)
+            memory = dict(memories.get(conn, scope, decision.memory_id))
             results.append({"event": "NONE", "memory": memory, "previous_content": None})
     return results
 

@@ -23,8 +23,9 @@ from core.kernel.config import Settings
 from core.kernel.db.engine import transaction
 from core.kernel.scope import Scope
 from core.memory import store as memories
-from core.memory.conversations import Conversation, turn_memories
+from core.memory.conversations import turn_memories
 from core.memory.indexing import Indexer
+from core.memory.models import Conversation, SaveRecord
 
 if TYPE_CHECKING:
     # numpy comes with search: imported when a conversation needs it (handlers/lazy.py).
@@ -112,6 +113,7 @@ def _done(conn: Connection, results: list[dict[str, Any]], on_done: OnDone | Non
         on_done(conn, results)
 
 
-def _added(memory: dict[str, Any]) -> dict[str, Any]:
+def _added(saved: SaveRecord) -> dict[str, Any]:
+    memory = dict(saved)
     event = "NONE" if memory.pop("deduplicated", False) else "ADD"
     return {"event": event, "memory": memory, "previous_content": None}

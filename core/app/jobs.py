@@ -31,7 +31,7 @@ from core.kernel.db.engine import sql, transaction, unavailable
 from core.kernel.errors import MnemoError, NotFound, UpstreamError
 from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
-from core.memory.conversations import Conversation
+from core.memory.models import Conversation
 
 log = logging.getLogger("mnemo.jobs")
 

@@ -7,17 +7,15 @@ lives here, above both, and runs in the caller's one transaction.
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import Connection
 
 from core.curation import conflicts
 from core.graph import links
-from core.graph.models import LinkIn
+from core.graph.models import LinkIn, SavedLinkRecord
 from core.kernel.scope import Scope
 
 
-def create_link(conn: Connection, scope: Scope, data: LinkIn) -> dict[str, Any]:
+def create_link(conn: Connection, scope: Scope, data: LinkIn) -> SavedLinkRecord:
     link = links.create(conn, scope, data)
     if data.relation == "contradicts" and not link["deduplicated"]:
         conflicts.on_contradicts_link(conn, scope, data.from_id, data.to_id)

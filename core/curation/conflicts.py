@@ -21,12 +21,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from sqlalchemy import Connection, Engine, Row
 
 from core.curation.contradiction import compare
+from core.curation.models import ConflictPageRecord, ConflictRecord, DetectRecord
 from core.events import changelog, history
 from core.kernel import cursor as cursors
 from core.kernel.db.engine import settled_before, sql, transaction
@@ -91,7 +92,7 @@ def record(
     reason: str,
     detail: dict[str, Any] | None = None,
     at: int | None = None,
-) -> dict[str, Any] | None:
+) -> ConflictRecord | None:
     """The new conflict between memories `a` and `b` (rows with id and user_id), or None when
     the pair already has one (whatever its status: a dismissed pair stays dismissed)."""
     now = now_ms() if at is None else at
@@ -357,7 +358,7 @@ def _find_contradicts_links(
     return found
 
 
-def record_all(conn: Connection, scope: Scope, found: list[Found]) -> list[dict[str, Any]]:
+def record_all(conn: Connection, scope: Scope, found: list[Found]) -> list[ConflictRecord]:
     """Record what was found; returns the conflicts that are new."""
     now = now_ms()
     created = []
@@ -379,7 +380,7 @@ def record_all(conn: Connection, scope: Scope, found: list[Found]) -> list[dict[
 
 def check(
     conn: Connection, scope: Scope, rows: list[Any], space: VectorSpace | None
-) -> list[dict[str, Any]]:
+) -> list[ConflictRecord]:
     """`find` and record in one go; returns the new conflicts."""
     return record_all(conn, scope, find(conn, scope, rows, space))
 
@@ -531,7 +532,7 @@ def detect_now(
     user_id: str | None,
     limit: int,
     space: VectorSpace | None,
-) -> dict[str, Any]:
+) -> DetectRecord:
     """On demand: one memory against its neighbours, or the `limit` most recently changed
     memories in scope. Returns the conflicts it recorded."""
     scope.require_write()
@@ -648,10 +649,10 @@ def _with_memories(conn: Connection, scope: Scope, items: list[dict[str, Any]]) 
             item[side] = to_dict(row) if visible and row is not None else None
 
 
-def get(conn: Connection, scope: Scope, conflict_id: str) -> dict[str, Any]:
+def get(conn: Connection, scope: Scope, conflict_id: str) -> ConflictRecord:
     item = _to_dict(_fetch(conn, scope, conflict_id))
     _with_memories(conn, scope, [item])
-    return item
+    return cast(ConflictRecord, item)
 
 
 def list_conflicts(
@@ -664,7 +665,7 @@ def list_conflicts(
     user_id: str | None,
     limit: int,
     cursor: str | None,
-) -> dict[str, Any]:
+) -> ConflictPageRecord:
     """Newest first, with the two memories of each conflict."""
     params: dict[str, Any] = {"limit": limit + 1}
     where = [scope.where(params)]
@@ -689,7 +690,7 @@ def list_conflicts(
     )
     items = [_to_dict(r) for r in rows]
     _with_memories(conn, scope, items)
-    return {"results": items, "next_cursor": next_cursor}
+    return {"results": cast(list[ConflictRecord], items), "next_cursor": next_cursor}
 
 
 # Resolving ------------------------------------------------------------------------------------
@@ -718,7 +719,7 @@ def resolve(
     index: Indexer,
     actor_id: str | None = None,
     role: str | None = None,
-) -> dict[str, Any]:
+) -> ConflictRecord:
     scope.require_write()
     conflict = _fetch(conn, scope, conflict_id, lock=True)
     if conflict.status not in ("needs_review", "dismissed"):
@@ -808,7 +809,7 @@ def dismiss(
     *,
     note: str | None,
     actor_id: str | None = None,
-) -> dict[str, Any]:
+) -> ConflictRecord:
     """Not a conflict after all: the pair is never flagged again."""
     scope.require_write()
     conflict = _fetch(conn, scope, conflict_id, lock=True)

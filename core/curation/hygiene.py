@@ -27,11 +27,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, model_validator
 from sqlalchemy import Connection, Engine, Row
 
+from core.curation.models import ForgetFilters, ForgetIn, ReinforceIn
 from core.events import changelog, history
 from core.kernel.config import MaintenanceSettings
 from core.kernel.db.engine import sql, transaction
@@ -42,7 +42,7 @@ from core.kernel.scope import Scope
 from core.memory import importance, lifecycle
 from core.memory import store as memories
 from core.memory.indexing import Indexer
-from core.memory.models import Actor, MemoryFilters, Name
+from core.memory.models import MemoryRecord
 from core.memory.policy import BrainPolicy, policy_for
 from core.retrieval import vectors
 
@@ -99,18 +99,9 @@ def _lock(conn: Connection) -> str:
 # -- reinforce -------------------------------------------------------------------------------
 
 
-class ReinforceIn(Actor):
-    step: float | None = Field(
-        None,
-        gt=0,
-        le=1,
-        description="Importance to add; at most the brain policy's reinforce_step (default).",
-    )
-
-
 def reinforce(
     conn: Connection, scope: Scope, memory_id: str, data: ReinforceIn | None = None
-) -> dict[str, Any]:
+) -> MemoryRecord:
     scope.require_write()
     data = data or ReinforceIn()
     policy = policy_for(conn, scope.brain_id)
@@ -396,30 +387,6 @@ def retention(
 
 
 # -- forget ----------------------------------------------------------------------------------
-
-
-class ForgetFilters(MemoryFilters):
-    idle_days: int | None = Field(
-        None, ge=1, le=36500, description="Neither updated nor accessed for this many days."
-    )
-    importance_below: float | None = Field(None, gt=0, le=1)
-
-
-class ForgetIn(Actor):
-    ids: list[Name] | None = Field(None, min_length=1, max_length=1000)
-    filters: ForgetFilters | None = None
-    mode: Literal["archive", "purge"] = "archive"
-    dry_run: bool = False
-    confirm: bool = Field(False, description="Must be true to purge: a purge cannot be undone.")
-    limit: int | None = Field(
-        None, ge=1, description="Most memories affected; capped by MNEMO_FORGET_MAX."
-    )
-
-    @model_validator(mode="after")
-    def _something_chosen(self) -> ForgetIn:
-        if not self.ids and self.filters is None:
-            raise ValueError("give ids, filters, or both (both: the ids that match the filters)")
-        return self
 
 
 def _has_criterion(filters: ForgetFilters) -> bool:

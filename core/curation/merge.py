@@ -28,7 +28,7 @@ from core.kernel.scope import Scope
 from core.memory import lifecycle
 from core.memory import store as memory_store
 from core.memory.indexing import Indexer, document_text
-from core.memory.models import MemoryIn, MemoryPatch
+from core.memory.models import MemoryIn, MemoryPatch, MemoryRecord, SaveRecord
 from core.memory.store import COLUMNS
 
 MIN_SOURCES = 2
@@ -132,7 +132,9 @@ def merge(
                 "role": role,
             }
         )
-        result = memory_store.update(conn, scope, kept.id, patch, limits, index)
+        result: MemoryRecord | SaveRecord = memory_store.update(
+            conn, scope, kept.id, patch, limits, index
+        )
     else:
         data = _merged_input(rows, content, title, tags, importance, confidence)
         result = memory_store.create(

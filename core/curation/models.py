@@ -1,12 +1,22 @@
-"""Request and response models of conflicts, merge, aliases and consolidation."""
+"""Request and response models of curation: conflicts, merge, aliases, consolidation, erasure
+and the health report (shared by REST, MCP and the OpenAPI spec)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, model_validator
 
-from core.memory.models import Actor, Memory, Name, Out, Score, Strict
+from core.memory.models import (
+    Actor,
+    Memory,
+    MemoryFilters,
+    MemoryRecord,
+    Name,
+    Out,
+    Score,
+    Strict,
+)
 
 ConflictStatus = Literal["needs_review", "resolved", "superseded", "dismissed"]
 ConflictKind = Literal["key", "link", "value"]
@@ -145,3 +155,172 @@ class ConsolidateOut(Out):
     results: list[DuplicateGroup]
     applied: bool
     next_cursor: str | None
+
+
+# -- Erasure and the health report (REST and MCP) --------------------------------------------
+
+
+class EraseQuery(Strict):
+    confirm: bool = Field(description="Must be true: an erasure cannot be undone.")
+
+
+class EraseIn(Strict):
+    user_id: Name
+    confirm: bool = Field(description="Must be true: an erasure cannot be undone.")
+
+
+class ErasureReceipt(Out):
+    id: str
+    subject: str = Field(description="SHA-256 of the user id salted with the brain; not the id")
+    status: Literal["running", "complete"] = Field(
+        description="running: stopped by its time budget; ask again to finish"
+    )
+    counts: dict[str, int] = Field(description="Rows erased (or tombstoned) per table")
+    total: int
+    digest: str = Field(description="SHA-256 chained over every batch's memory ids and counts")
+    batches: int
+    requested_by: str | None
+    started_at: str
+    completed_at: str | None
+    compaction: dict[str, Any] | None = Field(
+        default=None,
+        description="What took the erased rows' bytes out of the store's files, once the "
+        "erasure completed: SQLite merges the full-text index and checkpoints the WAL; "
+        "PostgreSQL VACUUMs the tables it touched (`vacuumed`; any `left_to_autovacuum` "
+        "failed, with the error's kind). `complete` is false when any step failed.",
+    )
+
+
+class ErasurePage(Out):
+    results: list[ErasureReceipt]
+
+
+class HealthQuery(Strict):
+    user_id: Name | None = None
+
+
+class HealthReport(Out):
+    user_id: str | None
+    generated_at: str
+    memories: dict[str, int]
+    quarantined: int
+    open_conflicts: int
+    stale_facts: int = Field(description="Active memories superseded by an active one")
+    never_retrieved: dict[str, int]
+    orphan_links: int = Field(description="Links to a deleted memory or across two owners")
+    near_duplicates: dict[str, Any]
+    junk: dict[str, Any]
+    age_histogram: dict[str, int]
+
+
+# -- Hygiene: decay, forget and the maintenance runs -------------------------------------------
+
+
+class DecayIn(Strict):
+    dry_run: bool = False
+
+
+class BatchRunOut(Out):
+    task: str
+    dry_run: bool
+    count: int
+    batches: int
+    batch_size: int
+    largest_batch: int
+    sample: list[dict[str, Any]]
+    skipped: str | None = None
+    stopped_early: bool | None = Field(
+        None, description="True when time ran out between batches: call again to go on."
+    )
+
+
+class ForgetOut(Out):
+    model_config = ConfigDict(extra="allow")
+
+    mode: str
+    dry_run: bool
+    matched: int
+    truncated: bool
+    limit: int
+    affected: int
+
+
+class RunsQuery(Strict):
+    type: Literal["decay", "retention", "conflicts", "consolidate", "vector_images"] | None = None
+    limit: int = Field(50, ge=1, le=500)
+    cursor: str | None = None
+
+
+class RunsPage(Out):
+    results: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+# -- Reinforce and forget --------------------------------------------------------------------
+
+
+class ReinforceIn(Actor):
+    step: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Importance to add; at most the brain policy's reinforce_step (default).",
+    )
+
+
+class ForgetFilters(MemoryFilters):
+    idle_days: int | None = Field(
+        None, ge=1, le=36500, description="Neither updated nor accessed for this many days."
+    )
+    importance_below: float | None = Field(None, gt=0, le=1)
+
+
+class ForgetIn(Actor):
+    ids: list[Name] | None = Field(None, min_length=1, max_length=1000)
+    filters: ForgetFilters | None = None
+    mode: Literal["archive", "purge"] = "archive"
+    dry_run: bool = False
+    confirm: bool = Field(False, description="Must be true to purge: a purge cannot be undone.")
+    limit: int | None = Field(
+        None, ge=1, description="Most memories affected; capped by MNEMO_FORGET_MAX."
+    )
+
+    @model_validator(mode="after")
+    def _something_chosen(self) -> ForgetIn:
+        if not self.ids and self.filters is None:
+            raise ValueError("give ids, filters, or both (both: the ids that match the filters)")
+        return self
+
+
+# -- Typed records ------------------------------------------------------------------------------
+# What core/curation returns: the JSON a route sends, field for field (`ConflictOut`, ...).
+
+
+class ConflictRecord(TypedDict):
+    id: str
+    pair_key: str
+    a_id: str
+    b_id: str
+    user_id: str | None
+    kind: ConflictKind
+    reason: str
+    detail: dict[str, Any]
+    status: ConflictStatus
+    canonical_id: str | None
+    mode: str | None
+    note: str | None
+    created_at: str
+    updated_at: str
+    resolved_at: str | None
+    a: MemoryRecord | None
+    b: MemoryRecord | None
+
+
+class ConflictPageRecord(TypedDict):
+    results: list[ConflictRecord]
+    next_cursor: str | None
+
+
+class DetectRecord(TypedDict):
+    results: list[ConflictRecord]
+    scanned: int

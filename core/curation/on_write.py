@@ -24,6 +24,7 @@ from core.curation import conflicts, contradiction
 from core.kernel.db.engine import sql
 from core.kernel.scope import Scope
 from core.memory import gate
+from core.memory.models import MemoryRecord
 from core.retrieval import lexical, vectors
 
 NEAREST = 8
@@ -37,7 +38,7 @@ _COMPARED = ("note", "fact")
 def check_created(
     conn: Connection,
     scope: Scope,
-    memory: dict[str, Any],
+    memory: MemoryRecord,
     vector: np.ndarray | None,
     *,
     space: conflicts.VectorSpace | None,
@@ -83,7 +84,7 @@ def check_created(
     }
 
 
-def _recent(conn: Connection, brain_id: str, memory: dict[str, Any]) -> list[str]:
+def _recent(conn: Connection, brain_id: str, memory: MemoryRecord) -> list[str]:
     same_user = "user_id = :user" if memory["user_id"] is not None else "user_id IS NULL"
     rows = conn.execute(
         sql(
@@ -96,7 +97,7 @@ def _recent(conn: Connection, brain_id: str, memory: dict[str, Any]) -> list[str
     return [row[0] for row in rows]
 
 
-def _by_words(conn: Connection, brain_id: str, memory: dict[str, Any]) -> list[str]:
+def _by_words(conn: Connection, brain_id: str, memory: MemoryRecord) -> list[str]:
     params: dict[str, Any] = {"brain": brain_id, "id": memory["id"]}
     where = ["m.brain_id = :brain", "m.state = 'active'", "m.id <> :id"]
     if memory["user_id"] is not None:
@@ -119,7 +120,7 @@ def _by_words(conn: Connection, brain_id: str, memory: dict[str, Any]) -> list[s
 def _nearest(
     conn: Connection,
     brain_id: str,
-    memory: dict[str, Any],
+    memory: MemoryRecord,
     vector: np.ndarray,
     space: conflicts.VectorSpace,
 ) -> list[str] | None:

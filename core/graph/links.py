@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Row
 
 from core.events import changelog
-from core.graph.models import LinkIn
+from core.graph.models import (
+    LinkDeletedRecord,
+    LinkIn,
+    LinkPageRecord,
+    LinkRecord,
+    LinkViewRecord,
+    MemoryRefRecord,
+    SavedLinkRecord,
+)
 from core.kernel import cursor as cursors
 from core.kernel.db.engine import sql
 from core.kernel.db.id_lists import id_table
@@ -37,16 +45,16 @@ def member_of(conn: Connection, column: str, name: str) -> tuple[str, Callable[[
     return f"{column} IN (SELECT value FROM json_each(:{name}))", json.dumps
 
 
-def link_dict(row: Row[Any] | dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def link_dict(row: Row[Any] | dict[str, Any], prefix: str = "") -> LinkRecord:
     """A link row (its columns optionally prefixed, as in a join) as the API shows it."""
     mapping: Any = row if isinstance(row, dict) else row._mapping
     out = {name: mapping[prefix + name] for name in LINK_NAMES}
     out["weight"] = float(out["weight"])
     out["created_at"] = iso(out["created_at"])
-    return out
+    return cast(LinkRecord, out)
 
 
-def memory_ref(row: Any) -> dict[str, Any]:
+def memory_ref(row: Any) -> MemoryRefRecord:
     return {
         "id": row.id,
         "type": row.type,
@@ -135,7 +143,7 @@ def record_created(
         )
 
 
-def create(conn: Connection, scope: Scope, data: LinkIn) -> dict[str, Any]:
+def create(conn: Connection, scope: Scope, data: LinkIn) -> SavedLinkRecord:
     scope.require_write()
     if data.from_id == data.to_id:
         raise InvalidInput(
@@ -207,13 +215,13 @@ def _fetch(conn: Connection, scope: Scope, link_id: str) -> Row[Any]:
     return row
 
 
-def get(conn: Connection, scope: Scope, link_id: str) -> dict[str, Any]:
+def get(conn: Connection, scope: Scope, link_id: str) -> LinkRecord:
     return link_dict(_fetch(conn, scope, link_id))
 
 
 def delete(
     conn: Connection, scope: Scope, link_id: str, *, actor_id: str | None = None
-) -> dict[str, Any]:
+) -> LinkDeletedRecord:
     scope.require_write()
     row = _fetch(conn, scope, link_id)
     conn.execute(
@@ -297,7 +305,7 @@ def list_for(
     relations: Sequence[str] = (),
     limit: int = 50,
     cursor: str | None = None,
-) -> dict[str, Any]:
+) -> LinkPageRecord:
     """A memory's links, newest first, with the memory at the other end of each."""
     visible_memory(conn, scope, memory_id)
     params: dict[str, Any] = {"brain": scope.brain_id, "id": memory_id, "limit": limit + 1}
@@ -326,7 +334,7 @@ def list_for(
         params,
     ).all()
     rows, next_cursor = cursors.page(rows, limit)
-    results = [
+    results: list[LinkViewRecord] = [
         {
             **link_dict(row),
             "direction": row.direction,

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from pydantic import Field, field_validator
 
-from core.memory.models import Actor, Memory, MemoryType, Name, Out, Score, Strict
+from core.memory.models import (
+    Actor,
+    Memory,
+    MemoryRecord,
+    MemoryType,
+    Name,
+    Out,
+    Score,
+    Strict,
+)
 
 Relation = Literal["related", "supports", "contradicts", "supersedes", "causes", "example_of"]
 RELATIONS: tuple[str, ...] = Relation.__args__  # type: ignore[attr-defined]
@@ -209,3 +218,98 @@ class GraphStats(Out):
     relations: dict[str, int]
     hubs: list[Hub]
     sampled: bool = Field(description="True when only the first links read were counted.")
+
+
+# -- Typed records ------------------------------------------------------------------------------
+# What core/graph returns: the JSON a route sends, field for field (`Link`, `LinkView`, ...).
+
+
+class LinkRecord(TypedDict):
+    id: str
+    from_id: str
+    to_id: str
+    relation: Relation
+    label: str | None
+    weight: float
+    origin: Origin
+    created_by: str | None
+    created_at: str
+
+
+class SavedLinkRecord(LinkRecord):
+    deduplicated: bool
+
+
+class MemoryRefRecord(TypedDict):
+    id: str
+    type: MemoryType
+    title: str | None
+    key: str | None
+    preview: str
+    state: str
+    user_id: str | None
+
+
+class LinkViewRecord(LinkRecord):
+    direction: Direction
+    memory: MemoryRefRecord
+
+
+class LinkPageRecord(TypedDict):
+    results: list[LinkViewRecord]
+    next_cursor: str | None
+
+
+class LinkDeletedRecord(TypedDict):
+    id: str
+    deleted: bool
+
+
+class NeighborRecord(TypedDict):
+    memory: MemoryRecord
+    link: LinkRecord
+    direction: Direction
+
+
+class NeighborPageRecord(TypedDict):
+    results: list[NeighborRecord]
+
+
+class GraphNodeRecord(MemoryRecord):
+    depth: int
+
+
+class SubgraphRecord(TypedDict):
+    seeds: list[str]
+    nodes: list[GraphNodeRecord]
+    edges: list[LinkRecord]
+    radius: int
+    limit: int
+    truncated: bool
+
+
+class PathEdgeRecord(LinkRecord):
+    direction: Literal["forward", "backward"]
+
+
+class PathRecord(TypedDict):
+    hops: int
+    nodes: list[GraphNodeRecord]
+    edges: list[PathEdgeRecord]
+
+
+class HubRecord(TypedDict):
+    id: str
+    degree: int
+    memory: MemoryRefRecord
+
+
+class GraphStatsRecord(TypedDict):
+    nodes: int
+    edges: int
+    components: int
+    isolated: int
+    largest_component: int
+    relations: dict[str, int]
+    hubs: list[HubRecord]
+    sampled: bool

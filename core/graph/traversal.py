@@ -13,17 +13,28 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from sqlalchemy import Connection
 
 from core.graph.links import LINK_NAMES, link_dict, member_of, memory_ref, visible_memory
-from core.graph.models import PathQuery, SubgraphQuery
+from core.graph.models import (
+    GraphStatsRecord,
+    LinkRecord,
+    MemoryRefRecord,
+    NeighborPageRecord,
+    PathEdgeRecord,
+    PathQuery,
+    PathRecord,
+    SubgraphQuery,
+    SubgraphRecord,
+)
 from core.kernel.config import RankingSettings
 from core.kernel.db.engine import sql
 from core.kernel.errors import Conflict, InvalidInput, NotFound
 from core.kernel.scope import Scope
+from core.memory.models import MemoryRecord
 from core.memory.policy import policy_for
 from core.memory.store import COLUMNS, to_dict
 from core.retrieval.models import SearchIn
@@ -129,7 +140,7 @@ def _frontier_links(
     return list(conn.execute(sql(statement), params).all())
 
 
-def _memories(conn: Connection, walk: Walk, ids: list[str]) -> dict[str, dict[str, Any]]:
+def _memories(conn: Connection, walk: Walk, ids: list[str]) -> dict[str, MemoryRecord]:
     if not ids:
         return {}
     params: dict[str, Any] = {}
@@ -154,7 +165,7 @@ def neighbors(
     relations: Sequence[str] = (),
     limit: int = 20,
     include_archived: bool = False,
-) -> dict[str, Any]:
+) -> NeighborPageRecord:
     """The memories one link away, strongest link first."""
     centre = visible_memory(conn, scope, memory_id)
     walk = Walk.of(scope, include_archived=include_archived, relations=relations)
@@ -196,7 +207,7 @@ def subgraph(
     query: SubgraphQuery,
     vector: QueryVector | None = None,
     ranking: RankingSettings | None = None,
-) -> dict[str, Any]:
+) -> SubgraphRecord:
     """The memories within `radius` links of the seeds (the centre memory, or the best search
     hits for `query`, found with `vector` and `ranking`), nearest first, at most `limit` of
     them, and the links between them."""
@@ -260,7 +271,7 @@ def subgraph(
     }
 
 
-def _links_among(conn: Connection, walk: Walk, ids: list[str]) -> list[dict[str, Any]]:
+def _links_among(conn: Connection, walk: Walk, ids: list[str]) -> list[LinkRecord]:
     """The links whose two ends are among `ids` (read from the outgoing side, kept in Python:
     a walk's nodes are few, and the reverse IN list would multiply the index probes)."""
     if not ids:
@@ -280,7 +291,7 @@ def _links_among(conn: Connection, walk: Walk, ids: list[str]) -> list[dict[str,
     return [link_dict(row) for row in rows if row.to_id in members]
 
 
-def path(conn: Connection, scope: Scope, query: PathQuery) -> dict[str, Any]:
+def path(conn: Connection, scope: Scope, query: PathQuery) -> PathRecord:
     """A shortest path between two memories, links walked both ways, at most `max_hops` long
     (capped by the brain's path_max_hops). Bidirectional breadth-first: each step expands the
     smaller frontier by one level with one query, so a path of h hops between memories of
@@ -342,7 +353,7 @@ def _path_result(
     walk: Walk,
     parents: tuple[dict[str, Any], dict[str, Any]],
     meet: str,
-) -> dict[str, Any]:
+) -> PathRecord:
     ids = [meet]
     steps: list[tuple[str, str, str]] = []  # link triples in path order
     node = meet
@@ -379,9 +390,11 @@ def _path_result(
             "ask again",
             code="graph_changed",
         )
-    edges = []
+    edges: list[PathEdgeRecord] = []
     for position, triple in enumerate(steps):
-        direction = "forward" if triple[0] == ids[position] else "backward"
+        direction: Literal["forward", "backward"] = (
+            "forward" if triple[0] == ids[position] else "backward"
+        )
         edges.append({**links[triple], "direction": direction})
     return {
         "hops": len(steps),
@@ -397,7 +410,7 @@ def stats(
     user_id: str | None = None,
     max_links: int = 100_000,
     top: int = 10,
-) -> dict[str, Any]:
+) -> GraphStatsRecord:
     """Nodes, edges, connected components and the best-connected memories (hubs) of the
     active graph in scope. At most `max_links` links and 4x as many memories are read; past
     either the figures describe what was read and `sampled` says so."""
@@ -443,7 +456,7 @@ def stats(
     labels = _components(len(ids), src, dst)
     sizes = np.bincount(labels) if len(ids) else np.zeros(0, np.int64)
     hubs = [int(i) for i in np.argsort(-degree, kind="stable")[:top] if degree[i] > 0]
-    refs: dict[str, dict[str, Any]] = {}
+    refs: dict[str, MemoryRefRecord] = {}
     if hubs:
         params = {"brain": scope.brain_id}
         inside, bind = member_of(conn, "m.id", "ids")

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from core.identity import memberships, passwords, sessions
+from core.identity.models import BrainRecord
 from core.kernel.config import AuthSettings
 from core.kernel.db.engine import transaction
 from core.kernel.errors import Conflict, InvalidInput, NotFound
@@ -136,7 +137,7 @@ def authenticate(engine: Engine, email: str, password: str, iterations: int) -> 
 class SignedIn:
     account: Account
     issued: sessions.Issued
-    brain: dict[str, Any] | None
+    brain: BrainRecord | None
     created: bool  # a new account (signup) rather than an existing one (login)
 
 

@@ -12,16 +12,22 @@ from __future__ import annotations
 import re
 import secrets
 import unicodedata
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, text
 
 from core.identity.brains import check_slug
+from core.identity.models import (
+    MAX_NAME,
+    BrainDeletedRecord,
+    BrainRecord,
+    MemberRecord,
+    MemberRemovedRecord,
+)
 from core.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.kernel.ids import iso, new_id, now_ms
 
 ROLES = ("owner", "member")
-MAX_NAME = 200
 
 
 def check_role(role: str) -> str:
@@ -72,8 +78,8 @@ def _lock_brain(conn: Connection, brain_id: str) -> None:
     conn.execute(text("UPDATE brains SET updated_at = updated_at WHERE id = :id"), {"id": brain_id})
 
 
-def _brain_out(row: Any) -> dict[str, Any]:
-    return {
+def _brain_out(row: Any) -> BrainRecord:
+    out = {
         "id": row.id,
         "slug": row.slug,
         "name": row.name,
@@ -81,6 +87,7 @@ def _brain_out(row: Any) -> dict[str, Any]:
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
     }
+    return cast(BrainRecord, out)
 
 
 _BRAIN_SELECT = (
@@ -89,14 +96,14 @@ _BRAIN_SELECT = (
 )
 
 
-def list_brains(conn: Connection, account_id: str) -> list[dict[str, Any]]:
+def list_brains(conn: Connection, account_id: str) -> list[BrainRecord]:
     rows = conn.execute(
         text(_BRAIN_SELECT + "ORDER BY b.created_at, b.id"), {"account": account_id}
     ).all()
     return [_brain_out(r) for r in rows]
 
 
-def get_brain(conn: Connection, account_id: str, brain_id: str) -> dict[str, Any]:
+def get_brain(conn: Connection, account_id: str, brain_id: str) -> BrainRecord:
     row = conn.execute(
         text(_BRAIN_SELECT + "WHERE b.id = :id"), {"account": account_id, "id": brain_id}
     ).first()
@@ -107,7 +114,7 @@ def get_brain(conn: Connection, account_id: str, brain_id: str) -> dict[str, Any
 
 def create_brain(
     conn: Connection, account_id: str, name: str, slug: str | None = None
-) -> dict[str, Any]:
+) -> BrainRecord:
     """A new brain owned by the account. Without a slug one is made from the name plus a random
     suffix, so two people naming a brain "Work" do not collide."""
     name = _check_name(name)
@@ -136,7 +143,7 @@ def create_brain(
     return get_brain(conn, account_id, brain_id)
 
 
-def rename(conn: Connection, account_id: str, brain_id: str, name: str) -> dict[str, Any]:
+def rename(conn: Connection, account_id: str, brain_id: str, name: str) -> BrainRecord:
     require_owner(conn, brain_id, account_id)
     conn.execute(
         text("UPDATE brains SET name = :name, updated_at = :now WHERE id = :id"),
@@ -145,7 +152,7 @@ def rename(conn: Connection, account_id: str, brain_id: str, name: str) -> dict[
     return get_brain(conn, account_id, brain_id)
 
 
-def delete(conn: Connection, account_id: str, brain_id: str, confirm: str) -> dict[str, Any]:
+def delete(conn: Connection, account_id: str, brain_id: str, confirm: str) -> BrainDeletedRecord:
     """Delete the brain and everything in it. `confirm` must repeat the brain's slug: deleting
     a tenant is not something a stray request should be able to do."""
     brain = get_brain(conn, account_id, brain_id)
@@ -181,7 +188,7 @@ def delete(conn: Connection, account_id: str, brain_id: str, confirm: str) -> di
     return {"id": brain_id, "deleted": True}
 
 
-def members(conn: Connection, account_id: str, brain_id: str) -> list[dict[str, Any]]:
+def members(conn: Connection, account_id: str, brain_id: str) -> list[MemberRecord]:
     require_member(conn, brain_id, account_id)
     rows = conn.execute(
         text(
@@ -194,17 +201,18 @@ def members(conn: Connection, account_id: str, brain_id: str) -> list[dict[str, 
     return [_member_out(r) for r in rows]
 
 
-def _member_out(row: Any) -> dict[str, Any]:
-    return {
+def _member_out(row: Any) -> MemberRecord:
+    out = {
         "account_id": row.id,
         "email": row.email,
         "display_name": row.display_name,
         "role": row.role,
         "added_at": iso(row.created_at),
     }
+    return cast(MemberRecord, out)
 
 
-def _member(conn: Connection, brain_id: str, member_id: str) -> dict[str, Any]:
+def _member(conn: Connection, brain_id: str, member_id: str) -> MemberRecord:
     row = conn.execute(
         text(
             "SELECT a.id, a.email, a.display_name, m.role, m.created_at FROM brain_members m "
@@ -219,7 +227,7 @@ def _member(conn: Connection, brain_id: str, member_id: str) -> dict[str, Any]:
 
 def add_member(
     conn: Connection, account_id: str, brain_id: str, email: str, role: str
-) -> dict[str, Any]:
+) -> MemberRecord:
     """Add an existing account by its email. Only owners may, so only they learn whether an
     email has an account here."""
     require_owner(conn, brain_id, account_id)
@@ -241,7 +249,7 @@ def add_member(
     return _member(conn, brain_id, str(found))
 
 
-def bind(conn: Connection, brain_id: str, email: str, role: str) -> dict[str, Any]:
+def bind(conn: Connection, brain_id: str, email: str, role: str) -> MemberRecord:
     """The operator's way in (the CLI, no owner needed): make an existing account a member of
     the brain with `role`, or change its role if it is one. How a brain made by MNEMO_API_KEY
     or `mnemo keys create`, which has no members, becomes visible in the console."""
@@ -273,7 +281,7 @@ def _owners(conn: Connection, brain_id: str) -> int:
 
 def set_role(
     conn: Connection, account_id: str, brain_id: str, member_id: str, role: str
-) -> dict[str, Any]:
+) -> MemberRecord:
     check_role(role)
     _lock_brain(conn, brain_id)  # before the checks, so they hold until commit
     require_owner(conn, brain_id, account_id)
@@ -292,7 +300,7 @@ def set_role(
 
 def remove_member(
     conn: Connection, account_id: str, brain_id: str, member_id: str
-) -> dict[str, Any]:
+) -> MemberRemovedRecord:
     """Owners remove anyone; a member may remove only themself (leave). The last owner cannot
     leave. Tokens on the brain stop working at once: token checks read the membership."""
     _lock_brain(conn, brain_id)  # before the checks, so they hold until commit

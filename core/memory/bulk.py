@@ -4,8 +4,6 @@ and one bad id leaves every memory as it was."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import Connection
 
 from core.kernel.config import Limits
@@ -13,7 +11,7 @@ from core.kernel.errors import TooLarge
 from core.kernel.scope import Scope
 from core.memory import store as memories
 from core.memory.indexing import Indexer
-from core.memory.models import MemoryPatch
+from core.memory.models import MemoryPatch, MemoryRecord
 
 
 def _bounded(count: int, limits: Limits) -> None:
@@ -31,7 +29,7 @@ def update_many(
     patches: list[tuple[str, MemoryPatch]],
     limits: Limits,
     index: Indexer,
-) -> list[dict[str, Any]]:
+) -> list[MemoryRecord]:
     _bounded(len(patches), limits)
     return [memories.update(conn, scope, mid, patch, limits, index) for mid, patch in patches]
 
@@ -44,7 +42,7 @@ def delete_many(
     index: Indexer,
     *,
     actor_id: str | None = None,
-) -> list[dict[str, Any]]:
+) -> list[MemoryRecord]:
     _bounded(len(memory_ids), limits)
     return [
         memories.set_state(conn, scope, mid, "deleted", index, actor_id=actor_id)

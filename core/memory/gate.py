@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
@@ -401,7 +401,7 @@ def look_ahead(engine: Engine, scope: Scope, items: Sequence[MemoryIn], index: I
 
 
 def foresight_for(
-    foresight: dict[tuple[str, ...], Any], brain_id: str, memory: dict[str, Any]
+    foresight: dict[tuple[str, ...], Any], brain_id: str, memory: Mapping[str, Any]
 ) -> Foresight | None:
     """What was read ahead for the write that made `memory`, if anything: the contradiction
     check (core/curation/on_write.py) compares the candidates the gate's search found."""

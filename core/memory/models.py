@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired, Required, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
 
 from core.kernel.errors import InvalidInput
+from core.kernel.ids import now_ms, parse_time
 
 MemoryType = Literal["note", "fact", "journal"]
 MemoryState = Literal["active", "archived", "deleted"]
@@ -278,6 +288,10 @@ class MemoryPage(Out):
     total: int | None = None
 
 
+class UserMemoryPage(MemoryPage):
+    user_id: str
+
+
 class HistoryEntry(Out):
     id: str
     memory_id: str
@@ -320,3 +334,342 @@ class BatchResult(Out):
 class Deleted(Out):
     id: str
     purged: bool
+
+
+# -- Conversations in, and the jobs that ingest them ---------------------------------------------
+
+MAX_MESSAGES = 200
+
+
+class Message(Strict):
+    # Chat APIs put more on a message (tool_calls, tool_call_id, ...): a conversation copied
+    # from one is taken as it is, and only what a memory needs is read.
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, defer_build=True)
+
+    role: Name = Field(description="Who spoke: user, assistant, system, tool...")
+    content: str = Field(
+        description=(
+            "What was said (empty turns are skipped); a list of content parts gives its text "
+            "parts, joined."
+        )
+    )
+    name: Name | None = Field(None, description="The speaker's name, kept in the metadata.")
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text(cls, content: Any) -> Any:
+        if content is None:  # an assistant turn that only called tools
+            return ""
+        if isinstance(content, list):  # OpenAI-style parts: keep the text ones
+            return "\n".join(
+                str(part.get("text", ""))
+                for part in content
+                if isinstance(part, dict) and part.get("type", "text") == "text"
+            )
+        return content
+
+    @field_validator("role")
+    @classmethod
+    def _lower(cls, role: str) -> str:
+        return role.lower()
+
+
+class Conversation(Strict):
+    """What a caller sends to have memories made from a conversation."""
+
+    messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
+    roles: list[Name] = Field(
+        default_factory=lambda: ["user"],
+        min_length=1,
+        description="Which turns become memories when no LLM extracts facts (default: user).",
+    )
+    infer: bool = Field(
+        True,
+        description=(
+            "Let the configured LLM draw facts from the conversation and reconcile them with "
+            "the user's memories (ADD/UPDATE/DELETE/NONE). Without an LLM, or when false, "
+            "each selected turn is stored as it is."
+        ),
+    )
+    memory_type: Literal["procedural_memory"] | None = Field(
+        None, description="procedural_memory: keep the whole exchange as one procedure."
+    )
+    timestamp: datetime | EpochSeconds | None = Field(
+        None, description="When the conversation took place (ISO 8601 or epoch seconds)."
+    )
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    user_id: Name | None = None
+    agent_id: Name | None = None
+    run_id: Name | None = None
+    actor_id: Name | None = None
+    source: Name | None = None
+    custom_instructions: str | None = Field(
+        None, max_length=4000, description="Extra guidance for the LLM's fact extraction."
+    )
+    async_mode: bool = Field(
+        False, description="With an LLM: answer at once with a job to poll (GET /v1/jobs/{id})."
+    )
+
+    @field_validator("roles")
+    @classmethod
+    def _lower_roles(cls, roles: list[str]) -> list[str]:
+        return [r.lower() for r in roles]
+
+    def occurred_ms(self) -> int:
+        return now_ms() if self.timestamp is None else parse_time(self.timestamp)
+
+
+class Outcome(Out):
+    event: Literal["ADD", "UPDATE", "DELETE", "NONE"] = Field(
+        description="What happened to the memory: made, changed, deleted, or already known."
+    )
+    memory: Memory
+    previous_content: str | None = Field(None, description="The text before an UPDATE/DELETE.")
+
+
+class Ingested(Out):
+    results: list[Outcome]
+
+
+class Job(Out):
+    id: str
+    user_id: str | None
+    status: Literal["pending", "running", "succeeded", "failed"]
+    results: list[Outcome] | None
+    error: dict[str, Any] | None
+    created_at: str
+    updated_at: str
+
+
+class JobAccepted(Out):
+    job: Job
+
+
+# -- Quarantine review -------------------------------------------------------------------------
+
+QuarantineStatus = Literal["pending", "approved", "rejected"]
+
+
+class QuarantineQuery(Page):
+    status: Literal["pending", "approved", "rejected", "all"] = "pending"
+    user_id: Name | None = None
+
+
+class DecisionIn(Actor):
+    note: str | None = Field(None, max_length=1000, description="Why, for the changelog.")
+
+
+class QuarantineItem(Out):
+    id: str
+    user_id: str | None
+    content: str
+    reason: str = Field(description="instruction, system_role, empty or boilerplate")
+    explanation: str
+    status: QuarantineStatus
+    memory_id: str | None = Field(description="The memory an approval saved.")
+    request: dict[str, Any] = Field(description="The write as it was asked for.")
+    created_by: str | None
+    decided_by: str | None
+    created_at: str
+    decided_at: str | None
+
+
+class QuarantinePage(Out):
+    results: list[QuarantineItem]
+    next_cursor: str | None
+
+
+class Approved(Out):
+    item: QuarantineItem
+    memory: dict[str, Any]
+
+
+# -- Brain policy and source trust ----------------------------------------------------------
+
+# A JSON number that is not a bool or a string (a policy or trust value of the wrong type is a 422).
+Number = StrictFloat | StrictInt
+
+
+class PolicyIn(Strict):
+    """The whole policy: a field left out takes its default. Out-of-range numbers are clamped
+    to the nearest bound (the response lists them under `clamped`); a wrong type is a 422."""
+
+    decay_days: StrictInt | None = Field(None, description="1..3650")
+    decay_rate: Number | None = Field(None, description="0..0.9, fraction lost per period")
+    importance_floor: Number | None = Field(None, description="0..1")
+    reinforce_step: Number | None = Field(None, description="0.01..0.5")
+    retention_days: StrictInt | None = Field(None, description="1..36500; null keeps forever")
+    inferred_links_max: StrictInt | None = Field(None, description="0..50")
+    inferred_links_threshold: Number | None = Field(None, description="0..1")
+    snapshot_retention: StrictInt | None = Field(None, description="1..1000")
+    path_max_hops: StrictInt | None = Field(None, description="1..12")
+    subgraph_max_nodes: StrictInt | None = Field(None, description="1..2000")
+    consolidate_threshold: Number | None = Field(None, description="0.5..1")
+    write_gate: StrictInt | None = Field(None, description="1 screens every write; 0 off")
+    gate_dedup_threshold: Number | None = Field(None, description="0.5..1, near-duplicate cosine")
+    gate_text_threshold: Number | None = Field(None, description="0..1, shared terms (Jaccard)")
+    echo_window_seconds: StrictInt | None = Field(None, description="0..86400; 0 off")
+
+
+class PolicyOut(Out):
+    policy: dict[str, Any] = Field(description="The effective values")
+    overrides: dict[str, Any] = Field(description="The values this brain set")
+    clamped: dict[str, Any] = Field(default_factory=dict, description="field -> value asked for")
+    bounds: dict[str, Any]
+
+
+class TrustIn(Strict):
+    trust: Number = Field(description="0 (ignore) to 1 (fully trusted); 0.5 is neutral")
+    notes: str | None = Field(None, max_length=1000)
+
+
+class TrustOut(Out):
+    source: str
+    trust: float
+    notes: str | None
+    created_at: str | None
+    updated_at: str | None
+
+
+class TrustDeleted(Out):
+    source: str
+    deleted: bool
+
+
+class TrustPage(Out):
+    results: list[TrustOut]
+    next_cursor: str | None
+
+
+class TrustListQuery(Strict):
+    limit: int = Field(100, ge=1, le=500)
+    cursor: str | None = None
+
+
+# -- POST /v1/memories: a memory, or a conversation to make memories from --------------------
+
+
+class MemoryOrConversation(RootModel[MemoryIn | Conversation]):
+    """A memory, or a conversation (`messages`) to make memories from."""
+
+
+class MemoryOrIngested(RootModel[Memory | Ingested]):
+    """The memory; for a conversation, what happened to each memory it touched (with
+    async_mode and an LLM: 202 and the job to poll at GET /v1/jobs/{id})."""
+
+
+class HeldOrJob(RootModel[SavedMemory | JobAccepted]):
+    """202: the write the gate held in quarantine (`state` quarantined, `id` its id under
+    /v1/quarantine), or for a conversation in async_mode the job to poll."""
+
+
+# -- Typed records ------------------------------------------------------------------------------
+# What core/memory returns: the JSON a route sends, field for field. The pydantic `Out` models
+# above document the same replies in /openapi.json; tests/unit/test_records.py holds the two
+# to the same fields, and tests/contract.py checks every reply in the suite against the document.
+
+
+class MemoryRecord(TypedDict):
+    """A memory as every reply carries it (`Memory`)."""
+
+    id: str
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    type: MemoryType
+    title: str | None
+    key: str | None
+    content: str
+    tags: list[str]
+    source: str | None
+    confidence: float
+    importance: float
+    metadata: dict[str, Any]
+    state: MemoryState
+    superseded_by: str | None
+    occurred_at: str | None
+    valid_from: str | None
+    valid_to: str | None
+    created_at: str
+    updated_at: str
+    archived_at: str | None
+    deleted_at: str | None
+    access_count: int
+    last_accessed_at: str | None
+
+
+class SavedMemoryRecord(MemoryRecord, total=False):
+    """A save's reply for a memory that is in the store: new (201) or already there (200)."""
+
+    deduplicated: Required[bool]
+    conflicts: list[dict[str, Any]]
+    gate: dict[str, Any]
+
+
+class HeldWriteRecord(TypedDict):
+    """A save's reply when the write gate held the write in quarantine (202)."""
+
+    id: str
+    state: Literal["quarantined"]
+    user_id: str | None
+    content: str
+    deduplicated: bool
+    gate: dict[str, Any]
+
+
+SaveRecord = SavedMemoryRecord | HeldWriteRecord
+
+
+class MemoryPageRecord(TypedDict):
+    results: list[MemoryRecord]
+    next_cursor: str | None
+    total: NotRequired[int | None]
+
+
+class DeletedRecord(TypedDict):
+    id: str
+    purged: bool
+
+
+class QuarantineItemRecord(TypedDict):
+    id: str
+    user_id: str | None
+    content: str
+    reason: str
+    explanation: str
+    status: QuarantineStatus
+    memory_id: str | None
+    request: dict[str, Any]
+    created_by: str | None
+    decided_by: str | None
+    created_at: str
+    decided_at: str | None
+
+
+class QuarantinePageRecord(TypedDict):
+    results: list[QuarantineItemRecord]
+    next_cursor: str | None
+
+
+class ApprovedRecord(TypedDict):
+    item: QuarantineItemRecord
+    memory: SaveRecord
+
+
+class TrustRecord(TypedDict):
+    source: str
+    trust: float
+    notes: str | None
+    created_at: str | None
+    updated_at: str | None
+
+
+class TrustPageRecord(TypedDict):
+    results: list[TrustRecord]
+    next_cursor: str | None
+
+
+class TrustDeletedRecord(TypedDict):
+    source: str
+    deleted: bool

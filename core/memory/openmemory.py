@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -33,7 +34,7 @@ from core.kernel.ids import parse_time
 from core.kernel.scope import Scope
 from core.memory import store as memories
 from core.memory.indexing import Indexer
-from core.memory.models import MemoryPatch
+from core.memory.models import MemoryPatch, MemoryRecord, SaveRecord
 from core.memory.store import COLUMNS
 
 SECTORS = ("episodic", "semantic", "procedural", "emotional", "reflective")
@@ -62,14 +63,17 @@ def epoch_ms(value: Any) -> int | None:
     return value if isinstance(value, int) else parse_time(value)
 
 
-def added(memory: dict[str, Any]) -> dict[str, Any]:
+def added(memory: SaveRecord) -> dict[str, Any]:
     """POST /memory/add's answer, OpenMemory's fields only. A write the write gate held for
     review has no type or tags yet: its id is the quarantine id (GET /v1/quarantine/{id})."""
-    sector = sector_of(memory.get("type", "note"), memory.get("tags", []))
+    if memory["state"] == "quarantined":
+        sector = sector_of("note", [])
+    else:
+        sector = sector_of(memory["type"], memory["tags"])
     return {"id": memory["id"], "primary_sector": sector, "sectors": [sector], "chunks": 1}
 
 
-def match(hit: dict[str, Any]) -> dict[str, Any]:
+def match(hit: Mapping[str, Any]) -> dict[str, Any]:
     """One of POST /memory/query's matches, from a Mnemo search hit."""
     memory = hit["memory"]
     sector = sector_of(memory["type"], memory["tags"])
@@ -228,7 +232,7 @@ def sectors(rate: float) -> dict[str, dict[str, Any]]:
 
 def reinforce(
     conn: Connection, scope: Scope, memory_id: str, boost: float, limits: Limits, index: Indexer
-) -> dict[str, Any]:
+) -> MemoryRecord:
     """OpenMemory's reinforce: the memory's salience (Mnemo's importance) raised by `boost`,
     capped at 1, as an UPDATE with its history row."""
     current = memories.get(conn, scope, memory_id)

@@ -5,9 +5,8 @@ caller sees and decides only its own user's items, and another tenant's id is a 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, cast
 
-from pydantic import Field
 from sqlalchemy import Connection, Row
 
 from core.events import changelog
@@ -18,9 +17,14 @@ from core.kernel.errors import Conflict, NotFound
 from core.kernel.ids import iso, now_ms
 from core.kernel.scope import Scope
 from core.memory.indexing import Indexer
-from core.memory.models import Actor, MemoryIn, Name, Out, Page
-
-Status = Literal["pending", "approved", "rejected"]
+from core.memory.models import (
+    ApprovedRecord,
+    DecisionIn,
+    MemoryIn,
+    QuarantineItemRecord,
+    QuarantinePageRecord,
+    QuarantineQuery,
+)
 
 _COLUMNS = (
     "id, user_id, content, payload, reason, explanation, status, memory_id, created_by, "
@@ -28,46 +32,12 @@ _COLUMNS = (
 )
 
 
-class QuarantineQuery(Page):
-    status: Literal["pending", "approved", "rejected", "all"] = "pending"
-    user_id: Name | None = None
-
-
-class DecisionIn(Actor):
-    note: str | None = Field(None, max_length=1000, description="Why, for the changelog.")
-
-
-class QuarantineItem(Out):
-    id: str
-    user_id: str | None
-    content: str
-    reason: str = Field(description="instruction, system_role, empty or boilerplate")
-    explanation: str
-    status: Status
-    memory_id: str | None = Field(description="The memory an approval saved.")
-    request: dict[str, Any] = Field(description="The write as it was asked for.")
-    created_by: str | None
-    decided_by: str | None
-    created_at: str
-    decided_at: str | None
-
-
-class QuarantinePage(Out):
-    results: list[QuarantineItem]
-    next_cursor: str | None
-
-
-class Approved(Out):
-    item: QuarantineItem
-    memory: dict[str, Any]
-
-
-def _out(row: Row[Any]) -> dict[str, Any]:
+def _out(row: Row[Any]) -> QuarantineItemRecord:
     out = dict(row._mapping)
     out["request"] = json.loads(out.pop("payload"))
     out["created_at"] = iso(out["created_at"])
     out["decided_at"] = iso(out["decided_at"])
-    return out
+    return cast(QuarantineItemRecord, out)
 
 
 def _visible(scope: Scope, params: dict[str, Any]) -> str:
@@ -93,7 +63,7 @@ def _fetch(conn: Connection, scope: Scope, item_id: str, *, lock: bool = False) 
     return row
 
 
-def list_items(conn: Connection, scope: Scope, query: QuarantineQuery) -> dict[str, Any]:
+def list_items(conn: Connection, scope: Scope, query: QuarantineQuery) -> QuarantinePageRecord:
     """Newest first, with a cursor."""
     params: dict[str, Any] = {}
     where = [_visible(scope, params)]
@@ -117,7 +87,7 @@ def list_items(conn: Connection, scope: Scope, query: QuarantineQuery) -> dict[s
     return {"results": [_out(r) for r in rows], "next_cursor": next_cursor}
 
 
-def get(conn: Connection, scope: Scope, item_id: str) -> dict[str, Any]:
+def get(conn: Connection, scope: Scope, item_id: str) -> QuarantineItemRecord:
     return _out(_fetch(conn, scope, item_id))
 
 
@@ -141,7 +111,7 @@ def approve(
     limits: Limits,
     index: Indexer,
     data: DecisionIn | None = None,
-) -> dict[str, Any]:
+) -> ApprovedRecord:
     """Save the held write as a memory, as it was asked for: the reviewer's decision stands,
     so the gate does not screen it again (an exact copy still returns the existing memory)."""
     from core.memory import store as memories
@@ -158,7 +128,7 @@ def approve(
 
 def reject(
     conn: Connection, scope: Scope, item_id: str, data: DecisionIn | None = None
-) -> dict[str, Any]:
+) -> QuarantineItemRecord:
     scope.require_write()
     data = data or DecisionIn()
     row = _fetch(conn, scope, item_id, lock=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 from sqlalchemy import Connection, Row
@@ -20,7 +20,17 @@ from core.kernel.ids import iso, new_id, now_ms, parse_time
 from core.kernel.scope import Scope
 from core.memory import gate, lifecycle, users, validtime
 from core.memory.indexing import Indexer
-from core.memory.models import MemoryFilters, MemoryIn, MemoryPatch
+from core.memory.models import (
+    DeletedRecord,
+    HeldWriteRecord,
+    MemoryFilters,
+    MemoryIn,
+    MemoryPageRecord,
+    MemoryPatch,
+    MemoryRecord,
+    SavedMemoryRecord,
+    SaveRecord,
+)
 
 COLUMNS = (
     "id, user_id, agent_id, run_id, type, title, key, content, tags, source, confidence, "
@@ -48,11 +58,13 @@ def content_hash(content: str) -> str:
     return hashlib.sha256(content.encode()).hexdigest()
 
 
-def to_dict(row: Row[Any]) -> dict[str, Any]:
-    return _as_reply(dict(row._mapping))
+def to_dict(row: Row[Any]) -> MemoryRecord:
+    """The memory in a row that holds COLUMNS (and perhaps others, which are left out)."""
+    mapping = row._mapping
+    return _as_reply({name: mapping[name] for name in _NAMES})
 
 
-def from_values(values: Sequence[Any]) -> dict[str, Any]:
+def from_values(values: Sequence[Any]) -> MemoryRecord:
     """`to_dict` for a plain tuple of COLUMNS, in their order."""
     return _as_reply(dict(zip(_NAMES, values, strict=True)))
 
@@ -62,7 +74,7 @@ def from_values(values: Sequence[Any]) -> dict[str, Any]:
 SCORE_PLACES = 6
 
 
-def _as_reply(out: dict[str, Any]) -> dict[str, Any]:
+def _as_reply(out: dict[str, Any]) -> MemoryRecord:
     out["importance"] = round(float(out["importance"]), SCORE_PLACES)
     out["confidence"] = round(float(out["confidence"]), SCORE_PLACES)
     out["tags"] = json.loads(out["tags"])
@@ -70,9 +82,7 @@ def _as_reply(out: dict[str, Any]) -> dict[str, Any]:
     for name in _TIMES:
         out[name] = iso(out[name])
     out["last_accessed_at"] = iso(out["last_accessed_at"])
-    out.pop("content_hash", None)
-    out.pop("rowid", None)
-    return out
+    return cast(MemoryRecord, out)
 
 
 def _lock_suffix(conn: Connection) -> str:
@@ -186,7 +196,7 @@ def create(
     index: Indexer,
     *,
     screen: bool = True,
-) -> dict[str, Any]:
+) -> SaveRecord:
     """Save one memory. With `screen` (every caller but a reviewer approving a quarantined
     write) the write gate decides first what the write becomes (core/memory/gate.py); its
     decision is in the reply as `gate`."""
@@ -196,7 +206,7 @@ def create(
     _serialize(conn, scope.brain_id, user, data.key, digest)
     duplicate = _find_duplicate(conn, scope.brain_id, user, data.key, digest)
     if duplicate is not None:
-        copy = {**to_dict(duplicate), "deduplicated": True}
+        copy = cast(SavedMemoryRecord, {**to_dict(duplicate), "deduplicated": True})
         if screen:
             copy["gate"] = gate.explain_copy(conn, scope, duplicate.id, data.role).explain()
         return copy
@@ -320,7 +330,9 @@ def create(
         at=now,
     )
     memory = to_dict(created)
-    reply = {**memory, **index.created(conn, scope, memory), "deduplicated": False}
+    reply = cast(
+        SavedMemoryRecord, {**memory, **index.created(conn, scope, memory), "deduplicated": False}
+    )
     if verdict is not None:
         reply["gate"] = verdict.explain()
     return reply
@@ -328,11 +340,12 @@ def create(
 
 def gate_reply(
     conn: Connection, scope: Scope, data: MemoryIn, user: str | None, verdict: gate.Verdict
-) -> dict[str, Any]:
+) -> SaveRecord:
     """What a write the gate stopped answers: the memory it restated or echoed (as it is
     now), or the quarantined write, with the decision."""
     if verdict.decision == "quarantined":
-        return {
+        assert verdict.quarantine_id is not None
+        held: HeldWriteRecord = {
             "id": verdict.quarantine_id,
             "state": "quarantined",
             "user_id": user,
@@ -340,8 +353,12 @@ def gate_reply(
             "deduplicated": False,
             "gate": verdict.explain(),
         }
+        return held
     assert verdict.memory_id is not None
-    return {**get(conn, scope, verdict.memory_id), "deduplicated": True, "gate": verdict.explain()}
+    return cast(
+        SavedMemoryRecord,
+        {**get(conn, scope, verdict.memory_id), "deduplicated": True, "gate": verdict.explain()},
+    )
 
 
 def _neighbour_versions(
@@ -397,7 +414,7 @@ def create_batch(
     items: list[dict[str, Any]],
     limits: Limits,
     index: Indexer,
-) -> list[dict[str, Any]]:
+) -> list[SaveRecord]:
     """All or nothing: every item is validated before the first is written."""
     scope.require_write()
     if len(items) > limits.batch_items:
@@ -443,7 +460,7 @@ def create_batch(
     return [create(conn, scope, item, limits, index) for item in parsed]
 
 
-def get(conn: Connection, scope: Scope, memory_id: str) -> dict[str, Any]:
+def get(conn: Connection, scope: Scope, memory_id: str) -> MemoryRecord:
     return to_dict(_fetch(conn, scope, memory_id))
 
 
@@ -455,7 +472,7 @@ def get_fact(
     *,
     as_of: Any = None,
     known_at: Any = None,
-) -> dict[str, Any]:
+) -> MemoryRecord:
     """The current fact of a key; with `as_of` the one that was true then, with `known_at` the
     one the store held as current then."""
     if scope.user_id is not None and user_id not in (None, scope.user_id):
@@ -538,7 +555,7 @@ def list_memories(
     limit: int,
     cursor: str | None = None,
     include_total: bool = False,
-) -> dict[str, Any]:
+) -> MemoryPageRecord:
     """Newest first, with an opaque cursor to the next page."""
     params: dict[str, Any] = {}
     if len(filters.tag) == 1:
@@ -572,7 +589,7 @@ def list_memories(
     results = [to_dict(r) for r in rows]
     if filters.known_at is not None:
         results = validtime.rebuild(conn, scope, results, parse_time(filters.known_at))
-    page: dict[str, Any] = {"results": results, "next_cursor": next_cursor}
+    page: MemoryPageRecord = {"results": results, "next_cursor": next_cursor}
     if include_total:
         page["total"] = total
     return page
@@ -585,7 +602,7 @@ def update(
     patch: MemoryPatch,
     limits: Limits,
     index: Indexer,
-) -> dict[str, Any]:
+) -> MemoryRecord:
     scope.require_write()
     changes = patch.changes()
     if not changes:
@@ -711,7 +728,7 @@ def set_state(
     *,
     actor_id: str | None = None,
     role: str | None = None,
-) -> dict[str, Any]:
+) -> MemoryRecord:
     """Archive, soft-delete or restore. Asking for the state a memory is already in is a no-op."""
     scope.require_write()
     row = _fetch(conn, scope, memory_id, lock=True)
@@ -749,7 +766,7 @@ def purge(
     *,
     confirm: bool,
     actor_id: str | None = None,
-) -> dict[str, Any]:
+) -> DeletedRecord:
     """Hard delete: the memory, its tags, links and history go, and earlier changelog entries
     lose its content; the feed keeps one entry that a purge happened."""
     scope.require_write()

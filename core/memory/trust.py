@@ -26,6 +26,7 @@ from core.kernel.db.engine import sql
 from core.kernel.errors import Forbidden, InvalidInput, NotFound
 from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
+from core.memory.models import TrustDeletedRecord, TrustPageRecord, TrustRecord
 
 NEUTRAL = 0.5
 MAX_SOURCE_CHARS = 512
@@ -93,7 +94,7 @@ def lookup(conn: Connection, brain_id: str, sources: Iterable[str | None]) -> di
     return out
 
 
-def _to_dict(row: Any) -> dict[str, Any]:
+def _to_dict(row: Any) -> TrustRecord:
     return {
         "source": row.source_key,
         "trust": float(row.trust),
@@ -126,7 +127,7 @@ def _check_trust(value: Any) -> float:
     return float(value)
 
 
-def get(conn: Connection, scope: Scope, source: str) -> dict[str, Any]:
+def get(conn: Connection, scope: Scope, source: str) -> TrustRecord:
     key = normalise(source)
     row = conn.execute(
         sql(
@@ -142,7 +143,7 @@ def get(conn: Connection, scope: Scope, source: str) -> dict[str, Any]:
 
 def list_trust(
     conn: Connection, scope: Scope, *, limit: int, cursor: str | None = None
-) -> dict[str, Any]:
+) -> TrustPageRecord:
     """By source key, with an opaque cursor to the next page."""
     params: dict[str, Any] = {"brain": scope.brain_id, "limit": limit + 1}
     after = ""
@@ -170,7 +171,7 @@ def set_trust(
     trust: float,
     *,
     notes: str | None = None,
-) -> dict[str, Any]:
+) -> TrustRecord:
     """Create or replace the trust of a source."""
     _require_brain_writer(scope)
     key = normalise(source)
@@ -205,7 +206,7 @@ def set_trust(
     return get(conn, scope, key)
 
 
-def delete(conn: Connection, scope: Scope, source: str) -> dict[str, Any]:
+def delete(conn: Connection, scope: Scope, source: str) -> TrustDeletedRecord:
     """Forget a source's trust: its memories count as neutral again."""
     _require_brain_writer(scope)
     key = normalise(source)

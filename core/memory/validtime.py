@@ -25,6 +25,7 @@ from core.kernel.errors import InvalidInput
 from core.kernel.ids import iso
 from core.kernel.scope import Scope
 from core.memory import dates
+from core.memory.models import MemoryRecord
 
 # The moment a memory became valid when nothing else says so, as SQL over a memories row.
 VALID_FROM_SQL = "coalesce({a}valid_from, {a}occurred_at, {a}created_at)"
@@ -74,8 +75,8 @@ def known_at_sql(params: dict[str, Any], known_at: int, alias: str = "") -> list
 
 
 def rebuild(
-    conn: Connection, scope: Scope, memories: list[dict[str, Any]], known_at: int
-) -> list[dict[str, Any]]:
+    conn: Connection, scope: Scope, memories: list[MemoryRecord], known_at: int
+) -> list[MemoryRecord]:
     """The memories as the store held them at `known_at`: content from the latest history row
     at that moment; later changes (and the time they were made) are not shown."""
     if not memories:
@@ -84,9 +85,9 @@ def rebuild(
     out = []
     for memory in memories:
         found = then.get(memory["id"])
-        copy = dict(memory)
+        copy = memory.copy()
         if found is not None and found[0] != memory["content"]:
-            copy["content"], copy["updated_at"] = found[0], iso(found[1])
+            copy["content"], copy["updated_at"] = found[0], iso(found[1]) or copy["updated_at"]
         copy["state"] = "active"
         out.append(copy)
     return out

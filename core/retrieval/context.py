@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection
 
@@ -11,7 +11,14 @@ from core.kernel.config import RankingSettings
 from core.kernel.db.engine import sql
 from core.kernel.scope import Scope
 from core.memory.store import COLUMNS, filter_sql, to_dict
-from core.retrieval.models import ContextIn, SearchFilters, SearchIn
+from core.retrieval.models import (
+    CitationRecord,
+    ContextIn,
+    ContextPackRecord,
+    OmittedRecord,
+    SearchFilters,
+    SearchIn,
+)
 from core.retrieval.search import QueryVector, search
 
 # Links worth following from a hit: what supports, explains or illustrates it.
@@ -74,9 +81,7 @@ def _linked(
     for row in rows:
         via = row.from_id if row.from_id in sources else row.to_id
         weight = max(0.0, min(1.0, float(row.weight)))
-        memory = to_dict(row)
-        for extra in ("from_id", "to_id", "weight"):
-            memory.pop(extra, None)
+        memory = to_dict(row)  # the memory's columns only, not the link's
         found.append(
             {
                 "memory": memory,
@@ -152,7 +157,7 @@ def pack(
     request: ContextIn,
     query_vector: QueryVector | None,
     ranking: RankingSettings,
-) -> dict[str, Any]:
+) -> ContextPackRecord:
     found = search(
         conn,
         scope,
@@ -164,7 +169,8 @@ def pack(
         query_vector,
         ranking,
     )
-    hits: list[dict[str, Any]] = found["results"]
+    # Widened: linked memories join the hits with a `via` of their own.
+    hits = cast(list[dict[str, Any]], found["results"])
     if request.expand_links:
         seen = {h["memory"]["id"] for h in hits}
         hits += [h for h in _linked(conn, scope, request, hits) if h["memory"]["id"] not in seen]
@@ -184,8 +190,8 @@ def pack(
     as_of = _filters(request).as_of is not None
 
     lines: list[str] = []
-    citations: list[dict[str, Any]] = []
-    omitted: list[dict[str, Any]] = []
+    citations: list[CitationRecord] = []
+    omitted: list[OmittedRecord] = []
     contents: set[str] = set()
     used = 0
     for hit in hits:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypedDict
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
-from core.memory.models import Memory, MemoryFilters, Name, Out, Strict
+from core.memory.models import Memory, MemoryFilters, MemoryRecord, Name, Out, Strict
 
 
 class SearchFilters(MemoryFilters):
@@ -100,3 +100,68 @@ class ContextPack(Out):
     tokens: int
     citations: list[Citation]
     omitted: list[Omitted]
+
+
+class ReindexResult(BaseModel):
+    model: str
+    reindexed: int
+    remaining: int = Field(description="Call again while this is above zero.")
+
+
+# -- Typed records ------------------------------------------------------------------------------
+# What core/retrieval returns: the JSON a route sends, field for field (`SearchPage`, ...).
+
+
+class ExplainRecord(TypedDict):
+    lexical: float
+    semantic: float
+    context: float
+    relevance: float
+    importance: float
+    confidence: float
+    trust: float
+    recency: float
+    superseded: bool
+    time: float | None
+    score: float
+
+
+class SearchHitRecord(TypedDict):
+    memory: MemoryRecord
+    score: float
+    explain: NotRequired[ExplainRecord]
+
+
+class SearchPageRecord(TypedDict):
+    results: list[SearchHitRecord]
+    next_cursor: str | None
+    # The ids on the page, for the caller to count as accessed; popped before the reply.
+    touched: NotRequired[list[str]]
+
+
+class FilteredPageRecord(TypedDict):
+    results: list[MemoryRecord]
+    total: int
+
+
+class CitationRecord(TypedDict):
+    n: int
+    id: str
+    score: float
+    tokens: int
+    via: str | None
+    contested: bool
+
+
+class OmittedRecord(TypedDict):
+    id: str
+    reason: Literal["budget", "superseded", "below_min_score", "duplicate"]
+
+
+class ContextPackRecord(TypedDict):
+    text: str
+    tokens: int
+    citations: list[CitationRecord]
+    omitted: list[OmittedRecord]
+    # The cited ids, for the caller to count as accessed; popped before the reply.
+    touched: NotRequired[list[str]]

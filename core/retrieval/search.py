@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import Connection, Engine
@@ -22,7 +22,14 @@ from core.memory import access, trust, validtime
 from core.memory.store import COLUMNS, filter_sql, from_values
 from core.retrieval import lexical, near_words, pgvector, temporal, vectors
 from core.retrieval.filters import MetadataFilter
-from core.retrieval.models import SearchFilters, SearchIn
+from core.retrieval.models import (
+    ExplainRecord,
+    FilteredPageRecord,
+    SearchFilters,
+    SearchHitRecord,
+    SearchIn,
+    SearchPageRecord,
+)
 from core.retrieval.ranking import Candidates, Standardiser, rank, standardiser, thread_context
 
 _MIN_CANDIDATES = 50
@@ -93,7 +100,7 @@ def search(
     request: SearchIn,
     query_vector: QueryVector | None,
     ranking: RankingSettings,
-) -> dict[str, Any]:
+) -> SearchPageRecord:
     filters = _with_shorthands(request)
     offset = 0
     if request.cursor is not None:
@@ -214,15 +221,21 @@ def search(
     # On PostgreSQL each statement sees what is committed when it starts: a memory another
     # request archived or deleted since the candidates were read is no longer in scope.
     page = [k for k in page if ids[k] in full]
-    results = []
+    results: list[SearchHitRecord] = []
     for k in page:
-        hit: dict[str, Any] = {
+        hit: SearchHitRecord = {
             "memory": from_values(full[ids[k]]),
             "score": round(float(scores[k]), 6),
         }
         if request.explain:
-            hit["explain"] = {**ranked.factors(k).__dict__, "time": float(in_time[k])}
-            hit["explain"]["score"] = float(scores[k])
+            hit["explain"] = cast(
+                ExplainRecord,
+                {
+                    **ranked.factors(k).__dict__,
+                    "time": float(in_time[k]),
+                    "score": float(scores[k]),
+                },
+            )
         results.append(hit)
     if filters.known_at is not None:
         rebuilt = validtime.rebuild(
@@ -570,7 +583,7 @@ def record_access(engine: Engine, _settings: Settings, scope: Scope, memory_ids:
 
 def list_filtered(
     conn: Connection, scope: Scope, filters: SearchFilters, *, limit: int, offset: int
-) -> dict[str, Any]:
+) -> FilteredPageRecord:
     """Memories that match every filter search takes (metadata and column expressions
     included), newest first, by page number rather than cursor: mem0's get_all counts its
     pages, so the total comes along."""

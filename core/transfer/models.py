@@ -99,6 +99,13 @@ class RestoreResult(Out):
     snapshot: Snapshot
     mode: str
     cleared: dict[str, int]
+    purged_left_out: int = Field(
+        description="Memories in the snapshot purged since it was taken: left out, a purge "
+        "is for good."
+    )
+    erased_users_left_out: int = Field(
+        description="End users erased since the snapshot was taken: their memories left out."
+    )
     report: ImportResult
 
 

@@ -15,11 +15,9 @@ be sent again.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import Field, field_validator
 from sqlalchemy import Connection
 
 from core.events import changelog
@@ -30,49 +28,12 @@ from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
 from core.memory import store as memories
 from core.memory.indexing import Indexer
-from core.memory.models import MemoryIn, Name, Out, Strict
+from core.memory.models import MemoryIn, SaveRecord
 from core.webhooks import rotation, signing
+from core.webhooks.models import HookSourceIn, RotateIn
 
-_SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 # The list of sources is one page: it stays one because a brain's sources are bounded.
 MAX_SOURCES = 100
-
-
-class HookSourceIn(Strict):
-    name: str = Field(min_length=1, max_length=100, description="A label: a-z, 0-9, '-', '_', '.'")
-    user_id: Name | None = Field(
-        None, description="Every memory this source adds belongs to this end user"
-    )
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, name: str) -> str:
-        name = name.lower()
-        if not _SOURCE_NAME.match(name):
-            raise ValueError("a source name is a-z, 0-9, '-', '_' and '.', starting with a-z/0-9")
-        return name
-
-
-class HookSourceOut(Out):
-    id: str
-    name: str
-    user_id: str | None
-    active: bool
-    path: str = Field(description="Where the source POSTs: /v1/hooks/{id}")
-    secret_hint: str
-    previous_secret_expires_at: str | None = Field(
-        None, description="After a rotation: until when the replaced secret is still accepted"
-    )
-    created_at: str | None
-    last_received_at: str | None
-
-
-class NewHookSourceOut(HookSourceOut):
-    secret: str = Field(description="The HMAC secret: shown once, store it now")
-
-
-class HookSourceList(Out):
-    results: list[HookSourceOut]
 
 
 @dataclass(frozen=True)
@@ -160,9 +121,7 @@ def _live(row: Any) -> tuple[str, ...]:
     return rotation.live_secrets(row.secret, row.previous_secret, row.previous_secret_expires_at)
 
 
-def rotate_secret(
-    conn: Connection, scope: Scope, source_id: str, data: rotation.RotateIn
-) -> dict[str, Any]:
+def rotate_secret(conn: Connection, scope: Scope, source_id: str, data: RotateIn) -> dict[str, Any]:
     """A new HMAC secret, shown once; signatures made with the replaced one are accepted for
     `overlap_seconds` more (core/webhooks/rotation.py)."""
     scope.require_owner_write()
@@ -281,7 +240,7 @@ def receive(
     data: MemoryIn,
     limits: Limits,
     index: Indexer,
-) -> dict[str, Any]:
+) -> SaveRecord:
     """The memory the delivery adds, with its receipts (`authenticate`), in one transaction."""
     assert scope.brain_id == source.brain_id
     now = now_ms()

@@ -12,34 +12,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
 from sqlalchemy import Connection
 
 from core.kernel.db.engine import sql
 from core.kernel.ids import iso, now_ms
-from core.memory.models import Out, Strict
 from core.webhooks import signing
-
-DEFAULT_OVERLAP_SECONDS = 86_400
-MAX_OVERLAP_SECONDS = 7 * 86_400
-
-
-class RotateIn(Strict):
-    overlap_seconds: int = Field(
-        DEFAULT_OVERLAP_SECONDS,
-        ge=0,
-        le=MAX_OVERLAP_SECONDS,
-        description="How long the replaced secret stays valid (0: not at all)",
-    )
-
-
-class RotatedOut(Out):
-    id: str
-    secret: str = Field(description="The new secret: shown once, store it now")
-    secret_hint: str
-    previous_secret_expires_at: str | None = Field(
-        description="Until when the replaced secret still verifies"
-    )
 
 
 def live_secrets(

@@ -9,10 +9,8 @@ the raw key to sign each delivery, and the receiver holds the same raw key to ve
 from __future__ import annotations
 
 import json
-import re
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import Field, field_validator
 from sqlalchemy import Connection
 
 from core.events import changelog, outbox
@@ -20,97 +18,14 @@ from core.kernel.db.engine import sql
 from core.kernel.errors import Conflict, NotFound
 from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
-from core.memory.models import Out, Strict
 from core.webhooks import outbox as delivery_log
 from core.webhooks import rotation, signing
+from core.webhooks.models import RotateIn, WatchIn, WatchPatch
 from core.webhooks.ssrf import Target
 
-# "memory.created", or a family: "memory.*".
-_EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*(\.[a-z0-9_]+|\.\*)$")
-MAX_EVENT_TYPES = 50
 # Every write of a brain reads its active watches, and the list is one page: both stay cheap
 # only while a brain's watches are few.
 MAX_WATCHES = 100
-EventTypes = Annotated[
-    list[str] | Literal["*"],
-    Field(description='Event types to deliver, e.g. ["memory.created", "link.*"], or "*" for all.'),
-]
-
-
-def _check_event_types(value: list[str] | str) -> list[str] | str:
-    if value == "*":
-        return value
-    assert isinstance(value, list)
-    if not value:
-        raise ValueError('list at least one event type, or "*" for all')
-    if len(value) > MAX_EVENT_TYPES:
-        raise ValueError(f"at most {MAX_EVENT_TYPES} event types")
-    cleaned = []
-    for item in value:
-        item = item.strip().lower()
-        if item == "*":
-            return "*"
-        if not _EVENT_TYPE.match(item):
-            raise ValueError(
-                f"{item!r} is not an event type: they look like memory.created, or link.* for "
-                "a family"
-            )
-        if item not in cleaned:
-            cleaned.append(item)
-    return cleaned
-
-
-class WatchIn(Strict):
-    name: str = Field(min_length=1, max_length=200)
-    event_types: EventTypes = "*"
-    query: str | None = Field(
-        None,
-        min_length=1,
-        max_length=500,
-        description="Only events whose summary or payload contains this text (any case).",
-    )
-    webhook_url: str = Field(min_length=1, max_length=2048, description="https:// URL")
-    active: bool = True
-
-    _types = field_validator("event_types")(_check_event_types)
-
-
-class WatchPatch(Strict):
-    name: str | None = Field(None, min_length=1, max_length=200)
-    event_types: EventTypes | None = None
-    query: str | None = Field(None, max_length=500, description='Text filter; "" removes it.')
-    webhook_url: str | None = Field(None, min_length=1, max_length=2048)
-    active: bool | None = None
-
-    @field_validator("event_types")
-    @classmethod
-    def _types(cls, value: list[str] | str | None) -> list[str] | str | None:
-        return None if value is None else _check_event_types(value)
-
-
-class WatchOut(Out):
-    id: str
-    name: str
-    event_types: list[str] | Literal["*"]
-    query: str | None
-    webhook_url: str
-    active: bool
-    secret_hint: str = Field(description="The secret's first characters, to tell secrets apart")
-    previous_secret_expires_at: str | None = Field(
-        None, description="After a rotation: until when the replaced secret still signs too"
-    )
-    created_at: str | None
-    updated_at: str | None
-    last_triggered_at: str | None
-    last_error: str | None
-
-
-class NewWatchOut(WatchOut):
-    secret: str = Field(description="The signing secret: shown once, store it now")
-
-
-class WatchList(Out):
-    results: list[WatchOut]
 
 
 _COLUMNS = (
@@ -270,9 +185,7 @@ def delete(conn: Connection, scope: Scope, watch_id: str) -> dict[str, Any]:
     return {"id": watch_id, "deleted": True}
 
 
-def rotate_secret(
-    conn: Connection, scope: Scope, watch_id: str, data: rotation.RotateIn
-) -> dict[str, Any]:
+def rotate_secret(conn: Connection, scope: Scope, watch_id: str, data: RotateIn) -> dict[str, Any]:
     """A new signing secret, shown once; the replaced one keeps signing deliveries beside it
     for `overlap_seconds` (core/webhooks/rotation.py)."""
     scope.require_owner_write()

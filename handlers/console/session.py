@@ -19,13 +19,13 @@ import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import Connection, Engine
 from starlette.requests import Request
 
 from core.identity import accounts, memberships, sessions
+from core.identity.models import BrainRecord
 from core.identity.oauth.metadata import base_url
 from core.kernel.db.engine import transaction
 from core.kernel.errors import BadRequest
@@ -73,7 +73,7 @@ class InBrain:
     """A signed-in person inside one of their brains, with the scope core calls run under."""
 
     visitor: Visitor
-    brain: dict[str, Any]
+    brain: BrainRecord
     ctx: Context
 
     @property

@@ -15,13 +15,16 @@ from sqlalchemy import Engine
 from core.app.erasure import erase_user
 from core.app.linking import create_link
 from core.curation import conflicts, health, merge
-from core.curation.erasure_models import EraseIn, ErasureReceipt, HealthQuery, HealthReport
 from core.curation.models import (
     ConflictListQuery,
     ConflictOut,
     ConflictPage,
     DetectIn,
     DetectOut,
+    EraseIn,
+    ErasureReceipt,
+    HealthQuery,
+    HealthReport,
     MergeIn,
     MergeOut,
     ResolveIn,
@@ -53,9 +56,11 @@ from core.kernel.scope import Scope
 from core.memory import quarantine
 from core.memory import store as memories
 from core.memory.models import (
+    Approved,
     BatchResult,
     ChangelogPage,
     ChangelogQuery,
+    DecisionIn,
     Deleted,
     FactQuery,
     HistoryPage,
@@ -67,17 +72,13 @@ from core.memory.models import (
     MemoryPage,
     MemoryPatch,
     PurgeIn,
+    QuarantineItem,
+    QuarantinePage,
+    QuarantineQuery,
     SavedMemory,
     StateChangeIn,
     UserMemoriesQuery,
     valid_memories,
-)
-from core.memory.quarantine import (
-    Approved,
-    DecisionIn,
-    QuarantineItem,
-    QuarantinePage,
-    QuarantineQuery,
 )
 from core.retrieval.context import pack
 from core.retrieval.models import ContextIn, ContextPack, SearchIn, SearchPage

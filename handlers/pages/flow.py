@@ -13,7 +13,6 @@ import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import Engine
@@ -21,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from core.identity import accounts, memberships, sessions
+from core.identity.models import BrainRecord
 from core.identity.oauth import clients, codes, metadata
 from core.identity.oauth.errors import OAuthError, PageError, RedirectError
 from core.kernel.config import AuthSettings
@@ -107,7 +107,7 @@ class _Page:
         return pages.respond(content, status, redirect_origin=_origin(self.req.redirect_uri))
 
     def consent(
-        self, email: str, brains: list[dict[str, Any]], status: int = 200, error: str | None = None
+        self, email: str, brains: list[BrainRecord], status: int = 200, error: str | None = None
     ) -> Response:
         content = pages.consent_page(
             client_name=self.req.client.display_name,
@@ -138,7 +138,7 @@ def _browser_session(engine: Engine, request: Request) -> sessions.Verified | No
     return found if found is not None and found.client_id is None else None
 
 
-def _account_view(engine: Engine, account_id: str) -> tuple[str, list[dict[str, Any]]]:
+def _account_view(engine: Engine, account_id: str) -> tuple[str, list[BrainRecord]]:
     with transaction(engine, write=False) as conn:
         email = accounts.get(conn, account_id).email
         return email, memberships.list_brains(conn, account_id)

@@ -12,14 +12,26 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, Engine
 from starlette.requests import Request
 from starlette.responses import Response
 
 from core.identity import accounts, memberships, sessions
+from core.identity.models import (
+    BrainSwitched,
+    LoginIn,
+    MeOut,
+    RefreshIn,
+    RevokedCount,
+    SessionRevoked,
+    SessionsOut,
+    SignedInOut,
+    SignupIn,
+    SwitchBrainIn,
+    TokensOut,
+)
 from core.identity.throttle import LoginThrottle
 from core.kernel import ratelimit
 from core.kernel.db.engine import transaction
@@ -197,82 +209,6 @@ async def account_session(request: Request) -> AccountContext:
     return await svc.call(resolve)
 
 
-# -- request models ------------------------------------------------------------------------
-
-
-class _In(BaseModel):
-    # No whitespace stripping: a password is exactly what was typed.
-    model_config = ConfigDict(extra="forbid")
-
-
-Transport = Literal["bearer", "cookie"]
-
-
-class SignupIn(_In):
-    email: str = Field(max_length=320)
-    password: str = Field(max_length=1024)
-    display_name: str | None = Field(None, max_length=200)
-    brain_name: str | None = Field(None, max_length=200, description="Name of the first brain")
-    transport: Transport = "bearer"
-
-
-class LoginIn(_In):
-    email: str = Field(max_length=320)
-    password: str = Field(max_length=1024)
-    brain_id: str | None = Field(None, description="Start on this brain (default: the first)")
-    transport: Transport = "bearer"
-
-
-class RefreshIn(_In):
-    refresh_token: str | None = Field(None, description="Omit to use the refresh cookie")
-    transport: Transport = "bearer"
-
-
-class SwitchBrainIn(_In):
-    brain_id: str
-
-
-class AccountOut(BaseModel):
-    id: str
-    email: str
-    display_name: str | None
-    created_at: str
-
-
-class TokensOut(BaseModel):
-    session_id: str
-    token_type: str
-    expires_in: int
-    refresh_expires_at: str
-    access_token: str | None = Field(None, description="Absent with transport=cookie")
-    refresh_token: str | None = Field(None, description="Absent with transport=cookie")
-
-
-class SignedInOut(TokensOut):
-    account: AccountOut
-    brain: dict[str, Any] | None
-
-
-class MeOut(BaseModel):
-    account: AccountOut
-    brain: dict[str, Any] | None
-    session_id: str
-
-
-class SessionRevoked(BaseModel):
-    session_id: str
-    revoked: bool
-
-
-class RevokedCount(BaseModel):
-    revoked: int = Field(description="How many sessions were revoked")
-
-
-class BrainSwitched(BaseModel):
-    session_id: str
-    brain: dict[str, Any]
-
-
 # -- endpoints -----------------------------------------------------------------------------
 
 
@@ -418,10 +354,6 @@ async def switch_brain(request: Request) -> Response:
     ctx = await account_session(request)
     data = await read_body(request, SwitchBrainIn)
     return json_response(await ctx.write(_switch, ctx.session, data.brain_id))
-
-
-class SessionsOut(BaseModel):
-    results: list[dict[str, Any]]
 
 
 _TAG = "auth"

@@ -6,79 +6,25 @@ member asking for an owner-only change gets a 403.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
 from core.identity import accounts, memberships
+from core.identity.models import (
+    BrainDelete,
+    BrainDeleted,
+    BrainIn,
+    BrainList,
+    BrainOut,
+    BrainPatch,
+    MemberIn,
+    MemberList,
+    MemberOut,
+    MemberPatch,
+    MemberRemoved,
+)
 from handlers.http import ApiRoute, Doc, json_response, read_body
 from handlers.routes.auth import account_session
-
-
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class BrainIn(_In):
-    name: str = Field(min_length=1, max_length=memberships.MAX_NAME)
-    slug: str | None = Field(
-        None, description="URL-safe name; default: made from the name, plus a random suffix"
-    )
-
-
-class BrainPatch(_In):
-    name: str = Field(min_length=1, max_length=memberships.MAX_NAME)
-
-
-class BrainDelete(_In):
-    confirm: str = Field(description="The brain's slug, repeated to confirm the deletion")
-
-
-Role = str
-
-
-class MemberIn(_In):
-    email: str = Field(max_length=320)
-    role: Role = Field("member", description="owner or member")
-
-
-class MemberPatch(_In):
-    role: Role = Field(description="owner or member")
-
-
-class BrainOut(BaseModel):
-    id: str
-    slug: str
-    name: str
-    role: str
-    created_at: str
-    updated_at: str
-
-
-class BrainList(BaseModel):
-    results: list[BrainOut]
-
-
-class MemberOut(BaseModel):
-    account_id: str
-    email: str
-    display_name: str | None
-    role: str
-    added_at: str
-
-
-class MemberList(BaseModel):
-    results: list[MemberOut]
-
-
-class BrainDeleted(BaseModel):
-    id: str
-    deleted: bool
-
-
-class MemberRemoved(BaseModel):
-    account_id: str
-    removed: bool
 
 
 async def list_(request: Request) -> Response:

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from core.app.erasure import erase_user
 from core.curation import erasure
-from core.curation.erasure_models import EraseQuery, ErasurePage, ErasureReceipt
+from core.curation.models import EraseQuery, ErasurePage, ErasureReceipt
 from core.kernel.errors import InvalidInput
 from handlers.context import authorize
 from handlers.http import ApiRoute, Doc, json_response, read_query

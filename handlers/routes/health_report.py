@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.curation import health
-from core.curation.erasure_models import HealthQuery, HealthReport
+from core.curation.models import HealthQuery, HealthReport
 from handlers.context import authorize
 from handlers.http import ApiRoute, Doc, json_response, read_query
 

@@ -8,18 +8,19 @@ from starlette.responses import Response
 
 from core.kernel.db.engine import transaction
 from core.kernel.errors import BadRequest, InvalidInput
-from core.memory.models import Memory, MemoryIn, Out
+from core.memory.models import Memory, MemoryIn
 from core.webhooks import hooks, signing
-from core.webhooks.hooks import HookSourceIn, HookSourceList, NewHookSourceOut
-from core.webhooks.rotation import RotatedOut, RotateIn
+from core.webhooks.models import (
+    HookSourceIn,
+    HookSourceList,
+    NewHookSourceOut,
+    RotatedOut,
+    RotateIn,
+    SourceDeleted,
+)
 from handlers.context import Context, authorize, services
 from handlers.http import ApiRoute, Doc, json_response, parse_json, read_body, read_optional_body
 from handlers.routes.auth import client_ip, limit
-
-
-class SourceDeleted(Out):
-    id: str
-    deleted: bool
 
 
 async def _owner(request: Request) -> Context:

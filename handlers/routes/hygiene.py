@@ -4,120 +4,40 @@ forget and the maintenance runs."""
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import ConfigDict, Field, StrictFloat, StrictInt
 from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
 from core.app import brain_maintenance
 from core.curation import hygiene
+from core.curation.models import (
+    BatchRunOut,
+    DecayIn,
+    ForgetIn,
+    ForgetOut,
+    ReinforceIn,
+    RunsPage,
+    RunsQuery,
+)
 from core.kernel.scope import Scope
 from core.memory import policy, trust
-from core.memory.models import Memory, Out, Strict
+from core.memory.models import (
+    Memory,
+    PolicyIn,
+    PolicyOut,
+    TrustDeleted,
+    TrustIn,
+    TrustListQuery,
+    TrustOut,
+    TrustPage,
+)
 from handlers.context import authorize
 from handlers.http import ApiRoute, Doc, json_response, read_body, read_optional_body, read_query
 
-Number = StrictFloat | StrictInt
 # Time POST /v1/decay may spend on batches, inside the API function's 30 s.
 _DECAY_REQUEST_SECONDS = 20.0
-
-
-class PolicyIn(Strict):
-    """The whole policy: a field left out takes its default. Out-of-range numbers are clamped
-    to the nearest bound (the response lists them under `clamped`); a wrong type is a 422."""
-
-    decay_days: StrictInt | None = Field(None, description="1..3650")
-    decay_rate: Number | None = Field(None, description="0..0.9, fraction lost per period")
-    importance_floor: Number | None = Field(None, description="0..1")
-    reinforce_step: Number | None = Field(None, description="0.01..0.5")
-    retention_days: StrictInt | None = Field(None, description="1..36500; null keeps forever")
-    inferred_links_max: StrictInt | None = Field(None, description="0..50")
-    inferred_links_threshold: Number | None = Field(None, description="0..1")
-    snapshot_retention: StrictInt | None = Field(None, description="1..1000")
-    path_max_hops: StrictInt | None = Field(None, description="1..12")
-    subgraph_max_nodes: StrictInt | None = Field(None, description="1..2000")
-    consolidate_threshold: Number | None = Field(None, description="0.5..1")
-    write_gate: StrictInt | None = Field(None, description="1 screens every write; 0 off")
-    gate_dedup_threshold: Number | None = Field(None, description="0.5..1, near-duplicate cosine")
-    gate_text_threshold: Number | None = Field(None, description="0..1, shared terms (Jaccard)")
-    echo_window_seconds: StrictInt | None = Field(None, description="0..86400; 0 off")
-
-
-class PolicyOut(Out):
-    policy: dict[str, Any] = Field(description="The effective values")
-    overrides: dict[str, Any] = Field(description="The values this brain set")
-    clamped: dict[str, Any] = Field(default_factory=dict, description="field -> value asked for")
-    bounds: dict[str, Any]
-
-
-class TrustIn(Strict):
-    trust: Number = Field(description="0 (ignore) to 1 (fully trusted); 0.5 is neutral")
-    notes: str | None = Field(None, max_length=1000)
-
-
-class TrustOut(Out):
-    source: str
-    trust: float
-    notes: str | None
-    created_at: str | None
-    updated_at: str | None
-
-
-class TrustDeleted(Out):
-    source: str
-    deleted: bool
-
-
-class TrustPage(Out):
-    results: list[TrustOut]
-    next_cursor: str | None
-
-
-class TrustListQuery(Strict):
-    limit: int = Field(100, ge=1, le=500)
-    cursor: str | None = None
-
-
-class DecayIn(Strict):
-    dry_run: bool = False
-
-
-class BatchRunOut(Out):
-    task: str
-    dry_run: bool
-    count: int
-    batches: int
-    batch_size: int
-    largest_batch: int
-    sample: list[dict[str, Any]]
-    skipped: str | None = None
-    stopped_early: bool | None = Field(
-        None, description="True when time ran out between batches: call again to go on."
-    )
-
-
-class ForgetOut(Out):
-    model_config = ConfigDict(extra="allow")
-
-    mode: str
-    dry_run: bool
-    matched: int
-    truncated: bool
-    limit: int
-    affected: int
-
-
-class RunsQuery(Strict):
-    type: Literal["decay", "retention", "conflicts", "consolidate", "vector_images"] | None = None
-    limit: int = Field(50, ge=1, le=500)
-    cursor: str | None = None
-
-
-class RunsPage(Out):
-    results: list[dict[str, Any]]
-    next_cursor: str | None
 
 
 def _bounds() -> dict[str, Any]:
@@ -178,7 +98,7 @@ async def delete_trust(request: Request) -> Response:
 
 async def reinforce(request: Request) -> Response:
     ctx = await authorize(request)
-    data = await read_optional_body(request, hygiene.ReinforceIn)
+    data = await read_optional_body(request, ReinforceIn)
     return json_response(await ctx.write(hygiene.reinforce, request.path_params["id"], data))
 
 
@@ -200,7 +120,7 @@ async def decay(request: Request) -> Response:
 
 async def forget(request: Request) -> Response:
     ctx = await authorize(request)
-    data = await read_body(request, hygiene.ForgetIn)
+    data = await read_body(request, ForgetIn)
     settings = ctx.services.settings.maintenance
     index = await ctx.indexer([])
     if data.dry_run:
@@ -271,7 +191,7 @@ routes = [
         doc=Doc(
             "Raise a memory's importance by the policy's reinforce step (at most 1)",
             _TAG,
-            body=hygiene.ReinforceIn,
+            body=ReinforceIn,
             response=Memory,
             body_required=False,
         ),
@@ -295,7 +215,7 @@ routes = [
         doc=Doc(
             "Archive or purge memories by ids or filters (bounded; dry_run lists them)",
             _TAG,
-            body=hygiene.ForgetIn,
+            body=ForgetIn,
             response=ForgetOut,
         ),
     ),

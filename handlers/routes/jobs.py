@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.app import jobs
-from core.memory.conversations import Job
+from core.memory.models import Job
 from handlers.context import authorize
 from handlers.http import ApiRoute, Doc, json_response
 

@@ -9,61 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
 from core.identity import keys
+from core.identity.models import KeyIn, KeyList, KeyListQuery, KeyRevoked, NewKeyOut
 from core.kernel.errors import Forbidden, NotFound
 from core.kernel.ids import iso, now_ms
 from core.kernel.scope import Scope
 from handlers.context import Context, authorize
 from handlers.http import ApiRoute, Doc, json_response, read_body, read_query
-
-
-class KeyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    name: str | None = Field(None, max_length=200)
-    user_id: str | None = Field(
-        None, min_length=1, max_length=256, description="Scope the key to one end user"
-    )
-    read_only: bool = False
-
-
-class KeyListQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    include_revoked: bool = Field(
-        False,
-        description=f"Also the {keys.REVOKED_SHOWN} most recently revoked keys "
-        f"(a brain holds at most {keys.MAX_ACTIVE_KEYS:,} active ones).",
-    )
-
-
-class KeyOut(BaseModel):
-    id: str
-    name: str | None
-    prefix: str
-    user_id: str | None
-    read_only: bool
-    created_at: str | None
-    last_used_at: str | None
-    revoked_at: str | None
-
-
-class NewKeyOut(KeyOut):
-    key: str = Field(description="The secret: shown once, store it now")
-
-
-class KeyList(BaseModel):
-    results: list[KeyOut]
-
-
-class KeyRevoked(BaseModel):
-    id: str
-    revoked: bool
 
 
 async def _owner(request: Request) -> Context:

@@ -17,7 +17,7 @@ import re
 from typing import Any
 from urllib.parse import urlencode
 
-from pydantic import RootModel, ValidationError
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -27,8 +27,7 @@ from core.kernel.errors import InvalidInput, MnemoError, NotFound, field_errors
 from core.kernel.ids import iso
 from core.memory import bulk, entities
 from core.memory import store as memories
-from core.memory.conversations import Conversation, Message
-from core.memory.models import MemoryPatch
+from core.memory.models import Conversation, MemoryPatch, Message
 from core.retrieval.models import SearchFilters
 from core.retrieval.models import SearchIn as NativeSearchIn
 from core.retrieval.search import list_filtered, record_access, search
@@ -394,10 +393,6 @@ STATUS[_NotSupported] = 501
 # --- routes -----------------------------------------------------------------------------------
 
 
-class HistoryList(RootModel[list[models.HistoryRow]]):
-    pass
-
-
 def _routes(path: str, endpoint: Endpoint, method: str, doc: Doc) -> list[Route]:
     """The documented trailing-slash path, and the same without the slash."""
     wrapped = mem0_errors(endpoint)
@@ -508,7 +503,7 @@ routes: list[Route] = [
         "/v1/memories/{id}/history/",
         history,
         "GET",
-        _doc("mem0: a memory's history, oldest first", response=HistoryList),
+        _doc("mem0: a memory's history, oldest first", response=models.HistoryList),
     ),
     *_routes(
         "/v1/batch/",

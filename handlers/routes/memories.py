@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import RootModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.memory import store as memories
-from core.memory.conversations import Conversation, Ingested
 from core.memory.models import (
     BatchResult,
+    Conversation,
     Deleted,
     FactQuery,
+    HeldOrJob,
     HistoryPage,
     Memory,
     MemoryBatchIn,
     MemoryIn,
     MemoryListQuery,
+    MemoryOrConversation,
+    MemoryOrIngested,
     MemoryPage,
     MemoryPatch,
     PurgeIn,
+    SaveRecord,
     StateChangeIn,
     valid_memories,
 )
@@ -49,7 +50,7 @@ async def create(request: Request) -> Response:
     return json_response(memory, _status(memory))
 
 
-def _status(memory: dict[str, Any]) -> int:
+def _status(memory: SaveRecord) -> int:
     """201 for a new memory; 200 for one that existed (a copy, a restatement, an echo); 202
     for a write the gate quarantined for review."""
     if memory["state"] == "quarantined":
@@ -157,15 +158,6 @@ async def fact(request: Request) -> Response:
     )
 
 
-class MemoryOrConversation(RootModel[MemoryIn | Conversation]):
-    """A memory, or a conversation (`messages`) to make memories from."""
-
-
-class MemoryOrIngested(RootModel[Memory | Ingested]):
-    """The memory; for a conversation, what happened to each memory it touched (with
-    async_mode and an LLM: 202 and the job to poll at GET /v1/jobs/{id})."""
-
-
 _TAG = "memories"
 routes = [
     ApiRoute(
@@ -180,7 +172,7 @@ routes = [
             body=MemoryOrConversation,
             response=MemoryOrIngested,
             status=201,
-            also={200: Memory},  # the duplicate that was already there
+            also={200: Memory, 202: HeldOrJob},  # 200: the memory that was already there
         ),
     ),
     ApiRoute(

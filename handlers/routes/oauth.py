@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
-from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,6 +21,13 @@ from starlette.responses import Response
 from core.identity import sessions
 from core.identity.oauth import clients, codes, metadata
 from core.identity.oauth.errors import OAuthError
+from core.identity.oauth.models import (
+    ClientOut,
+    OAuthErrorOut,
+    ResourceMetadataOut,
+    ServerMetadataOut,
+    TokenOut,
+)
 from core.kernel.db.engine import transaction
 from core.kernel.ratelimit import RateLimited
 from handlers.context import Services, services
@@ -285,39 +291,7 @@ async def revoke(request: Request) -> Response:
     return Response(status_code=200, headers={"Cache-Control": "no-store"})
 
 
-# -- routes ------------------------------------------------------------------------------------
-
-# -- the OpenAPI document's view of these endpoints -------------------------------------------
-
-
-class OAuthErrorOut(BaseModel):
-    """RFC 6749 section 5.2."""
-
-    error: str = Field(description="invalid_request, invalid_client, invalid_grant, ...")
-    error_description: str | None = None
-
-
-class TokenOut(BaseModel):
-    """RFC 6749 section 5.1."""
-
-    access_token: str
-    token_type: str
-    expires_in: int
-    refresh_token: str
-    scope: str | None = None
-
-
-class ClientOut(BaseModel):
-    """RFC 7591 section 3.2.1: the registered metadata, with the client's credentials."""
-
-    client_id: str
-    client_secret: str | None = None
-    redirect_uris: list[str]
-
-
-class MetadataOut(BaseModel):
-    """RFC 8414 / RFC 9728 metadata: the members those RFCs define."""
-
+# -- routes (the reply models: core/identity/oauth/models.py) ----------------------------------
 
 _HTML = {"type": "string", "description": "An HTML page"}
 _FORM = {"type": "object", "additionalProperties": {"type": "string"}}
@@ -331,7 +305,7 @@ routes = [
         doc=Doc(
             "OAuth authorization server metadata (RFC 8414)",
             _TAG,
-            response=MetadataOut,
+            response=ServerMetadataOut,
             auth=False,
         ),
     ),
@@ -342,7 +316,7 @@ routes = [
         doc=Doc(
             "Protected resource metadata for /mcp (RFC 9728)",
             _TAG,
-            response=MetadataOut,
+            response=ResourceMetadataOut,
             auth=False,
         ),
     ),
@@ -353,7 +327,7 @@ routes = [
         doc=Doc(
             "Protected resource metadata for /mcp, path form (RFC 9728)",
             _TAG,
-            response=MetadataOut,
+            response=ResourceMetadataOut,
             auth=False,
         ),
     ),

@@ -6,13 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.memory import quarantine
-from core.memory.quarantine import (
-    Approved,
-    DecisionIn,
-    QuarantineItem,
-    QuarantinePage,
-    QuarantineQuery,
-)
+from core.memory.models import Approved, DecisionIn, QuarantineItem, QuarantinePage, QuarantineQuery
 from handlers.context import authorize
 from handlers.http import ApiRoute, Doc, json_response, read_optional_body, read_query
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import time
 
-from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
 from core.retrieval import reindex as reindexing
 from core.retrieval.context import pack
-from core.retrieval.models import ContextIn, ContextPack, SearchIn, SearchPage
+from core.retrieval.models import ContextIn, ContextPack, ReindexResult, SearchIn, SearchPage
 from core.retrieval.search import record_access, search
 from handlers.context import authorize
 from handlers.http import ApiRoute, Doc, json_response, read_body
@@ -35,12 +34,6 @@ async def context_pack(request: Request) -> Response:
     result = await ctx.read_each(pack, data, vector, ctx.services.settings.ranking)
     await ctx.own_transactions(record_access, result.pop("touched"))
     return json_response(result)
-
-
-class ReindexResult(BaseModel):
-    model: str
-    reindexed: int
-    remaining: int = Field(description="Call again while this is above zero.")
 
 
 async def reindex(request: Request) -> Response:

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.memory import store as memories
-from core.memory.models import MemoryFilters, MemoryPage, UserMemoriesQuery
+from core.memory.models import MemoryFilters, UserMemoriesQuery, UserMemoryPage
 from handlers.context import authorize
 from handlers.http import ApiRoute, Doc, json_response, read_query
 
@@ -34,7 +34,7 @@ routes = [
             "Page through one user's memories",
             "users",
             query=UserMemoriesQuery,
-            response=MemoryPage,
+            response=UserMemoryPage,
         ),
     )
 ]

@@ -2,59 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core.memory.models import Out
 from core.webhooks import watches
-from core.webhooks.rotation import RotatedOut, RotateIn
+from core.webhooks.models import (
+    DeliveryOut,
+    DeliveryPage,
+    DeliveryQuery,
+    NewWatchOut,
+    RotatedOut,
+    RotateIn,
+    WatchDeleted,
+    WatchIn,
+    WatchList,
+    WatchOut,
+    WatchPatch,
+)
 from core.webhooks.ssrf import Target, check_url
-from core.webhooks.watches import NewWatchOut, WatchIn, WatchList, WatchOut, WatchPatch
 from handlers.context import Context, authorize
 from handlers.http import ApiRoute, Doc, json_response, read_body, read_optional_body, read_query
-
-
-class DeliveryQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    status: Literal["pending", "delivered", "failed"] | None = None
-    limit: int = Field(50, ge=1, le=500)
-    cursor: str | None = None
-
-
-class EntityRef(Out):
-    type: str
-    id: str
-
-
-class DeliveryOut(Out):
-    id: str = Field(description="Sent as Mnemo-Delivery-Id, the same on every attempt")
-    watch_id: str
-    event_id: str
-    event_type: str
-    entity: EntityRef
-    summary: str
-    status: Literal["pending", "delivered", "failed"]
-    attempts: int
-    next_attempt_at: str | None
-    last_status_code: int | None
-    last_error: str | None
-    delivered_at: str | None
-    created_at: str | None
-    updated_at: str | None
-
-
-class DeliveryPage(Out):
-    results: list[DeliveryOut]
-    next_cursor: str | None
-
-
-class WatchDeleted(Out):
-    id: str
-    deleted: bool
 
 
 async def _owner(request: Request, *, write: bool = False) -> Context:

@@ -21,7 +21,7 @@ from core.curation.summaries.llm import OpenAIChat
 from core.kernel.config import ExtractionSettings, Settings
 from core.kernel.db.engine import transaction
 from core.kernel.scope import Scope
-from core.memory.conversations import Conversation
+from core.memory.models import Conversation
 from tests.conftest import Tenant, embeds_during
 from tests.lambda_client import LambdaClient
 

@@ -9,7 +9,7 @@ from core.app import jobs
 from core.kernel.db.engine import transaction
 from core.kernel.ids import now_ms
 from core.kernel.scope import Scope
-from core.memory.conversations import Conversation
+from core.memory.models import Conversation
 from tests.conftest import Tenant
 
 

@@ -21,7 +21,8 @@ from core.curation.summaries import models as summaries
 from core.graph import models as graph
 from core.memory import models as memory
 from core.retrieval import models as retrieval
-from handlers.routes import health, openmemory, search
+from handlers import openmemory_models as openmemory
+from handlers.routes import health
 
 # client type -> (server model, the model's fields the client passes as arguments instead)
 PAIRS: dict[str, tuple[type[BaseModel], frozenset[str]]] = {
@@ -58,7 +59,7 @@ PAIRS: dict[str, tuple[type[BaseModel], frozenset[str]]] = {
     "Theme": (summaries.ThemeOut, frozenset()),
     "Digest": (summaries.Digest, frozenset()),
     "Health": (health.Health, frozenset()),
-    "ReindexResult": (search.ReindexResult, frozenset()),
+    "ReindexResult": (retrieval.ReindexResult, frozenset()),
     "Link": (graph.Link, frozenset()),
     "MemoryRef": (graph.MemoryRef, frozenset()),
     "LinkView": (graph.LinkView, frozenset()),

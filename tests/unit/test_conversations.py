@@ -7,12 +7,12 @@ import pytest
 from pydantic import ValidationError
 
 from core.memory.conversations import (
-    Conversation,
     procedure_memory,
     selected,
     transcript,
     turn_memories,
 )
+from core.memory.models import Conversation
 
 CHAT = [
     {"role": "system", "content": "Be brief."},

@@ -10,7 +10,7 @@ import pytest
 
 from core.app import extraction
 from core.app.extraction import ExtractionError, parse_decisions, parse_facts
-from core.memory.conversations import Conversation
+from core.memory.models import Conversation
 
 CHAT = [
     {"role": "user", "content": "I moved from Paris to Lyon, and I gave my dog Rex away."},

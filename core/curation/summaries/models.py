@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, Field
 
-from core.memory.models import Memory, Strict
+from core.memory.models import Memory, MemoryRecord, Strict
 
 
 class UserSummaryOut(BaseModel):
@@ -73,3 +73,43 @@ class Digest(BaseModel):
     considered: int = Field(description="The newest ones summarised (MNEMO_SUMMARY_MAX_MEMORIES).")
     themes: list[ThemeOut]
     important: list[Memory]
+
+
+# -- Typed records ------------------------------------------------------------------------------
+# What the summary service returns: the JSON a route sends, field for field.
+
+Source = Literal["extractive", "llm"]
+
+
+class UserSummaryRecord(TypedDict):
+    user_id: str
+    summary: str | None
+    source: Source | None
+    reflection_count: int
+    new_memories: int
+    refresh_interval: int
+    summarized_at: str | None
+    created_at: str
+    updated_at: str
+    as_of: NotRequired[str | None]
+    known_at: NotRequired[str | None]
+
+
+class ExampleRecord(TypedDict):
+    id: str
+    text: str
+
+
+class ThemeRecord(TypedDict):
+    label: str
+    memory_count: int
+    examples: list[ExampleRecord]
+
+
+class DigestRecord(TypedDict):
+    summary: str
+    source: Source
+    memory_count: int
+    considered: int
+    themes: list[ThemeRecord]
+    important: list[MemoryRecord]

@@ -27,7 +27,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import Connection, Engine, Row, text
@@ -35,6 +35,7 @@ from sqlalchemy import Connection, Engine, Row, text
 from core.curation.conflicts import open_pairs
 from core.curation.summaries import llm
 from core.curation.summaries.extractive import F32, Candidate, Extract, extract, statement_text
+from core.curation.summaries.models import DigestRecord, Source, UserSummaryRecord
 from core.embeddings import BuiltinEmbedder, EmbeddingError, get_embedder
 from core.kernel.config import Settings
 from core.kernel.db.engine import transaction
@@ -72,18 +73,18 @@ class UserSummary:
     new_memories: int  # saved since the summary (counted up to the refresh interval)
     refresh_interval: int
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> UserSummaryRecord:
         """The native API's shape: times as ISO 8601."""
         return {
             "user_id": self.user_id,
             "summary": self.summary,
-            "source": self.source,
+            "source": cast(Source | None, self.source),
             "reflection_count": self.reflection_count,
             "new_memories": self.new_memories,
             "refresh_interval": self.refresh_interval,
             "summarized_at": iso(self.summarized_at),
-            "created_at": iso(self.created_at),
-            "updated_at": iso(self.updated_at),
+            "created_at": iso(self.created_at) or "",
+            "updated_at": iso(self.updated_at) or "",
         }
 
 
@@ -357,7 +358,7 @@ def user_summary_then(
     *,
     as_of: int | None = None,
     known_at: int | None = None,
-) -> dict[str, Any]:
+) -> UserSummaryRecord:
     """A summary of the past, made on demand and never stored (the stored summary is of the
     present): with `as_of`, of what was true of the user then (the memories valid then); with
     `known_at`, of what the store held about the user then (audit: "what did the agent know?"),
@@ -365,7 +366,10 @@ def user_summary_then(
     true at `as_of`."""
     found = _load(engine, scope, user_id, settings.summaries.user_interval)
     made = make_user_summary(engine, settings, scope.brain_id, user_id, as_of, known_at)
-    out = {**found.as_json(), "summary": made.text, "source": made.source}
+    out = cast(
+        UserSummaryRecord,
+        {**found.as_json(), "summary": made.text, "source": cast(Source, made.source)},
+    )
     if as_of is not None:
         out["as_of"] = iso(as_of)
     if known_at is not None:
@@ -443,7 +447,7 @@ def refresh_due(
 
 def digest(
     engine: Engine, settings: Settings, scope: Scope, *, max_tokens: int, important: int
-) -> dict[str, Any]:
+) -> DigestRecord:
     """The brain's main themes and most important memories (only a user's, for a key scoped
     to one user). Made on each call, never stored."""
     s = settings.summaries
@@ -476,7 +480,7 @@ def digest(
     made = _make(settings, candidates, vectors, read_at, max_tokens)
     return {
         "summary": made.text,
-        "source": made.source,
+        "source": cast(Source, made.source),
         "memory_count": int(total),
         "considered": made.extract.considered,
         "themes": [

@@ -7,6 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from core.identity import accounts, memberships, sessions
+from core.identity.models import BrainRecord
 from core.kernel.db.engine import transaction
 from core.kernel.errors import Forbidden, MnemoError
 from core.kernel.ratelimit import RateLimited
@@ -137,8 +138,8 @@ async def brains(request: Request) -> Response:
     return _brains_page(who, rows, done(request))
 
 
-async def _read_brains(who: session.Visitor) -> list[dict[str, object]]:
-    def run() -> list[dict[str, object]]:
+async def _read_brains(who: session.Visitor) -> list[BrainRecord]:
+    def run() -> list[BrainRecord]:
         with transaction(who.engine, write=False) as conn:
             return memberships.list_brains(conn, who.account_id)
 
@@ -147,7 +148,7 @@ async def _read_brains(who: session.Visitor) -> list[dict[str, object]]:
 
 def _brains_page(
     who: session.Visitor,
-    rows: list[dict[str, object]],
+    rows: list[BrainRecord],
     shown_notice: Html,
     error: str | None = None,
     status: int = 200,
@@ -161,7 +162,7 @@ async def create_brain(request: Request) -> Response:
     who = await session.visitor(request)
     form = await session.checked_form(request, who.csrf)
 
-    def run() -> dict[str, object]:
+    def run() -> BrainRecord:
         with transaction(who.engine) as conn:
             return memberships.create_brain(conn, who.account_id, form.get("name"))
 

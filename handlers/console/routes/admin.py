@@ -15,8 +15,8 @@ from core.kernel.errors import MnemoError
 from core.transfer import snapshots
 from core.transfer.models import RestoreIn, SnapshotIn
 from core.webhooks import watches
+from core.webhooks.models import WatchIn, WatchPatch
 from core.webhooks.ssrf import check_url
-from core.webhooks.watches import WatchIn, WatchPatch
 from handlers.console import session
 from handlers.console.html import Html
 from handlers.console.routes.common import done, first_problem, page, render, status_of, to

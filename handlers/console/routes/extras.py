@@ -3,6 +3,7 @@ neighbourhood."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -14,7 +15,7 @@ from starlette.routing import Route
 from core.app.linking import create_link
 from core.graph import links
 from core.graph import traversal as graph
-from core.graph.models import LinkIn, SubgraphQuery
+from core.graph.models import LinkIn, LinkViewRecord, SubgraphQuery
 from core.kernel.errors import InvalidInput, MnemoError, NotFound
 from core.kernel.scope import Scope
 from handlers.console import session
@@ -27,14 +28,13 @@ from handlers.console.templates.layout import error_page, respond
 LINKS_SHOWN = 50
 
 
-def links_of(conn: Connection, scope: Scope, memory_id: str) -> list[dict[str, Any]]:
-    results: list[dict[str, Any]] = links.list_for(conn, scope, memory_id, limit=LINKS_SHOWN)[
-        "results"
-    ]
-    return results
+def links_of(conn: Connection, scope: Scope, memory_id: str) -> list[LinkViewRecord]:
+    return links.list_for(conn, scope, memory_id, limit=LINKS_SHOWN)["results"]
 
 
-def links_section(view: InBrain, memory: dict[str, Any], rows: list[dict[str, Any]]) -> Html:
+def links_section(
+    view: InBrain, memory: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
+) -> Html:
     return graph_tpl.links_section(view.base, memory, rows, view.visitor.csrf)
 
 

@@ -14,12 +14,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from core.events import history
+from core.graph.models import LinkViewRecord
 from core.identity import memberships
 from core.kernel.errors import InvalidInput, MnemoError
 from core.kernel.scope import Scope
 from core.memory import store as memories
-from core.memory.models import MemoryFilters, MemoryIn, MemoryPatch
-from core.retrieval.models import SearchFilters, SearchIn
+from core.memory.models import MemoryFilters, MemoryIn, MemoryPatch, MemoryRecord
+from core.retrieval.models import SearchFilters, SearchHitRecord, SearchIn
 from core.retrieval.search import search
 from handlers.console import session
 from handlers.console.routes import extras
@@ -52,7 +53,7 @@ def _filters(q: list_tpl.ListQuery) -> dict[str, Any]:
 
 def _listing(
     conn: Connection, scope: Scope, filters: MemoryFilters, cursor: str | None
-) -> tuple[list[dict[str, Any]], str | None, int]:
+) -> tuple[list[MemoryRecord], str | None, int]:
     listed = memories.list_memories(conn, scope, filters, limit=PAGE_SIZE, cursor=cursor)
     total = memories.count_memories(conn, scope, filters, cap=COUNT_CAP + 1)
     return listed["results"], listed["next_cursor"], total
@@ -63,8 +64,8 @@ async def list_page(request: Request) -> Response:
     view = await session.in_brain(request)
     q = list_tpl.ListQuery.of(request.query_params)
     ctx = view.ctx
-    results: list[dict[str, Any]] = []
-    hits: list[dict[str, Any]] | None = None
+    results: list[MemoryRecord] = []
+    hits: list[SearchHitRecord] | None = None
     next_cursor = total = None
     error = None
     try:
@@ -148,7 +149,7 @@ def _new_again(view: InBrain, values: dict[str, str], error: str, status: int) -
 
 def _bundle(
     conn: Connection, scope: Scope, memory_id: str
-) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[MemoryRecord, list[dict[str, Any]], list[LinkViewRecord]]:
     memory = memories.get(conn, scope, memory_id)
     # One more than shown: whether older rows were left out.
     rows = history.for_memory(conn, scope, memory_id, newest=HISTORY_SHOWN + 1)
@@ -197,7 +198,7 @@ async def memory_page(request: Request) -> Response:
     return await _memory_response(request, view, request.path_params["id"])
 
 
-def _patch_from(form: Form, current: dict[str, Any]) -> MemoryPatch:
+def _patch_from(form: Form, current: MemoryRecord) -> MemoryPatch:
     """Only what changed goes into the patch, so the history says what was edited."""
     changes: dict[str, Any] = {}
     content = form.get("content").replace("\r\n", "\n")

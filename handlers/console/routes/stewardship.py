@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from core.curation import health
 from core.memory import quarantine
-from core.memory.quarantine import QuarantineQuery
+from core.memory.models import QuarantineQuery
 from handlers.console import session
 from handlers.console.routes.common import done, page, render, to
 from handlers.console.templates import stewardship
