@@ -139,6 +139,10 @@ def _assert_in_step(engine: Engine) -> None:
         assert np.array_equal(copy[memory_id][2], vector)
 
 
+def _scores(results: list[dict[str, Any]]) -> dict[str, float]:
+    return {r["memory"]["id"]: r["score"] for r in results}
+
+
 QUERIES = [
     "when do the tomatoes get water",
     "what tea does Alice like",
@@ -172,10 +176,9 @@ def test_pgvector_path_is_chosen_and_agrees_with_numpy(
         # A scope smaller than the sample is read whole: the same ranking as numpy's, and the
         # same scores to within what the numpy path's int8 cache changes of the scope's mean
         # and spread (every hit's own cosine is exact on both paths).
-        assert _ids(semantic) == _ids(with_pgvector[query])
-        assert [r["score"] for r in semantic] == pytest.approx(
-            [r["score"] for r in with_pgvector[query]], abs=3e-3
-        )
+        # Each memory's score, not the order of two within that of each other (a near-tie
+        # at the tail may fall either way).
+        assert _scores(semantic) == pytest.approx(_scores(with_pgvector[query]), abs=3e-3)
         assert _ids(_search(numpy_client, query)) == _ids(hybrid[query])
     assert vectors._cache != {}  # the numpy path did load the cache
 
