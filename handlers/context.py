@@ -127,7 +127,7 @@ class Context:
         """The query as search wants it, embedded outside any transaction. With `embed` off
         (lexical search) it names the model only, so the vector cache can count the scope."""
         from core.retrieval import pgvector
-        from core.retrieval.search import QueryVector, default_lexical_weight
+        from core.retrieval.search import QueryVector
 
         embedder = self.services.embedder()
         vector = None
@@ -135,15 +135,7 @@ class Context:
             vector = await self.services.call(lambda: embedder.embed([query], kind="query")[0])
         # Settled by ready_engine: a memo lookup here.
         use_pgvector = pgvector.ensure(self.engine, self.services.settings.vector_search.pgvector)
-        return QueryVector(
-            embedder.name,
-            embedder.dims,
-            vector,
-            embedder.similarity_floor,
-            embedder.similarity_strong,
-            default_lexical_weight(embedder.name),
-            pgvector=use_pgvector,
-        )
+        return QueryVector.of(embedder, vector, pgvector=use_pgvector)
 
     async def indexer(self, items: Sequence[MemoryIn]) -> Indexer:
         """An indexer with the items' vectors made up front, and the write gate's reads done,

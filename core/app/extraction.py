@@ -215,9 +215,9 @@ def _neighbours(
     engine: Engine, settings: Settings, scope: Scope, conversation: Conversation, facts: list[str]
 ) -> list[MemoryRecord]:
     """The user's memories most similar to the facts (best first, each once)."""
-    from core.app.ingest import query_vector
+    # Search brings numpy: loaded when a conversation is extracted, not at cold start.
     from core.retrieval.models import SearchFilters, SearchIn
-    from core.retrieval.search import search
+    from core.retrieval.search import query_vector, search
 
     found: dict[str, MemoryRecord] = {}
     user = scope.user_for_write(conversation.user_id)

@@ -29,26 +29,7 @@ from core.memory.models import Conversation, SaveRecord
 
 if TYPE_CHECKING:
     # numpy comes with search: imported when a conversation needs it (handlers/lazy.py).
-    from core.retrieval.search import QueryVector
-
-
-def query_vector(engine: Engine, settings: Settings, text: str) -> QueryVector:
-    """The query as search wants it, embedded with no transaction open."""
-    from core.embeddings import get_embedder
-    from core.retrieval import pgvector
-    from core.retrieval.search import QueryVector, default_lexical_weight
-
-    embedder = get_embedder(settings.embedder)
-    vector = embedder.embed([text], kind="query")[0] if text.strip() else None
-    return QueryVector(
-        embedder.name,
-        embedder.dims,
-        vector,
-        embedder.similarity_floor,
-        embedder.similarity_strong,
-        default_lexical_weight(embedder.name),
-        pgvector=pgvector.ensure(engine, settings.vector_search.pgvector),
-    )
+    pass
 
 
 def _indexer(settings: Settings, texts: list[str]) -> Indexer:

@@ -37,7 +37,7 @@ from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
 from core.memory import lifecycle, validtime
 from core.memory.indexing import Indexer
-from core.memory.store import COLUMNS
+from core.memory.store import COLUMNS, to_dict
 from core.retrieval import vectors
 
 Status = Literal["needs_review", "resolved", "superseded", "dismissed"]
@@ -639,7 +639,6 @@ def _fetch(conn: Connection, scope: Scope, conflict_id: str, *, lock: bool = Fal
 
 
 def _with_memories(conn: Connection, scope: Scope, items: list[dict[str, Any]]) -> None:
-    from core.memory.store import to_dict
 
     found = _memories(conn, scope.brain_id, [i for c in items for i in (c["a_id"], c["b_id"])])
     for item in items:

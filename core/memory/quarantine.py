@@ -16,6 +16,7 @@ from core.kernel.db.engine import sql
 from core.kernel.errors import Conflict, NotFound
 from core.kernel.ids import iso, now_ms
 from core.kernel.scope import Scope
+from core.memory import store as memories
 from core.memory.indexing import Indexer
 from core.memory.models import (
     ApprovedRecord,
@@ -114,7 +115,6 @@ def approve(
 ) -> ApprovedRecord:
     """Save the held write as a memory, as it was asked for: the reviewer's decision stands,
     so the gate does not screen it again (an exact copy still returns the existing memory)."""
-    from core.memory import store as memories
 
     scope.require_write()
     data = data or DecisionIn()

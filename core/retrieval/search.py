@@ -11,6 +11,8 @@ from typing import Any, cast
 import numpy as np
 from sqlalchemy import Connection, Engine
 
+from core.embeddings import get_embedder
+from core.embeddings.base import Embedder
 from core.kernel import cursor as cursors
 from core.kernel.config import RankingSettings, Settings
 from core.kernel.db.engine import sql, tuples
@@ -63,6 +65,28 @@ class QueryVector:
     # Search this model's vectors with pgvector's HNSW index instead of the numpy cache
     # (core/retrieval/pgvector.py; set when MNEMO_PGVECTOR=auto finds the extension).
     pgvector: bool = False
+
+    @classmethod
+    def of(cls, embedder: Embedder, vector: np.ndarray | None, *, pgvector: bool) -> QueryVector:
+        """A query `embedder` made `vector` of (None: lexical search, the model only)."""
+        return cls(
+            embedder.name,
+            embedder.dims,
+            vector,
+            embedder.similarity_floor,
+            embedder.similarity_strong,
+            default_lexical_weight(embedder.name),
+            pgvector=pgvector,
+        )
+
+
+def query_vector(engine: Engine, settings: Settings, text: str) -> QueryVector:
+    """`text` as search wants it, embedded here: call it with no transaction open."""
+    embedder = get_embedder(settings.embedder)
+    vector = embedder.embed([text], kind="query")[0] if text.strip() else None
+    return QueryVector.of(
+        embedder, vector, pgvector=pgvector.ensure(engine, settings.vector_search.pgvector)
+    )
 
 
 def default_lexical_weight(model: str) -> float:

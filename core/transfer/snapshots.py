@@ -26,6 +26,7 @@ from core.kernel.db.engine import sql, transaction
 from core.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
+from core.memory.policy import policy_for
 from core.transfer import format as fmt
 from core.transfer import payloads
 from core.transfer.exporting import export_records
@@ -77,8 +78,6 @@ def _row(conn: Connection, scope: Scope, snapshot_id: str, *, payload: bool = Fa
 
 def retention(conn: Connection, brain_id: str) -> int:
     """How many snapshots the brain keeps: its policy's snapshot_retention."""
-    from core.memory.policy import policy_for
-
     return int(policy_for(conn, brain_id).snapshot_retention)
 
 
