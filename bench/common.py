@@ -289,16 +289,23 @@ def quiet_logs(level: str = "WARNING") -> None:
     logging.getLogger("mnemo").setLevel(level)
 
 
-def make_handler(database_url: str, *, log_level: str = "WARNING") -> Handler:
+def make_handler(
+    database_url: str, *, log_level: str = "WARNING", pgvector: str | None = None
+) -> Handler:
     """What `handlers.api.handler` is, for a database of our choosing: `events.dispatch` in front
-    of Mangum in front of `create_app(settings)`."""
+    of Mangum in front of `create_app(settings)`. `pgvector` ("auto", "off") overrides the
+    vector search setting."""
+    from dataclasses import replace
+
     from mangum import Mangum
 
-    from core.kernel.config import Settings
+    from core.kernel.config import Settings, VectorSearchSettings
     from handlers import events
     from handlers.api import create_app
 
     settings = Settings(database_url=database_url, log_level=log_level)
+    if pgvector is not None:
+        settings = replace(settings, vector_search=VectorSearchSettings(pgvector=pgvector))
     app = create_app(settings)
     quiet_logs(log_level)
     http = Mangum(app, lifespan="off")

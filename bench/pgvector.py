@@ -25,36 +25,15 @@ from bench.common import (
     event,
     machine,
     machine_markdown,
+    make_handler,
     new_tenant,
     percentile,
     postgres_version,
-    quiet_logs,
     reply_json,
     say,
     table,
 )
 from bench.search import _SEED, _corpus, _texts
-
-
-def _handler(database_url: str, mode: str) -> Handler:
-    from mangum import Mangum
-
-    from core.kernel.config import Settings, VectorSearchSettings
-    from handlers import events
-    from handlers.api import create_app
-
-    settings = Settings(database_url=database_url, log_level="WARNING")
-    settings = replace(settings, vector_search=VectorSearchSettings(pgvector=mode))
-    app = create_app(settings)
-    quiet_logs("WARNING")
-    http = Mangum(app, lifespan="off")
-    services = app.state.services
-
-    def handler(e: dict[str, Any], ctx: Any) -> dict[str, Any]:
-        result: dict[str, Any] = events.dispatch(e, ctx, http=http, services=services)
-        return result
-
-    return handler
 
 
 def _timed(handler: Handler, e: dict[str, Any]) -> tuple[float, list[str]]:
@@ -132,14 +111,14 @@ def run(sizes: list[int], queries: int) -> dict[str, Any]:
 
             # The HNSW index is built by the first search for the model (once per database).
             _fresh_process()
-            on = _handler(url, "auto")
+            on = make_handler(url, pgvector="auto")
             started = time.perf_counter()
             _timed(on, search(asked[0], "semantic"))
             row["index_build_s"] = round(time.perf_counter() - started, 1)
             time.sleep(6)  # the numpy cache re-reads rows younger than its clock-skew margin
             for path, mode_setting in (("pgvector", "auto"), ("numpy", "off")):
                 _fresh_process()
-                handler = _handler(url, mode_setting)
+                handler = make_handler(url, pgvector=mode_setting)
                 row[f"{path}_first_ms"] = round(_timed(handler, search(asked[1], "hybrid"))[0], 1)
                 row[f"{path}_cache_loaded"] = bool(vectors._cache)
                 for q in asked[2:22]:

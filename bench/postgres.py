@@ -21,7 +21,6 @@ import argparse
 import random
 import statistics
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +33,10 @@ from bench.common import (
     load_avg,
     machine,
     machine_markdown,
+    make_handler,
     new_tenant,
     percentile,
     postgres_version,
-    quiet_logs,
     say,
     scratch,
     sqlite_url,
@@ -46,27 +45,6 @@ from bench.common import (
 from bench.search import _SEED, _corpus, _texts
 
 PATHS = ("SQLite", "PostgreSQL, pgvector", "PostgreSQL, numpy")
-
-
-def _handler(database_url: str, pgvector_mode: str) -> Handler:
-    from mangum import Mangum
-
-    from core.kernel.config import Settings, VectorSearchSettings
-    from handlers import events
-    from handlers.api import create_app
-
-    settings = Settings(database_url=database_url, log_level="WARNING")
-    settings = replace(settings, vector_search=VectorSearchSettings(pgvector=pgvector_mode))
-    app = create_app(settings)
-    quiet_logs("WARNING")
-    http = Mangum(app, lifespan="off")
-    services = app.state.services
-
-    def handler(e: dict[str, Any], ctx: Any) -> dict[str, Any]:
-        result: dict[str, Any] = events.dispatch(e, ctx, http=http, services=services)
-        return result
-
-    return handler
 
 
 def _seed(database_url: str, slug: str, texts: list[str]) -> float:
@@ -119,9 +97,9 @@ def _size(
     pgvector.build_indexes(engine)
     row["hnsw_build_s"] = round(time.perf_counter() - started, 1)
     handlers = {
-        "SQLite": (_handler(lite, "auto"), lite_key, lite),
-        "PostgreSQL, pgvector": (_handler(pg_url, "auto"), pg_key, pg_url),
-        "PostgreSQL, numpy": (_handler(pg_url, "off"), pg_key, pg_url),
+        "SQLite": (make_handler(lite, pgvector="auto"), lite_key, lite),
+        "PostgreSQL, pgvector": (make_handler(pg_url, pgvector="auto"), pg_key, pg_url),
+        "PostgreSQL, numpy": (make_handler(pg_url, pgvector="off"), pg_key, pg_url),
     }
     asked = [rng.choice(questions) for _ in range(queries)]
 
