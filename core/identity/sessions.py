@@ -189,8 +189,12 @@ class Verified:
     expires_at: int = 0  # when the session itself ends (ms)
 
 
+# coalesce: a token written by code older than migration 18 (a rolling deployment) has no
+# audience of its own; it is bound to its session's, as it was, never to none (which would
+# let it in everywhere).
 _VERIFY = (
-    "SELECT t.expires_at, s.id, s.account_id, s.brain_id, s.client_id, t.audience, s.scope, "
+    "SELECT t.expires_at, s.id, s.account_id, s.brain_id, s.client_id, "
+    "coalesce(t.audience, s.audience), s.scope, "
     "s.expires_at, s.revoked_at, s.last_used_at, m.role "
     "FROM auth_tokens t JOIN auth_sessions s ON s.id = t.session_id "
     "LEFT JOIN brain_members m ON m.brain_id = s.brain_id AND m.account_id = s.account_id "
@@ -311,8 +315,9 @@ def rotate(
     hashed = token_hash(refresh_token)
     row = conn.execute(
         text(
-            "SELECT t.session_id, t.expires_at AS token_expires, t.used_at, t.audience, "
-            "s.client_id, s.revoked_at, s.scope FROM auth_tokens t JOIN auth_sessions s "
+            "SELECT t.session_id, t.expires_at AS token_expires, t.used_at, "
+            "coalesce(t.audience, s.audience) AS audience, s.client_id, s.revoked_at, s.scope "
+            "FROM auth_tokens t JOIN auth_sessions s "
             "ON s.id = t.session_id WHERE t.token_hash = :h AND t.kind = 'refresh'"
         ),
         {"h": hashed},

@@ -9,10 +9,10 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from core.identity.oauth import clients, codes
-from core.identity.sessions import Lifetimes
+from core.identity.sessions import Lifetimes, token_hash
 from core.kernel.config import Settings
 from core.kernel.db.engine import transaction
 from tests.conftest import Tenant
@@ -979,3 +979,20 @@ def test_a_confidential_clients_loopback_redirect_is_matched_exactly(web: Web) -
     assert _authorize(web, moved).status == 400
     same = authorize_params(client, challenge)
     assert _authorize(web, same).status == 200
+
+
+def test_a_token_without_its_own_audience_is_bound_to_its_grants(
+    web: Web, client: dict[str, Any], engine: Engine
+) -> None:
+    # As code older than migration 18 writes them during a rolling deployment: such a token
+    # is bound to its session's resources, never to none (which would let it in everywhere).
+    tokens = _tokens(web, client, resource=BASE + "/mcp")
+    with transaction(engine) as conn:
+        conn.execute(
+            text("UPDATE auth_tokens SET audience = NULL WHERE token_hash IN (:a, :r)"),
+            {"a": token_hash(tokens["access_token"]), "r": token_hash(tokens["refresh_token"])},
+        )
+    assert _mcp_call(web, tokens["access_token"]).status == 200
+    assert web.call("GET", "/v1/memories", token=tokens["access_token"]).status == 401
+    api = _refresh_for(web, client, tokens["refresh_token"], BASE + "/v1")
+    assert api.status == 400 and api.json()["error"] == "invalid_target"
