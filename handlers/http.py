@@ -82,12 +82,25 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+# The bearer credential was sent but is not good here (RFC 6750 section 3.1: invalid_token
+# covers unknown, expired, revoked, and a token bound to another resource).
+_INVALID_BEARER = frozenset({"invalid_token", "invalid_key"})
+
+
+def bearer_challenge(code: str, message: str) -> str:
+    """RFC 6750 section 3: the error is named only when a credential was sent and refused."""
+    if code not in _INVALID_BEARER:
+        return 'Bearer realm="mnemo"'
+    description = message.replace('"', "'").replace("\\", "/")
+    return f'Bearer realm="mnemo", error="invalid_token", error_description="{description}"'
+
+
 async def on_mnemo_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MnemoError)
     status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
     headers = None
     if status == 401:
-        headers = {"WWW-Authenticate": 'Bearer realm="mnemo"'}
+        headers = {"WWW-Authenticate": bearer_challenge(exc.code, exc.message)}
     elif isinstance(exc, RateLimited):
         headers = {"Retry-After": str(exc.retry_after)}
     return error_response(status, exc.code, exc.message, exc.details, headers)

@@ -12,6 +12,11 @@ refresh token used and issues a new pair in the same transaction; presenting a u
 token again means it was copied, and the whole family is revoked (RFC 9700 section 4.14.2).
 Two concurrent refreshes of one token are the same event: the atomic claim lets exactly one
 win, and the loser is treated as a replay.
+
+An OAuth grant's audience (the resources it was authorized for, RFC 8707) is the session's;
+each token carries its own. A refresh token carries the whole grant's, so the client can later
+ask for any of those resources; an access token carries what its token request asked for, which
+may be narrower (a token for /mcp alone out of a grant for /mcp and /v1).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from core.identity.oauth.metadata import split_audience, within_grant
 from core.kernel.config import AuthSettings
 from core.kernel.db.engine import tuples
 from core.kernel.errors import Forbidden, NotFound, Unauthorized
@@ -85,19 +91,29 @@ class Issued:
 
 
 def _issue(
-    conn: Connection, session_id: str, life: Lifetimes, now: int, scope: str | None
+    conn: Connection,
+    session_id: str,
+    life: Lifetimes,
+    now: int,
+    scope: str | None,
+    *,
+    grant_audience: str | None,
+    access_audience: str | None,
 ) -> Issued:
     access, refresh = _new_token(ACCESS_PREFIX), _new_token(REFRESH_PREFIX)
     refresh_expires = now + life.refresh_ms
     conn.execute(
         text(
-            "INSERT INTO auth_tokens (token_hash, session_id, kind, created_at, expires_at) "
-            "VALUES (:a, :s, 'access', :now, :a_exp), (:r, :s, 'refresh', :now, :r_exp)"
+            "INSERT INTO auth_tokens (token_hash, session_id, kind, audience, created_at, "
+            "expires_at) VALUES (:a, :s, 'access', :a_aud, :now, :a_exp), "
+            "(:r, :s, 'refresh', :r_aud, :now, :r_exp)"
         ),
         {
             "a": token_hash(access),
             "r": token_hash(refresh),
             "s": session_id,
+            "a_aud": access_audience,
+            "r_aud": grant_audience,
             "now": now,
             "a_exp": now + life.access_ms,
             "r_exp": refresh_expires,
@@ -119,10 +135,14 @@ def create(
     *,
     client_id: str | None = None,
     audience: str | None = None,
+    access_audience: str | None = None,
     scope: str | None = None,
     user_agent: str | None = None,
     ip: str | None = None,
 ) -> Issued:
+    """A new session and its first token pair. `audience`: the grant's resources (separated
+    by spaces), which the refresh token keeps; `access_audience`: the first access token's,
+    when its token request narrowed them (default: the grant's)."""
     now = now_ms()
     session_id = new_id()
     conn.execute(
@@ -144,7 +164,15 @@ def create(
             "exp": now + life.refresh_ms,
         },
     )
-    return _issue(conn, session_id, life, now, scope)
+    return _issue(
+        conn,
+        session_id,
+        life,
+        now,
+        scope,
+        grant_audience=audience,
+        access_audience=access_audience or audience,
+    )
 
 
 @dataclass(frozen=True)
@@ -154,15 +182,19 @@ class Verified:
     brain_id: str | None  # None: the active brain was deleted or left; switch to another
     role: str | None  # the account's role in that brain, read live
     client_id: str | None  # the OAuth client, None for a first-party login
-    audience: str | None
+    audience: str | None  # the presented access token's resources (None: first-party)
     scope: str | None
     stale: bool  # last_used_at is due for a refresh (see `touch`)
     access_expires_at: int = 0  # when the presented access token expires (ms)
     expires_at: int = 0  # when the session itself ends (ms)
 
 
+# coalesce: a token written by code older than migration 18 (a rolling deployment) has no
+# audience of its own; it is bound to its session's, as it was, never to none (which would
+# let it in everywhere).
 _VERIFY = (
-    "SELECT t.expires_at, s.id, s.account_id, s.brain_id, s.client_id, s.audience, s.scope, "
+    "SELECT t.expires_at, s.id, s.account_id, s.brain_id, s.client_id, "
+    "coalesce(t.audience, s.audience), s.scope, "
     "s.expires_at, s.revoked_at, s.last_used_at, m.role "
     "FROM auth_tokens t JOIN auth_sessions s ON s.id = t.session_id "
     "LEFT JOIN brain_members m ON m.brain_id = s.brain_id AND m.account_id = s.account_id "
@@ -222,10 +254,16 @@ def renew_access(conn: Connection, found: Verified, life: Lifetimes) -> tuple[st
     token = _new_token(ACCESS_PREFIX)
     conn.execute(
         text(
-            "INSERT INTO auth_tokens (token_hash, session_id, kind, created_at, expires_at) "
-            "VALUES (:h, :s, 'access', :now, :exp)"
+            "INSERT INTO auth_tokens (token_hash, session_id, kind, audience, created_at, "
+            "expires_at) VALUES (:h, :s, 'access', :aud, :now, :exp)"
         ),
-        {"h": token_hash(token), "s": found.session_id, "now": now, "exp": expires},
+        {
+            "h": token_hash(token),
+            "s": found.session_id,
+            "aud": found.audience,
+            "now": now,
+            "exp": expires,
+        },
     )
     # Expired access tokens of the session are dead weight (as in `rotate`).
     conn.execute(
@@ -261,20 +299,25 @@ def rotate(
     *,
     client_id: str | None,
     scope: list[str] | None = None,
-    audience: str | None = None,
+    resources: set[str] | None = None,
+    base: str | None = None,
 ) -> Rotation:
     """Swap a refresh token for a new pair. On `reused` the family has been revoked in this
     transaction: the caller must commit, not roll back, before reporting the error.
 
-    `scope` and `audience` (resources separated by spaces), when the client sends them, may
-    only name what the original grant holds; the new pair keeps the original grant either way."""
+    `scope` and `resources`, when the client sends them, may only name what the original grant
+    holds (`base`: the service's own URL, see metadata.within_grant). The new access token is
+    bound to the resources asked for (RFC 8707 section 2.2), or to the whole grant's when none
+    are; the new refresh token keeps the whole grant's, so a later refresh may ask for another
+    of them."""
     if not refresh_token.startswith(REFRESH_PREFIX):
         return Rotation(error="unknown")
     hashed = token_hash(refresh_token)
     row = conn.execute(
         text(
-            "SELECT t.session_id, t.expires_at AS token_expires, t.used_at, s.client_id, "
-            "s.revoked_at, s.scope, s.audience FROM auth_tokens t JOIN auth_sessions s "
+            "SELECT t.session_id, t.expires_at AS token_expires, t.used_at, "
+            "coalesce(t.audience, s.audience) AS audience, s.client_id, s.revoked_at, s.scope "
+            "FROM auth_tokens t JOIN auth_sessions s "
             "ON s.id = t.session_id WHERE t.token_hash = :h AND t.kind = 'refresh'"
         ),
         {"h": hashed},
@@ -292,7 +335,7 @@ def rotate(
         return Rotation(error="reused", session_id=row.session_id)
     if row.token_expires <= now:
         return Rotation(error="expired", session_id=row.session_id)
-    if audience is not None and not set(audience.split()) <= set((row.audience or "").split()):
+    if resources and not within_grant(resources, split_audience(row.audience), base):
         return Rotation(error="resource", session_id=row.session_id)
     if scope is not None and not set(scope) <= set((row.scope or "").split()):
         return Rotation(error="scope", session_id=row.session_id)
@@ -313,7 +356,16 @@ def rotate(
         ),
         {"s": row.session_id, "now": now},
     )
-    return Rotation(issued=_issue(conn, row.session_id, life, now, row.scope))
+    issued = _issue(
+        conn,
+        row.session_id,
+        life,
+        now,
+        row.scope,
+        grant_audience=row.audience,
+        access_audience=" ".join(sorted(resources)) if resources else row.audience,
+    )
+    return Rotation(issued=issued)
 
 
 def revoke(conn: Connection, session_id: str, reason: str) -> bool:

@@ -194,6 +194,7 @@ def _grant(
     client: clients.Client,
     form: Mapping[str, list[str]],
     life: sessions.Lifetimes,
+    base: str,
 ) -> sessions.Issued | OAuthError:
     grant_type = _one(form, "grant_type")
     if grant_type is None:
@@ -215,6 +216,7 @@ def _grant(
             verifier=_one(form, "code_verifier"),
             resources=form.get("resource", []),
             life=life,
+            base=base,
         )
     # What is left is refresh_token, the one other grant in metadata.GRANT_TYPES.
     token = _one(form, "refresh_token")
@@ -228,13 +230,16 @@ def _grant(
         life,
         client_id=client.client_id,
         scope=None if scope is None else scope.split(),
-        audience=" ".join(sorted(resources)) if resources else None,
+        resources=resources or None,
+        base=base,
     )
     if rotation.issued is None:
         if rotation.error == "scope":
             return OAuthError("invalid_scope", "scope exceeds what was granted")
         if rotation.error == "resource":
-            return OAuthError("invalid_target", "resource differs from the original grant")
+            return OAuthError(
+                "invalid_target", "resource was not part of the grant this refresh token is for"
+            )
         return OAuthError(
             "invalid_grant", _REFRESH_ERRORS.get(rotation.error or "", "invalid refresh token")
         )
@@ -255,7 +260,7 @@ async def token(request: Request) -> Response:
     try:
         form = await read_form(request)
         life = sessions.Lifetimes.of(svc.settings.auth)
-        result = await svc.call(_authenticated(request, form, _grant, form, life))
+        result = await svc.call(_authenticated(request, form, _grant, form, life, base_of(request)))
     except OAuthError as err:
         basic = request.headers.get("authorization", "").lower().startswith("basic")
         challenge = (

@@ -118,7 +118,10 @@ def test_missing_or_wrong_key_is_401_with_bearer_challenge(client: LambdaClient)
         ),
     ]:
         _assert_error(reply, 401, code)
-        assert reply.headers["www-authenticate"].startswith("Bearer")
+        challenge = reply.headers["www-authenticate"]
+        assert challenge.startswith('Bearer realm="mnemo"')
+        # RFC 6750 section 3.1: the error is named only when a credential was sent.
+        assert ('error="invalid_token"' in challenge) == (code == "invalid_key"), challenge
 
 
 def test_a_revoked_key_stops_working(client: LambdaClient, tenant: Tenant) -> None:

@@ -9,10 +9,10 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from core.identity.oauth import clients, codes
-from core.identity.sessions import Lifetimes
+from core.identity.sessions import Lifetimes, token_hash
 from core.kernel.config import Settings
 from core.kernel.db.engine import transaction
 from tests.conftest import Tenant
@@ -717,21 +717,74 @@ def test_the_token_request_may_narrow_the_resources_never_widen_them(
     token = narrowed.json()["access_token"]
     assert web.call("GET", "/v1/memories", token=token).status == 401
     assert _mcp_call(web, token).status == 200
-    # The refresh keeps the grant's resources; naming one outside them is invalid_target.
-    widened = web.call(
-        "POST",
-        "/oauth/token",
-        form={
-            "grant_type": "refresh_token",
-            "refresh_token": narrowed.json()["refresh_token"],
-            "client_id": client["client_id"],
-            "resource": "https://other.example/mcp",
-        },
-    )
+    # The refresh token keeps the grant's resources; naming one outside them is
+    # invalid_target, and leaves the refresh token unspent.
+    widened = _refresh_for(web, client, narrowed.json()["refresh_token"], "https://other.example")
     assert widened.status == 400 and widened.json()["error"] == "invalid_target"
+    # Without `resource` the refresh is for the whole grant again, /v1 included.
+    full = refresh(web, client, narrowed.json()["refresh_token"])
+    assert full.status == 200, full.body
+    assert web.call("GET", "/v1/memories", token=full.json()["access_token"]).status == 200
     mcp_grant = get_code(web, client, resource=BASE + "/mcp")
     wider = exchange(web, mcp_grant, resource=BASE + "/v1")
     assert wider.status == 400 and wider.json()["error"] == "invalid_target"
+
+
+def _refresh_for(web: Web, client: dict[str, Any], refresh_token: str, resource: str) -> Any:
+    return web.call(
+        "POST",
+        "/oauth/token",
+        form=[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", client["client_id"]),
+            *(("resource", r) for r in resource.split()),
+        ],
+    )
+
+
+def test_a_refresh_narrows_the_access_token_and_the_grant_stays_whole(
+    web: Web, client: dict[str, Any]
+) -> None:
+    # RFC 8707 section 2.2: each refresh may ask for some of the grant's resources.
+    tokens = exchange(web, get_code(web, client, resource=f"{BASE}/mcp {BASE}/v1")).json()
+    mcp = _refresh_for(web, client, tokens["refresh_token"], BASE + "/mcp/")
+    assert mcp.status == 200, mcp.body
+    refused = web.call("GET", "/v1/memories", token=mcp.json()["access_token"])
+    assert refused.status == 401 and refused.error_code == "invalid_token"
+    assert refused.headers["www-authenticate"].startswith(
+        'Bearer realm="mnemo", error="invalid_token", error_description="this token was issued'
+    )
+    assert _mcp_call(web, mcp.json()["access_token"]).status == 200
+    # Both resources named: both surfaces.
+    both = _refresh_for(web, client, mcp.json()["refresh_token"], f"{BASE}/v1 {BASE}/mcp")
+    assert both.status == 200, both.body
+    assert web.call("GET", "/v1/memories", token=both.json()["access_token"]).status == 200
+    assert _mcp_call(web, both.json()["access_token"]).status == 200
+    # The whole service is more than this grant holds.
+    wider = _refresh_for(web, client, both.json()["refresh_token"], BASE)
+    assert wider.status == 400 and wider.json()["error"] == "invalid_target"
+    # A narrowed token from an earlier refresh is still bound to what it was issued for.
+    assert _mcp_call(web, mcp.json()["access_token"]).status == 200
+    assert web.call("GET", "/v1/memories", token=mcp.json()["access_token"]).status == 401
+
+
+def test_a_grant_for_the_whole_service_narrows_to_either_surface(
+    web: Web, client: dict[str, Any]
+) -> None:
+    # `<base>` covers /mcp and /v1, so a token for one of them is a narrowing of it.
+    grant = get_code(web, client, resource=BASE)
+    api = exchange(web, grant, resource=BASE + "/v1")
+    assert api.status == 200, api.body
+    assert web.call("GET", "/v1/memories", token=api.json()["access_token"]).status == 200
+    assert _mcp_call(web, api.json()["access_token"]).status == 401
+    mcp = _refresh_for(web, client, api.json()["refresh_token"], BASE + "/mcp")
+    assert mcp.status == 200, mcp.body
+    assert _mcp_call(web, mcp.json()["access_token"]).status == 200
+    assert web.call("GET", "/v1/memories", token=mcp.json()["access_token"]).status == 401
+    # Only this service's surfaces: a path under it that is no resource is not.
+    other = _refresh_for(web, client, mcp.json()["refresh_token"], BASE + "/v1/memories")
+    assert other.status == 400 and other.json()["error"] == "invalid_target"
 
 
 def test_revocation_answers_200_for_unknown_and_foreign_tokens(
@@ -926,3 +979,20 @@ def test_a_confidential_clients_loopback_redirect_is_matched_exactly(web: Web) -
     assert _authorize(web, moved).status == 400
     same = authorize_params(client, challenge)
     assert _authorize(web, same).status == 200
+
+
+def test_a_token_without_its_own_audience_is_bound_to_its_grants(
+    web: Web, client: dict[str, Any], engine: Engine
+) -> None:
+    # As code older than migration 18 writes them during a rolling deployment: such a token
+    # is bound to its session's resources, never to none (which would let it in everywhere).
+    tokens = _tokens(web, client, resource=BASE + "/mcp")
+    with transaction(engine) as conn:
+        conn.execute(
+            text("UPDATE auth_tokens SET audience = NULL WHERE token_hash IN (:a, :r)"),
+            {"a": token_hash(tokens["access_token"]), "r": token_hash(tokens["refresh_token"])},
+        )
+    assert _mcp_call(web, tokens["access_token"]).status == 200
+    assert web.call("GET", "/v1/memories", token=tokens["access_token"]).status == 401
+    api = _refresh_for(web, client, tokens["refresh_token"], BASE + "/v1")
+    assert api.status == 400 and api.json()["error"] == "invalid_target"

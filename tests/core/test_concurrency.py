@@ -7,8 +7,13 @@ engine, as separate Lambda instances would be) adding memories through the real 
   the same fact key. Exactly one memory per content and one current fact survive, and nobody
   gets a 500 (on PostgreSQL the app retries the transaction that lost a unique-index race).
 
-The suite runs 4 x 2,000 adds on SQLite and 4 x 500 on PostgreSQL (see PER_PROCESS); the full
-4 x 2,000 run on both, with throughput and latency figures, lives in bench/concurrency.py.
+The suite runs 4 x 500 adds on each store (see PER_PROCESS); the full 4 x 2,000 run on both,
+with throughput and latency figures, lives in bench/concurrency.py.
+
+The children are watched for progress, not for a total time: on a loaded machine the same run
+can take many times longer (SQLite's writes are serial, so every add waits its turn), and a
+fixed deadline then fails a run that is only slow. A child that dies fails the test at once,
+with its exit code.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import queue as queues
 import time
 import traceback
 import uuid
@@ -29,18 +35,26 @@ from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient
 
 PROCESSES = 4
-# Adds per process. On the 2-core machine 4 x 2,000 takes ~22 s on SQLite but 58-79 s on
-# PostgreSQL, so PostgreSQL runs 4 x 500 here; MNEMO_TEST_ADDS_PER_PROCESS sets both (2000 for
-# the full size). bench/concurrency.py always runs 4 x 2,000 and reports the figures.
+# Adds per process. What the test asserts (every add lands, none meets a locked database) holds
+# or breaks on every contended write, and 4 x 500 is 2,000 of them. The size is not the point
+# (issue 3: "a test, kept quick; the larger run in bench/"): on the 2-core machine 4 x 2,000
+# takes ~22 s on SQLite at rest, but ran past the old 300 s deadline at load 7-15, where each
+# add waits its turn behind the other processes'; 4 x 500 takes a quarter of either.
+# MNEMO_TEST_ADDS_PER_PROCESS sets it (2000 for the full size); bench/concurrency.py always
+# runs 4 x 2,000 and reports the figures.
 _OVERRIDE = os.environ.get("MNEMO_TEST_ADDS_PER_PROCESS")
 PER_PROCESS = {
     store: int(_OVERRIDE) if _OVERRIDE else default
-    for store, default in (("sqlite", 2_000), ("postgres", 500))
+    for store, default in (("sqlite", 500), ("postgres", 500))
 }
 SHARED = 50  # contents every process adds in the race
 FACT_KEY = "race-key"
 LOCKED = "database is locked"
-TIMEOUT = 300.0  # seconds for the children to finish
+# Seconds the children may go without any of them starting, adding PROGRESS_EVERY memories or
+# finishing: a hang (a lock never released), not a slow machine. At load 9 four children took
+# ~16 s to start and ~0.1 s per add.
+STALL = 180.0
+PROGRESS_EVERY = 50
 
 pytestmark = pytest.mark.slow
 
@@ -91,13 +105,22 @@ def _child(
         queue.put({"index": index, "fatal": traceback.format_exc()})
         barrier.abort()
         return
-    barrier.wait(timeout=120)
+    queue.put({"index": index, "progress": "started"})
+    try:
+        # No timeout of its own: a child that never gets here aborts the barrier or dies, and
+        # the parent ends the run either way (see _collect).
+        barrier.wait()
+    except Exception:
+        queue.put({"index": index, "fatal": traceback.format_exc()})
+        return
     statuses: Counter[str] = Counter()
     odd: list[str] = []
     exceptions: list[str] = []
     ids: dict[str, str] = {}
     started = time.monotonic()
-    for label, body in bodies:
+    for done, (label, body) in enumerate(bodies, 1):
+        if done % PROGRESS_EVERY == 0:
+            queue.put({"index": index, "progress": done})
         try:
             reply = client.post("/v1/memories", body)
         except Exception as exc:
@@ -134,10 +157,12 @@ def _run(task: str, url: str, key: str, count: int = 0) -> list[dict[str, Any]]:
     started = time.monotonic()
     for child in children:
         child.start()
-    results = []
     try:
-        for _ in children:
-            results.append(queue.get(timeout=TIMEOUT))
+        results = _collect(children, queue)
+    except BaseException:
+        for child in children:  # the run has failed: do not wait for the rest of it
+            child.terminate()
+        raise
     finally:
         for child in children:
             child.join(timeout=30)
@@ -154,6 +179,30 @@ def _run(task: str, url: str, key: str, count: int = 0) -> list[dict[str, Any]]:
     size = f" x {count}" if count else ""
     print(f"\n{task}{size}: {PROCESSES} processes, wall {elapsed:.1f}s, children {each}")
     return results
+
+
+def _collect(children: list[Any], queue: Any) -> list[dict[str, Any]]:
+    """Every child's result, failing as soon as one dies without one, or when none has moved
+    for STALL seconds."""
+    results: dict[int, dict[str, Any]] = {}
+    progress: dict[int, Any] = {}
+    moved = time.monotonic()
+    while len(results) < len(children):
+        # exitcode 0 with no result yet: its last message is still in the pipe.
+        dead = {i: c.exitcode for i, c in enumerate(children) if c.exitcode not in (None, 0)}
+        assert not dead, f"children died: exit codes {dead}, last progress {progress}"
+        try:
+            message = queue.get(timeout=1.0)
+        except queues.Empty:
+            stalled = time.monotonic() - moved
+            assert stalled < STALL, f"no child moved in {stalled:.0f} s; progress {progress}"
+            continue
+        moved = time.monotonic()
+        if "progress" in message:
+            progress[message["index"]] = message["progress"]
+        else:
+            results[message["index"]] = message
+    return [results[i] for i in sorted(results)]
 
 
 def _assert_clean(results: list[dict[str, Any]]) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, event, inspect, text
 
+from core.identity import sessions
 from core.kernel.db import migrations
 from core.kernel.db.engine import dispose, get_engine, transaction
 from core.kernel.db.migrations import LATEST_VERSION, MIGRATIONS, ensure_schema, migrate
@@ -243,3 +244,64 @@ def test_a_failing_migration_leaves_no_trace(
         migrate(empty_engine)
     assert "half_done" not in inspect(empty_engine).get_table_names()
     assert _versions(empty_engine)[-1][0] == LATEST_VERSION
+
+
+def test_migration_18_gives_each_token_its_sessions_audience(empty_engine: Engine) -> None:
+    """Tokens issued before per-token audiences keep working, bound to what their session was
+    (and a first-party login's to nothing); migrate() then applies only what is above 17."""
+    migrate(empty_engine, target=17)
+    now = int(time.time() * 1000)
+    later = now + 3_600_000
+    grant = "https://mnemo.example/mcp https://mnemo.example/v1"
+    tokens = {"oauth_access": "mnemo_at_" + "a" * 43, "login_access": "mnemo_at_" + "b" * 43}
+    with transaction(empty_engine) as conn:
+        run = conn.exec_driver_sql
+        run(
+            "INSERT INTO brains (id, slug, name, created_at, updated_at) "
+            f"VALUES ('b1', 'b1', 'B', {now}, {now})"
+        )
+        run(
+            "INSERT INTO accounts (id, email, password_hash, created_at, updated_at) "
+            f"VALUES ('a1', 'a@example.com', 'x', {now}, {now})"
+        )
+        run(
+            "INSERT INTO brain_members (brain_id, account_id, role, created_at) "
+            f"VALUES ('b1', 'a1', 'owner', {now})"
+        )
+        run(
+            "INSERT INTO oauth_clients (client_id, redirect_uris, grant_types, response_types, "
+            f"created_at) VALUES ('mcp_c', '[]', '[]', '[]', {now})"
+        )
+        for session, client, audience in (("s1", "'mcp_c'", f"'{grant}'"), ("s2", "NULL", "NULL")):
+            run(
+                "INSERT INTO auth_sessions (id, account_id, brain_id, client_id, audience, "
+                f"created_at, last_used_at, expires_at) VALUES ('{session}', 'a1', 'b1', "
+                f"{client}, {audience}, {now}, {now}, {later})"
+            )
+        rows = [
+            (sessions.token_hash(tokens["oauth_access"]), "s1", "access"),
+            ("r1", "s1", "refresh"),
+            (sessions.token_hash(tokens["login_access"]), "s2", "access"),
+            ("r2", "s2", "refresh"),
+        ]
+        for token_hash, session, kind in rows:
+            run(
+                "INSERT INTO auth_tokens (token_hash, session_id, kind, created_at, expires_at) "
+                f"VALUES ('{token_hash}', '{session}', '{kind}', {now}, {later})"
+            )
+
+    assert [m.version for m in migrate(empty_engine)] == [18]
+    with transaction(empty_engine, write=False) as conn:
+        audiences = dict(
+            conn.execute(text("SELECT session_id || ':' || kind, audience FROM auth_tokens")).all()
+        )
+        assert audiences == {
+            "s1:access": grant,
+            "s1:refresh": grant,
+            "s2:access": None,
+            "s2:refresh": None,
+        }
+        oauth = sessions.verify_access(conn, tokens["oauth_access"])
+        login = sessions.verify_access(conn, tokens["login_access"])
+    assert oauth is not None and oauth.audience == grant
+    assert login is not None and login.audience is None

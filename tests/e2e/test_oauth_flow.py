@@ -2,8 +2,8 @@
 `mnemo serve` in a subprocess, as an MCP client would run it: discover the metadata, register,
 drive the HTML authorization page, exchange the code, call /v1, refresh, revoke.
 
-/mcp does not exist yet: discovery starts from the resource metadata URL that the
-WWW-Authenticate helper names (the header /mcp will send with its 401).
+Discovery starts from the resource metadata URL that the WWW-Authenticate helper names (the
+header /mcp sends with its 401).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from authlib.common.security import generate_token
-from authlib.integrations.httpx_client import OAuth2Client
+from authlib.integrations.httpx_client import OAuth2Client, OAuthError
 
 from core.identity.oauth.metadata import www_authenticate
 from tests.oauth_fixtures import PASSWORD, new_email, parse_form
@@ -222,6 +222,92 @@ def test_refresh_then_revoke_with_authlib(served: str) -> None:
         after = client.get(f"{base}/v1/memories")
         assert after.status_code == 401
         assert after.json()["error"]["code"] == "invalid_token"
+    finally:
+        browser.close()
+        client.close()
+
+
+def _ping(client: OAuth2Client, base: str) -> httpx.Response:
+    return client.post(
+        f"{base}/mcp",
+        json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        headers={"accept": "application/json, text/event-stream"},
+    )
+
+
+def test_a_refresh_narrows_the_access_token_to_the_resource_asked_for(served: str) -> None:
+    """RFC 8707 section 2.2 with authlib: a grant for /mcp and /v1; each refresh may ask for an
+    access token bound to one of them, and the refresh token keeps both, so the next refresh
+    can ask for the other, or (without `resource`) for both again."""
+    base = served
+    resource, server = _discover(base)
+    mcp, api = resource["resource"], f"{base}/v1"
+    token_endpoint = str(server["token_endpoint"])
+    redirect_uri = "http://127.0.0.1:8767/cb"
+    reg = httpx.post(
+        str(server["registration_endpoint"]),
+        json={
+            "client_name": "authlib test client",
+            "redirect_uris": [redirect_uri],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "token_endpoint_auth_method": "none",
+        },
+    ).json()
+    client = OAuth2Client(
+        client_id=reg["client_id"],
+        token_endpoint_auth_method="none",
+        redirect_uri=redirect_uri,
+        code_challenge_method="S256",
+    )
+    browser = Browser()
+    try:
+        verifier = generate_token(64)
+        url, state = client.create_authorization_url(
+            str(server["authorization_endpoint"]), code_verifier=verifier, resource=[mcp, api]
+        )
+        callback = _log_in_and_approve(browser, url, base)
+        # The code exchange narrows too: this first access token is for /mcp alone.
+        client.fetch_token(
+            token_endpoint,
+            authorization_response=callback,
+            state=state,
+            code_verifier=verifier,
+            resource=mcp,
+        )
+        assert _ping(client, base).status_code == 200
+        refused = client.get(f"{base}/v1/memories")
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["error"]["code"] == "invalid_token"
+        challenge = refused.headers["www-authenticate"]
+        assert challenge.startswith('Bearer realm="mnemo", error="invalid_token"'), challenge
+        assert "another resource" in challenge
+
+        # The refresh token kept the whole grant: /v1 can be asked for now.
+        client.refresh_token(token_endpoint, resource=api)
+        assert client.get(f"{base}/v1/memories").status_code == 200
+        at_mcp = _ping(client, base)
+        assert at_mcp.status_code == 401, at_mcp.text
+        # /mcp's 401 points the client at the resource metadata (RFC 9728), error named.
+        challenge = at_mcp.headers["www-authenticate"]
+        assert 'resource_metadata="' in challenge and 'error="invalid_token"' in challenge
+
+        # A resource outside the grant (the whole service, or another server) is refused,
+        # and the refresh token is not spent by the refusal.
+        before = dict(client.token)
+        for outside in (base, "https://other.example/mcp"):
+            with pytest.raises(OAuthError) as refused_refresh:
+                client.refresh_token(token_endpoint, resource=outside)
+            assert refused_refresh.value.error == "invalid_target"
+        assert client.token["refresh_token"] == before["refresh_token"]
+
+        client.refresh_token(token_endpoint, resource=mcp)
+        assert _ping(client, base).status_code == 200
+        assert client.get(f"{base}/v1/memories").status_code == 401
+
+        # Without `resource`, the access token is for the whole original grant again.
+        client.refresh_token(token_endpoint)
+        assert _ping(client, base).status_code == 200
+        assert client.get(f"{base}/v1/memories").status_code == 200
     finally:
         browser.close()
         client.close()

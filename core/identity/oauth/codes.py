@@ -29,6 +29,7 @@ from core.identity.oauth.metadata import (
     audiences,
     mcp_resource,
     split_audience,
+    within_grant,
 )
 from core.kernel.ids import now_ms
 
@@ -181,9 +182,14 @@ def exchange(
     verifier: str | None,
     resources: list[str],
     life: sessions.Lifetimes,
+    base: str | None = None,
 ) -> sessions.Issued | OAuthError:
     """Redeem a code for a token pair. Errors are returned, not raised: a replayed code revokes
-    the first redemption's tokens in this transaction, which must commit."""
+    the first redemption's tokens in this transaction, which must commit.
+
+    `resources` (RFC 8707) may narrow the access token to some of the resources the
+    authorization request named (`base`: the service's own URL, see
+    metadata.within_grant); the grant, and so the refresh token, keeps all of them."""
     if not code or not redirect_uri or not verifier:
         return OAuthError("invalid_request", "code, redirect_uri and code_verifier are required")
     hashed = sessions.token_hash(code)
@@ -210,7 +216,7 @@ def exchange(
         return OAuthError("invalid_grant", "the PKCE code_verifier does not match")
     granted = split_audience(row.resource)
     wanted = requested_resources(resources) or set(granted)
-    if not wanted <= granted:
+    if not within_grant(wanted, granted, base):
         # RFC 8707 section 2.2: the token request may narrow the resources, never widen them.
         return OAuthError("invalid_target", "resource was not part of the authorization request")
     claimed = conn.execute(
@@ -233,7 +239,8 @@ def exchange(
         row.brain_id,
         life,
         client_id=client.client_id,
-        audience=" ".join(sorted(wanted)),
+        audience=" ".join(sorted(granted)),
+        access_audience=" ".join(sorted(wanted)),
         scope=row.scope,
     )
     conn.execute(

@@ -10,6 +10,7 @@ refused on `/v1`: a leaked MCP token cannot drive the wider API (keys, brains, e
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 SCOPES = ("memories:read", "memories:write")
@@ -53,6 +54,17 @@ def accepted_audiences(base: str, surface: str) -> frozenset[str]:
 def split_audience(audience: str | None) -> frozenset[str]:
     """A stored audience (resources separated by spaces; a URI holds none) as a set."""
     return frozenset((audience or "").split())
+
+
+def within_grant(wanted: Iterable[str], granted: frozenset[str], base: str | None) -> bool:
+    """Whether a token request's resources are ones the grant holds (RFC 8707 section 2.2: a
+    token request may narrow the grant's resources, never widen them). A grant for the whole
+    service (`base`) holds each of its surfaces too, so its tokens can be narrowed to /mcp or
+    /v1 alone."""
+    held = set(granted)
+    if base is not None and base in granted:
+        held.update(audiences(base))
+    return set(wanted) <= held
 
 
 def resource_metadata_url(base: str) -> str:

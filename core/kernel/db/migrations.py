@@ -712,6 +712,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         )
         """,
     ),
+    Migration(
+        18,
+        "per-token audience",
+        # RFC 8707: a refresh may ask for an access token bound to fewer resources than the
+        # grant holds, while the refresh token keeps the grant's; so each token carries its
+        # own audience (core/identity/sessions.py). Tokens issued before carried their
+        # session's.
+        """
+        ALTER TABLE auth_tokens ADD COLUMN audience TEXT;
+        UPDATE auth_tokens SET audience =
+            (SELECT s.audience FROM auth_sessions s WHERE s.id = auth_tokens.session_id)
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -334,6 +334,9 @@ auth_tokens = Table(
     _ts("created_at", nullable=False),
     _ts("expires_at", nullable=False),
     _ts("used_at"),
+    # The resources the token is bound to (RFC 8707), separated by spaces; NULL for a
+    # first-party login's. A refresh token's are its grant's, an access token's may be fewer.
+    Column("audience", Text),
     CheckConstraint("kind IN ('access', 'refresh')"),
     Index("ix_auth_tokens_session", "session_id"),
     Index("ix_auth_tokens_expires", "expires_at"),
