@@ -14,6 +14,7 @@ from core.graph import models as graph
 from core.identity import models as identity
 from core.memory import models as memory
 from core.retrieval import models as retrieval
+from core.webhooks import models as webhooks
 
 PAIRS: list[tuple[type, type[BaseModel]]] = [
     (memory.MemoryRecord, memory.Memory),
@@ -56,6 +57,16 @@ PAIRS: list[tuple[type, type[BaseModel]]] = [
     (retrieval.CitationRecord, retrieval.Citation),
     (retrieval.OmittedRecord, retrieval.Omitted),
     (retrieval.ContextPackRecord, retrieval.ContextPack),
+    (webhooks.WatchRecord, webhooks.WatchOut),
+    (webhooks.NewWatchRecord, webhooks.NewWatchOut),
+    (webhooks.RotatedRecord, webhooks.RotatedOut),
+    (webhooks.WatchDeletedRecord, webhooks.WatchDeleted),
+    (webhooks.EntityRefRecord, webhooks.EntityRef),
+    (webhooks.DeliveryRecord, webhooks.DeliveryOut),
+    (webhooks.DeliveryPageRecord, webhooks.DeliveryPage),
+    (webhooks.HookSourceRecord, webhooks.HookSourceOut),
+    (webhooks.NewHookSourceRecord, webhooks.NewHookSourceOut),
+    (webhooks.SourceDeletedRecord, webhooks.SourceDeleted),
 ]
 
 
