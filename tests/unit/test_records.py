@@ -14,6 +14,7 @@ from core.graph import models as graph
 from core.identity import models as identity
 from core.memory import models as memory
 from core.retrieval import models as retrieval
+from core.transfer import models as transfer
 from core.webhooks import models as webhooks
 
 PAIRS: list[tuple[type, type[BaseModel]]] = [
@@ -67,6 +68,12 @@ PAIRS: list[tuple[type, type[BaseModel]]] = [
     (webhooks.HookSourceRecord, webhooks.HookSourceOut),
     (webhooks.NewHookSourceRecord, webhooks.NewHookSourceOut),
     (webhooks.SourceDeletedRecord, webhooks.SourceDeleted),
+    (transfer.KindCountsRecord, transfer.KindCounts),
+    (transfer.ImportRecord, transfer.ImportResult),
+    (transfer.SnapshotRecord, transfer.Snapshot),
+    (transfer.SnapshotPageRecord, transfer.SnapshotPage),
+    (transfer.RestoreRecord, transfer.RestoreResult),
+    (transfer.SnapshotDeletedRecord, transfer.SnapshotDeleted),
 ]
 
 
