@@ -12,6 +12,7 @@ from core.curation import models as curation
 from core.curation.summaries import models as summaries
 from core.graph import models as graph
 from core.identity import models as identity
+from core.identity.oauth import models as oauth
 from core.memory import models as memory
 from core.retrieval import models as retrieval
 from core.transfer import models as transfer
@@ -74,6 +75,13 @@ PAIRS: list[tuple[type, type[BaseModel]]] = [
     (transfer.SnapshotPageRecord, transfer.SnapshotPage),
     (transfer.RestoreRecord, transfer.RestoreResult),
     (transfer.SnapshotDeletedRecord, transfer.SnapshotDeleted),
+    (identity.AccountRecord, identity.AccountOut),
+    (identity.SessionRecord, identity.SessionOut),
+    (identity.KeyRecord, identity.KeyOut),
+    (oauth.TokenRecord, oauth.TokenOut),
+    (oauth.ClientRecord, oauth.ClientOut),
+    (oauth.ServerMetadataRecord, oauth.ServerMetadataOut),
+    (oauth.ResourceMetadataRecord, oauth.ResourceMetadataOut),
 ]
 
 

@@ -10,7 +10,7 @@ refused on `/v1`: a leaked MCP token cannot drive the wider API (keys, brains, e
 
 from __future__ import annotations
 
-from typing import Any
+from core.identity.oauth.models import ResourceMetadataRecord, ServerMetadataRecord
 
 SCOPES = ("memories:read", "memories:write")
 DEFAULT_SCOPE = " ".join(SCOPES)
@@ -72,7 +72,7 @@ def www_authenticate(base: str, error: str | None = None, description: str | Non
     return "Bearer " + ", ".join(parts)
 
 
-def authorization_server(base: str) -> dict[str, Any]:
+def authorization_server(base: str) -> ServerMetadataRecord:
     """RFC 8414."""
     return {
         "issuer": base,
@@ -100,7 +100,7 @@ def authorization_server(base: str) -> dict[str, Any]:
     }
 
 
-def protected_resource(base: str) -> dict[str, Any]:
+def protected_resource(base: str) -> ResourceMetadataRecord:
     """RFC 9728: the MCP endpoint, protected by this server's tokens."""
     return {
         "resource": mcp_resource(base),
