@@ -8,6 +8,7 @@ import typing
 import pytest
 from pydantic import BaseModel
 
+from core.app import models as app
 from core.curation import models as curation
 from core.curation.summaries import models as summaries
 from core.graph import models as graph
@@ -82,6 +83,10 @@ PAIRS: list[tuple[type, type[BaseModel]]] = [
     (oauth.ClientRecord, oauth.ClientOut),
     (oauth.ServerMetadataRecord, oauth.ServerMetadataOut),
     (oauth.ResourceMetadataRecord, oauth.ResourceMetadataOut),
+    (app.OutcomeRecord, memory.Outcome),
+    (app.JobRecord, memory.Job),
+    (app.RunRecord, app.RunOut),
+    (app.RunPageRecord, app.RunPage),
 ]
 
 
