@@ -122,7 +122,7 @@ def _pages(
     extra: str,
     params: dict[str, Any],
     page_size: int,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[fmt.Data]:
     """Rows of the brain in `order`, one page per query; each page starts after the last row
     of the one before (keyset), so a page costs the same at the start and at the end."""
     columns = ", ".join(shape.columns)

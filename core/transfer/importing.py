@@ -197,7 +197,7 @@ def _configured_embedder() -> Embedder:
     return get_embedder(get_settings().embedder)
 
 
-def batches(records: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+def batches(records: Iterable[fmt.Line], size: int) -> Iterator[list[fmt.Line]]:
     iterator = iter(records)
     while batch := list(islice(iterator, max(1, size))):
         yield batch

@@ -367,7 +367,7 @@ def _purged_since(conn: Connection, scope: Scope, taken_at: int) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
-def _without(purged: set[str], records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def _without(purged: set[str], records: Iterable[fmt.Line]) -> Iterator[fmt.Line]:
     """The snapshot's records less the purged memories and their history and links."""
     for record in records:
         data = record.get("data")
@@ -396,8 +396,8 @@ def delete(
 
 
 def _erased_left_out(
-    brain_id: str, subjects: set[str], records: Iterable[dict[str, Any]]
-) -> Iterator[dict[str, Any]]:
+    brain_id: str, subjects: set[str], records: Iterable[fmt.Line]
+) -> Iterator[fmt.Line]:
     """`erasure.without_users`, with the end record's counts made true again."""
     counts: dict[str, int] = {}
     for record in erasure.without_users(brain_id, subjects, records):

@@ -359,7 +359,7 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
-def _read_export(path: Path) -> tuple[dict[str, Any], Any]:
+def _read_export(path: Path) -> tuple[JsonObject, Any]:
     document = read_json_file(path)
     if not isinstance(document, dict) or document.get("schema") != SCHEMA:
         raise SourceError(path, f'not a MemoryVault export: "schema" must be "{SCHEMA}"', line=1)
