@@ -384,7 +384,7 @@ def _wrap_asgi_transport(handle: Callable[..., Any]) -> Callable[..., Any]:
 _BUFFERED = ("application/json", "application/problem+json", "")
 
 
-def _served_reply(request: Any, response: Any) -> bool:
+def _served_reply(request: Any) -> bool:
     """Whether this reply is from a `mnemo serve` up now, while checking is on."""
     return _state["on"] and _origin(request.url) in _served
 
@@ -428,7 +428,7 @@ def _wrap_http_transport(module: Any) -> Callable[[Callable[..., Any]], Callable
         @functools.wraps(handle)
         def checked(self: Any, request: Any) -> Any:
             response = handle(self, request)
-            if not _served_reply(request, response):
+            if not _served_reply(request):
                 return response
             raw = None
             if _media(response) in _BUFFERED:
@@ -448,7 +448,7 @@ def _wrap_async_http_transport(module: Any) -> Callable[[Callable[..., Any]], Ca
         @functools.wraps(handle)
         async def checked(self: Any, request: Any) -> Any:
             response = await handle(self, request)
-            if not _served_reply(request, response):
+            if not _served_reply(request):
                 return response
             raw = None
             if _media(response) in _BUFFERED:
