@@ -10,19 +10,19 @@ once. Who runs the job (core/app/jobs.py):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.background import BackgroundTask
 
 from core.app import ingest, jobs
+from core.app.models import JobRecord, OutcomeRecord
 from core.memory.models import Conversation
 from handlers.context import Context
 
 
 @dataclass(frozen=True)
 class Outcome:
-    results: list[dict[str, Any]] | None = None
-    job: dict[str, Any] | None = None
+    results: list[OutcomeRecord] | None = None
+    job: JobRecord | None = None
     background: BackgroundTask | None = None
 
 

@@ -17,6 +17,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from core.app.models import OutcomeRecord
 from core.kernel.errors import InvalidInput
 
 PROCEDURAL = "procedural_memory"
@@ -79,7 +80,7 @@ def record(memory: Mapping[str, Any], *, score: float | None = None) -> dict[str
     return out
 
 
-def event(outcome: dict[str, Any]) -> dict[str, Any]:
+def event(outcome: OutcomeRecord) -> dict[str, Any]:
     """One of add's results: what happened to a memory (mem0 platform and OSS fields both)."""
     memory = outcome["memory"]
     out = {

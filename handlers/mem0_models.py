@@ -127,8 +127,17 @@ class Mem0SearchIn(ListIn):
     fields: list[str] | None = Field(None, description="Return only these record fields.")
 
 
+class Projected(Out):
+    """A search result when `fields` was given: its id and the fields asked for (as `Record`
+    has them)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+
+
 class Mem0SearchPage(Out):
-    results: list[Record]
+    results: list[Record | Projected]
 
 
 class UpdateIn(Lenient):
@@ -139,6 +148,23 @@ class UpdateIn(Lenient):
 
 class Message_(Out):
     message: str
+
+
+class DeletedAll(Message_):
+    deleted: int = Field(description="How many memories were deleted")
+
+
+class Mem0Error(Out):
+    code: str
+    message: str
+    details: Any = None
+
+
+class Mem0ErrorOut(Out):
+    """A failure as mem0's clients read it (`detail`), with Mnemo's error object beside it."""
+
+    detail: str
+    error: Mem0Error
 
 
 class BatchUpdateItem(Lenient):
@@ -199,6 +225,7 @@ class HistoryRow(Out):
     event: str
     old_memory: str | None
     new_memory: str | None
+    detail: dict[str, Any] | None = Field(description="Mnemo's account of the change")
     input: list[dict[str, Any]] | None = None
     actor_id: str | None
     role: str | None

@@ -29,6 +29,7 @@ from core.kernel.scope import Scope
 from core.memory import store as memories
 from core.memory.models import MemoryIn, SaveRecord
 from core.webhooks import outbox, queue
+from core.webhooks.models import DrainRecord
 from handlers.context import Context, Services
 
 # Kept back from the function's remaining time for recording the last batch.
@@ -60,7 +61,7 @@ def _follow_up_waits(records: Sequence[dict[str, Any]], claimed: int, now: int) 
     return False
 
 
-def drain(services: Services, records: Sequence[dict[str, Any]], context: Any) -> dict[str, Any]:
+def drain(services: Services, records: Sequence[dict[str, Any]], context: Any) -> DrainRecord:
     """Drain the outbox; when retries wait, ask SQS to wake this function again when the
     soonest is due (a follow-up message, delayed up to SQS's 15 minutes). A drain that
     scheduled no retry starts no follow-up, and a follow-up whose work another drain did ends
@@ -69,7 +70,7 @@ def drain(services: Services, records: Sequence[dict[str, Any]], context: Any) -
     settings = services.settings.webhooks
     engine = services.ready_engine()
     report = outbox.drain(engine, settings, budget_seconds=_budget(context))
-    result: dict[str, Any] = report.as_dict()
+    result: DrainRecord = report.as_dict()
     due = outbox.next_due(engine)
     now = now_ms()
     if (

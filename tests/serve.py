@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.contract import serving
+
 ROOT = Path(__file__).resolve().parent.parent
 MNEMO = [sys.executable, "-m", "handlers.cli"]
 
@@ -53,7 +55,9 @@ def mnemo_serve(database_url: str, **env: str) -> Iterator[str]:
                 assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
                 assert time.monotonic() < deadline, "mnemo serve did not come up"
                 time.sleep(0.1)
-        yield base
+        # Its replies are checked against /openapi.json as in-process ones are.
+        with serving(base):
+            yield base
     finally:
         proc.terminate()
         proc.communicate(timeout=10)

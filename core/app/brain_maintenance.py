@@ -15,10 +15,11 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Engine
 
+from core.app.models import BrainRun, HygieneRecord, OneBrainRecord, RunPageRecord, RunRecord
 from core.curation import conflicts, consolidate, hygiene
 from core.curation.conflicts import VectorSpace
 from core.embeddings import get_embedder
@@ -124,7 +125,7 @@ def maintain_brain(
     tasks: tuple[str, ...] = TASKS,
     deadline: float | None = None,
     app: Settings | None = None,
-) -> dict[str, Any]:
+) -> BrainRun:
     """Run the hygiene tasks on one brain under its lease; skipped when another run holds it.
     A dry run takes no lease, changes nothing and records no stats. Past the `deadline`
     (time.monotonic()) decay and retention stop between batches. `app`: the settings conflict
@@ -139,7 +140,7 @@ def maintain_brain(
         scope = hygiene.system_scope(brain_id)
         with transaction(engine, write=False) as conn:
             policy = policy_for(conn, brain_id)
-        out: dict[str, Any] = {"brain_id": brain_id}
+        out: BrainRun = {"brain_id": brain_id}
         runners: dict[str, Callable[[], Any]] = {
             "decay": lambda: hygiene.decay(
                 engine, scope, settings, now=now, dry_run=dry_run, policy=policy, deadline=deadline
@@ -200,7 +201,7 @@ def run_all(
     now: int | None = None,
     dry_run: bool = False,
     app: Settings | None = None,
-) -> dict[str, Any]:
+) -> HygieneRecord | OneBrainRecord:
     """Every brain (or one), within the time budget."""
     if brain_id is not None:
         one = maintain_brain(engine, brain_id, settings, now=now, dry_run=dry_run, app=app)
@@ -208,7 +209,7 @@ def run_all(
     started_ms = now_ms()
     deadline = time.monotonic() + settings.budget_seconds
     after: tuple[int, str] = (-1, "")
-    done: list[dict[str, Any]] = []
+    done: list[BrainRun] = []
     out_of_time = False
     while not out_of_time:
         with transaction(engine, write=False) as conn:
@@ -255,7 +256,7 @@ def list_runs(
     task: str | None,
     limit: int,
     cursor: str | None = None,
-) -> dict[str, Any]:
+) -> RunPageRecord:
     """The brain's recorded task runs, newest first."""
     params: dict[str, Any] = {"brain": scope.brain_id, "limit": limit + 1}
     where = ["brain_id = :brain"]
@@ -272,16 +273,14 @@ def list_runs(
         params,
     ).all()
     rows, next_cursor = cursors.page(rows, limit, time="ts")
-    return {
-        "results": [
-            {
-                "id": r.id,
-                "type": r.type,
-                "count": r.count,
-                "detail": json.loads(r.detail) if r.detail else None,
-                "ts": iso(r.ts),
-            }
-            for r in rows
-        ],
-        "next_cursor": next_cursor,
-    }
+    results = [
+        {
+            "id": r.id,
+            "type": r.type,
+            "count": r.count,
+            "detail": json.loads(r.detail) if r.detail else None,
+            "ts": iso(r.ts),
+        }
+        for r in rows
+    ]
+    return {"results": cast(list[RunRecord], results), "next_cursor": next_cursor}

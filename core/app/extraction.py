@@ -20,10 +20,11 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, Engine
 
+from core.app.models import OutcomeRecord
 from core.curation.summaries.llm import ChatModel, build_chat
 from core.kernel.config import Settings
 from core.kernel.db.engine import transaction
@@ -103,8 +104,11 @@ def chat_for(settings: Settings) -> ChatModel | None:
 
 # --- prompts and replies ------------------------------------------------------------------
 
+# The JSON object an LLM answered: whatever it wrote, each field checked where it is read.
+LlmObject = dict[str, Any]
 
-def _json_object(reply: str, what: str) -> dict[str, Any]:
+
+def _json_object(reply: str, what: str) -> LlmObject:
     """The JSON object in a reply: bare, or inside a ```json fence, or amid prose."""
     text = reply.strip()
     fenced = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
@@ -285,33 +289,42 @@ def apply(
     planned: Plan,
     settings: Settings,
     index: Indexer,
-) -> list[dict[str, Any]]:
+) -> list[OutcomeRecord]:
     """Every decision in the caller's (one) write transaction; what happened to each."""
     limits = settings.limits
     adds = iter(planned.items)
-    results: list[dict[str, Any]] = []
+    results: list[OutcomeRecord] = []
     actor = {"actor_id": conversation.actor_id, "role": "assistant"}
     for decision in planned.decisions:
         if decision.event == "ADD":
             memory: dict[str, Any] = dict(memories.create(conn, scope, next(adds), limits, index))
-            event = "NONE" if memory.pop("deduplicated") else "ADD"
-            results.append({"event": event, "memory": memory, "previous_content": None})
+            event: Event = "NONE" if memory.pop("deduplicated") else "ADD"
+            results.append({"event": event, "memory": _memory(memory), "previous_content": None})
         elif decision.event == "UPDATE":
             assert decision.memory_id is not None
             patch = MemoryPatch(content=decision.text, **actor)
             memory = dict(memories.update(conn, scope, decision.memory_id, patch, limits, index))
-            results.append({"event": "UPDATE", "memory": memory, "previous_content": decision.old})
+            results.append(
+                {"event": "UPDATE", "memory": _memory(memory), "previous_content": decision.old}
+            )
         elif decision.event == "DELETE":
             assert decision.memory_id is not None
             memory = dict(
                 memories.set_state(conn, scope, decision.memory_id, "deleted", index, **actor)
             )
-            results.append({"event": "DELETE", "memory": memory, "previous_content": decision.old})
+            results.append(
+                {"event": "DELETE", "memory": _memory(memory), "previous_content": decision.old}
+            )
         else:
             assert decision.memory_id is not None
             memory = dict(memories.get(conn, scope, decision.memory_id))
-            results.append({"event": "NONE", "memory": memory, "previous_content": None})
+            results.append({"event": "NONE", "memory": _memory(memory), "previous_content": None})
     return results
+
+
+def _memory(copy: dict[str, Any]) -> MemoryRecord:
+    """A copy of a memory's record (a save's `deduplicated` taken off), as an outcome holds it."""
+    return cast(MemoryRecord, copy)
 
 
 def index_texts(planned: Plan) -> list[str]:

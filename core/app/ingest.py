@@ -14,18 +14,19 @@ run after the answer; its status and results are read back by id.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import Connection, Engine
 
 from core.app import extraction, remember
+from core.app.models import Event, OutcomeRecord
 from core.kernel.config import Settings
 from core.kernel.db.engine import transaction
 from core.kernel.scope import Scope
 from core.memory import store as memories
 from core.memory.conversations import turn_memories
 from core.memory.indexing import Indexer
-from core.memory.models import Conversation, SaveRecord
+from core.memory.models import Conversation, MemoryRecord, SaveRecord
 
 if TYPE_CHECKING:
     # numpy comes with search: imported when a conversation needs it (handlers/lazy.py).
@@ -50,7 +51,7 @@ def uses_llm(settings: Settings, conversation: Conversation) -> bool:
 
 # Runs in the write transaction with the results (a job records its outcome there, so a job
 # whose memories were written is never left looking unfinished: core/app/jobs.py).
-OnDone = Callable[[Connection, list[dict[str, Any]]], None]
+OnDone = Callable[[Connection, list[OutcomeRecord]], None]
 
 
 def ingest(
@@ -60,7 +61,7 @@ def ingest(
     conversation: Conversation,
     *,
     on_done: OnDone | None = None,
-) -> list[dict[str, Any]]:
+) -> list[OutcomeRecord]:
     from core.memory.indexing import document_text
 
     scope.require_write()
@@ -89,12 +90,12 @@ def ingest(
     return results
 
 
-def _done(conn: Connection, results: list[dict[str, Any]], on_done: OnDone | None) -> None:
+def _done(conn: Connection, results: list[OutcomeRecord], on_done: OnDone | None) -> None:
     if on_done is not None:
         on_done(conn, results)
 
 
-def _added(saved: SaveRecord) -> dict[str, Any]:
+def _added(saved: SaveRecord) -> OutcomeRecord:
     memory = dict(saved)
-    event = "NONE" if memory.pop("deduplicated", False) else "ADD"
-    return {"event": event, "memory": memory, "previous_content": None}
+    event: Event = "NONE" if memory.pop("deduplicated", False) else "ADD"
+    return {"event": event, "memory": cast(MemoryRecord, memory), "previous_content": None}

@@ -20,11 +20,12 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, Engine
 
 from core.app.ingest import ingest
+from core.app.models import JobRecord, OutcomeRecord
 from core.kernel import sqs
 from core.kernel.config import Settings
 from core.kernel.db.engine import sql, transaction, unavailable
@@ -55,7 +56,7 @@ _ABANDONED = {
 Ran = Literal["done", "busy", "skipped"]
 
 
-def create(conn: Connection, scope: Scope, conversation: Conversation) -> dict[str, Any]:
+def create(conn: Connection, scope: Scope, conversation: Conversation) -> JobRecord:
     scope.require_write()
     user = scope.user_for_write(conversation.user_id)
     now = now_ms()
@@ -78,7 +79,7 @@ def create(conn: Connection, scope: Scope, conversation: Conversation) -> dict[s
     return get(conn, scope, job_id)
 
 
-def get(conn: Connection, scope: Scope, job_id: str) -> dict[str, Any]:
+def get(conn: Connection, scope: Scope, job_id: str) -> JobRecord:
     params: dict[str, Any] = {"brain": scope.brain_id, "id": job_id}
     clause = ""
     if scope.user_id is not None:
@@ -96,7 +97,7 @@ def get(conn: Connection, scope: Scope, job_id: str) -> dict[str, Any]:
     status, error = row.status, None if row.error is None else json.loads(row.error)
     if status in ("pending", "running") and now_ms() - row.updated_at > ABANDONED_MS:
         status, error = "failed", _ABANDONED
-    return {
+    out = {
         "id": row.id,
         "user_id": row.user_id,
         "status": status,
@@ -105,6 +106,7 @@ def get(conn: Connection, scope: Scope, job_id: str) -> dict[str, Any]:
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
     }
+    return cast(JobRecord, out)
 
 
 class NotQueued(UpstreamError):
@@ -210,7 +212,7 @@ def run(engine: Engine, settings: Settings, brain_id: str, job_id: str) -> Ran:
     if not isinstance(claim, _Claim):
         return claim
 
-    def record(conn: Connection, results: list[dict[str, Any]]) -> None:
+    def record(conn: Connection, results: list[OutcomeRecord]) -> None:
         if not _finish(conn, brain_id, job_id, claim.token, "succeeded", results=results):
             raise _LeaseLost(job_id)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 from sqlalchemy import Engine, text
 
 from core.app import brain_maintenance, jobs
+from core.app.models import MaintenanceRecord
 from core.curation.summaries import service as summaries
 from core.identity import sessions
 from core.kernel.config import Settings, get_settings
@@ -30,7 +30,7 @@ def run(
     *,
     brain_id: str | None = None,
     dry_run: bool = False,
-) -> dict[str, Any]:
+) -> MaintenanceRecord:
     """Everything, or with `brain_id` / `dry_run` (mnemo maintain) only the brains' hygiene."""
     settings = settings or get_settings()
     if brain_id is not None or dry_run:
@@ -39,7 +39,7 @@ def run(
         )
         return {"hygiene": hygiene}
     started = time.perf_counter()
-    tasks: dict[str, Any] = {}
+    tasks: MaintenanceRecord = {}
     # Summaries of users with MNEMO_USER_SUMMARY_INTERVAL new memories: here rather than after
     # the add's response, which on Lambda would run before it (core/curation/summaries/service.py).
     tasks["user_summaries"] = summaries.refresh_due(

@@ -10,12 +10,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, text
 
 from core.identity import memberships, passwords, sessions
-from core.identity.models import BrainRecord
+from core.identity.models import AccountRecord, BrainRecord
 from core.kernel.config import AuthSettings
 from core.kernel.db.engine import transaction
 from core.kernel.errors import Conflict, InvalidInput, NotFound
@@ -48,13 +48,14 @@ class Account:
     display_name: str | None
     created_at: int
 
-    def public(self) -> dict[str, Any]:
-        return {
+    def public(self) -> AccountRecord:
+        out = {
             "id": self.id,
             "email": self.email,
             "display_name": self.display_name,
             "created_at": iso(self.created_at),
         }
+        return cast(AccountRecord, out)
 
 
 _COLUMNS = "id, email, display_name, created_at"

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 from sqlalchemy import Connection
 
@@ -118,9 +118,20 @@ def revoke_key(conn: Connection, brain_id: str, key_id: str) -> bool:
     return result.rowcount == 1
 
 
-def list_keys(
-    conn: Connection, brain_id: str, *, include_revoked: bool = False
-) -> list[dict[str, Any]]:
+class KeyRecord(TypedDict):
+    """A key as an owner sees it (`KeyOut` in core/identity/models.py): never the secret."""
+
+    id: str
+    name: str | None
+    prefix: str
+    user_id: str | None
+    read_only: bool
+    created_at: str | None
+    last_used_at: str | None
+    revoked_at: str | None
+
+
+def list_keys(conn: Connection, brain_id: str, *, include_revoked: bool = False) -> list[KeyRecord]:
     """The brain's keys as an owner sees them, oldest first: never the secret, only the prefix
     it starts with. Bounded: every active key (at most MAX_ACTIVE_KEYS) and, when asked, the
     REVOKED_SHOWN most recently revoked (revoked keys pile up over the years)."""

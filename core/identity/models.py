@@ -9,6 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.identity.keys import MAX_ACTIVE_KEYS, REVOKED_SHOWN
 
+# A key as replies carry it (`KeyOut`): typed where it is made, core/identity/keys.py, which
+# this module imports for its limits.
+from core.identity.keys import KeyRecord as KeyRecord
+
 # The longest brain name.
 MAX_NAME = 200
 
@@ -86,8 +90,21 @@ class BrainSwitched(BaseModel):
     brain: dict[str, Any]
 
 
+class SessionOut(BaseModel):
+    id: str
+    brain_id: str | None = Field(description="The brain the session is on")
+    client_id: str | None = Field(description="The OAuth client that holds it; null: a sign-in")
+    client_name: str | None
+    user_agent: str | None
+    ip: str | None
+    created_at: str
+    last_used_at: str
+    expires_at: str
+    current: bool = Field(description="The session this request came in on")
+
+
 class SessionsOut(BaseModel):
-    results: list[dict[str, Any]]
+    results: list[SessionOut]
 
 
 class _In(BaseModel):
@@ -202,6 +219,26 @@ class KeyRevoked(BaseModel):
 
 # -- Typed records ------------------------------------------------------------------------------
 # What core/identity returns: the JSON a route sends, field for field (`BrainOut`, ...).
+
+
+class AccountRecord(TypedDict):
+    id: str
+    email: str
+    display_name: str | None
+    created_at: str
+
+
+class SessionRecord(TypedDict):
+    id: str
+    brain_id: str | None
+    client_id: str | None
+    client_name: str | None
+    user_agent: str | None
+    ip: str | None
+    created_at: str
+    last_used_at: str
+    expires_at: str
+    current: bool
 
 
 class BrainRecord(TypedDict):

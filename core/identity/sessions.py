@@ -24,11 +24,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import cast
 
 from sqlalchemy import Connection, text
 
+from core.identity.models import SessionRecord
 from core.identity.oauth.metadata import split_audience, within_grant
+from core.identity.oauth.models import TokenRecord
 from core.kernel.config import AuthSettings
 from core.kernel.db.engine import tuples
 from core.kernel.errors import Forbidden, NotFound, Unauthorized
@@ -77,9 +79,9 @@ class Issued:
     refresh_expires_at: int
     scope: str | None
 
-    def token_response(self) -> dict[str, Any]:
+    def token_response(self) -> TokenRecord:
         """RFC 6749 section 5.1."""
-        body: dict[str, Any] = {
+        body: TokenRecord = {
             "access_token": self.access_token,
             "token_type": "Bearer",
             "expires_in": self.expires_in,
@@ -418,7 +420,7 @@ def revoke_token(conn: Connection, token: str, client_id: str | None) -> bool:
     return revoke(conn, row.id, "revoked_by_client")
 
 
-def list_sessions(conn: Connection, account_id: str, current: str | None) -> list[dict[str, Any]]:
+def list_sessions(conn: Connection, account_id: str, current: str | None) -> list[SessionRecord]:
     rows = conn.execute(
         text(
             "SELECT s.id, s.brain_id, s.client_id, c.client_name, s.user_agent, s.ip, "
@@ -430,18 +432,21 @@ def list_sessions(conn: Connection, account_id: str, current: str | None) -> lis
         {"account": account_id, "now": now_ms()},
     ).all()
     return [
-        {
-            "id": r.id,
-            "brain_id": r.brain_id,
-            "client_id": r.client_id,
-            "client_name": r.client_name,
-            "user_agent": r.user_agent,
-            "ip": r.ip,
-            "created_at": iso(r.created_at),
-            "last_used_at": iso(r.last_used_at),
-            "expires_at": iso(r.expires_at),
-            "current": r.id == current,
-        }
+        cast(
+            SessionRecord,
+            {
+                "id": r.id,
+                "brain_id": r.brain_id,
+                "client_id": r.client_id,
+                "client_name": r.client_name,
+                "user_agent": r.user_agent,
+                "ip": r.ip,
+                "created_at": iso(r.created_at),
+                "last_used_at": iso(r.last_used_at),
+                "expires_at": iso(r.expires_at),
+                "current": r.id == current,
+            },
+        )
         for r in rows
     ]
 

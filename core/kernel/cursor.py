@@ -28,7 +28,12 @@ def _fits(value: Any, kind: type) -> bool:
     return type(value) is kind
 
 
-def decode(cursor: str, *, keys: Mapping[str, type]) -> dict[str, Any]:
+# A page's position as a cursor holds it: the keys its reader names in `keys`, each checked to
+# its type (the reader's own choice of keys, so a mapping).
+Position = dict[str, Any]
+
+
+def decode(cursor: str, *, keys: Mapping[str, type]) -> Position:
     """The position in `cursor`, each of `keys` present with the type named for it (int: one
     that fits in 64 bits; str). Anything else is the same 422: a cursor is opaque, so what was
     tampered with is not worth telling apart."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 
 class MnemoError(Exception):
@@ -56,9 +56,17 @@ class UpstreamError(MnemoError):
     code = "upstream_failed"
 
 
-def field_errors(errors: list[Any], *, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
+class FieldError(TypedDict):
+    """One field's problem, as a 422's `details` lists them."""
+
+    field: str | None  # "a.b.0"; None: the body as a whole
+    message: str
+    type: str  # pydantic's error type: missing, string_too_long, ...
+
+
+def field_errors(errors: list[Any], *, prefix: tuple[str | int, ...] = ()) -> list[FieldError]:
     """pydantic's error list -> [{"field": "a.b.0", "message": ..., "type": ...}]."""
-    out = []
+    out: list[FieldError] = []
     for error in errors:
         loc = (*prefix, *error.get("loc", ()))
         out.append(

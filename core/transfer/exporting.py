@@ -37,7 +37,7 @@ def export_records(
     *,
     include_archived: bool = True,
     page_size: int = PAGE,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[fmt.Line]:
     """The header, then every record of the brain (a Scope, or a brain slug), then `end`.
 
     `include_archived=False` keeps active memories only (and their history and links)."""
@@ -73,7 +73,7 @@ def _scope(conn: Connection, brain: Scope | str) -> Scope:
 
 def _records(
     conn: Connection, scope: Scope, include_archived: bool, page_size: int
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[fmt.Line]:
     brain = (
         conn.execute(
             sql("SELECT id, slug, name, created_at FROM brains WHERE id = :brain"),
@@ -122,7 +122,7 @@ def _pages(
     extra: str,
     params: dict[str, Any],
     page_size: int,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[fmt.Data]:
     """Rows of the brain in `order`, one page per query; each page starts after the last row
     of the one before (keyset), so a page costs the same at the start and at the end."""
     columns = ", ".join(shape.columns)
@@ -158,7 +158,7 @@ def _after(order: Sequence[str]) -> str:
     return f"({first} > :k_{first} OR ({first} = :k_{first} AND {_after(rest)}))"
 
 
-def _data(kind: str, row: dict[str, Any]) -> dict[str, Any]:
+def _data(kind: str, row: fmt.Data) -> fmt.Data:
     if kind == "memory":
         row["tags"] = json.loads(row["tags"])
         row["metadata"] = json.loads(row["metadata"])

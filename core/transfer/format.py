@@ -56,11 +56,17 @@ RecordKind = Literal["memory", "history", "link", "user", "trust", "policy"]
 RECORD_KINDS: tuple[RecordKind, ...] = ("memory", "history", "link", "user", "trust", "policy")
 END = "end"
 
+# A line of the format, read from a file or about to be written. Mappings, not records: a
+# line is JSON from outside until each field is checked where it is written (core/transfer/
+# rows.py), and a record's `data` carries its table's columns, which grow with the schema.
+Line = dict[str, Any]
+Data = dict[str, Any]
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 
-def header(brain: dict[str, Any], *, exported_at: int, include_archived: bool) -> dict[str, Any]:
+def header(brain: Data, *, exported_at: int, include_archived: bool) -> Line:
     return {
         "kind": FORMAT_KIND,
         "version": FORMAT_VERSION,
@@ -70,7 +76,7 @@ def header(brain: dict[str, Any], *, exported_at: int, include_archived: bool) -
     }
 
 
-def record(kind: RecordKind, data: dict[str, Any]) -> dict[str, Any]:
+def record(kind: RecordKind, data: Data) -> Line:
     return {"kind": kind, "data": data}
 
 
@@ -100,7 +106,7 @@ def to_ms(value: Any, *, field: str) -> int | None:
     )
 
 
-def check_header(line: dict[str, Any]) -> dict[str, Any]:
+def check_header(line: Line) -> Line:
     if line.get("kind") != FORMAT_KIND:
         raise InvalidInput(
             f'the first line must be the header {{"kind": "{FORMAT_KIND}", ...}}',
@@ -116,17 +122,17 @@ def check_header(line: dict[str, Any]) -> dict[str, Any]:
     return line
 
 
-def dumps(line: dict[str, Any]) -> str:
+def dumps(line: Line) -> str:
     return json.dumps(line, ensure_ascii=False, separators=(",", ":"))
 
 
-def to_lines(records: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+def to_lines(records: Iterable[Line]) -> Iterator[bytes]:
     """Records -> UTF-8 JSON Lines."""
     for line in records:
         yield (dumps(line) + "\n").encode()
 
 
-def parse_lines(lines: Iterable[bytes | str]) -> Iterator[dict[str, Any]]:
+def parse_lines(lines: Iterable[bytes | str]) -> Iterator[Line]:
     """JSON Lines -> records (blank lines ignored). A line that is not a JSON object stops the
     read with its line number: a half-read file must not pass for a whole one."""
     for number, raw in enumerate(lines, start=1):

@@ -98,6 +98,10 @@ __all__ = [
 
 log = logging.getLogger("mnemo.transfer")
 
+# What a changelog row says of the import that wrote it: its id, then whatever its caller (a
+# restore, a migration) adds; changelog payloads are JSON objects each event shapes its own way.
+Provenance = dict[str, Any]
+
 DEFAULT_BATCH = 1000
 
 
@@ -193,7 +197,7 @@ def _configured_embedder() -> Embedder:
     return get_embedder(get_settings().embedder)
 
 
-def batches(records: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+def batches(records: Iterable[fmt.Line], size: int) -> Iterator[list[fmt.Line]]:
     iterator = iter(records)
     while batch := list(islice(iterator, max(1, size))):
         yield batch
@@ -272,7 +276,7 @@ class ImportRun:
         embedder: Embedder | None,
         atomic: bool = False,
         changelog_event: str = "brain.imported",
-        changelog_payload: dict[str, Any] | None = None,
+        changelog_payload: Provenance | None = None,
         changelog_entity: tuple[str, str] | None = None,
         changelog_label: str | None = None,
         limits: Limits | None = None,
@@ -860,7 +864,7 @@ class ImportRun:
         )
         self._log(conn, final=True)
 
-    def _provenance(self) -> dict[str, Any]:
+    def _provenance(self) -> Provenance:
         return {"import_id": self.import_id, **self.changelog_payload}
 
     def _log(self, conn: Connection, *, final: bool = False) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypedDict
 
 from pydantic import Field
 
@@ -112,3 +112,117 @@ class RestoreResult(Out):
 class SnapshotDeleted(Out):
     id: str
     deleted: bool
+
+
+# -- Typed records ------------------------------------------------------------------------------
+# What core/transfer returns: the JSON a route sends, field for field. The `Out` models above
+# document the same replies; tests/unit/test_records.py holds the two to the same fields.
+
+
+class KindCountsRecord(TypedDict):
+    read: int
+    imported: int
+    updated: int
+    skipped: int
+    skipped_by_reason: dict[str, int]
+
+
+class SkipSampleRecord(TypedDict):
+    """A skipped record, one of the first few an import skipped."""
+
+    kind: str
+    id: Any  # the record's id as the file gave it: any JSON value, or none at all
+    reason: str
+    message: NotRequired[str]
+
+
+class ImportRecord(TypedDict):
+    brain_id: str
+    strategy: Literal["merge", "skip_existing", "replace"]
+    remap_ids: bool
+    read: int
+    imported: int
+    updated: int
+    skipped: int
+    remapped: int
+    batches: int
+    complete: bool
+    by_kind: dict[str, KindCountsRecord]
+    skipped_samples: list[SkipSampleRecord]
+
+
+class SnapshotRecord(TypedDict):
+    id: str
+    label: str
+    note: str | None
+    include_archived: bool
+    format_version: int
+    encoding: str
+    storage: Literal["database", "s3"]
+    size_bytes: int
+    sha256: str
+    memory_count: int
+    link_count: int
+    record_count: int
+    created_by: str | None
+    created_at: str
+
+
+class SnapshotPageRecord(TypedDict):
+    results: list[SnapshotRecord]
+    next_cursor: str | None
+
+
+class RestoreRecord(TypedDict):
+    snapshot: SnapshotRecord
+    mode: str
+    cleared: dict[str, int]
+    purged_left_out: int
+    erased_users_left_out: int
+    report: ImportRecord
+
+
+class SnapshotDeletedRecord(TypedDict):
+    id: str
+    deleted: bool
+
+
+class ImportSkipRecord(SkipSampleRecord):
+    """A record `mnemo import --from` skipped, named as its source knew it too."""
+
+    source_id: Any
+
+
+class SourceSkipRecord(TypedDict):
+    """An item of the other system's that its importer could not turn into a record."""
+
+    kind: str
+    id: str
+    reason: str
+
+
+class KindTallyRecord(TypedDict):
+    imported: int
+    updated: int
+
+
+# `mnemo import --from ... --json`: what a migration from another system did. The functional
+# form because one key is `from`, a Python keyword.
+MigrationRecord = TypedDict(
+    "MigrationRecord",
+    {
+        "from": str,
+        "source": str,
+        "brain": str,
+        "strategy": str,
+        "read": int,
+        "records": int,
+        "imported": int,
+        "updated": int,
+        "by_kind": dict[str, KindTallyRecord],
+        "skipped": int,
+        "skipped_by_reason": dict[str, int],
+        "source_skips": list[SourceSkipRecord],
+        "import_skips": list[ImportSkipRecord],
+    },
+)

@@ -65,7 +65,7 @@ def sha256_of(file: IO[bytes]) -> str:
     return digest.hexdigest()
 
 
-def unpack(file: IO[bytes]) -> Iterator[dict[str, Any]]:
+def unpack(file: IO[bytes]) -> Iterator[fmt.Line]:
     """The records of a packed payload, read lazily."""
     file.seek(0)
     with gzip.GzipFile(fileobj=file, mode="rb") as zipped:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from core.transfer import format as fmt
+from core.transfer.models import ImportRecord, KindCountsRecord, SkipSampleRecord
 
 Strategy = Literal["merge", "skip_existing", "replace"]
 STRATEGIES: tuple[Strategy, ...] = ("merge", "skip_existing", "replace")
@@ -23,7 +24,7 @@ class KindReport:
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> KindCountsRecord:
         return {
             "read": self.read,
             "imported": self.imported,
@@ -44,7 +45,7 @@ class ImportReport:
     remapped: int = 0
     batches: int = 0
     header: dict[str, Any] | None = None
-    samples: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[SkipSampleRecord] = field(default_factory=list)
     complete: bool = False
 
     @property
@@ -66,12 +67,12 @@ class ImportReport:
     def skip(self, kind: str, reason: str, record_id: Any, message: str | None = None) -> None:
         self.kinds[kind].skip(reason)
         if len(self.samples) < _SAMPLES:
-            sample = {"kind": kind, "id": record_id, "reason": reason}
+            sample: SkipSampleRecord = {"kind": kind, "id": record_id, "reason": reason}
             if message:
                 sample["message"] = message
             self.samples.append(sample)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ImportRecord:
         return {
             "brain_id": self.brain_id,
             "strategy": self.strategy,

@@ -15,7 +15,7 @@ from core.kernel.ids import new_id, now_ms
 from core.memory.store import content_hash
 from core.memory.store import write_tags as _memory_tags
 from core.transfer import format as fmt
-from core.transfer.tables import MEMORY_FIELDS, TableShape
+from core.transfer.tables import MEMORY_FIELDS, Row, TableShape
 
 _TYPES = ("note", "fact", "journal")
 
@@ -116,14 +116,14 @@ def _json_field(value: Any, name: str) -> Any:
         raise Skip("invalid", f"{name} is a string that is not JSON") from None
 
 
-def memory_row(shape: TableShape, data: dict[str, Any]) -> dict[str, Any]:
+def memory_row(shape: TableShape, data: fmt.Data) -> Row:
     """A memory record checked and completed with the defaults a new memory gets."""
     content = data.get("content")
     if not isinstance(content, str) or not content:
         raise Skip("invalid", "content must be a non-empty string")
     # Columns a memory always has; columns the schema gained since are taken when present
     # and otherwise left to their database defaults.
-    row: dict[str, Any] = {c: data.get(c) for c in MEMORY_FIELDS}
+    row: Row = {c: data.get(c) for c in MEMORY_FIELDS}
     row.update({c: data[c] for c in shape.columns if c not in MEMORY_FIELDS and c in data})
     row["id"] = str(data["id"]) if data.get("id") else new_id()
     row["type"] = data.get("type") or "note"
@@ -169,7 +169,7 @@ def memory_row(shape: TableShape, data: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def memory_params(brain_id: str, row: dict[str, Any]) -> dict[str, Any]:
+def memory_params(brain_id: str, row: Row) -> Row:
     params = dict(row)
     params["brain_id"] = brain_id
     params["tags"] = json.dumps(row["tags"])
@@ -178,9 +178,7 @@ def memory_params(brain_id: str, row: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def plain_row(
-    shape: TableShape, data: dict[str, Any], *, required: Iterable[str]
-) -> dict[str, Any]:
+def plain_row(shape: TableShape, data: fmt.Data, *, required: Iterable[str]) -> Row:
     for name in required:
         if data.get(name) in (None, ""):
             raise Skip("invalid", f"{name} is required")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from sqlalchemy import Connection, Engine, Row
 
@@ -36,6 +36,12 @@ from core.transfer.importing import (
     batches,
     clear_brain,
 )
+from core.transfer.models import (
+    RestoreRecord,
+    SnapshotDeletedRecord,
+    SnapshotPageRecord,
+    SnapshotRecord,
+)
 
 log = logging.getLogger("mnemo.snapshots")
 
@@ -48,13 +54,24 @@ _LABEL_CHARS = 200
 _NOTE_CHARS = 2000
 
 
-def _out(row: Row[Any]) -> dict[str, Any]:
-    data = dict(row._mapping)
-    data["include_archived"] = bool(data["include_archived"])
-    data["created_at"] = iso(data["created_at"])
-    data.pop("s3_key", None)
-    data.pop("payload", None)
-    return data
+def _out(row: Row[Any]) -> SnapshotRecord:
+    out = {
+        "id": row.id,
+        "label": row.label,
+        "note": row.note,
+        "include_archived": bool(row.include_archived),
+        "format_version": row.format_version,
+        "encoding": row.encoding,
+        "storage": row.storage,
+        "size_bytes": row.size_bytes,
+        "sha256": row.sha256,
+        "memory_count": row.memory_count,
+        "link_count": row.link_count,
+        "record_count": row.record_count,
+        "created_by": row.created_by,
+        "created_at": iso(row.created_at),
+    }
+    return cast(SnapshotRecord, out)
 
 
 def _brain_wide(scope: Scope) -> None:
@@ -89,7 +106,7 @@ def create(
     label: str,
     note: str | None = None,
     include_archived: bool = False,
-) -> dict[str, Any]:
+) -> SnapshotRecord:
     """Snapshot the brain: active memories, or every memory with `include_archived` (archived
     and soft-deleted ones, which a restore can bring back), with their history and links, and
     the brain's users, trust and policy."""
@@ -229,7 +246,7 @@ def _remove_objects(settings: SnapshotSettings, urls: list[str]) -> None:
 
 def list_snapshots(
     conn: Connection, scope: Scope, *, limit: int, cursor: str | None = None
-) -> dict[str, Any]:
+) -> SnapshotPageRecord:
     """Newest first."""
     _brain_wide(scope)
     where = "brain_id = :brain"
@@ -247,14 +264,14 @@ def list_snapshots(
     return {"results": [_out(r) for r in rows], "next_cursor": next_cursor}
 
 
-def get(conn: Connection, scope: Scope, snapshot_id: str) -> dict[str, Any]:
+def get(conn: Connection, scope: Scope, snapshot_id: str) -> SnapshotRecord:
     _brain_wide(scope)
     return _out(_row(conn, scope, snapshot_id))
 
 
 def _payload(
     engine: Engine, scope: Scope, snapshot_id: str, settings: SnapshotSettings
-) -> tuple[dict[str, Any], IO[bytes]]:
+) -> tuple[SnapshotRecord, IO[bytes]]:
     with transaction(engine, write=False) as conn:
         row = _row(conn, scope, snapshot_id, payload=True)
     meta = _out(row)
@@ -286,7 +303,7 @@ def restore(
     mode: str,
     embedder: Embedder | None,
     batch_size: int = DEFAULT_BATCH,
-) -> dict[str, Any]:
+) -> RestoreRecord:
     """Bring the brain back to the snapshot. `merge`: the snapshot's memories, links, users,
     trust and policy come back as they were, what was added since stays. `replace`: the brain
     becomes exactly the snapshot. Either way ONE transaction (embedding included), so a restore
@@ -350,7 +367,7 @@ def _purged_since(conn: Connection, scope: Scope, taken_at: int) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
-def _without(purged: set[str], records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def _without(purged: set[str], records: Iterable[fmt.Line]) -> Iterator[fmt.Line]:
     """The snapshot's records less the purged memories and their history and links."""
     for record in records:
         data = record.get("data")
@@ -367,7 +384,7 @@ def _without(purged: set[str], records: Iterable[dict[str, Any]]) -> Iterator[di
 
 def delete(
     engine: Engine, scope: Scope, snapshot_id: str, settings: SnapshotSettings
-) -> dict[str, Any]:
+) -> SnapshotDeletedRecord:
     scope.require_owner_write()
     _brain_wide(scope)
     with transaction(engine) as conn:
@@ -379,8 +396,8 @@ def delete(
 
 
 def _erased_left_out(
-    brain_id: str, subjects: set[str], records: Iterable[dict[str, Any]]
-) -> Iterator[dict[str, Any]]:
+    brain_id: str, subjects: set[str], records: Iterable[fmt.Line]
+) -> Iterator[fmt.Line]:
     """`erasure.without_users`, with the end record's counts made true again."""
     counts: dict[str, int] = {}
     for record in erasure.without_users(brain_id, subjects, records):

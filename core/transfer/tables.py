@@ -39,6 +39,11 @@ MEMORY_FIELDS = (
 )  # fmt: skip
 
 
+# A row of a table an import writes, by column name: its columns are the table's as the
+# database has them (TableShape, read at run time), so they are known only then.
+Row = dict[str, Any]
+
+
 @dataclass(frozen=True)
 class TableShape:
     name: str

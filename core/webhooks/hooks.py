@@ -30,7 +30,14 @@ from core.memory import store as memories
 from core.memory.indexing import Indexer
 from core.memory.models import MemoryIn, SaveRecord
 from core.webhooks import rotation, signing
-from core.webhooks.models import HookSourceIn, RotateIn
+from core.webhooks.models import (
+    HookSourceIn,
+    HookSourceRecord,
+    NewHookSourceRecord,
+    RotatedRecord,
+    RotateIn,
+    SourceDeletedRecord,
+)
 
 # The list of sources is one page: it stays one because a brain's sources are bounded.
 MAX_SOURCES = 100
@@ -56,7 +63,7 @@ _COLUMNS = (
 )
 
 
-def _out(row: Any) -> dict[str, Any]:
+def _out(row: Any) -> HookSourceRecord:
     return {
         "id": row.id,
         "name": row.name,
@@ -72,7 +79,7 @@ def _out(row: Any) -> dict[str, Any]:
     }
 
 
-def create_source(conn: Connection, scope: Scope, data: HookSourceIn) -> dict[str, Any]:
+def create_source(conn: Connection, scope: Scope, data: HookSourceIn) -> NewHookSourceRecord:
     scope.require_owner_write()
     taken = conn.execute(
         sql("SELECT 1 FROM hook_sources WHERE brain_id = :brain AND name = :name"),
@@ -121,7 +128,7 @@ def _live(row: Any) -> tuple[str, ...]:
     return rotation.live_secrets(row.secret, row.previous_secret, row.previous_secret_expires_at)
 
 
-def rotate_secret(conn: Connection, scope: Scope, source_id: str, data: RotateIn) -> dict[str, Any]:
+def rotate_secret(conn: Connection, scope: Scope, source_id: str, data: RotateIn) -> RotatedRecord:
     """A new HMAC secret, shown once; signatures made with the replaced one are accepted for
     `overlap_seconds` more (core/webhooks/rotation.py)."""
     scope.require_owner_write()
@@ -151,7 +158,7 @@ def _fetch(conn: Connection, scope: Scope, source_id: str) -> Any:
     return row
 
 
-def list_sources(conn: Connection, scope: Scope) -> list[dict[str, Any]]:
+def list_sources(conn: Connection, scope: Scope) -> list[HookSourceRecord]:
     scope.require_owner()
     rows = conn.execute(
         sql(f"SELECT {_COLUMNS} FROM hook_sources WHERE brain_id = :brain ORDER BY name"),
@@ -160,7 +167,7 @@ def list_sources(conn: Connection, scope: Scope) -> list[dict[str, Any]]:
     return [_out(r) for r in rows]
 
 
-def delete_source(conn: Connection, scope: Scope, source_id: str) -> dict[str, Any]:
+def delete_source(conn: Connection, scope: Scope, source_id: str) -> SourceDeletedRecord:
     scope.require_owner_write()
     row = _fetch(conn, scope, source_id)
     params = {"brain": scope.brain_id, "id": source_id}

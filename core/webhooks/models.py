@@ -4,7 +4,7 @@ secret rotation (shared by REST, MCP and the OpenAPI spec)."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -206,3 +206,111 @@ class HookSourceList(Out):
 class SourceDeleted(Out):
     id: str
     deleted: bool
+
+
+# -- Typed records ------------------------------------------------------------------------------
+# What core/webhooks returns: the JSON a route sends, field for field. The `Out` models above
+# document the same replies; tests/unit/test_records.py holds the two to the same fields.
+
+
+class WatchRecord(TypedDict):
+    """A watch as every reply carries it (`WatchOut`)."""
+
+    id: str
+    name: str
+    event_types: list[str] | Literal["*"]
+    query: str | None
+    webhook_url: str
+    active: bool
+    secret_hint: str
+    previous_secret_expires_at: str | None
+    created_at: str | None
+    updated_at: str | None
+    last_triggered_at: str | None
+    last_error: str | None
+
+
+class NewWatchRecord(WatchRecord):
+    secret: str
+
+
+class RotatedRecord(TypedDict):
+    id: str
+    secret: str
+    secret_hint: str
+    previous_secret_expires_at: str | None
+
+
+class WatchDeletedRecord(TypedDict):
+    id: str
+    deleted: bool
+
+
+class EntityRefRecord(TypedDict):
+    type: str
+    id: str
+
+
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+
+
+class DeliveryRecord(TypedDict):
+    id: str
+    watch_id: str
+    event_id: str
+    event_type: str
+    entity: EntityRefRecord
+    summary: str
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: str | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: str | None
+    created_at: str | None
+    updated_at: str | None
+
+
+class DeliveryPageRecord(TypedDict):
+    results: list[DeliveryRecord]
+    next_cursor: str | None
+
+
+class HookSourceRecord(TypedDict):
+    id: str
+    name: str
+    user_id: str | None
+    active: bool
+    path: str
+    secret_hint: str
+    previous_secret_expires_at: str | None
+    created_at: str | None
+    last_received_at: str | None
+
+
+class NewHookSourceRecord(HookSourceRecord):
+    secret: str
+
+
+class SourceDeletedRecord(TypedDict):
+    id: str
+    deleted: bool
+
+
+class DrainRecord(TypedDict):
+    """One drain's tally (`mnemo deliver`, the DeliveryFunction's log line, the sweep)."""
+
+    claimed: int
+    delivered: int
+    retrying: int
+    failed: int
+    seconds: float
+    # Set by the DeliveryFunction when it asked SQS to wake it again (handlers/triggers.py).
+    follow_up_in_seconds: NotRequired[int]
+
+
+class SweepRecord(DrainRecord):
+    """The maintenance run's webhook task, as its `stats` row records it."""
+
+    deliveries_purged: int
+    hook_receipts_purged: int

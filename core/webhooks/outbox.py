@@ -27,6 +27,7 @@ from core.kernel.db.engine import sql, transaction
 from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
 from core.webhooks import deliver, rotation, signing
+from core.webhooks.models import DeliveryRecord, DrainRecord
 from core.webhooks.ssrf import Resolver, UnsafeUrl, check_url, system_resolver
 
 log = logging.getLogger("mnemo.webhooks")
@@ -43,7 +44,7 @@ _LOG_COLUMNS = (
 )
 
 
-def delivery_out(row: Any) -> dict[str, Any]:
+def delivery_out(row: Any) -> DeliveryRecord:
     return {
         "id": row.id,
         "watch_id": row.watch_id,
@@ -70,7 +71,7 @@ def list_deliveries(
     status: str | None,
     limit: int,
     cursor: str | None,
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[DeliveryRecord], str | None]:
     """A watch's deliveries, newest first."""
     where = ["brain_id = :brain", "watch_id = :watch"]
     params: dict[str, Any] = {"brain": scope.brain_id, "watch": watch_id, "limit": limit + 1}
@@ -92,7 +93,7 @@ def list_deliveries(
     return [delivery_out(r) for r in rows], next_cursor
 
 
-def get_delivery(conn: Connection, scope: Scope, delivery_id: str) -> dict[str, Any] | None:
+def get_delivery(conn: Connection, scope: Scope, delivery_id: str) -> DeliveryRecord | None:
     row = conn.execute(
         sql(f"SELECT {_LOG_COLUMNS} FROM deliveries WHERE brain_id = :brain AND id = :id"),
         {"brain": scope.brain_id, "id": delivery_id},
@@ -144,7 +145,7 @@ class DrainReport:
     seconds: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> DrainRecord:
         return {
             "claimed": self.claimed,
             "delivered": self.delivered,

@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 from core.kernel.db.engine import sql
 from core.kernel.ids import iso, now_ms
 from core.webhooks import signing
+from core.webhooks.models import RotatedRecord
 
 
 def live_secrets(
@@ -40,7 +41,7 @@ def rotate(
     row_id: str,
     current: str,
     overlap_seconds: int,
-) -> dict[str, object]:
+) -> RotatedRecord:
     """Swap in a new secret; the caller has checked the row exists in the brain and records
     the changelog row in the same transaction."""
     now = now_ms()

@@ -4,16 +4,16 @@ crash between commit and send, retries past SQS's 15-minute delay), then trim th
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from sqlalchemy import Engine
 
 from core.kernel.config import WebhookSettings
 from core.kernel.db.engine import transaction
 from core.webhooks import hooks, outbox
+from core.webhooks.models import SweepRecord
 
 
-def sweep(engine: Engine, settings: WebhookSettings, *, budget_seconds: float) -> dict[str, Any]:
+def sweep(engine: Engine, settings: WebhookSettings, *, budget_seconds: float) -> SweepRecord:
     started = time.monotonic()
     report = outbox.drain(engine, settings, budget_seconds=budget_seconds)
     purged = 0

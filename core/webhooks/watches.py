@@ -20,7 +20,17 @@ from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
 from core.webhooks import outbox as delivery_log
 from core.webhooks import rotation, signing
-from core.webhooks.models import RotateIn, WatchIn, WatchPatch
+from core.webhooks.models import (
+    DeliveryPageRecord,
+    DeliveryRecord,
+    NewWatchRecord,
+    RotatedRecord,
+    RotateIn,
+    WatchDeletedRecord,
+    WatchIn,
+    WatchPatch,
+    WatchRecord,
+)
 from core.webhooks.ssrf import Target
 
 # Every write of a brain reads its active watches, and the list is one page: both stay cheap
@@ -38,7 +48,7 @@ def _stored_types(value: list[str] | str) -> str:
     return outbox.ALL_EVENTS if value == "*" else json.dumps(value)
 
 
-def _out(row: Any) -> dict[str, Any]:
+def _out(row: Any) -> WatchRecord:
     types: list[str] = json.loads(row.event_types)
     return {
         "id": row.id,
@@ -82,7 +92,7 @@ def _record(conn: Connection, scope: Scope, event: str, row_id: str, summary: st
     )
 
 
-def create(conn: Connection, scope: Scope, data: WatchIn, checked: Target) -> dict[str, Any]:
+def create(conn: Connection, scope: Scope, data: WatchIn, checked: Target) -> NewWatchRecord:
     """`checked` is the SSRF guard's verdict on data.webhook_url, made before the transaction
     (a DNS lookup must not hold the write lock)."""
     scope.require_owner_write()
@@ -122,7 +132,7 @@ def create(conn: Connection, scope: Scope, data: WatchIn, checked: Target) -> di
     return {**_out(_fetch(conn, scope, watch_id)), "secret": secret}
 
 
-def list_watches(conn: Connection, scope: Scope) -> list[dict[str, Any]]:
+def list_watches(conn: Connection, scope: Scope) -> list[WatchRecord]:
     scope.require_owner()
     rows = conn.execute(
         sql(f"SELECT {_COLUMNS} FROM watches WHERE brain_id = :brain ORDER BY created_at, id"),
@@ -131,7 +141,7 @@ def list_watches(conn: Connection, scope: Scope) -> list[dict[str, Any]]:
     return [_out(r) for r in rows]
 
 
-def get(conn: Connection, scope: Scope, watch_id: str) -> dict[str, Any]:
+def get(conn: Connection, scope: Scope, watch_id: str) -> WatchRecord:
     scope.require_owner()
     return _out(_fetch(conn, scope, watch_id))
 
@@ -142,7 +152,7 @@ def update(
     watch_id: str,
     data: WatchPatch,
     checked: Target | None,
-) -> dict[str, Any]:
+) -> WatchRecord:
     """`checked`: the SSRF verdict on the new webhook_url, when the patch changes it."""
     scope.require_owner_write()
     row = _fetch(conn, scope, watch_id)
@@ -174,7 +184,7 @@ def update(
     return _out(_fetch(conn, scope, watch_id))
 
 
-def delete(conn: Connection, scope: Scope, watch_id: str) -> dict[str, Any]:
+def delete(conn: Connection, scope: Scope, watch_id: str) -> WatchDeletedRecord:
     """The watch and its delivery log; deliveries not yet sent are dropped with it."""
     scope.require_owner_write()
     row = _fetch(conn, scope, watch_id)
@@ -185,7 +195,7 @@ def delete(conn: Connection, scope: Scope, watch_id: str) -> dict[str, Any]:
     return {"id": watch_id, "deleted": True}
 
 
-def rotate_secret(conn: Connection, scope: Scope, watch_id: str, data: RotateIn) -> dict[str, Any]:
+def rotate_secret(conn: Connection, scope: Scope, watch_id: str, data: RotateIn) -> RotatedRecord:
     """A new signing secret, shown once; the replaced one keeps signing deliveries beside it
     for `overlap_seconds` (core/webhooks/rotation.py)."""
     scope.require_owner_write()
@@ -203,7 +213,7 @@ def rotate_secret(conn: Connection, scope: Scope, watch_id: str, data: RotateIn)
     return rotated
 
 
-def test(conn: Connection, scope: Scope, watch_id: str) -> dict[str, Any]:
+def test(conn: Connection, scope: Scope, watch_id: str) -> DeliveryRecord:
     """Queue a `watch.test` delivery to the watch's URL. A paused watch sends nothing, so its
     test delivery fails saying so in the log."""
     scope.require_owner_write()
@@ -222,7 +232,7 @@ def deliveries(
     status: str | None,
     limit: int,
     cursor: str | None,
-) -> dict[str, Any]:
+) -> DeliveryPageRecord:
     scope.require_owner()
     _fetch(conn, scope, watch_id)
     results, next_cursor = delivery_log.list_deliveries(

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine
 
 from core.kernel import cursor as cursors
 from core.kernel.config import Limits, RankingSettings, Settings
-from core.kernel.errors import InvalidInput, MnemoError, field_errors
+from core.kernel.errors import FieldError, InvalidInput, MnemoError, field_errors
 from core.kernel.scope import Scope
 from core.memory.indexing import Indexer
 from core.memory.models import MemoryIn, Strict
@@ -143,7 +143,7 @@ class Tool(Generic[B]):
         every problem, in the same shape as a REST 422."""
         rest = dict(arguments)
         refs: dict[str, str] = {}
-        errors: list[dict[str, Any]] = []
+        errors: list[FieldError] = []
         for ref in self.refs:
             value = rest.pop(ref.name, None)
             if isinstance(value, str) and value.strip():

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.app import brain_maintenance
+from core.app.models import RunPage
 from core.curation import hygiene
 from core.curation.models import (
     BatchRunOut,
@@ -18,7 +19,6 @@ from core.curation.models import (
     ForgetIn,
     ForgetOut,
     ReinforceIn,
-    RunsPage,
     RunsQuery,
 )
 from core.kernel.scope import Scope
@@ -227,7 +227,7 @@ routes = [
             "The brain's maintenance task runs, newest first",
             _TAG,
             query=RunsQuery,
-            response=RunsPage,
+            response=RunPage,
         ),
     ),
 ]

@@ -52,7 +52,7 @@ def _create(conn: Connection, scope: Scope, data: KeyIn) -> dict[str, Any]:
     }
 
 
-def _list(conn: Connection, scope: Scope, include_revoked: bool) -> list[dict[str, Any]]:
+def _list(conn: Connection, scope: Scope, include_revoked: bool) -> list[keys.KeyRecord]:
     return keys.list_keys(conn, scope.brain_id, include_revoked=include_revoked)
 
 

@@ -404,7 +404,8 @@ def _routes(path: str, endpoint: Endpoint, method: str, doc: Doc) -> list[Route]
 
 
 def _doc(summary: str, **kw: Any) -> Doc:
-    return Doc(summary, _TAG, **kw)
+    # Errors in mem0's shape, with Mnemo's error object beside it (`mem0_errors`).
+    return Doc(summary, _TAG, errors=models.Mem0ErrorOut, **kw)
 
 
 _UNSUPPORTED = [
@@ -496,7 +497,7 @@ routes: list[Route] = [
         _doc(
             "mem0: delete every memory of a user, agent or run (at least one is required)",
             query=models.DeleteAllQuery,
-            response=models.Message_,
+            response=models.DeletedAll,
         ),
     ),
     *_routes(

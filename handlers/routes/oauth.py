@@ -23,6 +23,7 @@ from core.identity.oauth import clients, codes, metadata
 from core.identity.oauth.errors import OAuthError
 from core.identity.oauth.models import (
     ClientOut,
+    ClientRecord,
     OAuthErrorOut,
     ResourceMetadataOut,
     ServerMetadataOut,
@@ -110,7 +111,7 @@ async def register(request: Request) -> Response:
         if closed:
             _check_registration_token(request, svc, closed)
 
-        def run() -> dict[str, Any]:
+        def run() -> ClientRecord:
             engine = svc.ready_engine()
             limit(svc, engine, "register.ip", client_ip(request))
             with transaction(engine) as conn:

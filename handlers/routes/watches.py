@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -11,6 +9,7 @@ from core.webhooks import watches
 from core.webhooks.models import (
     DeliveryOut,
     DeliveryPage,
+    DeliveryPageRecord,
     DeliveryQuery,
     NewWatchOut,
     RotatedOut,
@@ -90,7 +89,7 @@ async def test(request: Request) -> Response:
 async def deliveries(request: Request) -> Response:
     ctx = await _owner(request)
     query = read_query(request, DeliveryQuery)
-    page: dict[str, Any] = await ctx.read(
+    page: DeliveryPageRecord = await ctx.read(
         watches.deliveries,
         request.path_params["id"],
         status=query.status,

@@ -3,12 +3,19 @@ field, a status or an error the document does not name, and a route it does not 
 
 from __future__ import annotations
 
+import asyncio
+import gzip
+import http.server
 import json
+import threading
+from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from starlette.routing import Route
 
+from tests import contract as contracts
 from tests.contract import ContractViolation, Reply, contract
 
 MEMORY = {
@@ -105,3 +112,64 @@ def test_a_route_the_document_leaves_out_fails_unless_allowed(
     console = Route("/console/brains", lambda request: None, methods=["GET"])
     monkeypatch.setattr(checker, "_route", lambda method, path: (route(method, path)[0], console))
     checker.check(_reply("GET", "/console/brains", 200, b"<html></html>", "text/html"))
+
+
+class _Canned(http.server.BaseHTTPRequestHandler):
+    """A stand-in for `mnemo serve` that answers every GET with the canned reply."""
+
+    reply: tuple[int, bytes, dict[str, str]] = (200, b"{}", {})
+
+    def do_GET(self) -> None:
+        status, body, headers = self.reply
+        self.send_response(status)
+        for name, value in {"content-length": str(len(body)), **headers}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def canned() -> Iterator[tuple[str, type[_Canned]]]:
+    handler = type("Handler", (_Canned,), {})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.unchecked_replies("turns checking on and off itself, to see it catch a served reply")
+def test_a_served_reply_is_checked_when_the_test_ends(
+    canned: tuple[str, type[_Canned]],
+) -> None:
+    base, handler = canned
+    wrong = json.dumps({**MEMORY, "l_weight": 1.0}).encode()
+    handler.reply = (
+        200,
+        gzip.compress(wrong),
+        {"content-type": "application/json", "content-encoding": "gzip"},
+    )
+    # Not a served origin: not checked.
+    with contracts.checking(True):
+        assert httpx.get(f"{base}/v1/memories/m1").json()["l_weight"] == 1.0
+    with contracts.serving(base):
+        # The client still gets the reply, decoded as sent; the test fails at its end.
+        caught = pytest.raises(ContractViolation, match=r"(?s)1 reply of `mnemo serve`.*'l_weight'")
+        with caught, contracts.checking(True):
+            assert httpx.get(f"{base}/v1/memories/m1").json()["l_weight"] == 1.0
+        handler.reply = (200, json.dumps(MEMORY).encode(), {"content-type": "application/json"})
+
+        async def fetch() -> Any:
+            async with httpx.AsyncClient() as client:
+                return (await client.get(f"{base}/v1/memories/m1")).json()
+
+        with contracts.checking(True):
+            # On the thread's own loop (Mangum's): asyncio.run would leave it unclosed.
+            loop = asyncio.get_event_loop_policy().get_event_loop()
+            assert loop.run_until_complete(fetch())["content"] == "hello"

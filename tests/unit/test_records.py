@@ -8,12 +8,16 @@ import typing
 import pytest
 from pydantic import BaseModel
 
+from core.app import models as app
 from core.curation import models as curation
 from core.curation.summaries import models as summaries
 from core.graph import models as graph
 from core.identity import models as identity
+from core.identity.oauth import models as oauth
 from core.memory import models as memory
 from core.retrieval import models as retrieval
+from core.transfer import models as transfer
+from core.webhooks import models as webhooks
 
 PAIRS: list[tuple[type, type[BaseModel]]] = [
     (memory.MemoryRecord, memory.Memory),
@@ -56,6 +60,33 @@ PAIRS: list[tuple[type, type[BaseModel]]] = [
     (retrieval.CitationRecord, retrieval.Citation),
     (retrieval.OmittedRecord, retrieval.Omitted),
     (retrieval.ContextPackRecord, retrieval.ContextPack),
+    (webhooks.WatchRecord, webhooks.WatchOut),
+    (webhooks.NewWatchRecord, webhooks.NewWatchOut),
+    (webhooks.RotatedRecord, webhooks.RotatedOut),
+    (webhooks.WatchDeletedRecord, webhooks.WatchDeleted),
+    (webhooks.EntityRefRecord, webhooks.EntityRef),
+    (webhooks.DeliveryRecord, webhooks.DeliveryOut),
+    (webhooks.DeliveryPageRecord, webhooks.DeliveryPage),
+    (webhooks.HookSourceRecord, webhooks.HookSourceOut),
+    (webhooks.NewHookSourceRecord, webhooks.NewHookSourceOut),
+    (webhooks.SourceDeletedRecord, webhooks.SourceDeleted),
+    (transfer.KindCountsRecord, transfer.KindCounts),
+    (transfer.ImportRecord, transfer.ImportResult),
+    (transfer.SnapshotRecord, transfer.Snapshot),
+    (transfer.SnapshotPageRecord, transfer.SnapshotPage),
+    (transfer.RestoreRecord, transfer.RestoreResult),
+    (transfer.SnapshotDeletedRecord, transfer.SnapshotDeleted),
+    (identity.AccountRecord, identity.AccountOut),
+    (identity.SessionRecord, identity.SessionOut),
+    (identity.KeyRecord, identity.KeyOut),
+    (oauth.TokenRecord, oauth.TokenOut),
+    (oauth.ClientRecord, oauth.ClientOut),
+    (oauth.ServerMetadataRecord, oauth.ServerMetadataOut),
+    (oauth.ResourceMetadataRecord, oauth.ResourceMetadataOut),
+    (app.OutcomeRecord, memory.Outcome),
+    (app.JobRecord, memory.Job),
+    (app.RunRecord, app.RunOut),
+    (app.RunPageRecord, app.RunPage),
 ]
 
 

@@ -19,13 +19,14 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, text
 
 from core.identity.oauth.errors import OAuthError
 from core.identity.oauth.metadata import SCOPES
+from core.identity.oauth.models import ClientRecord
 from core.kernel.ids import now_ms
 
 CLIENT_PREFIX = "mcp_"
@@ -237,7 +238,7 @@ def parse_registration(body: Mapping[str, Any]) -> Registration:
     return Registration(redirect_uris, name or None, method, grant_types, scope, extra)
 
 
-def register(conn: Connection, reg: Registration) -> dict[str, Any]:
+def register(conn: Connection, reg: Registration) -> ClientRecord:
     """Store the client; the response carries the secret, shown once (only its hash is kept)."""
     client_id = CLIENT_PREFIX + secrets.token_urlsafe(24)
     secret = None if reg.auth_method == "none" else secrets.token_urlsafe(32)
@@ -277,7 +278,7 @@ def register(conn: Connection, reg: Registration) -> dict[str, Any]:
     if secret is not None:
         body["client_secret"] = secret
         body["client_secret_expires_at"] = 0  # never
-    return {k: v for k, v in body.items() if v is not None}
+    return cast(ClientRecord, {k: v for k, v in body.items() if v is not None})
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ refused on `/v1`: a leaked MCP token cannot drive the wider API (keys, brains, e
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+
+from core.identity.oauth.models import ResourceMetadataRecord, ServerMetadataRecord
 
 SCOPES = ("memories:read", "memories:write")
 DEFAULT_SCOPE = " ".join(SCOPES)
@@ -84,7 +85,7 @@ def www_authenticate(base: str, error: str | None = None, description: str | Non
     return "Bearer " + ", ".join(parts)
 
 
-def authorization_server(base: str) -> dict[str, Any]:
+def authorization_server(base: str) -> ServerMetadataRecord:
     """RFC 8414."""
     return {
         "issuer": base,
@@ -112,7 +113,7 @@ def authorization_server(base: str) -> dict[str, Any]:
     }
 
 
-def protected_resource(base: str) -> dict[str, Any]:
+def protected_resource(base: str) -> ResourceMetadataRecord:
     """RFC 9728: the MCP endpoint, protected by this server's tokens."""
     return {
         "resource": mcp_resource(base),

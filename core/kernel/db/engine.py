@@ -236,7 +236,11 @@ def _connect_with(engine: Engine, options: PostgresOptions) -> None:
         return dialect.connect(*cargs, **_with_credentials(given, source.fresh()))
 
 
-def _with_credentials(cparams: dict[str, Any], creds: Credentials) -> dict[str, Any]:
+# The keyword arguments of the DB-API driver's connect(): the driver's own names, from the URL.
+ConnectParams = dict[str, Any]
+
+
+def _with_credentials(cparams: ConnectParams, creds: Credentials) -> ConnectParams:
     out = dict(cparams)
     if creds.username:
         out["user"] = creds.username

@@ -39,6 +39,7 @@ from core.transfer.importers.records import (
     HistoryEvent,
     HistoryRecord,
     IdMap,
+    JsonObject,
     LinkRecord,
     MemoryRecord,
     MemoryType,
@@ -339,7 +340,7 @@ def _event(event_type: str) -> str | None:
     return None
 
 
-def _rows(data: dict[str, Any], name: str) -> list[dict[str, Any]]:
+def _rows(data: JsonObject, name: str) -> list[JsonObject]:
     rows = data.get(name)
     if not isinstance(rows, list):
         return []
@@ -358,7 +359,7 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
-def _read_export(path: Path) -> tuple[dict[str, Any], Any]:
+def _read_export(path: Path) -> tuple[JsonObject, Any]:
     document = read_json_file(path)
     if not isinstance(document, dict) or document.get("schema") != SCHEMA:
         raise SourceError(path, f'not a MemoryVault export: "schema" must be "{SCHEMA}"', line=1)
@@ -371,7 +372,7 @@ def _read_export(path: Path) -> tuple[dict[str, Any], Any]:
     return data, document.get("exported_at")
 
 
-def _read_dump(path: Path, source_brain: str | None) -> dict[str, Any]:
+def _read_dump(path: Path, source_brain: str | None) -> JsonObject:
     conn = load_sql_dump(path)
     try:
         present = tables(conn)

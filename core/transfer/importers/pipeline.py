@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Engine
 
@@ -43,6 +42,7 @@ from core.transfer.importers.records import (
     UserRecord,
 )
 from core.transfer.importing import DEFAULT_BATCH, ImportReport, Strategy, import_records
+from core.transfer.models import ImportSkipRecord, KindTallyRecord, MigrationRecord
 
 SYSTEMS: dict[str, Callable[[list[Path], Options], Source]] = {
     "mem0": Mem0Source,
@@ -65,7 +65,7 @@ def open_source(system: str, paths: Sequence[Path | str], options: Options) -> S
     return opener([Path(p) for p in paths], options)
 
 
-def export_line(record: Record) -> dict[str, Any] | None:
+def export_line(record: Record) -> fmt.Line | None:
     """One importer record as an export-format line (None for a Skip)."""
     if isinstance(record, MemoryRecord):
         return fmt.record(
@@ -176,7 +176,7 @@ class MigrationReport:
     # them.
     source_ids: dict[str, str] = field(default_factory=dict)
 
-    def import_skips(self) -> list[dict[str, Any]]:
+    def import_skips(self) -> list[ImportSkipRecord]:
         """The import's skipped records (a sample), with their source ids."""
         if self.imported is None:
             return []
@@ -202,8 +202,8 @@ class MigrationReport:
     def skipped(self) -> int:
         return sum(self.skipped_by_reason().values())
 
-    def to_dict(self) -> dict[str, Any]:
-        by_kind: dict[str, dict[str, int]] = {}
+    def to_dict(self) -> MigrationRecord:
+        by_kind: dict[str, KindTallyRecord] = {}
         if self.imported is not None:
             for kind, report in self.imported.kinds.items():
                 if report.read:

@@ -27,6 +27,11 @@ State = Literal["active", "archived", "deleted"]
 HistoryEvent = Literal["ADD", "UPDATE", "DELETE", "ARCHIVE", "RESTORE"]
 RELATIONS = ("related", "supports", "contradicts", "supersedes", "causes", "example_of")
 
+# A JSON object as another system held it (a memory's metadata, a row's payload, its
+# `imported_from`: system, id, then whatever that source says of the record): each system, and
+# each version of it, has its own keys, and Mnemo keeps them as they were.
+JsonObject = dict[str, Any]
+
 # Fixed namespace of imported ids (uuid5 over brain, system, kind and source id).
 _NAMESPACE = uuid.UUID("5f0e4d8a-3b1c-4e5f-9a7b-6c2d1e0f3a4b")
 
@@ -47,9 +52,9 @@ class Origin:
 
     system: System
     id: str
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: JsonObject = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JsonObject:
         return {"system": self.system, "id": self.id, **self.extra}
 
 
@@ -67,7 +72,7 @@ class MemoryRecord:
     source: str | None = None
     confidence: float = 0.7
     importance: float = 0.5
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: JsonObject = field(default_factory=dict)
     state: State = "active"
     user_id: str | None = None
     agent_id: str | None = None
@@ -77,7 +82,7 @@ class MemoryRecord:
     last_accessed_at: int | None = None
     superseded_by: str | None = None
 
-    def full_metadata(self) -> dict[str, Any]:
+    def full_metadata(self) -> JsonObject:
         return {**self.metadata, "imported_from": self.origin.as_dict()}
 
 
@@ -96,7 +101,7 @@ class HistoryRecord:
     is_deleted: bool = False
     updated_at: int | None = None
 
-    def detail(self) -> dict[str, Any]:
+    def detail(self) -> JsonObject:
         return {"imported_from": self.origin.as_dict()}
 
 
@@ -215,7 +220,7 @@ def clamp01(value: Any, default: float) -> float:
     return min(1.0, max(0.0, number))
 
 
-def json_object(value: Any) -> dict[str, Any]:
+def json_object(value: Any) -> JsonObject:
     """A JSON object stored as text (or already decoded); anything else becomes {"value": ...}
     so nothing the source held is dropped."""
     if value is None or value == "":

@@ -13,9 +13,9 @@ from core.curation import conflicts
 from core.curation.models import ConflictListQuery, ResolveIn
 from core.kernel.errors import MnemoError
 from core.transfer import snapshots
-from core.transfer.models import RestoreIn, SnapshotIn
+from core.transfer.models import RestoreIn, RestoreRecord, SnapshotIn
 from core.webhooks import watches
-from core.webhooks.models import WatchIn, WatchPatch
+from core.webhooks.models import NewWatchRecord, WatchIn, WatchPatch
 from core.webhooks.ssrf import check_url
 from handlers.console import session
 from handlers.console.html import Html
@@ -122,7 +122,7 @@ async def _watches_page(
     view: InBrain,
     notice: Html,
     *,
-    created: dict[str, Any] | None = None,
+    created: NewWatchRecord | None = None,
     error: str | None = None,
     values: dict[str, str] | None = None,
     status: int = 200,
@@ -210,7 +210,7 @@ async def _snapshots_page(
     notice: Html,
     *,
     error: str | None = None,
-    restored: dict[str, Any] | None = None,
+    restored: RestoreRecord | None = None,
     status: int = 200,
 ) -> Response:
     found = await view.ctx.read(snapshots.list_snapshots, limit=SNAPSHOTS_PAGE)

@@ -107,13 +107,13 @@ async def _owner(request: Request) -> InBrain:
     return view
 
 
-def _list_keys(conn: Connection, scope: Scope) -> list[dict[str, Any]]:
+def _list_keys(conn: Connection, scope: Scope) -> list[keys.KeyRecord]:
     return keys.list_keys(conn, scope.brain_id, include_revoked=True)
 
 
 def _keys_page(
     view: InBrain,
-    rows: list[dict[str, Any]],
+    rows: list[keys.KeyRecord],
     notice: Any,
     *,
     created: dict[str, Any] | None = None,
