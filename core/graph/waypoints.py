@@ -18,7 +18,7 @@ from core.graph.links import insert, member_of, record_created
 from core.kernel.db.engine import sql
 from core.kernel.scope import Scope
 from core.memory.indexing import CreatedHook
-from core.memory.models import MemoryRecord
+from core.memory.models import CreatedFields, MemoryRecord
 from core.memory.policy import policy_for
 from core.retrieval import vectors
 
@@ -32,7 +32,7 @@ def linker(model: str, dims: int) -> CreatedHook:
 
     def link(
         conn: Connection, scope: Scope, memory: MemoryRecord, vector: np.ndarray | None
-    ) -> dict[str, Any]:
+    ) -> CreatedFields:
         if vector is not None:
             link_similar(conn, scope, memory["id"], memory["user_id"], vector, model, dims)
         return {}

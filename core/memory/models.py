@@ -599,11 +599,26 @@ class MemoryRecord(TypedDict):
     last_accessed_at: str | None
 
 
+class NewConflictRecord(TypedDict):
+    """A conflict the save found: `Memory.conflicts`' items."""
+
+    id: str
+    with_id: str
+    kind: str
+    reason: str
+
+
+class CreatedFields(TypedDict, total=False):
+    """What the checks an indexer runs on a new memory add to the save's reply (`CreatedHook`)."""
+
+    conflicts: list[NewConflictRecord]
+
+
 class SavedMemoryRecord(MemoryRecord, total=False):
     """A save's reply for a memory that is in the store: new (201) or already there (200)."""
 
     deduplicated: Required[bool]
-    conflicts: list[dict[str, Any]]
+    conflicts: list[NewConflictRecord]
     gate: dict[str, Any]
 
 
