@@ -56,6 +56,19 @@ PAIRS: list[tuple[type, type[BaseModel]]] = [
     (retrieval.CitationRecord, retrieval.Citation),
     (retrieval.OmittedRecord, retrieval.Omitted),
     (retrieval.ContextPackRecord, retrieval.ContextPack),
+    (curation.AliasRecord, curation.AliasOut),
+    (curation.AliasesRecord, curation.AliasesOut),
+    (curation.AliasDeletedRecord, curation.AliasDeleted),
+    (curation.MergeRecord, curation.MergeOut),
+    (curation.DuplicateGroupRecord, curation.DuplicateGroup),
+    (curation.ConsolidateRecord, curation.ConsolidateOut),
+    (curation.ClusterRecord, curation.Cluster),
+    (curation.NearDuplicatesRecord, curation.NearDuplicates),
+    (curation.JunkRecord, curation.Junk),
+    (curation.HealthReportRecord, curation.HealthReport),
+    (curation.BatchRunRecord, curation.BatchRunOut),
+    (curation.ForgetPreviewRecord, curation.ForgetPreview),
+    (curation.ForgetRecord, curation.ForgetOut),
 ]
 
 
