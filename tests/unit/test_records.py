@@ -69,6 +69,9 @@ PAIRS: list[tuple[type, type[BaseModel]]] = [
     (curation.BatchRunRecord, curation.BatchRunOut),
     (curation.ForgetPreviewRecord, curation.ForgetPreview),
     (curation.ForgetRecord, curation.ForgetOut),
+    (graph.SuggestionSignalsRecord, graph.SuggestionSignals),
+    (graph.SuggestionRecord, graph.Suggestion),
+    (graph.SuggestionPageRecord, graph.SuggestionPage),
 ]
 
 
