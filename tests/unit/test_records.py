@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from core.curation import models as curation
 from core.curation.summaries import models as summaries
+from core.events import models as events
 from core.graph import models as graph
 from core.identity import models as identity
 from core.memory import models as memory
@@ -72,6 +73,7 @@ PAIRS: list[tuple[type, type[BaseModel]]] = [
     (graph.SuggestionSignalsRecord, graph.SuggestionSignals),
     (graph.SuggestionRecord, graph.Suggestion),
     (graph.SuggestionPageRecord, graph.SuggestionPage),
+    (events.HistoryEntryRecord, memory.HistoryEntry),
 ]
 
 
