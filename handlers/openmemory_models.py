@@ -1,10 +1,11 @@
 """The request and response models of OpenMemory's API as Mnemo serves it (the routes are in
 handlers/routes/openmemory.py, which read OpenMemory's loosely typed fields by hand: these
-models are what the OpenAPI document says of them)."""
+models are what the OpenAPI document says of them), and the typed records
+handlers/openmemory_mapping.py makes, field for field the same (tests/unit/test_records.py)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from pydantic import BaseModel, Field
 
@@ -159,3 +160,69 @@ class OMRegenerated(BaseModel):
     user_id: str
     summary: str
     reflection_count: int
+
+
+# -- Typed records ------------------------------------------------------------------------------
+# What handlers/openmemory_mapping.py returns: the JSON a route sends, field for field.
+
+
+class OMAddedRecord(TypedDict):
+    id: str
+    primary_sector: str
+    sectors: list[str]
+    chunks: int
+
+
+class OMMatchRecord(TypedDict):
+    id: str
+    content: str
+    score: float
+    sectors: list[str]
+    primary_sector: str
+    path: list[str]
+    salience: float
+    last_seen_at: int
+
+
+class OMItemRecord(TypedDict):
+    id: str
+    content: str
+    tags: list[str]
+    # The memory's own metadata: whatever JSON object its writer kept there.
+    metadata: dict[str, Any]
+    created_at: int
+    updated_at: int
+    last_seen_at: int
+    salience: float
+    decay_lambda: float
+    primary_sector: str
+    version: int
+
+
+class OMMemoryRecord(TypedDict):
+    id: str
+    content: str
+    primary_sector: str
+    sectors: list[str]
+    tags: list[str]
+    metadata: dict[str, Any]
+    created_at: int
+    updated_at: int
+    last_seen_at: int
+    salience: float
+    decay_lambda: float
+    user_id: str | None
+
+
+class OMSectorRecord(TypedDict):
+    name: str
+    description: str
+    model: str
+    decay_lambda: float
+    table_suffix: str
+
+
+class OMSectorStatRecord(TypedDict):
+    sector: str
+    count: int
+    avg_salience: float

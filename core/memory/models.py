@@ -750,3 +750,26 @@ class UserListingRecord(TypedDict):
     summarized_at: str | None
     created_at: str
     memories: int
+
+
+class SectorMemoryRecord(TypedDict):
+    """A memory as OpenMemory's listings need it (core/memory/openmemory.py): times in epoch
+    ms, its sector, and how many times it was edited."""
+
+    id: str
+    content: str
+    tags: list[str]
+    # The memory's own metadata: whatever JSON object its writer kept there.
+    metadata: dict[str, Any]
+    created_at: int
+    updated_at: int
+    last_accessed_at: int | None
+    importance: float
+    sector: str
+    edits: int
+
+
+class SectorCountRecord(TypedDict):
+    sector: str
+    count: int
+    mean_importance: float
