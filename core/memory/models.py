@@ -268,6 +268,15 @@ class GateDecision(Out):
     recalled_ids: list[str] | None = None
 
 
+class NewConflict(Out):
+    """A contradiction a save caught: the conflict recorded (GET /v1/conflicts/{id})."""
+
+    id: str
+    with_id: str = Field(description="The memory the new one contradicts.")
+    kind: str = Field(description="key, link or value")
+    reason: str
+
+
 class Memory(Out):
     id: str
     user_id: str | None
@@ -294,10 +303,10 @@ class Memory(Out):
     access_count: int
     last_accessed_at: str | None
     deduplicated: bool | None = Field(None, description="Set on create when it already existed.")
-    conflicts: list[dict[str, Any]] | None = Field(
+    conflicts: list[NewConflict] | None = Field(
         None,
         description="Set on create when the new memory contradicts memories of the same user: "
-        "the conflicts recorded ({id, with_id, kind, reason}); both sides stay until resolved.",
+        "the conflicts recorded; both sides stay until resolved.",
     )
     gate: GateDecision | None = Field(None, description="Set on create: the write gate's word.")
 

@@ -81,6 +81,7 @@ PAIRS: list[tuple[type, type[BaseModel]]] = [
     (openmemory.OMMemoryRecord, openmemory.OMMemory),
     (openmemory.OMSectorRecord, openmemory.OMSector),
     (openmemory.OMSectorStatRecord, openmemory.OMSectorStat),
+    (memory.NewConflictRecord, memory.NewConflict),
 ]
 
 
