@@ -27,14 +27,7 @@ from core.memory.models import (
 )
 from core.memory.openmemory import sector_of
 from core.retrieval.models import SearchHitRecord
-from handlers.openmemory_models import (
-    OMAddedRecord,
-    OMItemRecord,
-    OMMatchRecord,
-    OMMemoryRecord,
-    OMSectorRecord,
-    OMSectorStatRecord,
-)
+from handlers.openmemory_models import OMAdded, OMItem, OMMatch, OMMemory, OMSector, OMSectorStat
 
 # OpenMemory's own description of its sectors (its SDK ships the same table), with the decay
 # rate Mnemo applies: one recency half-life for all (see decay_lambda).
@@ -51,7 +44,7 @@ def decay_lambda(half_life_days: float) -> float:
     return math.log(2) / half_life_days if half_life_days > 0 else 0.0
 
 
-def added(memory: SaveRecord) -> OMAddedRecord:
+def added(memory: SaveRecord) -> OMAdded:
     """POST /memory/add's answer, OpenMemory's fields only. A write the write gate held for
     review has no type or tags yet: its id is the quarantine id (GET /v1/quarantine/{id})."""
     if memory["state"] == "quarantined":
@@ -61,7 +54,7 @@ def added(memory: SaveRecord) -> OMAddedRecord:
     return {"id": memory["id"], "primary_sector": sector, "sectors": [sector], "chunks": 1}
 
 
-def match(hit: SearchHitRecord) -> OMMatchRecord:
+def match(hit: SearchHitRecord) -> OMMatch:
     """One of POST /memory/query's matches, from a Mnemo search hit."""
     memory = hit["memory"]
     sector = sector_of(memory["type"], memory["tags"])
@@ -77,7 +70,7 @@ def match(hit: SearchHitRecord) -> OMMatchRecord:
     }
 
 
-def memory(found: MemoryRecord, rate: float) -> OMMemoryRecord:
+def memory(found: MemoryRecord, rate: float) -> OMMemory:
     """GET /memory/{id}'s answer."""
     sector = sector_of(found["type"], found["tags"])
     return {
@@ -96,7 +89,7 @@ def memory(found: MemoryRecord, rate: float) -> OMMemoryRecord:
     }
 
 
-def item(found: SectorMemoryRecord, rate: float) -> OMItemRecord:
+def item(found: SectorMemoryRecord, rate: float) -> OMItem:
     """One of GET /memory/all's and GET /users/{user_id}/memories' items."""
     return {
         "id": found["id"],
@@ -113,7 +106,7 @@ def item(found: SectorMemoryRecord, rate: float) -> OMItemRecord:
     }
 
 
-def sectors(rate: float) -> dict[str, OMSectorRecord]:
+def sectors(rate: float) -> dict[str, OMSector]:
     """GET /sectors' `sectors`."""
     return {
         name: {
@@ -127,7 +120,7 @@ def sectors(rate: float) -> dict[str, OMSectorRecord]:
     }
 
 
-def stat(counted: SectorCountRecord) -> OMSectorStatRecord:
+def stat(counted: SectorCountRecord) -> OMSectorStat:
     """One of GET /sectors' `stats`."""
     return {
         "sector": counted["sector"],

@@ -1,13 +1,19 @@
 """The request and response models of OpenMemory's API as Mnemo serves it (the routes are in
 handlers/routes/openmemory.py, which read OpenMemory's loosely typed fields by hand: these
-models are what the OpenAPI document says of them), and the typed records
-handlers/openmemory_mapping.py makes, field for field the same (tests/unit/test_records.py)."""
+models are what the OpenAPI document says of them).
+
+The replies handlers/openmemory_mapping.py makes (OMAdded, OMMatch, OMItem, OMMemory, OMSector,
+OMSectorStat) are TypedDicts: one definition is both what the mapping returns, checked by mypy,
+and what /openapi.json documents (handlers/openapi.py reads a TypedDict's schema through
+pydantic's TypeAdapter, the same schema a model of the same fields makes). typing_extensions'
+TypedDict, as pydantic asks for on Python 3.11."""
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any
 
 from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
 
 # OpenMemory clamps k to this.
 MAX_K = 100
@@ -25,7 +31,7 @@ class OMAddIn(BaseModel):
     metadata: dict[str, Any] | None = None
 
 
-class OMAdded(BaseModel):
+class OMAdded(TypedDict):
     id: str
     primary_sector: str
     sectors: list[str]
@@ -44,7 +50,7 @@ class OMQueryIn(BaseModel):
     filters: OMQueryFilters | None = None
 
 
-class OMMatch(BaseModel):
+class OMMatch(TypedDict):
     id: str
     content: str
     score: float
@@ -60,7 +66,7 @@ class OMQueryOut(BaseModel):
     matches: list[OMMatch]
 
 
-class OMItem(BaseModel):
+class OMItem(TypedDict):
     id: str
     content: str
     tags: list[str]
@@ -94,7 +100,7 @@ class OMAll(BaseModel):
     items: list[OMItem]
 
 
-class OMMemory(BaseModel):
+class OMMemory(TypedDict):
     id: str
     content: str
     primary_sector: str
@@ -129,7 +135,7 @@ class OMOk(BaseModel):
     ok: bool
 
 
-class OMSector(BaseModel):
+class OMSector(TypedDict):
     name: str
     description: str
     model: str
@@ -137,7 +143,7 @@ class OMSector(BaseModel):
     table_suffix: str
 
 
-class OMSectorStat(BaseModel):
+class OMSectorStat(TypedDict):
     sector: str
     count: int
     avg_salience: float
@@ -160,69 +166,3 @@ class OMRegenerated(BaseModel):
     user_id: str
     summary: str
     reflection_count: int
-
-
-# -- Typed records ------------------------------------------------------------------------------
-# What handlers/openmemory_mapping.py returns: the JSON a route sends, field for field.
-
-
-class OMAddedRecord(TypedDict):
-    id: str
-    primary_sector: str
-    sectors: list[str]
-    chunks: int
-
-
-class OMMatchRecord(TypedDict):
-    id: str
-    content: str
-    score: float
-    sectors: list[str]
-    primary_sector: str
-    path: list[str]
-    salience: float
-    last_seen_at: int
-
-
-class OMItemRecord(TypedDict):
-    id: str
-    content: str
-    tags: list[str]
-    # The memory's own metadata: whatever JSON object its writer kept there.
-    metadata: dict[str, Any]
-    created_at: int
-    updated_at: int
-    last_seen_at: int
-    salience: float
-    decay_lambda: float
-    primary_sector: str
-    version: int
-
-
-class OMMemoryRecord(TypedDict):
-    id: str
-    content: str
-    primary_sector: str
-    sectors: list[str]
-    tags: list[str]
-    metadata: dict[str, Any]
-    created_at: int
-    updated_at: int
-    last_seen_at: int
-    salience: float
-    decay_lambda: float
-    user_id: str | None
-
-
-class OMSectorRecord(TypedDict):
-    name: str
-    description: str
-    model: str
-    decay_lambda: float
-    table_suffix: str
-
-
-class OMSectorStatRecord(TypedDict):
-    sector: str
-    count: int
-    avg_salience: float

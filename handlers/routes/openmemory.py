@@ -16,7 +16,7 @@ import functools
 import logging
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -38,6 +38,7 @@ from handlers.http import (
     ApiRoute,
     Doc,
     Endpoint,
+    Schema,
     Undocumented,
     parse_json,
 )
@@ -416,7 +417,7 @@ def _route(
     endpoint: Endpoint,
     method: str,
     summary: str,
-    response: type[BaseModel],
+    response: Schema,
     **doc: Any,
 ) -> ApiRoute:
     return ApiRoute(

@@ -25,7 +25,7 @@ from handlers import openmemory_models as openmemory
 from handlers.routes import health
 
 # client type -> (server model, the model's fields the client passes as arguments instead)
-PAIRS: dict[str, tuple[type[BaseModel], frozenset[str]]] = {
+PAIRS: dict[str, tuple[type, frozenset[str]]] = {
     "AddResult": (openmemory.OMAdded, frozenset()),
     "QueryMatch": (openmemory.OMMatch, frozenset()),
     "QueryResult": (openmemory.OMQueryOut, frozenset()),
@@ -109,6 +109,8 @@ def _shape(tp: Any) -> str:
         return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return TWIN.get(tp, f"unpaired model {tp.__name__}")
+    if isinstance(tp, type) and tp in TWIN:  # a reply that is a TypedDict (OpenMemory's)
+        return TWIN[tp]
     if tp is datetime:
         return "str"  # what a time is on the wire: ISO 8601 text
     return getattr(tp, "__name__", str(tp))
@@ -120,6 +122,14 @@ def _agree(mine: str, theirs: str) -> bool:
     return mine == theirs or (theirs == "str" and mine.startswith("Literal["))
 
 
+def _fields(model: type) -> dict[str, Any]:
+    """A reply model's fields and their types; a reply that is a TypedDict (OpenMemory's) has
+    its keys instead."""
+    if issubclass(model, BaseModel):
+        return {name: info.annotation for name, info in model.model_fields.items()}
+    return get_type_hints(model, include_extras=True)
+
+
 def test_every_client_type_is_paired_with_a_server_model() -> None:
     assert sorted(_typed_dicts()) == sorted([*PAIRS, *UNPAIRED])
 
@@ -129,8 +139,8 @@ def test_client_type_matches_its_server_model(name: str) -> None:
     model, passed_apart = PAIRS[name]
     mine = get_type_hints(getattr(client, name), include_extras=True)
     theirs = {
-        field: info.annotation
-        for field, info in model.model_fields.items()
+        field: annotation
+        for field, annotation in _fields(model).items()
         if field not in passed_apart
     }
     assert sorted(mine) == sorted(theirs), f"{name} and {model.__name__} have different fields"

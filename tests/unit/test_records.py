@@ -15,7 +15,6 @@ from core.graph import models as graph
 from core.identity import models as identity
 from core.memory import models as memory
 from core.retrieval import models as retrieval
-from handlers import openmemory_models as openmemory
 
 PAIRS: list[tuple[type, type[BaseModel]]] = [
     (memory.MemoryRecord, memory.Memory),
@@ -75,12 +74,6 @@ PAIRS: list[tuple[type, type[BaseModel]]] = [
     (graph.SuggestionRecord, graph.Suggestion),
     (graph.SuggestionPageRecord, graph.SuggestionPage),
     (events.HistoryEntryRecord, memory.HistoryEntry),
-    (openmemory.OMAddedRecord, openmemory.OMAdded),
-    (openmemory.OMMatchRecord, openmemory.OMMatch),
-    (openmemory.OMItemRecord, openmemory.OMItem),
-    (openmemory.OMMemoryRecord, openmemory.OMMemory),
-    (openmemory.OMSectorRecord, openmemory.OMSector),
-    (openmemory.OMSectorStatRecord, openmemory.OMSectorStat),
     (memory.NewConflictRecord, memory.NewConflict),
 ]
 
