@@ -294,9 +294,11 @@ def read_query(request: Request, model: type[M], *, lists: tuple[str, ...] = ())
     return model.model_validate(data)
 
 
-# A reply or request body in the OpenAPI document: a pydantic model, or a JSON Schema for what
-# no model describes (a JSON-RPC envelope, an HTML page: {"type": "string"}).
-Schema = type[BaseModel] | dict[str, Any]
+# A reply or request body in the OpenAPI document: a pydantic model, a TypedDict (a reply that
+# is its typed record too, documented through pydantic's TypeAdapter: it must be
+# typing_extensions' TypedDict on Python 3.11), or a JSON Schema for what no model describes (a
+# JSON-RPC envelope, an HTML page: {"type": "string"}).
+Schema = type[BaseModel] | type[Mapping[str, Any]] | dict[str, Any]
 
 
 class NoBody:

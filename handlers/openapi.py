@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from core import __version__
 from handlers.http import ApiRoute, NoBody, Schema
@@ -43,7 +43,10 @@ def _schema(model: Schema, components: dict[str, Any], mode: str) -> dict[str, A
         # Components are named by class name: two models of one name would overwrite each
         # other and some route would be documented with the other's body.
         raise ValueError(f"{owner} and {claimed} both want the OpenAPI name {model.__name__}")
-    schema = model.model_json_schema(ref_template=_REF, mode=mode)  # type: ignore[arg-type]
+    if issubclass(model, BaseModel):
+        schema = model.model_json_schema(ref_template=_REF, mode=mode)  # type: ignore[arg-type]
+    else:  # a TypedDict: the same schema a model of its fields makes
+        schema = TypeAdapter(model).json_schema(ref_template=_REF, mode=mode)  # type: ignore[arg-type]
     for name, definition in schema.pop("$defs", {}).items():
         components[name] = definition
     components[model.__name__] = schema

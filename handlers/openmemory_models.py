@@ -1,12 +1,19 @@
 """The request and response models of OpenMemory's API as Mnemo serves it (the routes are in
 handlers/routes/openmemory.py, which read OpenMemory's loosely typed fields by hand: these
-models are what the OpenAPI document says of them)."""
+models are what the OpenAPI document says of them).
+
+The replies handlers/openmemory_mapping.py makes (OMAdded, OMMatch, OMItem, OMMemory, OMSector,
+OMSectorStat) are TypedDicts: one definition is both what the mapping returns, checked by mypy,
+and what /openapi.json documents (handlers/openapi.py reads a TypedDict's schema through
+pydantic's TypeAdapter, the same schema a model of the same fields makes). typing_extensions'
+TypedDict, as pydantic asks for on Python 3.11."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
 
 # OpenMemory clamps k to this.
 MAX_K = 100
@@ -24,7 +31,7 @@ class OMAddIn(BaseModel):
     metadata: dict[str, Any] | None = None
 
 
-class OMAdded(BaseModel):
+class OMAdded(TypedDict):
     id: str
     primary_sector: str
     sectors: list[str]
@@ -43,7 +50,7 @@ class OMQueryIn(BaseModel):
     filters: OMQueryFilters | None = None
 
 
-class OMMatch(BaseModel):
+class OMMatch(TypedDict):
     id: str
     content: str
     score: float
@@ -59,7 +66,7 @@ class OMQueryOut(BaseModel):
     matches: list[OMMatch]
 
 
-class OMItem(BaseModel):
+class OMItem(TypedDict):
     id: str
     content: str
     tags: list[str]
@@ -93,7 +100,7 @@ class OMAll(BaseModel):
     items: list[OMItem]
 
 
-class OMMemory(BaseModel):
+class OMMemory(TypedDict):
     id: str
     content: str
     primary_sector: str
@@ -128,7 +135,7 @@ class OMOk(BaseModel):
     ok: bool
 
 
-class OMSector(BaseModel):
+class OMSector(TypedDict):
     name: str
     description: str
     model: str
@@ -136,7 +143,7 @@ class OMSector(BaseModel):
     table_suffix: str
 
 
-class OMSectorStat(BaseModel):
+class OMSectorStat(TypedDict):
     sector: str
     count: int
     avg_salience: float

@@ -155,7 +155,9 @@ def maintain_brain(
         for task in tasks:
             started = time.perf_counter()
             result = runners[task]()
-            detail = result.to_dict() if isinstance(result, hygiene.BatchRun) else dict(result)
+            detail: dict[str, Any] = (
+                {**result.to_dict()} if isinstance(result, hygiene.BatchRun) else dict(result)
+            )
             detail["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
             if not dry_run and not detail.get("skipped"):
                 # Without the sample: its ids and previews are memories of every user, and

@@ -11,6 +11,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 from pydantic import Field
 
+from core.curation.summaries.models import RefreshRecord
 from core.memory.models import MemoryRecord, Out
 from core.webhooks.models import SweepRecord
 
@@ -110,7 +111,7 @@ class MaintenanceRecord(TypedDict, total=False):
     """A maintenance run's report, as its `stats` row keeps it. A scheduled run has every
     key (wal_checkpoint on SQLite only); a run for one brain or a dry run only `hygiene`."""
 
-    user_summaries: dict[str, Any]
+    user_summaries: RefreshRecord
     expired_sessions_purged: int
     old_jobs_purged: int
     webhooks: SweepRecord

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Row
 
 from core.curation.merge import load
+from core.curation.models import AliasDeletedRecord, AliasesRecord, AliasRecord
 from core.events import changelog, history
 from core.kernel.db.engine import sql
 from core.kernel.db.id_lists import id_table
@@ -26,10 +27,18 @@ MAX_ALIASES = 100
 _COLUMNS = "id, canonical_memory_id, alias_memory_id, note, confidence, created_at, updated_at"
 
 
-def _to_dict(row: Any) -> dict[str, Any]:
-    out = dict(row._mapping)
-    out["created_at"], out["updated_at"] = iso(out["created_at"]), iso(out["updated_at"])
-    return out
+def _to_dict(row: Any) -> AliasRecord:
+    """The alias row; its memory is set by the caller."""
+    return {
+        "id": row.id,
+        "canonical_memory_id": row.canonical_memory_id,
+        "alias_memory_id": row.alias_memory_id,
+        "note": row.note,
+        "confidence": row.confidence,
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+        "memory": None,
+    }
 
 
 def _canonical_of(conn: Connection, brain_id: str, memory_id: str) -> str | None:
@@ -55,7 +64,7 @@ def add(
     index: Indexer,
     actor_id: str | None = None,
     role: str | None = None,
-) -> dict[str, Any]:
+) -> AliasesRecord:
     scope.require_write()
     if len(set(alias_ids)) != len(alias_ids) or not 1 <= len(alias_ids) <= MAX_ALIASES:
         raise InvalidInput(
@@ -148,7 +157,7 @@ def add(
     return {"canonical_id": canonical_id, "results": results}
 
 
-def _aliases_of(conn: Connection, scope: Scope, canonical_id: str) -> list[dict[str, Any]]:
+def _aliases_of(conn: Connection, scope: Scope, canonical_id: str) -> list[AliasRecord]:
     rows = conn.execute(
         sql(
             f"SELECT {_COLUMNS} FROM memory_entity_aliases WHERE brain_id = :brain "
@@ -172,7 +181,7 @@ def _visible(conn: Connection, scope: Scope, ids: list[str]) -> list[Row[Any]]:
         return []
 
 
-def list_for(conn: Connection, scope: Scope, memory_id: str) -> dict[str, Any]:
+def list_for(conn: Connection, scope: Scope, memory_id: str) -> AliasesRecord:
     """The entity a memory belongs to: its canonical memory and every alias of it."""
     load(conn, scope, [memory_id])
     canonical_id = _canonical_of(conn, scope.brain_id, memory_id) or memory_id
@@ -181,7 +190,7 @@ def list_for(conn: Connection, scope: Scope, memory_id: str) -> dict[str, Any]:
 
 def delete(
     conn: Connection, scope: Scope, alias_id: str, *, actor_id: str | None = None
-) -> dict[str, Any]:
+) -> AliasDeletedRecord:
     """The alias mapping goes; an archived alias memory stays archived (restore it if wanted)."""
     scope.require_write()
     row = conn.execute(

@@ -21,13 +21,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import numpy as np
 from sqlalchemy import Connection, Engine, Row
 
 from core.curation.contradiction import compare
-from core.curation.models import ConflictPageRecord, ConflictRecord, DetectRecord
+from core.curation.models import ConflictDetail, ConflictPageRecord, ConflictRecord, DetectRecord
 from core.events import changelog, history
 from core.kernel import cursor as cursors
 from core.kernel.db.engine import settled_before, sql, transaction
@@ -37,6 +37,7 @@ from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
 from core.memory import lifecycle, validtime
 from core.memory.indexing import Indexer
+from core.memory.models import MemoryRecord
 from core.memory.store import COLUMNS, to_dict
 from core.retrieval import vectors
 
@@ -71,12 +72,27 @@ def _norm_key(key: str | None) -> str | None:
     return None if key is None else " ".join(key.split()).lower()
 
 
-def _to_dict(row: Any) -> dict[str, Any]:
-    out = dict(row._mapping)
-    out["detail"] = json.loads(out["detail"])
-    for name in ("created_at", "updated_at", "resolved_at"):
-        out[name] = iso(out[name])
-    return out
+def _to_dict(row: Any) -> ConflictRecord:
+    """The conflict's row; its two memories are set by `_with_memories`."""
+    return {
+        "id": row.id,
+        "pair_key": row.pair_key,
+        "a_id": row.a_id,
+        "b_id": row.b_id,
+        "user_id": row.user_id,
+        "kind": row.kind,
+        "reason": row.reason,
+        "detail": json.loads(row.detail),
+        "status": row.status,
+        "canonical_id": row.canonical_id,
+        "mode": row.mode,
+        "note": row.note,
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+        "resolved_at": iso(row.resolved_at),
+        "a": None,
+        "b": None,
+    }
 
 
 # Recording ------------------------------------------------------------------------------------
@@ -177,7 +193,7 @@ def _same_scope(a: Any, b: Any) -> bool:
     return bool(a.user_id == b.user_id)
 
 
-def _key_rule(a: Any, b: Any) -> tuple[str, dict[str, Any]] | None:
+def _key_rule(a: Any, b: Any) -> tuple[str, ConflictDetail] | None:
     key = _norm_key(a.key)
     if key is None or key != _norm_key(b.key) or "fact" not in (a.type, b.type):
         return None
@@ -186,7 +202,7 @@ def _key_rule(a: Any, b: Any) -> tuple[str, dict[str, Any]] | None:
     return "same_key_different_content", {"key": a.key}
 
 
-def _value_rule(a: Any, b: Any) -> tuple[str, dict[str, Any]] | None:
+def _value_rule(a: Any, b: Any) -> tuple[str, ConflictDetail] | None:
     if a.type not in _COMPARED_TYPES or b.type not in _COMPARED_TYPES:
         return None
     if a.key is not None and b.key is not None and _norm_key(a.key) != _norm_key(b.key):
@@ -292,7 +308,7 @@ class Found:
     b: Any
     kind: str
     reason: str
-    detail: dict[str, Any]
+    detail: ConflictDetail
 
 
 def find(conn: Connection, scope: Scope, rows: list[Any], space: VectorSpace | None) -> list[Found]:
@@ -638,20 +654,23 @@ def _fetch(conn: Connection, scope: Scope, conflict_id: str, *, lock: bool = Fal
     return row
 
 
-def _with_memories(conn: Connection, scope: Scope, items: list[dict[str, Any]]) -> None:
+def _with_memories(conn: Connection, scope: Scope, items: list[ConflictRecord]) -> None:
 
     found = _memories(conn, scope.brain_id, [i for c in items for i in (c["a_id"], c["b_id"])])
+
+    def seen(memory_id: str) -> MemoryRecord | None:
+        row = found.get(memory_id)
+        visible = row is not None and scope.user_id in (None, row.user_id)
+        return to_dict(row) if visible and row is not None else None
+
     for item in items:
-        for side in ("a", "b"):
-            row = found.get(item[f"{side}_id"])
-            visible = row is not None and scope.user_id in (None, row.user_id)
-            item[side] = to_dict(row) if visible and row is not None else None
+        item["a"], item["b"] = seen(item["a_id"]), seen(item["b_id"])
 
 
 def get(conn: Connection, scope: Scope, conflict_id: str) -> ConflictRecord:
     item = _to_dict(_fetch(conn, scope, conflict_id))
     _with_memories(conn, scope, [item])
-    return cast(ConflictRecord, item)
+    return item
 
 
 def list_conflicts(
@@ -689,7 +708,7 @@ def list_conflicts(
     )
     items = [_to_dict(r) for r in rows]
     _with_memories(conn, scope, items)
-    return {"results": cast(list[ConflictRecord], items), "next_cursor": next_cursor}
+    return {"results": items, "next_cursor": next_cursor}
 
 
 # Resolving ------------------------------------------------------------------------------------

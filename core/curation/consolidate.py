@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, Row
 from core.curation.conflicts import VectorSpace, pairs_above
 from core.curation.contradiction import compare
 from core.curation.merge import MAX_SOURCES, merge
+from core.curation.models import ConsolidateRecord, DuplicateGroupRecord, SuggestedGroupsRecord
 from core.kernel import cursor as cursors
 from core.kernel.config import Limits
 from core.kernel.db.engine import sql, transaction
@@ -156,7 +157,7 @@ def find_groups(
     space: VectorSpace | None,
     max_scan: int,
     cursor: str | None,
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[DuplicateGroupRecord], str | None]:
     after = "" if cursor is None else str(cursors.decode(cursor, keys={"a": str})["a"])
     candidates: list[tuple[str, str, str, float]] = []
     if cursor is None:
@@ -178,7 +179,7 @@ def find_groups(
         if first.content_hash == second.content_hash:
             reason, similarity = "same_content", 1.0
         groups.join(a, b, reason, similarity)
-    found = []
+    found: list[DuplicateGroupRecord] = []
     for ids in groups.components():
         members = sorted((rows[i] for i in ids), key=lambda r: (-float(r.importance), r.id))
         members = members[:MAX_SOURCES]
@@ -216,7 +217,7 @@ def consolidate(
     limits: Limits,
     index: Indexer,
     actor_id: str | None = None,
-) -> dict[str, Any]:
+) -> ConsolidateRecord:
     if not dry_run:
         scope.require_write()
     if threshold is None:  # the brain's own, as maintenance's suggestions use
@@ -247,7 +248,7 @@ def consolidate(
 
 def suggest(
     engine: Engine, brain_id: str, *, space: VectorSpace | None, threshold: float, max_scan: int
-) -> dict[str, int]:
+) -> SuggestedGroupsRecord:
     """For maintenance: how many near-duplicate groups the first window of a brain holds (a
     suggestion only; merging is a person's or an agent's call, through the API)."""
     scope = Scope(brain_id=brain_id, principal="system:maintenance")

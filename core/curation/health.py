@@ -16,6 +16,12 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection
 
+from core.curation.models import (
+    ClusterRecord,
+    HealthReportRecord,
+    JunkRecord,
+    NearDuplicatesRecord,
+)
 from core.kernel.db.engine import sql
 from core.kernel.ids import iso, now_ms
 from core.kernel.scope import Scope
@@ -51,7 +57,7 @@ def _owner(scope: Scope, user_id: str | None, params: dict[str, Any], alias: str
 
 def report(
     conn: Connection, scope: Scope, *, user_id: str | None, model: str | None
-) -> dict[str, Any]:
+) -> HealthReportRecord:
     """The report for the brain, or for one user (a user-scoped key: always its own)."""
     if scope.user_id is not None and user_id not in (None, scope.user_id):
         user_id = scope.user_id  # a user-scoped key sees its own user only, never another's
@@ -117,7 +123,7 @@ def report(
         ),
         params,
     ).scalar_one()
-    sample = _sample(conn, scope, user_id, model)
+    near_duplicates, junk = _sample(conn, scope, user_id, model)
     return {
         "user_id": scope.user_id if scope.user_id is not None else user_id,
         "generated_at": iso(now),
@@ -130,15 +136,15 @@ def report(
             "older_than_7_days": never[1],
         },
         "orphan_links": int(orphans),
-        "near_duplicates": sample["near_duplicates"],
-        "junk": sample["junk"],
+        "near_duplicates": near_duplicates,
+        "junk": junk,
         "age_histogram": histogram,
     }
 
 
 def _sample(
     conn: Connection, scope: Scope, user_id: str | None, model: str | None
-) -> dict[str, Any]:
+) -> tuple[NearDuplicatesRecord, JunkRecord]:
     params: dict[str, Any] = {"n": SAMPLE, "model": model or ""}
     where = _owner(scope, user_id, params, "m.")
     rows = conn.execute(
@@ -154,23 +160,21 @@ def _sample(
     clusters = _clusters(conn, scope, rows)
     redundant = sum(len(c["ids"]) - 1 for c in clusters)
     size = len(rows)
-    return {
-        "near_duplicates": {
-            "sample": size,
-            "clusters": len(clusters),
-            "memories_in_clusters": sum(len(c["ids"]) for c in clusters),
-            "largest": clusters[:_CLUSTERS_SHOWN],
-        },
-        "junk": {
-            "sample": size,
-            "instructions_or_boilerplate": len(junk),
-            "redundant_copies": redundant,
-            "ratio_estimate": round((len(junk) + redundant) / size, 4) if size else 0.0,
-        },
+    near_duplicates: NearDuplicatesRecord = {
+        "sample": size,
+        "clusters": len(clusters),
+        "memories_in_clusters": sum(len(c["ids"]) for c in clusters),
+        "largest": clusters[:_CLUSTERS_SHOWN],
+    }
+    return near_duplicates, {
+        "sample": size,
+        "instructions_or_boilerplate": len(junk),
+        "redundant_copies": redundant,
+        "ratio_estimate": round((len(junk) + redundant) / size, 4) if size else 0.0,
     }
 
 
-def _clusters(conn: Connection, scope: Scope, rows: Sequence[Any]) -> list[dict[str, Any]]:
+def _clusters(conn: Connection, scope: Scope, rows: Sequence[Any]) -> list[ClusterRecord]:
     """Groups of memories of one owner and fact key that restate each other (the gate's
     rule), largest first."""
     with_vectors = [r for r in rows if r.vector is not None]
@@ -210,7 +214,7 @@ def _clusters(conn: Connection, scope: Scope, rows: Sequence[Any]) -> list[dict[
     groups: dict[int, list[int]] = {}
     for i in range(len(with_vectors)):
         groups.setdefault(root(i), []).append(i)
-    out = [
+    out: list[ClusterRecord] = [
         {
             "ids": [with_vectors[i].id for i in members],
             "user_id": with_vectors[members[0]].user_id,

@@ -31,7 +31,15 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row
 
-from core.curation.models import ForgetFilters, ForgetIn, ReinforceIn
+from core.curation.models import (
+    BatchRunRecord,
+    DecaySample,
+    ForgetFilters,
+    ForgetIn,
+    ForgetRecord,
+    ReinforceIn,
+    RetentionSample,
+)
 from core.events import changelog, history
 from core.kernel.config import MaintenanceSettings
 from core.kernel.db.engine import sql, transaction
@@ -65,7 +73,7 @@ class BatchRun:
     dry_run: bool
     batch_size: int
     batches: list[int] = field(default_factory=list)
-    sample: list[dict[str, Any]] = field(default_factory=list)
+    sample: list[DecaySample | RetentionSample] = field(default_factory=list)
     skipped: str | None = None
     # Set when the run's deadline passed between batches: what is left is done next time (the
     # memories already done no longer match, so the next run simply starts over).
@@ -75,8 +83,8 @@ class BatchRun:
     def count(self) -> int:
         return sum(self.batches)
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+    def to_dict(self) -> BatchRunRecord:
+        out: BatchRunRecord = {
             "task": self.task,
             "dry_run": self.dry_run,
             "count": self.count,
@@ -402,7 +410,7 @@ def forget(
     data: ForgetIn,
     settings: MaintenanceSettings,
     index: Indexer,
-) -> dict[str, Any]:
+) -> ForgetRecord:
     """Archive or purge the memories chosen by ids and/or filters, at most the limit, in the
     caller's transaction. A dry run changes nothing and lists what would be affected."""
     if not data.dry_run:
@@ -449,12 +457,13 @@ def forget(
     ).all()
     truncated = len(rows) > limit
     rows = rows[:limit]
-    result: dict[str, Any] = {
+    result: ForgetRecord = {
         "mode": data.mode,
         "dry_run": data.dry_run,
         "matched": len(rows),
         "truncated": truncated,
         "limit": limit,
+        "affected": 0,
     }
     if data.dry_run:
         result["memories"] = [
@@ -468,7 +477,6 @@ def forget(
             }
             for r in rows
         ]
-        result["affected"] = 0
         return result
     if data.mode == "archive":
         done = lifecycle.archive(

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, Row
 
 from core.curation.conflicts import mark_superseded
+from core.curation.models import MergeRecord
 from core.events import changelog, history
 from core.graph import links
 from core.kernel.config import Limits
@@ -93,7 +94,7 @@ def merge(
     into_id: str | None = None,
     actor_id: str | None = None,
     role: str | None = None,
-) -> dict[str, Any]:
+) -> MergeRecord:
     scope.require_write()
     check_sources(ids)
     if into_id is not None and into_id not in ids:

@@ -3,7 +3,7 @@ and the health report (shared by REST, MCP and the OpenAPI spec)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -12,6 +12,8 @@ from core.memory.models import (
     Memory,
     MemoryFilters,
     MemoryRecord,
+    MemoryState,
+    MemoryType,
     Name,
     Out,
     Score,
@@ -199,6 +201,26 @@ class HealthQuery(Strict):
     user_id: Name | None = None
 
 
+class Cluster(Out):
+    ids: list[str] = Field(description="Memories of one owner and fact key that restate each other")
+    user_id: str | None
+    preview: str = Field(description="The first one's content, up to 120 characters")
+
+
+class NearDuplicates(Out):
+    sample: int = Field(description="The newest active memories compared")
+    clusters: int
+    memories_in_clusters: int
+    largest: list[Cluster] = Field(description="The largest clusters, at most 10")
+
+
+class Junk(Out):
+    sample: int
+    instructions_or_boilerplate: int = Field(description="What the write gate would hold")
+    redundant_copies: int = Field(description="Memories in clusters beyond one each")
+    ratio_estimate: float = Field(description="Both counts over the sample")
+
+
 class HealthReport(Out):
     user_id: str | None
     generated_at: str
@@ -208,8 +230,8 @@ class HealthReport(Out):
     stale_facts: int = Field(description="Active memories superseded by an active one")
     never_retrieved: dict[str, int]
     orphan_links: int = Field(description="Links to a deleted memory or across two owners")
-    near_duplicates: dict[str, Any]
-    junk: dict[str, Any]
+    near_duplicates: NearDuplicates
+    junk: Junk
     age_histogram: dict[str, int]
 
 
@@ -234,6 +256,15 @@ class BatchRunOut(Out):
     )
 
 
+class ForgetPreview(Out):
+    id: str
+    user_id: str | None
+    type: MemoryType
+    state: MemoryState
+    importance: float
+    preview: str
+
+
 class ForgetOut(Out):
     model_config = ConfigDict(extra="allow")
 
@@ -243,17 +274,16 @@ class ForgetOut(Out):
     truncated: bool
     limit: int
     affected: int
+    memories: list[ForgetPreview] | None = Field(
+        None, description="A dry run's: the memories that would be affected."
+    )
+    ids: list[str] | None = Field(None, description="The memories archived or purged.")
 
 
 class RunsQuery(Strict):
     type: Literal["decay", "retention", "conflicts", "consolidate", "vector_images"] | None = None
     limit: int = Field(50, ge=1, le=500)
     cursor: str | None = None
-
-
-class RunsPage(Out):
-    results: list[dict[str, Any]]
-    next_cursor: str | None
 
 
 # -- Reinforce and forget --------------------------------------------------------------------
@@ -324,3 +354,133 @@ class ConflictPageRecord(TypedDict):
 class DetectRecord(TypedDict):
     results: list[ConflictRecord]
     scanned: int
+
+
+class AliasRecord(TypedDict):
+    id: str
+    canonical_memory_id: str
+    alias_memory_id: str
+    note: str | None
+    confidence: float
+    created_at: str
+    updated_at: str
+    memory: MemoryRecord | None
+
+
+class AliasesRecord(TypedDict):
+    canonical_id: str
+    results: list[AliasRecord]
+
+
+class AliasDeletedRecord(TypedDict):
+    id: str
+    deleted: bool
+
+
+class MergeRecord(TypedDict):
+    memory: MemoryRecord
+    merged_ids: list[str]
+    links_moved: int
+    links_dropped: int
+
+
+class DuplicateGroupRecord(TypedDict):
+    ids: list[str]
+    keep_id: str
+    reason: Literal["same_content", "similar"]
+    similarity: float | None
+    memories: list[MemoryRecord]
+    merged: NotRequired[MemoryRecord]
+
+
+class ConsolidateRecord(TypedDict):
+    results: list[DuplicateGroupRecord]
+    applied: bool
+    next_cursor: str | None
+
+
+class ClusterRecord(TypedDict):
+    ids: list[str]
+    user_id: str | None
+    preview: str
+
+
+class NearDuplicatesRecord(TypedDict):
+    sample: int
+    clusters: int
+    memories_in_clusters: int
+    largest: list[ClusterRecord]
+
+
+class JunkRecord(TypedDict):
+    sample: int
+    instructions_or_boilerplate: int
+    redundant_copies: int
+    ratio_estimate: float
+
+
+class HealthReportRecord(TypedDict):
+    user_id: str | None
+    generated_at: str
+    memories: dict[str, int]
+    quarantined: int
+    open_conflicts: int
+    stale_facts: int
+    never_retrieved: dict[str, int]
+    orphan_links: int
+    near_duplicates: NearDuplicatesRecord
+    junk: JunkRecord
+    age_histogram: dict[str, int]
+
+
+# A decay step's sample: "from" is a keyword, so the functional form.
+DecaySample = TypedDict("DecaySample", {"id": str, "from": float, "to": float})
+
+
+class RetentionSample(TypedDict):
+    id: str
+    preview: str
+
+
+class BatchRunRecord(TypedDict):
+    task: str
+    dry_run: bool
+    count: int
+    batches: int
+    batch_size: int
+    largest_batch: int
+    sample: list[DecaySample | RetentionSample]
+    skipped: NotRequired[str]
+    stopped_early: NotRequired[bool]
+
+
+class ForgetPreviewRecord(TypedDict):
+    id: str
+    user_id: str | None
+    type: MemoryType
+    state: MemoryState
+    importance: float
+    preview: str
+
+
+class ForgetRecord(TypedDict):
+    mode: Literal["archive", "purge"]
+    dry_run: bool
+    matched: int
+    truncated: bool
+    limit: int
+    affected: int
+    memories: NotRequired[list[ForgetPreviewRecord]]
+    ids: NotRequired[list[str]]
+
+
+class SuggestedGroupsRecord(TypedDict):
+    """Maintenance's consolidation suggestion: near-duplicate groups and their memories."""
+
+    groups: int
+    memories: int
+
+
+# Each contradiction rule's evidence (the key, the values that differ, ...), stored as the
+# conflict's JSON detail: every rule names its own keys.
+ConflictDetail = dict[str, Any]

@@ -24,7 +24,7 @@ from core.curation import conflicts, contradiction
 from core.kernel.db.engine import sql
 from core.kernel.scope import Scope
 from core.memory import gate
-from core.memory.models import MemoryRecord
+from core.memory.models import CreatedFields, MemoryRecord
 from core.retrieval import lexical, vectors
 
 NEAREST = 8
@@ -43,7 +43,7 @@ def check_created(
     *,
     space: conflicts.VectorSpace | None,
     foresight: dict[tuple[str, ...], Any] | None = None,
-) -> dict[str, Any]:
+) -> CreatedFields:
     """Record the conflicts a just-created memory has with what the store holds; returns
     `{"conflicts": [...]}` when it found any. `foresight` is the indexer's record of what the
     gate read ahead (its candidates stand in for the search by words)."""

@@ -276,7 +276,12 @@ def _gelu(x: _F32) -> _F32:
     return np.asarray(x * 0.5 * (1.0 + erf), dtype=np.float32)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+# A model folder's JSON file (config.json, sentence_bert_config.json, ...): each model writes
+# its own keys, and only the few read here are relied on.
+ConfigFile = dict[str, Any]
+
+
+def _read_json(path: Path) -> ConfigFile:
     try:
         loaded = json.loads(path.read_text())
     except (OSError, ValueError) as error:
@@ -286,7 +291,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def _max_tokens(path: Path, config: dict[str, Any]) -> int:
+def _max_tokens(path: Path, config: ConfigFile) -> int:
     sbert = path / "sentence_bert_config.json"
     if sbert.is_file():
         return int(_read_json(sbert).get("max_seq_length", _DEFAULT_MAX_TOKENS))

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Connection
 
+from core.events.models import Event, HistoryEntryRecord
 from core.kernel.db.engine import sql
 from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
-
-Event = Literal["ADD", "UPDATE", "DELETE", "ARCHIVE", "RESTORE"]
 
 
 def record(
@@ -85,7 +84,7 @@ def record_many(conn: Connection, scope: Scope, rows: list[dict[str, Any]]) -> N
 
 def for_memory(
     conn: Connection, scope: Scope, memory_id: str, *, newest: int | None = None
-) -> list[dict[str, Any]]:
+) -> list[HistoryEntryRecord]:
     """Oldest first. The caller has already checked that the memory is visible to the scope.
     `newest`: only that many of the latest rows (a memory an agent rewrites all day has more
     history than a page should read)."""
@@ -103,8 +102,14 @@ def for_memory(
         rows.reverse()
     return [
         {
-            **row,
+            "id": row["id"],
+            "memory_id": row["memory_id"],
+            "event": row["event"],
+            "old_memory": row["old_memory"],
+            "new_memory": row["new_memory"],
             "detail": None if row["detail"] is None else json.loads(row["detail"]),
+            "actor_id": row["actor_id"],
+            "role": row["role"],
             "is_deleted": bool(row["is_deleted"]),
             "created_at": iso(row["created_at"]),
             "updated_at": iso(row["updated_at"]),

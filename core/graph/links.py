@@ -10,7 +10,7 @@ links. Each creation and deletion writes its changelog row in the caller's trans
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Connection, Row
@@ -23,6 +23,7 @@ from core.graph.models import (
     LinkRecord,
     LinkViewRecord,
     MemoryRefRecord,
+    NewLinkRecord,
     SavedLinkRecord,
 )
 from core.kernel import cursor as cursors
@@ -45,9 +46,9 @@ def member_of(conn: Connection, column: str, name: str) -> tuple[str, Callable[[
     return f"{column} IN (SELECT value FROM json_each(:{name}))", json.dumps
 
 
-def link_dict(row: Row[Any] | dict[str, Any], prefix: str = "") -> LinkRecord:
+def link_dict(row: Row[Any] | Mapping[str, Any], prefix: str = "") -> LinkRecord:
     """A link row (its columns optionally prefixed, as in a join) as the API shows it."""
-    mapping: Any = row if isinstance(row, dict) else row._mapping
+    mapping: Any = row._mapping if isinstance(row, Row) else row
     out = {name: mapping[prefix + name] for name in LINK_NAMES}
     out["weight"] = float(out["weight"])
     out["created_at"] = iso(out["created_at"])
@@ -103,7 +104,7 @@ def _existing(
 def insert(
     conn: Connection,
     brain_id: str,
-    rows: list[dict[str, Any]],
+    rows: Sequence[NewLinkRecord],
 ) -> None:
     """Insert links already checked; each row has from_id, to_id, relation, label, weight,
     origin, created_by, and gets an id and created_at here (set on the dicts)."""
@@ -122,7 +123,7 @@ def insert(
 
 
 def record_created(
-    conn: Connection, scope: Scope, rows: list[dict[str, Any]], user_id: str | None
+    conn: Connection, scope: Scope, rows: Sequence[NewLinkRecord], user_id: str | None
 ) -> None:
     """The changelog rows of new links (one each), in the links' transaction."""
     for row in rows:
@@ -180,7 +181,7 @@ def create(conn: Connection, scope: Scope, data: LinkIn) -> SavedLinkRecord:
                 details={"existing_id": existing.id},
             )
         return {**link_dict(existing), "deduplicated": True}
-    link = {
+    link: NewLinkRecord = {
         "from_id": data.from_id,
         "to_id": data.to_id,
         "relation": data.relation,

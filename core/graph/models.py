@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from pydantic import Field, field_validator
 
@@ -313,3 +313,36 @@ class GraphStatsRecord(TypedDict):
     relations: dict[str, int]
     hubs: list[HubRecord]
     sampled: bool
+
+
+class NewLinkRecord(TypedDict):
+    """A link on its way in: `links.insert` sets its id and created_at (epoch ms)."""
+
+    from_id: str
+    to_id: str
+    relation: Relation
+    label: str | None
+    weight: float
+    origin: Origin
+    created_by: str | None
+    id: NotRequired[str]
+    created_at: NotRequired[int]
+
+
+class SuggestionSignalsRecord(TypedDict):
+    similarity: float | None
+    shared_tags: list[str]
+    same_source: bool
+    hours_apart: float
+
+
+class SuggestionRecord(TypedDict):
+    memory: MemoryRecord
+    score: float
+    relation: Relation
+    reasons: list[str]
+    signals: SuggestionSignalsRecord
+
+
+class SuggestionPageRecord(TypedDict):
+    results: list[SuggestionRecord]

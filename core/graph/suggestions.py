@@ -18,6 +18,7 @@ import numpy as np
 from sqlalchemy import Connection
 
 from core.graph.links import member_of, visible_memory
+from core.graph.models import SuggestionPageRecord, SuggestionRecord
 from core.kernel.db.engine import sql
 from core.kernel.scope import Scope
 from core.memory.store import COLUMNS, to_dict
@@ -122,7 +123,7 @@ def suggest(
     *,
     limit: int = 10,
     min_score: float = 0.05,
-) -> dict[str, Any]:
+) -> SuggestionPageRecord:
     """`vector` names the embedding model (no query is embedded: the memory's own stored
     vector is compared); None leaves text similarity out."""
     centre = visible_memory(conn, scope, memory_id)
@@ -151,7 +152,7 @@ def suggest(
     # level to 1 instead.
     floor = 0.0 if vector is None else min(vector.noise, 0.9)
     mine = set(tags)
-    scored: list[dict[str, Any]] = []
+    scored: list[SuggestionRecord] = []
     for row in rows:
         cosine = similar.get(row.id)
         closeness = 0.0

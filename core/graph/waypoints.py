@@ -15,10 +15,11 @@ import numpy as np
 from sqlalchemy import Connection
 
 from core.graph.links import insert, member_of, record_created
+from core.graph.models import NewLinkRecord
 from core.kernel.db.engine import sql
 from core.kernel.scope import Scope
 from core.memory.indexing import CreatedHook
-from core.memory.models import MemoryRecord
+from core.memory.models import CreatedFields, MemoryRecord
 from core.memory.policy import policy_for
 from core.retrieval import vectors
 
@@ -32,7 +33,7 @@ def linker(model: str, dims: int) -> CreatedHook:
 
     def link(
         conn: Connection, scope: Scope, memory: MemoryRecord, vector: np.ndarray | None
-    ) -> dict[str, Any]:
+    ) -> CreatedFields:
         if vector is not None:
             link_similar(conn, scope, memory["id"], memory["user_id"], vector, model, dims)
         return {}
@@ -48,7 +49,7 @@ def link_similar(
     vector: np.ndarray,
     model: str,
     dims: int,
-) -> list[dict[str, Any]]:
+) -> list[NewLinkRecord]:
     """Link a just-written memory to its most similar memories; returns the links made."""
     policy = policy_for(conn, scope.brain_id)
     if policy.inferred_links_max <= 0:
@@ -82,7 +83,7 @@ def link_similar(
             params,
         ).all()
     }
-    rows = [
+    made: list[NewLinkRecord] = [
         {
             "from_id": memory_id,
             "to_id": candidate,
@@ -94,7 +95,8 @@ def link_similar(
         }
         for candidate, cosine in proposed
         if candidate in confirmed
-    ][: policy.inferred_links_max]
+    ]
+    rows = made[: policy.inferred_links_max]
     if rows:
         insert(conn, scope.brain_id, rows)
         record_created(conn, scope, rows, user_id)

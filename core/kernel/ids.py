@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import overload
 
 
 def now_ms() -> int:
@@ -33,6 +34,14 @@ def new_id() -> str:
     value |= 0b10 << 62
     value |= int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
     return str(uuid.UUID(int=value))
+
+
+@overload
+def iso(ms: int) -> str: ...
+@overload
+def iso(ms: None) -> None: ...
+@overload
+def iso(ms: int | None) -> str | None: ...
 
 
 def iso(ms: int | None) -> str | None:

@@ -17,10 +17,11 @@ exchange: tagged `procedural` (OpenMemory's procedural sector) with
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from core.kernel.ids import iso, new_id
-from core.memory.models import Conversation, MemoryIn, Message
+from core.memory.models import Conversation, MemoryDraft, MemoryIn, Message
 
 PROCEDURAL = "procedural_memory"
 PROCEDURAL_TAG = "procedural"
@@ -42,7 +43,7 @@ def transcript(conversation: Conversation) -> str:
     )
 
 
-def _base(conversation: Conversation, at: int) -> dict[str, Any]:
+def _base(conversation: Conversation, at: int) -> MemoryDraft:
     return {
         "user_id": conversation.user_id,
         "agent_id": conversation.agent_id,
@@ -55,7 +56,7 @@ def _base(conversation: Conversation, at: int) -> dict[str, Any]:
     }
 
 
-def turn_memories(conversation: Conversation) -> list[dict[str, Any]]:
+def turn_memories(conversation: Conversation) -> list[MemoryDraft]:
     """One memory (as for POST /v1/memories/batch) per selected turn, traceable to it."""
     conversation_id, at = new_id(), conversation.occurred_ms()
     items = []
@@ -68,20 +69,22 @@ def turn_memories(conversation: Conversation) -> list[dict[str, Any]]:
         }
         if message.name:
             trace["name"] = message.name
-        item.update(content=message.content.strip(), role=message.role)
+        item["content"] = message.content.strip()
+        item["role"] = message.role
         item["metadata"]["conversation"] = trace
         items.append(item)
     return items
 
 
-def procedure_memory(conversation: Conversation, content: str | None = None) -> dict[str, Any]:
+def procedure_memory(conversation: Conversation, content: str | None = None) -> MemoryDraft:
     """The whole exchange (or an LLM's summary of it) as one procedural memory."""
     conversation_id, at = new_id(), conversation.occurred_ms()
     item = _base(conversation, at)
     tags = item["tags"]
     if PROCEDURAL_TAG not in tags:
         tags.append(PROCEDURAL_TAG)
-    item.update(content=content or transcript(conversation), role="assistant")
+    item["content"] = content or transcript(conversation)
+    item["role"] = "assistant"
     item["metadata"]["memory_type"] = PROCEDURAL
     item["metadata"]["conversation"] = {
         "id": conversation_id,
@@ -92,13 +95,14 @@ def procedure_memory(conversation: Conversation, content: str | None = None) -> 
 
 def fact_memory(
     conversation: Conversation, fact: str, conversation_id: str, at: int
-) -> dict[str, Any]:
+) -> MemoryDraft:
     """A memory for a fact an LLM drew from the conversation."""
     item = _base(conversation, at)
-    item.update(content=fact, role="assistant")
+    item["content"] = fact
+    item["role"] = "assistant"
     item["metadata"]["conversation"] = {"id": conversation_id, "extracted": True}
     return item
 
 
-def validate_items(items: list[dict[str, Any]]) -> list[MemoryIn]:
+def validate_items(items: Sequence[MemoryDraft]) -> list[MemoryIn]:
     return [MemoryIn.model_validate(item) for item in items]

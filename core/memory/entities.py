@@ -13,9 +13,15 @@ from core.kernel.ids import iso
 from core.kernel.scope import Scope
 from core.memory import store as memories
 from core.memory.indexing import Indexer
+from core.memory.models import EntityRecord
 
 Kind = Literal["user", "agent", "run"]
 KINDS: dict[str, str] = {"user": "user_id", "agent": "agent_id", "run": "run_id"}
+_KINDS: tuple[tuple[Kind, str], ...] = (
+    ("user", "user_id"),
+    ("agent", "agent_id"),
+    ("run", "run_id"),
+)
 
 
 def _visible(scope: Scope, params: dict[str, Any]) -> str:
@@ -26,10 +32,10 @@ def _visible(scope: Scope, params: dict[str, Any]) -> str:
     return "brain_id = :brain AND user_id = :scope_user"
 
 
-def list_entities(conn: Connection, scope: Scope) -> list[dict[str, Any]]:
+def list_entities(conn: Connection, scope: Scope) -> list[EntityRecord]:
     """Every user, agent and run with active memories, with how many and when."""
-    out: list[dict[str, Any]] = []
-    for kind, column in KINDS.items():
+    out: list[EntityRecord] = []
+    for kind, column in _KINDS:
         params: dict[str, Any] = {}
         rows = conn.execute(
             sql(

@@ -16,11 +16,11 @@ import numpy as np
 from sqlalchemy import Connection
 
 from core.kernel.scope import Scope
-from core.memory.models import MemoryRecord
+from core.memory.models import CreatedFields, MemoryRecord
 
 # A check that runs on a new memory in its own transaction (connection, scope, the memory as
 # returned, its vector or None) and returns fields to add to the reply.
-CreatedHook = Callable[[Connection, Scope, MemoryRecord, np.ndarray | None], dict[str, Any]]
+CreatedHook = Callable[[Connection, Scope, MemoryRecord, np.ndarray | None], CreatedFields]
 
 
 def document_text(
@@ -82,7 +82,7 @@ class Indexer(Protocol):
     ) -> None:
         """(Re)index one memory; `located` is its (rowid, user_id) when the caller has them."""
 
-    def created(self, conn: Connection, scope: Scope, memory: MemoryRecord) -> dict[str, Any]:
+    def created(self, conn: Connection, scope: Scope, memory: MemoryRecord) -> CreatedFields:
         """Run the installed `on_created` checks on a memory just created; the fields they
         add to the reply."""
 

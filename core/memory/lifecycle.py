@@ -16,6 +16,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Row
 
 from core.events import changelog, history
+from core.events.models import Event
 from core.kernel.db.engine import sql
 from core.kernel.db.id_lists import brain_by_id, id_in
 from core.kernel.ids import new_id, now_ms
@@ -24,7 +25,7 @@ from core.memory import validtime
 from core.memory.indexing import Indexer
 
 # The history event, changelog event and summary verb of each state a memory is set to.
-_TRANSITIONS: dict[str, tuple[history.Event, str, str]] = {
+_TRANSITIONS: dict[str, tuple[Event, str, str]] = {
     "archived": ("ARCHIVE", "memory.archived", "Archived"),
     "deleted": ("DELETE", "memory.deleted", "Deleted"),
     "active": ("RESTORE", "memory.restored", "Restored"),
@@ -79,7 +80,7 @@ def _record(
     scope: Scope,
     row: Row[Any],
     *,
-    event: history.Event,
+    event: Event,
     detail: dict[str, Any],
     event_type: str,
     said: str,

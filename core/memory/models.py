@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, NotRequired, Required, TypedDict
+from typing import Annotated, Any, Literal, NotRequired, Required, TypedDict, cast
 
 from pydantic import (
     BaseModel,
@@ -87,6 +87,23 @@ class MemoryIn(Actor):
         return None if key is None else " ".join(key.split())
 
 
+class MemoryDraft(TypedDict, total=False):
+    """A memory as a caller sends it, before `MemoryIn` validates it (core/memory/
+    conversations.py makes these from a conversation's turns)."""
+
+    content: str
+    role: str
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    actor_id: str | None
+    source: str | None
+    tags: list[str]
+    occurred_at: str | None
+    # The caller's own metadata: any JSON object (a conversation's trace goes in it too).
+    metadata: dict[str, Any]
+
+
 def valid_memories(items: list[dict[str, Any]]) -> list[MemoryIn]:
     """The batch items that validate. Their vectors are made before the batch's transaction
     opens; the invalid ones fail inside it, reported with their index."""
@@ -123,20 +140,36 @@ class MemoryPatch(Actor):
     def _tags(cls, tags: list[str] | None) -> list[str] | None:
         return None if tags is None else _clean_tags(tags)
 
-    def changes(self) -> dict[str, Any]:
+    def changes(self) -> PatchChanges:
         """The fields the caller set. Null clears title, source and occurred_at; the fields a
         memory always has are refused here, before anything reads the changes (the patch's
         embedding text is made from them ahead of the write)."""
         fields = self.model_fields_set - {"actor_id", "role", "metadata_mode"}
-        changes = {name: getattr(self, name) for name in fields}
+        changes = cast(PatchChanges, {name: getattr(self, name) for name in fields})
         for name in _NOT_NULL:
-            if name in changes and changes[name] is None:
+            if name in changes and changes.get(name) is None:
                 fix = " (send [] to remove every tag)" if name == "tags" else ""
                 raise InvalidInput(f"{name} cannot be null{fix}", details={"field": name})
         return changes
 
 
 _NOT_NULL = ("content", "tags", "confidence", "importance", "metadata")
+
+
+class PatchChanges(TypedDict, total=False):
+    """The fields a `MemoryPatch` sets: only those the caller sent."""
+
+    content: str
+    title: str | None
+    tags: list[str]
+    source: str | None
+    confidence: float
+    importance: float
+    # The memory's own metadata: whatever JSON object the caller keeps there.
+    metadata: dict[str, Any]
+    occurred_at: datetime | None
+    valid_from: datetime | None
+    valid_to: datetime | None
 
 
 class PurgeIn(Actor):
@@ -235,6 +268,15 @@ class GateDecision(Out):
     recalled_ids: list[str] | None = None
 
 
+class NewConflict(Out):
+    """A contradiction a save caught: the conflict recorded (GET /v1/conflicts/{id})."""
+
+    id: str
+    with_id: str = Field(description="The memory the new one contradicts.")
+    kind: str = Field(description="key, link or value")
+    reason: str
+
+
 class Memory(Out):
     id: str
     user_id: str | None
@@ -261,10 +303,10 @@ class Memory(Out):
     access_count: int
     last_accessed_at: str | None
     deduplicated: bool | None = Field(None, description="Set on create when it already existed.")
-    conflicts: list[dict[str, Any]] | None = Field(
+    conflicts: list[NewConflict] | None = Field(
         None,
         description="Set on create when the new memory contradicts memories of the same user: "
-        "the conflicts recorded ({id, with_id, kind, reason}); both sides stay until resolved.",
+        "the conflicts recorded; both sides stay until resolved.",
     )
     gate: GateDecision | None = Field(None, description="Set on create: the write gate's word.")
 
@@ -512,6 +554,13 @@ class PolicyIn(Strict):
     echo_window_seconds: StrictInt | None = Field(None, description="0..86400; 0 off")
 
 
+# A policy as field -> value: BrainPolicy's fields (core/memory/policy.py FIELDS), every one a
+# number or null. A dict keyed by name rather than a TypedDict, so the fields stay listed once.
+PolicyValues = dict[str, int | float | None]
+# The values an owner set, as stored JSON: read back unchecked (policy_for clamps them again).
+StoredPolicy = dict[str, Any]
+
+
 class PolicyOut(Out):
     policy: dict[str, Any] = Field(description="The effective values")
     overrides: dict[str, Any] = Field(description="The values this brain set")
@@ -599,11 +648,26 @@ class MemoryRecord(TypedDict):
     last_accessed_at: str | None
 
 
+class NewConflictRecord(TypedDict):
+    """A conflict the save found: `Memory.conflicts`' items."""
+
+    id: str
+    with_id: str
+    kind: str
+    reason: str
+
+
+class CreatedFields(TypedDict, total=False):
+    """What the checks an indexer runs on a new memory add to the save's reply (`CreatedHook`)."""
+
+    conflicts: list[NewConflictRecord]
+
+
 class SavedMemoryRecord(MemoryRecord, total=False):
     """A save's reply for a memory that is in the store: new (201) or already there (200)."""
 
     deduplicated: Required[bool]
-    conflicts: list[dict[str, Any]]
+    conflicts: list[NewConflictRecord]
     gate: dict[str, Any]
 
 
@@ -673,3 +737,48 @@ class TrustPageRecord(TypedDict):
 class TrustDeletedRecord(TypedDict):
     source: str
     deleted: bool
+
+
+class EntityRecord(TypedDict):
+    """A user, agent or run with active memories (mem0's entities: the route adds mem0's id,
+    owner, organization and metadata to make handlers/mem0_models.py's `Entity`)."""
+
+    type: Literal["user", "agent", "run"]
+    name: str
+    total_memories: int
+    created_at: str
+    updated_at: str
+
+
+class UserListingRecord(TypedDict):
+    """An end user as the console's users page lists it (core/memory/users.py `list_users`)."""
+
+    user_id: str
+    summary: str | None
+    summary_source: str | None
+    summarized_at: str | None
+    created_at: str
+    memories: int
+
+
+class SectorMemoryRecord(TypedDict):
+    """A memory as OpenMemory's listings need it (core/memory/openmemory.py): times in epoch
+    ms, its sector, and how many times it was edited."""
+
+    id: str
+    content: str
+    tags: list[str]
+    # The memory's own metadata: whatever JSON object its writer kept there.
+    metadata: dict[str, Any]
+    created_at: int
+    updated_at: int
+    last_accessed_at: int | None
+    importance: float
+    sector: str
+    edits: int
+
+
+class SectorCountRecord(TypedDict):
+    sector: str
+    count: int
+    mean_importance: float

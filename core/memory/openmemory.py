@@ -1,40 +1,26 @@
-"""OpenMemory's API over Mnemo's memories: the request and response shapes of OpenMemory v1.2
-(POST /memory/add, POST /memory/query, GET /users/{user_id}/memories), so its clients can
-switch by changing the base URL.
+"""OpenMemory's sectors over Mnemo's memories: which sector a memory is in, a sector's (or a
+user's) memories, each sector's counts, and OpenMemory's reinforce. What runs SQL lives here;
+OpenMemory's request and response shapes are handlers/openmemory_mapping.py's.
 
-Sectors. OpenMemory files every memory under one of five sectors; Mnemo has memory types
-(note, fact, journal) and tags. The mapping:
-
-  * a memory's sector is the first of its tags that names a sector (`episodic`, `semantic`,
-    `procedural`, `emotional`, `reflective`, or the same with a `sector:` prefix); without
-    one, a journal entry is `episodic` and a note or a fact is `semantic`;
-  * POST /memory/add saves a note (OpenMemory's add has no type); tag it `procedural` (say)
-    to file it there;
-  * filters.sector on /memory/query keeps the matches of that sector: for `procedural`,
-    `emotional` and `reflective` it is a tag filter in the search itself; `episodic` and
-    `semantic` also depend on the type, so the search fetches more and the sector is checked
-    on each match.
-
-Other differences: Mnemo lower-cases tags; `salience` is the memory's importance; timestamps
-are epoch milliseconds as OpenMemory's; `decay_lambda` is the daily rate of Mnemo's recency
-decay (ln 2 / MNEMO_SEARCH_HALF_LIFE_DAYS); `version` counts the memory's edits from 1.
+OpenMemory files every memory under one of five sectors; Mnemo has memory types (note, fact,
+journal) and tags. A memory's sector is the first of its tags that names a sector (`episodic`,
+`semantic`, `procedural`, `emotional`, `reflective`, or the same with a `sector:` prefix);
+without one, a journal entry is `episodic` and a note or a fact is `semantic`. `sector_of`
+decides it for one memory and `_sector_clause` in SQL, by the same rule.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection, text
 
 from core.kernel.config import Limits
-from core.kernel.ids import parse_time
 from core.kernel.scope import Scope
 from core.memory import store as memories
 from core.memory.indexing import Indexer
-from core.memory.models import MemoryPatch, MemoryRecord, SaveRecord
+from core.memory.models import MemoryPatch, MemoryRecord, SectorCountRecord, SectorMemoryRecord
 from core.memory.store import COLUMNS
 
 SECTORS = ("episodic", "semantic", "procedural", "emotional", "reflective")
@@ -56,55 +42,14 @@ def sector_tags(sector: str) -> list[str]:
     return [sector, _PREFIX + sector]
 
 
-def epoch_ms(value: Any) -> int | None:
-    """Epoch ms from a stored integer or from the ISO text `memories.to_dict` makes."""
-    if value is None:
-        return None
-    return value if isinstance(value, int) else parse_time(value)
-
-
-def added(memory: SaveRecord) -> dict[str, Any]:
-    """POST /memory/add's answer, OpenMemory's fields only. A write the write gate held for
-    review has no type or tags yet: its id is the quarantine id (GET /v1/quarantine/{id})."""
-    if memory["state"] == "quarantined":
-        sector = sector_of("note", [])
-    else:
-        sector = sector_of(memory["type"], memory["tags"])
-    return {"id": memory["id"], "primary_sector": sector, "sectors": [sector], "chunks": 1}
-
-
-def match(hit: Mapping[str, Any]) -> dict[str, Any]:
-    """One of POST /memory/query's matches, from a Mnemo search hit."""
-    memory = hit["memory"]
-    sector = sector_of(memory["type"], memory["tags"])
-    return {
-        "id": memory["id"],
-        "content": memory["content"],
-        "score": hit["score"],
-        "sectors": [sector],
-        "primary_sector": sector,
-        "path": [memory["id"]],
-        "salience": memory["importance"],
-        "last_seen_at": epoch_ms(memory["last_accessed_at"] or memory["created_at"]),
-    }
-
-
 def user_memories(
-    conn: Connection,
-    scope: Scope,
-    user_id: str,
-    *,
-    limit: int,
-    offset: int,
-    decay_lambda: float,
-) -> list[dict[str, Any]]:
-    """A user's active memories, newest first, as OpenMemory's items. A user nobody wrote for,
-    or one outside a user-scoped key's user, simply has none."""
+    conn: Connection, scope: Scope, user_id: str, *, limit: int, offset: int
+) -> list[SectorMemoryRecord]:
+    """A user's active memories, newest first. A user nobody wrote for, or one outside a
+    user-scoped key's user, simply has none."""
     if scope.user_id is not None and scope.user_id != user_id:
         return []
-    return all_memories(
-        conn, scope, user_id=user_id, limit=limit, offset=offset, decay_lambda=decay_lambda
-    )
+    return all_memories(conn, scope, user_id=user_id, limit=limit, offset=offset)
 
 
 def _sector_clause(sector: str, params: dict[str, Any]) -> str:
@@ -135,9 +80,9 @@ def all_memories(
     sector: str | None = None,
     limit: int,
     offset: int,
-    decay_lambda: float,
-) -> list[dict[str, Any]]:
-    """Active memories (of one user, of one sector), newest first, as OpenMemory's items."""
+) -> list[SectorMemoryRecord]:
+    """Active memories (of one user, of one sector), newest first, each with its sector and
+    how many times it was edited."""
     params: dict[str, Any] = {"limit": limit, "offset": offset}
     where = [scope.where(params, "m."), "m.state = 'active'"]
     if user_id is not None:
@@ -167,10 +112,9 @@ def all_memories(
             {"brain": scope.brain_id, **dict(zip(names, ids, strict=True))},
         ).all()
     )
-    items = []
+    items: list[SectorMemoryRecord] = []
     for row in rows:
         tags = json.loads(row.tags)
-        sector_name = sector_of(row.type, tags)
         items.append(
             {
                 "id": row.id,
@@ -179,19 +123,18 @@ def all_memories(
                 "metadata": json.loads(row.metadata),
                 "created_at": row.created_at,
                 "updated_at": row.updated_at,
-                "last_seen_at": row.last_accessed_at or row.created_at,
-                "salience": row.importance,
-                "decay_lambda": decay_lambda,
-                "primary_sector": sector_name,
-                "version": 1 + int(edits.get(row.id, 0)),
+                "last_accessed_at": row.last_accessed_at,
+                "importance": row.importance,
+                "sector": sector_of(row.type, tags),
+                "edits": int(edits.get(row.id, 0)),
             }
         )
     return items
 
 
-def sector_stats(conn: Connection, scope: Scope) -> list[dict[str, Any]]:
-    """Each sector's active memories: how many, and their mean salience."""
-    out = []
+def sector_counts(conn: Connection, scope: Scope) -> list[SectorCountRecord]:
+    """Each sector's active memories: how many, and their mean importance."""
+    out: list[SectorCountRecord] = []
     for name in SECTORS:
         params: dict[str, Any] = {}
         where = [scope.where(params, "m."), "m.state = 'active'", _sector_clause(name, params)]
@@ -202,32 +145,8 @@ def sector_stats(conn: Connection, scope: Scope) -> list[dict[str, Any]]:
             ),
             params,
         ).one()
-        out.append({"sector": name, "count": int(row.n), "avg_salience": float(row.mean or 0.0)})
+        out.append({"sector": name, "count": int(row.n), "mean_importance": float(row.mean or 0.0)})
     return out
-
-
-# OpenMemory's own description of its sectors (its SDK ships the same table), with the decay
-# rate Mnemo applies: one recency half-life for all (see decay_lambda).
-SECTOR_INFO = {
-    "episodic": ("Event memories - temporal data", "Mnemo: journal entries"),
-    "semantic": ("Facts & preferences - factual data", "Mnemo: notes and facts"),
-    "procedural": ("Habits, triggers - action patterns", "Mnemo: tag 'procedural'"),
-    "emotional": ("Sentiment states - tone analysis", "Mnemo: tag 'emotional'"),
-    "reflective": ("Meta memory & logs - audit trail", "Mnemo: tag 'reflective'"),
-}
-
-
-def sectors(rate: float) -> dict[str, dict[str, Any]]:
-    return {
-        name: {
-            "name": name,
-            "description": description,
-            "model": model,
-            "decay_lambda": rate,
-            "table_suffix": f"_{name}",
-        }
-        for name, (description, model) in SECTOR_INFO.items()
-    }
 
 
 def reinforce(
@@ -239,7 +158,3 @@ def reinforce(
     salience = min(1.0, float(current["importance"]) + boost)
     patch = MemoryPatch(importance=salience)
     return memories.update(conn, scope, memory_id, patch, limits, index)
-
-
-def decay_lambda(half_life_days: float) -> float:
-    return math.log(2) / half_life_days if half_life_days > 0 else 0.0

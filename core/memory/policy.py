@@ -29,6 +29,7 @@ from core.kernel.db.engine import sql
 from core.kernel.errors import InvalidInput
 from core.kernel.ids import now_ms
 from core.kernel.scope import Scope
+from core.memory.models import PolicyValues, StoredPolicy
 
 DAY_MS = 86_400_000
 
@@ -119,7 +120,7 @@ class BrainPolicy:
     def reinforced(self, importance: float) -> float:
         return min(1.0, round(importance + self.reinforce_step, 6))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> PolicyValues:
         return asdict(self)
 
 
@@ -212,7 +213,7 @@ def policy_for(conn: Connection, brain_id: str) -> BrainPolicy:
     return _from_stored(raw)
 
 
-def stored_values(conn: Connection, brain_id: str) -> dict[str, Any]:
+def stored_values(conn: Connection, brain_id: str) -> StoredPolicy:
     """Only the values the brain set (what GET shows as `overrides`)."""
     raw = conn.execute(
         sql("SELECT policy_json FROM brain_policies WHERE brain_id = :brain"),

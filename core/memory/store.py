@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from pydantic import ValidationError
 from sqlalchemy import Connection, Row
 
 from core.events import changelog, history
+from core.events.models import HistoryEntryRecord
 from core.kernel import cursor as cursors
 from core.kernel.config import Limits
 from core.kernel.db.engine import sql
@@ -411,7 +412,7 @@ def write_tags(
 def create_batch(
     conn: Connection,
     scope: Scope,
-    items: list[dict[str, Any]],
+    items: Sequence[Mapping[str, Any]],
     limits: Limits,
     index: Indexer,
 ) -> list[SaveRecord]:
@@ -779,7 +780,7 @@ def purge(
     return {"id": memory_id, "purged": True}
 
 
-def history_of(conn: Connection, scope: Scope, memory_id: str) -> list[dict[str, Any]]:
+def history_of(conn: Connection, scope: Scope, memory_id: str) -> list[HistoryEntryRecord]:
     _fetch(conn, scope, memory_id)
     return history.for_memory(conn, scope, memory_id)
 

@@ -9,6 +9,7 @@ from sqlalchemy import Connection
 from core.kernel.db.engine import sql
 from core.kernel.ids import iso, now_ms
 from core.kernel.scope import Scope
+from core.memory.models import UserListingRecord
 
 
 def touch(conn: Connection, brain_id: str, user_id: str) -> None:
@@ -61,7 +62,7 @@ def store_summary(
 
 def list_users(
     conn: Connection, scope: Scope, *, limit: int, after: str | None = None
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[UserListingRecord], str | None]:
     """The brain's end users by id, with how many memories each has (in any state: counted from
     the (brain_id, user_id, created_at, id) index alone, without reading the rows) and their
     stored summary (read as it is: making summaries is the summaries service's job). Returns
@@ -79,7 +80,7 @@ def list_users(
     ).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    users = [
+    users: list[UserListingRecord] = [
         {
             "user_id": r.user_id,
             "summary": r.summary,

@@ -16,7 +16,7 @@ until a newer fact of its key takes over (its `valid_to` is closed at the newer 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import Connection
 
@@ -165,8 +165,18 @@ def index_dates_many(
         )
 
 
-def _date_rows(brain_id: str, memory_id: str, content: str, anchor: int) -> list[dict[str, Any]]:
-    rows = [
+class _DateRow(TypedDict):
+    """One memory_dates row's parameters: memory, brain, start, end, phrase."""
+
+    m: str
+    b: str
+    s: int | None
+    e: int | None
+    p: str
+
+
+def _date_rows(brain_id: str, memory_id: str, content: str, anchor: int) -> list[_DateRow]:
+    rows: list[_DateRow] = [
         {"m": memory_id, "b": brain_id, "s": s.start, "e": s.end, "p": s.phrase[:100]}
         for s in dates.spans(content, anchor)
     ]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Any, cast
+from typing import Any, NotRequired, TypedDict
 
 from sqlalchemy import Connection
 
 from core.kernel.config import RankingSettings
 from core.kernel.db.engine import sql
 from core.kernel.scope import Scope
+from core.memory.models import MemoryRecord
 from core.memory.store import COLUMNS, filter_sql, to_dict
 from core.retrieval.models import (
     CitationRecord,
@@ -27,12 +28,20 @@ _EXPAND_FROM = 10
 _LINK_DISCOUNT = 0.5
 
 
+class _Candidate(TypedDict):
+    """A memory a pack may cite: a search hit, or one reached from a hit (`via`)."""
+
+    memory: MemoryRecord
+    score: float
+    via: NotRequired[str]
+
+
 def estimate_tokens(line: str) -> int:
     """About four bytes of English per token, as GPT-style tokenizers average."""
     return max(1, math.ceil(len(line.encode()) / 4))
 
 
-def _superseded(memory: dict[str, Any], *, as_of: bool) -> bool:
+def _superseded(memory: MemoryRecord, *, as_of: bool) -> bool:
     """Left out of a pack: replaced or archived. As of a past moment, a fact that was current
     then (archived since, its valid time closed) is what the pack is about."""
     if as_of and memory.get("valid_to") is not None:
@@ -40,21 +49,20 @@ def _superseded(memory: dict[str, Any], *, as_of: bool) -> bool:
     return memory["superseded_by"] is not None or memory["state"] != "active"
 
 
-def _line(memory: dict[str, Any]) -> str:
-    about = [memory["type"]]
+def _line(memory: MemoryRecord) -> str:
+    about: list[str] = [memory["type"]]
     if memory["key"]:
         about.append(f"key: {memory['key']}")
     when = memory.get("valid_from") or memory["occurred_at"] or memory["created_at"]
-    about.append(
-        when[:10] if not memory.get("valid_to") else f"{when[:10]} to {memory['valid_to'][:10]}"
-    )
+    valid_to = memory.get("valid_to")
+    about.append(when[:10] if not valid_to else f"{when[:10]} to {valid_to[:10]}")
     title = f"{memory['title']}: " if memory["title"] else ""
     return f"{title}{' '.join(memory['content'].split())} ({', '.join(about)})"
 
 
 def _linked(
-    conn: Connection, scope: Scope, request: ContextIn, hits: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+    conn: Connection, scope: Scope, request: ContextIn, hits: list[_Candidate]
+) -> list[_Candidate]:
     """Active memories linked to the top hits, in scope and matching the filters."""
     sources = {h["memory"]["id"]: h["score"] for h in hits[:_EXPAND_FROM]}
     if not sources:
@@ -77,7 +85,7 @@ def _linked(
         ),
         params,
     ).all()
-    found = []
+    found: list[_Candidate] = []
     for row in rows:
         via = row.from_id if row.from_id in sources else row.to_id
         weight = max(0.0, min(1.0, float(row.weight)))
@@ -102,8 +110,8 @@ def _filters(request: ContextIn) -> SearchFilters:
 
 
 def _contested(
-    conn: Connection, scope: Scope, request: ContextIn, hits: list[dict[str, Any]]
-) -> tuple[dict[str, list[str]], list[dict[str, Any]]]:
+    conn: Connection, scope: Scope, request: ContextIn, hits: list[_Candidate]
+) -> tuple[dict[str, list[str]], list[_Candidate]]:
     """Open conflicts among the hits: memory id -> the ids it conflicts with, and the other
     sides not among the hits (in scope and matching the filters), so a pack never shows one
     side of an unresolved disagreement alone."""
@@ -143,7 +151,7 @@ def _contested(
         params,
     ).all()
     score = {h["memory"]["id"]: h["score"] for h in hits}
-    extra = []
+    extra: list[_Candidate] = []
     for row in others:
         memory = to_dict(row)
         partner = max((score.get(i, 0.0) for i in against[memory["id"]]), default=0.0)
@@ -170,7 +178,9 @@ def pack(
         ranking,
     )
     # Widened: linked memories join the hits with a `via` of their own.
-    hits = cast(list[dict[str, Any]], found["results"])
+    hits: list[_Candidate] = [
+        {"memory": h["memory"], "score": h["score"]} for h in found["results"]
+    ]
     if request.expand_links:
         seen = {h["memory"]["id"] for h in hits}
         hits += [h for h in _linked(conn, scope, request, hits) if h["memory"]["id"] not in seen]

@@ -19,7 +19,7 @@ from sqlalchemy import Connection
 from core.embeddings.base import Embedder
 from core.kernel.scope import Scope
 from core.memory.indexing import Candidate, CreatedHook, IndexedMemory, document_text
-from core.memory.models import MemoryRecord
+from core.memory.models import CreatedFields, MemoryRecord
 from core.retrieval import lexical, vectors
 
 
@@ -67,9 +67,9 @@ class SearchIndexer:
         if self.on_created and new:
             self._new_vectors[memory_id] = self._prepared[doc]
 
-    def created(self, conn: Connection, scope: Scope, memory: MemoryRecord) -> dict[str, Any]:
+    def created(self, conn: Connection, scope: Scope, memory: MemoryRecord) -> CreatedFields:
         """Run the installed checks on a memory just created; the fields they add."""
-        extra: dict[str, Any] = {}
+        extra: CreatedFields = {}
         vector = self._new_vectors.pop(memory["id"], None)
         for hook in self.on_created:
             extra.update(hook(conn, scope, memory, vector))

@@ -165,3 +165,11 @@ class ContextPackRecord(TypedDict):
     omitted: list[OmittedRecord]
     # The cited ids, for the caller to count as accessed; popped before the reply.
     touched: NotRequired[list[str]]
+
+
+class SavedImageRecord(TypedDict):
+    """What maintenance's `vector_images` task did (core/retrieval/vectors.py `save_image`)."""
+
+    written: bool
+    count: int
+    parts: NotRequired[int]

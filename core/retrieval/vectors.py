@@ -44,6 +44,7 @@ from core.kernel.db.engine import db_settled, sql, tuples
 from core.kernel.db.id_lists import id_table
 from core.kernel.ids import now_ms
 from core.retrieval import pgvector
+from core.retrieval.models import SavedImageRecord
 
 _STATES = {"active": 0, "archived": 1, "deleted": 2}
 _DEAD = 3  # a slot whose memory has a newer vector in a later slot, or was purged
@@ -666,7 +667,7 @@ def _load_image(conn: Connection, entry: _Entry, brain_id: str, model: str) -> b
 _IMAGE_PART = 16384
 
 
-def save_image(conn: Connection, brain_id: str, model: str, dims: int) -> dict[str, Any]:
+def save_image(conn: Connection, brain_id: str, model: str, dims: int) -> SavedImageRecord:
     """Save the brain's vectors of `model` as this process's cache holds them (brought up to
     date first), for cold processes to start from, unless the saved image is current: nothing
     stamped since it and as many vectors as it holds. Called by maintenance, in a write

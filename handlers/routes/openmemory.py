@@ -1,4 +1,4 @@
-"""OpenMemory's API, field for field (core/memory/openmemory.py has the mapping): POST
+"""OpenMemory's API, field for field (handlers/openmemory_mapping.py has the mapping): POST
 /memory/add, POST /memory/query, GET /memory/all, GET|PATCH|DELETE /memory/{id}, POST
 /memory/reinforce, GET /sectors, GET /users/{user_id}/memories, GET /users/{user_id}/summary
 and POST /users/{user_id}/summary/regenerate: everything openmemory-js 0.3.0 calls but its IDE,
@@ -16,7 +16,7 @@ import functools
 import logging
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -29,6 +29,7 @@ from core.memory import store as memories
 from core.memory.models import MemoryIn, MemoryPatch
 from core.retrieval.models import SearchFilters, SearchIn
 from core.retrieval.search import record_access, search
+from handlers import openmemory_mapping as mapping
 from handlers.context import authorize
 from handlers.http import (
     RETRY_AFTER_SECONDS,
@@ -37,6 +38,7 @@ from handlers.http import (
     ApiRoute,
     Doc,
     Endpoint,
+    Schema,
     Undocumented,
     parse_json,
 )
@@ -161,7 +163,7 @@ async def add(request: Request) -> Response:
     data = MemoryIn(content=content, tags=tags, metadata=metadata, user_id=user_id)
     index = await ctx.indexer([data])
     memory = await ctx.write(memories.create, data, ctx.limits, index)
-    return JSONResponse(openmemory.added(memory))
+    return JSONResponse(mapping.added(memory))
 
 
 def _k(value: Any) -> int:
@@ -218,7 +220,7 @@ async def query(request: Request) -> Response:
         ]
     hits = hits[:k]
     await ctx.own_transactions(record_access, [h["memory"]["id"] for h in hits])
-    return JSONResponse({"query": text, "matches": [openmemory.match(h) for h in hits]})
+    return JSONResponse({"query": text, "matches": [mapping.match(h) for h in hits]})
 
 
 def _count(request: Request, name: str, default: int) -> int:
@@ -241,10 +243,9 @@ async def user_memories(request: Request) -> Response:
     user_id = _path_user(request)
     limit = min(_count(request, "l", _DEFAULT_LIMIT), ctx.limits.page_size)
     offset = _count(request, "u", 0)
-    rate = openmemory.decay_lambda(ctx.services.settings.ranking.half_life_days)
-    items = await ctx.read(
-        openmemory.user_memories, user_id, limit=limit, offset=offset, decay_lambda=rate
-    )
+    found = await ctx.read(openmemory.user_memories, user_id, limit=limit, offset=offset)
+    rate = _rate(ctx)
+    items = [mapping.item(m, rate) for m in found]
     return JSONResponse({"user_id": user_id, "items": items})
 
 
@@ -290,7 +291,7 @@ async def regenerate(request: Request) -> Response:
 
 
 def _rate(ctx: Any) -> float:
-    return openmemory.decay_lambda(ctx.services.settings.ranking.half_life_days)
+    return mapping.decay_lambda(ctx.services.settings.ranking.half_life_days)
 
 
 def _sector(request: Request) -> str | None:
@@ -306,20 +307,18 @@ async def all_memories(request: Request) -> Response:
     ctx = await authorize(request)
     limit = min(_count(request, "l", _DEFAULT_LIMIT), ctx.limits.page_size)
     offset = _count(request, "u", 0)
-    items = await ctx.read(
-        openmemory.all_memories,
-        sector=_sector(request),
-        limit=limit,
-        offset=offset,
-        decay_lambda=_rate(ctx),
+    found = await ctx.read(
+        openmemory.all_memories, sector=_sector(request), limit=limit, offset=offset
     )
-    return JSONResponse({"items": items})
+    rate = _rate(ctx)
+    return JSONResponse({"items": [mapping.item(m, rate) for m in found]})
 
 
 async def sectors(request: Request) -> Response:
     ctx = await authorize(request)
-    stats = await ctx.read(openmemory.sector_stats)
-    return JSONResponse({"sectors": openmemory.sectors(_rate(ctx)), "stats": stats})
+    counts = await ctx.read(openmemory.sector_counts)
+    stats = [mapping.stat(c) for c in counts]
+    return JSONResponse({"sectors": mapping.sectors(_rate(ctx)), "stats": stats})
 
 
 def _memory_id(request: Request) -> str:
@@ -332,23 +331,7 @@ async def get_memory(request: Request) -> Response:
         memory = await ctx.read(memories.get, _memory_id(request))
     except NotFound:
         raise OMError(404, "nf", "no such memory") from None
-    sector = openmemory.sector_of(memory["type"], memory["tags"])
-    return JSONResponse(
-        {
-            "id": memory["id"],
-            "content": memory["content"],
-            "primary_sector": sector,
-            "sectors": [sector],
-            "tags": memory["tags"],
-            "metadata": memory["metadata"],
-            "created_at": openmemory.epoch_ms(memory["created_at"]),
-            "updated_at": openmemory.epoch_ms(memory["updated_at"]),
-            "last_seen_at": openmemory.epoch_ms(memory["last_accessed_at"] or memory["created_at"]),
-            "salience": memory["importance"],
-            "decay_lambda": _rate(ctx),
-            "user_id": memory["user_id"],
-        }
-    )
+    return JSONResponse(mapping.memory(memory, _rate(ctx)))
 
 
 async def reinforce(request: Request) -> Response:
@@ -434,7 +417,7 @@ def _route(
     endpoint: Endpoint,
     method: str,
     summary: str,
-    response: type[BaseModel],
+    response: Schema,
     **doc: Any,
 ) -> ApiRoute:
     return ApiRoute(

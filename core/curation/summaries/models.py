@@ -113,3 +113,14 @@ class DigestRecord(TypedDict):
     considered: int
     themes: list[ThemeRecord]
     important: list[MemoryRecord]
+
+
+class RefreshRecord(TypedDict):
+    """What maintenance's summary refresh did (core/app/maintenance.py's `user_summaries`)."""
+
+    due: int
+    refreshed: int
+    raced: int
+    failed: int
+    llm: int
+    complete: bool

@@ -35,7 +35,7 @@ from sqlalchemy import Connection, Engine, Row, text
 from core.curation.conflicts import open_pairs
 from core.curation.summaries import llm
 from core.curation.summaries.extractive import F32, Candidate, Extract, extract, statement_text
-from core.curation.summaries.models import DigestRecord, Source, UserSummaryRecord
+from core.curation.summaries.models import DigestRecord, RefreshRecord, Source, UserSummaryRecord
 from core.embeddings import BuiltinEmbedder, EmbeddingError, get_embedder
 from core.kernel.config import Settings
 from core.kernel.db.engine import transaction
@@ -402,14 +402,20 @@ def _refresh(
 
 def refresh_due(
     engine: Engine, settings: Settings, *, budget_seconds: float = 120.0
-) -> dict[str, Any]:
+) -> RefreshRecord:
     """The maintenance task: remake the summary of every user, in every brain, who saved
     `user_interval` memories since their last one. Stops starting new users after
     `budget_seconds`; the next run carries on."""
     interval = settings.summaries.user_interval
     deadline = time.monotonic() + budget_seconds
-    counts: dict[str, Any] = {"due": 0, "refreshed": 0, "raced": 0, "failed": 0, "llm": 0}
-    counts["complete"] = False
+    counts: RefreshRecord = {
+        "due": 0,
+        "refreshed": 0,
+        "raced": 0,
+        "failed": 0,
+        "llm": 0,
+        "complete": False,
+    }
     after = ("", "")
     while time.monotonic() < deadline:
         with transaction(engine, write=False) as conn:
@@ -437,7 +443,10 @@ def refresh_due(
                 log.exception("summary refresh failed for a user of brain %s", brain_id)
                 counts["failed"] += 1
                 continue
-            counts["refreshed" if stored else "raced"] += 1
+            if stored:
+                counts["refreshed"] += 1
+            else:
+                counts["raced"] += 1
             counts["llm"] += made.source == "llm"
         if len(rows) < _SWEEP_BATCH:
             counts["complete"] = True

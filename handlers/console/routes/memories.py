@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from core.events import history
+from core.events.models import HistoryEntryRecord
 from core.graph.models import LinkViewRecord
 from core.identity import memberships
 from core.kernel.errors import InvalidInput, MnemoError
@@ -149,7 +150,7 @@ def _new_again(view: InBrain, values: dict[str, str], error: str, status: int) -
 
 def _bundle(
     conn: Connection, scope: Scope, memory_id: str
-) -> tuple[MemoryRecord, list[dict[str, Any]], list[LinkViewRecord]]:
+) -> tuple[MemoryRecord, list[HistoryEntryRecord], list[LinkViewRecord]]:
     memory = memories.get(conn, scope, memory_id)
     # One more than shown: whether older rows were left out.
     rows = history.for_memory(conn, scope, memory_id, newest=HISTORY_SHOWN + 1)
