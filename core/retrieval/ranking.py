@@ -55,6 +55,19 @@ def standardiser(
     return Standardiser(float(mean), max(std, min_std))
 
 
+def typical(values: np.ndarray, population: int, *, prior: float) -> float:
+    """The score of the median memory in scope, of `population` memories of which `values`
+    are the ones that have a score (the rest, and `prior` pseudo-memories, score 0): 0 unless
+    more than half of them have one. What a neighbour lends is measured from it: where every
+    memory matches a word of the query (a user's name in each of their notes), matching that
+    word alone is unremarkable."""
+    count = population + prior
+    if len(values) <= count / 2:
+        return 0.0
+    ordered = np.sort(np.asarray(values, dtype=np.float64))[::-1]
+    return float(ordered[int(count // 2)])
+
+
 @dataclass(frozen=True)
 class Factors:
     lexical: float
