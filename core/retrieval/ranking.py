@@ -7,13 +7,13 @@ Each is standardised against its own distribution over the memories in scope for
 or two memories still gives a real match a positive score. The weighted sum of the two z-scores
 is the fused evidence. A memory also borrows a share of the evidence of the memories saved near
 it in the same thread (same brain and user: the two before and the two after, the farther ones
-lending half as much), because a conversation is stored turn by turn and the answer is often
-the turn after the one that matches the words of the question, or the same speaker's next turn,
-two places on. The result is mapped onto [0, 1) by a monotone squash, then scaled by
-importance, confidence, source trust and recency, each a factor in (0, 1], and superseded
-memories are halved: a fact replaced by a newer one, a merged memory's sources, and the loser
-of a resolved conflict (core/curation/conflicts.py sets its `superseded_by`, so no extra read).
-`explain` reports every factor.
+lending half as much; what each has over the median memory in scope), because a conversation
+is stored turn by turn and the answer is often the turn after the one that matches the words
+of the question, or the same speaker's next turn, two places on. The result is mapped onto
+[0, 1) by a monotone squash, then scaled by importance, confidence, source trust and recency,
+each a factor in (0, 1], and superseded memories are halved: a fact replaced by a newer one, a
+merged memory's sources, and the loser of a resolved conflict (core/curation/conflicts.py sets
+its `superseded_by`, so no extra read). `explain` reports every factor.
 """
 
 from __future__ import annotations
