@@ -16,7 +16,15 @@ Also read as a change of state: a place after a verb of where someone is ("lives
 anymore" and "former" as a negation of the present; and a negation of part of a statement with
 extra conjuncts ("allergic to peanuts and shellfish" / "not allergic to peanuts": the negated
 side's words and values all within the other's, at most three words fewer). A possessive stays
-its own word ("Sam" is not "Sam's son"). The corpus that measures this is
+its own word ("Sam" is not "Sam's son").
+
+And a relation someone has one value of at a time, whatever the rest of the wording: a partner
+("Alex's partner is Jo" / "Alex is dating Kim") and a diet ("Sam is vegetarian" / "Sam is now
+vegan" / "Sam eats meat again"). Two present statements of the same subject (the same words
+before the relation) naming two different values disagree. Only diets that exclude each other
+count: "gluten-free", "halal" or "low-sodium" go with any of them, as several allergies do, and
+are never read as a diet value. A past, negated or "used to" side says nothing of now, and a
+"business partner" or a "vegan chef" is no relation at all. The corpus that measures this is
 tests/fixtures/contradictions.txt (precision and recall in docs/benchmarks.md).
 """
 
@@ -116,6 +124,9 @@ class Reading:
     # Says what something is or has ("is", "has", "costs", "opens"), not what happened
     # ("bought", "met"): two events on two dates are two events, not a contradiction.
     stative: bool
+    # Single-valued relations stated: (relation, subject's words, value), e.g.
+    # ("diet", ("sam",), "vegan").
+    relations: frozenset[tuple[str, tuple[str, ...], str]] = frozenset()
 
 
 def _stem(word: str) -> str:
@@ -245,7 +256,120 @@ def read(text: str) -> Reading:
     stative = any(kind == "word" and token in _STATIVE for kind, token in tokens)
     lowered = text.lower()
     stative = stative or bool(_HABIT.search(lowered) or _ONCE.search(lowered))
-    return Reading(frozenset(words), values, negations % 2 == 1, stative)
+    return Reading(frozenset(words), values, negations % 2 == 1, stative, _relations(text))
+
+
+# Diets that exclude each other (one at a time), with their other spellings. Restrictions that
+# combine with any diet (gluten-free, dairy-free, halal, kosher, low-sodium) are not here: a new
+# one is added to the old, like a second allergy.
+_DIET_NAMES = {
+    "vegan": "vegan",
+    "vegetarian": "vegetarian",
+    "veggie": "vegetarian",
+    "pescatarian": "pescatarian",
+    "pescetarian": "pescatarian",
+    "flexitarian": "flexitarian",
+    "pollotarian": "pollotarian",
+    "fruitarian": "fruitarian",
+    "omnivore": "omnivore",
+    "omnivorous": "omnivore",
+    "meat eater": "omnivore",
+    "carnivore": "carnivore",
+    "keto": "keto",
+    "ketogenic": "keto",
+    "paleo": "paleo",
+    "mediterranean": "mediterranean",
+    "atkins": "atkins",
+    "whole30": "whole30",
+    "low-carb": "low-carb",
+    "low carb": "low-carb",
+}
+_DIET_WORD = "|".join(sorted((re.escape(n) for n in _DIET_NAMES), key=len, reverse=True))
+_NOW_VERB = (
+    r"(?:is|am|'m|are|'re|'s|has\s+been|have\s+been|'s\s+been|went|goes|turned|became|"
+    r"has\s+become|has\s+gone|have\s+gone|switched\s+to\s+being)"
+)
+_MANNER = r"(?:(?:now|a|an|fully|strictly|totally|completely|mostly|still|again|also)\s+)*"
+# "Sam is vegan", "Sam went vegetarian", "Sam is a pescatarian now"; the diet word ends the
+# clause or a word that does not make it an adjective follows ("a vegan chef" is a chef).
+_DIET_IS = re.compile(
+    rf"\b{_NOW_VERB}\s+{_MANNER}(?P<diet>{_DIET_WORD})(?:s)?"
+    r"(?=\s*(?:$|[.,;:!?)]|(?:now|again|diet|since|these|nowadays|and|but|for|after|because|"
+    r"so|too|as|at|ever|full-time|last|this|in|when|while|during|ago|years?|months?)\b))",
+    re.IGNORECASE,
+)
+# "Sam follows a keto diet", "Sam is on the paleo diet", "Sam switched to a vegan diet".
+_DIET_FOLLOWS = re.compile(
+    r"\b(?:follows?|following|(?:is|am|'m|are|'re|went|now)\s+on|started|starts|switched\s+to|"
+    r"keeps?|sticks?\s+to|eats?)\s+(?:(?:a|an|the|strict|strictly|now|mostly)\s+)*"
+    rf"(?P<diet>{_DIET_WORD})\s+(?:diet|lifestyle)\b",
+    re.IGNORECASE,
+)
+# "Sam eats meat again", "Sam started eating meat": no diet that excludes meat.
+_EATS_MEAT = re.compile(r"\b(?:eats|eat|started\s+eating|eating)\s+meat\b", re.IGNORECASE)
+_NAME = r"(?-i:(?P<name>[A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)*))"
+_ROMANCE = r"(?:partner|wife|husband|spouse|boyfriend|girlfriend|fianc[eé]e?)"
+_PARTNER = (
+    # "Alex's partner is Jo", "my wife is called Kim": the possessive is the subject, so a
+    # "business partner" (another word before the relation) is not read.
+    re.compile(
+        rf"(?:'s|\bmy|\bhis|\bher|\btheir)\s+(?:(?:new|current|longtime|long-time)\s+)?"
+        rf"{_ROMANCE}\s+(?:is|'s)\s+(?:now\s+)?(?:(?:called|named)\s+)?{_NAME}",
+        re.IGNORECASE,
+    ),
+    # "Alex is dating Kim", "Alex is married to Jo", "I'm engaged to Sam".
+    re.compile(
+        rf"\b(?:is|am|'m|are|'re|has\s+been|have\s+been)\s+(?:now\s+|currently\s+)?"
+        r"(?:married\s+to|dating|engaged\s+to|going\s+out\s+with|in\s+a\s+relationship\s+with|"
+        rf"together\s+with)\s+{_NAME}",
+        re.IGNORECASE,
+    ),
+    # "Alex has a new girlfriend named Kim".
+    re.compile(
+        rf"\b(?:has|have|'ve)\s+(?:got\s+)?an?\s+(?:new\s+)?{_ROMANCE}\s+(?:called|named)\s+"
+        + _NAME,
+        re.IGNORECASE,
+    ),
+)
+# Words before a relation that say nothing of whose it is.
+_NOT_SUBJECT = frozenset(_words("a an the now also still currently really actually so then and"))
+_FIRST_PERSON = {"my": "i", "me": "i", "i'm": "i"}
+_OWNERS = {"my": "i", "his": "he", "her": "she", "their": "they"}
+# A longer lead-in is a clause of its own ("after the trip Sam went vegan"): not read.
+_MOST_SUBJECT_WORDS = 4
+
+
+def _subject(text: str, end: int) -> tuple[str, ...]:
+    words = [
+        _FIRST_PERSON.get(w, w)
+        for w in _PLACE_WORDS.findall(text[:end].lower())
+        if w not in _NOT_SUBJECT
+    ]
+    return tuple(_stem(w) for w in words)
+
+
+def _relations(text: str) -> frozenset[tuple[str, tuple[str, ...], str]]:
+    """The single-valued relations `text` states of a subject now (see the module's doc)."""
+    found: set[tuple[str, tuple[str, ...], str]] = set()
+
+    def add(relation: str, subject: tuple[str, ...], value: str) -> None:
+        if 0 < len(subject) <= _MOST_SUBJECT_WORDS:
+            found.add((relation, subject, value))
+
+    for pattern in (_DIET_IS, _DIET_FOLLOWS):
+        for match in pattern.finditer(text):
+            diet = _DIET_NAMES[match.group("diet").lower()]
+            add("diet", _subject(text, match.start()), diet)
+    for match in _EATS_MEAT.finditer(text):
+        add("diet", _subject(text, match.start()), "omnivore")
+    for pattern in _PARTNER:
+        for match in pattern.finditer(text):
+            subject = _subject(text, match.start())
+            owner = match.group(0).split()[0].lower()
+            if owner in _OWNERS:
+                subject = (*subject, _OWNERS[owner])  # "my wife is Kim": I am the subject
+            add("partner", subject, match.group("name").lower())
+    return frozenset(found)
 
 
 def _digits(token: str) -> str:
@@ -292,7 +416,8 @@ class Finding:
 def says_enough(text: str) -> bool:
     """Whether `text` has enough content words to contradict anything: `compare` flags no pair
     with a side that has fewer, so a caller can skip reading partners for it."""
-    return len(read(text).words) >= _MIN_WORDS
+    reading = read(text)
+    return len(reading.words) >= _MIN_WORDS or bool(reading.relations)
 
 
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -305,6 +430,9 @@ def compare(first: str, second: str, *, facts: bool = False) -> Finding | None:
     only between statements of state (or when one of them is a fact, which states by
     definition: `facts`); a negation counts between any two."""
     a, b = read(first), read(second)
+    changed_relation = _relation_differs(a, b)
+    if changed_relation is not None:
+        return changed_relation
     if min(len(a.words), len(b.words)) < _MIN_WORDS:
         return None
     shared = _jaccard(a.words, b.words)
@@ -341,6 +469,27 @@ def compare(first: str, second: str, *, facts: bool = False) -> Finding | None:
         )
     if a.negated != b.negated:
         return Finding("negation_differs", {"shared_words": round(shared, 3)})
+    return None
+
+
+def _relation_differs(a: Reading, b: Reading) -> Finding | None:
+    """Both state one value of the same single-valued relation of the same subject, and the
+    values differ ("Sam is vegetarian" / "Sam is now vegan"). A negated side (parity, as for
+    the other rules) states no value now ("Sam is no longer vegetarian")."""
+    if a.negated or b.negated or not a.relations or not b.relations:
+        return None
+    for relation, subject in sorted({(r, s) for r, s, _ in a.relations}):
+        left = {v for r, s, v in a.relations if (r, s) == (relation, subject)}
+        right = {v for r, s, v in b.relations if (r, s) == (relation, subject)}
+        if len(left) != 1 or len(right) != 1 or left == right:
+            continue
+        (x,), (y,) = left, right
+        if set(x.split()) <= set(y.split()) or set(y.split()) <= set(x.split()):
+            continue  # "Jo" and "Jo Smith": one person named twice
+        return Finding(
+            f"{relation}_differs",
+            {"kind": relation, "subject": " ".join(subject), "a": [x], "b": [y]},
+        )
     return None
 
 

@@ -7,13 +7,13 @@ Each is standardised against its own distribution over the memories in scope for
 or two memories still gives a real match a positive score. The weighted sum of the two z-scores
 is the fused evidence. A memory also borrows a share of the evidence of the memories saved near
 it in the same thread (same brain and user: the two before and the two after, the farther ones
-lending half as much), because a conversation is stored turn by turn and the answer is often
-the turn after the one that matches the words of the question, or the same speaker's next turn,
-two places on. The result is mapped onto [0, 1) by a monotone squash, then scaled by
-importance, confidence, source trust and recency, each a factor in (0, 1], and superseded
-memories are halved: a fact replaced by a newer one, a merged memory's sources, and the loser
-of a resolved conflict (core/curation/conflicts.py sets its `superseded_by`, so no extra read).
-`explain` reports every factor.
+lending half as much; what each has over the median memory in scope), because a conversation
+is stored turn by turn and the answer is often the turn after the one that matches the words
+of the question, or the same speaker's next turn, two places on. The result is mapped onto
+[0, 1) by a monotone squash, then scaled by importance, confidence, source trust and recency,
+each a factor in (0, 1], and superseded memories are halved: a fact replaced by a newer one, a
+merged memory's sources, and the loser of a resolved conflict (core/curation/conflicts.py sets
+its `superseded_by`, so no extra read). `explain` reports every factor.
 """
 
 from __future__ import annotations
@@ -53,6 +53,19 @@ def standardiser(
     second = (np.square(values).sum() + rest * prior_value**2) / count
     std = math.sqrt(max(second - mean**2, 0.0))
     return Standardiser(float(mean), max(std, min_std))
+
+
+def typical(values: np.ndarray, population: int, *, prior: float) -> float:
+    """The score of the median memory in scope, of `population` memories of which `values`
+    are the ones that have a score (the rest, and `prior` pseudo-memories, score 0): 0 unless
+    more than half of them have one. What a neighbour lends is measured from it: where every
+    memory matches a word of the query (a user's name in each of their notes), matching that
+    word alone is unremarkable."""
+    count = population + prior
+    if len(values) <= count / 2:
+        return 0.0
+    ordered = np.sort(np.asarray(values, dtype=np.float64))[::-1]
+    return float(ordered[int(count // 2)])
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,14 @@ from core.retrieval.models import (
     SearchIn,
     SearchPageRecord,
 )
-from core.retrieval.ranking import Candidates, Standardiser, rank, standardiser, thread_context
+from core.retrieval.ranking import (
+    Candidates,
+    Standardiser,
+    rank,
+    standardiser,
+    thread_context,
+    typical,
+)
 
 _MIN_CANDIDATES = 50
 _CONTEXT_FROM = 30
@@ -163,10 +170,11 @@ def search(
             in_scope=population,
         )
     lexical_raw = {row[1]: float(row[0]) for row in matches}
+    raw_scores = np.fromiter(lexical_raw.values(), float)
     evidence = _Evidence(
         lexical_raw,
         lexical_std=standardiser(
-            np.fromiter(lexical_raw.values(), float),
+            raw_scores,
             population,
             prior=ranking.prior_weight,
             prior_value=0.0,
@@ -174,6 +182,7 @@ def search(
         ),
         semantic=semantic,
         lexical_weight=_lexical_weight(request.mode, ranking, query_vector),
+        lexical_typical=typical(raw_scores, population, prior=ranking.prior_weight),
     )
 
     found = [row[1:] for row in matches]
@@ -495,6 +504,7 @@ class _Evidence:
     lexical_std: Standardiser
     semantic: _Semantic | pgvector.PgSemantic | None
     lexical_weight: float
+    lexical_typical: float = 0.0  # the median memory's raw lexical score (ranking.typical)
 
     def parts(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The weighted lexical and semantic z-scores of these memories."""
@@ -513,8 +523,9 @@ class _Evidence:
         return total
 
     def background(self) -> float:
-        """The evidence of a memory that matches no word and is of average similarity."""
-        return self.lexical_weight * self.lexical_std.z(0.0)
+        """The evidence of an unremarkable memory: the median one by words (one that matches
+        no word, unless most memories in scope match one) and of average similarity."""
+        return self.lexical_weight * self.lexical_std.z(self.lexical_typical)
 
 
 def _count(conn: Connection, where: list[str], params: dict[str, Any]) -> int:

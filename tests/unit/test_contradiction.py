@@ -1,13 +1,13 @@
 """The contradiction rules without a database: which pairs of statements disagree on a number,
-a date, a time, a weekday or a negation, and which are rewordings or about different things
-(core/curation/contradiction.py). Detection and resolution on both stores:
-tests/api/test_conflicts.py."""
+a date, a time, a weekday, a negation or a single-valued relation (a partner, a diet), and which
+are rewordings or about different things (core/curation/contradiction.py). Detection and
+resolution on both stores: tests/api/test_conflicts.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from core.curation.contradiction import compare
+from core.curation.contradiction import compare, says_enough
 
 # Pairs that disagree on a number, a date, a time, a weekday or a negation.
 CONTRADICTIONS = [
@@ -119,3 +119,54 @@ def test_the_corpus_meets_the_precision_and_recall_goal() -> None:
     false_alarms = sum(flagged[p] for p in must_not)
     assert hits / len(must) >= 0.9
     assert hits / (hits + false_alarms) >= 0.95
+
+
+# One value at a time: a partner, a diet. Worded differently each time, as people say it.
+CHANGED_RELATIONS = [
+    ("Sam is vegetarian", "Sam is now vegan", "diet"),
+    ("Sam is vegetarian", "Sam eats meat again", "diet"),
+    ("Sam follows a vegan diet", "Sam is on a keto diet", "diet"),
+    ("I'm vegan", "I'm vegetarian again", "diet"),
+    ("Alex's partner is Jo", "Alex is dating Kim", "partner"),
+    ("My wife is called Kim", "I'm married to Jo", "partner"),
+    ("Tim has a girlfriend named Ella", "Tim's girlfriend is Sophie", "partner"),
+]
+
+# The same value, another subject, a past or negated side, no single-valued relation at all, or
+# restrictions that go with any diet.
+SAME_RELATIONS = [
+    ("Sam is vegetarian", "Sam's daughter is vegan"),
+    ("Sam is vegetarian", "Sam was vegan for a year in college"),
+    ("Sam used to be vegan", "Sam is vegetarian"),
+    ("Sam is no longer vegetarian", "Sam is vegan"),
+    ("Sam is vegetarian", "Sam is a vegan chef"),
+    ("Sam follows a vegan diet", "Sam follows a gluten-free diet"),
+    ("Sam is on a keto diet", "Sam is on a ketogenic diet"),
+    ("Alex's partner is Jo", "Alex's business partner is Kim"),
+    ("Alex's partner is Jo", "Alex's partner is Jo Smith"),
+    ("Alex's partner is Jo", "Jo's partner is Alex"),
+    ("Alex is dating Kim", "Alex was dating Jo"),
+    ("Alex's ex-partner is Jo", "Alex's partner is Kim"),
+]
+
+
+@pytest.mark.parametrize(("first", "second", "relation"), CHANGED_RELATIONS)
+def test_a_single_valued_relation_with_two_values_disagrees(
+    first: str, second: str, relation: str
+) -> None:
+    for a, b in ((first, second), (second, first)):
+        finding = compare(a, b)
+        assert finding is not None and finding.reason == f"{relation}_differs"
+        assert finding.detail["kind"] == relation
+
+
+@pytest.mark.parametrize(("first", "second"), SAME_RELATIONS)
+def test_a_single_valued_relation_is_left_alone_when_it_can_hold(first: str, second: str) -> None:
+    assert compare(first, second) is None
+    assert compare(second, first) is None
+
+
+def test_a_short_statement_of_a_relation_is_worth_comparing() -> None:
+    # On write, notes too short to disagree skip the check: "I'm vegan" is not one of them.
+    assert says_enough("I'm vegan")
+    assert not says_enough("Thanks!")

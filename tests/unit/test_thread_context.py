@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.retrieval.ranking import thread_context
+from core.retrieval.ranking import thread_context, typical
 
 
 def test_borrows_each_neighbours_share_above_the_background() -> None:
@@ -45,3 +45,13 @@ def test_quiet_neighbours_take_at_most_half_of_a_match() -> None:
     context = thread_context(fused, sides, background=-0.2)
     assert context[0] == -0.4  # -2.7 lent in all, held to half of its own 0.8
     assert context[1] < -2.0  # no match of its own: nothing to keep
+
+
+def test_the_unremarkable_memory_is_the_median_one() -> None:
+    # Few matches in a big scope: the median memory matches nothing.
+    assert typical(np.array([5.0, 1.0, 0.5]), 100, prior=10.0) == 0.0
+    # Every memory of a small scope matches a word (a user's name in all their notes): the
+    # median one's score, so matching the name alone lends nothing.
+    scores = np.array([9.0] + [1.0] * 30 + [0.8] * 9)
+    assert typical(scores, 40, prior=10.0) == 1.0
+    assert typical(np.array([]), 0, prior=10.0) == 0.0
