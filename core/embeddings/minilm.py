@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from core.embeddings.base import EmbeddingError, Kind, Vectors, embed_non_blank
 
-__all__ = ["MiniLMEmbedder", "bundled_model_path", "pack"]
+__all__ = ["MiniLMEmbedder", "bundled_model_path", "model_config", "pack"]
 
 _BUNDLED = "all-MiniLM-L6-v2"
 _F32 = npt.NDArray[np.float32]
@@ -132,6 +132,10 @@ class MiniLMEmbedder:
         self._max_tokens = max_tokens or _max_tokens(model_path, config)
         self._pooling = _pooling(model_path)
         self._tokenizer = _tokenizer(model_path, self._max_tokens)
+        self._load(model_path, config)
+
+    def _load(self, model_path: Path, config: dict[str, Any]) -> None:
+        """Reads the weights the forward pass runs on (a subclass may run another runtime)."""
         # Read one tensor at a time, each turned into its final form before the next: the peak
         # stays near what is kept (a whole-file load would hold the file and its copies at once).
         with _Tensors(model_path / "model.safetensors") as weights:
@@ -274,6 +278,12 @@ def _gelu(x: _F32) -> _F32:
     erf = 1.0 - poly * np.exp(-z * z)
     erf = np.copysign(erf, x)
     return np.asarray(x * 0.5 * (1.0 + erf), dtype=np.float32)
+
+
+def model_config(path: str | Path) -> dict[str, Any]:
+    """A model folder's config.json ({} when it has none: the embedder then says what is wrong)."""
+    file = Path(path) / "config.json"
+    return _read_json(file) if file.is_file() else {}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
