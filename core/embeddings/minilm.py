@@ -99,6 +99,8 @@ class MiniLMEmbedder:
     # there with core.embeddings.calibrate on LoCoMo dev).
     similarity_floor = 0.29
     similarity_strong = 0.58
+    # Padded tokens per forward pass when embedding documents (see _encode).
+    batch_tokens = _BATCH_TOKENS
 
     def __init__(
         self,
@@ -192,7 +194,7 @@ class MiniLMEmbedder:
             end = start + 1
             while end < len(order):
                 longest = len(ids[order[end]])
-                if (end - start + 1) * longest > _BATCH_TOKENS or longest > 2 * shortest + 8:
+                if (end - start + 1) * longest > self.batch_tokens or longest > 2 * shortest + 8:
                     break
                 end += 1
             batch = order[start:end]

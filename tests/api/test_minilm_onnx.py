@@ -78,11 +78,13 @@ def test_int8_vectors_stay_close_to_the_float_model(
     assert vectors.dtype == np.float32 and vectors.shape == (len(TEXTS), 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     cosines = np.sum(vectors * numpy_vectors, axis=1)
-    # A one-letter text is the farthest (0.978): few tokens, a coarse range for them all.
-    assert cosines.min() > 0.97 and np.median(cosines) > 0.99, cosines
-    # A query alone (its own activation range) and the same text in a padded batch agree too.
+    assert cosines.min() > 0.98 and np.median(cosines) > 0.99, cosines
+    # Each text gets a pass of its own (its own activation range, no padding): a document's
+    # vector does not depend on the texts embedded with it, and equals the query's.
     alone = embedder.embed([TEXTS[1]], kind="query")[0]  # type: ignore[attr-defined]
-    assert float(alone @ vectors[1]) > 0.99
+    assert float(alone @ vectors[1]) > 0.99999
+    reordered = embedder.embed(TEXTS[::-1][:4])  # type: ignore[attr-defined]
+    assert np.allclose(reordered, vectors[::-1][:4], atol=1e-6)
     blank = embedder.embed(["", "  "])  # type: ignore[attr-defined]
     assert not blank.any()
 
