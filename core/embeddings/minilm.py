@@ -13,7 +13,8 @@ vectors (cosine > 0.9999 on float32 weights, see tests/api/test_minilm.py), so i
 the same name as `local`'s and either runtime can search the other's vectors without a reindex.
 
 Speed: one query is ~20 tokens, so each dense layer is a (20 x 384) x (384 x n) product and the
-pass reads all 43 MB of layer weights once; about 3 ms on one core. Documents are embedded in
+pass reads all 43 MB of layer weights once; ~10 ms of CPU here (docs/benchmarks.md; the int8
+ONNX build of core.embeddings.onnx_graph takes ~3.5). Documents are embedded in
 batches of similar length so padding wastes little.
 """
 

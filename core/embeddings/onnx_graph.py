@@ -14,7 +14,8 @@ Weights (`--weights`):
 - `int8` (default): every dense layer as com.microsoft DynamicQuantizeMatMul: the weights
   stored as 7-bit integers with one scale per output column, the activations rounded to 8 bits
   per call, the product in integers. At a query's ~12 tokens a layer is compute-bound, and
-  integer products run ~3x float32's (docs/benchmarks.md). Two things keep the vectors close
+  integer products take half of ONNX Runtime's float32 time, a third of numpy's
+  (docs/benchmarks.md). Two things keep the vectors close
   to the float model's (cosine >= 0.99 on 200 LoCoMo questions):
   * SmoothQuant (Xiao et al. 2023): a few of BERT's hidden channels carry activations far larger
     than the rest, which one 8-bit scale per call would flatten. Each input channel is divided
