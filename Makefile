@@ -4,9 +4,10 @@
 # Lambda's Python 3.12 on arm64 with pip's platform flags: no local Python 3.12 and no
 # container needed. EXTRAS names optional dependency groups of pyproject.toml to include
 # (`sam build --parameter-overrides` cannot reach it; set it in the environment).
-# EMBEDDER=minilm (the default) ships the all-MiniLM-L6-v2 model packed in minilm/ and the
-# tokenizers wheel, which template.yaml's default Embedder=minilm runs; EMBEDDER=builtin leaves
-# them out for a deployment with Embedder=builtin.
+# EMBEDDER=minilm (the default) ships all-MiniLM-L6-v2 built as an int8 ONNX graph in minilm/
+# with the onnxruntime and tokenizers wheels, which template.yaml's default Embedder=minilm
+# runs; EMBEDDER=minilm-numpy ships the float16 weights for the numpy runtime instead (no
+# onnxruntime); EMBEDDER=builtin leaves the model out for a deployment with Embedder=builtin.
 PYTHON ?= python3
 EXTRAS ?=
 EMBEDDER ?= minilm

@@ -1,6 +1,7 @@
-"""`python -m bench.package [--extras GROUPS] [--embedder minilm|builtin]`: build the Lambda
-package as `sam build` does (the Makefile's scripts/package.py, wheels for Python 3.12 on arm64
-from PyPI, the packed MiniLM model unless `--embedder builtin`) and report its size against
+"""`python -m bench.package [--extras GROUPS] [--embedder minilm|minilm-numpy|builtin]`: build the
+Lambda package as `sam build` does (the Makefile's scripts/package.py, wheels for Python 3.12 on
+arm64 from PyPI, the MiniLM model unless `--embedder builtin`: int8 for ONNX Runtime by default,
+float16 for numpy with `minilm-numpy`) and report its size against
 Lambda's limits: 250 MB unzipped (code and layers), 50 MB zipped for a direct upload (sam
 uploads through S3, so only the first binds)."""
 

