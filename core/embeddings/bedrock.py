@@ -118,7 +118,9 @@ def _client(region: str | None, timeout: float, max_retries: int) -> Any:
         import boto3
         from botocore.config import Config
     except ImportError:
-        raise EmbeddingError("MNEMO_EMBEDDER=bedrock needs boto3: install mnemo[aws]") from None
+        raise EmbeddingError(
+            "MNEMO_EMBEDDER=bedrock needs boto3: install mnemo-server[aws]"
+        ) from None
     config = Config(
         connect_timeout=timeout,
         read_timeout=timeout,

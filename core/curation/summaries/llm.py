@@ -222,7 +222,7 @@ def build_chat(
             import boto3
             from botocore.config import Config
         except ImportError:
-            raise error("an LLM on Bedrock needs boto3: install mnemo[aws]") from None
+            raise error("an LLM on Bedrock needs boto3: install mnemo-server[aws]") from None
         config = Config(
             connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": 1}
         )
