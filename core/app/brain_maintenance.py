@@ -1,5 +1,6 @@
 """Per-brain upkeep, run by `core.app.maintenance.run` (the MaintenanceFunction and `mnemo
-maintain`): decay, retention, conflict detection and consolidation suggestions for each brain.
+maintain`): decay, retention, conflict detection, consolidation suggestions, vectors of the current
+embedding model and the vector cache's image, for each brain.
 
 Each brain is worked on under a lease (core/kernel/leases.py), so two runs at once never both work
 on one brain: the second skips it. Every task works in batches of `MaintenanceSettings.batch_size`
@@ -22,7 +23,7 @@ from sqlalchemy import Connection, Engine
 from core.app.models import BrainRun, HygieneRecord, OneBrainRecord, RunPageRecord, RunRecord
 from core.curation import conflicts, consolidate, hygiene
 from core.curation.conflicts import VectorSpace
-from core.embeddings import get_embedder
+from core.embeddings import EmbeddingError, get_embedder
 from core.kernel import cursor as cursors
 from core.kernel import leases
 from core.kernel.config import MaintenanceSettings, Settings, get_settings
@@ -30,12 +31,12 @@ from core.kernel.db.engine import sql, transaction
 from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
 from core.memory.policy import BrainPolicy, policy_for
-from core.retrieval import vectors
+from core.retrieval import reindex, vectors
 
 log = logging.getLogger("mnemo.maintenance")
 
 LEASE_TASK = "hygiene"
-TASKS = ("decay", "retention", "conflicts", "consolidate", "vector_images")
+TASKS = ("decay", "retention", "conflicts", "consolidate", "vectors", "vector_images")
 
 
 def record_stat(
@@ -105,6 +106,40 @@ def _consolidate(
     return {"count": found["groups"], **found}
 
 
+# Memories with no vector of the current model: a new embedder (a new package's model) leaves
+# every memory so, and semantic search finds none of them until they have one. Each run embeds
+# a bounded share, outside any transaction (a remote model is never called under a write lock),
+# so search comes back by itself; POST /v1/reindex does it at once.
+_REINDEX_BATCH = 64
+_REINDEX_SECONDS = 20.0
+
+
+def _vectors(engine: Engine, scope: Scope, app: Settings, dry_run: bool) -> Any:
+    embedder = get_embedder(app.embedder)
+    started = time.perf_counter()
+    stored = 0
+    while not dry_run and time.perf_counter() - started < _REINDEX_SECONDS:
+        with transaction(engine, write=False) as conn:
+            batch = reindex.pending(conn, scope, embedder.name, _REINDEX_BATCH)
+        if not batch:
+            break
+        try:
+            embedded = embedder.embed([text for _, text in batch])
+        except EmbeddingError as error:
+            log.warning("maintenance could not embed brain %s: %s", scope.brain_id, error)
+            break
+        with transaction(engine) as conn:
+            added = reindex.store(conn, scope, embedder.name, list(zip(
+                [memory_id for memory_id, _ in batch], embedded, strict=True
+            )))  # fmt: skip
+        stored += added
+        if not added:
+            break
+    with transaction(engine, write=False) as conn:
+        left = reindex.remaining(conn, scope, embedder.name)
+    return {"count": stored, "model": embedder.name, "remaining": left}
+
+
 def _vector_images(engine: Engine, scope: Scope, app: Settings, dry_run: bool) -> Any:
     # Last, after retention's purges: the image a cold process starts its vector cache from
     # (core/retrieval/vectors.py), saved again when anything changed since it was.
@@ -150,6 +185,7 @@ def maintain_brain(
             ),
             "conflicts": lambda: _conflicts(engine, scope, settings, app, dry_run),
             "consolidate": lambda: _consolidate(engine, scope, settings, app, policy),
+            "vectors": lambda: _vectors(engine, scope, app, dry_run),
             "vector_images": lambda: _vector_images(engine, scope, app, dry_run),
         }
         for task in tasks:

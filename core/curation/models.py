@@ -281,7 +281,9 @@ class ForgetOut(Out):
 
 
 class RunsQuery(Strict):
-    type: Literal["decay", "retention", "conflicts", "consolidate", "vector_images"] | None = None
+    type: (
+        Literal["decay", "retention", "conflicts", "consolidate", "vectors", "vector_images"] | None
+    ) = None
     limit: int = Field(50, ge=1, le=500)
     cursor: str | None = None
 
