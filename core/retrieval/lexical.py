@@ -128,6 +128,9 @@ _POOL_AT_MOST = 4
 _KEEP_AT_MOST = 8
 _PRUNE_FROM = 2_000  # below this many indexed memories every word is cheap enough
 _POSTINGS = 4_000  # at most this many (memory, word) matches are scored per search
+# PostgreSQL, a lookup without a scope size (a write's): its words' matches scored, at most
+# (about: counted from ANALYZE's commonest lexemes, the others count as none).
+_LOOKUP_POSTINGS = 500
 
 
 def _selective(conn: Connection, terms: list[str], total: int, in_scope: int | None) -> list[str]:
@@ -314,6 +317,10 @@ def _postgres_selective(conn: Connection, terms: list[str], in_scope: int | None
     if vocabulary is None or vocabulary.rows < _PRUNE_FROM:
         return terms
     total = vocabulary.rows
+    # A lookup that does not know its scope's size is a writer's (conflict detection's by
+    # words, for its 8 nearest): its rarest words find what shares most of the text, so it
+    # scores fewer matches than a search, which ranks the scope for the caller.
+    budget = _POSTINGS if in_scope is not None else _LOOKUP_POSTINGS
     counts = {t: vocabulary.count(t) for t in terms}
     # Words not among the commonest cost little: first, the longest (rarer as a rule) first.
     ranked = sorted(terms, key=lambda t: (counts[t], -len(t)))
@@ -321,7 +328,7 @@ def _postgres_selective(conn: Connection, terms: list[str], in_scope: int | None
     postings = counts[ranked[0]]
     common = max(_COMMON * total, _COMMON_IN_SCOPE * min(in_scope or 0, total))
     for term in ranked[1:_KEEP_AT_MOST]:
-        if counts[term] > common or postings + counts[term] > _POSTINGS:
+        if counts[term] > common or postings + counts[term] > budget:
             break
         chosen.append(term)
         postings += counts[term]

@@ -36,7 +36,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import Connection, Engine, TextClause, bindparam, event, text
 from sqlalchemy.exc import DBAPIError
@@ -173,6 +173,13 @@ def literal(vector: np.ndarray) -> str:
     return "[" + ",".join(map(repr, np.asarray(vector, np.float32).tolist())) + "]"
 
 
+_COPY_COLUMNS = "memory_id, brain_id, model, dims, embedding, sample_rank"
+_COPY_UPDATE = (
+    "ON CONFLICT (memory_id) DO UPDATE SET brain_id = excluded.brain_id, "
+    "model = excluded.model, dims = excluded.dims, embedding = excluded.embedding"
+)
+
+
 def _insert(conn: Connection, rows: Sequence[tuple[str, str, str, np.ndarray]]) -> None:
     # The sample rank is drawn here rather than by the database's random(): the writer then
     # knows whether a new vector entered a sample this process keeps (`_SampleCache.entered`).
@@ -190,18 +197,12 @@ def _insert(conn: Connection, rows: Sequence[tuple[str, str, str, np.ndarray]]) 
     ]
     conn.execute(
         text(
-            f"INSERT INTO {TABLE} (memory_id, brain_id, model, dims, embedding, sample_rank) "
-            "VALUES (:id, :brain, :model, :dims, CAST(:embedding AS vector), :rank) "
-            "ON CONFLICT (memory_id) DO UPDATE SET brain_id = excluded.brain_id, "
-            "model = excluded.model, dims = excluded.dims, embedding = excluded.embedding"
+            f"INSERT INTO {TABLE} ({_COPY_COLUMNS}) "
+            f"VALUES (:id, :brain, :model, :dims, CAST(:embedding AS vector), :rank) {_COPY_UPDATE}"
         ),
         params,
     )
-    engine = _key(conn.engine)
-    for row in params:
-        _samples.entered(
-            engine, str(row["brain"]), str(row["model"]), int(row["dims"]), row["rank"]
-        )
+    _entered(conn, params)
 
 
 def mirroring(conn: Connection) -> bool:
@@ -216,6 +217,38 @@ def mirroring(conn: Connection) -> bool:
     exists = bool(conn.execute(text(f"SELECT to_regclass('{TABLE}') IS NOT NULL")).scalar())
     _copy_exists[key] = (exists, time.monotonic())
     return exists
+
+
+def store_with_copy(
+    conn: Connection,
+    upsert: str,
+    rows: list[dict[str, object]],
+    items: Sequence[tuple[str, np.ndarray]],
+) -> None:
+    """memory_vectors' `upsert` (an INSERT of rows id, brain, model, dims, ...) and the copy of
+    each vector, `items` (memory id, vector) in the same order, in one statement: the upsert
+    as a data-modifying WITH, the copy inserted from what it returns (its foreign key to
+    memory_vectors is checked at the end of the statement, when the row is there)."""
+    params = [
+        {**row, "embedding": literal(vector), "rank": random.random()}
+        for row, (_, vector) in zip(rows, items, strict=True)
+    ]
+    conn.execute(
+        text(
+            f"WITH v AS ({upsert} RETURNING memory_id) INSERT INTO {TABLE} ({_COPY_COLUMNS}) "
+            "SELECT v.memory_id, :brain, :model, :dims, CAST(:embedding AS vector), :rank "
+            f"FROM v {_COPY_UPDATE}"
+        ),
+        params,
+    )
+    _entered(conn, params)
+
+
+def _entered(conn: Connection, params: Sequence[dict[str, object]]) -> None:
+    engine = _key(conn.engine)
+    for row in params:
+        brain, model = str(row["brain"]), str(row["model"])
+        _samples.entered(engine, brain, model, cast(int, row["dims"]), cast(float, row["rank"]))
 
 
 def mirror(
