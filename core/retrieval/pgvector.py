@@ -652,6 +652,60 @@ class PgSemantic:
         for memory_id, cosine in found:
             self.cosines[memory_id] = float(cosine)
 
+    def nearest_read_back(
+        self,
+        n: int,
+        where: list[str],
+        params: dict[str, object],
+        columns: str,
+        *,
+        also: Sequence[str],
+    ) -> list[tuple[object, ...]]:
+        """`top(n)` less `also`, then `read_back` of them with the cosines of `also`, in one
+        statement where they took two: the nearest from the HNSW index joined to their rows.
+        Rows come in top's order (nearest first, then by id). When the index comes back short
+        (a small scope, or the scan gave up among other tenants' vectors), the two steps run
+        as before, the nearest then ranked exactly."""
+        if self.exact or (self.prefetched is not None and n == len(self.prefetched)):
+            lexical = set(also)
+            nearest = [i for i in self.top(n) if i not in lexical]
+            return self.read_back(where, params, nearest, columns, also=also)
+        _session(self.conn, n, self.iterative_scan)
+        wanted = list(
+            dict.fromkeys(i for i in also if i not in self.cosines and i not in self.asked)
+        )
+        nearest_sql = _nearest_sql(self.dims, self.model, self.scope_where, n)
+        statement = (
+            f"WITH t AS ({nearest_sql}), "
+            "c AS (SELECT t.memory_id AS value, 1 AS near FROM t UNION ALL "
+            "SELECT a.value, 0 FROM unnest(CAST(:pgv_ids AS text[])) AS a(value)) "
+            f"SELECT c.near, (SELECT count(*) FROM t), {columns}, CASE WHEN {self.scope_where} "
+            "THEN -(p.embedding <#> CAST(:pgv_q AS vector)) END "
+            "FROM c JOIN memories m ON m.id = c.value "
+            f"LEFT JOIN {TABLE} p ON p.memory_id = m.id AND p.brain_id = :pgv_brain AND "
+            f"{_predicate(self.model, self.dims, 'p.')} WHERE {' AND '.join(where)}"
+        )
+        rows = self.conn.execute(
+            self._bound(statement), {**params, **self.params, "pgv_ids": wanted}
+        ).all()
+        if not rows or int(rows[0][1]) < n:
+            # Short (or nothing to tell): rank the nearest exactly, then read them back.
+            lexical = set(also)
+            nearest = [i for i in self.top(n) if i not in lexical]
+            return self.read_back(where, params, nearest, columns, also=also)
+        self.asked.update(wanted)
+        lexical = set(also)
+        near: dict[str, tuple[object, ...]] = {}
+        for row in rows:
+            memory_id, cosine = row[2], row[-1]
+            if cosine is not None:
+                self.cosines[str(memory_id)] = float(cosine)
+            if row[0] == 1 and memory_id not in lexical:
+                near[str(memory_id)] = tuple(row[2:-1])
+        self.asked.update(near)
+        order = sorted(near, key=lambda i: (-self.cosines.get(i, -math.inf), i))
+        return [near[i] for i in order]
+
     def read_back(
         self,
         where: list[str],

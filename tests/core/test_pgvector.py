@@ -457,7 +457,14 @@ def test_fewer_round_trips_give_the_same_ranking(
     def one_each(conn: Any, where: Any, params: Any, ids: Any, *_args: Any, **_kw: Any) -> Any:
         return search._read_back(conn, where, params, ids, search._RANK_COLUMNS)
 
+    def two_steps(
+        self: pgvector.PgSemantic, n: int, where: Any, params: Any, columns: str, *, also: Any
+    ) -> Any:
+        nearest = [i for i in self.top(n) if i not in set(also)]
+        return search._read_back(self.conn, where, params, nearest, columns)
+
     monkeypatch.setattr(search, "_read_candidates", one_each)
+    monkeypatch.setattr(pgvector.PgSemantic, "nearest_read_back", two_steps)
     separate: dict[str, list[dict[str, Any]]] = {}
 
     def unmerged() -> None:
@@ -474,17 +481,21 @@ def test_fewer_round_trips_give_the_same_ranking(
             [r["score"] for r in separate[q]], abs=2e-6
         )
 
-    # The sample is kept, and the cosines of the lexical matches and of the thread neighbours
-    # come with their read-backs: no statement of their own.
+    # The sample is kept; the nearest come with their rows, and the cosines of the lexical
+    # matches and of the thread neighbours with their read-backs: no statement of their own.
     def samples(sent: list[str]) -> int:
         return sum("ORDER BY p.sample_rank" in s for s in sent)
+
+    def nearest(sent: list[str]) -> int:
+        return sum(s.startswith("SELECT p.memory_id, -(p.embedding::vector") for s in sent)
 
     def cosines(sent: list[str]) -> int:
         return sum("p.memory_id = ANY(" in s for s in sent)
 
-    assert samples(sent_separate) == len(queries) and cosines(sent_separate) > 0
-    assert samples(sent_merged) == cosines(sent_merged) == 0
-    assert len(sent_merged) < len(sent_separate) - cosines(sent_separate)
+    assert samples(sent_separate) == nearest(sent_separate) == len(queries)
+    assert cosines(sent_separate) > 0
+    assert samples(sent_merged) == nearest(sent_merged) == cosines(sent_merged) == 0
+    assert len(sent_merged) <= len(sent_separate) - 2 * len(queries) - cosines(sent_separate)
     assert vectors._cache == {}
 
 
