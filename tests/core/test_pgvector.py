@@ -549,3 +549,40 @@ def test_the_session_settings_are_set_again_after_a_rollback(
         assert pgvector._SESSION_EF in conn.connection.info
         assert conn.execute(text("SHOW hnsw.ef_search")).scalar() == "100"
         assert not any("set_config" in s for s in _statements(pg_engine, lambda: nearest(conn)))
+
+
+def test_a_large_scope_keeps_its_sample_until_a_vector_enters_it_or_it_expires(
+    pg_settings: Settings, pg_engine: Engine, pg_tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sample of a scope larger than it is read once and kept: the next searches compute
+    the statistics in the process. A vector this process writes below the sample's last rank
+    changes the sample, so it is read again; so it is once it has been kept its time."""
+    import random
+
+    client = _client(pg_settings, pg_tenant)
+    _add_many(client, _corpus())
+    monkeypatch.setattr(pgvector, "SAMPLE_SIZE", 12)
+
+    def reads_sample(query: str) -> bool:
+        sent = _statements(pg_engine, lambda: _search(client, query))
+        return any("ORDER BY p.sample_rank" in s for s in sent)
+
+    assert reads_sample("flight to Lisbon")
+    kept = _search(client, "cheese recipe")
+    assert not reads_sample("cheese recipe")
+    pgvector._samples.clear()
+    # The same ranking from the kept sample as from the sample read.
+    assert _ids(_search(client, "cheese recipe")) == _ids(kept)
+    assert not reads_sample("printer problems")
+
+    monkeypatch.setattr(random, "random", lambda: 0.999)  # after the sample's last rank
+    _add_many(client, ["A note about kites ranked last"])
+    assert not reads_sample("printer problems")
+    monkeypatch.setattr(random, "random", lambda: 0.0)  # first in the sample
+    _add_many(client, ["A note about kites ranked first"])
+    assert reads_sample("printer problems")
+
+    monkeypatch.setattr(pgvector._SampleCache, "SECONDS", 0.0)  # kept no time at all
+    pgvector._samples.clear()
+    assert reads_sample("printer problems") and reads_sample("printer problems")
+    assert vectors._cache == {}
