@@ -358,6 +358,8 @@ def _postgres_candidates(
     params: dict[str, Any],
     columns: str,
     in_scope: int | None,
+    *,
+    late: str = "",
 ) -> list[tuple[Any, ...]]:
     """BM25's shape on PostgreSQL, which has no BM25: each word's ts_rank (field weights,
     saturating term frequency, length normalisation) weighted by its IDF over the scope, the
@@ -409,6 +411,9 @@ def _postgres_candidates(
         f"SELECT {score} AS score, {selected} FROM h, f "
         "ORDER BY score DESC, id LIMIT :lex_limit"
     )
+    if late:
+        # `late` (over the rows as x) for the rows returned only, in the same round trip.
+        statement = f"SELECT x.*, {late} FROM ({statement}) AS x ORDER BY x.score DESC, x.id"
     return tuples(conn, statement, params)
 
 
@@ -442,8 +447,8 @@ def restatement_candidates(
     """(raw score, *columns) of the owner's memories sharing the most of `text`'s rarest words,
     best first (the write gate's near-duplicate candidates). SQLite matches at most the four
     rarest words, so the cost follows how rare they are, not how many memories the owner has;
-    PostgreSQL ranks as `candidates` does (`join` and `late` are for SQLite: tables joined to
-    m, and a column read for the rows returned only, over the others as x)."""
+    PostgreSQL ranks as `candidates` does (`join` is for SQLite: tables joined to m; `late`
+    is a column read for the rows returned only, over the others as x)."""
     terms = query_terms(text)
     if not terms:
         return []
@@ -453,9 +458,10 @@ def restatement_candidates(
         # holding any of them: 30-50 ms an add at 10,000 memories; the four longest, a
         # speaker's name among them, still matched a tenth of the brain.
         rarest = _rarest(conn, terms, _RESTATEMENT_WORDS)
-        return _postgres_candidates(
-            conn, rarest, where, {**params, "lex_limit": limit}, columns, None
+        found = _postgres_candidates(
+            conn, rarest, where, {**params, "lex_limit": limit}, columns, None, late=late
         )
+        return found
     stems = list(dict.fromkeys(stem(t) for t in terms))
     found_rows = {term: n for term, n in zip(stems, _capped_counts(conn, stems), strict=True) if n}
     rarest = sorted(found_rows, key=lambda term: found_rows[term])[:_RESTATEMENT_WORDS]
