@@ -123,6 +123,16 @@ def _size(
                 took[name].append(_call(handler, search(q, mode, key)))
         for name, values in took.items():
             row[f"{name} / {mode}"] = (percentile(values, 50), percentile(values, 95))
+    # A deployment with pgvector never loads the numpy cache, but this process's numpy-path
+    # searches did: left loaded, PostgreSQL's adds would take their conflict check's nearest
+    # from it, as no pgvector deployment does (it goes by words there).
+    from sqlalchemy import text
+
+    from core.retrieval import vectors
+
+    with get_engine(pg_url).connect() as conn:
+        pg_brain = conn.execute(text("SELECT id FROM brains WHERE slug = :s"), {"s": pg_slug})
+        vectors.drop_brain(str(pg_brain.scalar_one()))
     add_texts = _texts(turns, size + adds)[size:]
     add_took: dict[str, list[float]] = {"SQLite": [], "PostgreSQL": []}
     for i, t in enumerate(add_texts):

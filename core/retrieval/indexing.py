@@ -124,8 +124,8 @@ class SearchIndexer:
             params["gate_user"] = user_id
         columns = "m.id AS id, m.user_id, m.content, m.importance, m.key"
         late = ""
-        if self.embedder is not None and conn.dialect.name == "sqlite":
-            # The vectors in the same statement (SQLite); PostgreSQL reads them after.
+        if self.embedder is not None:
+            # The candidates' vectors in the same statement: a round trip fewer on PostgreSQL.
             late = (
                 "(SELECT v.vector FROM memory_vectors v "
                 "WHERE v.memory_id = x.id AND v.model = :gate_model)"
@@ -140,14 +140,11 @@ class SearchIndexer:
         if doc not in self._prepared:
             self.prepare([doc])
         mine = np.asarray(self._prepared[doc], dtype=np.float32)
-        if late:
-            stored = {
-                str(row[1]): np.frombuffer(row[6], dtype=np.float32)
-                for row in found
-                if row[6] is not None
-            }
-        else:
-            stored = vectors.of(conn, brain_id, self.embedder.name, [str(r[1]) for r in found])
+        stored = {
+            str(row[1]): np.frombuffer(row[6], dtype=np.float32)
+            for row in found
+            if row[6] is not None
+        }
         return [
             _candidate(row, _cosine(mine, stored[row[1]]) if row[1] in stored else None)
             for row in found

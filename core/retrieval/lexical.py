@@ -9,8 +9,11 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import threading
+import time
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
@@ -125,6 +128,9 @@ _POOL_AT_MOST = 4
 _KEEP_AT_MOST = 8
 _PRUNE_FROM = 2_000  # below this many indexed memories every word is cheap enough
 _POSTINGS = 4_000  # at most this many (memory, word) matches are scored per search
+# PostgreSQL, a lookup without a scope size (a write's): its words' matches scored, at most
+# (about: counted from ANALYZE's commonest lexemes, the others count as none).
+_LOOKUP_POSTINGS = 500
 
 
 def _selective(conn: Connection, terms: list[str], total: int, in_scope: int | None) -> list[str]:
@@ -237,7 +243,104 @@ def candidates(
     if conn.dialect.name == "sqlite":
         tenant = (brain_id, user_id)
         return _sqlite_candidates(conn, terms, where, params, limit, columns, in_scope, tenant)
+    terms = _postgres_selective(conn, terms, in_scope)
     return _postgres_candidates(conn, terms, where, params, columns, in_scope)
+
+
+@dataclass(frozen=True)
+class _Vocabulary:
+    """PostgreSQL's stand-in for FTS5's vocabulary table: the most common lexemes of
+    memories.search_vector and the share of rows holding each, as ANALYZE (or autovacuum)
+    last sampled them (pg_stats.most_common_elems: the 1,000 commonest at the default
+    statistics target). A lexeme not listed is in fewer rows than the rarest listed."""
+
+    share: dict[str, float]
+    rows: float  # the table's rows when sampled
+
+    def count(self, term: str) -> float:
+        """About how many memories hold `term` (0 for a word not among the commonest). The
+        index holds Snowball stems, the list is looked up by the Porter stem and by the word:
+        the two stemmers agree on nearly every common word."""
+        share = self.share.get(stem(term), self.share.get(term, 0.0))
+        return share * self.rows
+
+
+# The statistics change only as ANALYZE runs: read again after this long, once per process.
+_VOCABULARY_SECONDS = 600.0
+_vocabularies: dict[str, _Vocabulary | None] = {}
+_vocabulary_read: dict[str, float] = {}
+_vocabulary_lock = threading.Lock()
+
+
+def _vocabulary(conn: Connection) -> _Vocabulary | None:
+    """The engine's vocabulary statistics, None before the first ANALYZE (then no word is
+    dropped and the write-time lookups take the longest words, as without statistics)."""
+    key = conn.engine.url.render_as_string(hide_password=True)
+    now = time.monotonic()
+    if now < _vocabulary_read.get(key, -math.inf) + _VOCABULARY_SECONDS:
+        return _vocabularies.get(key)
+    row = tuples(
+        conn,
+        "SELECT c.reltuples, s.most_common_elems::text::text[], s.most_common_elem_freqs "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname "
+        "AND s.attname = 'search_vector' WHERE c.oid = to_regclass('memories')",
+        {},
+    )
+    found = None
+    if row and row[0][1] is not None and row[0][0] and row[0][0] > 0:
+        rows, lexemes, shares = row[0]
+        # The shares list ends with three more figures (min, max, null share): zip drops them.
+        found = _Vocabulary(dict(zip(lexemes, map(float, shares), strict=False)), float(rows))
+    with _vocabulary_lock:
+        _vocabularies[key] = found
+        _vocabulary_read[key] = now
+    return found
+
+
+def forget_vocabulary() -> None:
+    """Drop the memoised statistics (tests that ANALYZE behind the process's back)."""
+    with _vocabulary_lock:
+        _vocabularies.clear()
+        _vocabulary_read.clear()
+
+
+def _postgres_selective(conn: Connection, terms: list[str], in_scope: int | None) -> list[str]:
+    """SQLite's rule (`_selective`) on PostgreSQL, with ANALYZE's commonest lexemes for the
+    vocabulary table: rarest first, a word in more than _COMMON of all memories (or
+    _COMMON_IN_SCOPE of a large scope) dropped, at most _POSTINGS matches scored, at most
+    _KEEP_AT_MOST words. PostgreSQL scored every memory holding any query word, so a search
+    cost what its commonest word cost ("great" is in a fifth of LoCoMo's turns)."""
+    if len(terms) <= 1:
+        return terms
+    vocabulary = _vocabulary(conn)
+    if vocabulary is None or vocabulary.rows < _PRUNE_FROM:
+        return terms
+    total = vocabulary.rows
+    # A lookup that does not know its scope's size is a writer's (conflict detection's by
+    # words, for its 8 nearest): its rarest words find what shares most of the text, so it
+    # scores fewer matches than a search, which ranks the scope for the caller.
+    budget = _POSTINGS if in_scope is not None else _LOOKUP_POSTINGS
+    counts = {t: vocabulary.count(t) for t in terms}
+    # Words not among the commonest cost little: first, the longest (rarer as a rule) first.
+    ranked = sorted(terms, key=lambda t: (counts[t], -len(t)))
+    chosen = [ranked[0]]
+    postings = counts[ranked[0]]
+    common = max(_COMMON * total, _COMMON_IN_SCOPE * min(in_scope or 0, total))
+    for term in ranked[1:_KEEP_AT_MOST]:
+        if counts[term] > common or postings + counts[term] > budget:
+            break
+        chosen.append(term)
+        postings += counts[term]
+    return [t for t in terms if t in chosen]  # the query's order: the statement's columns
+
+
+def _rarest(conn: Connection, terms: list[str], k: int) -> list[str]:
+    """The k rarest of `terms` by ANALYZE's commonest lexemes (the longest first among words
+    not listed, and without statistics)."""
+    vocabulary = _vocabulary(conn)
+    counts = {t: vocabulary.count(t) if vocabulary else 0.0 for t in terms}
+    return sorted(terms, key=lambda t: (counts[t], -len(t)))[:k]
 
 
 # ts_rank's weights for the D, C, B and A classes of the generated search_vector (content is
@@ -255,6 +358,8 @@ def _postgres_candidates(
     params: dict[str, Any],
     columns: str,
     in_scope: int | None,
+    *,
+    late: str = "",
 ) -> list[tuple[Any, ...]]:
     """BM25's shape on PostgreSQL, which has no BM25: each word's ts_rank (field weights,
     saturating term frequency, length normalisation) weighted by its IDF over the scope, the
@@ -269,17 +374,25 @@ def _postgres_candidates(
     params["lex_scope"] = in_scope or 0
     words = ", ".join(f"plainto_tsquery('english', :{n}) AS q{i}" for i, n in enumerate(names))
     either = " || ".join(f"w.q{i}" for i in range(len(terms)))
+    # A memory counts towards a word's document frequency when it matches the word. For a
+    # word that is one lexeme that is when its ts_rank is above 0 (no field has weight 0); a
+    # word the parser cuts in two ("foo_bar") ranks a memory holding one of them above 0, so
+    # it is matched (@@) on its own: a second test per match, a third of the statement's time.
+    matches = [
+        f"r{i} > 0" if term.isascii() and term.isalnum() else f"has{i}"
+        for i, term in enumerate(terms)
+    ]
     ranks = ", ".join(
-        f"ts_rank(CAST(:lex_weights AS real[]), m.search_vector, w.q{i}, 1) AS r{i}, "
-        f"m.search_vector @@ w.q{i} AS has{i}"
+        f"ts_rank(CAST(:lex_weights AS real[]), m.search_vector, w.q{i}, 1) AS r{i}"
+        + ("" if matches[i].startswith("r") else f", m.search_vector @@ w.q{i} AS has{i}")
         for i in range(len(terms))
     )
-    # Document frequencies as window aggregates: computed once over the matches (a joined
-    # aggregate was re-run per match by a planner that expected one row). A memory counts
-    # when it matches the word, not when ts_rank is above 0: a word that is two lexemes
-    # ("foo_bar") ranks a memory holding only one of them a little above 0.
+    # Document frequencies from one aggregate over the matches, kept (MATERIALIZED) so that it
+    # is computed once: window aggregates over every match did the same at twice the cost,
+    # and a joined aggregate over the matches inlined was re-run per match by a planner that
+    # expected one row.
     frequencies = ", ".join(
-        f"count(*) FILTER (WHERE has{i}) OVER () AS d{i}" for i in range(len(terms))
+        f"count(*) FILTER (WHERE {matched}) AS d{i}" for i, matched in enumerate(matches)
     )
     # FTS5's IDF: ln((N - n + 0.5) / (n + 0.5)), at least 1e-6; N is the scope's size (never
     # below the matches: the vector count the caller passes can miss unembedded memories).
@@ -292,12 +405,15 @@ def _postgres_candidates(
     selected = ", ".join(c.split(".")[-1].strip() for c in columns.split(","))
     statement = (
         f"WITH w AS (SELECT {words}), "
-        f"h AS (SELECT {columns}, {ranks} FROM memories m, w "
-        f"WHERE m.search_vector @@ ({either}) AND {' AND '.join(where)}) "
-        f"SELECT {score} AS score, {selected} FROM "
-        f"(SELECT h.*, count(*) OVER () AS matched, {frequencies} FROM h) AS f "
+        f"h AS MATERIALIZED (SELECT {columns}, {ranks} FROM memories m, w "
+        f"WHERE m.search_vector @@ ({either}) AND {' AND '.join(where)}), "
+        f"f AS (SELECT count(*) AS matched, {frequencies} FROM h) "
+        f"SELECT {score} AS score, {selected} FROM h, f "
         "ORDER BY score DESC, id LIMIT :lex_limit"
     )
+    if late:
+        # `late` (over the rows as x) for the rows returned only, in the same round trip.
+        statement = f"SELECT x.*, {late} FROM ({statement}) AS x ORDER BY x.score DESC, x.id"
     return tuples(conn, statement, params)
 
 
@@ -331,18 +447,21 @@ def restatement_candidates(
     """(raw score, *columns) of the owner's memories sharing the most of `text`'s rarest words,
     best first (the write gate's near-duplicate candidates). SQLite matches at most the four
     rarest words, so the cost follows how rare they are, not how many memories the owner has;
-    PostgreSQL ranks as `candidates` does (`join` and `late` are for SQLite: tables joined to
-    m, and a column read for the rows returned only, over the others as x)."""
+    PostgreSQL ranks as `candidates` does (`join` is for SQLite: tables joined to m; `late`
+    is a column read for the rows returned only, over the others as x)."""
     terms = query_terms(text)
-    if conn.dialect.name != "sqlite" or not terms:
-        # PostgreSQL has no vocabulary table to find the rarest words by: the longest stand in
-        # for them (rarer as a rule, as conflict detection's lookup assumes). Ranking every
-        # word of the text scored every memory holding any of them: 30-50 ms an add at 10,000
-        # memories, where the few longest words match a few hundred.
-        longest = sorted(terms, key=len, reverse=True)[:_RESTATEMENT_WORDS]
-        return candidates(
-            conn, longest, where, params, limit, brain_id=brain_id, user_id=user_id, columns=columns
+    if not terms:
+        return []
+    if conn.dialect.name != "sqlite":
+        # The four rarest by ANALYZE's commonest lexemes (`_vocabulary`), as SQLite takes the
+        # four rarest by its vocabulary. Ranking every word of the text scored every memory
+        # holding any of them: 30-50 ms an add at 10,000 memories; the four longest, a
+        # speaker's name among them, still matched a tenth of the brain.
+        rarest = _rarest(conn, terms, _RESTATEMENT_WORDS)
+        found = _postgres_candidates(
+            conn, rarest, where, {**params, "lex_limit": limit}, columns, None, late=late
         )
+        return found
     stems = list(dict.fromkeys(stem(t) for t in terms))
     found_rows = {term: n for term, n in zip(stems, _capped_counts(conn, stems), strict=True) if n}
     rarest = sorted(found_rows, key=lambda term: found_rows[term])[:_RESTATEMENT_WORDS]

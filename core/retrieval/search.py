@@ -187,11 +187,18 @@ def search(
 
     found = [row[1:] for row in matches]
     if semantic is not None and request.mode != "lexical":
-        if isinstance(semantic, _Semantic):
-            # The lexical candidates' exact cosines in the same read as the nearest ones'.
-            semantic.rescore(list(lexical_raw))
-        nearest = [i for i in semantic.top(n) if i not in lexical_raw]
-        found += _read_candidates(conn, where, params, nearest, semantic, also=list(lexical_raw))
+        if isinstance(semantic, pgvector.PgSemantic) and not semantic.exact:
+            # The nearest, their rows and the lexical candidates' cosines: one statement.
+            also = list(lexical_raw)
+            found += semantic.nearest_read_back(n, where, params, _RANK_COLUMNS, also=also)
+        else:
+            if isinstance(semantic, _Semantic):
+                # The lexical candidates' exact cosines in the same read as the nearest ones'.
+                semantic.rescore(list(lexical_raw))
+            nearest = [i for i in semantic.top(n) if i not in lexical_raw]
+            found += _read_candidates(
+                conn, where, params, nearest, semantic, also=list(lexical_raw)
+            )
     pool = _Pool(evidence)
     pool.add(found)
     if not pool.rows:

@@ -87,21 +87,22 @@ def store_many(
     if not items:
         return
     now = now_ms()
-    conn.execute(
-        sql(_upsert(conn)),
-        [
-            {
-                "id": memory_id,
-                "brain": brain_id,
-                "model": model,
-                "dims": int(vector.shape[0]),
-                "vector": np.asarray(vector, dtype=np.float32).tobytes(),
-                "now": now,
-            }
-            for memory_id, vector in items
-        ],
-    )
-    pgvector.mirror(conn, brain_id, model, items)
+    rows = [
+        {
+            "id": memory_id,
+            "brain": brain_id,
+            "model": model,
+            "dims": int(vector.shape[0]),
+            "vector": np.asarray(vector, dtype=np.float32).tobytes(),
+            "now": now,
+        }
+        for memory_id, vector in items
+    ]
+    if pgvector.mirroring(conn):
+        # The pgvector copy in the same statement: one round trip per write, not two.
+        pgvector.store_with_copy(conn, _upsert(conn), rows, items)
+        return
+    conn.execute(sql(_upsert(conn)), rows)
 
 
 def touch(conn: Connection, brain_id: str, memory_id: str) -> None:

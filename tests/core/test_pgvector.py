@@ -435,9 +435,10 @@ def _statements(engine: Engine, run: Any) -> list[str]:
 def test_fewer_round_trips_give_the_same_ranking(
     pg_settings: Settings, pg_engine: Engine, pg_tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A scope larger than the sample gets its nearest memories in the sample's statement and
-    the cosines of its candidates with their rank columns: fewer statements, the very same
-    results and scores as one statement each."""
+    """A scope larger than the sample has its sample kept by the process after the first
+    search (no statement reads it again), and the cosines of its candidates come with their
+    rank columns: fewer statements, the very same results and scores as reading the sample
+    and each cosine anew."""
     from core.retrieval import search
 
     client = _client(pg_settings, pg_tenant)
@@ -456,12 +457,20 @@ def test_fewer_round_trips_give_the_same_ranking(
     def one_each(conn: Any, where: Any, params: Any, ids: Any, *_args: Any, **_kw: Any) -> Any:
         return search._read_back(conn, where, params, ids, search._RANK_COLUMNS)
 
+    def two_steps(
+        self: pgvector.PgSemantic, n: int, where: Any, params: Any, columns: str, *, also: Any
+    ) -> Any:
+        nearest = [i for i in self.top(n) if i not in set(also)]
+        return search._read_back(self.conn, where, params, nearest, columns)
+
     monkeypatch.setattr(search, "_read_candidates", one_each)
+    monkeypatch.setattr(pgvector.PgSemantic, "nearest_read_back", two_steps)
     separate: dict[str, list[dict[str, Any]]] = {}
 
     def unmerged() -> None:
         for q in queries:
             pgvector._large.clear()  # no prefetch of the nearest
+            pgvector._samples.clear()  # the sample read again
             separate[q] = _search(client, q)
 
     sent_separate = _statements(pg_engine, unmerged)
@@ -472,17 +481,21 @@ def test_fewer_round_trips_give_the_same_ranking(
             [r["score"] for r in separate[q]], abs=2e-6
         )
 
-    # The nearest come with the sample, and the cosines of the lexical matches and of the
-    # thread neighbours with their read-backs: no statement of their own.
+    # The sample is kept; the nearest come with their rows, and the cosines of the lexical
+    # matches and of the thread neighbours with their read-backs: no statement of their own.
+    def samples(sent: list[str]) -> int:
+        return sum("ORDER BY p.sample_rank" in s for s in sent)
+
     def nearest(sent: list[str]) -> int:
         return sum(s.startswith("SELECT p.memory_id, -(p.embedding::vector") for s in sent)
 
     def cosines(sent: list[str]) -> int:
         return sum("p.memory_id = ANY(" in s for s in sent)
 
-    assert nearest(sent_separate) == len(queries) and cosines(sent_separate) > 0
-    assert nearest(sent_merged) == cosines(sent_merged) == 0
-    assert len(sent_merged) <= len(sent_separate) - len(queries) - cosines(sent_separate)
+    assert samples(sent_separate) == nearest(sent_separate) == len(queries)
+    assert cosines(sent_separate) > 0
+    assert samples(sent_merged) == nearest(sent_merged) == cosines(sent_merged) == 0
+    assert len(sent_merged) <= len(sent_separate) - 2 * len(queries) - cosines(sent_separate)
     assert vectors._cache == {}
 
 
@@ -536,3 +549,40 @@ def test_the_session_settings_are_set_again_after_a_rollback(
         assert pgvector._SESSION_EF in conn.connection.info
         assert conn.execute(text("SHOW hnsw.ef_search")).scalar() == "100"
         assert not any("set_config" in s for s in _statements(pg_engine, lambda: nearest(conn)))
+
+
+def test_a_large_scope_keeps_its_sample_until_a_vector_enters_it_or_it_expires(
+    pg_settings: Settings, pg_engine: Engine, pg_tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sample of a scope larger than it is read once and kept: the next searches compute
+    the statistics in the process. A vector this process writes below the sample's last rank
+    changes the sample, so it is read again; so it is once it has been kept its time."""
+    import random
+
+    client = _client(pg_settings, pg_tenant)
+    _add_many(client, _corpus())
+    monkeypatch.setattr(pgvector, "SAMPLE_SIZE", 12)
+
+    def reads_sample(query: str) -> bool:
+        sent = _statements(pg_engine, lambda: _search(client, query))
+        return any("ORDER BY p.sample_rank" in s for s in sent)
+
+    assert reads_sample("flight to Lisbon")
+    kept = _search(client, "cheese recipe")
+    assert not reads_sample("cheese recipe")
+    pgvector._samples.clear()
+    # The same ranking from the kept sample as from the sample read.
+    assert _ids(_search(client, "cheese recipe")) == _ids(kept)
+    assert not reads_sample("printer problems")
+
+    monkeypatch.setattr(random, "random", lambda: 0.999)  # after the sample's last rank
+    _add_many(client, ["A note about kites ranked last"])
+    assert not reads_sample("printer problems")
+    monkeypatch.setattr(random, "random", lambda: 0.0)  # first in the sample
+    _add_many(client, ["A note about kites ranked first"])
+    assert reads_sample("printer problems")
+
+    monkeypatch.setattr(pgvector._SampleCache, "SECONDS", 0.0)  # kept no time at all
+    pgvector._samples.clear()
+    assert reads_sample("printer problems") and reads_sample("printer problems")
+    assert vectors._cache == {}
