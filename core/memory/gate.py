@@ -268,7 +268,9 @@ def screen(
     policy = ahead.policy if ahead is not None else policy_for(conn, scope.brain_id)
     if not policy.write_gate:
         return Verdict("added", "gate_off", "the brain's write gate is off (policy write_gate)")
-    held = classify(data.content, data.role)
+    # Read ahead under the gate means classified already (look_ahead reads nothing for what
+    # it would quarantine).
+    held = None if ahead is not None else classify(data.content, data.role)
     if held is not None:
         reason, message = held
         quarantine_id = _quarantine(conn, scope, data, user, reason, message)
