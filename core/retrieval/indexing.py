@@ -151,6 +151,16 @@ class SearchIndexer:
         cosines = _cosines(mine, [stored[row[1]] for row in found if row[1] in stored])
         return [_candidate(row, next(cosines) if row[1] in stored else None) for row in found]
 
+    def cosines(self, docs: Sequence[str]) -> np.ndarray | None:
+        if self.embedder is None:
+            return None
+        self.prepare(docs)
+        matrix = np.vstack([np.asarray(self._prepared[d], dtype=np.float32) for d in docs])
+        norms = np.linalg.norm(matrix, axis=1)
+        norms[norms == 0] = 1.0
+        unit = matrix / norms[:, None]
+        return np.asarray(unit @ unit.T)
+
     def on_state(self, conn: Connection, brain_id: str, memory_id: str) -> None:
         vectors.touch(conn, brain_id, memory_id)
 
