@@ -43,6 +43,8 @@ PAIRS: list[tuple[type, type[BaseModel]]] = [
     (curation.ConflictRecord, curation.ConflictOut),
     (curation.ConflictPageRecord, curation.ConflictPage),
     (curation.DetectRecord, curation.DetectOut),
+    (curation.ErasureReceiptRecord, curation.ErasureReceipt),
+    (curation.ErasurePageRecord, curation.ErasurePage),
     (summaries.UserSummaryRecord, summaries.UserSummaryOut),
     (summaries.DigestRecord, summaries.Digest),
     (summaries.ThemeRecord, summaries.ThemeOut),

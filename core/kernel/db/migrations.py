@@ -712,6 +712,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         )
         """,
     ),
+    Migration(
+        19,
+        "erasure compaction owed",
+        # When an erasure's compaction (PostgreSQL: VACUUM of the tables it touched) is owed,
+        # NULL once done: the scheduled maintenance runs it (core/app/maintenance.py), where
+        # the request that erased could outrun API Gateway's 30 s waiting for it.
+        """
+        ALTER TABLE erasures ADD COLUMN compaction_due BIGINT
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
