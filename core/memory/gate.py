@@ -55,7 +55,7 @@ from core.memory.indexing import Candidate, Indexer, document_text
 from core.memory.policy import BrainPolicy, policy_for
 
 if TYPE_CHECKING:
-    from core.memory.models import MemoryIn
+    from core.memory.models import GateDecisionRecord, MemoryIn
 
 Decision = Literal["added", "duplicate", "reinforced", "recalled", "quarantined"]
 
@@ -154,16 +154,20 @@ class Verdict:
         """Whether the write ends here, with no new memory."""
         return self.decision != "added"
 
-    def explain(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+    def explain(self) -> GateDecisionRecord:
+        out: GateDecisionRecord = {
             "decision": self.decision,
             "reason": self.reason,
             "message": self.message,
         }
-        for name in ("memory_id", "quarantine_id", "similarity", "importance"):
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
+        if self.memory_id is not None:
+            out["memory_id"] = self.memory_id
+        if self.quarantine_id is not None:
+            out["quarantine_id"] = self.quarantine_id
+        if self.similarity is not None:
+            out["similarity"] = self.similarity
+        if self.importance is not None:
+            out["importance"] = self.importance
         if self.recalled_ids:
             out["recalled_ids"] = list(self.recalled_ids)
         return out

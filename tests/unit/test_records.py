@@ -17,6 +17,7 @@ from core.retrieval import models as retrieval
 
 PAIRS: list[tuple[type, type[BaseModel]]] = [
     (memory.MemoryRecord, memory.Memory),
+    (memory.GateDecisionRecord, memory.GateDecision),
     (memory.SavedMemoryRecord, memory.Memory),
     (memory.MemoryPageRecord, memory.MemoryPage),
     (memory.DeletedRecord, memory.Deleted),
