@@ -8,7 +8,7 @@ import time
 
 from sqlalchemy import Engine, text
 
-from core.app import brain_maintenance, jobs
+from core.app import brain_maintenance, erasure, jobs
 from core.app.models import MaintenanceRecord
 from core.curation.summaries import service as summaries
 from core.identity import sessions
@@ -58,6 +58,9 @@ def run(
     # decay reads the access counts this process has tallied but not written yet.
     access.flush(engine)
     tasks["hygiene"] = brain_maintenance.run_all(engine, settings.maintenance, app=settings)
+    # PostgreSQL: the VACUUM erasures owe, so their erased rows leave the tables' files (run
+    # here, not in DELETE /v1/users, which it could make outlast API Gateway's 30 s).
+    tasks["erasure_compaction"] = erasure.compact_owed(engine)
     if is_sqlite(engine):
         # Keep the WAL file from growing without bound between quiet periods.
         with engine.connect() as conn:

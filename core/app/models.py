@@ -107,6 +107,14 @@ class WalCheckpointRecord(TypedDict):
     done: int
 
 
+class CompactionRunRecord(TypedDict):
+    """Maintenance's `erasure_compaction`: how many owed receipts one compaction settled, and
+    whether it was complete (1) or left rows to autovacuum (0)."""
+
+    receipts: int
+    complete: NotRequired[int]
+
+
 class MaintenanceRecord(TypedDict, total=False):
     """A maintenance run's report, as its `stats` row keeps it. A scheduled run has every
     key (wal_checkpoint on SQLite only); a run for one brain or a dry run only `hygiene`."""
@@ -115,6 +123,7 @@ class MaintenanceRecord(TypedDict, total=False):
     expired_sessions_purged: int
     old_jobs_purged: int
     webhooks: SweepRecord
+    erasure_compaction: CompactionRunRecord
     hygiene: HygieneRecord | OneBrainRecord
     wal_checkpoint: WalCheckpointRecord
     duration_ms: float

@@ -23,7 +23,10 @@ it; autovacuum comes when a table has changed enough, which for one user's rows 
 store can be days. So `compact` VACUUMs the tables the erasure touched, once, after the last
 batch (plain VACUUM: it takes no lock that stops reads or writes; VACUUM FULL, which rewrites a
 table and would also drop the freed bytes, blocks every tenant's use of it and is left to the
-operator). Either way the receipt records what was done (`compaction`). Snapshots are rewritten
+operator). It runs in the scheduled maintenance, not the erasure's request (a VACUUM of a large
+table can outlast API Gateway's 30 s): the erasure notes it owed (`owe_compaction`, the receipt's
+`compaction.status` pending) and maintenance settles it (`owed`, `settle`). Either way the
+receipt records what was done (`compaction`). Snapshots are rewritten
 without the user by core/transfer/snapshots.py, which also leaves erased users out of any
 restore (`erased_subjects`).
 """
@@ -38,6 +41,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from core.curation.models import CompactionRecord, ErasureReceiptRecord
 from core.events import changelog
 from core.kernel.db.engine import sql, transaction
 from core.kernel.db.id_lists import id_in
@@ -110,9 +114,11 @@ def _chain(previous: str, part: dict[str, Any]) -> str:
     return hashlib.sha256(f"{previous}\n{body}".encode()).hexdigest()
 
 
-def _out(row: Any) -> dict[str, Any]:
+def _out(row: Any) -> ErasureReceiptRecord:
     stored = json.loads(row.counts)
     counts = {name: int(stored.get(name, 0)) for name in TABLES}
+    started = iso(row.started_at)
+    assert started is not None
     return {
         "id": row.id,
         "subject": row.subject,
@@ -124,7 +130,7 @@ def _out(row: Any) -> dict[str, Any]:
         "digest": row.digest,
         "batches": int(row.batches),
         "requested_by": row.requested_by,
-        "started_at": iso(row.started_at),
+        "started_at": started,
         "completed_at": iso(row.completed_at),
     }
 
@@ -135,7 +141,7 @@ _RECEIPT = (
 )
 
 
-def begin(conn: Connection, scope: Scope, user_id: str) -> dict[str, Any]:
+def begin(conn: Connection, scope: Scope, user_id: str) -> ErasureReceiptRecord:
     """The receipt of this user's erasure: the one still running (to resume it) or a new one."""
     scope.require_owner_write()
     subject = subject_of(scope.brain_id, user_id)
@@ -168,7 +174,7 @@ def begin(conn: Connection, scope: Scope, user_id: str) -> dict[str, Any]:
     return get(conn, scope, receipt_id)
 
 
-def get(conn: Connection, scope: Scope, receipt_id: str) -> dict[str, Any]:
+def get(conn: Connection, scope: Scope, receipt_id: str) -> ErasureReceiptRecord:
     scope.require_owner()
     row = conn.execute(
         sql(f"{_RECEIPT} WHERE brain_id = :brain AND id = :id"),
@@ -179,7 +185,9 @@ def get(conn: Connection, scope: Scope, receipt_id: str) -> dict[str, Any]:
     return _out(row)
 
 
-def list_receipts(conn: Connection, scope: Scope, *, limit: int = 100) -> list[dict[str, Any]]:
+def list_receipts(
+    conn: Connection, scope: Scope, *, limit: int = 100
+) -> list[ErasureReceiptRecord]:
     scope.require_owner()
     rows = conn.execute(
         sql(f"{_RECEIPT} WHERE brain_id = :brain ORDER BY started_at DESC, id DESC LIMIT :n"),
@@ -291,7 +299,7 @@ def erase_batch(conn: Connection, scope: Scope, receipt_id: str, *, batch: int =
 
 def finish(
     conn: Connection, scope: Scope, receipt_id: str, *, snapshots: int = 0
-) -> dict[str, Any]:
+) -> ErasureReceiptRecord:
     """Erase the user's own rows once its memories are gone, and close the receipt: the user
     id leaves it, and one changelog entry (without the id) records the erasure."""
     scope.require_owner_write()
@@ -463,9 +471,11 @@ def without_users(
         yield record
 
 
-def compact(engine: Engine) -> dict[str, Any]:
+def compact(engine: Engine) -> CompactionRecord:
     """Take the erased rows out of the store's files, best effort; returns what was done, for
-    the receipt (`record_compaction`).
+    the receipt (`record_compaction`). SQLite's runs within the erasure's request; PostgreSQL's
+    is owed by it (`owe_compaction`) and run by the scheduled maintenance (`owed`, `settle`):
+    a VACUUM of a large table can outlast the 30 s API Gateway gives a request.
 
     SQLite: merge the full-text index, so no segment keeps an erased row's terms, and
     checkpoint the WAL into the file (secure_delete has zeroed the freed space), so the erased
@@ -483,7 +493,12 @@ def compact(engine: Engine) -> dict[str, Any]:
             raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         finally:
             raw.close()
-        return {"method": "fts_optimize+wal_checkpoint", "complete": True, "at": iso(now_ms())}
+        return {
+            "status": "done",
+            "method": "fts_optimize+wal_checkpoint",
+            "complete": True,
+            "at": _now(),
+        }
     vacuumed: list[str] = []
     failed: dict[str, str] = {}
     with engine.connect() as conn:
@@ -502,32 +517,81 @@ def compact(engine: Engine) -> dict[str, Any]:
                     failed[table] = type(exc).__name__
         finally:
             auto.exec_driver_sql("RESET statement_timeout")
-    out: dict[str, Any] = {
+    out: CompactionRecord = {
+        "status": "done",
         "method": "vacuum",
         "complete": not failed,
         "vacuumed": vacuumed,
-        "at": iso(now_ms()),
+        "at": _now(),
     }
     if failed:
         out["left_to_autovacuum"] = failed
     return out
 
 
+def _now() -> str:
+    at = iso(now_ms())
+    assert at is not None
+    return at
+
+
 def record_compaction(
-    conn: Connection, scope: Scope, receipt_id: str, outcome: dict[str, Any]
-) -> dict[str, Any]:
+    conn: Connection, scope: Scope, receipt_id: str, outcome: CompactionRecord
+) -> ErasureReceiptRecord:
     """Keep `compact`'s outcome on the receipt (beside its counts: not part of its digest,
     which covers what was erased) and return the receipt."""
+    scope.require_owner()
+    _store_compaction(conn, scope.brain_id, receipt_id, outcome, due=None)
+    return get(conn, scope, receipt_id)
+
+
+def owe_compaction(conn: Connection, scope: Scope, receipt_id: str) -> ErasureReceiptRecord:
+    """Note on the receipt that its compaction is owed (`compaction.status` pending), for the
+    scheduled maintenance to run; returns the receipt."""
+    scope.require_owner()
+    now = now_ms()
+    pending: CompactionRecord = {"status": "pending", "method": "vacuum", "requested_at": _now()}
+    _store_compaction(conn, scope.brain_id, receipt_id, pending, due=now)
+    return get(conn, scope, receipt_id)
+
+
+def owed(conn: Connection) -> list[tuple[str, str]]:
+    """(brain id, receipt id) of every erasure whose compaction is owed, oldest first: the
+    maintenance run's work (core/app/maintenance.py)."""
+    rows = conn.execute(
+        sql(
+            "SELECT brain_id, id FROM erasures WHERE compaction_due IS NOT NULL "
+            "ORDER BY compaction_due, id"
+        )
+    ).all()
+    return [(str(r[0]), str(r[1])) for r in rows]
+
+
+def settle(conn: Connection, brain_id: str, receipt_id: str, outcome: CompactionRecord) -> None:
+    """Record a compaction the maintenance run did for an erasure that owed it."""
+    _store_compaction(conn, brain_id, receipt_id, outcome, due=None)
+
+
+def _store_compaction(
+    conn: Connection, brain_id: str, receipt_id: str, outcome: CompactionRecord, *, due: int | None
+) -> None:
     row = conn.execute(
         sql("SELECT counts FROM erasures WHERE brain_id = :brain AND id = :id"),
-        {"brain": scope.brain_id, "id": receipt_id},
+        {"brain": brain_id, "id": receipt_id},
     ).first()
     if row is None:
-        raise NotFound(f"no erasure {receipt_id}")
+        raise NotFound(f"no erasure receipt {receipt_id!r}", code="erasure_not_found")
     stored = json.loads(row.counts)
     stored[_COMPACTION] = outcome
     conn.execute(
-        sql("UPDATE erasures SET counts = :counts WHERE brain_id = :brain AND id = :id"),
-        {"counts": json.dumps(stored, sort_keys=True), "brain": scope.brain_id, "id": receipt_id},
+        sql(
+            "UPDATE erasures SET counts = :counts, compaction_due = :due "
+            "WHERE brain_id = :brain AND id = :id"
+        ),
+        {
+            "counts": json.dumps(stored, sort_keys=True),
+            "due": due,
+            "brain": brain_id,
+            "id": receipt_id,
+        },
     )
-    return get(conn, scope, receipt_id)

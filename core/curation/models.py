@@ -186,10 +186,12 @@ class ErasureReceipt(Out):
     completed_at: str | None
     compaction: dict[str, Any] | None = Field(
         default=None,
-        description="What took the erased rows' bytes out of the store's files, once the "
-        "erasure completed: SQLite merges the full-text index and checkpoints the WAL; "
-        "PostgreSQL VACUUMs the tables it touched (`vacuumed`; any `left_to_autovacuum` "
-        "failed, with the error's kind). `complete` is false when any step failed.",
+        description="What takes the erased rows' bytes out of the store's files, once the "
+        "erasure completed. `status` done: SQLite merged the full-text index and checkpointed "
+        "the WAL within the request; PostgreSQL VACUUMed the tables it touched (`vacuumed`; "
+        "any `left_to_autovacuum` failed, with the error's kind), and `complete` is false when "
+        "any step failed. `status` pending (PostgreSQL): the scheduled maintenance run VACUUMs "
+        "them (a VACUUM can outlast a request); read the receipt again to see it done.",
     )
 
 
@@ -486,3 +488,36 @@ class SuggestedGroupsRecord(TypedDict):
 # Each contradiction rule's evidence (the key, the values that differ, ...), stored as the
 # conflict's JSON detail: every rule names its own keys.
 ConflictDetail = dict[str, Any]
+
+
+# -- Erasure records --------------------------------------------------------------------------
+
+
+class CompactionRecord(TypedDict, total=False):
+    """What takes an erasure's rows out of the store's files (the receipt's `compaction`)."""
+
+    status: Literal["pending", "done"]
+    method: str
+    complete: bool
+    vacuumed: list[str]
+    left_to_autovacuum: dict[str, str]
+    requested_at: str
+    at: str
+
+
+class ErasureReceiptRecord(TypedDict):
+    id: str
+    subject: str
+    status: Literal["running", "complete"]
+    counts: dict[str, int]
+    total: int
+    compaction: CompactionRecord | None
+    digest: str
+    batches: int
+    requested_by: str | None
+    started_at: str
+    completed_at: str | None
+
+
+class ErasurePageRecord(TypedDict):
+    results: list[ErasureReceiptRecord]

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine
 
 from core.kernel.db.engine import sql, transaction
+from core.kernel.db.planner import no_index
 from core.kernel.ids import new_id, now_ms
 
 log = logging.getLogger("mnemo.access")
@@ -128,9 +129,8 @@ class _Log:
             try:
                 with transaction(engine) as conn:
                     if rows:
-                        # SQLite's planner, left alone, walks the brain's index instead of the
-                        # primary key; a unary + takes that index out of its choices.
-                        brain = "+brain_id" if conn.dialect.name == "sqlite" else "brain_id"
+                        # By primary key (core/kernel/db/planner.py).
+                        brain = no_index(conn, "brain_id")
                         conn.execute(
                             sql(
                                 "UPDATE memories SET access_count = access_count + :n, "

@@ -32,6 +32,7 @@ sentence saying why, and the memory and similarities it rests on.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -39,11 +40,13 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 from sqlalchemy import Connection, Engine
 
 from core.embeddings.text import normalize, stem, terms
 from core.events import changelog, history
 from core.kernel.db.engine import sql, transaction, tuples
+from core.kernel.db.planner import no_index
 from core.kernel.errors import MnemoError
 from core.kernel.ids import new_id, now_ms
 from core.kernel.scope import Scope
@@ -52,7 +55,7 @@ from core.memory.indexing import Candidate, Indexer, document_text
 from core.memory.policy import BrainPolicy, policy_for
 
 if TYPE_CHECKING:
-    from core.memory.models import MemoryIn
+    from core.memory.models import GateDecisionRecord, MemoryIn
 
 Decision = Literal["added", "duplicate", "reinforced", "recalled", "quarantined"]
 
@@ -151,16 +154,20 @@ class Verdict:
         """Whether the write ends here, with no new memory."""
         return self.decision != "added"
 
-    def explain(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+    def explain(self) -> GateDecisionRecord:
+        out: GateDecisionRecord = {
             "decision": self.decision,
             "reason": self.reason,
             "message": self.message,
         }
-        for name in ("memory_id", "quarantine_id", "similarity", "importance"):
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
+        if self.memory_id is not None:
+            out["memory_id"] = self.memory_id
+        if self.quarantine_id is not None:
+            out["quarantine_id"] = self.quarantine_id
+        if self.similarity is not None:
+            out["similarity"] = self.similarity
+        if self.importance is not None:
+            out["importance"] = self.importance
         if self.recalled_ids:
             out["recalled_ids"] = list(self.recalled_ids)
         return out
@@ -268,7 +275,9 @@ def screen(
     policy = ahead.policy if ahead is not None else policy_for(conn, scope.brain_id)
     if not policy.write_gate:
         return Verdict("added", "gate_off", "the brain's write gate is off (policy write_gate)")
-    held = classify(data.content, data.role)
+    # Read ahead under the gate means classified already (look_ahead reads nothing for what
+    # it would quarantine).
+    held = None if ahead is not None else classify(data.content, data.role)
     if held is not None:
         reason, message = held
         quarantine_id = _quarantine(conn, scope, data, user, reason, message)
@@ -301,41 +310,81 @@ def screen(
             if fresh is None:  # gone or changed since it was read ahead: look again, inside
                 index.foresight.pop(_foresight_key(scope, data, user), None)
                 return screen(conn, scope, data, user, index)
-            row = fresh
-            change = _reinforce(conn, scope, row, data, policy, sims)
-            return Verdict(
-                "reinforced",
-                "near_duplicate",
-                f"restates memory {row.id} ("
-                + (f"cosine {sims['cosine']:.2f}, " if "cosine" in sims else "")
-                + f"shared terms {sims['terms']:.2f}): its importance was raised instead of "
-                "adding a copy",
-                memory_id=row.id,
-                similarity=sims,
-                importance=change,
-            )
+            return _reinforced(conn, scope, fresh, data, policy, sims)
         if not closest:
             closest = f"; closest memory {row.id} is not a restatement: {why}"
+    # A write of the same batch or conversation, added before this one in this transaction.
+    for earlier in seen.earlier if seen is not None else ():
+        added = _added_earlier(conn, scope, user, data, earlier)
+        if added is not None:
+            return _reinforced(conn, scope, added, data, policy, earlier.similarity)
     return Verdict("added", "new", f"no active memory of this owner says the same{closest}")
+
+
+def _reinforced(
+    conn: Connection,
+    scope: Scope,
+    row: Candidate,
+    data: MemoryIn,
+    policy: BrainPolicy,
+    sims: dict[str, float],
+) -> Verdict:
+    change = _reinforce(conn, scope, row, data, policy, sims)
+    return Verdict(
+        "reinforced",
+        "near_duplicate",
+        f"restates memory {row.id} ("
+        + (f"cosine {sims['cosine']:.2f}, " if "cosine" in sims else "")
+        + f"shared terms {sims['terms']:.2f}): its importance was raised instead of "
+        "adding a copy",
+        memory_id=row.id,
+        similarity=sims,
+        importance=change,
+    )
 
 
 # -- reading ahead, before the write transaction -------------------------------------------
 
 
+@dataclass
+class Marks:
+    """How far the store had got when the gate read ahead for one owner (SQLite): its highest
+    memory rowid and changelog rowid. Shared by the writes of one look-ahead for that owner.
+
+    `confirmed` is the write transaction in which nothing was found to have changed since:
+    inside it SQLite lets no other writer in, so the owner's later writes there only look at
+    what the transaction itself changed (its changelog rows since `changes`)."""
+
+    memories: int
+    changes: int
+    confirmed: object | None = None
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """An earlier write of the same look-ahead (a batch, a conversation) that this one
+    restates: if it was added, this one reinforces it, as the gate inside the transaction
+    would have found it there."""
+
+    content: str
+    similarity: dict[str, float]
+
+
 @dataclass(frozen=True)
 class Foresight:
     """What the gate read for one write before its transaction opened: the policy it read
-    under, the echo verdict (or None), the owner's best full-text matches of any key, and
-    the highest memory rowid then (SQLite), which tells the write what was added since."""
+    under, the echo verdict (or None), the owner's best full-text matches of any key, where
+    the store was then (`marks`), and the earlier writes of the same look-ahead it restates."""
 
     policy: BrainPolicy
     role: str | None
     echo: Verdict | None
     candidates: tuple[Candidate, ...]
-    marker: int
+    marks: Marks
     # Whether `candidates` are the owner's best matches of any key (shared with the
     # contradiction check), or only of the write's own fact key.
     any_key: bool = True
+    earlier: tuple[Earlier, ...] = ()
 
 
 def _foresight_key(scope: Scope, data: MemoryIn, user: str | None) -> tuple[str, ...]:
@@ -349,34 +398,43 @@ def look_ahead(engine: Engine, scope: Scope, items: Sequence[MemoryIn], index: I
     at 10,000 memories) held every other writer back while they ran.
 
     Inside the transaction `screen` then only re-checks, cheaply, what may have changed in
-    between: that no memory of the owner was added since (a rowid range: any sends the write
-    back to the full search, inside), and the current row of a memory it is about to
-    reinforce or call echoed. The policy read here decides. A memory *edited* into a
-    restatement in that moment is not seen (it is added; the health report shows the pair).
+    between: that no memory of the owner was added or changed since (rowid ranges of the
+    memories and the changelog: any sends the write back to the full search, inside), and the
+    current row of a memory it is about to reinforce or call echoed. The policy read here
+    decides. The writes of a batch or a conversation may restate one another, which the store
+    cannot show yet: each is compared here with the earlier ones of its owner and key, and
+    reinforces the one it restates if that one was added.
 
     PostgreSQL reads under MVCC without blocking writers, so there the gate screens inside,
-    as before; so does a batch. Writes this cannot read for (no write access, a bad user id)
-    are left to `create`, which refuses them."""
-    if engine.dialect.name != "sqlite" or len(items) != 1:
-        # One write: a batch's items can restate one another, which only its transaction sees
-        # (each would be sent back to the full search there, the reads ahead wasted).
+    as before. Writes this cannot read for (no write access, a bad user id) are left to
+    `create`, which refuses them."""
+    if engine.dialect.name != "sqlite" or not items:
         return
     with transaction(engine, write=False) as conn:
         policy = policy_for(conn, scope.brain_id)
-        marker = 0
+        top = (0, 0)
         if policy.write_gate:
-            marker = int(tuples(conn, "SELECT coalesce(max(rowid), 0) FROM memories", {})[0][0])
-        for data in items:
+            top = _tops(conn)
+        marks: dict[str | None, Marks] = {}
+        # The writes let through so far, by owner and key, for the batch's restatements.
+        before: dict[tuple[str, str], list[tuple[int, MemoryIn]]] = {}
+        cosines = None
+        if policy.write_gate and len(items) > 1:
+            cosines = index.cosines(
+                [document_text(m.title, m.key, m.tags, m.content) for m in items]
+            )
+        for k, data in enumerate(items):
             try:
                 scope.require_write()
                 user = scope.user_for_write(data.user_id)
             except MnemoError:  # create refuses it, with the right answer
                 return
+            mark = marks.setdefault(user, Marks(*top))
             if not policy.write_gate:
                 # Nothing to read but the policy, which then need not be read again inside;
                 # no candidates, so the contradiction check searches on its own.
                 index.foresight[_foresight_key(scope, data, user)] = Foresight(
-                    policy, data.role, None, (), marker, any_key=False
+                    policy, data.role, None, (), mark, any_key=False
                 )
                 continue
             if classify(data.content, data.role) is not None:
@@ -385,6 +443,7 @@ def look_ahead(engine: Engine, scope: Scope, items: Sequence[MemoryIn], index: I
             if policy.echo_window_seconds and not _from_user(data.role):
                 echo = _echo(conn, scope, data.content, policy)
             candidates: list[Candidate] = []
+            earlier: tuple[Earlier, ...] = ()
             # A fact's restatement has its key: asked for any key, other memories sharing its
             # words could fill the shared candidates and leave it out. Keyed writes search
             # their key only (the contradiction check then searches on its own).
@@ -395,9 +454,46 @@ def look_ahead(engine: Engine, scope: Scope, items: Sequence[MemoryIn], index: I
                     conn, scope.brain_id, user, content=data.content, key=data.key, doc=doc,
                     n=SHARED_CANDIDATES if shared else _CANDIDATES, any_key=shared,
                 )  # fmt: skip
+                group = before.setdefault((user or "", data.key or ""), [])
+                earlier = _restated(k, data, group, cosines, policy)
+                group.append((k, data))
             index.foresight[_foresight_key(scope, data, user)] = Foresight(
-                policy, data.role, echo, tuple(candidates), marker, shared
+                policy, data.role, echo, tuple(candidates), mark, shared, earlier
             )
+
+
+def _tops(conn: Connection) -> tuple[int, int]:
+    """The highest memory and changelog rowids (SQLite): what a write compares with."""
+    row = tuples(
+        conn,
+        "SELECT (SELECT coalesce(max(rowid), 0) FROM memories), "
+        "(SELECT coalesce(max(rowid), 0) FROM changelog)",
+        {},
+    )[0]
+    return int(row[0]), int(row[1])
+
+
+def _restated(
+    k: int,
+    data: MemoryIn,
+    group: list[tuple[int, MemoryIn]],
+    cosines: np.ndarray | None,
+    policy: BrainPolicy,
+) -> tuple[Earlier, ...]:
+    """The earlier writes of one look-ahead (same owner and key: `group`, by position) that
+    write `k` restates, the latest first. Only pairs whose vectors are close are compared
+    word by word; without vectors the words decide, as in `screen`."""
+    found: list[Earlier] = []
+    for j, old in reversed(group):
+        cosine = None if cosines is None else float(cosines[k, j])
+        if cosine is not None and cosine < policy.gate_dedup_threshold:
+            continue
+        if old.content == data.content:
+            continue  # an exact copy: `create` returns the first as it is
+        same, sims, _ = same_statement(data.content, old.content, cosine, policy)
+        if same:
+            found.append(Earlier(old.content, sims))
+    return tuple(found)
 
 
 def foresight_for(
@@ -411,31 +507,58 @@ def foresight_for(
     return found if isinstance(found, Foresight) else None
 
 
+# What a write transaction's own gated writes leave in the changelog: a batch's adds (compared
+# through `Earlier`) and reinforcements (whose rows `_current` reads again).
+_OWN_EVENTS = ("memory.created", "memory.reinforced")
+
+
 def _still_true(
     conn: Connection, scope: Scope, user: str | None, seen: Foresight
 ) -> Foresight | None:
     """What was read ahead for a write, when it still holds: no memory of the owner added
-    since, and an echoed memory still there."""
-    # The rows added since, by rowid: the unary + keep the planner off the owner's index,
-    # which it prefers and which walks every memory the owner has (6 ms at 10,000).
-    owner = "+m.user_id IS NULL" if user is None else "+m.user_id = :user"
-    added = tuples(
+    or changed since (by another writer, or by this transaction other than through the gate),
+    and an echoed memory still there."""
+    marks = seen.marks
+    # By rowid ranges: the unary + keep the planner off the owner's index, which it prefers
+    # and which walks every memory the owner has (6 ms at 10,000).
+    owner = no_index(conn, "user_id") + (" IS NULL" if user is None else " = :user")
+    values = {"brain": scope.brain_id, "user": user}
+    here = conn.get_transaction()
+    own = ""
+    if marks.confirmed is not here:
+        added = tuples(
+            conn,
+            f"SELECT 1 FROM memories WHERE rowid > :mark AND {no_index(conn, 'brain_id')} "
+            f"= :brain AND {owner} LIMIT 1",
+            {**values, "mark": marks.memories},
+        )
+        if added:
+            return None
+    else:
+        own = "AND event_type NOT IN (" + ", ".join(f"'{e}'" for e in _OWN_EVENTS) + ") "
+    # Changed since: edited, restored, merged, archived (the changelog row every change of a
+    # memory writes in its own transaction, with the memory's owner).
+    changed = tuples(
         conn,
-        f"SELECT 1 FROM memories m WHERE m.rowid > :marker AND +m.brain_id = :brain AND {owner} "
-        "AND +m.state = 'active' LIMIT 1",
-        {"marker": seen.marker, "brain": scope.brain_id, "user": user},
+        f"SELECT 1 FROM changelog WHERE rowid > :mark AND {no_index(conn, 'brain_id')} = :brain "
+        f"AND {owner} AND {no_index(conn, 'entity_type')} = 'memory' {own}LIMIT 1",
+        {**values, "mark": marks.changes},
     )
-    if added:
+    if changed:
         return None
     if seen.echo is not None:
         assert seen.echo.memory_id is not None
         if not tuples(
             conn,
-            f"SELECT 1 FROM memories WHERE {_by_id(conn)} = :brain AND id = :id "
+            f"SELECT 1 FROM memories WHERE {no_index(conn, 'brain_id')} = :brain AND id = :id "
             "AND state = 'active'",
             {"brain": scope.brain_id, "id": seen.echo.memory_id},
         ):
             return None
+    # Nothing else can change the store inside this transaction: from here on only what the
+    # transaction itself writes, which the changelog shows from its present end.
+    marks.confirmed = here
+    marks.changes = _tops(conn)[1]
     return seen
 
 
@@ -444,13 +567,38 @@ def _current(conn: Connection, scope: Scope, row: Candidate) -> Candidate | None
     active or says something else than when it was read ahead."""
     found = tuples(
         conn,
-        f"SELECT importance, content FROM memories WHERE {_by_id(conn)} = :brain "
+        f"SELECT importance, content FROM memories WHERE {no_index(conn, 'brain_id')} = :brain "
         "AND id = :id AND state = 'active'",
         {"brain": scope.brain_id, "id": row.id},
     )
     if not found or found[0][1] != row.content:
         return None
     return Candidate(row.id, row.user_id, row.content, float(found[0][0]), row.key, row.cosine)
+
+
+def _added_earlier(
+    conn: Connection, scope: Scope, user: str | None, data: MemoryIn, earlier: Earlier
+) -> Candidate | None:
+    """The memory an earlier write of the same transaction became, if it was added (by its
+    exact content: the key `create` finds exact copies by)."""
+    found = tuples(
+        conn,
+        "SELECT id, importance FROM memories WHERE brain_id = :brain "
+        "AND coalesce(user_id, '') = :user AND coalesce(key, '') = :key "
+        "AND content_hash = :hash AND state = 'active'",
+        {
+            "brain": scope.brain_id,
+            "user": user or "",
+            "key": data.key or "",
+            "hash": hashlib.sha256(earlier.content.encode()).hexdigest(),
+        },
+    )
+    if not found:
+        return None
+    return Candidate(
+        str(found[0][0]), user, earlier.content, float(found[0][1]), data.key,
+        earlier.similarity.get("cosine"),
+    )  # fmt: skip
 
 
 def explain_copy(
@@ -479,13 +627,6 @@ def explain_copy(
         f"memory {memory_id} already holds exactly this content",
         memory_id=memory_id,
     )
-
-
-def _by_id(conn: Connection) -> str:
-    """brain_id in a statement that names its rows by id: SQLite's planner, left alone, walks
-    the brain's index (every memory of the brain) instead of the primary key; a unary + takes
-    that index out of its choices (as record_access in core/retrieval/search.py does)."""
-    return "+brain_id" if conn.dialect.name == "sqlite" else "brain_id"
 
 
 def _reinforce(
@@ -628,7 +769,7 @@ def _echo(conn: Connection, scope: Scope, content: str, policy: BrainPolicy) -> 
     names = {f"r{i}": memory_id for i, memory_id in enumerate(recalled)}
     rows = tuples(
         conn,
-        f"SELECT id, content FROM memories WHERE {_by_id(conn)} = :brain "
+        f"SELECT id, content FROM memories WHERE {no_index(conn, 'brain_id')} = :brain "
         f"AND id IN ({', '.join(':' + n for n in names)})",
         {"brain": scope.brain_id, **names},
     )

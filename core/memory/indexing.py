@@ -107,6 +107,11 @@ class Indexer(Protocol):
         this owner and fact key (any key with `any_key`: the search the gate shares with the
         contradiction check) that best match `content`, best first."""
 
+    def cosines(self, docs: Sequence[str]) -> np.ndarray | None:
+        """The cosine of each pair of these documents' vectors, a square matrix (embedded now
+        if they were not prepared); None without an embedder. The write gate compares the
+        writes of one batch with one another."""
+
     def on_state(self, conn: Connection, brain_id: str, memory_id: str) -> None:
         """A memory's state or owner changed: caches must see it."""
 

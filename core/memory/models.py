@@ -619,6 +619,19 @@ class HeldOrJob(RootModel[SavedMemory | JobAccepted]):
 # to the same fields, and tests/contract.py checks every reply in the suite against the document.
 
 
+class GateDecisionRecord(TypedDict):
+    """What the write gate made of a write (`GateDecision`): core/memory/gate.py `Verdict`."""
+
+    decision: Literal["added", "duplicate", "reinforced", "recalled", "quarantined"]
+    reason: str
+    message: str
+    memory_id: NotRequired[str]
+    quarantine_id: NotRequired[str]
+    similarity: NotRequired[dict[str, float]]
+    importance: NotRequired[dict[str, float]]
+    recalled_ids: NotRequired[list[str]]
+
+
 class MemoryRecord(TypedDict):
     """A memory as every reply carries it (`Memory`)."""
 
@@ -668,7 +681,7 @@ class SavedMemoryRecord(MemoryRecord, total=False):
 
     deduplicated: Required[bool]
     conflicts: list[NewConflictRecord]
-    gate: dict[str, Any]
+    gate: GateDecisionRecord
 
 
 class HeldWriteRecord(TypedDict):
@@ -679,7 +692,7 @@ class HeldWriteRecord(TypedDict):
     user_id: str | None
     content: str
     deduplicated: bool
-    gate: dict[str, Any]
+    gate: GateDecisionRecord
 
 
 SaveRecord = SavedMemoryRecord | HeldWriteRecord

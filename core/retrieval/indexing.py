@@ -10,7 +10,7 @@ was not, which is cheap for the builtin embedder).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ from core.embeddings.base import Embedder
 from core.kernel.scope import Scope
 from core.memory.indexing import Candidate, CreatedHook, IndexedMemory, document_text
 from core.memory.models import CreatedFields, MemoryRecord
-from core.retrieval import lexical, vectors
+from core.retrieval import lexical, restatements, vectors
 
 
 class SearchIndexer:
@@ -131,7 +131,7 @@ class SearchIndexer:
                 "WHERE v.memory_id = x.id AND v.model = :gate_model)"
             )
             params["gate_model"] = self.embedder.name
-        found = lexical.restatement_candidates(
+        found = restatements.restatement_candidates(
             conn, content, where, params, n, brain_id=brain_id, user_id=user_id,
             columns=columns, late=late,
         )  # fmt: skip
@@ -145,10 +145,18 @@ class SearchIndexer:
             for row in found
             if row[6] is not None
         }
-        return [
-            _candidate(row, _cosine(mine, stored[row[1]]) if row[1] in stored else None)
-            for row in found
-        ]
+        cosines = _cosines(mine, [stored[row[1]] for row in found if row[1] in stored])
+        return [_candidate(row, next(cosines) if row[1] in stored else None) for row in found]
+
+    def cosines(self, docs: Sequence[str]) -> np.ndarray | None:
+        if self.embedder is None:
+            return None
+        self.prepare(docs)
+        matrix = np.vstack([np.asarray(self._prepared[d], dtype=np.float32) for d in docs])
+        norms = np.linalg.norm(matrix, axis=1)
+        norms[norms == 0] = 1.0
+        unit = matrix / norms[:, None]
+        return np.asarray(unit @ unit.T)
 
     def on_state(self, conn: Connection, brain_id: str, memory_id: str) -> None:
         vectors.touch(conn, brain_id, memory_id)
@@ -162,6 +170,16 @@ def _candidate(row: Sequence[Any], cosine: float | None) -> Candidate:
     return Candidate(str(row[1]), row[2], str(row[3]), float(row[4]), row[5], cosine)
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
-    return float(np.dot(a, b)) / norm if norm else 0.0
+def _cosines(a: np.ndarray, rows: list[np.ndarray]) -> Iterator[float]:
+    """The cosine of `a` with each of `rows`, in one product (a few rows of one model)."""
+    if not rows:
+        return iter(())
+    matrix = np.vstack(rows)
+    norms = np.linalg.norm(matrix, axis=1) * float(np.linalg.norm(a))
+    dots = matrix @ a
+    return iter(
+        [
+            float(d) / float(n) if n else 0.0
+            for d, n in zip(dots.tolist(), norms.tolist(), strict=True)
+        ]
+    )

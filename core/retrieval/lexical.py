@@ -417,116 +417,23 @@ def _postgres_candidates(
     return tuples(conn, statement, params)
 
 
-# The write gate asks for memories that restate a new one: the new text's rarest words are
-# enough to find them (a restatement shares most of its words), and each word more costs a
-# pass over the owner's postings.
-_RESTATEMENT_WORDS = 4
-# Index matches ranked before the owner's are kept: 16 per candidate for the gate's 3, and the
-# same pool when the contradiction check shares the search and asks for 8 (a bigger pool cost
-# the join of every row in it).
-_RESTATEMENT_POOL = 16
-_RESTATEMENT_BASE = 3
-# A word in more rows than this is common, whatever its exact count: twice the pool, so the
-# rarest words are told apart even when the owner's share has to be matched on its own.
-_COUNT_CAP = 2 * _RESTATEMENT_POOL * _RESTATEMENT_BASE + 1
-
-
-def restatement_candidates(
+def rare_word_candidates(
     conn: Connection,
-    text: str,
+    terms: list[str],
     where: list[str],
     params: dict[str, Any],
     limit: int,
     *,
-    brain_id: str,
-    user_id: str | None,
+    words: int,
     columns: str = "m.id",
-    join: str = "",
     late: str = "",
 ) -> list[tuple[Any, ...]]:
-    """(raw score, *columns) of the owner's memories sharing the most of `text`'s rarest words,
-    best first (the write gate's near-duplicate candidates). SQLite matches at most the four
-    rarest words, so the cost follows how rare they are, not how many memories the owner has;
-    PostgreSQL ranks as `candidates` does (`join` is for SQLite: tables joined to m; `late`
-    is a column read for the rows returned only, over the others as x)."""
-    terms = query_terms(text)
-    if not terms:
-        return []
-    if conn.dialect.name != "sqlite":
-        # The four rarest by ANALYZE's commonest lexemes (`_vocabulary`), as SQLite takes the
-        # four rarest by its vocabulary. Ranking every word of the text scored every memory
-        # holding any of them: 30-50 ms an add at 10,000 memories; the four longest, a
-        # speaker's name among them, still matched a tenth of the brain.
-        rarest = _rarest(conn, terms, _RESTATEMENT_WORDS)
-        found = _postgres_candidates(
-            conn, rarest, where, {**params, "lex_limit": limit}, columns, None, late=late
-        )
-        return found
-    stems = list(dict.fromkeys(stem(t) for t in terms))
-    found_rows = {term: n for term, n in zip(stems, _capped_counts(conn, stems), strict=True) if n}
-    rarest = sorted(found_rows, key=lambda term: found_rows[term])[:_RESTATEMENT_WORDS]
-    if not rarest:
-        return []  # no word of it is in any memory: nothing can restate it
-    matches = sum(found_rows[t] for t in rarest)
-    # The owner's own scope word (its user's, else its brain's): the brain's would read every
-    # posting of the brain; the join keeps the brain.
-    owner = scope_tokens(brain_id, user_id)[-1]
-    return _restatements(conn, rarest, where, params, limit, columns, join, matches, owner, late)
-
-
-def _capped_counts(conn: Connection, words: list[str]) -> list[int]:
-    """How many rows of the index hold each word, counted up to _COUNT_CAP (more is common:
-    never among the rarest while rarer words exist). fts5vocab's exact count walks a word's
-    whole posting list: 0.3 ms for a word in 10,000 memories, which a write paid for every
-    common word it held; a capped count stops at the cap. One statement for all the words."""
-    names = [f"c_{i}" for i in range(len(words))]
-    statement = " UNION ALL ".join(
-        f"SELECT {i}, (SELECT count(*) FROM (SELECT 1 FROM memory_fts "
-        f"WHERE memory_fts MATCH :{n} LIMIT {_COUNT_CAP}))"
-        for i, n in enumerate(names)
-    )
-    params = {n: '"' + w.replace('"', '""') + '"' for n, w in zip(names, words, strict=True)}
-    counts = [0] * len(words)
-    for i, n in tuples(conn, statement, params):
-        counts[int(i)] = int(n)
-    return counts
-
-
-def _restatements(
-    conn: Connection,
-    words_: list[str],
-    where: list[str],
-    params: dict[str, Any],
-    limit: int,
-    columns: str,
-    join: str,
-    matches: int,
-    owner: str,
-    late: str = "",
-) -> list[tuple[Any, ...]]:
-    words = " OR ".join('"' + t.replace('"', '""') + '"' for t in words_)
-    weights = ", ".join(str(w) for w in WEIGHTS.values())
-    # Rare words match few memories: rank those in the index, then keep the owner's (the
-    # planner, given the join to rank, walks the owner's memories and probes the index once
-    # for each). Only when other owners fill the pool is the owner's share matched on its
-    # scope word, which costs a pass over the owner's postings.
-    pool = max(limit, _RESTATEMENT_POOL * _RESTATEMENT_BASE)
-    ranked = (
-        f"SELECT -f.rank, {columns} FROM (SELECT rowid, bm25(memory_fts, {weights}, 0.0) AS "
-        "rank FROM memory_fts WHERE memory_fts MATCH :lex_query ORDER BY rank LIMIT :lex_pool) "
-        f"f JOIN memories m ON m.rowid = f.rowid {join} WHERE {' AND '.join(where)} "
-        "ORDER BY f.rank LIMIT :lex_limit"
-    )
-    if late:
-        # Read for the rows kept only: a join would read them (vectors: 1-2 KB each) for the
-        # whole pool before the ORDER BY keeps `limit` of it.
-        ranked = f"SELECT x.*, {late} FROM ({ranked}) x"
-    found = tuples(
-        conn, ranked, {**params, "lex_query": words, "lex_pool": pool, "lex_limit": limit}
-    )
-    if found or matches <= pool:
-        return found
-    scoped = f'scope : "{owner}" AND ({words})'
-    return tuples(
-        conn, ranked, {**params, "lex_query": scoped, "lex_pool": pool, "lex_limit": limit}
+    """PostgreSQL: (raw score, *columns[, late]) of the best matches of the `words` rarest of
+    `terms` by ANALYZE's commonest lexemes, best first (the write gate's lookup,
+    core/retrieval/restatements.py). Ranking every word of a text scored every memory holding
+    any of them: 30-50 ms an add at 10,000 memories; the four longest, a speaker's name among
+    them, still matched a tenth of the brain. `late` is read for the rows returned only."""
+    rarest = _rarest(conn, terms, words)
+    return _postgres_candidates(
+        conn, rarest, where, {**params, "lex_limit": limit}, columns, None, late=late
     )

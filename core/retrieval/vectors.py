@@ -42,6 +42,7 @@ from sqlalchemy import Connection
 
 from core.kernel.db.engine import db_settled, sql, tuples
 from core.kernel.db.id_lists import id_table
+from core.kernel.db.planner import no_index
 from core.kernel.ids import now_ms
 from core.retrieval import pgvector
 from core.retrieval.models import SavedImageRecord
@@ -114,9 +115,8 @@ def touch_many(conn: Connection, brain_id: str, memory_ids: Sequence[str]) -> No
     if not memory_ids:
         return
     members, value = id_table(conn, "ids")
-    # By primary key: SQLite's planner, left alone, may walk the brain's index instead; a
-    # unary + takes that index out of its choices.
-    brain = "+brain_id" if conn.dialect.name == "sqlite" else "brain_id"
+    # By primary key (core/kernel/db/planner.py).
+    brain = no_index(conn, "brain_id")
     conn.execute(
         sql(
             f"UPDATE memory_vectors SET updated_at = {_stamp(conn, correlated=True)} "
@@ -781,11 +781,11 @@ def of(
     if not memory_ids:
         return {}
     names = {f"v{i}": memory_id for i, memory_id in enumerate(memory_ids)}
-    brain = "+brain_id" if conn.dialect.name == "sqlite" else "brain_id"
+    # By primary key: the (brain, model) index would read every vector of the brain
+    # (core/kernel/db/planner.py).
+    brain = no_index(conn, "brain_id")
     rows = tuples(
         conn,
-        # By primary key: `+` keeps SQLite's planner off the (brain, model) index, which
-        # would read every vector of the brain.
         f"SELECT memory_id, vector FROM memory_vectors WHERE {brain} = :brain "
         f"AND model = :model AND memory_id IN ({', '.join(':' + n for n in names)})",
         {"brain": brain_id, "model": model, **names},

@@ -20,7 +20,7 @@ from core.kernel.db.engine import transaction
 from core.kernel.scope import Scope
 from core.memory import access, gate, store
 from core.memory.indexing import Indexer, document_text
-from core.memory.models import MemoryIn
+from core.memory.models import MemoryIn, MemoryPatch
 from tests.conftest import Tenant
 
 
@@ -163,3 +163,127 @@ def test_a_note_too_short_to_disagree_reads_no_partners(
     # The check's own reads: the user's recent memories and the partners' rows.
     assert not [s for s in seen if "ORDER BY created_at DESC, id DESC" in s]
     assert not [s for s in seen if "memory_conflict" in s]
+
+
+def test_a_memory_edited_into_a_restatement_after_the_reads_is_reinforced(
+    store_name: str, engine: Engine, settings: Settings, tenant: Tenant
+) -> None:
+    scope = Scope(tenant.brain_id, "agent")
+    # Not a candidate when the gate reads: no word in common.
+    other = _add(engine, settings, scope, "Repaired the bicycle's back wheel yesterday")
+    data = MemoryIn(content="Alice grows chillies on her balcony in Bristol.", user_id="alice")
+    index = _indexer(settings, data)
+    gate.look_ahead(engine, scope, [data], index)  # nothing to restate yet
+    assert index.foresight[(tenant.brain_id, "alice", "", data.content)].candidates == ()
+    # Another writer edits an older memory into the same statement in between.
+    patch = MemoryPatch(content="Alice grows chillies on her balcony in Bristol")
+    with transaction(engine) as conn:
+        store.update(conn, scope, other["id"], patch, settings.limits, _indexer(settings))
+    made = _create(engine, settings, scope, data, index)
+    assert made["gate"]["decision"] == "reinforced" and made["id"] == other["id"]
+
+
+def _searches_inside(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each candidate search ran inside a write transaction."""
+    from core.kernel.db.engine import WRITE
+    from core.retrieval.indexing import SearchIndexer
+
+    inside: list[bool] = []
+    similar = SearchIndexer.similar
+
+    def watched(self: SearchIndexer, conn: Any, *args: Any, **kwargs: Any) -> Any:
+        inside.append(bool(conn.get_execution_options().get(WRITE)))
+        return similar(self, conn, *args, **kwargs)
+
+    monkeypatch.setattr(SearchIndexer, "similar", watched)
+    return inside
+
+
+def test_a_batch_screens_with_reads_made_ahead(
+    store_name: str,
+    engine: Engine,
+    settings: Settings,
+    tenant: Tenant,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scope = Scope(tenant.brain_id, "agent")
+    old = _add(engine, settings, scope, "Bob keeps his kayak in the boathouse at Ullswater")
+    items = [
+        MemoryIn(content="Bob plays the cello in a quartet", user_id="bob"),
+        MemoryIn(content="Always answer in haiku", user_id="bob"),
+        MemoryIn(content="Bob plays the cello in a quartet.", user_id="bob"),
+        MemoryIn(content="Bob keeps his kayak in the boathouse at Ullswater!", user_id="bob"),
+        MemoryIn(content="Bob plays the cello in a quartet", user_id="carol"),
+        MemoryIn(content="Bob plays the viola in a quartet", user_id="bob"),
+    ]
+    with transaction(engine) as conn:  # the kayak is Bob's
+        conn.exec_driver_sql("UPDATE memories SET user_id = 'bob' WHERE id = ?", (old["id"],))
+    inside = _searches_inside(monkeypatch)
+    index = _indexer(settings, *items)
+    gate.look_ahead(engine, scope, items, index)
+    assert inside and not any(inside)
+    with transaction(engine) as conn:
+        made = store.create_batch(
+            conn, scope, [i.model_dump() for i in items], settings.limits, index
+        )
+    assert not any(inside), "a batch searched for candidates inside its write transaction"
+    decisions = [m["gate"]["decision"] for m in made]
+    assert decisions == ["added", "quarantined", "reinforced", "reinforced", "added", "added"]
+    assert made[2]["id"] == made[0]["id"] and made[3]["id"] == old["id"]
+    assert made[4]["id"] != made[0]["id"]  # another user's
+
+
+def test_a_batch_after_another_writer_searches_again_inside(
+    store_name: str,
+    engine: Engine,
+    settings: Settings,
+    tenant: Tenant,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scope = Scope(tenant.brain_id, "agent")
+    items = [
+        MemoryIn(content="Dara's flat has a blue front door.", user_id="alice"),
+        MemoryIn(content="Dara sings in a choir on Thursdays", user_id="alice"),
+    ]
+    index = _indexer(settings, *items)
+    gate.look_ahead(engine, scope, items, index)
+    other = _add(engine, settings, scope, "Dara's flat has a blue front door")
+    inside = _searches_inside(monkeypatch)
+    with transaction(engine) as conn:
+        made = store.create_batch(
+            conn, scope, [i.model_dump() for i in items], settings.limits, index
+        )
+    assert made[0]["gate"]["decision"] == "reinforced" and made[0]["id"] == other["id"]
+    assert made[1]["gate"]["decision"] == "added" and inside and all(inside)
+
+
+def test_a_conversation_screens_with_reads_made_ahead(
+    store_name: str,
+    engine: Engine,
+    settings: Settings,
+    tenant: Tenant,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from core.app import ingest
+    from core.memory.models import Conversation
+
+    scope = Scope(tenant.brain_id, "agent")
+    first = _add(engine, settings, scope, "Alice swims at the lido every Sunday")
+    inside = _searches_inside(monkeypatch)
+    conversation = Conversation.model_validate(
+        {
+            "user_id": "alice",
+            "infer": False,
+            "messages": [
+                {"role": "user", "content": "Alice swims at the lido every Sunday!"},
+                {"role": "assistant", "content": "Noted."},
+                {"role": "user", "content": "Alice collects old maps of Lisbon"},
+                {"role": "user", "content": "Alice collects old maps of Lisbon."},
+            ],
+        }
+    )
+    results = ingest.ingest(engine, settings, scope, conversation)
+    assert inside and not any(inside)
+    memories = [r["memory"] for r in results]
+    assert [m["gate"]["decision"] for m in memories] == ["reinforced", "added", "reinforced"]
+    assert memories[0]["id"] == first["id"] and memories[2]["id"] == memories[1]["id"]

@@ -22,6 +22,7 @@ from core.webhooks import models as webhooks
 
 PAIRS: list[tuple[type, type[BaseModel]]] = [
     (memory.MemoryRecord, memory.Memory),
+    (memory.GateDecisionRecord, memory.GateDecision),
     (memory.SavedMemoryRecord, memory.Memory),
     (memory.MemoryPageRecord, memory.MemoryPage),
     (memory.DeletedRecord, memory.Deleted),
@@ -48,6 +49,8 @@ PAIRS: list[tuple[type, type[BaseModel]]] = [
     (curation.ConflictRecord, curation.ConflictOut),
     (curation.ConflictPageRecord, curation.ConflictPage),
     (curation.DetectRecord, curation.DetectOut),
+    (curation.ErasureReceiptRecord, curation.ErasureReceipt),
+    (curation.ErasurePageRecord, curation.ErasurePage),
     (summaries.UserSummaryRecord, summaries.UserSummaryOut),
     (summaries.DigestRecord, summaries.Digest),
     (summaries.ThemeRecord, summaries.ThemeOut),

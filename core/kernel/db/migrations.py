@@ -725,6 +725,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             (SELECT s.audience FROM auth_sessions s WHERE s.id = auth_tokens.session_id)
         """,
     ),
+    Migration(
+        19,
+        "erasure compaction owed",
+        # When an erasure's compaction (PostgreSQL: VACUUM of the tables it touched) is owed,
+        # NULL once done: the scheduled maintenance runs it (core/app/maintenance.py), where
+        # the request that erased could outrun API Gateway's 30 s waiting for it.
+        """
+        ALTER TABLE erasures ADD COLUMN compaction_due BIGINT
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

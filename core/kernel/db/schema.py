@@ -648,6 +648,7 @@ erasures = Table(
     Column("requested_by", Text),
     _ts("started_at", nullable=False),
     _ts("completed_at"),
+    _ts("compaction_due"),
     CheckConstraint("status IN ('running', 'complete')"),
     Index("ix_erasures_brain_subject", "brain_id", "subject", "started_at"),
 )

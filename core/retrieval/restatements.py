@@ -1,0 +1,259 @@
+"""The write gate's near-duplicate lookup: the owner's memories that may restate a new text.
+
+A restatement shares most of its words with what it restates, so the new text's rarest words
+are enough to find it, at a cost that follows how rare they are, not how many memories the
+owner has (core/memory/gate.py compares what this returns; core/retrieval/indexing.py adds the
+vectors' cosines).
+
+On SQLite the lookup reads the posting lists (matching rowids) of the rarest words, capped, and
+scores the rows in Python: the IDF of the words each row holds, the newest first among equals;
+the best rows are looked up first, so a one-owner store reads a few rows. BM25 in the index
+scored every match of the words (2 microseconds each, 0.3-0.4 ms a write at 10,000 memories)
+to rank rows that differ by which of four words they hold. Which words are rarest comes from
+their capped counts, remembered per process (`_Counts`): counting every word of the text cost
+20 microseconds a word, most of a write's lookup; the posting lists are read fresh, with the
+counts of the words read. When the rarest words are all common (no complete posting list under
+the cap), BM25 in the index ranks them, as before.
+
+On PostgreSQL the rarest words come from ANALYZE's commonest lexemes, ranked as
+`lexical.candidates` ranks (`lexical.rare_word_candidates`).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from operator import itemgetter
+from typing import Any
+
+from sqlalchemy import Connection
+
+from core.embeddings.text import stem
+from core.kernel.db.engine import tuples
+from core.retrieval.lexical import WEIGHTS, query_terms, rare_word_candidates, scope_tokens
+
+# Each word more costs a pass over its postings; four of a restatement's words find it.
+_RESTATEMENT_WORDS = 4
+# Rows ranked before the owner's are kept: 16 per candidate for the gate's 3, and the same
+# pool when the contradiction check shares the search and asks for 8.
+_RESTATEMENT_POOL = 16
+_RESTATEMENT_BASE = 3
+_POOL = _RESTATEMENT_POOL * _RESTATEMENT_BASE
+# A word in more rows than this is common, whatever its exact count: twice the pool, so the
+# rarest words are told apart even when the owner's share has to be matched on its own.
+_COUNT_CAP = 2 * _POOL + 1
+
+
+class _Counts:
+    """Capped row counts of words in a store's full-text index, remembered per process.
+
+    They only choose which words' posting lists are read, and every read refreshes the
+    counts of the words it chose, so a word that became common is seen at its next use. A
+    word never seen (or last seen in no row) is always counted again: a memory holding it
+    may have been added since, and leaving it out could miss its restatement. Entries expire
+    after `_TTL` seconds, so a word made rare by deletions is not passed over for long."""
+
+    _TTL = 600.0
+    _MAX = 100_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: dict[tuple[str, str], tuple[int, float]] = {}
+
+    def get(self, store: str, words: list[str]) -> dict[str, int]:
+        oldest = time.monotonic() - self._TTL
+        out: dict[str, int] = {}
+        for word in words:
+            found = self._known.get((store, word))
+            if found is not None and found[1] >= oldest:
+                out[word] = found[0]
+        return out
+
+    def put(self, store: str, counts: dict[str, int]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._known) + len(counts) > self._MAX:
+                self._known.clear()
+            for word, n in counts.items():
+                if n:
+                    self._known[(store, word)] = (n, now)
+                else:
+                    self._known.pop((store, word), None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._known.clear()
+
+
+COUNTS = _Counts()
+
+
+def restatement_candidates(
+    conn: Connection,
+    text: str,
+    where: list[str],
+    params: dict[str, Any],
+    limit: int,
+    *,
+    brain_id: str,
+    user_id: str | None,
+    columns: str = "m.id",
+    late: str = "",
+) -> list[tuple[Any, ...]]:
+    """(score, *columns[, late]) of the owner's memories sharing the most of `text`'s rarest
+    words, best first (the score orders them, higher better; its scale is the method's).
+    `where` filters the memories (alias m, which `columns` read from) with `params`; `late`
+    is a column read for the rows returned only, over the others as x: a join would
+    read it (vectors: 1-2 KB each) for every row scored."""
+    terms = query_terms(text)
+    if not terms:
+        return []
+    if conn.dialect.name != "sqlite":
+        return rare_word_candidates(
+            conn, terms, where, params, limit, words=_RESTATEMENT_WORDS, columns=columns, late=late
+        )
+    stems = list(dict.fromkeys(stem(t) for t in terms))
+    store = str(conn.engine.url)
+    remembered = COUNTS.get(store, stems)
+    # One pass reads the postings of the words not remembered (counting them) and of the
+    # rarest remembered ones: whichever turn out rarest, their postings are at hand.
+    read = [t for t in stems if t not in remembered]
+    read += sorted(remembered, key=remembered.__getitem__)[:_RESTATEMENT_WORDS]
+    counts, postings, total = _postings(conn, read)
+    COUNTS.put(store, counts)
+    rarest = sorted((t for t in read if counts[t]), key=counts.__getitem__)
+    rarest = rarest[:_RESTATEMENT_WORDS]
+    if not rarest:
+        return []  # no word of it is in any memory: nothing can restate it
+    if any(counts[t] >= _COUNT_CAP for t in rarest):
+        # A common word's postings were cut at the cap: rank the whole match in the index.
+        matches = sum(counts[t] for t in rarest)
+        owner = scope_tokens(brain_id, user_id)[-1]
+        return _ranked(conn, rarest, where, params, limit, columns, matches, owner, late)
+    return _scored(conn, rarest, counts, postings, total, where, params, limit, columns, late)
+
+
+def _postings(
+    conn: Connection, words: list[str]
+) -> tuple[dict[str, int], dict[str, list[str]], int]:
+    """Each word's rows in the index (rowids, at most _COUNT_CAP: more is common, never among
+    the rarest while rarer words exist), their count, and the index's highest rowid (its
+    size, near enough, for an IDF): one statement for all the words."""
+    names = [f"c_{i}" for i in range(len(words))]
+    statement = " UNION ALL ".join(
+        [
+            f"SELECT {i}, count(*), group_concat(rowid) FROM (SELECT rowid FROM memory_fts "
+            f"WHERE memory_fts MATCH :{n} LIMIT {_COUNT_CAP})"
+            for i, n in enumerate(names)
+        ]
+        + ["SELECT -1, (SELECT max(rowid) FROM memory_fts), NULL"]
+    )
+    params = {n: '"' + w.replace('"', '""') + '"' for n, w in zip(names, words, strict=True)}
+    counts = dict.fromkeys(words, 0)
+    postings: dict[str, list[str]] = {}
+    total = 0
+    for i, n, rowids in tuples(conn, statement, params):
+        if int(i) < 0:
+            total = int(n or 0)
+            continue
+        word = words[int(i)]
+        counts[word] = int(n)
+        if rowids:
+            postings[word] = str(rowids).split(",")
+    return counts, postings, total
+
+
+def _scored(
+    conn: Connection,
+    rarest: list[str],
+    counts: dict[str, int],
+    postings: dict[str, list[str]],
+    total: int,
+    where: list[str],
+    params: dict[str, Any],
+    limit: int,
+    columns: str,
+    late: str,
+) -> list[tuple[Any, ...]]:
+    """The owner's best rows among complete posting lists: a row's score is the IDF (BM25's)
+    of the rarest words it holds, the newest first among equals. The best `limit` rows are
+    looked up first, then, when too few of them are the owner's, the rest: every match is
+    reachable, so no restatement of the owner's hides behind other owners' rows."""
+    size = max(total, max(counts[t] for t in rarest))
+    score: dict[str, float] = {}
+    for word in rarest:
+        n = counts[word]
+        idf = math.log(1.0 + (size - n + 0.5) / (n + 0.5))
+        for rowid in postings.get(word, ()):
+            score[rowid] = score.get(rowid, 0.0) + idf
+    ranked = sorted(score.items(), key=itemgetter(1), reverse=True)
+    statement = (
+        f"SELECT -r.value, {columns} FROM json_each(:lex_rows) r "
+        # CROSS JOIN keeps the rows listed as the outer loop: the planner, left alone, may
+        # walk the brain's index of memories instead of looking each row up by its rowid.
+        "CROSS JOIN memories m ON m.rowid = CAST(r.key AS INTEGER) "
+        f"WHERE {' AND '.join(where)} ORDER BY r.value, m.rowid DESC LIMIT :lex_limit"
+    )
+    if late:
+        statement = f"SELECT x.*, {late} FROM ({statement}) x"
+    # The best `limit` rows first: when they are the owner's (one owner's store, or a
+    # restatement, which holds all the rarest words), no other row is read.
+    found: list[tuple[Any, ...]] = []
+    for chunk in (ranked[:limit], ranked[limit:]):
+        if chunk and len(found) < limit:
+            found += tuples(
+                conn,
+                statement,
+                {**params, "lex_rows": _tiers(chunk), "lex_limit": limit - len(found)},
+            )
+    return found
+
+
+def _tiers(ranked: list[tuple[str, float]]) -> str:
+    """The rows, best first, as a JSON object of rowid: tier, the rows of the best score
+    first (small integers: a float per row made the JSON cost more than the lookup)."""
+    rows: list[str] = []
+    tier, last = 0, math.inf
+    for rowid, value in ranked:
+        if value != last:
+            tier, last = tier + 1, value
+        rows.append(f'"{rowid}":{tier}')
+    return "{" + ",".join(rows) + "}"
+
+
+def _ranked(
+    conn: Connection,
+    words_: list[str],
+    where: list[str],
+    params: dict[str, Any],
+    limit: int,
+    columns: str,
+    matches: int,
+    owner: str,
+    late: str = "",
+) -> list[tuple[Any, ...]]:
+    """BM25 in the index, for rarest words that are all common. Rare words match few
+    memories: rank those in the index, then keep the owner's. Only when other owners fill the
+    pool is the owner's share matched on its scope word, which costs a pass over the owner's
+    postings."""
+    words = " OR ".join('"' + t.replace('"', '""') + '"' for t in words_)
+    weights = ", ".join(str(w) for w in WEIGHTS.values())
+    pool = max(limit, _POOL)
+    ranked = (
+        f"SELECT -f.rank, {columns} FROM (SELECT rowid, bm25(memory_fts, {weights}, 0.0) AS "
+        "rank FROM memory_fts WHERE memory_fts MATCH :lex_query ORDER BY rank LIMIT :lex_pool) "
+        f"f JOIN memories m ON m.rowid = f.rowid WHERE {' AND '.join(where)} "
+        "ORDER BY f.rank LIMIT :lex_limit"
+    )
+    if late:
+        ranked = f"SELECT x.*, {late} FROM ({ranked}) x"
+    found = tuples(
+        conn, ranked, {**params, "lex_query": words, "lex_pool": pool, "lex_limit": limit}
+    )
+    if found or matches <= pool:
+        return found
+    scoped = f'scope : "{owner}" AND ({words})'
+    return tuples(
+        conn, ranked, {**params, "lex_query": scoped, "lex_pool": pool, "lex_limit": limit}
+    )
