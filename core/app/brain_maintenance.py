@@ -118,10 +118,10 @@ def _vectors(engine: Engine, scope: Scope, app: Settings, dry_run: bool) -> Any:
     embedder = get_embedder(app.embedder)
     started = time.perf_counter()
     stored = 0
-    while not dry_run and time.perf_counter() - started < _REINDEX_SECONDS:
+    while True:
         with transaction(engine, write=False) as conn:
             batch = reindex.pending(conn, scope, embedder.name, _REINDEX_BATCH)
-        if not batch:
+        if not batch or dry_run or time.perf_counter() - started > _REINDEX_SECONDS:
             break
         try:
             embedded = embedder.embed([text for _, text in batch])
@@ -135,9 +135,8 @@ def _vectors(engine: Engine, scope: Scope, app: Settings, dry_run: bool) -> Any:
         stored += added
         if not added:
             break
-    with transaction(engine, write=False) as conn:
-        left = reindex.remaining(conn, scope, embedder.name)
-    return {"count": stored, "model": embedder.name, "remaining": left}
+    # `pending`: memories are left for the next run (or POST /v1/reindex).
+    return {"count": stored, "model": embedder.name, "pending": bool(batch)}
 
 
 def _vector_images(engine: Engine, scope: Scope, app: Settings, dry_run: bool) -> Any:

@@ -53,7 +53,7 @@ def test_a_new_model_gets_its_vectors_from_maintenance(
     dry = maintain_brain(
         engine, tenant.brain_id, moved.maintenance, tasks=("vectors",), app=moved, dry_run=True
     )
-    assert dry["vectors"]["count"] == 0 and dry["vectors"]["remaining"] == 5
+    assert dry["vectors"]["count"] == 0 and dry["vectors"]["pending"]
     assert _vectors_of(engine, tenant.brain_id, new) == 0
 
     # Two memories a batch: the run loops until the brain has no memory left without one.
@@ -65,7 +65,7 @@ def test_a_new_model_gets_its_vectors_from_maintenance(
     finally:
         setattr(brain_maintenance, "_REINDEX_BATCH", 64)  # noqa: B010
     assert run["vectors"] == {
-        "count": 5, "model": new, "remaining": 0, "duration_ms": run["vectors"]["duration_ms"]
+        "count": 5, "model": new, "pending": False, "duration_ms": run["vectors"]["duration_ms"]
     }  # fmt: skip
     assert _vectors_of(engine, tenant.brain_id, new) == 5
     assert _vectors_of(engine, tenant.brain_id, old) == 0  # a memory keeps one vector
@@ -77,4 +77,4 @@ def test_a_new_model_gets_its_vectors_from_maintenance(
     again = maintain_brain(
         engine, tenant.brain_id, moved.maintenance, tasks=("vectors",), app=moved
     )
-    assert again["vectors"]["count"] == 0 and again["vectors"]["remaining"] == 0
+    assert again["vectors"]["count"] == 0 and not again["vectors"]["pending"]
