@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from sqlalchemy import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
@@ -56,7 +57,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def cmd_serve(args: argparse.Namespace, *, wrap: Callable[[Any], Any] | None = None) -> int:
+    """`wrap`, if given, wraps the ASGI app uvicorn runs (the test suite's reply checker,
+    tests/checked_serve.py); the app and its settings are the command's own."""
     import uvicorn
 
     from core.webhooks.drainer import BackgroundDrainer
@@ -69,7 +72,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     drainer = BackgroundDrainer(services.ready_engine, services.settings.webhooks)
     drainer.start()
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        served = app if wrap is None else wrap(app)
+        uvicorn.run(served, host=args.host, port=args.port, log_level="warning")
     finally:
         drainer.stop()
     return 0

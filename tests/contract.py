@@ -15,14 +15,13 @@ tests/conftest.py installs it for the whole session; a test that sends what no r
 would and checks something else (a fuzzer, a test of the checker itself) opts out with
 `@pytest.mark.unchecked_replies("why")`.
 
-Replies from a `mnemo serve` subprocess (tests/serve.py registers each server's origin with
-`serving`) reach the e2e tests through real HTTP clients: httpx, and httpx2 under the MCP SDK,
-authlib and mnemo_client. They are checked where those clients' network transports hand a
-reply back, against the same routes (the subprocess runs this checkout). A JSON reply is read
-there and handed on as a buffered copy; a stream (an event stream, an export) is left unread
-and held to its status and media type. Such a client may send from a task of its own that
-swallows an exception (the MCP SDK does), so a violation there does not raise at the call:
-it is kept, and the test fails at its end naming every one.
+A `mnemo serve` subprocess (tests/serve.py) checks its own replies, whoever its client is
+(httpx, the MCP SDK, authlib, a headless browser, a Node client): tests/checked_serve.py runs
+the command with this checker around the app and appends each violation to a file; `serving`
+registers that file, and the test during which a violation was written fails at its end naming
+every one (a client may send from a task of its own that swallows an exception, as the MCP SDK
+does, so failing at the call would not reach the test). What is written after the last test
+fails the fixture that stops the server.
 
 To list every mismatch of a run at once instead of failing at the first, set
 MNEMO_CONTRACT_SURVEY to a file path: each violation is appended to it as one line.
@@ -32,13 +31,13 @@ from __future__ import annotations
 
 import base64
 import functools
-import importlib
 import inspect
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -262,8 +261,36 @@ def contract() -> Contract:
 
 # Whether replies are checked now; the session fixture turns it on, a marked test off.
 _state = {"on": False}
-# Violations in replies of a served app, kept until the `checking` block around the test ends.
-_served_violations: list[str] = []
+# The violation files of the `mnemo serve` processes up now, with how far each has been read.
+_served: dict[Path, int] = {}
+
+
+def _served_violations() -> list[str]:
+    """What the served processes have written since the last look (whole lines only)."""
+    found: list[str] = []
+    for log, offset in _served.items():
+        with suppress(FileNotFoundError), log.open("rb") as f:
+            f.seek(offset)
+            data = f.read()
+            end = data.rfind(b"\n") + 1
+            _served[log] = offset + end
+            found += [json.loads(line)["violation"] for line in data[:end].splitlines()]
+    return found
+
+
+def _report_served(found: list[str]) -> None:
+    __tracebackhide__ = True
+    if not found:
+        return
+    survey = os.environ.get("MNEMO_CONTRACT_SURVEY")
+    if survey:
+        with open(survey, "a") as out:
+            out.writelines(violation.split("\n")[0] + "\n" for violation in found)
+        return
+    raise ContractViolation(
+        f"{len(found)} repl{'y' if len(found) == 1 else 'ies'} of `mnemo serve` not what "
+        "/openapi.json documents:\n" + "\n".join(found)
+    )
 
 
 @contextmanager
@@ -274,32 +301,22 @@ def checking(on: bool) -> Iterator[None]:
         yield
     finally:
         _state["on"] = before
-        found = list(_served_violations)
-        _served_violations.clear()
-    if found:
-        raise ContractViolation(
-            f"{len(found)} repl{'y' if len(found) == 1 else 'ies'} of `mnemo serve` not what "
-            "/openapi.json documents:\n" + "\n".join(found)
-        )
-
-
-# Origins (scheme://host:port) of the `mnemo serve` processes up now.
-_served: set[str] = set()
-
-
-def _origin(url: Any) -> str:
-    return f"{url.scheme}://{url.host}:{url.port}"
+        found = _served_violations()
+    if on:
+        _report_served(found)
 
 
 @contextmanager
-def serving(base: str) -> Iterator[None]:
-    """Replies from this base URL (a `mnemo serve` subprocess) are checked while open."""
-    origin = _origin(httpx.URL(base))
-    _served.add(origin)
+def serving(log: Path) -> Iterator[None]:
+    """The `mnemo serve` writing its violations to `log` (tests/checked_serve.py) is up while
+    open; at the end, what no test has claimed yet fails the block."""
+    _served[log] = 0
     try:
         yield
     finally:
-        _served.discard(origin)
+        found = _served_violations()
+        del _served[log]
+    _report_served(found)
 
 
 def _is_mnemo(app: Any) -> bool:
@@ -381,94 +398,8 @@ def _wrap_asgi_transport(handle: Callable[..., Any]) -> Callable[..., Any]:
     return checked
 
 
-_BUFFERED = ("application/json", "application/problem+json", "")
-
-
-def _served_reply(request: Any) -> bool:
-    """Whether this reply is from a `mnemo serve` up now, while checking is on."""
-    return _state["on"] and _origin(request.url) in _served
-
-
-def _media(response: Any) -> str:
-    return str(response.headers.get("content-type", "")).split(";")[0].strip().lower()
-
-
-def _check_served(request: Any, response: Any, module: Any, raw: bytes | None) -> Any:
-    """Checks the reply; returns it as the client should see it: a copy over the raw bytes
-    read (still encoded as sent), or the response itself when its body was left unread."""
-    __tracebackhide__ = True
-    body = b""
-    if raw is not None:
-        # Decoded (gzip, ...) as the client would: a reply of its own over the same bytes.
-        body = module.Response(
-            response.status_code, headers=response.headers, stream=module.ByteStream(raw)
-        ).read()
-    reply = Reply(request.method, request.url.path, response.status_code, _media(response), body)
-    try:
-        contract().check(reply)
-    except ContractViolation as exc:
-        survey = os.environ.get("MNEMO_CONTRACT_SURVEY")
-        if survey:
-            with open(survey, "a") as out:
-                out.write(str(exc).split("\n")[0] + "\n")
-        else:
-            _served_violations.append(str(exc))
-    if raw is None:
-        return response
-    return module.Response(
-        response.status_code,
-        headers=response.headers,
-        stream=module.ByteStream(raw),
-        extensions=response.extensions,
-    )
-
-
-def _wrap_http_transport(module: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def wrap(handle: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(handle)
-        def checked(self: Any, request: Any) -> Any:
-            response = handle(self, request)
-            if not _served_reply(request):
-                return response
-            raw = None
-            if _media(response) in _BUFFERED:
-                try:
-                    raw = b"".join(response.iter_raw())
-                finally:
-                    response.close()
-            return _check_served(request, response, module, raw)
-
-        return checked
-
-    return wrap
-
-
-def _wrap_async_http_transport(module: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def wrap(handle: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(handle)
-        async def checked(self: Any, request: Any) -> Any:
-            response = await handle(self, request)
-            if not _served_reply(request):
-                return response
-            raw = None
-            if _media(response) in _BUFFERED:
-                try:
-                    raw = b"".join([chunk async for chunk in response.aiter_raw()])
-                finally:
-                    await response.aclose()
-            return _check_served(request, response, module, raw)
-
-        return checked
-
-    return wrap
-
-
-def _network_clients() -> list[Any]:
-    """httpx, and httpx2 (the MCP SDK's fork of it) where it is installed."""
-    modules: list[Any] = [httpx]
-    with suppress(ImportError):
-        modules.append(importlib.import_module("httpx2"))
-    return modules
+# Media types whose replies are read and checked in full; the rest by status and type alone.
+BUFFERED = ("application/json", "application/problem+json", "")
 
 
 # Where each client hands a reply back to the test, and the check wrapped around it.
@@ -476,18 +407,6 @@ _HOOKS: list[tuple[Any, str, Callable[[Any], Any]]] = [
     (Mangum, "__call__", _wrap_mangum),
     (_TestClientTransport, "handle_request", _wrap_test_client),
     (httpx.ASGITransport, "handle_async_request", _wrap_asgi_transport),
-    *(
-        hook
-        for module in _network_clients()
-        for hook in (
-            (module.HTTPTransport, "handle_request", _wrap_http_transport(module)),
-            (
-                module.AsyncHTTPTransport,
-                "handle_async_request",
-                _wrap_async_http_transport(module),
-            ),
-        )
-    ),
 ]
 
 
@@ -506,6 +425,7 @@ def installed() -> Iterator[None]:
 
 __all__ = [
     "ALLOWED",
+    "BUFFERED",
     "Contract",
     "ContractViolation",
     "Reply",

@@ -36,8 +36,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 
@@ -440,9 +440,13 @@ def erased_subjects(conn: Connection, brain_id: str, since: int) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
-def without_users(
-    brain_id: str, subjects: set[str], records: Iterable[dict[str, Any]]
-) -> Iterable[dict[str, Any]]:
+# An export line, as the caller holds it. Lines stay mappings rather than records on purpose
+# (core/transfer/format.py `Line`: JSON from outside, `data` as wide as its table), and this
+# filter only drops some: each line goes out as the very object, and type, it came in as.
+_Line = TypeVar("_Line", bound=Mapping[str, Any])
+
+
+def without_users(brain_id: str, subjects: set[str], records: Iterable[_Line]) -> Iterator[_Line]:
     """Export records less those of the erased subjects: their memories, the history and links
     of those memories, their user records. Memories come first in the format, so one pass
     learns which ids to drop."""

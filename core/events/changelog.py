@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from core.events import outbox
+from core.events.models import ChangelogEntryRecord
 from core.kernel import cursor as cursors
 from core.kernel.db.engine import sql
 from core.kernel.ids import iso, new_id, now_ms
@@ -98,7 +99,7 @@ def feed(
     event_type: str | None,
     cursor: str | None,
     limit: int,
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[ChangelogEntryRecord], str | None]:
     """Oldest first from `since`, so a consumer can follow the feed with next_cursor."""
     return _page(
         conn, scope, since=since, event_type=event_type, cursor=cursor, limit=limit, newest=False
@@ -112,7 +113,7 @@ def latest(
     event_type: str | None,
     cursor: str | None,
     limit: int,
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[ChangelogEntryRecord], str | None]:
     """Newest first, for people reading what happened lately (the console); `feed` is the
     oldest-first form that consumers follow."""
     return _page(
@@ -129,7 +130,7 @@ def _page(
     cursor: str | None,
     limit: int,
     newest: bool,
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[ChangelogEntryRecord], str | None]:
     params: dict[str, Any] = {"limit": limit + 1}
     where = [scope.where(params)]
     if since is not None:
@@ -153,11 +154,17 @@ def _page(
         limit,
     )
     entries = [
-        {
-            **row._mapping,
-            "payload": json.loads(row.payload),
-            "created_at": iso(row.created_at),
-        }
+        ChangelogEntryRecord(
+            id=row.id,
+            event_type=row.event_type,
+            entity_type=row.entity_type,
+            entity_id=row.entity_id,
+            user_id=row.user_id,
+            actor_id=row.actor_id,
+            summary=row.summary,
+            payload=json.loads(row.payload),
+            created_at=iso(row.created_at),
+        )
         for row in rows
     ]
     return entries, next_cursor

@@ -1,5 +1,6 @@
 """Typed records of the events package: what it returns, field for field the reply models that
-document them (`HistoryEntry` in core/memory/models.py, which sits above this package)."""
+document them (`HistoryEntry` and `ChangelogEntry` in core/memory/models.py, which sits above
+this package)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,17 @@ class HistoryEntryRecord(TypedDict):
     is_deleted: bool
     created_at: str
     updated_at: str | None
+
+
+class ChangelogEntryRecord(TypedDict):
+    id: str
+    event_type: str
+    entity_type: str
+    entity_id: str
+    user_id: str | None
+    actor_id: str | None
+    summary: str
+    # The change's own facts (the memory's preview, the fields changed, ...): each event type
+    # names its own keys.
+    payload: dict[str, Any]
+    created_at: str

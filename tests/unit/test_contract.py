@@ -3,19 +3,20 @@ field, a status or an error the document does not name, and a route it does not 
 
 from __future__ import annotations
 
-import asyncio
-import gzip
-import http.server
 import json
-import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.testclient import TestClient
 
 from tests import contract as contracts
+from tests.checked_serve import CheckedReplies
 from tests.contract import ContractViolation, Reply, contract
 
 MEMORY = {
@@ -114,62 +115,58 @@ def test_a_route_the_document_leaves_out_fails_unless_allowed(
     checker.check(_reply("GET", "/console/brains", 200, b"<html></html>", "text/html"))
 
 
-class _Canned(http.server.BaseHTTPRequestHandler):
-    """A stand-in for `mnemo serve` that answers every GET with the canned reply."""
+def _stand_in(body: bytes, media: str = "application/json") -> Starlette:
+    """A stand-in for Mnemo's app answering every GET /v1/memories/{id} with `body`; not
+    Mnemo's, so the in-process hooks leave its replies to the middleware under test."""
 
-    reply: tuple[int, bytes, dict[str, str]] = (200, b"{}", {})
+    async def reply(request: Request) -> Response:
+        return Response(body, media_type=media)
 
-    def do_GET(self) -> None:
-        status, body, headers = self.reply
-        self.send_response(status)
-        for name, value in {"content-length": str(len(body)), **headers}.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
+    async def stream(request: Request) -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b'{"n": 1}\n'
+            yield b"not JSON: a stream is not read\n"
 
-    def log_message(self, *args: Any) -> None:
-        pass
+        return StreamingResponse(chunks(), media_type=media)
 
-
-@pytest.fixture
-def canned() -> Iterator[tuple[str, type[_Canned]]]:
-    handler = type("Handler", (_Canned,), {})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    finally:
-        server.shutdown()
-        server.server_close()
+    return Starlette(
+        routes=[
+            Route("/v1/memories/{id}", reply, methods=["GET"]),
+            Route("/v1/export", stream, methods=["GET"]),
+        ]
+    )
 
 
 @pytest.mark.unchecked_replies("turns checking on and off itself, to see it catch a served reply")
-def test_a_served_reply_is_checked_when_the_test_ends(
-    canned: tuple[str, type[_Canned]],
-) -> None:
-    base, handler = canned
+def test_a_served_reply_is_checked_in_the_server_and_fails_the_test(tmp_path: Path) -> None:
+    log = tmp_path / "violations.jsonl"
     wrong = json.dumps({**MEMORY, "l_weight": 1.0}).encode()
-    handler.reply = (
-        200,
-        gzip.compress(wrong),
-        {"content-type": "application/json", "content-encoding": "gzip"},
-    )
-    # Not a served origin: not checked.
-    with contracts.checking(True):
-        assert httpx.get(f"{base}/v1/memories/m1").json()["l_weight"] == 1.0
-    with contracts.serving(base):
-        # The client still gets the reply, decoded as sent; the test fails at its end.
+    with contracts.serving(log):
+        served = TestClient(CheckedReplies(_stand_in(wrong), log))
+        # The client still gets the reply as sent; the test fails at its end.
         caught = pytest.raises(ContractViolation, match=r"(?s)1 reply of `mnemo serve`.*'l_weight'")
         with caught, contracts.checking(True):
-            assert httpx.get(f"{base}/v1/memories/m1").json()["l_weight"] == 1.0
-        handler.reply = (200, json.dumps(MEMORY).encode(), {"content-type": "application/json"})
-
-        async def fetch() -> Any:
-            async with httpx.AsyncClient() as client:
-                return (await client.get(f"{base}/v1/memories/m1")).json()
-
+            assert served.get("/v1/memories/m1").json()["l_weight"] == 1.0
+        right = TestClient(CheckedReplies(_stand_in(json.dumps(MEMORY).encode()), log))
         with contracts.checking(True):
-            # On the thread's own loop (Mangum's): asyncio.run would leave it unclosed.
-            loop = asyncio.get_event_loop_policy().get_event_loop()
-            assert loop.run_until_complete(fetch())["content"] == "hello"
+            assert right.get("/v1/memories/m1").json()["content"] == "hello"
+        # A test that opted out claims what its requests caused.
+        with contracts.checking(False):
+            served.get("/v1/memories/m1")
+    # Left unclaimed until the server stops: the block around it fails.
+    log = tmp_path / "unclaimed.jsonl"
+    with pytest.raises(ContractViolation, match="1 reply"), contracts.serving(log):
+        TestClient(CheckedReplies(_stand_in(wrong), log)).get("/v1/memories/m1")
+
+
+@pytest.mark.unchecked_replies("checks the checker's log itself")
+def test_a_stream_is_held_to_its_media_type_and_passed_on_unread(tmp_path: Path) -> None:
+    log = tmp_path / "violations.jsonl"
+    stream = _stand_in(b"", "application/x-ndjson")
+    with TestClient(CheckedReplies(stream, log)).stream("GET", "/v1/export") as reply:
+        assert list(reply.iter_lines()) == ['{"n": 1}', "not JSON: a stream is not read"]
+    assert not log.exists()
+    html = _stand_in(b"<p>hi</p>", "text/html")
+    assert TestClient(CheckedReplies(html, log)).get("/v1/memories/m1").text == "<p>hi</p>"
+    (line,) = log.read_text().splitlines()
+    assert "text/html is not documented" in json.loads(line)["violation"]

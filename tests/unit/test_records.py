@@ -108,6 +108,7 @@ PAIRS: list[tuple[type, type[BaseModel]]] = [
     (graph.SuggestionRecord, graph.Suggestion),
     (graph.SuggestionPageRecord, graph.SuggestionPage),
     (events.HistoryEntryRecord, memory.HistoryEntry),
+    (events.ChangelogEntryRecord, memory.ChangelogEntry),
     (memory.NewConflictRecord, memory.NewConflict),
 ]
 
