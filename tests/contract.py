@@ -361,14 +361,22 @@ def _check(reply: Reply) -> None:
             out.write(str(exc).split("\n")[0] + "\n")
 
 
+def check_lambda(event: Any, result: Any) -> None:
+    """Check what a Lambda handler answered to an HTTP event (other events pass): for handlers
+    run where Mangum cannot be wrapped, such as the deploy rehearsal's function processes."""
+    __tracebackhide__ = True
+    if _state["on"] and isinstance(event, dict) and isinstance(result, dict):
+        reply = _lambda_reply(event, result)
+        if reply is not None:
+            _check(reply)
+
+
 def _wrap_mangum(call: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(call)
     def checked(self: Mangum, event: Any, context: Any) -> Any:
         result = call(self, event, context)
-        if _state["on"] and isinstance(event, dict) and _is_mnemo(self.app):
-            reply = _lambda_reply(event, result)
-            if reply is not None:
-                _check(reply)
+        if _is_mnemo(self.app):
+            check_lambda(event, result)
         return result
 
     return checked

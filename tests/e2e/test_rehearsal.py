@@ -37,6 +37,7 @@ from sqlalchemy import create_engine, text
 
 from core.webhooks.signing import verify
 from scripts import package
+from tests import contract
 from tests.api.test_extraction import CHAT, StubLLM, recorded
 from tests.e2e.test_package import HAVE_MODEL
 from tests.e2e.test_template import functions, load_template, packaged, resolve, sam_transform
@@ -134,6 +135,7 @@ class Function:
     def invoke(self, event: dict[str, Any]) -> Any:
         reply = self.send({"event": event})
         assert "error" not in reply, (reply, self.log.read_text()[-3000:])
+        contract.check_lambda(event, reply["result"])
         return reply["result"]
 
     def http(
