@@ -16,12 +16,15 @@ from core.kernel.config import Settings, get_settings
 from core.kernel.db.engine import is_sqlite, transaction
 from core.kernel.ids import new_id, now_ms
 from core.memory import access
+from core.retrieval import lexical
 from core.webhooks import sweep as webhook_sweep
 
 # Of the MaintenanceFunction's 300 s: what user summaries may take before the run moves on
 # (the users left over are picked up by the next run).
 _SUMMARY_SECONDS = 120.0
 _WEBHOOK_SECONDS = 60.0
+# Merging the full-text index: 10,000 memories' index merges in well under this.
+_MERGE_SECONDS = 30.0
 
 
 def run(
@@ -62,6 +65,9 @@ def run(
     # here, not in DELETE /v1/users, which it could make outlast API Gateway's 30 s).
     tasks["erasure_compaction"] = erasure.compact_owed(engine)
     if is_sqlite(engine):
+        # The full-text index's segments merged, which every add's gate lookup reads.
+        steps, merged = lexical.merge_index(engine, budget_seconds=_MERGE_SECONDS)
+        tasks["fulltext_merge"] = {"steps": steps, "done": merged}
         # Keep the WAL file from growing without bound between quiet periods.
         with engine.connect() as conn:
             busy, log_frames, checkpointed = conn.exec_driver_sql(

@@ -107,6 +107,14 @@ class WalCheckpointRecord(TypedDict):
     done: int
 
 
+class IndexMergeRecord(TypedDict):
+    """Maintenance's `fulltext_merge` (SQLite): merge steps run, and whether the full-text
+    index is down to one segment (False: the budget ran out, the next run goes on)."""
+
+    steps: int
+    done: bool
+
+
 class CompactionRunRecord(TypedDict):
     """Maintenance's `erasure_compaction`: how many owed receipts one compaction settled, and
     whether it was complete (1) or left rows to autovacuum (0)."""
@@ -117,7 +125,8 @@ class CompactionRunRecord(TypedDict):
 
 class MaintenanceRecord(TypedDict, total=False):
     """A maintenance run's report, as its `stats` row keeps it. A scheduled run has every
-    key (wal_checkpoint on SQLite only); a run for one brain or a dry run only `hygiene`."""
+    key (fulltext_merge and wal_checkpoint on SQLite only); a run for one brain or a dry run
+    only `hygiene`."""
 
     user_summaries: RefreshRecord
     expired_sessions_purged: int
@@ -125,5 +134,6 @@ class MaintenanceRecord(TypedDict, total=False):
     webhooks: SweepRecord
     erasure_compaction: CompactionRunRecord
     hygiene: HygieneRecord | OneBrainRecord
+    fulltext_merge: IndexMergeRecord
     wal_checkpoint: WalCheckpointRecord
     duration_ms: float

@@ -290,6 +290,9 @@ def _create_sqlite(url: str, *, busy_timeout_ms: int, on_lambda: bool) -> Engine
         # a few thousand index entries, and the calls were a sixth of its SQL time (measured on
         # the 10,000-memory search bench). A mapping is address space, not memory.
         cursor.execute(f"PRAGMA mmap_size = {_MMAP_BYTES}")
+        # The page cache stays SQLite's 2 MB: pages of the file come through the map, not
+        # the cache, and 32 MB left adds at 10,000 memories no faster while a process's peak
+        # memory grew by 26 MB per connection (docs/benchmarks.md, write gate).
         cursor.close()
 
     @event.listens_for(engine, "begin")
