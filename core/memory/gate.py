@@ -648,8 +648,7 @@ def _reinforce(
         {"after": after, "now": now, "brain": scope.brain_id, "id": row.id},
     )
     change = {"from": before, "to": after}
-    history.record(
-        conn,
+    entry = history.entry(
         scope,
         memory_id=row.id,
         user_id=row.user_id,
@@ -676,6 +675,7 @@ def _reinforce(
         actor_id=data.actor_id,
         payload={"importance": change, "gate": "near_duplicate", "similarity": sims},
         at=now,
+        history=entry,
     )
     return change
 

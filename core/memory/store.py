@@ -305,8 +305,7 @@ def create(
     detail = None
     if old is not None:
         detail = {"superseded_by": old.id} if earlier else {"supersedes": old.id}
-    history.record(
-        conn,
+    added = history.entry(
         scope,
         memory_id=memory_id,
         user_id=user,
@@ -329,6 +328,7 @@ def create(
         actor_id=data.actor_id,
         payload={"type": data.type, "key": data.key, "tags": data.tags},
         at=now,
+        history=added,
     )
     memory = to_dict(created)
     reply = cast(
@@ -692,8 +692,7 @@ def update(
         )
     changed = sorted(changes)
     new_content = changes.get("content", row.content)
-    history.record(
-        conn,
+    entry = history.entry(
         scope,
         memory_id=memory_id,
         user_id=row.user_id,
@@ -716,6 +715,7 @@ def update(
         actor_id=patch.actor_id,
         payload={"changed": changed},
         at=now,
+        history=entry,
     )
     return to_dict(updated)
 
