@@ -12,6 +12,46 @@ from core.kernel.db.engine import sql
 from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
 
+# The row's parameters are prefixed (h_): changelog.record writes it in the changelog row's
+# statement on PostgreSQL, where the two share one set of parameters.
+INSERT = (
+    "INSERT INTO memory_history (id, brain_id, memory_id, user_id, event, old_memory, "
+    "new_memory, detail, actor_id, role, is_deleted, created_at) VALUES (:h_id, :brain, "
+    ":h_memory, :h_user, :h_event, :h_old, :h_new, :h_detail, :h_actor, :h_role, :h_deleted, "
+    ":h_at)"
+)
+
+
+def entry(
+    scope: Scope,
+    *,
+    memory_id: str,
+    user_id: str | None,
+    event: Event,
+    old: str | None,
+    new: str | None,
+    actor_id: str | None,
+    role: str | None,
+    detail: dict[str, Any] | None = None,
+    at: int | None = None,
+) -> dict[str, Any]:
+    """One history row as INSERT's parameters: for `record`, or for changelog.record to write
+    with the change's changelog row (one statement where PostgreSQL allows it)."""
+    return {
+        "h_id": new_id(),
+        "brain": scope.brain_id,
+        "h_memory": memory_id,
+        "h_user": user_id,
+        "h_event": event,
+        "h_old": old,
+        "h_new": new,
+        "h_detail": None if detail is None else json.dumps(detail),
+        "h_actor": actor_id or scope.principal,
+        "h_role": role,
+        "h_deleted": int(event == "DELETE"),
+        "h_at": now_ms() if at is None else at,
+    }
+
 
 def record(
     conn: Connection,
@@ -27,27 +67,19 @@ def record(
     detail: dict[str, Any] | None = None,
     at: int | None = None,
 ) -> None:
-    conn.execute(
-        sql(
-            "INSERT INTO memory_history (id, brain_id, memory_id, user_id, event, old_memory, "
-            "new_memory, detail, actor_id, role, is_deleted, created_at) VALUES (:id, :brain, "
-            ":memory, :user, :event, :old, :new, :detail, :actor, :role, :deleted, :at)"
-        ),
-        {
-            "id": new_id(),
-            "brain": scope.brain_id,
-            "memory": memory_id,
-            "user": user_id,
-            "event": event,
-            "old": old,
-            "new": new,
-            "detail": None if detail is None else json.dumps(detail),
-            "actor": actor_id or scope.principal,
-            "role": role,
-            "deleted": int(event == "DELETE"),
-            "at": now_ms() if at is None else at,
-        },
+    row = entry(
+        scope,
+        memory_id=memory_id,
+        user_id=user_id,
+        event=event,
+        old=old,
+        new=new,
+        actor_id=actor_id,
+        role=role,
+        detail=detail,
+        at=at,
     )
+    conn.execute(sql(INSERT), row)
 
 
 def record_many(conn: Connection, scope: Scope, rows: list[dict[str, Any]]) -> None:

@@ -262,17 +262,22 @@ def screen(
     data: MemoryIn,
     user: str | None,
     index: Indexer,
+    policy: BrainPolicy | None = None,
 ) -> Verdict:
     """Decide what a write becomes, and do it when it is not an add: hold it in quarantine or
     reinforce the memory it restates (in the caller's transaction). `user` is the owner the
-    write lands on (already checked against the scope). Call it after the exact-copy check.
+    write lands on (already checked against the scope). Call it after the exact-copy check;
+    `policy`: the brain's, when the caller read it in this transaction (with that check).
 
     When `look_ahead` read for this write, the policy it read decides (a change landing in
     between applies from the next write, as if this one had come a moment earlier)."""
     ahead = index.foresight.get(_foresight_key(scope, data, user))
     if not isinstance(ahead, Foresight) or ahead.role != data.role:
         ahead = None
-    policy = ahead.policy if ahead is not None else policy_for(conn, scope.brain_id)
+    if ahead is not None:
+        policy = ahead.policy
+    elif policy is None:
+        policy = policy_for(conn, scope.brain_id)
     if not policy.write_gate:
         return Verdict("added", "gate_off", "the brain's write gate is off (policy write_gate)")
     # Read ahead under the gate means classified already (look_ahead reads nothing for what
@@ -309,7 +314,7 @@ def screen(
             fresh = _current(conn, scope, row) if seen is not None else row
             if fresh is None:  # gone or changed since it was read ahead: look again, inside
                 index.foresight.pop(_foresight_key(scope, data, user), None)
-                return screen(conn, scope, data, user, index)
+                return screen(conn, scope, data, user, index, policy)
             return _reinforced(conn, scope, fresh, data, policy, sims)
         if not closest:
             closest = f"; closest memory {row.id} is not a restatement: {why}"
@@ -648,8 +653,7 @@ def _reinforce(
         {"after": after, "now": now, "brain": scope.brain_id, "id": row.id},
     )
     change = {"from": before, "to": after}
-    history.record(
-        conn,
+    entry = history.entry(
         scope,
         memory_id=row.id,
         user_id=row.user_id,
@@ -676,6 +680,7 @@ def _reinforce(
         actor_id=data.actor_id,
         payload={"importance": change, "gate": "near_duplicate", "similarity": sims},
         at=now,
+        history=entry,
     )
     return change
 

@@ -91,8 +91,7 @@ def _record(
 ) -> None:
     """A memory's history row (its content before and, unless deleted, after) and its
     changelog entry, whose summary is `said` and a preview of the content."""
-    history.record(
-        conn,
+    entry = history.entry(
         scope,
         memory_id=row.id,
         user_id=row.user_id,
@@ -115,6 +114,7 @@ def _record(
         actor_id=actor_id,
         payload=payload,
         at=now,
+        history=entry,
     )
 
 

@@ -204,6 +204,12 @@ def _from_stored(raw: str | None) -> BrainPolicy:
         return DEFAULT_POLICY
 
 
+def from_stored(raw: str | None) -> BrainPolicy:
+    """The policy of a stored `policy_json` (None: the brain never set one), for a caller that
+    read the column with other things in one statement."""
+    return _from_stored(raw)
+
+
 def policy_for(conn: Connection, brain_id: str) -> BrainPolicy:
     """The brain's effective policy; the defaults when it never set one."""
     raw = conn.execute(

@@ -32,6 +32,8 @@ from core.memory.models import (
     SavedMemoryRecord,
     SaveRecord,
 )
+from core.memory.policy import BrainPolicy
+from core.memory.policy import from_stored as policy_from_stored
 
 COLUMNS = (
     "id, user_id, agent_id, run_id, type, title, key, content, tags, source, confidence, "
@@ -176,6 +178,25 @@ def _find_duplicate(
     ).first()
 
 
+def _duplicate_and_policy(
+    conn: Connection, brain_id: str, user: str | None, key: str | None, digest: str
+) -> tuple[Row[Any] | None, BrainPolicy]:
+    """`_find_duplicate` and the brain's policy (which the gate reads next) in one statement:
+    a round trip less per add, ~1 ms on PostgreSQL."""
+    row = conn.execute(
+        sql(
+            "SELECT p.policy_json, d.* FROM (SELECT (SELECT policy_json FROM brain_policies "
+            "WHERE brain_id = :brain) AS policy_json) AS p LEFT JOIN "
+            f"(SELECT {COLUMNS} FROM memories WHERE brain_id = :brain "
+            "AND coalesce(user_id, '') = :user AND coalesce(key, '') = :key "
+            "AND content_hash = :hash AND state = 'active') AS d ON 1 = 1"
+        ),
+        {"brain": brain_id, "user": user or "", "key": key or "", "hash": digest},
+    ).first()
+    assert row is not None  # the policy side always has its one row
+    return (None if row.id is None else row), policy_from_stored(row.policy_json)
+
+
 def _current_fact(
     conn: Connection, brain_id: str, user: str | None, key: str, *, lock: bool = False
 ) -> Row[Any] | None:
@@ -205,7 +226,7 @@ def create(
     user = _check_new(scope, data, limits)
     digest = content_hash(data.content)
     _serialize(conn, scope.brain_id, user, data.key, digest)
-    duplicate = _find_duplicate(conn, scope.brain_id, user, data.key, digest)
+    duplicate, policy = _duplicate_and_policy(conn, scope.brain_id, user, data.key, digest)
     if duplicate is not None:
         copy = cast(SavedMemoryRecord, {**to_dict(duplicate), "deduplicated": True})
         if screen:
@@ -220,7 +241,7 @@ def create(
         occurred,
         now,
     )
-    verdict = gate.screen(conn, scope, data, user, index) if screen else None
+    verdict = gate.screen(conn, scope, data, user, index, policy) if screen else None
     if verdict is not None and verdict.stops:
         return gate_reply(conn, scope, data, user, verdict)
 
@@ -305,8 +326,7 @@ def create(
     detail = None
     if old is not None:
         detail = {"superseded_by": old.id} if earlier else {"supersedes": old.id}
-    history.record(
-        conn,
+    added = history.entry(
         scope,
         memory_id=memory_id,
         user_id=user,
@@ -329,6 +349,7 @@ def create(
         actor_id=data.actor_id,
         payload={"type": data.type, "key": data.key, "tags": data.tags},
         at=now,
+        history=added,
     )
     memory = to_dict(created)
     reply = cast(
@@ -692,8 +713,7 @@ def update(
         )
     changed = sorted(changes)
     new_content = changes.get("content", row.content)
-    history.record(
-        conn,
+    entry = history.entry(
         scope,
         memory_id=memory_id,
         user_id=row.user_id,
@@ -716,6 +736,7 @@ def update(
         actor_id=patch.actor_id,
         payload={"changed": changed},
         at=now,
+        history=entry,
     )
     return to_dict(updated)
 

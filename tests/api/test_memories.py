@@ -513,7 +513,7 @@ def test_a_failure_between_memory_and_history_leaves_nothing(
     def fail(*_: object, **__: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(history, "record", fail)
+    monkeypatch.setattr(history, "entry", fail)  # the row is built after the memory is written
     assert client.post("/v1/memories", json_body={"content": "half written?"}).status == 500
     assert (
         client.post(
