@@ -36,7 +36,7 @@ def record(
     actor_id: str | None = None,
     payload: dict[str, Any] | None = None,
     at: int | None = None,
-    history: Mapping[str, Any] | None = None,
+    history: histories.HistoryRow | None = None,
 ) -> None:
     """`history`: the change's memory history row (history.entry), written with this row:
     in the same statement on PostgreSQL (a data-modifying WITH; one round trip where two

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import Connection
 
@@ -22,6 +22,24 @@ INSERT = (
 )
 
 
+class HistoryRow(TypedDict):
+    """A history row as INSERT's parameters (h_ prefixed; `brain` is shared with the
+    changelog row's statement)."""
+
+    h_id: str
+    brain: str
+    h_memory: str
+    h_user: str | None
+    h_event: Event
+    h_old: str | None
+    h_new: str | None
+    h_detail: str | None
+    h_actor: str
+    h_role: str | None
+    h_deleted: int
+    h_at: int
+
+
 def entry(
     scope: Scope,
     *,
@@ -34,7 +52,7 @@ def entry(
     role: str | None,
     detail: dict[str, Any] | None = None,
     at: int | None = None,
-) -> dict[str, Any]:
+) -> HistoryRow:
     """One history row as INSERT's parameters: for `record`, or for changelog.record to write
     with the change's changelog row (one statement where PostgreSQL allows it)."""
     return {
