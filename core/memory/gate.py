@@ -256,6 +256,22 @@ def same_statement(
 # -- the gate ---------------------------------------------------------------------------------
 
 
+def _foresight(scope: Scope, data: MemoryIn, user: str | None, index: Indexer) -> Foresight | None:
+    """What `look_ahead` read for this write, if it read for it (and for this role)."""
+    ahead = index.foresight.get(_foresight_key(scope, data, user))
+    if not isinstance(ahead, Foresight) or ahead.role != data.role:
+        return None
+    return ahead
+
+
+def foreseen_policy(
+    scope: Scope, data: MemoryIn, user: str | None, index: Indexer
+) -> BrainPolicy | None:
+    """The brain's policy as `look_ahead` read it for this write (None: it did not read)."""
+    ahead = _foresight(scope, data, user, index)
+    return None if ahead is None else ahead.policy
+
+
 def screen(
     conn: Connection,
     scope: Scope,
@@ -271,9 +287,7 @@ def screen(
 
     When `look_ahead` read for this write, the policy it read decides (a change landing in
     between applies from the next write, as if this one had come a moment earlier)."""
-    ahead = index.foresight.get(_foresight_key(scope, data, user))
-    if not isinstance(ahead, Foresight) or ahead.role != data.role:
-        ahead = None
+    ahead = _foresight(scope, data, user, index)
     if ahead is not None:
         policy = ahead.policy
     elif policy is None:

@@ -226,7 +226,12 @@ def create(
     user = _check_new(scope, data, limits)
     digest = content_hash(data.content)
     _serialize(conn, scope.brain_id, user, data.key, digest)
-    duplicate, policy = _duplicate_and_policy(conn, scope.brain_id, user, data.key, digest)
+    # The gate needs the brain's policy: read with the copy check unless look_ahead has it.
+    policy = gate.foreseen_policy(scope, data, user, index) if screen else None
+    if screen and policy is None:
+        duplicate, policy = _duplicate_and_policy(conn, scope.brain_id, user, data.key, digest)
+    else:
+        duplicate = _find_duplicate(conn, scope.brain_id, user, data.key, digest)
     if duplicate is not None:
         copy = cast(SavedMemoryRecord, {**to_dict(duplicate), "deduplicated": True})
         if screen:
