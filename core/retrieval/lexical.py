@@ -426,10 +426,10 @@ def _postgres_candidates(
         + ("" if matches[i].startswith("r") else f", m.search_vector @@ w.q{i} AS has{i}")
         for i in range(len(terms))
     )
-    # Document frequencies from one aggregate over the matches, kept (MATERIALIZED) so that it
-    # is computed once: window aggregates over every match did the same at twice the cost,
-    # and a joined aggregate over the matches inlined was re-run per match by a planner that
-    # expected one row.
+    # Document frequencies from one aggregate over the matches, both kept (MATERIALIZED) so
+    # that each is computed once: window aggregates over every match did the same at twice the
+    # cost, and the aggregate inlined was re-run per match by a planner that expected one row
+    # (before ANALYZE: 120 ms a gate lookup at 800 memories sharing their words, 3 ms kept).
     frequencies = ", ".join(
         f"count(*) FILTER (WHERE {matched}) AS d{i}" for i, matched in enumerate(matches)
     )
@@ -446,7 +446,7 @@ def _postgres_candidates(
         f"WITH w AS (SELECT {words}), "
         f"h AS MATERIALIZED (SELECT {columns}, {ranks} FROM memories m, w "
         f"WHERE m.search_vector @@ ({either}) AND {' AND '.join(where)}), "
-        f"f AS (SELECT count(*) AS matched, {frequencies} FROM h) "
+        f"f AS MATERIALIZED (SELECT count(*) AS matched, {frequencies} FROM h) "
         f"SELECT {score} AS score, {selected} FROM h, f "
         "ORDER BY score DESC, id LIMIT :lex_limit"
     )

@@ -1,0 +1,96 @@
+"""PostgreSQL's full-text statements (core/retrieval/lexical.py `_postgres_candidates`) read
+their matches once, whatever the planner believes about the table.
+
+Before ANALYZE has run the planner expects one match, and it re-ran the document-frequency
+aggregate once per match: every add's write-gate lookup and every search then cost the square of
+the matches (120 ms a lookup at 800 memories sharing their words, and 4 x 500 concurrent adds
+took 240 s). These tests run on a database no ANALYZE has seen and ask EXPLAIN ANALYZE how many
+rows the statements' steps read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, text
+
+from core.kernel.config import Settings
+from core.kernel.db.engine import dispose, get_engine
+from core.kernel.db.migrations import ensure_schema
+from core.memory import access
+from tests.conftest import make_tenant, new_postgres_database
+from tests.lambda_client import LambdaClient
+
+MEMORIES = 300
+
+
+@pytest.fixture
+def fresh_url(postgres_admin_url: str) -> Iterator[str]:
+    url = new_postgres_database(postgres_admin_url)
+    yield url
+    access.flush(get_engine(url))  # the search's access counts, while the database is there
+    dispose(url)
+
+
+def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+def _full_text_statements(engine: Engine, run: Any) -> list[tuple[str, Any]]:
+    """Each full-text candidates statement `run` sends, with its parameters."""
+    seen: list[tuple[str, Any]] = []
+
+    def listen(conn: Any, cursor: Any, statement: str, params: Any, *rest: Any) -> None:
+        if "FROM memories m, w" in statement:
+            seen.append((statement, params))
+
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        run()
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
+    return seen
+
+
+def test_each_match_is_read_a_bounded_number_of_times_before_analyze(fresh_url: str) -> None:
+    engine = get_engine(fresh_url)
+    ensure_schema(engine)
+    tenant = make_tenant(engine)
+    client = LambdaClient(Settings(database_url=fresh_url, log_level="WARNING"), key=tenant.key)
+    batch = [{"content": f"garden worker note {i} about tomatoes"} for i in range(MEMORIES)]
+    reply = client.post("/v1/memories/batch", json_body={"memories": batch})
+    assert reply.status in (200, 201), reply.body
+    with engine.connect() as conn:
+        analyzed = conn.execute(
+            text(
+                "SELECT last_analyze, last_autoanalyze FROM pg_stat_user_tables "
+                "WHERE relname = 'memories'"
+            )
+        ).one()
+    assert analyzed == (None, None), "the table must be one the planner knows nothing of"
+
+    def add_and_search() -> None:
+        added = client.post("/v1/memories", {"content": "garden worker note about tomatoes"})
+        assert added.status in (200, 201), added.body
+        found = client.post("/v1/search", {"query": "garden worker tomatoes", "limit": 5})
+        assert found.status == 200, found.body
+
+    statements = _full_text_statements(engine, add_and_search)
+    assert len(statements) >= 2, "the gate's lookup and the search both read full text"
+    with engine.connect() as conn:
+        for statement, params in statements:
+            explained = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, params)
+            nodes = list(_plan_nodes(explained.scalar_one()[0]["Plan"]))
+            for node in nodes:
+                if node["Node Type"] == "Aggregate":
+                    assert node["Actual Loops"] == 1, (node, statement[:200])
+            cte_rows = sum(
+                node["Actual Rows"] * node["Actual Loops"]
+                for node in nodes
+                if node["Node Type"] == "CTE Scan"
+            )
+            # The matches are read twice (frequencies, then scores), and once more at most.
+            assert MEMORIES <= cte_rows <= 3 * (MEMORIES + 1), (cte_rows, statement[:200])
