@@ -1,5 +1,6 @@
-"""PostgreSQL's full-text statements (core/retrieval/lexical.py `_postgres_candidates`) read
-their matches once, whatever the planner believes about the table.
+"""PostgreSQL's full-text lookups: the statements (core/retrieval/lexical.py
+`_postgres_candidates`) read their matches once, whatever the planner believes about the table,
+and a word is looked up in the index without a pending list to scan.
 
 Before ANALYZE has run the planner expects one match, and it re-ran the document-frequency
 aggregate once per match: every add's write-gate lookup and every search then cost the square of
@@ -94,3 +95,37 @@ def test_each_match_is_read_a_bounded_number_of_times_before_analyze(fresh_url: 
             )
             # The matches are read twice (frequencies, then scores), and once more at most.
             assert MEMORIES <= cte_rows <= 3 * (MEMORIES + 1), (cte_rows, statement[:200])
+
+
+def test_a_word_no_memory_holds_is_looked_up_without_scanning_a_pending_list(
+    fresh_url: str,
+) -> None:
+    """GIN's fast update kept new entries in a pending list that every lookup read in full
+    until VACUUM (migration 20): a search's near-word lookup probes ~150 such words a typo."""
+    engine = get_engine(fresh_url)
+    ensure_schema(engine)
+    tenant = make_tenant(engine)
+    client = LambdaClient(Settings(database_url=fresh_url, log_level="WARNING"), key=tenant.key)
+    batch = [
+        {"content": f"note {i}: {' '.join(f'w{i}x{j}' for j in range(30))}"}
+        for i in range(MEMORIES)
+    ]
+    reply = client.post("/v1/memories/batch", json_body={"memories": batch})
+    assert reply.status in (200, 201), reply.body
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # the index, even on a small table
+        explained = conn.exec_driver_sql(
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT count(*) FROM memories "
+            "WHERE search_vector @@ plainto_tsquery('english', 'zqxnosuchword')"
+        )
+        plan = explained.scalar_one()[0]["Plan"]
+        held = conn.execute(
+            text("SELECT count(*) FROM memories WHERE search_vector @@ plainto_tsquery(:w)"),
+            {"w": "w7x3"},
+        ).scalar_one()
+    assert held == 1  # what was added is in the index
+    probes = [node for node in _plan_nodes(plan) if node["Node Type"] == "Bitmap Index Scan"]
+    assert probes, plan
+    # A descent of the entry tree reads a few pages; with the pending list it read 27.
+    pages = sum(p["Shared Hit Blocks"] + p["Shared Read Blocks"] for p in probes)
+    assert pages <= 6, pages

@@ -735,6 +735,22 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE erasures ADD COLUMN compaction_due BIGINT
         """,
     ),
+    Migration(
+        20,
+        "full-text index without a pending list",
+        # GIN's fast update queues new entries in a pending list that every lookup scans in
+        # full until VACUUM merges it: after an import of 10,000 memories a word no memory
+        # holds cost 1.8 ms to look up instead of 7 us, and a search's near-word lookup
+        # (~150 such words a typo) 280 ms instead of 1 ms. Memories arrive a few at a time,
+        # so entries go straight into the index, and what is queued now is merged.
+        "",
+        dialect_sql={
+            "postgresql": """
+            ALTER INDEX ix_memories_search SET (fastupdate = off);
+            SELECT gin_clean_pending_list('ix_memories_search')
+            """,
+        },
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
