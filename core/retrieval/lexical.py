@@ -435,18 +435,21 @@ def _postgres_candidates(
     )
     # FTS5's IDF: ln((N - n + 0.5) / (n + 0.5)), at least 1e-6; N is the scope's size (never
     # below the matches: the vector count the caller passes can miss unembedded memories).
+    # Computed once per statement, not per match (a tenth of the statement's time).
     half = "CAST(0.5 AS float8)"  # float arithmetic: a bare 0.5 is numeric, and slow
-    score = " + ".join(
-        f"r{i} * greatest(ln((greatest(:lex_scope, matched) - d{i} + {half}) "
-        f"/ (d{i} + {half})), 1e-6)"
+    idfs = ", ".join(
+        f"greatest(ln((greatest(:lex_scope, matched) - d{i} + {half}) / (d{i} + {half})), 1e-6)"
+        f" AS i{i}"
         for i in range(len(terms))
     )
+    score = " + ".join(f"r{i} * i{i}" for i in range(len(terms)))
     selected = ", ".join(c.split(".")[-1].strip() for c in columns.split(","))
     statement = (
         f"WITH w AS (SELECT {words}), "
         f"h AS MATERIALIZED (SELECT {columns}, {ranks} FROM memories m, w "
         f"WHERE m.search_vector @@ ({either}) AND {' AND '.join(where)}), "
-        f"f AS MATERIALIZED (SELECT count(*) AS matched, {frequencies} FROM h) "
+        f"f AS MATERIALIZED (SELECT {idfs} FROM "
+        f"(SELECT count(*) AS matched, {frequencies} FROM h) AS d) "
         f"SELECT {score} AS score, {selected} FROM h, f "
         "ORDER BY score DESC, id LIMIT :lex_limit"
     )
