@@ -101,20 +101,25 @@ def _issue(
     *,
     grant_audience: str | None,
     access_audience: str | None,
+    access_scope: str | None = None,
 ) -> Issued:
+    """A new access and refresh token for a session. The access token may be bound to fewer
+    resources (`access_audience`) and fewer scopes (`access_scope`, None: the grant's) than
+    the grant; the refresh token keeps the whole grant, so a later refresh may ask for more."""
     access, refresh = _new_token(ACCESS_PREFIX), _new_token(REFRESH_PREFIX)
     refresh_expires = now + life.refresh_ms
     conn.execute(
         text(
-            "INSERT INTO auth_tokens (token_hash, session_id, kind, audience, created_at, "
-            "expires_at) VALUES (:a, :s, 'access', :a_aud, :now, :a_exp), "
-            "(:r, :s, 'refresh', :r_aud, :now, :r_exp)"
+            "INSERT INTO auth_tokens (token_hash, session_id, kind, audience, scope, "
+            "created_at, expires_at) VALUES (:a, :s, 'access', :a_aud, :a_scope, :now, :a_exp), "
+            "(:r, :s, 'refresh', :r_aud, NULL, :now, :r_exp)"
         ),
         {
             "a": token_hash(access),
             "r": token_hash(refresh),
             "s": session_id,
             "a_aud": access_audience,
+            "a_scope": access_scope,
             "r_aud": grant_audience,
             "now": now,
             "a_exp": now + life.access_ms,
@@ -126,7 +131,8 @@ def _issue(
         text("UPDATE auth_sessions SET expires_at = :exp, last_used_at = :now WHERE id = :s"),
         {"exp": refresh_expires, "now": now, "s": session_id},
     )
-    return Issued(session_id, access, refresh, life.access_ms // 1000, refresh_expires, scope)
+    granted = access_scope if access_scope is not None else scope
+    return Issued(session_id, access, refresh, life.access_ms // 1000, refresh_expires, granted)
 
 
 def create(
@@ -193,10 +199,11 @@ class Verified:
 
 # coalesce: a token written by code older than migration 18 (a rolling deployment) has no
 # audience of its own; it is bound to its session's, as it was, never to none (which would
-# let it in everywhere).
+# let it in everywhere). A token's scope is its session's unless a refresh narrowed it
+# (migration 21).
 _VERIFY = (
     "SELECT t.expires_at, s.id, s.account_id, s.brain_id, s.client_id, "
-    "coalesce(t.audience, s.audience), s.scope, "
+    "coalesce(t.audience, s.audience), coalesce(t.scope, s.scope), "
     "s.expires_at, s.revoked_at, s.last_used_at, m.role "
     "FROM auth_tokens t JOIN auth_sessions s ON s.id = t.session_id "
     "LEFT JOIN brain_members m ON m.brain_id = s.brain_id AND m.account_id = s.account_id "
@@ -310,8 +317,8 @@ def rotate(
     `scope` and `resources`, when the client sends them, may only name what the original grant
     holds (`base`: the service's own URL, see metadata.within_grant). The new access token is
     bound to the resources asked for (RFC 8707 section 2.2), or to the whole grant's when none
-    are; the new refresh token keeps the whole grant's, so a later refresh may ask for another
-    of them."""
+    are, and likewise to the scopes asked for (RFC 6749 section 6); the new refresh token keeps
+    the whole grant's, so a later refresh may ask for another of them."""
     if not refresh_token.startswith(REFRESH_PREFIX):
         return Rotation(error="unknown")
     hashed = token_hash(refresh_token)
@@ -366,6 +373,7 @@ def rotate(
         row.scope,
         grant_audience=row.audience,
         access_audience=" ".join(sorted(resources)) if resources else row.audience,
+        access_scope=" ".join(dict.fromkeys(scope)) if scope else None,
     )
     return Rotation(issued=issued)
 

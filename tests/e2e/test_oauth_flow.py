@@ -235,15 +235,10 @@ def _ping(client: OAuth2Client, base: str) -> httpx.Response:
     )
 
 
-def test_a_refresh_narrows_the_access_token_to_the_resource_asked_for(served: str) -> None:
-    """RFC 8707 section 2.2 with authlib: a grant for /mcp and /v1; each refresh may ask for an
-    access token bound to one of them, and the refresh token keeps both, so the next refresh
-    can ask for the other, or (without `resource`) for both again."""
-    base = served
-    resource, server = _discover(base)
-    mcp, api = resource["resource"], f"{base}/v1"
-    token_endpoint = str(server["token_endpoint"])
-    redirect_uri = "http://127.0.0.1:8767/cb"
+def _public_client(
+    server: dict[str, object], redirect_uri: str, scope: str | None = None
+) -> OAuth2Client:
+    """An authlib client registered (RFC 7591) as a public client with PKCE."""
     reg = httpx.post(
         str(server["registration_endpoint"]),
         json={
@@ -253,12 +248,24 @@ def test_a_refresh_narrows_the_access_token_to_the_resource_asked_for(served: st
             "token_endpoint_auth_method": "none",
         },
     ).json()
-    client = OAuth2Client(
+    return OAuth2Client(
         client_id=reg["client_id"],
         token_endpoint_auth_method="none",
         redirect_uri=redirect_uri,
+        scope=scope,
         code_challenge_method="S256",
     )
+
+
+def test_a_refresh_narrows_the_access_token_to_the_resource_asked_for(served: str) -> None:
+    """RFC 8707 section 2.2 with authlib: a grant for /mcp and /v1; each refresh may ask for an
+    access token bound to one of them, and the refresh token keeps both, so the next refresh
+    can ask for the other, or (without `resource`) for both again."""
+    base = served
+    resource, server = _discover(base)
+    mcp, api = resource["resource"], f"{base}/v1"
+    token_endpoint = str(server["token_endpoint"])
+    client = _public_client(server, "http://127.0.0.1:8767/cb")
     browser = Browser()
     try:
         verifier = generate_token(64)
@@ -308,6 +315,51 @@ def test_a_refresh_narrows_the_access_token_to_the_resource_asked_for(served: st
         client.refresh_token(token_endpoint)
         assert _ping(client, base).status_code == 200
         assert client.get(f"{base}/v1/memories").status_code == 200
+    finally:
+        browser.close()
+        client.close()
+
+
+def test_a_refresh_narrows_the_access_token_to_the_scopes_asked_for(served: str) -> None:
+    """RFC 6749 section 6 with authlib: a refresh may ask for fewer scopes than the grant; the
+    access token it issues holds only those, and the refresh token keeps the grant's."""
+    base = served
+    _, server = _discover(base)
+    token_endpoint = str(server["token_endpoint"])
+    client = _public_client(server, "http://127.0.0.1:8768/cb", "memories:read memories:write")
+    browser = Browser()
+    try:
+        verifier = generate_token(64)
+        url, state = client.create_authorization_url(
+            str(server["authorization_endpoint"]), code_verifier=verifier, resource=f"{base}/v1"
+        )
+        callback = _log_in_and_approve(browser, url, base)
+        client.fetch_token(
+            token_endpoint, authorization_response=callback, state=state, code_verifier=verifier
+        )
+        written = client.post(f"{base}/v1/memories", json={"content": "granted to write"})
+        assert written.status_code == 201, written.text
+
+        narrowed = client.refresh_token(token_endpoint, scope="memories:read")
+        assert narrowed["scope"] == "memories:read"
+        assert client.get(f"{base}/v1/memories").status_code == 200
+        refused = client.post(f"{base}/v1/memories", json={"content": "read only now"})
+        assert refused.status_code == 403, refused.text
+        listed = client.get(f"{base}/v1/memories").json()["results"]
+        assert [m["content"] for m in listed] == ["granted to write"]
+
+        # A scope the grant does not hold is refused, and the refresh token is not spent.
+        before = client.token["refresh_token"]
+        with pytest.raises(OAuthError) as outside:
+            client.refresh_token(token_endpoint, scope="memories:read admin")
+        assert outside.value.error == "invalid_scope"
+        assert client.token["refresh_token"] == before
+
+        # The refresh token kept the grant: without `scope`, the next token may write again.
+        whole = client.refresh_token(token_endpoint)
+        assert set(whole["scope"].split()) == {"memories:read", "memories:write"}
+        again = client.post(f"{base}/v1/memories", json={"content": "writing again"})
+        assert again.status_code == 201, again.text
     finally:
         browser.close()
         client.close()

@@ -751,6 +751,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         },
     ),
+    Migration(
+        21,
+        "per-token scope",
+        # RFC 6749 section 6: a refresh may ask for fewer scopes than the grant holds; the
+        # access token it issues carries only those, the refresh token keeps the grant's.
+        # NULL: the session's scope, as every token before this had.
+        """
+        ALTER TABLE auth_tokens ADD COLUMN scope TEXT
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

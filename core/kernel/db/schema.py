@@ -337,6 +337,9 @@ auth_tokens = Table(
     # The resources the token is bound to (RFC 8707), separated by spaces; NULL for a
     # first-party login's. A refresh token's are its grant's, an access token's may be fewer.
     Column("audience", Text),
+    # An access token's scopes when a refresh asked for fewer than the grant's; NULL: the
+    # session's (a refresh token always keeps the whole grant).
+    Column("scope", Text),
     CheckConstraint("kind IN ('access', 'refresh')"),
     Index("ix_auth_tokens_session", "session_id"),
     Index("ix_auth_tokens_expires", "expires_at"),
