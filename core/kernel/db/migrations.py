@@ -737,7 +737,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         20,
-        "full-text index without a pending list",
+        "full-text index without fast update",
         # GIN's fast update queues new entries in a pending list that every lookup scans in
         # full until VACUUM merges it: after an import of 10,000 memories a word no memory
         # holds cost 1.8 ms to look up instead of 7 us, and a search's near-word lookup
