@@ -28,7 +28,13 @@ MEMORIES = 300
 
 @pytest.fixture
 def fresh_url(postgres_admin_url: str) -> Iterator[str]:
+    """A migrated database whose memories autovacuum leaves alone: no ANALYZE gives the
+    planner statistics and no VACUUM merges the index's pending list during the test."""
     url = new_postgres_database(postgres_admin_url)
+    engine = get_engine(url)
+    ensure_schema(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE memories SET (autovacuum_enabled = false)")
     yield url
     access.flush(get_engine(url))  # the search's access counts, while the database is there
     dispose(url)
@@ -58,7 +64,6 @@ def _full_text_statements(engine: Engine, run: Any) -> list[tuple[str, Any]]:
 
 def test_each_match_is_read_a_bounded_number_of_times_before_analyze(fresh_url: str) -> None:
     engine = get_engine(fresh_url)
-    ensure_schema(engine)
     tenant = make_tenant(engine)
     client = LambdaClient(Settings(database_url=fresh_url, log_level="WARNING"), key=tenant.key)
     batch = [{"content": f"garden worker note {i} about tomatoes"} for i in range(MEMORIES)]
@@ -103,7 +108,6 @@ def test_a_word_no_memory_holds_is_looked_up_without_scanning_a_pending_list(
     """GIN's fast update kept new entries in a pending list that every lookup read in full
     until VACUUM (migration 20): a search's near-word lookup probes ~150 such words a typo."""
     engine = get_engine(fresh_url)
-    ensure_schema(engine)
     tenant = make_tenant(engine)
     client = LambdaClient(Settings(database_url=fresh_url, log_level="WARNING"), key=tenant.key)
     batch = [
