@@ -142,16 +142,18 @@ def add(
         )
     history.record(
         conn,
-        scope,
-        memory_id=canonical_id,
-        user_id=canonical.user_id,
-        event="UPDATE",
-        old=canonical.content,
-        new=canonical.content,
-        detail={"reason": "alias", "aliases_added": alias_ids},
-        actor_id=actor_id,
-        role=role,
-        at=now,
+        history.entry(
+            scope,
+            memory_id=canonical_id,
+            user_id=canonical.user_id,
+            event="UPDATE",
+            old=canonical.content,
+            new=canonical.content,
+            detail={"reason": "alias", "aliases_added": alias_ids},
+            actor_id=actor_id,
+            role=role,
+            at=now,
+        ),
     )
     results = _aliases_of(conn, scope, canonical_id)
     return {"canonical_id": canonical_id, "results": results}
@@ -213,16 +215,18 @@ def delete(
     )
     history.record(
         conn,
-        scope,
-        memory_id=alias.id,
-        user_id=alias.user_id,
-        event="UPDATE",
-        old=alias.content,
-        new=alias.content,
-        detail={"reason": "alias_removed", "alias_of": row.canonical_memory_id},
-        actor_id=actor_id,
-        role=None,
-        at=now,
+        history.entry(
+            scope,
+            memory_id=alias.id,
+            user_id=alias.user_id,
+            event="UPDATE",
+            old=alias.content,
+            new=alias.content,
+            detail={"reason": "alias_removed", "alias_of": row.canonical_memory_id},
+            actor_id=actor_id,
+            role=None,
+            at=now,
+        ),
     )
     changelog.record(
         conn,

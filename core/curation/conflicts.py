@@ -794,16 +794,18 @@ def resolve(
     detail = {"reason": "conflict", "conflict_id": conflict_id, "mode": mode}
     history.record(
         conn,
-        scope,
-        memory_id=winner_id,
-        user_id=winner.user_id,
-        event="UPDATE",
-        old=winner.content,
-        new=winner.content,
-        detail={**detail, "supersedes": loser_id},
-        actor_id=actor_id,
-        role=role,
-        at=now,
+        history.entry(
+            scope,
+            memory_id=winner_id,
+            user_id=winner.user_id,
+            event="UPDATE",
+            old=winner.content,
+            new=winner.content,
+            detail={**detail, "supersedes": loser_id},
+            actor_id=actor_id,
+            role=role,
+            at=now,
+        ),
     )
     changelog.record(
         conn,

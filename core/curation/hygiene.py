@@ -126,16 +126,18 @@ def reinforce(
     change = {"importance": {"from": before, "to": after}, "step": step}
     history.record(
         conn,
-        scope,
-        memory_id=memory_id,
-        user_id=row.user_id,
-        event="UPDATE",
-        old=row.content,
-        new=row.content,
-        detail={"reinforced": change},
-        actor_id=data.actor_id,
-        role=data.role,
-        at=now,
+        history.entry(
+            scope,
+            memory_id=memory_id,
+            user_id=row.user_id,
+            event="UPDATE",
+            old=row.content,
+            new=row.content,
+            detail={"reinforced": change},
+            actor_id=data.actor_id,
+            role=data.role,
+            at=now,
+        ),
     )
     changelog.record(
         conn,

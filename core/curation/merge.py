@@ -150,16 +150,18 @@ def merge(
     _move_aliases(conn, scope.brain_id, source_ids, result_id, now)
     history.record(
         conn,
-        scope,
-        memory_id=result_id,
-        user_id=result["user_id"],
-        event="UPDATE",
-        old=result["content"],
-        new=result["content"],
-        detail={"merged_from": source_ids, "links_moved": moved, "links_dropped": dropped},
-        actor_id=actor_id,
-        role=role,
-        at=max(now, now_ms()),  # after the result's own ADD or UPDATE row
+        history.entry(
+            scope,
+            memory_id=result_id,
+            user_id=result["user_id"],
+            event="UPDATE",
+            old=result["content"],
+            new=result["content"],
+            detail={"merged_from": source_ids, "links_moved": moved, "links_dropped": dropped},
+            actor_id=actor_id,
+            role=role,
+            at=max(now, now_ms()),  # after the result's own ADD or UPDATE row
+        ),
     )
     changelog.record(
         conn,

@@ -71,39 +71,15 @@ def entry(
     }
 
 
-def record(
-    conn: Connection,
-    scope: Scope,
-    *,
-    memory_id: str,
-    user_id: str | None,
-    event: Event,
-    old: str | None,
-    new: str | None,
-    actor_id: str | None,
-    role: str | None,
-    detail: dict[str, Any] | None = None,
-    at: int | None = None,
-) -> None:
-    row = entry(
-        scope,
-        memory_id=memory_id,
-        user_id=user_id,
-        event=event,
-        old=old,
-        new=new,
-        actor_id=actor_id,
-        role=role,
-        detail=detail,
-        at=at,
-    )
+def record(conn: Connection, row: HistoryRow) -> None:
+    """Write one history row (`entry`) on its own, where no changelog row goes with it."""
     conn.execute(sql(INSERT), row)
 
 
 def record_many(conn: Connection, scope: Scope, rows: list[dict[str, Any]]) -> None:
     """`record` for many rows in one executemany (a batch of maintenance changes). Each row
     has memory_id, user_id, event, old, new, detail (a dict or None), actor_id, role and at;
-    the actor defaults to the scope's principal, as in `record`."""
+    the actor defaults to the scope's principal, as in `entry`."""
     if rows:
         conn.execute(
             sql(
