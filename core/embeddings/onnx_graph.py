@@ -251,6 +251,27 @@ def build(
             epsilon=eps,
         )
         key_mask = g.one("Cast", ["attention_mask"], to=tp.INT32)
+
+        def residual(inner: str, outer: str, source: str, stem: str, part: str, norm: str) -> str:
+            """`source`'s dense layer over `inner`, added to `outer` and layer-normalised: one
+            SkipLayerNormalization, the dense layer's bias riding on it."""
+            projected = g.dense(
+                inner, np.ascontiguousarray(w(source + "dense.weight").T), stem, part
+            )
+            return g.node(
+                "SkipLayerNormalization",
+                [
+                    projected,
+                    outer,
+                    g.constant(f"{norm}_gain", w(source + "LayerNorm.weight")),
+                    g.constant(f"{norm}_bias", w(source + "LayerNorm.bias")),
+                    g.constant(f"{stem}_bias", w(source + "dense.bias")),
+                ],
+                1,
+                _MS,
+                epsilon=eps,
+            )[0]
+
         for i in range(int(config["num_hidden_layers"])):
             layer = f"encoder.layer.{i}."
             attention = layer + "attention.self."
@@ -267,25 +288,7 @@ def build(
                 _MS,
                 num_heads=heads,
             )
-            attended = g.dense(
-                context,
-                np.ascontiguousarray(w(layer + "attention.output.dense.weight").T),
-                f"l{i}_out",
-                "out",
-            )
-            x = g.node(
-                "SkipLayerNormalization",
-                [
-                    attended,
-                    x,
-                    g.constant(f"l{i}_ln1_gain", w(layer + "attention.output.LayerNorm.weight")),
-                    g.constant(f"l{i}_ln1_bias", w(layer + "attention.output.LayerNorm.bias")),
-                    g.constant(f"l{i}_out_bias", w(layer + "attention.output.dense.bias")),
-                ],
-                1,
-                _MS,
-                epsilon=eps,
-            )[0]
+            x = residual(context, x, layer + "attention.output.", f"l{i}_out", "out", f"l{i}_ln1")
             inner = g.dense(
                 x,
                 np.ascontiguousarray(w(layer + "intermediate.dense.weight").T),
@@ -297,25 +300,7 @@ def build(
                 [inner, g.constant(f"l{i}_ff_in_bias", w(layer + "intermediate.dense.bias"))],
                 _MS,
             )
-            output = g.dense(
-                inner,
-                np.ascontiguousarray(w(layer + "output.dense.weight").T),
-                f"l{i}_ff_out",
-                "ff_out",
-            )
-            x = g.node(
-                "SkipLayerNormalization",
-                [
-                    output,
-                    x,
-                    g.constant(f"l{i}_ln2_gain", w(layer + "output.LayerNorm.weight")),
-                    g.constant(f"l{i}_ln2_bias", w(layer + "output.LayerNorm.bias")),
-                    g.constant(f"l{i}_ff_out_bias", w(layer + "output.dense.bias")),
-                ],
-                1,
-                _MS,
-                epsilon=eps,
-            )[0]
+            x = residual(inner, x, layer + "output.", f"l{i}_ff_out", "ff_out", f"l{i}_ln2")
     # Mean over the real tokens: sum(x * mask) / max(sum(mask), 1).
     mask = g.one(
         "Unsqueeze",
