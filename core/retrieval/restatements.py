@@ -143,7 +143,10 @@ def restatement_candidates(
         matches = sum(counts[t] for t in rarest)
         owner = scope_tokens(brain_id, user_id)[-1]
         return _ranked(conn, rarest, where, params, limit, columns, matches, owner, late)
-    return _scored(conn, rarest, counts, postings, total, where, params, limit, columns, late)
+    return _scored(
+        conn, rarest, counts, postings, total, where, params, limit, columns, late,
+        owner=(brain_id, user_id),
+    )  # fmt: skip
 
 
 def _postings(
@@ -187,11 +190,14 @@ def _scored(
     limit: int,
     columns: str,
     late: str,
+    *,
+    owner: tuple[str, str | None],
 ) -> list[tuple[Any, ...]]:
     """The owner's best rows among complete posting lists: a row's score is the IDF (BM25's)
     of the rarest words it holds, the newest first among equals. The best `limit` rows are
     looked up first, then, when too few of them are the owner's, the rest: every match is
-    reachable, so no restatement of the owner's hides behind other owners' rows."""
+    reachable, so no restatement of the owner's hides behind other owners' rows. `owner`
+    (brain, user) is the one `where` asks for."""
     size = max(total, max(counts[t] for t in rarest))
     score: dict[str, float] = {}
     for word in rarest:
@@ -222,12 +228,37 @@ def _scored(
     found = tuples(conn, statement, {**params, "lex_rows": _tiers(best), "lex_limit": limit})
     if len(found) < limit and len(score) > limit:
         rest = sorted(score.items(), key=itemgetter(1), reverse=True)[limit:]
-        found += tuples(
-            conn,
-            statement,
-            {**params, "lex_rows": _tiers(rest), "lex_limit": limit - len(found)},
-        )
+        rest = _owners_share(conn, owner, rest)
+        if rest:
+            found += tuples(
+                conn,
+                statement,
+                {**params, "lex_rows": _tiers(rest), "lex_limit": limit - len(found)},
+            )
     return found
+
+
+def _owners_share(
+    conn: Connection, owner: tuple[str, str | None], ranked: list[tuple[str, float]]
+) -> list[tuple[str, float]]:
+    """The rows of `ranked` that are the owner's, in the same order, when the owner has few
+    memories; else all of them. Looking each row up costs a page read per row (0.2 ms for
+    the 170 rows of an owner among 100 at 10,000 memories); the owner's rowids come from
+    the brain-and-user index, a few entries a page. The lookup's WHERE asks for the owner
+    anyway, so the rows found, and their order, are the same."""
+    cap = 4 * len(ranked)
+    brain_id, user_id = owner
+    rows = tuples(
+        conn,
+        "SELECT rowid FROM memories WHERE brain_id = :brain AND "
+        + ("user_id IS NULL" if user_id is None else "user_id = :user")
+        + " LIMIT :cap",
+        {"brain": brain_id, "user": user_id, "cap": cap},
+    )
+    if len(rows) >= cap:
+        return ranked  # an owner with many memories: looking the rows up costs less
+    mine = {str(row[0]) for row in rows}
+    return [item for item in ranked if item[0] in mine]
 
 
 def _tiers(ranked: list[tuple[str, float]]) -> str:
