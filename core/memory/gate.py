@@ -183,7 +183,9 @@ def classify(content: str, role: str | None = None) -> tuple[str, str] | None:
         return "empty", "the content has no letters or digits"
     if role is not None and role.strip().lower() == "system":
         return "system_role", "written with role 'system': a system prompt, not a memory"
-    if _INSTRUCTION.search(text) or _PROMPT_MARKERS.search(text):
+    # Every prompt marker starts with one of "<[#": most texts hold none, and skip its scan.
+    markers = ("<" in text or "[" in text or "#" in text) and _PROMPT_MARKERS.search(text)
+    if _INSTRUCTION.search(text) or markers:
         return (
             "instruction",
             "reads as an instruction to the assistant (a restated system prompt), "
@@ -192,14 +194,21 @@ def classify(content: str, role: str | None = None) -> tuple[str, str] | None:
     folded = " ".join(_NON_WORD.sub(" ", text.casefold()).split())
     if folded in _BOILERPLATE or folded.startswith("lorem ipsum"):
         return "boilerplate", f"{text[:40]!r} is boilerplate that says nothing to remember"
-    if not terms(text) and len(_WORD.findall(text)) > 1:
+    if not _terms(content) and len(_WORD.findall(text)) > 1:
         return "boilerplate", "only stopwords: nothing a search could ever match"
     return None
 
 
 @lru_cache(maxsize=4096)
+def _terms(text: str) -> tuple[str, ...]:
+    """`terms`, remembered: `classify` and `comparable_terms` take the same text's terms (10
+    microseconds each for a 14-word note)."""
+    return tuple(terms(text))
+
+
+@lru_cache(maxsize=4096)
 def comparable_terms(text: str) -> frozenset[str]:
-    return frozenset(terms(text)) - _FILLER
+    return frozenset(_terms(text)) - _FILLER
 
 
 @lru_cache(maxsize=4096)
@@ -432,8 +441,11 @@ def look_ahead(engine: Engine, scope: Scope, items: Sequence[MemoryIn], index: I
     with transaction(engine, write=False) as conn:
         policy = policy_for(conn, scope.brain_id)
         top = (0, 0)
+        recalls: Recalls | None = None
         if policy.write_gate:
-            top = _tops(conn)
+            # The echo guard's read of recent recalls rides along (one statement fewer).
+            echoing = policy.echo_window_seconds and any(not _from_user(m.role) for m in items)
+            top, recalls = _tops(conn, scope if echoing else None, policy)
         marks: dict[str | None, Marks] = {}
         # The writes let through so far, by owner and key, for the batch's restatements.
         before: dict[tuple[str, str], list[tuple[int, MemoryIn]]] = {}
@@ -460,7 +472,7 @@ def look_ahead(engine: Engine, scope: Scope, items: Sequence[MemoryIn], index: I
                 continue  # quarantined inside: nothing to read for it
             echo = None
             if policy.echo_window_seconds and not _from_user(data.role):
-                echo = _echo(conn, scope, data.content, policy)
+                echo = _echo(conn, scope, data.content, policy, recalls)
             candidates: list[Candidate] = []
             earlier: tuple[Earlier, ...] = ()
             # A fact's restatement has its key: asked for any key, other memories sharing its
@@ -481,15 +493,28 @@ def look_ahead(engine: Engine, scope: Scope, items: Sequence[MemoryIn], index: I
             )
 
 
-def _tops(conn: Connection) -> tuple[int, int]:
-    """The highest memory and changelog rowids (SQLite): what a write compares with."""
-    row = tuples(
-        conn,
+def _tops(
+    conn: Connection, scope: Scope | None = None, policy: BrainPolicy | None = None
+) -> tuple[tuple[int, int], Recalls | None]:
+    """The highest memory and changelog rowids (SQLite): what a write compares with; with a
+    `scope` (and its `policy`), what the echo guard reads too, in the same statement."""
+    statement = (
         "SELECT (SELECT coalesce(max(rowid), 0) FROM memories), "
-        "(SELECT coalesce(max(rowid), 0) FROM changelog)",
-        {},
-    )[0]
-    return int(row[0]), int(row[1])
+        "(SELECT coalesce(max(rowid), 0) FROM changelog)"
+    )
+    values: dict[str, Any] = {}
+    since = 0
+    if scope is not None and policy is not None:
+        since = now_ms() - policy.echo_window_seconds * 1000
+        statement += f", (SELECT json_group_array(json(memory_ids)) FROM ({_RECALLS_READ}))"
+        values = _recalls_params(scope, since)
+    row = tuples(conn, statement, values)[0]
+    recalls = None
+    if scope is not None:
+        # Aggregated in the order the read yields them (SQLite feeds an aggregate its
+        # subquery's rows in order): newest first, as `_recalled_ids` reads them.
+        recalls = Recalls(since, json.loads(row[2]))
+    return (int(row[0]), int(row[1])), recalls
 
 
 def _restated(
@@ -539,45 +564,46 @@ def _still_true(
     and an echoed memory still there."""
     marks = seen.marks
     # By rowid ranges: the unary + keep the planner off the owner's index, which it prefers
-    # and which walks every memory the owner has (6 ms at 10,000).
+    # and which walks every memory the owner has (6 ms at 10,000). One statement reads what
+    # changed since, whether an echoed memory is still there, and the changelog's present end.
     owner = no_index(conn, "user_id") + (" IS NULL" if user is None else " = :user")
-    values = {"brain": scope.brain_id, "user": user}
+    brain = no_index(conn, "brain_id")
+    values: dict[str, Any] = {"brain": scope.brain_id, "user": user, "changes": marks.changes}
     here = conn.get_transaction()
-    own = ""
+    added = own = ""
     if marks.confirmed is not here:
-        added = tuples(
-            conn,
-            f"SELECT 1 FROM memories WHERE rowid > :mark AND {no_index(conn, 'brain_id')} "
-            f"= :brain AND {owner} LIMIT 1",
-            {**values, "mark": marks.memories},
+        added = (
+            f"SELECT 1 FROM memories WHERE rowid > :memories AND {brain} = :brain AND {owner} "
+            "LIMIT 1"
         )
-        if added:
-            return None
+        values["memories"] = marks.memories
     else:
         own = "AND event_type NOT IN (" + ", ".join(f"'{e}'" for e in _OWN_EVENTS) + ") "
     # Changed since: edited, restored, merged, archived (the changelog row every change of a
     # memory writes in its own transaction, with the memory's owner).
-    changed = tuples(
-        conn,
-        f"SELECT 1 FROM changelog WHERE rowid > :mark AND {no_index(conn, 'brain_id')} = :brain "
-        f"AND {owner} AND {no_index(conn, 'entity_type')} = 'memory' {own}LIMIT 1",
-        {**values, "mark": marks.changes},
+    changed = (
+        f"SELECT 1 FROM changelog WHERE rowid > :changes AND {brain} = :brain AND {owner} "
+        f"AND {no_index(conn, 'entity_type')} = 'memory' {own}LIMIT 1"
     )
-    if changed:
-        return None
+    echoed = ""
     if seen.echo is not None:
         assert seen.echo.memory_id is not None
-        if not tuples(
-            conn,
-            f"SELECT 1 FROM memories WHERE {no_index(conn, 'brain_id')} = :brain AND id = :id "
-            "AND state = 'active'",
-            {"brain": scope.brain_id, "id": seen.echo.memory_id},
-        ):
-            return None
+        echoed = (
+            f"SELECT 1 FROM memories WHERE {brain} = :brain AND id = :echo AND state = 'active'"
+        )
+        values["echo"] = seen.echo.memory_id
+    row = tuples(
+        conn,
+        f"SELECT ({added or 'SELECT NULL'}), ({changed}), ({echoed or 'SELECT 1'}), "
+        "(SELECT coalesce(max(rowid), 0) FROM changelog)",
+        values,
+    )[0]
+    if row[0] is not None or row[1] is not None or row[2] is None:
+        return None
     # Nothing else can change the store inside this transaction: from here on only what the
     # transaction itself writes, which the changelog shows from its present end.
     marks.confirmed = here
-    marks.changes = _tops(conn)[1]
+    marks.changes = int(row[3])
     return seen
 
 
@@ -754,32 +780,59 @@ def _from_user(role: str | None) -> bool:
     return role is not None and role.strip().lower() == "user"
 
 
-def _recalled_ids(conn: Connection, scope: Scope, policy: BrainPolicy) -> list[str]:
-    since = now_ms() - policy.echo_window_seconds * 1000
-    rows = tuples(
-        conn,
-        "SELECT memory_ids FROM memory_recalls WHERE brain_id = :brain "
-        "AND principal = :principal AND created_at >= :since "
-        "ORDER BY created_at DESC LIMIT :n",
-        {
-            "brain": scope.brain_id,
-            "principal": scope.principal,
-            "since": since,
-            "n": _RECALL_ROWS,
-        },
-    )
+# The caller's latest recall notes within the echo window, newest first.
+_RECALLS_READ = (
+    "SELECT memory_ids FROM memory_recalls WHERE brain_id = :brain "
+    "AND principal = :principal AND created_at >= :since "
+    "ORDER BY created_at DESC LIMIT :n"
+)
+
+
+def _recalls_params(scope: Scope, since: int) -> dict[str, Any]:
+    return {
+        "brain": scope.brain_id,
+        "principal": scope.principal,
+        "since": since,
+        "n": _RECALL_ROWS,
+    }
+
+
+@dataclass(frozen=True)
+class Recalls:
+    """The recall notes `_tops` read ahead for the echo guard: the window's start then, and
+    each note's memory ids, newest first."""
+
+    since: int
+    notes: list[list[Any]]
+
+
+def _recalled_ids(
+    conn: Connection, scope: Scope, policy: BrainPolicy, read: Recalls | None = None
+) -> list[str]:
+    if read is None:
+        since = now_ms() - policy.echo_window_seconds * 1000
+        rows = tuples(conn, _RECALLS_READ, _recalls_params(scope, since))
+        notes: list[list[Any]] = [json.loads(row[0]) for row in rows]
+    else:
+        since, notes = read.since, read.notes
     # Notes this process has not written yet come first: they are the newest.
     seen = dict.fromkeys(
         access.pending_recalls(conn.engine, scope.brain_id, scope.principal, since)
     )
-    for row in rows:
-        for memory_id in json.loads(row[0]):
+    for note in notes:
+        for memory_id in note:
             seen.setdefault(str(memory_id), None)
     return list(seen)[:_RECALL_IDS]
 
 
-def _echo(conn: Connection, scope: Scope, content: str, policy: BrainPolicy) -> Verdict | None:
-    recalled = _recalled_ids(conn, scope, policy)
+def _echo(
+    conn: Connection,
+    scope: Scope,
+    content: str,
+    policy: BrainPolicy,
+    recalls: Recalls | None = None,
+) -> Verdict | None:
+    recalled = _recalled_ids(conn, scope, policy, recalls)
     if not recalled:
         return None
     words = comparable_terms(content)

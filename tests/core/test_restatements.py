@@ -4,6 +4,8 @@ depend on what it remembers."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import Engine
 
@@ -83,3 +85,44 @@ def test_a_word_grown_common_since_it_was_counted_still_finds_the_restatement(
         ),
     )
     assert _found(engine, settings, tenant.brain_id, "alice", text) == [made]
+
+
+@pytest.mark.parametrize("others", [0, 12], ids=["few-memories", "many-memories"])
+def test_an_owners_rows_behind_others_are_found_however_many_she_has(
+    engine: Engine,
+    settings: Settings,
+    tenant: Tenant,
+    monkeypatch: pytest.MonkeyPatch,
+    others: int,
+) -> None:
+    """Behind other owners' best rows, the rest is narrowed to the owner's rows by her
+    rowids when she has few memories, and looked up whole when she has many: the same
+    rows either way."""
+    scope = Scope(tenant.brain_id, "agent")
+    text = "Quillon repairs harpsichords in Ghent"
+    _save(engine, settings, scope, *(MemoryIn(content=text, user_id=f"u{i}") for i in range(4)))
+    [mine, also] = _save(
+        engine,
+        settings,
+        scope,
+        MemoryIn(content=text + ".", user_id="alice"),
+        MemoryIn(content="Quillon repairs lutes", user_id="alice"),
+    )
+    _save(
+        engine,
+        settings,
+        scope,
+        *(MemoryIn(content=f"Alice waters fern {i}", user_id="alice") for i in range(others)),
+    )
+    narrowed: list[bool] = []
+    share = restatements._owners_share
+
+    def spy(conn: Any, owner: Any, ranked: list[tuple[str, float]]) -> Any:
+        out = share(conn, owner, ranked)
+        narrowed.append(out is not ranked)
+        return out
+
+    monkeypatch.setattr(restatements, "_owners_share", spy)
+    assert _found(engine, settings, tenant.brain_id, "alice", text) == [mine, also]
+    if engine.dialect.name == "sqlite":
+        assert narrowed == [others == 0]
