@@ -46,6 +46,7 @@ from sqlalchemy import Connection, Engine
 from core.embeddings.text import normalize, stem, terms
 from core.events import changelog, history
 from core.kernel.db.engine import sql, transaction, tuples
+from core.kernel.db.id_lists import id_in
 from core.kernel.db.planner import no_index
 from core.kernel.errors import MnemoError
 from core.kernel.ids import new_id, now_ms
@@ -838,12 +839,14 @@ def _echo(
     words = comparable_terms(content)
     if not words:
         return None
-    names = {f"r{i}": memory_id for i, memory_id in enumerate(recalled)}
+    # The ids as one bound value: 50 parameters cost PostgreSQL's client more to bind (about
+    # 1 ms) than the server takes to find the rows.
+    among, ids = id_in(conn, recalled)
     rows = tuples(
         conn,
         f"SELECT id, content FROM memories WHERE {no_index(conn, 'brain_id')} = :brain "
-        f"AND id IN ({', '.join(':' + n for n in names)})",
-        {"brain": scope.brain_id, **names},
+        f"AND id {among}",
+        {"brain": scope.brain_id, "ids": ids},
     )
     numbers = _numbers(content)
     negated = _negated(content)
