@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, text
 
 from core.app import brain_maintenance
 from core.curation import conflicts
@@ -22,6 +22,7 @@ from core.memory.store import COLUMNS
 from tests.api.test_mcp import Mcp
 from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient
+from tests.statements import statements_sent
 
 
 @pytest.fixture
@@ -101,17 +102,13 @@ def test_detection_on_demand_reads_links_with_a_limit(client: LambdaClient, engi
     b = _create(client, content="The office is closed on Sundays")
     link = {"from_id": a["id"], "to_id": b["id"], "relation": "contradicts"}
     assert client.post("/v1/links", json_body=link).status == 201
-    seen: list[str] = []
-
-    def record(*args: Any) -> None:
-        seen.append(args[2])
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_sent(engine) as sent:
         _detect(client)
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-    reads = [s for s in seen if s.lstrip().upper().startswith("SELECT") and "memory_links" in s]
+    reads = [
+        s
+        for s in sent.statements
+        if s.lstrip().upper().startswith("SELECT") and "memory_links" in s
+    ]
     assert reads and all("LIMIT" in s.upper() for s in reads)
 
 

@@ -22,6 +22,7 @@ from core.memory import access, gate, store
 from core.memory.indexing import Indexer, document_text
 from core.memory.models import MemoryIn, MemoryPatch
 from tests.conftest import Tenant
+from tests.statements import statements_sent
 
 
 @pytest.fixture
@@ -145,24 +146,14 @@ def test_the_contradiction_check_compares_the_gates_candidates(
 def test_a_note_too_short_to_disagree_reads_no_partners(
     store_name: str, engine: Engine, settings: Settings, tenant: Tenant
 ) -> None:
-    from sqlalchemy import event
-
     scope = Scope(tenant.brain_id, "agent")
     _add(engine, settings, scope, "Dana is allergic to peanuts and shellfish")
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_sent(engine) as sent:
         made = _add(engine, settings, scope, "Peanuts!")
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
     assert made["gate"]["decision"] == "added" and "conflicts" not in made
     # The check's own reads: the user's recent memories and the partners' rows.
-    assert not [s for s in seen if "ORDER BY created_at DESC, id DESC" in s]
-    assert not [s for s in seen if "memory_conflict" in s]
+    assert not [s for s in sent.statements if "ORDER BY created_at DESC, id DESC" in s]
+    assert not [s for s in sent.statements if "memory_conflict" in s]
 
 
 def test_a_memory_edited_into_a_restatement_after_the_reads_is_reinforced(

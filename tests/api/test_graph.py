@@ -4,8 +4,6 @@ or a query; radius, node limit, relation filter), shortest paths, stats, and the
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, event, text
@@ -19,6 +17,7 @@ from core.kernel.scope import Scope
 from core.memory.policy import set_policy
 from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient
+from tests.statements import statements_sent
 
 
 def _memory(client: LambdaClient, content: str, **fields: Any) -> str:
@@ -256,20 +255,6 @@ def test_graph_stats(client: LambdaClient, tenant: Tenant) -> None:
     assert (scoped["nodes"], scoped["edges"]) == (5, 3)
 
 
-@contextmanager
-def _statements(engine: Engine) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-
-
 def test_walks_on_a_bulk_loaded_brain_stay_bounded(engine: Engine, tenant: Tenant) -> None:
     """2,000 memories, 8,000 random links: node limits hold, each level is one bounded query."""
     rng = random.Random(5)
@@ -296,15 +281,15 @@ def test_walks_on_a_bulk_loaded_brain_stay_bounded(engine: Engine, tenant: Tenan
             [{"id": new_id(), "b": brain, "f": ids[a], "t": ids[z]} for a, z in pairs],
         )
     scope = Scope(brain_id=brain, principal="t")
-    with _statements(engine) as seen, transaction(engine, write=False) as conn:
+    with statements_sent(engine) as sent, transaction(engine, write=False) as conn:
         result = graph.subgraph(conn, scope, SubgraphQuery(memory_id=ids[0], radius=3, limit=50))
     assert len(result["nodes"]) == 50 and result["truncated"] is True
     assert len({n["id"] for n in result["nodes"]}) == 50
-    assert len(seen) <= 3 + 5  # one per level, plus policy, centre, nodes and edges
-    walks = [s for s in seen if "memory_links" in s]
+    assert len(sent.statements) <= 3 + 5  # one per level, plus policy, centre, nodes and edges
+    walks = [s for s in sent.statements if "memory_links" in s]
     assert walks and all("LIMIT" in s for s in walks)
 
-    with _statements(engine) as seen, transaction(engine, write=False) as conn:
+    with statements_sent(engine) as sent, transaction(engine, write=False) as conn:
         found = graph.path(conn, scope, PathQuery(from_id=ids[1], to_id=ids[2], max_hops=6))
     assert 1 <= found["hops"] <= 6
     assert found["nodes"][0]["id"] == ids[1] and found["nodes"][-1]["id"] == ids[2]
@@ -312,7 +297,7 @@ def test_walks_on_a_bulk_loaded_brain_stay_bounded(engine: Engine, tenant: Tenan
         found["edges"], zip(found["nodes"], found["nodes"][1:], strict=False), strict=True
     ):
         assert {edge["from_id"], edge["to_id"]} == {a["id"], z["id"]}
-    assert len(seen) <= 6 + 6  # at most one query per level, plus the fixed ones
+    assert len(sent.statements) <= 6 + 6  # at most one query per level, plus the fixed ones
 
     # Shortest, as a plain breadth-first search over every link says.
     neighbours: dict[str, set[str]] = {m: set() for m in ids}

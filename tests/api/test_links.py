@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 
 from core.kernel.config import LinkSettings, Settings
 from core.kernel.db.engine import transaction
@@ -14,6 +14,7 @@ from core.kernel.scope import Scope
 from core.memory.policy import set_policy
 from tests.conftest import Tenant
 from tests.lambda_client import LambdaClient
+from tests.statements import statements_sent
 
 
 def _memory(client: LambdaClient, content: str, **fields: Any) -> str:
@@ -302,16 +303,9 @@ def test_saving_a_memory_with_waypoints_off_runs_no_link_statement(
     client: LambdaClient, engine: Engine
 ) -> None:
     _memory(client, "Alice drinks green tea every morning")
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_sent(engine) as sent:
         _memory(client, "Alice drinks green tea every evening")
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+    seen = sent.statements
     assert any("INSERT INTO memories" in s for s in seen)
     # One policy read is the write gate's (core/memory/gate.py), not the waypoints'.
     assert not [s for s in seen if "memory_links" in s]

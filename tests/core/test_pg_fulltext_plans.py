@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import text
 
 from core.kernel.config import Settings
 from core.kernel.db.engine import dispose, get_engine
@@ -22,6 +22,7 @@ from core.kernel.db.migrations import ensure_schema
 from core.memory import access
 from tests.conftest import make_tenant, new_postgres_database
 from tests.lambda_client import LambdaClient
+from tests.statements import statements_sent
 
 MEMORIES = 300
 
@@ -46,22 +47,6 @@ def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _plan_nodes(child)
 
 
-def _full_text_statements(engine: Engine, run: Any) -> list[tuple[str, Any]]:
-    """Each full-text candidates statement `run` sends, with its parameters."""
-    seen: list[tuple[str, Any]] = []
-
-    def listen(conn: Any, cursor: Any, statement: str, params: Any, *rest: Any) -> None:
-        if "FROM memories m, w" in statement:
-            seen.append((statement, params))
-
-    event.listen(engine, "before_cursor_execute", listen)
-    try:
-        run()
-    finally:
-        event.remove(engine, "before_cursor_execute", listen)
-    return seen
-
-
 def test_each_match_is_read_a_bounded_number_of_times_before_analyze(fresh_url: str) -> None:
     engine = get_engine(fresh_url)
     tenant = make_tenant(engine)
@@ -84,7 +69,13 @@ def test_each_match_is_read_a_bounded_number_of_times_before_analyze(fresh_url: 
         found = client.post("/v1/search", {"query": "garden worker tomatoes", "limit": 5})
         assert found.status == 200, found.body
 
-    statements = _full_text_statements(engine, add_and_search)
+    with statements_sent(engine) as sent:
+        add_and_search()
+    statements = [
+        (statement, params)
+        for statement, params in zip(sent.statements, sent.params, strict=True)
+        if "FROM memories m, w" in statement  # the full-text candidates statements
+    ]
     assert len(statements) >= 2, "the gate's lookup and the search both read full text"
     with engine.connect() as conn:
         for statement, params in statements:

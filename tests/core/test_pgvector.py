@@ -22,6 +22,7 @@ from core.retrieval import pgvector, vectors
 from tests.conftest import Tenant, make_tenant, new_postgres_database
 from tests.lambda_client import LambdaClient
 from tests.pg_server import PostgresServer, pgvector_bin, wait_for
+from tests.statements import statements_sent
 
 BIN = pgvector_bin()
 pytestmark = pytest.mark.skipif(
@@ -417,19 +418,9 @@ def test_a_model_name_with_quotes_colons_and_percents_is_only_a_literal(
 
 def _statements(engine: Engine, run: Any) -> list[str]:
     """The statements `run()` sends to the store."""
-    from sqlalchemy import event
-
-    sent: list[str] = []
-
-    def keep(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        sent.append(statement)
-
-    event.listen(engine, "before_cursor_execute", keep)
-    try:
+    with statements_sent(engine) as sent:
         run()
-    finally:
-        event.remove(engine, "before_cursor_execute", keep)
-    return sent
+    return sent.statements
 
 
 def test_fewer_round_trips_give_the_same_ranking(
