@@ -176,10 +176,10 @@ def test_the_whole_flow_with_authlib_against_mnemo_serve(served: str, auth_metho
         client.close()
 
 
-def test_refresh_then_revoke_with_authlib(served: str) -> None:
-    base = served
-    resource, server = _discover(base)
-    redirect_uri = "http://localhost:8766/cb"
+def _public_client(
+    server: dict[str, object], redirect_uri: str, scope: str | None = None
+) -> OAuth2Client:
+    """An authlib client registered (RFC 7591) as a public client with PKCE."""
     reg = httpx.post(
         str(server["registration_endpoint"]),
         json={
@@ -189,13 +189,20 @@ def test_refresh_then_revoke_with_authlib(served: str) -> None:
             "token_endpoint_auth_method": "none",
         },
     ).json()
-    client = OAuth2Client(
+    return OAuth2Client(
         client_id=reg["client_id"],
         token_endpoint_auth_method="none",
         revocation_endpoint_auth_method="none",
         redirect_uri=redirect_uri,
+        scope=scope,
         code_challenge_method="S256",
     )
+
+
+def test_refresh_then_revoke_with_authlib(served: str) -> None:
+    base = served
+    resource, server = _discover(base)
+    client = _public_client(server, "http://localhost:8766/cb")
     browser = Browser()
     try:
         verifier = generate_token(64)
@@ -232,28 +239,6 @@ def _ping(client: OAuth2Client, base: str) -> httpx.Response:
         f"{base}/mcp",
         json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
         headers={"accept": "application/json, text/event-stream"},
-    )
-
-
-def _public_client(
-    server: dict[str, object], redirect_uri: str, scope: str | None = None
-) -> OAuth2Client:
-    """An authlib client registered (RFC 7591) as a public client with PKCE."""
-    reg = httpx.post(
-        str(server["registration_endpoint"]),
-        json={
-            "client_name": "authlib test client",
-            "redirect_uris": [redirect_uri],
-            "grant_types": ["authorization_code", "refresh_token"],
-            "token_endpoint_auth_method": "none",
-        },
-    ).json()
-    return OAuth2Client(
-        client_id=reg["client_id"],
-        token_endpoint_auth_method="none",
-        redirect_uri=redirect_uri,
-        scope=scope,
-        code_challenge_method="S256",
     )
 
 
