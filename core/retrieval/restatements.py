@@ -12,8 +12,10 @@ scored every match of the words (2 microseconds each, 0.3-0.4 ms a write at 10,0
 to rank rows that differ by which of four words they hold. Which words are rarest comes from
 their capped counts, remembered per process (`_Counts`): counting every word of the text cost
 20 microseconds a word, most of a write's lookup; the posting lists are read fresh, with the
-counts of the words read. When the rarest words are all common (no complete posting list under
-the cap), BM25 in the index ranks them, as before.
+counts of the words read. Once four of the text's words are remembered as rare, only theirs
+are read: a restatement holds them too (the gate asks for most of the words and no word
+replaced), so the words never counted need not be. When the rarest words are all common (no
+complete posting list under the cap), BM25 in the index ranks them, as before.
 
 On PostgreSQL the rarest words come from ANALYZE's commonest lexemes, ranked as
 `lexical.candidates` ranks (`lexical.rare_word_candidates`).
@@ -45,6 +47,9 @@ _POOL = _RESTATEMENT_POOL * _RESTATEMENT_BASE
 # A word in more rows than this is common, whatever its exact count: twice the pool, so the
 # rarest words are told apart even when the owner's share has to be matched on its own.
 _COUNT_CAP = 2 * _POOL + 1
+# An owner with fewer memories than this has her rowids read with the postings, so only her
+# rows are looked up; a larger one's rows are looked up among the others' (a page each).
+_OWNER_CAP = 256
 
 
 class _Counts:
@@ -52,9 +57,10 @@ class _Counts:
 
     They only choose which words' posting lists are read, and every read refreshes the
     counts of the words it chose, so a word that became common is seen at its next use. A
-    word never seen (or last seen in no row) is always counted again: a memory holding it
-    may have been added since, and leaving it out could miss its restatement. Entries expire
-    after `_TTL` seconds, so a word made rare by deletions is not passed over for long."""
+    word never seen (or last seen in no row) is counted whenever fewer than four of the
+    text's words are remembered as rare: a memory holding it may have been added since, and
+    it may be the only rare word a restatement shares. Entries expire after `_TTL` seconds,
+    so a word made rare by deletions is not passed over for long."""
 
     _TTL = 600.0
     _MAX = 100_000
@@ -128,12 +134,26 @@ def restatement_candidates(
     stems = list(dict.fromkeys(stem(t) for t in terms))
     store = _store(conn.engine)
     remembered = COUNTS.get(store, stems)
-    # One pass reads the postings of the words not remembered (counting them) and of the
-    # rarest remembered ones: whichever turn out rarest, their postings are at hand.
-    read = [t for t in stems if t not in remembered]
-    read += sorted(remembered, key=remembered.__getitem__)[:_RESTATEMENT_WORDS]
-    counts, postings, total = _postings(conn, read)
-    COUNTS.put(store, counts)
+    by_count = sorted(remembered, key=remembered.__getitem__)
+    rare = [t for t in by_count if remembered[t] < _COUNT_CAP][:_RESTATEMENT_WORDS]
+    owner = (brain_id, user_id)
+    counts: dict[str, int] = {}
+    if len(rare) == _RESTATEMENT_WORDS:
+        # A restatement holds the text's words, or most of them (the gate asks for a share
+        # and no word replaced): four remembered rare ones find it as the four rarest would,
+        # with the shortest postings known. Words never counted are left unread: each costs
+        # an FTS5 seek per segment (35-50 microseconds), most of what the gate adds a write.
+        read = rare
+        counts, postings, total, owned = _postings(conn, read, owner)
+        COUNTS.put(store, counts)
+        if not all(0 < counts[t] < _COUNT_CAP for t in read):
+            counts = {}  # a word grew common or left every memory since: count them all
+    if not counts:
+        # One pass reads the postings of the words not remembered (counting them) and of the
+        # rarest remembered ones: whichever turn out rarest, their postings are at hand.
+        read = [t for t in stems if t not in remembered] + by_count[:_RESTATEMENT_WORDS]
+        counts, postings, total, owned = _postings(conn, read, owner)
+        COUNTS.put(store, counts)
     rarest = sorted((t for t in read if counts[t]), key=counts.__getitem__)
     rarest = rarest[:_RESTATEMENT_WORDS]
     if not rarest:
@@ -141,42 +161,56 @@ def restatement_candidates(
     if any(counts[t] >= _COUNT_CAP for t in rarest):
         # A common word's postings were cut at the cap: rank the whole match in the index.
         matches = sum(counts[t] for t in rarest)
-        owner = scope_tokens(brain_id, user_id)[-1]
-        return _ranked(conn, rarest, where, params, limit, columns, matches, owner, late)
+        token = scope_tokens(brain_id, user_id)[-1]
+        return _ranked(conn, rarest, where, params, limit, columns, matches, token, late)
     return _scored(
-        conn, rarest, counts, postings, total, where, params, limit, columns, late,
-        owner=(brain_id, user_id),
-    )  # fmt: skip
+        conn, rarest, counts, postings, total, where, params, limit, columns, late, owned=owned
+    )
 
 
 def _postings(
-    conn: Connection, words: list[str]
-) -> tuple[dict[str, int], dict[str, list[str]], int]:
+    conn: Connection, words: list[str], owner: tuple[str, str | None]
+) -> tuple[dict[str, int], dict[str, list[str]], int, frozenset[str] | None]:
     """Each word's rows in the index (rowids, at most _COUNT_CAP: more is common, never among
-    the rarest while rarer words exist), their count, and the index's highest rowid (its
-    size, near enough, for an IDF): one statement for all the words."""
+    the rarest while rarer words exist), their count, the index's highest rowid (its size,
+    near enough, for an IDF), and the owner's rowids (None: she has `_OWNER_CAP` or more),
+    read from the brain-and-user index, a few entries a page: one statement for all."""
     names = [f"c_{i}" for i in range(len(words))]
+    brain_id, user_id = owner
     statement = " UNION ALL ".join(
         [
             f"SELECT {i}, count(*), group_concat(rowid) FROM (SELECT rowid FROM memory_fts "
             f"WHERE memory_fts MATCH :{n} LIMIT {_COUNT_CAP})"
             for i, n in enumerate(names)
         ]
-        + ["SELECT -1, (SELECT max(rowid) FROM memory_fts), NULL"]
+        + [
+            "SELECT -1, (SELECT max(rowid) FROM memory_fts), NULL",
+            "SELECT -2, count(*), group_concat(rowid) FROM (SELECT rowid FROM memories "
+            "WHERE brain_id = :o_brain AND "
+            + ("user_id IS NULL" if user_id is None else "user_id = :o_user")
+            + f" LIMIT {_OWNER_CAP})",
+        ]
     )
-    params = {n: '"' + w.replace('"', '""') + '"' for n, w in zip(names, words, strict=True)}
+    params: dict[str, Any] = {
+        n: '"' + w.replace('"', '""') + '"' for n, w in zip(names, words, strict=True)
+    }
+    params.update(o_brain=brain_id, o_user=user_id)
     counts = dict.fromkeys(words, 0)
     postings: dict[str, list[str]] = {}
     total = 0
+    owned: frozenset[str] | None = None
     for i, n, rowids in tuples(conn, statement, params):
-        if int(i) < 0:
+        if int(i) == -1:
             total = int(n or 0)
-            continue
-        word = words[int(i)]
-        counts[word] = int(n)
-        if rowids:
-            postings[word] = str(rowids).split(",")
-    return counts, postings, total
+        elif int(i) == -2:
+            if int(n) < _OWNER_CAP:
+                owned = frozenset(str(rowids).split(",")) if rowids else frozenset()
+        else:
+            word = words[int(i)]
+            counts[word] = int(n)
+            if rowids:
+                postings[word] = str(rowids).split(",")
+    return counts, postings, total, owned
 
 
 def _scored(
@@ -191,13 +225,15 @@ def _scored(
     columns: str,
     late: str,
     *,
-    owner: tuple[str, str | None],
+    owned: frozenset[str] | None,
 ) -> list[tuple[Any, ...]]:
     """The owner's best rows among complete posting lists: a row's score is the IDF (BM25's)
     of the rarest words it holds, the newest first among equals. The best `limit` rows are
-    looked up first, then, when too few of them are the owner's, the rest: every match is
-    reachable, so no restatement of the owner's hides behind other owners' rows. `owner`
-    (brain, user) is the one `where` asks for."""
+    looked up first, then, when too few pass `where`, the rest: every match is reachable, so
+    no restatement of the owner's hides behind other owners' rows. `owned` are the owner's
+    rowids (the one `where` asks for) when she has few: only hers are scored and looked up.
+    Looking a row up costs a page read (0.2 ms for 170 rows), and the lookup's WHERE asks
+    for the owner anyway, so the rows found, and their order, are the same."""
     size = max(total, max(counts[t] for t in rarest))
     score: dict[str, float] = {}
     for word in rarest:
@@ -209,6 +245,8 @@ def _scored(
         get = score.get
         for rowid in postings.get(word, ()):
             score[rowid] = get(rowid, 0.0) + idf
+    if owned is not None:
+        score = {rowid: value for rowid, value in score.items() if rowid in owned}
     if not score:
         return []
     # The best `limit` rows as a full sort would rank them (nlargest keeps its order among
@@ -223,42 +261,15 @@ def _scored(
     )
     if late:
         statement = f"SELECT x.*, {late} FROM ({statement}) x"
-    # The best `limit` rows first: when they are the owner's (one owner's store, or a
-    # restatement, which holds all the rarest words), no other row is read.
+    # The best `limit` rows first: when they pass (the owner's rows, or a one-owner store's,
+    # or a restatement, which holds all the rarest words), no other row is read.
     found = tuples(conn, statement, {**params, "lex_rows": _tiers(best), "lex_limit": limit})
     if len(found) < limit and len(score) > limit:
         rest = sorted(score.items(), key=itemgetter(1), reverse=True)[limit:]
-        rest = _owners_share(conn, owner, rest)
-        if rest:
-            found += tuples(
-                conn,
-                statement,
-                {**params, "lex_rows": _tiers(rest), "lex_limit": limit - len(found)},
-            )
+        found += tuples(
+            conn, statement, {**params, "lex_rows": _tiers(rest), "lex_limit": limit - len(found)}
+        )
     return found
-
-
-def _owners_share(
-    conn: Connection, owner: tuple[str, str | None], ranked: list[tuple[str, float]]
-) -> list[tuple[str, float]]:
-    """The rows of `ranked` that are the owner's, in the same order, when the owner has few
-    memories; else all of them. Looking each row up costs a page read per row (0.2 ms for
-    the 170 rows of an owner among 100 at 10,000 memories); the owner's rowids come from
-    the brain-and-user index, a few entries a page. The lookup's WHERE asks for the owner
-    anyway, so the rows found, and their order, are the same."""
-    cap = 4 * len(ranked)
-    brain_id, user_id = owner
-    rows = tuples(
-        conn,
-        "SELECT rowid FROM memories WHERE brain_id = :brain AND "
-        + ("user_id IS NULL" if user_id is None else "user_id = :user")
-        + " LIMIT :cap",
-        {"brain": brain_id, "user": user_id, "cap": cap},
-    )
-    if len(rows) >= cap:
-        return ranked  # an owner with many memories: looking the rows up costs less
-    mine = {str(row[0]) for row in rows}
-    return [item for item in ranked if item[0] in mine]
 
 
 def _tiers(ranked: list[tuple[str, float]]) -> str:

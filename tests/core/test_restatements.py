@@ -4,6 +4,7 @@ depend on what it remembers."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -87,17 +88,17 @@ def test_a_word_grown_common_since_it_was_counted_still_finds_the_restatement(
     assert _found(engine, settings, tenant.brain_id, "alice", text) == [made]
 
 
-@pytest.mark.parametrize("others", [0, 12], ids=["few-memories", "many-memories"])
+@pytest.mark.parametrize("cap", [256, 3], ids=["her-rowids-read", "too-many-to-read"])
 def test_an_owners_rows_behind_others_are_found_however_many_she_has(
     engine: Engine,
     settings: Settings,
     tenant: Tenant,
     monkeypatch: pytest.MonkeyPatch,
-    others: int,
+    cap: int,
 ) -> None:
-    """Behind other owners' best rows, the rest is narrowed to the owner's rows by her
-    rowids when she has few memories, and looked up whole when she has many: the same
-    rows either way."""
+    """Behind other owners' best rows, only the owner's rows are looked up when her rowids
+    are read with the postings (fewer than the cap), and every row otherwise: the same rows
+    either way."""
     scope = Scope(tenant.brain_id, "agent")
     text = "Quillon repairs harpsichords in Ghent"
     _save(engine, settings, scope, *(MemoryIn(content=text, user_id=f"u{i}") for i in range(4)))
@@ -112,17 +113,59 @@ def test_an_owners_rows_behind_others_are_found_however_many_she_has(
         engine,
         settings,
         scope,
-        *(MemoryIn(content=f"Alice waters fern {i}", user_id="alice") for i in range(others)),
+        *(MemoryIn(content=f"Alice waters fern {i}", user_id="alice") for i in range(4)),
     )
-    narrowed: list[bool] = []
-    share = restatements._owners_share
+    monkeypatch.setattr(restatements, "_OWNER_CAP", cap)
+    looked_up: list[int] = []
+    tuples = restatements.tuples
 
-    def spy(conn: Any, owner: Any, ranked: list[tuple[str, float]]) -> Any:
-        out = share(conn, owner, ranked)
-        narrowed.append(out is not ranked)
-        return out
+    def spy(conn: Any, statement: str, params: Any = None) -> Any:
+        if "lex_rows" in (params or {}):
+            looked_up.append(len(json.loads(params["lex_rows"])))
+        return tuples(conn, statement, params)
 
-    monkeypatch.setattr(restatements, "_owners_share", spy)
+    monkeypatch.setattr(restatements, "tuples", spy)
     assert _found(engine, settings, tenant.brain_id, "alice", text) == [mine, also]
     if engine.dialect.name == "sqlite":
-        assert narrowed == [others == 0]
+        # Her two rows, or the best three of six and then the other three.
+        assert looked_up == ([2] if cap > 6 else [3, 3])
+
+
+def test_four_remembered_rare_words_find_a_restatement_without_counting_new_words(
+    engine: Engine, settings: Settings, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once four of a text's words are remembered as rare, only their postings are read:
+    a restatement holds them, so words never counted (one saved since included) are not
+    looked up. A remembered word grown common sends the lookup back to counting them all."""
+    scope = Scope(tenant.brain_id, "agent")
+    base = "Quillon repairs harpsichords in Ghent every winter"
+    _save(engine, settings, scope, MemoryIn(content=base, user_id="bob"))
+    assert _found(engine, settings, tenant.brain_id, "alice", base) == []  # counts its words
+    # Saved after the counts were taken, holding a word no count has seen.
+    [made] = _save(
+        engine, settings, scope, MemoryIn(content=base + " with Marguerite", user_id="alice")
+    )
+    read: list[list[str]] = []
+    postings = restatements._postings
+
+    def spy(conn: Any, words: list[str], owner: Any) -> Any:
+        read.append(list(words))
+        return postings(conn, words, owner)
+
+    monkeypatch.setattr(restatements, "_postings", spy)
+    text = "Quillon repairs harpsichords in Ghent every winter, with Marguerite."
+    assert _found(engine, settings, tenant.brain_id, "alice", text) == [made]
+    if engine.dialect.name == "sqlite":
+        assert len(read) == 1 and len(read[0]) == 4
+        assert not any(w.startswith("marguerit") for w in read[0])
+    # Every remembered word now in more rows than the cap: counted again, still found.
+    _save(
+        engine,
+        settings,
+        scope,
+        *(MemoryIn(content=f"{base} number {i}", user_id="bob") for i in range(120)),
+    )
+    read.clear()
+    assert _found(engine, settings, tenant.brain_id, "alice", text) == [made]
+    if engine.dialect.name == "sqlite":
+        assert len(read) == 2 and any(w.startswith("marguerit") for w in read[1])
