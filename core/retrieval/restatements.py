@@ -95,6 +95,44 @@ class _Counts:
 
 
 COUNTS = _Counts()
+
+
+class _LargeOwners:
+    """Owners seen with `_OWNER_CAP` memories or more, remembered per process for `_TTL`
+    seconds: reading their rowids with the postings only to find too many costs 36
+    microseconds a write (one owner of 10,000), and owners seldom shrink."""
+
+    _TTL = 600.0
+    _MAX = 100_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, str, str | None], float] = {}
+
+    def holds(self, key: tuple[str, str, str | None]) -> bool:
+        seen = self._seen.get(key)
+        return seen is not None and seen >= time.monotonic() - self._TTL
+
+    def add(self, key: tuple[str, str, str | None]) -> None:
+        with self._lock:
+            if len(self._seen) >= self._MAX:
+                self._seen.clear()
+            self._seen[key] = time.monotonic()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+
+LARGE_OWNERS = _LargeOwners()
+
+
+def forget() -> None:
+    """Forget what this process remembers of every store (tests start from nothing)."""
+    COUNTS.clear()
+    LARGE_OWNERS.clear()
+
+
 _STORES: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
 
 
@@ -136,7 +174,8 @@ def restatement_candidates(
     remembered = COUNTS.get(store, stems)
     by_count = sorted(remembered, key=remembered.__getitem__)
     rare = [t for t in by_count if remembered[t] < _COUNT_CAP][:_RESTATEMENT_WORDS]
-    owner = (brain_id, user_id)
+    known_large = LARGE_OWNERS.holds((store, brain_id, user_id))
+    owner = None if known_large else (brain_id, user_id)
     counts: dict[str, int] = {}
     if len(rare) == _RESTATEMENT_WORDS:
         # A restatement holds the text's words, or most of them (the gate asks for a share
@@ -154,6 +193,8 @@ def restatement_candidates(
         read = [t for t in stems if t not in remembered] + by_count[:_RESTATEMENT_WORDS]
         counts, postings, total, owned = _postings(conn, read, owner)
         COUNTS.put(store, counts)
+    if owned is None and not known_large:
+        LARGE_OWNERS.add((store, brain_id, user_id))
     rarest = sorted((t for t in read if counts[t]), key=counts.__getitem__)
     rarest = rarest[:_RESTATEMENT_WORDS]
     if not rarest:
@@ -169,32 +210,33 @@ def restatement_candidates(
 
 
 def _postings(
-    conn: Connection, words: list[str], owner: tuple[str, str | None]
+    conn: Connection, words: list[str], owner: tuple[str, str | None] | None
 ) -> tuple[dict[str, int], dict[str, list[str]], int, frozenset[str] | None]:
     """Each word's rows in the index (rowids, at most _COUNT_CAP: more is common, never among
     the rarest while rarer words exist), their count, the index's highest rowid (its size,
-    near enough, for an IDF), and the owner's rowids (None: she has `_OWNER_CAP` or more),
-    read from the brain-and-user index, a few entries a page: one statement for all."""
+    near enough, for an IDF), and the `owner`'s rowids (None: she has `_OWNER_CAP` or more,
+    or no owner was given), read from the brain-and-user index, a few entries a page: one
+    statement for all."""
     names = [f"c_{i}" for i in range(len(words))]
-    brain_id, user_id = owner
-    statement = " UNION ALL ".join(
-        [
-            f"SELECT {i}, count(*), group_concat(rowid) FROM (SELECT rowid FROM memory_fts "
-            f"WHERE memory_fts MATCH :{n} LIMIT {_COUNT_CAP})"
-            for i, n in enumerate(names)
-        ]
-        + [
-            "SELECT -1, (SELECT max(rowid) FROM memory_fts), NULL",
-            "SELECT -2, count(*), group_concat(rowid) FROM (SELECT rowid FROM memories "
-            "WHERE brain_id = :o_brain AND "
-            + ("user_id IS NULL" if user_id is None else "user_id = :o_user")
-            + f" LIMIT {_OWNER_CAP})",
-        ]
-    )
+    parts = [
+        f"SELECT {i}, count(*), group_concat(rowid) FROM (SELECT rowid FROM memory_fts "
+        f"WHERE memory_fts MATCH :{n} LIMIT {_COUNT_CAP})"
+        for i, n in enumerate(names)
+    ]
+    parts.append("SELECT -1, (SELECT max(rowid) FROM memory_fts), NULL")
     params: dict[str, Any] = {
         n: '"' + w.replace('"', '""') + '"' for n, w in zip(names, words, strict=True)
     }
-    params.update(o_brain=brain_id, o_user=user_id)
+    if owner is not None:
+        brain_id, user_id = owner
+        parts.append(
+            "SELECT -2, count(*), group_concat(rowid) FROM (SELECT rowid FROM memories "
+            "WHERE brain_id = :o_brain AND "
+            + ("user_id IS NULL" if user_id is None else "user_id = :o_user")
+            + f" LIMIT {_OWNER_CAP})"
+        )
+        params.update(o_brain=brain_id, o_user=user_id)
+    statement = " UNION ALL ".join(parts)
     counts = dict.fromkeys(words, 0)
     postings: dict[str, list[str]] = {}
     total = 0

@@ -40,7 +40,7 @@ def _add(engine: Engine, settings: Settings, scope: Scope, i: int) -> None:
 
 def _found(engine: Engine, settings: Settings, brain: str) -> list[object]:
     """A ranked full-text match over the index, and the gate's lookup for each user."""
-    restatements.COUNTS.clear()
+    restatements.forget()
     out: list[object] = []
     with transaction(engine, write=False) as conn:
         out.append(

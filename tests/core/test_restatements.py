@@ -24,7 +24,7 @@ from tests.conftest import Tenant
 
 @pytest.fixture(autouse=True)
 def _forget() -> None:
-    restatements.COUNTS.clear()
+    restatements.forget()
 
 
 def _save(engine: Engine, settings: Settings, scope: Scope, *items: MemoryIn) -> list[str]:
@@ -129,6 +129,18 @@ def test_an_owners_rows_behind_others_are_found_however_many_she_has(
     if engine.dialect.name == "sqlite":
         # Her two rows, or the best three of six and then the other three.
         assert looked_up == ([2] if cap > 6 else [3, 3])
+    # An owner once seen with too many rows to read is not read for again: the same rows.
+    owners: list[object] = []
+    postings = restatements._postings
+
+    def read(conn: Any, words: list[str], owner: Any) -> Any:
+        owners.append(owner)
+        return postings(conn, words, owner)
+
+    monkeypatch.setattr(restatements, "_postings", read)
+    assert _found(engine, settings, tenant.brain_id, "alice", text) == [mine, also]
+    if engine.dialect.name == "sqlite":
+        assert (owners[0] is None) == (cap < 6)
 
 
 def test_four_remembered_rare_words_find_a_restatement_without_counting_new_words(
