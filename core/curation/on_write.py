@@ -6,7 +6,8 @@ a bounded number of each: its nearest by vector when this process holds the brai
 already, else its nearest by words (the full-text index: two statements that disagree share most
 of their words, which is what the detector asks of a pair), its user's 10 most recent ones, and
 its same-key memories. The nearest by words are the write gate's own candidates when the gate
-read them ahead of the transaction (core/memory/gate.py `look_ahead`): one search serves both.
+searched for them (an unkeyed write: core/memory/gate.py `shared_candidates`, read ahead of the
+transaction on SQLite, inside it on PostgreSQL): one search serves both.
 A disagreement is recorded as a conflict at once, in the memory's own transaction, and the
 reply names it. Nothing here embeds (the indexer made the new memory's
 vector before the transaction opened) and nothing loads a brain's vectors while the write holds
@@ -46,7 +47,7 @@ def check_created(
 ) -> CreatedFields:
     """Record the conflicts a just-created memory has with what the store holds; returns
     `{"conflicts": [...]}` when it found any. `foresight` is the indexer's record of what the
-    gate read ahead (its candidates stand in for the search by words)."""
+    gate searched for (its candidates stand in for the search by words)."""
     if memory["type"] not in _COMPARED or memory["state"] != "active":
         return {}
     if memory["key"] is None and not contradiction.says_enough(memory["content"]):
@@ -59,11 +60,11 @@ def check_created(
         nearest = _nearest(conn, scope.brain_id, memory, vector, space)
     # The vector cache answers from memory; the full-text lookup (a few ms) stands in for it
     # when this process has not loaded the brain's vectors (or there is no embedder), and the
-    # gate's search, read ahead, stands in for that.
+    # gate's own search, when it made one for this write, stands in for that.
     if nearest is None:
-        seen = gate.foresight_for(foresight, scope.brain_id, memory) if foresight else None
-        if seen is not None and seen.any_key and seen.echo is None:
-            nearest = [c.id for c in seen.candidates if c.id != memory["id"]]
+        shared = gate.shared_candidates(foresight, scope.brain_id, memory) if foresight else None
+        if shared is not None:
+            nearest = [c.id for c in shared if c.id != memory["id"]]
         else:
             nearest = _by_words(conn, scope.brain_id, memory)
     ids += nearest

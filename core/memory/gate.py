@@ -63,9 +63,9 @@ Decision = Literal["added", "duplicate", "reinforced", "recalled", "quarantined"
 # Near-duplicate candidates read back per write: the best few full-text matches (a restatement
 # shares most of its words, so it ranks first among the owner's memories).
 _CANDIDATES = 3
-# Read ahead, the owner's best matches of any key: the gate keeps the same-key ones, and the
-# contradiction check (core/curation/on_write.py) compares the note and fact ones, so the two
-# share one search.
+# For an unkeyed write, the owner's best matches of any key (read ahead, or inside the write
+# transaction): the gate keeps the same-key ones, and the contradiction check
+# (core/curation/on_write.py) compares the note and fact ones, so the two share one search.
 SHARED_CANDIDATES = 8
 # The echo guard reads this many of the caller's latest recalls within the window, and at most
 # this many memories from them: a write costs a bounded amount however much was searched.
@@ -326,10 +326,7 @@ def screen(
     if seen is not None:
         candidates = [c for c in seen.candidates if (c.key or "") == (data.key or "")]
     else:
-        doc = document_text(data.title, data.key, data.tags, data.content)
-        candidates = index.similar(
-            conn, scope.brain_id, user, content=data.content, key=data.key, doc=doc, n=_CANDIDATES
-        )
+        candidates = _search(conn, scope, data, user, index)
     closest = ""
     for row in candidates[:_CANDIDATES]:
         cosine = row.cosine
@@ -348,6 +345,27 @@ def screen(
         if added is not None:
             return _reinforced(conn, scope, added, data, policy, earlier.similarity)
     return Verdict("added", "new", f"no active memory of this owner says the same{closest}")
+
+
+def _search(
+    conn: Connection, scope: Scope, data: MemoryIn, user: str | None, index: Indexer
+) -> list[Candidate]:
+    """The gate's search inside the write transaction (PostgreSQL's, and SQLite's when
+    nothing was read ahead or what was no longer holds): the candidates of this owner and
+    key, best first. As `look_ahead` does, an unkeyed write asks for the owner's best matches
+    of any key, keeps the unkeyed ones and leaves all of them for the contradiction check
+    (`shared_candidates`): one full-text statement for both, where PostgreSQL ran two over the
+    same text (3 ms each at 10,000 memories)."""
+    doc = document_text(data.title, data.key, data.tags, data.content)
+    shared = not data.key
+    found = index.similar(
+        conn, scope.brain_id, user, content=data.content, key=data.key, doc=doc,
+        n=SHARED_CANDIDATES if shared else _CANDIDATES, any_key=shared,
+    )  # fmt: skip
+    if not shared:
+        return found
+    index.foresight[_foresight_key(scope, data, user)] = Searched(tuple(found))
+    return [c for c in found if not c.key]
 
 
 def _reinforced(
@@ -414,6 +432,15 @@ class Foresight:
     # contradiction check), or only of the write's own fact key.
     any_key: bool = True
     earlier: tuple[Earlier, ...] = ()
+
+
+@dataclass(frozen=True)
+class Searched:
+    """The owner's best full-text matches of any key that the gate's search inside the write
+    transaction found for an unkeyed write (`_search`), left for the contradiction check.
+    Not a `Foresight`: nothing here was read ahead, so `screen` has nothing to re-check."""
+
+    candidates: tuple[Candidate, ...]
 
 
 def _foresight_key(scope: Scope, data: MemoryIn, user: str | None) -> tuple[str, ...]:
@@ -541,15 +568,19 @@ def _restated(
     return tuple(found)
 
 
-def foresight_for(
+def shared_candidates(
     foresight: dict[tuple[str, ...], Any], brain_id: str, memory: Mapping[str, Any]
-) -> Foresight | None:
-    """What was read ahead for the write that made `memory`, if anything: the contradiction
-    check (core/curation/on_write.py) compares the candidates the gate's search found."""
+) -> tuple[Candidate, ...] | None:
+    """The owner's best full-text matches of any key that the gate's search found for the
+    write that made `memory`, ahead of its transaction (`look_ahead`) or inside it
+    (`_search`); None when it searched for none (a keyed write, the gate off, an echo). The
+    contradiction check (core/curation/on_write.py) compares them instead of searching."""
     found = foresight.get(
         (brain_id, memory["user_id"] or "", memory["key"] or "", memory["content"])
     )
-    return found if isinstance(found, Foresight) else None
+    if isinstance(found, Foresight):
+        return found.candidates if found.any_key and found.echo is None else None
+    return found.candidates if isinstance(found, Searched) else None
 
 
 # What a write transaction's own gated writes leave in the changelog: a batch's adds (compared
