@@ -22,7 +22,6 @@ import numpy as np
 from sqlalchemy import Connection
 
 from core.curation import conflicts, contradiction
-from core.kernel.db.engine import sql
 from core.kernel.scope import Scope
 from core.memory import gate
 from core.memory.models import CreatedFields, MemoryRecord
@@ -54,7 +53,6 @@ def check_created(
         # Too little said to disagree with anything (the detector's own first test), and no
         # key to share: nothing to read.
         return {}
-    ids = _recent(conn, scope.brain_id, memory)
     nearest = None
     if vector is not None and space is not None:
         nearest = _nearest(conn, scope.brain_id, memory, vector, space)
@@ -67,8 +65,10 @@ def check_created(
             nearest = [c.id for c in shared if c.id != memory["id"]]
         else:
             nearest = _by_words(conn, scope.brain_id, memory)
-    ids += nearest
-    found = conflicts.find_against(conn, scope, memory["id"], list(dict.fromkeys(ids)))
+    # The user's RECENT latest are read with the rows compared, in the same statement.
+    found = conflicts.find_against(
+        conn, scope, memory["id"], nearest, latest=(memory["user_id"], RECENT)
+    )
     created = conflicts.record_all(conn, scope, found)
     if not created:
         return {}
@@ -83,19 +83,6 @@ def check_created(
             for c in created
         ]
     }
-
-
-def _recent(conn: Connection, brain_id: str, memory: MemoryRecord) -> list[str]:
-    same_user = "user_id = :user" if memory["user_id"] is not None else "user_id IS NULL"
-    rows = conn.execute(
-        sql(
-            f"SELECT id FROM memories WHERE brain_id = :brain AND {same_user} "
-            "AND state = 'active' AND type IN ('note', 'fact') AND id <> :id "
-            "ORDER BY created_at DESC, id DESC LIMIT :limit"
-        ),
-        {"brain": brain_id, "user": memory["user_id"], "id": memory["id"], "limit": RECENT},
-    ).all()
-    return [row[0] for row in rows]
 
 
 def _by_words(conn: Connection, brain_id: str, memory: MemoryRecord) -> list[str]:
