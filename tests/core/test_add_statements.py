@@ -5,7 +5,9 @@
   (core/memory/gate.py `_search`, `shared_candidates`): the gate asks for the owner's best
   matches of any key and keeps its own key's, and the check compares all of them. On
   PostgreSQL the two were separate statements over the same text; on SQLite the look-ahead
-  shared them already, and a gate searching inside the transaction now does too."""
+  shared them already, and a gate searching inside the transaction now does too.
+- On PostgreSQL, the user's row, the tags and the dates written by the memory's INSERT, and
+  the brain's watches read in the changelog row's statement."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from core.app import remember
 from core.embeddings import get_embedder
@@ -25,6 +27,7 @@ from core.memory.indexing import Indexer, document_text
 from core.memory.models import MemoryIn
 from core.retrieval import lexical, restatements
 from tests.conftest import Tenant
+from tests.statements import statements_sent
 
 
 def _indexer(settings: Settings, *items: MemoryIn) -> Indexer:
@@ -143,3 +146,53 @@ def test_a_batch_compares_each_item_with_the_ones_before_it(
     assert first.get("conflicts") is None
     assert [c["with_id"] for c in second["conflicts"]] == [first["id"]]
     assert (counted.gate, counted.check) == (["any key", "any key"], 0)
+
+
+def test_what_comes_with_a_memory_rides_on_its_writes_on_postgresql(
+    engine: Engine, settings: Settings, tenant: Tenant
+) -> None:
+    """The user's row, the tags and the dates in the memory's INSERT, the watches read in the
+    changelog row's statement (PostgreSQL); one by one on SQLite. The same rows either way."""
+    scope = Scope(tenant.brain_id, "agent")
+    data = MemoryIn(
+        content="Bruno played the oboe in Vienna on 3 March 2024 and on 5 April 2024",
+        user_id="bruno",
+        tags=["music", "travel"],
+    )
+    with statements_sent(engine) as sent:
+        [made] = _create(engine, settings, scope, data)
+    alone = [
+        s.split("(")[0].strip()
+        for s in sent.statements
+        if s.lstrip().startswith(
+            (
+                "INSERT INTO users",
+                "INSERT INTO memory_tags",
+                "INSERT INTO memory_dates",
+                "SELECT id, event_types",
+            )
+        )
+    ]
+    postgres = engine.dialect.name == "postgresql"
+    assert len(alone) == (0 if postgres else 4), alone
+    with transaction(engine, write=False) as conn:
+        values = {"brain": tenant.brain_id, "id": made["id"]}
+        users = conn.execute(
+            text("SELECT count(*) FROM users WHERE brain_id = :brain AND user_id = 'bruno'"),
+            values,
+        ).scalar()
+        tags = conn.execute(
+            text("SELECT tag FROM memory_tags WHERE brain_id = :brain AND memory_id = :id"),
+            values,
+        ).scalars()
+        dates = conn.execute(
+            text(
+                "SELECT starts_at, ends_at FROM memory_dates WHERE brain_id = :brain "
+                "AND memory_id = :id ORDER BY starts_at"
+            ),
+            values,
+        ).all()
+    assert users == 1
+    assert sorted(tags) == ["music", "travel"]
+    assert len(dates) == 2 and all(s is not None and e is not None and s < e for s, e in dates)
+    assert made["tags"] == ["music", "travel"]
