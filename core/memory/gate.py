@@ -53,7 +53,7 @@ from core.kernel.ids import new_id, now_ms
 from core.kernel.scope import Scope
 from core.memory import access
 from core.memory.indexing import Candidate, Indexer, document_text
-from core.memory.policy import BrainPolicy, policy_for
+from core.memory.policy import BOUNDS, BrainPolicy, policy_for
 
 if TYPE_CHECKING:
     from core.memory.models import GateDecisionRecord, MemoryIn
@@ -289,11 +289,13 @@ def screen(
     user: str | None,
     index: Indexer,
     policy: BrainPolicy | None = None,
+    recalls: RecallNotes | None = None,
 ) -> Verdict:
     """Decide what a write becomes, and do it when it is not an add: hold it in quarantine or
     reinforce the memory it restates (in the caller's transaction). `user` is the owner the
     write lands on (already checked against the scope). Call it after the exact-copy check;
-    `policy`: the brain's, when the caller read it in this transaction (with that check).
+    `policy`: the brain's, when the caller read it in this transaction (with that check), and
+    `recalls`, the caller's recall notes when it read them with the policy (`recalls_column`).
 
     When `look_ahead` read for this write, the policy it read decides (a change landing in
     between applies from the next write, as if this one had come a moment earlier)."""
@@ -320,7 +322,8 @@ def screen(
     if seen is not None and seen.echo is not None:
         return seen.echo
     if seen is None and policy.echo_window_seconds and not _from_user(data.role):
-        echo = _echo(conn, scope, data.content, policy)
+        read = None if recalls is None else recalls.within(policy)
+        echo = _echo(conn, scope, data.content, policy, read)
         if echo is not None:
             return echo
     if seen is not None:
@@ -812,6 +815,11 @@ def _from_user(role: str | None) -> bool:
     return role is not None and role.strip().lower() == "user"
 
 
+def may_echo(role: str | None) -> bool:
+    """Whether the echo guard looks at a write of this role (when the policy has a window)."""
+    return not _from_user(role)
+
+
 # The caller's latest recall notes within the echo window, newest first.
 _RECALLS_READ = (
     "SELECT memory_ids FROM memory_recalls WHERE brain_id = :brain "
@@ -827,6 +835,49 @@ def _recalls_params(scope: Scope, since: int) -> dict[str, Any]:
         "since": since,
         "n": _RECALL_ROWS,
     }
+
+
+# The echo guard's read of the caller's latest recall notes can ride on the statement that
+# reads the brain's policy (core/memory/store.py): that statement does not know the policy's
+# window yet, so it reads the widest a policy allows, and `screen` keeps the policy's (the
+# newest notes of the window are the newest of the widest window that fall in it).
+_WIDEST_WINDOW_MS = int(BOUNDS["echo_window_seconds"].high) * 1000
+
+
+def recalls_column(conn: Connection) -> str:
+    """A scalar subquery of the caller's latest recall notes in the widest echo window, as
+    JSON: [[created_at, [memory ids]], ...], newest first (NULL for none). Its parameters
+    come from `recalls_values`."""
+    widest = _RECALLS_READ.replace("SELECT memory_ids", "SELECT created_at, memory_ids")
+    if conn.dialect.name == "postgresql":
+        return (
+            "(SELECT json_agg(json_build_array(r.created_at, CAST(r.memory_ids AS json)) "
+            f"ORDER BY r.created_at DESC) FROM ({widest}) AS r)"
+        )
+    # SQLite feeds an aggregate its subquery's rows in order (as `_tops` relies on).
+    return f"(SELECT json_group_array(json_array(created_at, json(memory_ids))) FROM ({widest}))"
+
+
+def recalls_values(scope: Scope) -> dict[str, Any]:
+    return _recalls_params(scope, now_ms() - _WIDEST_WINDOW_MS)
+
+
+@dataclass(frozen=True)
+class RecallNotes:
+    """What `recalls_column` read: (created_at, memory ids) of each note, newest first."""
+
+    notes: list[tuple[int, list[Any]]]
+
+    @classmethod
+    def of(cls, value: Any) -> RecallNotes:
+        """From the column's value (a string on SQLite, decoded already on PostgreSQL)."""
+        rows = json.loads(value) if isinstance(value, str) else value or []
+        return cls([(int(at), ids) for at, ids in rows])
+
+    def within(self, policy: BrainPolicy) -> Recalls:
+        """The notes in the policy's echo window, as `_recalled_ids` reads them."""
+        since = now_ms() - policy.echo_window_seconds * 1000
+        return Recalls(since, [ids for at, ids in self.notes if at >= since])
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@
   matches of any key and keeps its own key's, and the check compares all of them. On
   PostgreSQL the two were separate statements over the same text; on SQLite the look-ahead
   shared them already, and a gate searching inside the transaction now does too.
+- The echo guard's recall notes read with the brain's policy, in the widest window a policy
+  allows, and cut to the policy's.
 - On PostgreSQL, the user's row, the tags and the dates written by the memory's INSERT, and
   the brain's watches read in the changelog row's statement."""
 
@@ -21,10 +23,12 @@ from core.app import remember
 from core.embeddings import get_embedder
 from core.kernel.config import Settings
 from core.kernel.db.engine import transaction
+from core.kernel.ids import new_id, now_ms
 from core.kernel.scope import Scope
 from core.memory import store
 from core.memory.indexing import Indexer, document_text
 from core.memory.models import MemoryIn
+from core.memory.policy import set_policy
 from core.retrieval import lexical, restatements
 from tests.conftest import Tenant
 from tests.statements import statements_sent
@@ -146,6 +150,52 @@ def test_a_batch_compares_each_item_with_the_ones_before_it(
     assert first.get("conflicts") is None
     assert [c["with_id"] for c in second["conflicts"]] == [first["id"]]
     assert (counted.gate, counted.check) == (["any key", "any key"], 0)
+
+
+@pytest.mark.parametrize("window", [900, 86_400])
+def test_a_recall_note_is_an_echo_within_the_policys_window_only(
+    engine: Engine, settings: Settings, tenant: Tenant, window: int
+) -> None:
+    """Read in the widest window a policy allows, with the policy itself, and kept to the
+    policy's: a note of two hours ago counts for a day's window, not for 15 minutes'."""
+    scope = Scope(tenant.brain_id, "agent")
+    [shown] = _create(
+        engine,
+        settings,
+        scope,
+        MemoryIn(content="Alice is training for the Lyon marathon", user_id="alice"),
+    )
+    with transaction(engine) as conn:
+        set_policy(
+            conn, Scope(tenant.brain_id, "owner", role="owner"), {"echo_window_seconds": window}
+        )
+        conn.execute(
+            text(
+                "INSERT INTO memory_recalls (id, brain_id, principal, user_id, memory_ids, "
+                "created_at) VALUES (:id, :brain, :principal, 'alice', :ids, :at)"
+            ),
+            {
+                "id": new_id(),
+                "brain": tenant.brain_id,
+                "principal": scope.principal,
+                "ids": f'["{shown["id"]}"]',
+                "at": now_ms() - 2 * 3600 * 1000,
+            },
+        )
+    with statements_sent(engine) as sent:
+        [reply] = _create(
+            engine,
+            settings,
+            scope,
+            MemoryIn(content="The user is training for the Lyon marathon", user_id="alice"),
+        )
+    if window == 900:  # out of the window: a restatement, not an echo
+        assert reply["gate"]["decision"] == "reinforced"
+    else:
+        assert reply["gate"]["decision"] == "recalled"
+    assert reply["gate"]["memory_id"] == shown["id"]
+    reads = [s for s in sent.statements if "memory_recalls" in s]
+    assert len(reads) == 1 and "brain_policies" in reads[0]
 
 
 def test_what_comes_with_a_memory_rides_on_its_writes_on_postgresql(
