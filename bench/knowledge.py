@@ -23,6 +23,7 @@ moment asked about, never by an ended one (and keyed, each allergy is its own ke
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import random
 import tempfile
@@ -184,7 +185,7 @@ def run(users: int, seed: int, keyed: bool, url: str | None = None) -> dict[str,
     os.environ.setdefault("MNEMO_LOG_LEVEL", "WARNING")
     from core.identity.keys import create_key
     from core.kernel.config import settings_from_env
-    from core.kernel.db.engine import get_engine, transaction
+    from core.kernel.db.engine import get_engine, transaction, tuples
     from core.kernel.db.migrations import ensure_schema
     from tests.lambda_client import LambdaClient
 
@@ -223,6 +224,18 @@ def run(users: int, seed: int, keyed: bool, url: str | None = None) -> dict[str,
         ids[n, tag] = reply.json()["id"]
         conflicts += len(reply.json().get("conflicts") or [])
     load_seconds = time.perf_counter() - started
+    # Which pairs were flagged, by their texts and owner (ids differ run to run), digested: two
+    # runs that flagged the same pairs show the same digest.
+    with transaction(engine, write=False) as conn:
+        flagged = tuples(
+            conn,
+            "SELECT a.user_id, a.content, b.content, c.kind, c.reason "
+            "FROM memory_conflict_resolutions c JOIN memories a ON a.id = c.a_id "
+            "JOIN memories b ON b.id = c.b_id",
+            {},
+        )
+    pairs = sorted("\x1f".join(map(str, (u, *sorted((x, y)), k, r))) for u, x, y, k, r in flagged)
+    pairs_digest = hashlib.sha256("\n".join(pairs).encode()).hexdigest()[:12]
 
     top: list[str] = []
 
@@ -267,6 +280,7 @@ def run(users: int, seed: int, keyed: bool, url: str | None = None) -> dict[str,
         "stored as": "keyed facts" if keyed else "notes, no key",
         "memories": len(saves) + 30 * users,
         "conflicts recorded on write": conflicts,
+        "flagged pairs (digest)": f"{len(pairs)} ({pairs_digest})",
         "asked now": len(lines),
         "current value first": round(now_right / len(lines), 4),
         "asked as_of": then_asked,
