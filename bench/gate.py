@@ -1,4 +1,4 @@
-"""The write gate benchmark (issue 19), on SQLite.
+"""The write gate benchmark (issue 19), on SQLite (the replay on PostgreSQL too with `--postgres`).
 
 1. A replay of 1,000 conversation turns through the in-process Lambda handler (the real API):
    50 true facts about 5 users, each stated once, then mixed with rewordings of facts already
@@ -7,7 +7,9 @@
    active memory of the user holds the fact's value), the share of stored memories that are
    noise (anything that is not a fact, and every copy beyond the first of one), and the
    memories written by an echo turn (derived only from recalled text). The same replay with
-   the gate off (`write_gate` 0) is the baseline.
+   the gate off (`write_gate` 0) is the baseline. Counted too: the conflicts the on-write
+   contradiction check recorded. With `--postgres` the replay runs on PostgreSQL as well (a
+   throwaway server, or MNEMO_BENCH_POSTGRES_URL's), a fresh database each.
 2. The gate's cost, and the on-write contradiction check's: adds at 10,000 memories (a brain of
    one user, the worst case: every memory is a candidate; and of 100 users) and on a brain of
    LoCoMo dialogue turns, in four set-ups rotated add by add on the same brain (gate off / on x
@@ -15,12 +17,13 @@
    gate's read-ahead before the write transaction included.
 
     .venv/bin/python -m bench.gate [--turns 1000] [--memories 10000] [--adds 300] [--cost-only]
-        [--clock wall|cpu]
+        [--clock wall|cpu] [--postgres] [--replay-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import random
 import statistics
 import time
@@ -31,6 +34,7 @@ from bench.common import (
     event,
     make_handler,
     new_tenant,
+    postgres,
     reply_json,
     say,
     scratch,
@@ -136,73 +140,82 @@ def _turns(count: int, rng: random.Random) -> list[tuple[str, dict[str, str], st
     return turns
 
 
-def _replay(count: int, *, gate: bool, seed: int = 19) -> dict[str, Any]:
+def _replay(count: int, *, gate: bool, seed: int = 19, url: str | None = None) -> dict[str, Any]:
+    """The replay on the database at `url` (a new SQLite file when None)."""
+    if url is None:
+        with scratch("gate-replay") as folder:
+            return _replay(count, gate=gate, seed=seed, url=sqlite_url(folder))
+    from sqlalchemy import text
+
     from core.kernel.db.engine import get_engine, transaction
     from core.kernel.scope import Scope
+    from core.memory import access
     from core.memory.policy import set_policy
 
     rng = random.Random(seed)
     turns = _turns(count, rng)
-    with scratch("gate-replay") as folder:
-        url = sqlite_url(folder)
-        handler = make_handler(url)
-        slug, key = new_tenant(url)
-        ctx = context()
-        engine = get_engine(url)
-        with transaction(engine) as conn:
-            brain = conn.exec_driver_sql("SELECT id FROM brains WHERE slug = ?", (slug,)).scalar()
-            if not gate:
-                set_policy(conn, Scope(str(brain), "bench", role="owner"), {"write_gate": 0})
-        decisions: dict[str, dict[str, int]] = {}
-        echo_added = 0
-        echo_raised = 0
-        for kind, fact, content in turns:
-            if kind == "echo":
-                found = reply_json(
-                    handler(
-                        event(
-                            "POST",
-                            "/v1/search",
-                            key=key,
-                            json_body={"query": fact["value"], "user_id": fact["user"], "limit": 3},
-                        ),
-                        ctx,
-                    )
-                )["results"]
-                if not found:
-                    continue
-                top = found[0]["memory"]["content"]
-                content = rng.choice(ECHOES).format(c=top, lc=top[0].lower() + top[1:])
-            # What the user said is relayed as role user; what the agent writes back on its
-            # own (an echo, a prompt) as the assistant.
-            role = "user" if kind in ("fact", "reword", "chatter") else "assistant"
-            body: dict[str, Any] = {"content": content, "role": role}
-            if fact:
-                body["user_id"] = fact["user"]
-            result = handler(event("POST", "/v1/memories", key=key, json_body=body), ctx)
-            assert result["statusCode"] in (200, 201, 202), result
-            reply = reply_json(result)
-            decision = reply.get("gate", {}).get("decision", "added")
-            decisions.setdefault(kind, {}).setdefault(decision, 0)
-            decisions[kind][decision] += 1
-            if kind == "echo":
-                echo_added += decision == "added"
-                echo_raised += decision == "reinforced"
-        with transaction(engine, write=False) as conn:
-            rows = conn.exec_driver_sql(
-                "SELECT user_id, content FROM memories WHERE state = 'active'"
-            ).all()
-        facts = _facts()
-        kept = 0
-        fact_memories = 0
-        for fact in facts:
-            holding = [
-                c for u, c in rows if u == fact["user"] and fact["value"].lower() in c.lower()
-            ]
-            kept += bool(holding)
-            fact_memories += min(1, len(holding))
-        stored = len(rows)
-        noise = stored - fact_memories
+    handler = make_handler(url)
+    slug, key = new_tenant(url)
+    ctx = context()
+    engine = get_engine(url)
+    with transaction(engine) as conn:
+        brain = conn.execute(text("SELECT id FROM brains WHERE slug = :s"), {"s": slug}).scalar()
+        if not gate:
+            set_policy(conn, Scope(str(brain), "bench", role="owner"), {"write_gate": 0})
+    decisions: dict[str, dict[str, int]] = {}
+    # Every turn's decision and reason in order, digested: two runs decided alike if equal.
+    trail = hashlib.sha256()
+    echo_added = 0
+    echo_raised = 0
+    conflicts = 0
+    for kind, fact, content in turns:
+        if kind == "echo":
+            found = reply_json(
+                handler(
+                    event(
+                        "POST",
+                        "/v1/search",
+                        key=key,
+                        json_body={"query": fact["value"], "user_id": fact["user"], "limit": 3},
+                    ),
+                    ctx,
+                )
+            )["results"]
+            if not found:
+                continue
+            top = found[0]["memory"]["content"]
+            content = rng.choice(ECHOES).format(c=top, lc=top[0].lower() + top[1:])
+        # What the user said is relayed as role user; what the agent writes back on its
+        # own (an echo, a prompt) as the assistant.
+        role = "user" if kind in ("fact", "reword", "chatter") else "assistant"
+        body: dict[str, Any] = {"content": content, "role": role}
+        if fact:
+            body["user_id"] = fact["user"]
+        result = handler(event("POST", "/v1/memories", key=key, json_body=body), ctx)
+        assert result["statusCode"] in (200, 201, 202), result
+        reply = reply_json(result)
+        decision = reply.get("gate", {}).get("decision", "added")
+        conflicts += len(reply.get("conflicts") or [])
+        trail.update(f"{kind}:{decision}:{reply.get('gate', {}).get('reason')};".encode())
+        decisions.setdefault(kind, {}).setdefault(decision, 0)
+        decisions[kind][decision] += 1
+        if kind == "echo":
+            echo_added += decision == "added"
+            echo_raised += decision == "reinforced"
+    with transaction(engine, write=False) as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT user_id, content FROM memories WHERE state = 'active'"
+        ).all()
+    access.flush()  # the searches' access counts, while the database is there
+    facts = _facts()
+    kept = 0
+    fact_memories = 0
+    for fact in facts:
+        holding = [c for u, c in rows if u == fact["user"] and fact["value"].lower() in c.lower()]
+        kept += bool(holding)
+        fact_memories += min(1, len(holding))
+    stored = len(rows)
+    noise = stored - fact_memories
     return {
         "gate": gate,
         "turns": sum(sum(d.values()) for d in decisions.values()),
@@ -212,7 +225,10 @@ def _replay(count: int, *, gate: bool, seed: int = 19) -> dict[str, Any]:
         "noise_share": noise / stored if stored else 0.0,
         "echo_added": echo_added,
         "echo_raised": echo_raised,
+        "conflicts": conflicts,
         "decisions": decisions,
+        "trail": trail.hexdigest()[:12],
+        "store": "PostgreSQL" if url.startswith("postgresql") else "SQLite",
     }
 
 
@@ -444,6 +460,7 @@ def _health(memories: int, runs: int = 5) -> dict[str, Any]:
 def markdown(replays: list[dict[str, Any]], costs: list[dict[str, Any]]) -> str:
     rows = [
         [
+            r.get("store", "SQLite"),
             "on" if r["gate"] else "off (baseline)",
             r["turns"],
             r["stored"],
@@ -451,12 +468,14 @@ def markdown(replays: list[dict[str, Any]], costs: list[dict[str, Any]]) -> str:
             f"{r['noise']} ({r['noise_share']:.1%})",
             r["echo_added"],
             r["echo_raised"],
+            r.get("conflicts", ""),
         ]
         for r in replays
     ]
     out = [
         table(
             [
+                "store",
                 "gate",
                 "turns",
                 "memories stored",
@@ -464,18 +483,24 @@ def markdown(replays: list[dict[str, Any]], costs: list[dict[str, Any]]) -> str:
                 "noise stored",
                 "echo turns stored",
                 "echo turns raising importance",
+                "conflicts recorded",
             ],
             rows,
         ),
-        "",
-        "Decisions per kind of turn (gate on): "
-        + "; ".join(
-            f"{kind}: " + ", ".join(f"{d} {n}" for d, n in sorted(counts.items()))
-            for kind, counts in sorted(replays[0]["decisions"].items())
-        ),
-        "",
-        cost_table(costs),
     ]
+    for r in replays:
+        if r["gate"]:
+            out += [
+                "",
+                f"Decisions per kind of turn ({r.get('store', 'SQLite')}, gate on; every "
+                f"turn's decision and reason in order, digested: {r['trail']}): "
+                + "; ".join(
+                    f"{kind}: " + ", ".join(f"{d} {n}" for d, n in sorted(counts.items()))
+                    for kind, counts in sorted(r["decisions"].items())
+                ),
+            ]
+    if costs:
+        out += ["", cost_table(costs)]
     return "\n".join(out)
 
 
@@ -543,20 +568,40 @@ def main() -> None:
         action="store_true",
         help="leave the full-text index as seeding left it (a store fresh from a bulk import)",
     )
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="replay on PostgreSQL too (a throwaway server; the costs stay SQLite's)",
+    )
+    parser.add_argument(
+        "--replay-only", action="store_true", help="only the replay (no costs, no health report)"
+    )
     args = parser.parse_args()
     cpu, merged = args.clock == "cpu", not args.unmerged
-    costs = [
-        _overhead(args.memories, args.adds, users, cpu=cpu, merged=merged) for users in (1, 100)
-    ]
-    costs.append(_overhead(args.memories, args.adds, 0, locomo=True, cpu=cpu, merged=merged))
+
+    def overheads() -> list[dict[str, Any]]:
+        found = [
+            _overhead(args.memories, args.adds, users, cpu=cpu, merged=merged) for users in (1, 100)
+        ]
+        found.append(_overhead(args.memories, args.adds, 0, locomo=True, cpu=cpu, merged=merged))
+        return found
+
     if args.cost_only:
-        print(cost_table(costs))
+        print(cost_table(overheads()))
         return
     replays = []
     for gate in (True, False):
-        say(f"replaying {args.turns} turns, gate {'on' if gate else 'off'}")
+        say(f"replaying {args.turns} turns on SQLite, gate {'on' if gate else 'off'}")
         replays.append(_replay(args.turns, gate=gate))
+    if args.postgres:
+        with postgres() as server:
+            for gate in (True, False):
+                say(f"replaying {args.turns} turns on PostgreSQL, gate {'on' if gate else 'off'}")
+                replays.append(_replay(args.turns, gate=gate, url=server.new_database()))
+    costs = [] if args.replay_only else overheads()
     print(markdown(replays, costs))
+    if args.replay_only:
+        return
     if args.health:
         found = _health(args.health)
         print()

@@ -17,12 +17,13 @@ no longer allergic to peanuts"). So each allergy change either adds an allergy o
 says one has ended and another begun; a question is answered right by any allergy true at the
 moment asked about, never by an ended one (and keyed, each allergy is its own key).
 
-    .venv/bin/python -m bench.knowledge [--users 200] [--seed 7]
+    .venv/bin/python -m bench.knowledge [--users 200] [--seed 7] [--postgres]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import random
 import tempfile
@@ -179,16 +180,18 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def run(users: int, seed: int, keyed: bool) -> dict[str, Any]:
+def run(users: int, seed: int, keyed: bool, url: str | None = None) -> dict[str, Any]:
+    """One pass on the database at `url` (a new SQLite file when None)."""
     os.environ.setdefault("MNEMO_LOG_LEVEL", "WARNING")
     from core.identity.keys import create_key
     from core.kernel.config import settings_from_env
-    from core.kernel.db.engine import get_engine, transaction
+    from core.kernel.db.engine import get_engine, transaction, tuples
     from core.kernel.db.migrations import ensure_schema
     from tests.lambda_client import LambdaClient
 
-    folder = tempfile.mkdtemp(prefix="mnemo-knowledge-")
-    env = {**os.environ, "MNEMO_DATABASE_URL": f"sqlite:///{folder}/ku.db"}
+    if url is None:
+        url = f"sqlite:///{tempfile.mkdtemp(prefix='mnemo-knowledge-')}/ku.db"
+    env = {**os.environ, "MNEMO_DATABASE_URL": url}
     settings = settings_from_env(env)
     engine = get_engine(settings.database_url)
     ensure_schema(engine)
@@ -221,6 +224,18 @@ def run(users: int, seed: int, keyed: bool) -> dict[str, Any]:
         ids[n, tag] = reply.json()["id"]
         conflicts += len(reply.json().get("conflicts") or [])
     load_seconds = time.perf_counter() - started
+    # Which pairs were flagged, by their texts and owner (ids differ run to run), digested: two
+    # runs that flagged the same pairs show the same digest.
+    with transaction(engine, write=False) as conn:
+        flagged = tuples(
+            conn,
+            "SELECT a.user_id, a.content, b.content, c.kind, c.reason "
+            "FROM memory_conflict_resolutions c JOIN memories a ON a.id = c.a_id "
+            "JOIN memories b ON b.id = c.b_id",
+            {},
+        )
+    pairs = sorted("\x1f".join(map(str, (u, *sorted((x, y)), k, r))) for u, x, y, k, r in flagged)
+    pairs_digest = hashlib.sha256("\n".join(pairs).encode()).hexdigest()[:12]
 
     top: list[str] = []
 
@@ -258,10 +273,14 @@ def run(users: int, seed: int, keyed: bool) -> dict[str, Any]:
                 misses.append(
                     f"as of {moment:%Y-%m-%d}: {question} ({line.user}): {'; '.join(top)}"
                 )
+    from core.memory import access
+
+    access.flush()  # the searches' access counts, while the database is there
     return {
         "stored as": "keyed facts" if keyed else "notes, no key",
         "memories": len(saves) + 30 * users,
         "conflicts recorded on write": conflicts,
+        "flagged pairs (digest)": f"{len(pairs)} ({pairs_digest})",
         "asked now": len(lines),
         "current value first": round(now_right / len(lines), 4),
         "asked as_of": then_asked,
@@ -279,9 +298,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="on PostgreSQL (a throwaway server, a fresh database each pass) instead of SQLite",
+    )
     args = parser.parse_args()
-    reports = [run(args.users, args.seed, keyed) for keyed in (True, False)]
-    print(f"Knowledge updates: {args.users} users, seed {args.seed}, SQLite, builtin embedder")
+    if args.postgres:
+        from bench.common import postgres
+
+        with postgres() as server:
+            reports = [
+                run(args.users, args.seed, keyed, server.new_database()) for keyed in (True, False)
+            ]
+    else:
+        reports = [run(args.users, args.seed, keyed) for keyed in (True, False)]
+    store = "PostgreSQL" if args.postgres else "SQLite"
+    print(f"Knowledge updates: {args.users} users, seed {args.seed}, {store}, builtin embedder")
     columns = [k for k in reports[0] if k != "misses"]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))

@@ -182,6 +182,39 @@ def _memories(
     return {row.id: row for row in rows}
 
 
+def _memories_and_latest(
+    conn: Connection, brain_id: str, memory_id: str, ids: list[str], owner: str | None, n: int
+) -> dict[str, Row[Any]]:
+    """The rule columns of `memory_id`, of `ids` and of the owner's `n` latest active notes and
+    facts (itself left out), the latest first, newest first, then `ids` in their order: one
+    statement where there were two (a round trip of every checked write)."""
+    members, value = id_table(conn, "ids")
+    join = "CROSS JOIN" if conn.dialect.name == "sqlite" else "JOIN"
+    mine = "m.user_id = :owner" if owner is not None else "m.user_id IS NULL"
+    rows = conn.execute(
+        sql(
+            f"SELECT {_RULE_COLUMNS}, m.created_at, 0 AS latest FROM {members} {join} memories m "
+            "ON m.id = c.value WHERE m.brain_id = :brain UNION ALL "
+            f"SELECT * FROM (SELECT {_RULE_COLUMNS}, m.created_at, 1 AS latest FROM memories m "
+            f"WHERE m.brain_id = :brain AND {mine} AND m.state = 'active' "
+            "AND m.type IN ('note', 'fact') AND m.id <> :id "
+            "ORDER BY m.created_at DESC, m.id DESC LIMIT :n) l"
+        ),
+        {
+            "brain": brain_id,
+            "ids": value(list(dict.fromkeys([memory_id, *ids]))),
+            "owner": owner,
+            "id": memory_id,
+            "n": n,
+        },
+    ).all()
+    newest = sorted((r for r in rows if r.latest), key=lambda r: (r.created_at, r.id), reverse=True)
+    listed = {r.id: r for r in rows if not r.latest}
+    order = [memory_id, *(r.id for r in newest), *ids]
+    found = {r.id: r for r in newest} | listed
+    return {i: found[i] for i in dict.fromkeys(order) if i in found}
+
+
 # Detection ------------------------------------------------------------------------------------
 
 
@@ -350,10 +383,21 @@ def _compare(row: Any, candidates: list[Any], seen: set[str]) -> list[Found]:
     return found
 
 
-def find_against(conn: Connection, scope: Scope, memory_id: str, ids: list[str]) -> list[Found]:
+def find_against(
+    conn: Connection,
+    scope: Scope,
+    memory_id: str,
+    ids: list[str],
+    *,
+    latest: tuple[str | None, int] | None = None,
+) -> list[Found]:
     """Compare one memory with the memories `ids` and with its same-key memories (a bounded
-    read: the caller chose the ids). Reads only."""
-    rows = _memories(conn, scope.brain_id, [memory_id, *ids], _RULE_COLUMNS)
+    read: the caller chose the ids). `latest` (an owner, n): also with that owner's n latest
+    active notes and facts, first, read in the same statement as the rest. Reads only."""
+    if latest is None:
+        rows = _memories(conn, scope.brain_id, [memory_id, *ids], _RULE_COLUMNS)
+    else:
+        rows = _memories_and_latest(conn, scope.brain_id, memory_id, ids, *latest)
     row = rows.pop(memory_id, None)
     if row is None or not _comparable(row):
         return []

@@ -6,7 +6,8 @@ a bounded number of each: its nearest by vector when this process holds the brai
 already, else its nearest by words (the full-text index: two statements that disagree share most
 of their words, which is what the detector asks of a pair), its user's 10 most recent ones, and
 its same-key memories. The nearest by words are the write gate's own candidates when the gate
-read them ahead of the transaction (core/memory/gate.py `look_ahead`): one search serves both.
+searched for them (an unkeyed write: core/memory/gate.py `shared_candidates`, read ahead of the
+transaction on SQLite, inside it on PostgreSQL): one search serves both.
 A disagreement is recorded as a conflict at once, in the memory's own transaction, and the
 reply names it. Nothing here embeds (the indexer made the new memory's
 vector before the transaction opened) and nothing loads a brain's vectors while the write holds
@@ -21,7 +22,6 @@ import numpy as np
 from sqlalchemy import Connection
 
 from core.curation import conflicts, contradiction
-from core.kernel.db.engine import sql
 from core.kernel.scope import Scope
 from core.memory import gate
 from core.memory.models import CreatedFields, MemoryRecord
@@ -46,28 +46,29 @@ def check_created(
 ) -> CreatedFields:
     """Record the conflicts a just-created memory has with what the store holds; returns
     `{"conflicts": [...]}` when it found any. `foresight` is the indexer's record of what the
-    gate read ahead (its candidates stand in for the search by words)."""
+    gate searched for (its candidates stand in for the search by words)."""
     if memory["type"] not in _COMPARED or memory["state"] != "active":
         return {}
     if memory["key"] is None and not contradiction.says_enough(memory["content"]):
         # Too little said to disagree with anything (the detector's own first test), and no
         # key to share: nothing to read.
         return {}
-    ids = _recent(conn, scope.brain_id, memory)
     nearest = None
     if vector is not None and space is not None:
         nearest = _nearest(conn, scope.brain_id, memory, vector, space)
     # The vector cache answers from memory; the full-text lookup (a few ms) stands in for it
     # when this process has not loaded the brain's vectors (or there is no embedder), and the
-    # gate's search, read ahead, stands in for that.
+    # gate's own search, when it made one for this write, stands in for that.
     if nearest is None:
-        seen = gate.foresight_for(foresight, scope.brain_id, memory) if foresight else None
-        if seen is not None and seen.any_key and seen.echo is None:
-            nearest = [c.id for c in seen.candidates if c.id != memory["id"]]
+        shared = gate.shared_candidates(foresight, scope.brain_id, memory) if foresight else None
+        if shared is not None:
+            nearest = [c.id for c in shared if c.id != memory["id"]]
         else:
             nearest = _by_words(conn, scope.brain_id, memory)
-    ids += nearest
-    found = conflicts.find_against(conn, scope, memory["id"], list(dict.fromkeys(ids)))
+    # The user's RECENT latest are read with the rows compared, in the same statement.
+    found = conflicts.find_against(
+        conn, scope, memory["id"], nearest, latest=(memory["user_id"], RECENT)
+    )
     created = conflicts.record_all(conn, scope, found)
     if not created:
         return {}
@@ -82,19 +83,6 @@ def check_created(
             for c in created
         ]
     }
-
-
-def _recent(conn: Connection, brain_id: str, memory: MemoryRecord) -> list[str]:
-    same_user = "user_id = :user" if memory["user_id"] is not None else "user_id IS NULL"
-    rows = conn.execute(
-        sql(
-            f"SELECT id FROM memories WHERE brain_id = :brain AND {same_user} "
-            "AND state = 'active' AND type IN ('note', 'fact') AND id <> :id "
-            "ORDER BY created_at DESC, id DESC LIMIT :limit"
-        ),
-        {"brain": brain_id, "user": memory["user_id"], "id": memory["id"], "limit": RECENT},
-    ).all()
-    return [row[0] for row in rows]
 
 
 def _by_words(conn: Connection, brain_id: str, memory: MemoryRecord) -> list[str]:

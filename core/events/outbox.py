@@ -2,8 +2,9 @@
 
 `enqueue_event` runs inside `core.events.changelog.record`, so a change and its deliveries commit
 or roll back together. One indexed SELECT reads the brain's active watches (a brain without
-watches pays that one cheap statement and nothing else); the event is matched against their
-filters here, and only matches pay for the INSERT. When it did write rows, the process's
+watches pays that one cheap statement and nothing else; on PostgreSQL the changelog row's own
+statement reads them, so not even a round trip); the event is matched against their filters
+here, and only matches pay for the INSERT. When it did write rows, the process's
 notifier runs after the commit (an SQS message on AWS, a wake-up of `mnemo serve`'s background
 drainer locally). Sending them is `core.webhooks.outbox`'s job, a layer above.
 """
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -47,7 +49,7 @@ def _wake() -> None:
 # The brain's active watches, by the (brain_id, active) index, with one bound value: on a brain
 # without watches this is the whole cost of the outbox to a write, about a primary-key lookup.
 # A brain has a handful of watches, so their filters are applied here rather than in SQL.
-_ACTIVE_WATCHES = (
+ACTIVE_WATCHES = (
     "SELECT id, event_types, query_folded FROM watches WHERE brain_id = :brain AND active = 1"
 )
 _INSERT = (
@@ -80,9 +82,14 @@ def enqueue_event(
     summary: str,
     payload: str,
     at: int,
+    watches: Sequence[Any] | None = None,
 ) -> int:
-    """One delivery per active watch of the brain that the event matches; how many."""
-    candidates = conn.execute(sql(_ACTIVE_WATCHES), {"brain": brain_id}).all()
+    """One delivery per active watch of the brain that the event matches; how many.
+    `watches`: the brain's active watches (`ACTIVE_WATCHES`' rows) when the caller read them
+    in this transaction already."""
+    candidates = watches
+    if candidates is None:
+        candidates = conn.execute(sql(ACTIVE_WATCHES), {"brain": brain_id}).all()
     if not candidates:
         return 0
     text = f"{summary}\n{payload}".casefold()

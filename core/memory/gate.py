@@ -53,7 +53,7 @@ from core.kernel.ids import new_id, now_ms
 from core.kernel.scope import Scope
 from core.memory import access
 from core.memory.indexing import Candidate, Indexer, document_text
-from core.memory.policy import BrainPolicy, policy_for
+from core.memory.policy import BOUNDS, BrainPolicy, policy_for
 
 if TYPE_CHECKING:
     from core.memory.models import GateDecisionRecord, MemoryIn
@@ -63,9 +63,9 @@ Decision = Literal["added", "duplicate", "reinforced", "recalled", "quarantined"
 # Near-duplicate candidates read back per write: the best few full-text matches (a restatement
 # shares most of its words, so it ranks first among the owner's memories).
 _CANDIDATES = 3
-# Read ahead, the owner's best matches of any key: the gate keeps the same-key ones, and the
-# contradiction check (core/curation/on_write.py) compares the note and fact ones, so the two
-# share one search.
+# For an unkeyed write, the owner's best matches of any key (read ahead, or inside the write
+# transaction): the gate keeps the same-key ones, and the contradiction check
+# (core/curation/on_write.py) compares the note and fact ones, so the two share one search.
 SHARED_CANDIDATES = 8
 # The echo guard reads this many of the caller's latest recalls within the window, and at most
 # this many memories from them: a write costs a bounded amount however much was searched.
@@ -289,11 +289,13 @@ def screen(
     user: str | None,
     index: Indexer,
     policy: BrainPolicy | None = None,
+    recalls: RecallNotes | None = None,
 ) -> Verdict:
     """Decide what a write becomes, and do it when it is not an add: hold it in quarantine or
     reinforce the memory it restates (in the caller's transaction). `user` is the owner the
     write lands on (already checked against the scope). Call it after the exact-copy check;
-    `policy`: the brain's, when the caller read it in this transaction (with that check).
+    `policy`: the brain's, when the caller read it in this transaction (with that check), and
+    `recalls`, the caller's recall notes when it read them with the policy (`recalls_column`).
 
     When `look_ahead` read for this write, the policy it read decides (a change landing in
     between applies from the next write, as if this one had come a moment earlier)."""
@@ -320,16 +322,14 @@ def screen(
     if seen is not None and seen.echo is not None:
         return seen.echo
     if seen is None and policy.echo_window_seconds and not _from_user(data.role):
-        echo = _echo(conn, scope, data.content, policy)
+        read = None if recalls is None else recalls.within(policy)
+        echo = _echo(conn, scope, data.content, policy, read)
         if echo is not None:
             return echo
     if seen is not None:
         candidates = [c for c in seen.candidates if (c.key or "") == (data.key or "")]
     else:
-        doc = document_text(data.title, data.key, data.tags, data.content)
-        candidates = index.similar(
-            conn, scope.brain_id, user, content=data.content, key=data.key, doc=doc, n=_CANDIDATES
-        )
+        candidates = _search(conn, scope, data, user, index)
     closest = ""
     for row in candidates[:_CANDIDATES]:
         cosine = row.cosine
@@ -348,6 +348,27 @@ def screen(
         if added is not None:
             return _reinforced(conn, scope, added, data, policy, earlier.similarity)
     return Verdict("added", "new", f"no active memory of this owner says the same{closest}")
+
+
+def _search(
+    conn: Connection, scope: Scope, data: MemoryIn, user: str | None, index: Indexer
+) -> list[Candidate]:
+    """The gate's search inside the write transaction (PostgreSQL's, and SQLite's when
+    nothing was read ahead or what was no longer holds): the candidates of this owner and
+    key, best first. As `look_ahead` does, an unkeyed write asks for the owner's best matches
+    of any key, keeps the unkeyed ones and leaves all of them for the contradiction check
+    (`shared_candidates`): one full-text statement for both, where PostgreSQL ran two over the
+    same text (3 ms each at 10,000 memories)."""
+    doc = document_text(data.title, data.key, data.tags, data.content)
+    shared = not data.key
+    found = index.similar(
+        conn, scope.brain_id, user, content=data.content, key=data.key, doc=doc,
+        n=SHARED_CANDIDATES if shared else _CANDIDATES, any_key=shared,
+    )  # fmt: skip
+    if not shared:
+        return found
+    index.foresight[_foresight_key(scope, data, user)] = Searched(tuple(found))
+    return [c for c in found if not c.key]
 
 
 def _reinforced(
@@ -414,6 +435,15 @@ class Foresight:
     # contradiction check), or only of the write's own fact key.
     any_key: bool = True
     earlier: tuple[Earlier, ...] = ()
+
+
+@dataclass(frozen=True)
+class Searched:
+    """The owner's best full-text matches of any key that the gate's search inside the write
+    transaction found for an unkeyed write (`_search`), left for the contradiction check.
+    Not a `Foresight`: nothing here was read ahead, so `screen` has nothing to re-check."""
+
+    candidates: tuple[Candidate, ...]
 
 
 def _foresight_key(scope: Scope, data: MemoryIn, user: str | None) -> tuple[str, ...]:
@@ -541,15 +571,19 @@ def _restated(
     return tuple(found)
 
 
-def foresight_for(
+def shared_candidates(
     foresight: dict[tuple[str, ...], Any], brain_id: str, memory: Mapping[str, Any]
-) -> Foresight | None:
-    """What was read ahead for the write that made `memory`, if anything: the contradiction
-    check (core/curation/on_write.py) compares the candidates the gate's search found."""
+) -> tuple[Candidate, ...] | None:
+    """The owner's best full-text matches of any key that the gate's search found for the
+    write that made `memory`, ahead of its transaction (`look_ahead`) or inside it
+    (`_search`); None when it searched for none (a keyed write, the gate off, an echo). The
+    contradiction check (core/curation/on_write.py) compares them instead of searching."""
     found = foresight.get(
         (brain_id, memory["user_id"] or "", memory["key"] or "", memory["content"])
     )
-    return found if isinstance(found, Foresight) else None
+    if isinstance(found, Foresight):
+        return found.candidates if found.any_key and found.echo is None else None
+    return found.candidates if isinstance(found, Searched) else None
 
 
 # What a write transaction's own gated writes leave in the changelog: a batch's adds (compared
@@ -781,6 +815,11 @@ def _from_user(role: str | None) -> bool:
     return role is not None and role.strip().lower() == "user"
 
 
+def may_echo(role: str | None) -> bool:
+    """Whether the echo guard looks at a write of this role (when the policy has a window)."""
+    return not _from_user(role)
+
+
 # The caller's latest recall notes within the echo window, newest first.
 _RECALLS_READ = (
     "SELECT memory_ids FROM memory_recalls WHERE brain_id = :brain "
@@ -796,6 +835,49 @@ def _recalls_params(scope: Scope, since: int) -> dict[str, Any]:
         "since": since,
         "n": _RECALL_ROWS,
     }
+
+
+# The echo guard's read of the caller's latest recall notes can ride on the statement that
+# reads the brain's policy (core/memory/store.py): that statement does not know the policy's
+# window yet, so it reads the widest a policy allows, and `screen` keeps the policy's (the
+# newest notes of the window are the newest of the widest window that fall in it).
+_WIDEST_WINDOW_MS = int(BOUNDS["echo_window_seconds"].high) * 1000
+
+
+def recalls_column(conn: Connection) -> str:
+    """A scalar subquery of the caller's latest recall notes in the widest echo window, as
+    JSON: [[created_at, [memory ids]], ...], newest first (NULL for none). Its parameters
+    come from `recalls_values`."""
+    widest = _RECALLS_READ.replace("SELECT memory_ids", "SELECT created_at, memory_ids")
+    if conn.dialect.name == "postgresql":
+        return (
+            "(SELECT json_agg(json_build_array(r.created_at, CAST(r.memory_ids AS json)) "
+            f"ORDER BY r.created_at DESC) FROM ({widest}) AS r)"
+        )
+    # SQLite feeds an aggregate its subquery's rows in order (as `_tops` relies on).
+    return f"(SELECT json_group_array(json_array(created_at, json(memory_ids))) FROM ({widest}))"
+
+
+def recalls_values(scope: Scope) -> dict[str, Any]:
+    return _recalls_params(scope, now_ms() - _WIDEST_WINDOW_MS)
+
+
+@dataclass(frozen=True)
+class RecallNotes:
+    """What `recalls_column` read: (created_at, memory ids) of each note, newest first."""
+
+    notes: list[tuple[int, list[Any]]]
+
+    @classmethod
+    def of(cls, value: Any) -> RecallNotes:
+        """From the column's value (a string on SQLite, decoded already on PostgreSQL)."""
+        rows = json.loads(value) if isinstance(value, str) else value or []
+        return cls([(int(at), ids) for at, ids in rows])
+
+    def within(self, policy: BrainPolicy) -> Recalls:
+        """The notes in the policy's echo window, as `_recalled_ids` reads them."""
+        since = now_ms() - policy.echo_window_seconds * 1000
+        return Recalls(since, [ids for at, ids in self.notes if at >= since])
 
 
 @dataclass(frozen=True)

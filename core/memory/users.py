@@ -11,16 +11,16 @@ from core.kernel.ids import iso, now_ms
 from core.kernel.scope import Scope
 from core.memory.models import UserListingRecord
 
+# The user's row, made if missing; its parameters are a new memory's INSERT's own names, so
+# PostgreSQL runs it inside that statement (core/memory/store.py `create`).
+TOUCH = (
+    "INSERT INTO users (brain_id, user_id, reflection_count, created_at, updated_at) "
+    "VALUES (:brain, :user, 0, :now, :now) ON CONFLICT (brain_id, user_id) DO NOTHING"
+)
+
 
 def touch(conn: Connection, brain_id: str, user_id: str) -> None:
-    now = now_ms()
-    conn.execute(
-        sql(
-            "INSERT INTO users (brain_id, user_id, reflection_count, created_at, updated_at) "
-            "VALUES (:brain, :user, 0, :now, :now) ON CONFLICT (brain_id, user_id) DO NOTHING"
-        ),
-        {"brain": brain_id, "user": user_id, "now": now},
-    )
+    conn.execute(sql(TOUCH), {"brain": brain_id, "user": user_id, "now": now_ms()})
 
 
 def store_summary(

@@ -165,6 +165,30 @@ def index_dates_many(
         )
 
 
+def dates_written_with(
+    brain_id: str, memory_id: str, content: str, anchor: int
+) -> tuple[str, dict[str, Any]] | None:
+    """PostgreSQL: a new memory's `memory_dates` rows (as `index_dates` writes them) as a
+    data-modifying WITH for the memory's own INSERT, and its parameters; None when there are
+    none. Their foreign key to the memory is checked at the end of that statement, when the
+    memory's row is there."""
+    rows = _date_rows(brain_id, memory_id, content, anchor)
+    if not rows:
+        return None
+    return (
+        "d AS (INSERT INTO memory_dates (memory_id, brain_id, starts_at, ends_at, phrase) "
+        "SELECT :d_memory, :d_brain, x.s, x.e, x.p FROM unnest(CAST(:d_starts AS bigint[]), "
+        "CAST(:d_ends AS bigint[]), CAST(:d_phrases AS text[])) AS x(s, e, p))",
+        {
+            "d_memory": memory_id,
+            "d_brain": brain_id,
+            "d_starts": [r["s"] for r in rows],
+            "d_ends": [r["e"] for r in rows],
+            "d_phrases": [r["p"] for r in rows],
+        },
+    )
+
+
 class _DateRow(TypedDict):
     """One memory_dates row's parameters: memory, brain, start, end, phrase."""
 
