@@ -29,6 +29,7 @@ from sqlalchemy import Connection
 
 from core.embeddings.text import STOPWORDS
 from core.kernel.db.engine import tuples
+from core.kernel.db.id_lists import text_array
 from core.retrieval.lexical import scope_tokens
 
 __all__ = ["correct", "edits"]
@@ -218,6 +219,6 @@ def _postgres_held(conn: Connection, words: list[str], brain_id: str, most: int)
         "SELECT c.w, (SELECT count(*) FROM (SELECT 1 FROM memories m "
         "WHERE m.brain_id = :brain AND m.search_vector @@ plainto_tsquery('english', c.w) "
         "LIMIT :most) AS x) AS n FROM unnest(CAST(:words AS text[])) AS c(w)",
-        {"brain": brain_id, "words": words, "most": most},
+        {"brain": brain_id, "words": text_array(words), "most": most},
     )
     return {w: int(n) for w, n in rows if n}

@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, cast
 from sqlalchemy import Connection, Engine, TextClause, bindparam, event, text
 from sqlalchemy.exc import DBAPIError
 
+from core.kernel.db.id_lists import text_array
+
 if TYPE_CHECKING:
     # numpy is imported where used: every PostgreSQL request's first step calls `ensure`, and
     # a cold start should not pay for numpy before its request needs it (handlers/lazy.py).
@@ -686,7 +688,7 @@ class PgSemantic:
             f"{_predicate(self.model, self.dims, 'p.')} WHERE {' AND '.join(where)}"
         )
         rows = self.conn.execute(
-            self._bound(statement), {**params, **self.params, "pgv_ids": wanted}
+            self._bound(statement), {**params, **self.params, "pgv_ids": text_array(wanted)}
         ).all()
         if not rows or int(rows[0][1]) < n:
             # Short (or nothing to tell): rank the nearest exactly, then read them back.
@@ -733,7 +735,7 @@ class PgSemantic:
             f"{_predicate(self.model, self.dims, 'p.')} WHERE {' AND '.join(where)}"
         )
         rows = self.conn.execute(
-            self._bound(statement), {**params, **self.params, "pgv_ids": wanted}
+            self._bound(statement), {**params, **self.params, "pgv_ids": text_array(wanted)}
         ).all()
         self.asked.update(wanted)
         kept = set(ids)
@@ -761,7 +763,7 @@ class PgSemantic:
                 f"AND {_predicate(self.model, self.dims, 'p.')} AND {self.scope_where}"
             )
             found = self.conn.execute(
-                self._bound(statement), {**self.params, "pgv_ids": missing}
+                self._bound(statement), {**self.params, "pgv_ids": text_array(missing)}
             ).all()
             self.asked.update(missing)
             self.cosines.update((memory_id, float(c)) for memory_id, c in found)
@@ -782,7 +784,7 @@ def _keep_sample(
             "SELECT memory_id, vector FROM memory_vectors WHERE brain_id = :brain "
             "AND model = :model AND memory_id = ANY(CAST(:ids AS text[]))"
         ),
-        {"brain": brain_id, "model": model, "ids": ids},
+        {"brain": brain_id, "model": model, "ids": text_array(ids)},
     ).all()
     found = {memory_id: bytes(vector) for memory_id, vector in rows}
     blobs = [found[i] for i in ids if i in found and len(found[i]) == 4 * dims]
