@@ -748,6 +748,28 @@ class PgSemantic:
                 out.append(tuple(row[:-1]))
         return out
 
+    def cosine_sql(self) -> tuple[str, str]:
+        """(a LEFT JOIN, the cosine) for a statement over memories as m that reads candidates:
+        the cosine of each in the scope (NULL: none, or outside it, which `z` counts as a
+        memory without a vector). Bind the statement with `bind` and this search's `params`,
+        and tell `noted` what it read."""
+        join = (
+            f"LEFT JOIN {TABLE} pv ON pv.memory_id = m.id AND pv.brain_id = :pgv_brain AND "
+            f"{_predicate(self.model, self.dims, 'pv.')}"
+        )
+        cosine = "-(pv.embedding <#> CAST(:pgv_q AS vector))"
+        return join, f"CASE WHEN {self.scope_where} THEN {cosine} END"
+
+    def bind(self, statement: str) -> TextClause:
+        return self._bound(statement)
+
+    def noted(self, cosines: Sequence[tuple[str, float | None]]) -> None:
+        """(id, cosine or None) of candidates a statement read with `cosine_sql`."""
+        for memory_id, cosine in cosines:
+            self.asked.add(memory_id)
+            if cosine is not None:
+                self.cosines[memory_id] = float(cosine)
+
     def z(self, ids: list[str]) -> np.ndarray:
         """Standardised cosines; a memory without a vector of this model counts as average."""
         import numpy as np

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, TextClause
 
 from core.embeddings import get_embedder
 from core.embeddings.base import Embedder
 from core.kernel import cursor as cursors
 from core.kernel.config import RankingSettings, Settings
 from core.kernel.db.engine import sql, tuples
-from core.kernel.db.id_lists import id_table
+from core.kernel.db.id_lists import id_table, text_array
 from core.kernel.errors import InvalidInput
 from core.kernel.ids import now_ms, parse_time
 from core.kernel.scope import Scope
@@ -204,16 +205,30 @@ def search(
     if not pool.rows:
         return {"results": [], "next_cursor": None, "touched": []}
 
+    moment = now_ms() if filters.as_of is None else parse_time(filters.as_of)
+    time_query = temporal.read_query(request.query, moment)
     # Thread context: the best candidates lend evidence to the memories saved next to them.
     fused = pool.fused()
     best = np.argsort(-fused, kind="stable")[: max(_CONTEXT_FROM, 3 * wanted)]
     reach = max(ranking.context_reach, 0)
-    threads = _neighbours(conn, scope.brain_id, [pool.rows[k] for k in best.tolist()], reach)
-    extra = [i for near in threads.values() for side in near for i in side if i]
-    extra = [i for i in dict.fromkeys(extra) if i not in pool.position]
-    if extra:
-        pool.add(_read_candidates(conn, where, params, extra, semantic))
-        fused = pool.fused()
+    best_rows = [pool.rows[k] for k in best.tolist()]
+    read: temporal.Read | None = None
+    if _around_in_one(conn):
+        # Neighbours, their rows and what time-ranking reads of every candidate: one round trip.
+        threads, extra_rows, read = _around(
+            conn, scope.brain_id, best_rows, reach, pool.ids, where, params, semantic,
+            dates=time_query.matters,
+        )  # fmt: skip
+        if extra_rows:
+            pool.add(extra_rows)
+            fused = pool.fused()
+    else:
+        threads = _neighbours(conn, scope.brain_id, best_rows, reach)
+        extra = [i for near in threads.values() for side in near for i in side if i]
+        extra = [i for i in dict.fromkeys(extra) if i not in pool.position]
+        if extra:
+            pool.add(_read_candidates(conn, where, params, extra, semantic))
+            fused = pool.fused()
     background = evidence.background()
     # neighbour_of[side][d][memory id]: the memory d + 1 places before (side 0) or after it.
     neighbour_of: tuple[list[dict[str, str]], list[dict[str, str]]] = (
@@ -249,9 +264,9 @@ def search(
         sides.append((lent(neighbour_of[1][d]), share_after * farther))
     context = thread_context(fused, sides, background)
     ranked = rank(pool.describe(conn, scope.brain_id, context, filters.as_of), ranking)
-    moment = now_ms() if filters.as_of is None else parse_time(filters.as_of)
-    time_query = temporal.read_query(request.query, moment)
-    in_time = temporal.factors(conn, scope.brain_id, ids, pool.valid_from(), time_query, moment)
+    in_time = temporal.factors(
+        conn, scope.brain_id, ids, pool.valid_from(), time_query, moment, read
+    )
     scores = np.round(ranked.scores * in_time, 6)
     kept = np.flatnonzero((scores > 0.0) & (scores >= request.min_score)).tolist()
     order = sorted(kept, key=lambda k: (-scores[k], ids[k]))
@@ -576,6 +591,103 @@ def _neighbours(
         for memory_id, *others in tuples(conn, statement, params):
             found[memory_id] = (list(others[:reach]), list(others[reach:]))
     return found
+
+
+def _around_in_one(conn: Connection) -> bool:
+    """Whether the thread neighbours, their rows and time-ranking's reads are one statement
+    (`_around`): on PostgreSQL, where each statement is a round trip."""
+    return conn.dialect.name == "postgresql"
+
+
+def _around(
+    conn: Connection,
+    brain_id: str,
+    rows: list[tuple[Any, ...]],
+    reach: int,
+    pool: list[str],
+    where: list[str],
+    params: dict[str, Any],
+    semantic: _Semantic | pgvector.PgSemantic | None,
+    *,
+    dates: bool,
+) -> tuple[
+    dict[str, tuple[list[str | None], list[str | None]]], list[tuple[Any, ...]], temporal.Read
+]:
+    """PostgreSQL: `_neighbours` of the candidate `rows`, the rank columns (and cosines) of
+    those neighbours not in `pool` (the candidates read so far) that are in scope, and what
+    time-ranking reads of every candidate (open conflicts among them; the dates they mention,
+    when `dates`), in one statement where they took three or four round trips. The same
+    neighbours, rows and conflicts as the statements one at a time (SQLite still runs those:
+    there a statement costs no round trip)."""
+    members, value = id_table(conn, "ctx_best", alias="b")
+    cosine, join = "CAST(NULL AS float8)", ""
+    bind: Callable[[str], TextClause] = sql
+    if isinstance(semantic, pgvector.PgSemantic) and not semantic.exact:
+        join, cosine = semantic.cosine_sql()
+        bind = semantic.bind
+        params = {**params, **semantic.params}
+
+    def side(older: bool) -> str:
+        # The `reach` memories saved just before (after) the candidate by its user, nearest
+        # first: one index scan, where a subquery per place re-read the nearer ones.
+        op, order = ("<", "DESC") if older else (">", "ASC")
+        near = (
+            "ARRAY(SELECT n.id FROM memories n WHERE n.brain_id = :ctx_brain AND {} AND "
+            f"(n.created_at, n.id) {op} (c.created_at, c.id) "
+            f"ORDER BY n.created_at {order}, n.id {order} LIMIT {int(reach)})"
+        )
+        # Each branch an equality the (brain, user, created) index serves; CASE runs one.
+        return (
+            f"CASE WHEN c.user_id IS NULL THEN {near.format('n.user_id IS NULL')} "
+            f"ELSE {near.format('n.user_id = c.user_id')} END"
+        )
+
+    width = len(_RANK_COLUMNS.split(",")) + 1  # the rank columns and the cosine
+    dated = "NULL"
+    if dates:
+        dated = (
+            "(SELECT json_agg(json_build_array(t.memory_id, t.starts_at, t.ends_at)) FROM "
+            f"({temporal.dates_sql('ids', ':ctx_brain')}) AS t)"
+        )
+    statement = (
+        f"WITH nb AS MATERIALIZED (SELECT c.id, {side(True)} AS before, {side(False)} AS after "
+        f"FROM {members} JOIN memories c ON c.id = b.value WHERE c.brain_id = :ctx_brain), "
+        "x AS (SELECT DISTINCT e.value FROM nb, unnest(nb.before || nb.after) AS e(value) "
+        "WHERE e.value <> ALL(CAST(:ctx_pool AS text[]))), "
+        f"r AS MATERIALIZED (SELECT {_RANK_COLUMNS}, {cosine} AS cosine "
+        f"FROM x JOIN memories m ON m.id = x.value {join} WHERE {' AND '.join(where)}), "
+        "ids AS (SELECT u.value FROM unnest(CAST(:ctx_pool AS text[])) AS u(value) "
+        "UNION ALL SELECT r.id FROM r) "
+        "SELECT 1, r.*, NULL FROM r UNION ALL "
+        f"SELECT 0, {', '.join(['NULL'] * width)}, json_build_array("
+        "(SELECT json_agg(json_build_array(nb.id, nb.before, nb.after)) FROM nb), "
+        "(SELECT json_agg(json_build_array(t.a_id, t.b_id)) FROM "
+        f"({temporal.conflicts_sql('SELECT ids.value FROM ids', ':ctx_brain')}) AS t), "
+        f"{dated})"
+    )
+    found = conn.execute(
+        bind(statement),
+        {
+            **params,
+            "ctx_brain": brain_id,
+            "ctx_best": value([row[0] for row in rows]),
+            "ctx_pool": text_array(pool),
+        },
+    ).all()
+    extra = [tuple(row[1:width]) for row in found if row[0] == 1]
+    if isinstance(semantic, pgvector.PgSemantic) and not semantic.exact:
+        semantic.noted([(row[1], row[width]) for row in found if row[0] == 1])
+    near, conflicts, mentioned = next(row[-1] for row in found if row[0] == 0)
+    padding: list[str | None] = [None] * reach
+    threads = {
+        memory_id: ((before + padding)[:reach], (after + padding)[:reach])
+        for memory_id, before, after in near or []
+    }
+    read = temporal.Read(
+        [(a, b) for a, b in conflicts or []],
+        [(m, s, e) for m, s, e in mentioned or []] if dates else None,
+    )
+    return threads, extra, read
 
 
 def _read_back(
