@@ -159,16 +159,8 @@ def search(
     # Lexical matches come with their rank columns (the match applied the scope and filters).
     matches: list[tuple[Any, ...]] = []
     if request.mode != "semantic":
-        matches = lexical.candidates(
-            conn,
-            _lexical_terms(conn, request.query, scope.brain_id, ranking),
-            where,
-            params,
-            n,
-            brain_id=scope.brain_id,
-            user_id=scope.user_id or filters.user_id,
-            columns=_RANK_COLUMNS,
-            in_scope=population,
+        matches = _lexical_matches(
+            conn, request.query, scope, filters, ranking, where, params, n, population
         )
     lexical_raw = {row[1]: float(row[0]) for row in matches}
     raw_scores = np.fromiter(lexical_raw.values(), float)
@@ -368,6 +360,48 @@ class _Pool:
         )
 
 
+def _lexical_matches(
+    conn: Connection,
+    query: str,
+    scope: Scope,
+    filters: SearchFilters,
+    ranking: RankingSettings,
+    where: list[str],
+    params: dict[str, Any],
+    n: int,
+    population: int,
+) -> list[tuple[Any, ...]]:
+    """The full-text candidates: (raw score, *_RANK_COLUMNS) of the best n, best first."""
+    user_id = scope.user_id or filters.user_id
+    terms = lexical.query_terms(query)
+    asked = near_words.asked(terms) if ranking.near_words else []
+    if asked and conn.dialect.name == "postgresql":
+        # Which words the brain holds comes with the candidates of the words as typed: when
+        # it holds them all (nearly every search) those are the candidates, a round trip
+        # fewer; else the words one edit away join them and the candidates are read again.
+        found, known = lexical.candidates_and_held(
+            conn, terms, where, params, n, brain_id=scope.brain_id, columns=_RANK_COLUMNS,
+            in_scope=population, asked=asked,
+        )  # fmt: skip
+        if all(word in known for word in asked):
+            return found
+        near = near_words.correct(conn, terms, brain_id=scope.brain_id, known=known)
+        if not near:
+            return found
+        terms = _with_near(terms, near)
+    elif asked:
+        terms = _lexical_terms(conn, query, scope.brain_id, ranking)
+    return lexical.candidates(
+        conn, terms, where, params, n, brain_id=scope.brain_id, user_id=user_id,
+        columns=_RANK_COLUMNS, in_scope=population,
+    )  # fmt: skip
+
+
+def _with_near(terms: list[str], near: dict[str, list[str]]) -> list[str]:
+    """The words, each followed by its near words."""
+    return list(dict.fromkeys(t for term in terms for t in (term, *near.get(term, ()))))
+
+
 def _lexical_terms(
     conn: Connection, query: str, brain_id: str, ranking: RankingSettings
 ) -> list[str]:
@@ -378,7 +412,7 @@ def _lexical_terms(
     if not ranking.near_words:
         return terms
     near = near_words.correct(conn, terms, brain_id=brain_id)
-    return list(dict.fromkeys(t for term in terms for t in (term, *near.get(term, ()))))
+    return _with_near(terms, near)
 
 
 def context_shares(ranking: RankingSettings, vector: QueryVector | None) -> tuple[float, float]:
