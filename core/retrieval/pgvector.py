@@ -708,6 +708,52 @@ class PgSemantic:
         order = sorted(near, key=lambda i: (-self.cosines.get(i, -math.inf), i))
         return [near[i] for i in order]
 
+    def folds(self, n: int) -> bool:
+        """Whether `nearest_read_back(n)` may be read as `nearest_rows_sql` inside another
+        statement: the index is asked (the scope is larger than the sample), and not for the
+        nearest the sample's statement brought already."""
+        return not self.exact and not (self.prefetched is not None and n == len(self.prefetched))
+
+    def nearest_rows_sql(self, n: int, where: list[str], columns: str) -> str:
+        """A SELECT of `columns`, the cosine and the index's count of the n nearest in scope that
+        match `where`, for another statement to read (bound with `bind` and `params`); its rows
+        go to `take_nearest`. The session's HNSW settings are put in place first: within one
+        statement nothing orders a set_config before the scan."""
+        _session(self.conn, n, self.iterative_scan)
+        nearest = _nearest_sql(self.dims, self.model, self.scope_where, n)
+        return (
+            f"WITH t AS ({nearest}) SELECT {columns}, t.cosine, (SELECT count(*) FROM t) "
+            f"FROM t JOIN memories m ON m.id = t.memory_id WHERE {' AND '.join(where)}"
+        )
+
+    def take_nearest(
+        self,
+        rows: Sequence[tuple[object, ...]],
+        n: int,
+        where: list[str],
+        params: dict[str, object],
+        columns: str,
+        *,
+        also: Sequence[str],
+    ) -> list[tuple[object, ...]]:
+        """`nearest_read_back(n, ..., also=also)` from the rows `nearest_rows_sql` read, the
+        cosines of `also` read already (`noted`). When the index came back short, or nothing
+        came back, the nearest are ranked exactly and read back, as `nearest_read_back` does."""
+        if not rows or int(cast(int, rows[0][-1])) < n:
+            lexical = set(also)
+            nearest = [i for i in self.top(n) if i not in lexical]
+            return self.read_back(where, params, nearest, columns, also=also)
+        lexical = set(also)
+        near: dict[str, tuple[object, ...]] = {}
+        for row in rows:
+            memory_id = str(row[0])
+            self.cosines[memory_id] = float(cast(float, row[-2]))
+            if memory_id not in lexical:
+                near[memory_id] = tuple(row[:-2])
+        self.asked.update(near)
+        order = sorted(near, key=lambda i: (-self.cosines.get(i, -math.inf), i))
+        return [near[i] for i in order]
+
     def read_back(
         self,
         where: list[str],

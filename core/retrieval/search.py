@@ -158,10 +158,13 @@ def search(
     population = semantic.population if semantic else _count(conn, where, params)
     # Lexical matches come with their rank columns (the match applied the scope and filters).
     matches: list[tuple[Any, ...]] = []
+    # The nearest memories' rows, when they came with the full-text candidates (PostgreSQL).
+    nearest: list[tuple[Any, ...]] | None = None
     if request.mode != "semantic":
-        matches = _lexical_matches(
-            conn, request.query, scope, filters, ranking, where, params, n, population
-        )
+        matches, nearest = _lexical_matches(
+            conn, request.query, scope, filters, ranking, where, params, n, population,
+            semantic if request.mode == "hybrid" else None,
+        )  # fmt: skip
     lexical_raw = {row[1]: float(row[0]) for row in matches}
     raw_scores = np.fromiter(lexical_raw.values(), float)
     evidence = _Evidence(
@@ -179,7 +182,9 @@ def search(
     )
 
     found = [row[1:] for row in matches]
-    if semantic is not None and request.mode != "lexical":
+    if nearest is not None:
+        found += nearest
+    elif semantic is not None and request.mode != "lexical":
         if isinstance(semantic, pgvector.PgSemantic) and not semantic.exact:
             # The nearest, their rows and the lexical candidates' cosines: one statement.
             also = list(lexical_raw)
@@ -188,10 +193,8 @@ def search(
             if isinstance(semantic, _Semantic):
                 # The lexical candidates' exact cosines in the same read as the nearest ones'.
                 semantic.rescore(list(lexical_raw))
-            nearest = [i for i in semantic.top(n) if i not in lexical_raw]
-            found += _read_candidates(
-                conn, where, params, nearest, semantic, also=list(lexical_raw)
-            )
+            top = [i for i in semantic.top(n) if i not in lexical_raw]
+            found += _read_candidates(conn, where, params, top, semantic, also=list(lexical_raw))
     pool = _Pool(evidence)
     pool.add(found)
     if not pool.rows:
@@ -370,31 +373,49 @@ def _lexical_matches(
     params: dict[str, Any],
     n: int,
     population: int,
-) -> list[tuple[Any, ...]]:
-    """The full-text candidates: (raw score, *_RANK_COLUMNS) of the best n, best first."""
+    semantic: _Semantic | pgvector.PgSemantic | None,
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]] | None]:
+    """The full-text candidates, (raw score, *_RANK_COLUMNS) of the best n, best first; and,
+    when `semantic` (hybrid search) read them in the same statement, the rows of its nearest
+    (`PgSemantic.nearest_read_back`'s), else None."""
     user_id = scope.user_id or filters.user_id
     terms = lexical.query_terms(query)
     asked = near_words.asked(terms) if ranking.near_words else []
-    if asked and conn.dialect.name == "postgresql":
-        # Which words the brain holds comes with the candidates of the words as typed: when
-        # it holds them all (nearly every search) those are the candidates, a round trip
-        # fewer; else the words one edit away join them and the candidates are read again.
-        found, known = lexical.candidates_and_held(
-            conn, terms, where, params, n, brain_id=scope.brain_id, columns=_RANK_COLUMNS,
-            in_scope=population, asked=asked,
+    fold = isinstance(semantic, pgvector.PgSemantic) and semantic.folds(n)
+    if conn.dialect.name == "postgresql" and (asked or fold):
+        # One statement where there were three round trips: which words the brain holds, the
+        # candidates of the words as typed (with their cosines) and the nearest memories.
+        # When the brain holds every word (nearly every search) those are the candidates;
+        # else the words one edit away join them and the candidates are read again.
+        pg = semantic if fold and isinstance(semantic, pgvector.PgSemantic) else None
+        read = lexical.search_read(
+            conn, terms, where, {**params, **(pg.params if pg else {})}, n,
+            brain_id=scope.brain_id, columns=_RANK_COLUMNS, in_scope=population, asked=asked,
+            cosine=pg.cosine_sql() if pg else None,
+            nearest=pg.nearest_rows_sql(n, where, _RANK_COLUMNS) if pg else "",
+            bind=pg.bind if pg else sql,
         )  # fmt: skip
-        if all(word in known for word in asked):
-            return found
-        near = near_words.correct(conn, terms, brain_id=scope.brain_id, known=known)
-        if not near:
-            return found
-        terms = _with_near(terms, near)
-    elif asked:
+        found = read.rows
+        if pg:
+            pg.noted(read.cosines)
+        near = {}
+        if not all(word in read.held for word in asked):
+            near = near_words.correct(conn, terms, brain_id=scope.brain_id, known=read.held)
+        if near:
+            found = lexical.candidates(
+                conn, _with_near(terms, near), where, params, n, brain_id=scope.brain_id,
+                user_id=user_id, columns=_RANK_COLUMNS, in_scope=population,
+            )  # fmt: skip
+        if pg is None:
+            return found, None
+        also = [row[1] for row in found]
+        return found, pg.take_nearest(read.nearest, n, where, params, _RANK_COLUMNS, also=also)
+    if asked:
         terms = _lexical_terms(conn, query, scope.brain_id, ranking)
     return lexical.candidates(
         conn, terms, where, params, n, brain_id=scope.brain_id, user_id=user_id,
         columns=_RANK_COLUMNS, in_scope=population,
-    )  # fmt: skip
+    ), None  # fmt: skip
 
 
 def _with_near(terms: list[str], near: dict[str, list[str]]) -> list[str]:

@@ -437,7 +437,8 @@ def test_fewer_round_trips_give_the_same_ranking(
     # More than the sample and the nearest hold, so that some lexical matches are neither.
     _add_many(client, [f"{TOPICS[i % 10].split()[-1]} errand {i}" for i in range(140)])
     monkeypatch.setattr(pgvector, "SAMPLE_SIZE", 12)  # 200 memories: sampled, HNSW asked
-    queries = [*QUERIES, "Lisbon flight on Tuesday", "cheese lasagna recipe"]
+    # The last with a typo: its near words are looked up, its candidates read again.
+    queries = [*QUERIES, "Lisbon flight on Tuesday", "cheese lasagna recipe", "bicycle chian oil"]
     for q in queries:  # the first search of a scope learns that it is larger than the sample
         _search(client, q)
     merged: dict[str, list[dict[str, Any]]] = {}
@@ -456,6 +457,7 @@ def test_fewer_round_trips_give_the_same_ranking(
 
     monkeypatch.setattr(search, "_read_candidates", one_each)
     monkeypatch.setattr(search, "_around_in_one", lambda _conn: False)
+    monkeypatch.setattr(pgvector.PgSemantic, "folds", lambda _self, _n: False)
     monkeypatch.setattr(pgvector.PgSemantic, "nearest_read_back", two_steps)
     separate: dict[str, list[dict[str, Any]]] = {}
 
@@ -600,7 +602,10 @@ def test_thread_and_time_reads_in_one_statement_give_the_same_ranking(
     ids: list[str] = []
     for user in ("u1", "u2", None):
         fields = {"user_id": user} if user else {}
-        ids += _add_many(client, [*hikes, *_corpus()[:12]], **fields)
+        # Each user's words differ a little: memories alike to the last digit would tie, and
+        # the clock moving between the two passes could order a tie either way.
+        ids += _add_many(client, [f"{t} ({user} {i})" for i, t in enumerate(hikes)], **fields)
+        ids += _add_many(client, [f"{t} [{user}]" for t in _corpus()[:12]], **fields)
         ids += _add_many(client, [f"{t} ({user})" for t in TOPICS[:4]], **fields)
     with transaction(pg_engine) as conn:
         # The second hike of u1 contradicts the first, unresolved: the older side is demoted.
