@@ -672,10 +672,16 @@ class PgSemantic:
             lexical = set(also)
             nearest = [i for i in self.top(n) if i not in lexical]
             return self.read_back(where, params, nearest, columns, also=also)
-        _session(self.conn, n, self.iterative_scan)
         wanted = list(
             dict.fromkeys(i for i in also if i not in self.cosines and i not in self.asked)
         )
+        if not wanted:
+            # No other cosine to read (a semantic search): the nearest with their own cosines,
+            # not each vector read a second time to compute it again.
+            statement = self.nearest_rows_sql(n, where, columns)
+            rows = self.conn.execute(self._bound(statement), {**params, **self.params}).all()
+            return self.take_nearest(rows, n, where, params, columns, also=also)
+        _session(self.conn, n, self.iterative_scan)
         nearest_sql = _nearest_sql(self.dims, self.model, self.scope_where, n)
         statement = (
             f"WITH t AS ({nearest_sql}), "
