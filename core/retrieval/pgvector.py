@@ -732,6 +732,11 @@ class PgSemantic:
             f"FROM t JOIN memories m ON m.id = t.memory_id WHERE {' AND '.join(where)}"
         )
 
+    def complete(self, rows: Sequence[tuple[object, ...]], n: int) -> bool:
+        """Whether the index gave `nearest_rows_sql`'s rows all n nearest (else `take_nearest`
+        ranks the scope exactly)."""
+        return bool(rows) and int(cast(int, rows[0][-1])) >= n
+
     def take_nearest(
         self,
         rows: Sequence[tuple[object, ...]],
@@ -745,7 +750,7 @@ class PgSemantic:
         """`nearest_read_back(n, ..., also=also)` from the rows `nearest_rows_sql` read, the
         cosines of `also` read already (`noted`). When the index came back short, or nothing
         came back, the nearest are ranked exactly and read back, as `nearest_read_back` does."""
-        if not rows or int(cast(int, rows[0][-1])) < n:
+        if not self.complete(rows, n):
             lexical = set(also)
             nearest = [i for i in self.top(n) if i not in lexical]
             return self.read_back(where, params, nearest, columns, also=also)

@@ -182,10 +182,31 @@ def search(
     )
 
     found = [row[1:] for row in matches]
+    moment = now_ms() if filters.as_of is None else parse_time(filters.as_of)
+    time_query = temporal.read_query(request.query, moment)
+    reach = max(ranking.context_reach, 0)
+    around: _Around | None = None  # thread context read with the nearest (semantic search)
     if nearest is not None:
         found += nearest
     elif semantic is not None and request.mode != "lexical":
-        if isinstance(semantic, pgvector.PgSemantic) and not semantic.exact:
+        if (
+            isinstance(semantic, pgvector.PgSemantic)
+            and request.mode == "semantic"
+            and semantic.folds(n)
+            and _around_in_one(conn)
+        ):
+            # The nearest and their thread context in one statement: with no full-text
+            # candidates the best candidates are the nearest (by cosine, then id).
+            around = _around(
+                conn, scope.brain_id, [], reach, [], where, params, semantic,
+                dates=time_query.matters,
+                nearest=(semantic.nearest_rows_sql(n, where, _RANK_COLUMNS),
+                         max(_CONTEXT_FROM, 3 * wanted)),
+            )  # fmt: skip
+            found += semantic.take_nearest(around.nearest, n, where, params, _RANK_COLUMNS, also=[])
+            if not semantic.complete(around.nearest, n):
+                around = None  # ranked exactly instead: its context is read for those
+        elif isinstance(semantic, pgvector.PgSemantic) and not semantic.exact:
             # The nearest, their rows and the lexical candidates' cosines: one statement.
             also = list(lexical_raw)
             found += semantic.nearest_read_back(n, where, params, _RANK_COLUMNS, also=also)
@@ -200,22 +221,26 @@ def search(
     if not pool.rows:
         return {"results": [], "next_cursor": None, "touched": []}
 
-    moment = now_ms() if filters.as_of is None else parse_time(filters.as_of)
-    time_query = temporal.read_query(request.query, moment)
     # Thread context: the best candidates lend evidence to the memories saved next to them.
     fused = pool.fused()
     best = np.argsort(-fused, kind="stable")[: max(_CONTEXT_FROM, 3 * wanted)]
-    reach = max(ranking.context_reach, 0)
     best_rows = [pool.rows[k] for k in best.tolist()]
     read: temporal.Read | None = None
-    if _around_in_one(conn):
+    if around is not None and {row[0] for row in best_rows} == set(around.threads):
+        # Read with the nearest, for the very candidates search ranks best.
+        threads, read = around.threads, around.read
+        if around.extra:
+            pool.add(around.extra)
+            fused = pool.fused()
+    elif _around_in_one(conn):
         # Neighbours, their rows and what time-ranking reads of every candidate: one round trip.
-        threads, extra_rows, read = _around(
+        once = _around(
             conn, scope.brain_id, best_rows, reach, pool.ids, where, params, semantic,
             dates=time_query.matters,
         )  # fmt: skip
-        if extra_rows:
-            pool.add(extra_rows)
+        threads, read = once.threads, once.read
+        if once.extra:
+            pool.add(once.extra)
             fused = pool.fused()
     else:
         threads = _neighbours(conn, scope.brain_id, best_rows, reach)
@@ -665,16 +690,28 @@ def _around(
     semantic: _Semantic | pgvector.PgSemantic | None,
     *,
     dates: bool,
-) -> tuple[
-    dict[str, tuple[list[str | None], list[str | None]]], list[tuple[Any, ...]], temporal.Read
-]:
+    nearest: tuple[str, int] | None = None,
+) -> _Around:
     """PostgreSQL: `_neighbours` of the candidate `rows`, the rank columns (and cosines) of
     those neighbours not in `pool` (the candidates read so far) that are in scope, and what
     time-ranking reads of every candidate (open conflicts among them; the dates they mention,
     when `dates`), in one statement where they took three or four round trips. The same
     neighbours, rows and conflicts as the statements one at a time (SQLite still runs those:
-    there a statement costs no round trip)."""
+    there a statement costs no round trip).
+
+    With `nearest` (a semantic search: `PgSemantic.nearest_rows_sql` and how many of them are
+    the best), the candidates are those nearest, read in the same statement: `rows` and `pool`
+    are then theirs, the best the nearest by cosine, then id, as search ranks them."""
     members, value = id_table(conn, "ctx_best", alias="b")
+    pool_ids = "SELECT u.value FROM unnest(CAST(:ctx_pool AS text[])) AS u(value)"
+    lead = ""
+    if nearest is not None:
+        lead = f"nr AS MATERIALIZED ({nearest[0]}), "
+        members = (
+            '(SELECT nr.id AS value FROM nr ORDER BY nr.cosine DESC, nr.id COLLATE "C" '
+            f"LIMIT {int(nearest[1])}) AS b"
+        )
+        pool_ids = "SELECT nr.id AS value FROM nr"
     cosine, join = "CAST(NULL AS float8)", ""
     bind: Callable[[str], TextClause] = sql
     if isinstance(semantic, pgvector.PgSemantic) and not semantic.exact:
@@ -704,15 +741,16 @@ def _around(
             "(SELECT json_agg(json_build_array(t.memory_id, t.starts_at, t.ends_at)) FROM "
             f"({temporal.dates_sql('ids', ':ctx_brain')}) AS t)"
         )
+    columns = ", ".join(c.strip().removeprefix("m.") for c in _RANK_COLUMNS.split(","))
     statement = (
-        f"WITH nb AS MATERIALIZED (SELECT c.id, {side(True)} AS before, {side(False)} AS after "
-        f"FROM {members} JOIN memories c ON c.id = b.value WHERE c.brain_id = :ctx_brain), "
+        f"WITH {lead}nb AS MATERIALIZED (SELECT c.id, {side(True)} AS before, "
+        f"{side(False)} AS after FROM {members} JOIN memories c ON c.id = b.value "
+        "WHERE c.brain_id = :ctx_brain), "
         "x AS (SELECT DISTINCT e.value FROM nb, unnest(nb.before || nb.after) AS e(value) "
-        "WHERE e.value <> ALL(CAST(:ctx_pool AS text[]))), "
+        f"WHERE e.value NOT IN ({pool_ids})), "
         f"r AS MATERIALIZED (SELECT {_RANK_COLUMNS}, {cosine} AS cosine "
         f"FROM x JOIN memories m ON m.id = x.value {join} WHERE {' AND '.join(where)}), "
-        "ids AS (SELECT u.value FROM unnest(CAST(:ctx_pool AS text[])) AS u(value) "
-        "UNION ALL SELECT r.id FROM r) "
+        f"ids AS ({pool_ids} UNION ALL SELECT r.id FROM r) "
         "SELECT 1, r.*, NULL FROM r UNION ALL "
         f"SELECT 0, {', '.join(['NULL'] * width)}, json_build_array("
         "(SELECT json_agg(json_build_array(nb.id, nb.before, nb.after)) FROM nb), "
@@ -720,6 +758,12 @@ def _around(
         f"({temporal.conflicts_sql('SELECT ids.value FROM ids', ':ctx_brain')}) AS t), "
         f"{dated})"
     )
+    if nearest is not None:
+        # The nearest rows themselves, their index count in the last column.
+        statement += (
+            f" UNION ALL SELECT 2, {', '.join('nr.' + c for c in columns.split(', '))}, "
+            "nr.cosine, to_json(nr.count) FROM nr"
+        )
     found = conn.execute(
         bind(statement),
         {
@@ -742,7 +786,19 @@ def _around(
         [(a, b) for a, b in conflicts or []],
         [(m, s, e) for m, s, e in mentioned or []] if dates else None,
     )
-    return threads, extra, read
+    # The nearest rows as nearest_rows_sql reads them: (*columns, cosine, count).
+    nearest_rows = [tuple(row[1:]) for row in found if row[0] == 2]
+    return _Around(threads, extra, read, nearest_rows)
+
+
+@dataclass
+class _Around:
+    """What `_around` read."""
+
+    threads: dict[str, tuple[list[str | None], list[str | None]]]
+    extra: list[tuple[Any, ...]]  # the new neighbours' rank columns
+    read: temporal.Read
+    nearest: list[tuple[Any, ...]]  # with `nearest`: its rows
 
 
 def _read_back(

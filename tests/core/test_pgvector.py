@@ -686,3 +686,48 @@ def test_thread_and_time_reads_in_one_statement_give_the_same_ranking(
         times = [hit["explain"]["time"] for hits in one for hit in hits]
         assert min(times) < 0.85, "the contested side and the memories of another time"
         assert any(first == hit["memory"]["id"] for hits in one[:2] for hit in hits)
+
+
+def test_a_semantic_search_reads_its_nearest_and_their_context_in_one_statement(
+    pg_settings: Settings, pg_engine: Engine, pg_tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A semantic search of a scope larger than the sample ranks its nearest memories only, so
+    its best candidates are its nearest by cosine: their thread neighbours, the neighbours'
+    rows and the time inputs come in the nearest's own statement. The same results, scores and
+    factors as the nearest, then their context, each read on its own."""
+    from core.retrieval import search
+
+    client = _client(pg_settings, pg_tenant)
+    _add_many(client, [f"{t} [{i}]" for i, t in enumerate(_corpus())])
+    _add_many(client, [f"{TOPICS[i % 10].split()[-1]} errand {i}" for i in range(140)])
+    monkeypatch.setattr(pgvector, "SAMPLE_SIZE", 12)  # 200 memories: sampled, HNSW asked
+    queries = ["garden tomatoes in July", "when is the sprint retrospective", "cheese recipe"]
+    for q in queries:  # the first search of a scope learns that it is larger than the sample
+        _search(client, q, mode="semantic")
+
+    def run() -> tuple[list[list[dict[str, Any]]], list[str]]:
+        found: list[list[dict[str, Any]]] = []
+        sent = _statements(
+            pg_engine,
+            lambda: found.extend(
+                _search(client, q, mode="semantic", explain=True, limit=limit)
+                for q in queries
+                for limit in (5, 15)
+            ),
+        )
+        return found, sent
+
+    one, sent_one = run()
+    with monkeypatch.context() as patched:
+        patched.setattr(search, "_around_in_one", lambda _conn: False)
+        each, sent_each = run()
+    for a, b in zip(one, each, strict=True):
+        assert _ids(a) and _ids(a) == _ids(b)
+        for x, y in zip(a, b, strict=True):
+            assert x["score"] == pytest.approx(y["score"], abs=2e-6)
+            assert x["explain"] == pytest.approx(y["explain"], abs=2e-6)
+    folded = [s for s in sent_one if s.startswith("WITH nr AS MATERIALIZED")]
+    assert len(folded) == 2 * len(queries)
+    assert not [s for s in sent_one if s.startswith(("WITH nb AS", "WITH t AS"))]
+    # The nearest, their neighbours, the neighbours' rows, the conflicts: four statements.
+    assert len(sent_one) <= len(sent_each) - 3 * 2 * len(queries)
