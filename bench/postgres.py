@@ -3,6 +3,7 @@ search p50/p95 (hybrid and semantic) with pgvector and with the numpy path, add 
 SQL statements and pool checkouts of each request.
 
     .venv/bin/python -m bench.postgres [--sizes 10000,100000] [--queries 200] [--adds 200]
+        [--warm 20]
 
 Each size seeds the same memories (bench.search's recombined LoCoMo turns, one user, builtin
 embedder) into a SQLite file and into a PostgreSQL database (the server with pgvector that the
@@ -13,6 +14,9 @@ PostgreSQL with pgvector (MNEMO_PGVECTOR=auto) and PostgreSQL with the numpy cac
 the same queries through the Lambda handler in-process, in turn, query by query, so a change of
 load on the shared machine falls on all three alike; adds alternate between the stores the same
 way. Statements are counted in a separate pass (the counting hook costs a little time).
+`--warm N` runs N other questions first, hybrid and semantic, on every path: a process that
+has served a while has its statements prepared (psycopg prepares one it ran five times on a
+connection, PostgreSQL settles on a generic plan after five more), a fresh one plans each.
 """
 
 from __future__ import annotations
@@ -73,7 +77,13 @@ def _call(handler: Handler, e: dict[str, Any]) -> float:
 
 
 def _size(
-    size: int, pg: Postgres, folder: Path, queries: int, adds: int, rng: random.Random
+    size: int,
+    pg: Postgres,
+    folder: Path,
+    queries: int,
+    adds: int,
+    rng: random.Random,
+    warm: int = 20,
 ) -> dict[str, Any]:
     from core.kernel.db.engine import get_engine
     from core.retrieval import pgvector
@@ -111,6 +121,11 @@ def _size(
     for q in asked[:20]:
         for handler, key, _ in handlers.values():
             _call(handler, search(q, "hybrid", key))
+    for q in [rng.choice(questions) for _ in range(max(warm - 20, 0))]:
+        for handler, key, _ in handlers.values():
+            for mode in ("hybrid", "semantic"):
+                _call(handler, search(q, mode, key))
+    row["warm"] = warm
     row["load_start"] = load_avg()
     for mode in ("hybrid", "semantic"):
         took: dict[str, list[float]] = {name: [] for name in handlers}
@@ -175,7 +190,7 @@ def _size(
     return row
 
 
-def run(sizes: list[int], queries: int, adds: int) -> dict[str, Any]:
+def run(sizes: list[int], queries: int, adds: int, warm: int = 20) -> dict[str, Any]:
     from core.retrieval import pgvector, vectors
     from tests.pg_server import PostgresServer, pgvector_bin, wait_for
 
@@ -193,7 +208,7 @@ def run(sizes: list[int], queries: int, adds: int) -> dict[str, Any]:
         pg = Postgres(admin)
         for size in sizes:
             with scratch(f"postgres-{size}") as folder:
-                results["sizes"][size] = _size(size, pg, folder, queries, adds, rng)
+                results["sizes"][size] = _size(size, pg, folder, queries, adds, rng, warm)
             say(f"{size:,}: {results['sizes'][size]}")
             vectors.forget_all()
             pgvector.forget()
@@ -250,8 +265,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--adds", type=int, default=200)
+    parser.add_argument("--warm", type=int, default=20, help="questions asked before timing")
     args = parser.parse_args()
-    print(markdown(run([int(s) for s in args.sizes.split(",")], args.queries, args.adds)))
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(markdown(run(sizes, args.queries, args.adds, args.warm)))
 
 
 if __name__ == "__main__":

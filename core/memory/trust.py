@@ -23,6 +23,7 @@ from sqlalchemy import Connection
 from core.events import changelog
 from core.kernel import cursor as cursors
 from core.kernel.db.engine import sql
+from core.kernel.db.id_lists import text_array
 from core.kernel.errors import Forbidden, InvalidInput, NotFound
 from core.kernel.ids import iso, new_id, now_ms
 from core.kernel.scope import Scope
@@ -72,9 +73,8 @@ def lookup(conn: Connection, brain_id: str, sources: Iterable[str | None]) -> di
     keys = sorted({k for ks in wanted.values() for k in ks})
     if not keys:
         return {}
-    value: list[str] | str = keys
     if conn.dialect.name == "postgresql":
-        among = "= ANY(CAST(:keys AS text[]))"
+        among, value = "= ANY(CAST(:keys AS text[]))", text_array(keys)
     else:
         among, value = "IN (SELECT value FROM json_each(:keys))", json.dumps(keys)
     rows = conn.execute(

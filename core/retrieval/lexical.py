@@ -12,14 +12,15 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, TextClause
 
 from core.embeddings.text import STOPWORDS, stem
 from core.kernel.db.engine import sql, transaction, tuples
+from core.kernel.db.id_lists import text_array
 
 # Field weights: a hit in the title or key counts most, tags next, content last.
 WEIGHTS = {"title": 4.0, "key": 4.0, "tags": 2.0, "content": 1.0}
@@ -400,10 +401,25 @@ def _postgres_candidates(
     *,
     late: str = "",
 ) -> list[tuple[Any, ...]]:
-    """BM25's shape on PostgreSQL, which has no BM25: each word's ts_rank (field weights,
-    saturating term frequency, length normalisation) weighted by its IDF over the scope, the
-    document frequencies counted from the matches themselves in the same statement. ts_rank
-    alone has no IDF: "said" counted as much as "pottery" (LoCoMo hit@10 0.615 lexical).
+    """`_postgres_statement`'s rows."""
+    return tuples(conn, *_postgres_statement(terms, where, params, columns, in_scope, late=late))
+
+
+def _postgres_statement(
+    terms: list[str],
+    where: list[str],
+    params: dict[str, Any],
+    columns: str,
+    in_scope: int | None,
+    *,
+    late: str = "",
+    cosine: tuple[str, str] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """The full-text statement and its parameters. BM25's shape on PostgreSQL, which has no
+    BM25: each word's ts_rank (field weights, saturating term frequency, length normalisation)
+    weighted by its IDF over the scope, the document frequencies counted from the matches
+    themselves in the same statement. ts_rank alone has no IDF: "said" counted as much as
+    "pottery" (LoCoMo hit@10 0.615 lexical).
 
     Each word is a bound value turned into lexemes by the same 'english' configuration the
     index uses; || ORs them, so no user text is parsed as tsquery syntax."""
@@ -443,20 +459,93 @@ def _postgres_candidates(
         for i in range(len(terms))
     )
     score = " + ".join(f"r{i} * i{i}" for i in range(len(terms)))
-    selected = ", ".join(c.split(".")[-1].strip() for c in columns.split(","))
+    # The words' queries are kept (MATERIALIZED) too. Inlined, they are constants only in a
+    # plan made for the values bound; psycopg prepares a statement it has run five times, and
+    # PostgreSQL's generic plan for it then parsed and stemmed each word again for every
+    # ts_rank, per match: 12.6 ms where the plan for the values took 4.9 (10,000 memories).
+    # `cosine`: (a join, an expression) adding the cosine of each row returned (search_read).
+    cosine_join, with_cosine = (f"{cosine[0]} ", f", {cosine[1]}") if cosine else ("", "")
+    # The matches are kept narrow (the id and the ranks), the columns read for the best only.
     statement = (
-        f"WITH w AS (SELECT {words}), "
-        f"h AS MATERIALIZED (SELECT {columns}, {ranks} FROM memories m, w "
+        f"WITH w AS MATERIALIZED (SELECT {words}), "
+        f"h AS MATERIALIZED (SELECT m.id, {ranks} FROM memories m, w "
         f"WHERE m.search_vector @@ ({either}) AND {' AND '.join(where)}), "
         f"f AS MATERIALIZED (SELECT {idfs} FROM "
-        f"(SELECT count(*) AS matched, {frequencies} FROM h) AS d) "
-        f"SELECT {score} AS score, {selected} FROM h, f "
-        "ORDER BY score DESC, id LIMIT :lex_limit"
+        f"(SELECT count(*) AS matched, {frequencies} FROM h) AS d), "
+        f"s AS (SELECT h.id, {score} AS score FROM h, f "
+        "ORDER BY score DESC, h.id LIMIT :lex_limit) "
+        f"SELECT s.score AS score, {columns}{with_cosine} FROM s JOIN memories m ON m.id = s.id "
+        f"{cosine_join}ORDER BY s.score DESC, s.id"
     )
     if late:
         # `late` (over the rows as x) for the rows returned only, in the same round trip.
         statement = f"SELECT x.*, {late} FROM ({statement}) AS x ORDER BY x.score DESC, x.id"
-    return tuples(conn, statement, params)
+    return statement, params
+
+
+@dataclass
+class SearchRead:
+    """What search's full-text statement read on PostgreSQL (`search_read`)."""
+
+    rows: list[tuple[Any, ...]]  # (raw score, *columns) of the best matches, best first
+    cosines: list[tuple[str, float | None]]  # (id, cosine) of each, when asked
+    held: set[str]  # the words asked about that the brain's memories hold
+    nearest: list[tuple[Any, ...]]  # the rows of the `nearest` statement, as it read them
+
+
+def search_read(
+    conn: Connection,
+    terms: list[str],
+    where: list[str],
+    params: dict[str, Any],
+    limit: int,
+    *,
+    brain_id: str,
+    columns: str,
+    in_scope: int | None,
+    asked: list[str],
+    cosine: tuple[str, str] | None = None,
+    nearest: str = "",
+    bind: Callable[[str], TextClause] = sql,
+) -> SearchRead:
+    """PostgreSQL: `candidates` of `terms`, which of `asked` (words) the brain's memories hold,
+    the candidates' cosines (`cosine`: a join and an expression over memories as m) and the
+    rows of another read (`nearest`: a SELECT of `columns`, a cosine and a count), in one
+    statement, each a round trip of its own before. Search's near words ask which words are
+    held first (core/retrieval/near_words.py): when the brain holds every word asked, these are
+    the search's candidates. `bind` turns the statement into what is executed."""
+    chosen = _postgres_selective(conn, terms, in_scope) if terms else []
+    width = len(columns.split(","))
+    parts = []
+    params = {**params, "lex_limit": limit}
+    if chosen:
+        statement, params = _postgres_statement(
+            chosen, where, params, columns, in_scope, cosine=cosine
+        )
+        # kind, score, *columns, cosine, count, held: typed here, where the union takes them.
+        nulls = "" if cosine else ", CAST(NULL AS float8)"
+        parts.append(
+            f"(SELECT 0, x.*{nulls}, CAST(NULL AS bigint), CAST(NULL AS text[]) "
+            f"FROM ({statement}) AS x ORDER BY x.score DESC, x.id)"
+        )
+    if asked:
+        parts.append(
+            f"SELECT 1, {', '.join(['NULL'] * (width + 3))}, ARRAY(SELECT c.w "
+            "FROM unnest(CAST(:held_words AS text[])) AS c(w) WHERE EXISTS (SELECT 1 "
+            "FROM memories hm WHERE hm.brain_id = :held_brain "
+            "AND hm.search_vector @@ plainto_tsquery('english', c.w)))"
+        )
+        params["held_words"], params["held_brain"] = text_array(asked), brain_id
+    if nearest:
+        parts.append(f"(SELECT 2, NULL, y.*, NULL FROM ({nearest}) AS y)")
+    if not parts:
+        return SearchRead([], [], set(), [])
+    found = conn.execute(bind(" UNION ALL ".join(parts)), params).all()
+    rows = [tuple(row[1 : width + 2]) for row in found if row[0] == 0]
+    cosines = [(row[2], row[width + 2]) for row in found if row[0] == 0] if cosine else []
+    held = next((set(row[-1] or ()) for row in found if row[0] == 1), set())
+    near = [tuple(row[2:-1]) for row in found if row[0] == 2]
+    return SearchRead(rows, cosines, held, near)
 
 
 def rare_word_candidates(

@@ -29,9 +29,10 @@ from sqlalchemy import Connection
 
 from core.embeddings.text import STOPWORDS
 from core.kernel.db.engine import tuples
+from core.kernel.db.id_lists import text_array
 from core.retrieval.lexical import scope_tokens
 
-__all__ = ["correct", "edits"]
+__all__ = ["asked", "correct", "edits"]
 
 _MIN_LENGTH = 4
 _MAX_LENGTH = 20
@@ -100,17 +101,30 @@ def _correctable(word: str) -> bool:
     )
 
 
-def correct(conn: Connection, words: Sequence[str], *, brain_id: str) -> dict[str, list[str]]:
+def asked(words: Sequence[str]) -> list[str]:
+    """The words of `words` that are corrected when the index does not hold them."""
+    return [w for w in dict.fromkeys(words) if _correctable(w)]
+
+
+def correct(
+    conn: Connection,
+    words: Sequence[str],
+    *,
+    brain_id: str,
+    known: set[str] | None = None,
+) -> dict[str, list[str]]:
     """For each of `words` (query words, lower case) that the index does not hold: the indexed
-    words one edit away, commonest first, at most `_PER_WORD`. Known words are left out."""
-    asked = [w for w in dict.fromkeys(words) if _correctable(w)]
-    if not asked:
+    words one edit away, commonest first, at most `_PER_WORD`. Known words are left out;
+    `known` is which of `asked(words)` the brain holds, when the caller asked already."""
+    correctable = asked(words)
+    if not correctable:
         return {}
     held = _sqlite_held if conn.dialect.name == "sqlite" else _postgres_held
     # Words are looked up as search sends them, so the index's own stemmer (FTS5's Porter,
     # PostgreSQL's English Snowball) decides what "holds" means: "peanuts" finds "peanut".
-    known = held(conn, asked, brain_id, 1)
-    unknown = [w for w in asked if w not in known][:_MAX_UNKNOWN]
+    if known is None:
+        known = set(held(conn, correctable, brain_id, 1))
+    unknown = [w for w in correctable if w not in known][:_MAX_UNKNOWN]
     if not unknown:
         return {}
     # Whether a word is held is asked every time (a memory saved a moment ago may hold it);
@@ -218,6 +232,6 @@ def _postgres_held(conn: Connection, words: list[str], brain_id: str, most: int)
         "SELECT c.w, (SELECT count(*) FROM (SELECT 1 FROM memories m "
         "WHERE m.brain_id = :brain AND m.search_vector @@ plainto_tsquery('english', c.w) "
         "LIMIT :most) AS x) AS n FROM unnest(CAST(:words AS text[])) AS c(w)",
-        {"brain": brain_id, "words": words, "most": most},
+        {"brain": brain_id, "words": text_array(words), "most": most},
     )
     return {w: int(n) for w, n in rows if n}

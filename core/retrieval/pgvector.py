@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, cast
 from sqlalchemy import Connection, Engine, TextClause, bindparam, event, text
 from sqlalchemy.exc import DBAPIError
 
+from core.kernel.db.id_lists import text_array
+
 if TYPE_CHECKING:
     # numpy is imported where used: every PostgreSQL request's first step calls `ensure`, and
     # a cold start should not pay for numpy before its request needs it (handlers/lazy.py).
@@ -670,10 +672,16 @@ class PgSemantic:
             lexical = set(also)
             nearest = [i for i in self.top(n) if i not in lexical]
             return self.read_back(where, params, nearest, columns, also=also)
-        _session(self.conn, n, self.iterative_scan)
         wanted = list(
             dict.fromkeys(i for i in also if i not in self.cosines and i not in self.asked)
         )
+        if not wanted:
+            # No other cosine to read (a semantic search): the nearest with their own cosines,
+            # not each vector read a second time to compute it again.
+            statement = self.nearest_rows_sql(n, where, columns)
+            rows = self.conn.execute(self._bound(statement), {**params, **self.params}).all()
+            return self.take_nearest(rows, n, where, params, columns, also=also)
+        _session(self.conn, n, self.iterative_scan)
         nearest_sql = _nearest_sql(self.dims, self.model, self.scope_where, n)
         statement = (
             f"WITH t AS ({nearest_sql}), "
@@ -686,7 +694,7 @@ class PgSemantic:
             f"{_predicate(self.model, self.dims, 'p.')} WHERE {' AND '.join(where)}"
         )
         rows = self.conn.execute(
-            self._bound(statement), {**params, **self.params, "pgv_ids": wanted}
+            self._bound(statement), {**params, **self.params, "pgv_ids": text_array(wanted)}
         ).all()
         if not rows or int(rows[0][1]) < n:
             # Short (or nothing to tell): rank the nearest exactly, then read them back.
@@ -702,6 +710,57 @@ class PgSemantic:
                 self.cosines[str(memory_id)] = float(cosine)
             if row[0] == 1 and memory_id not in lexical:
                 near[str(memory_id)] = tuple(row[2:-1])
+        self.asked.update(near)
+        order = sorted(near, key=lambda i: (-self.cosines.get(i, -math.inf), i))
+        return [near[i] for i in order]
+
+    def folds(self, n: int) -> bool:
+        """Whether `nearest_read_back(n)` may be read as `nearest_rows_sql` inside another
+        statement: the index is asked (the scope is larger than the sample), and not for the
+        nearest the sample's statement brought already."""
+        return not self.exact and not (self.prefetched is not None and n == len(self.prefetched))
+
+    def nearest_rows_sql(self, n: int, where: list[str], columns: str) -> str:
+        """A SELECT of `columns`, the cosine and the index's count of the n nearest in scope that
+        match `where`, for another statement to read (bound with `bind` and `params`); its rows
+        go to `take_nearest`. The session's HNSW settings are put in place first: within one
+        statement nothing orders a set_config before the scan."""
+        _session(self.conn, n, self.iterative_scan)
+        nearest = _nearest_sql(self.dims, self.model, self.scope_where, n)
+        return (
+            f"WITH t AS ({nearest}) SELECT {columns}, t.cosine, (SELECT count(*) FROM t) "
+            f"FROM t JOIN memories m ON m.id = t.memory_id WHERE {' AND '.join(where)}"
+        )
+
+    def complete(self, rows: Sequence[tuple[object, ...]], n: int) -> bool:
+        """Whether the index gave `nearest_rows_sql`'s rows all n nearest (else `take_nearest`
+        ranks the scope exactly)."""
+        return bool(rows) and int(cast(int, rows[0][-1])) >= n
+
+    def take_nearest(
+        self,
+        rows: Sequence[tuple[object, ...]],
+        n: int,
+        where: list[str],
+        params: dict[str, object],
+        columns: str,
+        *,
+        also: Sequence[str],
+    ) -> list[tuple[object, ...]]:
+        """`nearest_read_back(n, ..., also=also)` from the rows `nearest_rows_sql` read, the
+        cosines of `also` read already (`noted`). When the index came back short, or nothing
+        came back, the nearest are ranked exactly and read back, as `nearest_read_back` does."""
+        if not self.complete(rows, n):
+            lexical = set(also)
+            nearest = [i for i in self.top(n) if i not in lexical]
+            return self.read_back(where, params, nearest, columns, also=also)
+        lexical = set(also)
+        near: dict[str, tuple[object, ...]] = {}
+        for row in rows:
+            memory_id = str(row[0])
+            self.cosines[memory_id] = float(cast(float, row[-2]))
+            if memory_id not in lexical:
+                near[memory_id] = tuple(row[:-2])
         self.asked.update(near)
         order = sorted(near, key=lambda i: (-self.cosines.get(i, -math.inf), i))
         return [near[i] for i in order]
@@ -733,7 +792,7 @@ class PgSemantic:
             f"{_predicate(self.model, self.dims, 'p.')} WHERE {' AND '.join(where)}"
         )
         rows = self.conn.execute(
-            self._bound(statement), {**params, **self.params, "pgv_ids": wanted}
+            self._bound(statement), {**params, **self.params, "pgv_ids": text_array(wanted)}
         ).all()
         self.asked.update(wanted)
         kept = set(ids)
@@ -745,6 +804,28 @@ class PgSemantic:
             if memory_id in kept:
                 out.append(tuple(row[:-1]))
         return out
+
+    def cosine_sql(self) -> tuple[str, str]:
+        """(a LEFT JOIN, the cosine) for a statement over memories as m that reads candidates:
+        the cosine of each in the scope (NULL: none, or outside it, which `z` counts as a
+        memory without a vector). Bind the statement with `bind` and this search's `params`,
+        and tell `noted` what it read."""
+        join = (
+            f"LEFT JOIN {TABLE} pv ON pv.memory_id = m.id AND pv.brain_id = :pgv_brain AND "
+            f"{_predicate(self.model, self.dims, 'pv.')}"
+        )
+        cosine = "-(pv.embedding <#> CAST(:pgv_q AS vector))"
+        return join, f"CASE WHEN {self.scope_where} THEN {cosine} END"
+
+    def bind(self, statement: str) -> TextClause:
+        return self._bound(statement)
+
+    def noted(self, cosines: Sequence[tuple[str, float | None]]) -> None:
+        """(id, cosine or None) of candidates a statement read with `cosine_sql`."""
+        for memory_id, cosine in cosines:
+            self.asked.add(memory_id)
+            if cosine is not None:
+                self.cosines[memory_id] = float(cosine)
 
     def z(self, ids: list[str]) -> np.ndarray:
         """Standardised cosines; a memory without a vector of this model counts as average."""
@@ -761,7 +842,7 @@ class PgSemantic:
                 f"AND {_predicate(self.model, self.dims, 'p.')} AND {self.scope_where}"
             )
             found = self.conn.execute(
-                self._bound(statement), {**self.params, "pgv_ids": missing}
+                self._bound(statement), {**self.params, "pgv_ids": text_array(missing)}
             ).all()
             self.asked.update(missing)
             self.cosines.update((memory_id, float(c)) for memory_id, c in found)
@@ -782,7 +863,7 @@ def _keep_sample(
             "SELECT memory_id, vector FROM memory_vectors WHERE brain_id = :brain "
             "AND model = :model AND memory_id = ANY(CAST(:ids AS text[]))"
         ),
-        {"brain": brain_id, "model": model, "ids": ids},
+        {"brain": brain_id, "model": model, "ids": text_array(ids)},
     ).all()
     found = {memory_id: bytes(vector) for memory_id, vector in rows}
     blobs = [found[i] for i in ids if i in found and len(found[i]) == 4 * dims]

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, TextClause
 
 from core.embeddings import get_embedder
 from core.embeddings.base import Embedder
 from core.kernel import cursor as cursors
 from core.kernel.config import RankingSettings, Settings
 from core.kernel.db.engine import sql, tuples
-from core.kernel.db.id_lists import id_table
+from core.kernel.db.id_lists import id_table, text_array
 from core.kernel.errors import InvalidInput
 from core.kernel.ids import now_ms, parse_time
 from core.kernel.scope import Scope
@@ -157,18 +158,13 @@ def search(
     population = semantic.population if semantic else _count(conn, where, params)
     # Lexical matches come with their rank columns (the match applied the scope and filters).
     matches: list[tuple[Any, ...]] = []
+    # The nearest memories' rows, when they came with the full-text candidates (PostgreSQL).
+    nearest: list[tuple[Any, ...]] | None = None
     if request.mode != "semantic":
-        matches = lexical.candidates(
-            conn,
-            _lexical_terms(conn, request.query, scope.brain_id, ranking),
-            where,
-            params,
-            n,
-            brain_id=scope.brain_id,
-            user_id=scope.user_id or filters.user_id,
-            columns=_RANK_COLUMNS,
-            in_scope=population,
-        )
+        matches, nearest = _lexical_matches(
+            conn, request.query, scope, filters, ranking, where, params, n, population,
+            semantic if request.mode == "hybrid" else None,
+        )  # fmt: skip
     lexical_raw = {row[1]: float(row[0]) for row in matches}
     raw_scores = np.fromiter(lexical_raw.values(), float)
     evidence = _Evidence(
@@ -186,8 +182,31 @@ def search(
     )
 
     found = [row[1:] for row in matches]
-    if semantic is not None and request.mode != "lexical":
-        if isinstance(semantic, pgvector.PgSemantic) and not semantic.exact:
+    moment = now_ms() if filters.as_of is None else parse_time(filters.as_of)
+    time_query = temporal.read_query(request.query, moment)
+    reach = max(ranking.context_reach, 0)
+    around: _Around | None = None  # thread context read with the nearest (semantic search)
+    if nearest is not None:
+        found += nearest
+    elif semantic is not None and request.mode != "lexical":
+        if (
+            isinstance(semantic, pgvector.PgSemantic)
+            and request.mode == "semantic"
+            and semantic.folds(n)
+            and _around_in_one(conn)
+        ):
+            # The nearest and their thread context in one statement: with no full-text
+            # candidates the best candidates are the nearest (by cosine, then id).
+            around = _around(
+                conn, scope.brain_id, [], reach, [], where, params, semantic,
+                dates=time_query.matters,
+                nearest=(semantic.nearest_rows_sql(n, where, _RANK_COLUMNS),
+                         max(_CONTEXT_FROM, 3 * wanted)),
+            )  # fmt: skip
+            found += semantic.take_nearest(around.nearest, n, where, params, _RANK_COLUMNS, also=[])
+            if not semantic.complete(around.nearest, n):
+                around = None  # ranked exactly instead: its context is read for those
+        elif isinstance(semantic, pgvector.PgSemantic) and not semantic.exact:
             # The nearest, their rows and the lexical candidates' cosines: one statement.
             also = list(lexical_raw)
             found += semantic.nearest_read_back(n, where, params, _RANK_COLUMNS, also=also)
@@ -195,10 +214,8 @@ def search(
             if isinstance(semantic, _Semantic):
                 # The lexical candidates' exact cosines in the same read as the nearest ones'.
                 semantic.rescore(list(lexical_raw))
-            nearest = [i for i in semantic.top(n) if i not in lexical_raw]
-            found += _read_candidates(
-                conn, where, params, nearest, semantic, also=list(lexical_raw)
-            )
+            top = [i for i in semantic.top(n) if i not in lexical_raw]
+            found += _read_candidates(conn, where, params, top, semantic, also=list(lexical_raw))
     pool = _Pool(evidence)
     pool.add(found)
     if not pool.rows:
@@ -207,13 +224,31 @@ def search(
     # Thread context: the best candidates lend evidence to the memories saved next to them.
     fused = pool.fused()
     best = np.argsort(-fused, kind="stable")[: max(_CONTEXT_FROM, 3 * wanted)]
-    reach = max(ranking.context_reach, 0)
-    threads = _neighbours(conn, scope.brain_id, [pool.rows[k] for k in best.tolist()], reach)
-    extra = [i for near in threads.values() for side in near for i in side if i]
-    extra = [i for i in dict.fromkeys(extra) if i not in pool.position]
-    if extra:
-        pool.add(_read_candidates(conn, where, params, extra, semantic))
-        fused = pool.fused()
+    best_rows = [pool.rows[k] for k in best.tolist()]
+    read: temporal.Read | None = None
+    if around is not None and {row[0] for row in best_rows} == set(around.threads):
+        # Read with the nearest, for the very candidates search ranks best.
+        threads, read = around.threads, around.read
+        if around.extra:
+            pool.add(around.extra)
+            fused = pool.fused()
+    elif _around_in_one(conn):
+        # Neighbours, their rows and what time-ranking reads of every candidate: one round trip.
+        once = _around(
+            conn, scope.brain_id, best_rows, reach, pool.ids, where, params, semantic,
+            dates=time_query.matters,
+        )  # fmt: skip
+        threads, read = once.threads, once.read
+        if once.extra:
+            pool.add(once.extra)
+            fused = pool.fused()
+    else:
+        threads = _neighbours(conn, scope.brain_id, best_rows, reach)
+        extra = [i for near in threads.values() for side in near for i in side if i]
+        extra = [i for i in dict.fromkeys(extra) if i not in pool.position]
+        if extra:
+            pool.add(_read_candidates(conn, where, params, extra, semantic))
+            fused = pool.fused()
     background = evidence.background()
     # neighbour_of[side][d][memory id]: the memory d + 1 places before (side 0) or after it.
     neighbour_of: tuple[list[dict[str, str]], list[dict[str, str]]] = (
@@ -249,9 +284,9 @@ def search(
         sides.append((lent(neighbour_of[1][d]), share_after * farther))
     context = thread_context(fused, sides, background)
     ranked = rank(pool.describe(conn, scope.brain_id, context, filters.as_of), ranking)
-    moment = now_ms() if filters.as_of is None else parse_time(filters.as_of)
-    time_query = temporal.read_query(request.query, moment)
-    in_time = temporal.factors(conn, scope.brain_id, ids, pool.valid_from(), time_query, moment)
+    in_time = temporal.factors(
+        conn, scope.brain_id, ids, pool.valid_from(), time_query, moment, read
+    )
     scores = np.round(ranked.scores * in_time, 6)
     kept = np.flatnonzero((scores > 0.0) & (scores >= request.min_score)).tolist()
     order = sorted(kept, key=lambda k: (-scores[k], ids[k]))
@@ -353,6 +388,66 @@ class _Pool:
         )
 
 
+def _lexical_matches(
+    conn: Connection,
+    query: str,
+    scope: Scope,
+    filters: SearchFilters,
+    ranking: RankingSettings,
+    where: list[str],
+    params: dict[str, Any],
+    n: int,
+    population: int,
+    semantic: _Semantic | pgvector.PgSemantic | None,
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]] | None]:
+    """The full-text candidates, (raw score, *_RANK_COLUMNS) of the best n, best first; and,
+    when `semantic` (hybrid search) read them in the same statement, the rows of its nearest
+    (`PgSemantic.nearest_read_back`'s), else None."""
+    user_id = scope.user_id or filters.user_id
+    terms = lexical.query_terms(query)
+    asked = near_words.asked(terms) if ranking.near_words else []
+    fold = isinstance(semantic, pgvector.PgSemantic) and semantic.folds(n)
+    if conn.dialect.name == "postgresql" and (asked or fold):
+        # One statement where there were three round trips: which words the brain holds, the
+        # candidates of the words as typed (with their cosines) and the nearest memories.
+        # When the brain holds every word (nearly every search) those are the candidates;
+        # else the words one edit away join them and the candidates are read again.
+        pg = semantic if fold and isinstance(semantic, pgvector.PgSemantic) else None
+        read = lexical.search_read(
+            conn, terms, where, {**params, **(pg.params if pg else {})}, n,
+            brain_id=scope.brain_id, columns=_RANK_COLUMNS, in_scope=population, asked=asked,
+            cosine=pg.cosine_sql() if pg else None,
+            nearest=pg.nearest_rows_sql(n, where, _RANK_COLUMNS) if pg else "",
+            bind=pg.bind if pg else sql,
+        )  # fmt: skip
+        found = read.rows
+        if pg:
+            pg.noted(read.cosines)
+        near = {}
+        if not all(word in read.held for word in asked):
+            near = near_words.correct(conn, terms, brain_id=scope.brain_id, known=read.held)
+        if near:
+            found = lexical.candidates(
+                conn, _with_near(terms, near), where, params, n, brain_id=scope.brain_id,
+                user_id=user_id, columns=_RANK_COLUMNS, in_scope=population,
+            )  # fmt: skip
+        if pg is None:
+            return found, None
+        also = [row[1] for row in found]
+        return found, pg.take_nearest(read.nearest, n, where, params, _RANK_COLUMNS, also=also)
+    if asked:
+        terms = _lexical_terms(conn, query, scope.brain_id, ranking)
+    return lexical.candidates(
+        conn, terms, where, params, n, brain_id=scope.brain_id, user_id=user_id,
+        columns=_RANK_COLUMNS, in_scope=population,
+    ), None  # fmt: skip
+
+
+def _with_near(terms: list[str], near: dict[str, list[str]]) -> list[str]:
+    """The words, each followed by its near words."""
+    return list(dict.fromkeys(t for term in terms for t in (term, *near.get(term, ()))))
+
+
 def _lexical_terms(
     conn: Connection, query: str, brain_id: str, ranking: RankingSettings
 ) -> list[str]:
@@ -363,7 +458,7 @@ def _lexical_terms(
     if not ranking.near_words:
         return terms
     near = near_words.correct(conn, terms, brain_id=brain_id)
-    return list(dict.fromkeys(t for term in terms for t in (term, *near.get(term, ()))))
+    return _with_near(terms, near)
 
 
 def context_shares(ranking: RankingSettings, vector: QueryVector | None) -> tuple[float, float]:
@@ -576,6 +671,134 @@ def _neighbours(
         for memory_id, *others in tuples(conn, statement, params):
             found[memory_id] = (list(others[:reach]), list(others[reach:]))
     return found
+
+
+def _around_in_one(conn: Connection) -> bool:
+    """Whether the thread neighbours, their rows and time-ranking's reads are one statement
+    (`_around`): on PostgreSQL, where each statement is a round trip."""
+    return conn.dialect.name == "postgresql"
+
+
+def _around(
+    conn: Connection,
+    brain_id: str,
+    rows: list[tuple[Any, ...]],
+    reach: int,
+    pool: list[str],
+    where: list[str],
+    params: dict[str, Any],
+    semantic: _Semantic | pgvector.PgSemantic | None,
+    *,
+    dates: bool,
+    nearest: tuple[str, int] | None = None,
+) -> _Around:
+    """PostgreSQL: `_neighbours` of the candidate `rows`, the rank columns (and cosines) of
+    those neighbours not in `pool` (the candidates read so far) that are in scope, and what
+    time-ranking reads of every candidate (open conflicts among them; the dates they mention,
+    when `dates`), in one statement where they took three or four round trips. The same
+    neighbours, rows and conflicts as the statements one at a time (SQLite still runs those:
+    there a statement costs no round trip).
+
+    With `nearest` (a semantic search: `PgSemantic.nearest_rows_sql` and how many of them are
+    the best), the candidates are those nearest, read in the same statement: `rows` and `pool`
+    are then theirs, the best the nearest by cosine, then id, as search ranks them."""
+    members, value = id_table(conn, "ctx_best", alias="b")
+    pool_ids = "SELECT u.value FROM unnest(CAST(:ctx_pool AS text[])) AS u(value)"
+    lead = ""
+    if nearest is not None:
+        lead = f"nr AS MATERIALIZED ({nearest[0]}), "
+        members = (
+            '(SELECT nr.id AS value FROM nr ORDER BY nr.cosine DESC, nr.id COLLATE "C" '
+            f"LIMIT {int(nearest[1])}) AS b"
+        )
+        pool_ids = "SELECT nr.id AS value FROM nr"
+    cosine, join = "CAST(NULL AS float8)", ""
+    bind: Callable[[str], TextClause] = sql
+    if isinstance(semantic, pgvector.PgSemantic) and not semantic.exact:
+        join, cosine = semantic.cosine_sql()
+        bind = semantic.bind
+        params = {**params, **semantic.params}
+
+    def side(older: bool) -> str:
+        # The `reach` memories saved just before (after) the candidate by its user, nearest
+        # first: one index scan, where a subquery per place re-read the nearer ones.
+        op, order = ("<", "DESC") if older else (">", "ASC")
+        near = (
+            "ARRAY(SELECT n.id FROM memories n WHERE n.brain_id = :ctx_brain AND {} AND "
+            f"(n.created_at, n.id) {op} (c.created_at, c.id) "
+            f"ORDER BY n.created_at {order}, n.id {order} LIMIT {int(reach)})"
+        )
+        # Each branch an equality the (brain, user, created) index serves; CASE runs one.
+        return (
+            f"CASE WHEN c.user_id IS NULL THEN {near.format('n.user_id IS NULL')} "
+            f"ELSE {near.format('n.user_id = c.user_id')} END"
+        )
+
+    width = len(_RANK_COLUMNS.split(",")) + 1  # the rank columns and the cosine
+    dated = "NULL"
+    if dates:
+        dated = (
+            "(SELECT json_agg(json_build_array(t.memory_id, t.starts_at, t.ends_at)) FROM "
+            f"({temporal.dates_sql('ids', ':ctx_brain')}) AS t)"
+        )
+    columns = ", ".join(c.strip().removeprefix("m.") for c in _RANK_COLUMNS.split(","))
+    statement = (
+        f"WITH {lead}nb AS MATERIALIZED (SELECT c.id, {side(True)} AS before, "
+        f"{side(False)} AS after FROM {members} JOIN memories c ON c.id = b.value "
+        "WHERE c.brain_id = :ctx_brain), "
+        "x AS (SELECT DISTINCT e.value FROM nb, unnest(nb.before || nb.after) AS e(value) "
+        f"WHERE e.value NOT IN ({pool_ids})), "
+        f"r AS MATERIALIZED (SELECT {_RANK_COLUMNS}, {cosine} AS cosine "
+        f"FROM x JOIN memories m ON m.id = x.value {join} WHERE {' AND '.join(where)}), "
+        f"ids AS ({pool_ids} UNION ALL SELECT r.id FROM r) "
+        "SELECT 1, r.*, NULL FROM r UNION ALL "
+        f"SELECT 0, {', '.join(['NULL'] * width)}, json_build_array("
+        "(SELECT json_agg(json_build_array(nb.id, nb.before, nb.after)) FROM nb), "
+        "(SELECT json_agg(json_build_array(t.a_id, t.b_id)) FROM "
+        f"({temporal.conflicts_sql('SELECT ids.value FROM ids', ':ctx_brain')}) AS t), "
+        f"{dated})"
+    )
+    if nearest is not None:
+        # The nearest rows themselves, their index count in the last column.
+        statement += (
+            f" UNION ALL SELECT 2, {', '.join('nr.' + c for c in columns.split(', '))}, "
+            "nr.cosine, to_json(nr.count) FROM nr"
+        )
+    found = conn.execute(
+        bind(statement),
+        {
+            **params,
+            "ctx_brain": brain_id,
+            "ctx_best": value([row[0] for row in rows]),
+            "ctx_pool": text_array(pool),
+        },
+    ).all()
+    extra = [tuple(row[1:width]) for row in found if row[0] == 1]
+    if isinstance(semantic, pgvector.PgSemantic) and not semantic.exact:
+        semantic.noted([(row[1], row[width]) for row in found if row[0] == 1])
+    near, conflicts, mentioned = next(row[-1] for row in found if row[0] == 0)
+    padding: list[str | None] = [None] * reach
+    threads = {
+        memory_id: ((before + padding)[:reach], (after + padding)[:reach])
+        for memory_id, before, after in near or []
+    }
+    read = temporal.Read(
+        [(a, b) for a, b in conflicts or []],
+        [(m, s, e) for m, s, e in mentioned or []] if dates else None,
+    )
+    # The nearest rows as nearest_rows_sql reads them: (*columns, cosine, count).
+    nearest_rows = [tuple(row[1:]) for row in found if row[0] == 2]
+    return _Around(threads, extra, read, nearest_rows)
+
+
+@dataclass
+class _Around:
+    """What `_around` read."""
+
+    threads: dict[str, tuple[list[str | None], list[str | None]]]
+    extra: list[tuple[Any, ...]]  # the new neighbours' rank columns
+    read: temporal.Read
+    nearest: list[tuple[Any, ...]]  # with `nearest`: its rows
 
 
 def _read_back(

@@ -25,8 +25,10 @@ The weights are global, measured on the LoCoMo dev split and the knowledge-updat
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection
@@ -115,6 +117,34 @@ def _month_of(ms: int) -> int:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).month
 
 
+@dataclass(frozen=True)
+class Read:
+    """What `factors` reads of the candidates, read already: on PostgreSQL search reads it in
+    the statement that reads the candidates' thread neighbours (a round trip each saved)."""
+
+    conflicts: list[tuple[str, str]]  # open conflicts among them (a_id, b_id)
+    dates: list[tuple[str, int | None, int | None]] | None  # the dates they mention; None: unread
+
+
+def conflicts_sql(ids: str, brain: str) -> str:
+    """The open conflicts (a_id, b_id) both of whose sides are among `ids` (a subquery of
+    ids), in the brain bound as `brain`."""
+    return (
+        "SELECT c.a_id, c.b_id FROM memory_conflict_resolutions c "
+        f"WHERE c.brain_id = {brain} AND c.status = 'needs_review' "
+        f"AND c.a_id IN ({ids}) AND c.b_id IN ({ids})"
+    )
+
+
+def dates_sql(members: str, brain: str, *, join: str = "JOIN") -> str:
+    """(memory_id, starts_at, ends_at) of the dates mentioned by the memories of `members` (a
+    table expression with an `ids.value` column), in the brain bound as `brain`."""
+    return (
+        f"SELECT d.memory_id, d.starts_at, d.ends_at FROM {members} {join} memory_dates d "
+        f"ON d.memory_id = ids.value WHERE d.brain_id = {brain}"
+    )
+
+
 def factors(
     conn: Connection,
     brain_id: str,
@@ -122,19 +152,24 @@ def factors(
     valid_from: list[int],
     query: TimeQuery,
     moment: int,
+    read: Read | None = None,
 ) -> np.ndarray:
     """One factor in (0, 1] per candidate (ids with their valid_from, epoch ms), for a query
-    about `moment` (its as_of, else now)."""
+    about `moment` (its as_of, else now); `read` is what was read of them already."""
     age_days = np.maximum(moment - np.array(valid_from, dtype=np.float64), 0.0) / _DAY_MS
     out: np.ndarray = 1.0 - CURRENCY_WEIGHT * (
         1.0 - np.power(0.5, age_days / CURRENCY_HALF_LIFE_DAYS)
     )
     if ids:
-        out *= _contested(conn, brain_id, ids, valid_from)
+        pairs = read.conflicts if read is not None else None
+        out *= _contested(conn, brain_id, ids, valid_from, pairs)
     if not query.matters or not ids:
         return out
     mentioned: dict[str, list[tuple[int | None, int | None]]] = {}
-    for memory_id, start, end in _dates_of(conn, brain_id, ids):
+    found = read.dates if read is not None else None
+    if found is None:
+        found = _dates_of(conn, brain_id, ids)
+    for memory_id, start, end in found:
         mentioned.setdefault(memory_id, []).append((start, end))
     for i, memory_id in enumerate(ids):
         own = mentioned.get(memory_id, [])
@@ -158,31 +193,35 @@ def _in_range(
     return False
 
 
-def _dates_of(conn: Connection, brain_id: str, ids: list[str]) -> list[tuple[str, int, int]]:
+def _dates_of(
+    conn: Connection, brain_id: str, ids: list[str]
+) -> list[tuple[str, int | None, int | None]]:
     members, value = id_table(conn, "ids", alias="ids")
     join = "CROSS JOIN" if conn.dialect.name == "sqlite" else "JOIN"
     return tuples(
-        conn,
-        f"SELECT d.memory_id, d.starts_at, d.ends_at FROM {members} {join} memory_dates d "
-        "ON d.memory_id = ids.value WHERE d.brain_id = :brain",
-        {"brain": brain_id, "ids": value(ids)},
+        conn, dates_sql(members, ":brain", join=join), {"brain": brain_id, "ids": value(ids)}
     )
 
 
 def _contested(
-    conn: Connection, brain_id: str, ids: list[str], valid_from: list[int]
+    conn: Connection,
+    brain_id: str,
+    ids: list[str],
+    valid_from: list[int],
+    pairs: list[tuple[str, str]] | None = None,
 ) -> np.ndarray:
     """1 for each candidate, 1 - CONTESTED_WEIGHT for the older side of an open conflict whose
-    newer side is a candidate too (every candidate is valid at the moment asked about)."""
+    newer side is a candidate too (every candidate is valid at the moment asked about). The
+    conflicts are read here unless `pairs` holds them."""
     out = np.ones(len(ids))
-    members, value = id_table(conn, "ids", alias="ids")
-    rows = tuples(
-        conn,
-        f"SELECT c.a_id, c.b_id FROM memory_conflict_resolutions c WHERE c.brain_id = :brain "
-        f"AND c.status = 'needs_review' AND c.a_id IN (SELECT ids.value FROM {members}) "
-        f"AND c.b_id IN (SELECT ids.value FROM {members})",
-        {"brain": brain_id, "ids": value(ids)},
-    )
+    rows: Sequence[tuple[Any, ...]] | None = pairs
+    if rows is None:
+        members, value = id_table(conn, "ids", alias="ids")
+        rows = tuples(
+            conn,
+            conflicts_sql(f"SELECT ids.value FROM {members}", ":brain"),
+            {"brain": brain_id, "ids": value(ids)},
+        )
     if not rows:
         return out
     position = {memory_id: i for i, memory_id in enumerate(ids)}

@@ -13,6 +13,7 @@ from core.retrieval import near_words
 from core.retrieval.near_words import correct
 from tests.conftest import Tenant, make_tenant
 from tests.lambda_client import LambdaClient
+from tests.statements import statements_sent
 
 MEMORIES = [
     "Ana is allergic to peanuts and carries an EpiPen.",
@@ -117,3 +118,25 @@ def test_corrections_come_from_the_callers_brain_only(
         # above: a word's near words are remembered a while.)
         found = correct(conn, ["paenuts", "cashwes"], brain_id=stranger.brain_id)
     assert "peanuts" in found["paenuts"] and "cashews" in found["cashwes"]
+
+
+def test_which_words_are_held_comes_with_the_candidates(
+    engine: Engine, client: LambdaClient, store: str
+) -> None:
+    """On PostgreSQL the question of which query words the brain holds goes in the full-text
+    statement (a round trip each saved): a query of known words reads the index once; a typo
+    then looks up its near words and reads the candidates again, with the same answers as a
+    lookup of its own. SQLite asks in a statement of its own: it costs no round trip there."""
+    if store == "sqlite":
+        pytest.skip("SQLite's statements cost no round trip: the lookup stays its own")
+    _load(client)
+    with statements_sent(engine) as sent:
+        assert _found(client, "allergic peanuts")[0] == MEMORIES[0]
+    lookups = [s for s in sent.statements if s.startswith("SELECT c.w")]
+    fulltext = [s for s in sent.statements if "plainto_tsquery" in s]
+    assert lookups == [] and len(fulltext) == 1
+    with statements_sent(engine) as sent:
+        assert _found(client, "alergic to penauts")[0] == MEMORIES[0]
+    lookups = [s for s in sent.statements if s.startswith("SELECT c.w")]
+    fulltext = [s for s in sent.statements if "WITH w AS" in s]
+    assert len(lookups) == 1 and len(fulltext) == 2  # the near words, then the candidates

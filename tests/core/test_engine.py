@@ -146,3 +146,23 @@ def test_settled_before_follows_open_writers_within_a_bound(
         assert bounded is not None and bounded >= began  # no further back than now
         writer.rollback()
     assert settled() is None
+
+
+# Ids as stored and as a client may choose them: quotes, backslashes, braces, commas, blanks,
+# the word NULL and non-ASCII text each reach the database as the very same string.
+_AWKWARD_IDS = ["plain-id", 'q"uote', "back\\slash", "{brace}", "a,b", " lead", "NULL", "é ü", ""]
+
+
+def test_an_id_list_bound_as_one_value_holds_each_id_unchanged(engine: Engine) -> None:
+    from core.kernel.db.id_lists import id_in, id_table
+
+    with single_read(engine) as conn:
+        members, value = id_table(conn, "ids", alias="t")
+        rows = conn.execute(text(f"SELECT t.value FROM {members}"), {"ids": value(_AWKWARD_IDS)})
+        assert [row[0] for row in rows] == _AWKWARD_IDS
+        empty = conn.execute(text(f"SELECT count(*) FROM {members}"), {"ids": value([])})
+        assert empty.scalar() == 0
+        among, bound = id_in(conn, ['q"uote', "NULL"])
+        values = " UNION ALL ".join(f"SELECT '{v}' AS v" for v in ('q"uote', "NULL", "null", "x"))
+        found = conn.execute(text(f"SELECT v FROM ({values}) AS s WHERE v {among}"), {"ids": bound})
+        assert sorted(row[0] for row in found) == ["NULL", 'q"uote']

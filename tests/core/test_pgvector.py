@@ -437,7 +437,8 @@ def test_fewer_round_trips_give_the_same_ranking(
     # More than the sample and the nearest hold, so that some lexical matches are neither.
     _add_many(client, [f"{TOPICS[i % 10].split()[-1]} errand {i}" for i in range(140)])
     monkeypatch.setattr(pgvector, "SAMPLE_SIZE", 12)  # 200 memories: sampled, HNSW asked
-    queries = [*QUERIES, "Lisbon flight on Tuesday", "cheese lasagna recipe"]
+    # The last with a typo: its near words are looked up, its candidates read again.
+    queries = [*QUERIES, "Lisbon flight on Tuesday", "cheese lasagna recipe", "bicycle chian oil"]
     for q in queries:  # the first search of a scope learns that it is larger than the sample
         _search(client, q)
     merged: dict[str, list[dict[str, Any]]] = {}
@@ -455,6 +456,8 @@ def test_fewer_round_trips_give_the_same_ranking(
         return search._read_back(self.conn, where, params, nearest, columns)
 
     monkeypatch.setattr(search, "_read_candidates", one_each)
+    monkeypatch.setattr(search, "_around_in_one", lambda _conn: False)
+    monkeypatch.setattr(pgvector.PgSemantic, "folds", lambda _self, _n: False)
     monkeypatch.setattr(pgvector.PgSemantic, "nearest_read_back", two_steps)
     separate: dict[str, list[dict[str, Any]]] = {}
 
@@ -577,3 +580,154 @@ def test_a_large_scope_keeps_its_sample_until_a_vector_enters_it_or_it_expires(
     pgvector._samples.clear()
     assert reads_sample("printer problems") and reads_sample("printer problems")
     assert vectors._cache == {}
+
+
+def test_thread_and_time_reads_in_one_statement_give_the_same_ranking(
+    pg_settings: Settings, pg_engine: Engine, pg_tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the candidates' thread neighbours, the neighbours' rows and cosines, the
+    open conflicts among the candidates and the dates they mention are read in one statement
+    (search._around): the same results, scores and factors as a statement for each, with
+    pgvector and with the numpy path, for a user's scope, several users' and memories with
+    no user, and two fewer statements a search at least."""
+    from core.retrieval import search
+
+    client = _client(pg_settings, pg_tenant)
+    hikes = [
+        "We went hiking in the Alps on 7 May 2023",
+        "Packed sandwiches and water for the trail",
+        "The hiking boots gave me blisters by noon",
+        "Next time we take the cable car down",
+    ]
+    ids: list[str] = []
+    for user in ("u1", "u2", None):
+        fields = {"user_id": user} if user else {}
+        # Each user's words differ a little: memories alike to the last digit would tie, and
+        # the clock moving between the two passes could order a tie either way.
+        ids += _add_many(client, [f"{t} ({user} {i})" for i, t in enumerate(hikes)], **fields)
+        ids += _add_many(client, [f"{t} [{user}]" for t in _corpus()[:12]], **fields)
+        ids += _add_many(client, [f"{t} ({user})" for t in TOPICS[:4]], **fields)
+    with transaction(pg_engine) as conn:
+        # The second hike of u1 contradicts the first, unresolved: the older side is demoted.
+        first, second = ids[0], ids[2]
+        conn.execute(
+            text("UPDATE memories SET valid_from = valid_from - 86400000 WHERE id = :id"),
+            {"id": first},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO memory_conflict_resolutions (id, brain_id, pair_key, a_id, b_id, "
+                "user_id, kind, reason, created_at, updated_at) VALUES (:id, :brain, :pair, "
+                ":a, :b, 'u1', 'value', 'test', 0, 0)"
+            ),
+            {
+                "id": str(uuid.uuid4()),
+                "brain": pg_tenant.brain_id,
+                "pair": f"{first}:{second}",
+                "a": first,
+                "b": second,
+            },
+        )
+    searches = [
+        ("hiking boots", {"user_id": "u1"}),
+        ("hiking in May 2023", {"user_id": "u1"}),
+        ("When did we go hiking?", {}),
+        ("trail sandwiches", {"mode": "semantic"}),
+        ("cable car tea", {"mode": "lexical", "user_id": "u2"}),
+        ("garden tomatoes", {"limit": 3, "user_id": "u2"}),
+    ]
+
+    def run(settings: Settings) -> tuple[list[list[dict[str, Any]]], list[str]]:
+        found: list[list[dict[str, Any]]] = []
+        sent = _statements(
+            pg_engine,
+            lambda: found.extend(
+                _search(_client(settings, pg_tenant), q, explain=True, **body)
+                for q, body in searches
+            ),
+        )
+        return found, sent
+
+    for settings in (pg_settings, _off(pg_settings)):
+        _search(_client(settings, pg_tenant), "hiking")  # the HNSW index built, caches warm
+        one, sent_one = run(settings)
+        with monkeypatch.context() as patched:
+            patched.setattr(search, "_around_in_one", lambda _conn: False)
+            each, sent_each = run(settings)
+        for a, b in zip(one, each, strict=True):
+            assert _ids(a) == _ids(b)
+            for x, y in zip(a, b, strict=True):
+                # Recency moves with the clock between the two passes: agreed to rounding.
+                assert x["score"] == pytest.approx(y["score"], abs=2e-6)
+                assert x["explain"] == pytest.approx(y["explain"], abs=2e-6)
+
+        def kinds(sent: list[str]) -> dict[str, int]:
+            starts = {
+                "neighbours": "SELECT c.id, (SELECT p.id FROM memories p",
+                "conflicts": "SELECT c.a_id, c.b_id FROM memory_conflict_resolutions",
+                "dates": "SELECT d.memory_id, d.starts_at",
+                "in one": "WITH nb AS MATERIALIZED",
+            }
+            return {k: sum(x.startswith(v) for x in sent) for k, v in starts.items()}
+
+        assert kinds(sent_one) == {
+            "neighbours": 0,
+            "conflicts": 0,
+            "dates": 0,
+            "in one": len(searches),
+        }
+        each_kind = kinds(sent_each)
+        # A statement per user whose memories are candidates: three for each of the two
+        # searches of every user's memories.
+        assert each_kind["neighbours"] == len(searches) + 4
+        assert each_kind["conflicts"] == len(searches)
+        assert each_kind["dates"] == 2  # the two searches that name a time or ask when
+        assert len(sent_one) <= len(sent_each) - sum(each_kind.values()) + len(searches)
+        times = [hit["explain"]["time"] for hits in one for hit in hits]
+        assert min(times) < 0.85, "the contested side and the memories of another time"
+        assert any(first == hit["memory"]["id"] for hits in one[:2] for hit in hits)
+
+
+def test_a_semantic_search_reads_its_nearest_and_their_context_in_one_statement(
+    pg_settings: Settings, pg_engine: Engine, pg_tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A semantic search of a scope larger than the sample ranks its nearest memories only, so
+    its best candidates are its nearest by cosine: their thread neighbours, the neighbours'
+    rows and the time inputs come in the nearest's own statement. The same results, scores and
+    factors as the nearest, then their context, each read on its own."""
+    from core.retrieval import search
+
+    client = _client(pg_settings, pg_tenant)
+    _add_many(client, [f"{t} [{i}]" for i, t in enumerate(_corpus())])
+    _add_many(client, [f"{TOPICS[i % 10].split()[-1]} errand {i}" for i in range(140)])
+    monkeypatch.setattr(pgvector, "SAMPLE_SIZE", 12)  # 200 memories: sampled, HNSW asked
+    queries = ["garden tomatoes in July", "when is the sprint retrospective", "cheese recipe"]
+    for q in queries:  # the first search of a scope learns that it is larger than the sample
+        _search(client, q, mode="semantic")
+
+    def run() -> tuple[list[list[dict[str, Any]]], list[str]]:
+        found: list[list[dict[str, Any]]] = []
+        sent = _statements(
+            pg_engine,
+            lambda: found.extend(
+                _search(client, q, mode="semantic", explain=True, limit=limit)
+                for q in queries
+                for limit in (5, 15)
+            ),
+        )
+        return found, sent
+
+    one, sent_one = run()
+    with monkeypatch.context() as patched:
+        patched.setattr(search, "_around_in_one", lambda _conn: False)
+        each, sent_each = run()
+    for a, b in zip(one, each, strict=True):
+        assert _ids(a) and _ids(a) == _ids(b)
+        for x, y in zip(a, b, strict=True):
+            assert x["score"] == pytest.approx(y["score"], abs=2e-6)
+            assert x["explain"] == pytest.approx(y["explain"], abs=2e-6)
+    folded = [s for s in sent_one if s.startswith("WITH nr AS MATERIALIZED")]
+    assert len(folded) == 2 * len(queries)
+    assert not [s for s in sent_one if s.startswith(("WITH nb AS", "WITH t AS"))]
+    # The nearest, their neighbours, the neighbours' rows, the conflicts: four statements.
+    assert len(sent_one) <= len(sent_each) - 3 * 2 * len(queries)
