@@ -10,7 +10,7 @@ scores the rows in Python: the IDF of the words each row holds, the newest first
 the best rows are looked up first, so a one-owner store reads a few rows. BM25 in the index
 scored every match of the words (2 microseconds each, 0.3-0.4 ms a write at 10,000 memories)
 to rank rows that differ by which of four words they hold. Which words are rarest comes from
-their capped counts, remembered per process (`_Counts`): counting every word of the text cost
+their capped counts, remembered per process (`COUNTS`): counting every word of the text cost
 20 microseconds a word, most of a write's lookup; the posting lists are read fresh, with the
 counts of the words read. Once four of the text's words are remembered as rare, only theirs
 are read: a restatement holds them too (the gate asks for most of the words and no word
@@ -29,7 +29,7 @@ import threading
 import time
 import weakref
 from operator import itemgetter
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 
@@ -52,79 +52,61 @@ _COUNT_CAP = 2 * _POOL + 1
 _OWNER_CAP = 256
 
 
-class _Counts:
-    """Capped row counts of words in a store's full-text index, remembered per process.
+K = TypeVar("K")
+V = TypeVar("V")
 
-    They only choose which words' posting lists are read, and every read refreshes the
-    counts of the words it chose, so a word that became common is seen at its next use. A
-    word never seen (or last seen in no row) is counted whenever fewer than four of the
-    text's words are remembered as rare: a memory holding it may have been added since, and
-    it may be the only rare word a restatement shares. Entries expire after `_TTL` seconds,
-    so a word made rare by deletions is not passed over for long."""
+
+class _Remembered(Generic[K, V]):
+    """Values remembered per process for `_TTL` seconds, at most `_MAX` of them (all are
+    dropped when full: they only choose what to read, never what is found)."""
 
     _TTL = 600.0
     _MAX = 100_000
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._known: dict[tuple[str, str], tuple[int, float]] = {}
+        self._known: dict[K, tuple[V, float]] = {}
 
-    def get(self, store: str, words: list[str]) -> dict[str, int]:
-        oldest = time.monotonic() - self._TTL
-        out: dict[str, int] = {}
-        for word in words:
-            found = self._known.get((store, word))
-            if found is not None and found[1] >= oldest:
-                out[word] = found[0]
-        return out
+    def get(self, key: K) -> V | None:
+        found = self._known.get(key)
+        if found is None or found[1] < time.monotonic() - self._TTL:
+            return None
+        return found[0]
 
-    def put(self, store: str, counts: dict[str, int]) -> None:
+    def put(self, items: dict[K, V | None]) -> None:
+        """Remember each value; a None forgets its key."""
         now = time.monotonic()
         with self._lock:
-            if len(self._known) + len(counts) > self._MAX:
+            if len(self._known) + len(items) > self._MAX:
                 self._known.clear()
-            for word, n in counts.items():
-                if n:
-                    self._known[(store, word)] = (n, now)
+            for key, value in items.items():
+                if value is None:
+                    self._known.pop(key, None)
                 else:
-                    self._known.pop((store, word), None)
+                    self._known[key] = (value, now)
 
     def clear(self) -> None:
         with self._lock:
             self._known.clear()
 
 
-COUNTS = _Counts()
+# Capped row counts of words in a store's full-text index, by (store, word). They only choose
+# which words' posting lists are read, and every read refreshes the counts of the words it
+# chose, so a word that became common is seen at its next use. A word never seen (or last
+# seen in no row) is counted whenever fewer than four of the text's words are remembered as
+# rare: a memory holding it may have been added since, and it may be the only rare word a
+# restatement shares. Entries expire, so a word made rare by deletions is not passed over for
+# long.
+COUNTS: _Remembered[tuple[str, str], int] = _Remembered()
+# Owners seen with `_OWNER_CAP` memories or more, by (store, brain, user): reading their
+# rowids with the postings only to find too many costs 36 microseconds a write (one owner of
+# 10,000), and owners seldom shrink.
+LARGE_OWNERS: _Remembered[tuple[str, str, str | None], bool] = _Remembered()
 
 
-class _LargeOwners:
-    """Owners seen with `_OWNER_CAP` memories or more, remembered per process for `_TTL`
-    seconds: reading their rowids with the postings only to find too many costs 36
-    microseconds a write (one owner of 10,000), and owners seldom shrink."""
-
-    _TTL = 600.0
-    _MAX = 100_000
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._seen: dict[tuple[str, str, str | None], float] = {}
-
-    def holds(self, key: tuple[str, str, str | None]) -> bool:
-        seen = self._seen.get(key)
-        return seen is not None and seen >= time.monotonic() - self._TTL
-
-    def add(self, key: tuple[str, str, str | None]) -> None:
-        with self._lock:
-            if len(self._seen) >= self._MAX:
-                self._seen.clear()
-            self._seen[key] = time.monotonic()
-
-    def clear(self) -> None:
-        with self._lock:
-            self._seen.clear()
-
-
-LARGE_OWNERS = _LargeOwners()
+def _remember(store: str, counts: dict[str, int]) -> None:
+    """Keep the counts read; a word in no row is forgotten (counted again when next met)."""
+    COUNTS.put({(store, word): n or None for word, n in counts.items()})
 
 
 def forget() -> None:
@@ -171,10 +153,10 @@ def restatement_candidates(
         )
     stems = list(dict.fromkeys(stem(t) for t in terms))
     store = _store(conn.engine)
-    remembered = COUNTS.get(store, stems)
+    remembered = {t: n for t in stems if (n := COUNTS.get((store, t))) is not None}
     by_count = sorted(remembered, key=remembered.__getitem__)
     rare = [t for t in by_count if remembered[t] < _COUNT_CAP][:_RESTATEMENT_WORDS]
-    known_large = LARGE_OWNERS.holds((store, brain_id, user_id))
+    known_large = LARGE_OWNERS.get((store, brain_id, user_id)) is not None
     owner = None if known_large else (brain_id, user_id)
     counts: dict[str, int] = {}
     if len(rare) == _RESTATEMENT_WORDS:
@@ -184,7 +166,7 @@ def restatement_candidates(
         # an FTS5 seek per segment (35-50 microseconds), most of what the gate adds a write.
         read = rare
         counts, postings, total, owned = _postings(conn, read, owner)
-        COUNTS.put(store, counts)
+        _remember(store, counts)
         if not all(0 < counts[t] < _COUNT_CAP for t in read):
             counts = {}  # a word grew common or left every memory since: count them all
     if not counts:
@@ -192,9 +174,9 @@ def restatement_candidates(
         # rarest remembered ones: whichever turn out rarest, their postings are at hand.
         read = [t for t in stems if t not in remembered] + by_count[:_RESTATEMENT_WORDS]
         counts, postings, total, owned = _postings(conn, read, owner)
-        COUNTS.put(store, counts)
+        _remember(store, counts)
     if owned is None and not known_large:
-        LARGE_OWNERS.add((store, brain_id, user_id))
+        LARGE_OWNERS.put({(store, brain_id, user_id): True})
     rarest = sorted((t for t in read if counts[t]), key=counts.__getitem__)
     rarest = rarest[:_RESTATEMENT_WORDS]
     if not rarest:
