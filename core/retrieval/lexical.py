@@ -12,11 +12,11 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, TextClause
+from sqlalchemy import Connection, Engine
 
 from core.embeddings.text import STOPWORDS, stem
 from core.kernel.db.engine import sql, transaction, tuples
@@ -530,14 +530,13 @@ def search_read(
     asked: list[str],
     cosine: tuple[str, str] | None = None,
     nearest: str = "",
-    bind: Callable[[str], TextClause] = sql,
 ) -> SearchRead:
     """PostgreSQL: `candidates` of `terms`, which of `asked` (words) the brain's memories hold,
     the candidates' cosines (`cosine`: a join and an expression over memories as m) and the
     rows of another read (`nearest`: a SELECT of `columns`, a cosine and a count), in one
     statement, each a round trip of its own before. Search's near words ask which words are
     held first (core/retrieval/near_words.py): when the brain holds every word asked, these are
-    the search's candidates. `bind` turns the statement into what is executed."""
+    the search's candidates."""
     chosen = _postgres_selective(conn, terms, in_scope) if terms else []
     width = len(columns.split(","))
     parts = []
@@ -564,7 +563,7 @@ def search_read(
         parts.append(f"(SELECT 2, NULL, y.*, NULL FROM ({nearest}) AS y)")
     if not parts:
         return SearchRead([], [], set(), [])
-    found = conn.execute(bind(" UNION ALL ".join(parts)), params).all()
+    found = tuples(conn, " UNION ALL ".join(parts), params)
     rows = [tuple(row[1 : width + 2]) for row in found if row[0] == 0]
     cosines = [(row[2], row[width + 2]) for row in found if row[0] == 0] if cosine else []
     held = next((set(row[-1] or ()) for row in found if row[0] == 1), set())

@@ -38,9 +38,10 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import Connection, Engine, TextClause, bindparam, event, text
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import DBAPIError
 
+from core.kernel.db.engine import tuples
 from core.kernel.db.id_lists import text_array
 
 if TYPE_CHECKING:
@@ -371,7 +372,7 @@ def _scope_sql(user_id: str | None, states: tuple[str, ...] | None) -> str:
     if user_id is not None:
         where += " AND m.user_id = :pgv_user"
     if states is not None:
-        where += " AND m.state IN :pgv_states"
+        where += " AND m.state = ANY(CAST(:pgv_states AS text[]))"
     return where
 
 
@@ -541,7 +542,7 @@ class PgSemantic:
         if user_id is not None:
             params["pgv_user"] = user_id
         if states is not None:
-            params["pgv_states"] = tuple(states)
+            params["pgv_states"] = text_array(states)
         scope_where = _scope_sql(user_id, states)
         state = _engines[_key(conn.engine)]
         large_key = (_key(conn.engine), brain_id, user_id, states, model, dims)
@@ -586,7 +587,7 @@ class PgSemantic:
             nearest_sql = _nearest_sql(dims, model, scope_where, PREFETCH)
             statement += f" UNION ALL SELECT 1, t.memory_id, t.cosine, 0 FROM ({nearest_sql}) t"
             with_nearest = True
-        rows = conn.execute(_bound(statement, states is not None), params).all()
+        rows = tuples(conn, statement, params)
         sampled = [(r[1], float(r[2]), float(r[3])) for r in rows if r[0] == 0]
         cosines = {memory_id: cosine for memory_id, cosine, _ in sampled}
         values = np.fromiter(cosines.values(), np.float64, len(cosines))
@@ -631,14 +632,11 @@ class PgSemantic:
         ranked = sorted(self.cosines.items(), key=lambda kv: (-kv[1], kv[0]))
         return [memory_id for memory_id, _ in ranked[:n]]
 
-    def _bound(self, statement: str) -> TextClause:
-        return _bound(statement, "pgv_states" in self.params)
-
     def _nearest(self, n: int) -> None:
         """The n nearest in scope from the HNSW index (filters applied during the scan)."""
         _session(self.conn, n, self.iterative_scan)
         statement = _nearest_sql(self.dims, self.model, self.scope_where, n)
-        found = self.conn.execute(self._bound(statement), self.params).all()
+        found = tuples(self.conn, statement, self.params)
         if len(found) < n:
             # Either the scope holds fewer than n vectors, or the index scan gave up
             # (hnsw.max_scan_tuples) before finding n of them among other brains' and users':
@@ -650,7 +648,7 @@ class PgSemantic:
                 f"WHERE p.brain_id = :pgv_brain AND {_predicate(self.model, self.dims, 'p.')} "
                 f"AND {self.scope_where} ORDER BY 2 DESC LIMIT {int(n)}"
             )
-            found = self.conn.execute(self._bound(exact), self.params).all()
+            found = tuples(self.conn, exact, self.params)
         for memory_id, cosine in found:
             self.cosines[memory_id] = float(cosine)
 
@@ -679,7 +677,7 @@ class PgSemantic:
             # No other cosine to read (a semantic search): the nearest with their own cosines,
             # not each vector read a second time to compute it again.
             statement = self.nearest_rows_sql(n, where, columns)
-            rows = self.conn.execute(self._bound(statement), {**params, **self.params}).all()
+            rows = tuples(self.conn, statement, {**params, **self.params})
             return self.take_nearest(rows, n, where, params, columns, also=also)
         _session(self.conn, n, self.iterative_scan)
         nearest_sql = _nearest_sql(self.dims, self.model, self.scope_where, n)
@@ -693,9 +691,9 @@ class PgSemantic:
             f"LEFT JOIN {TABLE} p ON p.memory_id = m.id AND p.brain_id = :pgv_brain AND "
             f"{_predicate(self.model, self.dims, 'p.')} WHERE {' AND '.join(where)}"
         )
-        rows = self.conn.execute(
-            self._bound(statement), {**params, **self.params, "pgv_ids": text_array(wanted)}
-        ).all()
+        rows = tuples(
+            self.conn, statement, {**params, **self.params, "pgv_ids": text_array(wanted)}
+        )
         if not rows or int(rows[0][1]) < n:
             # Short (or nothing to tell): rank the nearest exactly, then read them back.
             lexical = set(also)
@@ -722,7 +720,7 @@ class PgSemantic:
 
     def nearest_rows_sql(self, n: int, where: list[str], columns: str) -> str:
         """A SELECT of `columns`, the cosine and the index's count of the n nearest in scope that
-        match `where`, for another statement to read (bound with `bind` and `params`); its rows
+        match `where`, for another statement to read (with `params`); its rows
         go to `take_nearest`. The session's HNSW settings are put in place first: within one
         statement nothing orders a set_config before the scan."""
         _session(self.conn, n, self.iterative_scan)
@@ -791,9 +789,9 @@ class PgSemantic:
             f"LEFT JOIN {TABLE} p ON p.memory_id = m.id AND p.brain_id = :pgv_brain AND "
             f"{_predicate(self.model, self.dims, 'p.')} WHERE {' AND '.join(where)}"
         )
-        rows = self.conn.execute(
-            self._bound(statement), {**params, **self.params, "pgv_ids": text_array(wanted)}
-        ).all()
+        rows = tuples(
+            self.conn, statement, {**params, **self.params, "pgv_ids": text_array(wanted)}
+        )
         self.asked.update(wanted)
         kept = set(ids)
         out = []
@@ -808,7 +806,7 @@ class PgSemantic:
     def cosine_sql(self) -> tuple[str, str]:
         """(a LEFT JOIN, the cosine) for a statement over memories as m that reads candidates:
         the cosine of each in the scope (NULL: none, or outside it, which `z` counts as a
-        memory without a vector). Bind the statement with `bind` and this search's `params`,
+        memory without a vector). Execute the statement with this search's `params`,
         and tell `noted` what it read."""
         join = (
             f"LEFT JOIN {TABLE} pv ON pv.memory_id = m.id AND pv.brain_id = :pgv_brain AND "
@@ -816,9 +814,6 @@ class PgSemantic:
         )
         cosine = "-(pv.embedding <#> CAST(:pgv_q AS vector))"
         return join, f"CASE WHEN {self.scope_where} THEN {cosine} END"
-
-    def bind(self, statement: str) -> TextClause:
-        return self._bound(statement)
 
     def noted(self, cosines: Sequence[tuple[str, float | None]]) -> None:
         """(id, cosine or None) of candidates a statement read with `cosine_sql`."""
@@ -841,9 +836,7 @@ class PgSemantic:
                 "WHERE p.brain_id = :pgv_brain AND p.memory_id = ANY(CAST(:pgv_ids AS text[])) "
                 f"AND {_predicate(self.model, self.dims, 'p.')} AND {self.scope_where}"
             )
-            found = self.conn.execute(
-                self._bound(statement), {**self.params, "pgv_ids": text_array(missing)}
-            ).all()
+            found = tuples(self.conn, statement, {**self.params, "pgv_ids": text_array(missing)})
             self.asked.update(missing)
             self.cosines.update((memory_id, float(c)) for memory_id, c in found)
         cosines = np.array([self.cosines.get(i, self.std.mean) for i in ids], np.float64)
@@ -872,13 +865,6 @@ def _keep_sample(
     vectors = np.frombuffer(b"".join(blobs), np.float32).reshape(len(blobs), dims)
     expires = time.monotonic() + _SampleCache.SECONDS
     _samples.put(key, _Sample(vectors, population, last_rank, expires))
-
-
-def _bound(statement: str, states: bool) -> TextClause:
-    bound = text(statement)
-    if states:
-        bound = bound.bindparams(bindparam("pgv_states", expanding=True))
-    return bound
 
 
 def _nearest_sql(dims: int, model: str, scope_where: str, n: int) -> str:

