@@ -113,6 +113,40 @@ def test_a_busy_postgres_connection_is_not_pinged(own_engine: Engine) -> None:
         assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != before
 
 
+def test_tuples_outside_a_transaction_reads_as_sqlalchemy_would(own_engine: Engine) -> None:
+    # On PostgreSQL the statement goes to the driver (engines.tuples): the same rows, the
+    # listeners see it, and a statement at fault raises SQLAlchemy's error, not the driver's.
+    engine = own_engine
+    seen, listener = _statements(engine)
+    statement = "SELECT x, x * 2.5, 'a:b' || x, :tail FROM (SELECT 1 AS x UNION ALL SELECT 2) t"
+    try:
+        with engines.reads(engine) as conn:
+            rows = engines.tuples(conn, statement + " ORDER BY x", {"tail": "%s", "unused": 1})
+            assert rows == [(1, 2.5, "a:b1", "%s"), (2, 5.0, "a:b2", "%s")]
+            with pytest.raises(DBAPIError, match="division by zero"):
+                engines.tuples(conn, "SELECT 1 / (x - x) FROM (SELECT :x AS x) t", {"x": 1})
+            # The failed statement left the connection usable.
+            assert engines.tuples(conn, "SELECT :v", {"v": 7}) == [(7,)]
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert sum("* 2.5" in s for s in seen) == 1
+    assert sum("1 / (X - X)" in s for s in seen) == 1
+
+
+def test_tuples_on_a_lost_connection_raise_unavailable_and_invalidate(own_engine: Engine) -> None:
+    engine = own_engine
+    with engines.reads(engine) as conn:
+        victim = engines.tuples(conn, "SELECT pg_backend_pid()", {})[0][0]
+        _terminate(engine, victim)
+        time.sleep(0.2)
+        with pytest.raises(DBAPIError) as raised:
+            engines.tuples(conn, "SELECT 1", {})
+    assert engines.unavailable(raised.value)
+    # Invalidated: the pool hands out a new connection, not the dead one.
+    with engines.reads(engine) as conn:
+        assert engines.tuples(conn, "SELECT pg_backend_pid()", {})[0][0] != victim
+
+
 def test_settled_before_follows_open_writers_within_a_bound(
     engine: Engine, store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
