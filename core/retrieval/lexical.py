@@ -444,7 +444,7 @@ def _postgres_statement(
     The words take the first of `_slots` columns, the others bound NULL (no query, a rank of
     0): searches of 1 to 8 words then share one or two statement texts, which psycopg prepares
     and PostgreSQL plans once. One text per number of words was planned on nearly every
-    search: 2 ms of a hybrid search at 10,000 memories."""
+    search: 1-2 ms of a hybrid search at 10,000 memories."""
     slots = _slots(terms)
     names = [f"lex_{i}" for i in range(slots)]
     params = {**params, **dict(zip(names, [*terms, *[None] * (slots - len(terms))], strict=True))}

@@ -24,6 +24,7 @@ from core.kernel.config import Settings
 from core.kernel.db.engine import dispose, get_engine
 from core.kernel.db.migrations import ensure_schema
 from core.memory import access
+from core.retrieval import lexical
 from tests.conftest import make_tenant, new_postgres_database
 from tests.lambda_client import LambdaClient
 from tests.statements import statements_sent
@@ -179,3 +180,41 @@ def test_a_generic_plan_parses_the_words_once(fresh_url: str) -> None:
     # Nothing under the matches (the index probe, the heap scan, the ranks) parses a word.
     (matches,) = [node for node in nodes if node.get("Subplan Name") == "CTE h"]
     assert "plainto_tsquery" not in json.dumps(matches)
+
+
+def test_searches_of_one_to_eight_words_share_two_statements_and_rank_alike(
+    fresh_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The words are padded to four or eight columns (the rest NULL), so that psycopg prepares
+    the full-text statement and PostgreSQL plans it once, whatever the number of words; the
+    padding ranks as the words alone did."""
+    engine = get_engine(fresh_url)
+    tenant = make_tenant(engine)
+    client = LambdaClient(Settings(database_url=fresh_url, log_level="WARNING"), key=tenant.key)
+    words = ["garden", "tomato", "worker", "basil", "fence", "shovel", "compost", "hedge"]
+    batch = [
+        {"content": " ".join(words[j] for j in range(8) if (i >> (j % 4)) & 1 or j == i % 8)}
+        for i in range(60)
+    ]
+    reply = client.post("/v1/memories/batch", json_body={"memories": batch})
+    assert reply.status in (200, 201), reply.body
+    queries = [" ".join(words[:n]) for n in (1, 2, 3, 4, 5, 7, 8)]
+
+    def search_all() -> list[list[tuple[str, float]]]:
+        found = []
+        for query in queries:
+            reply = client.post("/v1/search", {"query": query, "limit": 10, "mode": "lexical"})
+            assert reply.status == 200, reply.body
+            found.append([(hit["memory"]["id"], hit["score"]) for hit in reply.json()["results"]])
+        return found
+
+    with statements_sent(engine) as sent:
+        padded = search_all()
+    texts = {s for s in sent.statements if "FROM memories m, w" in s}
+    assert len(texts) == 2, [t[:120] for t in texts]
+    assert all(found for found in padded)
+    monkeypatch.setattr(lexical, "_SLOTS", ())  # each number of words a text of its own
+    with statements_sent(engine) as sent:
+        alone = search_all()
+    assert len({s for s in sent.statements if "FROM memories m, w" in s}) == len(queries)
+    assert padded == alone
