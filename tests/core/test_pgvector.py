@@ -731,3 +731,19 @@ def test_a_semantic_search_reads_its_nearest_and_their_context_in_one_statement(
     assert not [s for s in sent_one if s.startswith(("WITH nb AS", "WITH t AS"))]
     # The nearest, their neighbours, the neighbours' rows, the conflicts: four statements.
     assert len(sent_one) <= len(sent_each) - 3 * 2 * len(queries)
+
+
+def test_a_vector_literal_reads_back_as_the_very_same_float32(pg_engine: Engine) -> None:
+    assert pgvector.ensure(pg_engine, "auto")
+    rng = np.random.default_rng(7)
+    vectors_ = [
+        rng.standard_normal(256).astype(np.float32),
+        (rng.standard_normal(384) * 1e-6).astype(np.float32),  # exponents
+        np.array([0.0, -0.0, 1.0, -1.0, 3.4028235e38, 1.4e-45], np.float32),  # extremes
+    ]
+    with pg_engine.connect() as conn:
+        for vector in vectors_:
+            back = conn.execute(
+                text("SELECT CAST(CAST(:v AS vector) AS real[])"), {"v": pgvector.literal(vector)}
+            ).scalar_one()
+            assert np.array_equal(np.array(back, np.float32), vector)
