@@ -729,8 +729,8 @@ class PgSemantic:
 
     def nearest_rows_sql(self, n: int, where: list[str], columns: str) -> str:
         """A SELECT of `columns`, the cosine and the index's count of the n nearest in scope that
-        match `where`, for another statement to read (with `params`); its rows
-        go to `take_nearest`. The session's HNSW settings are put in place first: within one
+        match `where`, for another statement to read (with `params`); its rows go to
+        `take_nearest`. The session's HNSW settings are put in place first: within one
         statement nothing orders a set_config before the scan."""
         _session(self.conn, n, self.iterative_scan)
         nearest = _nearest_sql(self.dims, self.model, self.scope_where, n)
@@ -815,8 +815,8 @@ class PgSemantic:
     def cosine_sql(self) -> tuple[str, str]:
         """(a LEFT JOIN, the cosine) for a statement over memories as m that reads candidates:
         the cosine of each in the scope (NULL: none, or outside it, which `z` counts as a
-        memory without a vector). Execute the statement with this search's `params`,
-        and tell `noted` what it read."""
+        memory without a vector). Execute the statement with this search's `params`, and tell
+        `noted` what it read."""
         join = (
             f"LEFT JOIN {TABLE} pv ON pv.memory_id = m.id AND pv.brain_id = :pgv_brain AND "
             f"{_predicate(self.model, self.dims, 'pv.')}"
