@@ -127,12 +127,11 @@ def tuples(conn: Connection, statement: str, params: Mapping[str, Any]) -> list[
     its errors raised as SQLAlchemy's (a lost connection invalidated): the same to listeners
     and callers. Inside one, SQLAlchemy executes it, so that it knows the transaction began,
     and the rows come from the driver's cursor."""
+    driver = conn.connection.driver_connection
     if conn.dialect.name == "sqlite":
-        driver = conn.connection.driver_connection
         assert driver is not None
         found: list[tuple[Any, ...]] = driver.execute(statement, params).fetchall()
         return found
-    driver = conn.connection.driver_connection
     if driver is not None and driver.autocommit:
         return _driver_rows(conn, driver, statement, params)
     result = conn.execute(sql(statement), params)
